@@ -1,0 +1,24 @@
+// Out-of-band communication between the ranks of one communicator, used at setup (peer info,
+// transport connection details) and never on the data path.
+#pragma once
+
+#include <cstddef>
+
+namespace lockstep {
+
+class Bootstrap {
+ public:
+  virtual ~Bootstrap() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  // data holds size() blocks of `bytes`; this rank's block is at data + rank()*bytes. On return
+  // every block holds the corresponding rank's contribution.
+  virtual void allGather(void* data, size_t bytes) = 0;
+  // Point-to-point messages of an exact expected size, matched by (peer, tag). Sends do not wait
+  // for the matching receive.
+  virtual void send(int peer, int tag, const void* data, size_t bytes) = 0;
+  virtual void recv(int peer, int tag, void* data, size_t bytes) = 0;
+  virtual void barrier() = 0;
+};
+
+}  // namespace lockstep

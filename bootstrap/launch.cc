@@ -1,0 +1,51 @@
+#include "bootstrap/launch.h"
+
+#include <cstring>
+
+namespace lockstep {
+
+LaunchPlan planLaunch(const Config& config) {
+  const LaunchEnv& env = config.launch;
+  if (!env.rank || !env.worldSize) {
+    throw InvalidUsage("LOCKSTEP_RANK and LOCKSTEP_WORLD_SIZE must be set (lockstep-run sets them)");
+  }
+  if (*env.rank >= *env.worldSize) {
+    throw InvalidArgument("LOCKSTEP_RANK=" + std::to_string(*env.rank) + " is not below LOCKSTEP_WORLD_SIZE=" +
+                          std::to_string(*env.worldSize));
+  }
+  LaunchPlan plan{*env.rank, *env.worldSize, {}, nullptr};
+  if (!env.uniqueIdHex.empty()) {
+    lockstepUniqueId id;
+    fromHex(env.uniqueIdHex, id.internal, sizeof(id.internal), "LOCKSTEP_UNIQUE_ID");
+    plan.id = decodeUniqueId(id);
+    return plan;
+  }
+  if (env.root.empty()) {
+    throw InvalidUsage("set LOCKSTEP_UNIQUE_ID or LOCKSTEP_ROOT=host:port to say where ranks meet");
+  }
+  plan.id.root = NetAddr::parse(env.root);
+  if (!env.secretHex.empty()) {
+    fromHex(env.secretHex, plan.id.secret.data(), plan.id.secret.size(), "LOCKSTEP_SECRET");
+  } else {
+    std::string seed = "lockstep-root/" + env.root + "/" + std::to_string(*env.worldSize);
+    uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
+    for (unsigned char c : seed) h1 = (h1 ^ c) * 1099511628211ull, h2 = (h2 ^ c) * 0x100000001b3ull + 7;
+    std::memcpy(plan.id.secret.data(), &h1, 8);
+    std::memcpy(plan.id.secret.data() + 8, &h2, 8);
+  }
+  if (plan.rank == 0) {
+    try {
+      plan.rootService = std::make_unique<RootService>(plan.id.root, plan.id.secret, config.timeout);
+    } catch (const SystemError& e) {
+      if (e.err != EADDRNOTAVAIL) throw;
+      // The name resolves to an address this host does not own (NAT, alias): listen on all.
+      NetAddr any;
+      any.family = plan.id.root.family;
+      any.port = plan.id.root.port;
+      plan.rootService = std::make_unique<RootService>(any, plan.id.secret, config.timeout);
+    }
+  }
+  return plan;
+}
+
+}  // namespace lockstep

@@ -1,0 +1,165 @@
+#include "bootstrap/root_service.h"
+
+#include <poll.h>
+
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <vector>
+
+#include "bootstrap/handshake.h"
+#include "src/core/logging.h"
+
+namespace lockstep {
+namespace {
+
+// A client connection whose hello has not fully arrived yet.
+struct Pending {
+  Fd fd;
+  Clock::time_point since;
+  size_t got = 0;
+  char buf[sizeof(Hello) + sizeof(NetAddr)];
+};
+
+struct Registered {
+  Fd fd;
+  NetAddr addr;
+};
+
+// A client has this long to send its hello; slower ones are dropped so they cannot hold a slot.
+constexpr auto kHelloTimeout = std::chrono::seconds(10);
+
+}  // namespace
+
+RootService::RootService(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout)
+    : listen_(listenOn(bind)), address_(localAddress(listen_.get())), secret_(secret) {
+  if (address_.family == AF_INET && address_.addr[0] == 0 && address_.addr[1] == 0 && address_.addr[2] == 0 &&
+      address_.addr[3] == 0) {
+    address_.addr[0] = 127, address_.addr[3] = 1;  // bound to the wildcard: reachable locally
+  }
+  Deadline deadline = Deadline::after(timeout);
+  thread_ = std::thread([this, deadline] {
+    try {
+      serve(deadline);
+    } catch (const std::exception& e) {
+      LS_WARN(-1, "rendezvous service at " << address_.str() << " failed: " << e.what());
+    }
+    listen_.reset();
+    finished_ = true;
+  });
+}
+
+RootService::~RootService() {
+  stop_ = true;
+  if (thread_.joinable()) thread_.join();
+}
+
+void RootService::serve(Deadline deadline) {
+  const uint64_t commId = commIdFromSecret(secret_);
+  std::list<Pending> pending;
+  std::vector<Registered> ranks;  // sized by the first valid hello
+  int nranks = -1;
+  auto reject = [&](Fd& fd, const std::string& why) {
+    ++rejected_;
+    LS_WARN(-1, "rendezvous " << address_.str() << ": rejected a connection: " << why);
+    fd.reset();
+  };
+  auto replyTo = [&](Fd& fd, lockstepResult_t status, const NetAddr& next, const std::string& msg) {
+    RootReply r{};
+    r.status = status;
+    r.next = next;
+    std::snprintf(r.message, sizeof(r.message), "%s", msg.c_str());
+    try {
+      sendAll(fd.get(), &r, sizeof(r), Deadline::after(std::chrono::seconds(5)));
+    } catch (const std::exception&) {
+      // The rank is gone; it will report its own failure.
+    }
+  };
+
+  while (registered_.load() < nranks || nranks < 0) {
+    if (stop_.load()) return;
+    if (deadline.expired()) {
+      std::string missing;
+      for (int r = 0; r < nranks; ++r) {
+        if (!ranks[r].fd.valid()) missing += (missing.empty() ? "" : ",") + std::to_string(r);
+      }
+      std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " +
+                        (missing.empty() ? "?" : missing) + " never connected";
+      LS_WARN(-1, msg);
+      for (auto& r : ranks) {
+        if (r.fd.valid()) replyTo(r.fd, lockstepTimeout, NetAddr{}, msg);
+      }
+      return;
+    }
+    std::vector<pollfd> fds{{listen_.get(), POLLIN, 0}};
+    for (auto& p : pending) fds.push_back({p.fd.get(), POLLIN, 0});
+    int rc = ::poll(fds.data(), fds.size(), deadline.remainingMs(100));
+    if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the rendezvous");
+    if (fds[0].revents & POLLIN) {
+      Fd fd = acceptUntil(listen_.get(), Deadline::after(std::chrono::milliseconds(0)));
+      if (fd.valid()) {
+        pending.emplace_back();
+        pending.back().fd = std::move(fd);
+        pending.back().since = Clock::now();
+      }
+    }
+    auto now = Clock::now();
+    for (auto it = pending.begin(); it != pending.end();) {
+      Pending& p = *it;
+      ssize_t n = ::recv(p.fd.get(), p.buf + p.got, sizeof(p.buf) - p.got, 0);
+      if (n > 0) p.got += static_cast<size_t>(n);
+      bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+      if (closed || (p.got < sizeof(p.buf) && now - p.since > kHelloTimeout)) {
+        reject(p.fd, closed ? "closed before a complete hello" : "hello too slow");
+        it = pending.erase(it);
+        continue;
+      }
+      if (p.got < sizeof(p.buf)) {
+        ++it;
+        continue;
+      }
+      Hello h;
+      NetAddr addr;
+      std::memcpy(&h, p.buf, sizeof(h));
+      std::memcpy(&addr, p.buf + sizeof(h), sizeof(addr));
+      std::string why = checkHello(h, secret_, commId, Purpose::kRoot, nranks);
+      if (why.empty() && !addr.valid()) why = "invalid bootstrap address";
+      if (why.empty() && nranks >= 0 && ranks[h.rank].fd.valid()) why = "rank " + std::to_string(h.rank) + " twice";
+      if (!why.empty()) {
+        // Tell a genuine peer why (it holds the secret); strangers get nothing.
+        if (constantTimeEqual(h.secret, secret_.data(), 16)) replyTo(p.fd, lockstepInvalidUsage, NetAddr{}, why);
+        reject(p.fd, why);
+        it = pending.erase(it);
+        continue;
+      }
+      if (nranks < 0) {
+        nranks = h.nranks;
+        ranks.resize(nranks);
+      }
+      Hello answer = makeHello(secret_, commId, /*rank=*/0, nranks, Purpose::kRoot);
+      try {
+        sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));
+        ranks[h.rank] = Registered{std::move(p.fd), addr};
+        ++registered_;
+      } catch (const std::exception& e) {
+        reject(p.fd, e.what());
+      }
+      it = pending.erase(it);
+    }
+  }
+  for (int r = 0; r < nranks; ++r) replyTo(ranks[r].fd, lockstepSuccess, ranks[(r + 1) % nranks].addr, "");
+  LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << nranks << " ranks");
+}
+
+void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout,
+                       NetAddr* address) {
+  // Services live here until they finish; finished ones are reaped when the next one starts.
+  static std::mutex mu;
+  static std::list<std::unique_ptr<RootService>> services;
+  std::lock_guard<std::mutex> lock(mu);
+  services.remove_if([](const std::unique_ptr<RootService>& s) { return s->finished(); });
+  services.push_back(std::make_unique<RootService>(bind, secret, timeout));
+  *address = services.back()->address();
+}
+
+}  // namespace lockstep

@@ -1,0 +1,57 @@
+// The rendezvous service. Every rank connects once, authenticates with the id's secret and gives
+// its bootstrap address; when all have arrived, the root tells each rank only the address of its
+// ring successor. That is N connections and 2N small messages: the ranks then build the full
+// table among themselves with a ring allGather, so nothing costs O(N^2) at the root.
+//
+// Connections that fail the handshake are logged and dropped without disturbing the others.
+// Connections are served concurrently (poll), so a slow or silent client cannot stall the rest.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "bootstrap/unique_id.h"
+#include "src/net/socket.h"
+
+namespace lockstep {
+
+// What the root answers each rank once everyone has arrived (or the deadline passed).
+struct RootReply {
+  int32_t status;  // lockstepResult_t
+  uint32_t reserved;
+  NetAddr next;        // the ring successor's bootstrap address
+  char message[256];   // why, when status != lockstepSuccess
+};
+
+class RootService {
+ public:
+  // Binds now, so address() is valid on return; serves one rendezvous in a background thread.
+  RootService(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout);
+  ~RootService();  // stops the thread (at most ~100 ms) and joins it
+  RootService(const RootService&) = delete;
+  RootService& operator=(const RootService&) = delete;
+
+  NetAddr address() const { return address_; }
+  bool finished() const { return finished_.load(); }
+  // For tests: handshakes that were rejected, and ranks registered.
+  int rejected() const { return rejected_.load(); }
+  int registered() const { return registered_.load(); }
+
+ private:
+  void serve(Deadline deadline);
+
+  Fd listen_;
+  NetAddr address_;
+  Secret secret_;
+  std::atomic<bool> stop_{false}, finished_{false};
+  std::atomic<int> rejected_{0}, registered_{0};
+  std::thread thread_;
+};
+
+// Starts a service for lockstepGetUniqueId and keeps it alive (process-wide) until it finishes.
+void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout,
+                       NetAddr* address);
+
+}  // namespace lockstep

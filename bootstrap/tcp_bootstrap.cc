@@ -1,0 +1,231 @@
+#include "bootstrap/tcp_bootstrap.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "bootstrap/handshake.h"
+#include "bootstrap/root_service.h"
+#include "src/core/logging.h"
+
+namespace lockstep {
+namespace {
+
+struct P2PHeader {
+  int32_t tag;
+  uint32_t reserved;
+  uint64_t bytes;
+};
+
+// How long an incoming connection may take to present its hello before it is dropped.
+constexpr auto kHelloTimeout = std::chrono::seconds(10);
+
+}  // namespace
+
+TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, int nranks, const NetAddr& local,
+                           std::chrono::milliseconds timeout)
+    : secret_(id.secret), commId_(commId), rank_(rank), nranks_(nranks), timeout_(timeout) {
+  NetAddr bind = local;
+  bind.port = 0;
+  listen_ = listenOn(bind);
+  peers_.resize(nranks);
+  peers_[rank] = localAddress(listen_.get());
+  rendezvous(id, deadline());
+  allGather(peers_.data(), sizeof(NetAddr));
+}
+
+[[noreturn]] void TcpBootstrap::fail(const std::exception& e, int peer, const std::string& doing) {
+  std::string who = peer >= 0 ? "rank " + std::to_string(peer) + " (" + peers_[peer].str() + ")" : "the root";
+  if (dynamic_cast<const ConnectionClosed*>(&e)) {
+    throw RemoteError(peer, "bootstrap: " + who + " closed the connection while " + doing + " (did it exit?)");
+  }
+  if (dynamic_cast<const Timeout*>(&e)) {
+    throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
+                  " ms " + doing + " with " + who);
+  }
+  throw;
+}
+
+void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
+  Fd root;
+  RootReply reply{};
+  try {
+    root = connectTo(id.root, dl);
+    struct {
+      Hello h;
+      NetAddr a;
+    } hello{makeHello(secret_, commId_, rank_, nranks_, Purpose::kRoot), peers_[rank_]};
+    sendAll(root.get(), &hello, sizeof(hello), dl);
+    Hello answer;
+    recvAll(root.get(), &answer, sizeof(answer), dl);
+    std::string why = checkHello(answer, secret_, commId_, Purpose::kRoot, -1);
+    if (!why.empty()) throw RemoteError(-1, "the rendezvous at " + id.root.str() + " answered badly: " + why);
+    recvAll(root.get(), &reply, sizeof(reply), dl);
+  } catch (const Error& e) {
+    if (dynamic_cast<const RemoteError*>(&e) && !dynamic_cast<const ConnectionClosed*>(&e)) throw;
+    fail(e, -1, "waiting for the rendezvous at " + id.root.str());
+  }
+  reply.message[sizeof(reply.message) - 1] = '\0';
+  if (reply.status != lockstepSuccess) {
+    throw Error(static_cast<lockstepResult_t>(reply.status), std::string("rendezvous failed: ") + reply.message);
+  }
+  int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
+  peers_[next] = reply.next;
+  try {
+    // Send our hello to the successor, then serve the predecessor, then read the successor's
+    // answer: the other order would have every rank waiting on its successor at once.
+    next_ = connectTo(reply.next, dl);
+    Hello hello = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
+    sendAll(next_.get(), &hello, sizeof(hello), dl);
+    while (!prev_.valid()) serveIncoming(dl);
+    Hello answer;
+    recvAll(next_.get(), &answer, sizeof(answer), dl);
+    std::string why = checkHello(answer, secret_, commId_, Purpose::kRing, nranks_);
+    if (!why.empty() || answer.rank != next) throw RemoteError(next, "bootstrap ring: bad answer from successor");
+  } catch (const Error& e) {
+    if (dynamic_cast<const RemoteError*>(&e) && !dynamic_cast<const ConnectionClosed*>(&e)) throw;
+    fail(e, prev_.valid() ? next : prev, "building the bootstrap ring");
+  }
+}
+
+void TcpBootstrap::serveIncoming(Deadline dl) {
+  Fd fd = acceptUntil(listen_.get(), dl);
+  if (!fd.valid()) throw Timeout("no connection arrived");
+  Deadline helloDl = dl.earlier(Deadline::after(kHelloTimeout));
+  Hello h;
+  try {
+    recvAll(fd.get(), &h, sizeof(h), helloDl);
+  } catch (const Error& e) {
+    LS_WARN(rank_, "bootstrap: dropped an incoming connection: " << e.what());
+    return;
+  }
+  Purpose purpose = h.purpose == static_cast<uint32_t>(Purpose::kRing) ? Purpose::kRing : Purpose::kP2P;
+  std::string why = checkHello(h, secret_, commId_, purpose, nranks_);
+  int prev = (rank_ + nranks_ - 1) % nranks_;
+  if (why.empty() && purpose == Purpose::kRing && (h.rank != prev || prev_.valid())) why = "unexpected ring peer";
+  if (!why.empty()) {
+    LS_WARN(rank_, "bootstrap: rejected a connection: " << why);
+    return;
+  }
+  try {
+    if (purpose == Purpose::kRing) {
+      Hello answer = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
+      sendAll(fd.get(), &answer, sizeof(answer), helloDl);
+      prev_ = std::move(fd);
+      return;
+    }
+    P2PHeader hdr;
+    recvAll(fd.get(), &hdr, sizeof(hdr), helloDl);
+    if (hdr.bytes > kMaxMessageBytes) {
+      LS_WARN(rank_, "bootstrap: rank " << h.rank << " announced a " << hdr.bytes << "-byte message; dropped");
+      return;
+    }
+    Stashed s{h.rank, hdr.tag, std::vector<char>(hdr.bytes)};
+    recvAll(fd.get(), s.data.data(), s.data.size(), dl);
+    stash_.push_back(std::move(s));
+  } catch (const Error& e) {
+    LS_WARN(rank_, "bootstrap: dropped a connection from rank " << h.rank << ": " << e.what());
+  }
+}
+
+void TcpBootstrap::sendServing(int fd, const void* data, size_t bytes, Deadline dl) {
+  auto* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    ssize_t n = ::send(fd, p, bytes, MSG_NOSIGNAL);
+    if (n > 0) {
+      p += n;
+      bytes -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      if (errno == EPIPE || errno == ECONNRESET) throw ConnectionClosed("connection closed by peer");
+      throw SystemError("send", errno);
+    }
+    pollfd fds[2] = {{fd, POLLOUT, 0}, {listen_.get(), POLLIN, 0}};
+    int rc = ::poll(fds, 2, dl.remainingMs(100));
+    if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
+    if (fds[1].revents & POLLIN) serveIncoming(dl);
+    if (rc == 0 && dl.expired()) throw Timeout("send timed out");
+  }
+}
+
+void TcpBootstrap::allGather(void* data, size_t bytes) {
+  auto* base = static_cast<char*>(data);
+  int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
+  Deadline dl = deadline();
+  // Ring: at step s, pass on block (rank - s) and receive block (rank - s - 1). Both directions
+  // progress together so large blocks cannot deadlock on full socket buffers.
+  for (int s = 0; s < nranks_ - 1; ++s) {
+    const char* out = base + bytes * ((rank_ - s + nranks_) % nranks_);
+    char* in = base + bytes * ((rank_ - s - 1 + nranks_) % nranks_);
+    size_t sent = 0, got = 0;
+    try {
+      while (sent < bytes || got < bytes) {
+        pollfd fds[2] = {{next_.get(), static_cast<short>(sent < bytes ? POLLOUT : 0), 0},
+                         {prev_.get(), static_cast<short>(got < bytes ? POLLIN : 0), 0}};
+        int rc = ::poll(fds, 2, dl.remainingMs(100));
+        if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
+        if (rc == 0 && dl.expired()) throw Timeout("allGather");
+        if (fds[0].revents & (POLLOUT | POLLERR | POLLHUP)) {
+          ssize_t n = ::send(next_.get(), out + sent, bytes - sent, MSG_NOSIGNAL);
+          if (n > 0) sent += static_cast<size_t>(n);
+          else if (n < 0 && errno != EAGAIN && errno != EINTR) throw ConnectionClosed("send to successor failed");
+        }
+        if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) {
+          ssize_t n = ::recv(prev_.get(), in + got, bytes - got, 0);
+          if (n > 0) got += static_cast<size_t>(n);
+          else if (n == 0 || (errno != EAGAIN && errno != EINTR)) throw ConnectionClosed("predecessor closed");
+        }
+      }
+    } catch (const Error& e) {
+      fail(e, got < bytes ? prev : next, "in a bootstrap allGather");
+    }
+  }
+}
+
+void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
+  if (bytes > kMaxMessageBytes) throw InternalError("bootstrap message too large");
+  Deadline dl = deadline();
+  std::vector<char> msg(sizeof(Hello) + sizeof(P2PHeader) + bytes);
+  Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
+  P2PHeader hdr{tag, 0, bytes};
+  std::memcpy(msg.data(), &h, sizeof(h));
+  std::memcpy(msg.data() + sizeof(h), &hdr, sizeof(hdr));
+  if (bytes) std::memcpy(msg.data() + sizeof(h) + sizeof(hdr), data, bytes);
+  try {
+    Fd fd = connectTo(peers_[peer], dl);
+    sendServing(fd.get(), msg.data(), msg.size(), dl);
+  } catch (const Error& e) {
+    fail(e, peer, "sending a bootstrap message");
+  }
+}
+
+void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
+  Deadline dl = deadline();
+  for (;;) {
+    auto it = std::find_if(stash_.begin(), stash_.end(), [&](const Stashed& s) { return s.peer == peer && s.tag == tag; });
+    if (it != stash_.end()) {
+      if (it->data.size() != bytes) {
+        throw RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " sent " + std::to_string(it->data.size()) +
+                                    " bytes for tag " + std::to_string(tag) + ", expected " + std::to_string(bytes));
+      }
+      std::memcpy(data, it->data.data(), bytes);
+      stash_.erase(it);
+      return;
+    }
+    try {
+      serveIncoming(dl);
+    } catch (const Error& e) {
+      fail(e, peer, "waiting for a bootstrap message (tag " + std::to_string(tag) + ")");
+    }
+  }
+}
+
+void TcpBootstrap::barrier() {
+  std::vector<char> b(nranks_);
+  allGather(b.data(), 1);
+}
+
+}  // namespace lockstep

@@ -1,0 +1,112 @@
+#include "perf/perf_common.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/dtype.h"
+
+namespace lockstep::perf {
+namespace {
+
+size_t parseSize(const char* s) {
+  char* end = nullptr;
+  double v = std::strtod(s, &end);
+  switch (end && *end ? *end : 0) {
+    case 'K': case 'k': v *= 1024.0; break;
+    case 'M': case 'm': v *= 1024.0 * 1024.0; break;
+    case 'G': case 'g': v *= 1024.0 * 1024.0 * 1024.0; break;
+    default: break;
+  }
+  return static_cast<size_t>(v);
+}
+
+[[noreturn]] void usage(const char* program, const char* why) {
+  std::fprintf(stderr,
+               "%s: %s\nusage: %s [-b minBytes] [-e maxBytes] [-f factor] [-n iters] [-w warmup] [-t targetBytes]\n"
+               "       [-m minIters] [-c 0|1] [-d dtype|all] [-o sum|prod|max|min|avg|all] [-a algo]\n",
+               program, why, program);
+  std::exit(2);
+}
+
+}  // namespace
+
+Args parseArgs(int argc, char** argv, const char* program) {
+  Args a;
+  for (int i = 1; i < argc; i += 2) {
+    std::string k = argv[i];
+    if (i + 1 >= argc) usage(program, ("missing value for " + k).c_str());
+    const char* v = argv[i + 1];
+    if (k == "-b") a.minBytes = parseSize(v);
+    else if (k == "-e") a.maxBytes = parseSize(v);
+    else if (k == "-f") a.factor = parseSize(v);
+    else if (k == "-n") a.iters = std::atoi(v);
+    else if (k == "-w") a.warmup = std::atoi(v);
+    else if (k == "-t") a.targetBytes = parseSize(v);
+    else if (k == "-m") a.minIters = std::atoi(v);
+    else if (k == "-c") a.check = std::atoi(v) != 0;
+    else if (k == "-a") a.algo = v;
+    else if (k == "-d") {
+      a.types.clear();
+      for (int t = 0; t < lockstepNumTypes; ++t) {
+        if (std::strcmp(v, "all") == 0) a.types.push_back(static_cast<lockstepDataType_t>(t));
+      }
+      lockstepDataType_t t;
+      if (a.types.empty() && !parseDataType(v, &t)) usage(program, ("unknown dtype " + std::string(v)).c_str());
+      if (a.types.empty()) a.types.push_back(t);
+    } else if (k == "-o") {
+      a.ops.clear();
+      for (int o = 0; o < lockstepNumOps; ++o) {
+        if (std::strcmp(v, "all") == 0) a.ops.push_back(static_cast<lockstepRedOp_t>(o));
+      }
+      lockstepRedOp_t o;
+      if (a.ops.empty() && !parseRedOp(v, &o)) usage(program, ("unknown op " + std::string(v)).c_str());
+      if (a.ops.empty()) a.ops.push_back(o);
+    } else {
+      usage(program, ("unknown option " + k).c_str());
+    }
+  }
+  if (a.algo != "ring") usage(program, ("unknown algorithm " + a.algo + " (available: ring)").c_str());
+  if (a.factor < 2) a.factor = 2;
+  if (a.maxBytes < a.minBytes) usage(program, "-e is below -b");
+  return a;
+}
+
+std::vector<size_t> sweepSizes(const Args& a, size_t elemBytes) {
+  std::vector<size_t> v;
+  for (size_t s = a.minBytes; s <= a.maxBytes; s *= a.factor) {
+    size_t b = std::max(elemBytes, s / elemBytes * elemBytes);
+    if (v.empty() || v.back() != b) v.push_back(b);
+  }
+  return v;
+}
+
+int itersFor(const Args& a, size_t bytes) {
+  if (a.iters > 0) return a.iters;
+  size_t it = a.targetBytes / std::max<size_t>(bytes, 1);
+  return static_cast<int>(std::min<size_t>(std::max<size_t>(it, a.minIters), a.maxIters));
+}
+
+int warmupFor(const Args& a, int iters) { return a.warmup >= 0 ? a.warmup : std::max(2, iters / 10); }
+
+void printHeader(const char* title, int nranks, const Args& a) {
+  std::printf("# %s, nranks %d, algorithm %s, check %d\n", title, nranks, a.algo.c_str(), a.check ? 1 : 0);
+  std::printf("#%57s %31s %31s\n", "", "out-of-place", "in-place");
+  std::printf("#%12s %14s %9s %6s %6s %10s %8s %8s %6s %10s %8s %8s %6s\n", "size", "count", "type", "redop", "root",
+              "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
+  std::printf("#%12s %14s %9s %6s %6s %10s %8s %8s %6s %10s %8s %8s %6s\n", "(B)", "(elements)", "", "", "", "(us)",
+              "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)", "");
+  std::fflush(stdout);
+}
+
+void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor,
+              double oopUs, size_t oopWrong, double ipUs, size_t ipWrong) {
+  auto algbw = [&](double us) { return us > 0 ? bytes / (us * 1e-6) / 1e9 : 0.0; };
+  std::printf(" %12zu %14zu %9s %6s %6d %10.2f %8.3f %8.3f %6zu %10.2f %8.3f %8.3f %6zu\n", bytes, count, type, op,
+              root, oopUs, algbw(oopUs), algbw(oopUs) * busFactor, oopWrong, ipUs, algbw(ipUs),
+              algbw(ipUs) * busFactor, ipWrong);
+  std::fflush(stdout);
+}
+
+}  // namespace lockstep::perf

@@ -1,0 +1,41 @@
+// What every *_perf driver shares: nccl-tests' flags, the size sweep, the iteration policy and the
+// table. Flags: -b min bytes, -e max bytes, -f factor, -n iterations (0 = adaptive: about -t
+// bytes per size, between -m and 2000 iterations), -w warmup iterations, -c check (0/1),
+// -d dtype (or "all"), -o op (or "all"), -a algorithm.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+
+namespace lockstep::perf {
+
+struct Args {
+  size_t minBytes = 8;
+  size_t maxBytes = 256u << 20;
+  size_t factor = 2;
+  int iters = 0;  // 0: adaptive
+  int warmup = -1;  // -1: max(2, iters / 10)
+  size_t targetBytes = 1u << 30;
+  int minIters = 5;
+  int maxIters = 2000;
+  bool check = true;
+  std::vector<lockstepDataType_t> types{lockstepFloat32};
+  std::vector<lockstepRedOp_t> ops{lockstepSum};
+  std::string algo = "ring";
+};
+
+// Exits with a usage message on bad flags.
+Args parseArgs(int argc, char** argv, const char* program);
+std::vector<size_t> sweepSizes(const Args& a, size_t elemBytes);
+int itersFor(const Args& a, size_t bytes);
+int warmupFor(const Args& a, int iters);
+
+void printHeader(const char* title, int nranks, const Args& a);
+// One row: out-of-place and in-place time (us, averaged over iterations and ranks) and #wrong.
+void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor,
+              double oopUs, size_t oopWrong, double ipUs, size_t ipWrong);
+
+}  // namespace lockstep::perf

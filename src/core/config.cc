@@ -1,0 +1,138 @@
+#include "src/core/config.h"
+
+#include <cstdlib>
+#include <sstream>
+
+#include "src/core/errors.h"
+
+namespace lockstep {
+namespace {
+
+int parseInt(const std::string& text, const std::string& what, long lo, long hi) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0' || errno != 0 || v < lo || v > hi) {
+    throw InvalidArgument(what + "=\"" + text + "\" is not an integer in [" + std::to_string(lo) + ", " +
+                          std::to_string(hi) + "]");
+  }
+  return static_cast<int>(v);
+}
+
+std::vector<std::string> splitList(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+// FNV-1a: stable across processes and builds, unlike std::hash.
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+std::chrono::milliseconds parseDuration(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(text.c_str(), &end);
+  std::string unit(end ? end : "");
+  double ms = -1;
+  if (!text.empty() && errno == 0 && v >= 0) {
+    if (unit.empty() || unit == "s") ms = v * 1000;
+    else if (unit == "ms") ms = v;
+    else if (unit == "m" || unit == "min") ms = v * 60000;
+  }
+  if (ms < 0 || ms > 1e12) throw InvalidArgument(what + "=\"" + text + "\" is not a duration (e.g. 30, 30s, 500ms, 2m)");
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+size_t parseBytes(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  std::string unit(end ? end : "");
+  unsigned long long mult = 0;
+  if (unit.empty() || unit == "B") mult = 1;
+  else if (unit == "K" || unit == "KiB" || unit == "k") mult = 1ull << 10;
+  else if (unit == "M" || unit == "MiB") mult = 1ull << 20;
+  else if (unit == "G" || unit == "GiB") mult = 1ull << 30;
+  if (text.empty() || text[0] == '-' || errno != 0 || mult == 0 || v > (~0ull) / mult) {
+    throw InvalidArgument(what + "=\"" + text + "\" is not a byte count (e.g. 4096, 256K, 1M)");
+  }
+  return static_cast<size_t>(v * mult);
+}
+
+Config Config::fromVariables(const Getter& get) {
+  Config c;
+  auto var = [&](const char* name) -> std::optional<std::string> {
+    const char* v = get(name);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    return std::string(v);
+  };
+  if (auto v = var("LOCKSTEP_TIMEOUT")) c.timeout = parseDuration(*v, "LOCKSTEP_TIMEOUT");
+  if (auto v = var("LOCKSTEP_DEBUG")) {
+    std::string level = v->substr(0, v->find(','));
+    if (level == "NONE") c.logLevel = LogLevel::kNone;
+    else if (level == "WARN") c.logLevel = LogLevel::kWarn;
+    else if (level == "INFO") c.logLevel = LogLevel::kInfo;
+    else if (level == "TRACE") c.logLevel = LogLevel::kTrace;
+    else throw InvalidArgument("LOCKSTEP_DEBUG=\"" + *v + "\" is not one of NONE, WARN, INFO, TRACE");
+  }
+  if (auto v = var("LOCKSTEP_TRANSPORTS")) c.transports = splitList(*v);
+  if (auto v = var("LOCKSTEP_SLOT_BYTES")) c.slotBytes = parseBytes(*v, "LOCKSTEP_SLOT_BYTES");
+  if (auto v = var("LOCKSTEP_SLOTS")) c.slots = parseInt(*v, "LOCKSTEP_SLOTS", 2, 64);
+  if (auto v = var("LOCKSTEP_SOCKET_IFNAME")) c.socketIfname = *v;
+  if (auto v = var("LOCKSTEP_HOST_ID")) c.hostId = *v;
+  if (auto v = var("LOCKSTEP_RANK")) c.launch.rank = parseInt(*v, "LOCKSTEP_RANK", 0, 1 << 24);
+  if (auto v = var("LOCKSTEP_WORLD_SIZE")) c.launch.worldSize = parseInt(*v, "LOCKSTEP_WORLD_SIZE", 1, 1 << 24);
+  if (auto v = var("LOCKSTEP_LOCAL_RANK")) c.launch.localRank = parseInt(*v, "LOCKSTEP_LOCAL_RANK", 0, 1 << 24);
+  if (auto v = var("LOCKSTEP_ROOT")) c.launch.root = *v;
+  if (auto v = var("LOCKSTEP_UNIQUE_ID")) c.launch.uniqueIdHex = *v;
+  if (auto v = var("LOCKSTEP_SECRET")) c.launch.secretHex = *v;
+  c.validate();
+  return c;
+}
+
+Config Config::fromEnvironment() {
+  return fromVariables([](const char* name) { return std::getenv(name); });
+}
+
+void Config::validate() const {
+  if (timeout.count() <= 0) throw InvalidArgument("LOCKSTEP_TIMEOUT must be positive");
+  if (slotBytes < 4096 || slotBytes > (64u << 20) || slotBytes % 64 != 0) {
+    throw InvalidArgument("LOCKSTEP_SLOT_BYTES=" + std::to_string(slotBytes) +
+                          " must be a multiple of 64 between 4 KiB and 64 MiB");
+  }
+  if (slots < 2 || slots > 64) throw InvalidArgument("LOCKSTEP_SLOTS must be in [2, 64]");
+  for (const auto& t : transports) {
+    if (t != "inproc" && t != "shm" && t != "socket") {
+      throw InvalidArgument("LOCKSTEP_TRANSPORTS names unknown transport \"" + t + "\" (known: inproc, shm, socket)");
+    }
+  }
+}
+
+bool Config::transportAllowed(const std::string& name) const {
+  if (transports.empty()) return true;
+  for (const auto& t : transports) {
+    if (t == name) return true;
+  }
+  return false;
+}
+
+std::string Config::wireSummary() const {
+  std::string t;
+  for (const auto& s : transports) t += (t.empty() ? "" : ",") + s;
+  return "slotBytes=" + std::to_string(slotBytes) + " slots=" + std::to_string(slots) +
+         " transports=" + (t.empty() ? "all" : t);
+}
+
+uint64_t Config::wireHash() const { return fnv1a(wireSummary()); }
+
+}  // namespace lockstep

@@ -1,0 +1,56 @@
+// Typed exceptions used inside Lockstep. They never cross the C ABI: src/core/api.cc converts
+// them to lockstepResult_t and a last-error string, in one place.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+#include "lockstep/lockstep.h"
+
+namespace lockstep {
+
+class Error : public std::runtime_error {
+ public:
+  Error(lockstepResult_t code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  lockstepResult_t code() const { return code_; }
+
+ private:
+  lockstepResult_t code_;
+};
+
+struct InvalidArgument : Error {
+  explicit InvalidArgument(const std::string& w) : Error(lockstepInvalidArgument, w) {}
+};
+struct InvalidUsage : Error {
+  explicit InvalidUsage(const std::string& w) : Error(lockstepInvalidUsage, w) {}
+};
+struct InternalError : Error {
+  explicit InternalError(const std::string& w) : Error(lockstepInternalError, w) {}
+};
+struct Aborted : Error {
+  explicit Aborted(const std::string& w) : Error(lockstepAborted, w) {}
+};
+struct Timeout : Error {
+  explicit Timeout(const std::string& w) : Error(lockstepTimeout, w) {}
+};
+struct Mismatch : Error {
+  explicit Mismatch(const std::string& w) : Error(lockstepMismatch, w) {}
+};
+
+// A peer died, closed its connection, or sent bytes that break the protocol.
+struct RemoteError : Error {
+  RemoteError(int rank, const std::string& w) : Error(lockstepRemoteError, w), rank(rank) {}
+  int rank;
+};
+
+// A system call failed. Built where the call fails, so errno is still the right one.
+struct SystemError : Error {
+  SystemError(const std::string& syscall, int err, const std::string& context = "");
+  std::string syscall;
+  int err;
+};
+
+// Throws SystemError(syscall, errno, context) when rc < 0; returns rc otherwise.
+long checkSys(long rc, const char* syscall, const std::string& context = "");
+
+}  // namespace lockstep

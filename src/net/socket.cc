@@ -1,0 +1,236 @@
+#include "src/net/socket.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace lockstep {
+
+bool NetAddr::valid() const { return family == AF_INET || family == AF_INET6; }
+
+std::string NetAddr::str() const {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (family == AF_INET) {
+    inet_ntop(AF_INET, addr, buf, sizeof(buf));
+    return std::string(buf) + ":" + std::to_string(port);
+  }
+  if (family == AF_INET6) {
+    inet_ntop(AF_INET6, addr, buf, sizeof(buf));
+    return "[" + std::string(buf) + "]:" + std::to_string(port);
+  }
+  return "<unset>";
+}
+
+socklen_t NetAddr::toSockaddr(sockaddr_storage* ss) const {
+  std::memset(ss, 0, sizeof(*ss));
+  if (family == AF_INET) {
+    auto* in = reinterpret_cast<sockaddr_in*>(ss);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(port);
+    std::memcpy(&in->sin_addr, addr, 4);
+    return sizeof(sockaddr_in);
+  }
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(ss);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(port);
+  std::memcpy(&in6->sin6_addr, addr, 16);
+  return sizeof(sockaddr_in6);
+}
+
+NetAddr NetAddr::fromSockaddr(const sockaddr* sa) {
+  NetAddr a;
+  if (sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    a.family = AF_INET;
+    a.port = ntohs(in->sin_port);
+    std::memcpy(a.addr, &in->sin_addr, 4);
+  } else if (sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    a.family = AF_INET6;
+    a.port = ntohs(in6->sin6_port);
+    std::memcpy(a.addr, &in6->sin6_addr, 16);
+  }
+  return a;
+}
+
+NetAddr NetAddr::parse(const std::string& hostPort) {
+  std::string host, port;
+  if (!hostPort.empty() && hostPort[0] == '[') {
+    auto close = hostPort.find(']');
+    if (close == std::string::npos || close + 1 >= hostPort.size() || hostPort[close + 1] != ':') {
+      throw InvalidArgument("address \"" + hostPort + "\" is not [v6addr]:port");
+    }
+    host = hostPort.substr(1, close - 1);
+    port = hostPort.substr(close + 2);
+  } else {
+    auto colon = hostPort.rfind(':');
+    if (colon == std::string::npos) throw InvalidArgument("address \"" + hostPort + "\" is not host:port");
+    host = hostPort.substr(0, colon);
+    port = hostPort.substr(colon + 1);
+  }
+  char* end = nullptr;
+  long p = std::strtol(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
+    throw InvalidArgument("address \"" + hostPort + "\" has no valid port (1-65535)");
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || res == nullptr) {
+    throw InvalidArgument("cannot resolve host \"" + host + "\": " + gai_strerror(rc));
+  }
+  NetAddr a = fromSockaddr(res->ai_addr);
+  freeaddrinfo(res);
+  a.port = static_cast<uint16_t>(p);
+  return a;
+}
+
+NetAddr NetAddr::loopback(uint16_t port) {
+  NetAddr a;
+  a.family = AF_INET;
+  a.port = port;
+  a.addr[0] = 127;
+  a.addr[3] = 1;
+  return a;
+}
+
+bool NetAddr::isLoopback() const {
+  if (family == AF_INET) return addr[0] == 127;
+  static const uint8_t v6lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return family == AF_INET6 && std::memcmp(addr, v6lo, 16) == 0;
+}
+
+bool NetAddr::isLinkLocal() const {
+  if (family == AF_INET) return addr[0] == 169 && addr[1] == 254;
+  return family == AF_INET6 && addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
+}
+
+Fd& Fd::operator=(Fd&& o) noexcept {
+  if (this != &o) {
+    reset();
+    fd_ = o.release();
+  }
+  return *this;
+}
+
+void Fd::reset() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+static Fd newSocket(int family) {
+  return Fd(static_cast<int>(checkSys(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), "socket")));
+}
+
+Fd listenOn(const NetAddr& addr) {
+  Fd fd = newSocket(addr.family);
+  int one = 1;
+  setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_storage ss;
+  socklen_t len = addr.toSockaddr(&ss);
+  checkSys(::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), "bind", "binding " + addr.str());
+  checkSys(::listen(fd.get(), 4096), "listen", "listening on " + addr.str());
+  return fd;
+}
+
+NetAddr localAddress(int fd) {
+  sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  checkSys(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len), "getsockname");
+  return NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&ss));
+}
+
+bool pollFor(int fd, short events, Deadline deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int rc = ::poll(&p, 1, deadline.remainingMs(100));
+    if (rc > 0) return true;
+    if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
+    if (deadline.expired()) return false;
+  }
+}
+
+Fd connectTo(const NetAddr& addr, Deadline deadline) {
+  sockaddr_storage ss;
+  socklen_t len = addr.toSockaddr(&ss);
+  int backoffMs = 1;
+  for (;;) {
+    Fd fd = newSocket(addr.family);
+    int rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
+    int err = rc == 0 ? 0 : errno;
+    if (err == EINPROGRESS) {
+      if (!pollFor(fd.get(), POLLOUT, deadline)) throw Timeout("connecting to " + addr.str() + " timed out");
+      socklen_t elen = sizeof(err);
+      getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
+    }
+    if (err == 0) return fd;
+    // Refused or reset: the listener is not up yet. Try again until the deadline.
+    if (err != ECONNREFUSED && err != ECONNRESET && err != ETIMEDOUT && err != EAGAIN) {
+      throw SystemError("connect", err, "connecting to " + addr.str());
+    }
+    if (deadline.expired()) throw Timeout("connecting to " + addr.str() + " timed out: " + std::strerror(err));
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoffMs));
+    backoffMs = std::min(backoffMs * 2, 100);
+  }
+}
+
+Fd acceptUntil(int listenFd, Deadline deadline) {
+  for (;;) {
+    int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return Fd(fd);
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw SystemError("accept4", errno);
+    if (!pollFor(listenFd, POLLIN, deadline)) return Fd();
+  }
+}
+
+void sendAll(int fd, const void* buf, size_t n, Deadline deadline) {
+  auto* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    ssize_t rc = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (rc > 0) {
+      p += rc;
+      n -= static_cast<size_t>(rc);
+      continue;
+    }
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) throw ConnectionClosed("connection closed by peer");
+    if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK) throw SystemError("send", errno);
+    if (!pollFor(fd, POLLOUT, deadline)) throw Timeout("send timed out");
+  }
+}
+
+void recvAll(int fd, void* buf, size_t n, Deadline deadline) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t rc = ::recv(fd, p, n, 0);
+    if (rc > 0) {
+      p += rc;
+      n -= static_cast<size_t>(rc);
+      continue;
+    }
+    if (rc == 0) throw ConnectionClosed("connection closed by peer");
+    if (errno == EINTR) continue;
+    if (errno == ECONNRESET) throw ConnectionClosed("connection reset by peer");
+    if (errno != EAGAIN && errno != EWOULDBLOCK) throw SystemError("recv", errno);
+    if (!pollFor(fd, POLLIN, deadline)) throw Timeout("receive timed out");
+  }
+}
+
+void tuneDataSocket(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // Buffer sizes are left to the kernel's autotuning: an explicit SO_SNDBUF/SO_RCVBUF is capped
+  // by net.core.[rw]mem_max (about 200 KiB by default) and turns autotuning off.
+}
+
+}  // namespace lockstep

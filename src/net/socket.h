@@ -1,0 +1,85 @@
+// Small TCP helpers shared by the bootstrap and the socket transport. All sockets are
+// non-blocking and close-on-exec; every blocking-looking call takes a Deadline.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "src/core/clock.h"
+#include "src/core/errors.h"
+
+namespace lockstep {
+
+// An IPv4 or IPv6 address and port in a fixed, trivially copyable form (it travels in the unique
+// id and in PeerInfo). Port in host byte order.
+struct NetAddr {
+  uint16_t family = 0;  // AF_INET or AF_INET6; 0 = unset
+  uint16_t port = 0;
+  uint8_t addr[16] = {};
+
+  bool valid() const;
+  std::string str() const;  // "1.2.3.4:5" or "[::1]:5"
+  socklen_t toSockaddr(sockaddr_storage* ss) const;
+  static NetAddr fromSockaddr(const sockaddr* sa);
+  // Parses "host:port" or "[v6]:port"; resolves host names. Throws InvalidArgument.
+  static NetAddr parse(const std::string& hostPort);
+  static NetAddr loopback(uint16_t port = 0);
+  bool isLoopback() const;
+  bool isLinkLocal() const;
+};
+static_assert(sizeof(NetAddr) == 20);
+
+// The peer closed the connection. Callers that know who the peer is turn it into RemoteError.
+struct ConnectionClosed : Error {
+  explicit ConnectionClosed(const std::string& w) : Error(lockstepRemoteError, w) {}
+};
+
+// Owns a file descriptor.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  Fd& operator=(Fd&& o) noexcept;
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
+  void reset();
+
+ private:
+  int fd_ = -1;
+};
+
+// Listens on `addr` (port 0 picks a free port). The backlog is large so that connects complete
+// before this side accepts, which keeps connection setup free of ordering deadlocks.
+Fd listenOn(const NetAddr& addr);
+NetAddr localAddress(int fd);
+
+// Connects, retrying refused connections (the listener may not be up yet) until the deadline.
+Fd connectTo(const NetAddr& addr, Deadline deadline);
+
+// Accepts one connection; returns an invalid Fd if the deadline passes first.
+Fd acceptUntil(int listenFd, Deadline deadline);
+
+// Moves exactly n bytes. Throw Timeout at the deadline, ConnectionClosed at EOF, SystemError else.
+void sendAll(int fd, const void* buf, size_t n, Deadline deadline);
+void recvAll(int fd, void* buf, size_t n, Deadline deadline);
+
+// Tuning for data connections: TCP_NODELAY.
+void tuneDataSocket(int fd);
+
+// Waits until fd is readable/writable (events as for poll); false at the deadline.
+bool pollFor(int fd, short events, Deadline deadline);
+
+}  // namespace lockstep

@@ -1,0 +1,62 @@
+#include "src/topo/peer_info.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "lockstep/lockstep.h"
+#include "src/core/config.h"
+#include "src/core/errors.h"
+
+namespace lockstep {
+
+static uint64_t fnv(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+uint64_t hostHash(const std::string& hostIdOverride) {
+  if (!hostIdOverride.empty()) return fnv("id:" + hostIdOverride);
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  std::string bootId;
+  std::ifstream f("/proc/sys/kernel/random/boot_id");
+  std::getline(f, bootId);
+  return fnv(std::string(host) + "/" + bootId);
+}
+
+PeerInfo localPeerInfo(int rank, const Config& config) {
+  PeerInfo p{};
+  p.rank = rank;
+  p.version = LOCKSTEP_VERSION_CODE;
+  p.hostHash = hostHash(config.hostId);
+  p.configHash = config.wireHash();
+  p.pid = getpid();
+  gethostname(p.hostname, sizeof(p.hostname) - 1);
+  std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
+  return p;
+}
+
+std::string PeerInfo::describe() const {
+  return "rank " + std::to_string(rank) + " (" + std::string(hostname, strnlen(hostname, sizeof(hostname))) + ":" +
+         std::to_string(pid) + ")";
+}
+
+void checkPeersAgree(const std::vector<PeerInfo>& peers) {
+  const PeerInfo& ref = peers[0];
+  for (const auto& p : peers) {
+    if (p.version != ref.version) {
+      throw Mismatch("library version differs: " + ref.describe() + " runs " + std::to_string(ref.version) + ", " +
+                     p.describe() + " runs " + std::to_string(p.version));
+    }
+    if (p.configHash != ref.configHash) {
+      throw Mismatch("configuration differs: " + ref.describe() + " has {" + ref.configSummary + "}, " +
+                     p.describe() + " has {" + p.configSummary + "}");
+    }
+  }
+}
+
+}  // namespace lockstep

@@ -1,0 +1,34 @@
+// What each rank tells the others at init, and the checks made on it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lockstep {
+
+struct Config;
+
+struct PeerInfo {
+  int32_t rank;
+  uint32_t version;     // LOCKSTEP_VERSION_CODE of the library the rank runs
+  uint64_t hostHash;    // same value = same host (shared memory reaches)
+  uint64_t configHash;  // Config::wireHash(): fields that shape the wire
+  int64_t pid;
+  char hostname[64];
+  char configSummary[128];  // Config::wireSummary(), to show a difference
+
+  std::string describe() const;  // "rank 3 (host:pid)"
+};
+
+// Host identity: a hash of hostname and boot id, or of LOCKSTEP_HOST_ID when set (tests use it to
+// make network namespaces look like separate hosts).
+uint64_t hostHash(const std::string& hostIdOverride);
+
+PeerInfo localPeerInfo(int rank, const Config& config);
+
+// Throws Mismatch on every rank (they all see the same table) when versions or wire config differ,
+// showing the difference.
+void checkPeersAgree(const std::vector<PeerInfo>& peers);
+
+}  // namespace lockstep

@@ -1,0 +1,226 @@
+// lockstep-run: start N ranks of a program on this machine.
+//
+//   lockstep-run -n 4 [--] ./trainer --lr 0.1
+//
+// The launcher creates a unique id (it serves the rendezvous itself, so no port has to be picked
+// in advance) and starts each rank with LOCKSTEP_RANK, LOCKSTEP_LOCAL_RANK, LOCKSTEP_WORLD_SIZE
+// and LOCKSTEP_UNIQUE_ID set, so lockstepCommInitFromEnv() just works. Every output line is
+// prefixed with "[rank] ". When a rank fails, the others get SIGTERM (SIGKILL after a grace
+// period) and the launcher exits with the first failure's code (128 + signal for a signal).
+// SIGINT and SIGTERM are forwarded to the ranks. Ranks die with the launcher.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+
+extern char** environ;
+
+namespace {
+
+volatile sig_atomic_t gSignal = 0;
+void onSignal(int sig) { gSignal = sig; }
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: lockstep-run -n N [--grace SECONDS] [--] program [args...]\n"
+               "Starts N ranks of program on this machine with LOCKSTEP_RANK, LOCKSTEP_LOCAL_RANK,\n"
+               "LOCKSTEP_WORLD_SIZE and LOCKSTEP_UNIQUE_ID set.\n");
+}
+
+struct Rank {
+  pid_t pid = -1;
+  int fds[2] = {-1, -1};  // stdout, stderr pipes (read ends)
+  std::string partial[2];
+  bool exited = false;
+  int code = 0;
+};
+
+// Writes complete lines of `data` with the rank prefix; keeps the unfinished tail.
+void emit(int rank, int stream, std::string& partial, const char* data, size_t n, bool flush) {
+  partial.append(data, n);
+  FILE* out = stream == 0 ? stdout : stderr;
+  size_t start = 0;
+  for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::fprintf(out, "[%d] %.*s\n", rank, static_cast<int>(nl - start), partial.data() + start);
+  }
+  partial.erase(0, start);
+  if (flush && !partial.empty()) {
+    std::fprintf(out, "[%d] %s\n", rank, partial.c_str());
+    partial.clear();
+  }
+  std::fflush(out);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 0;
+  double grace = 3.0;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if ((a == "-n" || a == "-np") && i + 1 < argc) {
+      n = std::atoi(argv[++i]);
+    } else if (a == "--grace" && i + 1 < argc) {
+      grace = std::atof(argv[++i]);
+    } else if (a == "-h" || a == "--help") {
+      usage();
+      return 0;
+    } else if (a == "--") {
+      ++i;
+      break;
+    } else if (a[0] == '-') {
+      std::fprintf(stderr, "lockstep-run: unknown option %s\n", a.c_str());
+      usage();
+      return 2;
+    } else {
+      break;
+    }
+  }
+  if (n < 1 || i >= argc) {
+    usage();
+    return 2;
+  }
+  char** prog = argv + i;
+
+  lockstepUniqueId id;
+  char hex[2 * LOCKSTEP_UNIQUE_ID_BYTES + 1];
+  if (lockstepGetUniqueId(&id) != lockstepSuccess || lockstepUniqueIdToHex(&id, hex, sizeof(hex)) != lockstepSuccess) {
+    std::fprintf(stderr, "lockstep-run: cannot create a unique id: %s\n", lockstepGetLastError(nullptr));
+    return 1;
+  }
+
+  struct sigaction sa {};
+  sa.sa_handler = onSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Everything the children need is built before fork: after fork, a child of this
+  // multi-threaded process may only call async-signal-safe functions until exec.
+  std::vector<std::string> base;
+  for (char** e = environ; *e; ++e) {
+    if (std::strncmp(*e, "LOCKSTEP_RANK=", 14) && std::strncmp(*e, "LOCKSTEP_LOCAL_RANK=", 20) &&
+        std::strncmp(*e, "LOCKSTEP_WORLD_SIZE=", 20) && std::strncmp(*e, "LOCKSTEP_UNIQUE_ID=", 19) &&
+        std::strncmp(*e, "LOCKSTEP_ROOT=", 14)) {
+      base.push_back(*e);
+    }
+  }
+  std::vector<Rank> ranks(n);
+  pid_t parent = getpid();
+  for (int r = 0; r < n; ++r) {
+    std::vector<std::string> env = base;
+    env.push_back("LOCKSTEP_RANK=" + std::to_string(r));
+    env.push_back("LOCKSTEP_LOCAL_RANK=" + std::to_string(r));
+    env.push_back("LOCKSTEP_WORLD_SIZE=" + std::to_string(n));
+    env.push_back(std::string("LOCKSTEP_UNIQUE_ID=") + hex);
+    std::vector<char*> envp;
+    for (auto& s : env) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+      std::perror("lockstep-run: pipe");
+      return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("lockstep-run: fork");
+      return 1;
+    }
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      dup2(out[1], 1);
+      dup2(err[1], 2);
+      signal(SIGINT, SIG_DFL);
+      signal(SIGTERM, SIG_DFL);
+      signal(SIGPIPE, SIG_DFL);
+      execvpe(prog[0], prog, envp.data());
+      const char msg[] = "lockstep-run: cannot execute the program\n";
+      (void)!write(2, msg, sizeof(msg) - 1);
+      _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    ranks[r].pid = pid;
+    ranks[r].fds[0] = out[0];
+    ranks[r].fds[1] = err[0];
+  }
+
+  int firstFailure = -1, exitCode = 0, alive = n;
+  bool forwarded = false;
+  std::chrono::steady_clock::time_point killAt{};
+  auto terminateOthers = [&](int sig) {
+    for (auto& rk : ranks) {
+      if (!rk.exited) kill(rk.pid, sig);
+    }
+  };
+  for (;;) {
+    std::vector<pollfd> fds;
+    std::vector<std::pair<int, int>> who;
+    for (int r = 0; r < n; ++r) {
+      for (int s = 0; s < 2; ++s) {
+        if (ranks[r].fds[s] >= 0) {
+          fds.push_back({ranks[r].fds[s], POLLIN, 0});
+          who.push_back({r, s});
+        }
+      }
+    }
+    if (fds.empty() && alive == 0) break;
+    poll(fds.data(), fds.size(), 50);
+    for (size_t k = 0; k < fds.size(); ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      auto [r, s] = who[k];
+      char buf[65536];
+      ssize_t got = read(ranks[r].fds[s], buf, sizeof(buf));
+      if (got > 0) {
+        emit(r, s, ranks[r].partial[s], buf, static_cast<size_t>(got), false);
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        emit(r, s, ranks[r].partial[s], "", 0, true);
+        close(ranks[r].fds[s]);
+        ranks[r].fds[s] = -1;
+      }
+    }
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      for (int r = 0; r < n; ++r) {
+        if (ranks[r].pid != pid) continue;
+        ranks[r].exited = true;
+        --alive;
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        ranks[r].code = code;
+        if (code != 0 && firstFailure < 0) {
+          firstFailure = r;
+          exitCode = code;
+          std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
+                       WIFEXITED(status) ? "exited with code" : "was killed by signal",
+                       WIFEXITED(status) ? code : WTERMSIG(status));
+          terminateOthers(SIGTERM);
+          killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
+        }
+      }
+    }
+    if (gSignal && !forwarded) {
+      terminateOthers(gSignal);
+      forwarded = true;
+      if (exitCode == 0) exitCode = 128 + gSignal;
+      killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
+    }
+    if (killAt != std::chrono::steady_clock::time_point{} && std::chrono::steady_clock::now() > killAt) {
+      terminateOthers(SIGKILL);
+    }
+  }
+  return exitCode;
+}

@@ -1,0 +1,52 @@
+#include "transport/shm/shm_segment.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bootstrap/unique_id.h"
+#include "src/core/errors.h"
+#include "src/net/socket.h"
+
+namespace lockstep {
+
+ShmSegment ShmSegment::create(size_t bytes) {
+  std::string name = "/lockstep-" + std::to_string(getpid()) + "-" + toHex(randomSecret().data(), 8);
+  Fd fd(static_cast<int>(checkSys(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), "shm_open",
+                                  "creating " + name)));
+  ShmSegment seg(name, nullptr, bytes, true);  // from here on, the destructor unlinks
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) < 0) throw SystemError("ftruncate", errno, "sizing " + name);
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
+  if (p == MAP_FAILED) throw SystemError("mmap", errno, "mapping " + name);
+  seg.addr_ = p;
+  return seg;
+}
+
+ShmSegment ShmSegment::open(const std::string& name, size_t bytes) {
+  Fd fd(static_cast<int>(checkSys(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0), "shm_open", "opening " + name)));
+  struct stat st;
+  checkSys(::fstat(fd.get(), &st), "fstat");
+  if (static_cast<size_t>(st.st_size) != bytes) throw InternalError("shared segment " + name + " has the wrong size");
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
+  if (p == MAP_FAILED) throw SystemError("mmap", errno, "mapping " + name);
+  return ShmSegment(name, p, bytes, false);
+}
+
+ShmSegment::ShmSegment(ShmSegment&& o) noexcept
+    : name_(std::move(o.name_)), addr_(o.addr_), bytes_(o.bytes_), linked_(o.linked_) {
+  o.addr_ = nullptr;
+  o.linked_ = false;
+}
+
+ShmSegment::~ShmSegment() {
+  unlink();
+  if (addr_) ::munmap(addr_, bytes_);
+}
+
+void ShmSegment::unlink() {
+  if (linked_) ::shm_unlink(name_.c_str());
+  linked_ = false;
+}
+
+}  // namespace lockstep

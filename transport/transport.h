@@ -1,0 +1,75 @@
+// The transport interface: one Transport per kind (inproc, shm, socket), one Link per peer.
+//
+// A Link moves whole messages of at most slotBytes in order, in both directions, with credit-based
+// flow control: a sender gets a slot only when the receiver has released one, so nothing is ever
+// written where the receiver is still reading. Sends hand out the slot itself so the executor can
+// reduce straight into it, and receives hand out the peer's slot so it can reduce straight out of
+// it (for shm, the peer's memory; no extra copy).
+//
+// Everything is non-blocking: try, and come back later. The executor owns waiting (backoff and
+// deadlines), so no transport can hang the library.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bootstrap/bootstrap.h"
+#include "bootstrap/unique_id.h"
+#include "src/core/config.h"
+#include "src/net/socket.h"
+#include "src/topo/peer_info.h"
+
+namespace lockstep {
+
+struct Message {
+  const void* data = nullptr;  // nullptr: nothing has arrived yet
+  size_t bytes = 0;            // checked by the caller against what the schedule expects
+};
+
+class Link {
+ public:
+  virtual ~Link() = default;
+  // A writable slot of at least slotBytes, or nullptr while the receiver holds every slot.
+  virtual void* trySendSlot() = 0;
+  // Posts the slot returned by the last trySendSlot() carrying `bytes` bytes.
+  virtual void postSend(size_t bytes) = 0;
+  // The next message from the peer, in order, or data == nullptr.
+  virtual Message tryRecv() = 0;
+  // Gives the message returned by tryRecv() back to the sender.
+  virtual void releaseRecv() = 0;
+  // Moves bytes for transports that need it (sockets). True when every posted send has left
+  // this process. Throws RemoteError if the peer is gone or sends malformed data.
+  virtual bool progress() = 0;
+  // Throws RemoteError if the peer process is known to be dead. Called on slow waits.
+  virtual void checkPeer() = 0;
+};
+
+// Everything a transport may use while connecting.
+struct TransportContext {
+  const Config& config;
+  Bootstrap& bootstrap;
+  const std::vector<PeerInfo>& peers;  // indexed by rank
+  int rank;
+  uint64_t commId;
+  Secret secret;
+  NetAddr localAddr;  // where socket listeners bind (port chosen by the kernel)
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual const char* name() const = 0;
+  virtual bool canConnect(const PeerInfo& self, const PeerInfo& peer) const = 0;
+  // Collective: every rank calls it, in the same transport order, with the peers it picked this
+  // transport for (possibly none). Returns one Link per peer, in the same order.
+  virtual std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) = 0;
+};
+
+std::unique_ptr<Transport> makeInprocTransport(const TransportContext& ctx);
+std::unique_ptr<Transport> makeShmTransport(const TransportContext& ctx);
+std::unique_ptr<Transport> makeSocketTransport(const TransportContext& ctx);
+
+}  // namespace lockstep
