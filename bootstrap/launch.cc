@@ -10,8 +10,8 @@ LaunchPlan planLaunch(const Config& config) {
     throw InvalidUsage("LOCKSTEP_RANK and LOCKSTEP_WORLD_SIZE must be set (lockstep-run sets them)");
   }
   if (*env.rank >= *env.worldSize) {
-    throw InvalidArgument("LOCKSTEP_RANK=" + std::to_string(*env.rank) + " is not below LOCKSTEP_WORLD_SIZE=" +
-                          std::to_string(*env.worldSize));
+    throw InvalidArgument("LOCKSTEP_RANK=" + std::to_string(*env.rank) +
+                          " is not below LOCKSTEP_WORLD_SIZE=" + std::to_string(*env.worldSize));
   }
   LaunchPlan plan{*env.rank, *env.worldSize, {}, nullptr};
   if (!env.uniqueIdHex.empty()) {

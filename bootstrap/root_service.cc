@@ -83,8 +83,8 @@ void RootService::serve(Deadline deadline) {
       for (int r = 0; r < nranks; ++r) {
         if (!ranks[r].fd.valid()) missing += (missing.empty() ? "" : ",") + std::to_string(r);
       }
-      std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " +
-                        (missing.empty() ? "?" : missing) + " never connected";
+      std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " + (missing.empty() ? "?" : missing) +
+                        " never connected";
       LS_WARN(-1, msg);
       for (auto& r : ranks) {
         if (r.fd.valid()) replyTo(r.fd, lockstepTimeout, NetAddr{}, msg);
@@ -151,8 +151,7 @@ void RootService::serve(Deadline deadline) {
   LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << nranks << " ranks");
 }
 
-void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout,
-                       NetAddr* address) {
+void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address) {
   // Services live here until they finish; finished ones are reaped when the next one starts.
   static std::mutex mu;
   static std::list<std::unique_ptr<RootService>> services;

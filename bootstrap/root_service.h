@@ -21,8 +21,8 @@ namespace lockstep {
 struct RootReply {
   int32_t status;  // lockstepResult_t
   uint32_t reserved;
-  NetAddr next;        // the ring successor's bootstrap address
-  char message[256];   // why, when status != lockstepSuccess
+  NetAddr next;       // the ring successor's bootstrap address
+  char message[256];  // why, when status != lockstepSuccess
 };
 
 class RootService {
@@ -51,7 +51,6 @@ class RootService {
 };
 
 // Starts a service for lockstepGetUniqueId and keeps it alive (process-wide) until it finishes.
-void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout,
-                       NetAddr* address);
+void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address);
 
 }  // namespace lockstep

@@ -19,7 +19,7 @@ struct P2PHeader {
 };
 
 // How long an incoming connection may take to present its hello before it is dropped.
-constexpr auto kHelloTimeout = std::chrono::seconds(10);
+constexpr auto kHelloTimeout = std::chrono::seconds(2);
 
 }  // namespace
 
@@ -170,13 +170,17 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
         if (rc == 0 && dl.expired()) throw Timeout("allGather");
         if (fds[0].revents & (POLLOUT | POLLERR | POLLHUP)) {
           ssize_t n = ::send(next_.get(), out + sent, bytes - sent, MSG_NOSIGNAL);
-          if (n > 0) sent += static_cast<size_t>(n);
-          else if (n < 0 && errno != EAGAIN && errno != EINTR) throw ConnectionClosed("send to successor failed");
+          if (n > 0)
+            sent += static_cast<size_t>(n);
+          else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            throw ConnectionClosed("send to successor failed");
         }
         if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) {
           ssize_t n = ::recv(prev_.get(), in + got, bytes - got, 0);
-          if (n > 0) got += static_cast<size_t>(n);
-          else if (n == 0 || (errno != EAGAIN && errno != EINTR)) throw ConnectionClosed("predecessor closed");
+          if (n > 0)
+            got += static_cast<size_t>(n);
+          else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            throw ConnectionClosed("predecessor closed");
         }
       }
     } catch (const Error& e) {
@@ -205,7 +209,8 @@ void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
 void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
   Deadline dl = deadline();
   for (;;) {
-    auto it = std::find_if(stash_.begin(), stash_.end(), [&](const Stashed& s) { return s.peer == peer && s.tag == tag; });
+    auto it =
+        std::find_if(stash_.begin(), stash_.end(), [&](const Stashed& s) { return s.peer == peer && s.tag == tag; });
     if (it != stash_.end()) {
       if (it->data.size() != bytes) {
         throw RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " sent " + std::to_string(it->data.size()) +

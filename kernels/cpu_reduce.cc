@@ -33,11 +33,16 @@ template <typename T>
 ReduceFn pickOp(lockstepRedOp_t op) {
   switch (op) {
     case lockstepSum:
-    case lockstepAvg: return &reduceLoop<T, FuncSum>;
-    case lockstepProd: return &reduceLoop<T, FuncProd>;
-    case lockstepMax: return &reduceLoop<T, FuncMax>;
-    case lockstepMin: return &reduceLoop<T, FuncMin>;
-    default: return nullptr;
+    case lockstepAvg:
+      return &reduceLoop<T, FuncSum>;
+    case lockstepProd:
+      return &reduceLoop<T, FuncProd>;
+    case lockstepMax:
+      return &reduceLoop<T, FuncMax>;
+    case lockstepMin:
+      return &reduceLoop<T, FuncMin>;
+    default:
+      return nullptr;
   }
 }
 
@@ -45,19 +50,32 @@ ReduceFn pickOp(lockstepRedOp_t op) {
 template <typename Fn>
 auto dispatchType(lockstepDataType_t type, Fn&& fn) {
   switch (type) {
-    case lockstepInt8: return fn(int8_t{});
-    case lockstepUint8: return fn(uint8_t{});
-    case lockstepInt32: return fn(int32_t{});
-    case lockstepUint32: return fn(uint32_t{});
-    case lockstepInt64: return fn(int64_t{});
-    case lockstepUint64: return fn(uint64_t{});
-    case lockstepFloat16: return fn(Half{});
-    case lockstepBfloat16: return fn(BFloat16{});
-    case lockstepFloat32: return fn(float{});
-    case lockstepFloat64: return fn(double{});
-    case lockstepFloat8e4m3: return fn(Fp8E4M3{});
-    case lockstepFloat8e5m2: return fn(Fp8E5M2{});
-    default: return decltype(fn(float{})){};
+    case lockstepInt8:
+      return fn(int8_t{});
+    case lockstepUint8:
+      return fn(uint8_t{});
+    case lockstepInt32:
+      return fn(int32_t{});
+    case lockstepUint32:
+      return fn(uint32_t{});
+    case lockstepInt64:
+      return fn(int64_t{});
+    case lockstepUint64:
+      return fn(uint64_t{});
+    case lockstepFloat16:
+      return fn(Half{});
+    case lockstepBfloat16:
+      return fn(BFloat16{});
+    case lockstepFloat32:
+      return fn(float{});
+    case lockstepFloat64:
+      return fn(double{});
+    case lockstepFloat8e4m3:
+      return fn(Fp8E4M3{});
+    case lockstepFloat8e5m2:
+      return fn(Fp8E5M2{});
+    default:
+      return decltype(fn(float{})){};
   }
 }
 
@@ -66,9 +84,9 @@ struct TypeInfo {
   const char* name;
 };
 constexpr TypeInfo kTypes[] = {
-    {lockstepInt8, "int8"},       {lockstepUint8, "uint8"},       {lockstepInt32, "int32"},
-    {lockstepUint32, "uint32"},   {lockstepInt64, "int64"},       {lockstepUint64, "uint64"},
-    {lockstepFloat16, "float16"}, {lockstepBfloat16, "bfloat16"}, {lockstepFloat32, "float32"},
+    {lockstepInt8, "int8"},       {lockstepUint8, "uint8"},        {lockstepInt32, "int32"},
+    {lockstepUint32, "uint32"},   {lockstepInt64, "int64"},        {lockstepUint64, "uint64"},
+    {lockstepFloat16, "float16"}, {lockstepBfloat16, "bfloat16"},  {lockstepFloat32, "float32"},
     {lockstepFloat64, "float64"}, {lockstepFloat8e4m3, "fp8e4m3"}, {lockstepFloat8e5m2, "fp8e5m2"},
 };
 constexpr const char* kOps[] = {"sum", "prod", "max", "min", "avg"};
@@ -97,9 +115,9 @@ bool parseDataType(const char* name, lockstepDataType_t* out) {
   static const struct {
     const char* alias;
     lockstepDataType_t type;
-  } kAliases[] = {{"float", lockstepFloat32}, {"half", lockstepFloat16}, {"double", lockstepFloat64},
-                  {"bf16", lockstepBfloat16}, {"fp16", lockstepFloat16}, {"fp32", lockstepFloat32},
-                  {"fp64", lockstepFloat64},  {"int", lockstepInt32},    {"e4m3", lockstepFloat8e4m3},
+  } kAliases[] = {{"float", lockstepFloat32},  {"half", lockstepFloat16}, {"double", lockstepFloat64},
+                  {"bf16", lockstepBfloat16},  {"fp16", lockstepFloat16}, {"fp32", lockstepFloat32},
+                  {"fp64", lockstepFloat64},   {"int", lockstepInt32},    {"e4m3", lockstepFloat8e4m3},
                   {"e5m2", lockstepFloat8e5m2}};
   for (const auto& i : kTypes) {
     if (std::strcmp(i.name, name) == 0) return *out = i.type, true;

@@ -15,16 +15,21 @@ inline size_t dataTypeSize(lockstepDataType_t t) {
     case lockstepInt8:
     case lockstepUint8:
     case lockstepFloat8e4m3:
-    case lockstepFloat8e5m2: return 1;
+    case lockstepFloat8e5m2:
+      return 1;
     case lockstepFloat16:
-    case lockstepBfloat16: return 2;
+    case lockstepBfloat16:
+      return 2;
     case lockstepInt32:
     case lockstepUint32:
-    case lockstepFloat32: return 4;
+    case lockstepFloat32:
+      return 4;
     case lockstepInt64:
     case lockstepUint64:
-    case lockstepFloat64: return 8;
-    default: return 0;
+    case lockstepFloat64:
+      return 8;
+    default:
+      return 0;
   }
 }
 

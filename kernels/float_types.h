@@ -7,8 +7,8 @@
 //   - float -> narrow rounds to nearest, ties to even; underflow goes to signed zero or a subnormal.
 //   - fp16/bf16: overflow goes to +-Inf; any NaN becomes the canonical NaN 0x7FFF.
 //   - fp8 (e4m3 and e5m2): saturating, as CUDA's __nv_fp8_e4m3(float) / __nv_fp8_e5m2(float):
-//     finite overflow AND +-Inf become +-max finite (448 / 57344); NaN stays NaN
-//     (e4m3: 0x7F | sign, e5m2: 0x7E | top mantissa bits | sign).
+//     finite overflow AND +-Inf become +-max finite (448 / 57344); any NaN becomes the
+//     canonical NaN 0x7F (both formats, sign dropped).
 //   - narrow -> float is exact.
 #pragma once
 
@@ -65,7 +65,7 @@ LS_HD uint16_t floatToHalf(float f) {
   uint32_t x = floatToBits(f);
   uint32_t u = x & 0x7fffffffu;
   uint32_t sign = (x >> 16) & 0x8000u;
-  if (u > 0x7f800000u) return 0x7fffu;                 // NaN -> canonical
+  if (u > 0x7f800000u) return 0x7fffu;  // NaN -> canonical
   if (u == 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u);
   if (u > 0x477fefffu) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504
   uint32_t result, remainder;
@@ -90,7 +90,7 @@ LS_HD float bf16ToFloat(uint16_t b) { return bitsToFloat(static_cast<uint32_t>(b
 LS_HD uint16_t floatToBf16(float f) {
   uint32_t x = floatToBits(f);
   if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fffu;  // NaN -> canonical
-  uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);        // ties to even; carries into exponent
+  uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);       // ties to even; carries into exponent
   return static_cast<uint16_t>((x + rounding) >> 16);
 }
 
@@ -102,13 +102,13 @@ template <int kExp, int kMan, uint32_t kMaxCode, uint32_t kOverflow, uint32_t kM
 struct Fp8Format {
   static constexpr int kBias = (1 << (kExp - 1)) - 1;
 
-  static LS_HD uint8_t fromFloat(float f, uint8_t nanCode) {
+  static LS_HD uint8_t fromFloat(float f) {
     uint32_t x = floatToBits(f);
     uint32_t sign = (x >> 24) & 0x80u;
     uint32_t ax = x & 0x7fffffffu;
     uint32_t res;
     if (ax > 0x7f800000u) {
-      res = nanCode;
+      return 0x7fu;  // canonical NaN
     } else if (ax > kOverflow) {
       res = kMaxCode;
     } else if (ax <= kHalfMinDenorm) {
@@ -155,7 +155,7 @@ LS_HD float fp8e4m3ToFloat(uint8_t v) {
   if ((v & 0x7fu) == 0x7fu) return bitsToFloat(0x7fc00000u | (static_cast<uint32_t>(v & 0x80u) << 24));
   return E4M3::toFloat(v);
 }
-LS_HD uint8_t floatToFp8e4m3(float f) { return E4M3::fromFloat(f, 0x7fu); }
+LS_HD uint8_t floatToFp8e4m3(float f) { return E4M3::fromFloat(f); }
 
 LS_HD float fp8e5m2ToFloat(uint8_t v) {
   uint32_t a = v & 0x7fu;
@@ -165,9 +165,6 @@ LS_HD float fp8e5m2ToFloat(uint8_t v) {
   }
   return E5M2::toFloat(v);
 }
-LS_HD uint8_t floatToFp8e5m2(float f) {
-  uint8_t nan = static_cast<uint8_t>(0x7eu | ((floatToBits(f) >> 21) & 3u));
-  return E5M2::fromFloat(f, nan);
-}
+LS_HD uint8_t floatToFp8e5m2(float f) { return E5M2::fromFloat(f); }
 
 }  // namespace lockstep

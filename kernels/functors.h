@@ -65,11 +65,15 @@ LS_HD C wrapMul(C a, C b) {
 
 struct FuncSum {
   template <typename C>
-  LS_HD C operator()(C a, C b) const { return wrapAdd(a, b); }
+  LS_HD C operator()(C a, C b) const {
+    return wrapAdd(a, b);
+  }
 };
 struct FuncProd {
   template <typename C>
-  LS_HD C operator()(C a, C b) const { return wrapMul(a, b); }
+  LS_HD C operator()(C a, C b) const {
+    return wrapMul(a, b);
+  }
 };
 struct FuncMax {
   template <typename C>

@@ -21,9 +21,9 @@ void die(lockstepResult_t r, const char* what) {
                lockstepGetLastError(nullptr));
   std::exit(3);
 }
-#define CHECK(call)                        \
-  do {                                     \
-    lockstepResult_t r_ = (call);          \
+#define CHECK(call)                            \
+  do {                                         \
+    lockstepResult_t r_ = (call);              \
     if (r_ != lockstepSuccess) die(r_, #call); \
   } while (0)
 
@@ -51,8 +51,8 @@ double timeOps(lockstepComm_t comm, const void* send, void* recv, size_t count, 
 }
 
 // Runs once on fresh input and counts wrong elements over all ranks.
-size_t checkOnce(lockstepComm_t comm, const Pattern& pat, void* send, void* recv, size_t count,
-                 lockstepDataType_t t, lockstepRedOp_t op, int rank, bool inPlace) {
+size_t checkOnce(lockstepComm_t comm, const Pattern& pat, void* send, void* recv, size_t count, lockstepDataType_t t,
+                 lockstepRedOp_t op, int rank, bool inPlace) {
   pat.fill(send, count, rank);
   if (!inPlace) std::memset(recv, 0, count * dataTypeSize(t));
   void* out = inPlace ? send : recv;

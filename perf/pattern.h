@@ -29,11 +29,16 @@ class Pattern {
     for (int r = 0; r < nranks; ++r) {
       for (size_t i = 0; i < kPeriod; ++i) {
         double v = value(r, i);
-        if (r == 0) acc[i] = v;
-        else if (op == lockstepProd) acc[i] *= v;
-        else if (op == lockstepMax) acc[i] = std::max(acc[i], v);
-        else if (op == lockstepMin) acc[i] = std::min(acc[i], v);
-        else acc[i] += v;
+        if (r == 0)
+          acc[i] = v;
+        else if (op == lockstepProd)
+          acc[i] *= v;
+        else if (op == lockstepMax)
+          acc[i] = std::max(acc[i], v);
+        else if (op == lockstepMin)
+          acc[i] = std::min(acc[i], v);
+        else
+          acc[i] += v;
       }
     }
     for (size_t i = 0; i < kPeriod; ++i) {
@@ -54,38 +59,52 @@ class Pattern {
   // Elements of `buf` that differ (bitwise) from the exact result.
   size_t countWrong(const void* buf, size_t count) const {
     switch (elem_) {
-      case 1: return wrongAs<uint8_t>(buf, count);
-      case 2: return wrongAs<uint16_t>(buf, count);
-      case 4: return wrongAs<uint32_t>(buf, count);
-      default: return wrongAs<uint64_t>(buf, count);
+      case 1:
+        return wrongAs<uint8_t>(buf, count);
+      case 2:
+        return wrongAs<uint16_t>(buf, count);
+      case 4:
+        return wrongAs<uint32_t>(buf, count);
+      default:
+        return wrongAs<uint64_t>(buf, count);
     }
   }
 
  private:
-  bool isSigned() const {
-    return type_ != lockstepUint8 && type_ != lockstepUint32 && type_ != lockstepUint64;
-  }
+  bool isSigned() const { return type_ != lockstepUint8 && type_ != lockstepUint32 && type_ != lockstepUint64; }
   // Largest integer magnitude up to which every integer is exact (and in range) in the dtype.
   double exactLimit() const {
     switch (type_) {
-      case lockstepInt8: return 127;
-      case lockstepUint8: return 255;
-      case lockstepFloat16: return 2048;
-      case lockstepBfloat16: return 256;
-      case lockstepFloat8e4m3: return 16;
-      case lockstepFloat8e5m2: return 8;
-      default: return 1000;
+      case lockstepInt8:
+        return 127;
+      case lockstepUint8:
+        return 255;
+      case lockstepFloat16:
+        return 2048;
+      case lockstepBfloat16:
+        return 256;
+      case lockstepFloat8e4m3:
+        return 16;
+      case lockstepFloat8e5m2:
+        return 8;
+      default:
+        return 1000;
     }
   }
   // How many factors of 2 a product may collect.
   int maxDoublings() const {
     switch (type_) {
-      case lockstepInt8: return 6;
-      case lockstepUint8: return 7;
-      case lockstepFloat8e4m3: return 8;
+      case lockstepInt8:
+        return 6;
+      case lockstepUint8:
+        return 7;
+      case lockstepFloat8e4m3:
+        return 8;
       case lockstepFloat16:
-      case lockstepFloat8e5m2: return 15;
-      default: return 30;
+      case lockstepFloat8e5m2:
+        return 15;
+      default:
+        return 30;
     }
   }
   double value(int r, size_t i) const {
@@ -100,41 +119,80 @@ class Pattern {
       int stride = static_cast<int>(std::ceil(nranks_ / limit));
       return (static_cast<size_t>(r) + i) % stride == 0 ? 1 : 0;
     }
-    return isSigned() ? static_cast<double>(static_cast<int64_t>(h % (2 * m + 1)) - m) : static_cast<double>(h % (m + 1));
+    return isSigned() ? static_cast<double>(static_cast<int64_t>(h % (2 * m + 1)) - m)
+                      : static_cast<double>(h % (m + 1));
   }
   void store(char* p, double v) const {
     switch (type_) {
-      case lockstepInt8: put(p, static_cast<int8_t>(v)); break;
-      case lockstepUint8: put(p, static_cast<uint8_t>(v)); break;
-      case lockstepInt32: put(p, static_cast<int32_t>(v)); break;
-      case lockstepUint32: put(p, static_cast<uint32_t>(v)); break;
-      case lockstepInt64: put(p, static_cast<int64_t>(v)); break;
-      case lockstepUint64: put(p, static_cast<uint64_t>(v)); break;
-      case lockstepFloat16: put(p, floatToHalf(static_cast<float>(v))); break;
-      case lockstepBfloat16: put(p, floatToBf16(static_cast<float>(v))); break;
-      case lockstepFloat32: put(p, static_cast<float>(v)); break;
-      case lockstepFloat64: put(p, v); break;
-      case lockstepFloat8e4m3: put(p, floatToFp8e4m3(static_cast<float>(v))); break;
-      case lockstepFloat8e5m2: put(p, floatToFp8e5m2(static_cast<float>(v))); break;
-      default: break;
+      case lockstepInt8:
+        put(p, static_cast<int8_t>(v));
+        break;
+      case lockstepUint8:
+        put(p, static_cast<uint8_t>(v));
+        break;
+      case lockstepInt32:
+        put(p, static_cast<int32_t>(v));
+        break;
+      case lockstepUint32:
+        put(p, static_cast<uint32_t>(v));
+        break;
+      case lockstepInt64:
+        put(p, static_cast<int64_t>(v));
+        break;
+      case lockstepUint64:
+        put(p, static_cast<uint64_t>(v));
+        break;
+      case lockstepFloat16:
+        put(p, floatToHalf(static_cast<float>(v)));
+        break;
+      case lockstepBfloat16:
+        put(p, floatToBf16(static_cast<float>(v)));
+        break;
+      case lockstepFloat32:
+        put(p, static_cast<float>(v));
+        break;
+      case lockstepFloat64:
+        put(p, v);
+        break;
+      case lockstepFloat8e4m3:
+        put(p, floatToFp8e4m3(static_cast<float>(v)));
+        break;
+      case lockstepFloat8e5m2:
+        put(p, floatToFp8e5m2(static_cast<float>(v)));
+        break;
+      default:
+        break;
     }
   }
   // Avg divides the exact sum once, in the dtype's compute type (see kernels/functors.h).
   void finishAvg(char* p) const {
     switch (type_) {
-      case lockstepInt8: return divide<int8_t>(p);
-      case lockstepUint8: return divide<uint8_t>(p);
-      case lockstepInt32: return divide<int32_t>(p);
-      case lockstepUint32: return divide<uint32_t>(p);
-      case lockstepInt64: return divide<int64_t>(p);
-      case lockstepUint64: return divide<uint64_t>(p);
-      case lockstepFloat16: return divide<Half>(p);
-      case lockstepBfloat16: return divide<BFloat16>(p);
-      case lockstepFloat32: return divide<float>(p);
-      case lockstepFloat64: return divide<double>(p);
-      case lockstepFloat8e4m3: return divide<Fp8E4M3>(p);
-      case lockstepFloat8e5m2: return divide<Fp8E5M2>(p);
-      default: return;
+      case lockstepInt8:
+        return divide<int8_t>(p);
+      case lockstepUint8:
+        return divide<uint8_t>(p);
+      case lockstepInt32:
+        return divide<int32_t>(p);
+      case lockstepUint32:
+        return divide<uint32_t>(p);
+      case lockstepInt64:
+        return divide<int64_t>(p);
+      case lockstepUint64:
+        return divide<uint64_t>(p);
+      case lockstepFloat16:
+        return divide<Half>(p);
+      case lockstepBfloat16:
+        return divide<BFloat16>(p);
+      case lockstepFloat32:
+        return divide<float>(p);
+      case lockstepFloat64:
+        return divide<double>(p);
+      case lockstepFloat8e4m3:
+        return divide<Fp8E4M3>(p);
+      case lockstepFloat8e5m2:
+        return divide<Fp8E5M2>(p);
+      default:
+        return;
     }
   }
   template <typename T>

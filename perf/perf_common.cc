@@ -14,10 +14,20 @@ size_t parseSize(const char* s) {
   char* end = nullptr;
   double v = std::strtod(s, &end);
   switch (end && *end ? *end : 0) {
-    case 'K': case 'k': v *= 1024.0; break;
-    case 'M': case 'm': v *= 1024.0 * 1024.0; break;
-    case 'G': case 'g': v *= 1024.0 * 1024.0 * 1024.0; break;
-    default: break;
+    case 'K':
+    case 'k':
+      v *= 1024.0;
+      break;
+    case 'M':
+    case 'm':
+      v *= 1024.0 * 1024.0;
+      break;
+    case 'G':
+    case 'g':
+      v *= 1024.0 * 1024.0 * 1024.0;
+      break;
+    default:
+      break;
   }
   return static_cast<size_t>(v);
 }
@@ -38,15 +48,24 @@ Args parseArgs(int argc, char** argv, const char* program) {
     std::string k = argv[i];
     if (i + 1 >= argc) usage(program, ("missing value for " + k).c_str());
     const char* v = argv[i + 1];
-    if (k == "-b") a.minBytes = parseSize(v);
-    else if (k == "-e") a.maxBytes = parseSize(v);
-    else if (k == "-f") a.factor = parseSize(v);
-    else if (k == "-n") a.iters = std::atoi(v);
-    else if (k == "-w") a.warmup = std::atoi(v);
-    else if (k == "-t") a.targetBytes = parseSize(v);
-    else if (k == "-m") a.minIters = std::atoi(v);
-    else if (k == "-c") a.check = std::atoi(v) != 0;
-    else if (k == "-a") a.algo = v;
+    if (k == "-b")
+      a.minBytes = parseSize(v);
+    else if (k == "-e")
+      a.maxBytes = parseSize(v);
+    else if (k == "-f")
+      a.factor = parseSize(v);
+    else if (k == "-n")
+      a.iters = std::atoi(v);
+    else if (k == "-w")
+      a.warmup = std::atoi(v);
+    else if (k == "-t")
+      a.targetBytes = parseSize(v);
+    else if (k == "-m")
+      a.minIters = std::atoi(v);
+    else if (k == "-c")
+      a.check = std::atoi(v) != 0;
+    else if (k == "-a")
+      a.algo = v;
     else if (k == "-d") {
       a.types.clear();
       for (int t = 0; t < lockstepNumTypes; ++t) {
@@ -100,12 +119,12 @@ void printHeader(const char* title, int nranks, const Args& a) {
   std::fflush(stdout);
 }
 
-void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor,
-              double oopUs, size_t oopWrong, double ipUs, size_t ipWrong) {
+void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor, double oopUs,
+              size_t oopWrong, double ipUs, size_t ipWrong) {
   auto algbw = [&](double us) { return us > 0 ? bytes / (us * 1e-6) / 1e9 : 0.0; };
   std::printf(" %12zu %14zu %9s %6s %6d %10.2f %8.3f %8.3f %6zu %10.2f %8.3f %8.3f %6zu\n", bytes, count, type, op,
-              root, oopUs, algbw(oopUs), algbw(oopUs) * busFactor, oopWrong, ipUs, algbw(ipUs),
-              algbw(ipUs) * busFactor, ipWrong);
+              root, oopUs, algbw(oopUs), algbw(oopUs) * busFactor, oopWrong, ipUs, algbw(ipUs), algbw(ipUs) * busFactor,
+              ipWrong);
   std::fflush(stdout);
 }
 

@@ -16,7 +16,7 @@ struct Args {
   size_t minBytes = 8;
   size_t maxBytes = 256u << 20;
   size_t factor = 2;
-  int iters = 0;  // 0: adaptive
+  int iters = 0;    // 0: adaptive
   int warmup = -1;  // -1: max(2, iters / 10)
   size_t targetBytes = 1u << 30;
   int minIters = 5;
@@ -35,7 +35,7 @@ int warmupFor(const Args& a, int iters);
 
 void printHeader(const char* title, int nranks, const Args& a);
 // One row: out-of-place and in-place time (us, averaged over iterations and ranks) and #wrong.
-void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor,
-              double oopUs, size_t oopWrong, double ipUs, size_t ipWrong);
+void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor, double oopUs,
+              size_t oopWrong, double ipUs, size_t ipWrong);
 
 }  // namespace lockstep::perf

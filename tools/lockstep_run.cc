@@ -119,6 +119,13 @@ int main(int argc, char** argv) {
   }
   std::vector<Rank> ranks(n);
   pid_t parent = getpid();
+  // Signals stay blocked across fork: a child resets its handlers before it unblocks them, so a
+  // SIGTERM sent to a rank that has not exec'd yet is not swallowed by the launcher's handler.
+  sigset_t stopSignals, oldMask;
+  sigemptyset(&stopSignals);
+  sigaddset(&stopSignals, SIGINT);
+  sigaddset(&stopSignals, SIGTERM);
+  sigprocmask(SIG_BLOCK, &stopSignals, &oldMask);
   for (int r = 0; r < n; ++r) {
     std::vector<std::string> env = base;
     env.push_back("LOCKSTEP_RANK=" + std::to_string(r));
@@ -141,11 +148,13 @@ int main(int argc, char** argv) {
     if (pid == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(127);
+      setpgid(0, 0);  // its own group, so stopping a rank also stops what it started
       dup2(out[1], 1);
       dup2(err[1], 2);
       signal(SIGINT, SIG_DFL);
       signal(SIGTERM, SIG_DFL);
       signal(SIGPIPE, SIG_DFL);
+      sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       execvpe(prog[0], prog, envp.data());
       const char msg[] = "lockstep-run: cannot execute the program\n";
       (void)!write(2, msg, sizeof(msg) - 1);
@@ -153,17 +162,20 @@ int main(int argc, char** argv) {
     }
     close(out[1]);
     close(err[1]);
+    setpgid(pid, pid);  // also here: whichever of parent and child runs first
     ranks[r].pid = pid;
     ranks[r].fds[0] = out[0];
     ranks[r].fds[1] = err[0];
   }
 
+  sigprocmask(SIG_SETMASK, &oldMask, nullptr);
+
   int firstFailure = -1, exitCode = 0, alive = n;
   bool forwarded = false;
-  std::chrono::steady_clock::time_point killAt{};
+  std::chrono::steady_clock::time_point killAt{}, allExitedAt{};
   auto terminateOthers = [&](int sig) {
     for (auto& rk : ranks) {
-      if (!rk.exited) kill(rk.pid, sig);
+      if (!rk.exited) kill(-rk.pid, sig);
     }
   };
   for (;;) {
@@ -177,7 +189,12 @@ int main(int argc, char** argv) {
         }
       }
     }
-    if (fds.empty() && alive == 0) break;
+    // Done when every rank has exited and its output is drained; output still held open by
+    // something a rank left behind gets one second, then is abandoned.
+    if (alive == 0 && allExitedAt == std::chrono::steady_clock::time_point{}) {
+      allExitedAt = std::chrono::steady_clock::now();
+    }
+    if (alive == 0 && (fds.empty() || std::chrono::steady_clock::now() - allExitedAt > std::chrono::seconds(1))) break;
     poll(fds.data(), fds.size(), 50);
     for (size_t k = 0; k < fds.size(); ++k) {
       if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;

@@ -17,8 +17,12 @@ class FifoLink : public Link {
   // peer process exits.
   FifoLink(FifoHeader* out, FifoHeader* in, std::shared_ptr<void> keepAlive, Fd peerPidFd, std::string peerName,
            int peerRank)
-      : out_(out), in_(in), keepAlive_(std::move(keepAlive)), pidFd_(std::move(peerPidFd)),
-        peerName_(std::move(peerName)), peerRank_(peerRank) {}
+      : out_(out),
+        in_(in),
+        keepAlive_(std::move(keepAlive)),
+        pidFd_(std::move(peerPidFd)),
+        peerName_(std::move(peerName)),
+        peerRank_(peerRank) {}
 
   void* trySendSlot() override { return out_.trySlot(); }
   void postSend(size_t bytes) override { out_.post(bytes); }

@@ -119,8 +119,9 @@ LOCKSTEP_API const char* lockstepGetLastError(lockstepComm_t comm);
 
 /* Reduces count elements across ranks; every rank receives the result, bit-identical on all
  * ranks. In place when sendbuff == recvbuff. */
-LOCKSTEP_API lockstepResult_t lockstepAllReduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
-                                   lockstepRedOp_t op, lockstepComm_t comm, lockstepStream_t stream);
+LOCKSTEP_API lockstepResult_t lockstepAllReduce(const void* sendbuff, void* recvbuff, size_t count,
+                                                lockstepDataType_t datatype, lockstepRedOp_t op, lockstepComm_t comm,
+                                                lockstepStream_t stream);
 
 /* Returns once every rank has entered the barrier. */
 LOCKSTEP_API lockstepResult_t lockstepBarrier(lockstepComm_t comm, lockstepStream_t stream);

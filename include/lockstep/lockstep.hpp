@@ -36,15 +36,24 @@ enum class Op { kSum = lockstepSum, kProd = lockstepProd, kMax = lockstepMax, kM
 // type: pass the lockstepDataType_t explicitly for those).
 template <typename T>
 constexpr lockstepDataType_t dataTypeOf() {
-  if constexpr (std::is_same_v<T, int8_t>) return lockstepInt8;
-  else if constexpr (std::is_same_v<T, uint8_t>) return lockstepUint8;
-  else if constexpr (std::is_same_v<T, int32_t>) return lockstepInt32;
-  else if constexpr (std::is_same_v<T, uint32_t>) return lockstepUint32;
-  else if constexpr (std::is_same_v<T, int64_t>) return lockstepInt64;
-  else if constexpr (std::is_same_v<T, uint64_t>) return lockstepUint64;
-  else if constexpr (std::is_same_v<T, float>) return lockstepFloat32;
-  else if constexpr (std::is_same_v<T, double>) return lockstepFloat64;
-  else static_assert(sizeof(T) == 0, "no Lockstep datatype for this type; pass lockstepDataType_t");
+  if constexpr (std::is_same_v<T, int8_t>)
+    return lockstepInt8;
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return lockstepUint8;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return lockstepInt32;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return lockstepUint32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return lockstepInt64;
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return lockstepUint64;
+  else if constexpr (std::is_same_v<T, float>)
+    return lockstepFloat32;
+  else if constexpr (std::is_same_v<T, double>)
+    return lockstepFloat64;
+  else
+    static_assert(sizeof(T) == 0, "no Lockstep datatype for this type; pass lockstepDataType_t");
 }
 
 inline lockstepUniqueId uniqueId() {

@@ -29,8 +29,8 @@ inline bool primReduces(Prim p) {
 }
 inline bool primReadsSrc(Prim p) { return p == Prim::kSend || p == Prim::kCopy || primReduces(p); }
 inline bool primWritesDst(Prim p) {
-  return p == Prim::kRecv || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend ||
-         p == Prim::kRecvCopySend || p == Prim::kCopy;
+  return p == Prim::kRecv || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend || p == Prim::kRecvCopySend ||
+         p == Prim::kCopy;
 }
 
 // Which user buffer a range refers to.

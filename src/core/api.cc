@@ -2,9 +2,9 @@
 // thread-local message here, in one place (guarded()).
 #include <cstring>
 #include <mutex>
-#include <vector>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "bootstrap/launch.h"
 #include "bootstrap/root_service.h"
@@ -89,8 +89,9 @@ void checkBuffers(const void* sendbuff, const void* recvbuff, size_t count, lock
 
 void checkStream(lockstepStream_t stream) {
   if (stream != nullptr) {
-    throw InvalidUsage("stream must be NULL: this build runs host-memory collectives only (CUDA streams are not "
-                       "supported yet)");
+    throw InvalidUsage(
+        "stream must be NULL: this build runs host-memory collectives only (CUDA streams are not "
+        "supported yet)");
   }
 }
 
@@ -192,17 +193,28 @@ lockstepResult_t lockstepCommUserRank(const lockstepComm_t comm, int* rank) {
 
 const char* lockstepGetErrorString(lockstepResult_t result) {
   switch (result) {
-    case lockstepSuccess: return "no error";
-    case lockstepSystemError: return "system error (a system call failed)";
-    case lockstepInternalError: return "internal error (a bug in Lockstep)";
-    case lockstepInvalidArgument: return "invalid argument";
-    case lockstepInvalidUsage: return "invalid usage";
-    case lockstepRemoteError: return "remote error (a peer died, disconnected or misbehaved)";
-    case lockstepInProgress: return "operation in progress";
-    case lockstepTimeout: return "timeout";
-    case lockstepMismatch: return "mismatch between ranks";
-    case lockstepAborted: return "communicator aborted";
-    default: return "unknown result code";
+    case lockstepSuccess:
+      return "no error";
+    case lockstepSystemError:
+      return "system error (a system call failed)";
+    case lockstepInternalError:
+      return "internal error (a bug in Lockstep)";
+    case lockstepInvalidArgument:
+      return "invalid argument";
+    case lockstepInvalidUsage:
+      return "invalid usage";
+    case lockstepRemoteError:
+      return "remote error (a peer died, disconnected or misbehaved)";
+    case lockstepInProgress:
+      return "operation in progress";
+    case lockstepTimeout:
+      return "timeout";
+    case lockstepMismatch:
+      return "mismatch between ranks";
+    case lockstepAborted:
+      return "communicator aborted";
+    default:
+      return "unknown result code";
   }
 }
 

@@ -8,7 +8,9 @@ namespace lockstep {
 
 Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, uint64_t commId, const Secret& secret,
                            const NetAddr& localAddr)
-    : config_(std::move(config)), bootstrap_(std::move(bootstrap)), rank_(bootstrap_->rank()),
+    : config_(std::move(config)),
+      bootstrap_(std::move(bootstrap)),
+      rank_(bootstrap_->rank()),
       nranks_(bootstrap_->size()) {
   peers_.resize(nranks_);
   peers_[rank_] = localPeerInfo(rank_, config_);
@@ -23,8 +25,8 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     raw[r] = links_[r].get();
     names[r] = peers_[r].describe();
   }
-  executor_ = std::make_unique<HostExecutor>(rank_, std::move(raw), std::move(names), config_.slotBytes,
-                                             config_.timeout);
+  executor_ =
+      std::make_unique<HostExecutor>(rank_, std::move(raw), std::move(names), config_.slotBytes, config_.timeout);
   schedule_.steps.reserve(4 * static_cast<size_t>(nranks_));
 }
 

@@ -45,11 +45,15 @@ std::chrono::milliseconds parseDuration(const std::string& text, const std::stri
   std::string unit(end ? end : "");
   double ms = -1;
   if (!text.empty() && errno == 0 && v >= 0) {
-    if (unit.empty() || unit == "s") ms = v * 1000;
-    else if (unit == "ms") ms = v;
-    else if (unit == "m" || unit == "min") ms = v * 60000;
+    if (unit.empty() || unit == "s")
+      ms = v * 1000;
+    else if (unit == "ms")
+      ms = v;
+    else if (unit == "m" || unit == "min")
+      ms = v * 60000;
   }
-  if (ms < 0 || ms > 1e12) throw InvalidArgument(what + "=\"" + text + "\" is not a duration (e.g. 30, 30s, 500ms, 2m)");
+  if (ms < 0 || ms > 1e12)
+    throw InvalidArgument(what + "=\"" + text + "\" is not a duration (e.g. 30, 30s, 500ms, 2m)");
   return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
@@ -59,10 +63,14 @@ size_t parseBytes(const std::string& text, const std::string& what) {
   unsigned long long v = std::strtoull(text.c_str(), &end, 10);
   std::string unit(end ? end : "");
   unsigned long long mult = 0;
-  if (unit.empty() || unit == "B") mult = 1;
-  else if (unit == "K" || unit == "KiB" || unit == "k") mult = 1ull << 10;
-  else if (unit == "M" || unit == "MiB") mult = 1ull << 20;
-  else if (unit == "G" || unit == "GiB") mult = 1ull << 30;
+  if (unit.empty() || unit == "B")
+    mult = 1;
+  else if (unit == "K" || unit == "KiB" || unit == "k")
+    mult = 1ull << 10;
+  else if (unit == "M" || unit == "MiB")
+    mult = 1ull << 20;
+  else if (unit == "G" || unit == "GiB")
+    mult = 1ull << 30;
   if (text.empty() || text[0] == '-' || errno != 0 || mult == 0 || v > (~0ull) / mult) {
     throw InvalidArgument(what + "=\"" + text + "\" is not a byte count (e.g. 4096, 256K, 1M)");
   }
@@ -79,11 +87,16 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_TIMEOUT")) c.timeout = parseDuration(*v, "LOCKSTEP_TIMEOUT");
   if (auto v = var("LOCKSTEP_DEBUG")) {
     std::string level = v->substr(0, v->find(','));
-    if (level == "NONE") c.logLevel = LogLevel::kNone;
-    else if (level == "WARN") c.logLevel = LogLevel::kWarn;
-    else if (level == "INFO") c.logLevel = LogLevel::kInfo;
-    else if (level == "TRACE") c.logLevel = LogLevel::kTrace;
-    else throw InvalidArgument("LOCKSTEP_DEBUG=\"" + *v + "\" is not one of NONE, WARN, INFO, TRACE");
+    if (level == "NONE")
+      c.logLevel = LogLevel::kNone;
+    else if (level == "WARN")
+      c.logLevel = LogLevel::kWarn;
+    else if (level == "INFO")
+      c.logLevel = LogLevel::kInfo;
+    else if (level == "TRACE")
+      c.logLevel = LogLevel::kTrace;
+    else
+      throw InvalidArgument("LOCKSTEP_DEBUG=\"" + *v + "\" is not one of NONE, WARN, INFO, TRACE");
   }
   if (auto v = var("LOCKSTEP_TRANSPORTS")) c.transports = splitList(*v);
   if (auto v = var("LOCKSTEP_SLOT_BYTES")) c.slotBytes = parseBytes(*v, "LOCKSTEP_SLOT_BYTES");

@@ -15,22 +15,22 @@ enum class LogLevel { kNone = 0, kWarn = 1, kInfo = 2, kTrace = 3 };
 
 // What a launcher (lockstep-run, and later mpirun/srun/torchrun) told this process.
 struct LaunchEnv {
-  std::optional<int> rank;           // LOCKSTEP_RANK
-  std::optional<int> worldSize;      // LOCKSTEP_WORLD_SIZE
-  std::optional<int> localRank;      // LOCKSTEP_LOCAL_RANK
-  std::string root;                  // LOCKSTEP_ROOT=host:port
-  std::string uniqueIdHex;           // LOCKSTEP_UNIQUE_ID
-  std::string secretHex;             // LOCKSTEP_SECRET: 32 hex digits, for LOCKSTEP_ROOT mode
+  std::optional<int> rank;       // LOCKSTEP_RANK
+  std::optional<int> worldSize;  // LOCKSTEP_WORLD_SIZE
+  std::optional<int> localRank;  // LOCKSTEP_LOCAL_RANK
+  std::string root;              // LOCKSTEP_ROOT=host:port
+  std::string uniqueIdHex;       // LOCKSTEP_UNIQUE_ID
+  std::string secretHex;         // LOCKSTEP_SECRET: 32 hex digits, for LOCKSTEP_ROOT mode
 };
 
 struct Config {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // LOCKSTEP_TIMEOUT
-  LogLevel logLevel = LogLevel::kWarn;                             // LOCKSTEP_DEBUG
-  std::vector<std::string> transports;  // LOCKSTEP_TRANSPORTS; empty = every kind
-  size_t slotBytes = 256 * 1024;        // LOCKSTEP_SLOT_BYTES: the slice size on the wire
-  int slots = 8;                        // LOCKSTEP_SLOTS: credits per link direction
-  std::string socketIfname;             // LOCKSTEP_SOCKET_IFNAME
-  std::string hostId;                   // LOCKSTEP_HOST_ID; empty = hostname + boot id
+  LogLevel logLevel = LogLevel::kWarn;                           // LOCKSTEP_DEBUG
+  std::vector<std::string> transports;                           // LOCKSTEP_TRANSPORTS; empty = every kind
+  size_t slotBytes = 256 * 1024;                                 // LOCKSTEP_SLOT_BYTES: the slice size on the wire
+  int slots = 8;                                                 // LOCKSTEP_SLOTS: credits per link direction
+  std::string socketIfname;                                      // LOCKSTEP_SOCKET_IFNAME
+  std::string hostId;                                            // LOCKSTEP_HOST_ID; empty = hostname + boot id
   LaunchEnv launch;
 
   // Reads LOCKSTEP_* through `get` (getenv in production). Throws InvalidArgument naming the

@@ -16,13 +16,13 @@ void logLine(LogLevel level, int rank, const std::string& message);
 
 }  // namespace lockstep
 
-#define LS_LOG(level, rank, stream_expr)                                  \
-  do {                                                                    \
-    if (::lockstep::logEnabled(level)) {                                  \
-      std::ostringstream ls_log_os_;                                      \
-      ls_log_os_ << stream_expr;                                          \
-      ::lockstep::logLine(level, rank, ls_log_os_.str());                 \
-    }                                                                     \
+#define LS_LOG(level, rank, stream_expr)                  \
+  do {                                                    \
+    if (::lockstep::logEnabled(level)) {                  \
+      std::ostringstream ls_log_os_;                      \
+      ls_log_os_ << stream_expr;                          \
+      ::lockstep::logLine(level, rank, ls_log_os_.str()); \
+    }                                                     \
   } while (0)
 #define LS_WARN(rank, s) LS_LOG(::lockstep::LogLevel::kWarn, rank, s)
 #define LS_INFO(rank, s) LS_LOG(::lockstep::LogLevel::kInfo, rank, s)

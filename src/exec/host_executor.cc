@@ -5,7 +5,9 @@
 
 #include "kernels/cpu_reduce.h"
 #include "kernels/dtype.h"
+#include "src/algo/slicing.h"
 #include "src/core/errors.h"
+#include "src/exec/apply.h"
 #include "src/exec/backoff.h"
 
 namespace lockstep {
@@ -14,17 +16,19 @@ struct HostExecutor::Ctx {
   const OpInfo& op;
   const char* input;
   char* output;
-  size_t elem;
-  ReduceFn reduce;
-  DivideFn divide;  // avg only
+  SliceKernels kernels;
   Deadline deadline;
   Clock::time_point nextPeerCheck;
 };
 
 HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::string> names, size_t slotBytes,
                            std::chrono::milliseconds timeout)
-    : rank_(rank), nranks_(static_cast<int>(links.size())), links_(std::move(links)), names_(std::move(names)),
-      slotBytes_(slotBytes), timeout_(timeout) {
+    : rank_(rank),
+      nranks_(static_cast<int>(links.size())),
+      links_(std::move(links)),
+      names_(std::move(names)),
+      slotBytes_(slotBytes),
+      timeout_(timeout) {
   for (Link* l : links_) {
     if (l) active_.push_back(l);
   }
@@ -32,62 +36,24 @@ HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::
 
 void HostExecutor::run(const Schedule& schedule, const void* input, void* output, const OpInfo& op) {
   const size_t elem = dataTypeSize(op.dtype);
-  Ctx ctx{op,
-          static_cast<const char*>(input),
-          static_cast<char*>(output),
-          elem,
-          reduceFn(op.dtype, op.op),
-          op.op == lockstepAvg ? divideFn(op.dtype) : nullptr,
-          Deadline::after(timeout_),
-          Clock::now()};
-  const size_t sliceElems = slotBytes_ / elem;
-  size_t slices = 0;
-  for (const Step& s : schedule.steps) slices = std::max(slices, (s.count + sliceElems - 1) / sliceElems);
-  for (size_t j = 0; j < slices; ++j) {
-    const size_t first = j * sliceElems;
-    for (const Step& s : schedule.steps) {
-      if (first < s.count) runSlice(s, first, std::min(sliceElems, s.count - first), ctx);
-    }
-  }
+  SliceKernels kernels{reduceFn(op.dtype, op.op), op.op == lockstepAvg ? divideFn(op.dtype) : nullptr, elem, nranks_};
+  Ctx ctx{op,      static_cast<const char*>(input), static_cast<char*>(output),
+          kernels, Deadline::after(timeout_),       Clock::now()};
+  for (SliceWalker w(schedule, slotBytes_ / elem); !w.done(); w.advance())
+    runSlice(w.step(), w.first(), w.count(), ctx);
   flush(ctx);
 }
 
 void HostExecutor::runSlice(const Step& step, size_t first, size_t n, Ctx& ctx) {
-  const size_t bytes = n * ctx.elem;
-  const char* src = (step.src == Buf::kInput ? ctx.input : ctx.output) + (step.srcOffset + first) * ctx.elem;
-  char* dst = (step.dst == Buf::kInput ? const_cast<char*>(ctx.input) : ctx.output) + (step.dstOffset + first) * ctx.elem;
+  const size_t elem = ctx.kernels.elem;
+  const char* src = (step.src == Buf::kInput ? ctx.input : ctx.output) + (step.srcOffset + first) * elem;
+  char* dst = (step.dst == Buf::kInput ? const_cast<char*>(ctx.input) : ctx.output) + (step.dstOffset + first) * elem;
   Message in;
   void* slot = nullptr;
-  if (primRecvs(step.prim) || primSends(step.prim)) waitFor(step, &in, bytes, &slot, ctx);
-  char* out = static_cast<char*>(slot);
-
-  switch (step.prim) {
-    case Prim::kSend:
-      std::memcpy(out, src, bytes);
-      break;
-    case Prim::kRecv:
-      std::memcpy(dst, in.data, bytes);
-      break;
-    case Prim::kRecvReduceSend:
-      ctx.reduce(out, in.data, src, n);
-      break;
-    case Prim::kRecvReduceCopy:
-    case Prim::kRecvReduceCopySend:
-      ctx.reduce(dst, in.data, src, n);
-      if (step.finish && ctx.divide) ctx.divide(dst, n, nranks_);
-      if (out) std::memcpy(out, dst, bytes);
-      break;
-    case Prim::kRecvCopySend:
-      std::memcpy(dst, in.data, bytes);
-      std::memcpy(out, in.data, bytes);
-      break;
-    case Prim::kCopy:
-      if (dst != src) std::memcpy(dst, src, bytes);
-      if (step.finish && ctx.divide) ctx.divide(dst, n, nranks_);
-      break;
-  }
+  if (primRecvs(step.prim) || primSends(step.prim)) waitFor(step, &in, n * elem, &slot, ctx);
+  applyPrim(step, in.data, src, dst, slot, n, ctx.kernels);
   if (in.data) links_[step.recvPeer]->releaseRecv();
-  if (out) links_[step.sendPeer]->postSend(bytes);
+  if (slot) links_[step.sendPeer]->postSend(n * elem);
 }
 
 void HostExecutor::waitFor(const Step& step, Message* in, size_t inBytes, void** slot, Ctx& ctx) {

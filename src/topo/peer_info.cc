@@ -53,8 +53,8 @@ void checkPeersAgree(const std::vector<PeerInfo>& peers) {
                      p.describe() + " runs " + std::to_string(p.version));
     }
     if (p.configHash != ref.configHash) {
-      throw Mismatch("configuration differs: " + ref.describe() + " has {" + ref.configSummary + "}, " +
-                     p.describe() + " has {" + p.configSummary + "}");
+      throw Mismatch("configuration differs: " + ref.describe() + " has {" + ref.configSummary + "}, " + p.describe() +
+                     " has {" + p.configSummary + "}");
     }
   }
 }

@@ -13,8 +13,8 @@ namespace lockstep {
 
 ShmSegment ShmSegment::create(size_t bytes) {
   std::string name = "/lockstep-" + std::to_string(getpid()) + "-" + toHex(randomSecret().data(), 8);
-  Fd fd(static_cast<int>(checkSys(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), "shm_open",
-                                  "creating " + name)));
+  Fd fd(static_cast<int>(
+      checkSys(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), "shm_open", "creating " + name)));
   ShmSegment seg(name, nullptr, bytes, true);  // from here on, the destructor unlinks
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) < 0) throw SystemError("ftruncate", errno, "sizing " + name);
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);

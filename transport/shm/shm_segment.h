@@ -9,7 +9,7 @@ namespace lockstep {
 
 class ShmSegment {
  public:
-  static ShmSegment create(size_t bytes);                       // random name, O_EXCL, 0600
+  static ShmSegment create(size_t bytes);                         // random name, O_EXCL, 0600
   static ShmSegment open(const std::string& name, size_t bytes);  // maps the peer's segment
   ShmSegment(ShmSegment&& o) noexcept;
   ShmSegment& operator=(ShmSegment&&) = delete;

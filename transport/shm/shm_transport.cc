@@ -45,7 +45,7 @@ class ShmTransport : public Transport {
       FifoHeader* out = attachFifo(outbound[i]->addr(), ctx_.config.slots, ctx_.config.slotBytes);
       FifoHeader* in = static_cast<FifoHeader*>(inbound[i]->addr());
       auto both = std::make_shared<std::pair<std::shared_ptr<ShmSegment>, std::shared_ptr<ShmSegment>>>(outbound[i],
-                                                                                                          inbound[i]);
+                                                                                                        inbound[i]);
       const PeerInfo& peer = ctx_.peers[peers[i]];
       links.push_back(std::make_unique<FifoLink>(out, in, both, openPidFd(peer.pid), peer.describe(), peers[i]));
     }

@@ -11,8 +11,13 @@ namespace lockstep {
 constexpr uint32_t kFrameMagic = 0x4644534cu;  // "LSDF"
 
 SocketLink::SocketLink(Fd fd, int peerRank, std::string peerName, int slots, size_t slotBytes)
-    : fd_(std::move(fd)), peer_(peerRank), peerName_(std::move(peerName)), slots_(slots), slotBytes_(slotBytes),
-      sendBuf_(slots * slotBytes), recvBuf_(slots * slotBytes) {}
+    : fd_(std::move(fd)),
+      peer_(peerRank),
+      peerName_(std::move(peerName)),
+      slots_(slots),
+      slotBytes_(slotBytes),
+      sendBuf_(slots * slotBytes),
+      recvBuf_(slots * slotBytes) {}
 
 [[noreturn]] void SocketLink::peerFailed(const std::string& what) {
   throw RemoteError(peer_, "socket link to " + peerName_ + ": " + what);
@@ -107,8 +112,8 @@ void SocketLink::progressRecv() {
       if (recvFrame_.magic != kFrameMagic) peerFailed("malformed frame (bad magic)");
       if (recvFrame_.seq != static_cast<uint32_t>(recvComplete_)) peerFailed("frame out of sequence");
       if (recvFrame_.bytes > slotBytes_) {
-        peerFailed("frame of " + std::to_string(recvFrame_.bytes) + " bytes exceeds the " +
-                   std::to_string(slotBytes_) + "-byte slot");
+        peerFailed("frame of " + std::to_string(recvFrame_.bytes) + " bytes exceeds the " + std::to_string(slotBytes_) +
+                   "-byte slot");
       }
     }
     if (recvOffset_ >= sizeof(Frame) && recvOffset_ == sizeof(Frame) + recvFrame_.bytes) {

@@ -15,7 +15,7 @@
 namespace lockstep {
 namespace {
 
-constexpr auto kHelloTimeout = std::chrono::seconds(10);
+constexpr auto kHelloTimeout = std::chrono::seconds(5);
 
 class SocketTransport : public Transport {
  public:
@@ -49,8 +49,9 @@ class SocketTransport : public Transport {
     }
     while (lower > 0) {
       Fd fd = acceptUntil(listener.get(), dl);
-      if (!fd.valid()) throw Timeout("socket transport: rank " + std::to_string(ctx_.rank) + " waited " +
-                                     std::to_string(ctx_.config.timeout.count()) + " ms for peers to connect");
+      if (!fd.valid())
+        throw Timeout("socket transport: rank " + std::to_string(ctx_.rank) + " waited " +
+                      std::to_string(ctx_.config.timeout.count()) + " ms for peers to connect");
       Hello h;
       try {
         recvAll(fd.get(), &h, sizeof(h), dl.earlier(Deadline::after(kHelloTimeout)));
@@ -79,8 +80,8 @@ class SocketTransport : public Transport {
         throw RemoteError(p, "socket transport: " + ctx_.peers[p].describe() + " closed the connection during setup");
       }
       std::string why = checkHello(answer, ctx_.secret, ctx_.commId, Purpose::kData, nranks);
-      if (!why.empty() || answer.rank != p) throw RemoteError(p, "socket transport: bad answer from rank " +
-                                                                    std::to_string(p) + ": " + why);
+      if (!why.empty() || answer.rank != p)
+        throw RemoteError(p, "socket transport: bad answer from rank " + std::to_string(p) + ": " + why);
     }
 
     std::vector<std::unique_ptr<Link>> links;

@@ -1,0 +1,148 @@
+/*
+ * A C program that knows only <lockstep/lockstep.h>: it all-reduces every datatype with every
+ * reduction op, in place and out of place, and checks every element. Start it with lockstep-run:
+ *
+ *   cc allreduce_check.c $(pkg-config --cflags --libs lockstep) -o allreduce_check
+ *   lockstep-run -n 4 ./allreduce_check
+ *
+ * Inputs are small integers, so sums and products are exact in every type for up to 8 ranks;
+ * avg is the exact sum divided once by the rank count (in float for the narrow float types,
+ * truncating for integers), as the README documents.
+ */
+#include <lockstep/lockstep.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COUNT 4099
+
+static const char* typeNames[] = {"int8",    "uint8",    "int32",   "uint32",  "int64",   "uint64",
+                                  "float16", "bfloat16", "float32", "float64", "fp8e4m3", "fp8e5m2"};
+static const char* opNames[] = {"sum", "prod", "max", "min", "avg"};
+static const size_t typeSizes[] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8, 1, 1};
+
+/* Round-to-nearest-even encoding of a (small, finite) value into a binary float format. */
+static uint32_t encodeBinary(double v, int expBits, int manBits) {
+  uint32_t sign = signbit(v) ? 1u << (expBits + manBits) : 0;
+  double a = fabs(v);
+  int bias = (1 << (expBits - 1)) - 1, e;
+  if (a == 0) return sign;
+  frexp(a, &e);
+  e -= 1;             /* a = 1.m * 2^e */
+  if (e < 1 - bias) { /* subnormal */
+    return sign | (uint32_t)rint(a / ldexp(1.0, 1 - bias - manBits));
+  }
+  double q = rint(a / ldexp(1.0, e - manBits)); /* in [2^manBits, 2^(manBits+1)] */
+  if (q == ldexp(1.0, manBits + 1)) q /= 2, e += 1;
+  return sign | ((uint32_t)(e + bias) << manBits) | ((uint32_t)q - (1u << manBits));
+}
+
+static double inputValue(int op, int rank, size_t i) {
+  if (op == lockstepProd) return ((rank + i) % 4 == 0) ? 2 : 1;
+  return (double)((rank + i) % 2);
+}
+
+/* Stores v as datatype t at p. */
+static void store(int t, void* p, double v) {
+  switch (t) {
+    case lockstepInt8:
+      *(int8_t*)p = (int8_t)v;
+      break;
+    case lockstepUint8:
+      *(uint8_t*)p = (uint8_t)v;
+      break;
+    case lockstepInt32:
+      *(int32_t*)p = (int32_t)v;
+      break;
+    case lockstepUint32:
+      *(uint32_t*)p = (uint32_t)v;
+      break;
+    case lockstepInt64:
+      *(int64_t*)p = (int64_t)v;
+      break;
+    case lockstepUint64:
+      *(uint64_t*)p = (uint64_t)v;
+      break;
+    case lockstepFloat16:
+      *(uint16_t*)p = (uint16_t)encodeBinary(v, 5, 10);
+      break;
+    case lockstepBfloat16:
+      *(uint16_t*)p = (uint16_t)encodeBinary(v, 8, 7);
+      break;
+    case lockstepFloat32:
+      *(float*)p = (float)v;
+      break;
+    case lockstepFloat64:
+      *(double*)p = v;
+      break;
+    case lockstepFloat8e4m3:
+      *(uint8_t*)p = (uint8_t)encodeBinary(v, 4, 3);
+      break;
+    case lockstepFloat8e5m2:
+      *(uint8_t*)p = (uint8_t)encodeBinary(v, 5, 2);
+      break;
+  }
+}
+
+static double expected(int t, int op, int nranks, size_t i) {
+  double acc = inputValue(op, 0, i);
+  for (int r = 1; r < nranks; ++r) {
+    double v = inputValue(op, r, i);
+    if (op == lockstepProd)
+      acc *= v;
+    else if (op == lockstepMax)
+      acc = v > acc ? v : acc;
+    else if (op == lockstepMin)
+      acc = v < acc ? v : acc;
+    else
+      acc += v;
+  }
+  if (op != lockstepAvg) return acc;
+  if (t <= lockstepUint64) return (double)((int64_t)acc / nranks);
+  if (t == lockstepFloat64) return acc / nranks;
+  return (double)((float)acc / (float)nranks);
+}
+
+int main(void) {
+  lockstepComm_t comm;
+  int rank, nranks, wrong = 0;
+  if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
+    fprintf(stderr, "init failed: %s\n", lockstepGetLastError(NULL));
+    return 2;
+  }
+  lockstepCommUserRank(comm, &rank);
+  lockstepCommCount(comm, &nranks);
+  char* in = malloc(COUNT * 8);
+  char* out = malloc(COUNT * 8);
+  char* want = malloc(COUNT * 8);
+  for (int t = 0; t < lockstepNumTypes; ++t) {
+    for (int op = 0; op < lockstepNumOps; ++op) {
+      size_t sz = typeSizes[t];
+      for (size_t i = 0; i < COUNT; ++i) store(t, want + i * sz, expected(t, op, nranks, i));
+      for (int inPlace = 0; inPlace < 2; ++inPlace) {
+        for (size_t i = 0; i < COUNT; ++i) store(t, in + i * sz, inputValue(op, rank, i));
+        void* dst = inPlace ? (void*)in : (void*)out;
+        lockstepResult_t r = lockstepAllReduce(in, dst, COUNT, (lockstepDataType_t)t, (lockstepRedOp_t)op, comm, NULL);
+        if (r != lockstepSuccess) {
+          fprintf(stderr, "allreduce %s %s failed: %s\n", typeNames[t], opNames[op], lockstepGetLastError(comm));
+          return 2;
+        }
+        if (memcmp(dst, want, COUNT * sz) != 0) {
+          fprintf(stderr, "rank %d: wrong result for %s %s %s\n", rank, typeNames[t], opNames[op],
+                  inPlace ? "in place" : "out of place");
+          ++wrong;
+        }
+      }
+    }
+  }
+  lockstepBarrier(comm, NULL);
+  lockstepCommDestroy(comm);
+  free(in);
+  free(out);
+  free(want);
+  if (rank == 0)
+    printf("allreduce_check: %d ranks, %d types x %d ops, %d wrong\n", nranks, lockstepNumTypes, lockstepNumOps, wrong);
+  return wrong ? 1 : 0;
+}

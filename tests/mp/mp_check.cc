@@ -1,0 +1,120 @@
+// A rank program for the multi-process tests: all-reduces every requested dtype x op x count, in
+// place and out of place, and checks every element against the exact result. Exits 1 on any
+// wrong value, 2 on an API error. Start it under lockstep-run.
+//
+//   mp_check [--types all|float32,...] [--ops all|sum,...] [--counts 0,1,N-1,1000003]
+//            [--large COUNT]   (adds float32 sum, bfloat16 sum and int8 max at COUNT)
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/dtype.h"
+#include "perf/pattern.h"
+
+using namespace lockstep;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
+int rank = 0, nranks = 1;
+
+int fail(lockstepResult_t r, const char* what) {
+  std::fprintf(stderr, "mp_check rank %d: %s: %s: %s\n", rank, what, lockstepGetErrorString(r),
+               lockstepGetLastError(nullptr));
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<lockstepDataType_t> types;
+  std::vector<lockstepRedOp_t> ops;
+  std::string countSpec = "0,1,N-1,1000003";
+  size_t large = 0;
+  for (int t = 0; t < lockstepNumTypes; ++t) types.push_back(static_cast<lockstepDataType_t>(t));
+  for (int o = 0; o < lockstepNumOps; ++o) ops.push_back(static_cast<lockstepRedOp_t>(o));
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--types" && v != "all") {
+      types.clear();
+      for (auto& s : split(v)) {
+        lockstepDataType_t t;
+        if (!parseDataType(s.c_str(), &t)) return std::fprintf(stderr, "bad type %s\n", s.c_str()), 2;
+        types.push_back(t);
+      }
+    } else if (k == "--ops" && v != "all") {
+      ops.clear();
+      for (auto& s : split(v)) {
+        lockstepRedOp_t o;
+        if (!parseRedOp(s.c_str(), &o)) return std::fprintf(stderr, "bad op %s\n", s.c_str()), 2;
+        ops.push_back(o);
+      }
+    } else if (k == "--counts") {
+      countSpec = v;
+    } else if (k == "--large") {
+      large = std::strtoull(v.c_str(), nullptr, 10);
+    }
+  }
+
+  lockstepComm_t comm;
+  lockstepResult_t r = lockstepCommInitFromEnv(&comm);
+  if (r != lockstepSuccess) return fail(r, "init");
+  lockstepCommUserRank(comm, &rank);
+  lockstepCommCount(comm, &nranks);
+
+  std::vector<size_t> counts;
+  for (auto& s : split(countSpec))
+    counts.push_back(s == "N-1" ? size_t(nranks - 1) : std::strtoull(s.c_str(), nullptr, 10));
+  struct Case {
+    lockstepDataType_t type;
+    lockstepRedOp_t op;
+    size_t count;
+  };
+  std::vector<Case> cases;
+  for (auto t : types)
+    for (auto o : ops)
+      for (size_t c : counts) cases.push_back({t, o, c});
+  if (large) {
+    cases.push_back({lockstepFloat32, lockstepSum, large});
+    cases.push_back({lockstepBfloat16, lockstepSum, large});
+    cases.push_back({lockstepInt8, lockstepMax, large});
+  }
+
+  size_t wrong = 0, runs = 0;
+  std::vector<char> in, out;
+  for (const Case& c : cases) {
+    Pattern pat(c.type, c.op, nranks);
+    size_t bytes = c.count * dataTypeSize(c.type);
+    in.resize(bytes + 8);
+    out.resize(bytes + 8);
+    for (int inPlace = 0; inPlace < 2; ++inPlace) {
+      pat.fill(in.data(), c.count, rank);
+      char* dst = inPlace ? in.data() : out.data();
+      if (!inPlace) std::memset(out.data(), 0xee, bytes);
+      r = lockstepAllReduce(in.data(), dst, c.count, c.type, c.op, comm, nullptr);
+      if (r != lockstepSuccess) return fail(r, "allreduce");
+      size_t w = pat.countWrong(dst, c.count);
+      if (w) {
+        std::fprintf(stderr, "mp_check rank %d: %zu wrong: %s %s count %zu %s\n", rank, w, dataTypeName(c.type),
+                     redOpName(c.op), c.count, inPlace ? "in-place" : "out-of-place");
+      }
+      wrong += w;
+      ++runs;
+    }
+  }
+  r = lockstepBarrier(comm, nullptr);
+  if (r != lockstepSuccess) return fail(r, "barrier");
+  r = lockstepCommDestroy(comm);
+  if (r != lockstepSuccess) return fail(r, "destroy");
+  if (rank == 0) std::printf("mp_check: %zu all-reduces on %d ranks, %zu wrong\n", runs, nranks, wrong);
+  return wrong ? 1 : 0;
+}

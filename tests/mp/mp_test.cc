@@ -1,0 +1,123 @@
+// Multi-process tests: real processes started by lockstep-run, over real shared memory and real
+// TCP sockets. Every run has a time bound; a hang fails the test.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <memory>
+
+#include "tests/common/subprocess.h"
+
+namespace lockstep {
+namespace {
+
+using testing::Process;
+using testing::ProcResult;
+using testing::run;
+
+const std::string kRun = LOCKSTEP_RUN_PATH;
+const std::string kCheck = MP_CHECK_PATH;
+
+struct Params {
+  int n;
+  const char* transport;
+};
+
+class Collectives : public ::testing::TestWithParam<Params> {};
+
+TEST_P(Collectives, EveryTypeOpCountInPlaceAndOut) {
+  auto [n, transport] = GetParam();
+  ProcResult r =
+      run({kRun, "-n", std::to_string(n), kCheck, "--large", "16777216"},
+          {std::string("LOCKSTEP_TRANSPORTS=") + transport, "LOCKSTEP_DEBUG=INFO", "LOCKSTEP_TIMEOUT=60"}, 240);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("0 wrong"), std::string::npos) << r.output;
+  if (n > 1) {
+    EXPECT_NE(r.output.find(std::string("via ") + transport), std::string::npos) << "transport not used: " << r.output;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Ranks, Collectives,
+                         ::testing::Values(Params{1, "shm"}, Params{2, "shm"}, Params{3, "shm"}, Params{4, "shm"},
+                                           Params{5, "shm"}, Params{8, "shm"}, Params{2, "socket"}, Params{3, "socket"},
+                                           Params{4, "socket"}, Params{5, "socket"}, Params{8, "socket"}),
+                         [](const auto& info) {
+                           return std::string(info.param.transport) + "_" + std::to_string(info.param.n);
+                         });
+
+TEST(Launcher, SetsTheEnvironmentAndPrefixesOutput) {
+  ProcResult r = run({kRun, "-n", "3", "sh", "-c", "echo rank=$LOCKSTEP_RANK size=$LOCKSTEP_WORLD_SIZE"}, {}, 30);
+  ASSERT_EQ(r.code, 0) << r.output;
+  for (int i = 0; i < 3; ++i) {
+    std::string line = "[" + std::to_string(i) + "] rank=" + std::to_string(i) + " size=3";
+    EXPECT_NE(r.output.find(line), std::string::npos) << r.output;
+  }
+}
+
+TEST(Launcher, FirstFailureStopsTheOthersAndSetsTheExitCode) {
+  ProcResult r = run({kRun, "-n", "3", "sh", "-c", "if [ $LOCKSTEP_RANK = 1 ]; then exit 3; fi; sleep 60"}, {}, 30);
+  EXPECT_EQ(r.code, 3) << r.output;
+  EXPECT_LT(r.seconds, 15) << "the sleeping ranks were not stopped";
+  EXPECT_NE(r.output.find("rank 1 exited with code 3"), std::string::npos) << r.output;
+}
+
+TEST(Launcher, ReportsARankKilledBySignal) {
+  ProcResult r = run({kRun, "-n", "2", "sh", "-c", "if [ $LOCKSTEP_RANK = 0 ]; then kill -9 $$; fi; sleep 60"}, {}, 30);
+  EXPECT_EQ(r.code, 128 + 9) << r.output;
+}
+
+uint16_t freePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Ranks started by hand, as with torchrun: rank, size and LOCKSTEP_ROOT only.
+TEST(RootMode, RanksMeetAtLockstepRoot) {
+  const int n = 3;
+  std::string root = "127.0.0.1:" + std::to_string(freePort());
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int r = 0; r < n; ++r) {
+    procs.push_back(std::make_unique<Process>(
+        std::vector<std::string>{kCheck, "--types", "float32,int32", "--counts", "0,1,1000003"},
+        std::vector<std::string>{"LOCKSTEP_RANK=" + std::to_string(r), "LOCKSTEP_WORLD_SIZE=" + std::to_string(n),
+                                 "LOCKSTEP_ROOT=" + root, "LOCKSTEP_TIMEOUT=60"}));
+  }
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(120);
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
+// An impostor with the wrong secret tries to join as rank 1; the real ranks finish regardless.
+TEST(RootMode, WrongSecretIsRejectedAndTheJobCompletes) {
+  const int n = 2;
+  std::string root = "127.0.0.1:" + std::to_string(freePort());
+  std::string secret = "LOCKSTEP_SECRET=00112233445566778899aabbccddeeff";
+  auto rank = [&](int r, const std::string& s) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{kCheck, "--types", "float32", "--ops", "sum", "--counts", "1000"},
+        std::vector<std::string>{"LOCKSTEP_RANK=" + std::to_string(r), "LOCKSTEP_WORLD_SIZE=2", "LOCKSTEP_ROOT=" + root,
+                                 "LOCKSTEP_TIMEOUT=30", s});
+  };
+  auto r0 = rank(0, secret);
+  usleep(200000);  // let rank 0 start the rendezvous, so the impostor reaches it first
+  auto impostor = rank(1, "LOCKSTEP_SECRET=ffeeddccbbaa99887766554433221100");
+  ProcResult bad = impostor->wait(60);
+  auto r1 = rank(1, secret);
+  ProcResult good0 = r0->wait(60), good1 = r1->wait(60);
+  EXPECT_EQ(good0.code, 0) << good0.output;
+  EXPECT_EQ(good1.code, 0) << good1.output;
+  EXPECT_EQ(bad.code, 2) << "the impostor must fail to join: " << bad.output;
+  EXPECT_NE(good0.output.find("wrong secret"), std::string::npos) << "rank 0 (serving the rendezvous) logs it";
+}
+
+}  // namespace
+}  // namespace lockstep

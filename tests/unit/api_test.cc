@@ -1,0 +1,134 @@
+// The public C and C++ API, with ranks as threads of this process (TCP bootstrap through the
+// rendezvous lockstepGetUniqueId starts, inproc links between the threads).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+#include "lockstep/lockstep.hpp"
+
+namespace {
+
+void onThreads(int n, const std::function<void(int)>& fn) {
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) threads.emplace_back(fn, r);
+  for (auto& t : threads) t.join();
+}
+
+std::vector<lockstepComm_t> initComms(int n) {
+  lockstepUniqueId id;
+  EXPECT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  std::vector<lockstepComm_t> comms(n, nullptr);
+  std::vector<lockstepResult_t> rc(n);
+  onThreads(n, [&](int r) { rc[r] = lockstepCommInitRank(&comms[r], n, id, r); });
+  for (int r = 0; r < n; ++r) EXPECT_EQ(rc[r], lockstepSuccess) << lockstepGetLastError(nullptr);
+  return comms;
+}
+
+TEST(Api, VersionAndErrorStrings) {
+  int v = 0;
+  ASSERT_EQ(lockstepGetVersion(&v), lockstepSuccess);
+  EXPECT_EQ(v, LOCKSTEP_VERSION_CODE);
+  EXPECT_EQ(lockstepGetVersion(nullptr), lockstepInvalidArgument);
+  for (int r = 0; r < lockstepNumResults; ++r) {
+    EXPECT_GT(std::strlen(lockstepGetErrorString(static_cast<lockstepResult_t>(r))), 0u);
+  }
+}
+
+TEST(Api, UniqueIdHexRoundTrip) {
+  lockstepUniqueId id, back;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  char hex[2 * LOCKSTEP_UNIQUE_ID_BYTES + 1];
+  ASSERT_EQ(lockstepUniqueIdToHex(&id, hex, sizeof(hex)), lockstepSuccess);
+  ASSERT_EQ(lockstepUniqueIdFromHex(hex, &back), lockstepSuccess);
+  EXPECT_EQ(std::memcmp(&id, &back, sizeof(id)), 0);
+  EXPECT_EQ(lockstepUniqueIdToHex(&id, hex, 10), lockstepInvalidArgument);
+  EXPECT_EQ(lockstepUniqueIdFromHex("00", &back), lockstepInvalidArgument);
+}
+
+TEST(Api, InitRejectsBadArguments) {
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  lockstepComm_t comm;
+  EXPECT_EQ(lockstepCommInitRank(&comm, 0, id, 0), lockstepInvalidArgument);
+  EXPECT_EQ(lockstepCommInitRank(&comm, 2, id, 2), lockstepInvalidArgument);
+  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("rank 2"), std::string::npos);
+  EXPECT_EQ(lockstepCommInitRank(nullptr, 1, id, 0), lockstepInvalidArgument);
+  lockstepUniqueId junk;
+  std::memset(&junk, 7, sizeof(junk));
+  EXPECT_EQ(lockstepCommInitRank(&comm, 1, junk, 0), lockstepInvalidArgument);
+}
+
+TEST(Api, AllReduceAcrossThreadRanks) {
+  const int n = 4;
+  auto comms = initComms(n);
+  onThreads(n, [&](int r) {
+    int rank = -1, count = -1;
+    EXPECT_EQ(lockstepCommUserRank(comms[r], &rank), lockstepSuccess);
+    EXPECT_EQ(lockstepCommCount(comms[r], &count), lockstepSuccess);
+    EXPECT_EQ(rank, r);
+    EXPECT_EQ(count, n);
+    std::vector<double> buf(100003, r + 1.0);
+    EXPECT_EQ(lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat64, lockstepSum, comms[r], nullptr),
+              lockstepSuccess);
+    for (double x : buf) ASSERT_EQ(x, n * (n + 1) / 2.0);
+    EXPECT_EQ(lockstepBarrier(comms[r], nullptr), lockstepSuccess);
+  });
+  for (auto c : comms) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess);
+}
+
+TEST(Api, BadArgumentsAreRejectedAndTheCommunicatorStaysUsable) {
+  const int n = 2;
+  auto comms = initComms(n);
+  onThreads(n, [&](int r) {
+    lockstepComm_t c = comms[r];
+    float x = 1, y = 0;
+    EXPECT_EQ(lockstepAllReduce(nullptr, &y, 1, lockstepFloat32, lockstepSum, c, nullptr), lockstepInvalidArgument);
+    EXPECT_NE(std::string(lockstepGetLastError(c)).find("sendbuff"), std::string::npos);
+    EXPECT_EQ(lockstepAllReduce(&x, nullptr, 1, lockstepFloat32, lockstepSum, c, nullptr), lockstepInvalidArgument);
+    EXPECT_EQ(lockstepAllReduce(&x, &y, 1, static_cast<lockstepDataType_t>(99), lockstepSum, c, nullptr),
+              lockstepInvalidArgument);
+    EXPECT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, static_cast<lockstepRedOp_t>(-1), c, nullptr),
+              lockstepInvalidArgument);
+    EXPECT_EQ(lockstepAllReduce(&x, &y, SIZE_MAX / 2, lockstepFloat32, lockstepSum, c, nullptr),
+              lockstepInvalidArgument);
+    int fakeStream;
+    EXPECT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, c, &fakeStream), lockstepInvalidUsage);
+    EXPECT_EQ(lockstepAllReduce(nullptr, nullptr, 0, lockstepFloat32, lockstepSum, c, nullptr), lockstepSuccess)
+        << "count 0 needs no buffers";
+    EXPECT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, c, nullptr), lockstepSuccess);
+    EXPECT_EQ(y, 2.0f);
+  });
+  EXPECT_EQ(lockstepAllReduce(nullptr, nullptr, 0, lockstepFloat32, lockstepSum, nullptr, nullptr),
+            lockstepInvalidArgument);
+  for (auto c : comms) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess);
+  EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepInvalidUsage) << "a destroyed comm is detected";
+  float x = 0;
+  EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepInvalidUsage);
+}
+
+TEST(Api, CxxLayerRaiiAndExceptions) {
+  const int n = 3;
+  lockstepUniqueId id = lockstep::uniqueId();
+  onThreads(n, [&](int r) {
+    lockstep::Comm comm(n, id, r);
+    EXPECT_EQ(comm.rank(), r);
+    EXPECT_EQ(comm.size(), n);
+    std::vector<int64_t> v(10, r);
+    comm.allReduce(v.data(), v.data(), v.size(), lockstep::Op::kMax);
+    EXPECT_EQ(v[9], n - 1);
+    try {
+      comm.allReduce<float>(nullptr, nullptr, 5, lockstep::Op::kSum);
+      ADD_FAILURE() << "no exception";
+    } catch (const lockstep::Exception& e) {
+      EXPECT_EQ(e.code(), lockstepInvalidArgument);
+    }
+    comm.barrier();
+  });
+}
+
+}  // namespace

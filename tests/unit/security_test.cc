@@ -1,0 +1,104 @@
+// Hostile connections against the rendezvous and a rank's bootstrap listener while a real
+// communicator forms and works: wrong secrets, garbage, truncated hellos and a silent client are
+// rejected, and the communicator finishes its job.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <thread>
+
+#include "bootstrap/handshake.h"
+#include "bootstrap/root_service.h"
+#include "bootstrap/tcp_bootstrap.h"
+#include "lockstep/lockstep.h"
+
+namespace lockstep {
+namespace {
+
+// Connects and sends `bytes`; keeps the connection open until the object dies.
+struct Rogue {
+  Rogue(const NetAddr& target, const void* bytes, size_t n) {
+    fd = connectTo(target, Deadline::after(std::chrono::seconds(5)));
+    if (n) sendAll(fd.get(), bytes, n, Deadline::after(std::chrono::seconds(5)));
+  }
+  Fd fd;
+};
+
+TEST(Security, RendezvousRejectsStrangersAndStillCompletes) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, std::chrono::seconds(60));
+  Secret wrong = randomSecret();
+  Hello badSecret = makeHello(wrong, commIdFromSecret(wrong), 0, 3, Purpose::kRoot);
+  char garbage[sizeof(Hello) + sizeof(NetAddr)];
+  std::memset(garbage, 0xab, sizeof(garbage));
+  struct {
+    Hello h;
+    NetAddr a;
+  } wrongSecretMsg{badSecret, NetAddr::loopback(1)};
+  std::vector<std::unique_ptr<Rogue>> rogues;
+  rogues.push_back(std::make_unique<Rogue>(root.address(), &wrongSecretMsg, sizeof(wrongSecretMsg)));
+  rogues.push_back(std::make_unique<Rogue>(root.address(), garbage, sizeof(garbage)));
+  rogues.push_back(std::make_unique<Rogue>(root.address(), garbage, 7));  // truncated, then silence
+  rogues.push_back(std::make_unique<Rogue>(root.address(), nullptr, 0));  // connects, never speaks
+
+  UniqueIdInfo info{root.address(), secret};
+  lockstepUniqueId id = encodeUniqueId(info);
+  const int n = 3;
+  std::vector<lockstepComm_t> comms(n);
+  std::vector<std::thread> threads;
+  std::vector<lockstepResult_t> rc(n);
+  for (int r = 0; r < n; ++r) threads.emplace_back([&, r] { rc[r] = lockstepCommInitRank(&comms[r], n, id, r); });
+  for (auto& t : threads) t.join();
+  threads.clear();
+  for (int r = 0; r < n; ++r) ASSERT_EQ(rc[r], lockstepSuccess);
+  EXPECT_GE(root.rejected(), 2) << "the wrong secret and the garbage were rejected";
+  EXPECT_EQ(root.registered(), n);
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      float v = 1;
+      rc[r] = lockstepAllReduce(&v, &v, 1, lockstepFloat32, lockstepSum, comms[r], nullptr);
+      if (v != n) rc[r] = lockstepInternalError;
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; ++r) EXPECT_EQ(rc[r], lockstepSuccess);
+  for (auto c : comms) lockstepCommDestroy(c);
+}
+
+TEST(Security, BootstrapListenerDropsWrongSecretsAndKeepsWorking) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, std::chrono::seconds(60));
+  UniqueIdInfo info{root.address(), secret};
+  const int n = 2;
+  std::vector<std::unique_ptr<TcpBootstrap>> boots(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      boots[r] = std::make_unique<TcpBootstrap>(info, commIdFromSecret(secret), r, n, NetAddr::loopback(),
+                                                std::chrono::seconds(30));
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_TRUE(boots[0] && boots[1]);
+
+  // A stranger posing as rank 1 with the wrong secret, then junk, then a legitimate message.
+  Secret wrong = randomSecret();
+  Hello fake = makeHello(wrong, commIdFromSecret(secret), 1, n, Purpose::kP2P);
+  Rogue a(boots[0]->listenAddress(), &fake, sizeof(fake));
+  Rogue b(boots[0]->listenAddress(), "GET / HTTP/1.0\r\n\r\n", 18);
+  uint64_t payload = 0x1234, got = 0;
+  threads.clear();
+  threads.emplace_back([&] { boots[1]->send(0, 5, &payload, sizeof(payload)); });
+  boots[0]->recv(1, 5, &got, sizeof(got));
+  threads[0].join();
+  EXPECT_EQ(got, payload);
+  // The ring still works too.
+  threads.clear();
+  std::vector<int> blocks[2] = {{7, 0}, {0, 9}};
+  for (int r = 0; r < n; ++r) threads.emplace_back([&, r] { boots[r]->allGather(blocks[r].data(), sizeof(int)); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(blocks[0][1], 9);
+  EXPECT_EQ(blocks[1][0], 7);
+}
+
+}  // namespace
+}  // namespace lockstep
