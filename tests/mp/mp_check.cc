@@ -4,6 +4,14 @@
 //
 //   mp_check [--types all|float32,...] [--ops all|sum,...] [--counts 0,1,N-1,1000003]
 //            [--large COUNT]   (adds float32 sum, bfloat16 sum and int8 max at COUNT)
+//   mp_check --mode late     rank 1 joins the all-reduce 1.5 s late; rank 0 must wait without
+//                            burning its core (exit 1 if it used over 25% of a core)
+//   mp_check --mode absent   the last rank never calls the all-reduce; every other rank must get
+//                            lockstepTimeout (set LOCKSTEP_TIMEOUT), rank 0 naming the absent rank
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,6 +35,12 @@ std::vector<std::string> split(const std::string& s) {
 
 int rank = 0, nranks = 1;
 
+double threadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 int fail(lockstepResult_t r, const char* what) {
   std::fprintf(stderr, "mp_check rank %d: %s: %s: %s\n", rank, what, lockstepGetErrorString(r),
                lockstepGetLastError(nullptr));
@@ -39,6 +53,7 @@ int main(int argc, char** argv) {
   std::vector<lockstepDataType_t> types;
   std::vector<lockstepRedOp_t> ops;
   std::string countSpec = "0,1,N-1,1000003";
+  std::string mode = "check";
   size_t large = 0;
   for (int t = 0; t < lockstepNumTypes; ++t) types.push_back(static_cast<lockstepDataType_t>(t));
   for (int o = 0; o < lockstepNumOps; ++o) ops.push_back(static_cast<lockstepRedOp_t>(o));
@@ -60,6 +75,8 @@ int main(int argc, char** argv) {
       }
     } else if (k == "--counts") {
       countSpec = v;
+    } else if (k == "--mode") {
+      mode = v;
     } else if (k == "--large") {
       large = std::strtoull(v.c_str(), nullptr, 10);
     }
@@ -70,6 +87,35 @@ int main(int argc, char** argv) {
   if (r != lockstepSuccess) return fail(r, "init");
   lockstepCommUserRank(comm, &rank);
   lockstepCommCount(comm, &nranks);
+
+  if (mode == "late") {
+    float x = 1;
+    if (rank == 1) usleep(1500 * 1000);
+    double cpu0 = threadCpuSeconds();
+    auto t0 = std::chrono::steady_clock::now();
+    r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    double cpu = threadCpuSeconds() - cpu0;
+    if (r != lockstepSuccess) return fail(r, "allreduce");
+    if (rank == 0) std::printf("mp_check: waited %.3f s using %.3f s of CPU\n", wall, cpu);
+    lockstepCommDestroy(comm);
+    return (rank == 0 && (wall < 1.0 || cpu > 0.25 * wall)) ? 1 : 0;
+  }
+  if (mode == "absent") {
+    float x = 1;
+    if (rank == nranks - 1) {
+      usleep(4 * 1000 * 1000);  // outlive the others' timeout, then leave
+      return 0;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::string msg = lockstepGetLastError(comm);
+    std::printf("mp_check rank %d: result %d after %.2f s: %s\n", rank, static_cast<int>(r), wall, msg.c_str());
+    lockstepCommDestroy(comm);
+    bool named = msg.find("rank " + std::to_string(nranks - 1)) != std::string::npos;
+    return r == lockstepTimeout && (rank != 0 || named) ? 0 : 1;
+  }
 
   std::vector<size_t> counts;
   for (auto& s : split(countSpec))

@@ -46,6 +46,19 @@ INSTANTIATE_TEST_SUITE_P(Ranks, Collectives,
                            return std::string(info.param.transport) + "_" + std::to_string(info.param.n);
                          });
 
+// 8 ranks share 2 cores here: a rank waiting for a late peer must get off the CPU.
+TEST(Waiting, ALateRankDoesNotMakeOthersBurnACore) {
+  ProcResult r = run({kRun, "-n", "2", kCheck, "--mode", "late"}, {}, 60);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("using"), std::string::npos) << r.output;
+}
+
+TEST(Waiting, AnAbsentRankGivesATimeoutThatNamesIt) {
+  ProcResult r = run({kRun, "-n", "3", kCheck, "--mode", "absent"}, {"LOCKSTEP_TIMEOUT=2"}, 60);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("timed out"), std::string::npos) << r.output;
+}
+
 TEST(Launcher, SetsTheEnvironmentAndPrefixesOutput) {
   ProcResult r = run({kRun, "-n", "3", "sh", "-c", "echo rank=$LOCKSTEP_RANK size=$LOCKSTEP_WORLD_SIZE"}, {}, 30);
   ASSERT_EQ(r.code, 0) << r.output;
