@@ -62,8 +62,9 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     std::string why = checkHello(answer, secret_, commId_, Purpose::kRoot, -1);
     if (!why.empty()) throw RemoteError(-1, "the rendezvous at " + id.root.str() + " answered badly: " + why);
     recvAll(root.get(), &reply, sizeof(reply), dl);
+  } catch (const RemoteError&) {
+    throw;
   } catch (const Error& e) {
-    if (dynamic_cast<const RemoteError*>(&e) && !dynamic_cast<const ConnectionClosed*>(&e)) throw;
     fail(e, -1, "waiting for the rendezvous at " + id.root.str());
   }
   reply.message[sizeof(reply.message) - 1] = '\0';
@@ -83,8 +84,9 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     recvAll(next_.get(), &answer, sizeof(answer), dl);
     std::string why = checkHello(answer, secret_, commId_, Purpose::kRing, nranks_);
     if (!why.empty() || answer.rank != next) throw RemoteError(next, "bootstrap ring: bad answer from successor");
+  } catch (const RemoteError&) {
+    throw;
   } catch (const Error& e) {
-    if (dynamic_cast<const RemoteError*>(&e) && !dynamic_cast<const ConnectionClosed*>(&e)) throw;
     fail(e, prev_.valid() ? next : prev, "building the bootstrap ring");
   }
 }
@@ -126,28 +128,6 @@ void TcpBootstrap::serveIncoming(Deadline dl) {
     stash_.push_back(std::move(s));
   } catch (const Error& e) {
     LS_WARN(rank_, "bootstrap: dropped a connection from rank " << h.rank << ": " << e.what());
-  }
-}
-
-void TcpBootstrap::sendServing(int fd, const void* data, size_t bytes, Deadline dl) {
-  auto* p = static_cast<const char*>(data);
-  while (bytes > 0) {
-    ssize_t n = ::send(fd, p, bytes, MSG_NOSIGNAL);
-    if (n > 0) {
-      p += n;
-      bytes -= static_cast<size_t>(n);
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-      if (errno == EPIPE || errno == ECONNRESET) throw ConnectionClosed("connection closed by peer");
-      throw SystemError("send", errno);
-    }
-    pollfd fds[2] = {{fd, POLLOUT, 0}, {listen_.get(), POLLIN, 0}};
-    int rc = ::poll(fds, 2, dl.remainingMs(100));
-    if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
-    if (fds[1].revents & POLLIN) serveIncoming(dl);
-    if (rc == 0 && dl.expired()) throw Timeout("send timed out");
   }
 }
 
@@ -200,7 +180,7 @@ void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
   if (bytes) std::memcpy(msg.data() + sizeof(h) + sizeof(hdr), data, bytes);
   try {
     Fd fd = connectTo(peers_[peer], dl);
-    sendServing(fd.get(), msg.data(), msg.size(), dl);
+    sendAllServing(fd.get(), msg.data(), msg.size(), dl, listen_.get(), [&] { serveIncoming(dl); });
   } catch (const Error& e) {
     fail(e, peer, "sending a bootstrap message");
   }

@@ -40,9 +40,6 @@ class TcpBootstrap : public Bootstrap {
   // Accepts one connection on the listener and handles it: the ring predecessor, or a
   // point-to-point message (stashed). Bad connections are logged and dropped.
   void serveIncoming(Deadline deadline);
-  // Sends while also serving incoming connections, so two ranks sending to each other at once
-  // cannot deadlock.
-  void sendServing(int fd, const void* data, size_t bytes, Deadline deadline);
   [[noreturn]] void fail(const std::exception& e, int peer, const std::string& doing);
 
   Secret secret_;

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/dispatch.h"
 #include "kernels/dtype.h"
 #include "kernels/functors.h"
 #include "lockstep/lockstep.h"
@@ -123,88 +124,21 @@ class Pattern {
                       : static_cast<double>(h % (m + 1));
   }
   void store(char* p, double v) const {
-    switch (type_) {
-      case lockstepInt8:
-        put(p, static_cast<int8_t>(v));
-        break;
-      case lockstepUint8:
-        put(p, static_cast<uint8_t>(v));
-        break;
-      case lockstepInt32:
-        put(p, static_cast<int32_t>(v));
-        break;
-      case lockstepUint32:
-        put(p, static_cast<uint32_t>(v));
-        break;
-      case lockstepInt64:
-        put(p, static_cast<int64_t>(v));
-        break;
-      case lockstepUint64:
-        put(p, static_cast<uint64_t>(v));
-        break;
-      case lockstepFloat16:
-        put(p, floatToHalf(static_cast<float>(v)));
-        break;
-      case lockstepBfloat16:
-        put(p, floatToBf16(static_cast<float>(v)));
-        break;
-      case lockstepFloat32:
-        put(p, static_cast<float>(v));
-        break;
-      case lockstepFloat64:
-        put(p, v);
-        break;
-      case lockstepFloat8e4m3:
-        put(p, floatToFp8e4m3(static_cast<float>(v)));
-        break;
-      case lockstepFloat8e5m2:
-        put(p, floatToFp8e5m2(static_cast<float>(v)));
-        break;
-      default:
-        break;
-    }
+    dispatchType(type_, [&](auto t) {
+      using T = decltype(t);
+      T x = ElemTraits<T>::store(static_cast<typename ElemTraits<T>::Compute>(v));
+      std::memcpy(p, &x, sizeof(T));
+    });
   }
   // Avg divides the exact sum once, in the dtype's compute type (see kernels/functors.h).
   void finishAvg(char* p) const {
-    switch (type_) {
-      case lockstepInt8:
-        return divide<int8_t>(p);
-      case lockstepUint8:
-        return divide<uint8_t>(p);
-      case lockstepInt32:
-        return divide<int32_t>(p);
-      case lockstepUint32:
-        return divide<uint32_t>(p);
-      case lockstepInt64:
-        return divide<int64_t>(p);
-      case lockstepUint64:
-        return divide<uint64_t>(p);
-      case lockstepFloat16:
-        return divide<Half>(p);
-      case lockstepBfloat16:
-        return divide<BFloat16>(p);
-      case lockstepFloat32:
-        return divide<float>(p);
-      case lockstepFloat64:
-        return divide<double>(p);
-      case lockstepFloat8e4m3:
-        return divide<Fp8E4M3>(p);
-      case lockstepFloat8e5m2:
-        return divide<Fp8E5M2>(p);
-      default:
-        return;
-    }
-  }
-  template <typename T>
-  void divide(char* p) const {
-    T v;
-    std::memcpy(&v, p, sizeof(T));
-    v = ElemTraits<T>::store(divideBy(ElemTraits<T>::load(v), nranks_));
-    std::memcpy(p, &v, sizeof(T));
-  }
-  template <typename T>
-  static void put(char* p, T v) {
-    std::memcpy(p, &v, sizeof(T));
+    dispatchType(type_, [&](auto t) {
+      using T = decltype(t);
+      T v;
+      std::memcpy(&v, p, sizeof(T));
+      v = ElemTraits<T>::store(divideBy(ElemTraits<T>::load(v), nranks_));
+      std::memcpy(p, &v, sizeof(T));
+    });
   }
   void repeat(char* dst, size_t count, const char* row) const {
     for (size_t i = 0; i < count; i += kPeriod) {

@@ -63,7 +63,8 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<cons
     if (!progress) {
       std::string stuck;
       for (int r = 0; r < n && stuck.size() < 200; ++r) {
-        if (!walkers[r]->done()) stuck += " " + std::to_string(r) + ":" + primName(walkers[r]->step().prim);
+        if (!walkers[r]->done())
+          stuck.append(" ").append(std::to_string(r)).append(":").append(primName(walkers[r]->step().prim));
       }
       throw InternalError("simulator: deadlock with " + std::to_string(remaining) + " ranks blocked:" + stuck);
     }

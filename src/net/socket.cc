@@ -24,7 +24,9 @@ std::string NetAddr::str() const {
   }
   if (family == AF_INET6) {
     inet_ntop(AF_INET6, addr, buf, sizeof(buf));
-    return "[" + std::string(buf) + "]:" + std::to_string(port);
+    std::string s = "[";  // appended piecewise: GCC 12 warns falsely (-Wrestrict) on a + chain here
+    s.append(buf).append("]:").append(std::to_string(port));
+    return s;
   }
   return "<unset>";
 }
@@ -193,7 +195,10 @@ Fd acceptUntil(int listenFd, Deadline deadline) {
   }
 }
 
-void sendAll(int fd, const void* buf, size_t n, Deadline deadline) {
+void sendAll(int fd, const void* buf, size_t n, Deadline deadline) { sendAllServing(fd, buf, n, deadline, -1, {}); }
+
+void sendAllServing(int fd, const void* buf, size_t n, Deadline deadline, int watchFd,
+                    const std::function<void()>& onReadable) {
   auto* p = static_cast<const char*>(buf);
   while (n > 0) {
     ssize_t rc = ::send(fd, p, n, MSG_NOSIGNAL);
@@ -205,7 +210,11 @@ void sendAll(int fd, const void* buf, size_t n, Deadline deadline) {
     if (rc < 0 && errno == EINTR) continue;
     if (rc < 0 && (errno == EPIPE || errno == ECONNRESET)) throw ConnectionClosed("connection closed by peer");
     if (rc < 0 && errno != EAGAIN && errno != EWOULDBLOCK) throw SystemError("send", errno);
-    if (!pollFor(fd, POLLOUT, deadline)) throw Timeout("send timed out");
+    pollfd fds[2] = {{fd, POLLOUT, 0}, {watchFd, POLLIN, 0}};
+    int ready = ::poll(fds, watchFd >= 0 ? 2 : 1, deadline.remainingMs(100));
+    if (ready < 0 && errno != EINTR) throw SystemError("poll", errno);
+    if (watchFd >= 0 && (fds[1].revents & POLLIN)) onReadable();
+    if (ready == 0 && deadline.expired()) throw Timeout("send timed out");
   }
 }
 

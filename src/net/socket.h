@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "src/core/clock.h"
@@ -74,6 +75,10 @@ Fd acceptUntil(int listenFd, Deadline deadline);
 
 // Moves exactly n bytes. Throw Timeout at the deadline, ConnectionClosed at EOF, SystemError else.
 void sendAll(int fd, const void* buf, size_t n, Deadline deadline);
+// sendAll that, while the socket is full, also watches watchFd and calls onReadable() when it is
+// readable (a rank sending to a peer keeps serving its own listener, so two cannot deadlock).
+void sendAllServing(int fd, const void* buf, size_t n, Deadline deadline, int watchFd,
+                    const std::function<void()>& onReadable);
 void recvAll(int fd, void* buf, size_t n, Deadline deadline);
 
 // Tuning for data connections: TCP_NODELAY.

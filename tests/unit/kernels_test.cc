@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu_reduce.h"
+#include "kernels/dispatch.h"
 #include "kernels/dtype.h"
 #include "kernels/functors.h"
 
@@ -114,68 +115,11 @@ TEST_P(KernelSweep, MatchesScalarReferenceAtEveryLengthAndAlignment) {
         char* p = buf.data() + misalign * elem;
         for (size_t i = 0; i < n; ++i) {
           double x = v[i];
-          switch (type) {
-            case lockstepInt8: {
-              int8_t t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepUint8: {
-              uint8_t t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepInt32: {
-              int32_t t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepUint32: {
-              uint32_t t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepInt64: {
-              int64_t t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepUint64: {
-              uint64_t t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepFloat16: {
-              uint16_t t = floatToHalf(x);
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepBfloat16: {
-              uint16_t t = floatToBf16(x);
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepFloat32: {
-              float t = x;
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepFloat64:
-              std::memcpy(p + i * elem, &x, elem);
-              break;
-            case lockstepFloat8e4m3: {
-              uint8_t t = floatToFp8e4m3(x);
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            case lockstepFloat8e5m2: {
-              uint8_t t = floatToFp8e5m2(x);
-              std::memcpy(p + i * elem, &t, elem);
-              break;
-            }
-            default:
-              break;
-          }
+          dispatchType(type, [&](auto t) {
+            using T = decltype(t);
+            T e = ElemTraits<T>::store(static_cast<typename ElemTraits<T>::Compute>(x));
+            std::memcpy(p + i * elem, &e, elem);
+          });
         }
       };
       std::vector<char> a, b, want, out((n + 1) * elem);
