@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <list>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct Registered {
 
 // A client has this long to send its hello; slower ones are dropped so they cannot hold a slot.
 constexpr auto kHelloTimeout = std::chrono::seconds(10);
+// Unauthenticated connections held at once, and the largest communicator served.
+constexpr size_t kMaxPending = 256;
+constexpr int kMaxRanks = 1 << 22;
 
 }  // namespace
 
@@ -57,7 +61,7 @@ RootService::~RootService() {
 void RootService::serve(Deadline deadline) {
   const uint64_t commId = commIdFromSecret(secret_);
   std::list<Pending> pending;
-  std::vector<Registered> ranks;  // sized by the first valid hello
+  std::map<int, Registered> ranks;  // by rank; the size comes from the first valid hello
   int nranks = -1;
   auto reject = [&](Fd& fd, const std::string& why) {
     ++rejected_;
@@ -80,15 +84,15 @@ void RootService::serve(Deadline deadline) {
     if (stop_.load()) return;
     if (deadline.expired()) {
       std::string missing;
-      for (int r = 0; r < nranks; ++r) {
-        if (!ranks[r].fd.valid()) missing += (missing.empty() ? "" : ",") + std::to_string(r);
+      int listed = 0;
+      for (int r = 0; r < nranks && listed < 32; ++r) {
+        if (!ranks.count(r)) missing += (listed++ ? "," : "") + std::to_string(r);
       }
+      if (listed == 32) missing += ",...";
       std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " + (missing.empty() ? "?" : missing) +
                         " never connected";
       LS_WARN(-1, msg);
-      for (auto& r : ranks) {
-        if (r.fd.valid()) replyTo(r.fd, lockstepTimeout, NetAddr{}, msg);
-      }
+      for (auto& [r, reg] : ranks) replyTo(reg.fd, lockstepTimeout, NetAddr{}, msg);
       return;
     }
     std::vector<pollfd> fds{{listen_.get(), POLLIN, 0}};
@@ -97,6 +101,12 @@ void RootService::serve(Deadline deadline) {
     if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the rendezvous");
     if (fds[0].revents & POLLIN) {
       Fd fd = acceptUntil(listen_.get(), Deadline::after(std::chrono::milliseconds(0)));
+      // Out of descriptors, or too many strangers waiting: the oldest unauthenticated
+      // connection makes room, so a flood cannot lock the ranks out.
+      if ((!fd.valid() || pending.size() >= kMaxPending) && !pending.empty()) {
+        reject(pending.front().fd, "dropped to make room (too many pending connections)");
+        pending.pop_front();
+      }
       if (fd.valid()) {
         pending.emplace_back();
         pending.back().fd = std::move(fd);
@@ -124,7 +134,8 @@ void RootService::serve(Deadline deadline) {
       std::memcpy(&addr, p.buf + sizeof(h), sizeof(addr));
       std::string why = checkHello(h, secret_, commId, Purpose::kRoot, nranks);
       if (why.empty() && !addr.valid()) why = "invalid bootstrap address";
-      if (why.empty() && nranks >= 0 && ranks[h.rank].fd.valid()) why = "rank " + std::to_string(h.rank) + " twice";
+      if (why.empty() && h.nranks > kMaxRanks) why = "communicator size " + std::to_string(h.nranks) + " too large";
+      if (why.empty() && ranks.count(h.rank)) why = "rank " + std::to_string(h.rank) + " twice";
       if (!why.empty()) {
         // Tell a genuine peer why (it holds the secret); strangers get nothing.
         if (constantTimeEqual(h.secret, secret_.data(), 16)) replyTo(p.fd, lockstepInvalidUsage, NetAddr{}, why);
@@ -132,10 +143,7 @@ void RootService::serve(Deadline deadline) {
         it = pending.erase(it);
         continue;
       }
-      if (nranks < 0) {
-        nranks = h.nranks;
-        ranks.resize(nranks);
-      }
+      if (nranks < 0) nranks = h.nranks;
       Hello answer = makeHello(secret_, commId, /*rank=*/0, nranks, Purpose::kRoot);
       try {
         sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));

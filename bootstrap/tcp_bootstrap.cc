@@ -36,13 +36,15 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
 }
 
 [[noreturn]] void TcpBootstrap::fail(const std::exception& e, int peer, const std::string& doing) {
-  std::string who = peer >= 0 ? "rank " + std::to_string(peer) + " (" + peers_[peer].str() + ")" : "the root";
+  std::string who = peer < 0               ? std::string("the root")
+                    : peers_[peer].valid() ? "rank " + std::to_string(peer) + " (" + peers_[peer].str() + ")"
+                                           : "rank " + std::to_string(peer);
   if (dynamic_cast<const ConnectionClosed*>(&e)) {
     throw RemoteError(peer, "bootstrap: " + who + " closed the connection while " + doing + " (did it exit?)");
   }
   if (dynamic_cast<const Timeout*>(&e)) {
     throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
-                  " ms " + doing + " with " + who);
+                  " ms " + doing + ": no answer from " + who);
   }
   throw;
 }
@@ -68,26 +70,39 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     fail(e, -1, "waiting for the rendezvous at " + id.root.str());
   }
   reply.message[sizeof(reply.message) - 1] = '\0';
+  if (reply.status < 0 || reply.status >= lockstepNumResults) {
+    throw RemoteError(-1, "the rendezvous at " + id.root.str() + " sent an invalid status");
+  }
   if (reply.status != lockstepSuccess) {
     throw Error(static_cast<lockstepResult_t>(reply.status), std::string("rendezvous failed: ") + reply.message);
   }
+
   int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
   peers_[next] = reply.next;
+  // Send our hello to the successor, then serve the predecessor, then read the successor's
+  // answer: the other order would have every rank waiting on its successor at once. Each stage
+  // blames the rank it waits on.
   try {
-    // Send our hello to the successor, then serve the predecessor, then read the successor's
-    // answer: the other order would have every rank waiting on its successor at once.
     next_ = connectTo(reply.next, dl);
     Hello hello = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
     sendAll(next_.get(), &hello, sizeof(hello), dl);
-    while (!prev_.valid()) serveIncoming(dl);
-    Hello answer;
-    recvAll(next_.get(), &answer, sizeof(answer), dl);
-    std::string why = checkHello(answer, secret_, commId_, Purpose::kRing, nranks_);
-    if (!why.empty() || answer.rank != next) throw RemoteError(next, "bootstrap ring: bad answer from successor");
-  } catch (const RemoteError&) {
-    throw;
   } catch (const Error& e) {
-    fail(e, prev_.valid() ? next : prev, "building the bootstrap ring");
+    fail(e, next, "connecting to its ring successor");
+  }
+  try {
+    while (!prev_.valid()) serveIncoming(dl);
+  } catch (const Error& e) {
+    fail(e, prev, "waiting for its ring predecessor to connect");
+  }
+  Hello answer;
+  try {
+    recvAll(next_.get(), &answer, sizeof(answer), dl);
+  } catch (const Error& e) {
+    fail(e, next, "waiting for its ring successor's answer");
+  }
+  std::string why = checkHello(answer, secret_, commId_, Purpose::kRing, nranks_);
+  if (!why.empty() || answer.rank != next) {
+    throw RemoteError(next, "bootstrap ring: bad answer from successor rank " + std::to_string(next) + ": " + why);
   }
 }
 

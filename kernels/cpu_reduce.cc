@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/dispatch.h"
 #include "kernels/dtype.h"
@@ -28,6 +29,30 @@ void divideLoop(void* data, size_t n, int divisor) {
   using Tr = ElemTraits<T>;
   T* d = static_cast<T*>(data);
   for (size_t i = 0; i < n; ++i) d[i] = Tr::store(divideBy(Tr::load(d[i]), divisor));
+}
+
+template <typename T>
+constexpr bool kFloating = !std::is_integral_v<typename ElemTraits<T>::Compute>;
+
+template <typename T>
+void premulSumLoop(void* dst, const void* a, const void* b, size_t n, int nranks) {
+  using Tr = ElemTraits<T>;
+  using C = typename Tr::Compute;
+  const C factor = C(1) / static_cast<C>(nranks);
+  T* d = static_cast<T*>(dst);
+  const T* x = static_cast<const T*>(a);
+  const T* y = static_cast<const T*>(b);
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(x[i]) + Tr::load(y[i]) * factor);
+}
+
+template <typename T>
+void scaleLoop(void* dst, const void* src, size_t n, int nranks) {
+  using Tr = ElemTraits<T>;
+  using C = typename Tr::Compute;
+  const C factor = C(1) / static_cast<C>(nranks);
+  T* d = static_cast<T*>(dst);
+  const T* s = static_cast<const T*>(src);
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(s[i]) * factor);
 }
 
 template <typename T>
@@ -66,7 +91,40 @@ ReduceFn reduceFn(lockstepDataType_t type, lockstepRedOp_t op) {
 }
 
 DivideFn divideFn(lockstepDataType_t type) {
-  return dispatchType(type, [](auto t) -> DivideFn { return &divideLoop<decltype(t)>; });
+  return dispatchType(type, [](auto t) -> DivideFn {
+    if constexpr (kFloating<decltype(t)>)
+      return nullptr;
+    else
+      return &divideLoop<decltype(t)>;
+  });
+}
+
+PremulSumFn premulSumFn(lockstepDataType_t type) {
+  return dispatchType(type, [](auto t) -> PremulSumFn {
+    if constexpr (kFloating<decltype(t)>)
+      return &premulSumLoop<decltype(t)>;
+    else
+      return nullptr;
+  });
+}
+
+ScaleFn scaleFn(lockstepDataType_t type) {
+  return dispatchType(type, [](auto t) -> ScaleFn {
+    if constexpr (kFloating<decltype(t)>)
+      return &scaleLoop<decltype(t)>;
+    else
+      return nullptr;
+  });
+}
+
+ReduceKernels reduceKernels(lockstepDataType_t type, lockstepRedOp_t op) {
+  ReduceKernels k{reduceFn(type, op), nullptr, nullptr, nullptr};
+  if (op == lockstepAvg) {
+    k.premulSum = premulSumFn(type);
+    k.scale = scaleFn(type);
+    k.divide = divideFn(type);
+  }
+  return k;
 }
 
 const char* dataTypeName(lockstepDataType_t t) {

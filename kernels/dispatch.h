@@ -12,19 +12,32 @@ namespace lockstep {
 template <typename Fn>
 auto dispatchType(lockstepDataType_t type, Fn&& fn) {
   switch (type) {
-    case lockstepInt8: return fn(int8_t{});
-    case lockstepUint8: return fn(uint8_t{});
-    case lockstepInt32: return fn(int32_t{});
-    case lockstepUint32: return fn(uint32_t{});
-    case lockstepInt64: return fn(int64_t{});
-    case lockstepUint64: return fn(uint64_t{});
-    case lockstepFloat16: return fn(Half{});
-    case lockstepBfloat16: return fn(BFloat16{});
-    case lockstepFloat32: return fn(float{});
-    case lockstepFloat64: return fn(double{});
-    case lockstepFloat8e4m3: return fn(Fp8E4M3{});
-    case lockstepFloat8e5m2: return fn(Fp8E5M2{});
-    default: return decltype(fn(float{})){};
+    case lockstepInt8:
+      return fn(int8_t{});
+    case lockstepUint8:
+      return fn(uint8_t{});
+    case lockstepInt32:
+      return fn(int32_t{});
+    case lockstepUint32:
+      return fn(uint32_t{});
+    case lockstepInt64:
+      return fn(int64_t{});
+    case lockstepUint64:
+      return fn(uint64_t{});
+    case lockstepFloat16:
+      return fn(Half{});
+    case lockstepBfloat16:
+      return fn(BFloat16{});
+    case lockstepFloat32:
+      return fn(float{});
+    case lockstepFloat64:
+      return fn(double{});
+    case lockstepFloat8e4m3:
+      return fn(Fp8E4M3{});
+    case lockstepFloat8e5m2:
+      return fn(Fp8E5M2{});
+    default:
+      return decltype(fn(float{})){};
   }
 }
 

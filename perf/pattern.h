@@ -3,7 +3,8 @@
 //
 // Values are small integers (and, for prod, factors of 1, 2 and -1) chosen so that every partial
 // result, in any reduction order, is exactly representable in the dtype: then the result does not
-// depend on the algorithm and can be compared bit for bit. The pattern repeats every kPeriod
+// depend on the algorithm and can be compared bit for bit. Floating avg inputs are nranks times
+// such integers, so that avg's scaling by 1/nranks is exact too. The pattern repeats every kPeriod
 // elements (a prime, so it does not line up with chunk or slice boundaries).
 #pragma once
 
@@ -11,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -23,13 +25,22 @@ namespace lockstep {
 class Pattern {
  public:
   static constexpr size_t kPeriod = 1021;
+  size_t elemBytes() const { return elem_; }
 
   Pattern(lockstepDataType_t type, lockstepRedOp_t op, int nranks)
-      : type_(type), op_(op), nranks_(nranks), elem_(dataTypeSize(type)), expected_(kPeriod * elem_) {
+      : type_(type),
+        op_(op),
+        nranks_(nranks),
+        elem_(dataTypeSize(type)),
+        expected_(kPeriod * elem_),
+        rows_(static_cast<size_t>(nranks) * kPeriod * elem_) {
+    for (int r = 0; r < nranks; ++r) {
+      for (size_t i = 0; i < kPeriod; ++i) store(row(r) + i * elem_, value(r, i));
+    }
     std::vector<double> acc(kPeriod);
     for (int r = 0; r < nranks; ++r) {
       for (size_t i = 0; i < kPeriod; ++i) {
-        double v = value(r, i);
+        double v = term(r, i);
         if (r == 0)
           acc[i] = v;
         else if (op == lockstepProd)
@@ -44,31 +55,26 @@ class Pattern {
     }
     for (size_t i = 0; i < kPeriod; ++i) {
       store(expected_.data() + i * elem_, acc[i]);
-      if (op == lockstepAvg) finishAvg(expected_.data() + i * elem_);
+      if (op == lockstepAvg && !isFloating()) finishAvg(expected_.data() + i * elem_);  // integers divide last
     }
   }
 
-  // This rank's input.
-  void fill(void* buf, size_t count, int rank) const {
-    std::vector<char> row(kPeriod * elem_);
-    for (size_t i = 0; i < kPeriod; ++i) store(row.data() + i * elem_, value(rank, i));
-    repeat(static_cast<char*>(buf), count, row.data());
+  // Rank `rank`'s data for global elements [offset, offset + count).
+  void fill(void* buf, size_t count, int rank, size_t offset = 0) const {
+    repeat(static_cast<char*>(buf), count, row(rank), offset);
   }
-  // The exact result every rank must hold.
-  void fillExpected(void* buf, size_t count) const { repeat(static_cast<char*>(buf), count, expected_.data()); }
+  // The exact reduction of every rank's data over global elements [offset, offset + count).
+  void fillExpected(void* buf, size_t count, size_t offset = 0) const {
+    repeat(static_cast<char*>(buf), count, expected_.data(), offset);
+  }
 
-  // Elements of `buf` that differ (bitwise) from the exact result.
-  size_t countWrong(const void* buf, size_t count) const {
-    switch (elem_) {
-      case 1:
-        return wrongAs<uint8_t>(buf, count);
-      case 2:
-        return wrongAs<uint16_t>(buf, count);
-      case 4:
-        return wrongAs<uint32_t>(buf, count);
-      default:
-        return wrongAs<uint64_t>(buf, count);
-    }
+  // Elements of `buf` that differ (bitwise) from the exact reduction over [offset, offset + count).
+  size_t countWrong(const void* buf, size_t count, size_t offset = 0) const {
+    return compare(buf, count, expected_.data(), offset);
+  }
+  // Elements of `buf` that differ from rank `rank`'s own data over [offset, offset + count).
+  size_t countWrongFrom(const void* buf, size_t count, int rank, size_t offset = 0) const {
+    return compare(buf, count, row(rank), offset);
   }
 
  private:
@@ -108,7 +114,32 @@ class Pattern {
         return 30;
     }
   }
+  bool isFloating() const {
+    return dispatchType(type_, [](auto t) { return !std::is_integral_v<typename ElemTraits<decltype(t)>::Compute>; });
+  }
+  // Rank r's input at element i. For floating avg (which scales each input by 1/nranks before
+  // summing) it is nranks times a small integer, so every scaled term, and the sum, stays exact.
   double value(int r, size_t i) const {
+    double v = baseValue(r, i);
+    if (op_ != lockstepAvg || !isFloating()) return v;
+    double x = v * nranks_;
+    char tmp[8];
+    store(tmp, x);
+    return load(tmp) == x ? x : 0;  // nranks * v not representable: contribute nothing
+  }
+  // The contribution of rank r's element i to the exact result.
+  double term(int r, size_t i) const {
+    return op_ == lockstepAvg && isFloating() ? value(r, i) / nranks_ : value(r, i);
+  }
+  double load(const char* p) const {
+    return dispatchType(type_, [&](auto t) {
+      using T = decltype(t);
+      T x;
+      std::memcpy(&x, p, sizeof(T));
+      return static_cast<double>(ElemTraits<T>::load(x));
+    });
+  }
+  double baseValue(int r, size_t i) const {
     uint64_t h = (i * 2654435761u + static_cast<uint64_t>(r) * 40503u + 17) % 1000003;
     if (op_ == lockstepProd) {
       if (r < maxDoublings() && (i + static_cast<size_t>(r)) % 3 == 0) return 2;
@@ -140,19 +171,36 @@ class Pattern {
       std::memcpy(p, &v, sizeof(T));
     });
   }
-  void repeat(char* dst, size_t count, const char* row) const {
-    for (size_t i = 0; i < count; i += kPeriod) {
-      std::memcpy(dst + i * elem_, row, std::min(kPeriod, count - i) * elem_);
+  char* row(int rank) { return rows_.data() + static_cast<size_t>(rank) * kPeriod * elem_; }
+  const char* row(int rank) const { return rows_.data() + static_cast<size_t>(rank) * kPeriod * elem_; }
+  // Copies the periodic `table` into dst, starting at phase `offset`.
+  void repeat(char* dst, size_t count, const char* table, size_t offset) const {
+    for (size_t i = 0; i < count;) {
+      size_t phase = (offset + i) % kPeriod, n = std::min(kPeriod - phase, count - i);
+      std::memcpy(dst + i * elem_, table + phase * elem_, n * elem_);
+      i += n;
+    }
+  }
+  size_t compare(const void* buf, size_t count, const char* table, size_t offset) const {
+    switch (elem_) {
+      case 1:
+        return compareAs<uint8_t>(buf, count, table, offset);
+      case 2:
+        return compareAs<uint16_t>(buf, count, table, offset);
+      case 4:
+        return compareAs<uint32_t>(buf, count, table, offset);
+      default:
+        return compareAs<uint64_t>(buf, count, table, offset);
     }
   }
   template <typename U>
-  size_t wrongAs(const void* buf, size_t count) const {
+  size_t compareAs(const void* buf, size_t count, const char* table, size_t offset) const {
     const U* got = static_cast<const U*>(buf);
-    const U* want = reinterpret_cast<const U*>(expected_.data());
+    const U* want = reinterpret_cast<const U*>(table);
     size_t wrong = 0;
     for (size_t i = 0; i < count;) {
-      size_t n = std::min(kPeriod, count - i);
-      for (size_t k = 0; k < n; ++k) wrong += got[i + k] != want[k];
+      size_t phase = (offset + i) % kPeriod, n = std::min(kPeriod - phase, count - i);
+      for (size_t k = 0; k < n; ++k) wrong += got[i + k] != want[phase + k];
       i += n;
     }
     return wrong;
@@ -163,6 +211,7 @@ class Pattern {
   int nranks_;
   size_t elem_;
   std::vector<char> expected_;
+  std::vector<char> rows_;  // each rank's data, one period per rank
 };
 
 }  // namespace lockstep

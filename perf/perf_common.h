@@ -1,7 +1,7 @@
 // What every *_perf driver shares: nccl-tests' flags, the size sweep, the iteration policy and the
 // table. Flags: -b min bytes, -e max bytes, -f factor, -n iterations (0 = adaptive: about -t
 // bytes per size, between -m and 2000 iterations), -w warmup iterations, -c check (0/1),
-// -d dtype (or "all"), -o op (or "all"), -a algorithm.
+// -d dtype (or "all"), -o op (or "all"), -r root, -a algorithm.
 #pragma once
 
 #include <cstddef>
@@ -24,7 +24,8 @@ struct Args {
   bool check = true;
   std::vector<lockstepDataType_t> types{lockstepFloat32};
   std::vector<lockstepRedOp_t> ops{lockstepSum};
-  std::string algo = "ring";
+  std::string algo = "default";
+  int root = 0;
 };
 
 // Exits with a usage message on bad flags.

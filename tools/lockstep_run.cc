@@ -7,10 +7,13 @@
 // and LOCKSTEP_UNIQUE_ID set, so lockstepCommInitFromEnv() just works. Every output line is
 // prefixed with "[rank] ". When a rank fails, the others get SIGTERM (SIGKILL after a grace
 // period) and the launcher exits with the first failure's code (128 + signal for a signal).
-// SIGINT and SIGTERM are forwarded to the ranks. Ranks die with the launcher.
+// SIGINT and SIGTERM are forwarded to the ranks. Ranks die with the launcher. Their stdin is
+// /dev/null.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -60,6 +63,23 @@ void emit(int rank, int stream, std::string& partial, const char* data, size_t n
     partial.clear();
   }
   std::fflush(out);
+}
+
+// A rank killed while it was setting up shared memory (before it could unlink its segments)
+// leaves them in /dev/shm. Their names start with "lockstep-<creator pid>-", so the launcher,
+// which knows its ranks' pids, removes them once every rank has exited.
+void removeLeftoverSegments(const std::vector<Rank>& ranks) {
+  DIR* dir = opendir("/dev/shm");
+  if (!dir) return;
+  std::vector<std::string> doomed;
+  while (dirent* e = readdir(dir)) {
+    for (const Rank& r : ranks) {
+      std::string prefix = "lockstep-" + std::to_string(r.pid) + "-";
+      if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) doomed.push_back(std::string("/") + e->d_name);
+    }
+  }
+  closedir(dir);
+  for (const auto& name : doomed) shm_unlink(name.c_str());
 }
 
 }  // namespace
@@ -149,6 +169,10 @@ int main(int argc, char** argv) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(127);
       setpgid(0, 0);  // its own group, so stopping a rank also stops what it started
+      // Ranks run in their own process groups, so reading the terminal would stop them
+      // (SIGTTIN) for ever: they get /dev/null as stdin, as with mpirun's non-zero ranks.
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
       signal(SIGINT, SIG_DFL);
@@ -218,7 +242,9 @@ int main(int argc, char** argv) {
         --alive;
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         ranks[r].code = code;
-        if (code != 0 && firstFailure < 0) {
+        // After a forwarded SIGINT/SIGTERM the ranks stop because they were told to: that is
+        // not a failure to report, and the launcher exits with 128 + that signal.
+        if (code != 0 && firstFailure < 0 && !forwarded) {
           firstFailure = r;
           exitCode = code;
           std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
@@ -239,5 +265,6 @@ int main(int argc, char** argv) {
       terminateOthers(SIGKILL);
     }
   }
+  removeLeftoverSegments(ranks);
   return exitCode;
 }

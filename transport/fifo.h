@@ -49,11 +49,13 @@ inline FifoHeader* attachFifo(void* mem, int slots, size_t slotBytes) {
   return h;
 }
 
+// Both ends take the geometry from their own Config, never from the shared header: the peer can
+// write that memory, and a bad value would send this process out of bounds.
 class FifoSender {
  public:
   FifoSender() = default;
-  explicit FifoSender(FifoHeader* h)
-      : h_(h), data_(reinterpret_cast<char*>(h) + fifoHeaderBytes()), slots_(h->slots), slotBytes_(h->slotBytes) {}
+  FifoSender(FifoHeader* h, int slots, size_t slotBytes)
+      : h_(h), data_(reinterpret_cast<char*>(h) + fifoHeaderBytes()), slots_(slots), slotBytes_(slotBytes) {}
 
   void* trySlot() {
     if (head_ - tailSeen_ >= slots_) {
@@ -76,8 +78,8 @@ class FifoSender {
 class FifoReceiver {
  public:
   FifoReceiver() = default;
-  explicit FifoReceiver(FifoHeader* h)
-      : h_(h), data_(reinterpret_cast<char*>(h) + fifoHeaderBytes()), slots_(h->slots), slotBytes_(h->slotBytes) {}
+  FifoReceiver(FifoHeader* h, int slots, size_t slotBytes)
+      : h_(h), data_(reinterpret_cast<char*>(h) + fifoHeaderBytes()), slots_(slots), slotBytes_(slotBytes) {}
 
   // Returns the next slot and its size, or nullptr. The size is the peer's word: callers check it.
   const void* tryRecv(size_t* bytes) {

@@ -16,10 +16,10 @@ Message FifoLink::tryRecv() {
   return Message{p, p ? bytes : 0};
 }
 
-void FifoLink::checkPeer() {
-  if (!pidFd_.valid()) return;
+bool FifoLink::peerGone() {
+  if (!pidFd_.valid()) return false;
   pollfd p{pidFd_.get(), POLLIN, 0};
-  if (::poll(&p, 1, 0) > 0) throw RemoteError(peerRank_, peerName_ + " exited (process is gone)");
+  return ::poll(&p, 1, 0) > 0;
 }
 
 Fd openPidFd(int64_t pid) {

@@ -13,12 +13,12 @@ namespace lockstep {
 
 class FifoLink : public Link {
  public:
-  // `keepAlive` owns both FIFOs' memory. `peerPidFd` (may be invalid) becomes readable when the
-  // peer process exits.
-  FifoLink(FifoHeader* out, FifoHeader* in, std::shared_ptr<void> keepAlive, Fd peerPidFd, std::string peerName,
-           int peerRank)
-      : out_(out),
-        in_(in),
+  // Both FIFOs have `slots` slots of `slotBytes`. `keepAlive` owns their memory. `peerPidFd`
+  // (may be invalid) becomes readable when the peer process exits.
+  FifoLink(FifoHeader* out, FifoHeader* in, int slots, size_t slotBytes, std::shared_ptr<void> keepAlive, Fd peerPidFd,
+           std::string peerName, int peerRank)
+      : out_(out, slots, slotBytes),
+        in_(in, slots, slotBytes),
         keepAlive_(std::move(keepAlive)),
         pidFd_(std::move(peerPidFd)),
         peerName_(std::move(peerName)),
@@ -29,7 +29,7 @@ class FifoLink : public Link {
   Message tryRecv() override;
   void releaseRecv() override { in_.release(); }
   bool progress() override { return true; }
-  void checkPeer() override;
+  bool peerGone() override;
 
  private:
   FifoSender out_;

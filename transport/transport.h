@@ -43,8 +43,9 @@ class Link {
   // Moves bytes for transports that need it (sockets). True when every posted send has left
   // this process. Throws RemoteError if the peer is gone or sends malformed data.
   virtual bool progress() = 0;
-  // Throws RemoteError if the peer process is known to be dead. Called on slow waits.
-  virtual void checkPeer() = 0;
+  // True once the peer process is known to have exited. Messages it posted before that may still
+  // be waiting in tryRecv(): a dead peer is only an error for what it can no longer deliver.
+  virtual bool peerGone() = 0;
 };
 
 // Everything a transport may use while connecting.

@@ -5,9 +5,9 @@
  *   cc allreduce_check.c $(pkg-config --cflags --libs lockstep) -o allreduce_check
  *   lockstep-run -n 4 ./allreduce_check
  *
- * Inputs are small integers, so sums and products are exact in every type for up to 8 ranks;
- * avg is the exact sum divided once by the rank count (in float for the narrow float types,
- * truncating for integers), as the README documents.
+ * Inputs are small integers, so sums and products are exact in every type for up to 8 ranks.
+ * avg follows NCCL: floating types scale each input by 1/nranks before summing; integers sum,
+ * then divide once, truncating.
  */
 #include <lockstep/lockstep.h>
 #include <math.h>
@@ -39,8 +39,13 @@ static uint32_t encodeBinary(double v, int expBits, int manBits) {
   return sign | ((uint32_t)(e + bias) << manBits) | ((uint32_t)q - (1u << manBits));
 }
 
-static double inputValue(int op, int rank, size_t i) {
+static int isFloating(int t) { return t >= lockstepFloat16; }
+
+/* Small integers. Floating avg scales each input by 1/nranks before summing (as NCCL does), so
+ * its inputs are nranks times 0 or 1: every scaled term is then exactly 0 or 1. */
+static double inputValue(int t, int op, int nranks, int rank, size_t i) {
   if (op == lockstepProd) return ((rank + i) % 4 == 0) ? 2 : 1;
+  if (op == lockstepAvg && isFloating(t)) return (double)(nranks * (int)((rank + i) % 2));
   return (double)((rank + i) % 2);
 }
 
@@ -87,10 +92,13 @@ static void store(int t, void* p, double v) {
 }
 
 static double expected(int t, int op, int nranks, size_t i) {
-  double acc = inputValue(op, 0, i);
-  for (int r = 1; r < nranks; ++r) {
-    double v = inputValue(op, r, i);
-    if (op == lockstepProd)
+  double acc = 0;
+  for (int r = 0; r < nranks; ++r) {
+    double v = inputValue(t, op, nranks, r, i);
+    if (op == lockstepAvg && isFloating(t)) v /= nranks; /* exact by construction */
+    if (r == 0)
+      acc = v;
+    else if (op == lockstepProd)
       acc *= v;
     else if (op == lockstepMax)
       acc = v > acc ? v : acc;
@@ -99,10 +107,8 @@ static double expected(int t, int op, int nranks, size_t i) {
     else
       acc += v;
   }
-  if (op != lockstepAvg) return acc;
-  if (t <= lockstepUint64) return (double)((int64_t)acc / nranks);
-  if (t == lockstepFloat64) return acc / nranks;
-  return (double)((float)acc / (float)nranks);
+  if (op == lockstepAvg && !isFloating(t)) return (double)((int64_t)acc / nranks); /* integers: truncate */
+  return acc;
 }
 
 int main(void) {
@@ -122,7 +128,7 @@ int main(void) {
       size_t sz = typeSizes[t];
       for (size_t i = 0; i < COUNT; ++i) store(t, want + i * sz, expected(t, op, nranks, i));
       for (int inPlace = 0; inPlace < 2; ++inPlace) {
-        for (size_t i = 0; i < COUNT; ++i) store(t, in + i * sz, inputValue(op, rank, i));
+        for (size_t i = 0; i < COUNT; ++i) store(t, in + i * sz, inputValue(t, op, nranks, rank, i));
         void* dst = inPlace ? (void*)in : (void*)out;
         lockstepResult_t r = lockstepAllReduce(in, dst, COUNT, (lockstepDataType_t)t, (lockstepRedOp_t)op, comm, NULL);
         if (r != lockstepSuccess) {

@@ -79,6 +79,13 @@ typedef struct {
 
 typedef struct lockstepComm* lockstepComm_t;
 
+/* A handle on a non-blocking operation (the lockstepI* calls), completed with lockstepTest or
+ * lockstepWait like MPI_Request. */
+typedef struct lockstepRequest* lockstepRequest_t;
+
+/* The color that makes lockstepCommSplit return NULL for this rank. */
+#define LOCKSTEP_SPLIT_NOCOLOR (-1)
+
 /* The CUDA stream type, kept opaque so this header needs no CUDA headers. */
 typedef void* lockstepStream_t;
 
@@ -125,6 +132,96 @@ LOCKSTEP_API lockstepResult_t lockstepAllReduce(const void* sendbuff, void* recv
 
 /* Returns once every rank has entered the barrier. */
 LOCKSTEP_API lockstepResult_t lockstepBarrier(lockstepComm_t comm, lockstepStream_t stream);
+
+/* Every rank contributes nranks*recvcount elements; rank r receives block r of the reduction.
+ * In place when recvbuff == sendbuff + rank*recvcount elements. */
+LOCKSTEP_API lockstepResult_t lockstepReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                                    lockstepDataType_t datatype, lockstepRedOp_t op,
+                                                    lockstepComm_t comm, lockstepStream_t stream);
+
+/* Every rank contributes sendcount elements; every rank receives all nranks blocks, in rank
+ * order. In place when sendbuff == recvbuff + rank*sendcount elements. */
+LOCKSTEP_API lockstepResult_t lockstepAllGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                                                lockstepDataType_t datatype, lockstepComm_t comm,
+                                                lockstepStream_t stream);
+
+/* The root's sendbuff reaches every rank's recvbuff (sendbuff is only read on the root). In place
+ * when sendbuff == recvbuff. */
+LOCKSTEP_API lockstepResult_t lockstepBroadcast(const void* sendbuff, void* recvbuff, size_t count,
+                                                lockstepDataType_t datatype, int root, lockstepComm_t comm,
+                                                lockstepStream_t stream);
+
+/* The reduction of every rank's sendbuff lands in the root's recvbuff (recvbuff is only written
+ * on the root). In place when sendbuff == recvbuff. */
+LOCKSTEP_API lockstepResult_t lockstepReduce(const void* sendbuff, void* recvbuff, size_t count,
+                                             lockstepDataType_t datatype, lockstepRedOp_t op, int root,
+                                             lockstepComm_t comm, lockstepStream_t stream);
+
+/* Point to point. Outside a group a send returns once its data is handed to the transport, which
+ * may mean waiting for the matching receive; inside a group, sends and receives never deadlock
+ * whatever order each rank posts them in. The sizes (count x datatype size) must match. */
+LOCKSTEP_API lockstepResult_t lockstepSend(const void* sendbuff, size_t count, lockstepDataType_t datatype, int peer,
+                                           lockstepComm_t comm, lockstepStream_t stream);
+LOCKSTEP_API lockstepResult_t lockstepRecv(void* recvbuff, size_t count, lockstepDataType_t datatype, int peer,
+                                           lockstepComm_t comm, lockstepStream_t stream);
+
+/* Block p (count elements) of sendbuff goes to rank p; block q of recvbuff comes from rank q.
+ * The buffers must not overlap. */
+LOCKSTEP_API lockstepResult_t lockstepAllToAll(const void* sendbuff, void* recvbuff, size_t count,
+                                               lockstepDataType_t datatype, lockstepComm_t comm,
+                                               lockstepStream_t stream);
+
+/* Calls between GroupStart and GroupEnd (on any communicators of this thread) are recorded and
+ * launched together by the outermost GroupEnd, which returns when the blocking ones are done.
+ * Nothing blocks before GroupEnd; buffers must stay valid until then. Groups nest. */
+LOCKSTEP_API lockstepResult_t lockstepGroupStart(void);
+LOCKSTEP_API lockstepResult_t lockstepGroupEnd(void);
+
+/* Collective over comm: ranks passing the same color form a new communicator, ranked by key (ties
+ * by their rank in comm). color == LOCKSTEP_SPLIT_NOCOLOR takes part and gets *newcomm = NULL.
+ * The new communicator is independent: it may be driven by another thread at the same time. */
+LOCKSTEP_API lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lockstepComm_t* newcomm);
+
+/* Non-blocking forms, as MPI's MPI_I*: each returns at once with a request; the operation runs
+ * on the communicator's progress thread, after earlier operations, while the caller works. The
+ * buffers must stay untouched until the request completes. */
+LOCKSTEP_API lockstepResult_t lockstepIallReduce(const void* sendbuff, void* recvbuff, size_t count,
+                                                 lockstepDataType_t datatype, lockstepRedOp_t op, lockstepComm_t comm,
+                                                 lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIreduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                                     lockstepDataType_t datatype, lockstepRedOp_t op,
+                                                     lockstepComm_t comm, lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIallGather(const void* sendbuff, void* recvbuff, size_t sendcount,
+                                                 lockstepDataType_t datatype, lockstepComm_t comm,
+                                                 lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIbroadcast(const void* sendbuff, void* recvbuff, size_t count,
+                                                 lockstepDataType_t datatype, int root, lockstepComm_t comm,
+                                                 lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIreduce(const void* sendbuff, void* recvbuff, size_t count,
+                                              lockstepDataType_t datatype, lockstepRedOp_t op, int root,
+                                              lockstepComm_t comm, lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIsend(const void* sendbuff, size_t count, lockstepDataType_t datatype, int peer,
+                                            lockstepComm_t comm, lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIrecv(void* recvbuff, size_t count, lockstepDataType_t datatype, int peer,
+                                            lockstepComm_t comm, lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIallToAll(const void* sendbuff, void* recvbuff, size_t count,
+                                                lockstepDataType_t datatype, lockstepComm_t comm,
+                                                lockstepRequest_t* request);
+LOCKSTEP_API lockstepResult_t lockstepIbarrier(lockstepComm_t comm, lockstepRequest_t* request);
+
+/* MPI_Test: *done = 1 and the operation's result once it has finished (the request is then
+ * freed and *request set to NULL); *done = 0 and lockstepSuccess while it runs. A NULL *request
+ * counts as done. */
+LOCKSTEP_API lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done);
+
+/* MPI_Wait with a deadline: waits up to timeoutMs (< 0: as long as the operation takes; it is
+ * itself bounded by LOCKSTEP_TIMEOUT). Returns the operation's result and frees the request, or
+ * lockstepInProgress if the deadline passed first (the request stays valid). Not allowed inside
+ * a group. */
+LOCKSTEP_API lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs);
+
+/* Frees a request without waiting (MPI_Request_free): the operation still runs to completion. */
+LOCKSTEP_API lockstepResult_t lockstepRequestFree(lockstepRequest_t* request);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,10 +1,16 @@
-// A Schedule is what one rank does for one collective: an ordered list of Steps, each a fused
-// primitive on a range of elements. Algorithms produce schedules as pure functions; executors
-// run them. Nothing here knows about memory kinds or transports.
+// A Schedule is what one rank does for one operation: ordered Steps, each a fused primitive on a
+// range of elements, grouped into lanes. Steps within a lane run in order; lanes are independent
+// and progress concurrently (a group's sends to different peers must not wait on each other).
+// Two lanes never use the same link direction, so the messages on every link stay in one order.
+//
+// Algorithms produce schedules as pure functions; executors run them. Buffers are referred to by
+// index (0 = the op's input, 1 = its output; a fused group of point-to-point ops numbers its
+// buffers itself), so a schedule holds no pointers.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace lockstep {
@@ -27,31 +33,49 @@ inline bool primRecvs(Prim p) { return p != Prim::kSend && p != Prim::kCopy; }
 inline bool primReduces(Prim p) {
   return p == Prim::kRecvReduceSend || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend;
 }
-inline bool primReadsSrc(Prim p) { return p == Prim::kSend || p == Prim::kCopy || primReduces(p); }
-inline bool primWritesDst(Prim p) {
-  return p == Prim::kRecv || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend || p == Prim::kRecvCopySend ||
-         p == Prim::kCopy;
-}
 
-// Which user buffer a range refers to.
-enum class Buf : uint8_t { kInput, kOutput };
+// Buffer indices of a single collective.
+constexpr uint32_t kInput = 0;
+constexpr uint32_t kOutput = 1;
 
 struct Step {
   Prim prim;
   int sendPeer = -1;
   int recvPeer = -1;
-  Buf src = Buf::kInput;
-  Buf dst = Buf::kOutput;
-  size_t srcOffset = 0;  // in elements
-  size_t dstOffset = 0;  // in elements
-  size_t count = 0;      // elements
+  uint32_t src = kInput;   // buffer the local operand is read from
+  uint32_t dst = kOutput;  // buffer results land in
+  size_t srcOffset = 0;    // in elements
+  size_t dstOffset = 0;    // in elements
+  size_t count = 0;        // elements
   // This step produces final values: finish the reduction (avg divides here, exactly once).
   bool finish = false;
 };
 
 struct Schedule {
   std::vector<Step> steps;
-  void clear() { steps.clear(); }  // keeps capacity: schedules are rebuilt without allocating
+  std::vector<uint32_t> laneEnds;  // lane i is steps [laneEnds[i-1], laneEnds[i])
+
+  // Keeps capacity: schedules are rebuilt without allocating.
+  void clear() {
+    steps.clear();
+    laneEnds.clear();
+  }
+  void add(const Step& s) { steps.push_back(s); }
+  // Closes the current lane (steps added since the last endLane). Empty lanes are dropped.
+  void endLane() {
+    uint32_t start = laneEnds.empty() ? 0 : laneEnds.back();
+    if (steps.size() > start) laneEnds.push_back(static_cast<uint32_t>(steps.size()));
+  }
+  // Steps added after the last endLane() form a final lane.
+  size_t lanes() const {
+    uint32_t closed = laneEnds.empty() ? 0 : laneEnds.back();
+    return laneEnds.size() + (steps.size() > closed ? 1 : 0);
+  }
+  std::span<const Step> lane(size_t i) const {
+    size_t begin = i == 0 ? 0 : laneEnds[i - 1];
+    size_t end = i < laneEnds.size() ? laneEnds[i] : steps.size();
+    return {steps.data() + begin, end - begin};
+  }
 };
 
 }  // namespace lockstep

@@ -2,7 +2,6 @@
 
 #include <deque>
 #include <map>
-#include <memory>
 
 #include "kernels/dtype.h"
 #include "src/algo/slicing.h"
@@ -11,26 +10,33 @@
 
 namespace lockstep {
 
-SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<const void*>& inputs,
-                  const std::vector<void*>& outputs, lockstepDataType_t dtype, lockstepRedOp_t op, size_t sliceBytes,
-                  int slots) {
+SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std::vector<char*>>& buffers,
+                  lockstepDataType_t dtype, lockstepRedOp_t op, size_t sliceBytes, int slots) {
   const int n = static_cast<int>(schedules.size());
   const size_t elem = dataTypeSize(dtype);
-  SliceKernels k{reduceFn(dtype, op), op == lockstepAvg ? divideFn(dtype) : nullptr, elem, n};
-  std::vector<std::unique_ptr<SliceWalker>> walkers;
-  for (const auto& s : schedules) walkers.push_back(std::make_unique<SliceWalker>(s, sliceBytes / elem));
+  SliceKernels k{reduceKernels(dtype, op), elem, n};
+  struct Lane {
+    int rank;
+    SliceWalker walker;
+  };
+  std::vector<Lane> lanes;
+  for (int r = 0; r < n; ++r) {
+    for (size_t i = 0; i < schedules[r].lanes(); ++i)
+      lanes.push_back({r, SliceWalker(schedules[r].lane(i), sliceBytes / elem)});
+  }
   std::map<std::pair<int, int>, std::deque<std::vector<char>>> wire;  // (src, dst) -> messages in flight
   SimStats stats;
   stats.messagesSent.assign(n, 0);
   stats.bytesSent.assign(n, 0);
 
-  for (int remaining = n;;) {
+  for (;;) {
     bool progress = false;
-    remaining = 0;
+    size_t remaining = 0;
     ++stats.rounds;
-    for (int r = 0; r < n; ++r) {
-      SliceWalker& w = *walkers[r];
-      // Run this rank until it blocks: like a real rank, it does not wait for the others' turn.
+    for (Lane& lane : lanes) {
+      SliceWalker& w = lane.walker;
+      const int r = lane.rank;
+      // Run this lane until it blocks: like a real rank, it does not wait for the others' turn.
       while (!w.done()) {
         const Step& s = w.step();
         const size_t bytes = w.count() * elem;
@@ -43,11 +49,8 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<cons
                               std::to_string(inq->front().size()));
         }
         std::vector<char> out(outq ? bytes : 0);
-        const char* in = static_cast<const char*>(inputs[r]);
-        char* o = static_cast<char*>(outputs[r]);
-        const char* src = (s.src == Buf::kInput ? in : o) + (s.srcOffset + w.first()) * elem;
-        char* dst = (s.dst == Buf::kInput ? const_cast<char*>(in) : o) + (s.dstOffset + w.first()) * elem;
-        applyPrim(s, inq ? inq->front().data() : nullptr, src, dst, outq ? out.data() : nullptr, w.count(), k);
+        applyPrim(s, w.first(), w.count(), buffers[r].data(), inq ? inq->front().data() : nullptr,
+                  outq ? out.data() : nullptr, k);
         if (inq) inq->pop_front();
         if (outq) {
           outq->push_back(std::move(out));
@@ -62,11 +65,11 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<cons
     if (remaining == 0) break;
     if (!progress) {
       std::string stuck;
-      for (int r = 0; r < n && stuck.size() < 200; ++r) {
-        if (!walkers[r]->done())
-          stuck.append(" ").append(std::to_string(r)).append(":").append(primName(walkers[r]->step().prim));
+      for (const Lane& lane : lanes) {
+        if (lane.walker.done() || stuck.size() > 200) continue;
+        stuck.append(" ").append(std::to_string(lane.rank)).append(":").append(primName(lane.walker.step().prim));
       }
-      throw InternalError("simulator: deadlock with " + std::to_string(remaining) + " ranks blocked:" + stuck);
+      throw InternalError("simulator: deadlock with " + std::to_string(remaining) + " lanes blocked:" + stuck);
     }
   }
   for (const auto& [key, q] : wire) {

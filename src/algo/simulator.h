@@ -18,10 +18,10 @@ struct SimStats {
   uint64_t rounds = 0;                 // scheduler passes; a rough latency measure
 };
 
-// inputs[r] and outputs[r] are rank r's buffers (outputs may alias inputs for in-place).
-// Throws InternalError on deadlock or on a message whose size the receiver does not expect.
-SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<const void*>& inputs,
-                  const std::vector<void*>& outputs, lockstepDataType_t dtype, lockstepRedOp_t op, size_t sliceBytes,
-                  int slots);
+// buffers[r][i] is the base of rank r's buffer index i (for a collective: {input, output}, which
+// may be equal for in-place). Throws InternalError on deadlock or on a message whose size the
+// receiver does not expect.
+SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std::vector<char*>>& buffers,
+                  lockstepDataType_t dtype, lockstepRedOp_t op, size_t sliceBytes, int slots);
 
 }  // namespace lockstep

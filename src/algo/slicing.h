@@ -1,10 +1,12 @@
-// The order in which a schedule's work is done: slice-major. Every step's range is cut into
-// slices of at most sliceElems elements; all steps' slice 0 run first, then all steps' slice 1,
-// and so on, skipping steps that have no slice j. Both ends of a hop cut the same range the same
-// way, so the messages on every link come in the order the receiver wants them.
+// The order in which a lane's work is done: slice-major. Every step's range is cut into slices of
+// at most sliceElems elements; all steps' slice 0 run first, then all steps' slice 1, and so on,
+// skipping steps that have no slice j. Both ends of a hop cut the same range the same way, so the
+// messages on every link come in the order the receiver wants them, and step s+1 of slice j
+// overlaps step s of slice j+1 on the neighbours: that is the pipeline.
 #pragma once
 
 #include <algorithm>
+#include <span>
 
 #include "src/algo/schedule.h"
 
@@ -12,7 +14,8 @@ namespace lockstep {
 
 class SliceWalker {
  public:
-  SliceWalker(const Schedule& schedule, size_t sliceElems) : steps_(schedule.steps), sliceElems_(sliceElems) {
+  SliceWalker() = default;
+  SliceWalker(std::span<const Step> steps, size_t sliceElems) : steps_(steps), sliceElems_(sliceElems) {
     for (const Step& s : steps_) slices_ = std::max(slices_, (s.count + sliceElems - 1) / sliceElems);
     skipEmpty();
   }
@@ -34,8 +37,8 @@ class SliceWalker {
       }
     }
   }
-  const std::vector<Step>& steps_;
-  size_t sliceElems_;
+  std::span<const Step> steps_;
+  size_t sliceElems_ = 1;
   size_t slices_ = 0, slice_ = 0, index_ = 0;
 };
 

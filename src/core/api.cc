@@ -13,7 +13,9 @@
 #include "lockstep/lockstep.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
+#include "src/core/group.h"
 #include "src/core/logging.h"
+#include "src/core/op.h"
 #include "src/topo/interfaces.h"
 
 using namespace lockstep;
@@ -58,6 +60,10 @@ struct lockstepComm {
   std::unique_ptr<Communicator> impl;
 };
 
+struct lockstepRequest {
+  std::shared_ptr<Work> work;  // null until the group it was posted in has ended
+};
+
 namespace {
 
 Communicator& checkComm(lockstepComm_t comm) {
@@ -75,15 +81,47 @@ lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nr
   return comm.release();
 }
 
-void checkBuffers(const void* sendbuff, const void* recvbuff, size_t count, lockstepDataType_t datatype) {
-  if (!validDataType(datatype)) throw InvalidArgument("invalid datatype " + std::to_string(static_cast<int>(datatype)));
-  if (count > 0 && (sendbuff == nullptr || recvbuff == nullptr)) {
-    throw InvalidArgument(std::string(sendbuff ? "recvbuff" : "sendbuff") + " is NULL with count " +
-                          std::to_string(count));
+size_t elemSize(lockstepDataType_t t) {
+  if (!validDataType(t)) throw InvalidArgument("invalid datatype " + std::to_string(static_cast<int>(t)));
+  return dataTypeSize(t);
+}
+
+// count x blocks x element size, refusing overflow.
+size_t bytesOf(size_t count, size_t blocks, lockstepDataType_t t) {
+  size_t elem = elemSize(t);
+  if (blocks != 0 && count > SIZE_MAX / 4 / blocks / elem) {
+    throw InvalidArgument("count " + std::to_string(count) + " x " + std::to_string(blocks) + " x " +
+                          std::to_string(elem) + " bytes overflows");
   }
-  if (count > SIZE_MAX / 2 / dataTypeSize(datatype)) {
-    throw InvalidArgument("count " + std::to_string(count) + " x " + std::to_string(dataTypeSize(datatype)) +
-                          " bytes overflows");
+  return count * blocks * elem;
+}
+
+void requireBuffer(const void* p, size_t bytes, const char* name) {
+  if (bytes > 0 && p == nullptr)
+    throw InvalidArgument(std::string(name) + " is NULL with " + std::to_string(bytes) + " bytes to move");
+}
+
+bool overlap(const void* a, size_t an, const void* b, size_t bn) {
+  auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return an > 0 && bn > 0 && x < y + bn && y < x + an;
+}
+
+// Overlapping buffers are only allowed in the exact in-place form NCCL defines.
+void checkOverlap(const void* send, size_t sendBytes, const void* recv, size_t recvBytes, const void* inPlaceSend,
+                  const char* form) {
+  if (overlap(send, sendBytes, recv, recvBytes) && send != inPlaceSend) {
+    throw InvalidArgument(std::string("sendbuff and recvbuff overlap but not in the in-place form (") + form + ")");
+  }
+}
+
+void checkOp(lockstepRedOp_t op) {
+  if (!validRedOp(op)) throw InvalidArgument("invalid reduction op " + std::to_string(static_cast<int>(op)));
+}
+
+void checkRank(int r, int nranks, const char* what) {
+  if (r < 0 || r >= nranks) {
+    throw InvalidArgument(std::string(what) + " " + std::to_string(r) + " is outside [0, " + std::to_string(nranks) +
+                          ")");
   }
 }
 
@@ -93,6 +131,94 @@ void checkStream(lockstepStream_t stream) {
         "stream must be NULL: this build runs host-memory collectives only (CUDA streams are not "
         "supported yet)");
   }
+}
+
+// Validates one call against the communicator and returns it as an OpDesc.
+OpDesc validate(const Communicator& c, OpKind kind, const void* send, void* recv, size_t count, lockstepDataType_t t,
+                lockstepRedOp_t op, int root) {
+  const int n = c.size(), rank = c.rank();
+  OpDesc d{kind, send, recv, count, t, op, root};
+  switch (kind) {
+    case OpKind::kAllReduce: {
+      checkOp(op);
+      size_t b = bytesOf(count, 1, t);
+      requireBuffer(send, b, "sendbuff");
+      requireBuffer(recv, b, "recvbuff");
+      checkOverlap(send, b, recv, b, recv, "sendbuff == recvbuff");
+      break;
+    }
+    case OpKind::kReduceScatter: {
+      checkOp(op);
+      size_t sb = bytesOf(count, n, t), rb = bytesOf(count, 1, t);
+      requireBuffer(send, sb, "sendbuff");
+      requireBuffer(recv, rb, "recvbuff");
+      checkOverlap(send, sb, recv, rb, static_cast<const char*>(recv) - rank * rb,
+                   "recvbuff == sendbuff + rank*recvcount");
+      break;
+    }
+    case OpKind::kAllGather: {
+      size_t sb = bytesOf(count, 1, t), rb = bytesOf(count, n, t);
+      requireBuffer(send, sb, "sendbuff");
+      requireBuffer(recv, rb, "recvbuff");
+      checkOverlap(send, sb, recv, rb, static_cast<const char*>(recv) + rank * sb,
+                   "sendbuff == recvbuff + rank*sendcount");
+      break;
+    }
+    case OpKind::kBroadcast: {
+      checkRank(root, n, "root");
+      size_t b = bytesOf(count, 1, t);
+      requireBuffer(recv, b, "recvbuff");
+      if (rank == root) {
+        requireBuffer(send, b, "sendbuff (on the root)");
+        checkOverlap(send, b, recv, b, recv, "sendbuff == recvbuff");
+      }
+      break;
+    }
+    case OpKind::kReduce: {
+      checkOp(op);
+      checkRank(root, n, "root");
+      size_t b = bytesOf(count, 1, t);
+      requireBuffer(send, b, "sendbuff");
+      if (rank == root) {
+        requireBuffer(recv, b, "recvbuff (on the root)");
+        checkOverlap(send, b, recv, b, recv, "sendbuff == recvbuff");
+      }
+      break;
+    }
+    case OpKind::kSend:
+      checkRank(root, n, "peer");
+      requireBuffer(send, bytesOf(count, 1, t), "sendbuff");
+      break;
+    case OpKind::kRecv:
+      checkRank(root, n, "peer");
+      requireBuffer(recv, bytesOf(count, 1, t), "recvbuff");
+      break;
+    case OpKind::kAllToAll: {
+      size_t b = bytesOf(count, n, t);
+      requireBuffer(send, b, "sendbuff");
+      requireBuffer(recv, b, "recvbuff");
+      if (overlap(send, b, recv, b)) throw InvalidArgument("all-to-all buffers must not overlap (no in-place form)");
+      break;
+    }
+    case OpKind::kBarrier:
+      break;
+  }
+  return d;
+}
+
+// The request out-parameter must exist before anything else is checked.
+template <typename F>
+lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
+  if (!request) return guarded([] { throw InvalidArgument("request is NULL"); });
+  return body();
+}
+
+// Hands back a finished request's result and frees it.
+void completeRequest(lockstepRequest_t* request) {
+  std::shared_ptr<Work> w = std::move((*request)->work);
+  delete *request;
+  *request = nullptr;
+  if (w->result != lockstepSuccess) throw Error(w->result, w->error);
 }
 
 }  // namespace
@@ -163,7 +289,9 @@ lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm) {
 
 lockstepResult_t lockstepCommDestroy(lockstepComm_t comm) {
   return guarded([&] {
-    checkComm(comm);
+    Communicator& c = checkComm(comm);
+    if (Group::current().uses(&c))
+      throw InvalidUsage("lockstepCommDestroy on a communicator with calls in an open group");
     comm->impl.reset();
     // The 16-byte shell is kept (reachable, in a graveyard) so that a second destroy or a call on
     // a destroyed comm is detected instead of touching freed memory.
@@ -175,7 +303,10 @@ lockstepResult_t lockstepCommDestroy(lockstepComm_t comm) {
   });
 }
 
-lockstepResult_t lockstepCommAbort(lockstepComm_t comm) { return lockstepCommDestroy(comm); }
+lockstepResult_t lockstepCommAbort(lockstepComm_t comm) {
+  lockstepResult_t r = guarded([&] { checkComm(comm).abort(); });
+  return r == lockstepSuccess ? lockstepCommDestroy(comm) : r;
+}
 
 lockstepResult_t lockstepCommCount(const lockstepComm_t comm, int* count) {
   return guarded([&] {
@@ -220,22 +351,192 @@ const char* lockstepGetErrorString(lockstepResult_t result) {
 
 const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError.c_str(); }
 
-lockstepResult_t lockstepAllReduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
-                                   lockstepRedOp_t op, lockstepComm_t comm, lockstepStream_t stream) {
+// Every collective goes through here: validate, then run now, record in the open group, or queue
+// (non-blocking, when request != NULL).
+lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* recv, size_t count,
+                      lockstepDataType_t t, lockstepRedOp_t op, int root, lockstepStream_t stream,
+                      lockstepRequest_t* request) {
   return guarded([&] {
     Communicator& c = checkComm(comm);
-    checkBuffers(sendbuff, recvbuff, count, datatype);
-    if (!validRedOp(op)) throw InvalidArgument("invalid reduction op " + std::to_string(static_cast<int>(op)));
-    checkStream(stream);
-    c.allReduce(sendbuff, recvbuff, count, datatype, op);
+    if (request) *request = nullptr;
+    OpDesc d = validate(c, kind, send, recv, count, t, op, root);
+    Group& group = Group::current();
+    if (!request) {
+      checkStream(stream);
+      if (group.active())
+        group.add(&c, d, nullptr);
+      else
+        c.run(d);
+      return;
+    }
+    auto req = std::make_unique<lockstepRequest>();
+    if (group.active())
+      group.add(&c, d, &req->work);
+    else
+      req->work = c.submit(d);
+    *request = req.release();
   });
 }
 
+lockstepResult_t lockstepAllReduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                   lockstepRedOp_t op, lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kAllReduce, sendbuff, recvbuff, count, datatype, op, -1, stream, nullptr);
+}
 lockstepResult_t lockstepBarrier(lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kBarrier, nullptr, nullptr, 0, lockstepUint8, lockstepMax, -1, stream, nullptr);
+}
+lockstepResult_t lockstepReduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                       lockstepDataType_t datatype, lockstepRedOp_t op, lockstepComm_t comm,
+                                       lockstepStream_t stream) {
+  return post(comm, OpKind::kReduceScatter, sendbuff, recvbuff, recvcount, datatype, op, -1, stream, nullptr);
+}
+lockstepResult_t lockstepAllGather(const void* sendbuff, void* recvbuff, size_t sendcount, lockstepDataType_t datatype,
+                                   lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kAllGather, sendbuff, recvbuff, sendcount, datatype, lockstepSum, -1, stream, nullptr);
+}
+lockstepResult_t lockstepBroadcast(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                   int root, lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kBroadcast, sendbuff, recvbuff, count, datatype, lockstepSum, root, stream, nullptr);
+}
+lockstepResult_t lockstepReduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                lockstepRedOp_t op, int root, lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kReduce, sendbuff, recvbuff, count, datatype, op, root, stream, nullptr);
+}
+lockstepResult_t lockstepSend(const void* sendbuff, size_t count, lockstepDataType_t datatype, int peer,
+                              lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kSend, sendbuff, nullptr, count, datatype, lockstepSum, peer, stream, nullptr);
+}
+lockstepResult_t lockstepRecv(void* recvbuff, size_t count, lockstepDataType_t datatype, int peer, lockstepComm_t comm,
+                              lockstepStream_t stream) {
+  return post(comm, OpKind::kRecv, nullptr, recvbuff, count, datatype, lockstepSum, peer, stream, nullptr);
+}
+lockstepResult_t lockstepAllToAll(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                  lockstepComm_t comm, lockstepStream_t stream) {
+  return post(comm, OpKind::kAllToAll, sendbuff, recvbuff, count, datatype, lockstepSum, -1, stream, nullptr);
+}
+
+lockstepResult_t lockstepIallReduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                    lockstepRedOp_t op, lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kAllReduce, sendbuff, recvbuff, count, datatype, op, -1, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIreduceScatter(const void* sendbuff, void* recvbuff, size_t recvcount,
+                                        lockstepDataType_t datatype, lockstepRedOp_t op, lockstepComm_t comm,
+                                        lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kReduceScatter, sendbuff, recvbuff, recvcount, datatype, op, -1, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIallGather(const void* sendbuff, void* recvbuff, size_t sendcount, lockstepDataType_t datatype,
+                                    lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kAllGather, sendbuff, recvbuff, sendcount, datatype, lockstepSum, -1, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIbroadcast(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                    int root, lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kBroadcast, sendbuff, recvbuff, count, datatype, lockstepSum, root, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIreduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                 lockstepRedOp_t op, int root, lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kReduce, sendbuff, recvbuff, count, datatype, op, root, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIsend(const void* sendbuff, size_t count, lockstepDataType_t datatype, int peer,
+                               lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kSend, sendbuff, nullptr, count, datatype, lockstepSum, peer, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIrecv(void* recvbuff, size_t count, lockstepDataType_t datatype, int peer, lockstepComm_t comm,
+                               lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kRecv, nullptr, recvbuff, count, datatype, lockstepSum, peer, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIallToAll(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
+                                   lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kAllToAll, sendbuff, recvbuff, count, datatype, lockstepSum, -1, nullptr, request);
+  });
+}
+lockstepResult_t lockstepIbarrier(lockstepComm_t comm, lockstepRequest_t* request) {
+  return requestArg(request, [&] {
+    return post(comm, OpKind::kBarrier, nullptr, nullptr, 0, lockstepUint8, lockstepMax, -1, nullptr, request);
+  });
+}
+
+lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
+  return guarded([&] {
+    if (!request || !done) throw InvalidArgument("request or done is NULL");
+    *done = 0;
+    if (*request == nullptr) {
+      *done = 1;
+      return;
+    }
+    Work* w = (*request)->work.get();
+    if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
+    if (!w->done.load(std::memory_order_acquire)) return;
+    *done = 1;
+    completeRequest(request);
+  });
+}
+
+lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
+  return guarded([&] {
+    if (!request) throw InvalidArgument("request is NULL");
+    if (*request == nullptr) return;
+    if (Group::current().active()) {
+      throw InvalidUsage("lockstepWait inside a group: the group's operations only start at lockstepGroupEnd");
+    }
+    Work* w = (*request)->work.get();
+    if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
+    Deadline dl = timeoutMs < 0 ? Deadline::never() : Deadline::after(std::chrono::milliseconds(timeoutMs));
+    if (!waitWork(*w, dl)) {
+      throw Error(lockstepInProgress, std::string(w->info.kind) + " #" + std::to_string(w->info.seq) +
+                                          " still running after " + std::to_string(timeoutMs) + " ms");
+    }
+    completeRequest(request);
+  });
+}
+
+lockstepResult_t lockstepRequestFree(lockstepRequest_t* request) {
+  return guarded([&] {
+    if (!request) throw InvalidArgument("request is NULL");
+    if (*request && !(*request)->work && Group::current().active()) {
+      throw InvalidUsage("the request's group has not ended yet: free it after lockstepGroupEnd");
+    }
+    delete *request;
+    *request = nullptr;
+  });
+}
+
+lockstepResult_t lockstepGroupStart(void) {
+  return guarded([] { Group::current().start(); });
+}
+
+lockstepResult_t lockstepGroupEnd(void) {
+  return guarded([] { Group::current().end(); });
+}
+
+lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lockstepComm_t* newcomm) {
   return guarded([&] {
     Communicator& c = checkComm(comm);
-    checkStream(stream);
-    c.barrier();
+    if (!newcomm) throw InvalidArgument("newcomm is NULL");
+    *newcomm = nullptr;
+    if (Group::current().active()) throw InvalidUsage("lockstepCommSplit inside a group");
+    if (color < 0 && color != LOCKSTEP_SPLIT_NOCOLOR) {
+      throw InvalidArgument("color " + std::to_string(color) + " is negative (use LOCKSTEP_SPLIT_NOCOLOR to opt out)");
+    }
+    std::unique_ptr<Communicator> child = c.split(color, key);
+    if (!child) return;
+    auto shell = std::make_unique<lockstepComm>();
+    shell->impl = std::move(child);
+    *newcomm = shell.release();
   });
 }
 

@@ -1,17 +1,37 @@
 #include "src/core/communicator.h"
 
-#include "src/algo/ring.h"
+#include <algorithm>
+#include <cstring>
+
+#include "bootstrap/root_service.h"
+#include "bootstrap/tcp_bootstrap.h"
 #include "src/core/errors.h"
 #include "src/core/logging.h"
+#include "transport/fifo_link.h"
 
 namespace lockstep {
+namespace {
+
+constexpr int kTagSplit = 0x53500000;  // + the split's sequence number
+
+// Heap memory for the loopback FIFO that carries a rank's sends to itself.
+struct SelfFifo {
+  explicit SelfFifo(const Config& c) : mem(fifoBytes(c.slots, c.slotBytes)) {
+    header = initFifo(mem.data(), c.slots, c.slotBytes);
+  }
+  std::vector<char> mem;
+  FifoHeader* header;
+};
+
+}  // namespace
 
 Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, uint64_t commId, const Secret& secret,
                            const NetAddr& localAddr)
     : config_(std::move(config)),
       bootstrap_(std::move(bootstrap)),
       rank_(bootstrap_->rank()),
-      nranks_(bootstrap_->size()) {
+      nranks_(bootstrap_->size()),
+      localAddr_(localAddr) {
   peers_.resize(nranks_);
   peers_[rank_] = localPeerInfo(rank_, config_);
   bootstrap_->allGather(peers_.data(), sizeof(PeerInfo));
@@ -25,12 +45,20 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     raw[r] = links_[r].get();
     names[r] = peers_[r].describe();
   }
-  executor_ =
-      std::make_unique<HostExecutor>(rank_, std::move(raw), std::move(names), config_.slotBytes, config_.timeout);
-  schedule_.steps.reserve(4 * static_cast<size_t>(nranks_));
+  executor_ = std::make_unique<HostExecutor>(rank_, std::move(raw), std::move(names), config_.slotBytes,
+                                             config_.timeout, &aborted_);
+  inline_.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
+  inline_.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
 }
 
-Communicator::~Communicator() = default;
+Communicator::~Communicator() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (progress_.joinable()) progress_.join();
+}
 
 void Communicator::connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr) {
   TransportContext ctx{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr};
@@ -40,12 +68,14 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
       {"inproc", makeInprocTransport}, {"shm", makeShmTransport}, {"socket", makeSocketTransport}};
   links_.resize(nranks_);
   transportNames_.assign(nranks_, "self");
+  auto self = std::make_shared<SelfFifo>(config_);
+  links_[rank_] = std::make_unique<FifoLink>(self->header, self->header, config_.slots, config_.slotBytes, self, Fd(),
+                                             "rank " + std::to_string(rank_), rank_);
   std::vector<int> chosen(nranks_, -1);
   for (const auto& [name, factory] : kinds) {
     // Every rank has the same allowed list (checked with the wire config), so every rank creates
     // the same transports in the same order, as connect() is collective.
-    if (!config_.transportAllowed(name)) continue;
-    transports_.push_back(factory(ctx));
+    if (config_.transportAllowed(name)) transports_.push_back(factory(ctx));
   }
   for (int p = 0; p < nranks_; ++p) {
     if (p == rank_) continue;
@@ -71,38 +101,149 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
   }
 }
 
-void Communicator::checkUsable() const {
-  if (brokenCode_ != lockstepSuccess) {
-    throw Error(brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
-  }
+// ---- execution ----
+
+void Communicator::finish(Work& w, lockstepResult_t result, const std::string& error) {
+  w.result = result;
+  w.error = error;
+  w.done.store(true, std::memory_order_release);
 }
 
-void Communicator::execute(const void* input, void* output, const OpInfo& op) {
+void Communicator::execute(Work& w) {
+  if (aborted_.load()) return finish(w, lockstepAborted, std::string(w.info.kind) + ": communicator aborted");
+  if (brokenCode_ != lockstepSuccess) {
+    return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
+  }
   try {
-    executor_->run(schedule_, input, output, op);
+    executor_->run(w.schedule, w.buffers, w.info);
+    finish(w, lockstepSuccess, "");
   } catch (const Error& e) {
+    // The links may be mid-message: refuse later work rather than risk wrong data.
     brokenCode_ = e.code();
     brokenBy_ = e.what();
-    throw;
+    finish(w, e.code(), e.what());
+  } catch (const std::exception& e) {
+    brokenCode_ = lockstepInternalError;
+    brokenBy_ = e.what();
+    finish(w, lockstepInternalError, e.what());
   }
 }
 
-void Communicator::allReduce(const void* input, void* output, size_t count, lockstepDataType_t dtype,
-                             lockstepRedOp_t op) {
-  checkUsable();
-  OpInfo info{"allreduce", ++seq_, dtype, op, count};
-  schedule_.clear();
-  ringAllReduce(rank_, nranks_, count, &schedule_);
-  execute(input, output, info);
+void Communicator::progressLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return (!queue_.empty() && !busy_) || (stop_ && queue_.empty()); });
+    if (queue_.empty()) return;  // stopping, and nothing left to do
+    std::shared_ptr<Work> w = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    execute(*w);
+    lock.lock();
+    busy_ = false;
+    cv_.notify_all();
+  }
 }
 
-void Communicator::barrier() {
-  // A one-byte all-reduce: nobody gets the result before every rank has contributed.
-  checkUsable();
-  OpInfo info{"barrier", ++seq_, lockstepUint8, lockstepMax, 1};
-  schedule_.clear();
-  ringAllReduce(rank_, nranks_, 1, &schedule_);
-  execute(&barrierIn_, &barrierOut_, info);
+void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& w : works) {
+      w->info.seq = ++seq_;
+      queue_.push_back(w);
+    }
+    if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });
+  }
+  cv_.notify_all();
+}
+
+void Communicator::runNow(Work& w) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!busy_ && queue_.empty()) {
+    busy_ = true;
+    w.info.seq = ++seq_;
+    lock.unlock();
+    execute(w);
+    lock.lock();
+    busy_ = false;
+    lock.unlock();
+    cv_.notify_all();
+  } else {
+    // Earlier work is queued: this op must wait its turn. Hand it to the progress thread.
+    lock.unlock();
+    auto shared = std::shared_ptr<Work>(&w, [](Work*) {});
+    enqueue({&shared, 1});
+    waitWork(w, Deadline::never());  // the op itself is bounded by its deadline
+  }
+  if (w.result != lockstepSuccess) throw Error(w.result, w.error);
+}
+
+void Communicator::run(const OpDesc& op) {
+  inline_.reset();
+  planOp(op, rank_, nranks_, &inline_);
+  runNow(inline_);
+}
+
+std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
+  auto w = std::make_shared<Work>();
+  planOp(op, rank_, nranks_, w.get());
+  enqueue({&w, 1});
+  return w;
+}
+
+std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDesc> ops) {
+  std::vector<std::shared_ptr<Work>> works;
+  std::vector<OpDesc> p2p;
+  for (const OpDesc& op : ops) {
+    if (isPointToPoint(op.kind)) {
+      p2p.push_back(op);
+      continue;
+    }
+    works.push_back(std::make_shared<Work>());
+    planOp(op, rank_, nranks_, works.back().get());
+  }
+  if (!p2p.empty()) {
+    works.push_back(std::make_shared<Work>());
+    planPointToPoint(p2p, rank_, nranks_, works.back().get());
+  }
+  return works;
+}
+
+// ---- split ----
+
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  struct Entry {
+    int32_t color, key;
+  };
+  std::vector<Entry> all(nranks_);
+  all[rank_] = Entry{color, key};
+  bootstrap_->allGather(all.data(), sizeof(Entry));
+  const int tag = kTagSplit + static_cast<int>(splits_++ & 0xfffff);
+  if (color < 0) return nullptr;
+  std::vector<int> members;
+  for (int r = 0; r < nranks_; ++r) {
+    if (all[r].color == color) members.push_back(r);
+  }
+  std::stable_sort(members.begin(), members.end(), [&](int a, int b) { return all[a].key < all[b].key; });
+  const int newRank = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
+  const int newSize = static_cast<int>(members.size());
+
+  // The new communicator's first rank serves its rendezvous and shares the id with the others
+  // over this communicator's bootstrap: the child gets its own secret, sockets and threads, so
+  // parent and child never interfere.
+  UniqueIdInfo id;
+  std::unique_ptr<RootService> root;
+  if (newRank == 0) {
+    id.secret = randomSecret();
+    root = std::make_unique<RootService>(localAddr_, id.secret, config_.timeout);
+    id.root = root->address();
+    for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &id, sizeof(id));
+  } else {
+    bootstrap_->recv(members[0], tag, &id, sizeof(id));
+  }
+  const uint64_t commId = commIdFromSecret(id.secret);
+  auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout);
+  return std::make_unique<Communicator>(config_, std::move(boot), commId, id.secret, localAddr_);
 }
 
 }  // namespace lockstep

@@ -1,15 +1,26 @@
-// A communicator: this rank's view of a group of ranks, its links to each peer, and the state that
-// keeps ops in lockstep (sequence numbers). One thread drives it at a time, as in NCCL.
+// A communicator: this rank's view of a group of ranks, its links to each peer, and the machinery
+// that runs its operations in issue order.
+//
+// Execution: a blocking call runs inline on the caller's thread when nothing else is queued (the
+// fast path: no thread hand-off). Non-blocking calls, and blocking calls made while earlier work
+// is still queued, go to a queue served by a progress thread, started on first use. Either way,
+// one Work runs at a time, in the order the calls were made, on every rank.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <deque>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
-#include "src/algo/schedule.h"
 #include "src/core/config.h"
+#include "src/core/work.h"
 #include "src/exec/host_executor.h"
 #include "src/topo/peer_info.h"
 #include "transport/transport.h"
@@ -22,6 +33,7 @@ class Communicator {
   // config agree, picks a transport per peer and connects every link.
   Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, uint64_t commId, const Secret& secret,
                const NetAddr& localAddr);
+  // Finishes queued work (each op is bounded by its deadline), then stops the progress thread.
   ~Communicator();
 
   int rank() const { return rank_; }
@@ -30,31 +42,54 @@ class Communicator {
   // The transport that reaches `peer` ("self" for this rank).
   const char* transportTo(int peer) const { return transportNames_[peer]; }
 
-  void allReduce(const void* input, void* output, size_t count, lockstepDataType_t dtype, lockstepRedOp_t op);
-  void barrier();
+  // Runs one op and returns when it is complete. Throws on failure.
+  void run(const OpDesc& op);
+  // Queues one op and returns at once; the returned Work reports completion.
+  std::shared_ptr<Work> submit(const OpDesc& op);
+  // A group's ops on this communicator, as Works in execution order: the collectives as posted,
+  // then all sends and receives fused into one Work. Queued with enqueue(), or run by runNow().
+  std::vector<std::shared_ptr<Work>> planGroup(std::span<const OpDesc> ops);
+  void enqueue(std::span<const std::shared_ptr<Work>> works);
+  // Runs a planned Work: inline if the communicator is idle, else after the queued work.
+  void runNow(Work& work);
 
-  Bootstrap& bootstrap() { return *bootstrap_; }
+  // Collective: ranks with the same color form a new communicator, ordered by (key, old rank).
+  // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr.
+  std::unique_ptr<Communicator> split(int color, int key);
+
+  // Makes running and queued work fail with lockstepAborted within milliseconds.
+  void abort() { aborted_.store(true); }
 
  private:
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
-  // Runs schedule_ and records a failure: after a transport error the links are mid-message, so
-  // the communicator refuses further ops with the original error instead of corrupting data.
-  void execute(const void* input, void* output, const OpInfo& op);
-  void checkUsable() const;
+  void execute(Work& w);
+  void finish(Work& w, lockstepResult_t result, const std::string& error);
+  void progressLoop();
 
   Config config_;
   std::unique_ptr<Bootstrap> bootstrap_;
   int rank_, nranks_;
+  NetAddr localAddr_;
   std::vector<PeerInfo> peers_;
   std::vector<std::unique_ptr<Transport>> transports_;
-  std::vector<std::unique_ptr<Link>> links_;  // by rank; null for self
+  std::vector<std::unique_ptr<Link>> links_;  // by rank; links_[rank_] is a loopback for self send/recv
+  std::shared_ptr<void> selfFifo_;
   std::vector<const char*> transportNames_;
   std::unique_ptr<HostExecutor> executor_;
-  Schedule schedule_;  // reused: no allocation per call in the steady state
+  std::atomic<bool> aborted_{false};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Work>> queue_;
+  bool busy_ = false;  // a Work is executing (inline or on the progress thread)
+  bool stop_ = false;
+  std::thread progress_;
   uint64_t seq_ = 0;
-  std::string brokenBy_;
+  uint32_t splits_ = 0;
+  Work inline_;  // reused by blocking calls: no allocation per call
+  // After a transport failure the links may be mid-message: later ops fail with the first error.
   lockstepResult_t brokenCode_ = lockstepSuccess;
-  uint8_t barrierIn_ = 0, barrierOut_ = 0;
+  std::string brokenBy_;
 };
 
 }  // namespace lockstep

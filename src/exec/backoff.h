@@ -20,6 +20,11 @@ class Backoff {
   // True once pause() has started sleeping: the caller's cue to do its slow checks (clock,
   // liveness), which would cost too much on every spin.
   bool sleeping() const { return iter_ >= kSpins + kYields; }
+  // Progress was made: the next wait starts with spinning again.
+  void reset() {
+    iter_ = 0;
+    sleepNs_ = kMinSleepNs;
+  }
 
   void pause() {
     if (iter_ < kSpins) {

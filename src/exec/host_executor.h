@@ -1,19 +1,23 @@
-// Runs a Schedule on host memory over Links, slice by slice.
+// Runs a Schedule on host memory over Links.
 //
-// Every step's range is cut into slices of at most one slot. The executor runs slice 0 of every
-// step, then slice 1 of every step, and so on: a peer can start forwarding slice j while this
-// rank already works on slice j+1, which pipelines the steps. Sender and receiver of a hop cut
-// the same range the same way, so messages on a link always arrive in the order they are wanted.
+// Lanes progress independently and never block each other: the executor sweeps over them, and
+// each lane runs slices (src/algo/slicing.h) until it needs a message that has not arrived or a
+// send slot the peer still holds. When no lane can move, it makes the links progress and backs
+// off (spin, yield, sleep). Every wait is bounded by the op's deadline, and slow waits check that
+// the peers are still alive.
 //
-// With at least two slots per link this order cannot deadlock a ring: every rank has at most one
-// more message out than in, so N links of 2 slots can never all be full at once.
+// With at least two slots per link, a ring lane cannot deadlock: every rank has at most one more
+// message out than in, so N links of 2 slots can never all be full at once.
 #pragma once
 
+#include <atomic>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "lockstep/lockstep.h"
 #include "src/algo/schedule.h"
+#include "src/algo/slicing.h"
 #include "src/core/clock.h"
 #include "transport/transport.h"
 
@@ -30,29 +34,36 @@ struct OpInfo {
 
 class HostExecutor {
  public:
-  // links[r] reaches rank r (nullptr for this rank); names[r] describes rank r in errors.
+  // links[r] reaches rank r (for this rank: a loopback link); names[r] describes rank r in errors.
+  // `aborted`, when set, makes a running op fail with Aborted within a few milliseconds.
   HostExecutor(int rank, std::vector<Link*> links, std::vector<std::string> names, size_t slotBytes,
-               std::chrono::milliseconds timeout);
+               std::chrono::milliseconds timeout, const std::atomic<bool>* aborted);
 
-  // Returns when this rank's part is done and every byte it sent has left the process.
-  void run(const Schedule& schedule, const void* input, void* output, const OpInfo& op);
+  // Returns when every lane is done and every byte this rank sent has left the process.
+  // buffers[i] is the base address of the schedule's buffer index i.
+  void run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op);
 
  private:
+  struct Lane {
+    SliceWalker walker;
+    Message in;
+    void* slot = nullptr;
+  };
   struct Ctx;
-  void runSlice(const Step& step, size_t first, size_t n, Ctx& ctx);
-  // Waits until the needed message and/or send slot are available.
-  void waitFor(const Step& step, Message* in, size_t inBytes, void** slot, Ctx& ctx);
+  // Runs the lane until it would have to wait; true if it ran at least one slice.
+  bool advance(Lane& lane, Ctx& ctx);
+  void slowChecks(Ctx& ctx);
   void flush(Ctx& ctx);
-  void progressAll();
   [[noreturn]] void timeout(const Ctx& ctx, const std::string& waitingFor);
 
   int rank_;
   int nranks_;
   std::vector<Link*> links_;
-  std::vector<Link*> active_;  // non-null links, for progress
   std::vector<std::string> names_;
   size_t slotBytes_;
   std::chrono::milliseconds timeout_;
+  const std::atomic<bool>* aborted_;
+  std::vector<Lane> lanes_;  // reused across runs: no allocation per call
 };
 
 }  // namespace lockstep

@@ -190,6 +190,13 @@ Fd acceptUntil(int listenFd, Deadline deadline) {
     int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return Fd(fd);
     if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      // Out of descriptors or memory, perhaps because of a flood of connections: not fatal to
+      // the listener. The caller may free some; try again shortly.
+      if (deadline.expired()) return Fd();
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10, deadline.remainingMs(10))));
+      continue;
+    }
     if (errno != EAGAIN && errno != EWOULDBLOCK) throw SystemError("accept4", errno);
     if (!pollFor(listenFd, POLLIN, deadline)) return Fd();
   }

@@ -70,7 +70,8 @@ NetAddr localAddress(int fd);
 // Connects, retrying refused connections (the listener may not be up yet) until the deadline.
 Fd connectTo(const NetAddr& addr, Deadline deadline);
 
-// Accepts one connection; returns an invalid Fd if the deadline passes first.
+// Accepts one connection; returns an invalid Fd if the deadline passes first. Running out of
+// descriptors is not an error: it retries until the deadline.
 Fd acceptUntil(int listenFd, Deadline deadline);
 
 // Moves exactly n bytes. Throw Timeout at the deadline, ConnectionClosed at EOF, SystemError else.

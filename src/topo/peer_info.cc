@@ -1,11 +1,13 @@
 #include "src/topo/peer_info.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
+#include "bootstrap/unique_id.h"
 #include "lockstep/lockstep.h"
 #include "src/core/config.h"
 #include "src/core/errors.h"
@@ -28,6 +30,23 @@ uint64_t hostHash(const std::string& hostIdOverride) {
   return fnv(std::string(host) + "/" + bootId);
 }
 
+uint64_t processToken() {
+  static const uint64_t token = random64();
+  return token;
+}
+
+uint64_t shmMountId() {
+  struct stat st;
+  if (::stat("/dev/shm", &st) != 0) return 0;
+  return (static_cast<uint64_t>(st.st_dev) << 32) ^ static_cast<uint64_t>(st.st_ino) ^ 0x5348ull;
+}
+
+uint64_t pidNamespaceId() {
+  struct stat st;
+  if (::stat("/proc/self/ns/pid", &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
+}
+
 PeerInfo localPeerInfo(int rank, const Config& config) {
   PeerInfo p{};
   p.rank = rank;
@@ -35,6 +54,9 @@ PeerInfo localPeerInfo(int rank, const Config& config) {
   p.hostHash = hostHash(config.hostId);
   p.configHash = config.wireHash();
   p.pid = getpid();
+  p.processToken = processToken();
+  p.shmId = shmMountId();
+  p.pidNamespace = pidNamespaceId();
   gethostname(p.hostname, sizeof(p.hostname) - 1);
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
   return p;

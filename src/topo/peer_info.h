@@ -15,11 +15,20 @@ struct PeerInfo {
   uint64_t hostHash;    // same value = same host (shared memory reaches)
   uint64_t configHash;  // Config::wireHash(): fields that shape the wire
   int64_t pid;
+  uint64_t processToken;  // random per process: equal tokens = same address space (inproc)
+  uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
+  uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
   char hostname[64];
   char configSummary[128];  // Config::wireSummary(), to show a difference
 
   std::string describe() const;  // "rank 3 (host:pid)"
 };
+
+// Identities that containers can make differ on one host: the process, the /dev/shm mount, the
+// pid namespace.
+uint64_t processToken();
+uint64_t shmMountId();
+uint64_t pidNamespaceId();
 
 // Host identity: a hash of hostname and boot id, or of LOCKSTEP_HOST_ID when set (tests use it to
 // make network namespaces look like separate hosts).

@@ -1,9 +1,14 @@
-// A rank program for the multi-process tests: all-reduces every requested dtype x op x count, in
-// place and out of place, and checks every element against the exact result. Exits 1 on any
-// wrong value, 2 on an API error. Start it under lockstep-run.
+// A rank program for the multi-process tests: runs every requested collective x dtype x op x
+// count x root, in place and out of place, and checks every element against the exact result.
+// Exits 1 on any wrong value, 2 on an API error. Start it under lockstep-run.
 //
-//   mp_check [--types all|float32,...] [--ops all|sum,...] [--counts 0,1,N-1,1000003]
-//            [--large COUNT]   (adds float32 sum, bfloat16 sum and int8 max at COUNT)
+//   mp_check [--colls all|allreduce,...] [--types all|float32,...] [--ops all|sum,...]
+//            [--counts 0,1,N-1,1000003] [--block-counts 0,1,N-1,10007] [--large COUNT]
+//     --counts        counts for all-reduce, broadcast, reduce and send/recv
+//     --block-counts  per-rank block counts for reduce-scatter, all-gather and all-to-all
+//     --large COUNT   adds float32 sum, bfloat16 sum and int8 max all-reduces of COUNT elements
+//   Every root is used for the rooted collectives.
+//
 //   mp_check --mode late     rank 1 joins the all-reduce 1.5 s late; rank 0 must wait without
 //                            burning its core (exit 1 if it used over 25% of a core)
 //   mp_check --mode absent   the last rank never calls the all-reduce; every other rank must get
@@ -20,9 +25,10 @@
 #include <vector>
 
 #include "kernels/dtype.h"
-#include "perf/pattern.h"
+#include "perf/collectives.h"
 
 using namespace lockstep;
+using perf::Coll;
 
 namespace {
 
@@ -35,31 +41,68 @@ std::vector<std::string> split(const std::string& s) {
 
 int rank = 0, nranks = 1;
 
-double threadCpuSeconds() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int fail(lockstepResult_t r, const char* what) {
   std::fprintf(stderr, "mp_check rank %d: %s: %s: %s\n", rank, what, lockstepGetErrorString(r),
                lockstepGetLastError(nullptr));
   return 2;
 }
 
+double threadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int lateMode(lockstepComm_t comm) {
+  float x = 1;
+  if (rank == 1) usleep(1500 * 1000);
+  double cpu0 = threadCpuSeconds();
+  auto t0 = std::chrono::steady_clock::now();
+  lockstepResult_t r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double cpu = threadCpuSeconds() - cpu0;
+  if (r != lockstepSuccess) return fail(r, "allreduce");
+  if (rank == 0) std::printf("mp_check: waited %.3f s using %.3f s of CPU\n", wall, cpu);
+  lockstepCommDestroy(comm);
+  return (rank == 0 && (wall < 1.0 || cpu > 0.25 * wall)) ? 1 : 0;
+}
+
+int absentMode(lockstepComm_t comm) {
+  float x = 1;
+  if (rank == nranks - 1) {
+    usleep(4 * 1000 * 1000);  // outlive the others' timeout, then leave
+    return 0;
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  lockstepResult_t r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::string msg = lockstepGetLastError(comm);
+  std::printf("mp_check rank %d: result %d after %.2f s: %s\n", rank, static_cast<int>(r), wall, msg.c_str());
+  lockstepCommDestroy(comm);
+  bool named = msg.find("rank " + std::to_string(nranks - 1)) != std::string::npos;
+  return r == lockstepTimeout && (rank != 0 || named) ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<Coll> colls(std::begin(perf::kAllColls), std::end(perf::kAllColls));
   std::vector<lockstepDataType_t> types;
   std::vector<lockstepRedOp_t> ops;
-  std::string countSpec = "0,1,N-1,1000003";
-  std::string mode = "check";
+  std::string countSpec = "0,1,N-1,1000003", blockSpec = "0,1,N-1,10007", mode = "check";
   size_t large = 0;
   for (int t = 0; t < lockstepNumTypes; ++t) types.push_back(static_cast<lockstepDataType_t>(t));
   for (int o = 0; o < lockstepNumOps; ++o) ops.push_back(static_cast<lockstepRedOp_t>(o));
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--types" && v != "all") {
+    if (k == "--colls" && v != "all") {
+      colls.clear();
+      for (auto& s : split(v)) {
+        for (Coll c : perf::kAllColls) {
+          if (s == perf::collName(c)) colls.push_back(c);
+        }
+      }
+    } else if (k == "--types" && v != "all") {
       types.clear();
       for (auto& s : split(v)) {
         lockstepDataType_t t;
@@ -75,6 +118,8 @@ int main(int argc, char** argv) {
       }
     } else if (k == "--counts") {
       countSpec = v;
+    } else if (k == "--block-counts") {
+      blockSpec = v;
     } else if (k == "--mode") {
       mode = v;
     } else if (k == "--large") {
@@ -87,71 +132,60 @@ int main(int argc, char** argv) {
   if (r != lockstepSuccess) return fail(r, "init");
   lockstepCommUserRank(comm, &rank);
   lockstepCommCount(comm, &nranks);
+  if (mode == "late") return lateMode(comm);
+  if (mode == "absent") return absentMode(comm);
 
-  if (mode == "late") {
-    float x = 1;
-    if (rank == 1) usleep(1500 * 1000);
-    double cpu0 = threadCpuSeconds();
-    auto t0 = std::chrono::steady_clock::now();
-    r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
-    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double cpu = threadCpuSeconds() - cpu0;
-    if (r != lockstepSuccess) return fail(r, "allreduce");
-    if (rank == 0) std::printf("mp_check: waited %.3f s using %.3f s of CPU\n", wall, cpu);
-    lockstepCommDestroy(comm);
-    return (rank == 0 && (wall < 1.0 || cpu > 0.25 * wall)) ? 1 : 0;
-  }
-  if (mode == "absent") {
-    float x = 1;
-    if (rank == nranks - 1) {
-      usleep(4 * 1000 * 1000);  // outlive the others' timeout, then leave
-      return 0;
-    }
-    auto t0 = std::chrono::steady_clock::now();
-    r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
-    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::string msg = lockstepGetLastError(comm);
-    std::printf("mp_check rank %d: result %d after %.2f s: %s\n", rank, static_cast<int>(r), wall, msg.c_str());
-    lockstepCommDestroy(comm);
-    bool named = msg.find("rank " + std::to_string(nranks - 1)) != std::string::npos;
-    return r == lockstepTimeout && (rank != 0 || named) ? 0 : 1;
-  }
-
-  std::vector<size_t> counts;
-  for (auto& s : split(countSpec))
-    counts.push_back(s == "N-1" ? size_t(nranks - 1) : std::strtoull(s.c_str(), nullptr, 10));
+  auto parseCounts = [&](const std::string& spec) {
+    std::vector<size_t> v;
+    for (auto& s : split(spec)) v.push_back(s == "N-1" ? size_t(nranks - 1) : std::strtoull(s.c_str(), nullptr, 10));
+    return v;
+  };
   struct Case {
+    Coll coll;
     lockstepDataType_t type;
     lockstepRedOp_t op;
     size_t count;
+    int root;
   };
   std::vector<Case> cases;
-  for (auto t : types)
-    for (auto o : ops)
-      for (size_t c : counts) cases.push_back({t, o, c});
+  for (Coll c : colls) {
+    bool blocks = c == Coll::kReduceScatter || c == Coll::kAllGather || c == Coll::kAllToAll;
+    for (auto t : types) {
+      for (auto o : perf::collReduces(c) ? ops : std::vector<lockstepRedOp_t>{lockstepSum}) {
+        for (size_t count : parseCounts(blocks ? blockSpec : countSpec)) {
+          for (int root = perf::collRooted(c) ? 0 : -1; root < (perf::collRooted(c) ? nranks : 0); ++root) {
+            cases.push_back({c, t, o, count, root});
+          }
+        }
+      }
+    }
+  }
   if (large) {
-    cases.push_back({lockstepFloat32, lockstepSum, large});
-    cases.push_back({lockstepBfloat16, lockstepSum, large});
-    cases.push_back({lockstepInt8, lockstepMax, large});
+    cases.push_back({Coll::kAllReduce, lockstepFloat32, lockstepSum, large, -1});
+    cases.push_back({Coll::kAllReduce, lockstepBfloat16, lockstepSum, large, -1});
+    cases.push_back({Coll::kAllReduce, lockstepInt8, lockstepMax, large, -1});
   }
 
   size_t wrong = 0, runs = 0;
-  std::vector<char> in, out;
+  std::vector<char> a, b;
   for (const Case& c : cases) {
     Pattern pat(c.type, c.op, nranks);
-    size_t bytes = c.count * dataTypeSize(c.type);
-    in.resize(bytes + 8);
-    out.resize(bytes + 8);
+    size_t elem = dataTypeSize(c.type);
+    size_t bytes = std::max(perf::sendElems(c.coll, c.count, nranks), perf::recvElems(c.coll, c.count, nranks)) * elem;
+    a.resize(bytes + 8);
+    b.resize(bytes + 8);
     for (int inPlace = 0; inPlace < 2; ++inPlace) {
-      pat.fill(in.data(), c.count, rank);
-      char* dst = inPlace ? in.data() : out.data();
-      if (!inPlace) std::memset(out.data(), 0xee, bytes);
-      r = lockstepAllReduce(in.data(), dst, c.count, c.type, c.op, comm, nullptr);
-      if (r != lockstepSuccess) return fail(r, "allreduce");
-      size_t w = pat.countWrong(dst, c.count);
+      if (inPlace && !perf::collHasInPlace(c.coll)) continue;
+      auto bufs = perf::collBuffers(c.coll, a.data(), b.data(), c.count, rank, nranks, elem, inPlace);
+      if (!inPlace) std::memset(b.data(), 0xee, bytes);
+      perf::fillInput(c.coll, pat, bufs.send, c.count, rank, nranks, c.root);
+      r = perf::runColl(c.coll, bufs.send, bufs.recv, c.count, c.type, c.op, c.root, comm, nullptr);
+      if (r != lockstepSuccess) return fail(r, perf::collName(c.coll));
+      size_t w = perf::countWrong(c.coll, pat, bufs.recv, c.count, rank, nranks, c.root);
       if (w) {
-        std::fprintf(stderr, "mp_check rank %d: %zu wrong: %s %s count %zu %s\n", rank, w, dataTypeName(c.type),
-                     redOpName(c.op), c.count, inPlace ? "in-place" : "out-of-place");
+        std::fprintf(stderr, "mp_check rank %d: %zu wrong: %s %s %s count %zu root %d %s\n", rank, w,
+                     perf::collName(c.coll), dataTypeName(c.type), redOpName(c.op), c.count, c.root,
+                     inPlace ? "in-place" : "out-of-place");
       }
       wrong += w;
       ++runs;
@@ -161,6 +195,6 @@ int main(int argc, char** argv) {
   if (r != lockstepSuccess) return fail(r, "barrier");
   r = lockstepCommDestroy(comm);
   if (r != lockstepSuccess) return fail(r, "destroy");
-  if (rank == 0) std::printf("mp_check: %zu all-reduces on %d ranks, %zu wrong\n", runs, nranks, wrong);
+  if (rank == 0) std::printf("mp_check: %zu collectives on %d ranks, %zu wrong\n", runs, nranks, wrong);
   return wrong ? 1 : 0;
 }

@@ -59,6 +59,38 @@ TEST(Waiting, AnAbsentRankGivesATimeoutThatNamesIt) {
   EXPECT_NE(r.output.find("timed out"), std::string::npos) << r.output;
 }
 
+// Every *_perf driver: 2- and 4-rank sweeps, checked (#wrong must be 0), over shm and socket.
+struct PerfParams {
+  const char* driver;
+  int n;
+  const char* transport;
+};
+class PerfDrivers : public ::testing::TestWithParam<PerfParams> {};
+
+TEST_P(PerfDrivers, SweepIsCorrect) {
+  auto [driver, n, transport] = GetParam();
+  std::string exe = std::string(PERF_DIR) + "/" + driver + "_perf";
+  ProcResult r = run({kRun, "-n", std::to_string(n), exe, "-b", "8", "-e", "4M", "-f", "16", "-n", "3", "-w", "1", "-r",
+                      std::to_string(n - 1), "-d", "all"},
+                     {std::string("LOCKSTEP_TRANSPORTS=") + transport, "LOCKSTEP_TIMEOUT=60"}, 240);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("Out of bounds values : 0 OK"), std::string::npos) << r.output;
+}
+
+std::vector<PerfParams> perfParams() {
+  std::vector<PerfParams> v;
+  for (const char* d : {"allreduce", "reduce_scatter", "all_gather", "broadcast", "reduce", "sendrecv", "alltoall"}) {
+    for (int n : {2, 4}) v.push_back({d, n, "shm"});
+    v.push_back({d, 3, "socket"});
+  }
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Drivers, PerfDrivers, ::testing::ValuesIn(perfParams()), [](const auto& info) {
+  return std::string(info.param.driver) + "_" + std::to_string(info.param.n) + "_" + info.param.transport;
+});
+
 TEST(Launcher, SetsTheEnvironmentAndPrefixesOutput) {
   ProcResult r = run({kRun, "-n", "3", "sh", "-c", "echo rank=$LOCKSTEP_RANK size=$LOCKSTEP_WORLD_SIZE"}, {}, 30);
   ASSERT_EQ(r.code, 0) << r.output;

@@ -57,9 +57,28 @@ TEST(Kernels, AvgDividesOnceTruncatingIntegers) {
   uint8_t u = 255;
   divideFn(lockstepUint8)(&u, 1, 256);
   EXPECT_EQ(u, 0) << "a divisor wider than the type must not wrap to zero";
-  Fp8E4M3 f{floatToFp8e4m3(3.0f)};
-  divideFn(lockstepFloat8e4m3)(&f, 1, 2);
-  EXPECT_EQ(fp8e4m3ToFloat(f.bits), 1.5f);
+  EXPECT_EQ(divideFn(lockstepFloat32), nullptr) << "floating avg does not divide at the end";
+}
+
+TEST(Kernels, FloatingAvgScalesEachInputSoNarrowTypesDoNotOverflow) {
+  // NCCL's PreMulSum: partial + input / nranks, so 8 ranks averaging 8192 in fp16 (whose sum
+  // 65536 would overflow to Inf) and 64 in fp8 e4m3 (512 would saturate at 448) come out right.
+  ReduceKernels k = reduceKernels(lockstepFloat16, lockstepAvg);
+  ASSERT_NE(k.premulSum, nullptr);
+  ASSERT_NE(k.scale, nullptr);
+  EXPECT_EQ(k.divide, nullptr);
+  Half x{floatToHalf(8192.0f)}, acc;
+  k.scale(&acc, &x, 1, 8);
+  for (int r = 1; r < 8; ++r) k.premulSum(&acc, &acc, &x, 1, 8);
+  EXPECT_EQ(halfToFloat(acc.bits), 8192.0f);
+  ReduceKernels e = reduceKernels(lockstepFloat8e4m3, lockstepAvg);
+  Fp8E4M3 y{floatToFp8e4m3(64.0f)}, acc8;
+  e.scale(&acc8, &y, 1, 8);
+  for (int r = 1; r < 8; ++r) e.premulSum(&acc8, &acc8, &y, 1, 8);
+  EXPECT_EQ(fp8e4m3ToFloat(acc8.bits), 64.0f);
+  ReduceKernels i = reduceKernels(lockstepInt32, lockstepAvg);
+  EXPECT_EQ(i.premulSum, nullptr);
+  EXPECT_NE(i.divide, nullptr);
 }
 
 TEST(Kernels, NarrowFloatsRoundOncePerStep) {

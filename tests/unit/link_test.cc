@@ -23,8 +23,8 @@ struct FifoMem {
 
 TEST(Fifo, SenderNeverOverrunsTheReceiver) {
   FifoMem m(4, 4096);
-  FifoSender tx(m.header);
-  FifoReceiver rx(m.header);
+  FifoSender tx(m.header, 4, 4096);
+  FifoReceiver rx(m.header, 4, 4096);
   size_t bytes;
   EXPECT_EQ(rx.tryRecv(&bytes), nullptr);
   for (int i = 0; i < 4; ++i) {
@@ -55,7 +55,7 @@ TEST(Fifo, StreamsBetweenThreadsInOrder) {
   FifoMem m(3, 4096);
   const uint64_t kMessages = 200000;
   std::thread producer([&] {
-    FifoSender tx(m.header);
+    FifoSender tx(m.header, 3, 4096);
     for (uint64_t i = 0; i < kMessages; ++i) {
       void* s;
       while (!(s = tx.trySlot())) std::this_thread::yield();
@@ -63,7 +63,7 @@ TEST(Fifo, StreamsBetweenThreadsInOrder) {
       tx.post(sizeof(i));
     }
   });
-  FifoReceiver rx(m.header);
+  FifoReceiver rx(m.header, 3, 4096);
   for (uint64_t i = 0; i < kMessages; ++i) {
     size_t bytes;
     const void* p;
@@ -78,8 +78,8 @@ TEST(Fifo, StreamsBetweenThreadsInOrder) {
 
 TEST(FifoLink, RejectsAnOversizedMessage) {
   FifoMem a(2, 4096), b(2, 4096);
-  FifoLink link(a.header, b.header, nullptr, Fd(), "rank 1 (test)", 1);
-  FifoSender peer(b.header);
+  FifoLink link(a.header, b.header, 2, 4096, nullptr, Fd(), "rank 1 (test)", 1);
+  FifoSender peer(b.header, 2, 4096);
   peer.trySlot();
   peer.post(1 << 20);  // a peer lying about the size
   EXPECT_THROW(link.tryRecv(), RemoteError);

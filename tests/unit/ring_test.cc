@@ -80,14 +80,13 @@ SimRun runRing(int n, size_t count, size_t sliceBytes, int slots, bool inPlace, 
   SimRun run;
   run.out = inPlace ? *inputs : std::vector<std::vector<int32_t>>(n, std::vector<int32_t>(count, -1));
   std::vector<Schedule> schedules(n);
-  std::vector<const void*> in(n);
-  std::vector<void*> out(n);
+  std::vector<std::vector<char*>> bufs(n);
   for (int r = 0; r < n; ++r) {
     ringAllReduce(r, n, count, &schedules[r]);
-    in[r] = inPlace ? run.out[r].data() : (*inputs)[r].data();
-    out[r] = run.out[r].data();
+    char* in = reinterpret_cast<char*>(inPlace ? run.out[r].data() : (*inputs)[r].data());
+    bufs[r] = {in, reinterpret_cast<char*>(run.out[r].data())};
   }
-  run.stats = simulate(schedules, in, out, lockstepInt32, lockstepSum, sliceBytes, slots);
+  run.stats = simulate(schedules, bufs, lockstepInt32, lockstepSum, sliceBytes, slots);
   return run;
 }
 
@@ -139,15 +138,13 @@ TEST(RingSimulator, FloatResultsAreBitIdenticalOnEveryRank) {
     std::normal_distribution<float> d(0, 1000);
     std::vector<std::vector<float>> in(n, std::vector<float>(count)), out(n, std::vector<float>(count));
     std::vector<Schedule> schedules(n);
-    std::vector<const void*> pin(n);
-    std::vector<void*> pout(n);
+    std::vector<std::vector<char*>> bufs(n);
     for (int r = 0; r < n; ++r) {
       for (auto& x : in[r]) x = d(rng);
       ringAllReduce(r, n, count, &schedules[r]);
-      pin[r] = in[r].data();
-      pout[r] = out[r].data();
+      bufs[r] = {reinterpret_cast<char*>(in[r].data()), reinterpret_cast<char*>(out[r].data())};
     }
-    simulate(schedules, pin, pout, lockstepFloat32, lockstepSum, 128, 2);
+    simulate(schedules, bufs, lockstepFloat32, lockstepSum, 128, 2);
     for (int r = 1; r < n; ++r) ASSERT_EQ(std::memcmp(out[0].data(), out[r].data(), count * 4), 0) << "rank " << r;
   }
 }

@@ -32,7 +32,7 @@ class InprocTransport : public Transport {
   explicit InprocTransport(const TransportContext& ctx) : ctx_(ctx) {}
   const char* name() const override { return "inproc"; }
   bool canConnect(const PeerInfo& self, const PeerInfo& peer) const override {
-    return self.hostHash == peer.hostHash && self.pid == peer.pid;
+    return self.processToken == peer.processToken;
   }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
@@ -51,8 +51,9 @@ class InprocTransport : public Transport {
       for (size_t i = 0; i < peers.size(); ++i) {
         auto out = gRegistry.at({ctx_.commId, ctx_.rank, peers[i]});
         auto both = std::make_shared<std::pair<std::shared_ptr<HeapFifo>, std::shared_ptr<HeapFifo>>>(out, inbound[i]);
-        links.push_back(std::make_unique<FifoLink>(out->header, inbound[i]->header, both, Fd(),
-                                                   ctx_.peers[peers[i]].describe(), peers[i]));
+        links.push_back(std::make_unique<FifoLink>(out->header, inbound[i]->header, ctx_.config.slots,
+                                                   ctx_.config.slotBytes, both, Fd(), ctx_.peers[peers[i]].describe(),
+                                                   peers[i]));
       }
     }
     ctx_.bootstrap.barrier();  // every sender holds its FIFO; the registry can forget them

@@ -17,6 +17,17 @@ ShmSegment ShmSegment::create(size_t bytes) {
       checkSys(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), "shm_open", "creating " + name)));
   ShmSegment seg(name, nullptr, bytes, true);  // from here on, the destructor unlinks
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) < 0) throw SystemError("ftruncate", errno, "sizing " + name);
+  // Reserve the pages now: tmpfs would otherwise hand them out on first touch, and a full
+  // /dev/shm would then kill the process with SIGBUS instead of failing here with a message.
+  if (int err = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(bytes)); err != 0) {
+    if (err == ENOSPC) {
+      throw SystemError("posix_fallocate", err,
+                        "reserving " + std::to_string(bytes) + " bytes of /dev/shm for " + name +
+                            ": /dev/shm is too small for LOCKSTEP_SLOTS x LOCKSTEP_SLOT_BYTES per peer (enlarge it, "
+                            "e.g. docker --shm-size, shrink the slots, or set LOCKSTEP_TRANSPORTS=socket)");
+    }
+    throw SystemError("posix_fallocate", err, "reserving /dev/shm for " + name);
+  }
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
   if (p == MAP_FAILED) throw SystemError("mmap", errno, "mapping " + name);
   seg.addr_ = p;

@@ -10,33 +10,56 @@
 namespace lockstep {
 namespace {
 
-constexpr int kTagShmName = 0x5348;  // "SH"
+constexpr int kTagShmName = 0x5348;    // "SH"
+constexpr size_t kMessageBytes = 512;  // a segment name, or "!" and an error message
 
 class ShmTransport : public Transport {
  public:
   explicit ShmTransport(const TransportContext& ctx) : ctx_(ctx) {}
   const char* name() const override { return "shm"; }
   bool canConnect(const PeerInfo& self, const PeerInfo& peer) const override {
-    return self.hostHash == peer.hostHash && self.pid != peer.pid;
+    // Same host and the same /dev/shm mount (containers on one host may each have their own).
+    return self.hostHash == peer.hostHash && self.shmId != 0 && self.shmId == peer.shmId &&
+           self.processToken != peer.processToken;
   }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
     const size_t bytes = fifoBytes(ctx_.config.slots, ctx_.config.slotBytes);
     std::vector<std::shared_ptr<ShmSegment>> inbound, outbound;
+    // Each peer gets the name of its segment, or "!" and why this rank could not create it, so
+    // that a full /dev/shm fails every rank at once with the culprit named, not with a timeout.
+    std::string failure;
+    lockstepResult_t failureCode = lockstepSuccess;
     for (int p : peers) {
-      inbound.push_back(std::make_shared<ShmSegment>(ShmSegment::create(bytes)));
-      initFifo(inbound.back()->addr(), ctx_.config.slots, ctx_.config.slotBytes);
-      char name[64] = {};
-      std::snprintf(name, sizeof(name), "%s", inbound.back()->name().c_str());
-      ctx_.bootstrap.send(p, kTagShmName, name, sizeof(name));
+      char msg[kMessageBytes] = {};
+      try {
+        if (!failure.empty()) throw InvalidUsage(failure);
+        inbound.push_back(std::make_shared<ShmSegment>(ShmSegment::create(bytes)));
+        initFifo(inbound.back()->addr(), ctx_.config.slots, ctx_.config.slotBytes);
+        std::snprintf(msg, sizeof(msg), "%s", inbound.back()->name().c_str());
+      } catch (const Error& e) {
+        if (failure.empty()) {
+          failure = e.what();
+          failureCode = e.code();
+        }
+        std::snprintf(msg, sizeof(msg), "!%s", failure.c_str());
+      }
+      ctx_.bootstrap.send(p, kTagShmName, msg, sizeof(msg));
     }
     for (int p : peers) {
-      char name[64];
-      ctx_.bootstrap.recv(p, kTagShmName, name, sizeof(name));
-      name[sizeof(name) - 1] = '\0';
-      if (std::strncmp(name, "/lockstep-", 10) != 0) throw RemoteError(p, "peer sent a bad shared-memory name");
-      outbound.push_back(std::make_shared<ShmSegment>(ShmSegment::open(name, bytes)));
+      char msg[kMessageBytes];
+      ctx_.bootstrap.recv(p, kTagShmName, msg, sizeof(msg));
+      msg[sizeof(msg) - 1] = '\0';
+      const std::string who = ctx_.peers[p].describe();
+      if (msg[0] == '!') throw RemoteError(p, "shm: " + who + " could not create shared memory: " + (msg + 1));
+      if (std::strncmp(msg, "/lockstep-", 10) != 0) throw RemoteError(p, "shm: " + who + " sent a bad segment name");
+      try {
+        outbound.push_back(std::make_shared<ShmSegment>(ShmSegment::open(msg, bytes)));
+      } catch (const Error& e) {
+        throw RemoteError(p, "shm: cannot map the segment of " + who + ": " + e.what());
+      }
     }
+    if (!failure.empty()) throw Error(failureCode, failure);
     ctx_.bootstrap.barrier();  // every peer has mapped what we created
     for (auto& s : inbound) s->unlink();
 
@@ -47,7 +70,10 @@ class ShmTransport : public Transport {
       auto both = std::make_shared<std::pair<std::shared_ptr<ShmSegment>, std::shared_ptr<ShmSegment>>>(outbound[i],
                                                                                                         inbound[i]);
       const PeerInfo& peer = ctx_.peers[peers[i]];
-      links.push_back(std::make_unique<FifoLink>(out, in, both, openPidFd(peer.pid), peer.describe(), peers[i]));
+      // A pid names the peer only inside its own pid namespace.
+      bool samePidNs = peer.pidNamespace != 0 && peer.pidNamespace == ctx_.peers[ctx_.rank].pidNamespace;
+      links.push_back(std::make_unique<FifoLink>(out, in, ctx_.config.slots, ctx_.config.slotBytes, both,
+                                                 samePidNs ? openPidFd(peer.pid) : Fd(), peer.describe(), peers[i]));
     }
     return links;
   }

@@ -20,7 +20,7 @@ class SocketLink : public Link {
   Message tryRecv() override;
   void releaseRecv() override { ++recvReleased_; }
   bool progress() override;
-  void checkPeer() override {}
+  bool peerGone() override { return closed_; }
 
  private:
   struct Frame {

@@ -35,23 +35,36 @@ class SocketTransport : public Transport {
 
     Deadline dl = Deadline::after(ctx_.config.timeout);
     std::map<int, Fd> fds;
-    int lower = 0;
+    // Every failure names the peer it concerns.
+    auto blame = [&](int p, const std::string& doing, const Error& e) -> RemoteError {
+      return RemoteError(p, "socket transport: rank " + std::to_string(ctx_.rank) + " " + doing + " " +
+                                ctx_.peers[p].describe() + " (" + addrs[p].str() + "): " + e.what());
+    };
     for (int p : peers) {
-      if (p < ctx_.rank) {
-        ++lower;
-        continue;
+      if (p < ctx_.rank) continue;
+      try {
+        if (!addrs[p].valid()) throw InternalError("it published no address");
+        Fd fd = connectTo(addrs[p], dl);
+        Hello h = makeHello(ctx_.secret, ctx_.commId, ctx_.rank, nranks, Purpose::kData);
+        sendAll(fd.get(), &h, sizeof(h), dl);
+        fds[p] = std::move(fd);
+      } catch (const Error& e) {
+        throw blame(p, "could not connect to", e);
       }
-      if (!addrs[p].valid()) throw InternalError("socket peer " + std::to_string(p) + " published no address");
-      Fd fd = connectTo(addrs[p], dl);
-      Hello h = makeHello(ctx_.secret, ctx_.commId, ctx_.rank, nranks, Purpose::kData);
-      sendAll(fd.get(), &h, sizeof(h), dl);
-      fds[p] = std::move(fd);
     }
-    while (lower > 0) {
+    auto missingLower = [&] {
+      std::string m;
+      for (int p : peers) {
+        if (p < ctx_.rank && !fds.count(p)) m += (m.empty() ? "" : ", ") + ctx_.peers[p].describe();
+      }
+      return m;
+    };
+    while (!missingLower().empty()) {
       Fd fd = acceptUntil(listener.get(), dl);
-      if (!fd.valid())
+      if (!fd.valid()) {
         throw Timeout("socket transport: rank " + std::to_string(ctx_.rank) + " waited " +
-                      std::to_string(ctx_.config.timeout.count()) + " ms for peers to connect");
+                      std::to_string(ctx_.config.timeout.count()) + " ms for " + missingLower() + " to connect");
+      }
       Hello h;
       try {
         recvAll(fd.get(), &h, sizeof(h), dl.earlier(Deadline::after(kHelloTimeout)));
@@ -66,22 +79,26 @@ class SocketTransport : public Transport {
         LS_WARN(ctx_.rank, "socket transport: rejected a connection: " << why);
         continue;
       }
-      Hello answer = makeHello(ctx_.secret, ctx_.commId, ctx_.rank, nranks, Purpose::kData);
-      sendAll(fd.get(), &answer, sizeof(answer), dl);
+      try {
+        Hello answer = makeHello(ctx_.secret, ctx_.commId, ctx_.rank, nranks, Purpose::kData);
+        sendAll(fd.get(), &answer, sizeof(answer), dl);
+      } catch (const Error& e) {
+        throw blame(h.rank, "could not answer", e);
+      }
       fds[h.rank] = std::move(fd);
-      --lower;
     }
     for (int p : peers) {
       if (p < ctx_.rank) continue;
       Hello answer;
       try {
         recvAll(fds[p].get(), &answer, sizeof(answer), dl);
-      } catch (const ConnectionClosed&) {
-        throw RemoteError(p, "socket transport: " + ctx_.peers[p].describe() + " closed the connection during setup");
+      } catch (const Error& e) {
+        throw blame(p, "got no answer from", e);
       }
       std::string why = checkHello(answer, ctx_.secret, ctx_.commId, Purpose::kData, nranks);
-      if (!why.empty() || answer.rank != p)
-        throw RemoteError(p, "socket transport: bad answer from rank " + std::to_string(p) + ": " + why);
+      if (!why.empty() || answer.rank != p) {
+        throw RemoteError(p, "socket transport: bad answer from " + ctx_.peers[p].describe() + ": " + why);
+      }
     }
 
     std::vector<std::unique_ptr<Link>> links;

@@ -1,0 +1,38 @@
+#include "src/algo/direct.h"
+
+namespace lockstep {
+
+void directP2P(int /*rank*/, int nranks, std::span<const P2POp> ops, Schedule* out) {
+  for (int peer = 0; peer < nranks; ++peer) {
+    for (bool send : {true, false}) {
+      for (const P2POp& op : ops) {
+        if (op.peer != peer || op.send != send || op.count == 0) continue;
+        Step s;
+        s.prim = send ? Prim::kSend : Prim::kRecv;
+        s.sendPeer = send ? peer : -1;
+        s.recvPeer = send ? -1 : peer;
+        s.src = s.dst = op.buffer;
+        s.count = op.count;
+        out->add(s);
+      }
+      out->endLane();
+    }
+  }
+}
+
+void directAllToAll(int rank, int nranks, size_t count, Schedule* out) {
+  if (count == 0) return;
+  const size_t mine = static_cast<size_t>(rank) * count;
+  out->add(Step{Prim::kCopy, -1, -1, kInput, kOutput, mine, mine, count, false});
+  out->endLane();
+  for (int k = 1; k < nranks; ++k) {
+    // Start with the neighbours and move outwards, so that not every rank hits rank 0 first.
+    int to = (rank + k) % nranks, from = (rank - k + nranks) % nranks;
+    out->add(Step{Prim::kSend, to, -1, kInput, kOutput, static_cast<size_t>(to) * count, 0, count, false});
+    out->endLane();
+    out->add(Step{Prim::kRecv, -1, from, kInput, kOutput, 0, static_cast<size_t>(from) * count, count, false});
+    out->endLane();
+  }
+}
+
+}  // namespace lockstep

@@ -1,0 +1,26 @@
+// Direct exchanges: point-to-point sends and receives (fused per group), and all-to-all.
+#pragma once
+
+#include <span>
+
+#include "src/algo/schedule.h"
+
+namespace lockstep {
+
+struct P2POp {
+  bool send;
+  int peer;
+  uint32_t buffer;  // buffer index of this op in the fused group
+  size_t count;     // elements
+};
+
+// One lane per (peer, direction), each keeping the posted order: sends to different peers, and
+// a send and a receive with the same peer, never wait on each other, so a group's send/recv
+// pairs cannot deadlock whatever order each rank posted them in.
+void directP2P(int rank, int nranks, std::span<const P2POp> ops, Schedule* out);
+
+// Block p of the input goes to rank p; block q of the output comes from rank q. count elements
+// per block. One lane per peer and direction, plus the local copy.
+void directAllToAll(int rank, int nranks, size_t count, Schedule* out);
+
+}  // namespace lockstep

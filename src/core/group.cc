@@ -1,0 +1,84 @@
+#include "src/core/group.h"
+
+#include <algorithm>
+
+#include "src/core/communicator.h"
+#include "src/core/errors.h"
+
+namespace lockstep {
+
+Group& Group::current() {
+  thread_local Group group;
+  return group;
+}
+
+void Group::add(Communicator* comm, const OpDesc& op, std::shared_ptr<Work>* request) {
+  calls_.push_back(Call{comm, op, request});
+}
+
+bool Group::uses(const Communicator* comm) const {
+  return std::any_of(calls_.begin(), calls_.end(), [&](const Call& c) { return c.comm == comm; });
+}
+
+void Group::end() {
+  if (depth_ == 0) throw InvalidUsage("lockstepGroupEnd without a matching lockstepGroupStart");
+  if (--depth_ > 0) return;
+  std::vector<Call> calls;
+  calls.swap(calls_);
+  launch(std::move(calls));
+}
+
+void Group::launch(std::vector<Call> calls) {
+  // Per communicator, in order of first appearance.
+  std::vector<Communicator*> comms;
+  for (const Call& c : calls) {
+    if (std::find(comms.begin(), comms.end(), c.comm) == comms.end()) comms.push_back(c.comm);
+  }
+  struct Planned {
+    Communicator* comm;
+    std::vector<std::shared_ptr<Work>> works;
+    std::vector<bool> blocking;  // does a blocking call wait on works[i]
+  };
+  std::vector<Planned> plans;
+  bool anyRequest = false;
+  for (Communicator* comm : comms) {
+    std::vector<OpDesc> ops;
+    std::vector<const Call*> mine;
+    for (const Call& c : calls) {
+      if (c.comm != comm) continue;
+      ops.push_back(c.op);
+      mine.push_back(&c);
+    }
+    Planned p{comm, comm->planGroup(ops), {}};
+    p.blocking.assign(p.works.size(), false);
+    // planGroup returns the collectives in order, then one fused Work for every send/recv.
+    size_t collective = 0;
+    for (const Call* c : mine) {
+      size_t index = isPointToPoint(c->op.kind) ? p.works.size() - 1 : collective++;
+      if (c->request) {
+        *c->request = p.works[index];
+        anyRequest = true;
+      } else {
+        p.blocking[index] = true;
+      }
+    }
+    plans.push_back(std::move(p));
+  }
+  if (plans.size() == 1 && !anyRequest) {
+    // One communicator, all blocking: run inline, no thread hand-off.
+    for (auto& w : plans[0].works) plans[0].comm->runNow(*w);
+    return;
+  }
+  for (auto& p : plans) p.comm->enqueue(p.works);
+  const Work* failed = nullptr;
+  for (auto& p : plans) {
+    for (size_t i = 0; i < p.works.size(); ++i) {
+      if (!p.blocking[i]) continue;
+      waitWork(*p.works[i], Deadline::never());  // each op is bounded by its own deadline
+      if (!failed && p.works[i]->result != lockstepSuccess) failed = p.works[i].get();
+    }
+  }
+  if (failed) throw Error(failed->result, failed->error);
+}
+
+}  // namespace lockstep

@@ -1,0 +1,25 @@
+// What the API hands the communicator: one validated operation, before it becomes a schedule.
+#pragma once
+
+#include <cstddef>
+
+#include "lockstep/lockstep.h"
+
+namespace lockstep {
+
+enum class OpKind { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kReduce, kSend, kRecv, kAllToAll, kBarrier };
+
+const char* opKindName(OpKind kind);
+inline bool isPointToPoint(OpKind k) { return k == OpKind::kSend || k == OpKind::kRecv; }
+
+struct OpDesc {
+  OpKind kind = OpKind::kBarrier;
+  const void* send = nullptr;
+  void* recv = nullptr;
+  size_t count = 0;  // NCCL's count argument: per-rank block for reduce-scatter, all-gather, all-to-all
+  lockstepDataType_t dtype = lockstepUint8;
+  lockstepRedOp_t op = lockstepSum;
+  int root = -1;  // the root of broadcast/reduce, the peer of send/recv
+};
+
+}  // namespace lockstep

@@ -1,0 +1,48 @@
+// A unit of work for a communicator's executor: a schedule, the buffers its indices refer to, and
+// how it ended. Ops execute in the order their Work was submitted, one Work at a time.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "src/algo/schedule.h"
+#include "src/core/clock.h"
+#include "src/core/op.h"
+#include "src/exec/host_executor.h"
+
+namespace lockstep {
+
+struct Work {
+  Schedule schedule;
+  std::vector<char*> buffers;
+  OpInfo info{};
+  uint8_t scratch[2] = {};  // a barrier's one-byte input and output
+
+  // Completion: written by whoever ran the work, then `done` is released.
+  std::atomic<bool> done{false};
+  lockstepResult_t result = lockstepSuccess;
+  std::string error;
+
+  void reset() {
+    schedule.clear();
+    buffers.clear();
+    done.store(false, std::memory_order_relaxed);
+    result = lockstepSuccess;
+    error.clear();
+  }
+};
+
+// Waits until w is done (polling with backoff: no condition variable ties a Work to the
+// communicator that runs it). False if the deadline passes first.
+bool waitWork(const Work& w, Deadline deadline);
+
+// Fills `w` (schedule, buffers, info) for one collective or a lone send/recv. Pure: no I/O.
+void planOp(const OpDesc& op, int rank, int nranks, Work* w);
+// Fuses a group's sends and receives on one communicator into one Work with a lane per peer and
+// direction. They are moved as bytes, so the two ends need only agree on sizes.
+void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w);
+
+}  // namespace lockstep

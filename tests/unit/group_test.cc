@@ -1,0 +1,219 @@
+// Groups, non-blocking requests and communicator split, with ranks as threads.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <numeric>
+
+#include "tests/common/thread_comms.h"
+
+namespace lockstep {
+namespace {
+
+using testing::destroyAll;
+using testing::initThreadComms;
+using testing::onThreads;
+
+// Small slots, so that a message far larger than a link's buffering must flow while both sides
+// are busy: a naive ring of blocking calls would deadlock.
+class SmallSlots : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("LOCKSTEP_SLOT_BYTES", "4096", 1);
+    setenv("LOCKSTEP_SLOTS", "2", 1);
+    setenv("LOCKSTEP_TIMEOUT", "20", 1);
+  }
+  void TearDown() override {
+    unsetenv("LOCKSTEP_SLOT_BYTES");
+    unsetenv("LOCKSTEP_SLOTS");
+    unsetenv("LOCKSTEP_TIMEOUT");
+  }
+};
+
+TEST_F(SmallSlots, NaiveRingOfSendRecvInAGroupNeverDeadlocks) {
+  for (int n : {1, 2, 3, 5}) {
+    auto comms = initThreadComms(n);
+    const size_t count = 300000;  // 1.2 MB: 150 times what one link buffers
+    std::vector<std::string> errors(n);
+    onThreads(n, [&](int r) {
+      std::vector<int32_t> out(count), in(count, -1);
+      for (size_t i = 0; i < count; ++i) out[i] = static_cast<int32_t>(r * 1000003 + i);
+      int next = (r + 1) % n, prev = (r + n - 1) % n;
+      lockstepGroupStart();
+      // Odd ranks post the receive first: the order must not matter.
+      if (r % 2) lockstepRecv(in.data(), count, lockstepInt32, prev, comms[r], nullptr);
+      lockstepSend(out.data(), count, lockstepInt32, next, comms[r], nullptr);
+      if (r % 2 == 0) lockstepRecv(in.data(), count, lockstepInt32, prev, comms[r], nullptr);
+      if (lockstepGroupEnd() != lockstepSuccess) errors[r] = lockstepGetLastError(nullptr);
+      for (size_t i = 0; i < count && errors[r].empty(); ++i) {
+        if (in[i] != static_cast<int32_t>(prev * 1000003 + i)) errors[r] = "wrong data at " + std::to_string(i);
+      }
+    });
+    for (int r = 0; r < n; ++r) EXPECT_EQ(errors[r], "") << "n=" << n << " rank " << r;
+    destroyAll(comms);
+  }
+}
+
+TEST_F(SmallSlots, AllPairsExchangeInOneGroup) {
+  const int n = 4;
+  auto comms = initThreadComms(n);
+  const size_t count = 20000;
+  onThreads(n, [&](int r) {
+    std::vector<std::vector<int64_t>> out(n, std::vector<int64_t>(count)), in(n, std::vector<int64_t>(count));
+    for (int p = 0; p < n; ++p) std::iota(out[p].begin(), out[p].end(), int64_t(r) * 100 + p);
+    lockstepGroupStart();
+    for (int p = n - 1; p >= 0; --p) lockstepRecv(in[p].data(), count, lockstepInt64, p, comms[r], nullptr);
+    for (int p = 0; p < n; ++p) lockstepSend(out[p].data(), count, lockstepInt64, p, comms[r], nullptr);
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+    for (int p = 0; p < n; ++p) {
+      EXPECT_EQ(in[p][0], int64_t(p) * 100 + r) << "rank " << r << " from " << p;
+      EXPECT_EQ(in[p][count - 1], int64_t(p) * 100 + r + int64_t(count) - 1);
+    }
+  });
+  destroyAll(comms);
+}
+
+TEST_F(SmallSlots, OneThreadDrivesEveryRanksCommunicatorInAGroup) {
+  const int n = 4;
+  auto comms = initThreadComms(n);
+  const size_t count = 100003;
+  std::vector<std::vector<float>> bufs(n, std::vector<float>(count));
+  for (int r = 0; r < n; ++r) std::fill(bufs[r].begin(), bufs[r].end(), float(r + 1));
+  // As with single-process multi-GPU NCCL: the calls of all ranks from one thread, in one group.
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  for (int r = 0; r < n; ++r) {
+    ASSERT_EQ(lockstepAllReduce(bufs[r].data(), bufs[r].data(), count, lockstepFloat32, lockstepSum, comms[r], nullptr),
+              lockstepSuccess);
+  }
+  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+  for (int r = 0; r < n; ++r) EXPECT_EQ(bufs[r][count - 1], 10.0f);
+  destroyAll(comms);
+}
+
+TEST(Groups, MisuseIsRejected) {
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  auto comms = initThreadComms(1);
+  float x = 1;
+  lockstepRequest_t req;
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepIallReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], &req), lockstepSuccess);
+  EXPECT_EQ(lockstepWait(&req, -1), lockstepInvalidUsage) << "waiting inside a group";
+  EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepInvalidUsage) << "destroying a comm the group uses";
+  lockstepComm_t child;
+  EXPECT_EQ(lockstepCommSplit(comms[0], 0, 0, &child), lockstepInvalidUsage);
+  EXPECT_EQ(lockstepAllReduce(nullptr, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepInvalidArgument)
+      << "bad arguments are reported at the call, not at GroupEnd";
+  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess);
+  EXPECT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+  EXPECT_EQ(req, nullptr);
+  destroyAll(comms);
+}
+
+TEST(Requests, ManyOutstandingOpsCompleteInOrderWithCorrectData) {
+  const int n = 3, ops = 64;
+  auto comms = initThreadComms(n);
+  onThreads(n, [&](int r) {
+    std::vector<std::vector<int32_t>> bufs(ops, std::vector<int32_t>(5000));
+    std::vector<lockstepRequest_t> reqs(ops);
+    for (int k = 0; k < ops; ++k) {
+      std::fill(bufs[k].begin(), bufs[k].end(), k * 10 + r);
+      ASSERT_EQ(lockstepIallReduce(bufs[k].data(), bufs[k].data(), bufs[k].size(), lockstepInt32, lockstepSum,
+                                   comms[r], &reqs[k]),
+                lockstepSuccess);
+    }
+    ASSERT_EQ(lockstepWait(&reqs[ops - 1], -1), lockstepSuccess);
+    // Executed in issue order: once the last is done, every earlier one is too.
+    for (int k = 0; k < ops - 1; ++k) {
+      int done = 0;
+      ASSERT_EQ(lockstepTest(&reqs[k], &done), lockstepSuccess);
+      EXPECT_EQ(done, 1) << "op " << k;
+      EXPECT_EQ(reqs[k], nullptr);
+    }
+    for (int k = 0; k < ops; ++k) EXPECT_EQ(bufs[k][4999], 3 * k * 10 + 0 + 1 + 2) << "op " << k;
+  });
+  destroyAll(comms);
+}
+
+TEST(Requests, WaitWithADeadlineReportsInProgressThenCompletes) {
+  const int n = 2;
+  auto comms = initThreadComms(n);
+  onThreads(n, [&](int r) {
+    double x = r, y = 0;
+    if (r == 1) usleep(300 * 1000);  // rank 1 is late
+    lockstepRequest_t req;
+    ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat64, lockstepSum, comms[r], &req), lockstepSuccess);
+    if (r == 0) {
+      EXPECT_EQ(lockstepWait(&req, 20), lockstepInProgress);
+      EXPECT_NE(req, nullptr) << "still valid after a deadline";
+      int done = 1;
+      EXPECT_EQ(lockstepTest(&req, &done), lockstepSuccess);
+      EXPECT_EQ(done, 0);
+    }
+    EXPECT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+    EXPECT_EQ(y, 1.0);
+  });
+  destroyAll(comms);
+}
+
+TEST(Requests, TheCallerIsFreeWhileTheOpRuns) {
+  // The op progresses on the communicator's thread while the caller computes.
+  const int n = 2;
+  auto comms = initThreadComms(n);
+  onThreads(n, [&](int r) {
+    std::vector<float> v(4 << 20, 1.0f);
+    lockstepRequest_t req;
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(lockstepIallReduce(v.data(), v.data(), v.size(), lockstepFloat32, lockstepSum, comms[r], &req),
+              lockstepSuccess);
+    double postUs = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(postUs, 5000) << "posting must not run the 16 MiB all-reduce";
+    ASSERT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+    EXPECT_EQ(v[12345], 2.0f);
+  });
+  destroyAll(comms);
+}
+
+TEST(Split, ColorsAndKeysFormIndependentCommunicatorsUsedConcurrently) {
+  const int n = 6;
+  auto comms = initThreadComms(n);
+  std::vector<lockstepComm_t> children(n, nullptr);
+  onThreads(n, [&](int r) {
+    // Even and odd ranks, each ordered by descending old rank; rank 5 opts out.
+    int color = r == 5 ? LOCKSTEP_SPLIT_NOCOLOR : r % 2;
+    ASSERT_EQ(lockstepCommSplit(comms[r], color, -r, &children[r]), lockstepSuccess) << lockstepGetLastError(nullptr);
+  });
+  EXPECT_EQ(children[5], nullptr);
+  int rank, size;
+  lockstepCommUserRank(children[0], &rank);
+  lockstepCommCount(children[0], &size);
+  EXPECT_EQ(size, 3);
+  EXPECT_EQ(rank, 2) << "key -r puts old rank 0 last among 0, 2, 4";
+  lockstepCommCount(children[1], &size);
+  EXPECT_EQ(size, 2);
+
+  // Parent and child driven at the same time by different threads of each rank.
+  onThreads(n, [&](int r) {
+    std::thread childThread([&] {
+      if (!children[r]) return;
+      for (int k = 0; k < 50; ++k) {
+        int64_t v = r, sum = 0;
+        ASSERT_EQ(lockstepAllReduce(&v, &sum, 1, lockstepInt64, lockstepSum, children[r], nullptr), lockstepSuccess);
+        ASSERT_EQ(sum, r % 2 ? 1 + 3 : 0 + 2 + 4);
+      }
+    });
+    for (int k = 0; k < 50; ++k) {
+      int64_t v = 1, sum = 0;
+      ASSERT_EQ(lockstepAllReduce(&v, &sum, 1, lockstepInt64, lockstepSum, comms[r], nullptr), lockstepSuccess);
+      ASSERT_EQ(sum, n);
+    }
+    childThread.join();
+  });
+  destroyAll(children);
+  destroyAll(comms);
+}
+
+}  // namespace
+}  // namespace lockstep
