@@ -25,10 +25,10 @@ void die(lockstepResult_t r, const char* what) {
                lockstepGetLastError(nullptr));
   std::exit(3);
 }
-#define CHECK(call)                                 \
-  do {                                              \
-    lockstepResult_t r_ = (call);                   \
-    if (r_ != lockstepSuccess) die(r_, #call);      \
+#define CHECK(call)                            \
+  do {                                         \
+    lockstepResult_t r_ = (call);              \
+    if (r_ != lockstepSuccess) die(r_, #call); \
   } while (0)
 
 // Page-aligned, pre-faulted buffers, as a trainer's long-lived tensors would be.
@@ -80,9 +80,9 @@ size_t checkOnce(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t co
 int main(int argc, char** argv) {
   const std::string program = std::string(collName(kColl)) + "_perf";
   Args args = parseArgs(argc, argv, program.c_str());
-  const char* algo = kColl == Coll::kBroadcast || kColl == Coll::kReduce                ? "chain"
+  const char* algo = kColl == Coll::kBroadcast || kColl == Coll::kReduce    ? "chain"
                      : kColl == Coll::kSendRecv || kColl == Coll::kAllToAll ? "direct"
-                                                                                         : "ring";
+                                                                            : "ring";
   if (args.algo != "default" && args.algo != algo) {
     std::fprintf(stderr, "%s: unknown algorithm %s (available: %s)\n", program.c_str(), args.algo.c_str(), algo);
     return 2;

@@ -6,13 +6,20 @@ namespace lockstep::perf {
 
 const char* collName(Coll c) {
   switch (c) {
-    case Coll::kAllReduce: return "allreduce";
-    case Coll::kReduceScatter: return "reducescatter";
-    case Coll::kAllGather: return "allgather";
-    case Coll::kBroadcast: return "broadcast";
-    case Coll::kReduce: return "reduce";
-    case Coll::kSendRecv: return "sendrecv";
-    case Coll::kAllToAll: return "alltoall";
+    case Coll::kAllReduce:
+      return "allreduce";
+    case Coll::kReduceScatter:
+      return "reducescatter";
+    case Coll::kAllGather:
+      return "allgather";
+    case Coll::kBroadcast:
+      return "broadcast";
+    case Coll::kReduce:
+      return "reduce";
+    case Coll::kSendRecv:
+      return "sendrecv";
+    case Coll::kAllToAll:
+      return "alltoall";
   }
   return "?";
 }
@@ -39,16 +46,19 @@ size_t countForSize(Coll c, size_t bytes, int n, size_t elem) {
 
 double busFactor(Coll c, int n) {
   switch (c) {
-    case Coll::kAllReduce: return 2.0 * (n - 1) / n;
+    case Coll::kAllReduce:
+      return 2.0 * (n - 1) / n;
     case Coll::kReduceScatter:
     case Coll::kAllGather:
-    case Coll::kAllToAll: return static_cast<double>(n - 1) / n;
-    default: return 1.0;
+    case Coll::kAllToAll:
+      return static_cast<double>(n - 1) / n;
+    default:
+      return 1.0;
   }
 }
 
-lockstepResult_t runColl(Coll c, const void* send, void* recv, size_t count, lockstepDataType_t t,
-                         lockstepRedOp_t op, int root, lockstepComm_t comm, lockstepRequest_t* request) {
+lockstepResult_t runColl(Coll c, const void* send, void* recv, size_t count, lockstepDataType_t t, lockstepRedOp_t op,
+                         int root, lockstepComm_t comm, lockstepRequest_t* request) {
   switch (c) {
     case Coll::kAllReduce:
       return request ? lockstepIallReduce(send, recv, count, t, op, comm, request)
@@ -98,19 +108,24 @@ CollBuffers collBuffers(Coll c, void* sendAlloc, void* recvAlloc, size_t count, 
   if (!inPlace) return {sendAlloc, recvAlloc};
   char* base = static_cast<char*>(recvAlloc);
   switch (c) {
-    case Coll::kReduceScatter: return {base, base + static_cast<size_t>(rank) * count * elem};
-    case Coll::kAllGather: return {base + static_cast<size_t>(rank) * count * elem, base};
-    default: return {base, base};
+    case Coll::kReduceScatter:
+      return {base, base + static_cast<size_t>(rank) * count * elem};
+    case Coll::kAllGather:
+      return {base + static_cast<size_t>(rank) * count * elem, base};
+    default:
+      return {base, base};
   }
 }
 
 void fillInput(Coll c, const Pattern& p, void* send, size_t count, int rank, int n, int root) {
   switch (c) {
-    case Coll::kAllGather: return p.fill(send, count, rank, static_cast<size_t>(rank) * count);
+    case Coll::kAllGather:
+      return p.fill(send, count, rank, static_cast<size_t>(rank) * count);
     case Coll::kBroadcast:
       if (rank == root) p.fill(send, count, rank);
       return;
-    default: return p.fill(send, sendElems(c, count, n), rank);
+    default:
+      return p.fill(send, sendElems(c, count, n), rank);
   }
 }
 
@@ -118,11 +133,16 @@ size_t countWrong(Coll c, const Pattern& p, const void* recv, size_t count, int 
   auto block = [&](int q) { return static_cast<const char*>(recv) + static_cast<size_t>(q) * count * p.elemBytes(); };
   size_t wrong = 0;
   switch (c) {
-    case Coll::kAllReduce: return p.countWrong(recv, count);
-    case Coll::kReduceScatter: return p.countWrong(recv, count, static_cast<size_t>(rank) * count);
-    case Coll::kReduce: return rank == root ? p.countWrong(recv, count) : 0;
-    case Coll::kBroadcast: return p.countWrongFrom(recv, count, root);
-    case Coll::kSendRecv: return p.countWrongFrom(recv, count, (rank + n - 1) % n);
+    case Coll::kAllReduce:
+      return p.countWrong(recv, count);
+    case Coll::kReduceScatter:
+      return p.countWrong(recv, count, static_cast<size_t>(rank) * count);
+    case Coll::kReduce:
+      return rank == root ? p.countWrong(recv, count) : 0;
+    case Coll::kBroadcast:
+      return p.countWrongFrom(recv, count, root);
+    case Coll::kSendRecv:
+      return p.countWrongFrom(recv, count, (rank + n - 1) % n);
     case Coll::kAllGather:
       for (int q = 0; q < n; ++q) wrong += p.countWrongFrom(block(q), count, q, static_cast<size_t>(q) * count);
       return wrong;

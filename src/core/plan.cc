@@ -11,15 +11,24 @@ namespace lockstep {
 
 const char* opKindName(OpKind kind) {
   switch (kind) {
-    case OpKind::kAllReduce: return "allreduce";
-    case OpKind::kReduceScatter: return "reducescatter";
-    case OpKind::kAllGather: return "allgather";
-    case OpKind::kBroadcast: return "broadcast";
-    case OpKind::kReduce: return "reduce";
-    case OpKind::kSend: return "send";
-    case OpKind::kRecv: return "recv";
-    case OpKind::kAllToAll: return "alltoall";
-    case OpKind::kBarrier: return "barrier";
+    case OpKind::kAllReduce:
+      return "allreduce";
+    case OpKind::kReduceScatter:
+      return "reducescatter";
+    case OpKind::kAllGather:
+      return "allgather";
+    case OpKind::kBroadcast:
+      return "broadcast";
+    case OpKind::kReduce:
+      return "reduce";
+    case OpKind::kSend:
+      return "send";
+    case OpKind::kRecv:
+      return "recv";
+    case OpKind::kAllToAll:
+      return "alltoall";
+    case OpKind::kBarrier:
+      return "barrier";
   }
   return "?";
 }
@@ -38,14 +47,28 @@ void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
   Schedule* s = &w->schedule;
   switch (op.kind) {
-    case OpKind::kAllReduce: ringAllReduce(rank, nranks, op.count, s); break;
-    case OpKind::kReduceScatter: ringReduceScatter(rank, nranks, op.count, s); break;
-    case OpKind::kAllGather: ringAllGather(rank, nranks, op.count, s); break;
-    case OpKind::kBroadcast: chainBroadcast(rank, nranks, op.root, op.count, s); break;
-    case OpKind::kReduce: chainReduce(rank, nranks, op.root, op.count, s); break;
-    case OpKind::kAllToAll: directAllToAll(rank, nranks, op.count, s); break;
+    case OpKind::kAllReduce:
+      ringAllReduce(rank, nranks, op.count, s);
+      break;
+    case OpKind::kReduceScatter:
+      ringReduceScatter(rank, nranks, op.count, s);
+      break;
+    case OpKind::kAllGather:
+      ringAllGather(rank, nranks, op.count, s);
+      break;
+    case OpKind::kBroadcast:
+      chainBroadcast(rank, nranks, op.root, op.count, s);
+      break;
+    case OpKind::kReduce:
+      chainReduce(rank, nranks, op.root, op.count, s);
+      break;
+    case OpKind::kAllToAll:
+      directAllToAll(rank, nranks, op.count, s);
+      break;
     case OpKind::kSend:
-    case OpKind::kRecv: planPointToPoint({&op, 1}, rank, nranks, w); break;
+    case OpKind::kRecv:
+      planPointToPoint({&op, 1}, rank, nranks, w);
+      break;
     case OpKind::kBarrier:
       // A one-byte all-reduce: nobody gets the result before every rank has contributed.
       w->info = OpInfo{"barrier", 0, lockstepUint8, lockstepMax, 1};

@@ -120,8 +120,8 @@ TEST(Requests, ManyOutstandingOpsCompleteInOrderWithCorrectData) {
     std::vector<lockstepRequest_t> reqs(ops);
     for (int k = 0; k < ops; ++k) {
       std::fill(bufs[k].begin(), bufs[k].end(), k * 10 + r);
-      ASSERT_EQ(lockstepIallReduce(bufs[k].data(), bufs[k].data(), bufs[k].size(), lockstepInt32, lockstepSum,
-                                   comms[r], &reqs[k]),
+      ASSERT_EQ(lockstepIallReduce(bufs[k].data(), bufs[k].data(), bufs[k].size(), lockstepInt32, lockstepSum, comms[r],
+                                   &reqs[k]),
                 lockstepSuccess);
     }
     ASSERT_EQ(lockstepWait(&reqs[ops - 1], -1), lockstepSuccess);
