@@ -35,15 +35,38 @@ static void expect(const char* what, const int32_t* got, int32_t (*want)(int, in
 }
 
 /* Inputs and expected outputs, as functions of (this rank, size, element index). */
-static int32_t arIn(int r, int n, size_t i) { (void)n; return (int32_t)(r + i); }
-static int32_t arOut(int r, int n, size_t i) { (void)r; return (int32_t)(n * i + n * (n - 1) / 2); }
+static int32_t arIn(int r, int n, size_t i) {
+  (void)n;
+  return (int32_t)(r + i);
+}
+static int32_t arOut(int r, int n, size_t i) {
+  (void)r;
+  return (int32_t)(n * i + n * (n - 1) / 2);
+}
 static int32_t rsOut(int r, int n, size_t i) { return (int32_t)(n * (r * COUNT + i) + n * (n - 1) / 2); }
-static int32_t agIn(int r, int n, size_t i) { (void)n; return (int32_t)(r * 100000 + i); }
-static int32_t agOut(int r, int n, size_t j) { (void)r; (void)n; return (int32_t)((j / COUNT) * 100000 + j % COUNT); }
-static int32_t bcOut(int r, int n, size_t i) { (void)r; (void)n; return (int32_t)(5 * i + 1); }
+static int32_t agIn(int r, int n, size_t i) {
+  (void)n;
+  return (int32_t)(r * 100000 + i);
+}
+static int32_t agOut(int r, int n, size_t j) {
+  (void)r;
+  (void)n;
+  return (int32_t)((j / COUNT) * 100000 + j % COUNT);
+}
+static int32_t bcOut(int r, int n, size_t i) {
+  (void)r;
+  (void)n;
+  return (int32_t)(5 * i + 1);
+}
 static int32_t srOut(int r, int n, size_t i) { return (int32_t)(((r + n - 1) % n) * 1000 + i); }
-static int32_t a2aIn(int r, int n, size_t j) { (void)n; return (int32_t)(r * 1000000 + (j / COUNT) * 1000 + j % COUNT); }
-static int32_t a2aOut(int r, int n, size_t j) { (void)n; return (int32_t)((j / COUNT) * 1000000 + r * 1000 + j % COUNT); }
+static int32_t a2aIn(int r, int n, size_t j) {
+  (void)n;
+  return (int32_t)(r * 1000000 + (j / COUNT) * 1000 + j % COUNT);
+}
+static int32_t a2aOut(int r, int n, size_t j) {
+  (void)n;
+  return (int32_t)((j / COUNT) * 1000000 + r * 1000 + j % COUNT);
+}
 
 struct Buffers {
   int32_t *ar, *arOut, *rs, *rsOut, *ag, *agOut, *bc, *red, *redOut, *snd, *rcv, *a2a, *a2aOut;
@@ -103,8 +126,8 @@ static void runAll(lockstepComm_t comm, const char* label) {
   check(lockstepCommCount(comm, &n), "count");
   size_t big = (size_t)n * COUNT;
   struct Buffers b;
-  int32_t** fields[] = {&b.ar, &b.arOut, &b.rs, &b.rsOut, &b.ag, &b.agOut, &b.bc,
-                        &b.red, &b.redOut, &b.snd, &b.rcv, &b.a2a, &b.a2aOut};
+  int32_t** fields[] = {&b.ar,  &b.arOut,  &b.rs,  &b.rsOut, &b.ag,  &b.agOut, &b.bc,
+                        &b.red, &b.redOut, &b.snd, &b.rcv,   &b.a2a, &b.a2aOut};
   for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); ++k) *fields[k] = calloc(big, sizeof(int32_t));
 
   /* One at a time. */

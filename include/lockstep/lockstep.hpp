@@ -2,6 +2,8 @@
 //
 //   lockstep::Comm comm = lockstep::Comm::fromEnv();
 //   comm.allReduce(grads.data(), grads.data(), grads.size(), lockstep::Op::kSum);
+//   lockstep::Request r = comm.iallReduce(g.data(), g.data(), g.size(), lockstep::Op::kAvg);
+//   lockstep::group([&] { comm.send(a, n, next); comm.recv(b, n, prev); });
 #pragma once
 
 #include <cstdint>
@@ -62,6 +64,60 @@ inline lockstepUniqueId uniqueId() {
   return id;
 }
 
+// A non-blocking operation (MPI_Request-like). wait() returns when it is done and throws its
+// error; the destructor waits too, so buffers are never released under a running operation.
+class Request {
+ public:
+  Request() = default;
+  explicit Request(lockstepRequest_t r) : req_(r) {}
+  Request(Request&& o) noexcept : req_(std::exchange(o.req_, nullptr)) {}
+  Request& operator=(Request&& o) noexcept {
+    if (this != &o) {
+      finish();
+      req_ = std::exchange(o.req_, nullptr);
+    }
+    return *this;
+  }
+  Request(const Request&) = delete;
+  Request& operator=(const Request&) = delete;
+  ~Request() { finish(); }
+
+  // True once done (then throws the operation's error, if any).
+  bool test() {
+    int done = 0;
+    check(lockstepTest(&req_, &done));
+    return done != 0;
+  }
+  void wait() { check(lockstepWait(&req_, -1)); }
+  // False if still running after timeoutMs.
+  bool waitFor(int64_t timeoutMs) {
+    lockstepResult_t r = lockstepWait(&req_, timeoutMs);
+    if (r == lockstepInProgress) return false;
+    check(r);
+    return true;
+  }
+  lockstepRequest_t* out() { return &req_; }
+
+ private:
+  void finish() {
+    if (req_) lockstepWait(&req_, -1);
+  }
+  lockstepRequest_t req_ = nullptr;
+};
+
+// Runs fn() between lockstepGroupStart and lockstepGroupEnd.
+template <typename F>
+void group(F&& fn) {
+  check(lockstepGroupStart());
+  try {
+    fn();
+  } catch (...) {
+    lockstepGroupEnd();
+    throw;
+  }
+  check(lockstepGroupEnd());
+}
+
 class Comm {
  public:
   Comm(int nranks, const lockstepUniqueId& id, int rank) { check(lockstepCommInitRank(&comm_, nranks, id, rank)); }
@@ -102,6 +158,53 @@ class Comm {
     allReduce(send, recv, count, dataTypeOf<T>(), op);
   }
   void barrier() { check(lockstepBarrier(comm_, nullptr)); }
+
+  template <typename T>
+  void reduceScatter(const T* send, T* recv, size_t recvcount, Op op) {
+    check(lockstepReduceScatter(send, recv, recvcount, dataTypeOf<T>(), static_cast<lockstepRedOp_t>(op), comm_,
+                                nullptr));
+  }
+  template <typename T>
+  void allGather(const T* send, T* recv, size_t sendcount) {
+    check(lockstepAllGather(send, recv, sendcount, dataTypeOf<T>(), comm_, nullptr));
+  }
+  template <typename T>
+  void broadcast(const T* send, T* recv, size_t count, int root) {
+    check(lockstepBroadcast(send, recv, count, dataTypeOf<T>(), root, comm_, nullptr));
+  }
+  template <typename T>
+  void reduce(const T* send, T* recv, size_t count, Op op, int root) {
+    check(lockstepReduce(send, recv, count, dataTypeOf<T>(), static_cast<lockstepRedOp_t>(op), root, comm_, nullptr));
+  }
+  template <typename T>
+  void send(const T* buf, size_t count, int peer) {
+    check(lockstepSend(buf, count, dataTypeOf<T>(), peer, comm_, nullptr));
+  }
+  template <typename T>
+  void recv(T* buf, size_t count, int peer) {
+    check(lockstepRecv(buf, count, dataTypeOf<T>(), peer, comm_, nullptr));
+  }
+  template <typename T>
+  void allToAll(const T* send, T* recv, size_t count) {
+    check(lockstepAllToAll(send, recv, count, dataTypeOf<T>(), comm_, nullptr));
+  }
+
+  // Non-blocking all-reduce; the other collectives have lockstepI* forms in the C API.
+  template <typename T>
+  Request iallReduce(const T* send, T* recv, size_t count, Op op) {
+    Request r;
+    check(lockstepIallReduce(send, recv, count, dataTypeOf<T>(), static_cast<lockstepRedOp_t>(op), comm_, r.out()));
+    return r;
+  }
+
+  // Collective: a new communicator of the ranks with the same color, ordered by key. An empty
+  // Comm (valid() false) for color LOCKSTEP_SPLIT_NOCOLOR.
+  Comm split(int color, int key) const {
+    lockstepComm_t c = nullptr;
+    check(lockstepCommSplit(comm_, color, key, &c));
+    return Comm(c);
+  }
+  bool valid() const { return comm_ != nullptr; }
 
   // Frees the communicator now without waiting for peers (lockstepCommAbort).
   void abort() {

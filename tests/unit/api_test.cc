@@ -132,3 +132,47 @@ TEST(Api, CxxLayerRaiiAndExceptions) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Api, CxxLayerCoversEveryCollectiveGroupsRequestsAndSplit) {
+  const int n = 4;
+  lockstepUniqueId id = lockstep::uniqueId();
+  onThreads(n, [&](int r) {
+    lockstep::Comm comm(n, id, r);
+    std::vector<int32_t> in(n * 3), out(n * 3, -1), one(3, r), all(3 * n, -1);
+    for (int i = 0; i < n * 3; ++i) in[i] = r + i;
+    comm.reduceScatter(in.data(), out.data(), 3, lockstep::Op::kSum);
+    EXPECT_EQ(out[0], n * (3 * r) + n * (n - 1) / 2);
+    comm.allGather(one.data(), all.data(), 3);
+    EXPECT_EQ(all[3 * (n - 1)], n - 1);
+    std::vector<double> b(5, r == 2 ? 7.5 : 0.0);
+    comm.broadcast(b.data(), b.data(), b.size(), 2);
+    EXPECT_EQ(b[4], 7.5);
+    int64_t mine = r + 1, total = 0;
+    comm.reduce(&mine, &total, 1, lockstep::Op::kProd, 0);
+    if (r == 0) EXPECT_EQ(total, 24);
+    int64_t got = -1, sent = r * 10;
+    lockstep::group([&] {
+      comm.send(&sent, 1, (r + 1) % n);
+      comm.recv(&got, 1, (r + n - 1) % n);
+    });
+    EXPECT_EQ(got, ((r + n - 1) % n) * 10);
+    std::vector<uint32_t> a2aIn(n), a2aOut(n);
+    for (int p = 0; p < n; ++p) a2aIn[p] = r * 100 + p;
+    comm.allToAll(a2aIn.data(), a2aOut.data(), 1);
+    EXPECT_EQ(a2aOut[3], uint32_t(3 * 100 + r));
+    float f = 1;
+    lockstep::Request req = comm.iallReduce(&f, &f, 1, lockstep::Op::kSum);
+    req.wait();
+    EXPECT_EQ(f, float(n));
+    lockstep::Comm half = comm.split(r % 2, r);
+    ASSERT_TRUE(half.valid());
+    EXPECT_EQ(half.size(), 2);
+    EXPECT_EQ(half.rank(), r / 2);
+    lockstep::Comm none = comm.split(LOCKSTEP_SPLIT_NOCOLOR, 0);
+    EXPECT_FALSE(none.valid());
+  });
+}
+
+}  // namespace
