@@ -11,7 +11,7 @@
 
 namespace lockstep {
 
-enum class Purpose : uint32_t { kRoot = 1, kRing = 2, kP2P = 3, kData = 4 };
+enum class Purpose : uint32_t { kRoot = 1, kRing = 2, kP2P = 3, kData = 4, kControl = 5 };
 
 struct Hello {
   uint32_t magic;

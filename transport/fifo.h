@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "src/core/errors.h"
+#include "transport/transport.h"
 
 namespace lockstep {
 
@@ -20,6 +21,7 @@ struct FifoHeader {
   alignas(64) std::atomic<uint64_t> head;  // written by the sender
   alignas(64) std::atomic<uint64_t> tail;  // written by the receiver
   alignas(64) uint64_t sizes[kMaxSlots];   // payload bytes of each slot, set before head moves
+  MessageTag tags[kMaxSlots];              // each slot's tag, set before head moves
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory FIFOs need lock-free atomics");
 
@@ -64,8 +66,9 @@ class FifoSender {
     }
     return data_ + (head_ % slots_) * slotBytes_;
   }
-  void post(size_t bytes) {
+  void post(size_t bytes, const MessageTag& tag) {
     h_->sizes[head_ % slots_] = bytes;
+    h_->tags[head_ % slots_] = tag;
     h_->head.store(++head_, std::memory_order_release);
   }
 
@@ -81,13 +84,14 @@ class FifoReceiver {
   FifoReceiver(FifoHeader* h, int slots, size_t slotBytes)
       : h_(h), data_(reinterpret_cast<char*>(h) + fifoHeaderBytes()), slots_(slots), slotBytes_(slotBytes) {}
 
-  // Returns the next slot and its size, or nullptr. The size is the peer's word: callers check it.
-  const void* tryRecv(size_t* bytes) {
+  // Returns the next slot, its size and tag, or nullptr. Both are the peer's word: callers check.
+  const void* tryRecv(size_t* bytes, MessageTag* tag) {
     if (tail_ == headSeen_) {
       headSeen_ = h_->head.load(std::memory_order_acquire);
       if (tail_ == headSeen_) return nullptr;
     }
     *bytes = h_->sizes[tail_ % slots_];
+    *tag = h_->tags[tail_ % slots_];
     return data_ + (tail_ % slots_) * slotBytes_;
   }
   void release() { h_->tail.store(++tail_, std::memory_order_release); }

@@ -8,12 +8,13 @@ namespace lockstep {
 
 Message FifoLink::tryRecv() {
   size_t bytes = 0;
-  const void* p = in_.tryRecv(&bytes);
+  MessageTag tag;
+  const void* p = in_.tryRecv(&bytes, &tag);
   if (p && bytes > in_.slotBytes()) {
     throw RemoteError(peerRank_, peerName_ + " posted a " + std::to_string(bytes) + "-byte message into a " +
                                      std::to_string(in_.slotBytes()) + "-byte slot");
   }
-  return Message{p, p ? bytes : 0};
+  return Message{p, p ? bytes : 0, tag};
 }
 
 bool FifoLink::peerGone() {

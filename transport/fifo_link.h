@@ -25,7 +25,7 @@ class FifoLink : public Link {
         peerRank_(peerRank) {}
 
   void* trySendSlot() override { return out_.trySlot(); }
-  void postSend(size_t bytes) override { out_.post(bytes); }
+  void postSend(size_t bytes, const MessageTag& tag) override { out_.post(bytes, tag); }
   Message tryRecv() override;
   void releaseRecv() override { in_.release(); }
   bool progress() override { return true; }

@@ -24,9 +24,19 @@
 
 namespace lockstep {
 
+// 24 opaque bytes that travel with every message. The transport only carries them; the executor
+// puts the op's fingerprint there so that a receiver can tell when ranks disagree about the op.
+struct MessageTag {
+  uint64_t words[3] = {0, 0, 0};
+  bool operator==(const MessageTag& o) const {
+    return words[0] == o.words[0] && words[1] == o.words[1] && words[2] == o.words[2];
+  }
+};
+
 struct Message {
   const void* data = nullptr;  // nullptr: nothing has arrived yet
   size_t bytes = 0;            // checked by the caller against what the schedule expects
+  MessageTag tag;              // the sender's word, checked by the caller
 };
 
 class Link {
@@ -34,8 +44,8 @@ class Link {
   virtual ~Link() = default;
   // A writable slot of at least slotBytes, or nullptr while the receiver holds every slot.
   virtual void* trySendSlot() = 0;
-  // Posts the slot returned by the last trySendSlot() carrying `bytes` bytes.
-  virtual void postSend(size_t bytes) = 0;
+  // Posts the slot returned by the last trySendSlot() carrying `bytes` bytes and `tag`.
+  virtual void postSend(size_t bytes, const MessageTag& tag) = 0;
   // The next message from the peer, in order, or data == nullptr.
   virtual Message tryRecv() = 0;
   // Gives the message returned by tryRecv() back to the sender.

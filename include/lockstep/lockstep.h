@@ -115,6 +115,12 @@ LOCKSTEP_API lockstepResult_t lockstepCommDestroy(lockstepComm_t comm);
 /* Stops outstanding work and frees the communicator without waiting for peers. */
 LOCKSTEP_API lockstepResult_t lockstepCommAbort(lockstepComm_t comm);
 
+/* The first error this communicator or its group has seen, including errors of non-blocking
+ * operations and failures noticed between calls (a peer died, left, or called a different
+ * collective): lockstepSuccess while healthy, lockstepAborted after an abort. After an error,
+ * further collectives fail with it; destroy the communicator. */
+LOCKSTEP_API lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError);
+
 LOCKSTEP_API lockstepResult_t lockstepCommCount(const lockstepComm_t comm, int* count);
 LOCKSTEP_API lockstepResult_t lockstepCommUserRank(const lockstepComm_t comm, int* rank);
 

@@ -65,7 +65,8 @@ inline lockstepUniqueId uniqueId() {
 }
 
 // A non-blocking operation (MPI_Request-like). wait() returns when it is done and throws its
-// error; the destructor waits too, so buffers are never released under a running operation.
+// error; the destructor waits too, so buffers are never released under a running operation
+// (except inside an open group, where it only lets go of the handle).
 class Request {
  public:
   Request() = default;
@@ -100,12 +101,16 @@ class Request {
 
  private:
   void finish() {
-    if (req_) lockstepWait(&req_, -1);
+    if (!req_) return;
+    // Inside an open group nothing has started yet: let go of the handle (the group keeps the
+    // operation) instead of waiting.
+    if (lockstepWait(&req_, -1) == lockstepInvalidUsage) lockstepRequestFree(&req_);
   }
   lockstepRequest_t req_ = nullptr;
 };
 
-// Runs fn() between lockstepGroupStart and lockstepGroupEnd.
+// Runs fn() between lockstepGroupStart and lockstepGroupEnd. If a lockstep call inside fails,
+// the group launches nothing and the error is thrown.
 template <typename F>
 void group(F&& fn) {
   check(lockstepGroupStart());

@@ -15,7 +15,7 @@ void directP2P(int /*rank*/, int nranks, std::span<const P2POp> ops, Schedule* o
         s.count = op.count;
         out->add(s);
       }
-      out->endLane();
+      out->endLane(LaneOrder::kStepMajor);
     }
   }
 }

@@ -51,26 +51,38 @@ struct Step {
   bool finish = false;
 };
 
+// How a lane's steps are cut and ordered (src/algo/slicing.h).
+enum class LaneOrder : uint8_t {
+  kSliceMajor,  // slice 0 of every step, then slice 1...: steps pipeline (collectives)
+  kStepMajor,   // every slice of step 0, then of step 1...: one message after another (send/recv)
+};
+
 struct Schedule {
   std::vector<Step> steps;
-  std::vector<uint32_t> laneEnds;  // lane i is steps [laneEnds[i-1], laneEnds[i])
+  std::vector<uint32_t> laneEnds;    // lane i is steps [laneEnds[i-1], laneEnds[i])
+  std::vector<LaneOrder> laneOrder;  // one per closed lane
 
   // Keeps capacity: schedules are rebuilt without allocating.
   void clear() {
     steps.clear();
     laneEnds.clear();
+    laneOrder.clear();
   }
   void add(const Step& s) { steps.push_back(s); }
   // Closes the current lane (steps added since the last endLane). Empty lanes are dropped.
-  void endLane() {
+  void endLane(LaneOrder order = LaneOrder::kSliceMajor) {
     uint32_t start = laneEnds.empty() ? 0 : laneEnds.back();
-    if (steps.size() > start) laneEnds.push_back(static_cast<uint32_t>(steps.size()));
+    if (steps.size() > start) {
+      laneEnds.push_back(static_cast<uint32_t>(steps.size()));
+      laneOrder.push_back(order);
+    }
   }
   // Steps added after the last endLane() form a final lane.
   size_t lanes() const {
     uint32_t closed = laneEnds.empty() ? 0 : laneEnds.back();
     return laneEnds.size() + (steps.size() > closed ? 1 : 0);
   }
+  LaneOrder order(size_t i) const { return i < laneOrder.size() ? laneOrder[i] : LaneOrder::kSliceMajor; }
   std::span<const Step> lane(size_t i) const {
     size_t begin = i == 0 ? 0 : laneEnds[i - 1];
     size_t end = i < laneEnds.size() ? laneEnds[i] : steps.size();

@@ -22,7 +22,7 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
   std::vector<Lane> lanes;
   for (int r = 0; r < n; ++r) {
     for (size_t i = 0; i < schedules[r].lanes(); ++i)
-      lanes.push_back({r, SliceWalker(schedules[r].lane(i), sliceBytes / elem)});
+      lanes.push_back({r, SliceWalker(schedules[r].lane(i), sliceBytes / elem, schedules[r].order(i))});
   }
   std::map<std::pair<int, int>, std::deque<std::vector<char>>> wire;  // (src, dst) -> messages in flight
   SimStats stats;

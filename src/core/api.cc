@@ -1,5 +1,6 @@
 // The C ABI. Arguments are validated here, and every exception becomes a lockstepResult_t plus a
 // thread-local message here, in one place (guarded()).
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <new>
@@ -16,6 +17,7 @@
 #include "src/core/group.h"
 #include "src/core/logging.h"
 #include "src/core/op.h"
+#include "src/exec/backoff.h"
 #include "src/topo/interfaces.h"
 
 using namespace lockstep;
@@ -56,20 +58,64 @@ Config loadConfig() {
 }  // namespace
 
 struct lockstepComm {
-  uint64_t magic = kCommMagic;
+  std::atomic<uint64_t> magic{kCommMagic};
   std::unique_ptr<Communicator> impl;
+  std::atomic<int> inflight{0};      // API calls using impl right now
+  std::atomic<bool> closing{false};  // destroy or abort has begun: no new calls
 };
 
 struct lockstepRequest {
-  std::shared_ptr<Work> work;  // null until the group it was posted in has ended
+  std::shared_ptr<RequestSlot> slot = std::make_shared<RequestSlot>();
 };
 
 namespace {
 
-Communicator& checkComm(lockstepComm_t comm) {
-  if (comm == nullptr) throw InvalidArgument("comm is NULL");
-  if (comm->magic != kCommMagic) throw InvalidUsage("comm is not a live communicator (destroyed?)");
-  return *comm->impl;
+// Holds a communicator for one API call. Destroy and abort wait until every call in flight has
+// left before they free it, so another thread may abort a communicator blocked in a collective.
+class CommUse {
+ public:
+  explicit CommUse(lockstepComm_t comm) : comm_(comm) {
+    if (comm == nullptr) throw InvalidArgument("comm is NULL");
+    comm->inflight.fetch_add(1);
+    if (comm->magic.load() != kCommMagic || comm->closing.load()) {
+      comm->inflight.fetch_sub(1);
+      throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
+    }
+  }
+  ~CommUse() { comm_->inflight.fetch_sub(1); }
+  CommUse(const CommUse&) = delete;
+  CommUse& operator=(const CommUse&) = delete;
+  Communicator& operator*() const { return *comm_->impl; }
+  Communicator* operator->() const { return comm_->impl.get(); }
+
+ private:
+  lockstepComm_t comm_;
+};
+
+// Destroy and abort: refuse new calls, let the calls in flight leave, free.
+void closeComm(lockstepComm_t comm, bool abort) {
+  Communicator* impl;
+  {
+    CommUse use(comm);
+    impl = &*use;
+    if (Group::current().uses(impl)) {
+      throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
+                         " on a communicator with calls in an open group");
+    }
+    if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
+    // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
+    if (abort) impl->abort();
+  }
+  Backoff backoff;
+  while (comm->inflight.load() > 0) backoff.pause();
+  comm->impl.reset();
+  // The shell is kept (reachable, in a graveyard) so that a second destroy or a call on a
+  // destroyed comm is detected instead of touching freed memory.
+  comm->magic.store(kDeadMagic);
+  static std::mutex mu;
+  static std::vector<lockstepComm*> graveyard;
+  std::lock_guard<std::mutex> lock(mu);
+  graveyard.push_back(comm);
 }
 
 lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
@@ -215,7 +261,7 @@ lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
 
 // Hands back a finished request's result and frees it.
 void completeRequest(lockstepRequest_t* request) {
-  std::shared_ptr<Work> w = std::move((*request)->work);
+  std::shared_ptr<Work> w = std::move((*request)->slot->work);
   delete *request;
   *request = nullptr;
   if (w->result != lockstepSuccess) throw Error(w->result, w->error);
@@ -288,37 +334,31 @@ lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm) {
 }
 
 lockstepResult_t lockstepCommDestroy(lockstepComm_t comm) {
-  return guarded([&] {
-    Communicator& c = checkComm(comm);
-    if (Group::current().uses(&c))
-      throw InvalidUsage("lockstepCommDestroy on a communicator with calls in an open group");
-    comm->impl.reset();
-    // The 16-byte shell is kept (reachable, in a graveyard) so that a second destroy or a call on
-    // a destroyed comm is detected instead of touching freed memory.
-    comm->magic = kDeadMagic;
-    static std::mutex mu;
-    static std::vector<lockstepComm*> graveyard;
-    std::lock_guard<std::mutex> lock(mu);
-    graveyard.push_back(comm);
-  });
+  return guarded([&] { closeComm(comm, /*abort=*/false); });
 }
 
 lockstepResult_t lockstepCommAbort(lockstepComm_t comm) {
-  lockstepResult_t r = guarded([&] { checkComm(comm).abort(); });
-  return r == lockstepSuccess ? lockstepCommDestroy(comm) : r;
+  return guarded([&] { closeComm(comm, /*abort=*/true); });
+}
+
+lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError) {
+  return guarded([&] {
+    if (!asyncError) throw InvalidArgument("asyncError is NULL");
+    *asyncError = CommUse(comm)->asyncError();
+  });
 }
 
 lockstepResult_t lockstepCommCount(const lockstepComm_t comm, int* count) {
   return guarded([&] {
     if (!count) throw InvalidArgument("count is NULL");
-    *count = checkComm(comm).size();
+    *count = CommUse(comm)->size();
   });
 }
 
 lockstepResult_t lockstepCommUserRank(const lockstepComm_t comm, int* rank) {
   return guarded([&] {
     if (!rank) throw InvalidArgument("rank is NULL");
-    *rank = checkComm(comm).rank();
+    *rank = CommUse(comm)->rank();
   });
 }
 
@@ -356,26 +396,26 @@ const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError.c_
 lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* recv, size_t count,
                       lockstepDataType_t t, lockstepRedOp_t op, int root, lockstepStream_t stream,
                       lockstepRequest_t* request) {
-  return guarded([&] {
-    Communicator& c = checkComm(comm);
+  Group& group = Group::current();
+  lockstepResult_t r = guarded([&] {
     if (request) *request = nullptr;
+    CommUse use(comm);
+    Communicator& c = *use;
     OpDesc d = validate(c, kind, send, recv, count, t, op, root);
-    Group& group = Group::current();
-    if (!request) {
-      checkStream(stream);
-      if (group.active())
-        group.add(&c, d, nullptr);
-      else
-        c.run(d);
-      return;
+    if (!request) checkStream(stream);
+    auto req = request ? std::make_unique<lockstepRequest>() : nullptr;
+    if (group.active()) {
+      group.add(&c, d, req ? req->slot : nullptr);
+    } else if (req) {
+      req->slot->work = c.submit(d);
+    } else {
+      c.run(d);
     }
-    auto req = std::make_unique<lockstepRequest>();
-    if (group.active())
-      group.add(&c, d, &req->work);
-    else
-      req->work = c.submit(d);
-    *request = req.release();
+    if (request) *request = req.release();
   });
+  // A call that fails inside a group fails the whole group at GroupEnd.
+  if (r != lockstepSuccess && group.active()) group.recordFailure(r, lockstepGetLastError(nullptr));
+  return r;
 }
 
 lockstepResult_t lockstepAllReduce(const void* sendbuff, void* recvbuff, size_t count, lockstepDataType_t datatype,
@@ -478,7 +518,7 @@ lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
       *done = 1;
       return;
     }
-    Work* w = (*request)->work.get();
+    Work* w = (*request)->slot->work.get();
     if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
     if (!w->done.load(std::memory_order_acquire)) return;
     *done = 1;
@@ -493,12 +533,11 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
     if (Group::current().active()) {
       throw InvalidUsage("lockstepWait inside a group: the group's operations only start at lockstepGroupEnd");
     }
-    Work* w = (*request)->work.get();
+    Work* w = (*request)->slot->work.get();
     if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
     Deadline dl = timeoutMs < 0 ? Deadline::never() : Deadline::after(std::chrono::milliseconds(timeoutMs));
     if (!waitWork(*w, dl)) {
-      throw Error(lockstepInProgress, std::string(w->info.kind) + " #" + std::to_string(w->info.seq) +
-                                          " still running after " + std::to_string(timeoutMs) + " ms");
+      throw Error(lockstepInProgress, w->info.label() + " still running after " + std::to_string(timeoutMs) + " ms");
     }
     completeRequest(request);
   });
@@ -507,10 +546,7 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
 lockstepResult_t lockstepRequestFree(lockstepRequest_t* request) {
   return guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
-    if (*request && !(*request)->work && Group::current().active()) {
-      throw InvalidUsage("the request's group has not ended yet: free it after lockstepGroupEnd");
-    }
-    delete *request;
+    delete *request;  // the open group, if any, keeps the slot alive
     *request = nullptr;
   });
 }
@@ -525,7 +561,8 @@ lockstepResult_t lockstepGroupEnd(void) {
 
 lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lockstepComm_t* newcomm) {
   return guarded([&] {
-    Communicator& c = checkComm(comm);
+    CommUse use(comm);
+    Communicator& c = *use;
     if (!newcomm) throw InvalidArgument("newcomm is NULL");
     *newcomm = nullptr;
     if (Group::current().active()) throw InvalidUsage("lockstepCommSplit inside a group");

@@ -47,6 +47,8 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   }
   executor_ = std::make_unique<HostExecutor>(rank_, std::move(raw), std::move(names), config_.slotBytes,
                                              config_.timeout, &aborted_);
+  health_ = std::make_unique<Health>(TransportContext{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr});
+  executor_->setMonitor(health_.get());
   inline_.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
   inline_.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
 }
@@ -114,13 +116,25 @@ void Communicator::execute(Work& w) {
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
   }
+  const uint64_t seq = w.info.fp.seq;  // 0 for send/recv: not tracked by the group
   try {
+    health_->check();
+    if (seq) health_->entered(w.info.fp);
     executor_->run(w.schedule, w.buffers, w.info);
+    if (seq) health_->completed(seq);
     finish(w, lockstepSuccess, "");
   } catch (const Error& e) {
     // The links may be mid-message: refuse later work rather than risk wrong data.
     brokenCode_ = e.code();
     brokenBy_ = e.what();
+    // Tell the group, so every rank fails now with this culprit. A timeout is every rank's own
+    // view (each names who it waited for); an abort reaches peers as this rank's goodbye.
+    if (e.code() != lockstepTimeout && e.code() != lockstepAborted) {
+      int culprit = -1;
+      if (auto* r = dynamic_cast<const RemoteError*>(&e)) culprit = r->rank;
+      if (auto* m = dynamic_cast<const Mismatch*>(&e)) culprit = m->rank;
+      health_->fail(e.code(), culprit, e.what());
+    }
     finish(w, e.code(), e.what());
   } catch (const std::exception& e) {
     brokenCode_ = lockstepInternalError;
@@ -145,11 +159,16 @@ void Communicator::progressLoop() {
   }
 }
 
+void Communicator::assignSeq(Work& w) {
+  // Only collectives count: ranks that take no part in a send/recv must agree on the numbers.
+  if (!isPointToPoint(static_cast<OpKind>(w.info.fp.kind))) w.info.fp.seq = ++seq_;
+}
+
 void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& w : works) {
-      w->info.seq = ++seq_;
+      assignSeq(*w);
       queue_.push_back(w);
     }
     if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });
@@ -161,7 +180,7 @@ void Communicator::runNow(Work& w) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!busy_ && queue_.empty()) {
     busy_ = true;
-    w.info.seq = ++seq_;
+    assignSeq(w);
     lock.unlock();
     execute(w);
     lock.lock();
@@ -191,22 +210,36 @@ std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
   return w;
 }
 
-std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDesc> ops) {
+std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf) {
   std::vector<std::shared_ptr<Work>> works;
-  std::vector<OpDesc> p2p;
-  for (const OpDesc& op : ops) {
-    if (isPointToPoint(op.kind)) {
-      p2p.push_back(op);
+  workOf->assign(ops.size(), 0);
+  for (size_t i = 0; i < ops.size();) {
+    works.push_back(std::make_shared<Work>());
+    if (!isPointToPoint(ops[i].kind)) {
+      planOp(ops[i], rank_, nranks_, works.back().get());
+      (*workOf)[i++] = works.size() - 1;
       continue;
     }
-    works.push_back(std::make_shared<Work>());
-    planOp(op, rank_, nranks_, works.back().get());
-  }
-  if (!p2p.empty()) {
-    works.push_back(std::make_shared<Work>());
-    planPointToPoint(p2p, rank_, nranks_, works.back().get());
+    // A run of consecutive sends/receives becomes one Work; its order relative to the
+    // collectives around it is kept, so a peer that posts the same calls without a group
+    // still matches them.
+    size_t end = i;
+    while (end < ops.size() && isPointToPoint(ops[end].kind)) (*workOf)[end++] = works.size() - 1;
+    planPointToPoint(ops.subspan(i, end - i), rank_, nranks_, works.back().get());
+    i = end;
   }
   return works;
+}
+
+void Communicator::abort() {
+  aborted_.store(true);
+  health_->markAborted();
+}
+
+lockstepResult_t Communicator::asyncError() const {
+  if (aborted_.load()) return lockstepAborted;
+  lockstepResult_t group = health_->failure();
+  return group != lockstepSuccess ? group : brokenCode_.load();
 }
 
 // ---- split ----

@@ -20,6 +20,7 @@
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
 #include "src/core/config.h"
+#include "src/core/health.h"
 #include "src/core/work.h"
 #include "src/exec/host_executor.h"
 #include "src/topo/peer_info.h"
@@ -46,9 +47,10 @@ class Communicator {
   void run(const OpDesc& op);
   // Queues one op and returns at once; the returned Work reports completion.
   std::shared_ptr<Work> submit(const OpDesc& op);
-  // A group's ops on this communicator, as Works in execution order: the collectives as posted,
-  // then all sends and receives fused into one Work. Queued with enqueue(), or run by runNow().
-  std::vector<std::shared_ptr<Work>> planGroup(std::span<const OpDesc> ops);
+  // A group's ops on this communicator, as Works in posted order: each collective one Work, each
+  // run of consecutive sends/receives fused into one. workOf[i] indexes the Work of ops[i].
+  // Queued with enqueue(), or run by runNow().
+  std::vector<std::shared_ptr<Work>> planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf);
   void enqueue(std::span<const std::shared_ptr<Work>> works);
   // Runs a planned Work: inline if the communicator is idle, else after the queued work.
   void runNow(Work& work);
@@ -57,12 +59,16 @@ class Communicator {
   // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr.
   std::unique_ptr<Communicator> split(int color, int key);
 
-  // Makes running and queued work fail with lockstepAborted within milliseconds.
-  void abort() { aborted_.store(true); }
+  // Makes running and queued work fail with lockstepAborted within milliseconds; peers learn
+  // that this rank aborted.
+  void abort();
+  // lockstepSuccess, or the first failure of this communicator or of its group.
+  lockstepResult_t asyncError() const;
 
  private:
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
   void execute(Work& w);
+  void assignSeq(Work& w);  // call with mu_ held
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();
 
@@ -75,6 +81,7 @@ class Communicator {
   std::vector<std::unique_ptr<Link>> links_;  // by rank; links_[rank_] is a loopback for self send/recv
   std::shared_ptr<void> selfFifo_;
   std::vector<const char*> transportNames_;
+  std::unique_ptr<Health> health_;
   std::unique_ptr<HostExecutor> executor_;
   std::atomic<bool> aborted_{false};
 
@@ -88,7 +95,7 @@ class Communicator {
   uint32_t splits_ = 0;
   Work inline_;  // reused by blocking calls: no allocation per call
   // After a transport failure the links may be mid-message: later ops fail with the first error.
-  lockstepResult_t brokenCode_ = lockstepSuccess;
+  std::atomic<lockstepResult_t> brokenCode_{lockstepSuccess};
   std::string brokenBy_;
 };
 

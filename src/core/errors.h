@@ -33,8 +33,10 @@ struct Aborted : Error {
 struct Timeout : Error {
   explicit Timeout(const std::string& w) : Error(lockstepTimeout, w) {}
 };
+// Ranks disagree; `rank` is the other rank involved, when one is known.
 struct Mismatch : Error {
-  explicit Mismatch(const std::string& w) : Error(lockstepMismatch, w) {}
+  explicit Mismatch(const std::string& w, int rank = -1) : Error(lockstepMismatch, w), rank(rank) {}
+  int rank;
 };
 
 // A peer died, closed its connection, or sent bytes that break the protocol.

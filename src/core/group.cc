@@ -12,8 +12,14 @@ Group& Group::current() {
   return group;
 }
 
-void Group::add(Communicator* comm, const OpDesc& op, std::shared_ptr<Work>* request) {
-  calls_.push_back(Call{comm, op, request});
+void Group::add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request) {
+  calls_.push_back(Call{comm, op, std::move(request)});
+}
+
+void Group::recordFailure(lockstepResult_t code, const std::string& message) {
+  if (failure_ != lockstepSuccess) return;
+  failure_ = code;
+  failureText_ = message;
 }
 
 bool Group::uses(const Communicator* comm) const {
@@ -25,6 +31,22 @@ void Group::end() {
   if (--depth_ > 0) return;
   std::vector<Call> calls;
   calls.swap(calls_);
+  if (failure_ != lockstepSuccess) {
+    // Launch nothing: the ranks would no longer post matching calls.
+    auto code = failure_;
+    std::string text = "group discarded, nothing was launched: a call in it failed: " + failureText_;
+    failure_ = lockstepSuccess;
+    failureText_.clear();
+    for (const Call& c : calls) {
+      if (!c.request) continue;
+      auto w = std::make_shared<Work>();
+      w->result = code;
+      w->error = text;
+      w->done.store(true);
+      c.request->work = w;
+    }
+    throw Error(code, text);
+  }
   launch(std::move(calls));
 }
 
@@ -49,17 +71,15 @@ void Group::launch(std::vector<Call> calls) {
       ops.push_back(c.op);
       mine.push_back(&c);
     }
-    Planned p{comm, comm->planGroup(ops), {}};
+    std::vector<size_t> workOf;
+    Planned p{comm, comm->planGroup(ops, &workOf), {}};
     p.blocking.assign(p.works.size(), false);
-    // planGroup returns the collectives in order, then one fused Work for every send/recv.
-    size_t collective = 0;
-    for (const Call* c : mine) {
-      size_t index = isPointToPoint(c->op.kind) ? p.works.size() - 1 : collective++;
-      if (c->request) {
-        *c->request = p.works[index];
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (mine[i]->request) {
+        mine[i]->request->work = p.works[workOf[i]];
         anyRequest = true;
       } else {
-        p.blocking[index] = true;
+        p.blocking[workOf[i]] = true;
       }
     }
     plans.push_back(std::move(p));

@@ -6,14 +6,22 @@
 #pragma once
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "lockstep/lockstep.h"
 #include "src/core/op.h"
 
 namespace lockstep {
 
 class Communicator;
 struct Work;
+
+// Where a non-blocking call's Work lands; shared by the request handle and an open group, so
+// either may go first.
+struct RequestSlot {
+  std::shared_ptr<Work> work;  // null until the group the call was posted in has ended
+};
 
 class Group {
  public:
@@ -22,8 +30,11 @@ class Group {
 
   bool active() const { return depth_ > 0; }
   void start() { ++depth_; }
-  // Records a call. For a non-blocking call, *request receives its Work at GroupEnd.
-  void add(Communicator* comm, const OpDesc& op, std::shared_ptr<Work>* request);
+  // Records a call. For a non-blocking call, request->work is set at GroupEnd.
+  void add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request);
+  // A call inside the group failed (bad argument...): the outermost GroupEnd then launches
+  // nothing, returns this error, and the group's requests complete with it (as in NCCL).
+  void recordFailure(lockstepResult_t code, const std::string& message);
   // Closes one level; the outermost launches everything. Throws the first failure among the
   // blocking calls (non-blocking ones report through their requests).
   void end();
@@ -34,11 +45,13 @@ class Group {
   struct Call {
     Communicator* comm;
     OpDesc op;
-    std::shared_ptr<Work>* request;  // null for a blocking call
+    std::shared_ptr<RequestSlot> request;  // null for a blocking call
   };
   void launch(std::vector<Call> calls);
   int depth_ = 0;
   std::vector<Call> calls_;
+  lockstepResult_t failure_ = lockstepSuccess;
+  std::string failureText_;
 };
 
 }  // namespace lockstep

@@ -43,7 +43,15 @@ bool waitWork(const Work& w, Deadline deadline) {
 }
 
 void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
-  w->info = OpInfo{opKindName(op.kind), 0, op.dtype, op.op, op.count};
+  Fingerprint fp;
+  fp.count = op.count;
+  fp.root = op.kind == OpKind::kBroadcast || op.kind == OpKind::kReduce ? op.root : -1;
+  fp.kind = static_cast<uint8_t>(op.kind);
+  fp.dtype = static_cast<uint8_t>(op.dtype);
+  fp.op = op.kind == OpKind::kAllReduce || op.kind == OpKind::kReduceScatter || op.kind == OpKind::kReduce
+              ? static_cast<uint8_t>(op.op)
+              : 0;
+  w->info = OpInfo{opKindName(op.kind), fp, op.dtype, op.op, op.count};
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
   Schedule* s = &w->schedule;
   switch (op.kind) {
@@ -71,7 +79,9 @@ void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
       break;
     case OpKind::kBarrier:
       // A one-byte all-reduce: nobody gets the result before every rank has contributed.
-      w->info = OpInfo{"barrier", 0, lockstepUint8, lockstepMax, 1};
+      w->info.dtype = lockstepUint8;
+      w->info.op = lockstepMax;
+      w->info.fp.count = 1;
       w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
       ringAllReduce(rank, nranks, 1, s);
       break;
@@ -89,7 +99,12 @@ void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w
     w->buffers.push_back(op.kind == OpKind::kSend ? const_cast<char*>(static_cast<const char*>(op.send))
                                                   : static_cast<char*>(op.recv));
   }
-  w->info = OpInfo{ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", 0, lockstepUint8, lockstepSum, bytes};
+  // Every send/recv message carries the same fingerprint: the two ends post different calls by
+  // design, and these ops take no collective sequence number.
+  Fingerprint fp;
+  fp.kind = static_cast<uint8_t>(OpKind::kSend);
+  w->info =
+      OpInfo{ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", fp, lockstepUint8, lockstepSum, bytes};
   directP2P(rank, nranks, p2p, &w->schedule);
 }
 

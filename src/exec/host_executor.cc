@@ -3,6 +3,7 @@
 #include "kernels/cpu_reduce.h"
 #include "kernels/dtype.h"
 #include "src/core/errors.h"
+#include "src/core/op.h"
 #include "src/exec/apply.h"
 #include "src/exec/backoff.h"
 
@@ -10,6 +11,8 @@ namespace lockstep {
 
 struct HostExecutor::Ctx {
   const OpInfo& op;
+  MessageTag tag;     // op.fp as it travels
+  bool pointToPoint;  // a send/recv Work: tags carry each message's size
   const char* const* buffers;
   SliceKernels kernels;
   Deadline deadline;
@@ -29,10 +32,16 @@ HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::
 void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op) {
   const size_t elem = dataTypeSize(op.dtype);
   SliceKernels kernels{reduceKernels(op.dtype, op.op), elem, nranks_};
-  Ctx ctx{op, buffers.data(), kernels, Deadline::after(timeout_), Clock::now()};
+  Ctx ctx{op,
+          op.fp.tag(),
+          isPointToPoint(static_cast<OpKind>(op.fp.kind)),
+          buffers.data(),
+          kernels,
+          Deadline::after(timeout_),
+          Clock::now()};
   lanes_.clear();
   for (size_t i = 0; i < schedule.lanes(); ++i)
-    lanes_.emplace_back().walker = SliceWalker(schedule.lane(i), slotBytes_ / elem);
+    lanes_.emplace_back().walker = SliceWalker(schedule.lane(i), slotBytes_ / elem, schedule.order(i));
 
   Backoff backoff;
   for (;;) {
@@ -62,12 +71,7 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
     if (primRecvs(step.prim) && !lane.in.data) {
       lane.in = links_[step.recvPeer]->tryRecv();
       if (!lane.in.data) return moved;
-      if (lane.in.bytes != bytes) {
-        throw RemoteError(step.recvPeer, std::string(ctx.op.kind) + " #" + std::to_string(ctx.op.seq) + ": " +
-                                             names_[step.recvPeer] + " sent " + std::to_string(lane.in.bytes) +
-                                             " bytes where rank " + std::to_string(rank_) + " expects " +
-                                             std::to_string(bytes) + " (do the ranks call the same operation?)");
-      }
+      checkMessage(lane.in, step, bytes, ctx);
     }
     if (primSends(step.prim) && !lane.slot) {
       lane.slot = links_[step.sendPeer]->trySendSlot();
@@ -75,7 +79,7 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
     }
     applyPrim(step, lane.walker.first(), n, ctx.buffers, lane.in.data, lane.slot, ctx.kernels);
     if (lane.in.data) links_[step.recvPeer]->releaseRecv();
-    if (lane.slot) links_[step.sendPeer]->postSend(bytes);
+    if (lane.slot) links_[step.sendPeer]->postSend(bytes, tagFor(step, ctx));
     lane.in = Message{};
     lane.slot = nullptr;
     lane.walker.advance();
@@ -84,10 +88,43 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
   return moved;
 }
 
+MessageTag HostExecutor::tagFor(const Step& step, const Ctx& ctx) const {
+  if (!ctx.pointToPoint) return ctx.tag;
+  // Send/recv: each message carries its total size, so a send and a receive of different sizes
+  // fail at their first slice instead of spilling into the next message.
+  Fingerprint fp = ctx.op.fp;
+  fp.count = step.count * ctx.kernels.elem;
+  return fp.tag();
+}
+
+void HostExecutor::checkMessage(const Message& in, const Step& step, size_t bytes, const Ctx& ctx) const {
+  const MessageTag want = tagFor(step, ctx);
+  if (in.tag == want && in.bytes == bytes) return;
+  const int peer = step.recvPeer;
+  Fingerprint theirs, mine;
+  if (!Fingerprint::fromTag(in.tag, &theirs) || !Fingerprint::fromTag(want, &mine)) {
+    throw RemoteError(peer, ctx.op.label() + ": " + names_[peer] + " sent a message with a malformed header");
+  }
+  if (ctx.pointToPoint && theirs.kind == mine.kind && theirs.count != mine.count) {
+    throw Mismatch("send/recv: " + names_[peer] + " sent a " + std::to_string(theirs.count) +
+                       "-byte message where rank " + std::to_string(rank_) + " posted a " + std::to_string(mine.count) +
+                       "-byte receive (count x datatype size must match on both ends)",
+                   peer);
+  }
+  if (const char* field = mine.firstDifference(theirs)) {
+    throw Mismatch("collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
+                       names_[peer] + " called " + theirs.describe() + "; first difference: " + field,
+                   peer);
+  }
+  throw RemoteError(peer, ctx.op.label() + ": " + names_[peer] + " sent " + std::to_string(in.bytes) +
+                              " bytes where the schedule expects " + std::to_string(bytes));
+}
+
 void HostExecutor::slowChecks(Ctx& ctx) {
   if (aborted_ && aborted_->load()) {
-    throw Aborted(std::string(ctx.op.kind) + " #" + std::to_string(ctx.op.seq) + ": communicator aborted");
+    throw Aborted(ctx.op.label() + ": communicator aborted");
   }
+  if (monitor_) monitor_->check();
   auto now = Clock::now();
   const bool expired = now >= ctx.deadline.at(), checkPeers = now >= ctx.nextPeerCheck;
   if (!expired && !checkPeers) return;
@@ -101,7 +138,7 @@ void HostExecutor::slowChecks(Ctx& ctx) {
     if (links_[peer]->peerGone()) {
       // It may have posted what we wait for just before it exited: look once more.
       if (advance(lane, ctx)) continue;
-      throw RemoteError(peer, std::string(ctx.op.kind) + " #" + std::to_string(ctx.op.seq) + ": " + names_[peer] +
+      throw RemoteError(peer, ctx.op.label() + ": " + names_[peer] +
                                   " is gone (process exited or connection closed) while rank " + std::to_string(rank_) +
                                   " waited for " + (waitsForData ? "its data" : "it to free a slot"));
     }
@@ -114,17 +151,31 @@ void HostExecutor::flush(Ctx& ctx) {
   Backoff backoff;
   for (;;) {
     bool done = true;
-    for (Link* l : links_) done = l->progress() && done;
+    int stuck = -1;
+    for (int r = 0; r < nranks_; ++r) {
+      if (!links_[r]->progress()) {
+        done = false;
+        stuck = r;
+      }
+    }
     if (done) return;
     backoff.pause();
-    if (backoff.sleeping() && ctx.deadline.expired()) timeout(ctx, "peers to accept the last sends");
+    if (!backoff.sleeping()) continue;
+    if (aborted_ && aborted_->load()) throw Aborted(ctx.op.label() + ": communicator aborted");
+    if (monitor_) monitor_->check();
+    if (links_[stuck]->peerGone()) {
+      throw RemoteError(stuck,
+                        ctx.op.label() + ": " + names_[stuck] + " is gone before it took this rank's last sends");
+    }
+    if (ctx.deadline.expired()) timeout(ctx, names_[stuck] + " to accept the last sends");
   }
 }
 
 [[noreturn]] void HostExecutor::timeout(const Ctx& ctx, const std::string& waitingFor) {
-  throw Timeout(std::string(ctx.op.kind) + " #" + std::to_string(ctx.op.seq) + " (" + std::to_string(ctx.op.count) +
-                " x " + dataTypeName(ctx.op.dtype) + ") timed out after " + std::to_string(timeout_.count()) +
-                " ms on rank " + std::to_string(rank_) + ", waiting for " + waitingFor);
+  std::string late = monitor_ && ctx.op.fp.seq ? monitor_->laggards(ctx.op.fp.seq) : "";
+  throw Timeout(ctx.op.label() + " (" + std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype) +
+                ") timed out after " + std::to_string(timeout_.count()) + " ms on rank " + std::to_string(rank_) +
+                ", waiting for " + waitingFor + (late.empty() ? "" : "; " + late));
 }
 
 }  // namespace lockstep

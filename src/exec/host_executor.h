@@ -19,17 +19,30 @@
 #include "src/algo/schedule.h"
 #include "src/algo/slicing.h"
 #include "src/core/clock.h"
+#include "src/exec/fingerprint.h"
 #include "transport/transport.h"
 
 namespace lockstep {
 
-// Describes the op for kernels and for error messages.
+// Describes the op for kernels, for the peers (fp travels with every message) and for errors.
 struct OpInfo {
   const char* kind;  // "allreduce"
-  uint64_t seq;      // the communicator's op sequence number
+  Fingerprint fp;    // fp.seq: the communicator's collective sequence number, set at submission
   lockstepDataType_t dtype;
   lockstepRedOp_t op;
-  size_t count;
+  size_t count;  // elements (bytes for a send/recv group), for messages
+
+  std::string label() const { return std::string(kind) + (fp.seq ? " #" + std::to_string(fp.seq) : ""); }
+};
+
+// What the executor asks of the rest of the group while it waits (src/core/health.h).
+class OpMonitor {
+ public:
+  virtual ~OpMonitor() = default;
+  // Throws if the group is known to have failed (a peer died, left or disagrees).
+  virtual void check() = 0;
+  // For a timeout message: which ranks have not arrived at op `seq` or stopped answering.
+  virtual std::string laggards(uint64_t seq) = 0;
 };
 
 class HostExecutor {
@@ -38,6 +51,8 @@ class HostExecutor {
   // `aborted`, when set, makes a running op fail with Aborted within a few milliseconds.
   HostExecutor(int rank, std::vector<Link*> links, std::vector<std::string> names, size_t slotBytes,
                std::chrono::milliseconds timeout, const std::atomic<bool>* aborted);
+  // Consulted on every slow wait; may be null.
+  void setMonitor(OpMonitor* monitor) { monitor_ = monitor; }
 
   // Returns when every lane is done and every byte this rank sent has left the process.
   // buffers[i] is the base address of the schedule's buffer index i.
@@ -53,6 +68,10 @@ class HostExecutor {
   // Runs the lane until it would have to wait; true if it ran at least one slice.
   bool advance(Lane& lane, Ctx& ctx);
   void slowChecks(Ctx& ctx);
+  // Throws Mismatch (naming the peer and the first differing field) unless the message is the
+  // size this step expects and carries this op's fingerprint.
+  void checkMessage(const Message& in, const Step& step, size_t bytes, const Ctx& ctx) const;
+  MessageTag tagFor(const Step& step, const Ctx& ctx) const;
   void flush(Ctx& ctx);
   [[noreturn]] void timeout(const Ctx& ctx, const std::string& waitingFor);
 
@@ -63,6 +82,7 @@ class HostExecutor {
   size_t slotBytes_;
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>* aborted_;
+  OpMonitor* monitor_ = nullptr;
   std::vector<Lane> lanes_;  // reused across runs: no allocation per call
 };
 

@@ -26,15 +26,16 @@ TEST(Fifo, SenderNeverOverrunsTheReceiver) {
   FifoSender tx(m.header, 4, 4096);
   FifoReceiver rx(m.header, 4, 4096);
   size_t bytes;
-  EXPECT_EQ(rx.tryRecv(&bytes), nullptr);
+  MessageTag tag;
+  EXPECT_EQ(rx.tryRecv(&bytes, &tag), nullptr);
   for (int i = 0; i < 4; ++i) {
     void* s = tx.trySlot();
     ASSERT_NE(s, nullptr);
     std::memset(s, i, 10);
-    tx.post(10 + i);
+    tx.post(10 + i, MessageTag{});
   }
   EXPECT_EQ(tx.trySlot(), nullptr) << "all credits are taken";
-  const void* p = rx.tryRecv(&bytes);
+  const void* p = rx.tryRecv(&bytes, &tag);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(bytes, 10u);
   EXPECT_EQ(static_cast<const char*>(p)[0], 0);
@@ -42,13 +43,13 @@ TEST(Fifo, SenderNeverOverrunsTheReceiver) {
   rx.release();
   EXPECT_NE(tx.trySlot(), nullptr);
   for (int i = 1; i < 4; ++i) {
-    p = rx.tryRecv(&bytes);
+    p = rx.tryRecv(&bytes, &tag);
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(bytes, 10u + i);
     EXPECT_EQ(static_cast<const char*>(p)[0], i);
     rx.release();
   }
-  EXPECT_EQ(rx.tryRecv(&bytes), nullptr);
+  EXPECT_EQ(rx.tryRecv(&bytes, &tag), nullptr);
 }
 
 TEST(Fifo, StreamsBetweenThreadsInOrder) {
@@ -60,14 +61,15 @@ TEST(Fifo, StreamsBetweenThreadsInOrder) {
       void* s;
       while (!(s = tx.trySlot())) std::this_thread::yield();
       std::memcpy(s, &i, sizeof(i));
-      tx.post(sizeof(i));
+      tx.post(sizeof(i), MessageTag{});
     }
   });
   FifoReceiver rx(m.header, 3, 4096);
   for (uint64_t i = 0; i < kMessages; ++i) {
     size_t bytes;
+    MessageTag tag;
     const void* p;
-    while (!(p = rx.tryRecv(&bytes))) std::this_thread::yield();
+    while (!(p = rx.tryRecv(&bytes, &tag))) std::this_thread::yield();
     uint64_t v;
     std::memcpy(&v, p, sizeof(v));
     ASSERT_EQ(v, i);
@@ -81,7 +83,7 @@ TEST(FifoLink, RejectsAnOversizedMessage) {
   FifoLink link(a.header, b.header, 2, 4096, nullptr, Fd(), "rank 1 (test)", 1);
   FifoSender peer(b.header, 2, 4096);
   peer.trySlot();
-  peer.post(1 << 20);  // a peer lying about the size
+  peer.post(1 << 20, MessageTag{});  // a peer lying about the size
   EXPECT_THROW(link.tryRecv(), RemoteError);
 }
 
@@ -98,6 +100,7 @@ class SocketLinkTest : public ::testing::Test {
     uint32_t magic;
     uint32_t seq;
     uint64_t bytes;
+    MessageTag tag;
   };
   std::unique_ptr<SocketLink> a_;
   Fd raw_;
@@ -111,10 +114,13 @@ TEST_F(SocketLinkTest, CarriesMessagesBothWays) {
     void* s;
     while (!(s = x.trySendSlot())) x.progress(), y.progress();
     std::memset(s, i, 4096);
-    x.postSend(i == 50 ? 0 : 4096);
+    MessageTag tag;
+    tag.words[0] = i;
+    x.postSend(i == 50 ? 0 : 4096, tag);
     Message m;
     while (!(m = y.tryRecv()).data) x.progress();
     ASSERT_EQ(m.bytes, i == 50 ? 0u : 4096u);
+    ASSERT_EQ(m.tag.words[0], uint64_t(i)) << "the tag travels with its message";
     if (m.bytes) ASSERT_EQ(static_cast<const unsigned char*>(m.data)[4095], i);
     y.releaseRecv();
   }
@@ -129,19 +135,19 @@ TEST_F(SocketLinkTest, RejectsGarbage) {
 }
 
 TEST_F(SocketLinkTest, RejectsAnOversizedLengthWithoutAllocating) {
-  Frame f{0x4644534cu, 0, 1ull << 40};
+  Frame f{0x4644534cu, 0, 1ull << 40, {}};
   writeRaw(&f, sizeof(f));
   EXPECT_THROW(a_->tryRecv(), RemoteError);
 }
 
 TEST_F(SocketLinkTest, RejectsFramesOutOfSequence) {
-  Frame f{0x4644534cu, 7, 0};
+  Frame f{0x4644534cu, 7, 0, {}};
   writeRaw(&f, sizeof(f));
   EXPECT_THROW(a_->tryRecv(), RemoteError);
 }
 
 TEST_F(SocketLinkTest, TruncatedFrameThenCloseIsAPeerFailure) {
-  Frame f{0x4644534cu, 0, 100};
+  Frame f{0x4644534cu, 0, 100, {}};
   writeRaw(&f, sizeof(f));
   writeRaw("abc", 3);
   EXPECT_EQ(a_->tryRecv().data, nullptr) << "incomplete: keep waiting";

@@ -29,8 +29,9 @@ void* SocketLink::trySendSlot() {
   return sendBuf_.data() + (sendPosted_ % slots_) * slotBytes_;
 }
 
-void SocketLink::postSend(size_t bytes) {
+void SocketLink::postSend(size_t bytes, const MessageTag& tag) {
   sendSizes_[sendPosted_ % slots_] = bytes;
+  sendTags_[sendPosted_ % slots_] = tag;
   ++sendPosted_;
   progressSend();  // eager: small messages leave at once
 }
@@ -42,7 +43,7 @@ Message SocketLink::tryRecv() {
     return Message{};
   }
   uint64_t slot = recvReleased_ % slots_;
-  return Message{recvBuf_.data() + slot * slotBytes_, recvSizes_[slot]};
+  return Message{recvBuf_.data() + slot * slotBytes_, recvSizes_[slot], recvTags_[slot]};
 }
 
 bool SocketLink::progress() {
@@ -54,7 +55,8 @@ bool SocketLink::progress() {
 void SocketLink::progressSend() {
   while (sendDone_ < sendPosted_) {
     uint64_t slot = sendDone_ % slots_;
-    if (sendOffset_ == 0) sendFrame_ = Frame{kFrameMagic, static_cast<uint32_t>(sendDone_), sendSizes_[slot]};
+    if (sendOffset_ == 0)
+      sendFrame_ = Frame{kFrameMagic, static_cast<uint32_t>(sendDone_), sendSizes_[slot], sendTags_[slot]};
     const size_t total = sizeof(Frame) + sendFrame_.bytes;
     iovec iov[2];
     int n = 0;
@@ -118,6 +120,7 @@ void SocketLink::progressRecv() {
     }
     if (recvOffset_ >= sizeof(Frame) && recvOffset_ == sizeof(Frame) + recvFrame_.bytes) {
       recvSizes_[slot] = recvFrame_.bytes;
+      recvTags_[slot] = recvFrame_.tag;
       ++recvComplete_;
       recvOffset_ = 0;
     }

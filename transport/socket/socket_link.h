@@ -16,7 +16,7 @@ class SocketLink : public Link {
   SocketLink(Fd fd, int peerRank, std::string peerName, int slots, size_t slotBytes);
 
   void* trySendSlot() override;
-  void postSend(size_t bytes) override;
+  void postSend(size_t bytes, const MessageTag& tag) override;
   Message tryRecv() override;
   void releaseRecv() override { ++recvReleased_; }
   bool progress() override;
@@ -27,6 +27,7 @@ class SocketLink : public Link {
     uint32_t magic;
     uint32_t seq;
     uint64_t bytes;
+    MessageTag tag;
   };
   void progressSend();
   void progressRecv();
@@ -40,11 +41,13 @@ class SocketLink : public Link {
 
   uint64_t sendPosted_ = 0, sendDone_ = 0;  // frames posted / fully handed to the kernel
   size_t sendSizes_[kMaxSlots] = {};
+  MessageTag sendTags_[kMaxSlots];
   Frame sendFrame_{};
   size_t sendOffset_ = 0;  // bytes of the current frame (header + payload) written
 
   uint64_t recvComplete_ = 0, recvReleased_ = 0;
   size_t recvSizes_[kMaxSlots] = {};
+  MessageTag recvTags_[kMaxSlots];
   Frame recvFrame_{};
   size_t recvOffset_ = 0;  // bytes of the current frame read
   bool closed_ = false;

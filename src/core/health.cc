@@ -1,0 +1,343 @@
+#include "src/core/health.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "src/core/errors.h"
+#include "src/core/logging.h"
+#include "transport/socket/mesh.h"
+
+namespace lockstep {
+
+// One message on a control connection. Fixed size, so a reader never trusts a peer's length;
+// every field is checked before use.
+struct ControlMsg {
+  uint32_t magic;
+  uint32_t type;  // kStatus, kFailure, kGoodbye
+  uint64_t entered, completed;
+  MessageTag fp;  // the fingerprint of the op last entered
+  int32_t code;   // kFailure: lockstepResult_t
+  int32_t culprit;
+  uint32_t aborted;  // kGoodbye: the rank aborted rather than left
+  uint32_t reserved;
+  char text[384];  // kFailure: the message, NUL-terminated
+};
+
+namespace {
+
+constexpr uint32_t kControlMagic = 0x54434c53u;  // "SLCT"
+constexpr uint32_t kStatus = 1, kFailure = 2, kGoodbye = 3;
+constexpr size_t kMaxOutbox = 64 * 1024;  // a peer that reads nothing for this long loses status news
+
+// The heartbeat: often enough to notice a stopped rank within a couple of seconds, rare enough
+// to cost nothing (a few hundred bytes per peer per beat).
+constexpr auto kInterval = std::chrono::milliseconds(200);
+
+}  // namespace
+
+Health::Health(const TransportContext& ctx) : rank_(ctx.rank), interval_(kInterval) {
+  const int nranks = static_cast<int>(ctx.peers.size());
+  std::vector<int> others;
+  for (int r = 0; r < nranks; ++r) {
+    if (r != rank_) others.push_back(r);
+  }
+  // Collective even for one rank, so every rank makes the same bootstrap calls.
+  std::map<int, Fd> fds = connectMesh(ctx, others, Purpose::kControl, "control connections");
+  if (others.empty()) return;
+  for (int r : others) {
+    Peer p;
+    p.rank = r;
+    p.fd = std::move(fds[r]);
+    p.name = ctx.peers[r].describe();
+    p.lastHeard = Clock::now();
+    peers_.push_back(std::move(p));
+  }
+  wakeFd_ = Fd(static_cast<int>(checkSys(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd")));
+  thread_ = std::thread([this] { watch(); });
+}
+
+Health::~Health() {
+  stop_.store(true);
+  wake();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Health::wake() {
+  if (!wakeFd_.valid()) return;
+  uint64_t one = 1;
+  (void)!::write(wakeFd_.get(), &one, sizeof(one));
+}
+
+// ---- executor side ----
+
+void Health::entered(const Fingerprint& fp) {
+  MessageTag t = fp.tag();
+  uint64_t v = fpVersion_.load(std::memory_order_relaxed);
+  fpVersion_.store(v + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  for (int i = 0; i < 3; ++i) fpWords_[i].store(t.words[i], std::memory_order_relaxed);
+  entered_.store(fp.seq, std::memory_order_relaxed);
+  fpVersion_.store(v + 2, std::memory_order_release);
+}
+
+void Health::completed(uint64_t seq) { completed_.store(seq, std::memory_order_release); }
+
+Fingerprint Health::myFingerprint() const {
+  MessageTag t;
+  for (;;) {
+    uint64_t v1 = fpVersion_.load(std::memory_order_acquire);
+    for (int i = 0; i < 3; ++i) t.words[i] = fpWords_[i].load(std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (!(v1 & 1) && fpVersion_.load(std::memory_order_relaxed) == v1) break;
+  }
+  Fingerprint fp;
+  if (!Fingerprint::fromTag(t, &fp)) fp = Fingerprint{};
+  return fp;
+}
+
+void Health::check() {
+  if (failed_.load(std::memory_order_relaxed) == lockstepSuccess) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto code = static_cast<lockstepResult_t>(failed_.load());
+  if (code == lockstepRemoteError) throw RemoteError(failureCulprit_, failureText_);
+  if (code == lockstepMismatch) throw Mismatch(failureText_, failureCulprit_);
+  throw Error(code, failureText_);
+}
+
+void Health::fail(lockstepResult_t code, int culprit, const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (failed_.load() != lockstepSuccess) return;  // the first failure wins
+    failureText_ = message;
+    failureCulprit_ = culprit;
+    failed_.store(code);
+  }
+  LS_WARN(rank_, "communicator failed: " << message);
+  wake();  // the watchdog tells every peer
+}
+
+std::string Health::laggards(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string notArrived, silent, gone;
+  auto now = Clock::now();
+  for (const Peer& p : peers_) {
+    std::string last = " (last completed op #" + std::to_string(p.completed) + ")";
+    if (p.state == PeerState::kLost) {
+      gone += (gone.empty() ? "" : ", ") + p.name + " is gone" + last;
+    } else if (p.state == PeerState::kLeft) {
+      gone += (gone.empty() ? "" : ", ") + p.name + " left the communicator" + last;
+    } else if (p.entered < seq) {
+      notArrived += (notArrived.empty() ? "" : ", ") + p.name + last;
+    } else if (now - p.lastHeard > kUnresponsive) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.lastHeard).count();
+      silent += (silent.empty() ? "" : ", ") + p.name + " silent for " + std::to_string(ms) + " ms" + last;
+    }
+  }
+  std::string out;
+  if (!notArrived.empty()) out += "not arrived at op #" + std::to_string(seq) + ": " + notArrived;
+  if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent;
+  if (!gone.empty()) out += std::string(out.empty() ? "" : "; ") + gone;
+  return out;
+}
+
+// ---- the watchdog ----
+
+void Health::watch() {
+  Clock::time_point nextBeat = Clock::now();
+  while (!stop_.load()) {
+    std::vector<pollfd> fds{{wakeFd_.get(), POLLIN, 0}};
+    for (const Peer& p : peers_) {
+      short ev = p.state == PeerState::kAlive ? POLLIN : 0;
+      if (p.fd.valid() && !p.outbox.empty()) ev |= POLLOUT;
+      fds.push_back({p.fd.valid() ? p.fd.get() : -1, ev, 0});
+    }
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(nextBeat - Clock::now()).count();
+    ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait)));
+    if (fds[0].revents & POLLIN) {
+      uint64_t n;
+      (void)!::read(wakeFd_.get(), &n, sizeof(n));
+    }
+    for (size_t i = 0; i < peers_.size(); ++i) {
+      if (fds[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) readFrom(peers_[i]);
+      if (fds[i + 1].revents & POLLOUT) flush(peers_[i]);
+    }
+    evaluate();
+    if (failed_.load() != lockstepSuccess && !failureSent_.exchange(true)) {
+      ControlMsg m{};
+      m.type = kFailure;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        m.code = failed_.load();
+        m.culprit = failureCulprit_;
+        std::snprintf(m.text, sizeof(m.text), "%s", failureText_.c_str());
+      }
+      for (Peer& p : peers_) queue(p, m);
+    }
+    if (Clock::now() >= nextBeat) {
+      broadcastStatus();
+      nextBeat = Clock::now() + interval_;
+    }
+  }
+  // Goodbye: the last op completed here, so peers still finishing it know they lose nothing.
+  ControlMsg bye{};
+  bye.type = kGoodbye;
+  bye.completed = completed_.load();
+  bye.aborted = aborted_.load() ? 1 : 0;
+  for (Peer& p : peers_) {
+    queue(p, bye);
+    if (p.fd.valid()) {
+      // Best effort, briefly: a peer that does not read its control connection is gone anyway.
+      try {
+        sendAll(p.fd.get(), p.outbox.data(), p.outbox.size(), Deadline::after(std::chrono::milliseconds(100)));
+      } catch (const std::exception&) {
+      }
+    }
+  }
+}
+
+void Health::broadcastStatus() {
+  ControlMsg m{};
+  m.type = kStatus;
+  m.entered = entered_.load(std::memory_order_acquire);
+  m.completed = completed_.load(std::memory_order_acquire);
+  m.fp = myFingerprint().tag();
+  for (Peer& p : peers_) {
+    if (p.outbox.size() < kMaxOutbox) queue(p, m);
+  }
+}
+
+void Health::queue(Peer& p, const ControlMsg& m) {
+  if (!p.fd.valid() || p.state == PeerState::kLost) return;
+  ControlMsg out = m;
+  out.magic = kControlMagic;
+  p.outbox.append(reinterpret_cast<const char*>(&out), sizeof(out));
+  flush(p);
+}
+
+void Health::flush(Peer& p) {
+  while (!p.outbox.empty() && p.fd.valid()) {
+    ssize_t n = ::send(p.fd.get(), p.outbox.data(), p.outbox.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      p.outbox.erase(0, static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    lost(p, "its control connection broke");
+    return;
+  }
+}
+
+void Health::readFrom(Peer& p) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(p.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
+    if (n > 0) {
+      p.inbox.append(buf, static_cast<size_t>(n));
+      while (p.inbox.size() >= sizeof(ControlMsg)) {
+        ControlMsg m;
+        std::memcpy(&m, p.inbox.data(), sizeof(m));
+        p.inbox.erase(0, sizeof(m));
+        if (m.magic != kControlMagic) {
+          lost(p, "it sent a malformed control message");
+          return;
+        }
+        handle(p, m);
+        if (p.state != PeerState::kAlive) return;
+      }
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    // EOF or reset without a goodbye: the process died or its connection broke.
+    lost(p, "it exited or its connection broke (no goodbye)");
+    return;
+  }
+}
+
+void Health::handle(Peer& p, const ControlMsg& m) {
+  std::lock_guard<std::mutex> lock(mu_);
+  p.lastHeard = Clock::now();
+  switch (m.type) {
+    case kStatus: {
+      Fingerprint fp;
+      if (m.entered < p.entered || m.completed > m.entered || !Fingerprint::fromTag(m.fp, &fp)) break;
+      p.entered = m.entered;
+      p.completed = m.completed;
+      p.fp = fp;
+      break;
+    }
+    case kFailure:
+      if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
+        std::string text(m.text, strnlen(m.text, sizeof(m.text)));
+        failureText_ = p.name + " reports: " + text;
+        failureCulprit_ = m.culprit;
+        failureSent_.store(true);  // it told everyone already
+        failed_.store(m.code);
+        LS_WARN(rank_, "communicator failed: " << failureText_);
+      }
+      break;
+    case kGoodbye:
+      p.state = PeerState::kLeft;
+      p.completed = std::max(p.completed, m.completed);
+      p.fd.reset();
+      if (m.aborted && failed_.load() == lockstepSuccess) {
+        failureText_ = p.name + " aborted its communicator";
+        failureCulprit_ = p.rank;
+        failureSent_.store(true);
+        failed_.store(lockstepRemoteError);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+void Health::lost(Peer& p, const std::string& why) {
+  std::string msg;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (p.state != PeerState::kAlive) return;
+    p.state = PeerState::kLost;
+    p.fd.reset();
+    msg = "lost " + p.name + ": " + why + " while rank " + std::to_string(rank_) + " was at op #" +
+          std::to_string(entered_.load()) + " (it had completed op #" + std::to_string(p.completed) + ")";
+  }
+  fail(lockstepRemoteError, p.rank, msg);
+}
+
+void Health::evaluate() {
+  const uint64_t entered = entered_.load(std::memory_order_acquire);
+  const bool inOp = entered > completed_.load(std::memory_order_acquire);
+  if (!inOp || failed_.load() != lockstepSuccess) return;
+  const Fingerprint mine = myFingerprint();
+  std::string problem;
+  int culprit = -1;
+  lockstepResult_t code = lockstepSuccess;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Peer& p : peers_) {
+      if (p.state == PeerState::kLeft && p.completed < entered) {
+        problem = p.name + " left the communicator after op #" + std::to_string(p.completed) + ", so op #" +
+                  std::to_string(entered) + " on rank " + std::to_string(rank_) + " cannot complete";
+        culprit = p.rank;
+        code = lockstepRemoteError;
+        break;
+      }
+      // Same sequence number, different op: the two may never exchange a message to notice.
+      const char* field = p.fp.seq == entered && mine.seq == entered ? mine.firstDifference(p.fp) : nullptr;
+      if (field) {
+        problem = "collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
+                  p.name + " called " + p.fp.describe() + "; first difference: " + field;
+        culprit = p.rank;
+        code = lockstepMismatch;
+        break;
+      }
+    }
+  }
+  if (code != lockstepSuccess) fail(code, culprit, problem);
+}
+
+}  // namespace lockstep

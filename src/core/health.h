@@ -1,0 +1,102 @@
+// The control plane of a communicator: a watchdog thread with a TCP connection to every peer.
+//
+// Every rank tells every other, a few times a second, which collective it last entered and
+// completed. From that the watchdog knows:
+//   - who died (the connection breaks without a goodbye), who left cleanly (a goodbye carrying
+//     the last op it completed) and who stopped answering (no news for a while);
+//   - who called a different collective for the same sequence number (a mismatch no data
+//     message would ever reveal, because the two never exchange data for it);
+//   - which ranks have not arrived at an op, for timeout messages.
+// The first failure any rank finds is sent to every other at once, so that every rank fails
+// within milliseconds with the same culprit named, instead of waiting out its timeout.
+//
+// The executor's side is cheap: entering and completing an op are atomic stores, and check()
+// is one relaxed load while the group is healthy.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "src/core/clock.h"
+#include "src/exec/fingerprint.h"
+#include "src/exec/host_executor.h"
+#include "src/net/socket.h"
+#include "transport/transport.h"
+
+namespace lockstep {
+
+class Health : public OpMonitor {
+ public:
+  // Collective: connects the control mesh and starts the watchdog (nothing for a single rank).
+  explicit Health(const TransportContext& ctx);
+  // Says goodbye to every peer (after the last completed op, or "aborted"), stops the watchdog.
+  ~Health() override;
+  Health(const Health&) = delete;
+  Health& operator=(const Health&) = delete;
+
+  // A collective starts / finishes on this rank (fp.seq > 0).
+  void entered(const Fingerprint& fp);
+  void completed(uint64_t seq);
+  // Throws the group's first failure, if any.
+  void check() override;
+  // For timeout messages: the ranks that have not entered op `seq`, left, died or stopped
+  // answering, with host, pid and the last op each completed. Empty if none.
+  std::string laggards(uint64_t seq) override;
+  // Records a failure this rank found (the first one wins) and sends it to every peer.
+  void fail(lockstepResult_t code, int culprit, const std::string& message);
+  // lockstepSuccess while healthy, else the first failure's code.
+  lockstepResult_t failure() const { return static_cast<lockstepResult_t>(failed_.load()); }
+  // The goodbye the destructor sends says "aborted" rather than "left".
+  void markAborted() { aborted_.store(true); }
+
+  // Seconds without news after which a live peer counts as not responding.
+  static constexpr auto kUnresponsive = std::chrono::seconds(2);
+
+ private:
+  enum class PeerState { kAlive, kLeft, kLost };
+  struct Peer {
+    int rank;
+    Fd fd;
+    std::string name;  // "rank 3 (host:pid)"
+    std::string inbox, outbox;
+    PeerState state = PeerState::kAlive;
+    uint64_t entered = 0, completed = 0;
+    Fingerprint fp;
+    Clock::time_point lastHeard;
+  };
+
+  void watch();
+  void readFrom(Peer& p);
+  void handle(Peer& p, const struct ControlMsg& m);
+  void lost(Peer& p, const std::string& why);
+  void queue(Peer& p, const struct ControlMsg& m);
+  void flush(Peer& p);
+  void broadcastStatus();
+  void evaluate();  // departures and mismatches against what this rank is doing
+  Fingerprint myFingerprint() const;
+  void wake();
+
+  const int rank_;
+  const std::chrono::milliseconds interval_;
+  std::vector<Peer> peers_;  // every other rank; owned by the watchdog thread (mu_ for readers)
+  Fd wakeFd_;                // eventfd: fail() and the destructor wake the watchdog
+
+  // This rank's progress, written by the executor thread. The fingerprint is guarded by a
+  // sequence counter (odd while being written) so the watchdog never reads a torn one.
+  std::atomic<uint64_t> fpVersion_{0};
+  std::atomic<uint64_t> fpWords_[3] = {};
+  std::atomic<uint64_t> entered_{0}, completed_{0};
+
+  std::atomic<int> failed_{lockstepSuccess};
+  std::atomic<bool> failureSent_{false}, stop_{false}, aborted_{false};
+  mutable std::mutex mu_;  // guards failure text and peers_' status for laggards()
+  std::string failureText_;
+  int failureCulprit_ = -1;
+  std::thread thread_;
+};
+
+}  // namespace lockstep

@@ -1,0 +1,54 @@
+#include "src/exec/fingerprint.h"
+
+#include "kernels/dtype.h"
+#include "src/core/op.h"
+
+namespace lockstep {
+
+namespace {
+constexpr uint64_t kTagMagic = 0xa5;
+}
+
+MessageTag Fingerprint::tag() const {
+  MessageTag t;
+  t.words[0] = seq;
+  t.words[1] = count;
+  t.words[2] = static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 |
+               kTagMagic << 56;
+  return t;
+}
+
+bool Fingerprint::fromTag(const MessageTag& t, Fingerprint* out) {
+  if ((t.words[2] >> 56) != kTagMagic) return false;
+  out->seq = t.words[0];
+  out->count = t.words[1];
+  out->root = static_cast<int32_t>(static_cast<uint32_t>(t.words[2]));
+  out->kind = static_cast<uint8_t>(t.words[2] >> 32);
+  out->dtype = static_cast<uint8_t>(t.words[2] >> 40);
+  out->op = static_cast<uint8_t>(t.words[2] >> 48);
+  return true;
+}
+
+std::string Fingerprint::describe() const {
+  auto k = static_cast<OpKind>(kind);
+  if (isPointToPoint(k)) return "send/recv";
+  std::string s = std::string(opKindName(k)) + " #" + std::to_string(seq) + " (count " + std::to_string(count) + ", " +
+                  dataTypeName(static_cast<lockstepDataType_t>(dtype));
+  if (k == OpKind::kAllReduce || k == OpKind::kReduceScatter || k == OpKind::kReduce) {
+    s += std::string(", ") + redOpName(static_cast<lockstepRedOp_t>(op));
+  }
+  if (root >= 0) s += ", root " + std::to_string(root);
+  return s + ")";
+}
+
+const char* Fingerprint::firstDifference(const Fingerprint& o) const {
+  if (kind != o.kind) return "kind";
+  if (seq != o.seq) return "sequence number";
+  if (count != o.count) return "count";
+  if (dtype != o.dtype) return "datatype";
+  if (op != o.op) return "reduction op";
+  if (root != o.root) return "root";
+  return nullptr;
+}
+
+}  // namespace lockstep

@@ -1,0 +1,30 @@
+// What a rank believes the current operation is. It travels in the tag of every message, so the
+// first message between two ranks that disagree (different collective, count, dtype, op, root or
+// sequence number) is caught by its receiver, which names the sender and the field.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "transport/transport.h"
+
+namespace lockstep {
+
+struct Fingerprint {
+  uint64_t seq = 0;    // collective sequence number on the communicator (0 for send/recv)
+  uint64_t count = 0;  // NCCL's count argument
+  int32_t root = -1;   // root of broadcast/reduce, else -1
+  uint8_t kind = 0;    // OpKind
+  uint8_t dtype = 0;
+  uint8_t op = 0;
+
+  MessageTag tag() const;
+  // False if the tag is not a fingerprint at all (garbage from a broken peer).
+  static bool fromTag(const MessageTag& tag, Fingerprint* out);
+  // "allreduce #5 (count 10, float32, sum)"
+  std::string describe() const;
+  // The first field (in the order kind, seq, count, dtype, op, root) that differs, or nullptr.
+  const char* firstDifference(const Fingerprint& other) const;
+};
+
+}  // namespace lockstep
