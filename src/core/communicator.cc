@@ -124,18 +124,32 @@ void Communicator::execute(Work& w) {
     if (seq) health_->completed(seq);
     finish(w, lockstepSuccess, "");
   } catch (const Error& e) {
-    // The links may be mid-message: refuse later work rather than risk wrong data.
-    brokenCode_ = e.code();
-    brokenBy_ = e.what();
-    // Tell the group, so every rank fails now with this culprit. A timeout is every rank's own
-    // view (each names who it waited for); an abort reaches peers as this rank's goodbye.
-    if (e.code() != lockstepTimeout && e.code() != lockstepAborted) {
-      int culprit = -1;
-      if (auto* r = dynamic_cast<const RemoteError*>(&e)) culprit = r->rank;
-      if (auto* m = dynamic_cast<const Mismatch*>(&e)) culprit = m->rank;
-      health_->fail(e.code(), culprit, e.what());
+    lockstepResult_t code = e.code();
+    std::string text = e.what();
+    int culprit = -1;
+    if (auto* r = dynamic_cast<const RemoteError*>(&e)) culprit = r->rank;
+    if (auto* m = dynamic_cast<const Mismatch*>(&e)) culprit = m->rank;
+    if (code == lockstepRemoteError && health_->failure() == lockstepSuccess) {
+      // A peer that vanished may only have been reacting to an earlier failure (it found another
+      // rank dead and left): give the watchdog a moment to hear the root cause and report that.
+      Deadline grace = Deadline::after(std::chrono::milliseconds(100));
+      while (health_->failure() == lockstepSuccess && !grace.expired()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
-    finish(w, e.code(), e.what());
+    try {
+      health_->check();
+    } catch (const Error& g) {
+      code = g.code();
+      text = g.what();
+    }
+    // The links may be mid-message: refuse later work rather than risk wrong data.
+    brokenCode_ = code;
+    brokenBy_ = text;
+    // Tell the group, so every rank fails now with this culprit (the first failure wins, so a
+    // failure heard from a peer is not sent back). An abort reaches peers as this rank's goodbye.
+    if (code != lockstepAborted) health_->fail(code, culprit, text);
+    finish(w, code, text);
   } catch (const std::exception& e) {
     brokenCode_ = lockstepInternalError;
     brokenBy_ = e.what();

@@ -130,11 +130,12 @@ std::string Health::laggards(uint64_t seq) {
       gone += (gone.empty() ? "" : ", ") + p.name + " is gone" + last;
     } else if (p.state == PeerState::kLeft) {
       gone += (gone.empty() ? "" : ", ") + p.name + " left the communicator" + last;
-    } else if (p.entered < seq) {
-      notArrived += (notArrived.empty() ? "" : ", ") + p.name + last;
     } else if (now - p.lastHeard > kUnresponsive) {
+      // Checked before "not arrived": what a silent rank last said is stale.
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.lastHeard).count();
       silent += (silent.empty() ? "" : ", ") + p.name + " silent for " + std::to_string(ms) + " ms" + last;
+    } else if (p.entered < seq) {
+      notArrived += (notArrived.empty() ? "" : ", ") + p.name + last;
     }
   }
   std::string out;
@@ -166,22 +167,13 @@ void Health::watch() {
       if (fds[i + 1].revents & POLLOUT) flush(peers_[i]);
     }
     evaluate();
-    if (failed_.load() != lockstepSuccess && !failureSent_.exchange(true)) {
-      ControlMsg m{};
-      m.type = kFailure;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        m.code = failed_.load();
-        m.culprit = failureCulprit_;
-        std::snprintf(m.text, sizeof(m.text), "%s", failureText_.c_str());
-      }
-      for (Peer& p : peers_) queue(p, m);
-    }
+    sendFailure();
     if (Clock::now() >= nextBeat) {
       broadcastStatus();
       nextBeat = Clock::now() + interval_;
     }
   }
+  sendFailure();  // a failure found just before destroy still reaches the peers, before the goodbye
   // Goodbye: the last op completed here, so peers still finishing it know they lose nothing.
   ControlMsg bye{};
   bye.type = kGoodbye;
@@ -197,6 +189,19 @@ void Health::watch() {
       }
     }
   }
+}
+
+void Health::sendFailure() {
+  if (failed_.load() == lockstepSuccess || failureSent_.exchange(true)) return;
+  ControlMsg m{};
+  m.type = kFailure;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    m.code = failed_.load();
+    m.culprit = failureCulprit_;
+    std::snprintf(m.text, sizeof(m.text), "%s", failureText_.c_str());
+  }
+  for (Peer& p : peers_) queue(p, m);
 }
 
 void Health::broadcastStatus() {
@@ -274,7 +279,9 @@ void Health::handle(Peer& p, const ControlMsg& m) {
         std::string text(m.text, strnlen(m.text, sizeof(m.text)));
         failureText_ = p.name + " reports: " + text;
         failureCulprit_ = m.culprit;
-        failureSent_.store(true);  // it told everyone already
+        // Relayed to every peer (sendFailure), so each goodbye this rank sends later is
+        // preceded by the cause on the same connection: no peer can mistake the consequence
+        // (this rank leaving) for the failure.
         failed_.store(m.code);
         LS_WARN(rank_, "communicator failed: " << failureText_);
       }
@@ -286,7 +293,6 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       if (m.aborted && failed_.load() == lockstepSuccess) {
         failureText_ = p.name + " aborted its communicator";
         failureCulprit_ = p.rank;
-        failureSent_.store(true);
         failed_.store(lockstepRemoteError);
       }
       break;

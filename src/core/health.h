@@ -76,7 +76,8 @@ class Health : public OpMonitor {
   void queue(Peer& p, const struct ControlMsg& m);
   void flush(Peer& p);
   void broadcastStatus();
-  void evaluate();  // departures and mismatches against what this rank is doing
+  void sendFailure();  // once, to every peer
+  void evaluate();     // departures and mismatches against what this rank is doing
   Fingerprint myFingerprint() const;
   void wake();
 

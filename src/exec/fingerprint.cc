@@ -13,8 +13,8 @@ MessageTag Fingerprint::tag() const {
   MessageTag t;
   t.words[0] = seq;
   t.words[1] = count;
-  t.words[2] = static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 |
-               kTagMagic << 56;
+  t.words[2] =
+      static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 | kTagMagic << 56;
   return t;
 }
 

@@ -32,8 +32,8 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
   std::map<int, Fd> fds;
   // Every failure names the peer it concerns.
   auto blame = [&](int p, const std::string& doing, const Error& e) -> RemoteError {
-    return RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " " + doing + " " +
-                              ctx.peers[p].describe() + " (" + addrs[p].str() + "): " + e.what());
+    return RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " " + doing + " " + ctx.peers[p].describe() +
+                              " (" + addrs[p].str() + "): " + e.what());
   };
   for (int p : peers) {
     if (p < ctx.rank) continue;

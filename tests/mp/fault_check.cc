@@ -1,0 +1,131 @@
+// A rank program for the fault tests. Started directly (not under lockstep-run, which would stop
+// the survivors as soon as one rank dies), with LOCKSTEP_UNIQUE_ID, LOCKSTEP_RANK and
+// LOCKSTEP_WORLD_SIZE set by the test.
+//
+//   fault_check --mode kill --victim R --after-ms T --stamp FILE
+//       Every rank all-reduces in a loop (sizes vary). Rank R kills itself with SIGKILL after T ms,
+//       writing the time to FILE first. The others must fail with lockstepRemoteError naming
+//       rank R; they print how long after the kill they noticed. Exit 0 when that holds.
+//   fault_check --mode stop --victim R --after-ms T
+//       Rank R stops itself (SIGSTOP). The others must fail with lockstepTimeout naming rank R
+//       (set LOCKSTEP_TIMEOUT). The test kills the stopped rank afterwards.
+//   fault_check --mode mismatch --victim R --field kind|count|dtype|op|root
+//       Rank R calls a collective that differs in one field; every rank must return
+//       lockstepMismatch naming the field.
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+
+namespace {
+
+double nowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);  // one clock for every process on the machine
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+int rank = -1;
+
+int report(bool ok, const std::string& what) {
+  std::printf("fault_check rank %d: %s: %s\n", rank, ok ? "OK" : "FAILED", what.c_str());
+  std::fflush(stdout);
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode, stamp, field = "kind";
+  int victim = 0, afterMs = 200;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--mode") mode = v;
+    else if (k == "--victim") victim = std::atoi(v.c_str());
+    else if (k == "--after-ms") afterMs = std::atoi(v.c_str());
+    else if (k == "--stamp") stamp = v;
+    else if (k == "--field") field = v;
+  }
+  lockstepComm_t comm;
+  if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
+    std::fprintf(stderr, "init failed: %s\n", lockstepGetLastError(nullptr));
+    return 2;
+  }
+  int n;
+  lockstepCommUserRank(comm, &rank);
+  lockstepCommCount(comm, &n);
+  const std::string victimName = "rank " + std::to_string(victim) + " (";
+
+  if (mode == "mismatch") {
+    std::vector<float> buf(1000, 1.0f);
+    lockstepResult_t r;
+    if (rank != victim) {
+      r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
+    } else if (field == "kind") {
+      r = lockstepBroadcast(buf.data(), buf.data(), buf.size(), lockstepFloat32, 0, comm, nullptr);
+    } else if (field == "count") {
+      r = lockstepAllReduce(buf.data(), buf.data(), 999, lockstepFloat32, lockstepSum, comm, nullptr);
+    } else if (field == "datatype") {
+      r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepInt32, lockstepSum, comm, nullptr);
+    } else {  // "reduction op"
+      r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepMax, comm, nullptr);
+    }
+    std::string msg = lockstepGetLastError(comm);
+    lockstepCommDestroy(comm);
+    return report(r == lockstepMismatch && msg.find("first difference: " + field) != std::string::npos,
+                  "result " + std::to_string(r) + ": " + msg);
+  }
+
+  if (rank == victim) {
+    std::thread([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(afterMs));
+      if (mode == "kill") {
+        if (FILE* f = std::fopen(stamp.c_str(), "w")) {
+          std::fprintf(f, "%.3f\n", nowMs());
+          std::fclose(f);
+        }
+        raise(SIGKILL);
+      }
+      raise(SIGSTOP);
+    }).detach();
+  }
+  std::mt19937 rng(1234);  // same sequence of sizes on every rank
+  std::vector<float> buf(1 << 20, 1.0f);
+  lockstepResult_t r = lockstepSuccess;
+  uint64_t ops = 0;
+  while (r == lockstepSuccess) {
+    size_t count = 1 + rng() % buf.size();
+    r = lockstepAllReduce(buf.data(), buf.data(), count, lockstepFloat32, lockstepMax, comm, nullptr);
+    ++ops;
+  }
+  double detected = nowMs();
+  std::string msg = lockstepGetLastError(comm);
+  auto t0 = std::chrono::steady_clock::now();
+  lockstepCommDestroy(comm);
+  double destroyMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  bool named = msg.find(victimName) != std::string::npos;
+  if (mode == "kill") {
+    double killed = 0;
+    if (FILE* f = std::fopen(stamp.c_str(), "r")) {
+      if (std::fscanf(f, "%lf", &killed) != 1) killed = 0;
+      std::fclose(f);
+    }
+    double latency = killed > 0 ? detected - killed : -1;
+    char line[160];
+    std::snprintf(line, sizeof(line), "detected after %.1f ms (%llu ops), destroy took %.1f ms: ", latency,
+                  static_cast<unsigned long long>(ops), destroyMs);
+    return report(r == lockstepRemoteError && named && latency >= 0 && latency < 5000 && destroyMs < 2000,
+                  line + msg);
+  }
+  return report(r == lockstepTimeout && named && destroyMs < 2000, "result " + std::to_string(r) + ": " + msg);
+}

@@ -1,0 +1,130 @@
+// Faults with real processes: a rank killed (SIGKILL) or stopped (SIGSTOP) at a random moment in
+// the middle of all-reduces, and ranks that call different collectives. The ranks are started
+// directly rather than through lockstep-run, which would stop the survivors at the first death.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <memory>
+#include <random>
+
+#include "lockstep/lockstep.h"
+#include "tests/common/subprocess.h"
+
+namespace lockstep {
+namespace {
+
+using testing::Process;
+using testing::ProcResult;
+
+const std::string kFault = FAULT_CHECK_PATH;
+
+std::string freshId() {
+  lockstepUniqueId id;
+  EXPECT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  char hex[2 * LOCKSTEP_UNIQUE_ID_BYTES + 1];
+  lockstepUniqueIdToHex(&id, hex, sizeof(hex));
+  return hex;
+}
+
+int lockstepSegments() {
+  int n = 0;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (dirent* e = readdir(d)) n += std::strncmp(e->d_name, "lockstep-", 9) == 0;
+    closedir(d);
+  }
+  return n;
+}
+
+std::vector<std::unique_ptr<Process>> startRanks(int n, const std::vector<std::string>& args,
+                                                 const std::vector<std::string>& env) {
+  std::string id = freshId();
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int r = 0; r < n; ++r) {
+    std::vector<std::string> argv{kFault};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<std::string> e{"LOCKSTEP_UNIQUE_ID=" + id, "LOCKSTEP_RANK=" + std::to_string(r),
+                               "LOCKSTEP_WORLD_SIZE=" + std::to_string(n)};
+    e.insert(e.end(), env.begin(), env.end());
+    procs.push_back(std::make_unique<Process>(argv, e));
+  }
+  return procs;
+}
+
+// SIGKILL one of 4 ranks at a random moment, 20 times, over shm and over sockets. The op timeout
+// is 10 minutes: detection must come from the death itself, within 5 s.
+TEST(Faults, KilledRankIsNamedBySurvivorsWithinFiveSeconds) {
+  const int n = 4, runs = 20;
+  std::mt19937 rng(std::random_device{}());
+  const int shmBefore = lockstepSegments();
+  std::vector<double> latencies;
+  for (int run = 0; run < runs; ++run) {
+    int victim = static_cast<int>(rng() % n), afterMs = 20 + static_cast<int>(rng() % 400);
+    const char* transports = run % 2 ? "socket" : "shm";
+    std::string stamp = "/tmp/lockstep-fault-" + std::to_string(getpid()) + "-" + std::to_string(run);
+    auto procs = startRanks(n,
+                            {"--mode", "kill", "--victim", std::to_string(victim), "--after-ms",
+                             std::to_string(afterMs), "--stamp", stamp},
+                            {std::string("LOCKSTEP_TRANSPORTS=") + transports, "LOCKSTEP_TIMEOUT=600"});
+    for (int r = 0; r < n; ++r) {
+      ProcResult res = procs[r]->wait(60);
+      if (r == victim) {
+        EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
+        continue;
+      }
+      EXPECT_FALSE(res.timedOut) << "run " << run << " rank " << r << " hung: " << res.output;
+      EXPECT_EQ(res.code, 0) << "run " << run << " (" << transports << ", victim " << victim << ") rank " << r << ": "
+                             << res.output;
+      double ms;
+      if (std::sscanf(res.output.c_str() + std::min(res.output.size(), res.output.find("after ") + 6), "%lf", &ms) ==
+          1) {
+        latencies.push_back(ms);
+      }
+    }
+    std::remove(stamp.c_str());
+  }
+  std::sort(latencies.begin(), latencies.end());
+  if (!latencies.empty()) {
+    std::printf("kill detection over %zu survivors: median %.1f ms, max %.1f ms\n", latencies.size(),
+                latencies[latencies.size() / 2], latencies.back());
+  }
+  EXPECT_EQ(lockstepSegments(), shmBefore) << "shared-memory segments were left in /dev/shm";
+}
+
+TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
+  const int n = 4, victim = 2;
+  auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "150"},
+                          {"LOCKSTEP_TIMEOUT=4"});
+  for (int r = 0; r < n; ++r) {
+    if (r == victim) continue;
+    ProcResult res = procs[r]->wait(60);
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+    EXPECT_NE(res.output.find("not responding"), std::string::npos) << res.output;
+  }
+  // procs[victim] is killed (with its process group) when it goes out of scope.
+}
+
+class Mismatches : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
+  const int n = 4;
+  auto procs = startRanks(n, {"--mode", "mismatch", "--victim", "2", "--field", GetParam()}, {"LOCKSTEP_TIMEOUT=60"});
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(30);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fields, Mismatches, ::testing::Values("kind", "count", "datatype", "reduction op"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s) c = c == ' ' ? '_' : c;
+                           return s;
+                         });
+
+}  // namespace
+}  // namespace lockstep
