@@ -60,7 +60,11 @@ Communicator::~Communicator() {
   }
   cv_.notify_all();
   if (progress_.joinable()) progress_.join();
+  // Nothing executes any more: the recorder can be read.
+  if (aborted_.load() || !config_.tracePath.empty()) dumpTrace();
 }
+
+void Communicator::dumpTrace() const { recorder_.dump(tracePath(config_, rank_), rank_, peers_[rank_].describe()); }
 
 void Communicator::connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr) {
   TransportContext ctx{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr};
@@ -117,11 +121,13 @@ void Communicator::execute(Work& w) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
   }
   const uint64_t seq = w.info.fp.seq;  // 0 for send/recv: not tracked by the group
+  recorder_.started(w.info, w.schedule, w.info.algorithm, w.queuedUs);
   try {
     health_->check();
     if (seq) health_->entered(w.info.fp);
     executor_->run(w.schedule, w.buffers, w.info);
     if (seq) health_->completed(seq);
+    recorder_.ended(lockstepSuccess);
     finish(w, lockstepSuccess, "");
   } catch (const Error& e) {
     lockstepResult_t code = e.code();
@@ -149,6 +155,8 @@ void Communicator::execute(Work& w) {
     // Tell the group, so every rank fails now with this culprit (the first failure wins, so a
     // failure heard from a peer is not sent back). An abort reaches peers as this rank's goodbye.
     if (code != lockstepAborted) health_->fail(code, culprit, text);
+    recorder_.ended(code);
+    if (code == lockstepTimeout) dumpTrace();  // the state of every op this rank saw, for lockstep-trace
     finish(w, code, text);
   } catch (const std::exception& e) {
     brokenCode_ = lockstepInternalError;
@@ -183,6 +191,7 @@ void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& w : works) {
       assignSeq(*w);
+      if (!w->queuedUs) w->queuedUs = FlightRecorder::nowUs();
       queue_.push_back(w);
     }
     if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });
@@ -195,6 +204,7 @@ void Communicator::runNow(Work& w) {
   if (!busy_ && queue_.empty()) {
     busy_ = true;
     assignSeq(w);
+    w.queuedUs = FlightRecorder::nowUs();
     lock.unlock();
     execute(w);
     lock.lock();

@@ -20,6 +20,7 @@
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
 #include "src/core/config.h"
+#include "src/core/flight_recorder.h"
 #include "src/core/health.h"
 #include "src/core/work.h"
 #include "src/exec/host_executor.h"
@@ -69,6 +70,7 @@ class Communicator {
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
   void execute(Work& w);
   void assignSeq(Work& w);  // call with mu_ held
+  void dumpTrace() const;
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();
 
@@ -82,6 +84,7 @@ class Communicator {
   std::shared_ptr<void> selfFifo_;
   std::vector<const char*> transportNames_;
   std::unique_ptr<Health> health_;
+  FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
   std::unique_ptr<HostExecutor> executor_;
   std::atomic<bool> aborted_{false};
 

@@ -103,6 +103,8 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_SLOTS")) c.slots = parseInt(*v, "LOCKSTEP_SLOTS", 2, 64);
   if (auto v = var("LOCKSTEP_SOCKET_IFNAME")) c.socketIfname = *v;
   if (auto v = var("LOCKSTEP_HOST_ID")) c.hostId = *v;
+  if (auto v = var("LOCKSTEP_TRACE")) c.tracePath = *v;
+  if (auto v = var("TMPDIR")) c.tempDir = *v;
   if (auto v = var("LOCKSTEP_RANK")) c.launch.rank = parseInt(*v, "LOCKSTEP_RANK", 0, 1 << 24);
   if (auto v = var("LOCKSTEP_WORLD_SIZE")) c.launch.worldSize = parseInt(*v, "LOCKSTEP_WORLD_SIZE", 1, 1 << 24);
   if (auto v = var("LOCKSTEP_LOCAL_RANK")) c.launch.localRank = parseInt(*v, "LOCKSTEP_LOCAL_RANK", 0, 1 << 24);

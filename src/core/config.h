@@ -31,6 +31,8 @@ struct Config {
   int slots = 8;                                                 // LOCKSTEP_SLOTS: credits per link direction
   std::string socketIfname;                                      // LOCKSTEP_SOCKET_IFNAME
   std::string hostId;                                            // LOCKSTEP_HOST_ID; empty = hostname + boot id
+  std::string tracePath;         // LOCKSTEP_TRACE: write the flight recorder there at destroy (%r rank, %p pid)
+  std::string tempDir = "/tmp";  // TMPDIR: where dumps go when LOCKSTEP_TRACE is unset
   LaunchEnv launch;
 
   // Reads LOCKSTEP_* through `get` (getenv in production). Throws InvalidArgument naming the

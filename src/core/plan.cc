@@ -42,6 +42,22 @@ bool waitWork(const Work& w, Deadline deadline) {
   return true;
 }
 
+namespace {
+const char* algorithmOf(OpKind kind) {
+  switch (kind) {
+    case OpKind::kBroadcast:
+    case OpKind::kReduce:
+      return "chain";
+    case OpKind::kSend:
+    case OpKind::kRecv:
+    case OpKind::kAllToAll:
+      return "direct";
+    default:
+      return "ring";
+  }
+}
+}  // namespace
+
 void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
   Fingerprint fp;
   fp.count = op.count;
@@ -51,7 +67,7 @@ void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
   fp.op = op.kind == OpKind::kAllReduce || op.kind == OpKind::kReduceScatter || op.kind == OpKind::kReduce
               ? static_cast<uint8_t>(op.op)
               : 0;
-  w->info = OpInfo{opKindName(op.kind), fp, op.dtype, op.op, op.count};
+  w->info = OpInfo{opKindName(op.kind), algorithmOf(op.kind), fp, op.dtype, op.op, op.count};
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
   Schedule* s = &w->schedule;
   switch (op.kind) {
@@ -103,8 +119,8 @@ void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w
   // design, and these ops take no collective sequence number.
   Fingerprint fp;
   fp.kind = static_cast<uint8_t>(OpKind::kSend);
-  w->info =
-      OpInfo{ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", fp, lockstepUint8, lockstepSum, bytes};
+  w->info = OpInfo{
+      ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", "direct", fp, lockstepUint8, lockstepSum, bytes};
   directP2P(rank, nranks, p2p, &w->schedule);
 }
 

@@ -26,8 +26,9 @@ namespace lockstep {
 
 // Describes the op for kernels, for the peers (fp travels with every message) and for errors.
 struct OpInfo {
-  const char* kind;  // "allreduce"
-  Fingerprint fp;    // fp.seq: the communicator's collective sequence number, set at submission
+  const char* kind;       // "allreduce"
+  const char* algorithm;  // "ring", recorded with the op
+  Fingerprint fp;         // fp.seq: the communicator's collective sequence number, set at submission
   lockstepDataType_t dtype;
   lockstepRedOp_t op;
   size_t count;  // elements (bytes for a send/recv group), for messages

@@ -50,11 +50,16 @@ int main(int argc, char** argv) {
   int victim = 0, afterMs = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--mode") mode = v;
-    else if (k == "--victim") victim = std::atoi(v.c_str());
-    else if (k == "--after-ms") afterMs = std::atoi(v.c_str());
-    else if (k == "--stamp") stamp = v;
-    else if (k == "--field") field = v;
+    if (k == "--mode")
+      mode = v;
+    else if (k == "--victim")
+      victim = std::atoi(v.c_str());
+    else if (k == "--after-ms")
+      afterMs = std::atoi(v.c_str());
+    else if (k == "--stamp")
+      stamp = v;
+    else if (k == "--field")
+      field = v;
   }
   lockstepComm_t comm;
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
@@ -124,8 +129,7 @@ int main(int argc, char** argv) {
     char line[160];
     std::snprintf(line, sizeof(line), "detected after %.1f ms (%llu ops), destroy took %.1f ms: ", latency,
                   static_cast<unsigned long long>(ops), destroyMs);
-    return report(r == lockstepRemoteError && named && latency >= 0 && latency < 5000 && destroyMs < 2000,
-                  line + msg);
+    return report(r == lockstepRemoteError && named && latency >= 0 && latency < 5000 && destroyMs < 2000, line + msg);
   }
   return report(r == lockstepTimeout && named && destroyMs < 2000, "result " + std::to_string(r) + ": " + msg);
 }

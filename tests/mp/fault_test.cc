@@ -4,10 +4,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <dirent.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <dirent.h>
 #include <memory>
 #include <random>
 
@@ -65,10 +65,10 @@ TEST(Faults, KilledRankIsNamedBySurvivorsWithinFiveSeconds) {
     int victim = static_cast<int>(rng() % n), afterMs = 20 + static_cast<int>(rng() % 400);
     const char* transports = run % 2 ? "socket" : "shm";
     std::string stamp = "/tmp/lockstep-fault-" + std::to_string(getpid()) + "-" + std::to_string(run);
-    auto procs = startRanks(n,
-                            {"--mode", "kill", "--victim", std::to_string(victim), "--after-ms",
-                             std::to_string(afterMs), "--stamp", stamp},
-                            {std::string("LOCKSTEP_TRANSPORTS=") + transports, "LOCKSTEP_TIMEOUT=600"});
+    auto procs = startRanks(
+        n,
+        {"--mode", "kill", "--victim", std::to_string(victim), "--after-ms", std::to_string(afterMs), "--stamp", stamp},
+        {std::string("LOCKSTEP_TRANSPORTS=") + transports, "LOCKSTEP_TIMEOUT=600"});
     for (int r = 0; r < n; ++r) {
       ProcResult res = procs[r]->wait(60);
       if (r == victim) {

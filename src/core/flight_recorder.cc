@@ -1,0 +1,101 @@
+#include "src/core/flight_recorder.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "kernels/dtype.h"
+#include "src/core/logging.h"
+
+namespace lockstep {
+
+int64_t FlightRecorder::nowUs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, const char* algorithm, int64_t queuedUs) {
+  Record& r = records_[next_++ % kCapacity];
+  r.seq = op.fp.seq;
+  r.kind = op.kind;
+  r.algorithm = algorithm;
+  r.count = op.count;
+  r.dtype = static_cast<uint8_t>(op.dtype);
+  r.op = static_cast<uint8_t>(op.op);
+  r.root = op.fp.root;
+  r.npeers = 0;
+  for (const Step& s : schedule.steps) {
+    for (int p : {s.sendPeer, s.recvPeer}) {
+      if (p < 0 || r.npeers == kMaxPeers) continue;
+      if (std::find(r.peers, r.peers + r.npeers, p) == r.peers + r.npeers) r.peers[r.npeers++] = static_cast<int16_t>(p);
+    }
+  }
+  r.queuedUs = queuedUs;
+  r.startUs = nowUs();
+  r.endUs = 0;
+  r.result = 0;
+}
+
+void FlightRecorder::ended(lockstepResult_t result) {
+  if (next_ == 0) return;
+  Record& r = records_[(next_ - 1) % kCapacity];
+  r.endUs = nowUs();
+  r.result = result;
+}
+
+bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who) const {
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (!f) {
+    LS_WARN(rank, "cannot write the flight recorder to " << path);
+    return false;
+  }
+  std::fprintf(f, "{\"traceEvents\":[\n");
+  std::fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\"}}", rank,
+               who.c_str());
+  const uint64_t first = next_ > kCapacity ? next_ - kCapacity : 0;
+  for (uint64_t i = first; i < next_; ++i) {
+    const Record& r = records_[i % kCapacity];
+    std::string peers, name = r.kind, timing;
+    for (int k = 0; k < r.npeers; ++k) peers.append(k ? "," : "").append(std::to_string(r.peers[k]));
+    if (r.seq) name.append(" #").append(std::to_string(r.seq));
+    const bool running = r.endUs == 0;
+    // A finished op is a complete slice ("X"); one still running at the dump is an open one ("B").
+    if (!running) timing.append(",\"dur\":").append(std::to_string(r.endUs - r.startUs));
+    const char* state =
+        running ? "running" : lockstepGetErrorString(static_cast<lockstepResult_t>(r.result));
+    std::fprintf(f,
+                 ",\n{\"name\":\"%s\",\"cat\":\"lockstep\",\"ph\":\"%s\",\"pid\":%d,\"tid\":0,\"ts\":%lld%s,"
+                 "\"args\":{\"rank\":%d,\"seq\":%llu,\"kind\":\"%s\",\"count\":%llu,\"dtype\":\"%s\","
+                 "\"op\":\"%s\",\"root\":%d,\"algorithm\":\"%s\",\"peers\":[%s],\"queued_us\":%lld,"
+                 "\"state\":\"%s\"}}",
+                 name.c_str(), running ? "B" : "X", rank, static_cast<long long>(r.startUs), timing.c_str(), rank,
+                 static_cast<unsigned long long>(r.seq), r.kind, static_cast<unsigned long long>(r.count),
+                 dataTypeName(static_cast<lockstepDataType_t>(r.dtype)), redOpName(static_cast<lockstepRedOp_t>(r.op)),
+                 r.root, r.algorithm, peers.c_str(), static_cast<long long>(r.queuedUs), state);
+  }
+  std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
+  bool ok = std::fclose(f) == 0;
+  LS_WARN(rank, "flight recorder (last " << (next_ - first) << " ops) written to " << path);
+  return ok;
+}
+
+std::string tracePath(const Config& config, int rank) {
+  std::string path = config.tracePath.empty() ? config.tempDir + "/lockstep-trace-%p.%r.json" : config.tracePath;
+  bool hasRank = false;
+  std::string out;
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 1 < path.size() && (path[i + 1] == 'r' || path[i + 1] == 'p')) {
+      hasRank |= path[i + 1] == 'r';
+      out += path[i + 1] == 'r' ? std::to_string(rank) : std::to_string(getpid());
+      ++i;
+    } else {
+      out += path[i];
+    }
+  }
+  return hasRank ? out : out + ".rank" + std::to_string(rank) + ".json";
+}
+
+}  // namespace lockstep

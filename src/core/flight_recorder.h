@@ -1,0 +1,58 @@
+// The flight recorder: the last ops of a communicator (sequence number, kind, size, dtype,
+// algorithm, peers, and when each was queued, started and ended), kept in a fixed ring so that
+// recording costs a few stores and never allocates. It is dumped as Chrome trace JSON (opens in
+// Perfetto or chrome://tracing) on a timeout, on an abort, and at destroy when LOCKSTEP_TRACE is
+// set. One event per line, so tools/lockstep_trace can read it without a JSON library.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/algo/schedule.h"
+#include "src/core/config.h"
+#include "src/exec/host_executor.h"
+
+namespace lockstep {
+
+class FlightRecorder {
+ public:
+  static constexpr size_t kCapacity = 1024;
+  static constexpr int kMaxPeers = 6;
+
+  FlightRecorder() : records_(kCapacity) {}
+
+  // Microseconds on the system clock, shared by every process on the host (and roughly across
+  // hosts), so dumps of several ranks line up.
+  static int64_t nowUs();
+
+  // The executing thread records; dumps happen on that thread or once nothing executes, so there
+  // is a single writer and no lock.
+  void started(const OpInfo& op, const Schedule& schedule, const char* algorithm, int64_t queuedUs);
+  void ended(lockstepResult_t result);
+
+  // Writes the trace; returns false (and logs) if the file cannot be written.
+  bool dump(const std::string& path, int rank, const std::string& who) const;
+
+ private:
+  struct Record {
+    uint64_t seq = 0;
+    const char* kind = "";
+    const char* algorithm = "";
+    uint64_t count = 0;
+    uint8_t dtype = 0, op = 0;
+    int32_t root = -1;
+    int16_t peers[kMaxPeers] = {};
+    uint8_t npeers = 0;
+    int64_t queuedUs = 0, startUs = 0, endUs = 0;  // endUs == 0: still running
+    int32_t result = 0;
+  };
+  std::vector<Record> records_;
+  uint64_t next_ = 0;  // ops recorded so far; the newest is records_[(next_ - 1) % kCapacity]
+};
+
+// Where a dump goes: LOCKSTEP_TRACE's path with %r replaced by the rank and %p by the pid (or
+// ".rank<r>.json" appended when it has no %r); without LOCKSTEP_TRACE, a file in $TMPDIR or /tmp.
+std::string tracePath(const Config& config, int rank);
+
+}  // namespace lockstep

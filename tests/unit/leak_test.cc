@@ -1,0 +1,95 @@
+// Nothing leaks: after communicators are destroyed, normally or after a failure, this process has
+// the same threads, open descriptors and /dev/shm entries as before.
+#include <dirent.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "tests/common/thread_comms.h"
+
+namespace lockstep {
+namespace {
+
+using testing::initThreadComms;
+using testing::onThreads;
+
+int countEntries(const char* dir, const char* prefix = "") {
+  int n = 0;
+  if (DIR* d = opendir(dir)) {
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] != '.' && std::strncmp(e->d_name, prefix, std::strlen(prefix)) == 0) ++n;
+    }
+    closedir(d);
+  }
+  return n;
+}
+
+struct Snapshot {
+  int threads = countEntries("/proc/self/task");
+  int fds = countEntries("/proc/self/fd");
+  int segments = countEntries("/dev/shm", "lockstep-");
+};
+
+// The rendezvous thread of lockstepGetUniqueId exits once everyone has arrived; give it a moment.
+void expectBackTo(const Snapshot& before) {
+  Snapshot after;
+  for (int i = 0; i < 100 && (after.threads != before.threads || after.fds != before.fds); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    after = Snapshot();
+  }
+  EXPECT_EQ(after.threads, before.threads) << "threads leaked";
+  EXPECT_EQ(after.fds, before.fds) << "descriptors (sockets, pidfds, eventfds) leaked";
+  EXPECT_EQ(after.segments, before.segments) << "shared-memory segments leaked";
+}
+
+TEST(Leaks, NoneAfterANormalLifetime) {
+  Snapshot before;
+  {
+    auto comms = initThreadComms(4);
+    onThreads(4, [&](int r) {
+      float x = 1;
+      lockstepRequest_t req;
+      ASSERT_EQ(lockstepIallReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], &req), lockstepSuccess);
+      ASSERT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+      lockstepComm_t half;
+      ASSERT_EQ(lockstepCommSplit(comms[r], r % 2, r, &half), lockstepSuccess);
+      ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, half, nullptr), lockstepSuccess);
+      ASSERT_EQ(lockstepCommDestroy(half), lockstepSuccess);
+    });
+    testing::destroyAll(comms);
+  }
+  expectBackTo(before);
+}
+
+TEST(Leaks, NoneAfterAFailureAndAbort) {
+  Snapshot before;
+  {
+    setenv("LOCKSTEP_TIMEOUT", "20", 1);
+    auto comms = initThreadComms(3);
+    unsetenv("LOCKSTEP_TIMEOUT");
+    // Rank 2 aborts; ranks 0 and 1 are in an all-reduce that can no longer complete.
+    onThreads(3, [&](int r) {
+      float x = 1;
+      if (r == 2) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        EXPECT_EQ(lockstepCommAbort(comms[r]), lockstepSuccess);
+        return;
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepRemoteError);
+      auto t1 = std::chrono::steady_clock::now();
+      EXPECT_EQ(lockstepCommDestroy(comms[r]), lockstepSuccess);
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+      EXPECT_LT(ms, 1000) << "destroy after an error must be prompt";
+      EXPECT_LT(std::chrono::duration<double>(t1 - t0).count(), 5) << "the abort is noticed, not waited out";
+    });
+  }
+  expectBackTo(before);
+}
+
+}  // namespace
+}  // namespace lockstep

@@ -1,0 +1,51 @@
+// The flight recorder and lockstep-trace: a rank that never enters an op is named.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "tests/common/subprocess.h"
+#include "tests/common/thread_comms.h"
+
+namespace lockstep {
+namespace {
+
+using testing::onThreads;
+
+TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
+  std::string dir = "/tmp/lockstep-trace-test-" + std::to_string(getpid());
+  ASSERT_EQ(system(("mkdir -p " + dir).c_str()), 0);
+  setenv("LOCKSTEP_TRACE", (dir + "/t.%r.json").c_str(), 1);
+  setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  auto comms = testing::initThreadComms(3);
+  unsetenv("LOCKSTEP_TRACE");
+  unsetenv("LOCKSTEP_TIMEOUT");
+  onThreads(3, [&](int r) {
+    float x = 1;
+    for (int k = 0; k < 5; ++k) ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), 0);
+    if (r == 2) return;  // rank 2 skips op #6
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepTimeout);
+  });
+  testing::destroyAll(comms);  // LOCKSTEP_TRACE: every rank dumps at destroy
+  std::ifstream in(dir + "/t.0.json");
+  std::stringstream json;
+  json << in.rdbuf();
+  EXPECT_NE(json.str().find("\"traceEvents\""), std::string::npos);
+  EXPECT_NE(json.str().find("\"allreduce #6\""), std::string::npos) << json.str();
+  EXPECT_NE(json.str().find("\"algorithm\":\"ring\""), std::string::npos);
+  testing::ProcResult r = testing::run({LOCKSTEP_TRACE_PATH, "-o", dir + "/merged.json", dir + "/t.0.json",
+                                        dir + "/t.1.json", dir + "/t.2.json"},
+                                       {}, 30);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("op #6 (allreduce): entered by rank(s) 0, 1; never entered by rank 2"), std::string::npos)
+      << r.output;
+  std::ifstream merged(dir + "/merged.json");
+  EXPECT_TRUE(merged.good());
+  system(("rm -rf " + dir).c_str());
+}
+
+}  // namespace
+}  // namespace lockstep

@@ -1,0 +1,145 @@
+// lockstep-trace: merge the flight-recorder dumps of several ranks and say what went wrong.
+//
+//   lockstep-trace [-o merged.json] trace.rank0.json trace.rank1.json ...
+//
+// Prints, per rank, the last collective it entered and completed, and any op still running when
+// it dumped; then every collective that some ranks entered and others never did, naming the
+// missing ranks. With -o, writes all events into one Chrome trace (open it in Perfetto).
+// Reads the one-event-per-line format that Lockstep writes; exits 1 if it finds a missing rank.
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace {
+
+// The value after "key": in a line, as text (strings without their quotes).
+bool field(const std::string& line, const std::string& key, std::string* out) {
+  size_t at = line.find("\"" + key + "\":");
+  if (at == std::string::npos) return false;
+  at += key.size() + 3;
+  if (at < line.size() && line[at] == '"') {
+    size_t end = line.find('"', at + 1);
+    if (end == std::string::npos) return false;
+    *out = line.substr(at + 1, end - at - 1);
+  } else {
+    size_t end = line.find_first_of(",}]", at);
+    *out = line.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  }
+  return true;
+}
+
+struct Rank {
+  std::string who;
+  unsigned long long lastEntered = 0, lastCompleted = 0;
+  std::vector<std::string> running, failed;
+  std::set<unsigned long long> entered;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string merged;
+  std::vector<std::string> files;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-o" && i + 1 < argc) {
+      merged = argv[++i];
+    } else if (a == "-h" || a == "--help") {
+      std::printf("usage: lockstep-trace [-o merged.json] trace.rank0.json trace.rank1.json ...\n");
+      return 0;
+    } else {
+      files.push_back(a);
+    }
+  }
+  if (files.empty()) {
+    std::fprintf(stderr, "usage: lockstep-trace [-o merged.json] trace.rank0.json trace.rank1.json ...\n");
+    return 2;
+  }
+  std::map<int, Rank> ranks;
+  std::vector<std::string> events;
+  std::map<unsigned long long, std::string> kinds;
+  for (const auto& path : files) {
+    std::ifstream in(path);
+    if (!in) {
+      std::fprintf(stderr, "lockstep-trace: cannot read %s\n", path.c_str());
+      return 2;
+    }
+    for (std::string line; std::getline(in, line);) {
+      std::string v;
+      if (line.rfind("{\"name\"", 0) == 0 || line.rfind(",", 0) == 0) {
+        std::string ev = line[0] == ',' ? line.substr(1) : line;
+        while (!ev.empty() && (ev.back() == ',' || ev.back() == ' ')) ev.pop_back();
+        if (ev.find("\"ph\"") != std::string::npos) events.push_back(ev);
+      }
+      if (line.find("\"process_name\"") != std::string::npos) {
+        std::string pid, name;
+        size_t args = line.find("\"args\"");
+        if (field(line, "pid", &pid) && args != std::string::npos && field(line.substr(args), "name", &name)) {
+          ranks[std::atoi(pid.c_str())].who = name;
+        }
+        continue;
+      }
+      if (line.find("\"cat\":\"lockstep\"") == std::string::npos || !field(line, "rank", &v)) continue;
+      Rank& r = ranks[std::atoi(v.c_str())];
+      std::string seqText, kind, state, name;
+      field(line, "seq", &seqText);
+      field(line, "kind", &kind);
+      field(line, "state", &state);
+      field(line, "name", &name);
+      unsigned long long seq = std::strtoull(seqText.c_str(), nullptr, 10);
+      if (seq) {
+        r.entered.insert(seq);
+        kinds[seq] = kind;
+        if (seq > r.lastEntered) r.lastEntered = seq;
+        if (state == "no error" && seq > r.lastCompleted) r.lastCompleted = seq;
+      }
+      if (state == "running") r.running.push_back(name);
+      else if (state != "no error") r.failed.push_back(name + ": " + state);
+    }
+  }
+
+  unsigned long long maxEntered = 0;
+  for (auto& [rank, r] : ranks) {
+    if (r.who.empty()) r.who = "rank " + std::to_string(rank);
+    std::printf("%s: last entered op #%llu, last completed #%llu", r.who.c_str(), r.lastEntered, r.lastCompleted);
+    for (const auto& s : r.running) std::printf("; still running: %s", s.c_str());
+    for (const auto& s : r.failed) std::printf("; failed: %s", s.c_str());
+    std::printf("\n");
+    maxEntered = std::max(maxEntered, r.lastEntered);
+  }
+  // A collective that some ranks entered and others never did: the culprits are the latter.
+  int problems = 0;
+  for (unsigned long long seq = 1; seq <= maxEntered; ++seq) {
+    std::string missing, present;
+    for (auto& [rank, r] : ranks) {
+      // Older ops may have left the recorder's window: only judge ops after a rank's oldest.
+      bool inWindow = !r.entered.empty() && seq >= *r.entered.begin();
+      bool did = r.entered.count(seq) > 0;
+      if (!did && (inWindow || r.entered.empty() || seq > r.lastEntered)) missing += (missing.empty() ? "" : ", ") + r.who;
+      if (did) present += (present.empty() ? "" : ", ") + std::to_string(rank);
+    }
+    if (!missing.empty() && !present.empty()) {
+      std::printf("op #%llu (%s): entered by rank(s) %s; never entered by %s\n", seq, kinds[seq].c_str(),
+                  present.c_str(), missing.c_str());
+      ++problems;
+    }
+  }
+  if (problems == 0) std::printf("every rank entered every collective up to #%llu\n", maxEntered);
+  if (!merged.empty()) {
+    FILE* f = std::fopen(merged.c_str(), "w");
+    if (!f) {
+      std::fprintf(stderr, "lockstep-trace: cannot write %s\n", merged.c_str());
+      return 2;
+    }
+    std::fprintf(f, "{\"traceEvents\":[\n");
+    for (size_t i = 0; i < events.size(); ++i) std::fprintf(f, "%s%s\n", i ? "," : "", events[i].c_str());
+    std::fprintf(f, "],\"displayTimeUnit\":\"ms\"}\n");
+    std::fclose(f);
+    std::printf("merged trace of %zu ranks written to %s\n", ranks.size(), merged.c_str());
+  }
+  return problems ? 1 : 0;
+}
