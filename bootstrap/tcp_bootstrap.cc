@@ -1,6 +1,7 @@
 #include "bootstrap/tcp_bootstrap.h"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstring>
@@ -12,14 +13,10 @@
 namespace lockstep {
 namespace {
 
-struct P2PHeader {
-  int32_t tag;
-  uint32_t reserved;
-  uint64_t bytes;
-};
-
-// How long an incoming connection may take to present its hello before it is dropped.
-constexpr auto kHelloTimeout = std::chrono::seconds(2);
+// How long an incoming connection may take to deliver its hello and message before it is
+// dropped, and how many may wait at once (the oldest goes first).
+constexpr auto kHelloTimeout = std::chrono::seconds(10);
+constexpr size_t kMaxIncoming = 256;
 
 }  // namespace
 
@@ -90,7 +87,7 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     fail(e, next, "connecting to its ring successor");
   }
   try {
-    while (!prev_.valid()) serveIncoming(dl);
+    serveUntil(dl, [&] { return prev_.valid(); });
   } catch (const Error& e) {
     fail(e, prev, "waiting for its ring predecessor to connect");
   }
@@ -106,43 +103,97 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   }
 }
 
-void TcpBootstrap::serveIncoming(Deadline dl) {
-  Fd fd = acceptUntil(listen_.get(), dl);
-  if (!fd.valid()) throw Timeout("no connection arrived");
-  Deadline helloDl = dl.earlier(Deadline::after(kHelloTimeout));
-  Hello h;
-  try {
-    recvAll(fd.get(), &h, sizeof(h), helloDl);
-  } catch (const Error& e) {
-    LS_WARN(rank_, "bootstrap: dropped an incoming connection: " << e.what());
-    return;
+void TcpBootstrap::serveUntil(Deadline dl, const std::function<bool()>& done) {
+  while (!done()) {
+    if (dl.expired()) throw Timeout("no connection arrived");
+    serveOnce(dl.remainingMs(100));
   }
-  Purpose purpose = h.purpose == static_cast<uint32_t>(Purpose::kRing) ? Purpose::kRing : Purpose::kP2P;
-  std::string why = checkHello(h, secret_, commId_, purpose, nranks_);
-  int prev = (rank_ + nranks_ - 1) % nranks_;
-  if (why.empty() && purpose == Purpose::kRing && (h.rank != prev || prev_.valid())) why = "unexpected ring peer";
-  if (!why.empty()) {
-    LS_WARN(rank_, "bootstrap: rejected a connection: " << why);
-    return;
+}
+
+void TcpBootstrap::serveOnce(int timeoutMs) {
+  std::vector<pollfd> fds{{listen_.get(), POLLIN, 0}};
+  for (const Incoming& c : incoming_) fds.push_back({c.fd.get(), POLLIN, 0});
+  int rc = ::poll(fds.data(), fds.size(), timeoutMs);
+  if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the bootstrap listener");
+  if (fds[0].revents & POLLIN) {
+    for (;;) {
+      Fd fd = acceptUntil(listen_.get(), Deadline::after(std::chrono::milliseconds(0)));
+      if (!fd.valid()) break;
+      if (incoming_.size() >= kMaxIncoming) {
+        LS_WARN(rank_, "bootstrap: too many pending connections; dropped the oldest");
+        incoming_.pop_front();
+      }
+      incoming_.emplace_back();
+      incoming_.back().fd = std::move(fd);
+      incoming_.back().since = Clock::now();
+    }
   }
-  try {
-    if (purpose == Purpose::kRing) {
-      Hello answer = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
-      sendAll(fd.get(), &answer, sizeof(answer), helloDl);
-      prev_ = std::move(fd);
-      return;
+  // Every pending connection moves on as far as its bytes allow: a slow or silent client holds
+  // nothing up, and is dropped after kHelloTimeout.
+  auto now = Clock::now();
+  for (auto it = incoming_.begin(); it != incoming_.end();) {
+    bool keep = advance(*it);
+    if (keep && now - it->since > kHelloTimeout) {
+      LS_WARN(rank_, "bootstrap: dropped a connection that did not finish its message in time");
+      keep = false;
     }
-    P2PHeader hdr;
-    recvAll(fd.get(), &hdr, sizeof(hdr), helloDl);
-    if (hdr.bytes > kMaxMessageBytes) {
-      LS_WARN(rank_, "bootstrap: rank " << h.rank << " announced a " << hdr.bytes << "-byte message; dropped");
-      return;
+    it = keep ? std::next(it) : incoming_.erase(it);
+  }
+}
+
+bool TcpBootstrap::advance(Incoming& c) {
+  for (;;) {
+    char* dst;
+    size_t want;
+    if (c.got < sizeof(Hello)) {
+      dst = reinterpret_cast<char*>(&c.hello) + c.got, want = sizeof(Hello) - c.got;
+    } else if (c.got < sizeof(Hello) + sizeof(P2PHeader)) {
+      size_t off = c.got - sizeof(Hello);
+      dst = reinterpret_cast<char*>(&c.header) + off, want = sizeof(P2PHeader) - off;
+    } else {
+      size_t off = c.got - sizeof(Hello) - sizeof(P2PHeader);
+      dst = c.payload.data() + off, want = c.payload.size() - off;
     }
-    Stashed s{h.rank, hdr.tag, std::vector<char>(hdr.bytes)};
-    recvAll(fd.get(), s.data.data(), s.data.size(), dl);
-    stash_.push_back(std::move(s));
-  } catch (const Error& e) {
-    LS_WARN(rank_, "bootstrap: dropped a connection from rank " << h.rank << ": " << e.what());
+    ssize_t n = want ? ::recv(c.fd.get(), dst, want, MSG_DONTWAIT) : 0;
+    if (want && n == 0) return false;  // closed early
+    if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    const size_t before = c.got;
+    c.got += static_cast<size_t>(n);
+    if (before < sizeof(Hello) && c.got == sizeof(Hello)) {
+      // The hello is the peer's word: check it before reading anything it announces.
+      Purpose purpose = c.hello.purpose == static_cast<uint32_t>(Purpose::kRing) ? Purpose::kRing : Purpose::kP2P;
+      std::string why = checkHello(c.hello, secret_, commId_, purpose, nranks_);
+      int prev = (rank_ + nranks_ - 1) % nranks_;
+      if (why.empty() && purpose == Purpose::kRing && (c.hello.rank != prev || prev_.valid())) {
+        why = "unexpected ring peer";
+      }
+      if (!why.empty()) {
+        LS_WARN(rank_, "bootstrap: rejected a connection: " << why);
+        return false;
+      }
+      if (purpose == Purpose::kRing) {
+        Hello answer = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
+        try {
+          sendAll(c.fd.get(), &answer, sizeof(answer), Deadline::after(kHelloTimeout));
+        } catch (const Error& e) {
+          LS_WARN(rank_, "bootstrap: lost the ring predecessor while answering it: " << e.what());
+          return false;
+        }
+        prev_ = std::move(c.fd);
+        return false;  // done with it here: it is the ring connection now
+      }
+    } else if (before < sizeof(Hello) + sizeof(P2PHeader) && c.got == sizeof(Hello) + sizeof(P2PHeader)) {
+      if (c.header.bytes > kMaxMessageBytes) {
+        LS_WARN(rank_,
+                "bootstrap: rank " << c.hello.rank << " announced a " << c.header.bytes << "-byte message; dropped");
+        return false;
+      }
+      c.payload.resize(c.header.bytes);  // bounded, and only after the sender proved the secret
+    }
+    if (c.got >= sizeof(Hello) + sizeof(P2PHeader) && c.got == sizeof(Hello) + sizeof(P2PHeader) + c.payload.size()) {
+      stash_.push_back(Stashed{c.hello.rank, c.header.tag, std::move(c.payload)});
+      return false;
+    }
   }
 }
 
@@ -195,7 +246,7 @@ void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
   if (bytes) std::memcpy(msg.data() + sizeof(h) + sizeof(hdr), data, bytes);
   try {
     Fd fd = connectTo(peers_[peer], dl);
-    sendAllServing(fd.get(), msg.data(), msg.size(), dl, listen_.get(), [&] { serveIncoming(dl); });
+    sendAllServing(fd.get(), msg.data(), msg.size(), dl, listen_.get(), [&] { serveOnce(0); });
   } catch (const Error& e) {
     fail(e, peer, "sending a bootstrap message");
   }
@@ -216,7 +267,8 @@ void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
       return;
     }
     try {
-      serveIncoming(dl);
+      if (dl.expired()) throw Timeout("no message arrived");
+      serveOnce(dl.remainingMs(100));
     } catch (const Error& e) {
       fail(e, peer, "waiting for a bootstrap message (tag " + std::to_string(tag) + ")");
     }

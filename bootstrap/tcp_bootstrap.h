@@ -3,9 +3,12 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <list>
 #include <vector>
 
 #include "bootstrap/bootstrap.h"
+#include "bootstrap/handshake.h"
 #include "bootstrap/unique_id.h"
 #include "src/net/socket.h"
 
@@ -37,9 +40,26 @@ class TcpBootstrap : public Bootstrap {
   };
   Deadline deadline() const { return Deadline::after(timeout_); }
   void rendezvous(const UniqueIdInfo& id, Deadline deadline);
-  // Accepts one connection on the listener and handles it: the ring predecessor, or a
-  // point-to-point message (stashed). Bad connections are logged and dropped.
-  void serveIncoming(Deadline deadline);
+  // Serves the listener until done() holds: the ring predecessor's connection, or point-to-point
+  // messages (stashed). Connections are served concurrently; bad ones are logged and dropped.
+  void serveUntil(Deadline deadline, const std::function<bool()>& done);
+  // One pass: waits up to timeoutMs for something to happen, then moves every connection on.
+  void serveOnce(int timeoutMs);
+  struct P2PHeader {
+    int32_t tag;
+    uint32_t reserved;
+    uint64_t bytes;
+  };
+  struct Incoming {
+    Fd fd;
+    Clock::time_point since;
+    size_t got = 0;  // bytes of hello + header + payload received
+    Hello hello{};
+    P2PHeader header{};
+    std::vector<char> payload;
+  };
+  // Reads what has arrived; false once the connection is finished with (done, bad or closed).
+  bool advance(Incoming& c);
   [[noreturn]] void fail(const std::exception& e, int peer, const std::string& doing);
 
   Secret secret_;
@@ -49,6 +69,7 @@ class TcpBootstrap : public Bootstrap {
   Fd listen_, next_, prev_;
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
+  std::list<Incoming> incoming_;
 };
 
 }  // namespace lockstep

@@ -97,8 +97,10 @@ int main(int argc, char** argv) {
         if (seq > r.lastEntered) r.lastEntered = seq;
         if (state == "no error" && seq > r.lastCompleted) r.lastCompleted = seq;
       }
-      if (state == "running") r.running.push_back(name);
-      else if (state != "no error") r.failed.push_back(name + ": " + state);
+      if (state == "running")
+        r.running.push_back(name);
+      else if (state != "no error")
+        r.failed.push_back(name + ": " + state);
     }
   }
 
@@ -119,7 +121,8 @@ int main(int argc, char** argv) {
       // Older ops may have left the recorder's window: only judge ops after a rank's oldest.
       bool inWindow = !r.entered.empty() && seq >= *r.entered.begin();
       bool did = r.entered.count(seq) > 0;
-      if (!did && (inWindow || r.entered.empty() || seq > r.lastEntered)) missing += (missing.empty() ? "" : ", ") + r.who;
+      if (!did && (inWindow || r.entered.empty() || seq > r.lastEntered))
+        missing += (missing.empty() ? "" : ", ") + r.who;
       if (did) present += (present.empty() ? "" : ", ") + std::to_string(rank);
     }
     if (!missing.empty() && !present.empty()) {

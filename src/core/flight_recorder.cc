@@ -30,7 +30,8 @@ void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, const c
   for (const Step& s : schedule.steps) {
     for (int p : {s.sendPeer, s.recvPeer}) {
       if (p < 0 || r.npeers == kMaxPeers) continue;
-      if (std::find(r.peers, r.peers + r.npeers, p) == r.peers + r.npeers) r.peers[r.npeers++] = static_cast<int16_t>(p);
+      if (std::find(r.peers, r.peers + r.npeers, p) == r.peers + r.npeers)
+        r.peers[r.npeers++] = static_cast<int16_t>(p);
     }
   }
   r.queuedUs = queuedUs;
@@ -64,8 +65,7 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
     const bool running = r.endUs == 0;
     // A finished op is a complete slice ("X"); one still running at the dump is an open one ("B").
     if (!running) timing.append(",\"dur\":").append(std::to_string(r.endUs - r.startUs));
-    const char* state =
-        running ? "running" : lockstepGetErrorString(static_cast<lockstepResult_t>(r.result));
+    const char* state = running ? "running" : lockstepGetErrorString(static_cast<lockstepResult_t>(r.result));
     std::fprintf(f,
                  ",\n{\"name\":\"%s\",\"cat\":\"lockstep\",\"ph\":\"%s\",\"pid\":%d,\"tid\":0,\"ts\":%lld%s,"
                  "\"args\":{\"rank\":%d,\"seq\":%llu,\"kind\":\"%s\",\"count\":%llu,\"dtype\":\"%s\","

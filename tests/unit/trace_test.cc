@@ -25,7 +25,8 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   unsetenv("LOCKSTEP_TIMEOUT");
   onThreads(3, [&](int r) {
     float x = 1;
-    for (int k = 0; k < 5; ++k) ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), 0);
+    for (int k = 0; k < 5; ++k)
+      ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), 0);
     if (r == 2) return;  // rank 2 skips op #6
     EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepTimeout);
   });
@@ -36,9 +37,9 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   EXPECT_NE(json.str().find("\"traceEvents\""), std::string::npos);
   EXPECT_NE(json.str().find("\"allreduce #6\""), std::string::npos) << json.str();
   EXPECT_NE(json.str().find("\"algorithm\":\"ring\""), std::string::npos);
-  testing::ProcResult r = testing::run({LOCKSTEP_TRACE_PATH, "-o", dir + "/merged.json", dir + "/t.0.json",
-                                        dir + "/t.1.json", dir + "/t.2.json"},
-                                       {}, 30);
+  testing::ProcResult r = testing::run(
+      {LOCKSTEP_TRACE_PATH, "-o", dir + "/merged.json", dir + "/t.0.json", dir + "/t.1.json", dir + "/t.2.json"}, {},
+      30);
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("op #6 (allreduce): entered by rank(s) 0, 1; never entered by rank 2"), std::string::npos)
       << r.output;

@@ -6,7 +6,11 @@
 // only accepts, so by induction nobody waits on a rank that is itself waiting.
 #include "transport/socket/mesh.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <list>
 
 #include "src/core/logging.h"
 
@@ -54,34 +58,64 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     }
     return m;
   };
+  // Lower peers connect to us. Pending connections are served together (poll), so a stranger
+  // that connects and dawdles cannot hold up the real peers; it is dropped after kHelloTimeout.
+  struct Pending {
+    Fd fd;
+    Clock::time_point since;
+    Hello hello{};
+    size_t got = 0;
+  };
+  std::list<Pending> pending;
   while (!missingLower().empty()) {
-    Fd fd = acceptUntil(listener.get(), dl);
-    if (!fd.valid()) {
+    if (dl.expired()) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
                     std::to_string(ctx.config.timeout.count()) + " ms for " + missingLower() + " to connect");
     }
-    Hello h;
-    try {
-      recvAll(fd.get(), &h, sizeof(h), dl.earlier(Deadline::after(kHelloTimeout)));
-    } catch (const Error& e) {
-      LS_WARN(ctx.rank, what << ": dropped a connection: " << e.what());
-      continue;
+    std::vector<pollfd> pfds{{listener.get(), POLLIN, 0}};
+    for (const Pending& c : pending) pfds.push_back({c.fd.get(), POLLIN, 0});
+    ::poll(pfds.data(), pfds.size(), dl.remainingMs(100));
+    if (pfds[0].revents & POLLIN) {
+      Fd fd = acceptUntil(listener.get(), Deadline::after(std::chrono::milliseconds(0)));
+      if (fd.valid()) {
+        if (pending.size() >= 256) pending.pop_front();
+        pending.push_back(Pending{std::move(fd), Clock::now()});
+      }
     }
-    std::string why = checkHello(h, ctx.secret, ctx.commId, purpose, nranks);
-    if (why.empty() && (h.rank >= ctx.rank || fds.count(h.rank))) why = "unexpected rank " + std::to_string(h.rank);
-    if (why.empty() && std::find(peers.begin(), peers.end(), h.rank) == peers.end()) why = "not a socket peer";
-    if (!why.empty()) {
-      LS_WARN(ctx.rank, what << ": rejected a connection: " << why);
-      continue;
+    for (auto it = pending.begin(); it != pending.end();) {
+      Pending& c = *it;
+      ssize_t n = ::recv(c.fd.get(), reinterpret_cast<char*>(&c.hello) + c.got, sizeof(Hello) - c.got, MSG_DONTWAIT);
+      if (n > 0) c.got += static_cast<size_t>(n);
+      bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+      if (closed || (c.got < sizeof(Hello) && Clock::now() - c.since > kHelloTimeout)) {
+        LS_WARN(ctx.rank, what << ": dropped a connection: " << (closed ? "closed early" : "hello too slow"));
+        it = pending.erase(it);
+        continue;
+      }
+      if (c.got < sizeof(Hello)) {
+        ++it;
+        continue;
+      }
+      const Hello& h = c.hello;
+      std::string why = checkHello(h, ctx.secret, ctx.commId, purpose, nranks);
+      if (why.empty() && (h.rank >= ctx.rank || fds.count(h.rank))) why = "unexpected rank " + std::to_string(h.rank);
+      if (why.empty() && std::find(peers.begin(), peers.end(), h.rank) == peers.end()) why = "not a peer of this mesh";
+      if (!why.empty()) {
+        LS_WARN(ctx.rank, what << ": rejected a connection: " << why);
+        it = pending.erase(it);
+        continue;
+      }
+      try {
+        Hello answer = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
+        sendAll(c.fd.get(), &answer, sizeof(answer), dl);
+      } catch (const Error& e) {
+        throw blame(h.rank, "could not answer", e);
+      }
+      fds[h.rank] = std::move(c.fd);
+      it = pending.erase(it);
     }
-    try {
-      Hello answer = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
-      sendAll(fd.get(), &answer, sizeof(answer), dl);
-    } catch (const Error& e) {
-      throw blame(h.rank, "could not answer", e);
-    }
-    fds[h.rank] = std::move(fd);
   }
+
   for (int p : peers) {
     if (p < ctx.rank) continue;
     Hello answer;
