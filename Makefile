@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 BENCH_ARGS ?= -b 8 -e 256M -f 2
 
-.PHONY: all deps configure build test bench install format clean
+.PHONY: all deps configure build test bench install format clean fuzz test-asan test-ubsan test-tsan
 
 all: build
 
@@ -23,6 +23,19 @@ test: build
 
 bench: build
 	$(BUILD)/lockstep-run -n 2 $(BUILD)/perf/allreduce_perf $(BENCH_ARGS)
+
+# libFuzzer targets (clang, ASan+UBSan) for FUZZ_SECONDS each; a 5 s smoke is part of `make test`.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The suite under AddressSanitizer (+ leak checks), UndefinedBehaviorSanitizer, ThreadSanitizer.
+test-asan: deps
+	scripts/sanitize.sh asan
+test-ubsan: deps
+	scripts/sanitize.sh ubsan
+test-tsan: deps
+	scripts/sanitize.sh tsan
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

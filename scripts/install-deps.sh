@@ -3,7 +3,7 @@
 # Called by `make bench` and `make test`; safe to run again (it only installs what is absent).
 set -euo pipefail
 
-packages=(g++ make cmake pkg-config libgtest-dev libgmock-dev libbenchmark-dev iproute2)
+packages=(g++ make cmake pkg-config libgtest-dev libgmock-dev libbenchmark-dev iproute2 clang libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -112,10 +112,11 @@ void closeComm(lockstepComm_t comm, bool abort) {
   // The shell is kept (reachable, in a graveyard) so that a second destroy or a call on a
   // destroyed comm is detected instead of touching freed memory.
   comm->magic.store(kDeadMagic);
+  // Never destroyed, so the shells stay reachable (and are not reported as leaks) until exit.
   static std::mutex mu;
-  static std::vector<lockstepComm*> graveyard;
+  static auto* graveyard = new std::vector<lockstepComm*>;
   std::lock_guard<std::mutex> lock(mu);
-  graveyard.push_back(comm);
+  graveyard->push_back(comm);
 }
 
 lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {

@@ -91,6 +91,24 @@ INSTANTIATE_TEST_SUITE_P(Drivers, PerfDrivers, ::testing::ValuesIn(perfParams())
   return std::string(info.param.driver) + "_" + std::to_string(info.param.n) + "_" + info.param.transport;
 });
 
+// 10,000 random collectives on 4 ranks, over shared memory and over sockets, each checked.
+TEST(Soak, TenThousandRandomCollectives) {
+  ProcResult r = run({kRun, "-n", "4", SOAK_CHECK_PATH, "--ops", "10000", "--seed", std::to_string(time(nullptr))},
+                     {"LOCKSTEP_TIMEOUT=60"}, 280);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(", 0 wrong"), std::string::npos) << r.output;
+  std::printf("%s", r.output.c_str());
+}
+
+TEST(Soak, TenThousandRandomCollectivesOverSockets) {
+  ProcResult r = run({kRun, "-n", "4", SOAK_CHECK_PATH, "--ops", "10000", "--seed", std::to_string(time(nullptr) + 1)},
+                     {"LOCKSTEP_TIMEOUT=60", "LOCKSTEP_TRANSPORTS=socket"}, 280);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  std::printf("%s", r.output.c_str());
+}
+
 TEST(Launcher, SetsTheEnvironmentAndPrefixesOutput) {
   ProcResult r = run({kRun, "-n", "3", "sh", "-c", "echo rank=$LOCKSTEP_RANK size=$LOCKSTEP_WORLD_SIZE"}, {}, 30);
   ASSERT_EQ(r.code, 0) << r.output;

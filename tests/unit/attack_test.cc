@@ -171,8 +171,8 @@ TEST(Attack, EveryListeningPortUnderFireWhileTheCommunicatorWorks) {
           a.assign(bytes, 0);
           b.assign(bytes, 0);
           perf::fillInput(c, pat, a.data(), count, r, n, 1);
-          lockstepResult_t rc = perf::runColl(c, a.data(), b.data(), count, lockstepFloat32, lockstepSum, 1, comms[r],
-                                              nullptr);
+          lockstepResult_t rc =
+              perf::runColl(c, a.data(), b.data(), count, lockstepFloat32, lockstepSum, 1, comms[r], nullptr);
           if (rc != lockstepSuccess || perf::countWrong(c, pat, b.data(), count, r, n, 1) != 0) {
             failures[r] = std::string(perf::collName(c)) + ": " + lockstepGetLastError(nullptr);
             return;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the suite with a sanitizer in build-<name>/ and runs it (make test-asan, test-ubsan,
+# test-tsan). Reports are errors: the run fails on any.
+#   scripts/sanitize.sh asan|ubsan|tsan [ctest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=$1
+shift
+case "$kind" in
+  asan) flags="-fsanitize=address -fno-omit-frame-pointer"
+        export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+        # perf-heavy tests are skipped: only the sanitizer's view of the code is wanted here
+        ;;
+  ubsan) flags="-fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+         export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+         ;;
+  tsan) flags="-fsanitize=thread"
+        export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+        ;;
+  *) echo "usage: $0 asan|ubsan|tsan" >&2; exit 2 ;;
+esac
+build="build-$kind"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
+  -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" >/dev/null
+cmake --build "$build" -j"$(nproc)"
+cd "$build"
+# The fuzz smoke has its own sanitizers; formatting is not code.
+ctest --output-on-failure -E 'fuzz_smoke|clang_format' "$@"
