@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 
 #include "src/core/errors.h"
 #include "transport/transport.h"
@@ -41,6 +43,26 @@ inline FifoHeader* initFifo(void* mem, int slots, size_t slotBytes) {
   h->magic = kFifoMagic;
   return h;
 }
+
+// A FIFO on the heap (threads of one process: inproc links, a rank's loopback link),
+// page-aligned as the header's cache-line alignment requires, zeroed (which also pre-faults).
+class HeapFifo {
+ public:
+  HeapFifo(int slots, size_t slotBytes) {
+    size_t bytes = fifoBytes(slots, slotBytes);
+    mem_ = std::aligned_alloc(4096, (bytes + 4095) & ~size_t(4095));
+    if (!mem_) throw SystemError("aligned_alloc", ENOMEM, "allocating a FIFO");
+    std::memset(mem_, 0, bytes);
+    header = initFifo(mem_, slots, slotBytes);
+  }
+  ~HeapFifo() { std::free(mem_); }
+  HeapFifo(const HeapFifo&) = delete;
+  HeapFifo& operator=(const HeapFifo&) = delete;
+  FifoHeader* header;
+
+ private:
+  void* mem_;
+};
 
 // Checks memory the peer initialised before trusting its geometry.
 inline FifoHeader* attachFifo(void* mem, int slots, size_t slotBytes) {

@@ -14,15 +14,6 @@ namespace {
 
 constexpr int kTagSplit = 0x53500000;  // + the split's sequence number
 
-// Heap memory for the loopback FIFO that carries a rank's sends to itself.
-struct SelfFifo {
-  explicit SelfFifo(const Config& c) : mem(fifoBytes(c.slots, c.slotBytes)) {
-    header = initFifo(mem.data(), c.slots, c.slotBytes);
-  }
-  std::vector<char> mem;
-  FifoHeader* header;
-};
-
 }  // namespace
 
 Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, uint64_t commId, const Secret& secret,
@@ -74,7 +65,7 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
       {"inproc", makeInprocTransport}, {"shm", makeShmTransport}, {"socket", makeSocketTransport}};
   links_.resize(nranks_);
   transportNames_.assign(nranks_, "self");
-  auto self = std::make_shared<SelfFifo>(config_);
+  auto self = std::make_shared<HeapFifo>(config_.slots, config_.slotBytes);  // a rank's sends to itself
   links_[rank_] = std::make_unique<FifoLink>(self->header, self->header, config_.slots, config_.slotBytes, self, Fd(),
                                              "rank " + std::to_string(rank_), rank_);
   std::vector<int> chosen(nranks_, -1);

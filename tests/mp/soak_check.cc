@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     auto bufs = perf::collBuffers(c, a.data(), b.data(), count, rank, n, elem, inPlace);
     perf::fillInput(c, pat, bufs.send, count, rank, n, root);
     lockstepRequest_t req = nullptr;
-    lockstepResult_t r = perf::runColl(c, bufs.send, bufs.recv, count, type, op, root, comm, nonBlocking ? &req : nullptr);
+    lockstepResult_t r =
+        perf::runColl(c, bufs.send, bufs.recv, count, type, op, root, comm, nonBlocking ? &req : nullptr);
     if (r == lockstepSuccess && req) r = lockstepWait(&req, -1);
     if (r != lockstepSuccess) {
       std::fprintf(stderr, "soak rank %d op %ld (%s %s %s count %zu root %d): %s\n", rank, k, perf::collName(c),

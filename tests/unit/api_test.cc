@@ -96,6 +96,14 @@ TEST(Api, BadArgumentsAreRejectedAndTheCommunicatorStaysUsable) {
               lockstepInvalidArgument);
     EXPECT_EQ(lockstepAllReduce(&x, &y, SIZE_MAX / 2, lockstepFloat32, lockstepSum, c, nullptr),
               lockstepInvalidArgument);
+    EXPECT_EQ(lockstepBroadcast(&x, &y, 1, lockstepFloat32, n, c, nullptr), lockstepInvalidArgument) << "root";
+    EXPECT_EQ(lockstepReduce(&x, &y, 1, lockstepFloat32, lockstepSum, -1, c, nullptr), lockstepInvalidArgument);
+    EXPECT_EQ(lockstepSend(&x, 1, lockstepFloat32, 7, c, nullptr), lockstepInvalidArgument) << "peer";
+    EXPECT_NE(std::string(lockstepGetLastError(c)).find("peer 7"), std::string::npos) << lockstepGetLastError(c);
+    EXPECT_EQ(lockstepRecv(&y, 1, lockstepFloat32, -2, c, nullptr), lockstepInvalidArgument);
+    float big[4];
+    EXPECT_EQ(lockstepAllReduce(big, big + 1, 2, lockstepFloat32, lockstepSum, c, nullptr), lockstepInvalidArgument)
+        << "partly overlapping buffers";
     int fakeStream;
     EXPECT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, c, &fakeStream), lockstepInvalidUsage);
     EXPECT_EQ(lockstepAllReduce(nullptr, nullptr, 0, lockstepFloat32, lockstepSum, c, nullptr), lockstepSuccess)

@@ -319,7 +319,13 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   EXPECT_EQ(blocked, lockstepAborted);
   EXPECT_LT(ms, 1000) << "abort took " << ms << " ms";
   std::printf("abort latency: %.1f ms\n", ms);
-  // Rank 1 hears that rank 0 aborted.
+  // Rank 1 hears that rank 0 aborted, between calls: lockstepCommGetAsyncError reports it.
+  lockstepResult_t async = lockstepSuccess;
+  for (int i = 0; i < 200 && async == lockstepSuccess; ++i) {
+    ASSERT_EQ(lockstepCommGetAsyncError(comms[1], &async), lockstepSuccess);
+    if (async == lockstepSuccess) usleep(5000);
+  }
+  EXPECT_EQ(async, lockstepRemoteError);
   float x = 1;
   EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepRemoteError);
   EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("aborted"), std::string::npos)

@@ -13,13 +13,8 @@
 namespace lockstep {
 namespace {
 
-struct FifoMem {
-  FifoMem(int slots, size_t slotBytes) : mem(fifoBytes(slots, slotBytes)) {
-    header = initFifo(mem.data(), slots, slotBytes);
-  }
-  std::vector<char> mem;
-  FifoHeader* header;
-};
+// FIFO memory as the transports allocate it (page-aligned).
+using FifoMem = HeapFifo;
 
 TEST(Fifo, SenderNeverOverrunsTheReceiver) {
   FifoMem m(4, 4096);

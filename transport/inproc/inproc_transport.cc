@@ -11,19 +11,6 @@
 namespace lockstep {
 namespace {
 
-struct HeapFifo {
-  explicit HeapFifo(int slots, size_t slotBytes) : bytes(fifoBytes(slots, slotBytes)) {
-    mem = std::aligned_alloc(4096, bytes);
-    if (!mem) throw SystemError("aligned_alloc", ENOMEM);
-    std::memset(mem, 0, bytes);  // also pre-faults
-    header = initFifo(mem, slots, slotBytes);
-  }
-  ~HeapFifo() { std::free(mem); }
-  size_t bytes;
-  void* mem;
-  FifoHeader* header;
-};
-
 std::mutex gMu;
 std::map<std::tuple<uint64_t, int, int>, std::shared_ptr<HeapFifo>> gRegistry;  // (comm, src, dst)
 
