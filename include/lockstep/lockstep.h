@@ -21,6 +21,14 @@
 #define LOCKSTEP_API
 #endif
 
+/* In C++ the enums get int as their fixed underlying type: any int a caller passes (a bad dtype,
+ * say) is then a valid value to check and reject, not undefined behaviour. Same size as in C. */
+#ifdef __cplusplus
+#define LOCKSTEP_ENUM enum : int
+#else
+#define LOCKSTEP_ENUM enum
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -33,7 +41,7 @@ extern "C" {
 
 #define LOCKSTEP_UNIQUE_ID_BYTES 128
 
-typedef enum {
+typedef LOCKSTEP_ENUM {
   lockstepSuccess = 0,
   lockstepSystemError = 1,     /* a system call failed (errno in the message) */
   lockstepInternalError = 2,   /* a bug in Lockstep */
@@ -47,7 +55,7 @@ typedef enum {
   lockstepNumResults = 10
 } lockstepResult_t;
 
-typedef enum {
+typedef LOCKSTEP_ENUM {
   lockstepInt8 = 0,
   lockstepUint8 = 1,
   lockstepInt32 = 2,
@@ -63,7 +71,7 @@ typedef enum {
   lockstepNumTypes = 12
 } lockstepDataType_t;
 
-typedef enum {
+typedef LOCKSTEP_ENUM {
   lockstepSum = 0,
   lockstepProd = 1,
   lockstepMax = 2,
