@@ -41,44 +41,25 @@ extern "C" {
 
 #define LOCKSTEP_UNIQUE_ID_BYTES 128
 
-typedef LOCKSTEP_ENUM {
-  lockstepSuccess = 0,
-  lockstepSystemError = 1,     /* a system call failed (errno in the message) */
-  lockstepInternalError = 2,   /* a bug in Lockstep */
-  lockstepInvalidArgument = 3, /* a bad argument: null buffer, bad dtype, ... */
-  lockstepInvalidUsage = 4,    /* a valid argument used in the wrong way or state */
-  lockstepRemoteError = 5,     /* a peer died, disconnected or sent bad data */
-  lockstepInProgress = 6,      /* a non-blocking operation has not finished yet */
-  lockstepTimeout = 7,         /* a deadline expired; the message names the missing ranks */
-  lockstepMismatch = 8,        /* ranks disagree (version, config, or collective arguments) */
-  lockstepAborted = 9,         /* the communicator was aborted */
-  lockstepNumResults = 10
-} lockstepResult_t;
+typedef LOCKSTEP_ENUM{lockstepSuccess = 0,
+                      lockstepSystemError = 1,     /* a system call failed (errno in the message) */
+                      lockstepInternalError = 2,   /* a bug in Lockstep */
+                      lockstepInvalidArgument = 3, /* a bad argument: null buffer, bad dtype, ... */
+                      lockstepInvalidUsage = 4,    /* a valid argument used in the wrong way or state */
+                      lockstepRemoteError = 5,     /* a peer died, disconnected or sent bad data */
+                      lockstepInProgress = 6,      /* a non-blocking operation has not finished yet */
+                      lockstepTimeout = 7,         /* a deadline expired; the message names the missing ranks */
+                      lockstepMismatch = 8,        /* ranks disagree (version, config, or collective arguments) */
+                      lockstepAborted = 9,         /* the communicator was aborted */
+                      lockstepNumResults = 10} lockstepResult_t;
 
-typedef LOCKSTEP_ENUM {
-  lockstepInt8 = 0,
-  lockstepUint8 = 1,
-  lockstepInt32 = 2,
-  lockstepUint32 = 3,
-  lockstepInt64 = 4,
-  lockstepUint64 = 5,
-  lockstepFloat16 = 6,
-  lockstepBfloat16 = 7,
-  lockstepFloat32 = 8,
-  lockstepFloat64 = 9,
-  lockstepFloat8e4m3 = 10,
-  lockstepFloat8e5m2 = 11,
-  lockstepNumTypes = 12
-} lockstepDataType_t;
+typedef LOCKSTEP_ENUM{lockstepInt8 = 0,     lockstepUint8 = 1,   lockstepInt32 = 2,       lockstepUint32 = 3,
+                      lockstepInt64 = 4,    lockstepUint64 = 5,  lockstepFloat16 = 6,     lockstepBfloat16 = 7,
+                      lockstepFloat32 = 8,  lockstepFloat64 = 9, lockstepFloat8e4m3 = 10, lockstepFloat8e5m2 = 11,
+                      lockstepNumTypes = 12} lockstepDataType_t;
 
-typedef LOCKSTEP_ENUM {
-  lockstepSum = 0,
-  lockstepProd = 1,
-  lockstepMax = 2,
-  lockstepMin = 3,
-  lockstepAvg = 4,
-  lockstepNumOps = 5
-} lockstepRedOp_t;
+typedef LOCKSTEP_ENUM{lockstepSum = 0, lockstepProd = 1, lockstepMax = 2,
+                      lockstepMin = 3, lockstepAvg = 4,  lockstepNumOps = 5} lockstepRedOp_t;
 
 /* Opaque bytes: magic, version, the root's address and port, and a 128-bit secret. */
 typedef struct {
