@@ -1,6 +1,7 @@
 #include "bootstrap/root_service.h"
 
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <cstring>
 #include <list>
@@ -100,16 +101,17 @@ void RootService::serve(Deadline deadline) {
     int rc = ::poll(fds.data(), fds.size(), deadline.remainingMs(100));
     if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the rendezvous");
     if (fds[0].revents & POLLIN) {
-      Fd fd = acceptUntil(listen_.get(), Deadline::after(std::chrono::milliseconds(0)));
+      int raw = ::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      bool exhausted = raw < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
       // Out of descriptors, or too many strangers waiting: the oldest unauthenticated
       // connection makes room, so a flood cannot lock the ranks out.
-      if ((!fd.valid() || pending.size() >= kMaxPending) && !pending.empty()) {
+      if ((exhausted || pending.size() >= kMaxPending) && !pending.empty()) {
         reject(pending.front().fd, "dropped to make room (too many pending connections)");
         pending.pop_front();
       }
-      if (fd.valid()) {
+      if (raw >= 0) {
         pending.emplace_back();
-        pending.back().fd = std::move(fd);
+        pending.back().fd = Fd(raw);
         pending.back().since = Clock::now();
       }
     }

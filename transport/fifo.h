@@ -1,6 +1,12 @@
 // A single-producer single-consumer ring of fixed-size slots in memory both ends can see (shared
-// memory between processes, or the heap between threads). The sender counts posted messages in
-// `head`, the receiver counts released ones in `tail`; head - tail <= slots is the credit rule.
+// memory between processes, or the heap between threads).
+//
+// Each slot has a cache line of metadata: the message's sequence number (1, 2, ... in posting
+// order), its size and its tag. The sender fills the slot, then the line, and publishes the
+// sequence number last (release); the receiver polls only that line (acquire). So a message
+// costs one metadata line moving between cores, not a shared head counter plus a size plus a
+// tag. The receiver counts released messages in `tail`; posted - tail <= slots is the credit
+// rule, and the sender rereads tail only when it has run out of credits.
 #pragma once
 
 #include <atomic>
@@ -16,14 +22,18 @@ namespace lockstep {
 
 constexpr int kMaxSlots = 64;
 
+struct alignas(64) SlotMeta {
+  std::atomic<uint64_t> seq;  // the number of the message in the slot; written last
+  uint64_t bytes;             // payload bytes
+  MessageTag tag;
+};
+
 struct FifoHeader {
   uint32_t magic;
   uint32_t slots;
   uint64_t slotBytes;
-  alignas(64) std::atomic<uint64_t> head;  // written by the sender
-  alignas(64) std::atomic<uint64_t> tail;  // written by the receiver
-  alignas(64) uint64_t sizes[kMaxSlots];   // payload bytes of each slot, set before head moves
-  MessageTag tags[kMaxSlots];              // each slot's tag, set before head moves
+  alignas(64) std::atomic<uint64_t> tail;  // messages released, written by the receiver
+  SlotMeta meta[kMaxSlots];
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory FIFOs need lock-free atomics");
 
@@ -37,8 +47,8 @@ inline FifoHeader* initFifo(void* mem, int slots, size_t slotBytes) {
   auto* h = new (mem) FifoHeader();
   h->slots = static_cast<uint32_t>(slots);
   h->slotBytes = slotBytes;
-  h->head.store(0);
   h->tail.store(0);
+  for (auto& m : h->meta) m.seq.store(0);
   std::atomic_thread_fence(std::memory_order_release);
   h->magic = kFifoMagic;
   return h;
@@ -89,9 +99,10 @@ class FifoSender {
     return data_ + (head_ % slots_) * slotBytes_;
   }
   void post(size_t bytes, const MessageTag& tag) {
-    h_->sizes[head_ % slots_] = bytes;
-    h_->tags[head_ % slots_] = tag;
-    h_->head.store(++head_, std::memory_order_release);
+    SlotMeta& m = h_->meta[head_ % slots_];
+    m.bytes = bytes;
+    m.tag = tag;
+    m.seq.store(++head_, std::memory_order_release);
   }
 
  private:
@@ -108,12 +119,10 @@ class FifoReceiver {
 
   // Returns the next slot, its size and tag, or nullptr. Both are the peer's word: callers check.
   const void* tryRecv(size_t* bytes, MessageTag* tag) {
-    if (tail_ == headSeen_) {
-      headSeen_ = h_->head.load(std::memory_order_acquire);
-      if (tail_ == headSeen_) return nullptr;
-    }
-    *bytes = h_->sizes[tail_ % slots_];
-    *tag = h_->tags[tail_ % slots_];
+    const SlotMeta& m = h_->meta[tail_ % slots_];
+    if (m.seq.load(std::memory_order_acquire) != tail_ + 1) return nullptr;
+    *bytes = m.bytes;
+    *tag = m.tag;
     return data_ + (tail_ % slots_) * slotBytes_;
   }
   void release() { h_->tail.store(++tail_, std::memory_order_release); }
@@ -122,7 +131,7 @@ class FifoReceiver {
  private:
   FifoHeader* h_ = nullptr;
   const char* data_ = nullptr;
-  uint64_t slots_ = 0, slotBytes_ = 0, tail_ = 0, headSeen_ = 0;
+  uint64_t slots_ = 0, slotBytes_ = 0, tail_ = 0;
 };
 
 }  // namespace lockstep

@@ -111,14 +111,15 @@ void Communicator::execute(Work& w) {
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
   }
-  const uint64_t seq = w.info.fp.seq;  // 0 for send/recv: not tracked by the group
-  recorder_.started(w.info, w.schedule, w.info.algorithm, w.queuedUs);
+  const uint64_t seq = w.info.fp.seq;            // 0 for send/recv: not tracked by the group
+  const Clock::time_point start = Clock::now();  // the op's deadline and its flight-recorder entry
+  recorder_.started(w.info, w.schedule, w.queued == Clock::time_point{} ? start : w.queued, start);
   try {
     health_->check();
     if (seq) health_->entered(w.info.fp);
-    executor_->run(w.schedule, w.buffers, w.info);
+    executor_->run(w.schedule, w.buffers, w.info, Deadline(start + config_.timeout));
     if (seq) health_->completed(seq);
-    recorder_.ended(lockstepSuccess);
+    recorder_.ended(lockstepSuccess, Clock::now());
     finish(w, lockstepSuccess, "");
   } catch (const Error& e) {
     lockstepResult_t code = e.code();
@@ -146,7 +147,7 @@ void Communicator::execute(Work& w) {
     // Tell the group, so every rank fails now with this culprit (the first failure wins, so a
     // failure heard from a peer is not sent back). An abort reaches peers as this rank's goodbye.
     if (code != lockstepAborted) health_->fail(code, culprit, text);
-    recorder_.ended(code);
+    recorder_.ended(code, Clock::now());
     if (code == lockstepTimeout) dumpTrace();  // the state of every op this rank saw, for lockstep-trace
     finish(w, code, text);
   } catch (const std::exception& e) {
@@ -182,7 +183,7 @@ void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& w : works) {
       assignSeq(*w);
-      if (!w->queuedUs) w->queuedUs = FlightRecorder::nowUs();
+      if (w->queued == Clock::time_point{}) w->queued = Clock::now();
       queue_.push_back(w);
     }
     if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });
@@ -195,7 +196,7 @@ void Communicator::runNow(Work& w) {
   if (!busy_ && queue_.empty()) {
     busy_ = true;
     assignSeq(w);
-    w.queuedUs = FlightRecorder::nowUs();
+    w.queued = Clock::time_point{};  // inline: queued when it starts
     lock.unlock();
     execute(w);
     lock.lock();

@@ -11,17 +11,23 @@
 
 namespace lockstep {
 
-int64_t FlightRecorder::nowUs() {
+FlightRecorder::FlightRecorder() : records_(kCapacity) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+  int64_t wall = static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+  wallOffsetUs_ = wall - std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch()).count();
 }
 
-void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, const char* algorithm, int64_t queuedUs) {
+int64_t FlightRecorder::toWallUs(Clock::time_point t) const {
+  return wallOffsetUs_ + std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
+}
+
+void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued,
+                             Clock::time_point start) {
   Record& r = records_[next_++ % kCapacity];
   r.seq = op.fp.seq;
   r.kind = op.kind;
-  r.algorithm = algorithm;
+  r.algorithm = op.algorithm;
   r.count = op.count;
   r.dtype = static_cast<uint8_t>(op.dtype);
   r.op = static_cast<uint8_t>(op.op);
@@ -34,16 +40,16 @@ void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, const c
         r.peers[r.npeers++] = static_cast<int16_t>(p);
     }
   }
-  r.queuedUs = queuedUs;
-  r.startUs = nowUs();
-  r.endUs = 0;
+  r.queued = queued;
+  r.start = start;
+  r.end = Clock::time_point{};
   r.result = 0;
 }
 
-void FlightRecorder::ended(lockstepResult_t result) {
+void FlightRecorder::ended(lockstepResult_t result, Clock::time_point end) {
   if (next_ == 0) return;
   Record& r = records_[(next_ - 1) % kCapacity];
-  r.endUs = nowUs();
+  r.end = end;
   r.result = result;
 }
 
@@ -62,19 +68,22 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
     std::string peers, name = r.kind, timing;
     for (int k = 0; k < r.npeers; ++k) peers.append(k ? "," : "").append(std::to_string(r.peers[k]));
     if (r.seq) name.append(" #").append(std::to_string(r.seq));
-    const bool running = r.endUs == 0;
+    const bool running = r.end == Clock::time_point{};
     // A finished op is a complete slice ("X"); one still running at the dump is an open one ("B").
-    if (!running) timing.append(",\"dur\":").append(std::to_string(r.endUs - r.startUs));
+    if (!running) {
+      auto dur = std::chrono::duration_cast<std::chrono::microseconds>(r.end - r.start).count();
+      timing.append(",\"dur\":").append(std::to_string(dur));
+    }
     const char* state = running ? "running" : lockstepGetErrorString(static_cast<lockstepResult_t>(r.result));
     std::fprintf(f,
                  ",\n{\"name\":\"%s\",\"cat\":\"lockstep\",\"ph\":\"%s\",\"pid\":%d,\"tid\":0,\"ts\":%lld%s,"
                  "\"args\":{\"rank\":%d,\"seq\":%llu,\"kind\":\"%s\",\"count\":%llu,\"dtype\":\"%s\","
                  "\"op\":\"%s\",\"root\":%d,\"algorithm\":\"%s\",\"peers\":[%s],\"queued_us\":%lld,"
                  "\"state\":\"%s\"}}",
-                 name.c_str(), running ? "B" : "X", rank, static_cast<long long>(r.startUs), timing.c_str(), rank,
-                 static_cast<unsigned long long>(r.seq), r.kind, static_cast<unsigned long long>(r.count),
+                 name.c_str(), running ? "B" : "X", rank, static_cast<long long>(toWallUs(r.start)), timing.c_str(),
+                 rank, static_cast<unsigned long long>(r.seq), r.kind, static_cast<unsigned long long>(r.count),
                  dataTypeName(static_cast<lockstepDataType_t>(r.dtype)), redOpName(static_cast<lockstepRedOp_t>(r.op)),
-                 r.root, r.algorithm, peers.c_str(), static_cast<long long>(r.queuedUs), state);
+                 r.root, r.algorithm, peers.c_str(), static_cast<long long>(toWallUs(r.queued)), state);
   }
   std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
   bool ok = std::fclose(f) == 0;

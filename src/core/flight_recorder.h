@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "src/algo/schedule.h"
+#include "src/core/clock.h"
 #include "src/core/config.h"
 #include "src/exec/host_executor.h"
 
@@ -20,16 +21,13 @@ class FlightRecorder {
   static constexpr size_t kCapacity = 1024;
   static constexpr int kMaxPeers = 6;
 
-  FlightRecorder() : records_(kCapacity) {}
-
-  // Microseconds on the system clock, shared by every process on the host (and roughly across
-  // hosts), so dumps of several ranks line up.
-  static int64_t nowUs();
+  FlightRecorder();
 
   // The executing thread records; dumps happen on that thread or once nothing executes, so there
-  // is a single writer and no lock.
-  void started(const OpInfo& op, const Schedule& schedule, const char* algorithm, int64_t queuedUs);
-  void ended(lockstepResult_t result);
+  // is a single writer and no lock. Times are steady-clock readings the caller already took (the
+  // start doubles as the op's deadline base): recording adds no clock call.
+  void started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued, Clock::time_point start);
+  void ended(lockstepResult_t result, Clock::time_point end);
 
   // Writes the trace; returns false (and logs) if the file cannot be written.
   bool dump(const std::string& path, int rank, const std::string& who) const;
@@ -44,9 +42,13 @@ class FlightRecorder {
     int32_t root = -1;
     int16_t peers[kMaxPeers] = {};
     uint8_t npeers = 0;
-    int64_t queuedUs = 0, startUs = 0, endUs = 0;  // endUs == 0: still running
+    Clock::time_point queued, start, end;  // end == time_point{}: still running
     int32_t result = 0;
   };
+  // Dumps use microseconds on the system clock, shared by every process on the host (and roughly
+  // across hosts), so the traces of several ranks line up: steady time + this offset.
+  int64_t toWallUs(Clock::time_point t) const;
+  int64_t wallOffsetUs_;
   std::vector<Record> records_;
   uint64_t next_ = 0;  // ops recorded so far; the newest is records_[(next_ - 1) % kCapacity]
 };

@@ -19,8 +19,8 @@ struct Work {
   Schedule schedule;
   std::vector<char*> buffers;
   OpInfo info{};
-  int64_t queuedUs = 0;     // when the call was made (flight recorder)
-  uint8_t scratch[2] = {};  // a barrier's one-byte input and output
+  Clock::time_point queued;  // when the call was queued (flight recorder); unset if run inline
+  uint8_t scratch[2] = {};   // a barrier's one-byte input and output
 
   // Completion: written by whoever ran the work, then `done` is released.
   std::atomic<bool> done{false};
@@ -30,7 +30,7 @@ struct Work {
   void reset() {
     schedule.clear();
     buffers.clear();
-    queuedUs = 0;
+    queued = Clock::time_point{};
     done.store(false, std::memory_order_relaxed);
     result = lockstepSuccess;
     error.clear();

@@ -29,7 +29,7 @@ HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::
       timeout_(timeout),
       aborted_(aborted) {}
 
-void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op) {
+void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op, Deadline deadline) {
   const size_t elem = dataTypeSize(op.dtype);
   SliceKernels kernels{reduceKernels(op.dtype, op.op), elem, nranks_};
   Ctx ctx{op,
@@ -37,8 +37,8 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
           isPointToPoint(static_cast<OpKind>(op.fp.kind)),
           buffers.data(),
           kernels,
-          Deadline::after(timeout_),
-          Clock::now()};
+          deadline,
+          deadline.at() - timeout_};  // the op's start: the first slow wait checks the peers
   lanes_.clear();
   for (size_t i = 0; i < schedule.lanes(); ++i)
     lanes_.emplace_back().walker = SliceWalker(schedule.lane(i), slotBytes_ / elem, schedule.order(i));

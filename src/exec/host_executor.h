@@ -57,7 +57,7 @@ class HostExecutor {
 
   // Returns when every lane is done and every byte this rank sent has left the process.
   // buffers[i] is the base address of the schedule's buffer index i.
-  void run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op);
+  void run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op, Deadline deadline);
 
  private:
   struct Lane {

@@ -29,7 +29,18 @@ TEST_P(Collectives, EveryTypeOpCountInPlaceAndOut) {
   auto [n, transport] = GetParam();
   // Under ThreadSanitizer (10x slower) the same checks run on smaller buffers.
   std::vector<std::string> args = {kRun, "-n", std::to_string(n), kCheck, "--large", "16777216"};
-  if (getenv("LOCKSTEP_TEST_QUICK")) args = {kRun, "-n", std::to_string(n), kCheck, "--counts", "0,1,N-1,100003"};
+  if (getenv("LOCKSTEP_TEST_QUICK")) {
+    args = {kRun,
+            "-n",
+            std::to_string(n),
+            kCheck,
+            "--types",
+            "float32,int8,bfloat16",
+            "--counts",
+            "0,1,N-1,10007",
+            "--block-counts",
+            "0,1,N-1,1001"};
+  }
   ProcResult r =
       run(args, {std::string("LOCKSTEP_TRANSPORTS=") + transport, "LOCKSTEP_DEBUG=INFO", "LOCKSTEP_TIMEOUT=60"}, 240);
   ASSERT_FALSE(r.timedOut) << r.output;

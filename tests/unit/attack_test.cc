@@ -80,7 +80,7 @@ class Attacker {
     for (int fd : held_) close(fd);
   }
   int connections() const { return connections_; }
-  int ports() const { return static_cast<int>(seen_.size()); }
+  int ports() const { return ports_; }
 
  private:
   void run() {
@@ -88,6 +88,7 @@ class Attacker {
     while (!stop_) {
       for (auto target : ownListeners()) {
         if (!seen_.insert(target).second) continue;
+        ++ports_;
         for (int kind = 0; kind < 6; ++kind) attack(target.first, target.second, kind, rng);
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -142,7 +143,7 @@ class Attacker {
   }
 
   std::atomic<bool> stop_{false};
-  std::atomic<int> connections_{0};
+  std::atomic<int> connections_{0}, ports_{0};
   std::set<std::pair<uint32_t, uint16_t>> seen_;
   std::vector<std::thread> drips_;
   std::vector<int> held_;
