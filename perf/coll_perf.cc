@@ -12,6 +12,7 @@
 #include "perf/collectives.h"
 #include "perf/pattern.h"
 #include "perf/perf_common.h"
+#include "src/algo/registry.h"
 
 using namespace lockstep;
 using namespace lockstep::perf;
@@ -80,14 +81,24 @@ size_t checkOnce(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t co
 int main(int argc, char** argv) {
   const std::string program = std::string(collName(kColl)) + "_perf";
   Args args = parseArgs(argc, argv, program.c_str());
-  const char* algo = kColl == Coll::kBroadcast || kColl == Coll::kReduce    ? "chain"
-                     : kColl == Coll::kSendRecv || kColl == Coll::kAllToAll ? "direct"
-                                                                            : "ring";
-  if (args.algo != "default" && args.algo != algo) {
-    std::fprintf(stderr, "%s: unknown algorithm %s (available: %s)\n", program.c_str(), args.algo.c_str(), algo);
-    return 2;
+  // -a forces an algorithm through LOCKSTEP_ALGO, as a user would (read once, at init).
+  if (args.algo != "default") {
+    Algorithm a;
+    if (!parseAlgorithm(args.algo, &a) || !implements(a, collKind(kColl))) {
+      std::string known;
+      for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
+        if (implements(static_cast<Algorithm>(i), collKind(kColl))) {
+          known += std::string(known.empty() ? "" : ", ") + algorithmName(static_cast<Algorithm>(i));
+        }
+      }
+      std::fprintf(stderr, "%s: unknown algorithm %s (available: %s)\n", program.c_str(), args.algo.c_str(),
+                   known.c_str());
+      return 2;
+    }
+    setenv("LOCKSTEP_ALGO", (std::string(opKindName(collKind(kColl))) + "=" + args.algo).c_str(), 1);
+  } else {
+    args.algo = "tuned";
   }
-  args.algo = algo;
   Bench b;
   CHECK(lockstepCommInitFromEnv(&b.comm));
   CHECK(lockstepCommUserRank(b.comm, &b.rank));

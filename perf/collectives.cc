@@ -24,6 +24,26 @@ const char* collName(Coll c) {
   return "?";
 }
 
+OpKind collKind(Coll c) {
+  switch (c) {
+    case Coll::kAllReduce:
+      return OpKind::kAllReduce;
+    case Coll::kReduceScatter:
+      return OpKind::kReduceScatter;
+    case Coll::kAllGather:
+      return OpKind::kAllGather;
+    case Coll::kBroadcast:
+      return OpKind::kBroadcast;
+    case Coll::kReduce:
+      return OpKind::kReduce;
+    case Coll::kSendRecv:
+      return OpKind::kSend;
+    case Coll::kAllToAll:
+      return OpKind::kAllToAll;
+  }
+  return OpKind::kAllReduce;
+}
+
 bool collReduces(Coll c) { return c == Coll::kAllReduce || c == Coll::kReduceScatter || c == Coll::kReduce; }
 bool collRooted(Coll c) { return c == Coll::kBroadcast || c == Coll::kReduce; }
 bool collHasInPlace(Coll c) { return c != Coll::kSendRecv && c != Coll::kAllToAll; }

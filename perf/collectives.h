@@ -6,6 +6,7 @@
 
 #include "lockstep/lockstep.h"
 #include "perf/pattern.h"
+#include "src/algo/collective.h"
 
 namespace lockstep::perf {
 
@@ -14,6 +15,7 @@ constexpr Coll kAllColls[] = {Coll::kAllReduce, Coll::kReduceScatter, Coll::kAll
                               Coll::kReduce,    Coll::kSendRecv,      Coll::kAllToAll};
 
 const char* collName(Coll c);
+OpKind collKind(Coll c);  // the library's name for it (send/recv: kSend)
 bool collReduces(Coll c);
 bool collRooted(Coll c);
 bool collHasInPlace(Coll c);

@@ -20,6 +20,40 @@ void directP2P(int /*rank*/, int nranks, std::span<const P2POp> ops, Schedule* o
   }
 }
 
+void orderedCombine(int rank, int nranks, size_t srcOffset, size_t offset, size_t count, Schedule* out) {
+  for (int q = 0; q < nranks; ++q) {
+    Step s;
+    s.count = count;
+    s.dst = kOutput;
+    s.dstOffset = offset;
+    s.finish = q == nranks - 1;
+    if (q == rank) {
+      // My own contribution, from the input (a floating avg scales it here).
+      s.prim = q == 0 ? Prim::kCopy : Prim::kLocalReduce;
+      s.src = kInput;
+      s.srcOffset = srcOffset;
+    } else {
+      // Rank q's, as it arrives (its sender scaled it): the partial so far comes first.
+      s.prim = q == 0 ? Prim::kRecv : Prim::kRecvReduceCopy;
+      s.recvPeer = q;
+      s.src = kOutput;
+      s.srcOffset = offset;
+      s.localFirst = true;
+    }
+    out->add(s);
+  }
+}
+
+void directAllReduce(int rank, int nranks, size_t count, Schedule* out) {
+  if (count == 0) return;
+  for (int k = 1; k < nranks; ++k) {  // a lane per peer: my input, to everyone
+    out->add(Step{Prim::kSend, (rank + k) % nranks, -1, kInput, kOutput, 0, 0, count, false});
+    out->endLane();
+  }
+  orderedCombine(rank, nranks, 0, 0, count, out);
+  out->endLane();
+}
+
 void directAllToAll(int rank, int nranks, size_t count, Schedule* out) {
   if (count == 0) return;
   const size_t mine = static_cast<size_t>(rank) * count;

@@ -23,4 +23,15 @@ void directP2P(int rank, int nranks, std::span<const P2POp> ops, Schedule* out);
 // per block. One lane per peer and direction, plus the local copy.
 void directAllToAll(int rank, int nranks, size_t count, Schedule* out);
 
+// One-shot all-reduce: every rank sends its input to every other and combines all N
+// contributions itself, in rank order 0, 1, ..., N-1. One latency step; N-1 times the data:
+// for small messages on few ranks. Rank-ordered, so it is also deterministic.
+void directAllReduce(int rank, int nranks, size_t count, Schedule* out);
+
+// Appends the steps that combine, into output[offset, offset + count), every rank's
+// contribution in rank order 0..N-1: rank q's arrives from q (q != rank), this rank's own comes
+// from input[srcOffset...]. The last step finishes the reduction. Used by the one-shot and the
+// deterministic algorithms.
+void orderedCombine(int rank, int nranks, size_t srcOffset, size_t offset, size_t count, Schedule* out);
+
 }  // namespace lockstep

@@ -18,6 +18,8 @@ const char* primName(Prim p) {
       return "recvCopySend";
     case Prim::kCopy:
       return "copy";
+    case Prim::kLocalReduce:
+      return "localReduce";
   }
   return "?";
 }

@@ -23,15 +23,17 @@ enum class Prim : uint8_t {
   kRecvReduceCopySend,  // recv (op) src -> dst and send
   kRecvCopySend,        // recv -> dst and send
   kCopy,                // src -> dst
+  kLocalReduce,         // dst (op) src -> dst
 };
 
 const char* primName(Prim p);
 inline bool primSends(Prim p) {
   return p == Prim::kSend || p == Prim::kRecvReduceSend || p == Prim::kRecvReduceCopySend || p == Prim::kRecvCopySend;
 }
-inline bool primRecvs(Prim p) { return p != Prim::kSend && p != Prim::kCopy; }
+inline bool primRecvs(Prim p) { return p != Prim::kSend && p != Prim::kCopy && p != Prim::kLocalReduce; }
 inline bool primReduces(Prim p) {
-  return p == Prim::kRecvReduceSend || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend;
+  return p == Prim::kRecvReduceSend || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend ||
+         p == Prim::kLocalReduce;
 }
 
 // Buffer indices of a single collective.
@@ -49,6 +51,13 @@ struct Step {
   size_t count = 0;        // elements
   // This step produces final values: finish the reduction (avg divides here, exactly once).
   bool finish = false;
+  // Starts a new phase of its lane: every slice of the steps before it is done first. Needed
+  // where a step reads, at other offsets, what earlier steps wrote (recursive halving).
+  bool phase = false;
+  // Reduce steps combine (received) (op) (src) by default; with localFirst, (src) (op) (received).
+  // Algorithms where several ranks compute the same value use it to keep one operand order
+  // everywhere (lower ranks' data first), so the results match bit for bit.
+  bool localFirst = false;
 };
 
 // How a lane's steps are cut and ordered (src/algo/slicing.h).

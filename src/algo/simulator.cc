@@ -1,7 +1,7 @@
 #include "src/algo/simulator.h"
 
 #include <deque>
-#include <map>
+#include <unordered_map>
 
 #include "kernels/dtype.h"
 #include "src/algo/slicing.h"
@@ -24,7 +24,11 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
     for (size_t i = 0; i < schedules[r].lanes(); ++i)
       lanes.push_back({r, SliceWalker(schedules[r].lane(i), sliceBytes / elem, schedules[r].order(i))});
   }
-  std::map<std::pair<int, int>, std::deque<std::vector<char>>> wire;  // (src, dst) -> messages in flight
+  // (src * n + dst) -> messages in flight on that link
+  std::unordered_map<uint64_t, std::deque<std::vector<char>>> wire;
+  auto link = [&](int src, int dst) -> std::deque<std::vector<char>>& {
+    return wire[static_cast<uint64_t>(src) * static_cast<uint64_t>(n) + static_cast<uint64_t>(dst)];
+  };
   SimStats stats;
   stats.messagesSent.assign(n, 0);
   stats.bytesSent.assign(n, 0);
@@ -40,8 +44,8 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
       while (!w.done()) {
         const Step& s = w.step();
         const size_t bytes = w.count() * elem;
-        std::deque<std::vector<char>>* inq = primRecvs(s.prim) ? &wire[{s.recvPeer, r}] : nullptr;
-        std::deque<std::vector<char>>* outq = primSends(s.prim) ? &wire[{r, s.sendPeer}] : nullptr;
+        std::deque<std::vector<char>>* inq = primRecvs(s.prim) ? &link(s.recvPeer, r) : nullptr;
+        std::deque<std::vector<char>>* outq = primSends(s.prim) ? &link(r, s.sendPeer) : nullptr;
         if ((inq && inq->empty()) || (outq && outq->size() >= static_cast<size_t>(slots))) break;
         if (inq && inq->front().size() != bytes) {
           throw InternalError("simulator: rank " + std::to_string(r) + " expected " + std::to_string(bytes) +
@@ -74,8 +78,8 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
   }
   for (const auto& [key, q] : wire) {
     if (!q.empty()) {
-      throw InternalError("simulator: " + std::to_string(q.size()) + " messages from rank " +
-                          std::to_string(key.first) + " to " + std::to_string(key.second) + " never received");
+      throw InternalError("simulator: " + std::to_string(q.size()) + " messages from rank " + std::to_string(key / n) +
+                          " to " + std::to_string(key % n) + " never received");
     }
   }
   return stats;

@@ -4,6 +4,7 @@
 //   skipping steps that have no slice j. Both ends of a hop cut the same range the same way, so
 //   the messages on every link come in the order the receiver wants them, and step s+1 of slice j
 //   overlaps step s of slice j+1 on the neighbours: that is the pipeline.
+//   A step flagged `phase` starts a new slice-major group: everything before it is done first.
 //   Step-major (send/recv): every slice of a step before the next step, so consecutive messages
 //   to one peer arrive whole and in order, whether or not the other end posted them in a group.
 #pragma once
@@ -20,11 +21,14 @@ class SliceWalker {
   SliceWalker() = default;
   SliceWalker(std::span<const Step> steps, size_t sliceElems, LaneOrder order = LaneOrder::kSliceMajor)
       : steps_(steps), sliceElems_(sliceElems), stepMajor_(order == LaneOrder::kStepMajor) {
-    for (const Step& s : steps_) slices_ = std::max(slices_, (s.count + sliceElems - 1) / sliceElems);
-    skipEmpty();
+    if (stepMajor_) {
+      skipEmpty();
+    } else {
+      loadPhase();
+    }
   }
 
-  bool done() const { return stepMajor_ ? index_ >= steps_.size() : slice_ >= slices_; }
+  bool done() const { return index_ >= steps_.size(); }
   const Step& step() const { return steps_[index_]; }
   size_t first() const { return slice_ * sliceElems_; }  // first element of the slice within the step
   size_t count() const { return std::min(sliceElems_, steps_[index_].count - first()); }
@@ -32,26 +36,48 @@ class SliceWalker {
     if (stepMajor_) {
       if (++slice_ * sliceElems_ < steps_[index_].count) return;
       slice_ = 0;
+      ++index_;
+      skipEmpty();
+      return;
     }
     ++index_;
-    skipEmpty();
+    nextSliceMajor();
   }
 
  private:
   void skipEmpty() {
-    if (stepMajor_) {
-      while (index_ < steps_.size() && steps_[index_].count == 0) ++index_;
-      return;
-    }
-    for (; slice_ < slices_; ++slice_, index_ = 0) {
-      for (; index_ < steps_.size(); ++index_) {
+    while (index_ < steps_.size() && steps_[index_].count == 0) ++index_;
+  }
+  // Slice-major within a phase: [begin_, end_) holds the steps up to the next phase start.
+  void loadPhase() {
+    end_ = begin_ + 1;
+    while (end_ < steps_.size() && !steps_[end_].phase) ++end_;
+    end_ = std::min(end_, steps_.size());
+    slices_ = 0;
+    for (size_t i = begin_; i < end_; ++i)
+      slices_ = std::max(slices_, (steps_[i].count + sliceElems_ - 1) / sliceElems_);
+    slice_ = 0;
+    index_ = begin_;
+    nextSliceMajor();
+  }
+  void nextSliceMajor() {
+    for (; slice_ < slices_; ++slice_, index_ = begin_) {
+      for (; index_ < end_; ++index_) {
         if (slice_ * sliceElems_ < steps_[index_].count) return;
       }
     }
+    // This phase is done: the next one, or the end.
+    begin_ = end_;
+    if (begin_ >= steps_.size()) {
+      index_ = steps_.size();
+      return;
+    }
+    loadPhase();
   }
   std::span<const Step> steps_;
   size_t sliceElems_ = 1;
   bool stepMajor_ = false;
+  size_t begin_ = 0, end_ = 0;
   size_t slices_ = 0, slice_ = 0, index_ = 0;
 };
 

@@ -5,6 +5,7 @@
 
 #include "bootstrap/root_service.h"
 #include "bootstrap/tcp_bootstrap.h"
+#include "kernels/dtype.h"
 #include "src/core/errors.h"
 #include "src/core/logging.h"
 #include "transport/fifo_link.h"
@@ -29,6 +30,9 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   for (auto& p : peers_) p.hostname[sizeof(p.hostname) - 1] = p.configSummary[sizeof(p.configSummary) - 1] = '\0';
   checkPeersAgree(peers_);
   connectLinks(commId, secret, localAddr);
+  tuning_ = parseTunerSettings(config_.algo, config_.deterministic);
+  linkCost_ = globalLinkCost();
+  lastChoice_.fill(Algorithm::kCount);
 
   std::vector<Link*> raw(nranks_);
   std::vector<std::string> names(nranks_);
@@ -96,6 +100,29 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
       LS_INFO(rank_, "rank " << rank_ << " -> " << peers_[peers[i]].describe() << " via " << transports_[t]->name());
     }
   }
+}
+
+LinkCost Communicator::globalLinkCost() const {
+  // The slowest transport any pair of ranks uses. Every rank computes it from the same PeerInfo
+  // table, so every rank's tuner sees the same costs and picks the same algorithms.
+  LinkCost worst{0, 1e9};
+  bool any = false;
+  for (int i = 0; i < nranks_; ++i) {
+    for (int j = i + 1; j < nranks_; ++j) {
+      for (const auto& t : transports_) {
+        if (!t->canConnect(peers_[i], peers_[j])) continue;
+        LinkCost c = defaultLinkCost(t->name());
+        worst.alphaUs = std::max(worst.alphaUs, c.alphaUs);
+        worst.gbps = std::min(worst.gbps, c.gbps);
+        any = true;
+        break;
+      }
+    }
+  }
+  if (!any) worst = defaultLinkCost("shm");
+  if (config_.linkLatencyUs > 0) worst.alphaUs = config_.linkLatencyUs;
+  if (config_.linkGBps > 0) worst.gbps = config_.linkGBps;
+  return worst;
 }
 
 // ---- execution ----
@@ -215,13 +242,13 @@ void Communicator::runNow(Work& w) {
 
 void Communicator::run(const OpDesc& op) {
   inline_.reset();
-  planOp(op, rank_, nranks_, &inline_);
+  planOp(op, rank_, nranks_, choose(op), &inline_);
   runNow(inline_);
 }
 
 std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
   auto w = std::make_shared<Work>();
-  planOp(op, rank_, nranks_, w.get());
+  planOp(op, rank_, nranks_, choose(op), w.get());
   enqueue({&w, 1});
   return w;
 }
@@ -232,7 +259,7 @@ std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDes
   for (size_t i = 0; i < ops.size();) {
     works.push_back(std::make_shared<Work>());
     if (!isPointToPoint(ops[i].kind)) {
-      planOp(ops[i], rank_, nranks_, works.back().get());
+      planOp(ops[i], rank_, nranks_, choose(ops[i]), works.back().get());
       (*workOf)[i++] = works.size() - 1;
       continue;
     }
@@ -245,6 +272,22 @@ std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDes
     i = end;
   }
   return works;
+}
+
+Algorithm Communicator::choose(const OpDesc& op) {
+  if (isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) return Algorithm::kDirect;
+  size_t bytes = op.kind == OpKind::kBarrier ? 1 : op.count * dataTypeSize(op.dtype);
+  if (op.kind == OpKind::kReduceScatter || op.kind == OpKind::kAllGather) bytes *= static_cast<size_t>(nranks_);
+  Algorithm a = chooseAlgorithm(op.kind, nranks_, bytes, linkCost_, tuning_);
+  // Logged when the choice for a collective changes, not on every call.
+  auto& last = lastChoice_[static_cast<int>(op.kind)];
+  if (last != a) {
+    last = a;
+    LS_INFO(rank_, "tuner: " << opKindName(op.kind) << " of " << bytes << " bytes on " << nranks_ << " ranks -> "
+                             << algorithmName(a) << (tuning_.forced[static_cast<int>(op.kind)] ? " (forced)" : "")
+                             << (tuning_.deterministic ? " (deterministic)" : ""));
+  }
+  return a;
 }
 
 void Communicator::abort() {

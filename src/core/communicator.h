@@ -7,6 +7,7 @@
 // one Work runs at a time, in the order the calls were made, on every rank.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -19,6 +20,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
+#include "src/algo/tuner.h"
 #include "src/core/config.h"
 #include "src/core/flight_recorder.h"
 #include "src/core/health.h"
@@ -69,7 +71,9 @@ class Communicator {
  private:
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
   void execute(Work& w);
-  void assignSeq(Work& w);  // call with mu_ held
+  void assignSeq(Work& w);             // call with mu_ held
+  Algorithm choose(const OpDesc& op);  // the tuner, for this communicator
+  LinkCost globalLinkCost() const;
   void dumpTrace() const;
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();
@@ -83,6 +87,9 @@ class Communicator {
   std::vector<std::unique_ptr<Link>> links_;  // by rank; links_[rank_] is a loopback for self send/recv
   std::shared_ptr<void> selfFifo_;
   std::vector<const char*> transportNames_;
+  TunerSettings tuning_;
+  LinkCost linkCost_{};
+  std::array<Algorithm, kOpKinds> lastChoice_;  // for logging changes
   std::unique_ptr<Health> health_;
   FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
   std::unique_ptr<HostExecutor> executor_;

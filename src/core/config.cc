@@ -19,6 +19,15 @@ int parseInt(const std::string& text, const std::string& what, long lo, long hi)
   return static_cast<int>(v);
 }
 
+double parsePositive(const std::string& text, const std::string& what) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(v > 0) || v > 1e9) {
+    throw InvalidArgument(what + "=\"" + text + "\" is not a positive number");
+  }
+  return v;
+}
+
 std::vector<std::string> splitList(const std::string& text) {
   std::vector<std::string> out;
   std::stringstream ss(text);
@@ -104,6 +113,10 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_SOCKET_IFNAME")) c.socketIfname = *v;
   if (auto v = var("LOCKSTEP_HOST_ID")) c.hostId = *v;
   if (auto v = var("LOCKSTEP_TRACE")) c.tracePath = *v;
+  if (auto v = var("LOCKSTEP_ALGO")) c.algo = *v;
+  if (auto v = var("LOCKSTEP_DETERMINISTIC")) c.deterministic = parseInt(*v, "LOCKSTEP_DETERMINISTIC", 0, 1) == 1;
+  if (auto v = var("LOCKSTEP_LINK_LATENCY_US")) c.linkLatencyUs = parsePositive(*v, "LOCKSTEP_LINK_LATENCY_US");
+  if (auto v = var("LOCKSTEP_LINK_GBPS")) c.linkGBps = parsePositive(*v, "LOCKSTEP_LINK_GBPS");
   if (auto v = var("TMPDIR")) c.tempDir = *v;
   if (auto v = var("LOCKSTEP_RANK")) c.launch.rank = parseInt(*v, "LOCKSTEP_RANK", 0, 1 << 24);
   if (auto v = var("LOCKSTEP_WORLD_SIZE")) c.launch.worldSize = parseInt(*v, "LOCKSTEP_WORLD_SIZE", 1, 1 << 24);
@@ -142,10 +155,17 @@ bool Config::transportAllowed(const std::string& name) const {
 }
 
 std::string Config::wireSummary() const {
+  // Everything that decides what goes on the wire, including the algorithm choice (every rank
+  // must pick the same algorithm for the same call).
   std::string t;
   for (const auto& s : transports) t += (t.empty() ? "" : ",") + s;
-  return "slotBytes=" + std::to_string(slotBytes) + " slots=" + std::to_string(slots) +
-         " transports=" + (t.empty() ? "all" : t);
+  std::ostringstream o;
+  o << "slotBytes=" << slotBytes << " slots=" << slots << " transports=" << (t.empty() ? "all" : t);
+  if (!algo.empty()) o << " algo=" << algo;
+  if (deterministic) o << " deterministic=1";
+  if (linkLatencyUs > 0) o << " latency=" << linkLatencyUs;
+  if (linkGBps > 0) o << " gbps=" << linkGBps;
+  return o.str();
 }
 
 uint64_t Config::wireHash() const { return fnv1a(wireSummary()); }

@@ -31,6 +31,10 @@ struct Config {
   int slots = 8;                                                 // LOCKSTEP_SLOTS: credits per link direction
   std::string socketIfname;                                      // LOCKSTEP_SOCKET_IFNAME
   std::string hostId;                                            // LOCKSTEP_HOST_ID; empty = hostname + boot id
+  std::string algo;              // LOCKSTEP_ALGO: force algorithms ("tree", "allreduce=ring,...")
+  bool deterministic = false;    // LOCKSTEP_DETERMINISTIC: rank-ordered reductions
+  double linkLatencyUs = 0;      // LOCKSTEP_LINK_LATENCY_US: the tuner's per-message cost (0: built-in)
+  double linkGBps = 0;           // LOCKSTEP_LINK_GBPS: the tuner's link bandwidth (0: built-in)
   std::string tracePath;         // LOCKSTEP_TRACE: write the flight recorder there at destroy (%r rank, %p pid)
   std::string tempDir = "/tmp";  // TMPDIR: where dumps go when LOCKSTEP_TRACE is unset
   LaunchEnv launch;

@@ -4,13 +4,9 @@
 #include <cstddef>
 
 #include "lockstep/lockstep.h"
+#include "src/algo/collective.h"
 
 namespace lockstep {
-
-enum class OpKind { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kReduce, kSend, kRecv, kAllToAll, kBarrier };
-
-const char* opKindName(OpKind kind);
-inline bool isPointToPoint(OpKind k) { return k == OpKind::kSend || k == OpKind::kRecv; }
 
 struct OpDesc {
   OpKind kind = OpKind::kBarrier;

@@ -1,37 +1,13 @@
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/dtype.h"
-#include "src/algo/chain.h"
 #include "src/algo/direct.h"
-#include "src/algo/ring.h"
+#include "src/algo/registry.h"
 #include "src/core/work.h"
 #include "src/exec/backoff.h"
 
 namespace lockstep {
-
-const char* opKindName(OpKind kind) {
-  switch (kind) {
-    case OpKind::kAllReduce:
-      return "allreduce";
-    case OpKind::kReduceScatter:
-      return "reducescatter";
-    case OpKind::kAllGather:
-      return "allgather";
-    case OpKind::kBroadcast:
-      return "broadcast";
-    case OpKind::kReduce:
-      return "reduce";
-    case OpKind::kSend:
-      return "send";
-    case OpKind::kRecv:
-      return "recv";
-    case OpKind::kAllToAll:
-      return "alltoall";
-    case OpKind::kBarrier:
-      return "barrier";
-  }
-  return "?";
-}
 
 bool waitWork(const Work& w, Deadline deadline) {
   Backoff backoff;
@@ -42,23 +18,8 @@ bool waitWork(const Work& w, Deadline deadline) {
   return true;
 }
 
-namespace {
-const char* algorithmOf(OpKind kind) {
-  switch (kind) {
-    case OpKind::kBroadcast:
-    case OpKind::kReduce:
-      return "chain";
-    case OpKind::kSend:
-    case OpKind::kRecv:
-    case OpKind::kAllToAll:
-      return "direct";
-    default:
-      return "ring";
-  }
-}
-}  // namespace
-
-void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
+void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w) {
+  if (isPointToPoint(op.kind)) return planPointToPoint({&op, 1}, rank, nranks, w);
   Fingerprint fp;
   fp.count = op.count;
   fp.root = op.kind == OpKind::kBroadcast || op.kind == OpKind::kReduce ? op.root : -1;
@@ -67,40 +28,32 @@ void planOp(const OpDesc& op, int rank, int nranks, Work* w) {
   fp.op = op.kind == OpKind::kAllReduce || op.kind == OpKind::kReduceScatter || op.kind == OpKind::kReduce
               ? static_cast<uint8_t>(op.op)
               : 0;
-  w->info = OpInfo{opKindName(op.kind), algorithmOf(op.kind), fp, op.dtype, op.op, op.count};
+  fp.algorithm = static_cast<uint8_t>(algorithm);
+  w->info = OpInfo{opKindName(op.kind), algorithmName(algorithm), fp, op.dtype, op.op, op.count};
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
-  Schedule* s = &w->schedule;
-  switch (op.kind) {
-    case OpKind::kAllReduce:
-      ringAllReduce(rank, nranks, op.count, s);
-      break;
-    case OpKind::kReduceScatter:
-      ringReduceScatter(rank, nranks, op.count, s);
-      break;
-    case OpKind::kAllGather:
-      ringAllGather(rank, nranks, op.count, s);
-      break;
-    case OpKind::kBroadcast:
-      chainBroadcast(rank, nranks, op.root, op.count, s);
-      break;
-    case OpKind::kReduce:
-      chainReduce(rank, nranks, op.root, op.count, s);
-      break;
-    case OpKind::kAllToAll:
-      directAllToAll(rank, nranks, op.count, s);
-      break;
-    case OpKind::kSend:
-    case OpKind::kRecv:
-      planPointToPoint({&op, 1}, rank, nranks, w);
-      break;
-    case OpKind::kBarrier:
-      // A one-byte all-reduce: nobody gets the result before every rank has contributed.
-      w->info.dtype = lockstepUint8;
-      w->info.op = lockstepMax;
-      w->info.fp.count = 1;
-      w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
-      ringAllReduce(rank, nranks, 1, s);
-      break;
+  size_t count = op.count;
+  if (op.kind == OpKind::kBarrier) {
+    // A one-byte all-reduce: nobody gets the result before every rank has contributed.
+    w->info.dtype = lockstepUint8;
+    w->info.op = lockstepMax;
+    w->info.fp.count = count = 1;
+    w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
+  }
+  buildSchedule(algorithm, op.kind, rank, nranks, count, op.root, &w->schedule);
+  // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
+  // the input are still to be sent or combined: when the two overlap (in place, or a
+  // reduce-scatter whose output is its own block of the input), they work from a copy of the
+  // input, taken now, as the caller's input is fixed once the call is made.
+  const bool staged = algorithm == Algorithm::kDirect || algorithm == Algorithm::kOrdered;
+  size_t bytes = count * dataTypeSize(w->info.dtype);
+  const size_t inBytes = op.kind == OpKind::kReduceScatter ? bytes * static_cast<size_t>(nranks) : bytes;
+  const char *in = w->buffers[kInput], *outp = w->buffers[kOutput];
+  const bool overlap = in != nullptr && outp != nullptr && in < outp + bytes && outp < in + inBytes;
+  if (staged && overlap && count > 0 && op.kind != OpKind::kAllToAll) {
+    bytes = inBytes;
+    w->staging.resize(bytes);  // capacity kept across calls on a reused Work
+    std::memcpy(w->staging.data(), w->buffers[kInput], bytes);
+    w->buffers[kInput] = w->staging.data();
   }
 }
 
@@ -119,6 +72,7 @@ void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w
   // design, and these ops take no collective sequence number.
   Fingerprint fp;
   fp.kind = static_cast<uint8_t>(OpKind::kSend);
+  fp.algorithm = static_cast<uint8_t>(Algorithm::kDirect);
   w->info = OpInfo{
       ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", "direct", fp, lockstepUint8, lockstepSum, bytes};
   directP2P(rank, nranks, p2p, &w->schedule);

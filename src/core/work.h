@@ -19,8 +19,9 @@ struct Work {
   Schedule schedule;
   std::vector<char*> buffers;
   OpInfo info{};
-  Clock::time_point queued;  // when the call was queued (flight recorder); unset if run inline
-  uint8_t scratch[2] = {};   // a barrier's one-byte input and output
+  Clock::time_point queued;   // when the call was queued (flight recorder); unset if run inline
+  uint8_t scratch[2] = {};    // a barrier's one-byte input and output
+  std::vector<char> staging;  // a copy of the input, for in-place calls of algorithms that need one
 
   // Completion: written by whoever ran the work, then `done` is released.
   std::atomic<bool> done{false};
@@ -42,7 +43,7 @@ struct Work {
 bool waitWork(const Work& w, Deadline deadline);
 
 // Fills `w` (schedule, buffers, info) for one collective or a lone send/recv. Pure: no I/O.
-void planOp(const OpDesc& op, int rank, int nranks, Work* w);
+void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w);
 // Fuses a group's sends and receives on one communicator into one Work with a lane per peer and
 // direction. They are moved as bytes, so the two ends need only agree on sizes.
 void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w);

@@ -18,24 +18,31 @@ struct SliceKernels {
 // Runs the slice [first, first + n) of `step`. buffers[i] is the base of buffer index i; in is
 // the received message (or null), out the send slot (or null).
 //
-// Floating avg scales this rank's input by 1/nranks wherever it enters the reduction (a send of
-// raw input, or the second operand of a reduce); integer avg divides once, in the finishing
-// step. Either way each value is computed once and then copied, so ranks stay bit-identical.
+// Floating avg scales a rank's own contribution by 1/nranks exactly once, where it enters the
+// reduction: whenever a step reads it from the input buffer (kInput) to send it or combine it.
+// Partial results (in the output buffer, or received) are never scaled again. Integer avg
+// divides once, in the step flagged finish. Either way each value is computed once and copied,
+// or computed by every rank in the same operand order, so ranks stay bit-identical.
 inline void applyPrim(const Step& step, size_t first, size_t n, const char* const* buffers, const void* in, void* out,
                       const SliceKernels& sk) {
   const ReduceKernels& k = sk.k;
   const size_t bytes = n * sk.elem;
   const char* src = buffers[step.src] + (step.srcOffset + first) * sk.elem;
   char* dst = const_cast<char*>(buffers[step.dst]) + (step.dstOffset + first) * sk.elem;
-  auto combine = [&](void* to) {
-    if (k.premulSum)
-      k.premulSum(to, in, src, n, sk.nranks);
-    else
-      k.reduce(to, in, src, n);
+  const bool scaled = step.src == kInput && k.premulSum;  // src is raw input and avg scales it
+  // to = partial (op) src, where partial is what arrived (or dst itself for a local reduce).
+  auto combine = [&](void* to, const void* partial) {
+    if (scaled) {
+      k.premulSum(to, partial, src, n, sk.nranks);
+    } else if (step.localFirst) {
+      k.reduce(to, src, partial, n);
+    } else {
+      k.reduce(to, partial, src, n);
+    }
   };
   switch (step.prim) {
     case Prim::kSend:
-      if (k.scale)
+      if (scaled)
         k.scale(out, src, n, sk.nranks);
       else
         std::memcpy(out, src, bytes);
@@ -44,11 +51,11 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
       std::memcpy(dst, in, bytes);
       break;
     case Prim::kRecvReduceSend:
-      combine(out);
+      combine(out, in);
       break;
     case Prim::kRecvReduceCopy:
     case Prim::kRecvReduceCopySend:
-      combine(dst);
+      combine(dst, in);
       if (step.finish && k.divide) k.divide(dst, n, sk.nranks);
       if (out) std::memcpy(out, dst, bytes);
       break;
@@ -57,10 +64,14 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
       std::memcpy(out, in, bytes);
       break;
     case Prim::kCopy:
-      if (k.scale)
+      if (scaled)
         k.scale(dst, src, n, sk.nranks);
       else if (dst != src)
         std::memmove(dst, src, bytes);
+      if (step.finish && k.divide) k.divide(dst, n, sk.nranks);
+      break;
+    case Prim::kLocalReduce:
+      combine(dst, dst);
       if (step.finish && k.divide) k.divide(dst, n, sk.nranks);
       break;
   }

@@ -1,6 +1,7 @@
 #include "src/exec/fingerprint.h"
 
 #include "kernels/dtype.h"
+#include "src/algo/collective.h"
 #include "src/core/op.h"
 
 namespace lockstep {
@@ -12,7 +13,7 @@ constexpr uint64_t kTagMagic = 0xa5;
 MessageTag Fingerprint::tag() const {
   MessageTag t;
   t.words[0] = seq;
-  t.words[1] = count;
+  t.words[1] = (count & ((uint64_t(1) << 56) - 1)) | uint64_t(algorithm) << 56;
   t.words[2] =
       static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 | kTagMagic << 56;
   return t;
@@ -21,7 +22,8 @@ MessageTag Fingerprint::tag() const {
 bool Fingerprint::fromTag(const MessageTag& t, Fingerprint* out) {
   if ((t.words[2] >> 56) != kTagMagic) return false;
   out->seq = t.words[0];
-  out->count = t.words[1];
+  out->count = t.words[1] & ((uint64_t(1) << 56) - 1);
+  out->algorithm = static_cast<uint8_t>(t.words[1] >> 56);
   out->root = static_cast<int32_t>(static_cast<uint32_t>(t.words[2]));
   out->kind = static_cast<uint8_t>(t.words[2] >> 32);
   out->dtype = static_cast<uint8_t>(t.words[2] >> 40);
@@ -38,7 +40,7 @@ std::string Fingerprint::describe() const {
     s += std::string(", ") + redOpName(static_cast<lockstepRedOp_t>(op));
   }
   if (root >= 0) s += ", root " + std::to_string(root);
-  return s + ")";
+  return s + ", " + algorithmName(static_cast<Algorithm>(algorithm)) + ")";
 }
 
 const char* Fingerprint::firstDifference(const Fingerprint& o) const {
@@ -48,6 +50,7 @@ const char* Fingerprint::firstDifference(const Fingerprint& o) const {
   if (dtype != o.dtype) return "datatype";
   if (op != o.op) return "reduction op";
   if (root != o.root) return "root";
+  if (algorithm != o.algorithm) return "algorithm";
   return nullptr;
 }
 

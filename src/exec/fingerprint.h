@@ -17,6 +17,7 @@ struct Fingerprint {
   uint8_t kind = 0;    // OpKind
   uint8_t dtype = 0;
   uint8_t op = 0;
+  uint8_t algorithm = 0;  // Algorithm: ranks must run the same one
 
   MessageTag tag() const;
   // False if the tag is not a fingerprint at all (garbage from a broken peer).

@@ -19,7 +19,7 @@ struct PeerInfo {
   uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
   uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
   char hostname[64];
-  char configSummary[128];  // Config::wireSummary(), to show a difference
+  char configSummary[256];  // Config::wireSummary(), to show a difference
 
   std::string describe() const;  // "rank 3 (host:pid)"
 };

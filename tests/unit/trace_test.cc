@@ -20,9 +20,11 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   ASSERT_EQ(system(("mkdir -p " + dir).c_str()), 0);
   setenv("LOCKSTEP_TRACE", (dir + "/t.%r.json").c_str(), 1);
   setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  setenv("LOCKSTEP_ALGO", "recursive_doubling", 1);  // the forced algorithm is recorded with each op
   auto comms = testing::initThreadComms(3);
   unsetenv("LOCKSTEP_TRACE");
   unsetenv("LOCKSTEP_TIMEOUT");
+  unsetenv("LOCKSTEP_ALGO");
   onThreads(3, [&](int r) {
     float x = 1;
     for (int k = 0; k < 5; ++k)
@@ -36,7 +38,7 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   json << in.rdbuf();
   EXPECT_NE(json.str().find("\"traceEvents\""), std::string::npos);
   EXPECT_NE(json.str().find("\"allreduce #6\""), std::string::npos) << json.str();
-  EXPECT_NE(json.str().find("\"algorithm\":\"ring\""), std::string::npos);
+  EXPECT_NE(json.str().find("\"algorithm\":\"recursive_doubling\""), std::string::npos);
   testing::ProcResult r = testing::run(
       {LOCKSTEP_TRACE_PATH, "-o", dir + "/merged.json", dir + "/t.0.json", dir + "/t.1.json", dir + "/t.2.json"}, {},
       30);

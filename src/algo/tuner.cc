@@ -1,0 +1,116 @@
+#include "src/algo/tuner.h"
+
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "src/algo/registry.h"
+#include "src/core/errors.h"
+
+namespace lockstep {
+
+LinkCost defaultLinkCost(const std::string& transport) {
+  // Measured on the 2-vCPU development VM (README: 8 B latency and large-message busbw).
+  if (transport == "socket") return LinkCost{6.0, 2.5};
+  return LinkCost{0.3, 6.0};  // shm, inproc
+}
+
+TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
+  TunerSettings s;
+  s.deterministic = deterministic;
+  std::stringstream ss(algo);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) continue;
+    std::string kindName, name = item;
+    if (auto eq = item.find('='); eq != std::string::npos) {
+      kindName = item.substr(0, eq);
+      name = item.substr(eq + 1);
+    }
+    Algorithm a;
+    if (!parseAlgorithm(name, &a)) {
+      throw InvalidArgument("LOCKSTEP_ALGO names unknown algorithm \"" + name +
+                            "\" (known: ring, tree, recursive_doubling, rabenseifner, direct, chain, ordered)");
+    }
+    bool matched = false;
+    for (int k = 0; k < kOpKinds; ++k) {
+      auto kind = static_cast<OpKind>(k);
+      if (!kindName.empty() && kindName != opKindName(kind)) continue;
+      if (!kindName.empty() && !implements(a, kind)) {
+        throw InvalidArgument(std::string("LOCKSTEP_ALGO: ") + name + " does not implement " + kindName);
+      }
+      if (implements(a, kind)) s.forced[k] = a;
+      matched |= !kindName.empty() || implements(a, kind);
+    }
+    if (!matched) throw InvalidArgument("LOCKSTEP_ALGO names unknown collective \"" + kindName + "\"");
+  }
+  return s;
+}
+
+double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& link) {
+  const double N = n, B = static_cast<double>(bytes), alpha = link.alphaUs, beta = 1.0 / (link.gbps * 1000.0);
+  if (n == 1) return alpha * 0.1 + B * beta * 0.5;  // a local copy
+  int p = 1, lp = 0;
+  while (p * 2 <= n) p *= 2, ++lp;
+  const double fold = p == n ? 0.0 : 1.0;
+  const double L = std::ceil(std::log2(N));
+  switch (kind) {
+    case OpKind::kAllReduce:
+    case OpKind::kBarrier:
+      switch (a) {
+        case Algorithm::kRing: return 2 * (N - 1) * alpha + 2 * (N - 1) / N * B * beta;
+        case Algorithm::kTree: return 2 * L * alpha + 2 * B * beta;
+        case Algorithm::kRecursiveDoubling: return (lp + 2 * fold) * (alpha + B * beta);
+        case Algorithm::kRabenseifner:
+          return (2 * lp + 2 * fold) * alpha + (2 * (p - 1.0) / p + 2 * fold) * B * beta;
+        case Algorithm::kDirect: return alpha + (N - 1) * B * beta;
+        case Algorithm::kOrdered: return N * alpha + 2 * (N - 1) / N * B * beta + (N - 1) / N * B * beta * 0.25;
+        default: break;
+      }
+      break;
+    case OpKind::kReduceScatter:
+    case OpKind::kAllGather:
+      return (a == Algorithm::kOrdered ? alpha : (N - 1) * alpha) + (N - 1) / N * B * beta;
+    case OpKind::kBroadcast:
+    case OpKind::kReduce:
+      if (a == Algorithm::kChain) return (N - 1) * alpha + B * beta;
+      if (a == Algorithm::kTree) return L * alpha + 2 * B * beta;
+      if (a == Algorithm::kOrdered) return alpha + (N - 1) * B * beta;
+      break;
+    case OpKind::kAllToAll:
+    case OpKind::kSend:
+    case OpKind::kRecv: return alpha + (N - 1) / N * B * beta;
+  }
+  return std::numeric_limits<double>::infinity();
+}
+
+namespace {
+
+// The rank-ordered counterpart of a reduction algorithm (deterministic mode).
+Algorithm ordered(Algorithm a, OpKind kind) {
+  if (kind == OpKind::kAllReduce || kind == OpKind::kBarrier) {
+    return a == Algorithm::kDirect || a == Algorithm::kRecursiveDoubling ? Algorithm::kDirect : Algorithm::kOrdered;
+  }
+  if (kind == OpKind::kReduceScatter || kind == OpKind::kReduce) return Algorithm::kOrdered;
+  return a;  // nothing to reduce: any algorithm is deterministic
+}
+
+}  // namespace
+
+Algorithm chooseAlgorithm(OpKind kind, int n, size_t bytes, const LinkCost& link, const TunerSettings& s) {
+  const auto& forced = s.forced[static_cast<int>(kind)];
+  if (forced) return s.deterministic ? ordered(*forced, kind) : *forced;
+  Algorithm best = Algorithm::kRing;
+  double bestUs = std::numeric_limits<double>::infinity();
+  for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
+    auto a = static_cast<Algorithm>(i);
+    if (!implements(a, kind)) continue;
+    if (s.deterministic && ordered(a, kind) != a) continue;
+    // Rank-ordered algorithms are only worth their extra cost when asked for.
+    if (!s.deterministic && a == Algorithm::kOrdered) continue;
+    double us = predictUs(a, kind, n, bytes, link);
+    if (us < bestUs) best = a, bestUs = us;
+  }
+  return best;
+}
+
+}  // namespace lockstep
