@@ -117,15 +117,24 @@ class Pattern {
   bool isFloating() const {
     return dispatchType(type_, [](auto t) { return !std::is_integral_v<typename ElemTraits<decltype(t)>::Compute>; });
   }
-  // Rank r's input at element i. For floating avg (which scales each input by 1/nranks before
-  // summing) it is nranks times a small integer, so every scaled term, and the sum, stays exact.
+  // Rank r's input at element i. For floating avg (which multiplies each input by 1/nranks, rounded
+  // to the compute type, before summing) it is nranks times a small integer v, kept only where the
+  // kernel's scaling gives back exactly v, so every scaled term, and the sum, stays exact.
   double value(int r, size_t i) const {
     double v = baseValue(r, i);
     if (op_ != lockstepAvg || !isFloating()) return v;
     double x = v * nranks_;
-    char tmp[8];
-    store(tmp, x);
-    return load(tmp) == x ? x : 0;  // nranks * v not representable: contribute nothing
+    return scalesExactly(x, v) ? x : 0;  // otherwise it contributes nothing
+  }
+  bool scalesExactly(double x, double v) const {
+    return dispatchType(type_, [&](auto t) {
+      using Tr = ElemTraits<decltype(t)>;
+      using C = typename Tr::Compute;
+      auto in = Tr::store(static_cast<C>(x));
+      if (static_cast<double>(Tr::load(in)) != x) return false;  // x itself not representable
+      const C factor = C(1) / static_cast<C>(nranks_);           // as kernels/cpu_reduce.cc
+      return static_cast<double>(Tr::load(Tr::store(Tr::load(in) * factor))) == v;
+    });
   }
   // The contribution of rank r's element i to the exact result.
   double term(int r, size_t i) const {

@@ -9,9 +9,9 @@
 namespace lockstep {
 
 struct Fold {
-  int p = 1;        // the power of two
-  int r = 0;        // ranks folded away
-  int newRank = 0;  // this rank among the p, or -1 if it sits out
+  int p = 1;         // the power of two
+  int r = 0;         // ranks folded away
+  int newRank = 0;   // this rank among the p, or -1 if it sits out
   int partner = -1;  // its fold partner (the odd rank for an even one and back), or -1
 
   Fold(int rank, int nranks) {

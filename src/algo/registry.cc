@@ -11,15 +11,24 @@ namespace lockstep {
 
 const char* opKindName(OpKind kind) {
   switch (kind) {
-    case OpKind::kAllReduce: return "allreduce";
-    case OpKind::kReduceScatter: return "reducescatter";
-    case OpKind::kAllGather: return "allgather";
-    case OpKind::kBroadcast: return "broadcast";
-    case OpKind::kReduce: return "reduce";
-    case OpKind::kSend: return "send";
-    case OpKind::kRecv: return "recv";
-    case OpKind::kAllToAll: return "alltoall";
-    case OpKind::kBarrier: return "barrier";
+    case OpKind::kAllReduce:
+      return "allreduce";
+    case OpKind::kReduceScatter:
+      return "reducescatter";
+    case OpKind::kAllGather:
+      return "allgather";
+    case OpKind::kBroadcast:
+      return "broadcast";
+    case OpKind::kReduce:
+      return "reduce";
+    case OpKind::kSend:
+      return "send";
+    case OpKind::kRecv:
+      return "recv";
+    case OpKind::kAllToAll:
+      return "alltoall";
+    case OpKind::kBarrier:
+      return "barrier";
   }
   return "?";
 }
@@ -47,13 +56,18 @@ bool implements(Algorithm a, OpKind kind) {
     case OpKind::kBarrier:
       return a == Algorithm::kRing || a == Algorithm::kTree || a == Algorithm::kRecursiveDoubling ||
              a == Algorithm::kRabenseifner || a == Algorithm::kDirect || a == Algorithm::kOrdered;
-    case OpKind::kReduceScatter: return a == Algorithm::kRing || a == Algorithm::kOrdered;
-    case OpKind::kAllGather: return a == Algorithm::kRing;
-    case OpKind::kBroadcast: return a == Algorithm::kChain || a == Algorithm::kTree;
-    case OpKind::kReduce: return a == Algorithm::kChain || a == Algorithm::kTree || a == Algorithm::kOrdered;
+    case OpKind::kReduceScatter:
+      return a == Algorithm::kRing || a == Algorithm::kOrdered;
+    case OpKind::kAllGather:
+      return a == Algorithm::kRing;
+    case OpKind::kBroadcast:
+      return a == Algorithm::kChain || a == Algorithm::kTree;
+    case OpKind::kReduce:
+      return a == Algorithm::kChain || a == Algorithm::kTree || a == Algorithm::kOrdered;
     case OpKind::kAllToAll:
     case OpKind::kSend:
-    case OpKind::kRecv: return a == Algorithm::kDirect;
+    case OpKind::kRecv:
+      return a == Algorithm::kDirect;
   }
   return false;
 }
@@ -63,17 +77,24 @@ void buildSchedule(Algorithm a, OpKind kind, int rank, int n, size_t count, int 
     case OpKind::kAllReduce:
     case OpKind::kBarrier:
       switch (a) {
-        case Algorithm::kTree: return doubleTreeAllReduce(rank, n, count, out);
-        case Algorithm::kRecursiveDoubling: return recursiveDoublingAllReduce(rank, n, count, out);
-        case Algorithm::kRabenseifner: return rabenseifnerAllReduce(rank, n, count, out);
-        case Algorithm::kDirect: return directAllReduce(rank, n, count, out);
-        case Algorithm::kOrdered: return orderedAllReduce(rank, n, count, out);
-        default: return ringAllReduce(rank, n, count, out);
+        case Algorithm::kTree:
+          return doubleTreeAllReduce(rank, n, count, out);
+        case Algorithm::kRecursiveDoubling:
+          return recursiveDoublingAllReduce(rank, n, count, out);
+        case Algorithm::kRabenseifner:
+          return rabenseifnerAllReduce(rank, n, count, out);
+        case Algorithm::kDirect:
+          return directAllReduce(rank, n, count, out);
+        case Algorithm::kOrdered:
+          return orderedAllReduce(rank, n, count, out);
+        default:
+          return ringAllReduce(rank, n, count, out);
       }
     case OpKind::kReduceScatter:
       return a == Algorithm::kOrdered ? orderedReduceScatter(rank, n, count, out)
-                                       : ringReduceScatter(rank, n, count, out);
-    case OpKind::kAllGather: return ringAllGather(rank, n, count, out);
+                                      : ringReduceScatter(rank, n, count, out);
+    case OpKind::kAllGather:
+      return ringAllGather(rank, n, count, out);
     case OpKind::kBroadcast:
       return a == Algorithm::kTree ? treeBroadcast(rank, n, root, count, out)
                                    : chainBroadcast(rank, n, root, count, out);
@@ -81,9 +102,11 @@ void buildSchedule(Algorithm a, OpKind kind, int rank, int n, size_t count, int 
       if (a == Algorithm::kTree) return treeReduce(rank, n, root, count, out);
       if (a == Algorithm::kOrdered) return orderedReduce(rank, n, root, count, out);
       return chainReduce(rank, n, root, count, out);
-    case OpKind::kAllToAll: return directAllToAll(rank, n, count, out);
+    case OpKind::kAllToAll:
+      return directAllToAll(rank, n, count, out);
     case OpKind::kSend:
-    case OpKind::kRecv: return;  // planned by planPointToPoint (fused groups)
+    case OpKind::kRecv:
+      return;  // planned by planPointToPoint (fused groups)
   }
 }
 

@@ -63,8 +63,7 @@ void reduceUp(int pos, int n, int (*toRank)(int, int, int), int shift, Range r, 
 }
 
 // The broadcast half: the root's output reaches every node's output.
-void broadcastDown(int pos, int n, int (*toRank)(int, int, int), int shift, Range r, uint32_t rootSrc,
-                   Schedule* out) {
+void broadcastDown(int pos, int n, int (*toRank)(int, int, int), int shift, Range r, uint32_t rootSrc, Schedule* out) {
   TreeNode t = heapTreeNode(pos, n);
   auto rank = [&](int p) { return toRank(p, n, shift); };
   if (t.parent < 0) {

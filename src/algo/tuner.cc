@@ -57,14 +57,20 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
     case OpKind::kAllReduce:
     case OpKind::kBarrier:
       switch (a) {
-        case Algorithm::kRing: return 2 * (N - 1) * alpha + 2 * (N - 1) / N * B * beta;
-        case Algorithm::kTree: return 2 * L * alpha + 2 * B * beta;
-        case Algorithm::kRecursiveDoubling: return (lp + 2 * fold) * (alpha + B * beta);
+        case Algorithm::kRing:
+          return 2 * (N - 1) * alpha + 2 * (N - 1) / N * B * beta;
+        case Algorithm::kTree:
+          return 2 * L * alpha + 2 * B * beta;
+        case Algorithm::kRecursiveDoubling:
+          return (lp + 2 * fold) * (alpha + B * beta);
         case Algorithm::kRabenseifner:
           return (2 * lp + 2 * fold) * alpha + (2 * (p - 1.0) / p + 2 * fold) * B * beta;
-        case Algorithm::kDirect: return alpha + (N - 1) * B * beta;
-        case Algorithm::kOrdered: return N * alpha + 2 * (N - 1) / N * B * beta + (N - 1) / N * B * beta * 0.25;
-        default: break;
+        case Algorithm::kDirect:
+          return alpha + (N - 1) * B * beta;
+        case Algorithm::kOrdered:
+          return N * alpha + 2 * (N - 1) / N * B * beta + (N - 1) / N * B * beta * 0.25;
+        default:
+          break;
       }
       break;
     case OpKind::kReduceScatter:
@@ -78,7 +84,8 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
       break;
     case OpKind::kAllToAll:
     case OpKind::kSend:
-    case OpKind::kRecv: return alpha + (N - 1) / N * B * beta;
+    case OpKind::kRecv:
+      return alpha + (N - 1) / N * B * beta;
   }
   return std::numeric_limits<double>::infinity();
 }

@@ -28,7 +28,7 @@ constexpr int kOpKinds = static_cast<int>(OpKind::kBarrier) + 1;
 
 struct TunerSettings {
   std::array<std::optional<Algorithm>, kOpKinds> forced;  // LOCKSTEP_ALGO
-  bool deterministic = false;                              // LOCKSTEP_DETERMINISTIC
+  bool deterministic = false;                             // LOCKSTEP_DETERMINISTIC
 };
 
 // LOCKSTEP_ALGO: "tree" (every collective that has a tree), or "allreduce=ring,broadcast=tree".

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "src/algo/tuner.h"
 #include "src/core/errors.h"
 
 namespace lockstep {
@@ -144,6 +145,7 @@ void Config::validate() const {
       throw InvalidArgument("LOCKSTEP_TRANSPORTS names unknown transport \"" + t + "\" (known: inproc, shm, socket)");
     }
   }
+  parseTunerSettings(algo, deterministic);  // names an unknown algorithm or collective: fail at init
 }
 
 bool Config::transportAllowed(const std::string& name) const {

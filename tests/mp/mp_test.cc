@@ -104,6 +104,82 @@ INSTANTIATE_TEST_SUITE_P(Drivers, PerfDrivers, ::testing::ValuesIn(perfParams())
   return std::string(info.param.driver) + "_" + std::to_string(info.param.n) + "_" + info.param.transport;
 });
 
+// Every algorithm, forced with -a, through the drivers of the collectives it implements: real
+// processes over shared memory (5 ranks: not a power of two) and sockets (4 ranks).
+struct AlgoParams {
+  const char* algorithm;
+  const char* driver;
+  int n;
+  const char* transport;
+};
+class ForcedAlgorithms : public ::testing::TestWithParam<AlgoParams> {};
+
+TEST_P(ForcedAlgorithms, SweepIsCorrect) {
+  auto [algorithm, driver, n, transport] = GetParam();
+  std::string exe = std::string(PERF_DIR) + "/" + driver + "_perf";
+  ProcResult r = run({kRun, "-n", std::to_string(n), exe, "-b", "8", "-e", "2M", "-f", "32", "-n", "2", "-w", "1", "-a",
+                      algorithm, "-d", "all"},
+                     {std::string("LOCKSTEP_TRANSPORTS=") + transport, "LOCKSTEP_TIMEOUT=60"}, 240);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(std::string("algorithm ") + algorithm), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Out of bounds values : 0 OK"), std::string::npos) << r.output;
+}
+
+std::vector<AlgoParams> algoParams() {
+  const std::pair<const char*, std::vector<const char*>> table[] = {
+      {"ring", {"allreduce", "reduce_scatter", "all_gather"}},
+      {"tree", {"allreduce", "broadcast", "reduce"}},
+      {"recursive_doubling", {"allreduce"}},
+      {"rabenseifner", {"allreduce"}},
+      {"direct", {"allreduce", "alltoall"}},
+      {"chain", {"broadcast", "reduce"}},
+      {"ordered", {"allreduce", "reduce_scatter", "reduce"}}};
+  std::vector<AlgoParams> v;
+  for (const auto& [algorithm, drivers] : table) {
+    for (const char* d : drivers) {
+      v.push_back({algorithm, d, 5, "shm"});
+      v.push_back({algorithm, d, 4, "socket"});
+    }
+  }
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Algorithms, ForcedAlgorithms, ::testing::ValuesIn(algoParams()), [](const auto& info) {
+  return std::string(info.param.algorithm) + "_" + info.param.driver + "_" + std::to_string(info.param.n) + "_" +
+         info.param.transport;
+});
+
+// LOCKSTEP_DETERMINISTIC=1: one result hash whatever the forced algorithm and slot (slice) size.
+std::string hashOf(int n, const std::vector<std::string>& env) {
+  ProcResult r = run({kRun, "-n", std::to_string(n), HASH_CHECK_PATH}, env, 120);
+  EXPECT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  auto at = r.output.find("hash_check: hash ");
+  return at == std::string::npos ? "(none: " + r.output + ")" : r.output.substr(at + 17, 16);
+}
+
+TEST(Deterministic, EveryAlgorithmAndSlotSizeGivesTheSameHash) {
+  for (int n : {4, 5}) {
+    const std::string reference = hashOf(n, {"LOCKSTEP_DETERMINISTIC=1"});  // the tuner's picks
+    for (const char* algorithm : {"ring", "tree", "recursive_doubling", "rabenseifner", "direct", "ordered"}) {
+      for (const char* slot : {"4096", "1048576"}) {
+        EXPECT_EQ(hashOf(n, {"LOCKSTEP_DETERMINISTIC=1", std::string("LOCKSTEP_ALGO=") + algorithm,
+                             std::string("LOCKSTEP_SLOT_BYTES=") + slot}),
+                  reference)
+            << n << " ranks, " << algorithm << ", " << slot << "-byte slots";
+      }
+    }
+    EXPECT_EQ(hashOf(n, {"LOCKSTEP_DETERMINISTIC=1", "LOCKSTEP_TRANSPORTS=socket"}), reference) << "sockets";
+  }
+}
+
+// The check has teeth: without deterministic mode the ring and the tree sum in different orders,
+// and the random data shows it.
+TEST(Deterministic, TheDataSeesTheSummationOrder) {
+  EXPECT_NE(hashOf(4, {"LOCKSTEP_ALGO=ring"}), hashOf(4, {"LOCKSTEP_ALGO=tree"}));
+}
+
 // 10,000 random collectives on 4 ranks, over shared memory and over sockets, each checked.
 TEST(Soak, TenThousandRandomCollectives) {
   ProcResult r = run({kRun, "-n", "4", SOAK_CHECK_PATH, "--ops", getenv("LOCKSTEP_TEST_QUICK") ? "2000" : "10000",
