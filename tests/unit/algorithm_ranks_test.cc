@@ -37,7 +37,8 @@ class AlgorithmRanks : public ::testing::TestWithParam<std::tuple<Algorithm, int
 // The ops each dtype runs with: sum everywhere, and every op on one integer and one float type.
 std::vector<lockstepRedOp_t> opsFor(Coll c, lockstepDataType_t t) {
   if (!perf::collReduces(c)) return {lockstepSum};
-  if (t == lockstepInt32 || t == lockstepFloat32) return {lockstepSum, lockstepProd, lockstepMax, lockstepMin, lockstepAvg};
+  if (t == lockstepInt32 || t == lockstepFloat32)
+    return {lockstepSum, lockstepProd, lockstepMax, lockstepMin, lockstepAvg};
   return {lockstepSum};
 }
 
@@ -69,10 +70,10 @@ TEST_P(AlgorithmRanks, EveryCollectiveItImplementsIsExact) {
               lockstepResult_t rc = perf::runColl(c, bufs.send, bufs.recv, count, type, op, root, comms_[r], nullptr);
               size_t wrong = rc == lockstepSuccess ? perf::countWrong(c, pat, bufs.recv, count, r, n, root) : 0;
               if ((rc != lockstepSuccess || wrong) && failures[r].empty()) {
-                failures[r] = std::string(perf::collName(c)) + " " + dataTypeName(type) + " " + redOpName(op) +
-                              " count " + std::to_string(count) + (inPlace ? " in place" : " out of place") + ": " +
-                              (rc != lockstepSuccess ? lockstepGetLastError(nullptr)
-                                                     : std::to_string(wrong) + " wrong elements");
+                failures[r] =
+                    std::string(perf::collName(c)) + " " + dataTypeName(type) + " " + redOpName(op) + " count " +
+                    std::to_string(count) + (inPlace ? " in place" : " out of place") + ": " +
+                    (rc != lockstepSuccess ? lockstepGetLastError(nullptr) : std::to_string(wrong) + " wrong elements");
               }
             }
           }

@@ -10,8 +10,9 @@
 namespace lockstep {
 namespace {
 
-constexpr Algorithm kAll[] = {Algorithm::kRing,   Algorithm::kTree,  Algorithm::kRecursiveDoubling,
-                              Algorithm::kRabenseifner, Algorithm::kDirect, Algorithm::kChain, Algorithm::kOrdered};
+constexpr Algorithm kAll[] = {Algorithm::kRing,         Algorithm::kTree,   Algorithm::kRecursiveDoubling,
+                              Algorithm::kRabenseifner, Algorithm::kDirect, Algorithm::kChain,
+                              Algorithm::kOrdered};
 constexpr OpKind kKinds[] = {OpKind::kAllReduce, OpKind::kReduceScatter, OpKind::kAllGather, OpKind::kBroadcast,
                              OpKind::kReduce,    OpKind::kAllToAll,      OpKind::kBarrier};
 const LinkCost kShm = defaultLinkCost("shm");
@@ -126,7 +127,8 @@ TEST(Tuner, DeterministicModeOnlyRunsRankOrderedReductions) {
   }
   // Outside deterministic mode the ordered algorithm runs only when forced.
   for (int n : {2, 8}) {
-    for (size_t bytes : {size_t(8), size_t(1) << 28}) EXPECT_NE(pick(OpKind::kAllReduce, n, bytes), Algorithm::kOrdered);
+    for (size_t bytes : {size_t(8), size_t(1) << 28})
+      EXPECT_NE(pick(OpKind::kAllReduce, n, bytes), Algorithm::kOrdered);
   }
 }
 

@@ -1,0 +1,151 @@
+// lockstep-sim: predicted all-reduce bus bandwidth against the rank count, for every algorithm,
+// and the tuner's pick, from the simulator's network model. How we plan past the machines we have.
+//
+//   lockstep-sim [-n 8,16,...,4096] [-s 8,64K,1M,16M,256M] [--node 8] [--intra-us 2] [--intra-gbps 150]
+//                [--inter-us 5] [--inter-gbps 25] [--slice 1M] [--slots 4] [--reduce-gbps 0]
+//                [--budget 200000000]
+//
+// Every algorithm's real schedules (the ones the library runs) execute for all N ranks, without
+// data: each message costs its link's alpha plus bytes over bandwidth, queued behind the rank's
+// other messages on the same port, under the same slicing and credit flow as the executor.
+// Ranks [k*node, (k+1)*node) share a node. busbw = size / time * 2(N-1)/N, as nccl-tests. A run
+// whose message count exceeds --budget is skipped ("-"). The tuner sees one link cost, the
+// slowest the job uses, as the library's tuner does. The defaults describe a GPU cluster (8 per
+// node, NVLink-class intra-node links, one 200 Gb/s NIC per GPU); they are assumptions, not
+// measurements: pass this machine's figures (README) to model it.
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/dtype.h"
+#include "src/algo/registry.h"
+#include "src/algo/simulator.h"
+#include "src/algo/tuner.h"
+
+using namespace lockstep;
+
+namespace {
+
+size_t parseSize(const std::string& s) {
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (end && (*end == 'K' || *end == 'k')) v *= 1024.0;
+  if (end && (*end == 'M' || *end == 'm')) v *= 1024.0 * 1024.0;
+  if (end && (*end == 'G' || *end == 'g')) v *= 1024.0 * 1024.0 * 1024.0;
+  return static_cast<size_t>(v);
+}
+
+std::vector<size_t> parseList(const std::string& s) {
+  std::vector<size_t> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    size_t comma = s.find(',', at);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > at) out.push_back(parseSize(s.substr(at, comma - at)));
+    at = comma + 1;
+  }
+  return out;
+}
+
+std::string human(size_t bytes) {
+  char buf[32];
+  if (bytes >= (1u << 30) && bytes % (1u << 30) == 0) return std::snprintf(buf, sizeof buf, "%zuG", bytes >> 30), buf;
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return std::snprintf(buf, sizeof buf, "%zuM", bytes >> 20), buf;
+  if (bytes >= (1u << 10) && bytes % (1u << 10) == 0) return std::snprintf(buf, sizeof buf, "%zuK", bytes >> 10), buf;
+  return std::snprintf(buf, sizeof buf, "%zu", bytes), buf;
+}
+
+constexpr Algorithm kAlgorithms[] = {Algorithm::kRing,   Algorithm::kTree,   Algorithm::kRecursiveDoubling,
+                                     Algorithm::kRabenseifner, Algorithm::kDirect, Algorithm::kOrdered};
+
+// Messages all ranks send for one run, from the schedules (what the simulation would cost).
+uint64_t messageCount(const std::vector<Schedule>& schedules, size_t sliceElems) {
+  uint64_t total = 0;
+  for (const Schedule& s : schedules) {
+    for (const Step& step : s.steps) {
+      if (primSends(step.prim) && step.count) total += (step.count + sliceElems - 1) / sliceElems;
+    }
+  }
+  return total;
+}
+
+void usage() {
+  std::fprintf(stderr,
+               "usage: lockstep-sim [-n 8,16,...] [-s 8,64K,1M] [--node R] [--intra-us A] [--intra-gbps B]\n"
+               "                    [--inter-us A] [--inter-gbps B] [--slice BYTES] [--slots K] [--reduce-gbps G]\n"
+               "                    [--budget MESSAGES]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<size_t> ranks = {8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+  std::vector<size_t> sizes = {8, 64 << 10, 1 << 20, 16 << 20, 256 << 20};
+  NetworkModel net;
+  net.ranksPerNode = 8;
+  net.intra = {2.0, 150.0};
+  net.inter = {5.0, 25.0};
+  SimOptions options;
+  options.network = &net;
+  options.moveData = false;
+  uint64_t budget = 200000000;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    if (k == "-h" || k == "--help") return usage(), 0;
+    if (i + 1 >= argc) return usage(), 2;
+    std::string v = argv[++i];
+    if (k == "-n") ranks = parseList(v);
+    else if (k == "-s") sizes = parseList(v);
+    else if (k == "--node") net.ranksPerNode = std::atoi(v.c_str());
+    else if (k == "--intra-us") net.intra.alphaUs = std::atof(v.c_str());
+    else if (k == "--intra-gbps") net.intra.gbps = std::atof(v.c_str());
+    else if (k == "--inter-us") net.inter.alphaUs = std::atof(v.c_str());
+    else if (k == "--inter-gbps") net.inter.gbps = std::atof(v.c_str());
+    else if (k == "--slice") options.sliceBytes = parseSize(v);
+    else if (k == "--slots") options.slots = std::atoi(v.c_str());
+    else if (k == "--reduce-gbps") net.reduceGBps = std::atof(v.c_str());
+    else if (k == "--budget") budget = std::strtoull(v.c_str(), nullptr, 10);
+    else return usage(), 2;
+  }
+  if (net.intra.gbps <= 0 || net.inter.gbps <= 0 || options.sliceBytes < 4 || options.slots < 1) {
+    return std::fprintf(stderr, "lockstep-sim: bandwidths, slice and slots must be positive\n"), 2;
+  }
+  const size_t elem = dataTypeSize(lockstepFloat32);
+  std::printf("# lockstep-sim: predicted all-reduce busbw (GB/s), float32; %d ranks/node; intra %.2f us %.1f GB/s; "
+              "inter %.2f us %.1f GB/s; slice %s, %d slots\n",
+              net.ranksPerNode, net.intra.alphaUs, net.intra.gbps, net.inter.alphaUs, net.inter.gbps,
+              human(options.sliceBytes).c_str(), options.slots);
+  std::printf("# %6s %6s", "ranks", "size");
+  for (Algorithm a : kAlgorithms) std::printf(" %12.12s", algorithmName(a));
+  std::printf(" %18s %18s %6s\n", "best", "tuner", "ratio");
+  for (size_t size : sizes) {
+    for (size_t nr : ranks) {
+      const int n = static_cast<int>(nr);
+      const size_t count = size / elem;
+      std::printf("  %6d %6s", n, human(size).c_str());
+      double best = 0, picked = 0;
+      Algorithm bestAlg = Algorithm::kRing;
+      const bool multiNode = net.ranksPerNode > 0 && n > net.ranksPerNode;
+      const Algorithm tuned = chooseAlgorithm(OpKind::kAllReduce, n, size, multiNode ? net.inter : net.intra, {});
+      for (Algorithm a : kAlgorithms) {
+        std::vector<Schedule> schedules(nr);
+        for (int r = 0; r < n; ++r) buildSchedule(a, OpKind::kAllReduce, r, n, count, -1, &schedules[r]);
+        if (messageCount(schedules, options.sliceBytes / elem) > budget) {
+          std::printf(" %12s", "-");
+          std::fflush(stdout);
+          continue;
+        }
+        SimStats st = simulate(schedules, {}, lockstepFloat32, lockstepSum, options);
+        double busbw = st.timeUs > 0 ? static_cast<double>(size) / (st.timeUs * 1e3) * 2.0 * (n - 1) / n : 0;
+        std::printf(" %12.4g", busbw);
+        std::fflush(stdout);
+        if (busbw > best) best = busbw, bestAlg = a;
+        if (a == tuned) picked = busbw;
+      }
+      std::printf(" %18s %18s %6.2f\n", algorithmName(bestAlg), algorithmName(tuned), best > 0 ? picked / best : 0.0);
+    }
+  }
+  return 0;
+}
