@@ -2,7 +2,7 @@
 // and the tuner's pick, from the simulator's network model. How we plan past the machines we have.
 //
 //   lockstep-sim [-n 8,16,...,4096] [-s 8,64K,1M,16M,256M] [--node 8] [--intra-us 2] [--intra-gbps 150]
-//                [--inter-us 5] [--inter-gbps 25] [--slice 1M] [--slots 4] [--reduce-gbps 0]
+//                [--inter-us 5] [--inter-gbps 25] [--gap-us 0.5] [--slice 1M] [--slots 4] [--reduce-gbps 0]
 //                [--budget 200000000]
 //
 // Every algorithm's real schedules (the ones the library runs) execute for all N ranks, without
@@ -57,7 +57,7 @@ std::string human(size_t bytes) {
   return std::snprintf(buf, sizeof buf, "%zu", bytes), buf;
 }
 
-constexpr Algorithm kAlgorithms[] = {Algorithm::kRing,   Algorithm::kTree,   Algorithm::kRecursiveDoubling,
+constexpr Algorithm kAlgorithms[] = {Algorithm::kRing,         Algorithm::kTree,   Algorithm::kRecursiveDoubling,
                                      Algorithm::kRabenseifner, Algorithm::kDirect, Algorithm::kOrdered};
 
 // Messages all ranks send for one run, from the schedules (what the simulation would cost).
@@ -74,8 +74,8 @@ uint64_t messageCount(const std::vector<Schedule>& schedules, size_t sliceElems)
 void usage() {
   std::fprintf(stderr,
                "usage: lockstep-sim [-n 8,16,...] [-s 8,64K,1M] [--node R] [--intra-us A] [--intra-gbps B]\n"
-               "                    [--inter-us A] [--inter-gbps B] [--slice BYTES] [--slots K] [--reduce-gbps G]\n"
-               "                    [--budget MESSAGES]\n");
+               "                    [--inter-us A] [--inter-gbps B] [--gap-us G] [--slice BYTES] [--slots K]\n"
+               "                    [--reduce-gbps G] [--budget MESSAGES]\n");
 }
 
 }  // namespace
@@ -85,8 +85,8 @@ int main(int argc, char** argv) {
   std::vector<size_t> sizes = {8, 64 << 10, 1 << 20, 16 << 20, 256 << 20};
   NetworkModel net;
   net.ranksPerNode = 8;
-  net.intra = {2.0, 150.0};
-  net.inter = {5.0, 25.0};
+  net.intra = {2.0, 150.0, 0.2};
+  net.inter = {5.0, 25.0, 0.5};
   SimOptions options;
   options.network = &net;
   options.moveData = false;
@@ -96,27 +96,42 @@ int main(int argc, char** argv) {
     if (k == "-h" || k == "--help") return usage(), 0;
     if (i + 1 >= argc) return usage(), 2;
     std::string v = argv[++i];
-    if (k == "-n") ranks = parseList(v);
-    else if (k == "-s") sizes = parseList(v);
-    else if (k == "--node") net.ranksPerNode = std::atoi(v.c_str());
-    else if (k == "--intra-us") net.intra.alphaUs = std::atof(v.c_str());
-    else if (k == "--intra-gbps") net.intra.gbps = std::atof(v.c_str());
-    else if (k == "--inter-us") net.inter.alphaUs = std::atof(v.c_str());
-    else if (k == "--inter-gbps") net.inter.gbps = std::atof(v.c_str());
-    else if (k == "--slice") options.sliceBytes = parseSize(v);
-    else if (k == "--slots") options.slots = std::atoi(v.c_str());
-    else if (k == "--reduce-gbps") net.reduceGBps = std::atof(v.c_str());
-    else if (k == "--budget") budget = std::strtoull(v.c_str(), nullptr, 10);
-    else return usage(), 2;
+    if (k == "-n")
+      ranks = parseList(v);
+    else if (k == "-s")
+      sizes = parseList(v);
+    else if (k == "--node")
+      net.ranksPerNode = std::atoi(v.c_str());
+    else if (k == "--intra-us")
+      net.intra.alphaUs = std::atof(v.c_str());
+    else if (k == "--intra-gbps")
+      net.intra.gbps = std::atof(v.c_str());
+    else if (k == "--inter-us")
+      net.inter.alphaUs = std::atof(v.c_str());
+    else if (k == "--inter-gbps")
+      net.inter.gbps = std::atof(v.c_str());
+    else if (k == "--gap-us")
+      net.intra.gapUs = net.inter.gapUs = std::atof(v.c_str());
+    else if (k == "--slice")
+      options.sliceBytes = parseSize(v);
+    else if (k == "--slots")
+      options.slots = std::atoi(v.c_str());
+    else if (k == "--reduce-gbps")
+      net.reduceGBps = std::atof(v.c_str());
+    else if (k == "--budget")
+      budget = std::strtoull(v.c_str(), nullptr, 10);
+    else
+      return usage(), 2;
   }
   if (net.intra.gbps <= 0 || net.inter.gbps <= 0 || options.sliceBytes < 4 || options.slots < 1) {
     return std::fprintf(stderr, "lockstep-sim: bandwidths, slice and slots must be positive\n"), 2;
   }
   const size_t elem = dataTypeSize(lockstepFloat32);
-  std::printf("# lockstep-sim: predicted all-reduce busbw (GB/s), float32; %d ranks/node; intra %.2f us %.1f GB/s; "
-              "inter %.2f us %.1f GB/s; slice %s, %d slots\n",
-              net.ranksPerNode, net.intra.alphaUs, net.intra.gbps, net.inter.alphaUs, net.inter.gbps,
-              human(options.sliceBytes).c_str(), options.slots);
+  std::printf(
+      "# lockstep-sim: predicted all-reduce busbw (GB/s), float32; %d ranks/node; intra %.2f us %.1f GB/s; "
+      "inter %.2f us %.1f GB/s; gap %.2f/%.2f us; slice %s, %d slots\n",
+      net.ranksPerNode, net.intra.alphaUs, net.intra.gbps, net.inter.alphaUs, net.inter.gbps, net.intra.gapUs,
+      net.inter.gapUs, human(options.sliceBytes).c_str(), options.slots);
   std::printf("# %6s %6s", "ranks", "size");
   for (Algorithm a : kAlgorithms) std::printf(" %12.12s", algorithmName(a));
   std::printf(" %18s %18s %6s\n", "best", "tuner", "ratio");

@@ -72,6 +72,11 @@ bool implements(Algorithm a, OpKind kind) {
   return false;
 }
 
+int maxRanks(Algorithm a, OpKind kind) {
+  if (a == Algorithm::kDirect && (kind == OpKind::kAllReduce || kind == OpKind::kBarrier)) return 64;
+  return 1 << 30;
+}
+
 void buildSchedule(Algorithm a, OpKind kind, int rank, int n, size_t count, int root, Schedule* out) {
   switch (kind) {
     case OpKind::kAllReduce:

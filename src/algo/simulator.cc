@@ -157,10 +157,10 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
         const LinkCost& cost = cls == 0 ? net->intra : net->inter;
         const double xfer = static_cast<double>(bytes) / (cost.gbps * 1e3);
         double start = std::max({lane.timeUs, ports.sendFree[cls][r], out->creditUs(slots)});
-        ports.sendFree[cls][r] = start + xfer;
+        ports.sendFree[cls][r] = start + cost.gapUs + xfer;
         m.arrivalUs = std::max(start + cost.alphaUs + xfer, ports.recvFree[cls][peer] + xfer);
         ports.recvFree[cls][peer] = m.arrivalUs;
-        lane.timeUs = start + xfer;
+        lane.timeUs = start + cost.gapUs + xfer;
       }
       stats.latencySteps = std::max(stats.latencySteps, m.depth);
       out->queue.push_back(std::move(m));

@@ -15,7 +15,8 @@ namespace lockstep {
 
 // Ranks [k * ranksPerNode, (k + 1) * ranksPerNode) share node k. A message costs its link's alpha
 // plus bytes over its bandwidth; each rank has one send and one receive port per link class
-// (intra-node, inter-node), so a rank's messages on one class queue behind each other.
+// (intra-node, inter-node), so a rank's messages on one class queue behind each other, and each
+// message holds its sender's port for the link's gap on top of its bytes.
 struct NetworkModel {
   LinkCost intra{0.3, 6.0};
   LinkCost inter{6.0, 2.5};

@@ -11,8 +11,8 @@ namespace lockstep {
 
 LinkCost defaultLinkCost(const std::string& transport) {
   // Measured on the 2-vCPU development VM (README: 8 B latency and large-message busbw).
-  if (transport == "socket") return LinkCost{6.0, 2.5};
-  return LinkCost{0.3, 6.0};  // shm, inproc
+  if (transport == "socket") return LinkCost{6.0, 2.5, 1.0};
+  return LinkCost{0.3, 6.0, 0.1};  // shm, inproc
 }
 
 TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
@@ -66,7 +66,7 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
         case Algorithm::kRabenseifner:
           return (2 * lp + 2 * fold) * alpha + (2 * (p - 1.0) / p + 2 * fold) * B * beta;
         case Algorithm::kDirect:
-          return alpha + (N - 1) * B * beta;
+          return alpha + (N - 1) * (link.gapUs + B * beta);
         case Algorithm::kOrdered:
           return N * alpha + 2 * (N - 1) / N * B * beta + (N - 1) / N * B * beta * 0.25;
         default:
@@ -110,7 +110,7 @@ Algorithm chooseAlgorithm(OpKind kind, int n, size_t bytes, const LinkCost& link
   double bestUs = std::numeric_limits<double>::infinity();
   for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
     auto a = static_cast<Algorithm>(i);
-    if (!implements(a, kind)) continue;
+    if (!implements(a, kind) || n > maxRanks(a, kind)) continue;
     if (s.deterministic && ordered(a, kind) != a) continue;
     // Rank-ordered algorithms are only worth their extra cost when asked for.
     if (!s.deterministic && a == Algorithm::kOrdered) continue;

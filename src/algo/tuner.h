@@ -17,8 +17,9 @@
 namespace lockstep {
 
 struct LinkCost {
-  double alphaUs;  // per message
-  double gbps;     // bytes per nanosecond, i.e. GB/s
+  double alphaUs;    // latency per message
+  double gbps;       // bytes per nanosecond, i.e. GB/s
+  double gapUs = 0;  // a rank's sending overhead per message (LogP's g): what one-shot algorithms pay N times
 };
 
 // Built-in costs per transport ("inproc", "shm", "socket").
