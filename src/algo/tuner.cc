@@ -9,10 +9,29 @@
 
 namespace lockstep {
 
+namespace {
+
+// Fitted on the 2-vCPU development VM from perf/tuner_check.sh (8 B - 256 MiB, 2 and 4 ranks over
+// shm; docs/design-notes.md): the share of the model's bandwidth that these schedules reach.
+// Rabenseifner's rounds are phases (a round starts when the previous one is complete), so
+// transfers and reductions of different rounds never overlap; a double tree whose lanes had to
+// be merged couples its two trees.
+constexpr double kHalvingEfficiency = 0.5;
+constexpr double kMergedTreeEfficiency = 0.6;
+
+// secondTree() removes every link the two trees share for n >= 7 and for n = 4 (the unit tests
+// check it); for the other small n some lanes are merged.
+bool treeLanesShareLinks(int n) { return n == 2 || n == 3 || n == 5 || n == 6; }
+
+}  // namespace
+
 LinkCost defaultLinkCost(const std::string& transport) {
-  // Measured on the 2-vCPU development VM (README: 8 B latency and large-message busbw).
-  if (transport == "socket") return LinkCost{6.0, 2.5, 1.0};
-  return LinkCost{0.3, 6.0, 0.1};  // shm, inproc
+  // Fitted on the 2-vCPU development VM (perf/tuner_check.sh): alpha is the cost of one
+  // dependent step of a schedule (wake-up, slot hand-over), not just the wire latency; gbps is
+  // what one rank's sends move (a copy into and out of the FIFO); the reduction runs at
+  // reduceGBps.
+  if (transport == "socket") return LinkCost{8.0, 2.0, 1.0, 17.6};
+  return LinkCost{2.0, 3.6, 0.1, 17.6};  // shm, inproc
 }
 
 TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
@@ -47,7 +66,8 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
 }
 
 double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& link) {
-  const double N = n, B = static_cast<double>(bytes), alpha = link.alphaUs, beta = 1.0 / (link.gbps * 1000.0);
+  const double N = n, B = static_cast<double>(bytes), alpha = link.alphaUs, beta = 1.0 / (link.gbps * 1000.0),
+               gamma = 1.0 / (link.reduceGBps * 1000.0);
   if (n == 1) return alpha * 0.1 + B * beta * 0.5;  // a local copy
   int p = 1, lp = 0;
   while (p * 2 <= n) p *= 2, ++lp;
@@ -57,18 +77,26 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
     case OpKind::kAllReduce:
     case OpKind::kBarrier:
       switch (a) {
+        // Steps x alpha + bytes a rank sends x beta + bytes it reduces x gamma.
         case Algorithm::kRing:
-          return 2 * (N - 1) * alpha + 2 * (N - 1) / N * B * beta;
-        case Algorithm::kTree:
-          return 2 * L * alpha + 2 * B * beta;
+          return 2 * (N - 1) * alpha + (2 * (N - 1) / N * beta + (N - 1) / N * gamma) * B;
+        case Algorithm::kTree: {
+          // A rank is interior in one tree (half up, a half to each child) and a leaf in the other.
+          const double sent = n > 4 ? 2.0 : n > 2 ? 1.5 : 1.0;
+          const double us = 2 * L * alpha + (sent * beta + gamma) * B;
+          return treeLanesShareLinks(n) ? us / kMergedTreeEfficiency : us;
+        }
         case Algorithm::kRecursiveDoubling:
-          return (lp + 2 * fold) * (alpha + B * beta);
-        case Algorithm::kRabenseifner:
-          return (2 * lp + 2 * fold) * alpha + (2 * (p - 1.0) / p + 2 * fold) * B * beta;
+          return (lp + 2 * fold) * (alpha + B * beta + B * gamma);
+        case Algorithm::kRabenseifner: {
+          const double us =
+              (2 * lp + 2 * fold) * alpha + ((2 * (p - 1.0) / p + 2 * fold) * beta + (p - 1.0) / p * gamma) * B;
+          return p >= 4 ? us / kHalvingEfficiency : us;
+        }
         case Algorithm::kDirect:
-          return alpha + (N - 1) * (link.gapUs + B * beta);
+          return alpha + (N - 1) * (link.gapUs + B * beta + B * gamma);
         case Algorithm::kOrdered:
-          return N * alpha + 2 * (N - 1) / N * B * beta + (N - 1) / N * B * beta * 0.25;
+          return N * alpha + (N - 1) * link.gapUs + (2 * (N - 1) / N * beta + (N - 1) / N * gamma) * B;
         default:
           break;
       }

@@ -17,9 +17,10 @@
 namespace lockstep {
 
 struct LinkCost {
-  double alphaUs;    // latency per message
-  double gbps;       // bytes per nanosecond, i.e. GB/s
-  double gapUs = 0;  // a rank's sending overhead per message (LogP's g): what one-shot algorithms pay N times
+  double alphaUs;           // latency per message
+  double gbps;              // bytes per nanosecond, i.e. GB/s
+  double gapUs = 0;         // a rank's sending overhead per message (LogP's g): what one-shot algorithms pay N times
+  double reduceGBps = 1e9;  // how fast a rank combines what it receives (GB/s)
 };
 
 // Built-in costs per transport ("inproc", "shm", "socket").

@@ -89,7 +89,11 @@ class Communicator {
   std::vector<const char*> transportNames_;
   TunerSettings tuning_;
   LinkCost linkCost_{};
-  std::array<Algorithm, kOpKinds> lastChoice_;  // for logging changes
+  struct Choice {
+    size_t bytes = SIZE_MAX;
+    Algorithm algorithm = Algorithm::kCount;
+  };
+  std::array<Choice, kOpKinds> lastChoice_{};  // per collective: reused for the same size, logged on change
   std::unique_ptr<Health> health_;
   FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
   std::unique_ptr<HostExecutor> executor_;

@@ -1,5 +1,6 @@
 #include "src/topo/peer_info.h"
 
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,6 +60,8 @@ PeerInfo localPeerInfo(int rank, const Config& config) {
   p.pidNamespace = pidNamespaceId();
   gethostname(p.hostname, sizeof(p.hostname) - 1);
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
+  cpu_set_t set;
+  p.cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
   return p;
 }
 

@@ -20,6 +20,7 @@ struct PeerInfo {
   uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
   char hostname[64];
   char configSummary[256];  // Config::wireSummary(), to show a difference
+  int32_t cpus;             // CPUs this process may run on (more ranks than CPUs on a host: oversubscribed)
 
   std::string describe() const;  // "rank 3 (host:pid)"
 };

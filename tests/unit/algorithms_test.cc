@@ -54,6 +54,26 @@ TEST(Trees, HeapTreeIsConnectedAndLogDeep) {
   }
 }
 
+// The second tree is a permutation of the ranks whose leaves are the first tree's interior nodes
+// (complementary), and it shares no link with the first wherever that is possible: every n
+// except 2, 3, 5 and 6 (the tuner's treeLanesShareLinks relies on this list).
+TEST(Trees, SecondTreeIsComplementaryAndSharesNoLink) {
+  auto linkedInFirst = [](int a, int b) { return (b > 0 && a == (b - 1) / 2) || (a > 0 && b == (a - 1) / 2); };
+  for (int n = 2; n <= 4096; n = n < 130 ? n + 1 : n * 2 + 1) {
+    std::vector<int> second = secondTree(n);
+    std::set<int> ranks(second.begin(), second.end());
+    ASSERT_EQ(ranks.size(), static_cast<size_t>(n));
+    ASSERT_EQ(*ranks.begin(), 0);
+    ASSERT_EQ(*ranks.rbegin(), n - 1);
+    int shared = 0, interiorInBoth = 0;
+    for (int p = 1; p < n; ++p) shared += linkedInFirst(second[p], second[(p - 1) / 2]);
+    for (int p = 0; 2 * p + 1 < n; ++p) interiorInBoth += 2 * second[p] + 1 < n;
+    const bool smallException = n == 2 || n == 3 || n == 5 || n == 6;
+    EXPECT_EQ(shared > 0, smallException) << "n=" << n;
+    EXPECT_LE(interiorInBoth, n % 2 ? 1 : 0) << "n=" << n;  // odd n: one rank is interior twice
+  }
+}
+
 // Runs one all-reduce of random int32 data through the simulator and checks every rank.
 void checkAllReduce(Algorithm a, int n, size_t count, size_t sliceBytes, int slots, uint32_t seed) {
   std::mt19937 rng(seed);
