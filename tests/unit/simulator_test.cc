@@ -117,7 +117,8 @@ TEST(SimulatorTime, MovingDataChangesNothingButTheData) {
     const size_t count = 10007;
     std::vector<std::vector<float>> in(n, std::vector<float>(count, 1.0f)), out(n, std::vector<float>(count));
     std::vector<std::vector<char*>> bufs(n);
-    for (int r = 0; r < n; ++r) bufs[r] = {reinterpret_cast<char*>(in[r].data()), reinterpret_cast<char*>(out[r].data())};
+    for (int r = 0; r < n; ++r)
+      bufs[r] = {reinterpret_cast<char*>(in[r].data()), reinterpret_cast<char*>(out[r].data())};
     SimOptions o;
     o.sliceBytes = 4096;
     o.network = &m;
