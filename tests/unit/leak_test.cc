@@ -35,9 +35,22 @@ int warmUp() {
   return 0;
 }
 
+// A joined thread can still be listed in /proc/self/task for a moment: pthread_join returns when
+// the kernel clears the thread's tid, before the task is reaped. Read until two readings agree.
+int settledThreadCount() {
+  int n = countEntries("/proc/self/task");
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    int again = countEntries("/proc/self/task");
+    if (again == n) break;
+    n = again;
+  }
+  return n;
+}
+
 struct Snapshot {
   int warm = warmUp();
-  int threads = countEntries("/proc/self/task");
+  int threads = settledThreadCount();
   int fds = countEntries("/proc/self/fd");
   int segments = countEntries("/dev/shm", "lockstep-");
 };
