@@ -1,76 +1,15 @@
-// The instantiation table is written once here: 12 dtypes x 4 element ops, plus avg's divide.
-// The loops are plain so the compiler vectorises them (-O3; checked with -fopt-info-vec in
-// docs/kernels.md).
+// Kernel lookup: the instantiation table is written once (kernels/cpu_loops.h), built per ISA, and
+// the best table this CPU runs is picked on first use.
 #include "kernels/cpu_reduce.h"
 
-#include <cstdint>
 #include <cstring>
-#include <type_traits>
+#include <initializer_list>
 
-#include "kernels/dispatch.h"
 #include "kernels/dtype.h"
-#include "kernels/functors.h"
+#include "kernels/kernel_table.h"
 
 namespace lockstep {
 namespace {
-
-template <typename T, typename F>
-void reduceLoop(void* dst, const void* a, const void* b, size_t n) {
-  using Tr = ElemTraits<T>;
-  T* d = static_cast<T*>(dst);
-  const T* x = static_cast<const T*>(a);
-  const T* y = static_cast<const T*>(b);
-  F f;
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(f(Tr::load(x[i]), Tr::load(y[i])));
-}
-
-template <typename T>
-void divideLoop(void* data, size_t n, int divisor) {
-  using Tr = ElemTraits<T>;
-  T* d = static_cast<T*>(data);
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(divideBy(Tr::load(d[i]), divisor));
-}
-
-template <typename T>
-constexpr bool kFloating = !std::is_integral_v<typename ElemTraits<T>::Compute>;
-
-template <typename T>
-void premulSumLoop(void* dst, const void* a, const void* b, size_t n, int nranks) {
-  using Tr = ElemTraits<T>;
-  using C = typename Tr::Compute;
-  const C factor = C(1) / static_cast<C>(nranks);
-  T* d = static_cast<T*>(dst);
-  const T* x = static_cast<const T*>(a);
-  const T* y = static_cast<const T*>(b);
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(x[i]) + Tr::load(y[i]) * factor);
-}
-
-template <typename T>
-void scaleLoop(void* dst, const void* src, size_t n, int nranks) {
-  using Tr = ElemTraits<T>;
-  using C = typename Tr::Compute;
-  const C factor = C(1) / static_cast<C>(nranks);
-  T* d = static_cast<T*>(dst);
-  const T* s = static_cast<const T*>(src);
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(s[i]) * factor);
-}
-
-template <typename T>
-ReduceFn pickOp(lockstepRedOp_t op) {
-  switch (op) {
-    case lockstepSum:
-    case lockstepAvg:
-      return &reduceLoop<T, FuncSum>;
-    case lockstepProd:
-      return &reduceLoop<T, FuncProd>;
-    case lockstepMax:
-      return &reduceLoop<T, FuncMax>;
-    case lockstepMin:
-      return &reduceLoop<T, FuncMin>;
-    default:
-      return nullptr;
-  }
-}
 
 struct TypeInfo {
   lockstepDataType_t type;
@@ -84,38 +23,78 @@ constexpr TypeInfo kTypes[] = {
 };
 constexpr const char* kOps[] = {"sum", "prod", "max", "min", "avg"};
 
+bool cpuHas(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kBaseline:
+      return true;
+    case CpuIsa::kAvx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+    case CpuIsa::kAvx512:
+      return cpuHas(CpuIsa::kAvx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl");
+    default:
+      return false;
+  }
+}
+
+int opIndex(lockstepRedOp_t op) { return op == lockstepAvg ? 0 : static_cast<int>(op); }
+
 }  // namespace
 
-ReduceFn reduceFn(lockstepDataType_t type, lockstepRedOp_t op) {
-  return dispatchType(type, [op](auto t) { return pickOp<decltype(t)>(op); });
+const char* cpuIsaName(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::kBaseline:
+      return "baseline";
+    case CpuIsa::kAvx2:
+      return "avx2";
+    case CpuIsa::kAvx512:
+      return "avx512";
+    default:
+      return "invalid";
+  }
 }
 
-DivideFn divideFn(lockstepDataType_t type) {
-  return dispatchType(type, [](auto t) -> DivideFn {
-    if constexpr (kFloating<decltype(t)>)
+const KernelTable* kernelTable(CpuIsa isa) {
+  if (!cpuHas(isa)) return nullptr;
+  switch (isa) {
+    case CpuIsa::kBaseline:
+      return &kernelTableBaseline();
+    case CpuIsa::kAvx2:
+      return &kernelTableAvx2();
+    case CpuIsa::kAvx512:
+      return &kernelTableAvx512();
+    default:
       return nullptr;
-    else
-      return &divideLoop<decltype(t)>;
-  });
+  }
 }
+
+CpuIsa activeIsa() {
+  static const CpuIsa isa = [] {
+    for (CpuIsa i : {CpuIsa::kAvx512, CpuIsa::kAvx2}) {
+      if (cpuHas(i)) return i;
+    }
+    return CpuIsa::kBaseline;
+  }();
+  return isa;
+}
+
+const KernelTable& activeKernels() {
+  static const KernelTable& table = *kernelTable(activeIsa());
+  return table;
+}
+
+ReduceFn reduceFn(lockstepDataType_t type, lockstepRedOp_t op) {
+  if (!validDataType(type) || !validRedOp(op)) return nullptr;
+  return activeKernels().reduce[type][opIndex(op)];
+}
+
+DivideFn divideFn(lockstepDataType_t type) { return validDataType(type) ? activeKernels().divide[type] : nullptr; }
 
 PremulSumFn premulSumFn(lockstepDataType_t type) {
-  return dispatchType(type, [](auto t) -> PremulSumFn {
-    if constexpr (kFloating<decltype(t)>)
-      return &premulSumLoop<decltype(t)>;
-    else
-      return nullptr;
-  });
+  return validDataType(type) ? activeKernels().premulSum[type] : nullptr;
 }
 
-ScaleFn scaleFn(lockstepDataType_t type) {
-  return dispatchType(type, [](auto t) -> ScaleFn {
-    if constexpr (kFloating<decltype(t)>)
-      return &scaleLoop<decltype(t)>;
-    else
-      return nullptr;
-  });
-}
+ScaleFn scaleFn(lockstepDataType_t type) { return validDataType(type) ? activeKernels().scale[type] : nullptr; }
 
 ReduceKernels reduceKernels(lockstepDataType_t type, lockstepRedOp_t op) {
   ReduceKernels k{reduceFn(type, op), nullptr, nullptr, nullptr};
@@ -126,6 +105,8 @@ ReduceKernels reduceKernels(lockstepDataType_t type, lockstepRedOp_t op) {
   }
   return k;
 }
+
+void streamCopy(void* dst, const void* src, size_t bytes) { activeKernels().streamCopy(dst, src, bytes); }
 
 const char* dataTypeName(lockstepDataType_t t) {
   for (const auto& i : kTypes) {

@@ -1,4 +1,6 @@
-// CPU reduction and copy kernels, type-erased behind one function pointer per (dtype, op).
+// CPU reduction and copy kernels, type-erased behind one function pointer per (dtype, op). The
+// loops are compiled for several instruction sets (kernels/kernel_table.h); the best one this CPU
+// runs is picked once. Every ISA computes the same bits (tests/unit/kernels_test.cc checks it).
 //
 // avg, as in NCCL: floating types pre-multiply every rank's input by 1/nranks where it enters
 // the reduction (PreMulSum), so an average of large values cannot overflow a narrow type;
@@ -19,6 +21,8 @@ using PremulSumFn = void (*)(void* dst, const void* a, const void* b, size_t n, 
 using ScaleFn = void (*)(void* dst, const void* src, size_t n, int nranks);
 // data[i] /= divisor.
 using DivideFn = void (*)(void* data, size_t n, int divisor);
+// memcpy of non-overlapping ranges.
+using CopyFn = void (*)(void* dst, const void* src, size_t bytes);
 
 // lockstepAvg reduces as lockstepSum here; avg's extra work comes from the functions below.
 ReduceFn reduceFn(lockstepDataType_t type, lockstepRedOp_t op);
@@ -36,5 +40,9 @@ struct ReduceKernels {
   DivideFn divide;        // set for integer avg: the finishing step divides
 };
 ReduceKernels reduceKernels(lockstepDataType_t type, lockstepRedOp_t op);
+
+// memcpy with non-temporal stores: for large outputs that nobody reads soon, it saves the read
+// for ownership a normal store costs (a third of a copy's memory traffic).
+void streamCopy(void* dst, const void* src, size_t bytes);
 
 }  // namespace lockstep

@@ -47,41 +47,41 @@ LS_HD float bitsToFloat(uint32_t u) {
   return f;
 }
 
+// c ? a : b as bit masks: compilers keep this branch-free where a ternary on mixed-width values
+// would stay a jump and stop the loop from vectorising.
+LS_HD uint32_t selectBits(bool c, uint32_t a, uint32_t b) {
+  uint32_t m = 0u - static_cast<uint32_t>(c);
+  return (a & m) | (b & ~m);
+}
+
+// Every conversion is branch-free (selects, not jumps) so the compiler can vectorise the kernels
+// that call it; each computes both candidate results and picks one.
+
 // ---- fp16 ----
 LS_HD float halfToFloat(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  uint32_t exp = (h >> 10) & 0x1fu;
-  uint32_t man = h & 0x3ffu;
-  if (exp == 0x1f) return bitsToFloat(sign | 0x7f800000u | (man << 13));  // Inf / NaN
-  if (exp == 0) {
-    // Zero or subnormal: man * 2^-24, exact in float.
-    float f = static_cast<float>(man) * 5.9604644775390625e-8f;
-    return sign ? -f : f;
-  }
-  return bitsToFloat(sign | ((exp + 112u) << 23) | (man << 13));
+  uint32_t o = static_cast<uint32_t>(h & 0x7fffu) << 13;  // exponent and mantissa, float-aligned
+  uint32_t exp = o & 0x0f800000u;
+  uint32_t normal = o + 0x38000000u;       // rebias 15 -> 127
+  uint32_t infNan = normal + 0x38000000u;  // exponent all ones, payload kept
+  // Zero or subnormal: man * 2^-24, computed exactly as (2^-14 + man * 2^-24) - 2^-14.
+  uint32_t sub = floatToBits(bitsToFloat(normal + 0x00800000u) - bitsToFloat(0x38800000u));
+  uint32_t r = exp == 0x0f800000u ? infNan : (exp == 0 ? sub : normal);
+  return bitsToFloat(r | sign);
 }
 
 LS_HD uint16_t floatToHalf(float f) {
   uint32_t x = floatToBits(f);
-  uint32_t u = x & 0x7fffffffu;
+  uint32_t ax = x & 0x7fffffffu;
   uint32_t sign = (x >> 16) & 0x8000u;
-  if (u > 0x7f800000u) return 0x7fffu;  // NaN -> canonical
-  if (u == 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u);
-  if (u > 0x477fefffu) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds past 65504
-  uint32_t result, remainder;
-  if (u >= 0x38800000u) {  // normal
-    remainder = u << 19;
-    result = sign | ((u - 0x38000000u) >> 13);
-  } else if (u < 0x33000001u) {  // rounds to zero
-    return static_cast<uint16_t>(sign);
-  } else {  // subnormal
-    uint32_t shift = 0x7eu - (u >> 23);
-    uint32_t mantissa = (u & 0x7fffffu) | 0x800000u;
-    remainder = mantissa << (32u - shift);
-    result = sign | (mantissa >> shift);
-  }
-  if (remainder > 0x80000000u || (remainder == 0x80000000u && (result & 1u))) ++result;
-  return static_cast<uint16_t>(result);
+  // Normal: rebias 127 -> 15 and round to nearest even at bit 13 (a carry moves into the exponent).
+  uint32_t normal = (ax + 0xc8000fffu + ((ax >> 13) & 1u)) >> 13;
+  // Subnormal: adding 0.5 puts the float's last mantissa bit at 2^-24, the fp16 subnormal step, so
+  // the FPU's own round-to-nearest-even does the rounding; the difference is the code.
+  uint32_t sub = floatToBits(bitsToFloat(ax) + 0.5f) - 0x3f000000u;
+  uint32_t r = ax >= 0x38800000u ? normal : sub;
+  r = ax > 0x477fefffu ? 0x7c00u : r;                                     // rounds past 65504, or Inf
+  return static_cast<uint16_t>(ax > 0x7f800000u ? 0x7fffu : (r | sign));  // NaN -> canonical
 }
 
 // ---- bfloat16 ----
@@ -89,81 +89,63 @@ LS_HD float bf16ToFloat(uint16_t b) { return bitsToFloat(static_cast<uint32_t>(b
 
 LS_HD uint16_t floatToBf16(float f) {
   uint32_t x = floatToBits(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return 0x7fffu;  // NaN -> canonical
-  uint32_t rounding = 0x7fffu + ((x >> 16) & 1u);       // ties to even; carries into exponent
-  return static_cast<uint16_t>((x + rounding) >> 16);
+  uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;  // ties to even; carries into exponent
+  return static_cast<uint16_t>((x & 0x7fffffffu) > 0x7f800000u ? 0x7fffu : rounded);  // NaN -> canonical
 }
 
 // ---- fp8 ----
 // kExp/kMan: field widths. kMaxCode: the largest finite code. kOverflow: float bits above which a
-// value saturates. kMinNormal, kHalfMinDenorm: float bits of 2^(1-bias) and half the smallest
-// subnormal (at or below it, the value rounds to zero).
-template <int kExp, int kMan, uint32_t kMaxCode, uint32_t kOverflow, uint32_t kMinNormal, uint32_t kHalfMinDenorm>
+// value saturates. kMinNormal: float bits of 2^(1-bias). (Values at or below half the smallest
+// subnormal round to zero through the subnormal path.)
+template <int kExp, int kMan, uint32_t kMaxCode, uint32_t kOverflow, uint32_t kMinNormal>
 struct Fp8Format {
   static constexpr int kBias = (1 << (kExp - 1)) - 1;
+  static constexpr uint32_t kDrop = 23 - kMan;  // float mantissa bits dropped
+  // A power of two whose float ulp is the fp8 subnormal step 2^(1 - bias - kMan).
+  static constexpr uint32_t kMagicBits = static_cast<uint32_t>(127 + 24 - kBias - kMan) << 23;
 
   static LS_HD uint8_t fromFloat(float f) {
     uint32_t x = floatToBits(f);
     uint32_t sign = (x >> 24) & 0x80u;
     uint32_t ax = x & 0x7fffffffu;
-    uint32_t res;
-    if (ax > 0x7f800000u) {
-      return 0x7fu;  // canonical NaN
-    } else if (ax > kOverflow) {
-      res = kMaxCode;
-    } else if (ax <= kHalfMinDenorm) {
-      res = 0;
-    } else {
-      constexpr uint32_t kDrop = 23 - kMan;  // float mantissa bits dropped
-      constexpr uint32_t kHalfUlp = 1u << (kDrop - 1);
-      int exp = static_cast<int>(ax >> 23) - 127 + kBias;
-      uint32_t mantissa = (ax >> kDrop) & ((1u << kMan) - 1);
-      if (ax >= kMinNormal) {
-        res = (static_cast<uint32_t>(exp) << kMan) | mantissa;
-        uint32_t round = ax & ((kHalfUlp << 1) - 1);
-        if (round > kHalfUlp || (round == kHalfUlp && (mantissa & 1u))) ++res;
-      } else {
-        uint32_t shift = static_cast<uint32_t>(1 - exp);
-        mantissa |= 1u << kMan;
-        res = mantissa >> shift;
-        uint32_t round = (ax | (1u << 23)) & ((kHalfUlp << (shift + 1)) - 1);
-        if (round > (kHalfUlp << shift) || (round == (kHalfUlp << shift) && (res & 1u))) ++res;
-      }
-    }
-    return static_cast<uint8_t>(res | sign);
+    // Normal: rebias and round to nearest even at bit kDrop.
+    uint32_t normal =
+        (ax + (static_cast<uint32_t>(kBias - 127) << 23) + ((1u << (kDrop - 1)) - 1) + ((ax >> kDrop) & 1u)) >> kDrop;
+    // Subnormal: the FPU rounds at the subnormal step once the magic number is added.
+    uint32_t sub = floatToBits(bitsToFloat(ax) + bitsToFloat(kMagicBits)) - kMagicBits;
+    uint32_t r = selectBits(ax >= kMinNormal, normal, sub);
+    r = selectBits(ax > kOverflow, kMaxCode, r);
+    return static_cast<uint8_t>(selectBits(ax > 0x7f800000u, 0x7fu, r | sign));  // NaN -> canonical
   }
 
   static LS_HD float toFloat(uint8_t v) {
     uint32_t sign = static_cast<uint32_t>(v & 0x80u) << 24;
     uint32_t exp = (v >> kMan) & ((1u << kExp) - 1);
     uint32_t man = v & ((1u << kMan) - 1);
-    if (exp == 0) {
-      // Subnormal: man * 2^(1 - bias - kMan), exact in float.
-      float f = static_cast<float>(man) * bitsToFloat(static_cast<uint32_t>(127 + 1 - kBias - kMan) << 23);
-      return sign ? -f : f;
-    }
-    return bitsToFloat(sign | ((exp + 127 - kBias) << 23) | (man << (23 - kMan)));
+    // Subnormal: man * 2^(1 - bias - kMan), exact in float.
+    float sub = static_cast<float>(man) * bitsToFloat(static_cast<uint32_t>(127 + 1 - kBias - kMan) << 23);
+    uint32_t normal = sign | ((exp + 127 - kBias) << 23) | (man << (23 - kMan));
+    return bitsToFloat(selectBits(exp == 0, floatToBits(sub) | sign, normal));
   }
 };
 
-// e4m3: 448 max (0x7E), overflow above 464 (0x43E80000), min normal 2^-6, half min denorm 2^-10.
-using E4M3 = Fp8Format<4, 3, 0x7eu, 0x43e80000u, 0x3c800000u, 0x3a800000u>;
-// e5m2: 57344 max (0x7B), overflow at 61440 and above, min normal 2^-14, half min denorm 2^-17.
-using E5M2 = Fp8Format<5, 2, 0x7bu, 0x47700000u - 1u, 0x38800000u, 0x37000000u>;
+// e4m3: 448 max (0x7E), overflow above 464 (0x43E80000), min normal 2^-6.
+using E4M3 = Fp8Format<4, 3, 0x7eu, 0x43e80000u, 0x3c800000u>;
+// e5m2: 57344 max (0x7B), overflow at 61440 and above, min normal 2^-14.
+using E5M2 = Fp8Format<5, 2, 0x7bu, 0x47700000u - 1u, 0x38800000u>;
 
 LS_HD float fp8e4m3ToFloat(uint8_t v) {
-  if ((v & 0x7fu) == 0x7fu) return bitsToFloat(0x7fc00000u | (static_cast<uint32_t>(v & 0x80u) << 24));
-  return E4M3::toFloat(v);
+  // 0x7F / 0xFF are NaN (E4M3FN has no infinity): a quiet NaN with the code's sign.
+  uint32_t nan = 0x7fc00000u | (static_cast<uint32_t>(v & 0x80u) << 24);
+  return bitsToFloat(selectBits((v & 0x7fu) == 0x7fu, nan, floatToBits(E4M3::toFloat(v))));
 }
 LS_HD uint8_t floatToFp8e4m3(float f) { return E4M3::fromFloat(f); }
 
 LS_HD float fp8e5m2ToFloat(uint8_t v) {
+  // 0x7C is Inf, 0x7D..0x7F NaN: exponent all ones, payload kept.
   uint32_t a = v & 0x7fu;
-  if (a >= 0x7cu) {  // Inf (0x7C) or NaN
-    uint32_t sign = static_cast<uint32_t>(v & 0x80u) << 24;
-    return bitsToFloat(sign | 0x7f800000u | ((a & 3u) << 21));
-  }
-  return E5M2::toFloat(v);
+  uint32_t special = (static_cast<uint32_t>(v & 0x80u) << 24) | 0x7f800000u | ((a & 3u) << 21);
+  return bitsToFloat(selectBits(a >= 0x7cu, special, floatToBits(E5M2::toFloat(v))));
 }
 LS_HD uint8_t floatToFp8e5m2(float f) { return E5M2::fromFloat(f); }
 

@@ -78,20 +78,15 @@ struct FuncProd {
 struct FuncMax {
   template <typename C>
   LS_HD C operator()(C a, C b) const {
-    if constexpr (!std::is_integral_v<C>) {
-      if (a != a) return a;
-      if (b != b) return b;
-    }
+    // Selects rather than early returns, so loops over it vectorise.
+    if constexpr (!std::is_integral_v<C>) return a != a ? a : (b != b ? b : (a < b ? b : a));
     return a < b ? b : a;
   }
 };
 struct FuncMin {
   template <typename C>
   LS_HD C operator()(C a, C b) const {
-    if constexpr (!std::is_integral_v<C>) {
-      if (a != a) return a;
-      if (b != b) return b;
-    }
+    if constexpr (!std::is_integral_v<C>) return a != a ? a : (b != b ? b : (b < a ? b : a));
     return b < a ? b : a;
   }
 };

@@ -33,9 +33,43 @@ struct FifoHeader {
   uint32_t slots;
   uint64_t slotBytes;
   alignas(64) std::atomic<uint64_t> tail;  // messages released, written by the receiver
+  // Sleeping and waking (fifoSleep / fifoRing): a futex word, and how many ends sleep on it. Only
+  // one end can be waiting at a time (for a message: the FIFO is empty; for a slot: it is full).
+  alignas(64) std::atomic<uint32_t> bell;
+  std::atomic<uint32_t> sleepers;
   SlotMeta meta[kMaxSlots];
 };
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory FIFOs need lock-free atomics");
+static_assert(sizeof(std::atomic<uint32_t>) == 4, "futex words are 32 bits");
+
+// Wakes the other end if it sleeps on this FIFO. Called after every post and release. The cost on
+// the fast path is one fence and a read of a line that only changes when someone goes to sleep.
+// The fence pairs with the one in fifoSleep: either the sleeper sees the new message or slot, or
+// this end sees the sleeper (Dekker).
+void fifoRing(FifoHeader* h);
+// Sleeps for at most `ns` unless ready() already holds, and returns early when the other end
+// rings. The peer's word (it may write these counters) can only cause an early or a late wake,
+// both bounded by `ns`.
+template <typename Ready>
+void fifoSleep(FifoHeader* h, long ns, Ready&& ready);
+void futexWait(std::atomic<uint32_t>* word, uint32_t expected, long ns);
+void futexWakeAll(std::atomic<uint32_t>* word);
+
+template <typename Ready>
+void fifoSleep(FifoHeader* h, long ns, Ready&& ready) {
+  const uint32_t seen = h->bell.load(std::memory_order_relaxed);
+  h->sleepers.fetch_add(1, std::memory_order_seq_cst);
+  if (!ready()) futexWait(&h->bell, seen, ns);
+  h->sleepers.fetch_sub(1, std::memory_order_relaxed);
+}
+
+inline void fifoRing(FifoHeader* h) {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (h->sleepers.load(std::memory_order_relaxed) != 0) {
+    h->bell.fetch_add(1, std::memory_order_relaxed);
+    futexWakeAll(&h->bell);
+  }
+}
 
 constexpr uint32_t kFifoMagic = 0x4f46534cu;  // "LSFO"
 
@@ -48,6 +82,8 @@ inline FifoHeader* initFifo(void* mem, int slots, size_t slotBytes) {
   h->slots = static_cast<uint32_t>(slots);
   h->slotBytes = slotBytes;
   h->tail.store(0);
+  h->bell.store(0);
+  h->sleepers.store(0);
   for (auto& m : h->meta) m.seq.store(0);
   std::atomic_thread_fence(std::memory_order_release);
   h->magic = kFifoMagic;
@@ -103,6 +139,11 @@ class FifoSender {
     m.bytes = bytes;
     m.tag = tag;
     m.seq.store(++head_, std::memory_order_release);
+    fifoRing(h_);
+  }
+  // Sleeps until a slot may be free (see fifoSleep).
+  void sleep(long ns) {
+    fifoSleep(h_, ns, [&] { return head_ - h_->tail.load(std::memory_order_acquire) < slots_; });
   }
 
  private:
@@ -125,7 +166,14 @@ class FifoReceiver {
     *tag = m.tag;
     return data_ + (tail_ % slots_) * slotBytes_;
   }
-  void release() { h_->tail.store(++tail_, std::memory_order_release); }
+  void release() {
+    h_->tail.store(++tail_, std::memory_order_release);
+    fifoRing(h_);
+  }
+  // Sleeps until a message may have arrived (see fifoSleep).
+  void sleep(long ns) {
+    fifoSleep(h_, ns, [&] { return h_->meta[tail_ % slots_].seq.load(std::memory_order_acquire) == tail_ + 1; });
+  }
   size_t slotBytes() const { return slotBytes_; }
 
  private:

@@ -1,8 +1,12 @@
 #include "transport/fifo_link.h"
 
+#include <linux/futex.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <climits>
+#include <cstdint>
 
 namespace lockstep {
 
@@ -21,6 +25,23 @@ bool FifoLink::peerGone() {
   if (!pidFd_.valid()) return false;
   pollfd p{pidFd_.get(), POLLIN, 0};
   return ::poll(&p, 1, 0) > 0;
+}
+
+void futexWait(std::atomic<uint32_t>* word, uint32_t expected, long ns) {
+  // Not FUTEX_PRIVATE: the word may live in memory shared with another process.
+  timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT, expected, &ts, nullptr, 0);
+}
+
+void futexWakeAll(std::atomic<uint32_t>* word) {
+  ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+}
+
+void FifoLink::wait(bool forMessage, long ns) {
+  if (forMessage)
+    in_.sleep(ns);
+  else
+    out_.sleep(ns);
 }
 
 Fd openPidFd(int64_t pid) {

@@ -30,6 +30,7 @@ class FifoLink : public Link {
   void releaseRecv() override { in_.release(); }
   bool progress() override { return true; }
   bool peerGone() override;
+  void wait(bool forMessage, long ns) override;
 
  private:
   FifoSender out_;

@@ -56,6 +56,10 @@ class Link {
   // True once the peer process is known to have exited. Messages it posted before that may still
   // be waiting in tryRecv(): a dead peer is only an error for what it can no longer deliver.
   virtual bool peerGone() = 0;
+  // Blocks for at most `ns` nanoseconds, returning early when the peer may have posted a message
+  // (forMessage) or freed a slot / taken bytes (otherwise): how the executor sleeps when nothing
+  // can move. Spurious returns are fine; the caller checks again.
+  virtual void wait(bool forMessage, long ns);
 };
 
 // Everything a transport may use while connecting.

@@ -13,6 +13,9 @@ struct SliceKernels {
   ReduceKernels k;
   size_t elem;
   int nranks;
+  // Final values go to the output with non-temporal stores: set for outputs too large to stay in
+  // cache, where a normal store would first read the line it overwrites.
+  bool streamOutput = false;
 };
 
 // Runs the slice [first, first + n) of `step`. buffers[i] is the base of buffer index i; in is
@@ -48,20 +51,34 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
         std::memcpy(out, src, bytes);
       break;
     case Prim::kRecv:
-      std::memcpy(dst, in, bytes);
+      if (sk.streamOutput)
+        streamCopy(dst, in, bytes);
+      else
+        std::memcpy(dst, in, bytes);
       break;
     case Prim::kRecvReduceSend:
       combine(out, in);
       break;
     case Prim::kRecvReduceCopy:
     case Prim::kRecvReduceCopySend:
+      if (out && sk.streamOutput) {
+        // Reduce into the send slot (the peer reads it next, from cache), then stream it out.
+        // The operands are all read before dst is written, so in-place calls are safe.
+        combine(out, in);
+        if (step.finish && k.divide) k.divide(out, n, sk.nranks);
+        streamCopy(dst, out, bytes);
+        break;
+      }
       combine(dst, in);
       if (step.finish && k.divide) k.divide(dst, n, sk.nranks);
       if (out) std::memcpy(out, dst, bytes);
       break;
     case Prim::kRecvCopySend:
-      std::memcpy(dst, in, bytes);
       std::memcpy(out, in, bytes);
+      if (sk.streamOutput)
+        streamCopy(dst, in, bytes);
+      else
+        std::memcpy(dst, in, bytes);
       break;
     case Prim::kCopy:
       if (scaled)

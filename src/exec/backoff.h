@@ -1,6 +1,7 @@
 // How a rank waits: spin briefly (the peer is usually a few hundred nanoseconds away), then yield,
-// then sleep with a growing interval. Test machines run 8 ranks on 2 cores, so a waiter must get
-// off the CPU quickly or it steals the time of the very rank it waits for.
+// then sleep with a growing interval (on the link it waits for, which wakes it when the peer
+// moves; the interval bounds how late abort, deadline and liveness checks run). Test machines run 8 ranks on 2 cores,
+// so a waiter must get off the CPU quickly or it steals the time of the very rank it waits for.
 #pragma once
 
 #include <sched.h>
@@ -27,6 +28,15 @@ class Backoff {
   }
 
   void pause() {
+    pause([](long ns) {
+      timespec ts{0, ns};
+      nanosleep(&ts, nullptr);
+    });
+  }
+  // The same, but the sleeping phase calls sleep(ns), which may return early: the executor
+  // sleeps on the link it waits for, so the peer's next message wakes it at once.
+  template <typename Sleep>
+  void pause(Sleep&& sleep) {
     if (iter_ < kSpins) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
@@ -36,8 +46,7 @@ class Backoff {
     } else if (iter_ < kSpins + kYields) {
       sched_yield();
     } else {
-      timespec ts{0, sleepNs_};
-      nanosleep(&ts, nullptr);
+      sleep(sleepNs_);
       if (sleepNs_ < kMaxSleepNs) sleepNs_ = sleepNs_ * 5 / 4 + 1;
     }
     ++iter_;

@@ -44,8 +44,9 @@ std::string Fingerprint::describe() const {
 }
 
 const char* Fingerprint::firstDifference(const Fingerprint& o) const {
-  if (kind != o.kind) return "kind";
+  // A peer at another op number is not comparable field by field: say that first.
   if (seq != o.seq) return "sequence number";
+  if (kind != o.kind) return "kind";
   if (count != o.count) return "count";
   if (dtype != o.dtype) return "datatype";
   if (op != o.op) return "reduction op";

@@ -1,5 +1,7 @@
 #include "src/exec/host_executor.h"
 
+#include <cstdio>
+
 #include "kernels/cpu_reduce.h"
 #include "kernels/dtype.h"
 #include "src/core/errors.h"
@@ -29,9 +31,33 @@ HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::
       timeout_(timeout),
       aborted_(aborted) {}
 
+namespace {
+
+// Outputs at least this large are written with non-temporal stores: by then the output, the
+// input and the peers' buffers no longer fit in the last-level cache together, so the output
+// would be evicted before anyone reads it, and a normal store pays a read of every line first.
+// A quarter of the L3 leaves room for the input, the slots and a second rank on the host.
+// The size comes from sysfs (what the kernel was told about this CPU's L3); glibc's
+// sysconf(_SC_LEVEL3_CACHE_SIZE) reported 10x the real size in the development VM.
+size_t streamingThreshold() {
+  static const size_t bytes = [] {
+    size_t l3 = 0;
+    if (FILE* f = std::fopen("/sys/devices/system/cpu/cpu0/cache/index3/size", "r")) {
+      unsigned long kib = 0;
+      if (std::fscanf(f, "%luK", &kib) == 1) l3 = kib << 10;
+      std::fclose(f);
+    }
+    return l3 > 0 ? l3 / 4 : size_t{8} << 20;
+  }();
+  return bytes;
+}
+
+}  // namespace
+
 void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op, Deadline deadline) {
   const size_t elem = dataTypeSize(op.dtype);
   SliceKernels kernels{reduceKernels(op.dtype, op.op), elem, nranks_};
+  kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && op.count * elem >= streamingThreshold();
   Ctx ctx{op,
           op.fp.tag(),
           isPointToPoint(static_cast<OpKind>(op.fp.kind)),
@@ -57,10 +83,25 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
       continue;
     }
     for (Link* l : links_) l->progress();
-    backoff.pause();
+    backoff.pause([&](long ns) { sleepOnBlockedLink(ns); });
     if (backoff.sleeping()) slowChecks(ctx);
   }
   flush(ctx);
+}
+
+void HostExecutor::sleepOnBlockedLink(long ns) {
+  // One futex or socket at a time: sleep on the first blocked lane's link. Other lanes can only
+  // move when their peer does, which this sleep does not see, so keep it short when there are
+  // several.
+  constexpr long kMultiLaneSleepNs = 50'000;
+  if (lanes_.size() > 1 && ns > kMultiLaneSleepNs) ns = kMultiLaneSleepNs;
+  for (Lane& lane : lanes_) {
+    if (lane.walker.done()) continue;
+    const Step& step = lane.walker.step();
+    if (primRecvs(step.prim) && !lane.in.data) return links_[step.recvPeer]->wait(true, ns);
+    if (primSends(step.prim) && !lane.slot) return links_[step.sendPeer]->wait(false, ns);
+  }
+  links_[rank_]->wait(true, ns);  // nothing to wait for on a link: a plain sleep, bounded by ns
 }
 
 bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
@@ -112,8 +153,12 @@ void HostExecutor::checkMessage(const Message& in, const Step& step, size_t byte
                    peer);
   }
   if (const char* field = mine.firstDifference(theirs)) {
+    const bool otherOp = theirs.seq != mine.seq;
     throw Mismatch("collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
-                       names_[peer] + " called " + theirs.describe() + "; first difference: " + field,
+                       names_[peer] + " called " + theirs.describe() + "; first difference: " + field +
+                       (otherOp ? " (one of the two skipped a call, or finished an earlier rooted op whose "
+                                  "arguments the other disagreed with)"
+                                : ""),
                    peer);
   }
   throw RemoteError(peer, ctx.op.label() + ": " + names_[peer] + " sent " + std::to_string(in.bytes) +
@@ -159,7 +204,7 @@ void HostExecutor::flush(Ctx& ctx) {
       }
     }
     if (done) return;
-    backoff.pause();
+    backoff.pause([&](long ns) { links_[stuck]->wait(false, ns); });
     if (!backoff.sleeping()) continue;
     if (aborted_ && aborted_->load()) throw Aborted(ctx.op.label() + ": communicator aborted");
     if (monitor_) monitor_->check();

@@ -69,6 +69,8 @@ class HostExecutor {
   // Runs the lane until it would have to wait; true if it ran at least one slice.
   bool advance(Lane& lane, Ctx& ctx);
   void slowChecks(Ctx& ctx);
+  // The sleeping phase of waiting: on the link the first blocked lane needs, for at most ns.
+  void sleepOnBlockedLink(long ns);
   // Throws Mismatch (naming the peer and the first differing field) unless the message is the
   // size this step expects and carries this op's fingerprint.
   void checkMessage(const Message& in, const Step& step, size_t bytes, const Ctx& ctx) const;

@@ -9,9 +9,10 @@
 //   fault_check --mode stop --victim R --after-ms T
 //       Rank R stops itself (SIGSTOP). The others must fail with lockstepTimeout naming rank R
 //       (set LOCKSTEP_TIMEOUT). The test kills the stopped rank afterwards.
-//   fault_check --mode mismatch --victim R --field kind|count|dtype|op|root
+//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root
 //       Rank R calls a collective that differs in one field; every rank must return
-//       lockstepMismatch naming the field.
+//       lockstepMismatch naming the field (for root, a rank that finished the broadcast without
+//       hearing from R may succeed, and must then fail its next call naming the field).
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -74,7 +75,33 @@ int main(int argc, char** argv) {
   if (mode == "mismatch") {
     std::vector<float> buf(1000, 1.0f);
     lockstepResult_t r;
-    if (rank != victim) {
+    if (field == "root") {
+      // Everyone broadcasts; the victim names another root. A rooted op lets a rank finish without
+      // hearing from every other (rank 0 only sends): such a rank may return success, with the
+      // root's data, and then every later call fails naming the disagreement (README, "Mismatched
+      // calls"). The victim, and any rank that exchanges data with it, returns the mismatch itself.
+      for (float& x : buf) x = static_cast<float>(rank + 1);
+      r = lockstepBroadcast(buf.data(), buf.data(), buf.size(), lockstepFloat32, rank == victim ? 1 : 0, comm, nullptr);
+      std::string msg = lockstepGetLastError(comm);
+      if (r == lockstepSuccess && rank != victim) {
+        for (float x : buf) {
+          if (x != 1.0f) return report(false, "broadcast succeeded with data not from root 0");
+        }
+        r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
+        msg = std::string("(broadcast succeeded; the next call:) ") + lockstepGetLastError(comm);
+        lockstepResult_t async = lockstepSuccess;
+        lockstepCommGetAsyncError(comm, &async);
+        if (async != lockstepMismatch) return report(false, "async error " + std::to_string(async) + ": " + msg);
+      }
+      lockstepCommDestroy(comm);
+      // The victim may instead meet a rank that already moved on to the next op: no message of
+      // broadcast #1 with the other root reached it, so it names the sequence number and shows
+      // its own call (root 1); that report is what every rank then returns.
+      bool named = msg.find("first difference: root") != std::string::npos ||
+                   (msg.find("first difference: sequence number") != std::string::npos &&
+                    msg.find("broadcast #1 (count 1000, float32, root 1") != std::string::npos);
+      return report(r == lockstepMismatch && named, "result " + std::to_string(r) + ": " + msg);
+    } else if (rank != victim) {
       r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
     } else if (field == "kind") {
       r = lockstepBroadcast(buf.data(), buf.data(), buf.size(), lockstepFloat32, 0, comm, nullptr);

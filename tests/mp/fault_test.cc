@@ -119,7 +119,7 @@ TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fields, Mismatches, ::testing::Values("kind", "count", "datatype", "reduction op"),
+INSTANTIATE_TEST_SUITE_P(Fields, Mismatches, ::testing::Values("kind", "count", "datatype", "reduction op", "root"),
                          [](const auto& info) {
                            std::string s = info.param;
                            for (char& c : s) c = c == ' ' ? '_' : c;

@@ -1,5 +1,6 @@
 #include "transport/socket/socket_link.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -44,6 +45,13 @@ Message SocketLink::tryRecv() {
   }
   uint64_t slot = recvReleased_ % slots_;
   return Message{recvBuf_.data() + slot * slotBytes_, recvSizes_[slot], recvTags_[slot]};
+}
+
+void SocketLink::wait(bool forMessage, long ns) {
+  // Readable: bytes of the next frame arrived. Writable: the kernel took some of ours.
+  pollfd p{fd_.get(), static_cast<short>(forMessage ? POLLIN : POLLOUT), 0};
+  timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+  ::ppoll(&p, 1, &ts, nullptr);
 }
 
 bool SocketLink::progress() {

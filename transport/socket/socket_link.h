@@ -21,6 +21,7 @@ class SocketLink : public Link {
   void releaseRecv() override { ++recvReleased_; }
   bool progress() override;
   bool peerGone() override { return closed_; }
+  void wait(bool forMessage, long ns) override;
 
  private:
   struct Frame {

@@ -1,0 +1,220 @@
+// The kernel loops, written once and compiled once per instruction set: each kernels/cpu_isa_*.cc
+// includes this header with its own -m flags and calls buildKernelTable(). Everything here has
+// internal linkage (anonymous namespace), so the AVX-512 build of a loop can never be linked in
+// place of the baseline one.
+//
+// The loops are plain so the compiler vectorises them (the narrow-float conversions are
+// branch-free for that reason). fp16 is the exception: without hardware help its conversions cost
+// ~30 instructions an element, so where F16C exists the fp16 loops use it explicitly, with the
+// same rounding (to nearest even) and the same canonical NaN as the portable path.
+//
+// Floating-point contraction must be off for these files (CMake sets -ffp-contract=off): a fused
+// multiply-add in the AVX2 build of `a + b * f` would round differently from the baseline build,
+// and ranks on different CPUs would stop agreeing bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/dispatch.h"
+#include "kernels/functors.h"
+#include "kernels/kernel_table.h"
+
+#if defined(__F16C__) && defined(__AVX2__)
+#include <immintrin.h>
+#define LS_HAVE_F16C_LOOPS 1
+#endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace lockstep {
+namespace {
+
+template <typename T, typename F>
+void reduceLoop(void* dst, const void* a, const void* b, size_t n) {
+  using Tr = ElemTraits<T>;
+  T* d = static_cast<T*>(dst);
+  const T* x = static_cast<const T*>(a);
+  const T* y = static_cast<const T*>(b);
+  F f;
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(f(Tr::load(x[i]), Tr::load(y[i])));
+}
+
+template <typename T>
+void divideLoop(void* data, size_t n, int divisor) {
+  using Tr = ElemTraits<T>;
+  T* d = static_cast<T*>(data);
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(divideBy(Tr::load(d[i]), divisor));
+}
+
+template <typename T>
+constexpr bool kFloating = !std::is_integral_v<typename ElemTraits<T>::Compute>;
+
+template <typename T>
+void premulSumLoop(void* dst, const void* a, const void* b, size_t n, int nranks) {
+  using Tr = ElemTraits<T>;
+  using C = typename Tr::Compute;
+  const C factor = C(1) / static_cast<C>(nranks);
+  T* d = static_cast<T*>(dst);
+  const T* x = static_cast<const T*>(a);
+  const T* y = static_cast<const T*>(b);
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(x[i]) + Tr::load(y[i]) * factor);
+}
+
+template <typename T>
+void scaleLoop(void* dst, const void* src, size_t n, int nranks) {
+  using Tr = ElemTraits<T>;
+  using C = typename Tr::Compute;
+  const C factor = C(1) / static_cast<C>(nranks);
+  T* d = static_cast<T*>(dst);
+  const T* s = static_cast<const T*>(src);
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(s[i]) * factor);
+}
+
+#ifdef LS_HAVE_F16C_LOOPS
+// fp16 with F16C: 8 elements at a time through float, the tail through the portable loop.
+// Operand order matches the scalar functors exactly: max(b, a) returns a when neither is greater,
+// as `a < b ? b : a` does, so signed zeros come out the same. Any NaN lane is replaced by the
+// canonical NaN after rounding, as floatToHalf does.
+struct VecSum {
+  static __m256 apply(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+};
+struct VecProd {
+  static __m256 apply(__m256 a, __m256 b) { return _mm256_mul_ps(a, b); }
+};
+struct VecMax {
+  static __m256 apply(__m256 a, __m256 b) {
+    __m256 nan = _mm256_cmp_ps(a, b, _CMP_UNORD_Q);
+    return _mm256_blendv_ps(_mm256_max_ps(b, a), _mm256_add_ps(a, b), nan);
+  }
+};
+struct VecMin {
+  static __m256 apply(__m256 a, __m256 b) {
+    __m256 nan = _mm256_cmp_ps(a, b, _CMP_UNORD_Q);
+    return _mm256_blendv_ps(_mm256_min_ps(b, a), _mm256_add_ps(a, b), nan);
+  }
+};
+
+inline __m256 loadHalf8(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline void storeHalf8(Half* p, __m256 v) {
+  __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m128i isNan = _mm_cmpgt_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7fff)), _mm_set1_epi16(0x7c00));
+  h = _mm_or_si128(_mm_andnot_si128(isNan, h), _mm_and_si128(isNan, _mm_set1_epi16(0x7fff)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), h);
+}
+
+template <typename V, typename F>
+void halfReduceLoop(void* dst, const void* a, const void* b, size_t n) {
+  Half* d = static_cast<Half*>(dst);
+  const Half* x = static_cast<const Half*>(a);
+  const Half* y = static_cast<const Half*>(b);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) storeHalf8(d + i, V::apply(loadHalf8(x + i), loadHalf8(y + i)));
+  reduceLoop<Half, F>(d + i, x + i, y + i, n - i);
+}
+
+void halfPremulSumLoop(void* dst, const void* a, const void* b, size_t n, int nranks) {
+  Half* d = static_cast<Half*>(dst);
+  const Half* x = static_cast<const Half*>(a);
+  const Half* y = static_cast<const Half*>(b);
+  const __m256 factor = _mm256_set1_ps(1.0f / static_cast<float>(nranks));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    storeHalf8(d + i, _mm256_add_ps(loadHalf8(x + i), _mm256_mul_ps(loadHalf8(y + i), factor)));
+  }
+  premulSumLoop<Half>(d + i, x + i, y + i, n - i, nranks);
+}
+
+void halfScaleLoop(void* dst, const void* src, size_t n, int nranks) {
+  Half* d = static_cast<Half*>(dst);
+  const Half* s = static_cast<const Half*>(src);
+  const __m256 factor = _mm256_set1_ps(1.0f / static_cast<float>(nranks));
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) storeHalf8(d + i, _mm256_mul_ps(loadHalf8(s + i), factor));
+  scaleLoop<Half>(d + i, s + i, n - i, nranks);
+}
+#endif
+
+template <typename T, typename F, typename V>
+ReduceFn reduceFor() {
+#ifdef LS_HAVE_F16C_LOOPS
+  if constexpr (std::is_same_v<T, Half>) return &halfReduceLoop<V, F>;
+#endif
+  return &reduceLoop<T, F>;
+}
+
+#ifndef LS_HAVE_F16C_LOOPS
+struct VecSum {};
+struct VecProd {};
+struct VecMax {};
+struct VecMin {};
+#endif
+
+// Non-temporal copy: align the destination to 16 bytes, stream the middle, copy the ends.
+void streamCopyLoop(void* dst, const void* src, size_t bytes) {
+#if defined(__SSE2__)
+  auto* d = static_cast<char*>(dst);
+  auto* s = static_cast<const char*>(src);
+  size_t head = (16 - (reinterpret_cast<uintptr_t>(d) & 15)) & 15;
+  if (bytes < head + 64) return static_cast<void>(std::memcpy(dst, src, bytes));
+  std::memcpy(d, s, head);
+  size_t i = head;
+#if defined(__AVX2__)
+  if ((reinterpret_cast<uintptr_t>(d + i) & 31) != 0) {  // one 16-byte store to reach 32-byte alignment
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+    i += 16;
+  }
+  for (; i + 128 <= bytes; i += 128) {
+    __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+    __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 32));
+    __m256i v2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 64));
+    __m256i v3 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 96));
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i), v0);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 32), v1);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 64), v2);
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(d + i + 96), v3);
+  }
+#endif
+  for (; i + 16 <= bytes; i += 16) {
+    _mm_stream_si128(reinterpret_cast<__m128i*>(d + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+  }
+  std::memcpy(d + i, s + i, bytes - i);
+  _mm_sfence();  // streamed stores are weakly ordered: make them visible before anyone is told
+#else
+  std::memcpy(dst, src, bytes);
+#endif
+}
+
+KernelTable buildKernelTable() {
+  KernelTable t{};
+  for (int ti = 0; ti < lockstepNumTypes; ++ti) {
+    const auto type = static_cast<lockstepDataType_t>(ti);
+    dispatchType(type, [&](auto v) {
+      using T = decltype(v);
+      t.reduce[ti][0] = reduceFor<T, FuncSum, VecSum>();
+      t.reduce[ti][1] = reduceFor<T, FuncProd, VecProd>();
+      t.reduce[ti][2] = reduceFor<T, FuncMax, VecMax>();
+      t.reduce[ti][3] = reduceFor<T, FuncMin, VecMin>();
+      if constexpr (kFloating<T>) {
+        t.premulSum[ti] = &premulSumLoop<T>;
+        t.scale[ti] = &scaleLoop<T>;
+#ifdef LS_HAVE_F16C_LOOPS
+        if constexpr (std::is_same_v<T, Half>) {
+          t.premulSum[ti] = &halfPremulSumLoop;
+          t.scale[ti] = &halfScaleLoop;
+        }
+#endif
+      } else {
+        t.divide[ti] = &divideLoop<T>;
+      }
+      return 0;
+    });
+  }
+  t.streamCopy = &streamCopyLoop;
+  return t;
+}
+
+}  // namespace
+}  // namespace lockstep

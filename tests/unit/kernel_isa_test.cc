@@ -1,0 +1,102 @@
+// Every instruction-set build of the kernels computes the same bits as the baseline build: random
+// bit patterns (so NaN, Inf, subnormals and signed zeros all appear), every dtype x op, avg's
+// premultiplied sums and scaling, lengths around the vector widths, misaligned pointers. Ranks on
+// CPUs of different generations must still agree bit for bit.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/dtype.h"
+#include "kernels/kernel_table.h"
+
+namespace lockstep {
+namespace {
+
+struct Inputs {
+  std::vector<unsigned char> a, b;
+};
+
+Inputs randomBytes(size_t bytes, uint32_t seed) {
+  std::mt19937 rng(seed);
+  Inputs in{std::vector<unsigned char>(bytes), std::vector<unsigned char>(bytes)};
+  for (size_t i = 0; i < bytes; ++i)
+    in.a[i] = static_cast<unsigned char>(rng()), in.b[i] = static_cast<unsigned char>(rng());
+  return in;
+}
+
+const size_t kLengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 1000, 4099};
+
+TEST(KernelIsa, EveryBuildThisCpuRunsMatchesTheBaselineBitForBit) {
+  const KernelTable* base = kernelTable(CpuIsa::kBaseline);
+  ASSERT_NE(base, nullptr);
+  int compared = 0;
+  for (CpuIsa isa : {CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    const KernelTable* t = kernelTable(isa);
+    if (!t) {
+      std::printf("%s: not supported by this CPU, not compared\n", cpuIsaName(isa));
+      continue;
+    }
+    ++compared;
+    for (int ti = 0; ti < lockstepNumTypes; ++ti) {
+      const auto type = static_cast<lockstepDataType_t>(ti);
+      const size_t elem = dataTypeSize(type);
+      for (size_t n : kLengths) {
+        for (size_t misalign : {0, 1}) {
+          Inputs in = randomBytes((n + 1) * elem, static_cast<uint32_t>(ti * 1000 + n * 2 + misalign));
+          const unsigned char* pa = in.a.data() + misalign * elem;
+          const unsigned char* pb = in.b.data() + misalign * elem;
+          std::vector<unsigned char> want((n + 1) * elem), got((n + 1) * elem);
+          auto same = [&](const char* what) {
+            return ::testing::AssertionResult(std::memcmp(want.data(), got.data(), want.size()) == 0)
+                   << cpuIsaName(isa) << " " << dataTypeName(type) << " " << what << " n=" << n
+                   << " misalign=" << misalign;
+          };
+          for (int op = 0; op < 4; ++op) {
+            base->reduce[ti][op](want.data() + misalign * elem, pa, pb, n);
+            t->reduce[ti][op](got.data() + misalign * elem, pa, pb, n);
+            ASSERT_TRUE(same(redOpName(static_cast<lockstepRedOp_t>(op))));
+          }
+          if (base->premulSum[ti]) {
+            for (int nranks : {3, 8}) {
+              base->premulSum[ti](want.data() + misalign * elem, pa, pb, n, nranks);
+              t->premulSum[ti](got.data() + misalign * elem, pa, pb, n, nranks);
+              ASSERT_TRUE(same("premulSum"));
+              base->scale[ti](want.data() + misalign * elem, pa, n, nranks);
+              t->scale[ti](got.data() + misalign * elem, pa, n, nranks);
+              ASSERT_TRUE(same("scale"));
+            }
+          } else {
+            std::memcpy(want.data(), in.a.data(), want.size());
+            std::memcpy(got.data(), in.a.data(), got.size());
+            base->divide[ti](want.data() + misalign * elem, n, 3);
+            t->divide[ti](got.data() + misalign * elem, n, 3);
+            ASSERT_TRUE(same("divide"));
+          }
+        }
+      }
+    }
+  }
+  std::printf("compared %d instruction-set builds with the baseline (active: %s)\n", compared, cpuIsaName(activeIsa()));
+}
+
+TEST(KernelIsa, StreamCopyCopiesEveryLengthAndAlignment) {
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    const KernelTable* t = kernelTable(isa);
+    if (!t) continue;
+    for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{63}, size_t{64}, size_t{200}, size_t{4096 + 77}}) {
+      for (size_t off : {0, 1, 8, 16, 31}) {
+        Inputs in = randomBytes(n + 64, static_cast<uint32_t>(n + off));
+        std::vector<unsigned char> out(n + 64, 0xee);
+        t->streamCopy(out.data() + off, in.a.data() + 3, n);
+        ASSERT_EQ(std::memcmp(out.data() + off, in.a.data() + 3, n), 0) << cpuIsaName(isa) << " n=" << n;
+        for (size_t i = 0; i < off; ++i) ASSERT_EQ(out[i], 0xee) << "wrote before the destination";
+        for (size_t i = off + n; i < out.size(); ++i) ASSERT_EQ(out[i], 0xee) << "wrote past the destination";
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lockstep
