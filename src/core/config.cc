@@ -112,6 +112,7 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_SLOT_BYTES")) c.slotBytes = parseBytes(*v, "LOCKSTEP_SLOT_BYTES");
   if (auto v = var("LOCKSTEP_SLOTS")) c.slots = parseInt(*v, "LOCKSTEP_SLOTS", 2, 64);
   if (auto v = var("LOCKSTEP_SOCKET_IFNAME")) c.socketIfname = *v;
+  if (auto v = var("LOCKSTEP_SOCKET_NSTREAMS")) c.socketStreams = parseInt(*v, "LOCKSTEP_SOCKET_NSTREAMS", 1, 16);
   if (auto v = var("LOCKSTEP_HOST_ID")) c.hostId = *v;
   if (auto v = var("LOCKSTEP_TRACE")) c.tracePath = *v;
   if (auto v = var("LOCKSTEP_ALGO")) c.algo = *v;
@@ -140,6 +141,7 @@ void Config::validate() const {
                           " must be a multiple of 64 between 4 KiB and 64 MiB");
   }
   if (slots < 2 || slots > 64) throw InvalidArgument("LOCKSTEP_SLOTS must be in [2, 64]");
+  if (socketStreams < 1 || socketStreams > 16) throw InvalidArgument("LOCKSTEP_SOCKET_NSTREAMS must be in [1, 16]");
   for (const auto& t : transports) {
     if (t != "inproc" && t != "shm" && t != "socket") {
       throw InvalidArgument("LOCKSTEP_TRANSPORTS names unknown transport \"" + t + "\" (known: inproc, shm, socket)");
@@ -165,6 +167,7 @@ std::string Config::wireSummary() const {
   o << "slotBytes=" << slotBytes << " slots=" << slots << " transports=" << (t.empty() ? "all" : t);
   if (!algo.empty()) o << " algo=" << algo;
   if (deterministic) o << " deterministic=1";
+  if (socketStreams != 1) o << " socketStreams=" << socketStreams;
   if (linkLatencyUs > 0) o << " latency=" << linkLatencyUs;
   if (linkGBps > 0) o << " gbps=" << linkGBps;
   return o.str();

@@ -10,15 +10,29 @@
 namespace lockstep {
 
 constexpr uint32_t kFrameMagic = 0x4644534cu;  // "LSDF"
+constexpr size_t kMaxStreams = 16;
 
-SocketLink::SocketLink(Fd fd, int peerRank, std::string peerName, int slots, size_t slotBytes)
-    : fd_(std::move(fd)),
-      peer_(peerRank),
+SocketLink::SocketLink(std::vector<Fd> streams, int peerRank, std::string peerName, int slots, size_t slotBytes)
+    : peer_(peerRank),
       peerName_(std::move(peerName)),
       slots_(slots),
       slotBytes_(slotBytes),
       sendBuf_(slots * slotBytes),
-      recvBuf_(slots * slotBytes) {}
+      recvBuf_(slots * slotBytes) {
+  if (streams.empty() || streams.size() > kMaxStreams) {
+    throw InvalidArgument("a socket link needs 1 to " + std::to_string(kMaxStreams) + " streams");
+  }
+  for (size_t i = 0; i < streams.size(); ++i) streams_.push_back(Stream{std::move(streams[i]), i, i});
+}
+
+SocketLink::SocketLink(Fd fd, int peerRank, std::string peerName, int slots, size_t slotBytes)
+    : SocketLink(
+          [&] {
+            std::vector<Fd> v;
+            v.push_back(std::move(fd));
+            return v;
+          }(),
+          peerRank, std::move(peerName), slots, slotBytes) {}
 
 [[noreturn]] void SocketLink::peerFailed(const std::string& what) {
   throw RemoteError(peer_, "socket link to " + peerName_ + ": " + what);
@@ -47,92 +61,120 @@ Message SocketLink::tryRecv() {
   return Message{recvBuf_.data() + slot * slotBytes_, recvSizes_[slot], recvTags_[slot]};
 }
 
-void SocketLink::wait(bool forMessage, long ns) {
-  // Readable: bytes of the next frame arrived. Writable: the kernel took some of ours.
-  pollfd p{fd_.get(), static_cast<short>(forMessage ? POLLIN : POLLOUT), 0};
-  timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
-  ::ppoll(&p, 1, &ts, nullptr);
-}
-
 bool SocketLink::progress() {
   progressSend();
   progressRecv();
   return sendDone_ == sendPosted_;
 }
 
-void SocketLink::progressSend() {
-  while (sendDone_ < sendPosted_) {
-    uint64_t slot = sendDone_ % slots_;
-    if (sendOffset_ == 0)
-      sendFrame_ = Frame{kFrameMagic, static_cast<uint32_t>(sendDone_), sendSizes_[slot], sendTags_[slot]};
-    const size_t total = sizeof(Frame) + sendFrame_.bytes;
+void SocketLink::wait(bool forMessage, long ns) {
+  // Readable: bytes of a frame arrived. Writable: the kernel took some of ours.
+  pollfd p[kMaxStreams];
+  nfds_t n = 0;
+  for (const Stream& s : streams_) {
+    if (!forMessage && s.sendFrame >= sendPosted_) continue;  // nothing of ours waits on this one
+    p[n++] = pollfd{s.fd.get(), static_cast<short>(forMessage ? POLLIN : POLLOUT), 0};
+  }
+  timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
+  ::ppoll(n ? p : nullptr, n, &ts, nullptr);
+}
+
+bool SocketLink::sendOn(Stream& s) {
+  const uint64_t slot = s.sendFrame % slots_;
+  if (s.sendOffset == 0)
+    s.sendHeader = Frame{kFrameMagic, static_cast<uint32_t>(s.sendFrame), sendSizes_[slot], sendTags_[slot]};
+  const size_t total = sizeof(Frame) + s.sendHeader.bytes;
+  char* payload = sendBuf_.data() + slot * slotBytes_;
+  while (s.sendOffset < total) {
     iovec iov[2];
     int n = 0;
-    if (sendOffset_ < sizeof(Frame)) {
-      iov[n++] = {reinterpret_cast<char*>(&sendFrame_) + sendOffset_, sizeof(Frame) - sendOffset_};
-      iov[n++] = {sendBuf_.data() + slot * slotBytes_, sendFrame_.bytes};
+    if (s.sendOffset < sizeof(Frame)) {
+      iov[n++] = {reinterpret_cast<char*>(&s.sendHeader) + s.sendOffset, sizeof(Frame) - s.sendOffset};
+      iov[n++] = {payload, s.sendHeader.bytes};
     } else {
-      iov[n++] = {sendBuf_.data() + slot * slotBytes_ + (sendOffset_ - sizeof(Frame)), total - sendOffset_};
+      iov[n++] = {payload + (s.sendOffset - sizeof(Frame)), total - s.sendOffset};
     }
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = n;
-    ssize_t rc = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t rc = ::sendmsg(s.fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (rc < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
       if (errno == EPIPE || errno == ECONNRESET) peerFailed("connection lost while sending (did the peer exit?)");
       throw SystemError("sendmsg", errno, "sending to " + peerName_);
     }
-    sendOffset_ += static_cast<size_t>(rc);
-    if (sendOffset_ < total) return;
-    sendOffset_ = 0;
-    ++sendDone_;
+    s.sendOffset += static_cast<size_t>(rc);
   }
+  s.sendOffset = 0;
+  return true;
 }
 
-void SocketLink::progressRecv() {
-  while (!closed_ && recvComplete_ - recvReleased_ < slots_) {
-    uint64_t slot = recvComplete_ % slots_;
+void SocketLink::progressSend() {
+  const uint64_t k = streams_.size();
+  for (Stream& s : streams_) {
+    while (s.sendFrame < sendPosted_ && sendOn(s)) {
+      sentFrame_[s.sendFrame % slots_] = s.sendFrame + 1;
+      s.sendFrame += k;
+    }
+  }
+  while (sendDone_ < sendPosted_ && sentFrame_[sendDone_ % slots_] == sendDone_ + 1) ++sendDone_;
+}
+
+bool SocketLink::recvOn(Stream& s) {
+  const uint64_t slot = s.recvFrame % slots_;
+  for (;;) {
     char* dst;
     size_t want;
-    if (recvOffset_ < sizeof(Frame)) {
-      dst = reinterpret_cast<char*>(&recvFrame_) + recvOffset_;
-      want = sizeof(Frame) - recvOffset_;
+    if (s.recvOffset < sizeof(Frame)) {
+      dst = reinterpret_cast<char*>(&s.recvHeader) + s.recvOffset;
+      want = sizeof(Frame) - s.recvOffset;
     } else {
-      dst = recvBuf_.data() + slot * slotBytes_ + (recvOffset_ - sizeof(Frame));
-      want = sizeof(Frame) + recvFrame_.bytes - recvOffset_;
+      dst = recvBuf_.data() + slot * slotBytes_ + (s.recvOffset - sizeof(Frame));
+      want = sizeof(Frame) + s.recvHeader.bytes - s.recvOffset;
     }
-    ssize_t rc = want ? ::recv(fd_.get(), dst, want, MSG_DONTWAIT) : 0;
-    if (want && rc == 0) {
+    if (want == 0) break;  // an empty payload: the header was the whole frame
+    ssize_t rc = ::recv(s.fd.get(), dst, want, MSG_DONTWAIT);
+    if (rc == 0) {
       closed_ = true;  // reported when someone waits for this peer's data
-      return;
+      return false;
     }
     if (rc < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
       if (errno == ECONNRESET) {
         closed_ = true;
-        return;
+        return false;
       }
       throw SystemError("recv", errno, "receiving from " + peerName_);
     }
-    bool hadHeader = recvOffset_ >= sizeof(Frame);
-    recvOffset_ += static_cast<size_t>(rc);
-    if (!hadHeader && recvOffset_ == sizeof(Frame)) {
+    const bool hadHeader = s.recvOffset >= sizeof(Frame);
+    s.recvOffset += static_cast<size_t>(rc);
+    if (!hadHeader && s.recvOffset == sizeof(Frame)) {
       // The header is the peer's word: check it before reading the payload it announces.
-      if (recvFrame_.magic != kFrameMagic) peerFailed("malformed frame (bad magic)");
-      if (recvFrame_.seq != static_cast<uint32_t>(recvComplete_)) peerFailed("frame out of sequence");
-      if (recvFrame_.bytes > slotBytes_) {
-        peerFailed("frame of " + std::to_string(recvFrame_.bytes) + " bytes exceeds the " + std::to_string(slotBytes_) +
-                   "-byte slot");
+      if (s.recvHeader.magic != kFrameMagic) peerFailed("malformed frame (bad magic)");
+      if (s.recvHeader.seq != static_cast<uint32_t>(s.recvFrame)) peerFailed("frame out of sequence");
+      if (s.recvHeader.bytes > slotBytes_) {
+        peerFailed("frame of " + std::to_string(s.recvHeader.bytes) + " bytes exceeds the " +
+                   std::to_string(slotBytes_) + "-byte slot");
       }
     }
-    if (recvOffset_ >= sizeof(Frame) && recvOffset_ == sizeof(Frame) + recvFrame_.bytes) {
-      recvSizes_[slot] = recvFrame_.bytes;
-      recvTags_[slot] = recvFrame_.tag;
-      ++recvComplete_;
-      recvOffset_ = 0;
+    if (s.recvOffset >= sizeof(Frame) && s.recvOffset == sizeof(Frame) + s.recvHeader.bytes) break;
+  }
+  recvSizes_[slot] = s.recvHeader.bytes;
+  recvTags_[slot] = s.recvHeader.tag;
+  s.recvOffset = 0;
+  return true;
+}
+
+void SocketLink::progressRecv() {
+  const uint64_t k = streams_.size();
+  for (Stream& s : streams_) {
+    // A frame may only land in a slot the executor has given back.
+    while (!closed_ && s.recvFrame - recvReleased_ < slots_ && recvOn(s)) {
+      recvdFrame_[s.recvFrame % slots_] = s.recvFrame + 1;
+      s.recvFrame += k;
     }
   }
+  while (recvdFrame_[recvComplete_ % slots_] == recvComplete_ + 1) ++recvComplete_;
 }
 
 }  // namespace lockstep

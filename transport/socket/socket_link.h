@@ -1,6 +1,12 @@
-// A Link over one TCP connection. Each message travels as a frame {magic, sequence, length}
-// followed by the payload; the receiver checks all three before trusting a byte, and reads the
-// payload straight into one of its own pre-allocated slots, so a peer can never make it allocate.
+// A Link over one or more TCP connections to the same peer (LOCKSTEP_SOCKET_NSTREAMS). Each message
+// travels as a frame {magic, sequence, length, tag} followed by the payload; the receiver checks the
+// header before trusting a byte, and reads the payload straight into one of its own pre-allocated
+// slots, so a peer can never make it allocate.
+//
+// With K streams, frame f travels on stream f % K. Each stream moves its own frames independently
+// (a slow or full connection does not hold the others back), and both ends know which stream
+// carries which frame, so order is restored without any extra header: frame f lands in slot
+// f % slots and is delivered when every earlier frame has arrived.
 #pragma once
 
 #include <string>
@@ -13,6 +19,7 @@ namespace lockstep {
 
 class SocketLink : public Link {
  public:
+  SocketLink(std::vector<Fd> streams, int peerRank, std::string peerName, int slots, size_t slotBytes);
   SocketLink(Fd fd, int peerRank, std::string peerName, int slots, size_t slotBytes);
 
   void* trySendSlot() override;
@@ -30,27 +37,39 @@ class SocketLink : public Link {
     uint64_t bytes;
     MessageTag tag;
   };
+  // One connection's progress through its share of the frames (f, f + K, f + 2K, ...).
+  struct Stream {
+    Fd fd;
+    uint64_t sendFrame, recvFrame;          // the next frame this stream sends / receives
+    size_t sendOffset = 0, recvOffset = 0;  // bytes of that frame (header + payload) moved so far
+    Frame sendHeader{}, recvHeader{};
+  };
   void progressSend();
   void progressRecv();
+  // True when the stream's current frame went out whole.
+  bool sendOn(Stream& s);
+  // True when the stream's current frame came in whole.
+  bool recvOn(Stream& s);
   [[noreturn]] void peerFailed(const std::string& what);
 
-  Fd fd_;
+  std::vector<Stream> streams_;
   int peer_;
   std::string peerName_;
   uint64_t slots_, slotBytes_;
   std::vector<char> sendBuf_, recvBuf_;  // slots x slotBytes each, pre-faulted
 
-  uint64_t sendPosted_ = 0, sendDone_ = 0;  // frames posted / fully handed to the kernel
+  // Frames are numbered 0, 1, ... in posting order; slot = frame % slots. sentFrame_ and
+  // recvdFrame_ hold frame + 1 of the last frame done in each slot, so the in-order prefix can
+  // advance over frames that finished out of order on different streams.
+  uint64_t sendPosted_ = 0, sendDone_ = 0;  // frames posted / fully handed to the kernel, in order
   size_t sendSizes_[kMaxSlots] = {};
   MessageTag sendTags_[kMaxSlots];
-  Frame sendFrame_{};
-  size_t sendOffset_ = 0;  // bytes of the current frame (header + payload) written
+  uint64_t sentFrame_[kMaxSlots] = {};
 
-  uint64_t recvComplete_ = 0, recvReleased_ = 0;
+  uint64_t recvComplete_ = 0, recvReleased_ = 0;  // frames received in order / given back
   size_t recvSizes_[kMaxSlots] = {};
   MessageTag recvTags_[kMaxSlots];
-  Frame recvFrame_{};
-  size_t recvOffset_ = 0;  // bytes of the current frame read
+  uint64_t recvdFrame_[kMaxSlots] = {};
   bool closed_ = false;
 };
 

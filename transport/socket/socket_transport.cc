@@ -1,5 +1,5 @@
-// socket: TCP between any two ranks (always possible, so it is the fallback): one authenticated
-// connection per peer pair (transport/socket/mesh.h), wrapped in a SocketLink.
+// socket: TCP between any two ranks (always possible, so it is the fallback): LOCKSTEP_SOCKET_NSTREAMS
+// authenticated connections per peer pair (transport/socket/mesh.h), wrapped in a SocketLink.
 #include <algorithm>
 #include <map>
 
@@ -16,12 +16,20 @@ class SocketTransport : public Transport {
   bool canConnect(const PeerInfo&, const PeerInfo&) const override { return true; }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
-    std::map<int, Fd> fds = connectMesh(ctx_, peers, Purpose::kData, "socket transport");
+    // One mesh per stream: each has its own listener, so connections of different streams can
+    // never be confused, and every rank builds them in the same order.
+    std::map<int, std::vector<Fd>> streams;
+    for (int s = 0; s < ctx_.config.socketStreams; ++s) {
+      std::map<int, Fd> fds = connectMesh(ctx_, peers, Purpose::kData, "socket transport");
+      for (auto& [p, fd] : fds) {
+        tuneDataSocket(fd.get());
+        streams[p].push_back(std::move(fd));
+      }
+    }
     std::vector<std::unique_ptr<Link>> links;
     for (int p : peers) {
-      tuneDataSocket(fds[p].get());
-      links.push_back(std::make_unique<SocketLink>(std::move(fds[p]), p, ctx_.peers[p].describe(), ctx_.config.slots,
-                                                   ctx_.config.slotBytes));
+      links.push_back(std::make_unique<SocketLink>(std::move(streams[p]), p, ctx_.peers[p].describe(),
+                                                   ctx_.config.slots, ctx_.config.slotBytes));
     }
     return links;
   }
