@@ -5,7 +5,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 BENCH_ARGS ?= -b 8 -e 256M -f 2
 
-.PHONY: all deps configure build test bench install format clean fuzz test-asan test-ubsan test-tsan
+.PHONY: all deps configure build test test-gpu bench install format clean fuzz test-asan test-ubsan test-tsan
 
 all: build
 
@@ -21,8 +21,18 @@ build: configure
 test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error
 
+# Then, where the anchors are (../shared/anchors, or ANCHORS=dir), Lockstep against OpenMPI in
+# BENCH_RUNS interleaved runs, with ratios and the issue-5 targets (perf/compare; --suite for all).
+ANCHORS ?= ../shared/anchors
+BENCH_RUNS ?= 3
 bench: build
 	$(BUILD)/lockstep-run -n 2 $(BUILD)/perf/allreduce_perf $(BENCH_ARGS)
+	@if [ -x "$(ANCHORS)/anchor.sh" ]; then \
+	  LOCKSTEP_ANCHORS="$(ANCHORS)" perf/compare --build $(BUILD) --runs $(BENCH_RUNS) \
+	    || echo "make bench: some targets were missed (see the table above)"; \
+	else \
+	  echo "make bench: no anchors at $(ANCHORS) (set ANCHORS=dir): Lockstep alone above"; \
+	fi
 
 # libFuzzer targets (clang, ASan+UBSan) for FUZZ_SECONDS each; a 5 s smoke is part of `make test`.
 FUZZ_SECONDS ?= 60
@@ -36,6 +46,12 @@ test-ubsan: deps
 	scripts/sanitize.sh ubsan
 test-tsan: deps
 	scripts/sanitize.sh tsan
+
+# The CUDA tests (tests/gpu), on a machine with a GPU; elsewhere they skip and say so.
+test-gpu: build
+	@grep -q "LOCKSTEP_HAVE_CUDA:INTERNAL=ON" $(BUILD)/CMakeCache.txt || \
+	  { echo "make test-gpu: this build has no CUDA (nvcc not found, or -DLOCKSTEP_WITH_CUDA=OFF)"; exit 1; }
+	cd $(BUILD) && ctest -L gpu --output-on-failure --no-tests=error
 
 install: build
 	cmake --install $(BUILD) $(if $(PREFIX),--prefix $(PREFIX))

@@ -7,11 +7,13 @@ namespace lockstep {
 LaunchPlan planLaunch(const Config& config) {
   const LaunchEnv& env = config.launch;
   if (!env.rank || !env.worldSize) {
-    throw InvalidUsage("LOCKSTEP_RANK and LOCKSTEP_WORLD_SIZE must be set (lockstep-run sets them)");
+    throw InvalidUsage(std::string(env.rank ? "the world size" : "this process's rank") +
+                       " is not set: set LOCKSTEP_RANK and LOCKSTEP_WORLD_SIZE (lockstep-run does), or start it "
+                       "under torchrun, srun or mpirun");
   }
   if (*env.rank >= *env.worldSize) {
-    throw InvalidArgument("LOCKSTEP_RANK=" + std::to_string(*env.rank) +
-                          " is not below LOCKSTEP_WORLD_SIZE=" + std::to_string(*env.worldSize));
+    throw InvalidArgument("rank " + std::to_string(*env.rank) + " is not below the world size " +
+                          std::to_string(*env.worldSize) + " (from " + env.launcher + ")");
   }
   LaunchPlan plan{*env.rank, *env.worldSize, {}, nullptr};
   if (!env.uniqueIdHex.empty()) {
@@ -21,7 +23,10 @@ LaunchPlan planLaunch(const Config& config) {
     return plan;
   }
   if (env.root.empty()) {
-    throw InvalidUsage("set LOCKSTEP_UNIQUE_ID or LOCKSTEP_ROOT=host:port to say where ranks meet");
+    throw InvalidUsage("set LOCKSTEP_UNIQUE_ID or LOCKSTEP_ROOT=host:port (an address of rank 0's host) to say where " +
+                       std::string("ranks meet") +
+                       (env.launcher == "lockstep" ? "" : "; started by " + env.launcher + ", which gives none") +
+                       " (under mpirun, lockstep/mpi.h's lockstepCommInitMpi needs no address)");
   }
   plan.id.root = NetAddr::parse(env.root);
   if (!env.secretHex.empty()) {

@@ -76,6 +76,7 @@ void RootService::serve(Deadline deadline) {
     std::snprintf(r.message, sizeof(r.message), "%s", msg.c_str());
     try {
       sendAll(fd.get(), &r, sizeof(r), Deadline::after(std::chrono::seconds(5)));
+      ++messagesOut_;
     } catch (const std::exception&) {
       // The rank is gone; it will report its own failure.
     }
@@ -110,6 +111,7 @@ void RootService::serve(Deadline deadline) {
         pending.pop_front();
       }
       if (raw >= 0) {
+        ++accepted_;
         pending.emplace_back();
         pending.back().fd = Fd(raw);
         pending.back().since = Clock::now();
@@ -130,6 +132,7 @@ void RootService::serve(Deadline deadline) {
         ++it;
         continue;
       }
+      ++messagesIn_;
       Hello h;
       NetAddr addr;
       std::memcpy(&h, p.buf, sizeof(h));
@@ -149,6 +152,7 @@ void RootService::serve(Deadline deadline) {
       Hello answer = makeHello(secret_, commId, /*rank=*/0, nranks, Purpose::kRoot);
       try {
         sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));
+        ++messagesOut_;
         ranks[h.rank] = Registered{std::move(p.fd), addr};
         ++registered_;
       } catch (const std::exception& e) {

@@ -38,6 +38,13 @@ class RootService {
   // For tests: handshakes that were rejected, and ranks registered.
   int rejected() const { return rejected_.load(); }
   int registered() const { return registered_.load(); }
+  // For tests: what the root served (the rendezvous must cost O(N), never O(N^2)).
+  struct Stats {
+    int64_t connections;  // accepted
+    int64_t messagesIn;   // hellos read to the end
+    int64_t messagesOut;  // handshake answers and replies sent
+  };
+  Stats stats() const { return Stats{accepted_.load(), messagesIn_.load(), messagesOut_.load()}; }
 
  private:
   void serve(Deadline deadline);
@@ -47,6 +54,7 @@ class RootService {
   Secret secret_;
   std::atomic<bool> stop_{false}, finished_{false};
   std::atomic<int> rejected_{0}, registered_{0};
+  std::atomic<int64_t> accepted_{0}, messagesIn_{0}, messagesOut_{0};
   std::thread thread_;
 };
 

@@ -119,6 +119,7 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
     for (;;) {
       Fd fd = acceptUntil(listen_.get(), Deadline::after(std::chrono::milliseconds(0)));
       if (!fd.valid()) break;
+      ++accepted_;
       if (incoming_.size() >= kMaxIncoming) {
         LS_WARN(rank_, "bootstrap: too many pending connections; dropped the oldest");
         incoming_.pop_front();

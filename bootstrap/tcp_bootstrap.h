@@ -29,6 +29,9 @@ class TcpBootstrap : public Bootstrap {
   void barrier() override;
 
   NetAddr listenAddress() const { return peers_[rank_]; }
+  // For tests: connections this rank's listener accepted (the ring predecessor, and one per
+  // point-to-point message), so the cost of setup can be counted.
+  int64_t acceptedConnections() const { return accepted_; }
   // Largest point-to-point message: an unexpected message is buffered, so its size is capped.
   static constexpr size_t kMaxMessageBytes = 1 << 20;
 
@@ -70,6 +73,7 @@ class TcpBootstrap : public Bootstrap {
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
   std::list<Incoming> incoming_;
+  int64_t accepted_ = 0;
 };
 
 }  // namespace lockstep

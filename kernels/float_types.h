@@ -37,14 +37,22 @@ struct Fp8E5M2 {
 };
 
 LS_HD uint32_t floatToBits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
+#endif
 }
 LS_HD float bitsToFloat(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, 4);
   return f;
+#endif
 }
 
 // c ? a : b as bit masks: compilers keep this branch-free where a ternary on mixed-width values

@@ -8,7 +8,10 @@ import sys
 out, algos, ranks = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 for n in ranks:
     times = {}  # (algo, size) -> [us]
-    picks = {}  # size -> algorithm the tuner logged from that size on
+    # size -> algorithm the tuner logged for it. The log line only appears when the choice for
+    # all-reduce changes, and the driver runs an 8-byte all-reduce (its timing sync) between
+    # sizes: a size without a line of its own got the same algorithm as those 8 bytes.
+    picks = {}
     for a in algos:
         for path in glob.glob(f"{out}/{n}.{a}.*"):
             for line in open(path):
@@ -23,11 +26,8 @@ for n in ranks:
     print(f"\n{n} ranks: median out-of-place time (us)")
     print(f"{'size':>10} " + " ".join(f"{a[:12]:>12}" for a in forced) + f" {'best':>18} {'tuner pick':>18} {'tuner':>10} {'ratio':>6}")
     worst = 0.0
-    pick = "?"
     for s in sizes:
-        for start in sorted(picks):
-            if start <= s:
-                pick = picks[start]
+        pick = picks.get(s, picks.get(8, "?"))
         med = {a: statistics.median(times[(a, s)]) for a in algos if (a, s) in times}
         best = min(forced, key=lambda a: med.get(a, float("inf")))
         ratio = med["tuned"] / med[best]

@@ -3,7 +3,9 @@
 # Called by `make bench` and `make test`; safe to run again (it only installs what is absent).
 set -euo pipefail
 
-packages=(g++ make cmake pkg-config libgtest-dev libgmock-dev libbenchmark-dev iproute2 clang libclang-rt-14-dev)
+# libhwloc-dev: topology (optional at build time); openmpi: the mpirun test and lockstep/mpi.h (optional).
+packages=(g++ make cmake pkg-config libgtest-dev libgmock-dev libbenchmark-dev iproute2 clang libclang-rt-14-dev
+  libhwloc-dev libopenmpi-dev openmpi-bin)
 
 missing=()
 for p in "${packages[@]}"; do

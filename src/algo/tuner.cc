@@ -1,5 +1,6 @@
 #include "src/algo/tuner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -32,6 +33,11 @@ LinkCost defaultLinkCost(const std::string& transport) {
   // reduceGBps.
   if (transport == "socket") return LinkCost{8.0, 2.0, 1.0, 17.6};
   return LinkCost{2.0, 3.6, 0.1, 17.6};  // shm, inproc
+}
+
+LinkCost slowerOf(const LinkCost& a, const LinkCost& b) {
+  return LinkCost{std::max(a.alphaUs, b.alphaUs), std::min(a.gbps, b.gbps), std::max(a.gapUs, b.gapUs),
+                  std::min(a.reduceGBps, b.reduceGBps)};
 }
 
 TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {

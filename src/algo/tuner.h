@@ -26,6 +26,11 @@ struct LinkCost {
 // Built-in costs per transport ("inproc", "shm", "socket").
 LinkCost defaultLinkCost(const std::string& transport);
 
+// A link that costs nothing: the starting point of slowerOf over a set of links.
+constexpr LinkCost kFreeLink{0, 1e9, 0, 1e9};
+// Field by field, the worse of two links (the communicator's tuner uses its slowest pair).
+LinkCost slowerOf(const LinkCost& a, const LinkCost& b);
+
 constexpr int kOpKinds = static_cast<int>(OpKind::kBarrier) + 1;
 
 struct TunerSettings {

@@ -12,6 +12,7 @@
 #include "bootstrap/tcp_bootstrap.h"
 #include "kernels/dtype.h"
 #include "lockstep/lockstep.h"
+#include "src/core/api_internal.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
 #include "src/core/group.h"
@@ -120,7 +121,10 @@ void closeComm(lockstepComm_t comm, bool abort) {
 }
 
 lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
-  NetAddr local = pickLocalAddress(config.socketIfname);
+  // The interface on the root's subnet, unless LOCKSTEP_SOCKET_IFNAME says otherwise.
+  InterfaceChoice nic = chooseInterface(config.socketIfname, &id.root);
+  LS_INFO(rank, "rank " << rank << " listens on " << nic.name << " " << nic.addr.hostStr() << " (" << nic.why << ")");
+  NetAddr local = nic.addr;
   uint64_t commId = commIdFromSecret(id.secret);
   auto bootstrap = std::make_unique<TcpBootstrap>(id, commId, rank, nranks, local, config.timeout);
   auto comm = std::make_unique<lockstepComm>();
@@ -270,6 +274,12 @@ void completeRequest(lockstepRequest_t* request) {
 
 }  // namespace
 
+namespace lockstep {
+Communicator* communicatorOf(lockstepComm_t comm) {
+  return comm != nullptr && comm->magic.load() == kCommMagic ? comm->impl.get() : nullptr;
+}
+}  // namespace lockstep
+
 extern "C" {
 
 lockstepResult_t lockstepGetVersion(int* version) {
@@ -330,6 +340,11 @@ lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm) {
     *comm = nullptr;
     Config config = loadConfig();
     LaunchPlan plan = planLaunch(config);
+    LS_INFO(plan.rank, "launch: rank " << plan.rank << " of " << plan.nranks << " from " << config.launch.launcher
+                                       << " variables; rendezvous "
+                                       << (config.launch.uniqueIdHex.empty()
+                                               ? config.launch.root + " (" + config.launch.rootFrom + ")"
+                                               : std::string("from LOCKSTEP_UNIQUE_ID")));
     *comm = buildComm(std::move(config), plan.id, plan.rank, plan.nranks);
   });
 }

@@ -9,6 +9,7 @@
 #include "kernels/dtype.h"
 #include "src/core/errors.h"
 #include "src/core/logging.h"
+#include "src/topo/ordering.h"
 #include "transport/fifo_link.h"
 
 namespace lockstep {
@@ -26,10 +27,12 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
       nranks_(bootstrap_->size()),
       localAddr_(localAddr) {
   peers_.resize(nranks_);
-  peers_[rank_] = localPeerInfo(rank_, config_);
+  peers_[rank_] = localPeerInfo(rank_, config_, localAddr);
   bootstrap_->allGather(peers_.data(), sizeof(PeerInfo));
-  for (auto& p : peers_) p.hostname[sizeof(p.hostname) - 1] = p.configSummary[sizeof(p.configSummary) - 1] = '\0';
+  for (auto& p : peers_) terminateStrings(&p);
   checkPeersAgree(peers_);
+  checkCrossHostAddresses(peers_);
+  planRing();
   connectLinks(commId, secret, localAddr);
   tuning_ = parseTunerSettings(config_.algo, config_.deterministic);
   linkCost_ = globalLinkCost();
@@ -57,6 +60,29 @@ Communicator::~Communicator() {
   if (progress_.joinable()) progress_.join();
   // Nothing executes any more: the recorder can be read.
   if (aborted_.load() || !config_.tracePath.empty()) dumpTrace();
+}
+
+void Communicator::planRing() {
+  std::vector<uint64_t> hosts;
+  for (const PeerInfo& p : peers_) hosts.push_back(p.hostHash);
+  ringOrder_ = RingOrder(hostContiguousOrder(peers_));
+  if (rank_ == 0 && nranks_ > 1) {
+    std::vector<uint64_t> distinct = hosts;
+    std::sort(distinct.begin(), distinct.end());
+    const auto hostCount = std::unique(distinct.begin(), distinct.end()) - distinct.begin();
+    LS_INFO(rank_, "ring: " << describeRing(hosts, ringOrder_.rankAt) << " (" << hostCount << " host(s), "
+                            << hostCrossings(hosts, ringOrder_.rankAt) << " host crossing(s); "
+                            << (ringOrder_.isIdentity() ? "rank order" : "reordered to keep each host's ranks together")
+                            << ")");
+  }
+}
+
+const char* Communicator::transportBetween(int a, int b) const {
+  if (a == b) return "self";
+  for (const auto& t : transports_) {
+    if (t->canConnect(peers_[a], peers_[b])) return t->name();
+  }
+  return "none";
 }
 
 void Communicator::dumpTrace() const { recorder_.dump(tracePath(config_, rank_), rank_, peers_[rank_].describe()); }
@@ -97,7 +123,15 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
     for (size_t i = 0; i < peers.size(); ++i) {
       links_[peers[i]] = std::move(links[i]);
       transportNames_[peers[i]] = transports_[t]->name();
-      LS_INFO(rank_, "rank " << rank_ << " -> " << peers_[peers[i]].describe() << " via " << transports_[t]->name());
+      const PeerInfo& peer = peers_[peers[i]];
+      if (std::strcmp(transports_[t]->name(), "socket") == 0) {
+        const PeerInfo& me = peers_[rank_];
+        LS_INFO(rank_, "rank " << rank_ << " -> " << peer.describe() << " via socket (" << me.ifnameStr() << " "
+                               << me.addr.hostStr() << " -> " << peer.ifnameStr() << " " << peer.addr.hostStr() << ", "
+                               << (me.hostHash == peer.hostHash ? "same host" : "another host") << ")");
+      } else {
+        LS_INFO(rank_, "rank " << rank_ << " -> " << peer.describe() << " via " << transports_[t]->name());
+      }
     }
   }
 }
@@ -109,15 +143,13 @@ constexpr double kOversubscribedStepFactor = 4.0;
 LinkCost Communicator::globalLinkCost() const {
   // The slowest transport any pair of ranks uses. Every rank computes it from the same PeerInfo
   // table, so every rank's tuner sees the same costs and picks the same algorithms.
-  LinkCost worst{0, 1e9};
+  LinkCost worst = kFreeLink;
   bool any = false;
   for (int i = 0; i < nranks_; ++i) {
     for (int j = i + 1; j < nranks_; ++j) {
       for (const auto& t : transports_) {
         if (!t->canConnect(peers_[i], peers_[j])) continue;
-        LinkCost c = defaultLinkCost(t->name());
-        worst.alphaUs = std::max(worst.alphaUs, c.alphaUs);
-        worst.gbps = std::min(worst.gbps, c.gbps);
+        worst = slowerOf(worst, defaultLinkCost(t->name()));
         any = true;
         break;
       }
@@ -260,13 +292,13 @@ void Communicator::runNow(Work& w) {
 
 void Communicator::run(const OpDesc& op) {
   inline_.reset();
-  planOp(op, rank_, nranks_, choose(op), &inline_);
+  planOp(op, rank_, nranks_, choose(op), &inline_, &ringOrder_);
   runNow(inline_);
 }
 
 std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
   auto w = std::make_shared<Work>();
-  planOp(op, rank_, nranks_, choose(op), w.get());
+  planOp(op, rank_, nranks_, choose(op), w.get(), &ringOrder_);
   enqueue({&w, 1});
   return w;
 }
@@ -277,7 +309,7 @@ std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDes
   for (size_t i = 0; i < ops.size();) {
     works.push_back(std::make_shared<Work>());
     if (!isPointToPoint(ops[i].kind)) {
-      planOp(ops[i], rank_, nranks_, choose(ops[i]), works.back().get());
+      planOp(ops[i], rank_, nranks_, choose(ops[i]), works.back().get(), &ringOrder_);
       (*workOf)[i++] = works.size() - 1;
       continue;
     }

@@ -20,6 +20,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
+#include "src/algo/ring_order.h"
 #include "src/algo/tuner.h"
 #include "src/core/config.h"
 #include "src/core/flight_recorder.h"
@@ -45,6 +46,12 @@ class Communicator {
   const Config& config() const { return config_; }
   // The transport that reaches `peer` ("self" for this rank).
   const char* transportTo(int peer) const { return transportNames_[peer]; }
+  // The transport ranks a and b use between them ("self" if a == b): every rank can tell, as
+  // the choice is a function of the shared peer table.
+  const char* transportBetween(int a, int b) const;
+  const std::vector<PeerInfo>& peers() const { return peers_; }
+  // Ring positions of the ranks (host-contiguous; src/topo/ordering.h).
+  const RingOrder& ringOrder() const { return ringOrder_; }
 
   // Runs one op and returns when it is complete. Throws on failure.
   void run(const OpDesc& op);
@@ -69,6 +76,7 @@ class Communicator {
   lockstepResult_t asyncError() const;
 
  private:
+  void planRing();  // ringOrder_ from peers_, logged at INFO
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
   void execute(Work& w);
   void assignSeq(Work& w);             // call with mu_ held
@@ -87,6 +95,7 @@ class Communicator {
   std::vector<std::unique_ptr<Link>> links_;  // by rank; links_[rank_] is a loopback for self send/recv
   std::shared_ptr<void> selfFifo_;
   std::vector<const char*> transportNames_;
+  RingOrder ringOrder_;
   TunerSettings tuning_;
   LinkCost linkCost_{};
   struct Choice {

@@ -46,6 +46,65 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+// One launcher's variables for rank, size and local rank (size and local rank may be absent).
+struct LauncherVars {
+  const char* launcher;
+  const char* rank;
+  const char* size;
+  const char* localRank;
+};
+
+// In precedence order (README, "Launching"): torchrun, Slurm, OpenMPI, PMI, PMIx.
+constexpr LauncherVars kLaunchers[] = {
+    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
+    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
+    {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
+    {"pmix", "PMIX_RANK", nullptr, nullptr},
+};
+constexpr int kMaxRanks = 1 << 24;
+
+template <typename Var>
+LaunchEnv readLaunchEnv(const Var& var) {
+  LaunchEnv env;
+  if (auto v = var("LOCKSTEP_RANK")) env.rank = parseInt(*v, "LOCKSTEP_RANK", 0, kMaxRanks);
+  if (auto v = var("LOCKSTEP_WORLD_SIZE")) env.worldSize = parseInt(*v, "LOCKSTEP_WORLD_SIZE", 1, kMaxRanks);
+  if (auto v = var("LOCKSTEP_LOCAL_RANK")) env.localRank = parseInt(*v, "LOCKSTEP_LOCAL_RANK", 0, kMaxRanks);
+  if (env.rank || env.worldSize) env.launcher = "lockstep";
+  // The first launcher whose rank (and size, where it has one) are both set fills what
+  // LOCKSTEP_* left open.
+  for (const LauncherVars& l : kLaunchers) {
+    auto rank = var(l.rank);
+    auto size = l.size ? var(l.size) : std::nullopt;
+    if (!rank || (l.size && !size)) continue;
+    if (!env.rank) env.rank = parseInt(*rank, l.rank, 0, kMaxRanks);
+    if (!env.worldSize && size) env.worldSize = parseInt(*size, l.size, 1, kMaxRanks);
+    if (!env.localRank && l.localRank) {
+      if (auto local = var(l.localRank)) env.localRank = parseInt(*local, l.localRank, 0, kMaxRanks);
+    }
+    env.launcher = env.launcher.empty() ? l.launcher : env.launcher + "+" + l.launcher;
+    if (std::string(l.launcher) == "torchrun") {
+      // torchrun's own store (or the trainer's init_process_group) usually holds MASTER_PORT
+      // itself, so the Lockstep rendezvous takes the next port.
+      auto addr = var("MASTER_ADDR"), port = var("MASTER_PORT");
+      if (addr && port) {
+        int p = parseInt(*port, "MASTER_PORT", 1, 65534);
+        bool v6 = addr->find(':') != std::string::npos && addr->front() != '[';
+        env.root = (v6 ? "[" + *addr + "]" : *addr) + ":" + std::to_string(p + 1);
+        env.rootFrom = "MASTER_ADDR/MASTER_PORT";
+      }
+    }
+    break;
+  }
+  if (auto v = var("LOCKSTEP_ROOT")) {
+    env.root = *v;
+    env.rootFrom = "LOCKSTEP_ROOT";
+  }
+  if (auto v = var("LOCKSTEP_UNIQUE_ID")) env.uniqueIdHex = *v;
+  if (auto v = var("LOCKSTEP_SECRET")) env.secretHex = *v;
+  return env;
+}
+
 }  // namespace
 
 std::chrono::milliseconds parseDuration(const std::string& text, const std::string& what) {
@@ -120,12 +179,7 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_LINK_LATENCY_US")) c.linkLatencyUs = parsePositive(*v, "LOCKSTEP_LINK_LATENCY_US");
   if (auto v = var("LOCKSTEP_LINK_GBPS")) c.linkGBps = parsePositive(*v, "LOCKSTEP_LINK_GBPS");
   if (auto v = var("TMPDIR")) c.tempDir = *v;
-  if (auto v = var("LOCKSTEP_RANK")) c.launch.rank = parseInt(*v, "LOCKSTEP_RANK", 0, 1 << 24);
-  if (auto v = var("LOCKSTEP_WORLD_SIZE")) c.launch.worldSize = parseInt(*v, "LOCKSTEP_WORLD_SIZE", 1, 1 << 24);
-  if (auto v = var("LOCKSTEP_LOCAL_RANK")) c.launch.localRank = parseInt(*v, "LOCKSTEP_LOCAL_RANK", 0, 1 << 24);
-  if (auto v = var("LOCKSTEP_ROOT")) c.launch.root = *v;
-  if (auto v = var("LOCKSTEP_UNIQUE_ID")) c.launch.uniqueIdHex = *v;
-  if (auto v = var("LOCKSTEP_SECRET")) c.launch.secretHex = *v;
+  c.launch = readLaunchEnv(var);
   c.validate();
   return c;
 }

@@ -13,14 +13,25 @@ namespace lockstep {
 
 enum class LogLevel { kNone = 0, kWarn = 1, kInfo = 2, kTrace = 3 };
 
-// What a launcher (lockstep-run, and later mpirun/srun/torchrun) told this process.
+// What a launcher told this process. Sources, first match wins for each of rank, size and local
+// rank (LOCKSTEP_* always wins over the others, field by field):
+//   LOCKSTEP_RANK / LOCKSTEP_WORLD_SIZE / LOCKSTEP_LOCAL_RANK  (lockstep-run, or by hand)
+//   torchrun: RANK / WORLD_SIZE / LOCAL_RANK, root MASTER_ADDR:(MASTER_PORT + 1)
+//   Slurm srun: SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID
+//   OpenMPI: OMPI_COMM_WORLD_RANK / OMPI_COMM_WORLD_SIZE / OMPI_COMM_WORLD_LOCAL_RANK
+//   MPICH, Intel MPI (PMI): PMI_RANK / PMI_SIZE / MPI_LOCALRANKID
+//   PMIx: PMIX_RANK (rank only)
+// A launcher counts when both its rank and size variables are set (PMIx: its rank), so a stray
+// RANK alone does not. The rendezvous is LOCKSTEP_UNIQUE_ID, else LOCKSTEP_ROOT, else torchrun's.
 struct LaunchEnv {
-  std::optional<int> rank;       // LOCKSTEP_RANK
-  std::optional<int> worldSize;  // LOCKSTEP_WORLD_SIZE
-  std::optional<int> localRank;  // LOCKSTEP_LOCAL_RANK
-  std::string root;              // LOCKSTEP_ROOT=host:port
+  std::optional<int> rank;       // this rank
+  std::optional<int> worldSize;  // the number of ranks
+  std::optional<int> localRank;  // rank within the host (informational)
+  std::string root;              // LOCKSTEP_ROOT=host:port, or torchrun's MASTER_ADDR:(MASTER_PORT + 1)
   std::string uniqueIdHex;       // LOCKSTEP_UNIQUE_ID
   std::string secretHex;         // LOCKSTEP_SECRET: 32 hex digits, for LOCKSTEP_ROOT mode
+  std::string launcher;          // whose variables gave rank and size: "lockstep", "torchrun", "slurm", ...
+  std::string rootFrom;          // which variable gave `root` ("LOCKSTEP_ROOT", "MASTER_ADDR/MASTER_PORT")
 };
 
 struct Config {

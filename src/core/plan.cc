@@ -18,7 +18,7 @@ bool waitWork(const Work& w, Deadline deadline) {
   return true;
 }
 
-void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w) {
+void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w, const RingOrder* order) {
   if (isPointToPoint(op.kind)) return planPointToPoint({&op, 1}, rank, nranks, w);
   Fingerprint fp;
   fp.count = op.count;
@@ -39,7 +39,14 @@ void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w
     w->info.fp.count = count = 1;
     w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
   }
-  buildSchedule(algorithm, op.kind, rank, nranks, count, op.root, &w->schedule);
+  if (order != nullptr && !order->isIdentity() && followsRing(algorithm)) {
+    // Built at this rank's ring position (and the root's), then translated back to ranks.
+    const int root = op.root >= 0 ? order->positionOf[op.root] : op.root;
+    buildSchedule(algorithm, op.kind, order->positionOf[rank], nranks, count, root, &w->schedule);
+    toRankSpace(*order, op.kind, count, &w->schedule);
+  } else {
+    buildSchedule(algorithm, op.kind, rank, nranks, count, op.root, &w->schedule);
+  }
   // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
   // the input are still to be sent or combined: when the two overlap (in place, or a
   // reduce-scatter whose output is its own block of the input), they work from a copy of the

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "src/algo/ring_order.h"
 #include "src/algo/schedule.h"
 #include "src/core/clock.h"
 #include "src/core/op.h"
@@ -43,7 +44,9 @@ struct Work {
 bool waitWork(const Work& w, Deadline deadline);
 
 // Fills `w` (schedule, buffers, info) for one collective or a lone send/recv. Pure: no I/O.
-void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w);
+// Ring-following algorithms are built in `order`'s position space (nullptr: rank order), so a
+// host's ranks are neighbours on the ring.
+void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w, const RingOrder* order = nullptr);
 // Fuses a group's sends and receives on one communicator into one Work with a lane per peer and
 // direction. They are moved as bytes, so the two ends need only agree on sizes.
 void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w);

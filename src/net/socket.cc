@@ -16,6 +16,13 @@ namespace lockstep {
 
 bool NetAddr::valid() const { return family == AF_INET || family == AF_INET6; }
 
+std::string NetAddr::hostStr() const {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (family != AF_INET && family != AF_INET6) return "<unset>";
+  inet_ntop(family, addr, buf, sizeof(buf));
+  return buf;
+}
+
 std::string NetAddr::str() const {
   char buf[INET6_ADDRSTRLEN] = "?";
   if (family == AF_INET) {

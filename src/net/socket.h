@@ -22,7 +22,8 @@ struct NetAddr {
   uint8_t addr[16] = {};
 
   bool valid() const;
-  std::string str() const;  // "1.2.3.4:5" or "[::1]:5"
+  std::string str() const;      // "1.2.3.4:5" or "[::1]:5"
+  std::string hostStr() const;  // "1.2.3.4" or "::1": without the port
   socklen_t toSockaddr(sockaddr_storage* ss) const;
   static NetAddr fromSockaddr(const sockaddr* sa);
   // Parses "host:port" or "[v6]:port"; resolves host names. Throws InvalidArgument.

@@ -2,9 +2,13 @@
 
 #include <ifaddrs.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <cstring>
 #include <sstream>
-#include <vector>
+
+#include "src/topo/topology.h"
 
 namespace lockstep {
 
@@ -23,30 +27,84 @@ bool ifnameMatches(const std::string& spec, const std::string& name) {
   return exclude ? !matched : matched;
 }
 
-NetAddr pickLocalAddress(const std::string& spec) {
+bool sameSubnet(const NetAddr& a, const NetAddr& b, const NetAddr& mask) {
+  if (a.family != b.family || a.family != mask.family) return false;
+  const size_t bytes = a.family == AF_INET ? 4 : 16;
+  for (size_t i = 0; i < bytes; ++i) {
+    if ((a.addr[i] & mask.addr[i]) != (b.addr[i] & mask.addr[i])) return false;
+  }
+  return true;
+}
+
+std::vector<InterfaceAddr> upInterfaces() {
   ifaddrs* list = nullptr;
   checkSys(getifaddrs(&list), "getifaddrs");
-  std::vector<NetAddr> candidates[2];  // [0]: IPv4, [1]: IPv6
+  std::vector<InterfaceAddr> out;
   for (ifaddrs* i = list; i; i = i->ifa_next) {
     if (!i->ifa_addr || !(i->ifa_flags & IFF_UP)) continue;
     if (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6) continue;
-    NetAddr a = NetAddr::fromSockaddr(i->ifa_addr);
-    if (spec.empty()) {
-      if (a.isLoopback() || a.isLinkLocal() || (i->ifa_flags & IFF_LOOPBACK)) continue;
-      std::string name = i->ifa_name;
-      // Container bridges are rarely what connects hosts.
-      if (name.compare(0, 6, "docker") == 0 || name.compare(0, 4, "virbr") == 0) continue;
-    } else if (!ifnameMatches(spec, i->ifa_name) || a.isLinkLocal()) {
-      continue;
+    InterfaceAddr a;
+    a.name = i->ifa_name;
+    a.addr = NetAddr::fromSockaddr(i->ifa_addr);
+    if (i->ifa_netmask) {
+      // The mask's family is not always set: read it as the address's.
+      sockaddr_storage mask{};
+      std::memcpy(&mask, i->ifa_netmask, a.addr.family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+      mask.ss_family = a.addr.family;
+      a.netmask = NetAddr::fromSockaddr(reinterpret_cast<const sockaddr*>(&mask));
     }
-    candidates[a.family == AF_INET ? 0 : 1].push_back(a);
+    a.loopback = (i->ifa_flags & IFF_LOOPBACK) || a.addr.isLoopback();
+    out.push_back(a);
   }
   freeifaddrs(list);
-  for (auto& c : candidates) {
-    if (!c.empty()) return c.front();
-  }
-  if (!spec.empty()) throw InvalidArgument("LOCKSTEP_SOCKET_IFNAME=\"" + spec + "\" matches no usable interface");
-  return NetAddr::loopback();
+  return out;
 }
+
+InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
+  std::vector<InterfaceAddr> candidates;
+  for (const InterfaceAddr& a : upInterfaces()) {
+    if (a.addr.isLinkLocal()) continue;
+    if (spec.empty()) {
+      if (a.loopback) continue;
+      // Container bridges are rarely what connects hosts.
+      if (a.name.compare(0, 6, "docker") == 0 || a.name.compare(0, 4, "virbr") == 0) continue;
+    } else if (!ifnameMatches(spec, a.name)) {
+      continue;
+    }
+    candidates.push_back(a);
+  }
+  const std::string bySpec = spec.empty() ? "" : "LOCKSTEP_SOCKET_IFNAME=" + spec + ", ";
+  if (candidates.empty()) {
+    if (!spec.empty()) throw InvalidArgument("LOCKSTEP_SOCKET_IFNAME=\"" + spec + "\" matches no usable interface");
+    return InterfaceChoice{"lo", NetAddr::loopback(), "no other interface is up: single-host only"};
+  }
+  // Score: on the root's subnet, then on this process's NUMA node, then IPv4; first wins ties.
+  const bool useReach = reach && reach->valid() && !reach->isLoopback();
+  const int numa = localTopology().boundNuma;
+  auto score = [&](const InterfaceAddr& a) {
+    int s = 0;
+    if (useReach && sameSubnet(a.addr, *reach, a.netmask)) s += 4;
+    if (numa >= 0 && localTopology().numaOfInterface(a.name) == numa) s += 2;
+    if (a.addr.family == AF_INET) s += 1;
+    return s;
+  };
+  const InterfaceAddr* best = &candidates.front();
+  for (const InterfaceAddr& a : candidates) {
+    if (score(a) > score(*best)) best = &a;
+  }
+  std::string why = bySpec;
+  const int s = score(*best);
+  if (s & 4)
+    why += "on the subnet of the rendezvous " + reach->str();
+  else if (useReach)
+    why += "no interface on the subnet of the rendezvous " + reach->str() + ": first usable";
+  else
+    why += "first usable";
+  if (s & 2) why += ", on this process's NUMA node " + std::to_string(numa);
+  if (candidates.size() > 1) why += "; " + std::to_string(candidates.size()) + " candidate addresses";
+  return InterfaceChoice{best->name, best->addr, why};
+}
+
+NetAddr pickLocalAddress(const std::string& spec) { return chooseInterface(spec).addr; }
 
 }  // namespace lockstep

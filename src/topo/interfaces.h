@@ -1,19 +1,44 @@
 // Which local address to listen on and publish: NCCL's LOCKSTEP_SOCKET_IFNAME syntax, and never
-// loopback or link-local unless nothing else exists (then the job can only be single-host).
+// loopback or link-local unless nothing else exists (then the job can only be single-host; the
+// communicator refuses cross-host peers that publish such an address).
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "src/net/socket.h"
 
 namespace lockstep {
 
+// One address of an up interface.
+struct InterfaceAddr {
+  std::string name;  // "eth0"
+  NetAddr addr;      // port 0
+  NetAddr netmask;
+  bool loopback = false;
+};
+
+// Every address of every up interface, in the kernel's order (IPv4 and IPv6).
+std::vector<InterfaceAddr> upInterfaces();
+
+struct InterfaceChoice {
+  std::string name;
+  NetAddr addr;
+  std::string why;  // how it was chosen, for the INFO log
+};
+
 // spec: "" (default choice), "eth,ib" (name prefixes), "^docker,lo" (exclude prefixes),
-// "=eth0" (exact names). Returns the first IPv4 (then IPv6) address of the first matching up
-// interface. Falls back to loopback when the spec is empty and no other interface exists; throws
-// InvalidArgument when a non-empty spec matches nothing.
+// "=eth0" (exact names), as NCCL_SOCKET_IFNAME. Link-local addresses are never used; without a
+// spec, neither are loopback and container bridges (docker*, virbr*). Among the candidates, an
+// interface on the same subnet as `reach` (the rendezvous root, when it is not loopback) wins,
+// as NCCL does for NCCL_COMM_ID; ties go to the interface on this process's NUMA node, then to
+// IPv4, then to the kernel's order. With an empty spec and no candidate, loopback; with a spec
+// that matches nothing, InvalidArgument.
+InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach = nullptr);
 NetAddr pickLocalAddress(const std::string& spec);
 
 bool ifnameMatches(const std::string& spec, const std::string& name);
+// True when a and b lie in the subnet of `mask` (same family).
+bool sameSubnet(const NetAddr& a, const NetAddr& b, const NetAddr& mask);
 
 }  // namespace lockstep

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -12,6 +13,8 @@
 #include "lockstep/lockstep.h"
 #include "src/core/config.h"
 #include "src/core/errors.h"
+#include "src/topo/interfaces.h"
+#include "src/topo/topology.h"
 
 namespace lockstep {
 
@@ -48,7 +51,7 @@ uint64_t pidNamespaceId() {
   return static_cast<uint64_t>(st.st_ino);
 }
 
-PeerInfo localPeerInfo(int rank, const Config& config) {
+PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr) {
   PeerInfo p{};
   p.rank = rank;
   p.version = LOCKSTEP_VERSION_CODE;
@@ -62,7 +65,52 @@ PeerInfo localPeerInfo(int rank, const Config& config) {
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
   cpu_set_t set;
   p.cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  const Topology& topo = localTopology();
+  p.numaNode = topo.boundNuma;
+  p.addr = listenAddr;
+  p.addr.port = 0;
+  std::vector<InterfaceAddr> ifs = upInterfaces();
+  // Non-loopback addresses first: they are the ones other hosts can use.
+  std::stable_partition(ifs.begin(), ifs.end(), [](const InterfaceAddr& a) { return !a.loopback; });
+  for (const InterfaceAddr& a : ifs) {
+    NetAddr bare = a.addr;
+    bare.port = 0;
+    if (std::memcmp(&bare, &p.addr, sizeof(bare)) == 0 && p.ifname[0] == '\0') {
+      std::snprintf(p.ifname, sizeof(p.ifname), "%s", a.name.c_str());
+    }
+    if (a.addr.isLinkLocal() || p.nicCount == kMaxPeerNics) continue;
+    PeerNic& n = p.nics[p.nicCount++];
+    std::snprintf(n.name, sizeof(n.name), "%s", a.name.c_str());
+    n.addr = bare;
+    n.numa = topo.numaOfInterface(a.name);
+  }
+  // A wildcard or unlisted address (listening on all interfaces) has no interface name.
+  if (p.ifname[0] == '\0') std::snprintf(p.ifname, sizeof(p.ifname), "%s", p.addr.isLoopback() ? "lo" : "?");
   return p;
+}
+
+void terminateStrings(PeerInfo* p) {
+  p->hostname[sizeof(p->hostname) - 1] = '\0';
+  p->configSummary[sizeof(p->configSummary) - 1] = '\0';
+  p->ifname[sizeof(p->ifname) - 1] = '\0';
+  if (p->nicCount < 0 || p->nicCount > kMaxPeerNics) p->nicCount = 0;
+  for (PeerNic& n : p->nics) n.name[sizeof(n.name) - 1] = '\0';
+}
+
+std::string PeerInfo::ifnameStr() const { return std::string(ifname, strnlen(ifname, sizeof(ifname))); }
+
+void checkCrossHostAddresses(const std::vector<PeerInfo>& peers) {
+  // Every rank checks the same table, so every rank fails with the same message. The first
+  // offending rank on a host other than rank 0's is named (with rank 0, or with itself).
+  for (const PeerInfo& p : peers) {
+    if (!p.addr.isLoopback() && !p.addr.isLinkLocal()) continue;
+    for (const PeerInfo& q : peers) {
+      if (q.hostHash == p.hostHash) continue;
+      throw InvalidUsage(p.describe() + " listens on " + p.addr.hostStr() + " (" + p.ifnameStr() + "), a " +
+                         (p.addr.isLoopback() ? "loopback" : "link-local") + " address, but " + q.describe() +
+                         " is on another host: set LOCKSTEP_SOCKET_IFNAME to an interface both hosts can reach");
+    }
+  }
 }
 
 std::string PeerInfo::describe() const {

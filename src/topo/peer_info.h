@@ -5,9 +5,19 @@
 #include <string>
 #include <vector>
 
+#include "src/net/socket.h"
+
 namespace lockstep {
 
 struct Config;
+
+// One network interface address of a rank, with the NUMA node its device hangs off.
+struct PeerNic {
+  char name[16];  // IFNAMSIZ
+  NetAddr addr;   // port 0
+  int32_t numa;   // -1: unknown (virtual interface, or no NUMA information)
+};
+constexpr int kMaxPeerNics = 4;
 
 struct PeerInfo {
   int32_t rank;
@@ -19,10 +29,16 @@ struct PeerInfo {
   uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
   uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
   char hostname[64];
-  char configSummary[256];  // Config::wireSummary(), to show a difference
-  int32_t cpus;             // CPUs this process may run on (more ranks than CPUs on a host: oversubscribed)
+  char configSummary[256];     // Config::wireSummary(), to show a difference
+  int32_t cpus;                // CPUs this process may run on (more ranks than CPUs on a host: oversubscribed)
+  int32_t numaNode;            // the NUMA node this process is bound to; -1: several, or unknown
+  char ifname[16];             // the interface of `addr`
+  NetAddr addr;                // where this rank's bootstrap and socket listeners are (port 0)
+  int32_t nicCount;            // valid entries of nics
+  PeerNic nics[kMaxPeerNics];  // this rank's usable interface addresses (non-loopback first)
 
   std::string describe() const;  // "rank 3 (host:pid)"
+  std::string ifnameStr() const;
 };
 
 // Identities that containers can make differ on one host: the process, the /dev/shm mount, the
@@ -35,10 +51,18 @@ uint64_t pidNamespaceId();
 // make network namespaces look like separate hosts).
 uint64_t hostHash(const std::string& hostIdOverride);
 
-PeerInfo localPeerInfo(int rank, const Config& config);
+// `listenAddr` is the address the communicator's listeners bind (api.cc chose it).
+PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr);
+// Makes strings from the network safe to print (NUL-terminated).
+void terminateStrings(PeerInfo* p);
 
 // Throws Mismatch on every rank (they all see the same table) when versions or wire config differ,
 // showing the difference.
 void checkPeersAgree(const std::vector<PeerInfo>& peers);
+
+// Throws InvalidUsage on every rank when two ranks on different hosts would talk over a loopback
+// or link-local address (which reaches the wrong machine, or none): naming both ranks and the
+// interface, and what to set.
+void checkCrossHostAddresses(const std::vector<PeerInfo>& peers);
 
 }  // namespace lockstep

@@ -1,14 +1,17 @@
 // A rank program for the steady-state test: after a warm-up, a repeated all-reduce must not
 // allocate or page-fault on the calling thread. Start it under lockstep-run.
 //
-//   steady_check [--iters N] [--sizes 8,65536,1048576]
+//   steady_check [--iters N] [--sizes 8,65536,1048576] [--mark]
 //
 // malloc, calloc, realloc and free are interposed (operator new goes through malloc), counting
 // calls made by the thread that runs the collectives; page faults come from getrusage
 // (RUSAGE_THREAD). Both are read around N calls of each size, after N warm-up calls.
 // Prints "steady_check: <bytes> B: <allocs> allocations, <faults> page faults" per size and
-// exits 1 if any count is not zero. (System calls are counted with strace: see perf/steady.sh.)
+// exits 1 if any count is not zero. With --mark, each measured loop is bracketed by a failing
+// write(-1, "steady-begin <bytes>") and write(-1, "steady-end") so that perf/steady.sh can count,
+// under strace, the system calls the calling thread makes in between.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
@@ -68,12 +71,19 @@ int fail(lockstepResult_t r, int rank, const char* what) {
 
 int main(int argc, char** argv) {
   int iters = 1000;
+  bool mark = false;
   std::vector<size_t> sizes = {8, 65536, 1 << 20};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--iters") == 0) iters = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--sizes") == 0) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--mark") == 0) {
+      mark = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    if (std::strcmp(argv[i], "--iters") == 0)
+      iters = std::atoi(argv[++i]);
+    else if (std::strcmp(argv[i], "--sizes") == 0) {
       sizes.clear();
-      for (char* s = argv[i + 1]; *s;) {
+      for (char* s = argv[++i]; *s;) {
         char* end;
         sizes.push_back(std::strtoull(s, &end, 10));
         s = *end ? end + 1 : end;
@@ -93,6 +103,9 @@ int main(int argc, char** argv) {
       r = lockstepAllReduce(in.data(), out.data(), count, lockstepFloat32, lockstepSum, comm, nullptr);
       if (r != lockstepSuccess) return fail(r, rank, "warm-up all-reduce");
     }
+    char label[64];
+    const int labelLen = std::snprintf(label, sizeof label, "steady-begin %zu", bytes);
+    if (mark) (void)!::write(-1, label, labelLen);  // fails (EBADF): only strace sees it
     const long faults0 = minorFaults();
     allocations = 0;
     counting = true;
@@ -100,6 +113,7 @@ int main(int argc, char** argv) {
       r = lockstepAllReduce(in.data(), out.data(), count, lockstepFloat32, lockstepSum, comm, nullptr);
     }
     counting = false;
+    if (mark) (void)!::write(-1, "steady-end", 10);
     const long faults = minorFaults() - faults0;
     if (r != lockstepSuccess) return fail(r, rank, "all-reduce");
     std::printf("steady_check: rank %d, %zu B x %d: %ld allocations, %ld page faults\n", rank, bytes, iters,

@@ -87,5 +87,90 @@ TEST(Config, WireHashCoversWhatShapesTheWire) {
   EXPECT_NE(a.wireHash(), d.wireHash());
 }
 
+// Launchers: LOCKSTEP_* first (field by field), then torchrun, Slurm, OpenMPI, PMI, PMIx.
+TEST(LaunchEnvTest, EachLauncherIsRecognised) {
+  Config t = fromMap(
+      {{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "10.1.2.3"}, {"MASTER_PORT", "29500"}});
+  EXPECT_EQ(t.launch.launcher, "torchrun");
+  EXPECT_EQ(*t.launch.rank, 3);
+  EXPECT_EQ(*t.launch.worldSize, 8);
+  EXPECT_EQ(*t.launch.localRank, 1);
+  EXPECT_EQ(t.launch.root, "10.1.2.3:29501") << "MASTER_PORT itself belongs to torch's store";
+  EXPECT_EQ(t.launch.rootFrom, "MASTER_ADDR/MASTER_PORT");
+  EXPECT_EQ(fromMap({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "fe80::1"}, {"MASTER_PORT", "7"}}).launch.root,
+            "[fe80::1]:8");
+
+  Config s = fromMap({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "16"}, {"SLURM_LOCALID", "1"}});
+  EXPECT_EQ(s.launch.launcher, "slurm");
+  EXPECT_EQ(*s.launch.rank, 5);
+  EXPECT_EQ(*s.launch.worldSize, 16);
+  EXPECT_EQ(*s.launch.localRank, 1);
+  EXPECT_TRUE(s.launch.root.empty()) << "srun gives no root address: LOCKSTEP_ROOT must";
+
+  Config o = fromMap({{"OMPI_COMM_WORLD_RANK", "2"},
+                      {"OMPI_COMM_WORLD_SIZE", "4"},
+                      {"OMPI_COMM_WORLD_LOCAL_RANK", "0"},
+                      {"PMIX_RANK", "2"}});
+  EXPECT_EQ(o.launch.launcher, "openmpi");
+  EXPECT_EQ(*o.launch.rank, 2);
+  EXPECT_EQ(*o.launch.worldSize, 4);
+  EXPECT_EQ(*o.launch.localRank, 0);
+
+  Config p = fromMap({{"PMI_RANK", "1"}, {"PMI_SIZE", "3"}, {"MPI_LOCALRANKID", "1"}});
+  EXPECT_EQ(p.launch.launcher, "pmi");
+  EXPECT_EQ(*p.launch.rank, 1);
+  EXPECT_EQ(*p.launch.worldSize, 3);
+
+  Config x = fromMap({{"PMIX_RANK", "6"}, {"LOCKSTEP_WORLD_SIZE", "7"}});
+  EXPECT_EQ(x.launch.launcher, "lockstep+pmix");
+  EXPECT_EQ(*x.launch.rank, 6);
+  EXPECT_EQ(*x.launch.worldSize, 7);
+}
+
+TEST(LaunchEnvTest, PrecedenceLockstepTorchrunSlurmMpi) {
+  const std::map<std::string, std::string> all = {
+      {"RANK", "1"},        {"WORLD_SIZE", "10"},  {"SLURM_PROCID", "2"},         {"SLURM_NTASKS", "20"},
+      {"PMI_RANK", "4"},    {"PMI_SIZE", "40"},    {"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "30"},
+      {"MASTER_ADDR", "h"}, {"MASTER_PORT", "100"}};
+  Config c = fromMap(all);
+  EXPECT_EQ(c.launch.launcher, "torchrun");
+  EXPECT_EQ(*c.launch.rank, 1);
+  auto noTorch = all;
+  noTorch.erase("RANK");
+  c = fromMap(noTorch);
+  EXPECT_EQ(c.launch.launcher, "slurm") << "a WORLD_SIZE alone is not torchrun";
+  EXPECT_EQ(*c.launch.rank, 2);
+  EXPECT_EQ(*c.launch.worldSize, 20);
+  EXPECT_TRUE(c.launch.root.empty()) << "MASTER_ADDR only counts with torchrun";
+  noTorch.erase("SLURM_PROCID");
+  c = fromMap(noTorch);
+  EXPECT_EQ(c.launch.launcher, "openmpi");
+  EXPECT_EQ(*c.launch.rank, 3);
+  // LOCKSTEP_* wins field by field, and LOCKSTEP_ROOT over MASTER_ADDR.
+  auto mixed = all;
+  mixed["LOCKSTEP_RANK"] = "7";
+  mixed["LOCKSTEP_ROOT"] = "10.0.0.1:5000";
+  c = fromMap(mixed);
+  EXPECT_EQ(*c.launch.rank, 7);
+  EXPECT_EQ(*c.launch.worldSize, 10);
+  EXPECT_EQ(c.launch.launcher, "lockstep+torchrun");
+  EXPECT_EQ(c.launch.root, "10.0.0.1:5000");
+  EXPECT_EQ(c.launch.rootFrom, "LOCKSTEP_ROOT");
+  EXPECT_FALSE(fromMap({{"RANK", "1"}}).launch.rank.has_value()) << "a stray RANK is not a launcher";
+}
+
+TEST(LaunchEnvTest, BadLauncherValuesNameTheVariable) {
+  for (auto [var, other] : {std::pair<std::string, std::string>{"SLURM_PROCID", "SLURM_NTASKS"},
+                            {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                            {"WORLD_SIZE", "RANK"}}) {
+    try {
+      fromMap({{var, "many"}, {other, "1"}});
+      ADD_FAILURE() << var << " accepted";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find(var), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace lockstep

@@ -83,6 +83,24 @@ TEST(Tuner, SmallMessagesTakeFewStepsAndLargeOnesTheBandwidthOptimalRing) {
   EXPECT_EQ(pick(OpKind::kBroadcast, 2, 1u << 28), Algorithm::kChain);
 }
 
+// The communicator combines its pairs' links field by field, starting from a free link: no field
+// may keep the free value, or the tuner stops charging for it (it once lost the reduction rate,
+// and 2 ranks ran recursive doubling, which reduces twice the data, at every size).
+TEST(Tuner, TheSlowestLinkKeepsEveryCost) {
+  LinkCost shm = defaultLinkCost("shm"), socket = defaultLinkCost("socket");
+  LinkCost w = slowerOf(slowerOf(kFreeLink, shm), socket);
+  EXPECT_EQ(w.alphaUs, std::max(shm.alphaUs, socket.alphaUs));
+  EXPECT_EQ(w.gbps, std::min(shm.gbps, socket.gbps));
+  EXPECT_EQ(w.gapUs, std::max(shm.gapUs, socket.gapUs));
+  EXPECT_EQ(w.reduceGBps, std::min(shm.reduceGBps, socket.reduceGBps));
+  LinkCost one = slowerOf(kFreeLink, shm);
+  EXPECT_EQ(one.reduceGBps, shm.reduceGBps);
+  EXPECT_EQ(one.gapUs, shm.gapUs);
+  // With the reduction charged, 2 ranks never reduce the whole buffer on both at large sizes.
+  EXPECT_NE(chooseAlgorithm(OpKind::kAllReduce, 2, size_t{256} << 20, one, TunerSettings{}),
+            Algorithm::kRecursiveDoubling);
+}
+
 TEST(Tuner, PredictionsGrowWithSize) {
   for (Algorithm a : kAll) {
     for (OpKind k : kKinds) {

@@ -1,0 +1,94 @@
+// Topology through hwloc: NUMA nodes, packages, cores, PUs, and the PCI GPUs and NICs with the
+// NUMA node of their closest non-I/O ancestor (what "locality" means in hwloc).
+#include <hwloc.h>
+
+#include <cstdio>
+
+#include "src/topo/topology_sources.h"
+
+namespace lockstep {
+namespace {
+
+std::string cpuList(hwloc_const_bitmap_t set) {
+  char* s = nullptr;
+  hwloc_bitmap_list_asprintf(&s, set);
+  std::string out = s ? s : "";
+  free(s);
+  return out;
+}
+
+// The NUMA node an I/O object is attached to, if exactly one.
+int numaOf(hwloc_topology_t topo, hwloc_obj_t obj) {
+  hwloc_obj_t anc = hwloc_get_non_io_ancestor_obj(topo, obj);
+  if (!anc || !anc->nodeset || hwloc_bitmap_weight(anc->nodeset) != 1) return -1;
+  return hwloc_bitmap_first(anc->nodeset);
+}
+
+std::string busIdOf(hwloc_obj_t pci) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%04x:%02x:%02x.%01x", pci->attr->pcidev.domain, pci->attr->pcidev.bus,
+                pci->attr->pcidev.dev, pci->attr->pcidev.func);
+  return buf;
+}
+
+// The OS names of a PCI device's children ("eth0", "mlx5_0", "cuda0"), comma-separated.
+std::string osNames(hwloc_obj_t pci) {
+  std::string names;
+  for (hwloc_obj_t c = pci->io_first_child; c; c = c->next_sibling) {
+    if (c->type != HWLOC_OBJ_OS_DEVICE || !c->name) continue;
+    if (!names.empty()) names += ',';
+    names += c->name;
+  }
+  return names;
+}
+
+}  // namespace
+
+bool discoverWithHwloc(Topology* out) {
+  hwloc_topology_t topo;
+  if (hwloc_topology_init(&topo) != 0) return false;
+  hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+  if (hwloc_topology_load(topo) != 0) {
+    hwloc_topology_destroy(topo);
+    return false;
+  }
+  Topology& t = *out;
+  t.source = std::string("hwloc ") + LOCKSTEP_HWLOC_VERSION;
+  t.packages = std::max(1, hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE));
+  t.cores = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+  t.pus = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PU);
+  const int nnuma = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE);
+  for (int i = 0; i < nnuma; ++i) {
+    hwloc_obj_t n = hwloc_get_obj_by_type(topo, HWLOC_OBJ_NUMANODE, static_cast<unsigned>(i));
+    t.numa.push_back(NumaNode{static_cast<int>(n->os_index), n->attr ? n->attr->numanode.local_memory : 0,
+                              n->cpuset ? cpuList(n->cpuset) : ""});
+  }
+  for (hwloc_obj_t pci = hwloc_get_next_pcidev(topo, nullptr); pci; pci = hwloc_get_next_pcidev(topo, pci)) {
+    const unsigned cls = pci->attr->pcidev.class_id;  // class << 8 | subclass
+    const bool gpu = cls == 0x0300 || cls == 0x0302 || (cls >> 8) == 0x12;
+    const bool nic = (cls >> 8) == 0x02;
+    if (!gpu && !nic) continue;
+    std::string name = osNames(pci);
+    if (name.empty()) {
+      char ids[16];
+      std::snprintf(ids, sizeof(ids), "%04x:%04x", pci->attr->pcidev.vendor_id, pci->attr->pcidev.device_id);
+      name = ids;
+    }
+    (gpu ? t.gpus : t.nics)
+        .push_back(PciDevice{gpu ? PciDevice::kGpu : PciDevice::kNic, busIdOf(pci), name, numaOf(topo, pci)});
+  }
+  hwloc_bitmap_t cpus = hwloc_bitmap_alloc(), nodes = hwloc_bitmap_alloc();
+  if (hwloc_get_cpubind(topo, cpus, HWLOC_CPUBIND_PROCESS) == 0) {
+    t.boundCpus = cpuList(cpus);
+    hwloc_cpuset_to_nodeset(topo, cpus, nodes);
+    if (hwloc_bitmap_weight(nodes) == 1) t.boundNuma = hwloc_bitmap_first(nodes);
+  } else {
+    t.boundCpus = affinityCpuList();
+  }
+  hwloc_bitmap_free(cpus);
+  hwloc_bitmap_free(nodes);
+  hwloc_topology_destroy(topo);
+  return true;
+}
+
+}  // namespace lockstep

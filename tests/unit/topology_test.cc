@@ -1,0 +1,131 @@
+// Topology discovery, interface choice, what PeerInfo carries, and the checks made on it.
+#include <gtest/gtest.h>
+
+#include "src/core/config.h"
+#include "src/core/errors.h"
+#include "src/topo/interfaces.h"
+#include "src/topo/peer_info.h"
+#include "src/topo/topology.h"
+
+namespace lockstep {
+namespace {
+
+NetAddr ipv4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) {
+  NetAddr x;
+  x.family = AF_INET;
+  x.addr[0] = a, x.addr[1] = b, x.addr[2] = c, x.addr[3] = d;
+  return x;
+}
+
+TEST(Topology, SeesThisMachine) {
+  const Topology& t = localTopology();
+  EXPECT_FALSE(t.source.empty());
+#ifdef LOCKSTEP_TEST_EXPECT_HWLOC
+  EXPECT_EQ(t.source.rfind("hwloc", 0), 0u) << "built with hwloc, but: " << t.source;
+#endif
+  EXPECT_GE(t.pus, 1);
+  EXPECT_GE(t.cores, 1);
+  EXPECT_LE(t.cores, t.pus);
+  EXPECT_GE(t.packages, 1);
+  EXPECT_FALSE(t.boundCpus.empty());
+  if (t.numa.size() == 1) EXPECT_EQ(t.boundNuma, t.numa[0].os) << "one NUMA node: every process is on it";
+  std::string d = t.describe();
+  EXPECT_NE(d.find("NUMA"), std::string::npos) << d;
+  EXPECT_EQ(&t, &localTopology()) << "discovered once";
+}
+
+TEST(Interfaces, SubnetArithmetic) {
+  NetAddr mask = ipv4(255, 255, 255, 0);
+  EXPECT_TRUE(sameSubnet(ipv4(10, 78, 0, 10), ipv4(10, 78, 0, 200), mask));
+  EXPECT_FALSE(sameSubnet(ipv4(10, 78, 0, 10), ipv4(10, 78, 1, 10), mask));
+  EXPECT_TRUE(sameSubnet(ipv4(10, 78, 0, 10), ipv4(10, 79, 1, 10), ipv4(255, 0, 0, 0)));
+  NetAddr v6;
+  v6.family = AF_INET6;
+  EXPECT_FALSE(sameSubnet(ipv4(10, 0, 0, 1), v6, mask)) << "families differ";
+}
+
+TEST(Interfaces, ChoiceFollowsTheRootsSubnetAndSaysWhy) {
+  // Whatever interfaces this machine has: the root on the default interface's own address picks
+  // that interface, and says it matched the subnet.
+  InterfaceChoice first = chooseInterface("");
+  EXPECT_FALSE(first.why.empty());
+  if (first.addr.isLoopback()) GTEST_SKIP() << "no non-loopback interface here";
+  InterfaceChoice withRoot = chooseInterface("", &first.addr);
+  EXPECT_EQ(withRoot.name, first.name);
+  EXPECT_NE(withRoot.why.find("subnet"), std::string::npos) << withRoot.why;
+  // A root on loopback (one host) changes nothing.
+  NetAddr lo = NetAddr::loopback(1234);
+  EXPECT_EQ(chooseInterface("", &lo).name, first.name);
+  // An explicit spec wins and is named.
+  InterfaceChoice loChoice = chooseInterface("=lo", &first.addr);
+  EXPECT_TRUE(loChoice.addr.isLoopback());
+  EXPECT_NE(loChoice.why.find("LOCKSTEP_SOCKET_IFNAME"), std::string::npos) << loChoice.why;
+  // Exclusion: everything but the chosen interface (and loopback) never yields it.
+  InterfaceChoice others = [&] {
+    try {
+      return chooseInterface("^=" + first.name + ",lo");
+    } catch (const InvalidArgument&) {
+      return InterfaceChoice{};
+    }
+  }();
+  EXPECT_NE(others.name, first.name);
+}
+
+TEST(PeerInfoTest, CarriesNumaAndAddresses) {
+  Config config;
+  InterfaceChoice nic = chooseInterface("");
+  PeerInfo p = localPeerInfo(3, config, nic.addr);
+  EXPECT_EQ(p.rank, 3);
+  EXPECT_EQ(p.numaNode, localTopology().boundNuma);
+  EXPECT_EQ(p.ifnameStr(), nic.name);
+  EXPECT_EQ(p.addr.port, 0);
+  EXPECT_GE(p.nicCount, 1);
+  EXPECT_LE(p.nicCount, kMaxPeerNics);
+  EXPECT_EQ(p.nics[0].addr.isLoopback(), nic.addr.isLoopback()) << "non-loopback interfaces come first";
+}
+
+TEST(PeerInfoTest, HostIdOverrideMakesDistinctHosts) {
+  EXPECT_NE(hostHash("hostA"), hostHash("hostB"));
+  EXPECT_EQ(hostHash("hostA"), hostHash("hostA"));
+  EXPECT_NE(hostHash(""), hostHash("hostA"));
+}
+
+TEST(PeerInfoTest, CrossHostLoopbackFailsOnEveryRankNamingIt) {
+  Config config;
+  std::vector<PeerInfo> peers = {localPeerInfo(0, config, ipv4(10, 0, 0, 1)),
+                                 localPeerInfo(1, config, NetAddr::loopback())};
+  EXPECT_NO_THROW(checkCrossHostAddresses(peers)) << "one host: loopback is fine";
+  peers[1].hostHash ^= 1;  // rank 1 on another host
+  try {
+    checkCrossHostAddresses(peers);
+    ADD_FAILURE() << "loopback across hosts accepted";
+  } catch (const InvalidUsage& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("rank 1"), std::string::npos) << m;
+    EXPECT_NE(m.find("loopback"), std::string::npos) << m;
+    EXPECT_NE(m.find("LOCKSTEP_SOCKET_IFNAME"), std::string::npos) << m;
+  }
+  peers[1].addr = ipv4(169, 254, 3, 4);
+  EXPECT_THROW(checkCrossHostAddresses(peers), InvalidUsage) << "link-local across hosts";
+  peers[1].addr = ipv4(10, 0, 0, 2);
+  EXPECT_NO_THROW(checkCrossHostAddresses(peers));
+}
+
+TEST(PeerInfoTest, VersionAndConfigMismatchShowTheDifference) {
+  Config a, b;
+  b.slots = 4;
+  std::vector<PeerInfo> peers = {localPeerInfo(0, a, NetAddr::loopback()), localPeerInfo(1, b, NetAddr::loopback())};
+  try {
+    checkPeersAgree(peers);
+    ADD_FAILURE() << "config mismatch accepted";
+  } catch (const Mismatch& e) {
+    EXPECT_NE(std::string(e.what()).find("slots=8"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("slots=4"), std::string::npos) << e.what();
+  }
+  peers[1] = localPeerInfo(1, a, NetAddr::loopback());
+  peers[1].version += 1;
+  EXPECT_THROW(checkPeersAgree(peers), Mismatch);
+}
+
+}  // namespace
+}  // namespace lockstep
