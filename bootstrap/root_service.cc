@@ -20,7 +20,7 @@ struct Pending {
   Fd fd;
   Clock::time_point since;
   size_t got = 0;
-  char buf[sizeof(Hello) + sizeof(NetAddr)];
+  char buf[kRootHelloBytes];
 };
 
 struct Registered {

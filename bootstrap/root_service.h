@@ -12,10 +12,16 @@
 #include <memory>
 #include <thread>
 
+#include "bootstrap/handshake.h"
 #include "bootstrap/unique_id.h"
 #include "src/net/socket.h"
 
 namespace lockstep {
+
+// What a rank sends the root: its Hello, then its bootstrap address, packed (no padding: a
+// struct of the two is 4 bytes longer than the bytes the root reads, and a socket closed with
+// unread bytes is reset, which can destroy the reply still in flight).
+constexpr size_t kRootHelloBytes = sizeof(Hello) + sizeof(NetAddr);
 
 // What the root answers each rank once everyone has arrived (or the deadline passed).
 struct RootReply {

@@ -51,11 +51,11 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   RootReply reply{};
   try {
     root = connectTo(id.root, dl);
-    struct {
-      Hello h;
-      NetAddr a;
-    } hello{makeHello(secret_, commId_, rank_, nranks_, Purpose::kRoot), peers_[rank_]};
-    sendAll(root.get(), &hello, sizeof(hello), dl);
+    const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRoot);
+    char hello[kRootHelloBytes];
+    std::memcpy(hello, &h, sizeof(h));
+    std::memcpy(hello + sizeof(h), &peers_[rank_], sizeof(NetAddr));
+    sendAll(root.get(), hello, sizeof(hello), dl);
     Hello answer;
     recvAll(root.get(), &answer, sizeof(answer), dl);
     std::string why = checkHello(answer, secret_, commId_, Purpose::kRoot, -1);

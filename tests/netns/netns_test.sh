@@ -7,9 +7,14 @@
 #
 #   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous impaired (default: all)
 #
+# The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
+# kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
+# devices that applies the same. LOCKSTEP_NETNS_IMPAIR=wire forces the wire on a netem kernel;
+# LOCKSTEP_WIRE_SEED sets its seed (default: this script's pid; printed).
+#
 # Needs root and `ip netns`; otherwise exits 77 (skipped) saying why. Everything it creates is
-# named lockstep<pid>..., lives only inside those namespaces (the bridge too: no traffic touches
-# the machine's own network), and is removed on exit, whatever happens.
+# named lockstep<pid>..., lives only inside those namespaces (the bridge and the wire's taps too:
+# no traffic touches the machine's own network), and is removed on exit, whatever happens.
 set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
@@ -17,6 +22,7 @@ cases=("$@")
 [ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
+wire=$build/tests/lockstep-wire
 for f in "$mp_check" "$topo"; do [ -x "$f" ] || { echo "FAILED: $f is not built"; exit 1; }; done
 
 skip() { echo "SKIPPED: $*"; exit 77; }
@@ -25,7 +31,16 @@ command -v ip >/dev/null || skip "no ip command (apt-get install iproute2)"
 prefix=lockstep$$
 sw=${prefix}sw
 ip netns add "${prefix}probe" 2>/dev/null || skip "this machine does not allow network namespaces (ip netns add failed)"
+# Has this kernel sch_netem (CONFIG_NET_SCH_NETEM)? Many do not: then the wire impairs the link.
+impair=wire
+tc -n "${prefix}probe" qdisc add dev lo root netem delay 1ms 2>/dev/null && impair=netem
 ip netns del "${prefix}probe"
+case ${LOCKSTEP_NETNS_IMPAIR:-} in
+"") ;;
+wire) impair=wire ;;
+netem) [ $impair = netem ] || { echo "FAILED: LOCKSTEP_NETNS_IMPAIR=netem, but this kernel has no netem"; exit 1; } ;;
+*) echo "FAILED: LOCKSTEP_NETNS_IMPAIR must be netem or wire"; exit 2 ;;
+esac
 # A run killed outright (SIGKILL at a ctest timeout) cannot clean up: remove what runs whose
 # process is gone left behind.
 for ns in $(ip netns list | awk '{print $1}' | grep -E '^lockstep[0-9]+(sw|h[0-9]+)$'); do
@@ -37,22 +52,28 @@ done
 work=$(mktemp -d)
 namespaces=()
 pids=()
+wire_pid=""
 cleanup() {
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  # The wire's taps hold their namespaces alive: stop it before removing them.
+  [ -n "$wire_pid" ] && kill -9 "$wire_pid" 2>/dev/null && wait "$wire_pid" 2>/dev/null
   for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# hosts H: namespaces ${prefix}h0..h(H-1), host i at 10.78.0.(10+i) on its "eth0", plus a decoy
-# interface listed before it (10.99.i.1) that leads nowhere: the ranks must pick eth0 because it
-# is on the rendezvous's subnet.
+# make_hosts H [bridge|wire]: namespaces ${prefix}h0..h(H-1), host i at 10.78.0.(10+i) on its
+# "eth0", plus a decoy interface listed before it (10.99.i.1) that leads nowhere: the ranks must
+# pick eth0 because it is on the rendezvous's subnet. eth0 is a veth on a bridge in namespace
+# ${prefix}sw, or (wire) a TAP device of lockstep-wire, which joins the hosts instead.
 make_hosts() {
-  local hosts=$1 i
-  ip netns add "$sw" && namespaces+=("$sw")
-  ip -n "$sw" link add br0 type bridge
-  ip -n "$sw" link set br0 up
+  local hosts=$1 link=${2:-bridge} i
+  if [ "$link" = bridge ]; then
+    ip netns add "$sw" && namespaces+=("$sw")
+    ip -n "$sw" link add br0 type bridge
+    ip -n "$sw" link set br0 up
+  fi
   for ((i = 0; i < hosts; i++)); do
     local ns=${prefix}h$i
     ip netns add "$ns" && namespaces+=("$ns")
@@ -61,17 +82,66 @@ make_hosts() {
     ip -n "$ns" addr add 10.99.$i.1/24 dev decoy0
     ip -n "$ns" link set decoy1 up
     ip -n "$ns" link set decoy0 up
+    [ "$link" = bridge ] || continue
     ip link add eth0 netns "$ns" type veth peer name port$i netns "$sw"
     ip -n "$sw" link set port$i master br0
     ip -n "$sw" link set port$i up
-    ip -n "$ns" addr add 10.78.0.$((10 + i))/24 dev eth0
-    ip -n "$ns" link set eth0 up
+  done
+  [ "$link" = bridge ] || start_wire "$hosts" || return 1
+  for ((i = 0; i < hosts; i++)); do
+    ip -n "${prefix}h$i" addr add 10.78.0.$((10 + i))/24 dev eth0
+    ip -n "${prefix}h$i" link set eth0 up
   done
 }
 
 remove_hosts() {
+  stop_wire
   for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null; done
   namespaces=()
+}
+
+wire_args=(--delay-ms 2 --loss 0.01 --reorder 0.25 --reorder-extra-ms 1 --max-pending 4096)
+# start_wire H: lockstep-wire creates eth0 in h0..h(H-1) and forwards between them; waits until
+# it says the taps exist.
+start_wire() {
+  local hosts=$1 i
+  local -a ns=()
+  for ((i = 0; i < hosts; i++)); do ns+=("${prefix}h$i"); done
+  "$wire" --ifname eth0 "${wire_args[@]}" --seed "${LOCKSTEP_WIRE_SEED:-$$}" "${ns[@]}" >"$work/wire.log" 2>&1 &
+  wire_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    grep -qs "^lockstep-wire: ready" "$work/wire.log" && return 0
+    kill -0 "$wire_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "FAILED: lockstep-wire did not start"
+  cat "$work/wire.log"
+  return 1
+}
+
+# stop_wire: SIGTERM makes the wire print its counters (into $work/wire.log) and exit.
+stop_wire() {
+  [ -n "$wire_pid" ] || return 0
+  kill -TERM "$wire_pid" 2>/dev/null
+  local i
+  for ((i = 0; i < 50; i++)); do kill -0 "$wire_pid" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$wire_pid" 2>/dev/null && echo "FAILED: lockstep-wire ignored SIGTERM" && status=1
+  wait "$wire_pid" 2>/dev/null
+  wire_pid=""
+}
+
+# rtt_probe FROM TO_ADDR TRIES: round-trip times in ms from host FROM, one per line. Each is a TCP
+# connect to a closed port (SYN out, RST back: one round trip, no listener needed, no ping
+# installed); bash's $EPOCHREALTIME times it. A lost SYN or RST costs a 1 s retransmission.
+rtt_probe() {
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  ip netns exec "${prefix}h$1" bash -c '
+    for ((i = 0; i < $2; i++)); do
+      t0=$EPOCHREALTIME
+      true 2>/dev/null 3<>"/dev/tcp/$1/9"
+      t1=$EPOCHREALTIME
+      echo $(( (${t1//[.,]/} - ${t0//[.,]/}) ))
+    done' rtt "$2" "$3" | awk '{ printf "%.3f\n", $1 / 1000 }'
 }
 
 # run_job NAME NRANKS HOSTOF PROGRAM ARGS...: rank r runs in namespace h$(HOSTOF[r]) as host
@@ -187,34 +257,67 @@ for c in "${cases[@]}"; do
     remove_hosts
     ;;
   impaired)
-    echo "== impaired: 4 ranks, 2 hosts (0,2 | 1,3), each host's eth0 impaired"
-    make_hosts 2
-    how=""
-    if tc -n "${prefix}h0" qdisc add dev eth0 root netem delay 2ms loss 1% reorder 25% 50% 2>/dev/null; then
-      tc -n "${prefix}h1" qdisc add dev eth0 root netem delay 2ms loss 1% reorder 25% 50%
-      how="netem delay 2 ms, 1% loss, 25% reordered"
-    else
-      # This kernel has no sch_netem (CONFIG_NET_SCH_NETEM). tbf is usually there: a slow link
-      # with a short queue delays packets behind each other and drops what overflows, so TCP
-      # retransmits (and sees out-of-order arrivals) under load.
-      echo "NOTE: netem is not available in this kernel (tc qdisc ... netem failed): impairing with tbf instead" \
-        "(150 Mbit/s, 24 KiB queue: queueing delay and tail drops; no fixed delay or deliberate reordering)"
-      for h in 0 1; do
-        tc -n "${prefix}h$h" qdisc add dev eth0 root tbf rate 150mbit burst 6kb limit 24kb ||
-          { echo "FAILED: neither netem nor tbf can be set up"; status=1; }
+    echo "== impaired: 6 ranks, 3 hosts (0,3 | 1,4 | 2,5), the link between them impaired ($impair)"
+    ready=1
+    if [ $impair = netem ]; then
+      make_hosts 3
+      for h in 0 1 2; do
+        tc -n "${prefix}h$h" qdisc add dev eth0 root netem delay 2ms loss 1% reorder 25% 50% ||
+          { echo "FAILED: tc netem"; ready=0; }
       done
-      how="tbf 150 Mbit/s, 24 KiB queue"
+      how="netem on each eth0: delay 2 ms, 1% loss, 25% reordered"
+    else
+      [ -x "$wire" ] || { echo "FAILED: $wire is not built"; exit 1; }
+      [ -n "${LOCKSTEP_NETNS_IMPAIR:-}" ] ||
+        echo "NOTE: this kernel has no netem (tc qdisc ... netem failed): impairing with lockstep-wire over TAP instead"
+      make_hosts 3 wire || ready=0
+      how="lockstep-wire over TAP, each way: ${wire_args[*]}"
     fi
-    hostof="0 1 0 1"
-    if JOB_SECONDS=60 run_job impaired 4 "$hostof" "$mp_check" "${mp_args_small[@]}" &&
-      check_choices impaired 4 "$hostof"; then
+    echo "  impairment: $how"
+    if [ $ready -eq 0 ]; then
+      status=1
+      remove_hosts
+      continue
+    fi
+    # The wire delays every frame 2 ms each way, so no round trip takes under 4 ms (an unimpaired
+    # veth: ~0.1 ms); the minimum of several is immune to the odd lost frame. netem's "reorder"
+    # sends a quarter of the packets undelayed, so there only most round trips (the median) are
+    # delayed at least one way.
+    rtt=$(rtt_probe 0 10.78.0.11 20 | sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%s %s %s", v[1], v[int((NR + 1) / 2)], v[NR] }')
+    echo "  round trip host0 -> host1 (TCP SYN/RST, 20 tries): min/median/max ${rtt// / / } ms"
+    read -r rtt_min rtt_median _ <<<"$rtt"
+    awk -v v="${rtt_min:-0}" -v m="${rtt_median:-0}" -v how=$impair \
+      'BEGIN { exit !(how == "wire" ? v >= 4.0 : m >= 1.9) }' ||
+      { echo "FAILED: round trips are not delayed by 2 ms each way: the link is not impaired"; status=1; }
+    hostof="0 1 2 0 1 2"
+    if JOB_SECONDS=60 run_job impaired 6 "$hostof" "$mp_check" "${mp_args_small[@]}" &&
+      check_choices impaired 6 "$hostof"; then
       grep -h "mp_check:" "$work"/impaired.0.log
     else
       status=1
     fi
-    for h in 0 1; do
-      echo "  host$h eth0: $how: $(tc -s -n "${prefix}h$h" qdisc show dev eth0 | grep -o 'Sent [0-9]* bytes [0-9]* pkt (dropped [0-9]*' | head -1))"
-    done
+    if [ $impair = netem ]; then
+      for h in 0 1 2; do
+        echo "  host$h eth0: $(tc -s -n "${prefix}h$h" qdisc show dev eth0 | grep -o 'Sent [0-9]* bytes [0-9]* pkt (dropped [0-9]*' | head -1))"
+      done
+    else
+      stop_wire
+      counters=$(grep "^lockstep-wire: counters:" "$work/wire.log")
+      echo "  ${counters#lockstep-wire: }"
+      wire_count() { grep -o " $1=[0-9]*" <<<"$counters" | cut -d= -f2; }
+      frames=$(wire_count read) lost=$(wire_count lost) reordered=$(wire_count reordered)
+      queue_full=$(wire_count queue_full)
+      # The wire must really have impaired this traffic: 0.4-2.5% of the frames lost (at 1% of
+      # thousands of frames, far outside chance), some delivered after frames sent later, and
+      # none dropped for a full queue (an impairment nobody asked for).
+      if [ -z "$counters" ] || [ "$frames" -lt 2000 ] || [ $((lost * 1000)) -lt $((frames * 4)) ] ||
+        [ $((lost * 1000)) -gt $((frames * 25)) ] || [ "$reordered" -lt 1 ] || [ "$queue_full" -ne 0 ]; then
+        echo "FAILED: the wire's counters do not show the impairment (wanted: 2000+ frames, 0.4-2.5% of them" \
+          "lost, some reordered, none queue_full)"
+        cat "$work/wire.log"
+        status=1
+      fi
+    fi
     remove_hosts
     ;;
   *)

@@ -28,14 +28,14 @@ TEST(Security, RendezvousRejectsStrangersAndStillCompletes) {
   RootService root(NetAddr::loopback(), secret, std::chrono::seconds(60));
   Secret wrong = randomSecret();
   Hello badSecret = makeHello(wrong, commIdFromSecret(wrong), 0, 3, Purpose::kRoot);
-  char garbage[sizeof(Hello) + sizeof(NetAddr)];
+  char garbage[kRootHelloBytes];
   std::memset(garbage, 0xab, sizeof(garbage));
-  struct {
-    Hello h;
-    NetAddr a;
-  } wrongSecretMsg{badSecret, NetAddr::loopback(1)};
+  char wrongSecretMsg[kRootHelloBytes];
+  const NetAddr someAddr = NetAddr::loopback(1);
+  std::memcpy(wrongSecretMsg, &badSecret, sizeof(badSecret));
+  std::memcpy(wrongSecretMsg + sizeof(badSecret), &someAddr, sizeof(someAddr));
   std::vector<std::unique_ptr<Rogue>> rogues;
-  rogues.push_back(std::make_unique<Rogue>(root.address(), &wrongSecretMsg, sizeof(wrongSecretMsg)));
+  rogues.push_back(std::make_unique<Rogue>(root.address(), wrongSecretMsg, sizeof(wrongSecretMsg)));
   rogues.push_back(std::make_unique<Rogue>(root.address(), garbage, sizeof(garbage)));
   rogues.push_back(std::make_unique<Rogue>(root.address(), garbage, 7));  // truncated, then silence
   rogues.push_back(std::make_unique<Rogue>(root.address(), nullptr, 0));  // connects, never speaks
