@@ -60,7 +60,10 @@ void premulSumLoop(void* dst, const void* a, const void* b, size_t n, int nranks
   T* d = static_cast<T*>(dst);
   const T* x = static_cast<const T*>(a);
   const T* y = static_cast<const T*>(b);
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(x[i]) + Tr::load(y[i]) * factor);
+  // The scaled input is rounded to T before it is added, exactly as scaleLoop rounds what a rank
+  // sends: then a rank that folds its own input here and a peer that receives it scaled combine
+  // the same value, and one-shot algorithms stay bit-identical on every rank (no-op for float).
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(x[i]) + Tr::load(Tr::store(Tr::load(y[i]) * factor)));
 }
 
 template <typename T>
@@ -122,7 +125,10 @@ void halfPremulSumLoop(void* dst, const void* a, const void* b, size_t n, int nr
   const __m256 factor = _mm256_set1_ps(1.0f / static_cast<float>(nranks));
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    storeHalf8(d + i, _mm256_add_ps(loadHalf8(x + i), _mm256_mul_ps(loadHalf8(y + i), factor)));
+    // Round the scaled input to fp16 first, as premulSumLoop does (a NaN there stays a NaN).
+    __m256 scaled = _mm256_cvtph_ps(
+        _mm256_cvtps_ph(_mm256_mul_ps(loadHalf8(y + i), factor), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    storeHalf8(d + i, _mm256_add_ps(loadHalf8(x + i), scaled));
   }
   premulSumLoop<Half>(d + i, x + i, y + i, n - i, nranks);
 }

@@ -2,6 +2,8 @@
 // the best table this CPU runs is picked on first use.
 #include "kernels/cpu_reduce.h"
 
+#include <cpuid.h>
+
 #include <cstring>
 #include <initializer_list>
 
@@ -23,12 +25,18 @@ constexpr TypeInfo kTypes[] = {
 };
 constexpr const char* kOps[] = {"sum", "prod", "max", "min", "avg"};
 
+// F16C by CPUID (leaf 1, ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+bool cpuHasF16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+
 bool cpuHas(CpuIsa isa) {
   switch (isa) {
     case CpuIsa::kBaseline:
       return true;
     case CpuIsa::kAvx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuHasF16c();
     case CpuIsa::kAvx512:
       return cpuHas(CpuIsa::kAvx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl");

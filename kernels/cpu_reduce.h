@@ -15,7 +15,9 @@ namespace lockstep {
 
 // dst[i] = a[i] (op) b[i] for i < n. dst may alias a or b exactly (in-place accumulation).
 using ReduceFn = void (*)(void* dst, const void* a, const void* b, size_t n);
-// dst[i] = a[i] + b[i] * (1/nranks): a is a partial result, b this rank's raw input.
+// dst[i] = a[i] + round(b[i] * (1/nranks)): a is a partial result, b this rank's raw input. The
+// scaled input is rounded to the type first, as ScaleFn rounds what a rank sends, so a rank that
+// folds its own input here adds the very value its peers receive.
 using PremulSumFn = void (*)(void* dst, const void* a, const void* b, size_t n, int nranks);
 // dst[i] = src[i] * (1/nranks). dst may alias src.
 using ScaleFn = void (*)(void* dst, const void* src, size_t n, int nranks);

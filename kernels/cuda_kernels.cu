@@ -30,7 +30,7 @@ struct PremulOp {
   typename ElemTraits<T>::Compute factor;
   __device__ T operator()(T x, T y) const {
     using Tr = ElemTraits<T>;
-    return Tr::store(Tr::load(x) + Tr::load(y) * factor);
+    return Tr::store(Tr::load(x) + Tr::load(Tr::store(Tr::load(y) * factor)));  // as the CPU's premulSum
   }
 };
 template <typename T>

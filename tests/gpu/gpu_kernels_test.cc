@@ -27,9 +27,9 @@ bool haveGpu(std::string* why) {
   return true;
 }
 
-#define SKIP_WITHOUT_GPU()                                                  \
-  do {                                                                      \
-    std::string why;                                                        \
+#define SKIP_WITHOUT_GPU()                                                        \
+  do {                                                                            \
+    std::string why;                                                              \
     if (!haveGpu(&why)) GTEST_SKIP() << "no GPU on this machine (" << why << ")"; \
   } while (0)
 

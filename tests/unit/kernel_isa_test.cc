@@ -81,6 +81,30 @@ TEST(KernelIsa, EveryBuildThisCpuRunsMatchesTheBaselineBitForBit) {
   std::printf("compared %d instruction-set builds with the baseline (active: %s)\n", compared, cpuIsaName(activeIsa()));
 }
 
+// What makes one-shot avg bit-identical across ranks: a rank folds its own input with
+// premulSum(partial, input), its peers fold the scaled copy it sent them with sum(partial,
+// scale(input)). The two must give the same bits for every floating type (narrow types round the
+// scaled input once, in both).
+TEST(KernelIsa, PremulSumEqualsSumOfTheScaledInput) {
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    const KernelTable* t = kernelTable(isa);
+    if (!t) continue;
+    for (int ti = 0; ti < lockstepNumTypes; ++ti) {
+      if (!t->premulSum[ti]) continue;
+      const size_t elem = dataTypeSize(static_cast<lockstepDataType_t>(ti)), n = 1000;
+      Inputs in = randomBytes(n * elem, static_cast<uint32_t>(ti + 77));
+      for (int nranks : {2, 3, 7}) {
+        std::vector<unsigned char> fused(n * elem), scaled(n * elem), twoStep(n * elem);
+        t->premulSum[ti](fused.data(), in.a.data(), in.b.data(), n, nranks);
+        t->scale[ti](scaled.data(), in.b.data(), n, nranks);
+        t->reduce[ti][0](twoStep.data(), in.a.data(), scaled.data(), n);
+        ASSERT_EQ(std::memcmp(fused.data(), twoStep.data(), fused.size()), 0)
+            << cpuIsaName(isa) << " " << dataTypeName(static_cast<lockstepDataType_t>(ti)) << " nranks=" << nranks;
+      }
+    }
+  }
+}
+
 TEST(KernelIsa, StreamCopyCopiesEveryLengthAndAlignment) {
   for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
     const KernelTable* t = kernelTable(isa);
