@@ -1,0 +1,472 @@
+// Data-parallel gradient synchronisation over the C ABI (header-only, like lockstep.hpp).
+//
+//   lockstep::Comm comm = lockstep::Comm::fromEnv();
+//   lockstep::ddp::GradientSync sync(comm);              // 25 MiB buckets, fp32 on the wire
+//   for (Layer& l : layers) sync.registerParameter(l.name, l.w, l.dw, l.n);
+//   sync.broadcastParameters();                          // everyone starts from rank 0's values
+//   for (step...) {
+//     forward();
+//     for (Layer& l : reversed(layers)) { l.backward(); sync.markReady(l.w); }  // buckets start here
+//     sync.finish();                                     // waits; gradients now hold the average
+//     optimizer.step();
+//   }
+//
+// How it works. Gradients are copied into buckets (flat buffers of about bucketBytes each) as
+// markReady reports them. A bucket whose gradients are all ready starts a non-blocking all-reduce
+// (lockstepIallReduce, avg) at once, so communication runs on the communicator's progress thread
+// while the caller computes the rest of the backward pass. Buckets start strictly in plan order,
+// the same on every rank. finish() launches what is left, waits, and copies the averages back.
+//
+// Plan: first in reverse registration order (later layers' gradients come first in backward);
+// after the first synchronised iteration, once, by the order rank 0 observed (broadcast, so every
+// rank uses the same plan). A parameter never marked ready in an iteration counts as a zero
+// gradient on that rank for that iteration, with a warning once per parameter: every rank still
+// launches the same all-reduces, so nothing hangs.
+//
+// Options: bf16/fp16 wire compression of fp32 gradients; ZeRO-1 (each bucket is reduce-scattered,
+// rank r receives the average of block r only and updates that shard; allGatherParameters() then
+// gives every rank every updated parameter). Gradient accumulation: micro-batches inside a
+// noSync() scope only accumulate locally; the last one, outside it, synchronises.
+//
+// Memory: host memory only for now. Device buffers will register the same way (Memory::kDevice)
+// once the CUDA executor exists; today registering with Memory::kDevice is an error, and a device
+// pointer registered as host memory cannot be detected without CUDA (it would fault on the copy).
+//
+// One thread drives a GradientSync (as a communicator). Errors throw lockstep::Exception; after a
+// communication error the object, like its communicator, is unusable.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ddp/bucket_plan.h"
+#include "ddp/param_registry.h"
+#include "ddp/wire_format.h"
+#include "ddp/zero1_shard.h"
+#include "lockstep/lockstep.hpp"
+
+namespace lockstep::ddp {
+
+struct Options {
+  size_t bucketBytes = size_t{25} << 20;  // PyTorch DDP's default
+  Compression compression = Compression::kNone;
+  bool zero1 = false;
+  bool rebucket = true;  // re-plan once, after the first synchronised iteration
+  // Receives warnings (unused parameters); by default they go to stderr.
+  std::function<void(const std::string&)> warn;
+};
+
+// What the last finish() did, for benchmarks and tests.
+struct IterationStats {
+  size_t buckets = 0;
+  size_t launchedEarly = 0;  // buckets launched by markReady, before finish() was called
+  size_t unready = 0;        // parameters this rank never marked ready (counted as zero)
+};
+
+class GradientSync {
+ public:
+  GradientSync(lockstepComm_t comm, Options options = {}) : comm_(comm), options_(std::move(options)) {
+    check(lockstepCommUserRank(comm_, &rank_));
+    check(lockstepCommCount(comm_, &nranks_));
+    if (!options_.warn) options_.warn = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
+  }
+  explicit GradientSync(const Comm& comm, Options options = {}) : GradientSync(comm.get(), std::move(options)) {}
+  GradientSync(const GradientSync&) = delete;
+  GradientSync& operator=(const GradientSync&) = delete;
+  // Launched all-reduces are waited for (their Request members do it) before buffers go.
+  ~GradientSync() = default;
+
+  // Registers a parameter and its gradient buffer (count elements of dtype, host memory). Every
+  // rank must register the same parameters, in the same order, before the first collective call
+  // (broadcastParameters, markReady or finish). Returns the parameter's index.
+  size_t registerParameter(std::string name, void* data, void* grad, size_t count, lockstepDataType_t dtype,
+                           Memory memory = Memory::kHost) {
+    if (frozen_) {
+      throw Exception(lockstepInvalidUsage, "lockstep ddp: registerParameter('" + name +
+                                                "') after training started: register every parameter before the "
+                                                "first broadcastParameters(), markReady() or finish()");
+    }
+    return registry_.add({std::move(name), data, grad, count, dtype}, memory);
+  }
+  template <typename T>
+  size_t registerParameter(std::string name, T* data, T* grad, size_t count, Memory memory = Memory::kHost) {
+    return registerParameter(std::move(name), static_cast<void*>(data), static_cast<void*>(grad), count,
+                             dataTypeOf<T>(), memory);
+  }
+
+  // Collective: every parameter takes rank 0's values (one group of in-place broadcasts).
+  void broadcastParameters() {
+    freeze();
+    requireBetweenIterations("broadcastParameters()");
+    group([&] {
+      for (size_t i = 0; i < registry_.size(); ++i) {
+        const Param& p = registry_[i];
+        check(lockstepBroadcast(p.data, p.data, p.count, p.dtype, 0, comm_, nullptr));
+      }
+    });
+  }
+
+  // The gradient of parameter `param` (an index, or its data pointer; an empty parameter only by
+  // index) is final for this iteration.
+  // Copies it into its bucket; if that completes the next buckets in plan order, starts their
+  // all-reduces without waiting for them. Inside noSync() it only checks the parameter.
+  void markReady(size_t param) {
+    if (param >= registry_.size()) {
+      throw Exception(lockstepInvalidArgument, "lockstep ddp: markReady(#" + std::to_string(param) + "): only " +
+                                                   std::to_string(registry_.size()) + " parameters are registered");
+    }
+    freeze();
+    if (noSyncDepth_ > 0) return;
+    if (ready_[param]) {
+      throw Exception(lockstepInvalidUsage, "lockstep ddp: markReady('" + registry_[param].name +
+                                                "') twice in one iteration: mark each gradient once between finish() "
+                                                "calls");
+    }
+    ready_[param] = 1;
+    ++readyCount_;
+    if (recordingOrder()) observed_.push_back(param);
+    pack(param);
+    if (--buckets_[plan_.bucketOf[param]].pending == 0) launchReady();
+  }
+  void markReady(const void* data) { markReady(registry_.find(data)); }
+
+  // Ends a synchronised iteration: gradients not marked ready count as zero (warned once each),
+  // the remaining buckets start, and every bucket is waited for. Then every gradient holds the
+  // average over ranks (ZeRO-1: only the elements of shard() do; the others keep local values).
+  void finish() {
+    if (noSyncDepth_ > 0) {
+      throw Exception(lockstepInvalidUsage,
+                      "lockstep ddp: finish() inside a noSync() scope: gradients are not synchronised there; leave "
+                      "the scope for the last micro-batch, then call finish()");
+    }
+    freeze();
+    stats_ = {};
+    stats_.buckets = plan_.buckets.size();
+    stats_.launchedEarly = nextBucket_;
+    for (size_t i = 0; i < registry_.size(); ++i) {
+      if (ready_[i]) continue;
+      ++stats_.unready;
+      warnUnready(i);
+      zeroSlot(i);
+      --buckets_[plan_.bucketOf[i]].pending;
+    }
+    launchReady();
+    const bool sharded = reduceScatterNow();
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+      buckets_[b].request.wait();
+      if (!sharded) {
+        for (size_t p : plan_.buckets[b].params) unpack(p, 0, registry_[p].count);
+      }
+    }
+    if (sharded) {
+      for (const ShardPiece& s : shard_) unpack(s.param, s.paramOffset, s.count);
+    }
+    if (recordingOrder()) rebucket();
+    resetIteration();
+    ++iteration_;
+  }
+
+  // Gradient accumulation: while a NoSync is alive, markReady only validates its argument and
+  // nothing is communicated; gradients keep accumulating in the caller's buffers. Enter it before
+  // the first markReady of an iteration.
+  class NoSync {
+   public:
+    explicit NoSync(GradientSync* s) : s_(s) { ++s_->noSyncDepth_; }
+    NoSync(NoSync&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
+    NoSync(const NoSync&) = delete;
+    NoSync& operator=(const NoSync&) = delete;
+    NoSync& operator=(NoSync&&) = delete;
+    ~NoSync() {
+      if (s_) --s_->noSyncDepth_;
+    }
+
+   private:
+    GradientSync* s_;
+  };
+  [[nodiscard]] NoSync noSync() {
+    if (readyCount_ > 0) {
+      throw Exception(lockstepInvalidUsage,
+                      "lockstep ddp: noSync() after markReady() in the same iteration: enter it before the "
+                      "micro-batch's backward pass");
+    }
+    return NoSync(this);
+  }
+
+  // ZeRO-1: the elements this rank owns (its optimizer state is shardCount() elements, piece by
+  // piece). Known once registration is complete; final after the first finish(), never changing
+  // after that.
+  const std::vector<ShardPiece>& shard() const {
+    requireZero1("shard()");
+    requireFrozen("shard()");
+    return shard_;
+  }
+  size_t shardCount() const { return ddp::shardCount(shard()); }
+
+  // ZeRO-1, collective: after each rank updated the parameters of its shard, every rank receives
+  // every parameter (one in-place all-gather per bucket).
+  void allGatherParameters() {
+    requireZero1("allGatherParameters()");
+    freeze();
+    requireBetweenIterations("allGatherParameters()");
+    for (const ShardPiece& s : shard_) {
+      const Param& p = registry_[s.param];
+      const size_t es = elementSize(p.dtype);
+      std::memcpy(stage(s.bucket) + (plan_.offsetOf[s.param] + s.paramOffset) * es,
+                  static_cast<const unsigned char*>(p.data) + s.paramOffset * es, s.count * es);
+    }
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+      const Bucket& bucket = plan_.buckets[b];
+      const size_t block = bucket.paddedCount / static_cast<size_t>(nranks_);
+      unsigned char* base = stage(b);
+      check(lockstepIallGather(base + static_cast<size_t>(rank_) * block * elementSize(bucket.dtype), base, block,
+                               bucket.dtype, comm_, buckets_[b].request.out()));
+    }
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+      buckets_[b].request.wait();
+      const Bucket& bucket = plan_.buckets[b];
+      const size_t es = elementSize(bucket.dtype);
+      for (size_t k = 0; k < bucket.params.size(); ++k) {
+        const Param& p = registry_[bucket.params[k]];
+        if (p.count > 0) std::memcpy(p.data, stage(b) + bucket.offsets[k] * es, p.count * es);
+      }
+    }
+  }
+
+  const BucketPlan& plan() const { return plan_; }
+  size_t iteration() const { return iteration_; }  // synchronised iterations finished
+  bool rebucketed() const { return rebucketed_; }
+  const IterationStats& lastStats() const { return stats_; }
+  size_t parameterCount() const { return registry_.size(); }
+  const Param& parameter(size_t i) const { return registry_[i]; }
+  int rank() const { return rank_; }
+  int size() const { return nranks_; }
+
+ private:
+  struct BucketState {
+    std::vector<unsigned char> wire;   // the gradients as sent (wire dtype, paddedCount elements)
+    std::vector<unsigned char> stage;  // ZeRO-1 parameter all-gather, when wire is compressed
+    size_t pending = 0;                // parameters not yet packed this iteration
+    Request request;                   // declared last: destroyed (waited for) before the buffers
+  };
+
+  // Registration is complete: check ranks agree, make the first plan. Collective; the first
+  // collective call of every rank triggers it, so all ranks run it at the same point.
+  // If the ranks disagree, every later call fails the same way instead of using a plan that was
+  // never made.
+  void freeze() {
+    if (unusable_) {
+      throw Exception(lockstepInvalidUsage, "lockstep ddp: this GradientSync failed its registration check");
+    }
+    if (frozen_) return;
+    frozen_ = true;
+    try {
+      checkRanksAgree();
+      shapes_ = registry_.shapes();
+      ready_.assign(registry_.size(), 0);
+      setPlan(planBuckets(shapes_, reverseRegistrationOrder(registry_.size()), options_.bucketBytes, padMultiple()));
+    } catch (...) {
+      unusable_ = true;
+      throw;
+    }
+  }
+
+  void checkRanksAgree() {
+    const uint64_t n = registry_.size();
+    uint64_t opts = ParamRegistry::kFnvBasis;
+    for (uint64_t v : {static_cast<uint64_t>(options_.bucketBytes), static_cast<uint64_t>(options_.compression),
+                       static_cast<uint64_t>(options_.zero1), static_cast<uint64_t>(options_.rebucket)}) {
+      opts = ParamRegistry::mix(opts, v);
+    }
+    // max(x) == ~max(~x) (that is, max == min) exactly when every rank has the same x.
+    uint64_t head[4] = {n, ~n, opts, ~opts};
+    check(lockstepAllReduce(head, head, 4, lockstepUint64, lockstepMax, comm_, nullptr));
+    if (head[0] != ~head[1]) {
+      throw Exception(lockstepMismatch, "lockstep ddp: ranks registered different numbers of parameters (rank " +
+                                            std::to_string(rank_) + ": " + std::to_string(n) + ", between " +
+                                            std::to_string(~head[1]) + " and " + std::to_string(head[0]) + ")");
+    }
+    if (head[2] != ~head[3]) {
+      throw Exception(lockstepMismatch,
+                      "lockstep ddp: ranks use different options (bucketBytes, compression, zero1 or rebucket)");
+    }
+    std::vector<uint64_t> sig = registry_.signature();
+    sig.resize(2 * n);
+    for (size_t i = 0; i < n; ++i) sig[n + i] = ~sig[i];
+    check(lockstepAllReduce(sig.data(), sig.data(), sig.size(), lockstepUint64, lockstepMax, comm_, nullptr));
+    for (size_t i = 0; i < n; ++i) {
+      if (sig[i] != ~sig[n + i]) {
+        const Param& p = registry_[i];
+        throw Exception(lockstepMismatch, "lockstep ddp: parameter #" + std::to_string(i) + " ('" + p.name + "', " +
+                                              std::to_string(p.count) + " x " + typeName(p.dtype) + " on rank " +
+                                              std::to_string(rank_) + ") differs between ranks in count or dtype");
+      }
+    }
+  }
+
+  size_t padMultiple() const { return options_.zero1 ? static_cast<size_t>(nranks_) : 1; }
+  bool recordingOrder() const { return options_.rebucket && !rebucketed_; }
+  // ZeRO-1 reduce-scatters once the plan is final; before that (the first iteration when
+  // re-bucketing) it all-reduces, so the shard can follow the final plan from the first step.
+  bool reduceScatterNow() const { return options_.zero1 && !recordingOrder(); }
+
+  lockstepDataType_t wireTypeOf(const Bucket& b) const { return wireType(b.dtype, options_.compression); }
+  bool compressed(const Bucket& b) const { return wireTypeOf(b) != b.dtype; }
+
+  void setPlan(BucketPlan plan) {
+    plan_ = std::move(plan);
+    buckets_ = std::vector<BucketState>(plan_.buckets.size());
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+      const Bucket& bucket = plan_.buckets[b];
+      buckets_[b].wire.assign(bucket.paddedCount * elementSize(wireTypeOf(bucket)), 0);
+      if (options_.zero1 && compressed(bucket))
+        buckets_[b].stage.assign(bucket.paddedCount * elementSize(bucket.dtype), 0);
+      buckets_[b].pending = bucket.params.size();
+    }
+    if (options_.zero1) shard_ = shardPieces(plan_, shapes_, rank_, nranks_);
+  }
+
+  unsigned char* stage(size_t b) {
+    return buckets_[b].stage.empty() ? buckets_[b].wire.data() : buckets_[b].stage.data();
+  }
+
+  // Gradient -> bucket slot. Narrow wire types (bf16, fp16: compressed fp32 or native) are scaled
+  // by 1/nranks here and summed on the wire; fp32 and fp64 are copied and averaged by the
+  // library's avg. See "DDP" in docs/design-notes.md for why.
+  void pack(size_t param) {
+    const Param& p = registry_[param];
+    if (p.count == 0) return;  // an empty parameter may have null pointers, which memcpy must not see
+    const Bucket& bucket = plan_.buckets[plan_.bucketOf[param]];
+    const lockstepDataType_t wt = wireTypeOf(bucket);
+    unsigned char* slot = buckets_[plan_.bucketOf[param]].wire.data() + plan_.offsetOf[param] * elementSize(wt);
+    const float scale = 1.0f / static_cast<float>(nranks_);
+    if (!isNarrow(wt)) {
+      std::memcpy(slot, p.grad, p.count * elementSize(p.dtype));
+    } else if (wt == p.dtype) {
+      rescale(static_cast<const uint16_t*>(p.grad), reinterpret_cast<uint16_t*>(slot), p.count, wt, scale);
+    } else {
+      encode(static_cast<const float*>(p.grad), reinterpret_cast<uint16_t*>(slot), p.count, wt, scale);
+    }
+  }
+
+  // Bucket slot elements [offset, offset + count) -> the parameter's gradient.
+  void unpack(size_t param, size_t offset, size_t count) {
+    const Param& p = registry_[param];
+    if (count == 0) return;
+    const Bucket& bucket = plan_.buckets[plan_.bucketOf[param]];
+    const lockstepDataType_t wt = wireTypeOf(bucket);
+    const unsigned char* slot =
+        buckets_[plan_.bucketOf[param]].wire.data() + (plan_.offsetOf[param] + offset) * elementSize(wt);
+    if (wt == p.dtype) {
+      std::memcpy(static_cast<unsigned char*>(p.grad) + offset * elementSize(p.dtype), slot,
+                  count * elementSize(p.dtype));
+    } else {
+      decode(reinterpret_cast<const uint16_t*>(slot), static_cast<float*>(p.grad) + offset, count, wt);
+    }
+  }
+
+  void zeroSlot(size_t param) {
+    if (registry_[param].count == 0) return;
+    const Bucket& bucket = plan_.buckets[plan_.bucketOf[param]];
+    const size_t es = elementSize(wireTypeOf(bucket));
+    std::memset(buckets_[plan_.bucketOf[param]].wire.data() + plan_.offsetOf[param] * es, 0,
+                registry_[param].count * es);
+  }
+
+  // Starts every bucket that is complete and whose predecessors have all started.
+  void launchReady() {
+    while (nextBucket_ < plan_.buckets.size() && buckets_[nextBucket_].pending == 0) {
+      launch(nextBucket_++);
+    }
+  }
+
+  void launch(size_t b) {
+    const Bucket& bucket = plan_.buckets[b];
+    BucketState& s = buckets_[b];
+    const lockstepDataType_t wt = wireTypeOf(bucket);
+    const lockstepRedOp_t op = isNarrow(wt) ? lockstepSum : lockstepAvg;  // narrow: pre-scaled in pack()
+    if (reduceScatterNow()) {
+      const size_t block = bucket.paddedCount / static_cast<size_t>(nranks_);
+      unsigned char* mine = s.wire.data() + static_cast<size_t>(rank_) * block * elementSize(wt);
+      check(lockstepIreduceScatter(s.wire.data(), mine, block, wt, op, comm_, s.request.out()));
+    } else {
+      check(lockstepIallReduce(s.wire.data(), s.wire.data(), bucket.paddedCount, wt, op, comm_, s.request.out()));
+    }
+  }
+
+  // Once, at the end of the first synchronised iteration: re-plan by rank 0's observed order.
+  void rebucket() {
+    const size_t n = registry_.size();
+    std::vector<uint64_t> order(n);
+    if (rank_ == 0) {
+      std::vector<size_t> full = completeOrder(observed_, n);
+      for (size_t i = 0; i < n; ++i) order[i] = full[i];
+    }
+    check(lockstepBroadcast(order.data(), order.data(), n, lockstepUint64, 0, comm_, nullptr));
+    std::vector<size_t> chosen(order.begin(), order.end());
+    BucketPlan next = planBuckets(shapes_, chosen, options_.bucketBytes, padMultiple());
+    if (!samePlan(next, plan_)) setPlan(std::move(next));
+    rebucketed_ = true;
+    observed_.clear();
+    observed_.shrink_to_fit();
+  }
+
+  void resetIteration() {
+    std::fill(ready_.begin(), ready_.end(), 0);
+    readyCount_ = 0;
+    nextBucket_ = 0;
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) buckets_[b].pending = plan_.buckets[b].params.size();
+  }
+
+  void warnUnready(size_t param) {
+    if (warned_.empty()) warned_.assign(registry_.size(), 0);
+    if (warned_[param]) return;
+    warned_[param] = 1;
+    options_.warn("lockstep ddp: rank " + std::to_string(rank_) + ": parameter '" + registry_[param].name + "' (#" +
+                  std::to_string(param) + ") was not marked ready in iteration " + std::to_string(iteration_) +
+                  "; its gradient counts as zero on this rank (reported once per parameter)");
+  }
+
+  void requireZero1(const char* what) const {
+    if (!options_.zero1) throw Exception(lockstepInvalidUsage, std::string("lockstep ddp: ") + what + " needs zero1");
+  }
+  void requireFrozen(const char* what) const {
+    if (!frozen_) {
+      throw Exception(lockstepInvalidUsage, std::string("lockstep ddp: ") + what +
+                                                " is known once registration is complete (after the first "
+                                                "broadcastParameters(), markReady() or finish())");
+    }
+  }
+  void requireBetweenIterations(const char* what) const {
+    if (readyCount_ > 0) {
+      throw Exception(lockstepInvalidUsage,
+                      std::string("lockstep ddp: ") + what + " in the middle of an iteration (call finish() first)");
+    }
+  }
+
+  lockstepComm_t comm_;
+  Options options_;
+  int rank_ = 0, nranks_ = 1;
+  ParamRegistry registry_;
+  std::vector<ParamShape> shapes_;
+  bool frozen_ = false;
+  bool unusable_ = false;
+  bool rebucketed_ = false;
+  BucketPlan plan_;
+  std::vector<BucketState> buckets_;
+  std::vector<ShardPiece> shard_;
+  std::vector<char> ready_;
+  std::vector<char> warned_;
+  std::vector<size_t> observed_;  // ready order seen in the first synchronised iteration
+  size_t readyCount_ = 0;
+  size_t nextBucket_ = 0;  // buckets [0, nextBucket_) are launched this iteration
+  size_t iteration_ = 0;
+  int noSyncDepth_ = 0;
+  IterationStats stats_;
+};
+
+}  // namespace lockstep::ddp

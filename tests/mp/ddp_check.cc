@@ -1,0 +1,397 @@
+// A rank program for the DDP tests: drives lockstep::ddp::GradientSync with known gradients and
+// checks every result against the exact average, in real processes under lockstep-run.
+//
+//   lockstep-run -n N ddp_check
+//
+// Checks: averages with buckets completed in a different order on every rank; parameters unused
+// on one rank or on all (zero contribution, one warning each, no hang); re-bucketing to rank 0's
+// observed order; noSync accumulation; bf16/fp16 compression and native bf16 gradients; ZeRO-1
+// shards and the parameter all-gather; broadcastParameters; and the errors for bad use, including
+// ranks that registered different parameters. Results must also be bit-identical on every rank.
+// Prints "ddp_check: all N checks passed" or each failure, exiting 1.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lockstep/ddp.hpp"
+
+using lockstep::Exception;
+using namespace lockstep::ddp;
+
+namespace {
+
+int rank = 0, nranks = 1;
+size_t checks = 0, failures = 0;
+
+void expect(bool ok, const std::string& what) {
+  ++checks;
+  if (!ok) {
+    ++failures;
+    std::fprintf(stderr, "ddp_check rank %d: FAILED: %s\n", rank, what.c_str());
+  }
+}
+
+void expectError(lockstepResult_t code, const std::string& phrase, const std::function<void()>& fn,
+                 const std::string& what) {
+  try {
+    fn();
+    expect(false, what + ": no error (expected '" + phrase + "')");
+  } catch (const Exception& e) {
+    expect(e.code() == code && std::string(e.what()).find(phrase) != std::string::npos,
+           what + ": got [" + lockstepGetErrorString(e.code()) + "] " + e.what());
+  }
+}
+
+// Every rank holds the same bits: max(h) == ~max(~h) exactly when all hashes are equal.
+bool sameOnAllRanks(lockstep::Comm& comm, const void* data, size_t bytes) {
+  uint64_t h = 1469598103934665603ull;
+  const auto* c = static_cast<const unsigned char*>(data);
+  for (size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 1099511628211ull;
+  uint64_t both[2] = {h, ~h};
+  comm.allReduce(both, both, 2, lockstepUint64, lockstep::Op::kMax);
+  return both[0] == ~both[1];
+}
+
+// A gradient element as rank r computes it in iteration `it`: small multiples of 1/8, exact in
+// every format used here.
+double gradValue(int r, size_t p, size_t i, size_t it) {
+  return (r + 1) * static_cast<double>(i % 5 + 1) * 0.125 - static_cast<double>(p % 3) + static_cast<double>(it % 2);
+}
+
+struct Model {
+  std::vector<size_t> counts;
+  std::vector<lockstepDataType_t> types;
+  std::vector<std::vector<unsigned char>> data, grad;
+  std::vector<std::string> names;
+
+  void add(const std::string& name, size_t count, lockstepDataType_t t) {
+    names.push_back(name);
+    counts.push_back(count);
+    types.push_back(t);
+    data.emplace_back(count * elementSize(t), 0);
+    grad.emplace_back(count * elementSize(t), 0);
+  }
+  void registerAll(GradientSync& sync) {
+    for (size_t p = 0; p < counts.size(); ++p) {
+      sync.registerParameter(names[p], data[p].data(), grad[p].data(), counts[p], types[p]);
+    }
+  }
+  double get(const std::vector<unsigned char>& buf, size_t p, size_t i) const {
+    switch (types[p]) {
+      case lockstepFloat32:
+        return reinterpret_cast<const float*>(buf.data())[i];
+      case lockstepFloat64:
+        return reinterpret_cast<const double*>(buf.data())[i];
+      default:
+        return fromNarrow(reinterpret_cast<const uint16_t*>(buf.data())[i], types[p]);
+    }
+  }
+  void set(std::vector<unsigned char>& buf, size_t p, size_t i, double v) {
+    switch (types[p]) {
+      case lockstepFloat32:
+        reinterpret_cast<float*>(buf.data())[i] = static_cast<float>(v);
+        break;
+      case lockstepFloat64:
+        reinterpret_cast<double*>(buf.data())[i] = v;
+        break;
+      default:
+        reinterpret_cast<uint16_t*>(buf.data())[i] = toNarrow(static_cast<float>(v), types[p]);
+    }
+  }
+  bool gradsSame(lockstep::Comm& comm) const {
+    bool ok = true;
+    for (const auto& g : grad) ok = sameOnAllRanks(comm, g.data(), g.size()) && ok;
+    return ok;
+  }
+};
+
+Model mixedModel() {
+  Model m;
+  m.add("embed", 1000, lockstepFloat32);
+  m.add("scale", 1, lockstepFloat32);
+  m.add("unused_on_rank1", 300, lockstepFloat32);
+  m.add("empty", 0, lockstepFloat32);
+  m.add("big", 2500, lockstepFloat32);
+  m.add("head.bias", 17, lockstepFloat32);
+  m.add("double", 333, lockstepFloat64);
+  m.add("native_bf16", 100, lockstepBfloat16);
+  m.add("head.weight", 64, lockstepFloat32);
+  return m;
+}
+
+// The order rank r marks parameters ready: a rotation by r, reversed on odd ranks.
+std::vector<size_t> readyOrder(int r, size_t n) {
+  std::vector<size_t> order;
+  for (size_t k = 0; k < n; ++k) order.push_back((k + static_cast<size_t>(r) * 3) % n);
+  if (r % 2) std::reverse(order.begin(), order.end());
+  return order;
+}
+
+// Averages, out-of-order readiness, unused parameters, re-bucketing, launch statistics.
+void checkAveraging(lockstep::Comm& comm, Compression compression, double tolerance) {
+  const std::string tag = std::string("averaging (") + compressionName(compression) + ")";
+  Model m = mixedModel();
+  const size_t n = m.counts.size(), unusedOnRank1 = 2, unusedIn2 = 5;
+  std::vector<std::string> warnings;
+  Options o;
+  o.bucketBytes = 2048;
+  o.compression = compression;
+  o.warn = [&](const std::string& w) { warnings.push_back(w); };
+  GradientSync sync(comm, o);
+  m.registerAll(sync);
+  for (size_t it = 0; it < 4; ++it) {
+    for (size_t p = 0; p < n; ++p) {
+      for (size_t i = 0; i < m.counts[p]; ++i) m.set(m.grad[p], p, i, gradValue(rank, p, i, it));
+    }
+    const std::vector<size_t> order = readyOrder(rank, n);
+    for (size_t p : order) {
+      if ((rank == 1 && p == unusedOnRank1) || (it == 2 && p == unusedIn2)) continue;
+      // By pointer, except the empty parameter, which has no memory to name it by.
+      if (m.counts[p] > 0) {
+        sync.markReady(static_cast<const void*>(m.data[p].data()));
+      } else {
+        sync.markReady(p);
+      }
+    }
+    sync.finish();
+    for (size_t p = 0; p < n; ++p) {
+      double worst = 0, scale = 0;
+      for (size_t i = 0; i < m.counts[p]; ++i) {
+        double sum = 0;
+        for (int r = 0; r < nranks; ++r) {
+          if ((r == 1 && p == unusedOnRank1) || (it == 2 && p == unusedIn2)) continue;
+          sum += gradValue(r, p, i, it);
+        }
+        const double want = sum / nranks;
+        worst = std::max(worst, std::fabs(m.get(m.grad[p], p, i) - want));
+        scale = std::max(scale, std::fabs(want));
+      }
+      // float64 is never compressed; native bf16 is narrow whatever the compression.
+      const double tol = m.types[p] == lockstepFloat64       ? 1e-12
+                         : m.types[p] == lockstepBfloat16    ? 1.0 / 32
+                         : compression != Compression::kNone ? tolerance
+                                                             : 1e-6;
+      expect(worst <= tol * std::max(scale, 1.0), tag + ": iteration " + std::to_string(it) + " parameter " +
+                                                      m.names[p] + " off by " + std::to_string(worst));
+    }
+    expect(m.gradsSame(comm), tag + ": gradients differ between ranks in iteration " + std::to_string(it));
+    const size_t unready = (rank == 1 ? 1 : 0) + (it == 2 ? 1 : 0);
+    expect(sync.lastStats().unready == unready, tag + ": unready count " + std::to_string(sync.lastStats().unready));
+    if (it == 0) {
+      // Re-planned by rank 0's order (it marks everything but nothing in iteration 0 is unused
+      // on rank 0), whatever this rank observed.
+      expect(sync.rebucketed(), tag + ": not re-bucketed after the first iteration");
+      std::vector<ParamShape> shapes;
+      for (size_t p = 0; p < n; ++p) shapes.push_back({m.counts[p], m.types[p]});
+      BucketPlan want = planBuckets(shapes, completeOrder(readyOrder(0, n), n), o.bucketBytes);
+      expect(samePlan(want, sync.plan()), tag + ": plan after re-bucketing is not rank 0's order");
+    }
+    if (it == 1 && rank != 1) {
+      // Every parameter was marked before finish(), so every bucket started inside markReady...
+      expect(sync.lastStats().launchedEarly == sync.lastStats().buckets,
+             tag + ": " + std::to_string(sync.lastStats().launchedEarly) + " of " +
+                 std::to_string(sync.lastStats().buckets) + " buckets launched early");
+    }
+    if (it == 1 && rank == 1 && nranks > 1) {
+      // ...except, on rank 1, the one holding its unused parameter and those after it.
+      expect(sync.lastStats().launchedEarly < sync.lastStats().buckets, tag + ": rank 1 launched every bucket early");
+    }
+  }
+  size_t mine = 0, shared = 0;
+  for (const std::string& w : warnings) {
+    mine += w.find("'unused_on_rank1'") != std::string::npos;
+    shared += w.find("'head.bias'") != std::string::npos;
+  }
+  expect(mine == (rank == 1 ? 1u : 0u) && shared == 1 && warnings.size() == mine + shared,
+         tag + ": " + std::to_string(warnings.size()) + " warnings (want one per unused parameter)");
+}
+
+void checkNoSync(lockstep::Comm& comm) {
+  Model m;
+  m.add("a", 50, lockstepFloat32);
+  m.add("b", 7, lockstepFloat32);
+  Options o;
+  o.warn = [](const std::string&) {};  // the last iteration leaves "b" unready on purpose
+  GradientSync sync(comm, o);
+  m.registerAll(sync);
+  auto* a = reinterpret_cast<float*>(m.grad[0].data());
+  auto* b = reinterpret_cast<float*>(m.grad[1].data());
+  for (int micro = 0; micro < 3; ++micro) {
+    std::optional<GradientSync::NoSync> local;
+    if (micro < 2) local.emplace(sync.noSync());
+    for (size_t i = 0; i < 50; ++i) a[i] += static_cast<float>(rank + 1);
+    for (size_t i = 0; i < 7; ++i) b[i] += static_cast<float>(i);
+    sync.markReady(size_t{1});
+    sync.markReady(size_t{0});
+    if (micro < 2) {
+      expect(a[0] == static_cast<float>((micro + 1) * (rank + 1)), "noSync: a gradient changed inside noSync");
+      expectError(
+          lockstepInvalidUsage, "inside a noSync", [&] { sync.finish(); }, "finish() inside noSync");
+    }
+  }
+  sync.finish();
+  double want = 0;
+  for (int r = 0; r < nranks; ++r) want += 3.0 * (r + 1);
+  want /= nranks;
+  expect(std::fabs(a[0] - want) <= 1e-6 * want && std::fabs(b[6] - 18.0f) <= 1e-5,
+         "noSync: accumulated average " + std::to_string(a[0]) + ", want " + std::to_string(want));
+  sync.markReady(size_t{0});
+  expectError(
+      lockstepInvalidUsage, "noSync() after markReady", [&] { auto s = sync.noSync(); }, "noSync in mid-iteration");
+  sync.finish();
+}
+
+void checkZero1(lockstep::Comm& comm, Compression compression) {
+  const std::string tag = std::string("zero1 (") + compressionName(compression) + ")";
+  Model m;
+  for (size_t p = 0; p < 6; ++p) m.add("p" + std::to_string(p), 37 + 91 * p, lockstepFloat32);
+  Options o;
+  o.bucketBytes = 1024;
+  o.zero1 = true;
+  o.compression = compression;
+  GradientSync sync(comm, o);
+  m.registerAll(sync);
+  size_t total = 0;
+  for (size_t c : m.counts) total += c;
+  for (size_t it = 0; it < 3; ++it) {
+    for (size_t p = 0; p < m.counts.size(); ++p) {
+      for (size_t i = 0; i < m.counts[p]; ++i) m.set(m.grad[p], p, i, gradValue(rank, p, i, it));
+    }
+    for (size_t p = m.counts.size(); p-- > 0;) sync.markReady(p);
+    sync.finish();
+    double worst = 0;
+    for (const ShardPiece& s : sync.shard()) {
+      for (size_t i = s.paramOffset; i < s.paramOffset + s.count; ++i) {
+        double want = 0;
+        for (int r = 0; r < nranks; ++r) want += gradValue(r, s.param, i, it);
+        worst = std::max(worst, std::fabs(m.get(m.grad[s.param], s.param, i) - want / nranks));
+      }
+    }
+    expect(worst <= (compression == Compression::kNone ? 1e-5 : 0.05),
+           tag + ": shard gradient off by " + std::to_string(worst));
+    // Each rank "updates" its shard to a known value; the all-gather must give everyone all of it.
+    for (const ShardPiece& s : sync.shard()) {
+      for (size_t i = s.paramOffset; i < s.paramOffset + s.count; ++i) {
+        m.set(m.data[s.param], s.param, i, static_cast<double>(s.param * 1000 + i + it));
+      }
+    }
+    sync.allGatherParameters();
+    size_t wrong = 0;
+    for (size_t p = 0; p < m.counts.size(); ++p) {
+      for (size_t i = 0; i < m.counts[p]; ++i)
+        wrong += m.get(m.data[p], p, i) != static_cast<double>(p * 1000 + i + it);
+    }
+    expect(wrong == 0, tag + ": " + std::to_string(wrong) + " parameter elements wrong after allGatherParameters");
+  }
+  uint64_t owned = sync.shardCount();
+  comm.allReduce(&owned, &owned, 1, lockstepUint64, lockstep::Op::kSum);
+  expect(owned == total, tag + ": shards hold " + std::to_string(owned) + " of " + std::to_string(total));
+}
+
+void checkBroadcast(lockstep::Comm& comm) {
+  Model m = mixedModel();
+  for (size_t p = 0; p < m.counts.size(); ++p) {
+    for (size_t i = 0; i < m.counts[p]; ++i) m.set(m.data[p], p, i, rank * 10.0 + static_cast<double>(i % 9));
+  }
+  GradientSync sync(comm);
+  m.registerAll(sync);
+  sync.broadcastParameters();
+  size_t wrong = 0;
+  for (size_t p = 0; p < m.counts.size(); ++p) {
+    for (size_t i = 0; i < m.counts[p]; ++i) wrong += m.get(m.data[p], p, i) != static_cast<double>(i % 9);
+  }
+  expect(wrong == 0, "broadcastParameters: " + std::to_string(wrong) + " elements are not rank 0's");
+}
+
+void checkErrors(lockstep::Comm& comm) {
+  std::vector<float> w(10), dw(10), other(4), gother(4);
+  std::vector<int32_t> ints(4), gints(4);
+  {
+    GradientSync sync(comm);
+    sync.registerParameter("w", w.data(), dw.data(), w.size());
+    expectError(
+        lockstepInvalidArgument, "must be float16",
+        [&] { sync.registerParameter("ints", ints.data(), gints.data(), 4, lockstepInt32); }, "integer gradients");
+    expectError(
+        lockstepInvalidUsage, "device memory",
+        [&] { sync.registerParameter("gpu", other.data(), gother.data(), 4, Memory::kDevice); }, "device registration");
+    expectError(
+        lockstepInvalidUsage, "needs zero1", [&] { sync.allGatherParameters(); }, "all-gather without zero1");
+    sync.markReady(w.data());
+    expectError(
+        lockstepInvalidUsage, "twice in one iteration", [&] { sync.markReady(w.data()); }, "markReady twice");
+    expectError(
+        lockstepInvalidArgument, "not a registered parameter", [&] { sync.markReady(other.data()); },
+        "unregistered pointer");
+    expectError(
+        lockstepInvalidArgument, "only 1 parameters", [&] { sync.markReady(size_t{7}); }, "bad index");
+    sync.finish();
+    expectError(
+        lockstepInvalidUsage, "after training started",
+        [&] { sync.registerParameter("late", other.data(), gother.data(), 4); },
+        "registration after the first iteration");
+  }
+  // Ranks that disagree: every rank must get lockstepMismatch, at the first collective call.
+  auto mismatch = [&](const std::string& what, const std::string& phrase, const std::function<void(GradientSync&)>& reg,
+                      Options o = {}) {
+    GradientSync sync(comm, std::move(o));
+    reg(sync);
+    expectError(
+        lockstepMismatch, phrase, [&] { sync.broadcastParameters(); }, what);
+    expectError(
+        lockstepInvalidUsage, "failed its registration check", [&] { sync.markReady(size_t{0}); },
+        what + ", then markReady");
+  };
+  if (nranks < 2) return;
+  const bool odd = rank == nranks - 1;
+  mismatch("different count", "parameter #0 ('w', " + std::string(odd ? "9" : "10"),
+           [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), odd ? 9 : 10); });
+  mismatch("different dtype", "differs between ranks in count or dtype", [&](GradientSync& s) {
+    s.registerParameter("w", w.data(), dw.data(), 4, odd ? lockstepFloat32 : lockstepBfloat16);
+  });
+  mismatch("different number", "different numbers of parameters", [&](GradientSync& s) {
+    s.registerParameter("w", w.data(), dw.data(), 10);
+    if (odd) s.registerParameter("extra", other.data(), gother.data(), 4);
+  });
+  Options o;
+  o.bucketBytes = odd ? 1000 : 2000;
+  mismatch(
+      "different options", "different options",
+      [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, o);
+}
+
+}  // namespace
+
+int main() {
+  try {
+    lockstep::Comm comm = lockstep::Comm::fromEnv();
+    rank = comm.rank();
+    nranks = comm.size();
+    checkAveraging(comm, Compression::kNone, 0);
+    checkAveraging(comm, Compression::kBf16, 1.0 / 32);
+    checkAveraging(comm, Compression::kFp16, 1.0 / 128);
+    checkNoSync(comm);
+    checkZero1(comm, Compression::kNone);
+    checkZero1(comm, Compression::kBf16);
+    checkBroadcast(comm);
+    checkErrors(comm);
+    // The communicator is still healthy after all of that.
+    lockstepResult_t async = lockstepSuccess;
+    lockstepCommGetAsyncError(comm.get(), &async);
+    expect(async == lockstepSuccess, std::string("communicator error: ") + lockstepGetErrorString(async));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ddp_check rank %d: %s\n", rank, e.what());
+    return 2;
+  }
+  if (failures) {
+    std::printf("ddp_check: %zu of %zu checks FAILED on rank %d\n", failures, checks, rank);
+    return 1;
+  }
+  std::printf("ddp_check: all %zu checks passed on rank %d of %d\n", checks, rank, nranks);
+  return 0;
+}
