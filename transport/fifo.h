@@ -22,11 +22,17 @@ namespace lockstep {
 
 constexpr int kMaxSlots = 64;
 
+// Messages of at most this many bytes travel inside their metadata line: the receiver then reads
+// one cache line from the sender's core instead of two (the small-message latency).
+constexpr size_t kInlineBytes = 24;
+
 struct alignas(64) SlotMeta {
   std::atomic<uint64_t> seq;  // the number of the message in the slot; written last
   uint64_t bytes;             // payload bytes
   MessageTag tag;
+  unsigned char inlined[kInlineBytes];  // the payload itself when bytes <= kInlineBytes
 };
+static_assert(sizeof(SlotMeta) == 64, "a slot's metadata is one cache line");
 
 struct FifoHeader {
   uint32_t magic;
@@ -42,10 +48,10 @@ struct FifoHeader {
 static_assert(std::atomic<uint64_t>::is_always_lock_free, "shared-memory FIFOs need lock-free atomics");
 static_assert(sizeof(std::atomic<uint32_t>) == 4, "futex words are 32 bits");
 
-// Wakes the other end if it sleeps on this FIFO. Called after every post and release. The cost on
-// the fast path is one fence and a read of a line that only changes when someone goes to sleep.
-// The fence pairs with the one in fifoSleep: either the sleeper sees the new message or slot, or
-// this end sees the sleeper (Dekker).
+// Wakes the other end if it sleeps on this FIFO. Called after every post and release, which
+// publish with a seq_cst exchange; the cost on the fast path is then a read of a line that only
+// changes when someone goes to sleep. All of these are seq_cst, as is the sleeper's increment and
+// its check: either the sleeper sees the new message or slot, or this end sees the sleeper.
 void fifoRing(FifoHeader* h);
 // Sleeps for at most `ns` unless ready() already holds, and returns early when the other end
 // rings. The peer's word (it may write these counters) can only cause an early or a late wake,
@@ -64,8 +70,9 @@ void fifoSleep(FifoHeader* h, long ns, Ready&& ready) {
 }
 
 inline void fifoRing(FifoHeader* h) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (h->sleepers.load(std::memory_order_relaxed) != 0) {
+  // The caller published with a seq_cst exchange (one locked instruction on x86, cheaper than a
+  // store and a fence): it and this load are ordered against the sleeper's seq_cst increment.
+  if (h->sleepers.load(std::memory_order_seq_cst) != 0) {
     h->bell.fetch_add(1, std::memory_order_relaxed);
     futexWakeAll(&h->bell);
   }
@@ -138,12 +145,13 @@ class FifoSender {
     SlotMeta& m = h_->meta[head_ % slots_];
     m.bytes = bytes;
     m.tag = tag;
-    m.seq.store(++head_, std::memory_order_release);
+    if (bytes <= kInlineBytes) std::memcpy(m.inlined, data_ + (head_ % slots_) * slotBytes_, bytes);
+    m.seq.exchange(++head_, std::memory_order_seq_cst);
     fifoRing(h_);
   }
   // Sleeps until a slot may be free (see fifoSleep).
   void sleep(long ns) {
-    fifoSleep(h_, ns, [&] { return head_ - h_->tail.load(std::memory_order_acquire) < slots_; });
+    fifoSleep(h_, ns, [&] { return head_ - h_->tail.load(std::memory_order_seq_cst) < slots_; });
   }
 
  private:
@@ -164,15 +172,16 @@ class FifoReceiver {
     if (m.seq.load(std::memory_order_acquire) != tail_ + 1) return nullptr;
     *bytes = m.bytes;
     *tag = m.tag;
+    if (*bytes <= kInlineBytes) return m.inlined;
     return data_ + (tail_ % slots_) * slotBytes_;
   }
   void release() {
-    h_->tail.store(++tail_, std::memory_order_release);
+    h_->tail.exchange(++tail_, std::memory_order_seq_cst);
     fifoRing(h_);
   }
   // Sleeps until a message may have arrived (see fifoSleep).
   void sleep(long ns) {
-    fifoSleep(h_, ns, [&] { return h_->meta[tail_ % slots_].seq.load(std::memory_order_acquire) == tail_ + 1; });
+    fifoSleep(h_, ns, [&] { return h_->meta[tail_ % slots_].seq.load(std::memory_order_seq_cst) == tail_ + 1; });
   }
   size_t slotBytes() const { return slotBytes_; }
 

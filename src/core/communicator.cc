@@ -278,8 +278,10 @@ void Communicator::runNow(Work& w) {
     execute(w);
     lock.lock();
     busy_ = false;
+    // Only the progress thread waits on busy_, and only with work queued behind this op.
+    const bool wake = !queue_.empty() || stop_;
     lock.unlock();
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
   } else {
     // Earlier work is queued: this op must wait its turn. Hand it to the progress thread.
     lock.unlock();
@@ -291,8 +293,18 @@ void Communicator::runNow(Work& w) {
 }
 
 void Communicator::run(const OpDesc& op) {
-  inline_.reset();
-  planOp(op, rank_, nranks_, choose(op), &inline_, &ringOrder_);
+  // Training loops repeat the same calls: the same shape reuses the last inline plan (a schedule
+  // is a pure function of the shape) and only points it at the new buffers.
+  const Algorithm a = choose(op);
+  const InlineShape shape{op.kind, op.count, op.dtype, op.op, op.root, a};
+  if (!isPointToPoint(op.kind) && shape == inlineShape_) {
+    inline_.resetCompletion();
+    bindBuffers(op, nranks_, a, &inline_);
+  } else {
+    inline_.reset();
+    planOp(op, rank_, nranks_, a, &inline_, &ringOrder_);
+    inlineShape_ = isPointToPoint(op.kind) ? InlineShape{} : shape;
+  }
   runNow(inline_);
 }
 

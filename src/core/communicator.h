@@ -117,6 +117,17 @@ class Communicator {
   uint64_t seq_ = 0;
   uint32_t splits_ = 0;
   Work inline_;  // reused by blocking calls: no allocation per call
+  // The shape inline_ was planned for (count == SIZE_MAX: none).
+  struct InlineShape {
+    OpKind kind = OpKind::kBarrier;
+    size_t count = SIZE_MAX;
+    lockstepDataType_t dtype = lockstepUint8;
+    lockstepRedOp_t op = lockstepSum;
+    int root = -1;
+    Algorithm algorithm = Algorithm::kCount;
+    bool operator==(const InlineShape&) const = default;
+  };
+  InlineShape inlineShape_;
   // After a transport failure the links may be mid-message: later ops fail with the first error.
   std::atomic<lockstepResult_t> brokenCode_{lockstepSuccess};
   std::string brokenBy_;

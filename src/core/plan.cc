@@ -30,14 +30,12 @@ void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w
               : 0;
   fp.algorithm = static_cast<uint8_t>(algorithm);
   w->info = OpInfo{opKindName(op.kind), algorithmName(algorithm), fp, op.dtype, op.op, op.count};
-  w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
   size_t count = op.count;
   if (op.kind == OpKind::kBarrier) {
     // A one-byte all-reduce: nobody gets the result before every rank has contributed.
     w->info.dtype = lockstepUint8;
     w->info.op = lockstepMax;
     w->info.fp.count = count = 1;
-    w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
   }
   if (order != nullptr && !order->isIdentity() && followsRing(algorithm)) {
     // Built at this rank's ring position (and the root's), then translated back to ranks.
@@ -47,6 +45,16 @@ void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w
   } else {
     buildSchedule(algorithm, op.kind, rank, nranks, count, op.root, &w->schedule);
   }
+  bindBuffers(op, nranks, algorithm, w);
+}
+
+void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w) {
+  w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
+  if (op.kind == OpKind::kBarrier) {
+    w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
+    return;
+  }
+  const size_t count = op.count;
   // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
   // the input are still to be sent or combined: when the two overlap (in place, or a
   // reduce-scatter whose output is its own block of the input), they work from a copy of the

@@ -32,6 +32,10 @@ struct Work {
   void reset() {
     schedule.clear();
     buffers.clear();
+    resetCompletion();
+  }
+  // Keeps the schedule, for a rerun of the same plan on new buffers (bindBuffers).
+  void resetCompletion() {
     queued = Clock::time_point{};
     done.store(false, std::memory_order_relaxed);
     result = lockstepSuccess;
@@ -47,6 +51,9 @@ bool waitWork(const Work& w, Deadline deadline);
 // Ring-following algorithms are built in `order`'s position space (nullptr: rank order), so a
 // host's ranks are neighbours on the ring.
 void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w, const RingOrder* order = nullptr);
+// Points a planned collective at the call's buffers (staging a copy of the input where the
+// algorithm needs one): the part of planOp that changes when the same call is made again.
+void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w);
 // Fuses a group's sends and receives on one communicator into one Work with a lane per peer and
 // direction. They are moved as bytes, so the two ends need only agree on sizes.
 void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w);

@@ -175,6 +175,36 @@ TEST_F(SocketLinkTest, SeveralStreamsDeliverInPostingOrder) {
   }
 }
 
+// A peer that sends its last frames and exits closes every stream: frames still in flight on a
+// stream other than the first to close are delivered, and only then is the peer gone.
+TEST_F(SocketLinkTest, FramesOnOtherStreamsSurviveTheFirstClose) {
+  std::vector<Fd> xs, ys;
+  for (int i = 0; i < 2; ++i) {
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    xs.emplace_back(sv[0]);
+    ys.emplace_back(sv[1]);
+  }
+  {
+    SocketLink x(std::move(xs), 1, "x", 4, 4096);
+    for (int i = 0; i < 3; ++i) {
+      void* slot = x.trySendSlot();
+      ASSERT_NE(slot, nullptr);
+      std::memset(slot, i + 1, 16);
+      x.postSend(16, MessageTag{});
+    }
+    ASSERT_TRUE(x.progress());
+  }  // x is gone: both connections closed
+  SocketLink y(std::move(ys), 0, "y", 4, 4096);
+  for (int i = 0; i < 3; ++i) {
+    Message m = y.tryRecv();
+    ASSERT_NE(m.data, nullptr) << "frame " << i << " was in flight when the peer closed";
+    EXPECT_EQ(static_cast<const unsigned char*>(m.data)[0], i + 1);
+    y.releaseRecv();
+  }
+  EXPECT_THROW(y.tryRecv(), RemoteError);
+}
+
 TEST_F(SocketLinkTest, RejectsGarbage) {
   char junk[64];
   std::memset(junk, 0x5a, sizeof(junk));

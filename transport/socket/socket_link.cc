@@ -54,7 +54,9 @@ void SocketLink::postSend(size_t bytes, const MessageTag& tag) {
 Message SocketLink::tryRecv() {
   if (recvComplete_ == recvReleased_) progressRecv();
   if (recvComplete_ == recvReleased_) {
-    if (closed_) peerFailed("connection closed by the peer (did it exit?)");
+    // Only the stream that carries the next frame matters: the others may have closed after
+    // delivering everything they had.
+    if (streams_[recvComplete_ % streams_.size()].closed) peerFailed("connection closed by the peer (did it exit?)");
     return Message{};
   }
   uint64_t slot = recvReleased_ % slots_;
@@ -135,13 +137,13 @@ bool SocketLink::recvOn(Stream& s) {
     if (want == 0) break;  // an empty payload: the header was the whole frame
     ssize_t rc = ::recv(s.fd.get(), dst, want, MSG_DONTWAIT);
     if (rc == 0) {
-      closed_ = true;  // reported when someone waits for this peer's data
+      s.closed = closed_ = true;  // reported when someone waits for this stream's frames
       return false;
     }
     if (rc < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
       if (errno == ECONNRESET) {
-        closed_ = true;
+        s.closed = closed_ = true;
         return false;
       }
       throw SystemError("recv", errno, "receiving from " + peerName_);
@@ -169,7 +171,7 @@ void SocketLink::progressRecv() {
   const uint64_t k = streams_.size();
   for (Stream& s : streams_) {
     // A frame may only land in a slot the executor has given back.
-    while (!closed_ && s.recvFrame - recvReleased_ < slots_ && recvOn(s)) {
+    while (!s.closed && s.recvFrame - recvReleased_ < slots_ && recvOn(s)) {
       recvdFrame_[s.recvFrame % slots_] = s.recvFrame + 1;
       s.recvFrame += k;
     }

@@ -27,7 +27,7 @@ class SocketLink : public Link {
   Message tryRecv() override;
   void releaseRecv() override { ++recvReleased_; }
   bool progress() override;
-  bool peerGone() override { return closed_; }
+  bool peerGone() override { return closed_; }  // some stream closed: the peer is exiting
   void wait(bool forMessage, long ns) override;
 
  private:
@@ -43,6 +43,7 @@ class SocketLink : public Link {
     uint64_t sendFrame, recvFrame;          // the next frame this stream sends / receives
     size_t sendOffset = 0, recvOffset = 0;  // bytes of that frame (header + payload) moved so far
     Frame sendHeader{}, recvHeader{};
+    bool closed = false;  // the peer closed this connection (its frames before that still count)
   };
   void progressSend();
   void progressRecv();
