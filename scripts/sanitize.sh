@@ -22,7 +22,7 @@ case "$kind" in
 esac
 build="build-$kind"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_C_FLAGS="$flags" \
-  -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" >/dev/null
+  -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" -DLOCKSTEP_WITH_CUDA=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
 # The fuzz smoke has its own sanitizers; formatting is not code; the install check links an

@@ -47,6 +47,14 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
                                              config_.timeout, &aborted_);
   health_ = std::make_unique<Health>(TransportContext{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr});
   executor_->setMonitor(health_.get());
+  // More ranks on this host than CPUs this process may use: waits yield at once.
+  int local = 0;
+  for (const PeerInfo& p : peers_) local += p.hostHash == peers_[rank_].hostHash;
+  if (local > peers_[rank_].cpus) {
+    executor_->setWaitProfile(kOversubscribedWait);
+    LS_INFO(rank_,
+            local << " ranks on this host share " << peers_[rank_].cpus << " CPU(s): waits yield instead of spinning");
+  }
   inline_.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
   inline_.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
 }

@@ -11,16 +11,27 @@
 
 namespace lockstep {
 
+// How long each phase lasts, in polls.
+struct WaitProfile {
+  uint32_t spins = 128;
+  uint32_t yields = 32;
+};
+// More ranks than CPUs on the host: the peer being waited for is usually not running, so
+// spinning only delays it; yield at once, and for longer before sleeping (as MPI's
+// yield-when-idle does).
+constexpr WaitProfile kOversubscribedWait{4, 512};
+
 class Backoff {
  public:
-  static constexpr uint32_t kSpins = 128;
-  static constexpr uint32_t kYields = 32;
   static constexpr long kMinSleepNs = 20'000;
   static constexpr long kMaxSleepNs = 500'000;
 
+  Backoff() = default;
+  explicit Backoff(WaitProfile profile) : spins_(profile.spins), yields_(profile.yields) {}
+
   // True once pause() has started sleeping: the caller's cue to do its slow checks (clock,
   // liveness), which would cost too much on every spin.
-  bool sleeping() const { return iter_ >= kSpins + kYields; }
+  bool sleeping() const { return iter_ >= spins_ + yields_; }
   // Progress was made: the next wait starts with spinning again.
   void reset() {
     iter_ = 0;
@@ -37,13 +48,13 @@ class Backoff {
   // sleeps on the link it waits for, so the peer's next message wakes it at once.
   template <typename Sleep>
   void pause(Sleep&& sleep) {
-    if (iter_ < kSpins) {
+    if (iter_ < spins_) {
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #elif defined(__aarch64__)
       asm volatile("yield");
 #endif
-    } else if (iter_ < kSpins + kYields) {
+    } else if (iter_ < spins_ + yields_) {
       sched_yield();
     } else {
       sleep(sleepNs_);
@@ -53,6 +64,7 @@ class Backoff {
   }
 
  private:
+  uint32_t spins_ = WaitProfile{}.spins, yields_ = WaitProfile{}.yields;
   uint32_t iter_ = 0;
   long sleepNs_ = kMinSleepNs;
 };

@@ -69,7 +69,7 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   for (size_t i = 0; i < schedule.lanes(); ++i)
     lanes_.emplace_back().walker = SliceWalker(schedule.lane(i), slotBytes_ / elem, schedule.order(i));
 
-  Backoff backoff;
+  Backoff backoff(wait_);
   for (;;) {
     bool done = true, moved = false;
     for (Lane& lane : lanes_) {
@@ -193,7 +193,7 @@ void HostExecutor::slowChecks(Ctx& ctx) {
 }
 
 void HostExecutor::flush(Ctx& ctx) {
-  Backoff backoff;
+  Backoff backoff(wait_);
   for (;;) {
     bool done = true;
     int stuck = -1;

@@ -19,6 +19,7 @@
 #include "src/algo/schedule.h"
 #include "src/algo/slicing.h"
 #include "src/core/clock.h"
+#include "src/exec/backoff.h"
 #include "src/exec/fingerprint.h"
 #include "transport/transport.h"
 
@@ -54,6 +55,8 @@ class HostExecutor {
                std::chrono::milliseconds timeout, const std::atomic<bool>* aborted);
   // Consulted on every slow wait; may be null.
   void setMonitor(OpMonitor* monitor) { monitor_ = monitor; }
+  // How waits spin, yield and sleep (kOversubscribedWait when the host has more ranks than CPUs).
+  void setWaitProfile(WaitProfile profile) { wait_ = profile; }
 
   // Returns when every lane is done and every byte this rank sent has left the process.
   // buffers[i] is the base address of the schedule's buffer index i.
@@ -86,6 +89,7 @@ class HostExecutor {
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>* aborted_;
   OpMonitor* monitor_ = nullptr;
+  WaitProfile wait_;
   std::vector<Lane> lanes_;  // reused across runs: no allocation per call
 };
 

@@ -70,12 +70,18 @@ bool SocketLink::progress() {
 }
 
 void SocketLink::wait(bool forMessage, long ns) {
-  // Readable: bytes of a frame arrived. Writable: the kernel took some of ours.
+  // Wakes for whatever lets this link move, in either direction, not only the one the caller
+  // needs: bytes arrived that fit a free slot (POLLIN), or the kernel took some of ours (POLLOUT).
+  // Waiting for a send slot while not reading would let both ends of a full connection sleep on
+  // POLLOUT until their timeouts: that stalled loopback runs at a third of their speed.
+  (void)forMessage;
   pollfd p[kMaxStreams];
   nfds_t n = 0;
   for (const Stream& s : streams_) {
-    if (!forMessage && s.sendFrame >= sendPosted_) continue;  // nothing of ours waits on this one
-    p[n++] = pollfd{s.fd.get(), static_cast<short>(forMessage ? POLLIN : POLLOUT), 0};
+    short events = 0;
+    if (!s.closed && s.recvFrame - recvReleased_ < slots_) events |= POLLIN;
+    if (s.sendFrame < sendPosted_) events |= POLLOUT;
+    if (events) p[n++] = pollfd{s.fd.get(), events, 0};
   }
   timespec ts{ns / 1'000'000'000, ns % 1'000'000'000};
   ::ppoll(n ? p : nullptr, n, &ts, nullptr);
