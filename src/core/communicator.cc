@@ -145,8 +145,12 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
 }
 
 namespace {
-constexpr double kOversubscribedStepFactor = 4.0;
-}
+// Fitted with the shm costs (perf/tuner_check.sh, 4 ranks on 2 vCPUs): a dependent step then
+// waits for the peer to be scheduled again (~1.6 us, a yield round trip, not 0.05), and each
+// message a one-shot algorithm sends costs a few yields of its own.
+constexpr double kOversubscribedStepFactor = 32.0;
+constexpr double kOversubscribedGapFactor = 4.0;
+}  // namespace
 
 LinkCost Communicator::globalLinkCost() const {
   // The slowest transport any pair of ranks uses. Every rank computes it from the same PeerInfo
@@ -165,7 +169,7 @@ LinkCost Communicator::globalLinkCost() const {
   }
   if (!any) worst = defaultLinkCost("shm");
   // More ranks than CPUs on a host: every dependent step of a schedule waits for a rank to be
-  // scheduled again (measured: 4 ranks on 2 vCPUs pay ~4x the per-step cost of 2).
+  // scheduled again.
   std::unordered_map<uint64_t, std::pair<int, int>> hosts;  // host -> (ranks, fewest CPUs)
   for (const PeerInfo& p : peers_) {
     auto [it, fresh] = hosts.try_emplace(p.hostHash, 0, p.cpus);
@@ -175,6 +179,7 @@ LinkCost Communicator::globalLinkCost() const {
   for (const auto& [host, load] : hosts) {
     if (load.first > load.second) {
       worst.alphaUs *= kOversubscribedStepFactor;
+      worst.gapUs *= kOversubscribedGapFactor;
       break;
     }
   }
