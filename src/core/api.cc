@@ -12,11 +12,13 @@
 #include "bootstrap/tcp_bootstrap.h"
 #include "kernels/dtype.h"
 #include "lockstep/lockstep.h"
+#include "src/algo/collective.h"
 #include "src/core/api_internal.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
 #include "src/core/group.h"
 #include "src/core/logging.h"
+#include "src/core/memory_kind.h"
 #include "src/core/op.h"
 #include "src/exec/backoff.h"
 #include "src/topo/interfaces.h"
@@ -121,6 +123,7 @@ void closeComm(lockstepComm_t comm, bool abort) {
 }
 
 lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
+  refreshCudaDriver();  // a trainer has loaded CUDA by now, if it uses it
   // The interface on the root's subnet, unless LOCKSTEP_SOCKET_IFNAME says otherwise.
   InterfaceChoice nic = chooseInterface(config.socketIfname, &id.root);
   LS_INFO(rank, "rank " << rank << " listens on " << nic.name << " " << nic.addr.hostStr() << " (" << nic.why << ")");
@@ -418,6 +421,8 @@ lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* 
     CommUse use(comm);
     Communicator& c = *use;
     OpDesc d = validate(c, kind, send, recv, count, t, op, root);
+    const BufferRole buffers[] = {{send, "sendbuff"}, {recv, "recvbuff"}};
+    checkBufferKinds(buffers, 2, opKindName(kind));
     if (!request) checkStream(stream);
     auto req = request ? std::make_unique<lockstepRequest>() : nullptr;
     if (group.active()) {

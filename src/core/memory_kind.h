@@ -1,0 +1,37 @@
+// What kind of memory a user buffer is: host, pinned host, CUDA managed or CUDA device.
+//
+// The host library never links CUDA. It asks the CUDA driver only when the process has already
+// loaded it (dlopen with RTLD_NOLOAD): a process without libcuda.so.1 cannot hold device memory,
+// so every pointer is host memory there and the check costs a load of a cached pointer.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace lockstep {
+
+enum class MemoryKind { kHost, kPinned, kManaged, kDevice };
+
+const char* memoryKindName(MemoryKind k);
+
+// Host-accessible kinds run on the host path as they are; device memory needs the CUDA path.
+inline bool hostAccessible(MemoryKind k) { return k != MemoryKind::kDevice; }
+
+// Classifies p through the CUDA driver when this process has loaded it, else kHost.
+MemoryKind memoryKindOf(const void* p);
+
+// Looks again for a CUDA driver loaded since the last look (communicator init calls this: a
+// trainer initialises CUDA before it creates its communicators, as NCCL requires).
+void refreshCudaDriver();
+
+// The buffers of one call, by role ("sendbuff", "recvbuff"). Throws InvalidUsage naming the
+// roles and kinds when device memory is mixed with host memory, and when device memory reaches
+// a build that runs collectives on host memory only. nullptr buffers (count 0, non-root) are
+// skipped.
+struct BufferRole {
+  const void* ptr;
+  const char* name;
+};
+void checkBufferKinds(const BufferRole* buffers, size_t n, const std::string& op);
+
+}  // namespace lockstep
