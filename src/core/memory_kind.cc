@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 #include "src/core/errors.h"
 
@@ -62,7 +63,7 @@ MemoryKind memoryKindOf(const void* p) {
   return MemoryKind::kHost;
 }
 
-void checkBufferKinds(const BufferRole* buffers, size_t n, const std::string& op) {
+void checkBufferKinds(const BufferRole* buffers, size_t n, const char* op) {
   if (!gQuery.load(std::memory_order_relaxed)) return;  // no driver in this process: all host memory
   const BufferRole* device = nullptr;
   const BufferRole* host = nullptr;
@@ -79,11 +80,11 @@ void checkBufferKinds(const BufferRole* buffers, size_t n, const std::string& op
   }
   if (!device) return;
   if (host) {
-    throw InvalidUsage(op + ": " + device->name + " is CUDA device memory but " + host->name + " is " +
+    throw InvalidUsage(std::string(op) + ": " + device->name + " is CUDA device memory but " + host->name + " is " +
                        memoryKindName(hostKind) + "; the buffers of one call must be of one kind (copy first, or use " +
                        "pinned or managed memory for both)");
   }
-  throw InvalidUsage(op + ": " + device->name +
+  throw InvalidUsage(std::string(op) + ": " + device->name +
                      " is CUDA device memory, and this version runs collectives on host memory only (pinned, "
                      "managed or ordinary); device buffers are not supported yet");
 }

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <cstddef>
-#include <string>
 
 namespace lockstep {
 
@@ -32,6 +31,6 @@ struct BufferRole {
   const void* ptr;
   const char* name;
 };
-void checkBufferKinds(const BufferRole* buffers, size_t n, const std::string& op);
+void checkBufferKinds(const BufferRole* buffers, size_t n, const char* op);
 
 }  // namespace lockstep
