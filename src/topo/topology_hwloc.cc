@@ -42,16 +42,31 @@ std::string osNames(hwloc_obj_t pci) {
   return names;
 }
 
+// One topology per process, loaded on first use and never destroyed. Loading walks sysfs and the
+// PCI bus (milliseconds) and a process may create many communicators. And destroying the last
+// topology makes hwloc unload its PCI plugin, and with it libpciaccess, whose globals still
+// point at memory it allocated: LeakSanitizer then reports 1016 bytes lost in an unnamed module
+// (reproduced with a five-line init/load/destroy program; nothing is reported while the plugin
+// stays loaded). hwloc allows concurrent read-only use of a loaded topology.
+hwloc_topology_t processTopology() {
+  static hwloc_topology_t topo = [] {
+    hwloc_topology_t t;
+    if (hwloc_topology_init(&t) != 0) return hwloc_topology_t{nullptr};
+    hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+    if (hwloc_topology_load(t) != 0) {
+      hwloc_topology_destroy(t);
+      return hwloc_topology_t{nullptr};
+    }
+    return t;
+  }();
+  return topo;
+}
+
 }  // namespace
 
 bool discoverWithHwloc(Topology* out) {
-  hwloc_topology_t topo;
-  if (hwloc_topology_init(&topo) != 0) return false;
-  hwloc_topology_set_io_types_filter(topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
-  if (hwloc_topology_load(topo) != 0) {
-    hwloc_topology_destroy(topo);
-    return false;
-  }
+  hwloc_topology_t topo = processTopology();
+  if (!topo) return false;
   Topology& t = *out;
   t.source = std::string("hwloc ") + LOCKSTEP_HWLOC_VERSION;
   t.packages = std::max(1, hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_PACKAGE));
@@ -87,7 +102,6 @@ bool discoverWithHwloc(Topology* out) {
   }
   hwloc_bitmap_free(cpus);
   hwloc_bitmap_free(nodes);
-  hwloc_topology_destroy(topo);
   return true;
 }
 
