@@ -27,4 +27,13 @@ cmake --build "$build" -j"$(nproc)"
 cd "$build"
 # The fuzz smoke has its own sanitizers; formatting is not code; the install check links an
 # uninstrumented C program against the library, which a sanitizer runtime cannot serve.
-ctest --output-on-failure -E 'fuzz_smoke|clang_format|install_and_link' "$@"
+ctest --output-on-failure -E 'fuzz_smoke|clang_format|install_and_link|mpirun_np4' "$@"
+# mpirun_np4 runs OpenMPI itself, which leaves its plugins' allocations behind at MPI_Finalize
+# (ompi_op_base_op_select and MCA components it dlcloses; OpenMPI ships a valgrind suppression
+# file for them). It runs with leak detection off, every other check on, so what it finds in
+# Lockstep still fails the run.
+if [ "$kind" = asan ]; then
+  ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" ctest --output-on-failure -R '^mpirun_np4$' "$@"
+else
+  ctest --output-on-failure -R '^mpirun_np4$' "$@"
+fi
