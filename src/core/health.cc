@@ -19,8 +19,9 @@ struct ControlMsg {
   uint32_t magic;
   uint32_t type;  // kStatus, kFailure, kGoodbye
   uint64_t entered, completed;
-  MessageTag fp;  // the fingerprint of the op last entered
-  int32_t code;   // kFailure: lockstepResult_t
+  MessageTag fp;      // the fingerprint of the op last entered
+  MessageTag prevFp;  // and of the op entered before it
+  int32_t code;       // kFailure: lockstepResult_t
   int32_t culprit;
   uint32_t aborted;  // kGoodbye: the rank aborted rather than left
   uint32_t reserved;
@@ -79,18 +80,22 @@ void Health::entered(const Fingerprint& fp) {
   uint64_t v = fpVersion_.load(std::memory_order_relaxed);
   fpVersion_.store(v + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  for (int i = 0; i < 3; ++i) fpWords_[i].store(t.words[i], std::memory_order_relaxed);
+  for (int i = 0; i < 3; ++i) {
+    fpWords_[3 + i].store(fpWords_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+    fpWords_[i].store(t.words[i], std::memory_order_relaxed);
+  }
   entered_.store(fp.seq, std::memory_order_relaxed);
   fpVersion_.store(v + 2, std::memory_order_release);
 }
 
 void Health::completed(uint64_t seq) { completed_.store(seq, std::memory_order_release); }
 
-Fingerprint Health::myFingerprint() const {
+Fingerprint Health::myFingerprint(bool previous) const {
   MessageTag t;
+  const int base = previous ? 3 : 0;
   for (;;) {
     uint64_t v1 = fpVersion_.load(std::memory_order_acquire);
-    for (int i = 0; i < 3; ++i) t.words[i] = fpWords_[i].load(std::memory_order_relaxed);
+    for (int i = 0; i < 3; ++i) t.words[i] = fpWords_[base + i].load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (!(v1 & 1) && fpVersion_.load(std::memory_order_relaxed) == v1) break;
   }
@@ -210,6 +215,7 @@ void Health::broadcastStatus() {
   m.entered = entered_.load(std::memory_order_acquire);
   m.completed = completed_.load(std::memory_order_acquire);
   m.fp = myFingerprint().tag();
+  m.prevFp = myFingerprint(/*previous=*/true).tag();
   for (Peer& p : peers_) {
     if (p.outbox.size() < kMaxOutbox) queue(p, m);
   }
@@ -272,6 +278,8 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       p.entered = m.entered;
       p.completed = m.completed;
       p.fp = fp;
+      // Absent before a rank's second op: then nothing is one op behind it.
+      if (!Fingerprint::fromTag(m.prevFp, &p.prevFp)) p.prevFp = Fingerprint{};
       break;
     }
     case kFailure:
@@ -333,10 +341,13 @@ void Health::evaluate() {
         break;
       }
       // Same sequence number, different op: the two may never exchange a message to notice.
-      const char* field = p.fp.seq == entered && mine.seq == entered ? mine.firstDifference(p.fp) : nullptr;
+      // A peer may already be one op further (a rooted op let it finish without this rank), so
+      // its previous op is compared too.
+      const Fingerprint& theirs = p.fp.seq == entered ? p.fp : p.prevFp;
+      const char* field = theirs.seq == entered && mine.seq == entered ? mine.firstDifference(theirs) : nullptr;
       if (field) {
         problem = "collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
-                  p.name + " called " + p.fp.describe() + "; first difference: " + field;
+                  p.name + " called " + theirs.describe() + "; first difference: " + field;
         culprit = p.rank;
         code = lockstepMismatch;
         break;

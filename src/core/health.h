@@ -66,6 +66,7 @@ class Health : public OpMonitor {
     PeerState state = PeerState::kAlive;
     uint64_t entered = 0, completed = 0;
     Fingerprint fp;
+    Fingerprint prevFp;  // the op it entered before fp: a peer one op ahead is still comparable
     Clock::time_point lastHeard;
   };
 
@@ -78,7 +79,8 @@ class Health : public OpMonitor {
   void broadcastStatus();
   void sendFailure();  // once, to every peer
   void evaluate();     // departures and mismatches against what this rank is doing
-  Fingerprint myFingerprint() const;
+  // This rank's current op (previous = false) or the one before it.
+  Fingerprint myFingerprint(bool previous = false) const;
   void wake();
 
   const int rank_;
@@ -89,7 +91,7 @@ class Health : public OpMonitor {
   // This rank's progress, written by the executor thread. The fingerprint is guarded by a
   // sequence counter (odd while being written) so the watchdog never reads a torn one.
   std::atomic<uint64_t> fpVersion_{0};
-  std::atomic<uint64_t> fpWords_[3] = {};
+  std::atomic<uint64_t> fpWords_[6] = {};  // [0, 3): the op last entered, [3, 6): the one before
   std::atomic<uint64_t> entered_{0}, completed_{0};
 
   std::atomic<int> failed_{lockstepSuccess};
