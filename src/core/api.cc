@@ -179,11 +179,24 @@ void checkRank(int r, int nranks, const char* what) {
   }
 }
 
-void checkStream(lockstepStream_t stream) {
-  if (stream != nullptr) {
-    throw InvalidUsage(
-        "stream must be NULL: this build runs host-memory collectives only (CUDA streams are not "
-        "supported yet)");
+// A call ordered with a CUDA stream (device buffers, or any stream given) needs a loaded driver
+// with the calls src/exec/stream_order.h makes.
+void checkStreamPath(const char* op, bool request) {
+  if (request) {
+    throw InvalidUsage(std::string(op) +
+                       ": device buffers complete through a CUDA stream: use the blocking call with a stream (the "
+                       "non-blocking lockstepI* calls take host memory)");
+  }
+  const CudaDriver* driver = cudaDriver();
+  if (!driver) {
+    throw InvalidUsage(std::string(op) +
+                       ": a CUDA stream was given, but this process has not loaded the CUDA driver (host-memory calls "
+                       "take stream NULL)");
+  }
+  if (!driver->hasDevicePath()) {
+    throw InvalidUsage(std::string(op) +
+                       ": the loaded CUDA driver lacks the calls stream-ordered collectives need (cuMemHostAlloc, "
+                       "cuLaunchHostFunc, cuStreamWaitValue32_v2: CUDA 11.7 or newer)");
   }
 }
 
@@ -422,13 +435,18 @@ lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* 
     Communicator& c = *use;
     OpDesc d = validate(c, kind, send, recv, count, t, op, root);
     const BufferRole buffers[] = {{send, "sendbuff"}, {recv, "recvbuff"}};
-    checkBufferKinds(buffers, 2, opKindName(kind));
-    if (!request) checkStream(stream);
+    d.device = checkBufferKinds(buffers, 2, opKindName(kind)) == MemoryKind::kDevice;
+    // Device buffers are stream-ordered, on the legacy default stream when stream is NULL (as
+    // in NCCL); host buffers are when a stream is given.
+    const bool onStream = d.device || stream != nullptr;
+    if (onStream) checkStreamPath(opKindName(kind), request != nullptr);
     auto req = request ? std::make_unique<lockstepRequest>() : nullptr;
     if (group.active()) {
-      group.add(&c, d, req ? req->slot : nullptr);
+      group.add(&c, d, req ? req->slot : nullptr, onStream, stream);
     } else if (req) {
       req->slot->work = c.submit(d);
+    } else if (onStream) {
+      c.postOnStream({&d, 1}, stream);
     } else {
       c.run(d);
     }

@@ -9,6 +9,7 @@
 #include "kernels/dtype.h"
 #include "src/core/errors.h"
 #include "src/core/logging.h"
+#include "src/exec/cuda_driver.h"
 #include "src/topo/ordering.h"
 #include "transport/fifo_link.h"
 
@@ -191,6 +192,7 @@ LinkCost Communicator::globalLinkCost() const {
 // ---- execution ----
 
 void Communicator::finish(Work& w, lockstepResult_t result, const std::string& error) {
+  if (w.gate.active) streamOrder_->done(w.gate);  // the stream goes on, whatever the outcome
   w.result = result;
   w.error = error;
   w.done.store(true, std::memory_order_release);
@@ -205,11 +207,24 @@ void Communicator::execute(Work& w) {
   const Clock::time_point start = Clock::now();  // the op's deadline and its flight-recorder entry
   recorder_.started(w.info, w.schedule, w.queued == Clock::time_point{} ? start : w.queued, start);
   try {
+    Deadline deadline(start + config_.timeout);
+    if (w.gate.active) {
+      // The input exists once the stream has reached the op; the op's own time starts then.
+      streamOrder_->awaitOpened(w.gate, deadline, aborted_, w.info.label());
+      if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.staging.size());
+      deadline = Deadline::after(config_.timeout);
+    }
     health_->check();
     if (seq) health_->entered(w.info.fp);
-    executor_->run(w.schedule, w.buffers, w.info, Deadline(start + config_.timeout));
+    executor_->run(w.schedule, w.buffers, w.info, deadline);
     if (seq) health_->completed(seq);
     recorder_.ended(lockstepSuccess, Clock::now());
+    if (!w.gate.failure.empty()) {
+      // The op ran, but its result cannot reach the device buffers.
+      brokenCode_ = lockstepSystemError;
+      brokenBy_ = w.gate.failure;
+      return finish(w, lockstepSystemError, w.gate.failure);
+    }
     finish(w, lockstepSuccess, "");
   } catch (const Error& e) {
     lockstepResult_t code = e.code();
@@ -326,6 +341,42 @@ std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
   planOp(op, rank_, nranks_, choose(op), w.get(), &ringOrder_);
   enqueue({&w, 1});
   return w;
+}
+
+void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
+  std::lock_guard<std::mutex> lock(streamMu_);
+  if (!streamOrder_) streamOrder_ = std::make_unique<StreamOrder>(*cudaDriver(), config_.timeout);
+  std::vector<StagedOp> staged;
+  staged.reserve(ops.size());
+  try {
+    for (size_t i = 0; i < ops.size(); ++i) staged.push_back(streamOrder_->stage(ops[i], rank_, nranks_));
+  } catch (...) {
+    for (StagedOp& s : staged) streamOrder_->unstage(s);
+    throw;
+  }
+  std::vector<OpDesc> hostOps;
+  for (const StagedOp& s : staged) hostOps.push_back(s.op);
+  std::vector<size_t> workOf;
+  std::vector<std::shared_ptr<Work>> works = planGroup(hostOps, &workOf);
+  // planGroup keeps posted order, so each Work's ops are a contiguous run.
+  size_t ordered = 0, first = 0;
+  try {
+    for (; ordered < works.size(); ++ordered) {
+      size_t end = first;
+      while (end < ops.size() && workOf[end] == ordered) ++end;
+      works[ordered]->gate = streamOrder_->order(stream, std::span<StagedOp>(staged).subspan(first, end - first));
+      first = end;
+    }
+  } catch (...) {
+    // The Works already ordered hold waits on the stream: they must still run and release it.
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (workOf[i] > ordered) streamOrder_->unstage(staged[i]);
+    }
+    works.resize(ordered);
+    enqueue(works);
+    throw;
+  }
+  enqueue(works);
 }
 
 std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf) {

@@ -64,6 +64,10 @@ class Communicator {
   void enqueue(std::span<const std::shared_ptr<Work>> works);
   // Runs a planned Work: inline if the communicator is idle, else after the queued work.
   void runNow(Work& work);
+  // Queues ops (one call, or a group's calls on this communicator) ordered with a CUDA stream,
+  // their device buffers staged through pinned host memory (src/exec/stream_order.h); returns
+  // without waiting for the stream or the peers.
+  void postOnStream(std::span<const OpDesc> ops, void* stream);
 
   // Collective: ranks with the same color form a new communicator, ordered by (key, old rank).
   // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr.
@@ -106,6 +110,8 @@ class Communicator {
   std::unique_ptr<Health> health_;
   FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
   std::unique_ptr<HostExecutor> executor_;
+  std::mutex streamMu_;                       // orders stream posts with their gens
+  std::unique_ptr<StreamOrder> streamOrder_;  // on the first stream-ordered call
   std::atomic<bool> aborted_{false};
 
   std::mutex mu_;

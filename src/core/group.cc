@@ -1,6 +1,7 @@
 #include "src/core/group.h"
 
 #include <algorithm>
+#include <string>
 
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
@@ -12,8 +13,19 @@ Group& Group::current() {
   return group;
 }
 
-void Group::add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request) {
-  calls_.push_back(Call{comm, op, std::move(request)});
+void Group::add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request, bool onStream,
+                void* stream) {
+  for (const Call& c : calls_) {
+    if (c.comm != comm) continue;
+    // One communicator's share of a group runs as one sequence: on one stream, or on none.
+    if (c.onStream != onStream || c.stream != stream) {
+      throw InvalidUsage(std::string("a group's calls on one communicator must all use the same CUDA stream (") +
+                         (c.onStream ? "an earlier call used a stream" : "an earlier call used none") +
+                         (onStream ? ", this one a different one)" : ", this one none)"));
+    }
+    break;
+  }
+  calls_.push_back(Call{comm, op, std::move(request), onStream, stream});
 }
 
 void Group::recordFailure(lockstepResult_t code, const std::string& message) {
@@ -71,6 +83,11 @@ void Group::launch(std::vector<Call> calls) {
       ops.push_back(c.op);
       mine.push_back(&c);
     }
+    if (mine[0]->onStream) {
+      // Stream-ordered: queued now, completed through the stream; nothing here waits for it.
+      comm->postOnStream(ops, mine[0]->stream);
+      continue;
+    }
     std::vector<size_t> workOf;
     Planned p{comm, comm->planGroup(ops, &workOf), {}};
     p.blocking.assign(p.works.size(), false);
@@ -84,6 +101,7 @@ void Group::launch(std::vector<Call> calls) {
     }
     plans.push_back(std::move(p));
   }
+  if (plans.empty()) return;
   if (plans.size() == 1 && !anyRequest) {
     // One communicator, all blocking: run inline, no thread hand-off.
     for (auto& w : plans[0].works) plans[0].comm->runNow(*w);

@@ -30,8 +30,11 @@ class Group {
 
   bool active() const { return depth_ > 0; }
   void start() { ++depth_; }
-  // Records a call. For a non-blocking call, request->work is set at GroupEnd.
-  void add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request);
+  // Records a call. For a non-blocking call, request->work is set at GroupEnd. A call ordered
+  // with a CUDA stream (onStream) must share its communicator's group calls with others on the
+  // same stream: throws InvalidUsage otherwise.
+  void add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request, bool onStream = false,
+           void* stream = nullptr);
   // A call inside the group failed (bad argument...): the outermost GroupEnd then launches
   // nothing, returns this error, and the group's requests complete with it (as in NCCL).
   void recordFailure(lockstepResult_t code, const std::string& message);
@@ -46,6 +49,8 @@ class Group {
     Communicator* comm;
     OpDesc op;
     std::shared_ptr<RequestSlot> request;  // null for a blocking call
+    bool onStream = false;
+    void* stream = nullptr;
   };
   void launch(std::vector<Call> calls);
   int depth_ = 0;

@@ -7,6 +7,8 @@
 
 #include <cstddef>
 
+#include "src/exec/cuda_driver.h"
+
 namespace lockstep {
 
 enum class MemoryKind { kHost, kPinned, kManaged, kDevice };
@@ -19,18 +21,14 @@ inline bool hostAccessible(MemoryKind k) { return k != MemoryKind::kDevice; }
 // Classifies p through the CUDA driver when this process has loaded it, else kHost.
 MemoryKind memoryKindOf(const void* p);
 
-// Looks again for a CUDA driver loaded since the last look (communicator init calls this: a
-// trainer initialises CUDA before it creates its communicators, as NCCL requires).
-void refreshCudaDriver();
-
-// The buffers of one call, by role ("sendbuff", "recvbuff"). Throws InvalidUsage naming the
-// roles and kinds when device memory is mixed with host memory, and when device memory reaches
-// a build that runs collectives on host memory only. nullptr buffers (count 0, non-root) are
-// skipped.
+// The buffers of one call, by role ("sendbuff", "recvbuff"): kDevice when they are all device
+// memory (the call takes the device path), else kHost (every kind the host path reads as it
+// is). Throws InvalidUsage naming the roles and kinds when device memory is mixed with host
+// memory. nullptr buffers (count 0, non-root) are skipped.
 struct BufferRole {
   const void* ptr;
   const char* name;
 };
-void checkBufferKinds(const BufferRole* buffers, size_t n, const char* op);
+MemoryKind checkBufferKinds(const BufferRole* buffers, size_t n, const char* op);
 
 }  // namespace lockstep

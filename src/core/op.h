@@ -15,7 +15,8 @@ struct OpDesc {
   size_t count = 0;  // NCCL's count argument: per-rank block for reduce-scatter, all-gather, all-to-all
   lockstepDataType_t dtype = lockstepUint8;
   lockstepRedOp_t op = lockstepSum;
-  int root = -1;  // the root of broadcast/reduce, the peer of send/recv
+  int root = -1;        // the root of broadcast/reduce, the peer of send/recv
+  bool device = false;  // the buffers are CUDA device memory (the call is ordered with a stream)
 };
 
 }  // namespace lockstep

@@ -50,6 +50,7 @@ void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w
 
 void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w) {
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
+  w->stagedFrom = nullptr;
   if (op.kind == OpKind::kBarrier) {
     w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
     return;
@@ -58,7 +59,8 @@ void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w) {
   // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
   // the input are still to be sent or combined: when the two overlap (in place, or a
   // reduce-scatter whose output is its own block of the input), they work from a copy of the
-  // input, taken now, as the caller's input is fixed once the call is made.
+  // input, taken now, as the caller's input is fixed once the call is made (for a call ordered with
+  // a CUDA stream: once the stream reaches it, so the executor takes it again then).
   const bool staged = algorithm == Algorithm::kDirect || algorithm == Algorithm::kOrdered;
   size_t bytes = count * dataTypeSize(w->info.dtype);
   const size_t inBytes = op.kind == OpKind::kReduceScatter ? bytes * static_cast<size_t>(nranks) : bytes;
@@ -68,6 +70,7 @@ void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w) {
     bytes = inBytes;
     w->staging.resize(bytes);  // capacity kept across calls on a reused Work
     std::memcpy(w->staging.data(), w->buffers[kInput], bytes);
+    w->stagedFrom = w->buffers[kInput];
     w->buffers[kInput] = w->staging.data();
   }
 }

@@ -13,6 +13,7 @@
 #include "src/core/clock.h"
 #include "src/core/op.h"
 #include "src/exec/host_executor.h"
+#include "src/exec/stream_order.h"
 
 namespace lockstep {
 
@@ -20,9 +21,11 @@ struct Work {
   Schedule schedule;
   std::vector<char*> buffers;
   OpInfo info{};
-  Clock::time_point queued;   // when the call was queued (flight recorder); unset if run inline
-  uint8_t scratch[2] = {};    // a barrier's one-byte input and output
-  std::vector<char> staging;  // a copy of the input, for in-place calls of algorithms that need one
+  Clock::time_point queued;          // when the call was queued (flight recorder); unset if run inline
+  uint8_t scratch[2] = {};           // a barrier's one-byte input and output
+  std::vector<char> staging;         // a copy of the input, for in-place calls of algorithms that need one
+  const char* stagedFrom = nullptr;  // where that copy came from (taken again once a stream opens)
+  StreamGate gate;                   // ordered with a CUDA stream (src/exec/stream_order.h)
 
   // Completion: written by whoever ran the work, then `done` is released.
   std::atomic<bool> done{false};
@@ -32,6 +35,7 @@ struct Work {
   void reset() {
     schedule.clear();
     buffers.clear();
+    stagedFrom = nullptr;
     resetCompletion();
   }
   // Keeps the schedule, for a rerun of the same plan on new buffers (bindBuffers).

@@ -1,47 +1,337 @@
-/* A stand-in for libcuda.so.1 with the one entry point Lockstep's pointer check calls, so that
- * the check is tested end to end (dlopen with RTLD_NOLOAD, dlsym, the attribute call) on machines
- * without a GPU. Tests mark ordinary host ranges as device, pinned or managed memory. */
-#include <stddef.h>
+/* A stand-in for libcuda.so.1 with the entry points Lockstep calls, so that pointer classification
+ * and the stream-ordered device path run end to end (dlopen with RTLD_NOLOAD, dlsym, the calls
+ * themselves) on machines without a GPU.
+ *
+ * "Device memory" is host memory the test allocates with fakeCudaMalloc (or marks); a stream is
+ * a thread that runs its commands in order, as a CUDA stream does: copies, host functions, and
+ * waits on a 32-bit word. Copies check their directions as the driver would (a device-to-host
+ * copy must read device memory and write host memory), so a mix-up fails instead of passing. */
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
-enum { kMaxRanges = 16, kAttrMemoryType = 2, kAttrIsManaged = 8 };
+enum {
+  kMaxRanges = 4096,
+  kAttrMemoryType = 2,
+  kAttrIsManaged = 8,
+  kTypeHost = 1,
+  kTypeDevice = 2,
+  kInvalidValue = 1,
+  kInvalidHandle = 400,
+  kStreamMagic = 0x57EA
+};
 
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
   uintptr_t lo, hi;
   unsigned type, managed;
 } ranges[kMaxRanges];
 static int nranges;
-static unsigned long long queries;
+static unsigned long long queries, hostAllocs;
+static long hostLive;
 
-/* type: 1 host (pinned), 2 device; managed: 0 or 1. Not thread-safe: tests mark before they run. */
+/* type: 1 host (pinned), 2 device; managed: 0 or 1. */
 void fakeCudaMark(const void* p, size_t bytes, unsigned type, unsigned managed) {
-  if (nranges == kMaxRanges) return;
-  ranges[nranges].lo = (uintptr_t)p;
-  ranges[nranges].hi = (uintptr_t)p + bytes;
-  ranges[nranges].type = type;
-  ranges[nranges].managed = managed;
-  ++nranges;
+  pthread_mutex_lock(&mu);
+  if (nranges < kMaxRanges) {
+    ranges[nranges].lo = (uintptr_t)p;
+    ranges[nranges].hi = (uintptr_t)p + bytes;
+    ranges[nranges].type = type;
+    ranges[nranges].managed = managed;
+    ++nranges;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+static void unmark(const void* p) {
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nranges; ++i) {
+    if (ranges[i].lo == (uintptr_t)p) {
+      ranges[i] = ranges[--nranges];
+      break;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+/* The type of the range holding [p, p + bytes), or 0 (ordinary memory). */
+static unsigned typeOf(uintptr_t p, size_t bytes, unsigned* managed) {
+  unsigned type = 0;
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nranges; ++i) {
+    if (p >= ranges[i].lo && p + bytes <= ranges[i].hi && p < ranges[i].hi) {
+      type = ranges[i].type;
+      if (managed) *managed = ranges[i].managed;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  return type;
 }
 
 unsigned long long fakeCudaQueries(void) { return __atomic_load_n(&queries, __ATOMIC_RELAXED); }
+unsigned long long fakeCudaHostAllocs(void) { return __atomic_load_n(&hostAllocs, __ATOMIC_RELAXED); }
+long fakeCudaHostLive(void) { return __atomic_load_n(&hostLive, __ATOMIC_RELAXED); }
+
+void* fakeCudaMalloc(size_t bytes) {
+  void* p = malloc(bytes ? bytes : 1);
+  fakeCudaMark(p, bytes ? bytes : 1, kTypeDevice, 0);
+  return p;
+}
+
+void fakeCudaFree(void* p) {
+  unmark(p);
+  free(p);
+}
 
 /* As the driver documents: unknown pointers get zeros and success. */
 int cuPointerGetAttributes(unsigned num, int* attrs, void** data, unsigned long long ptr) {
   __atomic_fetch_add(&queries, 1, __ATOMIC_RELAXED);
-  unsigned type = 0, managed = 0;
-  for (int i = 0; i < nranges; ++i) {
-    if (ptr >= ranges[i].lo && ptr < ranges[i].hi) {
-      type = ranges[i].type;
-      managed = ranges[i].managed;
-    }
-  }
+  unsigned managed = 0;
+  unsigned type = typeOf((uintptr_t)ptr, 1, &managed);
   for (unsigned i = 0; i < num; ++i) {
     if (attrs[i] == kAttrMemoryType)
       *(unsigned*)data[i] = type;
     else if (attrs[i] == kAttrIsManaged)
       *(unsigned*)data[i] = managed;
     else
-      return 1; /* CUDA_ERROR_INVALID_VALUE */
+      return kInvalidValue;
   }
   return 0;
+}
+
+int cuMemHostAlloc(void** pp, size_t bytes, unsigned flags) {
+  (void)flags;
+  void* p = NULL;
+  if (posix_memalign(&p, 4096, bytes ? bytes : 1) != 0) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  memset(p, 0, bytes);
+  fakeCudaMark(p, bytes, kTypeHost, 0);
+  __atomic_fetch_add(&hostAllocs, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&hostLive, 1, __ATOMIC_RELAXED);
+  *pp = p;
+  return 0;
+}
+
+int cuMemFreeHost(void* p) {
+  if (typeOf((uintptr_t)p, 1, NULL) != kTypeHost) return kInvalidValue;
+  unmark(p);
+  free(p);
+  __atomic_fetch_sub(&hostLive, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+
+int cuMemHostGetDevicePointer_v2(unsigned long long* dptr, void* p, unsigned flags) {
+  if (flags != 0 || typeOf((uintptr_t)p, 4, NULL) != kTypeHost) return kInvalidValue;
+  *dptr = (uintptr_t)p; /* unified addressing: the same address */
+  return 0;
+}
+
+int cuGetErrorString(int r, const char** text) {
+  *text = r == kInvalidValue ? "invalid argument" : r == kInvalidHandle ? "invalid resource handle" : "fake error";
+  return 0;
+}
+
+/* ---- streams ---- */
+
+enum CmdKind { kCopy, kHostFn, kWait32, kHold };
+struct Cmd {
+  enum CmdKind kind;
+  void *dst, *src;
+  size_t bytes;
+  void (*fn)(void*);
+  void* user;
+  uint32_t value;
+  struct Cmd* next;
+};
+struct Stream {
+  int magic;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct Cmd *head, *tail;
+  int busy, stop;
+  unsigned resumed; /* the n-th kHold command waits until resumed reaches n */
+  pthread_t thread;
+};
+
+static void pauseBriefly(void) {
+  struct timespec ts = {0, 20000};
+  nanosleep(&ts, NULL);
+}
+
+static void* streamMain(void* arg) {
+  struct Stream* s = arg;
+  unsigned holdsSeen = 0;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->head && !s->stop) pthread_cond_wait(&s->cv, &s->mu);
+    if (!s->head) break;
+    struct Cmd* c = s->head;
+    s->head = c->next;
+    if (!s->head) s->tail = NULL;
+    s->busy = 1;
+    pthread_mutex_unlock(&s->mu);
+    switch (c->kind) {
+      case kCopy:
+        memcpy(c->dst, c->src, c->bytes);
+        break;
+      case kHostFn:
+        c->fn(c->user);
+        break;
+      case kWait32: /* (int32_t)(*addr - value) >= 0, as CU_STREAM_WAIT_VALUE_GEQ */
+        while ((int32_t)(__atomic_load_n((uint32_t*)c->dst, __ATOMIC_ACQUIRE) - c->value) < 0) pauseBriefly();
+        break;
+      case kHold:
+        ++holdsSeen;
+        for (;;) {
+          pthread_mutex_lock(&s->mu);
+          unsigned resumed = s->resumed;
+          pthread_mutex_unlock(&s->mu);
+          if (resumed >= holdsSeen) break;
+          pauseBriefly();
+        }
+        break;
+    }
+    free(c);
+    pthread_mutex_lock(&s->mu);
+    s->busy = 0;
+    pthread_cond_broadcast(&s->cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+void* fakeCudaStreamCreate(void) {
+  struct Stream* s = calloc(1, sizeof(*s));
+  s->magic = kStreamMagic;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_create(&s->thread, NULL, streamMain, s);
+  return s;
+}
+
+/* The legacy default stream (stream NULL), created on first use and kept. */
+static struct Stream* defaultStream;
+static pthread_once_t defaultOnce = PTHREAD_ONCE_INIT;
+static void makeDefault(void) { defaultStream = fakeCudaStreamCreate(); }
+
+static struct Stream* streamOf(void* h) {
+  if (!h) {
+    pthread_once(&defaultOnce, makeDefault);
+    return defaultStream;
+  }
+  struct Stream* s = h;
+  return s->magic == kStreamMagic ? s : NULL;
+}
+
+static int push(void* h, struct Cmd c) {
+  struct Stream* s = streamOf(h);
+  if (!s) return kInvalidHandle;
+  struct Cmd* n = malloc(sizeof(*n));
+  *n = c;
+  n->next = NULL;
+  pthread_mutex_lock(&s->mu);
+  if (s->tail)
+    s->tail->next = n;
+  else
+    s->head = n;
+  s->tail = n;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* Returns once every command queued so far has run, as cuStreamSynchronize. */
+int fakeCudaStreamSynchronize(void* h) {
+  struct Stream* s = streamOf(h);
+  if (!s) return kInvalidHandle;
+  pthread_mutex_lock(&s->mu);
+  while (s->head || s->busy) pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+/* As fakeCudaStreamSynchronize, but gives up after ms milliseconds: returns 1 then, so that a
+ * test of a stream that must not be left waiting fails instead of hanging. */
+int fakeCudaStreamSynchronizeFor(void* h, long ms) {
+  struct Stream* s = streamOf(h);
+  if (!s) return kInvalidHandle;
+  struct timespec end;
+  clock_gettime(CLOCK_REALTIME, &end);
+  end.tv_sec += ms / 1000;
+  end.tv_nsec += (ms % 1000) * 1000000L;
+  if (end.tv_nsec >= 1000000000L) {
+    end.tv_sec += 1;
+    end.tv_nsec -= 1000000000L;
+  }
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  while ((s->head || s->busy) && rc == 0) rc = pthread_cond_timedwait(&s->cv, &s->mu, &end);
+  int stuck = s->head || s->busy;
+  pthread_mutex_unlock(&s->mu);
+  return stuck;
+}
+
+/* 1 if the stream has nothing left to run. */
+int fakeCudaStreamIdle(void* h) {
+  struct Stream* s = streamOf(h);
+  pthread_mutex_lock(&s->mu);
+  int idle = !s->head && !s->busy;
+  pthread_mutex_unlock(&s->mu);
+  return idle;
+}
+
+void fakeCudaStreamDestroy(void* h) {
+  struct Stream* s = streamOf(h);
+  if (!s || s == defaultStream) return;
+  pthread_mutex_lock(&s->mu);
+  s->stop = 1;
+  pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  pthread_join(s->thread, NULL);
+  s->magic = 0;
+  free(s);
+}
+
+/* Test control: the stream stops at this point until fakeCudaStreamResume (as a stream stuck
+ * behind a long kernel, or an event not yet recorded). */
+int fakeCudaStreamHold(void* h) {
+  struct Stream* s = streamOf(h);
+  if (!s) return kInvalidHandle;
+  pthread_mutex_lock(&s->mu);
+  pthread_mutex_unlock(&s->mu);
+  struct Cmd c = {kHold, NULL, NULL, 0, NULL, NULL, 0, NULL};
+  return push(h, c);
+}
+
+void fakeCudaStreamResume(void* h) {
+  struct Stream* s = streamOf(h);
+  pthread_mutex_lock(&s->mu);
+  ++s->resumed;
+  pthread_mutex_unlock(&s->mu);
+}
+
+int cuMemcpyDtoHAsync_v2(void* dst, unsigned long long src, size_t bytes, void* h) {
+  if (typeOf((uintptr_t)src, bytes, NULL) != kTypeDevice || typeOf((uintptr_t)dst, bytes, NULL) == kTypeDevice)
+    return kInvalidValue;
+  struct Cmd c = {kCopy, dst, (void*)(uintptr_t)src, bytes, NULL, NULL, 0, NULL};
+  return push(h, c);
+}
+
+int cuMemcpyHtoDAsync_v2(unsigned long long dst, const void* src, size_t bytes, void* h) {
+  if (typeOf((uintptr_t)dst, bytes, NULL) != kTypeDevice || typeOf((uintptr_t)src, bytes, NULL) == kTypeDevice)
+    return kInvalidValue;
+  struct Cmd c = {kCopy, (void*)(uintptr_t)dst, (void*)src, bytes, NULL, NULL, 0, NULL};
+  return push(h, c);
+}
+
+int cuLaunchHostFunc(void* h, void (*fn)(void*), void* user) {
+  struct Cmd c = {kHostFn, NULL, NULL, 0, fn, user, 0, NULL};
+  return push(h, c);
+}
+
+int cuStreamWaitValue32_v2(void* h, unsigned long long addr, uint32_t value, unsigned flags) {
+  if (flags != 0 || typeOf((uintptr_t)addr, 4, NULL) != kTypeHost) return kInvalidValue; /* GEQ on mapped memory */
+  struct Cmd c = {kWait32, (void*)(uintptr_t)addr, NULL, 0, NULL, NULL, value, NULL};
+  return push(h, c);
 }

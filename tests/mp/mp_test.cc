@@ -207,6 +207,18 @@ TEST(SocketStreams, EveryCollectiveIsExactOverFourStreams) {
   EXPECT_NE(r.output.find("0 wrong"), std::string::npos) << r.output;
 }
 
+// Device buffers across processes: the stream-ordered path over shm and over sockets, with the
+// stand-in CUDA driver (tests/fakecuda/fake_cuda_driver.c).
+TEST(DeviceStreams, ThreeProcessesGetTheRightResultOverShmAndSockets) {
+  for (const char* transports : {"shm", "socket"}) {
+    ProcResult r = run({kRun, "-n", "3", DEVICE_CHECK_PATH, FAKE_CUDA_PATH},
+                       {"LOCKSTEP_TIMEOUT=30", std::string("LOCKSTEP_TRANSPORTS=") + transports}, 60);
+    ASSERT_FALSE(r.timedOut) << r.output;
+    EXPECT_EQ(r.code, 0) << transports << ": " << r.output;
+    EXPECT_NE(r.output.find("device_check: ok (3 ranks)"), std::string::npos) << r.output;
+  }
+}
+
 // 10,000 random collectives on 4 ranks, over shared memory and over sockets, each checked.
 TEST(Soak, TenThousandRandomCollectives) {
   ProcResult r = run({kRun, "-n", "4", SOAK_CHECK_PATH, "--ops", getenv("LOCKSTEP_TEST_QUICK") ? "2000" : "10000",

@@ -1,0 +1,49 @@
+// The CUDA driver entry points Lockstep uses, found in the libcuda.so.1 the process has already
+// loaded. The host library never links CUDA and never loads the driver itself: a process that
+// has not loaded it cannot hold device memory, and loading it would cost a host-only process
+// tens of megabytes (and, on a GPU machine, a context it never asked for).
+//
+// The names are spelled as in cuda.h without including it (CUstream and CUdeviceptr are a
+// pointer and a 64-bit integer), so the same code builds on machines without the toolkit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lockstep {
+
+struct CudaDriver {
+  using Result = int;  // CUresult; 0 is CUDA_SUCCESS
+  using Stream = void*;
+  using DevicePtr = unsigned long long;
+  using HostFn = void (*)(void*);
+
+  Result (*pointerGetAttributes)(unsigned n, int* attributes, void** data, DevicePtr ptr);
+  // The device path: pinned staging, copies and stream-ordered signalling. Null when the loaded
+  // driver lacks one of them (then only pointer classification works).
+  Result (*memHostAlloc)(void** p, size_t bytes, unsigned flags);
+  Result (*memFreeHost)(void* p);
+  Result (*memHostGetDevicePointer)(DevicePtr* dptr, void* p, unsigned flags);
+  Result (*memcpyDtoHAsync)(void* dst, DevicePtr src, size_t bytes, Stream s);
+  Result (*memcpyHtoDAsync)(DevicePtr dst, const void* src, size_t bytes, Stream s);
+  Result (*launchHostFunc)(Stream s, HostFn fn, void* user);
+  Result (*streamWaitValue32)(Stream s, DevicePtr addr, uint32_t value, unsigned flags);
+  Result (*getErrorString)(Result r, const char** text);
+
+  bool hasDevicePath() const;
+  // Throws Error(lockstepSystemError, "CUDA: <what> failed: <driver's text> (<code>)") if r != 0.
+  void check(Result r, const char* what) const;
+};
+
+// Flags, as cuda.h defines them.
+constexpr unsigned kCuMemHostAllocPortable = 0x01;
+constexpr unsigned kCuMemHostAllocDeviceMap = 0x02;
+constexpr unsigned kCuStreamWaitValueGeq = 0x0;  // (int32_t)(*addr - value) >= 0: wrap-safe
+
+// The driver this process has loaded, or nullptr. Cheap: one atomic load.
+const CudaDriver* cudaDriver();
+// Looks again for a driver loaded since the last look (communicator init calls this: a trainer
+// initialises CUDA before it creates its communicators, as NCCL requires).
+void refreshCudaDriver();
+
+}  // namespace lockstep

@@ -1,0 +1,43 @@
+#include "src/exec/pinned_pool.h"
+
+#include <bit>
+
+namespace lockstep {
+
+PinnedPool::~PinnedPool() {
+  for (auto& b : blocks_) {
+    if (b->data) driver_.memFreeHost(b->data);  // a failure here has nobody to report to
+  }
+}
+
+PinnedBlock* PinnedPool::acquire(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  PinnedBlock* best = nullptr;
+  for (auto& b : blocks_) {
+    if (b->bytes < bytes || b->inUse.load(std::memory_order_acquire)) continue;
+    if (!best || b->bytes < best->bytes) best = b.get();
+  }
+  if (!best) {
+    auto b = std::make_unique<PinnedBlock>();
+    b->bytes = std::bit_ceil(std::max<size_t>(bytes, size_t{64} << 10));
+    void* p = nullptr;
+    driver_.check(driver_.memHostAlloc(&p, b->bytes, kCuMemHostAllocPortable), "cuMemHostAlloc (staging)");
+    b->data = static_cast<char*>(p);
+    best = b.get();
+    blocks_.push_back(std::move(b));
+  }
+  best->inUse.store(true, std::memory_order_relaxed);
+  return best;
+}
+
+size_t PinnedPool::blocks() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return blocks_.size();
+}
+
+void PinnedPool::leak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& b : blocks_) b->data = nullptr;
+}
+
+}  // namespace lockstep

@@ -1,0 +1,49 @@
+// Pinned host memory for staging device buffers, reused across calls: a training loop makes the
+// same calls again, so after the first iteration every acquire finds a free block and nothing
+// is allocated (cuMemHostAlloc costs milliseconds and pins pages).
+//
+// A block is acquired on the calling thread and released by the CUDA stream (a host function
+// that runs once the stream has copied the result out), so in-use flags are atomics.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "src/exec/cuda_driver.h"
+
+namespace lockstep {
+
+struct PinnedBlock {
+  char* data = nullptr;
+  size_t bytes = 0;
+  std::atomic<bool> inUse{false};
+};
+
+class PinnedPool {
+ public:
+  explicit PinnedPool(const CudaDriver& driver) : driver_(driver) {}
+  // Frees every block. The caller makes sure no stream still uses one (StreamOrder::drain).
+  ~PinnedPool();
+  PinnedPool(const PinnedPool&) = delete;
+  PinnedPool& operator=(const PinnedPool&) = delete;
+
+  // The smallest free block of at least `bytes`, or a new one (sizes rounded up to a power of
+  // two from 64 KiB, so a loop's few sizes share a few blocks). Throws on allocation failure.
+  PinnedBlock* acquire(size_t bytes);
+  static void release(PinnedBlock* b) { b->inUse.store(false, std::memory_order_release); }
+
+  size_t blocks() const;
+  // Keeps the memory (a stream that never finished may still read it): for a destroy that could
+  // not drain.
+  void leak();
+
+ private:
+  const CudaDriver& driver_;
+  mutable std::mutex mu_;
+  std::vector<std::unique_ptr<PinnedBlock>> blocks_;
+};
+
+}  // namespace lockstep

@@ -1,0 +1,213 @@
+#include "src/exec/stream_order.h"
+
+#include <thread>
+#include <vector>
+
+#include "kernels/dtype.h"
+#include "src/core/errors.h"
+#include "src/core/logging.h"
+#include "src/exec/backoff.h"
+
+namespace lockstep {
+
+struct StreamTicket {
+  StreamOrder* owner;
+  std::atomic<uint32_t> opened{0};
+  std::vector<PinnedBlock*> blocks;
+
+  // Host functions: they run on a CUDA thread, so they only touch memory (no CUDA calls).
+  static void onOpened(void* t) { static_cast<StreamTicket*>(t)->opened.store(1, std::memory_order_release); }
+  static void onReleased(void* t) {
+    auto* ticket = static_cast<StreamTicket*>(t);
+    StreamOrder* owner = ticket->owner;
+    for (PinnedBlock* b : ticket->blocks) PinnedPool::release(b);
+    delete ticket;
+    owner->outstanding_.fetch_sub(1, std::memory_order_release);
+  }
+};
+
+size_t inputBytes(const OpDesc& op, int rank, int nranks) {
+  const size_t b = op.count * dataTypeSize(op.dtype), n = static_cast<size_t>(nranks);
+  switch (op.kind) {
+    case OpKind::kAllReduce:
+    case OpKind::kAllGather:
+    case OpKind::kReduce:
+    case OpKind::kSend:
+      return b;
+    case OpKind::kReduceScatter:
+    case OpKind::kAllToAll:
+      return b * n;
+    case OpKind::kBroadcast:
+      return rank == op.root ? b : 0;
+    case OpKind::kRecv:
+    case OpKind::kBarrier:
+      return 0;
+  }
+  return 0;
+}
+
+size_t outputBytes(const OpDesc& op, int rank, int nranks) {
+  const size_t b = op.count * dataTypeSize(op.dtype), n = static_cast<size_t>(nranks);
+  switch (op.kind) {
+    case OpKind::kAllReduce:
+    case OpKind::kReduceScatter:
+    case OpKind::kBroadcast:
+    case OpKind::kRecv:
+      return b;
+    case OpKind::kAllGather:
+    case OpKind::kAllToAll:
+      return b * n;
+    case OpKind::kReduce:
+      return rank == op.root ? b : 0;
+    case OpKind::kSend:
+    case OpKind::kBarrier:
+      return 0;
+  }
+  return 0;
+}
+
+StreamOrder::StreamOrder(const CudaDriver& driver, std::chrono::milliseconds drainLimit)
+    : driver_(driver), drainLimit_(drainLimit), pool_(driver) {
+  void* p = nullptr;
+  // Mapped, so that a stream can wait on it; portable, so that any context's streams can.
+  driver_.check(driver_.memHostAlloc(&p, 64, kCuMemHostAllocPortable | kCuMemHostAllocDeviceMap),
+                "cuMemHostAlloc (done word)");
+  doneWord_ = new (p) std::atomic<uint32_t>(0);
+  try {
+    driver_.check(driver_.memHostGetDevicePointer(&doneDevice_, p, 0), "cuMemHostGetDevicePointer (done word)");
+  } catch (...) {
+    driver_.memFreeHost(p);
+    throw;
+  }
+}
+
+StreamOrder::~StreamOrder() {
+  // Every Work has written done by now (the executor has stopped), so each stream can run to
+  // its "released" host function; wait for that before freeing what the streams read.
+  const auto end = Clock::now() + drainLimit_;
+  while (outstanding_.load(std::memory_order_acquire) > 0 && Clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  if (outstanding_.load(std::memory_order_acquire) > 0) {
+    // A stream that never ran (blocked on an event never recorded, say) may still read the
+    // staging and the done word: keep them rather than let the GPU read freed memory.
+    LS_WARN(-1, "communicator destroyed while " << outstanding_.load()
+                                                << " stream-ordered op(s) were never reached by their CUDA streams; "
+                                                   "their pinned staging is kept, not freed");
+    pool_.leak();
+    return;
+  }
+  driver_.memFreeHost(doneWord_);
+}
+
+StagedOp StreamOrder::stage(const OpDesc& op, int rank, int nranks) {
+  StagedOp s;
+  s.op = op;
+  if (!op.device) return s;
+  // Input and output get separate blocks even for in-place calls: the host schedule then runs
+  // out of place, which every collective's in-place form is equivalent to.
+  s.inBytes = inputBytes(op, rank, nranks);
+  s.outBytes = outputBytes(op, rank, nranks);
+  s.op.send = nullptr;
+  s.op.recv = nullptr;
+  try {
+    if (s.inBytes) {
+      s.blocks[0] = pool_.acquire(s.inBytes);
+      s.deviceIn = op.send;
+      s.op.send = s.blocks[0]->data;
+    }
+    if (s.outBytes) {
+      s.blocks[1] = pool_.acquire(s.outBytes);
+      s.deviceOut = op.recv;
+      s.op.recv = s.blocks[1]->data;
+    }
+  } catch (...) {
+    unstage(s);
+    throw;
+  }
+  return s;
+}
+
+void StreamOrder::unstage(StagedOp& s) {
+  for (PinnedBlock*& b : s.blocks) {
+    if (b) PinnedPool::release(b);
+    b = nullptr;
+  }
+}
+
+StreamGate StreamOrder::order(void* stream, std::span<StagedOp> ops) {
+  auto* ticket = new StreamTicket{this, {}, {}};
+  for (StagedOp& s : ops) {
+    for (PinnedBlock* b : s.blocks) {
+      if (b) ticket->blocks.push_back(b);
+    }
+  }
+  // Until the wait is enqueued nothing waits on the next gen, so a failure leaves no stream
+  // stuck and the call fails without taking part. Staging that a copy was already enqueued for
+  // stays in use (leaked), as that copy may still write it.
+  bool enqueued = false;
+  const uint32_t gen = nextGen_ + 1;
+  try {
+    for (const StagedOp& s : ops) {
+      if (s.inBytes) {
+        driver_.check(driver_.memcpyDtoHAsync(const_cast<void*>(s.op.send),
+                                              reinterpret_cast<CudaDriver::DevicePtr>(s.deviceIn), s.inBytes, stream),
+                      "cuMemcpyDtoHAsync (input to staging)");
+        enqueued = true;
+      }
+    }
+    driver_.check(driver_.launchHostFunc(stream, &StreamTicket::onOpened, ticket), "cuLaunchHostFunc");
+    enqueued = true;
+    driver_.check(driver_.streamWaitValue32(stream, doneDevice_, gen, kCuStreamWaitValueGeq), "cuStreamWaitValue32");
+  } catch (...) {
+    if (!enqueued) {
+      for (StagedOp& s : ops) unstage(s);
+      delete ticket;
+    }  // else the stream may still run onOpened: the ticket is leaked rather than freed under it
+    throw;
+  }
+  nextGen_ = gen;
+  outstanding_.fetch_add(1, std::memory_order_relaxed);
+  StreamGate gate{true, ticket, gen, {}};
+  // From here the Work must run (its peers expect it) and write done. A failure to enqueue the
+  // rest only loses the copy-out: the gate carries it.
+  try {
+    for (const StagedOp& s : ops) {
+      if (s.outBytes) {
+        driver_.check(driver_.memcpyHtoDAsync(reinterpret_cast<CudaDriver::DevicePtr>(s.deviceOut), s.op.recv,
+                                              s.outBytes, stream),
+                      "cuMemcpyHtoDAsync (staging to output)");
+      }
+    }
+    driver_.check(driver_.launchHostFunc(stream, &StreamTicket::onReleased, ticket), "cuLaunchHostFunc");
+  } catch (const Error& e) {
+    gate.failure = e.what();
+    outstanding_.fetch_sub(1, std::memory_order_relaxed);  // nothing will release this ticket: it is leaked
+  }
+  return gate;
+}
+
+void StreamOrder::awaitOpened(const StreamGate& g, Deadline deadline, const std::atomic<bool>& aborted,
+                              const std::string& label) const {
+  Backoff backoff;
+  while (!g.ticket->opened.load(std::memory_order_acquire)) {
+    backoff.pause();
+    if (!backoff.sleeping()) continue;
+    if (aborted.load(std::memory_order_relaxed)) {
+      throw Aborted(label + ": communicator aborted while waiting for its CUDA stream to reach the op");
+    }
+    if (deadline.expired()) {
+      throw Timeout(label +
+                    ": this rank's CUDA stream did not reach the op before the timeout (is the stream waiting "
+                    "on work queued after it, or on an event never recorded?)");
+    }
+  }
+}
+
+void StreamOrder::done(StreamGate& g) {
+  g.ticket = nullptr;
+  g.active = false;
+  doneWord_->store(g.gen, std::memory_order_release);
+}
+
+}  // namespace lockstep

@@ -1,0 +1,365 @@
+// The stream-ordered device path (src/exec/stream_order.h) end to end on the CPU: real
+// communicators on threads, over inproc and socket links, with a stand-in CUDA driver
+// (fake_cuda_driver.c) whose "device memory" is marked host memory and whose streams are threads
+// that run their commands in order. What a GPU adds (real copies over PCIe, real stream
+// semantics) is left to tests/gpu; everything Lockstep itself does is exercised here.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+#include "src/core/memory_kind.h"
+#include "tests/common/thread_comms.h"
+
+namespace lockstep {
+namespace {
+
+using testing::destroyAll;
+using testing::initThreadComms;
+using testing::onThreads;
+using Clock = std::chrono::steady_clock;
+
+struct FakeCuda {
+  void* (*malloc)(size_t);
+  void (*free)(void*);
+  void* (*streamCreate)();
+  int (*streamSynchronize)(void*);
+  int (*streamSynchronizeFor)(void*, long);  // 1 if still busy after that many ms
+  void (*streamDestroy)(void*);
+  int (*streamHold)(void*);
+  void (*streamResume)(void*);
+  int (*streamIdle)(void*);
+  unsigned long long (*hostAllocs)();
+  long (*hostLive)();
+  void (*mark)(const void*, size_t, unsigned, unsigned);
+  int (*launchHostFunc)(void*, void (*)(void*), void*);
+
+  static FakeCuda load() {
+    void* lib = ::dlopen(LOCKSTEP_FAKE_CUDA_PATH, RTLD_NOW | RTLD_GLOBAL);
+    EXPECT_NE(lib, nullptr) << ::dlerror();
+    FakeCuda f{};
+    auto sym = [&](const char* name, auto* fn) {
+      *fn = reinterpret_cast<std::remove_pointer_t<decltype(fn)>>(::dlsym(lib, name));
+      EXPECT_NE(*fn, nullptr) << name;
+    };
+    sym("fakeCudaMalloc", &f.malloc);
+    sym("fakeCudaFree", &f.free);
+    sym("fakeCudaStreamCreate", &f.streamCreate);
+    sym("fakeCudaStreamSynchronize", &f.streamSynchronize);
+    sym("fakeCudaStreamSynchronizeFor", &f.streamSynchronizeFor);
+    sym("fakeCudaStreamDestroy", &f.streamDestroy);
+    sym("fakeCudaStreamHold", &f.streamHold);
+    sym("fakeCudaStreamResume", &f.streamResume);
+    sym("fakeCudaStreamIdle", &f.streamIdle);
+    sym("fakeCudaHostAllocs", &f.hostAllocs);
+    sym("fakeCudaHostLive", &f.hostLive);
+    sym("fakeCudaMark", &f.mark);
+    sym("cuLaunchHostFunc", &f.launchHostFunc);
+    refreshCudaDriver();
+    return f;
+  }
+};
+
+// A "device" array of T: fake device memory, read and written by the test directly (the fake's
+// device memory is host memory; Lockstep itself only reaches it through the driver's copies).
+template <typename T>
+struct DeviceArray {
+  const FakeCuda* cuda;
+  T* p;
+  size_t n;
+  DeviceArray(const FakeCuda& c, size_t count) : cuda(&c), p(static_cast<T*>(c.malloc(count * sizeof(T)))), n(count) {}
+  ~DeviceArray() { cuda->free(p); }
+  DeviceArray(const DeviceArray&) = delete;
+  T& operator[](size_t i) { return p[i]; }
+};
+
+class StreamOrdered : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    setenv("LOCKSTEP_TRANSPORTS", GetParam(), 1);
+    setenv("LOCKSTEP_TIMEOUT", "20", 1);
+    cuda = FakeCuda::load();
+  }
+  void TearDown() override {
+    unsetenv("LOCKSTEP_TRANSPORTS");
+    unsetenv("LOCKSTEP_TIMEOUT");
+  }
+  FakeCuda cuda{};
+};
+
+// Every collective with device buffers, posted back to back on each rank's stream, checked once
+// the stream has run: allreduce out of place and in place, reduce-scatter, all-gather in place,
+// broadcast, reduce, all-to-all, a grouped send/recv ring and a barrier.
+TEST_P(StreamOrdered, EveryCollectiveOnDeviceBuffersIsRightOnceTheStreamHasRun) {
+  constexpr int kRanks = 3;
+  constexpr size_t kCount = 1000, kBig = 1 << 20;  // the big one spans many slices
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> errors(kRanks);
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> a(cuda, kBig), b(cuda, kBig), inPlace(cuda, kCount), rsIn(cuda, kRanks * kCount),
+        rsOut(cuda, kCount), ag(cuda, kRanks * kCount), bc(cuda, kCount), red(cuda, kCount), redOut(cuda, kCount),
+        a2aIn(cuda, kRanks * kCount), a2aOut(cuda, kRanks * kCount), ringOut(cuda, kCount);
+    for (size_t i = 0; i < kBig; ++i) a[i] = float(r + 1) * float(i % 97);
+    for (size_t i = 0; i < kCount; ++i) {
+      inPlace[i] = float(r * 10 + i % 7);
+      ag[r * kCount + i] = float(r * 1000 + i);
+      bc[i] = r == 1 ? float(i) * 0.5f : -1.0f;
+      red[i] = float(r + i);
+      ringOut[i] = -1.0f;
+    }
+    for (size_t i = 0; i < kRanks * kCount; ++i) {
+      rsIn[i] = float(r + 1) * float(i);
+      a2aIn[i] = float(r * 100000 + i);
+    }
+    auto ok = [&](lockstepResult_t rc, const char* what) {
+      if (rc != lockstepSuccess && errors[r].empty())
+        errors[r] = std::string(what) + ": " + lockstepGetLastError(nullptr);
+    };
+    lockstepComm_t c = comms[r];
+    ok(lockstepAllReduce(a.p, b.p, kBig, lockstepFloat32, lockstepSum, c, s), "allreduce");
+    ok(lockstepAllReduce(inPlace.p, inPlace.p, kCount, lockstepFloat32, lockstepMax, c, s), "allreduce in place");
+    ok(lockstepReduceScatter(rsIn.p, rsOut.p, kCount, lockstepFloat32, lockstepSum, c, s), "reduce-scatter");
+    ok(lockstepAllGather(ag.p + r * kCount, ag.p, kCount, lockstepFloat32, c, s), "all-gather in place");
+    ok(lockstepBroadcast(bc.p, bc.p, kCount, lockstepFloat32, 1, c, s), "broadcast");
+    ok(lockstepReduce(red.p, redOut.p, kCount, lockstepFloat32, lockstepSum, 2, c, s), "reduce");
+    ok(lockstepAllToAll(a2aIn.p, a2aOut.p, kCount, lockstepFloat32, c, s), "all-to-all");
+    ok(lockstepGroupStart(), "group start");
+    ok(lockstepSend(inPlace.p, kCount, lockstepFloat32, (r + 1) % kRanks, c, s), "send");
+    ok(lockstepRecv(ringOut.p, kCount, lockstepFloat32, (r + kRanks - 1) % kRanks, c, s), "recv");
+    ok(lockstepGroupEnd(), "group end");
+    ok(lockstepBarrier(c, s), "barrier");
+    ASSERT_EQ(cuda.streamSynchronize(s), 0);
+    lockstepResult_t async = lockstepInternalError;
+    ok(lockstepCommGetAsyncError(c, &async), "async error");
+    ok(async, "the ops on the stream");
+    if (!errors[r].empty()) return;
+    for (size_t i = 0; i < kBig; ++i) ASSERT_EQ(b[i], 6.0f * float(i % 97)) << "allreduce, rank " << r << " i " << i;
+    for (size_t i = 0; i < kCount; ++i) {
+      ASSERT_EQ(inPlace[i], float(20 + i % 7)) << "allreduce in place, rank " << r;
+      ASSERT_EQ(rsOut[i], 6.0f * float(r * kCount + i)) << "reduce-scatter, rank " << r;
+      ASSERT_EQ(bc[i], float(i) * 0.5f) << "broadcast, rank " << r;
+      if (r == 2) ASSERT_EQ(redOut[i], float(3 * i + 3)) << "reduce";
+      // The ring ran after the in-place allreduce on the same stream: it carries its result.
+      ASSERT_EQ(ringOut[i], float(20 + i % 7)) << "send/recv, rank " << r;
+    }
+    for (int p = 0; p < kRanks; ++p) {
+      for (size_t i = 0; i < kCount; ++i) {
+        ASSERT_EQ(ag[p * kCount + i], float(p * 1000 + i)) << "all-gather, rank " << r;
+        ASSERT_EQ(a2aOut[p * kCount + i], float(p * 100000 + r * kCount + i)) << "all-to-all, rank " << r;
+      }
+    }
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  destroyAll(comms);
+  EXPECT_EQ(cuda.hostLive(), 0) << "pinned staging left after destroy";
+}
+
+struct Fill {
+  float* p;
+  size_t n;
+  float v;
+  static void run(void* self) {
+    auto* f = static_cast<Fill*>(self);
+    for (size_t i = 0; i < f->n; ++i) f->p[i] = f->v;
+  }
+};
+
+// The call returns while the stream is held, before the stream has even produced the input (a
+// host function queued ahead of the call writes it); the op sees that input, not the buffer's
+// contents at call time, and its result lands only once the stream is let go.
+TEST_P(StreamOrdered, ACallReturnsAtOnceAndSeesTheInputTheStreamProducesBeforeIt) {
+  constexpr int kRanks = 2;
+  constexpr size_t kCount = 4096;
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> errors(kRanks);
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> in(cuda, kCount), out(cuda, kCount);
+    for (size_t i = 0; i < kCount; ++i) in[i] = out[i] = -7.0f;
+    ASSERT_EQ(cuda.streamHold(s), 0);
+    Fill fill{in.p, kCount, float(r + 1)};
+    ASSERT_EQ(cuda.launchHostFunc(s, &Fill::run, &fill), 0);
+    auto t0 = Clock::now();
+    lockstepResult_t rc = lockstepAllReduce(in.p, out.p, kCount, lockstepFloat32, lockstepSum, comms[r], s);
+    auto callMs = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (rc != lockstepSuccess) {
+      errors[r] = lockstepGetLastError(nullptr);
+      return;
+    }
+    EXPECT_LT(callMs, 1000.0) << "the call waited for the stream";
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_FALSE(cuda.streamIdle(s));
+    EXPECT_EQ(out[0], -7.0f) << "the result arrived before the stream reached the op";
+    cuda.streamResume(s);
+    ASSERT_EQ(cuda.streamSynchronize(s), 0);
+    for (size_t i = 0; i < kCount; ++i) ASSERT_EQ(out[i], 3.0f) << "rank " << r << " i " << i;
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  destroyAll(comms);
+}
+
+// As nccl-tests does: one thread drives every rank's communicator in one group. This only
+// works if nothing in the group blocks.
+TEST_P(StreamOrdered, OneThreadDrivesEveryCommunicatorInAGroup) {
+  constexpr int kRanks = 3;
+  constexpr size_t kCount = 100000;
+  auto comms = initThreadComms(kRanks);
+  std::vector<void*> streams;
+  std::vector<std::unique_ptr<DeviceArray<int32_t>>> bufs;
+  for (int r = 0; r < kRanks; ++r) {
+    streams.push_back(cuda.streamCreate());
+    bufs.push_back(std::make_unique<DeviceArray<int32_t>>(cuda, kCount));
+    for (size_t i = 0; i < kCount; ++i) (*bufs[r])[i] = int32_t(r * 3 + i);
+  }
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(lockstepAllReduce(bufs[r]->p, bufs[r]->p, kCount, lockstepInt32, lockstepSum, comms[r], streams[r]),
+              lockstepSuccess)
+        << lockstepGetLastError(nullptr);
+  }
+  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+  for (int r = 0; r < kRanks; ++r) {
+    ASSERT_EQ(cuda.streamSynchronize(streams[r]), 0);
+    for (size_t i = 0; i < kCount; ++i) ASSERT_EQ((*bufs[r])[i], int32_t(9 + 3 * i)) << "rank " << r;
+    cuda.streamDestroy(streams[r]);
+  }
+  destroyAll(comms);
+}
+
+// shm links join processes, not threads: tests/mp/device_check.cc covers them.
+INSTANTIATE_TEST_SUITE_P(Transports, StreamOrdered, ::testing::Values("inproc", "socket"),
+                         [](const auto& info) { return std::string(info.param); });
+
+class StreamFaults : public ::testing::Test {
+ protected:
+  void SetUp() override { cuda = FakeCuda::load(); }
+  void TearDown() override { unsetenv("LOCKSTEP_TIMEOUT"); }
+  FakeCuda cuda{};
+};
+
+// A stream that never reaches the op: the rank's executor gives up after the timeout, names the
+// stream, the peer learns it, and both streams are released (nothing waits forever).
+TEST_F(StreamFaults, AStreamThatNeverReachesTheOpTimesOutAndNoStreamIsLeftWaiting) {
+  setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  constexpr int kRanks = 2;
+  constexpr size_t kCount = 256;
+  auto comms = initThreadComms(kRanks);
+  std::vector<lockstepResult_t> async(kRanks, lockstepSuccess);
+  std::vector<double> releasedMs(kRanks);
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> buf(cuda, kCount);
+    if (r == 0) ASSERT_EQ(cuda.streamHold(s), 0);  // rank 0's stream is stuck before the op
+    auto t0 = Clock::now();
+    ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+    if (r == 1) {
+      ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0) << "rank 1's stream was left waiting";
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+      cuda.streamResume(s);  // the op has failed by now: its wait is already satisfied
+      ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0) << "rank 0's stream was left waiting";
+    }
+    releasedMs[r] = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    ASSERT_EQ(lockstepCommGetAsyncError(comms[r], &async[r]), lockstepSuccess);
+    cuda.streamDestroy(s);
+  });
+  EXPECT_EQ(async[0], lockstepTimeout);
+  EXPECT_NE(async[1], lockstepSuccess);  // rank 0 told it, or it timed out waiting
+  for (auto c : comms) lockstepCommDestroy(c);
+  EXPECT_EQ(cuda.hostLive(), 0);
+}
+
+// Abort from another thread while a rank's op waits for a peer that never posts: the stream is
+// released within a second and the async error says aborted.
+TEST_F(StreamFaults, AbortReleasesAStreamWhoseOpWaitsForAPeer) {
+  constexpr size_t kCount = 1024;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(cuda.streamIdle(s)) << "the stream should be waiting for the op";
+  auto t0 = Clock::now();
+  std::thread aborter([&] { EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess); });
+  EXPECT_EQ(cuda.streamSynchronizeFor(s, 5000), 0) << "the aborted op left its stream waiting";
+  double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  aborter.join();
+  EXPECT_LT(ms, 1000.0);
+  cuda.streamDestroy(s);
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+  EXPECT_EQ(cuda.hostLive(), 0);
+}
+
+// A loop of the same calls allocates its pinned staging once; destroy frees it.
+TEST_F(StreamFaults, RepeatedCallsReuseTheirPinnedStaging) {
+  constexpr int kRanks = 2;
+  constexpr size_t kCount = 50000;
+  auto comms = initThreadComms(kRanks);
+  std::vector<unsigned long long> afterFirst(kRanks), afterAll(kRanks);
+  std::vector<void*> streams = {cuda.streamCreate(), cuda.streamCreate()};
+  onThreads(kRanks, [&](int r) {
+    DeviceArray<float> buf(cuda, kCount);
+    for (int it = 0; it < 30; ++it) {
+      ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], streams[r]),
+                lockstepSuccess);
+      ASSERT_EQ(cuda.streamSynchronize(streams[r]), 0);
+      if (it == 0) afterFirst[r] = cuda.hostAllocs();
+    }
+    afterAll[r] = cuda.hostAllocs();
+  });
+  // Both ranks' first calls are done before either's later ones could allocate.
+  const unsigned long long first = std::max(afterFirst[0], afterFirst[1]);
+  EXPECT_EQ(std::max(afterAll[0], afterAll[1]), first) << "a repeated call allocated pinned memory";
+  for (void* s : streams) cuda.streamDestroy(s);
+  destroyAll(comms);
+  EXPECT_EQ(cuda.hostLive(), 0);
+}
+
+// Misuse gets InvalidUsage with a message, and the communicator goes on working.
+TEST_F(StreamFaults, MisuseIsRefusedAndTheCommunicatorStaysUsable) {
+  constexpr int kRanks = 2;
+  constexpr size_t kCount = 64;
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> req(kRanks), group(kRanks), errors(kRanks);
+  onThreads(kRanks, [&](int r) {
+    void* s1 = cuda.streamCreate();
+    void* s2 = cuda.streamCreate();
+    DeviceArray<float> buf(cuda, kCount);
+    std::vector<float> host(kCount);
+    lockstepRequest_t request = nullptr;
+    if (lockstepIallReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], &request) ==
+        lockstepInvalidUsage)
+      req[r] = lockstepGetLastError(nullptr);
+    lockstepGroupStart();
+    lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s1);
+    lockstepAllReduce(host.data(), host.data(), kCount, lockstepFloat32, lockstepSum, comms[r], nullptr);
+    if (lockstepGroupEnd() == lockstepInvalidUsage) group[r] = lockstepGetLastError(nullptr);
+    for (size_t i = 0; i < kCount; ++i) buf[i] = float(r);
+    if (lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s2) != lockstepSuccess ||
+        cuda.streamSynchronize(s2) != 0)
+      errors[r] = lockstepGetLastError(nullptr);
+    for (size_t i = 0; i < kCount && errors[r].empty(); ++i) {
+      if (buf[i] != 1.0f) errors[r] = "wrong result after the refused calls";
+    }
+    cuda.streamDestroy(s1);
+    cuda.streamDestroy(s2);
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    EXPECT_NE(req[r].find("device buffers complete through a CUDA stream"), std::string::npos) << req[r];
+    EXPECT_NE(group[r].find("must all use the same CUDA stream"), std::string::npos) << group[r];
+    EXPECT_EQ(errors[r], "") << "rank " << r;
+  }
+  destroyAll(comms);
+}
+
+}  // namespace
+}  // namespace lockstep
