@@ -10,6 +10,7 @@
 
 #include "kernels/dtype.h"
 #include "perf/collectives.h"
+#include "perf/device_memory.h"
 #include "perf/pattern.h"
 #include "perf/perf_common.h"
 #include "src/algo/registry.h"
@@ -32,46 +33,47 @@ void die(lockstepResult_t r, const char* what) {
     if (r_ != lockstepSuccess) die(r_, #call); \
   } while (0)
 
-// Page-aligned, pre-faulted buffers, as a trainer's long-lived tensors would be.
-char* alloc(size_t bytes) {
-  void* p = nullptr;
-  bytes = std::max<size_t>(bytes, 64);
-  if (posix_memalign(&p, 4096, bytes) != 0) {
-    std::fprintf(stderr, "cannot allocate %zu bytes\n", bytes);
-    std::exit(3);
-  }
-  std::memset(p, 0, bytes);
-  return static_cast<char*>(p);
-}
-
 struct Bench {
   lockstepComm_t comm;
   int rank, nranks;
-  char* sendAlloc;
-  char* recvAlloc;
+  BenchMemory* mem;
 };
 
 // Mean time per call in us, averaged over ranks (as nccl-tests does).
 double timeCalls(const Bench& b, CollBuffers bufs, size_t count, lockstepDataType_t t, lockstepRedOp_t op, int root,
                  int warmup, int iters) {
-  for (int i = 0; i < warmup; ++i) CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr));
+  void* s = b.mem->stream();
+  for (int i = 0; i < warmup; ++i) CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr, s));
+  b.mem->sync();
   CHECK(lockstepBarrier(b.comm, nullptr));
   auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr));
+  // On a stream, the calls are posted back to back and the time ends when the stream has run
+  // them all, as in nccl-tests.
+  for (int i = 0; i < iters; ++i) CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr, s));
+  b.mem->sync();
   double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters;
   double sum = 0;
   CHECK(lockstepAllReduce(&us, &sum, 1, lockstepFloat64, lockstepSum, b.comm, nullptr));
   return sum / b.nranks;
 }
 
-// One call on fresh input; wrong elements summed over all ranks.
+// The input pattern, written through the host shadows (and copied to the device buffers).
+void fill(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t count, int root, size_t span) {
+  fillInput(kColl, pat, b.mem->host(bufs.send), count, b.rank, b.nranks, root);
+  b.mem->upload(span);
+}
+
+// One call on fresh input; wrong elements summed over all ranks. `span`: the bytes of each
+// allocation the call touches.
 size_t checkOnce(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t count, lockstepDataType_t t,
-                 lockstepRedOp_t op, int root, bool inPlace) {
+                 lockstepRedOp_t op, int root, bool inPlace, size_t span) {
   size_t elem = dataTypeSize(t);
-  if (!inPlace) std::memset(bufs.recv, 0, recvElems(kColl, count, b.nranks) * elem);
-  fillInput(kColl, pat, bufs.send, count, b.rank, b.nranks, root);
-  CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr));
-  uint64_t wrong = countWrong(kColl, pat, bufs.recv, count, b.rank, b.nranks, root), total = 0;
+  if (!inPlace) std::memset(b.mem->host(bufs.recv), 0, recvElems(kColl, count, b.nranks) * elem);
+  fill(b, pat, bufs, count, root, span);
+  CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr, b.mem->stream()));
+  b.mem->sync();
+  b.mem->download(span);
+  uint64_t wrong = countWrong(kColl, pat, b.mem->host(bufs.recv), count, b.rank, b.nranks, root), total = 0;
   CHECK(lockstepAllReduce(&wrong, &total, 1, lockstepUint64, lockstepSum, b.comm, nullptr));
   return total;
 }
@@ -99,7 +101,11 @@ int main(int argc, char** argv) {
   } else {
     args.algo = "tuned";
   }
+  // nccl-tests' size is the larger of the two buffers, so maxBytes covers every call. Device
+  // memory comes first: CUDA is initialised before the communicator, as in a trainer.
+  BenchMemory mem(args.deviceMemory, args.maxBytes + 64);
   Bench b;
+  b.mem = &mem;
   CHECK(lockstepCommInitFromEnv(&b.comm));
   CHECK(lockstepCommUserRank(b.comm, &b.rank));
   CHECK(lockstepCommCount(b.comm, &b.nranks));
@@ -110,10 +116,10 @@ int main(int argc, char** argv) {
   }
   if (!collReduces(kColl)) args.ops = {lockstepSum};
   const double factor = busFactor(kColl, b.nranks);
-  // nccl-tests' size is the larger of the two buffers, so maxBytes covers every call.
-  b.sendAlloc = alloc(args.maxBytes + 64);
-  b.recvAlloc = alloc(args.maxBytes + 64);
-  if (b.rank == 0) printHeader(("lockstep " + std::string(collName(kColl))).c_str(), b.nranks, args);
+  if (b.rank == 0) {
+    printHeader(("lockstep " + std::string(collName(kColl))).c_str(), b.nranks, args);
+    if (mem.device()) std::printf("# memory: %s (rank 0), stream-ordered\n", mem.describe().c_str());
+  }
 
   size_t totalWrong = 0;
   double busSum = 0;
@@ -127,16 +133,17 @@ int main(int argc, char** argv) {
         if (count == 0) continue;
         size_t size = sizeBytes(kColl, count, b.nranks, elem);
         int iters = itersFor(args, size), warm = warmupFor(args, iters);
-        CollBuffers oop = collBuffers(kColl, b.sendAlloc, b.recvAlloc, count, b.rank, b.nranks, elem, false);
-        fillInput(kColl, pat, oop.send, count, b.rank, b.nranks, root);
+        const size_t span = size + 64;
+        CollBuffers oop = collBuffers(kColl, mem.send(), mem.recv(), count, b.rank, b.nranks, elem, false);
+        fill(b, pat, oop, count, root, span);
         double oopUs = timeCalls(b, oop, count, t, op, root, warm, iters);
-        size_t oopWrong = args.check ? checkOnce(b, pat, oop, count, t, op, root, false) : 0;
+        size_t oopWrong = args.check ? checkOnce(b, pat, oop, count, t, op, root, false, span) : 0;
         double ipUs = -1;
         size_t ipWrong = 0;
         if (collHasInPlace(kColl)) {
-          CollBuffers ip = collBuffers(kColl, b.sendAlloc, b.recvAlloc, count, b.rank, b.nranks, elem, true);
+          CollBuffers ip = collBuffers(kColl, mem.send(), mem.recv(), count, b.rank, b.nranks, elem, true);
           ipUs = timeCalls(b, ip, count, t, op, root, warm, iters);
-          ipWrong = args.check ? checkOnce(b, pat, ip, count, t, op, root, true) : 0;
+          ipWrong = args.check ? checkOnce(b, pat, ip, count, t, op, root, true, span) : 0;
         }
         totalWrong += oopWrong + ipWrong;
         if (b.rank == 0) {
@@ -153,7 +160,5 @@ int main(int argc, char** argv) {
     std::printf("# Avg bus bandwidth    : %g\n", rows ? busSum / rows : 0.0);
   }
   CHECK(lockstepCommDestroy(b.comm));
-  std::free(b.sendAlloc);
-  std::free(b.recvAlloc);
   return totalWrong ? 1 : 0;
 }

@@ -78,26 +78,26 @@ double busFactor(Coll c, int n) {
 }
 
 lockstepResult_t runColl(Coll c, const void* send, void* recv, size_t count, lockstepDataType_t t, lockstepRedOp_t op,
-                         int root, lockstepComm_t comm, lockstepRequest_t* request) {
+                         int root, lockstepComm_t comm, lockstepRequest_t* request, lockstepStream_t stream) {
   switch (c) {
     case Coll::kAllReduce:
       return request ? lockstepIallReduce(send, recv, count, t, op, comm, request)
-                     : lockstepAllReduce(send, recv, count, t, op, comm, nullptr);
+                     : lockstepAllReduce(send, recv, count, t, op, comm, stream);
     case Coll::kReduceScatter:
       return request ? lockstepIreduceScatter(send, recv, count, t, op, comm, request)
-                     : lockstepReduceScatter(send, recv, count, t, op, comm, nullptr);
+                     : lockstepReduceScatter(send, recv, count, t, op, comm, stream);
     case Coll::kAllGather:
       return request ? lockstepIallGather(send, recv, count, t, comm, request)
-                     : lockstepAllGather(send, recv, count, t, comm, nullptr);
+                     : lockstepAllGather(send, recv, count, t, comm, stream);
     case Coll::kBroadcast:
       return request ? lockstepIbroadcast(send, recv, count, t, root, comm, request)
-                     : lockstepBroadcast(send, recv, count, t, root, comm, nullptr);
+                     : lockstepBroadcast(send, recv, count, t, root, comm, stream);
     case Coll::kReduce:
       return request ? lockstepIreduce(send, recv, count, t, op, root, comm, request)
-                     : lockstepReduce(send, recv, count, t, op, root, comm, nullptr);
+                     : lockstepReduce(send, recv, count, t, op, root, comm, stream);
     case Coll::kAllToAll:
       return request ? lockstepIallToAll(send, recv, count, t, comm, request)
-                     : lockstepAllToAll(send, recv, count, t, comm, nullptr);
+                     : lockstepAllToAll(send, recv, count, t, comm, stream);
     case Coll::kSendRecv: {
       int rank, n;
       lockstepCommUserRank(comm, &rank);
@@ -112,8 +112,8 @@ lockstepResult_t runColl(Coll c, const void* send, void* recv, size_t count, loc
         r = lockstepIsend(send, count, t, (rank + 1) % n, comm, &dummy);
         if (r == lockstepSuccess) r = lockstepIrecv(recv, count, t, (rank + n - 1) % n, comm, second);
       } else {
-        r = lockstepSend(send, count, t, (rank + 1) % n, comm, nullptr);
-        if (r == lockstepSuccess) r = lockstepRecv(recv, count, t, (rank + n - 1) % n, comm, nullptr);
+        r = lockstepSend(send, count, t, (rank + 1) % n, comm, stream);
+        if (r == lockstepSuccess) r = lockstepRecv(recv, count, t, (rank + n - 1) % n, comm, stream);
       }
       lockstepResult_t e = lockstepGroupEnd();
       if (dummy) lockstepRequestFree(&dummy);

@@ -32,7 +32,7 @@ double busFactor(Coll c, int nranks);
 // Runs one call: blocking when request is NULL, else non-blocking. kSendRecv is a ring exchange
 // (send to the next rank, receive from the previous one) in a group.
 lockstepResult_t runColl(Coll c, const void* send, void* recv, size_t count, lockstepDataType_t t, lockstepRedOp_t op,
-                         int root, lockstepComm_t comm, lockstepRequest_t* request);
+                         int root, lockstepComm_t comm, lockstepRequest_t* request, lockstepStream_t stream = nullptr);
 
 // Buffers for a call. In place, both point into one allocation of max(send, recv) elements laid
 // out as NCCL's in-place form requires.

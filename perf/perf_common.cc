@@ -33,10 +33,11 @@ size_t parseSize(const char* s) {
 }
 
 [[noreturn]] void usage(const char* program, const char* why) {
-  std::fprintf(stderr,
-               "%s: %s\nusage: %s [-b minBytes] [-e maxBytes] [-f factor] [-n iters] [-w warmup] [-t targetBytes]\n"
-               "       [-m minIters] [-c 0|1] [-d dtype|all] [-o sum|prod|max|min|avg|all] [-r root] [-a algo]\n",
-               program, why, program);
+  std::fprintf(
+      stderr,
+      "%s: %s\nusage: %s [-b minBytes] [-e maxBytes] [-f factor] [-n iters] [-w warmup] [-t targetBytes]\n"
+      "       [-m minIters|host|device] [-c 0|1] [-d dtype|all] [-o sum|prod|max|min|avg|all] [-r root] [-a algo]\n",
+      program, why, program);
   std::exit(2);
 }
 
@@ -60,6 +61,10 @@ Args parseArgs(int argc, char** argv, const char* program) {
       a.warmup = std::atoi(v);
     else if (k == "-t")
       a.targetBytes = parseSize(v);
+    else if (k == "-m" && std::strcmp(v, "device") == 0)
+      a.deviceMemory = true;
+    else if (k == "-m" && std::strcmp(v, "host") == 0)
+      a.deviceMemory = false;
     else if (k == "-m")
       a.minIters = std::atoi(v);
     else if (k == "-c")

@@ -1,7 +1,8 @@
 // What every *_perf driver shares: nccl-tests' flags, the size sweep, the iteration policy and the
 // table. Flags: -b min bytes, -e max bytes, -f factor, -n iterations (0 = adaptive: about -t
 // bytes per size, between -m and 2000 iterations), -w warmup iterations, -c check (0/1),
-// -d dtype (or "all"), -o op (or "all"), -r root, -a algorithm.
+// -d dtype (or "all"), -o op (or "all"), -r root, -a algorithm, -m host|device (where the
+// buffers live; -m with a number keeps nccl-tests' meaning, the minimum iterations).
 #pragma once
 
 #include <cstddef>
@@ -26,6 +27,7 @@ struct Args {
   std::vector<lockstepRedOp_t> ops{lockstepSum};
   std::string algo = "default";
   int root = 0;
+  bool deviceMemory = false;  // -m device
 };
 
 // Exits with a usage message on bad flags.

@@ -335,3 +335,51 @@ int cuStreamWaitValue32_v2(void* h, unsigned long long addr, uint32_t value, uns
   struct Cmd c = {kWait32, (void*)(uintptr_t)addr, NULL, 0, NULL, NULL, value, NULL};
   return push(h, c);
 }
+
+/* ---- what a program that owns its CUDA setup calls (the perf drivers' -m device) ---- */
+
+int cuInit(unsigned flags) { return flags == 0 ? 0 : kInvalidValue; }
+int cuDeviceGetCount(int* n) {
+  *n = 1;
+  return 0;
+}
+int cuDeviceGet(int* dev, int ordinal) {
+  if (ordinal != 0) return 101; /* CUDA_ERROR_INVALID_DEVICE */
+  *dev = 0;
+  return 0;
+}
+static int primaryContext;
+int cuDevicePrimaryCtxRetain(void** ctx, int dev) {
+  (void)dev;
+  *ctx = &primaryContext;
+  return 0;
+}
+int cuCtxSetCurrent(void* ctx) { return ctx == &primaryContext ? 0 : kInvalidHandle; }
+int cuMemAlloc_v2(unsigned long long* p, size_t bytes) {
+  *p = (uintptr_t)fakeCudaMalloc(bytes);
+  return 0;
+}
+int cuMemFree_v2(unsigned long long p) {
+  if (typeOf((uintptr_t)p, 1, NULL) != kTypeDevice) return kInvalidValue;
+  fakeCudaFree((void*)(uintptr_t)p);
+  return 0;
+}
+/* Synchronous copies on the legacy default stream: they wait for it, as the driver's do. */
+int cuMemcpyHtoD_v2(unsigned long long dst, const void* src, size_t bytes) {
+  int r = cuMemcpyHtoDAsync_v2(dst, src, bytes, NULL);
+  return r ? r : fakeCudaStreamSynchronize(NULL);
+}
+int cuMemcpyDtoH_v2(void* dst, unsigned long long src, size_t bytes) {
+  int r = cuMemcpyDtoHAsync_v2(dst, src, bytes, NULL);
+  return r ? r : fakeCudaStreamSynchronize(NULL);
+}
+int cuStreamCreate(void** s, unsigned flags) {
+  (void)flags;
+  *s = fakeCudaStreamCreate();
+  return 0;
+}
+int cuStreamSynchronize(void* s) { return fakeCudaStreamSynchronize(s); }
+int cuStreamDestroy_v2(void* s) {
+  fakeCudaStreamDestroy(s);
+  return 0;
+}

@@ -219,6 +219,23 @@ TEST(DeviceStreams, ThreeProcessesGetTheRightResultOverShmAndSockets) {
   }
 }
 
+// The perf drivers' -m device, with the stand-in driver found as libcuda.so.1 on the library
+// path: every collective's results checked through the device buffers' host shadows.
+TEST(DeviceStreams, PerfDriversRunAndCheckOnDeviceMemory) {
+  const std::string fake = FAKE_CUDA_PATH;
+  const std::string dir = fake.substr(0, fake.rfind('/'));
+  for (const char* coll :
+       {"allreduce", "reduce_scatter", "all_gather", "broadcast", "reduce", "sendrecv", "alltoall"}) {
+    ProcResult r = run({kRun, "-n", "2", std::string(PERF_DIR) + "/" + coll + "_perf", "-m", "device", "-b", "8", "-e",
+                        "256K", "-f", "64", "-n", "3", "-w", "1"},
+                       {"LD_LIBRARY_PATH=" + dir, "LOCKSTEP_TIMEOUT=30"}, 60);
+    ASSERT_FALSE(r.timedOut) << r.output;
+    EXPECT_EQ(r.code, 0) << coll << ": " << r.output;
+    EXPECT_NE(r.output.find("# memory: device 0 of 1"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("Out of bounds values : 0 OK"), std::string::npos) << coll << ": " << r.output;
+  }
+}
+
 // 10,000 random collectives on 4 ranks, over shared memory and over sockets, each checked.
 TEST(Soak, TenThousandRandomCollectives) {
   ProcResult r = run({kRun, "-n", "4", SOAK_CHECK_PATH, "--ops", getenv("LOCKSTEP_TEST_QUICK") ? "2000" : "10000",
