@@ -54,6 +54,9 @@ void refreshCudaDriver() {
   bind(lib, "cuLaunchHostFunc", &d->launchHostFunc);
   bind(lib, "cuStreamWaitValue32_v2", &d->streamWaitValue32);
   bind(lib, "cuGetErrorString", &d->getErrorString);
+  bind(lib, "cuCtxGetCurrent", &d->ctxGetCurrent);
+  bind(lib, "cuCtxPushCurrent_v2", &d->ctxPushCurrent);
+  bind(lib, "cuCtxPopCurrent_v2", &d->ctxPopCurrent);
   if (!d->pointerGetAttributes) {
     delete d;
     return;

@@ -29,6 +29,11 @@ struct CudaDriver {
   Result (*launchHostFunc)(Stream s, HostFn fn, void* user);
   Result (*streamWaitValue32)(Stream s, DevicePtr addr, uint32_t value, unsigned flags);
   Result (*getErrorString)(Result r, const char** text);
+  // Optional: frees on a thread without the allocating context (destroy or abort from another
+  // thread) push that context first.
+  Result (*ctxGetCurrent)(void** ctx);
+  Result (*ctxPushCurrent)(void* ctx);
+  Result (*ctxPopCurrent)(void** ctx);
 
   bool hasDevicePath() const;
   // Throws Error(lockstepSystemError, "CUDA: <what> failed: <driver's text> (<code>)") if r != 0.

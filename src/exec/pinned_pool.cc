@@ -4,10 +4,12 @@
 
 namespace lockstep {
 
-PinnedPool::~PinnedPool() {
+void PinnedPool::freeAll() {
+  std::lock_guard<std::mutex> lock(mu_);
   for (auto& b : blocks_) {
     if (b->data) driver_.memFreeHost(b->data);  // a failure here has nobody to report to
   }
+  blocks_.clear();
 }
 
 PinnedBlock* PinnedPool::acquire(size_t bytes) {

@@ -25,8 +25,8 @@ struct PinnedBlock {
 class PinnedPool {
  public:
   explicit PinnedPool(const CudaDriver& driver) : driver_(driver) {}
-  // Frees every block. The caller makes sure no stream still uses one (StreamOrder::drain).
-  ~PinnedPool();
+  // Frees every block left (see freeAll).
+  ~PinnedPool() { freeAll(); }
   PinnedPool(const PinnedPool&) = delete;
   PinnedPool& operator=(const PinnedPool&) = delete;
 
@@ -36,6 +36,9 @@ class PinnedPool {
   static void release(PinnedBlock* b) { b->inUse.store(false, std::memory_order_release); }
 
   size_t blocks() const;
+  // Frees every block. The caller makes sure no stream still uses one (StreamOrder's destructor
+  // waits for the streams) and that the allocating context is current.
+  void freeAll();
   // Keeps the memory (a stream that never finished may still read it): for a destroy that could
   // not drain.
   void leak();

@@ -68,6 +68,7 @@ size_t outputBytes(const OpDesc& op, int rank, int nranks) {
 
 StreamOrder::StreamOrder(const CudaDriver& driver, std::chrono::milliseconds drainLimit)
     : driver_(driver), drainLimit_(drainLimit), pool_(driver) {
+  if (driver_.ctxGetCurrent) driver_.ctxGetCurrent(&context_);
   void* p = nullptr;
   // Mapped, so that a stream can wait on it; portable, so that any context's streams can.
   driver_.check(driver_.memHostAlloc(&p, 64, kCuMemHostAllocPortable | kCuMemHostAllocDeviceMap),
@@ -97,7 +98,15 @@ StreamOrder::~StreamOrder() {
     pool_.leak();
     return;
   }
+  // Destroy (or abort) may come from a thread that never made the context current.
+  const bool push =
+      context_ && driver_.ctxPushCurrent && driver_.ctxPopCurrent && driver_.ctxPushCurrent(context_) == 0;
+  pool_.freeAll();
   driver_.memFreeHost(doneWord_);
+  if (push) {
+    void* popped = nullptr;
+    driver_.ctxPopCurrent(&popped);
+  }
 }
 
 StagedOp StreamOrder::stage(const OpDesc& op, int rank, int nranks) {

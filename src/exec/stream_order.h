@@ -83,6 +83,7 @@ class StreamOrder {
   const CudaDriver& driver_;
   std::chrono::milliseconds drainLimit_;
   PinnedPool pool_;
+  void* context_ = nullptr;                    // current at creation: the one frees run in
   std::atomic<uint32_t>* doneWord_ = nullptr;  // pinned and mapped, read by the streams
   CudaDriver::DevicePtr doneDevice_ = 0;
   uint32_t nextGen_ = 0;

@@ -354,7 +354,29 @@ int cuDevicePrimaryCtxRetain(void** ctx, int dev) {
   *ctx = &primaryContext;
   return 0;
 }
-int cuCtxSetCurrent(void* ctx) { return ctx == &primaryContext ? 0 : kInvalidHandle; }
+/* One context, current on every thread once set on any: enough for the library's push/pop
+ * around frees, which the fake checks only for balance. */
+static void* currentContext;
+static long pushed;
+int cuCtxSetCurrent(void* ctx) {
+  if (ctx != &primaryContext) return kInvalidHandle;
+  currentContext = ctx;
+  return 0;
+}
+int cuCtxGetCurrent(void** ctx) {
+  *ctx = currentContext;
+  return 0;
+}
+int cuCtxPushCurrent_v2(void* ctx) {
+  if (ctx != &primaryContext) return kInvalidHandle;
+  __atomic_fetch_add(&pushed, 1, __ATOMIC_RELAXED);
+  return 0;
+}
+int cuCtxPopCurrent_v2(void** ctx) {
+  if (__atomic_fetch_sub(&pushed, 1, __ATOMIC_RELAXED) <= 0) return 201; /* CUDA_ERROR_INVALID_CONTEXT */
+  *ctx = &primaryContext;
+  return 0;
+}
 int cuMemAlloc_v2(unsigned long long* p, size_t bytes) {
   *p = (uintptr_t)fakeCudaMalloc(bytes);
   return 0;
