@@ -4,7 +4,10 @@
  * This header is the library's only public contract (a C ABI). It is shaped like NCCL's: a unique
  * id created on one rank and handed to the others, a communicator per rank, and collectives that
  * take a stream. For host memory, stream == NULL means the call returns once the result is in
- * recvbuff.
+ * recvbuff. With CUDA device buffers (or any buffers and a non-NULL stream) the call is
+ * stream-ordered, as in NCCL: it is queued behind the work already on the stream (NULL: the
+ * legacy default stream), returns at once, and the result is in recvbuff once the stream has
+ * passed it; failures are reported by lockstepCommGetAsyncError.
  *
  * Every function returns a lockstepResult_t; on failure, lockstepGetLastError() says why, naming
  * the rank, host or argument at fault.
