@@ -434,7 +434,11 @@ lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* 
     CommUse use(comm);
     Communicator& c = *use;
     OpDesc d = validate(c, kind, send, recv, count, t, op, root);
-    const BufferRole buffers[] = {{send, "sendbuff"}, {recv, "recvbuff"}};
+    // Only the buffers this rank uses are classified: NCCL lets a non-root pass anything as a
+    // broadcast's sendbuff or a reduce's recvbuff.
+    const bool nonRoot = root != c.rank();
+    const BufferRole buffers[] = {{kind == OpKind::kBroadcast && nonRoot ? nullptr : send, "sendbuff"},
+                                  {kind == OpKind::kReduce && nonRoot ? nullptr : recv, "recvbuff"}};
     d.device = checkBufferKinds(buffers, 2, opKindName(kind)) == MemoryKind::kDevice;
     // Device buffers are stream-ordered, on the legacy default stream when stream is NULL (as
     // in NCCL); host buffers are when a stream is given.

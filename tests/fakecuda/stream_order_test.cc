@@ -324,6 +324,38 @@ TEST_F(StreamFaults, RepeatedCallsReuseTheirPinnedStaging) {
   EXPECT_EQ(cuda.hostLive(), 0);
 }
 
+// As in NCCL, a non-root's broadcast sendbuff and reduce recvbuff are unused: any pointer will
+// do (here host memory next to device buffers), and it is neither checked nor touched.
+TEST_F(StreamFaults, UnusedRootOnlyBuffersMayBeAnything) {
+  constexpr int kRanks = 3;
+  constexpr size_t kCount = 512;
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> errors(kRanks);
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> in(cuda, kCount), out(cuda, kCount);
+    std::vector<float> unused(kCount, -3.0f);
+    for (size_t i = 0; i < kCount; ++i) in[i] = float(r + 1);
+    const bool root = r == 0;
+    if (lockstepBroadcast(root ? in.p : unused.data(), out.p, kCount, lockstepFloat32, 0, comms[r], s) !=
+            lockstepSuccess ||
+        lockstepReduce(in.p, root ? in.p : unused.data(), kCount, lockstepFloat32, lockstepSum, 0, comms[r], s) !=
+            lockstepSuccess) {
+      errors[r] = lockstepGetLastError(nullptr);
+      return;
+    }
+    ASSERT_EQ(cuda.streamSynchronize(s), 0);
+    for (size_t i = 0; i < kCount && errors[r].empty(); ++i) {
+      if (out[i] != 1.0f) errors[r] = "broadcast result wrong";
+      if (root && in[i] != 6.0f) errors[r] = "reduce result wrong";
+      if (unused[i] != -3.0f) errors[r] = "an unused buffer was written";
+    }
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  destroyAll(comms);
+}
+
 // Misuse gets InvalidUsage with a message, and the communicator goes on working.
 TEST_F(StreamFaults, MisuseIsRefusedAndTheCommunicatorStaysUsable) {
   constexpr int kRanks = 2;
