@@ -7,6 +7,7 @@
 #include "src/core/errors.h"
 #include "src/core/logging.h"
 #include "src/exec/backoff.h"
+#include "transport/fifo.h"
 
 namespace lockstep {
 
@@ -15,8 +16,13 @@ struct StreamTicket {
   std::atomic<uint32_t> opened{0};
   std::vector<PinnedBlock*> blocks;
 
-  // Host functions: they run on a CUDA thread, so they only touch memory (no CUDA calls).
-  static void onOpened(void* t) { static_cast<StreamTicket*>(t)->opened.store(1, std::memory_order_release); }
+  // Host functions: they run on a CUDA thread, so they make no CUDA calls. The wake spares the
+  // progress thread, asleep while the GPU was busy before the op, up to a sleep interval.
+  static void onOpened(void* t) {
+    auto* ticket = static_cast<StreamTicket*>(t);
+    ticket->opened.store(1, std::memory_order_release);
+    futexWakeAll(&ticket->opened);
+  }
   static void onReleased(void* t) {
     auto* ticket = static_cast<StreamTicket*>(t);
     StreamOrder* owner = ticket->owner;
@@ -199,8 +205,9 @@ StreamGate StreamOrder::order(void* stream, std::span<StagedOp> ops) {
 void StreamOrder::awaitOpened(const StreamGate& g, Deadline deadline, const std::atomic<bool>& aborted,
                               const std::string& label) const {
   Backoff backoff;
-  while (!g.ticket->opened.load(std::memory_order_acquire)) {
-    backoff.pause();
+  std::atomic<uint32_t>* opened = &g.ticket->opened;
+  while (!opened->load(std::memory_order_acquire)) {
+    backoff.pause([&](long ns) { futexWait(opened, 0, ns); });
     if (!backoff.sleeping()) continue;
     if (aborted.load(std::memory_order_relaxed)) {
       throw Aborted(label + ": communicator aborted while waiting for its CUDA stream to reach the op");
