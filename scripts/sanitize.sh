@@ -27,13 +27,18 @@ cmake --build "$build" -j"$(nproc)"
 cd "$build"
 # The fuzz smoke has its own sanitizers; formatting is not code; the install check links an
 # uninstrumented C program against the library, which a sanitizer runtime cannot serve.
-ctest --output-on-failure -E 'fuzz_smoke|clang_format|install_and_link|mpirun_np4' "$@"
+ctest --output-on-failure -E 'fuzz_smoke|clang_format|install_and_link|mpirun_np4|netns_multihost' "$@"
 # mpirun_np4 runs OpenMPI itself, which leaves its plugins' allocations behind at MPI_Finalize
 # (ompi_op_base_op_select and MCA components it dlcloses; OpenMPI ships a valgrind suppression
 # file for them). It runs with leak detection off, every other check on, so what it finds in
 # Lockstep still fails the run.
+# netns_multihost runs its ranks under `ip netns exec`, where LeakSanitizer's own tracer crashes
+# ("Tracer caught signal 11") at exit in any process that keeps an hwloc topology with I/O
+# discovery loaded: a 10-line hwloc program (init, set_io_types_filter KEEP_IMPORTANT, load,
+# return) built with -fsanitize=address does the same in a namespace and exits cleanly outside
+# one. Its leak check is the same code as every other test's, which runs with it on.
 if [ "$kind" = asan ]; then
-  ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" ctest --output-on-failure -R '^mpirun_np4$' "$@"
+  ASAN_OPTIONS="${ASAN_OPTIONS/detect_leaks=1/detect_leaks=0}" ctest --output-on-failure -R '^(mpirun_np4|netns_multihost)$' "$@"
 else
-  ctest --output-on-failure -R '^mpirun_np4$' "$@"
+  ctest --output-on-failure -R '^(mpirun_np4|netns_multihost)$' "$@"
 fi

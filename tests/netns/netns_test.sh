@@ -144,6 +144,12 @@ rtt_probe() {
     done' rtt "$2" "$3" | awk '{ printf "%.3f\n", $1 / 1000 }'
 }
 
+# A sanitizer build's options reach the ranks through env -i (scripts/sanitize.sh sets them).
+sanitizer_env=()
+for v in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+  if [ -n "${!v:-}" ]; then sanitizer_env+=("$v=${!v}"); fi
+done
+
 # run_job NAME NRANKS HOSTOF PROGRAM ARGS...: rank r runs in namespace h$(HOSTOF[r]) as host
 # "host<h>". Each rank is bounded by `timeout`; returns non-zero if any rank failed.
 run_job() {
@@ -158,7 +164,8 @@ run_job() {
     # shellcheck disable=SC2086  # EXTRA_ENV: words of NAME=value
     timeout -k 5 "${JOB_SECONDS:-40}" ip netns exec "${prefix}h$h" env -i PATH="$PATH" \
       LOCKSTEP_RANK=$r LOCKSTEP_WORLD_SIZE=$n LOCKSTEP_ROOT=10.78.0.10:29500 LOCKSTEP_HOST_ID=host$h \
-      LOCKSTEP_DEBUG=INFO LOCKSTEP_TIMEOUT=20 ${EXTRA_ENV:-} "$@" >"$work/$name.$r.log" 2>&1 &
+      LOCKSTEP_DEBUG=INFO LOCKSTEP_TIMEOUT=20 ${EXTRA_ENV:-} ${sanitizer_env[@]+"${sanitizer_env[@]}"} \
+      "$@" >"$work/$name.$r.log" 2>&1 &
     pids+=($!)
   done
   local failed=0
