@@ -19,28 +19,13 @@
 #include "lockstep/lockstep.h"
 #include "perf/collectives.h"
 #include "tests/common/thread_comms.h"
+#include "tests/gpu/have_gpu.h"
 
 namespace lockstep {
 namespace {
 
 using perf::Coll;
 using Clock = std::chrono::steady_clock;
-
-bool haveGpu(std::string* why) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
-    return false;
-  }
-  return true;
-}
-
-#define SKIP_WITHOUT_GPU()                                                        \
-  do {                                                                            \
-    std::string why;                                                              \
-    if (!haveGpu(&why)) GTEST_SKIP() << "no GPU on this machine (" << why << ")"; \
-  } while (0)
 
 struct DeviceBytes {
   char* p = nullptr;

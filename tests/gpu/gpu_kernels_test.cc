@@ -13,25 +13,10 @@
 #include "kernels/cpu_reduce.h"
 #include "kernels/cuda_kernels.h"
 #include "kernels/dtype.h"
+#include "tests/gpu/have_gpu.h"
 
 namespace lockstep {
 namespace {
-
-bool haveGpu(std::string* why) {
-  int n = 0;
-  cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    *why = e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device";
-    return false;
-  }
-  return true;
-}
-
-#define SKIP_WITHOUT_GPU()                                                        \
-  do {                                                                            \
-    std::string why;                                                              \
-    if (!haveGpu(&why)) GTEST_SKIP() << "no GPU on this machine (" << why << ")"; \
-  } while (0)
 
 #define CUDA_OK(call) ASSERT_EQ((call), cudaSuccess) << #call << ": " << cudaGetErrorString(cudaGetLastError())
 
