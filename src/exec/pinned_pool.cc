@@ -1,5 +1,6 @@
 #include "src/exec/pinned_pool.h"
 
+#include <algorithm>
 #include <bit>
 
 namespace lockstep {
@@ -30,11 +31,6 @@ PinnedBlock* PinnedPool::acquire(size_t bytes) {
   }
   best->inUse.store(true, std::memory_order_relaxed);
   return best;
-}
-
-size_t PinnedPool::blocks() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return blocks_.size();
 }
 
 void PinnedPool::leak() {

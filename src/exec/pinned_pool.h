@@ -35,7 +35,6 @@ class PinnedPool {
   PinnedBlock* acquire(size_t bytes);
   static void release(PinnedBlock* b) { b->inUse.store(false, std::memory_order_release); }
 
-  size_t blocks() const;
   // Frees every block. The caller makes sure no stream still uses one (StreamOrder's destructor
   // waits for the streams) and that the allocating context is current.
   void freeAll();
@@ -45,7 +44,7 @@ class PinnedPool {
 
  private:
   const CudaDriver& driver_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::vector<std::unique_ptr<PinnedBlock>> blocks_;
 };
 

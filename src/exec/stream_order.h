@@ -76,8 +76,6 @@ class StreamOrder {
                    const std::string& label) const;
   void done(StreamGate& g);
 
-  size_t pinnedBlocks() const { return pool_.blocks(); }
-
  private:
   friend struct StreamTicket;
   const CudaDriver& driver_;
