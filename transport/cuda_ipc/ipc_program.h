@@ -1,0 +1,126 @@
+// What a cuda_ipc kernel executes: a Program, the lowered form of one rank's Schedule
+// (transport/cuda_ipc/ipc_lowering.h). Plain data with every address resolved, so the kernel
+// (ipc_kernel.cu) and the host threads that test it (ipc_host_runner.h) run the same
+// instructions through the same interpreter (ipc_interpreter.h).
+//
+// One Instr is one slice of one step. Messages travel in FIFOs of `slots` slots that live in the
+// receiver's segment (transport/cuda_ipc/ipc_layout.h), with the flow control of the host FIFOs
+// (transport/fifo.h): the sender publishes a slot's message number (seq, counted per link since
+// the communicator was made) after its bytes; the receiver writes back how many messages it has
+// released (tail) into the sender's segment. Each side polls only its own memory. The numbers
+// are worked out at lowering time, so a kernel keeps no state between calls.
+//
+// Layout rules: only fixed-width fields, no pointers to host-only types, 8-byte alignment.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lockstep {
+namespace ipc {
+
+constexpr uint32_t kProgramMagic = 0x4c535049u;  // "LSPI"
+constexpr uint32_t kMaxLanes = 64;               // barrier counters in a segment
+
+// Instr::flags
+constexpr uint8_t kRecvs = 1 << 0;       // waits for a message from recvPeer
+constexpr uint8_t kSends = 1 << 1;       // fills a slot of sendPeer's FIFO and posts it
+constexpr uint8_t kLocalFirst = 1 << 2;  // reduce as (src) (op) (received)
+constexpr uint8_t kScaled = 1 << 3;      // floating avg: src is raw input, scale it where it enters
+constexpr uint8_t kDivide = 1 << 4;      // integer avg: this step finishes, divide by nranks
+
+// One message slot's header, in the receiver's segment; 64 bytes so slots never share a line.
+struct alignas(64) SlotHeader {
+  uint64_t seq;     // the message's number on its link; written last, with release order
+  uint64_t bytes;   // payload bytes, the sender's word: checked by the receiver
+  uint64_t tag[3];  // the op's fingerprint (MessageTag), the sender's word: checked by the receiver
+  uint64_t pad[3];
+};
+static_assert(sizeof(SlotHeader) == 64, "a slot header is one cache line");
+
+struct Instr {
+  uint8_t prim;   // Prim (src/algo/schedule.h)
+  uint8_t flags;  // k* above
+  uint16_t pad0 = 0;
+  int32_t sendPeer;
+  int32_t recvPeer;
+  uint32_t pad1 = 0;
+  uint64_t elems;   // this slice's elements
+  const char* src;  // the local operand (buffer + offset), or null
+  char* dst;        // where results land, or null
+  // Receiving: the slot, its number, and the peer's tail word for this link (remote).
+  const SlotHeader* inHeader;
+  const char* inData;
+  uint64_t inSeq;
+  uint64_t* inTail;
+  // Sending: the peer's slot (remote), its number, and the credit to wait for on the local tail:
+  // the slot is free once the peer has released message outSeq - slots (0: free from the start).
+  SlotHeader* outHeader;
+  char* outData;
+  uint64_t outSeq;
+  uint64_t outCredit;
+  const uint64_t* outTail;
+};
+
+// Error codes, first failure wins (ErrorRecord::code).
+enum ErrorCode : uint32_t {
+  kOk = 0,
+  kAborted = 1,         // the communicator's abort flag was raised
+  kRecvTimeout = 2,     // no message from `peer`
+  kCreditTimeout = 3,   // `peer` did not release a slot
+  kSizeMismatch = 4,    // `peer` sent `got` bytes where `want` were expected
+  kTagMismatch = 5,     // `peer` sent a message of another op
+  kOrderTimeout = 6,    // the communicator's previous cuda_ipc op never finished
+  kBarrierTimeout = 7,  // the workers of a lane never met (a worker was not scheduled)
+};
+
+// Where a kernel reports its failure: host-mapped, read by the host after the kernel.
+struct ErrorRecord {
+  uint32_t code;  // ErrorCode; written first (compare-and-swap from kOk)
+  int32_t peer;
+  uint32_t lane;
+  uint32_t instr;
+  uint64_t want;
+  uint64_t got;
+};
+
+// Per-communicator words in the segment's state area (ipc_layout.h).
+struct SegmentState {
+  uint64_t barrier[kMaxLanes * 8];  // lane i counts at barrier[i * 8] (one line per lane)
+  uint64_t opsDone;                 // cuda_ipc ops this rank has completed
+  uint64_t pad0[7];
+  uint64_t workersDone;  // workers that finished, over every op (the last one bumps opsDone)
+  uint64_t pad1[7];
+};
+
+// A program blob: this header, then laneBegin[lanes + 1] (uint32, padded to 8 bytes), then the
+// Instrs. Lane i's instructions are [laneBegin[i], laneBegin[i + 1]).
+struct ProgramHeader {
+  uint32_t magic;
+  uint32_t lanes;
+  uint32_t workers;  // per lane
+  int32_t rank;
+  int32_t nranks;
+  uint32_t dtype;  // lockstepDataType_t
+  uint32_t op;     // lockstepRedOp_t (avg reduces as sum; kScaled / kDivide do the rest)
+  uint32_t slots;
+  uint32_t elemBytes;  // dataTypeSize(dtype)
+  uint32_t pad0 = 0;
+  uint64_t tag[3];                     // this op's fingerprint, carried in every slot header
+  uint64_t opIndex;                    // cuda_ipc ops of this communicator before this one
+  uint64_t timeoutNs;                  // per wait
+  SegmentState* state;                 // this rank's own state area
+  uint64_t barrierBase[kMaxLanes];     // lane i's barrier count before this op
+  uint64_t workersBase;                // state->workersDone before this op
+  const volatile uint32_t* abortFlag;  // host-mapped: nonzero aborts
+  ErrorRecord* error;                  // host-mapped
+};
+
+inline size_t laneTableBytes(uint32_t lanes) { return ((lanes + 1) * sizeof(uint32_t) + 7) & ~size_t(7); }
+inline const uint32_t* laneTable(const ProgramHeader* h) { return reinterpret_cast<const uint32_t*>(h + 1); }
+inline const Instr* instructions(const ProgramHeader* h) {
+  return reinterpret_cast<const Instr*>(reinterpret_cast<const char*>(h + 1) + laneTableBytes(h->lanes));
+}
+
+}  // namespace ipc
+}  // namespace lockstep
