@@ -26,7 +26,7 @@ if(LOCKSTEP_HAVE_CUDA)
   message(STATUS "CUDA ${CMAKE_CUDA_COMPILER_VERSION}: building liblockstep_cuda for ${CMAKE_CUDA_ARCHITECTURES}")
   set(CMAKE_CUDA_STANDARD 17)  # CMake 3.25 knows no C++20 flag for nvcc; the kernels need only 17
   set(CMAKE_CUDA_STANDARD_REQUIRED ON)
-  add_library(lockstep_cuda SHARED kernels/cuda_kernels.cu)
+  add_library(lockstep_cuda SHARED kernels/cuda_kernels.cu transport/cuda_ipc/ipc_kernel.cu)
   target_include_directories(lockstep_cuda PUBLIC
     $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}>
     $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>)

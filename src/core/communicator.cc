@@ -11,6 +11,7 @@
 #include "src/core/logging.h"
 #include "src/exec/cuda_driver.h"
 #include "src/topo/ordering.h"
+#include "transport/cuda_ipc/cuda_ipc.h"
 #include "transport/fifo_link.h"
 
 namespace lockstep {
@@ -29,12 +30,21 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
       localAddr_(localAddr) {
   peers_.resize(nranks_);
   peers_[rank_] = localPeerInfo(rank_, config_, localAddr);
+  peers_[rank_].cudaIpc = IpcEngine::locallyAvailable(config_) ? 1 : 0;
   bootstrap_->allGather(peers_.data(), sizeof(PeerInfo));
   for (auto& p : peers_) terminateStrings(&p);
   checkPeersAgree(peers_);
   checkCrossHostAddresses(peers_);
   planRing();
   connectLinks(commId, secret, localAddr);
+  // cuda_ipc when the whole communicator is on one host and every rank can map device memory:
+  // decided from the shared peer table, so every rank takes part in the exchange or none does.
+  bool oneHost = true, everyRankCan = true;
+  for (const PeerInfo& p : peers_) {
+    oneHost = oneHost && p.hostHash == peers_[0].hostHash;
+    everyRankCan = everyRankCan && p.cudaIpc == 1;
+  }
+  if (oneHost && everyRankCan) ipc_ = IpcEngine::connect(config_, *bootstrap_, peers_, rank_);
   tuning_ = parseTunerSettings(config_.algo, config_.deterministic);
   linkCost_ = globalLinkCost();
 
@@ -343,8 +353,33 @@ std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
   return w;
 }
 
+bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
+  if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
+  if (aborted_.load()) throw Error(lockstepAborted, "communicator aborted");
+  // Every rank decides alike (the same calls, the same tuner): the one-shot and rank-ordered
+  // algorithms may need a copy of the input, which the kernels do not take yet, so they (and
+  // with them deterministic mode) take the staged path.
+  for (const OpDesc& op : ops) {
+    if (isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) continue;
+    const Algorithm a = choose(op);
+    if (a == Algorithm::kDirect || a == Algorithm::kOrdered) return false;
+  }
+  std::vector<size_t> workOf;
+  std::vector<std::shared_ptr<Work>> works = planGroup(ops, &workOf);
+  for (const auto& w : works) {
+    if (w->schedule.lanes() > ipc::kMaxLanes) return false;
+  }
+  for (const auto& w : works) {
+    if (!ipc_->post(w->schedule, w->buffers, w->info, stream)) {
+      throw InternalError("cuda_ipc refused a schedule it had accepted");
+    }
+  }
+  return true;
+}
+
 void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
   std::lock_guard<std::mutex> lock(streamMu_);
+  if (ipc_ && postIpc(ops, stream)) return;
   if (!streamOrder_) streamOrder_ = std::make_unique<StreamOrder>(*cudaDriver(), config_.timeout);
   std::vector<StagedOp> staged;
   staged.reserve(ops.size());
@@ -422,13 +457,16 @@ Algorithm Communicator::choose(const OpDesc& op) {
 
 void Communicator::abort() {
   aborted_.store(true);
+  if (ipc_) ipc_->abort();
   health_->markAborted();
 }
 
 lockstepResult_t Communicator::asyncError() const {
   if (aborted_.load()) return lockstepAborted;
   lockstepResult_t group = health_->failure();
-  return group != lockstepSuccess ? group : brokenCode_.load();
+  if (group != lockstepSuccess) return group;
+  if (ipc_ && ipc_->error() != lockstepSuccess) return ipc_->error();
+  return brokenCode_.load();
 }
 
 // ---- split ----

@@ -32,6 +32,8 @@
 
 namespace lockstep {
 
+class IpcEngine;
+
 class Communicator {
  public:
   // Collective over the bootstrap's ranks: exchanges PeerInfo, checks that versions and wire
@@ -68,6 +70,8 @@ class Communicator {
   // their device buffers staged through pinned host memory (src/exec/stream_order.h); returns
   // without waiting for the stream or the peers.
   void postOnStream(std::span<const OpDesc> ops, void* stream);
+  // Whether device calls run as cuda_ipc kernels (transport/cuda_ipc/cuda_ipc.h).
+  bool cudaIpc() const { return ipc_ != nullptr; }
 
   // Collective: ranks with the same color form a new communicator, ordered by (key, old rank).
   // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr.
@@ -89,6 +93,8 @@ class Communicator {
   void dumpTrace() const;
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();
+  // postOnStream's cuda_ipc path: false (nothing enqueued) when some op must take the staged one.
+  bool postIpc(std::span<const OpDesc> ops, void* stream);
 
   Config config_;
   std::unique_ptr<Bootstrap> bootstrap_;
@@ -112,6 +118,7 @@ class Communicator {
   std::unique_ptr<HostExecutor> executor_;
   std::mutex streamMu_;                       // orders stream posts with their gens
   std::unique_ptr<StreamOrder> streamOrder_;  // on the first stream-ordered call
+  std::unique_ptr<IpcEngine> ipc_;            // every rank on one host with CUDA: kernels over cuda_ipc
   std::atomic<bool> aborted_{false};
 
   std::mutex mu_;

@@ -179,6 +179,10 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_LINK_LATENCY_US")) c.linkLatencyUs = parsePositive(*v, "LOCKSTEP_LINK_LATENCY_US");
   if (auto v = var("LOCKSTEP_LINK_GBPS")) c.linkGBps = parsePositive(*v, "LOCKSTEP_LINK_GBPS");
   if (auto v = var("TMPDIR")) c.tempDir = *v;
+  if (auto v = var("LOCKSTEP_CUDA_IPC")) c.cudaIpc = parseInt(*v, "LOCKSTEP_CUDA_IPC", 0, 1) == 1;
+  if (auto v = var("LOCKSTEP_CUDA_IPC_SLOTS")) c.ipcSlots = parseInt(*v, "LOCKSTEP_CUDA_IPC_SLOTS", 2, 64);
+  if (auto v = var("LOCKSTEP_CUDA_IPC_SLOT_BYTES")) c.ipcSlotBytes = parseBytes(*v, "LOCKSTEP_CUDA_IPC_SLOT_BYTES");
+  if (auto v = var("LOCKSTEP_CUDA_IPC_BLOCKS")) c.ipcBlocks = parseInt(*v, "LOCKSTEP_CUDA_IPC_BLOCKS", 1, 64);
   c.launch = readLaunchEnv(var);
   c.validate();
   return c;
@@ -195,6 +199,12 @@ void Config::validate() const {
                           " must be a multiple of 64 between 4 KiB and 64 MiB");
   }
   if (slots < 2 || slots > 64) throw InvalidArgument("LOCKSTEP_SLOTS must be in [2, 64]");
+  if (ipcSlotBytes < 4096 || ipcSlotBytes > (64u << 20) || ipcSlotBytes % 4096 != 0) {
+    throw InvalidArgument("LOCKSTEP_CUDA_IPC_SLOT_BYTES=" + std::to_string(ipcSlotBytes) +
+                          " must be a multiple of 4 KiB between 4 KiB and 64 MiB");
+  }
+  if (ipcSlots < 2 || ipcSlots > 64) throw InvalidArgument("LOCKSTEP_CUDA_IPC_SLOTS must be in [2, 64]");
+  if (ipcBlocks < 1 || ipcBlocks > 64) throw InvalidArgument("LOCKSTEP_CUDA_IPC_BLOCKS must be in [1, 64]");
   if (socketStreams < 1 || socketStreams > 16) throw InvalidArgument("LOCKSTEP_SOCKET_NSTREAMS must be in [1, 16]");
   for (const auto& t : transports) {
     if (t != "inproc" && t != "shm" && t != "socket") {

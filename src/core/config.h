@@ -49,6 +49,12 @@ struct Config {
   double linkGBps = 0;           // LOCKSTEP_LINK_GBPS: the tuner's link bandwidth (0: built-in)
   std::string tracePath;         // LOCKSTEP_TRACE: write the flight recorder there at destroy (%r rank, %p pid)
   std::string tempDir = "/tmp";  // TMPDIR: where dumps go when LOCKSTEP_TRACE is unset
+  // cuda_ipc (transport/cuda_ipc/cuda_ipc.h): device collectives by kernels when every rank is on
+  // one host with a CUDA context. Ranks must agree on the slot geometry (else it stays off).
+  bool cudaIpc = true;             // LOCKSTEP_CUDA_IPC=0 turns it off (device calls take the staged path)
+  int ipcSlots = 4;                // LOCKSTEP_CUDA_IPC_SLOTS: credits per link direction
+  size_t ipcSlotBytes = 1u << 20;  // LOCKSTEP_CUDA_IPC_SLOT_BYTES: the slice a kernel moves per message
+  int ipcBlocks = 8;               // LOCKSTEP_CUDA_IPC_BLOCKS: thread blocks per lane
   LaunchEnv launch;
 
   // Reads LOCKSTEP_* through `get` (getenv in production). Throws InvalidArgument naming the

@@ -26,6 +26,11 @@ bool CudaDriver::hasDevicePath() const {
          launchHostFunc && streamWaitValue32;
 }
 
+bool CudaDriver::hasIpc() const {
+  return hasDevicePath() && memAlloc && memFree && memsetD8 && ipcGetMemHandle && ipcOpenMemHandle &&
+         ipcCloseMemHandle && ctxGetCurrent;
+}
+
 void CudaDriver::check(Result r, const char* what) const {
   if (r == 0) return;
   const char* text = nullptr;
@@ -57,6 +62,12 @@ void refreshCudaDriver() {
   bind(lib, "cuCtxGetCurrent", &d->ctxGetCurrent);
   bind(lib, "cuCtxPushCurrent_v2", &d->ctxPushCurrent);
   bind(lib, "cuCtxPopCurrent_v2", &d->ctxPopCurrent);
+  bind(lib, "cuMemAlloc_v2", &d->memAlloc);
+  bind(lib, "cuMemFree_v2", &d->memFree);
+  bind(lib, "cuMemsetD8_v2", &d->memsetD8);
+  bind(lib, "cuIpcGetMemHandle", &d->ipcGetMemHandle);
+  bind(lib, "cuIpcOpenMemHandle_v2", &d->ipcOpenMemHandle);
+  bind(lib, "cuIpcCloseMemHandle", &d->ipcCloseMemHandle);
   if (!d->pointerGetAttributes) {
     delete d;
     return;

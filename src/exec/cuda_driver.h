@@ -34,8 +34,21 @@ struct CudaDriver {
   Result (*ctxGetCurrent)(void** ctx);
   Result (*ctxPushCurrent)(void* ctx);
   Result (*ctxPopCurrent)(void** ctx);
+  // cuda_ipc (transport/cuda_ipc): device segments exported to the other ranks of a host.
+  // CUipcMemHandle: 64 opaque bytes, passed by value as cuda.h declares it (the ABI of a
+  // struct of that size differs from a pointer's).
+  struct IpcHandle {
+    char reserved[64];
+  };
+  Result (*memAlloc)(DevicePtr* p, size_t bytes);
+  Result (*memFree)(DevicePtr p);
+  Result (*memsetD8)(DevicePtr p, unsigned char value, size_t bytes);
+  Result (*ipcGetMemHandle)(IpcHandle* handle, DevicePtr p);
+  Result (*ipcOpenMemHandle)(DevicePtr* p, IpcHandle handle, unsigned flags);
+  Result (*ipcCloseMemHandle)(DevicePtr p);
 
   bool hasDevicePath() const;
+  bool hasIpc() const;
   // Throws Error(lockstepSystemError, "CUDA: <what> failed: <driver's text> (<code>)") if r != 0.
   void check(Result r, const char* what) const;
 };
@@ -43,7 +56,8 @@ struct CudaDriver {
 // Flags, as cuda.h defines them.
 constexpr unsigned kCuMemHostAllocPortable = 0x01;
 constexpr unsigned kCuMemHostAllocDeviceMap = 0x02;
-constexpr unsigned kCuStreamWaitValueGeq = 0x0;  // (int32_t)(*addr - value) >= 0: wrap-safe
+constexpr unsigned kCuStreamWaitValueGeq = 0x0;
+constexpr unsigned kCuIpcMemLazyEnablePeerAccess = 0x1;  // (int32_t)(*addr - value) >= 0: wrap-safe
 
 // The driver this process has loaded, or nullptr. Cheap: one atomic load.
 const CudaDriver* cudaDriver();

@@ -31,6 +31,7 @@ struct PeerInfo {
   char hostname[64];
   char configSummary[256];     // Config::wireSummary(), to show a difference
   int32_t cpus;                // CPUs this process may run on (more ranks than CPUs on a host: oversubscribed)
+  int32_t cudaIpc;             // 1: this rank can map device segments and run cuda_ipc kernels
   int32_t numaNode;            // the NUMA node this process is bound to; -1: several, or unknown
   char ifname[16];             // the interface of `addr`
   NetAddr addr;                // where this rank's bootstrap and socket listeners are (port 0)

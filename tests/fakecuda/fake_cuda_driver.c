@@ -5,12 +5,21 @@
  * "Device memory" is host memory the test allocates with fakeCudaMalloc (or marks); a stream is
  * a thread that runs its commands in order, as a CUDA stream does: copies, host functions, and
  * waits on a 32-bit word. Copies check their directions as the driver would (a device-to-host
- * copy must read device memory and write host memory), so a mix-up fails instead of passing. */
+ * copy must read device memory and write host memory), so a mix-up fails instead of passing.
+ *
+ * cuMemAlloc memory is a shared mapping of a memfd, so that its IPC handle (the owner's pid and
+ * descriptor) opens in another process through /proc/<pid>/fd, as a real IPC handle maps the
+ * same device memory there; like the driver, a process cannot open its own handle. */
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 enum {
   kMaxRanges = 4096,
@@ -377,14 +386,120 @@ int cuCtxPopCurrent_v2(void** ctx) {
   *ctx = &primaryContext;
   return 0;
 }
+/* cuMemAlloc'd (and IPC-opened) mappings: address, size, and the memfd (-1 for opened ones). */
+enum { kMaxMaps = 1024, kIpcMagic = 0x4649504b /* "FIPK" */, kInvalidContext = 201 };
+static struct {
+  void* p;
+  size_t bytes;
+  int fd;
+} maps[kMaxMaps];
+static int nmaps;
+
+static void addMap(void* p, size_t bytes, int fd) {
+  pthread_mutex_lock(&mu);
+  if (nmaps < kMaxMaps) {
+    maps[nmaps].p = p;
+    maps[nmaps].bytes = bytes;
+    maps[nmaps].fd = fd;
+    ++nmaps;
+  }
+  pthread_mutex_unlock(&mu);
+}
+
+/* Removes the mapping at p; returns 1 if there was one (and unmaps it). */
+static int dropMap(void* p) {
+  int found = 0;
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nmaps; ++i) {
+    if (maps[i].p == p) {
+      munmap(maps[i].p, maps[i].bytes);
+      if (maps[i].fd >= 0) close(maps[i].fd);
+      maps[i] = maps[--nmaps];
+      found = 1;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  return found;
+}
+
 int cuMemAlloc_v2(unsigned long long* p, size_t bytes) {
-  *p = (uintptr_t)fakeCudaMalloc(bytes);
+  if (bytes == 0) bytes = 1;
+  int fd = memfd_create("fakecuda", MFD_CLOEXEC);
+  if (fd < 0) return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  if (ftruncate(fd, (off_t)bytes) != 0) {
+    close(fd);
+    return 2;
+  }
+  void* m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) {
+    close(fd);
+    return 2;
+  }
+  fakeCudaMark(m, bytes, kTypeDevice, 0);
+  addMap(m, bytes, fd);
+  *p = (uintptr_t)m;
   return 0;
 }
 int cuMemFree_v2(unsigned long long p) {
   if (typeOf((uintptr_t)p, 1, NULL) != kTypeDevice) return kInvalidValue;
-  fakeCudaFree((void*)(uintptr_t)p);
+  unmark((void*)(uintptr_t)p);
+  if (!dropMap((void*)(uintptr_t)p)) free((void*)(uintptr_t)p);
   return 0;
+}
+int cuMemsetD8_v2(unsigned long long p, unsigned char value, size_t bytes) {
+  if (typeOf((uintptr_t)p, bytes, NULL) != kTypeDevice) return kInvalidValue;
+  memset((void*)(uintptr_t)p, value, bytes);
+  return 0;
+}
+
+struct IpcHandle {
+  char reserved[64];
+};
+struct IpcWords {
+  uint32_t magic;
+  int32_t fd;
+  int64_t pid;
+  uint64_t bytes;
+};
+int cuIpcGetMemHandle(struct IpcHandle* h, unsigned long long p) {
+  int ok = 0;
+  struct IpcWords w = {kIpcMagic, -1, (int64_t)getpid(), 0};
+  pthread_mutex_lock(&mu);
+  for (int i = 0; i < nmaps; ++i) {
+    if ((uintptr_t)maps[i].p == p && maps[i].fd >= 0) {
+      w.fd = maps[i].fd;
+      w.bytes = maps[i].bytes;
+      ok = 1;
+    }
+  }
+  pthread_mutex_unlock(&mu);
+  if (!ok) return kInvalidValue;
+  memset(h, 0, sizeof(*h));
+  memcpy(h->reserved, &w, sizeof(w));
+  return 0;
+}
+int cuIpcOpenMemHandle_v2(unsigned long long* p, struct IpcHandle h, unsigned flags) {
+  (void)flags;
+  struct IpcWords w;
+  memcpy(&w, h.reserved, sizeof(w));
+  if (w.magic != kIpcMagic) return kInvalidValue;
+  if (w.pid == (int64_t)getpid()) return kInvalidContext; /* as the driver: not one's own handle */
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%lld/fd/%d", (long long)w.pid, w.fd);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) return kInvalidValue;
+  void* m = mmap(NULL, w.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED) return kInvalidValue;
+  fakeCudaMark(m, w.bytes, kTypeDevice, 0);
+  addMap(m, w.bytes, -1);
+  *p = (uintptr_t)m;
+  return 0;
+}
+int cuIpcCloseMemHandle(unsigned long long p) {
+  unmark((void*)(uintptr_t)p);
+  return dropMap((void*)(uintptr_t)p) ? 0 : kInvalidValue;
 }
 /* Synchronous copies on the legacy default stream: they wait for it, as the driver's do. */
 int cuMemcpyHtoD_v2(unsigned long long dst, const void* src, size_t bytes) {

@@ -23,6 +23,7 @@ struct HostSync {
   void fence() const { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
   void sync() const {}
   bool broadcast(bool ok) const { return ok; }
+  const Instr& fetch(const Instr* code, uint32_t k, uint32_t) const { return code[k]; }
   uint64_t nowNs() const {
     return static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -72,7 +73,7 @@ void runOnHostThreads(const ProgramHeader* h) {
       threads.emplace_back([h, lane, w, &math] {
         HostSync sync;
         HostMath m = math;
-        runWorker(*h, lane, w, sync, m);
+        runWorker(h, *h, lane, w, sync, m);
       });
     }
   }

@@ -5,7 +5,8 @@
 //
 //   Sync: leader() (the thread that polls and publishes), load (acquire) / store (release) /
 //         add of 64-bit words, fence(), sync() (the worker's threads meet), broadcast(bool)
-//         (the leader's answer to every thread of the worker), nowNs(), pause(), failed() and
+//         (the leader's answer to every thread of the worker), fetch(code, k, end) (instruction k,
+//         from wherever the worker keeps its copy), nowNs(), pause(), failed() and
 //         fail(record) on the program's ErrorRecord (first failure wins).
 //   Math: copy, reduce, premul, scale, divide over element ranges (the element functors of
 //         kernels/functors.h, on either side), and sync() between dependent passes.
@@ -158,17 +159,19 @@ LS_HD void applyInstr(const Instr& in, uint64_t first, uint64_t n, size_t elem, 
   }
 }
 
-// Runs worker `w` of lane `lane`. Returns normally on failure too; the ErrorRecord says why.
+// Runs worker `w` of lane `lane` of `program`, whose header the caller may have copied to faster
+// memory as `h`. Returns normally on failure too; the ErrorRecord says why.
 template <typename S, typename M>
-LS_HD void runWorker(const ProgramHeader& h, uint32_t lane, uint32_t w, S& s, M& m) {
+LS_HD void runWorker(const ProgramHeader* program, const ProgramHeader& h, uint32_t lane, uint32_t w, S& s, M& m) {
   // cuda_ipc ops of one communicator run one after another even when issued on different streams:
   // the counters of this op continue from where the previous one left them.
   if (!waitGeq(s, h, &h.state->opsDone, h.opIndex, kOrderTimeout, -1, lane, 0)) return;
-  const uint32_t* lanes = laneTable(&h);
-  const Instr* code = instructions(&h);
+  const uint32_t* lanes = laneTable(program);
+  const Instr* code = instructions(program);
   const size_t elem = h.elemBytes;
-  for (uint32_t k = lanes[lane]; k < lanes[lane + 1]; ++k) {
-    const Instr& in = code[k];
+  const uint32_t end = lanes[lane + 1];
+  for (uint32_t k = lanes[lane]; k < end; ++k) {
+    const Instr& in = s.fetch(code, k, end);
     const uint32_t at = k - lanes[lane];
     if (in.flags & kRecvs) {
       if (!waitGeq(s, h, &in.inHeader->seq, in.inSeq, kRecvTimeout, in.recvPeer, lane, at)) return;

@@ -10,11 +10,14 @@
 // released (tail) into the sender's segment. Each side polls only its own memory. The numbers
 // are worked out at lowering time, so a kernel keeps no state between calls.
 //
-// Layout rules: only fixed-width fields, no pointers to host-only types, 8-byte alignment.
+// Layout rules: only fixed-width fields, no pointers to host-only types, 8-byte alignment, no
+// default member initializers (the kernel keeps copies in shared memory; value-initialize).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+
+#include "kernels/float_types.h"  // LS_HD
 
 namespace lockstep {
 namespace ipc {
@@ -41,10 +44,10 @@ static_assert(sizeof(SlotHeader) == 64, "a slot header is one cache line");
 struct Instr {
   uint8_t prim;   // Prim (src/algo/schedule.h)
   uint8_t flags;  // k* above
-  uint16_t pad0 = 0;
+  uint16_t pad0;
   int32_t sendPeer;
   int32_t recvPeer;
-  uint32_t pad1 = 0;
+  uint32_t pad1;
   uint64_t elems;   // this slice's elements
   const char* src;  // the local operand (buffer + offset), or null
   char* dst;        // where results land, or null
@@ -74,7 +77,8 @@ enum ErrorCode : uint32_t {
   kBarrierTimeout = 7,  // the workers of a lane never met (a worker was not scheduled)
 };
 
-// Where a kernel reports its failure: host-mapped, read by the host after the kernel.
+// Where a kernel reports its failure (in device memory, SegmentState::error, copied to the host
+// after the kernel). Once set it stays: a failed communicator runs no more cuda_ipc ops.
 struct ErrorRecord {
   uint32_t code;  // ErrorCode; written first (compare-and-swap from kOk)
   int32_t peer;
@@ -91,6 +95,7 @@ struct SegmentState {
   uint64_t pad0[7];
   uint64_t workersDone;  // workers that finished, over every op (the last one bumps opsDone)
   uint64_t pad1[7];
+  ErrorRecord error;  // a kernel's failure; the host copies it out after every kernel
 };
 
 // A program blob: this header, then laneBegin[lanes + 1] (uint32, padded to 8 bytes), then the
@@ -105,7 +110,7 @@ struct ProgramHeader {
   uint32_t op;     // lockstepRedOp_t (avg reduces as sum; kScaled / kDivide do the rest)
   uint32_t slots;
   uint32_t elemBytes;  // dataTypeSize(dtype)
-  uint32_t pad0 = 0;
+  uint32_t pad0;
   uint64_t tag[3];                     // this op's fingerprint, carried in every slot header
   uint64_t opIndex;                    // cuda_ipc ops of this communicator before this one
   uint64_t timeoutNs;                  // per wait
@@ -116,9 +121,9 @@ struct ProgramHeader {
   ErrorRecord* error;                  // host-mapped
 };
 
-inline size_t laneTableBytes(uint32_t lanes) { return ((lanes + 1) * sizeof(uint32_t) + 7) & ~size_t(7); }
-inline const uint32_t* laneTable(const ProgramHeader* h) { return reinterpret_cast<const uint32_t*>(h + 1); }
-inline const Instr* instructions(const ProgramHeader* h) {
+LS_HD size_t laneTableBytes(uint32_t lanes) { return ((lanes + 1) * sizeof(uint32_t) + 7) & ~size_t(7); }
+LS_HD const uint32_t* laneTable(const ProgramHeader* h) { return reinterpret_cast<const uint32_t*>(h + 1); }
+LS_HD const Instr* instructions(const ProgramHeader* h) {
   return reinterpret_cast<const Instr*>(reinterpret_cast<const char*>(h + 1) + laneTableBytes(h->lanes));
 }
 

@@ -1,0 +1,198 @@
+// cuda_ipc end to end on the CPU: real communicators on threads, the stand-in CUDA driver
+// (fake_cuda_driver.c) with a current context, and the stand-in kernel launcher
+// (fake_ipc_launch.cc) that runs each Program on host threads when the fake stream reaches it.
+// So the calls take the cuda_ipc path (segments allocated and exchanged at init, schedules
+// lowered, "kernels" enqueued on the caller's stream, errors copied back and reported), and
+// only the kernel itself is swapped for the host run of the same interpreter.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+#include "tests/common/thread_comms.h"
+#include "tests/fakecuda/fake_cuda.h"
+
+extern "C" unsigned long fakeIpcLaunches();
+
+namespace lockstep {
+namespace {
+
+using testing::destroyAll;
+using testing::initThreadComms;
+using testing::onThreads;
+using Clock = std::chrono::steady_clock;
+
+class CudaIpc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setenv("LOCKSTEP_TIMEOUT", "20", 1);
+    setenv("LOCKSTEP_CUDA_IPC_SLOT_BYTES", "64K", 1);  // several slices per call, FIFOs that wrap
+    setenv("LOCKSTEP_CUDA_IPC_BLOCKS", "2", 1);
+    cuda = FakeCuda::load();
+    // A context, as a trainer has made one before it creates communicators.
+    void* lib = ::dlopen(LOCKSTEP_FAKE_CUDA_PATH, RTLD_NOW | RTLD_GLOBAL);
+    auto retain = reinterpret_cast<int (*)(void**, int)>(::dlsym(lib, "cuDevicePrimaryCtxRetain"));
+    auto setCurrent = reinterpret_cast<int (*)(void*)>(::dlsym(lib, "cuCtxSetCurrent"));
+    void* ctx = nullptr;
+    ASSERT_EQ(retain(&ctx, 0), 0);
+    ASSERT_EQ(setCurrent(ctx), 0);
+  }
+  void TearDown() override {
+    unsetenv("LOCKSTEP_TIMEOUT");
+    unsetenv("LOCKSTEP_CUDA_IPC_SLOT_BYTES");
+    unsetenv("LOCKSTEP_CUDA_IPC_BLOCKS");
+    unsetenv("LOCKSTEP_CUDA_IPC");
+  }
+  FakeCuda cuda{};
+};
+
+// Every collective with device buffers, back to back on each rank's stream: each runs as one
+// cuda_ipc launch per rank (the barrier, which has no buffers, takes the host path).
+TEST_F(CudaIpc, EveryCollectiveRunsAsKernelsAndIsRight) {
+  constexpr int kRanks = 3;
+  constexpr size_t kCount = 1000, kBig = 1 << 18;
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> errors(kRanks);
+  const unsigned long before = fakeIpcLaunches();
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> a(cuda, kBig), b(cuda, kBig), rsIn(cuda, kRanks * kCount), rsOut(cuda, kCount),
+        ag(cuda, kRanks * kCount), bc(cuda, kCount), red(cuda, kCount), redOut(cuda, kCount),
+        a2aIn(cuda, kRanks * kCount), a2aOut(cuda, kRanks * kCount), ringIn(cuda, kCount), ringOut(cuda, kCount);
+    DeviceArray<int32_t> avg(cuda, kCount);
+    for (size_t i = 0; i < kBig; ++i) a[i] = float(r + 1) * float(i % 97);
+    for (size_t i = 0; i < kCount; ++i) {
+      ag[r * kCount + i] = float(r * 1000 + i);
+      bc[i] = r == 1 ? float(i) * 0.5f : -1.0f;
+      red[i] = float(r + i);
+      ringIn[i] = float(r * 7 + i);
+      ringOut[i] = -1.0f;
+      avg[i] = int32_t(3 * r + i);
+    }
+    for (size_t i = 0; i < kRanks * kCount; ++i) {
+      rsIn[i] = float(r + 1) * float(i);
+      a2aIn[i] = float(r * 100000 + i);
+    }
+    auto ok = [&](lockstepResult_t rc, const char* what) {
+      if (rc != lockstepSuccess && errors[r].empty())
+        errors[r] = std::string(what) + ": " + lockstepGetLastError(nullptr);
+    };
+    lockstepComm_t c = comms[r];
+    ok(lockstepAllReduce(a.p, b.p, kBig, lockstepFloat32, lockstepSum, c, s), "allreduce");
+    ok(lockstepAllReduce(a.p, a.p, kBig, lockstepFloat32, lockstepMax, c, s), "allreduce in place");
+    ok(lockstepAllReduce(avg.p, avg.p, kCount, lockstepInt32, lockstepAvg, c, s), "allreduce avg");
+    ok(lockstepReduceScatter(rsIn.p, rsOut.p, kCount, lockstepFloat32, lockstepSum, c, s), "reduce-scatter");
+    ok(lockstepAllGather(ag.p + r * kCount, ag.p, kCount, lockstepFloat32, c, s), "all-gather in place");
+    ok(lockstepBroadcast(bc.p, bc.p, kCount, lockstepFloat32, 1, c, s), "broadcast");
+    ok(lockstepReduce(red.p, redOut.p, kCount, lockstepFloat32, lockstepSum, 2, c, s), "reduce");
+    ok(lockstepAllToAll(a2aIn.p, a2aOut.p, kCount, lockstepFloat32, c, s), "all-to-all");
+    ok(lockstepGroupStart(), "group start");
+    ok(lockstepSend(ringIn.p, kCount, lockstepFloat32, (r + 1) % kRanks, c, s), "send");
+    ok(lockstepRecv(ringOut.p, kCount, lockstepFloat32, (r + kRanks - 1) % kRanks, c, s), "recv");
+    ok(lockstepGroupEnd(), "group end");
+    ok(lockstepBarrier(c, s), "barrier");
+    ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0) << "rank " << r << "'s stream never finished";
+    lockstepResult_t async = lockstepInternalError;
+    ok(lockstepCommGetAsyncError(c, &async), "async error");
+    ok(async, "the ops on the stream");
+    if (!errors[r].empty()) return;
+    for (size_t i = 0; i < kBig; ++i) {
+      ASSERT_EQ(b[i], 6.0f * float(i % 97)) << "allreduce, rank " << r << " i " << i;
+      ASSERT_EQ(a[i], 3.0f * float(i % 97)) << "allreduce in place, rank " << r << " i " << i;
+    }
+    for (size_t i = 0; i < kCount; ++i) {
+      ASSERT_EQ(avg[i], int32_t((9 + 3 * i) / 3)) << "allreduce avg, rank " << r;
+      ASSERT_EQ(rsOut[i], 6.0f * float(r * kCount + i)) << "reduce-scatter, rank " << r;
+      ASSERT_EQ(bc[i], float(i) * 0.5f) << "broadcast, rank " << r;
+      if (r == 2) ASSERT_EQ(redOut[i], float(3 * i + 3)) << "reduce";
+      ASSERT_EQ(ringOut[i], float(((r + kRanks - 1) % kRanks) * 7 + i)) << "send/recv, rank " << r;
+    }
+    for (int p = 0; p < kRanks; ++p) {
+      for (size_t i = 0; i < kCount; ++i) {
+        ASSERT_EQ(ag[p * kCount + i], float(p * 1000 + i)) << "all-gather, rank " << r;
+        ASSERT_EQ(a2aOut[p * kCount + i], float(p * 100000 + r * kCount + i)) << "all-to-all, rank " << r;
+      }
+    }
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  // At least the ring-shaped calls (the big all-reduces, reduce-scatter, all-gather), the rooted
+  // ones, all-to-all and the send/recv group ran as kernels on every rank; small all-reduces may
+  // go one-shot, which takes the staged path.
+  EXPECT_GE(fakeIpcLaunches() - before, 8u * kRanks);
+  destroyAll(comms);
+  EXPECT_EQ(cuda.hostLive(), 0) << "pinned memory left after destroy";
+}
+
+TEST_F(CudaIpc, TurnedOffDeviceCallsTakeTheStagedPath) {
+  setenv("LOCKSTEP_CUDA_IPC", "0", 1);
+  constexpr size_t kCount = 1 << 16;
+  auto comms = initThreadComms(2);
+  const unsigned long before = fakeIpcLaunches();
+  onThreads(2, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> buf(cuda, kCount);
+    for (size_t i = 0; i < kCount; ++i) buf[i] = float(r + 1);
+    ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+    ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0);
+    EXPECT_EQ(buf[kCount - 1], 3.0f);
+    cuda.streamDestroy(s);
+  });
+  EXPECT_EQ(fakeIpcLaunches(), before);
+  destroyAll(comms);
+}
+
+// A rank that never makes the call: its peer's kernel gives up at the timeout, the stream goes
+// on, and the error names the missing rank (in the async error, then in the next call).
+TEST_F(CudaIpc, AMissingRankTimesOutAndIsNamed) {
+  setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  constexpr size_t kCount = 1 << 16;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  auto t0 = Clock::now();
+  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 0.5) << "the call waited for the stream";
+  ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0) << "the kernel never gave up";
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_GE(secs, 0.9);
+  EXPECT_LT(secs, 5.0);
+  lockstepResult_t async = lockstepSuccess;
+  ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
+  EXPECT_EQ(async, lockstepTimeout);
+  EXPECT_NE(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  const std::string text = lockstepGetLastError(nullptr);
+  EXPECT_NE(text.find("rank 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("cuda_ipc"), std::string::npos) << text;
+  cuda.streamDestroy(s);
+  destroyAll(comms);
+}
+
+// Abort from another thread while a rank's kernel waits for a peer that never posts: the kernel
+// sees the host-mapped flag, the stream is released at once, and the async error says aborted.
+TEST_F(CudaIpc, AbortStopsAWaitingKernel) {
+  constexpr size_t kCount = 1 << 16;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(cuda.streamIdle(s)) << "the kernel should be waiting for rank 1";
+  auto t0 = Clock::now();
+  std::thread aborter([&] { EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess); });
+  EXPECT_EQ(cuda.streamSynchronizeFor(s, 5000), 0) << "the aborted kernel kept its stream";
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  aborter.join();
+  EXPECT_LT(ms, 1000.0);
+  cuda.streamDestroy(s);
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+  EXPECT_EQ(cuda.hostLive(), 0);
+}
+
+}  // namespace
+}  // namespace lockstep

@@ -1,0 +1,320 @@
+#include "transport/cuda_ipc/cuda_ipc.h"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "src/algo/collective.h"
+#include "src/core/errors.h"
+#include "src/core/logging.h"
+#include "src/exec/fingerprint.h"
+#include "transport/cuda_ipc/ipc_kernel.h"
+
+namespace lockstep {
+namespace {
+
+// liblockstep_cuda's launcher: already in the process (the application links liblockstep_cuda,
+// or a test defines it), else liblockstep_cuda.so next to this library, else on the search path.
+// The host library never links CUDA itself (cmake/cuda.cmake).
+LockstepCudaIpcLaunchFn findIpcLauncher() {
+  static LockstepCudaIpcLaunchFn found = [] {
+    if (void* f = ::dlsym(RTLD_DEFAULT, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
+    std::vector<std::string> candidates;
+    Dl_info self{};
+    if (::dladdr(reinterpret_cast<void*>(&findIpcLauncher), &self) && self.dli_fname) {
+      std::string dir = self.dli_fname;
+      dir = dir.substr(0, dir.find_last_of('/') + 1);
+      candidates.push_back(dir + "liblockstep_cuda.so");
+    }
+    candidates.push_back("liblockstep_cuda.so");
+    for (const std::string& path : candidates) {
+      if (void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+        if (void* f = ::dlsym(lib, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
+      }
+    }
+    return LockstepCudaIpcLaunchFn{nullptr};
+  }();
+  return found;
+}
+
+// What each rank tells the others about its segment.
+struct SegmentRecord {
+  int32_t ok;  // 1: allocated and exported
+  int32_t slots;
+  uint64_t slotBytes;
+  int64_t pid;
+  uint64_t processToken;
+  uint64_t pointer;  // its address in its own process (for ranks in the same process)
+  CudaDriver::IpcHandle handle;
+};
+
+bool allAgree(Bootstrap& bootstrap, bool mine) {
+  std::vector<int32_t> all(bootstrap.size());
+  all[bootstrap.rank()] = mine ? 1 : 0;
+  bootstrap.allGather(all.data(), sizeof(int32_t));
+  for (int32_t v : all) {
+    if (v != 1) return false;
+  }
+  return true;
+}
+
+lockstepResult_t resultOf(uint32_t code) {
+  switch (code) {
+    case ipc::kAborted:
+      return lockstepAborted;
+    case ipc::kSizeMismatch:
+    case ipc::kTagMismatch:
+      return lockstepMismatch;
+    default:
+      return lockstepTimeout;
+  }
+}
+
+}  // namespace
+
+struct IpcEngine::Posted {
+  IpcEngine* engine;
+  PinnedBlock* block;
+  size_t recordOffset;  // where in the block the kernel's error record lands
+  std::string label;
+};
+
+bool IpcEngine::locallyAvailable(const Config& config) {
+  if (!config.cudaIpc) return false;
+  const CudaDriver* d = cudaDriver();
+  if (!d || !d->hasIpc()) return false;
+  void* ctx = nullptr;
+  if (d->ctxGetCurrent(&ctx) != 0 || ctx == nullptr) return false;
+  return findIpcLauncher() != nullptr;
+}
+
+IpcEngine::IpcEngine(const CudaDriver& driver, const Config& config, int rank, int nranks)
+    : driver_(driver),
+      launch_(findIpcLauncher()),
+      rank_(rank),
+      geometry_{nranks, config.ipcSlots, config.ipcSlotBytes},
+      workers_(static_cast<uint32_t>(config.ipcBlocks)),
+      timeout_(config.timeout),
+      segments_(nranks, nullptr),
+      counters_(nranks),
+      pool_(driver) {}
+
+std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& bootstrap,
+                                              const std::vector<PeerInfo>& peers, int rank) {
+  const int n = bootstrap.size();
+  const CudaDriver* d = cudaDriver();
+  std::unique_ptr<IpcEngine> e;
+  SegmentRecord mine{};
+  std::string why;
+  try {
+    if (!d || !d->hasIpc()) throw Error(lockstepSystemError, "no CUDA driver with IPC in this process");
+    e.reset(new IpcEngine(*d, config, rank, n));
+    for (int r = 0; r < n; ++r) e->names_.push_back(peers[r].describe());
+    d->check(d->ctxGetCurrent(&e->context_), "cuCtxGetCurrent");
+    d->check(d->memAlloc(&e->segment_, e->geometry_.bytes()), "cuMemAlloc (cuda_ipc segment)");
+    d->check(d->memsetD8(e->segment_, 0, e->geometry_.bytes()), "cuMemsetD8 (cuda_ipc segment)");
+    d->check(d->ipcGetMemHandle(&mine.handle, e->segment_), "cuIpcGetMemHandle");
+    void* abortHost = nullptr;
+    d->check(d->memHostAlloc(&abortHost, 64, kCuMemHostAllocPortable | kCuMemHostAllocDeviceMap),
+             "cuMemHostAlloc (cuda_ipc abort flag)");
+    e->abortHost_ = static_cast<uint32_t*>(abortHost);
+    *e->abortHost_ = 0;
+    d->check(d->memHostGetDevicePointer(&e->abortDevice_, abortHost, 0), "cuMemHostGetDevicePointer");
+    mine.ok = 1;
+  } catch (const Error& err) {
+    why = err.what();
+  }
+  mine.slots = config.ipcSlots;
+  mine.slotBytes = config.ipcSlotBytes;
+  mine.pid = static_cast<int64_t>(::getpid());
+  mine.processToken = peers[rank].processToken;
+  mine.pointer = e ? e->segment_ : 0;
+  std::vector<SegmentRecord> all(n);
+  all[rank] = mine;
+  bootstrap.allGather(all.data(), sizeof(SegmentRecord));
+  bool usable = true;
+  for (const SegmentRecord& r : all) {
+    usable = usable && r.ok == 1 && r.slots == mine.slots && r.slotBytes == mine.slotBytes;
+  }
+  // Every rank now sees the same table: all map, or none does.
+  if (usable) {
+    try {
+      for (int r = 0; r < n; ++r) {
+        if (all[r].processToken == mine.processToken) {
+          e->segments_[r] = reinterpret_cast<char*>(static_cast<uintptr_t>(all[r].pointer));
+          continue;
+        }
+        CudaDriver::DevicePtr p = 0;
+        const std::string what = "cuIpcOpenMemHandle (the segment of " + peers[r].describe() + ")";
+        d->check(d->ipcOpenMemHandle(&p, all[r].handle, kCuIpcMemLazyEnablePeerAccess), what.c_str());
+        e->opened_.push_back(p);
+        e->segments_[r] = reinterpret_cast<char*>(static_cast<uintptr_t>(p));
+      }
+    } catch (const Error& err) {
+      why = err.what();
+      usable = false;
+    }
+  } else if (why.empty()) {
+    why = "a peer could not export a segment, or the ranks' LOCKSTEP_CUDA_IPC_SLOTS / _SLOT_BYTES differ";
+  }
+  if (!allAgree(bootstrap, usable)) {
+    LS_INFO(rank, "cuda_ipc off: " << (why.empty() ? "a peer could not map every segment" : why)
+                                   << "; device buffers take the staged path");
+    return nullptr;
+  }
+  LS_INFO(rank, "cuda_ipc on: " << n << " ranks, " << config.ipcSlots << " slots of " << config.ipcSlotBytes
+                                << " bytes per link, " << config.ipcBlocks << " blocks per lane");
+  return e;
+}
+
+IpcEngine::~IpcEngine() {
+  // Kernels still queued read the segments and the pinned programs: wait for them (bounded).
+  const auto until = std::chrono::steady_clock::now() + timeout_ + std::chrono::seconds(1);
+  while (inFlight_.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (inFlight_.load() != 0) {
+    pool_.leak();  // a stream that never ran may still reach them: keep the memory
+    return;
+  }
+  // Frees belong to the allocating context (a destroy may come from another thread).
+  void* current = nullptr;
+  const bool push = context_ && driver_.ctxGetCurrent && driver_.ctxGetCurrent(&current) == 0 && current != context_ &&
+                    driver_.ctxPushCurrent && driver_.ctxPopCurrent;
+  if (push) driver_.ctxPushCurrent(context_);
+  for (CudaDriver::DevicePtr p : opened_) driver_.ipcCloseMemHandle(p);
+  if (segment_) driver_.memFree(segment_);
+  if (abortHost_) driver_.memFreeHost(abortHost_);
+  pool_.freeAll();
+  if (push) {
+    void* popped = nullptr;
+    driver_.ctxPopCurrent(&popped);
+  }
+}
+
+void IpcEngine::abort() {
+  if (abortHost_) __atomic_store_n(abortHost_, 1u, __ATOMIC_RELEASE);
+}
+
+std::string IpcEngine::errorText() const {
+  std::lock_guard<std::mutex> lock(errorMu_);
+  return errorText_;
+}
+
+bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream) {
+  std::lock_guard<std::mutex> lock(postMu_);
+  ipc::LowerArgs a{};
+  a.schedule = &schedule;
+  a.buffers = buffers;
+  a.dtype = info.dtype;
+  a.op = info.op;
+  a.rank = rank_;
+  a.geometry = geometry_;
+  a.segments = segments_;
+  a.workers = workers_;
+  // Collectives carry their number among this communicator's cuda_ipc ops, so ranks that
+  // disagree about the order are told apart; send/recv carry none (the two ends post different
+  // calls by design).
+  Fingerprint fp = info.fp;
+  fp.seq = fp.kind == static_cast<uint8_t>(OpKind::kSend) ? 0 : counters_.ops + 1;
+  const MessageTag tag = fp.tag();
+  for (int i = 0; i < 3; ++i) a.tag[i] = tag.words[i];
+  a.timeoutNs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_).count());
+  char* own = segments_[rank_];
+  a.state = geometry_.state(own);
+  a.abortFlag = reinterpret_cast<const volatile uint32_t*>(static_cast<uintptr_t>(abortDevice_));
+  a.error = &a.state->error;
+  ipc::Counters before = counters_;
+  if (!ipc::lower(a, counters_, blob_)) return false;
+  if (blob_.empty()) return true;  // nothing moves
+
+  const size_t programBytes = blob_.size() * sizeof(uint64_t);
+  const size_t recordOffset = (programBytes + 63) & ~size_t(63);
+  auto fail = [&](const std::string& what) {
+    // The peers' numbers have moved on (they enqueued their side): this communicator cannot go on.
+    counters_ = before;
+    error_.store(lockstepSystemError, std::memory_order_release);
+    std::lock_guard<std::mutex> l(errorMu_);
+    if (errorText_.empty()) errorText_ = what;
+  };
+  PinnedBlock* block = pool_.acquire(recordOffset + sizeof(ipc::ErrorRecord));
+  std::memcpy(block->data, blob_.data(), programBytes);
+  CudaDriver::DevicePtr deviceProgram = 0;
+  driver_.check(driver_.memHostGetDevicePointer(&deviceProgram, block->data, 0), "cuMemHostGetDevicePointer");
+  const int launched =
+      launch_(block->data, reinterpret_cast<const void*>(static_cast<uintptr_t>(deviceProgram)), stream);
+  if (launched != 0) {
+    PinnedPool::release(block);
+    fail(std::string(info.kind) + ": the cuda_ipc kernel launch failed (cudaError " + std::to_string(launched) + ")");
+    throw Error(lockstepSystemError, errorText());
+  }
+  OpInfo numbered = info;
+  numbered.fp = fp;
+  auto* posted = new Posted{this, block, recordOffset, numbered.label()};
+  inFlight_.fetch_add(1, std::memory_order_acq_rel);
+  try {
+    driver_.check(driver_.memcpyDtoHAsync(block->data + recordOffset, reinterpret_cast<uintptr_t>(a.error),
+                                          sizeof(ipc::ErrorRecord), stream),
+                  "cuMemcpyDtoHAsync (cuda_ipc error record)");
+    driver_.check(driver_.launchHostFunc(stream, &IpcEngine::afterKernel, posted), "cuLaunchHostFunc");
+  } catch (const Error& err) {
+    // The kernel is queued: its pinned program must outlive it, so the block is not returned.
+    inFlight_.fetch_sub(1, std::memory_order_acq_rel);
+    delete posted;
+    fail(err.what());
+    throw;
+  }
+  return true;
+}
+
+void IpcEngine::afterKernel(void* p) {
+  std::unique_ptr<Posted> posted(static_cast<Posted*>(p));
+  ipc::ErrorRecord record;
+  std::memcpy(&record, posted->block->data + posted->recordOffset, sizeof(record));
+  if (record.code != ipc::kOk) posted->engine->report(record, posted->label);
+  PinnedPool::release(posted->block);
+  posted->engine->inFlight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {
+  const std::string peer =
+      r.peer >= 0 && r.peer < static_cast<int>(names_.size()) ? names_[r.peer] : std::string("a peer");
+  const std::string within = " within " + std::to_string(timeout_.count()) + " ms";
+  std::string text = label + " (cuda_ipc): ";
+  switch (r.code) {
+    case ipc::kAborted:
+      text += "communicator aborted";
+      break;
+    case ipc::kRecvTimeout:
+      text += "no message from " + peer + within + " (message " + std::to_string(r.want) + " on that link)";
+      break;
+    case ipc::kCreditTimeout:
+      text += peer + " did not take message " + std::to_string(r.want) + within;
+      break;
+    case ipc::kSizeMismatch:
+      text += peer + " sent " + std::to_string(r.got) + " bytes where " + std::to_string(r.want) +
+              " were expected: the ranks called different collectives or counts";
+      break;
+    case ipc::kTagMismatch:
+      text += peer + " is running a different operation (its fingerprint differs from this rank's)";
+      break;
+    case ipc::kOrderTimeout:
+      text += "the communicator's previous cuda_ipc op did not finish" + within +
+              " (was it issued on a stream that never ran?)";
+      break;
+    default:
+      text += "the blocks of lane " + std::to_string(r.lane) + " did not all run" + within +
+              " (too few free SMs for the ranks sharing this GPU? lower LOCKSTEP_CUDA_IPC_BLOCKS)";
+      break;
+  }
+  lockstepResult_t expected = lockstepSuccess;
+  std::lock_guard<std::mutex> lock(errorMu_);
+  if (error_.compare_exchange_strong(expected, resultOf(r.code))) {
+    errorText_ = text;
+    LS_WARN(rank_, text);
+  }
+}
+
+}  // namespace lockstep

@@ -1,0 +1,87 @@
+// cuda_ipc: device collectives among the ranks of one host, run by kernels over each other's
+// device memory. Every rank allocates one segment (transport/cuda_ipc/ipc_layout.h) and exports
+// it with a CUDA IPC handle; the handles travel over the bootstrap and every rank maps every
+// peer's segment (ranks in one process use the pointer itself: a process cannot open its own
+// handle). A call is then lowered into a Program (ipc_lowering.h) and enqueued on the caller's
+// stream as one kernel (ipc_kernel.cu, reached through liblockstep_cuda's lockstepCudaIpcLaunch)
+// followed by a copy of the kernel's error record and a host function that reads it.
+//
+// Several ranks may share one GPU (NCCL refuses this): their kernels meet in device memory. All
+// ranks of the communicator must be on one host and must pass device buffers for the same
+// calls, as in NCCL; a rank that does not run its side leaves its peers waiting until the
+// timeout, which then names it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bootstrap/bootstrap.h"
+#include "src/algo/schedule.h"
+#include "src/core/config.h"
+#include "src/exec/cuda_driver.h"
+#include "src/exec/host_executor.h"
+#include "src/exec/pinned_pool.h"
+#include "src/topo/peer_info.h"
+#include "transport/cuda_ipc/ipc_lowering.h"
+
+namespace lockstep {
+
+class IpcEngine {
+ public:
+  // Whether this process can take part: config allows it, the loaded driver has the IPC entry
+  // points, a context is current, and the kernel launcher is found (see findIpcLauncher).
+  static bool locallyAvailable(const Config& config);
+  // Collective over `bootstrap`, for communicators whose ranks all share one host and all said
+  // locallyAvailable (PeerInfo::cudaIpc). Returns nullptr on every rank when any rank could not
+  // allocate, export or map a segment (the reason is logged at INFO).
+  static std::unique_ptr<IpcEngine> connect(const Config& config, Bootstrap& bootstrap,
+                                            const std::vector<PeerInfo>& peers, int rank);
+  ~IpcEngine();
+  IpcEngine(const IpcEngine&) = delete;
+  IpcEngine& operator=(const IpcEngine&) = delete;
+
+  // Enqueues one planned op on `stream`. False if cuda_ipc cannot run this schedule (more lanes
+  // than a segment has barriers): nothing was enqueued, so the caller takes the staged path.
+  // Throws (and fails the communicator) if the driver refuses an enqueue.
+  bool post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream);
+  // Makes running kernels stop within microseconds of their next check (the abort flag).
+  void abort();
+  // The first failure a kernel reported (lockstepSuccess if none), and its text.
+  lockstepResult_t error() const { return error_.load(std::memory_order_acquire); }
+  std::string errorText() const;
+
+ private:
+  IpcEngine(const CudaDriver& driver, const Config& config, int rank, int nranks);
+  struct Posted;
+  static void afterKernel(void* posted);
+  void report(const ipc::ErrorRecord& record, const std::string& label);
+
+  const CudaDriver& driver_;
+  int (*launch_)(const void*, const void*, void*) = nullptr;
+  int rank_;
+  ipc::Geometry geometry_;
+  uint32_t workers_;
+  std::chrono::milliseconds timeout_;
+  std::vector<std::string> names_;  // peers, for errors
+  void* context_ = nullptr;         // the CUDA context the segment belongs to
+  CudaDriver::DevicePtr segment_ = 0;
+  std::vector<char*> segments_;                // every rank's segment, as mapped here
+  std::vector<CudaDriver::DevicePtr> opened_;  // peers' segments opened by handle (to close)
+  uint32_t* abortHost_ = nullptr;              // pinned, host-mapped
+  CudaDriver::DevicePtr abortDevice_ = 0;
+  std::mutex postMu_;  // counters_ and the order of enqueues
+  ipc::Counters counters_;
+  std::vector<uint64_t> blob_;
+  PinnedPool pool_;
+  std::atomic<int> inFlight_{0};
+  std::atomic<lockstepResult_t> error_{lockstepSuccess};
+  mutable std::mutex errorMu_;
+  std::string errorText_;
+};
+
+}  // namespace lockstep
