@@ -7,6 +7,11 @@
 // Runs an all-reduce, an in-place all-gather and a broadcast on "device" buffers, posted on one
 // stream that is held until every call has returned, then checks every element. Exits 1 on a
 // wrong result, 2 on an error; rank 0 prints "device_check: ok (N ranks)".
+//
+// Built a second time as ipc_device_check (LOCKSTEP_DEVICE_CHECK_IPC), with a current context and
+// the stand-in kernel launcher (tests/fakecuda/fake_ipc_launch.cc): the ranks then exchange IPC
+// handles of their segments, map each other's through /proc, and run every call as cuda_ipc
+// "kernels"; it fails unless they did.
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -14,6 +19,10 @@
 #include <string>
 
 #include "lockstep/lockstep.h"
+
+#ifdef LOCKSTEP_DEVICE_CHECK_IPC
+extern "C" unsigned long fakeIpcLaunches();
+#endif
 
 namespace {
 
@@ -41,6 +50,12 @@ int main(int argc, char** argv) {
   auto streamHold = sym<int (*)(void*)>(lib, "fakeCudaStreamHold");
   auto streamResume = sym<void (*)(void*)>(lib, "fakeCudaStreamResume");
 
+#ifdef LOCKSTEP_DEVICE_CHECK_IPC
+  void* ctx = nullptr;
+  if (sym<int (*)(void**, int)>(lib, "cuDevicePrimaryCtxRetain")(&ctx, 0) != 0 ||
+      sym<int (*)(void*)>(lib, "cuCtxSetCurrent")(ctx) != 0)
+    return fail("context", "the stand-in driver refused");
+#endif
   lockstepComm_t comm;
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) return fail("init", lockstepGetLastError(nullptr));
   lockstepCommUserRank(comm, &rank);
@@ -75,7 +90,15 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+#ifdef LOCKSTEP_DEVICE_CHECK_IPC
+  if (fakeIpcLaunches() != 3) {
+    std::fprintf(stderr, "device_check rank %d: %lu cuda_ipc launches, expected 3\n", rank, fakeIpcLaunches());
+    return 1;
+  }
+  if (rank == 0) std::printf("device_check: ok (%d ranks, every call a cuda_ipc kernel)\n", nranks);
+#else
   if (rank == 0) std::printf("device_check: ok (%d ranks)\n", nranks);
+#endif
   lockstepCommDestroy(comm);
   return 0;
 }

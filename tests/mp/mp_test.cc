@@ -219,6 +219,17 @@ TEST(DeviceStreams, ThreeProcessesGetTheRightResultOverShmAndSockets) {
   }
 }
 
+// cuda_ipc across processes: segments exported by IPC handle, opened by the other processes (the
+// stand-in maps the owner's memfd through /proc), every call run as a "kernel" over them.
+TEST(DeviceStreams, ThreeProcessesRunEveryCallOverCudaIpcHandles) {
+  ProcResult r = run({kRun, "-n", "3", IPC_DEVICE_CHECK_PATH, FAKE_CUDA_PATH},
+                     {"LOCKSTEP_TIMEOUT=30", "LOCKSTEP_CUDA_IPC_SLOT_BYTES=64K", "LOCKSTEP_DEBUG=INFO"}, 60);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("cuda_ipc on: 3 ranks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("device_check: ok (3 ranks, every call a cuda_ipc kernel)"), std::string::npos) << r.output;
+}
+
 // The perf drivers' -m device, with the stand-in driver found as libcuda.so.1 on the library
 // path: every collective's results checked through the device buffers' host shadows.
 TEST(DeviceStreams, PerfDriversRunAndCheckOnDeviceMemory) {
