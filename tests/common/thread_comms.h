@@ -20,12 +20,15 @@ inline void onThreads(int n, const std::function<void(int)>& fn) {
   for (auto& t : threads) t.join();
 }
 
-inline std::vector<lockstepComm_t> initThreadComms(int n) {
+// `before(rank)`, when given, runs on each rank's thread first (a GPU test makes its CUDA
+// context current there, as a trainer does before it creates its communicator).
+inline std::vector<lockstepComm_t> initThreadComms(int n, const std::function<void(int)>& before = {}) {
   lockstepUniqueId id;
   EXPECT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
   std::vector<lockstepComm_t> comms(n, nullptr);
   std::vector<std::string> errors(n);
   onThreads(n, [&](int r) {
+    if (before) before(r);
     if (lockstepCommInitRank(&comms[r], n, id, r) != lockstepSuccess) errors[r] = lockstepGetLastError(nullptr);
   });
   for (int r = 0; r < n; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;

@@ -1,7 +1,8 @@
 // Collectives on device buffers with the real CUDA runtime: 1, 2 and 4 ranks (threads) sharing
 // one GPU, every collective x dtype x op, in place and out of place, posted on each rank's
-// stream. The oracle is the host path: the same call on host copies of the same random bytes
-// must give the same bits (the staged device path runs the same schedules). Also: a group in
+// stream, once as cuda_ipc kernels and once through the staged path (LOCKSTEP_CUDA_IPC=0). The
+// oracle is the host path: the same call on host copies of the same random bytes must give the
+// same bits (both device paths run the same schedules with the same element functors). Also: a group in
 // which one thread drives every rank, a stream that reaches the op too late (timeout, and the
 // stream is released), and abort. Skipped, and said so, when this machine has no GPU.
 #include <cuda_runtime_api.h>
@@ -18,6 +19,8 @@
 #include "kernels/dtype.h"
 #include "lockstep/lockstep.h"
 #include "perf/collectives.h"
+#include "src/core/api_internal.h"
+#include "src/core/communicator.h"
 #include "tests/common/thread_comms.h"
 #include "tests/gpu/have_gpu.h"
 
@@ -94,29 +97,45 @@ std::string runEverything(lockstepComm_t comm, int rank, int n) {
   return "";
 }
 
-class GpuCollectives : public ::testing::TestWithParam<int> {};
+// Each rank's thread gets the primary context current before it creates its communicator.
+void useGpu0(int) {
+  cudaSetDevice(0);
+  cudaFree(nullptr);
+}
+
+class GpuCollectives : public ::testing::TestWithParam<std::tuple<int, bool>> {};
 
 TEST_P(GpuCollectives, EveryCollectiveTypeAndOpMatchesTheHostPathBitForBit) {
   SKIP_WITHOUT_GPU();
-  const int n = GetParam();
+  const int n = std::get<0>(GetParam());
+  const bool ipc = std::get<1>(GetParam());
   setenv("LOCKSTEP_TIMEOUT", "30", 1);  // a rank that stops early fails the others quickly
-  auto comms = testing::initThreadComms(n);
+  setenv("LOCKSTEP_CUDA_IPC", ipc ? "1" : "0", 1);
+  auto comms = testing::initThreadComms(n, useGpu0);
   unsetenv("LOCKSTEP_TIMEOUT");
+  unsetenv("LOCKSTEP_CUDA_IPC");
+  for (int r = 0; r < n; ++r) {
+    ASSERT_EQ(communicatorOf(comms[r])->cudaIpc(), ipc)
+        << "rank " << r << ": cuda_ipc should be " << (ipc ? "on" : "off");
+  }
   std::vector<std::string> errors(n);
   testing::onThreads(n, [&](int r) { errors[r] = runEverything(comms[r], r, n); });
   for (int r = 0; r < n; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
   testing::destroyAll(comms);
 }
 
-INSTANTIATE_TEST_SUITE_P(OneGpu, GpuCollectives, ::testing::Values(1, 2, 4),
-                         [](const auto& info) { return std::to_string(info.param) + "ranks"; });
+INSTANTIATE_TEST_SUITE_P(OneGpu, GpuCollectives, ::testing::Combine(::testing::Values(1, 2, 4), ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::to_string(std::get<0>(info.param)) + "ranks" +
+                                  (std::get<1>(info.param) ? "CudaIpc" : "Staged");
+                         });
 
 // As nccl-tests: one thread, every rank's communicator, one group, then the streams.
 TEST(GpuStreams, OneThreadDrivesFourCommunicatorsInAGroup) {
   SKIP_WITHOUT_GPU();
   constexpr int kRanks = 4;
   constexpr size_t kCount = 1 << 20;
-  auto comms = testing::initThreadComms(kRanks);
+  auto comms = testing::initThreadComms(kRanks, useGpu0);
   std::vector<cudaStream_t> streams(kRanks);
   std::vector<float*> bufs(kRanks);
   std::vector<float> host(kCount);
@@ -152,7 +171,7 @@ void CUDART_CB sleepOnStream(void* ms) {
 TEST(GpuStreams, AStreamThatArrivesTooLateTimesOutAndIsReleased) {
   SKIP_WITHOUT_GPU();
   setenv("LOCKSTEP_TIMEOUT", "1", 1);
-  auto comms = testing::initThreadComms(2);
+  auto comms = testing::initThreadComms(2, useGpu0);
   unsetenv("LOCKSTEP_TIMEOUT");
   std::vector<lockstepResult_t> async(2, lockstepSuccess);
   std::vector<cudaError_t> synced(2, cudaSuccess);
@@ -180,7 +199,7 @@ TEST(GpuStreams, AStreamThatArrivesTooLateTimesOutAndIsReleased) {
 // Abort from another thread releases a stream whose op waits for a peer that never posts.
 TEST(GpuStreams, AbortReleasesTheStreamWithinASecond) {
   SKIP_WITHOUT_GPU();
-  auto comms = testing::initThreadComms(2);
+  auto comms = testing::initThreadComms(2, useGpu0);
   cudaStream_t s;
   ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
   float* buf = nullptr;
