@@ -34,8 +34,9 @@ struct World {
   uint32_t workers = 1;
   uint64_t timeoutNs = 20'000'000'000ull;
 
-  World(int n, int slots, size_t slotBytes, uint32_t w) : errors(n), abortFlags(n, 0), workers(w) {
-    g = Geometry{n, slots, slotBytes};
+  // Lanes of at most `maxWorkers` workers; each op uses `workers` (every rank the same number).
+  World(int n, int slots, size_t slotBytes, uint32_t w, int maxWorkers = 0) : errors(n), abortFlags(n, 0), workers(w) {
+    g = Geometry{n, slots, slotBytes, maxWorkers ? maxWorkers : static_cast<int>(w)};
     for (int r = 0; r < n; ++r) {
       const size_t bytes = (g.bytes() + 4095) & ~size_t(4095);
       memory.emplace_back(static_cast<char*>(std::aligned_alloc(4096, bytes)), &std::free);
@@ -106,12 +107,16 @@ size_t outputElems(OpKind k, size_t count, int n) {
 }
 
 // Runs one collective through the engine and through the simulator and compares every byte.
+// With `workersPerRep`, repetition i runs with workersPerRep[i % size] workers per lane.
 void checkAgainstSimulator(Case c, int n, size_t count, lockstepDataType_t dtype, lockstepRedOp_t op, uint32_t workers,
-                           int slots, size_t slotBytes, int repeats = 1) {
+                           int slots, size_t slotBytes, int repeats = 1, std::vector<uint32_t> workersPerRep = {}) {
   const size_t elem = dataTypeSize(dtype);
   const int root = n > 1 ? 1 : 0;
-  World world(n, slots, slotBytes, workers);
+  uint32_t most = workers;
+  for (uint32_t w : workersPerRep) most = std::max(most, w);
+  World world(n, slots, slotBytes, workers, static_cast<int>(most));
   for (int rep = 0; rep < repeats; ++rep) {
+    if (!workersPerRep.empty()) world.workers = workersPerRep[rep % workersPerRep.size()];
     std::mt19937 rng(n * 131 + count + rep);
     std::vector<std::vector<unsigned char>> in(n), outIpc(n), outSim(n);
     std::vector<Schedule> s(n);
@@ -192,6 +197,16 @@ TEST(IpcEngine, WorkerCountsSplitSlicesAnywhere) {
 TEST(IpcEngine, CountersContinueAcrossOps) {
   checkAgainstSimulator({OpKind::kAllReduce, Algorithm::kRing}, 4, 20000, lockstepInt32, lockstepSum, 2, 2, 256,
                         /*repeats=*/6);
+}
+
+// Consecutive ops split their slices between different numbers of workers: a slot filled by
+// three workers in one op is refilled by one in the next only once all three have released it.
+TEST(IpcEngine, OpsWithDifferentWorkerCountsShareTheFifos) {
+  checkAgainstSimulator({OpKind::kAllReduce, Algorithm::kRing}, 3, 7001, lockstepFloat32, lockstepSum, 3, 2, 4096,
+                        /*repeats=*/8, {3, 1, 2, 4, 1, 4, 3, 2});
+  if (HasFatalFailure()) return;
+  checkAgainstSimulator({OpKind::kAllReduce, Algorithm::kRabenseifner}, 5, 3001, lockstepInt32, lockstepSum, 2, 2, 4096,
+                        /*repeats=*/4, {2, 5, 1, 3});
 }
 
 // Every rank's lowering numbers its messages on each link 1, 2, 3... as its peer's lowering does,

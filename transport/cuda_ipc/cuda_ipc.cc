@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -44,6 +45,8 @@ struct SegmentRecord {
   int32_t ok;  // 1: allocated and exported
   int32_t slots;
   uint64_t slotBytes;
+  int32_t blocks;
+  int32_t pad;
   int64_t pid;
   uint64_t processToken;
   uint64_t pointer;  // its address in its own process (for ranks in the same process)
@@ -94,8 +97,8 @@ IpcEngine::IpcEngine(const CudaDriver& driver, const Config& config, int rank, i
     : driver_(driver),
       launch_(findIpcLauncher()),
       rank_(rank),
-      geometry_{nranks, config.ipcSlots, config.ipcSlotBytes},
-      workers_(static_cast<uint32_t>(config.ipcBlocks)),
+      geometry_{nranks, config.ipcSlots, config.ipcSlotBytes, config.ipcBlocks},
+      blockBudget_(std::max(1, kBlocksPerGpu / nranks)),
       timeout_(config.timeout),
       segments_(nranks, nullptr),
       counters_(nranks),
@@ -128,6 +131,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
   }
   mine.slots = config.ipcSlots;
   mine.slotBytes = config.ipcSlotBytes;
+  mine.blocks = config.ipcBlocks;
   mine.pid = static_cast<int64_t>(::getpid());
   mine.processToken = peers[rank].processToken;
   mine.pointer = e ? e->segment_ : 0;
@@ -136,7 +140,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
   bootstrap.allGather(all.data(), sizeof(SegmentRecord));
   bool usable = true;
   for (const SegmentRecord& r : all) {
-    usable = usable && r.ok == 1 && r.slots == mine.slots && r.slotBytes == mine.slotBytes;
+    usable = usable && r.ok == 1 && r.slots == mine.slots && r.slotBytes == mine.slotBytes && r.blocks == mine.blocks;
   }
   // Every rank now sees the same table: all map, or none does.
   if (usable) {
@@ -157,7 +161,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
       usable = false;
     }
   } else if (why.empty()) {
-    why = "a peer could not export a segment, or the ranks' LOCKSTEP_CUDA_IPC_SLOTS / _SLOT_BYTES differ";
+    why = "a peer could not export a segment, or the ranks' LOCKSTEP_CUDA_IPC_SLOTS / _SLOT_BYTES / _BLOCKS differ";
   }
   if (!allAgree(bootstrap, usable)) {
     LS_INFO(rank, "cuda_ipc off: " << (why.empty() ? "a peer could not map every segment" : why)
@@ -203,6 +207,17 @@ std::string IpcEngine::errorText() const {
   return errorText_;
 }
 
+uint32_t IpcEngine::workersFor(const OpInfo& info) const {
+  // Both ends of a link must split alike, so the count depends only on what every rank knows of
+  // the op. Sends and receives (a group's lanes differ between its two ends) and all-to-all (a
+  // lane per peer) get one block per lane; a collective shares this rank's share of the GPU
+  // between its lanes (two for the double binary tree, one otherwise).
+  const auto kind = static_cast<OpKind>(info.fp.kind);
+  if (kind == OpKind::kSend || kind == OpKind::kRecv || kind == OpKind::kAllToAll) return 1;
+  const int lanes = kind == OpKind::kAllReduce && info.fp.algorithm == static_cast<uint8_t>(Algorithm::kTree) ? 2 : 1;
+  return static_cast<uint32_t>(std::clamp(blockBudget_ / lanes, 1, geometry_.workers));
+}
+
 bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream) {
   std::lock_guard<std::mutex> lock(postMu_);
   ipc::LowerArgs a{};
@@ -213,7 +228,7 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.rank = rank_;
   a.geometry = geometry_;
   a.segments = segments_;
-  a.workers = workers_;
+  a.workers = workersFor(info);
   // Collectives carry their number among this communicator's cuda_ipc ops, so ranks that
   // disagree about the order are told apart; send/recv carry none (the two ends post different
   // calls by design).

@@ -58,6 +58,12 @@ class IpcEngine {
  private:
   IpcEngine(const CudaDriver& driver, const Config& config, int rank, int nranks);
   struct Posted;
+  // Thread blocks per lane for this op (the same on every rank).
+  uint32_t workersFor(const OpInfo& info) const;
+  // Blocks every rank's kernels may hold at once: all of them must be resident together (they
+  // wait for each other), and a GPU holds at least one 512-thread block per SM (108 on an A100,
+  // 132 on an H100) when every rank of the communicator shares it.
+  static constexpr int kBlocksPerGpu = 96;
   static void afterKernel(void* posted);
   void report(const ipc::ErrorRecord& record, const std::string& label);
 
@@ -65,7 +71,7 @@ class IpcEngine {
   int (*launch_)(const void*, const void*, void*) = nullptr;
   int rank_;
   ipc::Geometry geometry_;
-  uint32_t workers_;
+  int blockBudget_;  // this rank's share of kBlocksPerGpu
   std::chrono::milliseconds timeout_;
   std::vector<std::string> names_;  // peers, for errors
   void* context_ = nullptr;         // the CUDA context the segment belongs to

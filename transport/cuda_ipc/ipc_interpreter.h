@@ -11,10 +11,13 @@
 //   Math: copy, reduce, premul, scale, divide over element ranges (the element functors of
 //         kernels/functors.h, on either side), and sync() between dependent passes.
 //
-// The workers of a lane split every slice by elements; they meet at a barrier (a counter in the
-// segment) before the lane's worker 0 publishes the slice, so a message is posted only once
-// every worker has written its part, and a slot is released only once every worker has read it.
-// Every wait is bounded by the program's timeout and watches the host-mapped abort flag.
+// The workers of a lane split every slice by elements, and each sends, receives and releases its
+// own part with its own header and tail line: a worker waits only for the same worker of the
+// peer, never for the others of its lane, except at a phase start (a counter in the segment).
+// Both ends of a link split alike (same elements, same worker count), and a step that reads an
+// earlier step's results reads the same ranges (the executors' slicing rule), so each worker
+// only ever reads what it wrote itself. Every wait is bounded by the program's timeout and
+// watches the host-mapped abort flag.
 #pragma once
 
 #include <cstddef>
@@ -68,24 +71,28 @@ LS_HD bool waitGeq(S& s, const ProgramHeader& h, const uint64_t* word, uint64_t 
   return s.broadcast(ok);
 }
 
-// Every worker of the lane has finished its part of instruction `k` (0-based within the lane).
+// Every worker of the lane has reached phase start number `k` (0-based within the op's lane).
 template <typename S>
-LS_HD bool laneBarrier(S& s, const ProgramHeader& h, uint32_t lane, uint32_t k) {
+LS_HD bool laneBarrier(S& s, const ProgramHeader& h, uint32_t lane, uint32_t k, uint32_t instr) {
   s.sync();
-  if (h.workers == 1) return true;
+  // Counted even with one worker: the lane's count must stay what the lowering expects.
   uint64_t* counter = &h.state->barrier[lane * 8];
   if (s.leader()) {
     s.fence();
     s.add(counter, 1);
   }
-  return waitGeq(s, h, counter, h.barrierBase[lane] + uint64_t(h.workers) * (k + 1), kBarrierTimeout, -1, lane, k);
+  return waitGeq(s, h, counter, h.barrierBase[lane] + uint64_t(h.workers) * (k + 1), kBarrierTimeout, -1, lane, instr);
 }
 
-// The elements [*first, *first + *n) of a slice of `elems` that worker w of `workers` handles:
-// 16-byte multiples, so vector loads stay aligned where the slice is.
-LS_HD void workerPart(uint64_t elems, uint32_t w, uint32_t workers, size_t elem, uint64_t* first, uint64_t* n) {
+// The elements [*first, *first + *n) of a slice of `elems` that worker w of `workers` handles.
+// The parts are cut from a full slice (`sliceElems`), not from this one, so a worker owns the same
+// bytes of every slot whatever the size of the message in it: a short last slice then leaves
+// the tail workers little or nothing, and never moves a boundary into bytes another worker of
+// the peer may still be reading. 16-byte multiples keep vector loads aligned where the slot is.
+LS_HD void workerPart(uint64_t sliceElems, uint64_t elems, uint32_t w, uint32_t workers, size_t elem, uint64_t* first,
+                      uint64_t* n) {
   const uint64_t align = elem >= 16 ? 1 : 16 / elem;
-  uint64_t chunk = (elems + workers - 1) / workers;
+  uint64_t chunk = (sliceElems + workers - 1) / workers;
   chunk = (chunk + align - 1) / align * align;
   *first = uint64_t(w) * chunk;
   *n = *first >= elems ? 0 : (elems - *first < chunk ? elems - *first : chunk);
@@ -169,21 +176,26 @@ LS_HD void runWorker(const ProgramHeader* program, const ProgramHeader& h, uint3
   const uint32_t* lanes = laneTable(program);
   const Instr* code = instructions(program);
   const size_t elem = h.elemBytes;
+  uint32_t phase = 0;
   const uint32_t end = lanes[lane + 1];
   for (uint32_t k = lanes[lane]; k < end; ++k) {
     const Instr& in = s.fetch(code, k, end);
     const uint32_t at = k - lanes[lane];
+    if ((in.flags & kPhase) && !laneBarrier(s, h, lane, phase++, at)) return;
+    uint64_t first, n;
+    workerPart(h.sliceElems, in.elems, w, h.workers, elem, &first, &n);
     if (in.flags & kRecvs) {
-      if (!waitGeq(s, h, &in.inHeader->seq, in.inSeq, kRecvTimeout, in.recvPeer, lane, at)) return;
+      const SlotHeader* header = in.inHeader + w;
+      if (!waitGeq(s, h, &header->seq, in.inSeq, kRecvTimeout, in.recvPeer, lane, at)) return;
       bool ok = true;
       if (s.leader()) {
-        const uint64_t bytes = s.load(&in.inHeader->bytes);
-        if (bytes != in.elems * elem) {
-          failWith(s, h, kSizeMismatch, in.recvPeer, lane, at, in.elems * elem, bytes);
+        const uint64_t bytes = s.load(&header->bytes);
+        if (bytes != n * elem) {
+          failWith(s, h, kSizeMismatch, in.recvPeer, lane, at, n * elem, bytes);
           ok = false;
         } else {
           for (int i = 0; i < 3 && ok; ++i) {
-            const uint64_t got = s.load(&in.inHeader->tag[i]);
+            const uint64_t got = s.load(&header->tag[i]);
             if (got != h.tag[i]) {
               failWith(s, h, kTagMismatch, in.recvPeer, lane, at, h.tag[i], got);
               ok = false;
@@ -193,22 +205,28 @@ LS_HD void runWorker(const ProgramHeader* program, const ProgramHeader& h, uint3
       }
       if (!s.broadcast(ok)) return;
     }
-    if ((in.flags & kSends) && in.outCredit != 0 &&
-        !waitGeq(s, h, in.outTail, in.outCredit, kCreditTimeout, in.sendPeer, lane, at)) {
-      return;
-    }
-    uint64_t first, n;
-    workerPart(in.elems, w, h.workers, elem, &first, &n);
-    if (n != 0) applyInstr(in, first, n, elem, m);
-    if (!laneBarrier(s, h, lane, at)) return;
-    if (w == 0 && s.leader()) {
-      if (in.flags & kSends) {
-        in.outHeader->bytes = in.elems * elem;
-        for (int i = 0; i < 3; ++i) in.outHeader->tag[i] = h.tag[i];
-        s.fence();
-        s.store(&in.outHeader->seq, in.outSeq);
+    if ((in.flags & kSends) && in.outCredit != 0) {
+      // This worker's own tail line, or (a slot an earlier op filled) every line.
+      const uint32_t from = (in.flags & kCreditAll) ? 0 : w, to = (in.flags & kCreditAll) ? h.maxWorkers : w + 1;
+      for (uint32_t t = from; t < to; ++t) {
+        if (!waitGeq(s, h, in.outTail + t * kTailWords, in.outCredit, kCreditTimeout, in.sendPeer, lane, at)) return;
       }
-      if (in.flags & kRecvs) s.store(in.inTail, in.inSeq);  // every worker has read the slot
+    }
+    if (n != 0) applyInstr(in, first, n, elem, m);
+    s.sync();  // every thread of the worker has written (and read) its elements
+    if (s.leader()) {
+      if (in.flags & kSends) {
+        SlotHeader* header = in.outHeader + w;
+        header->bytes = n * elem;
+        for (int i = 0; i < 3; ++i) header->tag[i] = h.tag[i];
+        s.fence();
+        s.store(&header->seq, in.outSeq);
+      }
+      if (in.flags & kRecvs) {
+        // Released. The lines of workers this op does not have are kept current too, so that a
+        // later op with more workers finds every line at this message.
+        for (uint32_t t = w; t < h.maxWorkers; t += h.workers) s.store(in.inTail + t * kTailWords, in.inSeq);
+      }
     }
   }
   s.sync();

@@ -17,7 +17,7 @@ char* at(char* base, size_t elems, size_t elem) { return base ? base + elems * e
 bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) {
   const Schedule& s = *a.schedule;
   const size_t lanes = s.lanes();
-  if (lanes > kMaxLanes) return false;
+  if (lanes > kMaxLanes || a.workers < 1 || a.workers > static_cast<uint32_t>(a.geometry.workers)) return false;
   blob.clear();
   if (lanes == 0) return true;  // nothing moves: no program, and no op for the counters
   const size_t elem = dataTypeSize(a.dtype);
@@ -28,11 +28,17 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
 
   std::vector<Instr> instrs;
   std::vector<uint32_t> laneBegin{0};
+  std::vector<uint32_t> phases(lanes, 0);
   Counters next = counters;
   for (size_t lane = 0; lane < lanes; ++lane) {
     for (SliceWalker w(s.lane(lane), sliceElems, s.order(lane)); !w.done(); w.advance()) {
       const Step& step = w.step();
       Instr in{};
+      // A phase's first step comes first in its group, slice 0 first (src/algo/slicing.h).
+      if (step.phase && w.first() == 0 && instrs.size() > laneBegin.back()) {
+        in.flags |= kPhase;
+        ++phases[lane];
+      }
       in.prim = static_cast<uint8_t>(step.prim);
       in.sendPeer = step.sendPeer;
       in.recvPeer = step.recvPeer;
@@ -57,6 +63,7 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
         in.flags |= kSends;
         in.outSeq = seq;
         in.outCredit = seq > uint64_t(a.geometry.slots) ? seq - a.geometry.slots : 0;
+        if (seq - counters.sent[p] <= uint64_t(a.geometry.slots)) in.flags |= kCreditAll;
         in.outHeader = a.geometry.header(a.segments[p], a.rank, seq);
         in.outData = a.geometry.payload(a.segments[p], a.rank, seq);
         in.outTail = a.geometry.tail(a.segments[a.rank], p);
@@ -70,19 +77,21 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
   h.magic = kProgramMagic;
   h.lanes = static_cast<uint32_t>(lanes);
   h.workers = a.workers;
+  h.maxWorkers = static_cast<uint32_t>(a.geometry.workers);
   h.rank = a.rank;
   h.nranks = a.geometry.nranks;
   h.dtype = static_cast<uint32_t>(a.dtype);
   h.op = static_cast<uint32_t>(a.op);
   h.slots = static_cast<uint32_t>(a.geometry.slots);
   h.elemBytes = static_cast<uint32_t>(elem);
+  h.sliceElems = sliceElems;
   for (int i = 0; i < 3; ++i) h.tag[i] = a.tag[i];
   h.opIndex = next.ops;
   h.timeoutNs = a.timeoutNs;
   h.state = a.state;
   for (size_t lane = 0; lane < lanes; ++lane) {
     h.barrierBase[lane] = next.barrier[lane];
-    next.barrier[lane] += uint64_t(a.workers) * (laneBegin[lane + 1] - laneBegin[lane]);
+    next.barrier[lane] += uint64_t(a.workers) * phases[lane];
   }
   h.workersBase = next.workersDone;
   next.workersDone += uint64_t(a.workers) * lanes;

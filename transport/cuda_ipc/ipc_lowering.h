@@ -33,7 +33,8 @@ struct LowerArgs {
   int rank;
   Geometry geometry;
   std::span<char* const> segments;  // every rank's segment as mapped here
-  uint32_t workers;                 // per lane
+  uint32_t workers;                 // per lane in this op, at most geometry.workers; every rank
+                                    // must pick the same number for the same op
   uint64_t tag[3];                  // the op's fingerprint (Fingerprint::tag())
   uint64_t timeoutNs;
   SegmentState* state;                 // this rank's (segments[rank]'s) state area
@@ -43,7 +44,7 @@ struct LowerArgs {
 
 // Writes the program to `blob` (8-byte words) and advances `counters`. A schedule with no steps
 // leaves `blob` empty (there is nothing to launch). False, with nothing advanced, if the schedule
-// has more lanes than a segment has barriers (kMaxLanes).
+// has more lanes than a segment has barriers (kMaxLanes), or more workers than the geometry.
 bool lower(const LowerArgs& args, Counters& counters, std::vector<uint64_t>& blob);
 
 }  // namespace ipc

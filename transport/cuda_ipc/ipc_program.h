@@ -10,6 +10,11 @@
 // released (tail) into the sender's segment. Each side polls only its own memory. The numbers
 // are worked out at lowering time, so a kernel keeps no state between calls.
 //
+// A lane runs on `workers` thread blocks, and every slice is split between them by elements
+// (workerPart in ipc_interpreter.h). Each worker is a channel of its own: its part of a slot has
+// its own header and its own tail line, so the workers of a lane never wait for each other,
+// except at a phase start (Step::phase), where a step reads what other workers wrote.
+//
 // Layout rules: only fixed-width fields, no pointers to host-only types, 8-byte alignment, no
 // default member initializers (the kernel keeps copies in shared memory; value-initialize).
 #pragma once
@@ -24,6 +29,7 @@ namespace ipc {
 
 constexpr uint32_t kProgramMagic = 0x4c535049u;  // "LSPI"
 constexpr uint32_t kMaxLanes = 64;               // barrier counters in a segment
+constexpr uint32_t kTailWords = 8;               // a tail line: one 64-bit word, padded to 64 bytes
 
 // Instr::flags
 constexpr uint8_t kRecvs = 1 << 0;       // waits for a message from recvPeer
@@ -31,11 +37,17 @@ constexpr uint8_t kSends = 1 << 1;       // fills a slot of sendPeer's FIFO and 
 constexpr uint8_t kLocalFirst = 1 << 2;  // reduce as (src) (op) (received)
 constexpr uint8_t kScaled = 1 << 3;      // floating avg: src is raw input, scale it where it enters
 constexpr uint8_t kDivide = 1 << 4;      // integer avg: this step finishes, divide by nranks
+constexpr uint8_t kPhase = 1 << 5;       // a phase starts here: the lane's workers meet first
+// One of the first `slots` messages of this op on its link: the slot was last filled by an
+// earlier op, perhaps split between a different number of workers, so the worker waits until
+// every tail line has released it, not only its own.
+constexpr uint8_t kCreditAll = 1 << 6;
 
-// One message slot's header, in the receiver's segment; 64 bytes so slots never share a line.
+// One worker's part of a message slot: its header, in the receiver's segment; 64 bytes so no two
+// share a line.
 struct alignas(64) SlotHeader {
   uint64_t seq;     // the message's number on its link; written last, with release order
-  uint64_t bytes;   // payload bytes, the sender's word: checked by the receiver
+  uint64_t bytes;   // this part's payload bytes, the sender's word: checked by the receiver
   uint64_t tag[3];  // the op's fingerprint (MessageTag), the sender's word: checked by the receiver
   uint64_t pad[3];
 };
@@ -51,13 +63,15 @@ struct Instr {
   uint64_t elems;   // this slice's elements
   const char* src;  // the local operand (buffer + offset), or null
   char* dst;        // where results land, or null
-  // Receiving: the slot, its number, and the peer's tail word for this link (remote).
+  // Receiving: the slot (worker w's header is inHeader + w), its number, and the peer's tail
+  // lines for this link (remote; worker w's is inTail + w * kTailWords).
   const SlotHeader* inHeader;
   const char* inData;
   uint64_t inSeq;
   uint64_t* inTail;
-  // Sending: the peer's slot (remote), its number, and the credit to wait for on the local tail:
-  // the slot is free once the peer has released message outSeq - slots (0: free from the start).
+  // Sending: the peer's slot (remote, headers as above), its number, and the credit to wait for
+  // on the local tail lines: the slot is free once the peer has released message outSeq - slots
+  // (0: free from the start).
   SlotHeader* outHeader;
   char* outData;
   uint64_t outSeq;
@@ -103,22 +117,23 @@ struct SegmentState {
 struct ProgramHeader {
   uint32_t magic;
   uint32_t lanes;
-  uint32_t workers;  // per lane
+  uint32_t workers;     // per lane, in this op
+  uint32_t maxWorkers;  // per lane in any op: the tail lines per link (Geometry::workers)
   int32_t rank;
   int32_t nranks;
   uint32_t dtype;  // lockstepDataType_t
   uint32_t op;     // lockstepRedOp_t (avg reduces as sum; kScaled / kDivide do the rest)
   uint32_t slots;
-  uint32_t elemBytes;  // dataTypeSize(dtype)
-  uint32_t pad0;
+  uint32_t elemBytes;                  // dataTypeSize(dtype)
+  uint64_t sliceElems;                 // a full slice (slotBytes / elemBytes): fixes the workers' parts
   uint64_t tag[3];                     // this op's fingerprint, carried in every slot header
   uint64_t opIndex;                    // cuda_ipc ops of this communicator before this one
   uint64_t timeoutNs;                  // per wait
   SegmentState* state;                 // this rank's own state area
-  uint64_t barrierBase[kMaxLanes];     // lane i's barrier count before this op
+  uint64_t barrierBase[kMaxLanes];     // lane i's barrier count before this op (workers x phases)
   uint64_t workersBase;                // state->workersDone before this op
   const volatile uint32_t* abortFlag;  // host-mapped: nonzero aborts
-  ErrorRecord* error;                  // host-mapped
+  ErrorRecord* error;                  // where a failure is recorded (SegmentState::error)
 };
 
 LS_HD size_t laneTableBytes(uint32_t lanes) { return ((lanes + 1) * sizeof(uint32_t) + 7) & ~size_t(7); }
