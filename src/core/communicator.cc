@@ -58,6 +58,12 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
                                              config_.timeout, &aborted_);
   health_ = std::make_unique<Health>(TransportContext{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr});
   executor_->setMonitor(health_.get());
+  if (ipc_) {
+    // A peer that dies (or a failure any rank reports) stops this rank's kernels at once, as it
+    // stops host ops; the async error then names the culprit.
+    health_->setFailureHook([engine = ipc_.get()] { engine->abort(); });
+    if (health_->failure() != lockstepSuccess) ipc_->abort();
+  }
   // More ranks on this host than CPUs this process may use: waits yield at once.
   int local = 0;
   for (const PeerInfo& p : peers_) local += p.hostHash == peers_[rank_].hostHash;
@@ -71,6 +77,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
 }
 
 Communicator::~Communicator() {
+  health_->setFailureHook(nullptr);  // the watchdog outlives ipc_
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -354,8 +361,9 @@ std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
 }
 
 bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
-  if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
   if (aborted_.load()) throw Error(lockstepAborted, "communicator aborted");
+  health_->check();  // the group's failure, naming its culprit
+  if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
   // Every rank decides alike (the same calls, the same tuner): the one-shot and rank-ordered
   // algorithms may need a copy of the input, which the kernels do not take yet, so they (and
   // with them deterministic mode) take the staged path.

@@ -122,7 +122,18 @@ void Health::fail(lockstepResult_t code, int culprit, const std::string& message
     failed_.store(code);
   }
   LS_WARN(rank_, "communicator failed: " << message);
+  notifyFailed();
   wake();  // the watchdog tells every peer
+}
+
+void Health::setFailureHook(std::function<void()> hook) {
+  std::lock_guard<std::mutex> lock(hookMu_);
+  failureHook_ = std::move(hook);
+}
+
+void Health::notifyFailed() {
+  std::lock_guard<std::mutex> lock(hookMu_);
+  if (failureHook_) failureHook_();
 }
 
 std::string Health::laggards(uint64_t seq) {
@@ -292,6 +303,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
         // (this rank leaving) for the failure.
         failed_.store(m.code);
         LS_WARN(rank_, "communicator failed: " << failureText_);
+        notifyFailed();
       }
       break;
     case kGoodbye:
@@ -302,6 +314,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
         failureText_ = p.name + " aborted its communicator";
         failureCulprit_ = p.rank;
         failed_.store(lockstepRemoteError);
+        notifyFailed();
       }
       break;
     default:

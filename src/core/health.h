@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -50,6 +51,10 @@ class Health : public OpMonitor {
   void fail(lockstepResult_t code, int culprit, const std::string& message);
   // lockstepSuccess while healthy, else the first failure's code.
   lockstepResult_t failure() const { return static_cast<lockstepResult_t>(failed_.load()); }
+  // Called once, from whichever thread records the group's first failure (the watchdog, mostly):
+  // how work the executor does not run (cuda_ipc kernels) learns of it. Cleared with nullptr;
+  // after set() or clear returns, the old hook is not running and will not run.
+  void setFailureHook(std::function<void()> hook);
   // The goodbye the destructor sends says "aborted" rather than "left".
   void markAborted() { aborted_.store(true); }
 
@@ -71,6 +76,7 @@ class Health : public OpMonitor {
   };
 
   void watch();
+  void notifyFailed();  // runs the failure hook (which must not take mu_)
   void readFrom(Peer& p);
   void handle(Peer& p, const struct ControlMsg& m);
   void lost(Peer& p, const std::string& why);
@@ -97,6 +103,8 @@ class Health : public OpMonitor {
   std::atomic<int> failed_{lockstepSuccess};
   std::atomic<bool> failureSent_{false}, stop_{false}, aborted_{false};
   mutable std::mutex mu_;  // guards failure text and peers_' status for laggards()
+  std::mutex hookMu_;      // held while the failure hook runs or changes
+  std::function<void()> failureHook_;
   std::string failureText_;
   int failureCulprit_ = -1;
   std::thread thread_;

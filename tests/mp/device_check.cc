@@ -11,9 +11,16 @@
 // Built a second time as ipc_device_check (LOCKSTEP_DEVICE_CHECK_IPC), with a current context and
 // the stand-in kernel launcher (tests/fakecuda/fake_ipc_launch.cc): the ranks then exchange IPC
 // handles of their segments, map each other's through /proc, and run every call as cuda_ipc
-// "kernels"; it fails unless they did.
+// "kernels"; it fails unless they did. With DEVICE_CHECK_VICTIM=<rank> that rank kills itself
+// (SIGKILL) instead of calling, while the others' kernels wait for it: each survivor must see
+// its stream finish with an error naming the victim, and prints
+// "device_check rank R: <error> after <ms> ms: <message>" and exits 0.
 #include <dlfcn.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -60,6 +67,32 @@ int main(int argc, char** argv) {
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) return fail("init", lockstepGetLastError(nullptr));
   lockstepCommUserRank(comm, &rank);
   lockstepCommCount(comm, &nranks);
+#ifdef LOCKSTEP_DEVICE_CHECK_IPC
+  if (const char* v = std::getenv("DEVICE_CHECK_VICTIM")) {
+    const int victim = std::atoi(v);
+    auto* buf = static_cast<float*>(devMalloc(1 << 20));
+    if (rank == victim) {
+      usleep(300 * 1000);  // the others' kernels are waiting for this rank by now
+      raise(SIGKILL);
+    }
+    void* s = streamCreate();
+    const auto t0 = std::chrono::steady_clock::now();
+    if (lockstepAllReduce(buf, buf, (1 << 20) / 4, lockstepFloat32, lockstepSum, comm, s) != lockstepSuccess)
+      return fail("post", lockstepGetLastError(nullptr));
+    streamSync(s);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    lockstepResult_t async = lockstepSuccess;
+    lockstepCommGetAsyncError(comm, &async);
+    if (async == lockstepSuccess) return fail("victim", "the all-reduce succeeded without the victim");
+    // The next call is refused with the cause.
+    lockstepAllReduce(buf, buf, 1, lockstepFloat32, lockstepSum, comm, s);
+    std::printf("device_check rank %d: %s after %.0f ms: %s\n", rank, lockstepGetErrorString(async), ms,
+                lockstepGetLastError(nullptr));
+    std::fflush(stdout);
+    lockstepCommAbort(comm);
+    return 0;
+  }
+#endif
   const size_t count = 300000;  // several slices
   auto* a = static_cast<float*>(devMalloc(count * sizeof(float)));
   auto* b = static_cast<float*>(devMalloc(count * sizeof(float)));

@@ -94,6 +94,37 @@ TEST(Faults, KilledRankIsNamedBySurvivorsWithinFiveSeconds) {
   EXPECT_EQ(lockstepSegments(), shmBefore) << "shared-memory segments were left in /dev/shm";
 }
 
+// cuda_ipc kernels (run by host threads through the stand-in driver, tests/fakecuda) waiting for
+// a rank that is SIGKILLed: the survivors' kernels stop when the control plane sees the death,
+// long before the 10-minute op timeout, and the error names the victim.
+TEST(Faults, KilledRankStopsTheSurvivorsCudaIpcKernels) {
+  const int n = 3, victim = 2;
+  std::string id = freshId();
+  std::vector<std::unique_ptr<Process>> procs;
+  for (int r = 0; r < n; ++r) {
+    procs.push_back(std::make_unique<Process>(
+        std::vector<std::string>{IPC_DEVICE_CHECK_PATH, FAKE_CUDA_PATH},
+        std::vector<std::string>{"LOCKSTEP_UNIQUE_ID=" + id, "LOCKSTEP_RANK=" + std::to_string(r),
+                                 "LOCKSTEP_WORLD_SIZE=" + std::to_string(n), "LOCKSTEP_TIMEOUT=600",
+                                 "DEVICE_CHECK_VICTIM=" + std::to_string(victim)}));
+  }
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(60);
+    if (r == victim) {
+      EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
+      continue;
+    }
+    ASSERT_FALSE(res.timedOut) << "rank " << r << " hung: " << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+    EXPECT_NE(res.output.find("rank 2"), std::string::npos) << "rank " << r << ": " << res.output;
+    double ms = 1e9;
+    const size_t at = res.output.find(" after ");
+    if (at != std::string::npos) std::sscanf(res.output.c_str() + at + 7, "%lf", &ms);
+    EXPECT_LT(ms, 10000.0) << res.output;
+    std::printf("%s", res.output.c_str());
+  }
+}
+
 TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
   const int n = 4, victim = 2;
   auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "150"},
