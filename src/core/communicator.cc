@@ -364,10 +364,12 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
   if (aborted_.load()) throw Error(lockstepAborted, "communicator aborted");
   health_->check();  // the group's failure, naming its culprit
   if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
-  // Every rank decides alike (the same calls, the same tuner): the one-shot and rank-ordered
-  // algorithms may need a copy of the input, which the kernels do not take yet, so they (and
-  // with them deterministic mode) take the staged path.
+  // Every rank decides alike (the same calls, the same tuner). Kernels reach device memory only:
+  // host buffers on a stream, and the barrier (whose bytes are host scratch), take the staged
+  // path. So do the one-shot and rank-ordered algorithms (and with them deterministic mode):
+  // they may need a copy of the input, which the kernels do not take yet.
   for (const OpDesc& op : ops) {
+    if (!op.device) return false;
     if (isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) continue;
     const Algorithm a = choose(op);
     if (a == Algorithm::kDirect || a == Algorithm::kOrdered) return false;

@@ -241,29 +241,35 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.state = geometry_.state(own);
   a.abortFlag = reinterpret_cast<const volatile uint32_t*>(static_cast<uintptr_t>(abortDevice_));
   a.error = &a.state->error;
-  ipc::Counters before = counters_;
   if (!ipc::lower(a, counters_, blob_)) return false;
   if (blob_.empty()) return true;  // nothing moves
 
   const size_t programBytes = blob_.size() * sizeof(uint64_t);
   const size_t recordOffset = (programBytes + 63) & ~size_t(63);
   auto fail = [&](const std::string& what) {
-    // The peers' numbers have moved on (they enqueued their side): this communicator cannot go on.
-    counters_ = before;
+    // The peers enqueue their side with the numbers this call has taken: the communicator
+    // cannot go on, and refuses later calls with this error.
+    LS_WARN(rank_, what);
     error_.store(lockstepSystemError, std::memory_order_release);
     std::lock_guard<std::mutex> l(errorMu_);
     if (errorText_.empty()) errorText_ = what;
   };
-  PinnedBlock* block = pool_.acquire(recordOffset + sizeof(ipc::ErrorRecord));
-  std::memcpy(block->data, blob_.data(), programBytes);
-  CudaDriver::DevicePtr deviceProgram = 0;
-  driver_.check(driver_.memHostGetDevicePointer(&deviceProgram, block->data, 0), "cuMemHostGetDevicePointer");
-  const int launched =
-      launch_(block->data, reinterpret_cast<const void*>(static_cast<uintptr_t>(deviceProgram)), stream);
-  if (launched != 0) {
-    PinnedPool::release(block);
-    fail(std::string(info.kind) + ": the cuda_ipc kernel launch failed (cudaError " + std::to_string(launched) + ")");
-    throw Error(lockstepSystemError, errorText());
+  PinnedBlock* block = nullptr;
+  try {
+    block = pool_.acquire(recordOffset + sizeof(ipc::ErrorRecord));
+    std::memcpy(block->data, blob_.data(), programBytes);
+    CudaDriver::DevicePtr deviceProgram = 0;
+    driver_.check(driver_.memHostGetDevicePointer(&deviceProgram, block->data, 0), "cuMemHostGetDevicePointer");
+    const int launched =
+        launch_(block->data, reinterpret_cast<const void*>(static_cast<uintptr_t>(deviceProgram)), stream);
+    if (launched != 0) {
+      throw Error(lockstepSystemError, std::string(info.kind) + ": the cuda_ipc kernel launch failed (cudaError " +
+                                           std::to_string(launched) + ")");
+    }
+  } catch (const Error& err) {
+    if (block) PinnedPool::release(block);  // nothing was enqueued that reads it
+    fail(err.what());
+    throw;
   }
   OpInfo numbered = info;
   numbered.fp = fp;
