@@ -1,12 +1,17 @@
 // The *_perf drivers: nccl-tests' table for one collective, chosen at build time
 // (LOCKSTEP_PERF_COLL). Start under a launcher:
 //   lockstep-run -n 2 allreduce_perf -b 8 -e 256M -f 2
+// or with ranks as threads of one process (-T, as nccl-tests' -t): on one GPU, their cuda_ipc
+// kernels then run side by side, where kernels of separate processes take turns (without MPS):
+//   allreduce_perf -T 2 -m device -b 256M -e 256M
 // busbw uses nccl-tests' factor per collective. Exits 1 if any value is wrong.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "kernels/dtype.h"
 #include "perf/collectives.h"
@@ -78,41 +83,24 @@ size_t checkOnce(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t co
   return total;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  const std::string program = std::string(collName(kColl)) + "_perf";
-  Args args = parseArgs(argc, argv, program.c_str());
-  // -a forces an algorithm through LOCKSTEP_ALGO, as a user would (read once, at init).
-  if (args.algo != "default") {
-    Algorithm a;
-    if (!parseAlgorithm(args.algo, &a) || !implements(a, collKind(kColl))) {
-      std::string known;
-      for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
-        if (implements(static_cast<Algorithm>(i), collKind(kColl))) {
-          known += std::string(known.empty() ? "" : ", ") + algorithmName(static_cast<Algorithm>(i));
-        }
-      }
-      std::fprintf(stderr, "%s: unknown algorithm %s (available: %s)\n", program.c_str(), args.algo.c_str(),
-                   known.c_str());
-      return 2;
-    }
-    setenv("LOCKSTEP_ALGO", (std::string(opKindName(collKind(kColl))) + "=" + args.algo).c_str(), 1);
-  } else {
-    args.algo = "tuned";
-  }
+// One rank's sweep: a process under a launcher (threadRank -1), or thread `threadRank` of -T.
+// Returns the wrong values this rank's checks counted over all ranks.
+size_t runRank(Args args, const std::string& program, int threadRank, const lockstepUniqueId* id) {
   // nccl-tests' size is the larger of the two buffers, so maxBytes covers every call. Device
   // memory comes first: CUDA is initialised before the communicator, as in a trainer.
-  BenchMemory mem(args.deviceMemory, args.maxBytes + 64);
+  BenchMemory mem(args.deviceMemory, args.maxBytes + 64, threadRank);
   Bench b;
   b.mem = &mem;
-  CHECK(lockstepCommInitFromEnv(&b.comm));
+  if (threadRank < 0)
+    CHECK(lockstepCommInitFromEnv(&b.comm));
+  else
+    CHECK(lockstepCommInitRank(&b.comm, args.threads, *id, threadRank));
   CHECK(lockstepCommUserRank(b.comm, &b.rank));
   CHECK(lockstepCommCount(b.comm, &b.nranks));
   const int root = collRooted(kColl) ? args.root : -1;
   if (collRooted(kColl) && (root < 0 || root >= b.nranks)) {
     std::fprintf(stderr, "%s: root %d is outside [0, %d)\n", program.c_str(), root, b.nranks);
-    return 2;
+    std::exit(2);
   }
   if (!collReduces(kColl)) args.ops = {lockstepSum};
   const double factor = busFactor(kColl, b.nranks);
@@ -160,5 +148,38 @@ int main(int argc, char** argv) {
     std::printf("# Avg bus bandwidth    : %g\n", rows ? busSum / rows : 0.0);
   }
   CHECK(lockstepCommDestroy(b.comm));
-  return totalWrong ? 1 : 0;
+  return totalWrong;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string program = std::string(collName(kColl)) + "_perf";
+  Args args = parseArgs(argc, argv, program.c_str());
+  // -a forces an algorithm through LOCKSTEP_ALGO, as a user would (read once, at init).
+  if (args.algo != "default") {
+    Algorithm a;
+    if (!parseAlgorithm(args.algo, &a) || !implements(a, collKind(kColl))) {
+      std::string known;
+      for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
+        if (implements(static_cast<Algorithm>(i), collKind(kColl))) {
+          known += std::string(known.empty() ? "" : ", ") + algorithmName(static_cast<Algorithm>(i));
+        }
+      }
+      std::fprintf(stderr, "%s: unknown algorithm %s (available: %s)\n", program.c_str(), args.algo.c_str(),
+                   known.c_str());
+      return 2;
+    }
+    setenv("LOCKSTEP_ALGO", (std::string(opKindName(collKind(kColl))) + "=" + args.algo).c_str(), 1);
+  } else {
+    args.algo = "tuned";
+  }
+  if (args.threads == 0) return runRank(args, program, -1, nullptr) ? 1 : 0;
+  lockstepUniqueId id;
+  CHECK(lockstepGetUniqueId(&id));
+  std::vector<size_t> wrong(args.threads, 0);
+  std::vector<std::thread> ranks;
+  for (int r = 0; r < args.threads; ++r) ranks.emplace_back([&, r] { wrong[r] = runRank(args, program, r, &id); });
+  for (auto& t : ranks) t.join();
+  return wrong[0] ? 1 : 0;
 }

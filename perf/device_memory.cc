@@ -72,7 +72,7 @@ unsigned long long dptr(const void* p) { return reinterpret_cast<unsigned long l
 
 }  // namespace
 
-BenchMemory::BenchMemory(bool device, size_t bytes) : device_(device), bytes_(bytes) {
+BenchMemory::BenchMemory(bool device, size_t bytes, int localRank) : device_(device), bytes_(bytes) {
   sendHost_ = hostAlloc(bytes);
   recvHost_ = hostAlloc(bytes);
   if (!device_) {
@@ -85,7 +85,7 @@ BenchMemory::BenchMemory(bool device, size_t bytes) : device_(device), bytes_(by
   check(cu.deviceGetCount(&gpus_), "cuDeviceGetCount");
   if (gpus_ < 1) fatal("no GPU found");
   const char* local = std::getenv("LOCKSTEP_LOCAL_RANK");
-  ordinal_ = (local ? std::atoi(local) : 0) % gpus_;
+  ordinal_ = (localRank >= 0 ? localRank : local ? std::atoi(local) : 0) % gpus_;
   int dev = 0;
   void* ctx = nullptr;
   check(cu.deviceGet(&dev, ordinal_), "cuDeviceGet");

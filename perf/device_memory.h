@@ -12,7 +12,8 @@ namespace lockstep::perf {
 class BenchMemory {
  public:
   // Exits with a message when device memory is asked for and no usable CUDA driver is found.
-  BenchMemory(bool device, size_t bytes);
+  // `localRank` picks the GPU (modulo the count); -1: LOCKSTEP_LOCAL_RANK.
+  BenchMemory(bool device, size_t bytes, int localRank = -1);
   ~BenchMemory();
   BenchMemory(const BenchMemory&) = delete;
   BenchMemory& operator=(const BenchMemory&) = delete;

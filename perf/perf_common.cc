@@ -36,7 +36,8 @@ size_t parseSize(const char* s) {
   std::fprintf(
       stderr,
       "%s: %s\nusage: %s [-b minBytes] [-e maxBytes] [-f factor] [-n iters] [-w warmup] [-t targetBytes]\n"
-      "       [-m minIters|host|device] [-c 0|1] [-d dtype|all] [-o sum|prod|max|min|avg|all] [-r root] [-a algo]\n",
+      "       [-m minIters|host|device] [-c 0|1] [-d dtype|all] [-o sum|prod|max|min|avg|all] [-r root] [-a algo]\n"
+      "       [-T threads]  (ranks as threads of this process instead of processes under a launcher)\n",
       program, why, program);
   std::exit(2);
 }
@@ -71,6 +72,8 @@ Args parseArgs(int argc, char** argv, const char* program) {
       a.check = std::atoi(v) != 0;
     else if (k == "-a")
       a.algo = v;
+    else if (k == "-T")
+      a.threads = std::atoi(v);
     else if (k == "-r")
       a.root = std::atoi(v);
     else if (k == "-d") {
@@ -97,6 +100,7 @@ Args parseArgs(int argc, char** argv, const char* program) {
   if (a.minBytes == 0 || a.maxBytes == 0) usage(program, "-b and -e must be positive sizes (e.g. 8, 64K, 256M)");
   if (a.maxBytes < a.minBytes) usage(program, "-e is below -b");
   if (a.iters < 0 || a.minIters < 1) usage(program, "-n must be >= 0 and -m >= 1");
+  if (a.threads < 0 || a.threads > 256) usage(program, "-T must be in [1, 256]");
   return a;
 }
 

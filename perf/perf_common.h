@@ -28,6 +28,7 @@ struct Args {
   std::string algo = "default";
   int root = 0;
   bool deviceMemory = false;  // -m device
+  int threads = 0;            // -T N: N ranks as threads of this process (no launcher); 0: one rank
 };
 
 // Exits with a usage message on bad flags.

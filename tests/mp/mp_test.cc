@@ -231,7 +231,9 @@ TEST(DeviceStreams, ThreeProcessesRunEveryCallOverCudaIpcHandles) {
 }
 
 // The perf drivers' -m device, with the stand-in driver found as libcuda.so.1 on the library
-// path: every collective's results checked through the device buffers' host shadows.
+// path: every collective's results checked through the device buffers' host shadows. On the
+// staged path: the drivers would find the real kernel library (liblockstep_cuda) here, which the
+// stand-in driver cannot run.
 TEST(DeviceStreams, PerfDriversRunAndCheckOnDeviceMemory) {
   const std::string fake = FAKE_CUDA_PATH;
   const std::string dir = fake.substr(0, fake.rfind('/'));
@@ -239,10 +241,22 @@ TEST(DeviceStreams, PerfDriversRunAndCheckOnDeviceMemory) {
        {"allreduce", "reduce_scatter", "all_gather", "broadcast", "reduce", "sendrecv", "alltoall"}) {
     ProcResult r = run({kRun, "-n", "2", std::string(PERF_DIR) + "/" + coll + "_perf", "-m", "device", "-b", "8", "-e",
                         "256K", "-f", "64", "-n", "3", "-w", "1"},
-                       {"LD_LIBRARY_PATH=" + dir, "LOCKSTEP_TIMEOUT=30"}, 60);
+                       {"LD_LIBRARY_PATH=" + dir, "LOCKSTEP_TIMEOUT=30", "LOCKSTEP_CUDA_IPC=0"}, 60);
     ASSERT_FALSE(r.timedOut) << r.output;
     EXPECT_EQ(r.code, 0) << coll << ": " << r.output;
     EXPECT_NE(r.output.find("# memory: device 0 of 1"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("Out of bounds values : 0 OK"), std::string::npos) << coll << ": " << r.output;
+  }
+}
+
+// -T: ranks as threads of one process (inproc links), no launcher.
+TEST(PerfDrivers, RanksAsThreadsOfOneProcessWithT) {
+  for (const char* coll : {"allreduce", "alltoall"}) {
+    ProcResult r = run({std::string(PERF_DIR) + "/" + coll + "_perf", "-T", "3", "-b", "8", "-e", "1M", "-f", "32"},
+                       {"LOCKSTEP_TIMEOUT=30"}, 60);
+    ASSERT_FALSE(r.timedOut) << r.output;
+    EXPECT_EQ(r.code, 0) << coll << ": " << r.output;
+    EXPECT_NE(r.output.find("nranks 3"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("Out of bounds values : 0 OK"), std::string::npos) << coll << ": " << r.output;
   }
 }

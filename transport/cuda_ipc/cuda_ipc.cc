@@ -17,8 +17,10 @@ namespace lockstep {
 namespace {
 
 // liblockstep_cuda's launcher: already in the process (the application links liblockstep_cuda,
-// or a test defines it), else liblockstep_cuda.so next to this library, else on the search path.
-// The host library never links CUDA itself (cmake/cuda.cmake).
+// or a test defines it), else liblockstep_cuda.so beside the code that holds this function
+// (liblockstep.so, or an executable linking it statically) or in ../ or ../lib from there (the
+// build tree's and an install's layouts), else on the search path. The host library never links
+// CUDA itself (cmake/cuda.cmake).
 LockstepCudaIpcLaunchFn findIpcLauncher() {
   static LockstepCudaIpcLaunchFn found = [] {
     if (void* f = ::dlsym(RTLD_DEFAULT, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
@@ -27,7 +29,7 @@ LockstepCudaIpcLaunchFn findIpcLauncher() {
     if (::dladdr(reinterpret_cast<void*>(&findIpcLauncher), &self) && self.dli_fname) {
       std::string dir = self.dli_fname;
       dir = dir.substr(0, dir.find_last_of('/') + 1);
-      candidates.push_back(dir + "liblockstep_cuda.so");
+      for (const char* rel : {"", "../", "../lib/"}) candidates.push_back(dir + rel + "liblockstep_cuda.so");
     }
     candidates.push_back("liblockstep_cuda.so");
     for (const std::string& path : candidates) {
