@@ -63,6 +63,10 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     // stops host ops; the async error then names the culprit.
     health_->setFailureHook([engine = ipc_.get()] { engine->abort(); });
     if (health_->failure() != lockstepSuccess) ipc_->abort();
+    // And a kernel's own failure (a timeout, a mismatch) reaches the group, as a host op's does.
+    ipc_->setFailureSink([health = health_.get()](lockstepResult_t code, int culprit, const std::string& text) {
+      health->fail(code, culprit, text);
+    });
   }
   // More ranks on this host than CPUs this process may use: waits yield at once.
   int local = 0;

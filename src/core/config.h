@@ -54,7 +54,7 @@ struct Config {
   bool cudaIpc = true;             // LOCKSTEP_CUDA_IPC=0 turns it off (device calls take the staged path)
   int ipcSlots = 4;                // LOCKSTEP_CUDA_IPC_SLOTS: credits per link direction
   size_t ipcSlotBytes = 1u << 20;  // LOCKSTEP_CUDA_IPC_SLOT_BYTES: the slice a kernel moves per message
-  int ipcBlocks = 8;               // LOCKSTEP_CUDA_IPC_BLOCKS: thread blocks per lane
+  int ipcBlocks = 32;              // LOCKSTEP_CUDA_IPC_BLOCKS: most thread blocks per lane
   LaunchEnv launch;
 
   // Reads LOCKSTEP_* through `get` (getenv in production). Throws InvalidArgument naming the

@@ -56,8 +56,8 @@ struct CudaDriver {
 // Flags, as cuda.h defines them.
 constexpr unsigned kCuMemHostAllocPortable = 0x01;
 constexpr unsigned kCuMemHostAllocDeviceMap = 0x02;
-constexpr unsigned kCuStreamWaitValueGeq = 0x0;
-constexpr unsigned kCuIpcMemLazyEnablePeerAccess = 0x1;  // (int32_t)(*addr - value) >= 0: wrap-safe
+constexpr unsigned kCuStreamWaitValueGeq = 0x0;          // (int32_t)(*addr - value) >= 0: wrap-safe
+constexpr unsigned kCuIpcMemLazyEnablePeerAccess = 0x1;  // peer access enabled as the mapping needs it
 
 // The driver this process has loaded, or nullptr. Cheap: one atomic load.
 const CudaDriver* cudaDriver();

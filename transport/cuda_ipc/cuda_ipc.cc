@@ -314,7 +314,7 @@ void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {
       text += "no message from " + peer + within + " (message " + std::to_string(r.want) + " on that link)";
       break;
     case ipc::kCreditTimeout:
-      text += peer + " did not take message " + std::to_string(r.want) + within;
+      text += peer + " did not release a slot (its message " + std::to_string(r.want) + " from this rank)" + within;
       break;
     case ipc::kSizeMismatch:
       text += peer + " sent " + std::to_string(r.got) + " bytes where " + std::to_string(r.want) +
@@ -332,12 +332,17 @@ void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {
               " (too few free SMs for the ranks sharing this GPU? lower LOCKSTEP_CUDA_IPC_BLOCKS)";
       break;
   }
-  lockstepResult_t expected = lockstepSuccess;
-  std::lock_guard<std::mutex> lock(errorMu_);
-  if (error_.compare_exchange_strong(expected, resultOf(r.code))) {
+  const lockstepResult_t code = resultOf(r.code);
+  {
+    lockstepResult_t expected = lockstepSuccess;
+    std::lock_guard<std::mutex> lock(errorMu_);
+    if (!error_.compare_exchange_strong(expected, code)) return;
     errorText_ = text;
-    LS_WARN(rank_, text);
   }
+  LS_WARN(rank_, text);
+  const bool namesPeer = r.code == ipc::kRecvTimeout || r.code == ipc::kCreditTimeout || r.code == ipc::kSizeMismatch ||
+                         r.code == ipc::kTagMismatch;
+  if (code != lockstepAborted && sink_) sink_(code, namesPeer ? r.peer : -1, text);
 }
 
 }  // namespace lockstep

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -51,6 +52,11 @@ class IpcEngine {
   bool post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream);
   // Makes running kernels stop within microseconds of their next check (the abort flag).
   void abort();
+  // Told of the first failure a kernel reports (not of aborts): the communicator passes it to the
+  // control plane, so every rank's kernels stop and name the same culprit (-1: none known).
+  // Runs on the CUDA driver's callback thread. Set before the first post.
+  using FailureSink = std::function<void(lockstepResult_t code, int culprit, const std::string& text)>;
+  void setFailureSink(FailureSink sink) { sink_ = std::move(sink); }
   // The first failure a kernel reported (lockstepSuccess if none), and its text.
   lockstepResult_t error() const { return error_.load(std::memory_order_acquire); }
   std::string errorText() const;
@@ -88,6 +94,7 @@ class IpcEngine {
   std::atomic<lockstepResult_t> error_{lockstepSuccess};
   mutable std::mutex errorMu_;
   std::string errorText_;
+  FailureSink sink_;
 };
 
 }  // namespace lockstep
