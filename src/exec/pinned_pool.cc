@@ -24,7 +24,7 @@ PinnedBlock* PinnedPool::acquire(size_t bytes) {
     auto b = std::make_unique<PinnedBlock>();
     b->bytes = std::bit_ceil(std::max<size_t>(bytes, size_t{64} << 10));
     void* p = nullptr;
-    driver_.check(driver_.memHostAlloc(&p, b->bytes, kCuMemHostAllocPortable), "cuMemHostAlloc (staging)");
+    driver_.check(driver_.memHostAlloc(&p, b->bytes, flags_), "cuMemHostAlloc (staging)");
     b->data = static_cast<char*>(p);
     best = b.get();
     blocks_.push_back(std::move(b));

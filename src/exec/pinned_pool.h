@@ -24,7 +24,9 @@ struct PinnedBlock {
 
 class PinnedPool {
  public:
-  explicit PinnedPool(const CudaDriver& driver) : driver_(driver) {}
+  // `flags`: cuMemHostAlloc's (kCuMemHostAllocDeviceMap for memory kernels read in place).
+  explicit PinnedPool(const CudaDriver& driver, unsigned flags = kCuMemHostAllocPortable)
+      : driver_(driver), flags_(flags) {}
   // Frees every block left (see freeAll).
   ~PinnedPool() { freeAll(); }
   PinnedPool(const PinnedPool&) = delete;
@@ -44,6 +46,7 @@ class PinnedPool {
 
  private:
   const CudaDriver& driver_;
+  const unsigned flags_;
   std::mutex mu_;
   std::vector<std::unique_ptr<PinnedBlock>> blocks_;
 };

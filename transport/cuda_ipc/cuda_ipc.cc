@@ -104,7 +104,7 @@ IpcEngine::IpcEngine(const CudaDriver& driver, const Config& config, int rank, i
       timeout_(config.timeout),
       segments_(nranks, nullptr),
       counters_(nranks),
-      pool_(driver) {}
+      pool_(driver, kCuMemHostAllocPortable | kCuMemHostAllocDeviceMap) {}  // kernels read programs in place
 
 std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& bootstrap,
                                               const std::vector<PeerInfo>& peers, int rank) {
