@@ -37,6 +37,9 @@ struct HostSync {
       sched_yield();
     }
   }
+  bool aborted(const volatile uint32_t* flag) const {
+    return __atomic_load_n(const_cast<const uint32_t*>(flag), __ATOMIC_ACQUIRE) != 0;
+  }
   bool failed(const ErrorRecord* e) const { return __atomic_load_n(&e->code, __ATOMIC_ACQUIRE) != kOk; }
   void fail(ErrorRecord* e, const ErrorRecord& r) const {
     uint32_t expected = kOk;

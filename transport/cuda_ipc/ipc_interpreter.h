@@ -6,7 +6,7 @@
 //   Sync: leader() (the thread that polls and publishes), load (acquire) / store (release) /
 //         add of 64-bit words, fence(), sync() (the worker's threads meet), broadcast(bool)
 //         (the leader's answer to every thread of the worker), fetch(code, k, end) (instruction k,
-//         from wherever the worker keeps its copy), nowNs(), pause(), failed() and
+//         from wherever the worker keeps its copy), nowNs(), pause(), aborted(flag), failed() and
 //         fail(record) on the program's ErrorRecord (first failure wins).
 //   Math: copy, reduce, premul, scale, divide over element ranges (the element functors of
 //         kernels/functors.h, on either side), and sync() between dependent passes.
@@ -50,7 +50,7 @@ LS_HD bool waitGeq(S& s, const ProgramHeader& h, const uint64_t* word, uint64_t 
     for (uint32_t spins = 1;; ++spins) {
       if (s.load(word) >= target) break;
       if (spins % kCheckEvery == 0) {
-        if (*h.abortFlag != 0) {
+        if (s.aborted(h.abortFlag)) {
           failWith(s, h, kAborted, peer, lane, instr, target, s.load(word));
           ok = false;
           break;

@@ -65,6 +65,7 @@ struct DeviceSync {
     return t;
   }
   __device__ void pause(uint32_t spins) const { __nanosleep(spins < 64 ? 32 : 256); }
+  __device__ bool aborted(const volatile uint32_t* flag) const { return *flag != 0; }  // host-mapped
   __device__ bool failed(const ErrorRecord* e) const {
     return *reinterpret_cast<const volatile uint32_t*>(&e->code) != kOk;
   }
