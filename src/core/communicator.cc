@@ -370,16 +370,13 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
   if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
   // Every rank decides alike (the same calls, the same tuner). Kernels reach device memory only:
   // host buffers on a stream, and the barrier (whose bytes are host scratch), take the staged
-  // path. So do the one-shot and rank-ordered algorithms (and with them deterministic mode):
-  // they may need a copy of the input, which the kernels do not take yet.
+  // path, as do the algorithms that need a copy of the input (chooseForKernels).
   for (const OpDesc& op : ops) {
     if (!op.device) return false;
-    if (isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) continue;
-    const Algorithm a = choose(op);
-    if (a == Algorithm::kDirect || a == Algorithm::kOrdered) return false;
+    if (!isPointToPoint(op.kind) && chooseForKernels(op) == Algorithm::kCount) return false;
   }
   std::vector<size_t> workOf;
-  std::vector<std::shared_ptr<Work>> works = planGroup(ops, &workOf);
+  std::vector<std::shared_ptr<Work>> works = planGroup(ops, &workOf, /*forKernels=*/true);
   for (const auto& w : works) {
     if (w->schedule.lanes() > ipc::kMaxLanes) return false;
   }
@@ -428,13 +425,15 @@ void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
   enqueue(works);
 }
 
-std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf) {
+std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf,
+                                                           bool forKernels) {
   std::vector<std::shared_ptr<Work>> works;
   workOf->assign(ops.size(), 0);
   for (size_t i = 0; i < ops.size();) {
     works.push_back(std::make_shared<Work>());
     if (!isPointToPoint(ops[i].kind)) {
-      planOp(ops[i], rank_, nranks_, choose(ops[i]), works.back().get(), &ringOrder_);
+      planOp(ops[i], rank_, nranks_, forKernels ? chooseForKernels(ops[i]) : choose(ops[i]), works.back().get(),
+             &ringOrder_);
       (*workOf)[i++] = works.size() - 1;
       continue;
     }
@@ -465,6 +464,16 @@ Algorithm Communicator::choose(const OpDesc& op) {
     LS_INFO(rank_, "tuner: " << opKindName(op.kind) << " of " << bytes << " bytes on " << nranks_ << " ranks -> "
                              << algorithmName(a) << (tuning_.forced[static_cast<int>(op.kind)] ? " (forced)" : "")
                              << (tuning_.deterministic ? " (deterministic)" : ""));
+  }
+  return a;
+}
+
+Algorithm Communicator::chooseForKernels(const OpDesc& op) {
+  const Algorithm a = choose(op);
+  if (op.kind == OpKind::kAllToAll || a == Algorithm::kCount) return a;  // all-to-all copies nothing
+  if (a == Algorithm::kOrdered) return Algorithm::kCount;
+  if (a == Algorithm::kDirect) {
+    return tuning_.forced[static_cast<int>(op.kind)] ? Algorithm::kCount : Algorithm::kRecursiveDoubling;
   }
   return a;
 }

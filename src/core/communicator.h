@@ -62,7 +62,9 @@ class Communicator {
   // A group's ops on this communicator, as Works in posted order: each collective one Work, each
   // run of consecutive sends/receives fused into one. workOf[i] indexes the Work of ops[i].
   // Queued with enqueue(), or run by runNow().
-  std::vector<std::shared_ptr<Work>> planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf);
+  // forKernels: for cuda_ipc (chooseForKernels).
+  std::vector<std::shared_ptr<Work>> planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf,
+                                               bool forKernels = false);
   void enqueue(std::span<const std::shared_ptr<Work>> works);
   // Runs a planned Work: inline if the communicator is idle, else after the queued work.
   void runNow(Work& work);
@@ -89,6 +91,11 @@ class Communicator {
   void execute(Work& w);
   void assignSeq(Work& w);             // call with mu_ held
   Algorithm choose(const OpDesc& op);  // the tuner, for this communicator
+  // The tuner for cuda_ipc kernels: the one-shot all-reduce the host tuner picks for small sizes
+  // needs a copy of the input, which the kernels do not take, so recursive doubling (as few
+  // steps, no copy) stands in for it unless LOCKSTEP_ALGO forced it. kCount: the op must take
+  // the staged path (a forced one-shot; the rank-ordered algorithms of deterministic mode).
+  Algorithm chooseForKernels(const OpDesc& op);
   LinkCost globalLinkCost() const;
   void dumpTrace() const;
   void finish(Work& w, lockstepResult_t result, const std::string& error);

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,7 +53,7 @@ class CudaIpc : public ::testing::Test {
 };
 
 // Every collective with device buffers, back to back on each rank's stream: each runs as one
-// cuda_ipc launch per rank (the barrier, which has no buffers, takes the host path).
+// cuda_ipc launch per rank (the barrier, which has no buffers, takes the staged path).
 TEST_F(CudaIpc, EveryCollectiveRunsAsKernelsAndIsRight) {
   constexpr int kRanks = 3;
   constexpr size_t kCount = 1000, kBig = 1 << 18;
@@ -121,12 +122,35 @@ TEST_F(CudaIpc, EveryCollectiveRunsAsKernelsAndIsRight) {
     cuda.streamDestroy(s);
   });
   for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
-  // At least the ring-shaped calls (the big all-reduces, reduce-scatter, all-gather), the rooted
-  // ones, all-to-all and the send/recv group ran as kernels on every rank; small all-reduces may
-  // go one-shot, which takes the staged path.
-  EXPECT_GE(fakeIpcLaunches() - before, 8u * kRanks);
+  // Every call but the barrier ran as one kernel on every rank (the small all-reduce too: where
+  // the host tuner picks the one-shot, kernels run recursive doubling).
+  EXPECT_EQ(fakeIpcLaunches() - before, 9u * kRanks);
   destroyAll(comms);
   EXPECT_EQ(cuda.hostLive(), 0) << "pinned memory left after destroy";
+}
+
+// Deterministic mode's rank-ordered reductions, and a forced one-shot, need a copy of the input
+// that the kernels do not take: those calls take the staged path, with the same results.
+TEST_F(CudaIpc, CallsThatNeedAnInputCopyTakeTheStagedPath) {
+  for (const char* var : {"LOCKSTEP_DETERMINISTIC=1", "LOCKSTEP_ALGO=allreduce=direct"}) {
+    std::string name(var, std::strchr(var, '=') - var), value(std::strchr(var, '=') + 1);
+    setenv(name.c_str(), value.c_str(), 1);
+    constexpr size_t kCount = 1 << 14;
+    auto comms = initThreadComms(2);
+    unsetenv(name.c_str());
+    const unsigned long before = fakeIpcLaunches();
+    onThreads(2, [&](int r) {
+      void* s = cuda.streamCreate();
+      DeviceArray<float> buf(cuda, kCount);
+      for (size_t i = 0; i < kCount; ++i) buf[i] = float(r + 1) * float(i % 5);
+      ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+      ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0);
+      for (size_t i = 0; i < kCount; ++i) ASSERT_EQ(buf[i], 3.0f * float(i % 5)) << var;
+      cuda.streamDestroy(s);
+    });
+    EXPECT_EQ(fakeIpcLaunches(), before) << var;
+    destroyAll(comms);
+  }
 }
 
 TEST_F(CudaIpc, TurnedOffDeviceCallsTakeTheStagedPath) {
