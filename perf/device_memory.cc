@@ -20,8 +20,8 @@ struct Cu {
   int (*ctxSetCurrent)(void*);
   int (*memAlloc)(unsigned long long*, size_t);
   int (*memFree)(unsigned long long);
-  int (*memcpyHtoD)(unsigned long long, const void*, size_t);
-  int (*memcpyDtoH)(void*, unsigned long long, size_t);
+  int (*memcpyHtoD)(unsigned long long, const void*, size_t, void*);  // the _Async_v2 forms
+  int (*memcpyDtoH)(void*, unsigned long long, size_t, void*);
   int (*streamCreate)(void**, unsigned);
   int (*streamSynchronize)(void*);
   int (*streamDestroy)(void*);
@@ -54,8 +54,8 @@ void loadDriver() {
   bind(lib, "cuCtxSetCurrent", &cu.ctxSetCurrent);
   bind(lib, "cuMemAlloc_v2", &cu.memAlloc);
   bind(lib, "cuMemFree_v2", &cu.memFree);
-  bind(lib, "cuMemcpyHtoD_v2", &cu.memcpyHtoD);
-  bind(lib, "cuMemcpyDtoH_v2", &cu.memcpyDtoH);
+  bind(lib, "cuMemcpyHtoDAsync_v2", &cu.memcpyHtoD);
+  bind(lib, "cuMemcpyDtoHAsync_v2", &cu.memcpyDtoH);
   bind(lib, "cuStreamCreate", &cu.streamCreate);
   bind(lib, "cuStreamSynchronize", &cu.streamSynchronize);
   bind(lib, "cuStreamDestroy_v2", &cu.streamDestroy);
@@ -96,7 +96,9 @@ BenchMemory::BenchMemory(bool device, size_t bytes, int localRank) : device_(dev
   check(cu.memAlloc(&r, bytes), "cuMemAlloc");
   send_ = reinterpret_cast<char*>(s);
   recv_ = reinterpret_cast<char*>(r);
-  check(cu.streamCreate(&stream_, 0), "cuStreamCreate");
+  // Non-blocking: ranks that are threads sharing this GPU (-T) must not wait for each other
+  // through the legacy default stream. Copies go on the same stream, so they stay ordered.
+  check(cu.streamCreate(&stream_, 1 /* CU_STREAM_NON_BLOCKING */), "cuStreamCreate");
   upload(bytes);
 }
 
@@ -120,15 +122,17 @@ char* BenchMemory::host(const void* p) const {
 void BenchMemory::upload(size_t bytes) {
   if (!device_) return;
   bytes = std::min(bytes, bytes_);
-  check(cu.memcpyHtoD(dptr(send_), sendHost_, bytes), "cuMemcpyHtoD");
-  check(cu.memcpyHtoD(dptr(recv_), recvHost_, bytes), "cuMemcpyHtoD");
+  check(cu.memcpyHtoD(dptr(send_), sendHost_, bytes, stream_), "cuMemcpyHtoDAsync");
+  check(cu.memcpyHtoD(dptr(recv_), recvHost_, bytes, stream_), "cuMemcpyHtoDAsync");
+  sync();  // the host shadows may change next
 }
 
 void BenchMemory::download(size_t bytes) {
   if (!device_) return;
   bytes = std::min(bytes, bytes_);
-  check(cu.memcpyDtoH(sendHost_, dptr(send_), bytes), "cuMemcpyDtoH");
-  check(cu.memcpyDtoH(recvHost_, dptr(recv_), bytes), "cuMemcpyDtoH");
+  check(cu.memcpyDtoH(sendHost_, dptr(send_), bytes, stream_), "cuMemcpyDtoHAsync");
+  check(cu.memcpyDtoH(recvHost_, dptr(recv_), bytes, stream_), "cuMemcpyDtoHAsync");
+  sync();
 }
 
 void BenchMemory::sync() {

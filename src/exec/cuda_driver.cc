@@ -27,8 +27,8 @@ bool CudaDriver::hasDevicePath() const {
 }
 
 bool CudaDriver::hasIpc() const {
-  return hasDevicePath() && memAlloc && memFree && memsetD8 && ipcGetMemHandle && ipcOpenMemHandle &&
-         ipcCloseMemHandle && ctxGetCurrent;
+  return hasDevicePath() && memAlloc && memFree && memsetD8Async && streamCreate && streamSynchronize &&
+         streamDestroy && ipcGetMemHandle && ipcOpenMemHandle && ipcCloseMemHandle && ctxGetCurrent;
 }
 
 void CudaDriver::check(Result r, const char* what) const {
@@ -64,7 +64,11 @@ void refreshCudaDriver() {
   bind(lib, "cuCtxPopCurrent_v2", &d->ctxPopCurrent);
   bind(lib, "cuMemAlloc_v2", &d->memAlloc);
   bind(lib, "cuMemFree_v2", &d->memFree);
-  bind(lib, "cuMemsetD8_v2", &d->memsetD8);
+  bind(lib, "cuMemsetD8Async", &d->memsetD8Async);
+  bind(lib, "cuStreamCreate", &d->streamCreate);
+  bind(lib, "cuStreamSynchronize", &d->streamSynchronize);
+  bind(lib, "cuStreamDestroy_v2", &d->streamDestroy);
+  bind(lib, "cuCtxEnablePeerAccess", &d->ctxEnablePeerAccess);
   bind(lib, "cuIpcGetMemHandle", &d->ipcGetMemHandle);
   bind(lib, "cuIpcOpenMemHandle_v2", &d->ipcOpenMemHandle);
   bind(lib, "cuIpcCloseMemHandle", &d->ipcCloseMemHandle);

@@ -42,7 +42,12 @@ struct CudaDriver {
   };
   Result (*memAlloc)(DevicePtr* p, size_t bytes);
   Result (*memFree)(DevicePtr p);
-  Result (*memsetD8)(DevicePtr p, unsigned char value, size_t bytes);
+  Result (*memsetD8Async)(DevicePtr p, unsigned char value, size_t bytes, Stream s);
+  Result (*streamCreate)(Stream* s, unsigned flags);
+  Result (*streamSynchronize)(Stream s);
+  Result (*streamDestroy)(Stream s);
+  // Optional: ranks in one process on different GPUs map each other's segments by peer access.
+  Result (*ctxEnablePeerAccess)(void* peerContext, unsigned flags);
   Result (*ipcGetMemHandle)(IpcHandle* handle, DevicePtr p);
   Result (*ipcOpenMemHandle)(DevicePtr* p, IpcHandle handle, unsigned flags);
   Result (*ipcCloseMemHandle)(DevicePtr p);
@@ -58,6 +63,8 @@ constexpr unsigned kCuMemHostAllocPortable = 0x01;
 constexpr unsigned kCuMemHostAllocDeviceMap = 0x02;
 constexpr unsigned kCuStreamWaitValueGeq = 0x0;          // (int32_t)(*addr - value) >= 0: wrap-safe
 constexpr unsigned kCuIpcMemLazyEnablePeerAccess = 0x1;  // peer access enabled as the mapping needs it
+constexpr unsigned kCuStreamNonBlocking = 0x1;           // no implicit waits on the legacy default stream
+constexpr int kCuErrorPeerAccessAlreadyEnabled = 704;
 
 // The driver this process has loaded, or nullptr. Cheap: one atomic load.
 const CudaDriver* cudaDriver();

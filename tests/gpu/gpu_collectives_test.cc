@@ -42,8 +42,10 @@ struct DeviceBytes {
 // One rank's pass over every collective x dtype x op x placement; returns "" or what differed.
 std::string runEverything(lockstepComm_t comm, int rank, int n) {
   if (cudaSetDevice(0) != cudaSuccess) return "cudaSetDevice failed";
+  // Non-blocking streams, and copies on them: ranks sharing a GPU must not wait for each other
+  // through the legacy default stream (see README, Device buffers).
   cudaStream_t stream;
-  if (cudaStreamCreate(&stream) != cudaSuccess) return "cudaStreamCreate failed";
+  if (cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) != cudaSuccess) return "cudaStreamCreate failed";
   const size_t count = 4099;  // not a multiple of any vector width or slice
   const size_t maxBytes = count * n * 8 + 64;
   std::vector<char> hostSend(maxBytes), hostRecv(maxBytes), viaHost(maxBytes), viaDevice(maxBytes);
@@ -71,8 +73,8 @@ std::string runEverything(lockstepComm_t comm, int rank, int n) {
           std::memcpy(viaHost.data(), hostRecv.data(), maxBytes);
           // Device path, from the same input (hostSend is still the input: only out-of-place calls
           // read it, and they do not write it).
-          cudaMemcpy(devSend.p, hostSend.data(), maxBytes, cudaMemcpyHostToDevice);
-          cudaMemcpy(devRecv.p, hostSend.data(), maxBytes, cudaMemcpyHostToDevice);
+          cudaMemcpyAsync(devSend.p, hostSend.data(), maxBytes, cudaMemcpyHostToDevice, stream);
+          cudaMemcpyAsync(devRecv.p, hostSend.data(), maxBytes, cudaMemcpyHostToDevice, stream);
           perf::CollBuffers db = perf::collBuffers(c, devSend.p, devRecv.p, count, rank, n, elem, inPlace);
           if (perf::runColl(c, db.send, db.recv, count, type, op, root, comm, nullptr, stream) != lockstepSuccess) {
             return what + " (device): " + lockstepGetLastError(nullptr);
@@ -81,7 +83,8 @@ std::string runEverything(lockstepComm_t comm, int rank, int n) {
           lockstepResult_t async;
           lockstepCommGetAsyncError(comm, &async);
           if (async != lockstepSuccess) return what + ": async error " + lockstepGetErrorString(async);
-          cudaMemcpy(viaDevice.data(), devRecv.p, maxBytes, cudaMemcpyDeviceToHost);
+          cudaMemcpyAsync(viaDevice.data(), devRecv.p, maxBytes, cudaMemcpyDeviceToHost, stream);
+          if (cudaStreamSynchronize(stream) != cudaSuccess) return what + ": cudaStreamSynchronize failed";
           // Only the bytes the call defines on this rank are compared.
           const bool rootless = c == Coll::kReduce && rank != root;
           const size_t outBytes = rootless ? 0 : perf::recvElems(c, count, n) * elem;
@@ -140,10 +143,11 @@ TEST(GpuStreams, OneThreadDrivesFourCommunicatorsInAGroup) {
   std::vector<float*> bufs(kRanks);
   std::vector<float> host(kCount);
   for (int r = 0; r < kRanks; ++r) {
-    ASSERT_EQ(cudaStreamCreate(&streams[r]), cudaSuccess);
+    ASSERT_EQ(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking), cudaSuccess);
     ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&bufs[r]), kCount * sizeof(float)), cudaSuccess);
     for (size_t i = 0; i < kCount; ++i) host[i] = float(r + 1);
     ASSERT_EQ(cudaMemcpy(bufs[r], host.data(), kCount * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // nothing else runs yet
   }
   ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
   for (int r = 0; r < kRanks; ++r) {
@@ -178,7 +182,7 @@ TEST(GpuStreams, AStreamThatArrivesTooLateTimesOutAndIsReleased) {
   testing::onThreads(2, [&](int r) {
     cudaSetDevice(0);
     cudaStream_t s;
-    cudaStreamCreate(&s);
+    cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
     float* buf = nullptr;
     cudaMalloc(reinterpret_cast<void**>(&buf), 1024 * sizeof(float));
     static int delayMs = 2500;
@@ -201,7 +205,7 @@ TEST(GpuStreams, AbortReleasesTheStreamWithinASecond) {
   SKIP_WITHOUT_GPU();
   auto comms = testing::initThreadComms(2, useGpu0);
   cudaStream_t s;
-  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
   float* buf = nullptr;
   ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&buf), 4096 * sizeof(float)), cudaSuccess);
   ASSERT_EQ(lockstepAllReduce(buf, buf, 4096, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);

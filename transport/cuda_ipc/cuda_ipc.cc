@@ -52,6 +52,7 @@ struct SegmentRecord {
   int64_t pid;
   uint64_t processToken;
   uint64_t pointer;  // its address in its own process (for ranks in the same process)
+  uint64_t context;  // its CUDA context, likewise
   CudaDriver::IpcHandle handle;
 };
 
@@ -119,7 +120,15 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
     for (int r = 0; r < n; ++r) e->names_.push_back(peers[r].describe());
     d->check(d->ctxGetCurrent(&e->context_), "cuCtxGetCurrent");
     d->check(d->memAlloc(&e->segment_, e->geometry_.bytes()), "cuMemAlloc (cuda_ipc segment)");
-    d->check(d->memsetD8(e->segment_, 0, e->geometry_.bytes()), "cuMemsetD8 (cuda_ipc segment)");
+    // Zeroed, and finished before any peer can see the handle: on a stream of its own, waited
+    // for (a synchronous cuMemsetD8 may still run, and cuCtxSynchronize would wait for other
+    // communicators' kernels, which may be waiting for this thread).
+    CudaDriver::Stream zeroing = nullptr;
+    d->check(d->streamCreate(&zeroing, kCuStreamNonBlocking), "cuStreamCreate");
+    const int set = d->memsetD8Async(e->segment_, 0, e->geometry_.bytes(), zeroing);
+    const int synced = set == 0 ? d->streamSynchronize(zeroing) : set;
+    d->streamDestroy(zeroing);
+    d->check(synced, "cuMemsetD8Async (cuda_ipc segment)");
     d->check(d->ipcGetMemHandle(&mine.handle, e->segment_), "cuIpcGetMemHandle");
     void* abortHost = nullptr;
     d->check(d->memHostAlloc(&abortHost, 64, kCuMemHostAllocPortable | kCuMemHostAllocDeviceMap),
@@ -137,6 +146,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
   mine.pid = static_cast<int64_t>(::getpid());
   mine.processToken = peers[rank].processToken;
   mine.pointer = e ? e->segment_ : 0;
+  mine.context = e ? reinterpret_cast<uintptr_t>(e->context_) : 0;
   std::vector<SegmentRecord> all(n);
   all[rank] = mine;
   bootstrap.allGather(all.data(), sizeof(SegmentRecord));
@@ -149,6 +159,16 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
     try {
       for (int r = 0; r < n; ++r) {
         if (all[r].processToken == mine.processToken) {
+          // A process cannot open its own handles: its ranks use the pointer itself, which a rank
+          // on another GPU (another context) reaches once peer access is on.
+          if (all[r].context != mine.context) {
+            if (!d->ctxEnablePeerAccess) throw Error(lockstepSystemError, "no cuCtxEnablePeerAccess in this driver");
+            const int rc = d->ctxEnablePeerAccess(reinterpret_cast<void*>(static_cast<uintptr_t>(all[r].context)), 0);
+            if (rc != kCuErrorPeerAccessAlreadyEnabled) {
+              const std::string what = "cuCtxEnablePeerAccess (the GPU of " + peers[r].describe() + ")";
+              d->check(rc, what.c_str());
+            }
+          }
           e->segments_[r] = reinterpret_cast<char*>(static_cast<uintptr_t>(all[r].pointer));
           continue;
         }
@@ -213,10 +233,11 @@ uint32_t IpcEngine::workersFor(const OpInfo& info) const {
   // Both ends of a link must split alike, so the count depends only on what every rank knows of
   // the op. Sends and receives (a group's lanes differ between its two ends) and all-to-all (a
   // lane per peer) get one block per lane; a collective shares this rank's share of the GPU
-  // between its lanes (two for the double binary tree, one otherwise).
+  // between as many lanes as a rank of its algorithm may have (four for the double binary tree,
+  // whose ranks hold up to two per tree; two otherwise, for the fold's sit-out ranks).
   const auto kind = static_cast<OpKind>(info.fp.kind);
   if (kind == OpKind::kSend || kind == OpKind::kRecv || kind == OpKind::kAllToAll) return 1;
-  const int lanes = kind == OpKind::kAllReduce && info.fp.algorithm == static_cast<uint8_t>(Algorithm::kTree) ? 2 : 1;
+  const int lanes = kind == OpKind::kAllReduce && info.fp.algorithm == static_cast<uint8_t>(Algorithm::kTree) ? 4 : 2;
   return static_cast<uint32_t>(std::clamp(blockBudget_ / lanes, 1, geometry_.workers));
 }
 
@@ -231,11 +252,12 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.geometry = geometry_;
   a.segments = segments_;
   a.workers = workersFor(info);
-  // Collectives carry their number among this communicator's cuda_ipc ops, so ranks that
-  // disagree about the order are told apart; send/recv carry none (the two ends post different
-  // calls by design).
+  // Collectives carry their number among this communicator's cuda_ipc collectives, so ranks that
+  // disagree about the order are told apart; send/recv carry none and are not counted (the two
+  // ends post different calls by design, and the other ranks none).
   Fingerprint fp = info.fp;
-  fp.seq = fp.kind == static_cast<uint8_t>(OpKind::kSend) ? 0 : counters_.ops + 1;
+  const bool collective = fp.kind != static_cast<uint8_t>(OpKind::kSend);
+  fp.seq = collective ? collectives_ + 1 : 0;
   const MessageTag tag = fp.tag();
   for (int i = 0; i < 3; ++i) a.tag[i] = tag.words[i];
   a.timeoutNs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_).count());
@@ -244,6 +266,7 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.abortFlag = reinterpret_cast<const volatile uint32_t*>(static_cast<uintptr_t>(abortDevice_));
   a.error = &a.state->error;
   if (!ipc::lower(a, counters_, blob_)) return false;
+  if (collective) ++collectives_;  // every rank counts it, whether or not it moves anything here
   if (blob_.empty()) return true;  // nothing moves
 
   const size_t programBytes = blob_.size() * sizeof(uint64_t);

@@ -181,6 +181,12 @@ LS_HD void runWorker(const ProgramHeader* program, const ProgramHeader& h, uint3
   for (uint32_t k = lanes[lane]; k < end; ++k) {
     const Instr& in = s.fetch(code, k, end);
     const uint32_t at = k - lanes[lane];
+    if (in.flags & kDrain) {
+      for (uint32_t t = 0; w == 0 && t < h.maxWorkers; ++t) {
+        if (!waitGeq(s, h, in.outTail + t * kTailWords, in.outCredit, kCreditTimeout, in.sendPeer, lane, at)) return;
+      }
+      continue;
+    }
     if ((in.flags & kPhase) && !laneBarrier(s, h, lane, phase++, at)) return;
     uint64_t first, n;
     workerPart(h.sliceElems, in.elems, w, h.workers, elem, &first, &n);
@@ -233,7 +239,10 @@ LS_HD void runWorker(const ProgramHeader* program, const ProgramHeader& h, uint3
   if (s.leader()) {
     s.fence();
     const uint64_t before = s.add(&h.state->workersDone, 1);
-    if (before + 1 == h.workersBase + uint64_t(h.workers) * h.lanes) s.store(&h.state->opsDone, h.opIndex + 1);
+    if (before + 1 == h.workersBase + uint64_t(h.workers) * h.lanes) {
+      s.fence();  // the other workers' fenced adds came first: their writes go with this store
+      s.store(&h.state->opsDone, h.opIndex + 1);
+    }
   }
 }
 

@@ -122,8 +122,10 @@ struct DeviceMath {
   __device__ void sync() const { __syncthreads(); }
 };
 
+// Two blocks per SM at least (at most 64 registers a thread), which the block budget of
+// IpcEngine (kBlocksPerGpu) counts on: every block of a call must be resident at once.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) ipcKernel(const ProgramHeader* program) {
+__global__ void __launch_bounds__(kThreads, 2) ipcKernel(const ProgramHeader* program) {
   __shared__ ProgramHeader h;
   __shared__ Instr window[kWindow];
   __shared__ uint32_t windowBegin;
@@ -150,9 +152,12 @@ int launchProgram(const ProgramHeader* hostProgram, const ProgramHeader* deviceP
   const unsigned blocks = hostProgram->lanes * hostProgram->workers;
   if (blocks == 0) return cudaSuccess;
   const auto s = static_cast<cudaStream_t>(stream);
+  // cudaLaunchKernel returns this launch's own error; cudaGetLastError after a <<<>>> launch could
+  // return an earlier, unrelated one and make a queued kernel look unlaunched.
+  void* args[] = {&deviceProgram};
   return dispatchType(static_cast<lockstepDataType_t>(hostProgram->dtype), [&](auto t) -> int {
-    ipcKernel<decltype(t)><<<blocks, kThreads, 0, s>>>(deviceProgram);
-    return cudaGetLastError();
+    return cudaLaunchKernel(reinterpret_cast<const void*>(&ipcKernel<decltype(t)>), dim3(blocks), dim3(kThreads), args,
+                            0, s);
   });
 }
 

@@ -1,5 +1,6 @@
 #include "transport/cuda_ipc/ipc_lowering.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu_reduce.h"
@@ -69,6 +70,23 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
         in.outTail = a.geometry.tail(a.segments[a.rank], p);
       }
       instrs.push_back(in);
+    }
+    // Drains: one per peer this lane sent to (two lanes never share a link direction).
+    std::vector<int> sentTo;
+    for (size_t i = laneBegin.back(); i < instrs.size(); ++i) {
+      if ((instrs[i].flags & kSends) && std::find(sentTo.begin(), sentTo.end(), instrs[i].sendPeer) == sentTo.end()) {
+        sentTo.push_back(instrs[i].sendPeer);
+      }
+    }
+    for (int p : sentTo) {
+      Instr d{};
+      d.prim = static_cast<uint8_t>(Prim::kSend);
+      d.flags = kDrain;
+      d.sendPeer = p;
+      d.recvPeer = -1;
+      d.outCredit = next.sent[p];
+      d.outTail = a.geometry.tail(a.segments[a.rank], p);
+      instrs.push_back(d);
     }
     laneBegin.push_back(static_cast<uint32_t>(instrs.size()));
   }

@@ -42,6 +42,10 @@ constexpr uint8_t kPhase = 1 << 5;       // a phase starts here: the lane's work
 // earlier op, perhaps split between a different number of workers, so the worker waits until
 // every tail line has released it, not only its own.
 constexpr uint8_t kCreditAll = 1 << 6;
+// Not a slice: the lane's last word on a link it sent on. Worker 0 waits until every tail line
+// has released message outCredit (the lane's last to that peer), so once a rank's kernel is done,
+// no peer writes into its segment for that op any more (teardown may free it).
+constexpr uint8_t kDrain = 1 << 7;
 
 // One worker's part of a message slot: its header, in the receiver's segment; 64 bytes so no two
 // share a line.
