@@ -3,7 +3,8 @@
 // (ipc_kernel.cu) and the host threads that test it (ipc_host_runner.h) run the same
 // instructions through the same interpreter (ipc_interpreter.h).
 //
-// One Instr is one slice of one step. Messages travel in FIFOs of `slots` slots that live in the
+// One Instr is one slice of one step (or, flagged kDrain, a lane's last word on a link it sent
+// on). Messages travel in FIFOs of `slots` slots that live in the
 // receiver's segment (transport/cuda_ipc/ipc_layout.h), with the flow control of the host FIFOs
 // (transport/fifo.h): the sender publishes a slot's message number (seq, counted per link since
 // the communicator was made) after its bytes; the receiver writes back how many messages it has
