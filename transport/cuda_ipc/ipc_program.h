@@ -4,12 +4,12 @@
 // instructions through the same interpreter (ipc_interpreter.h).
 //
 // One Instr is one slice of one step (or, flagged kDrain, a lane's last word on a link it sent
-// on). Messages travel in FIFOs of `slots` slots that live in the
-// receiver's segment (transport/cuda_ipc/ipc_layout.h), with the flow control of the host FIFOs
-// (transport/fifo.h): the sender publishes a slot's message number (seq, counted per link since
-// the communicator was made) after its bytes; the receiver writes back how many messages it has
-// released (tail) into the sender's segment. Each side polls only its own memory. The numbers
-// are worked out at lowering time, so a kernel keeps no state between calls.
+// on). Messages travel in FIFOs of `slots` slots that live in the receiver's segment
+// (transport/cuda_ipc/ipc_layout.h), with the flow control of the host FIFOs (transport/fifo.h):
+// the sender publishes a slot's message number (seq, counted per link since the communicator was
+// made) after its bytes; the receiver writes back how many messages it has released (tail) into
+// the sender's segment. Each side polls only its own memory. The numbers are worked out at
+// lowering time, so a kernel keeps no state between calls.
 //
 // A lane runs on `workers` thread blocks, and every slice is split between them by elements
 // (workerPart in ipc_interpreter.h). Each worker is a channel of its own: its part of a slot has
