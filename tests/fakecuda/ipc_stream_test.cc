@@ -16,6 +16,7 @@
 
 #include "lockstep/lockstep.h"
 #include "tests/common/thread_comms.h"
+#include "tests/fakecuda/every_collective.h"
 #include "tests/fakecuda/fake_cuda.h"
 
 extern "C" unsigned long fakeIpcLaunches();
@@ -52,75 +53,15 @@ class CudaIpc : public ::testing::Test {
   FakeCuda cuda{};
 };
 
-// Every collective with device buffers, back to back on each rank's stream: each runs as one
-// cuda_ipc launch per rank (the barrier, which has no buffers, takes the staged path).
+// Every collective with device buffers, back to back on each rank's stream
+// (tests/fakecuda/every_collective.h): each runs as one cuda_ipc launch per rank (the barrier,
+// which has no buffers, takes the staged path).
 TEST_F(CudaIpc, EveryCollectiveRunsAsKernelsAndIsRight) {
   constexpr int kRanks = 3;
-  constexpr size_t kCount = 1000, kBig = 1 << 18;
   auto comms = initThreadComms(kRanks);
   std::vector<std::string> errors(kRanks);
   const unsigned long before = fakeIpcLaunches();
-  onThreads(kRanks, [&](int r) {
-    void* s = cuda.streamCreate();
-    DeviceArray<float> a(cuda, kBig), b(cuda, kBig), rsIn(cuda, kRanks * kCount), rsOut(cuda, kCount),
-        ag(cuda, kRanks * kCount), bc(cuda, kCount), red(cuda, kCount), redOut(cuda, kCount),
-        a2aIn(cuda, kRanks * kCount), a2aOut(cuda, kRanks * kCount), ringIn(cuda, kCount), ringOut(cuda, kCount);
-    DeviceArray<int32_t> avg(cuda, kCount);
-    for (size_t i = 0; i < kBig; ++i) a[i] = float(r + 1) * float(i % 97);
-    for (size_t i = 0; i < kCount; ++i) {
-      ag[r * kCount + i] = float(r * 1000 + i);
-      bc[i] = r == 1 ? float(i) * 0.5f : -1.0f;
-      red[i] = float(r + i);
-      ringIn[i] = float(r * 7 + i);
-      ringOut[i] = -1.0f;
-      avg[i] = int32_t(3 * r + i);
-    }
-    for (size_t i = 0; i < kRanks * kCount; ++i) {
-      rsIn[i] = float(r + 1) * float(i);
-      a2aIn[i] = float(r * 100000 + i);
-    }
-    auto ok = [&](lockstepResult_t rc, const char* what) {
-      if (rc != lockstepSuccess && errors[r].empty())
-        errors[r] = std::string(what) + ": " + lockstepGetLastError(nullptr);
-    };
-    lockstepComm_t c = comms[r];
-    ok(lockstepAllReduce(a.p, b.p, kBig, lockstepFloat32, lockstepSum, c, s), "allreduce");
-    ok(lockstepAllReduce(a.p, a.p, kBig, lockstepFloat32, lockstepMax, c, s), "allreduce in place");
-    ok(lockstepAllReduce(avg.p, avg.p, kCount, lockstepInt32, lockstepAvg, c, s), "allreduce avg");
-    ok(lockstepReduceScatter(rsIn.p, rsOut.p, kCount, lockstepFloat32, lockstepSum, c, s), "reduce-scatter");
-    ok(lockstepAllGather(ag.p + r * kCount, ag.p, kCount, lockstepFloat32, c, s), "all-gather in place");
-    ok(lockstepBroadcast(bc.p, bc.p, kCount, lockstepFloat32, 1, c, s), "broadcast");
-    ok(lockstepReduce(red.p, redOut.p, kCount, lockstepFloat32, lockstepSum, 2, c, s), "reduce");
-    ok(lockstepAllToAll(a2aIn.p, a2aOut.p, kCount, lockstepFloat32, c, s), "all-to-all");
-    ok(lockstepGroupStart(), "group start");
-    ok(lockstepSend(ringIn.p, kCount, lockstepFloat32, (r + 1) % kRanks, c, s), "send");
-    ok(lockstepRecv(ringOut.p, kCount, lockstepFloat32, (r + kRanks - 1) % kRanks, c, s), "recv");
-    ok(lockstepGroupEnd(), "group end");
-    ok(lockstepBarrier(c, s), "barrier");
-    ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0) << "rank " << r << "'s stream never finished";
-    lockstepResult_t async = lockstepInternalError;
-    ok(lockstepCommGetAsyncError(c, &async), "async error");
-    ok(async, "the ops on the stream");
-    if (!errors[r].empty()) return;
-    for (size_t i = 0; i < kBig; ++i) {
-      ASSERT_EQ(b[i], 6.0f * float(i % 97)) << "allreduce, rank " << r << " i " << i;
-      ASSERT_EQ(a[i], 3.0f * float(i % 97)) << "allreduce in place, rank " << r << " i " << i;
-    }
-    for (size_t i = 0; i < kCount; ++i) {
-      ASSERT_EQ(avg[i], int32_t((9 + 3 * i) / 3)) << "allreduce avg, rank " << r;
-      ASSERT_EQ(rsOut[i], 6.0f * float(r * kCount + i)) << "reduce-scatter, rank " << r;
-      ASSERT_EQ(bc[i], float(i) * 0.5f) << "broadcast, rank " << r;
-      if (r == 2) ASSERT_EQ(redOut[i], float(3 * i + 3)) << "reduce";
-      ASSERT_EQ(ringOut[i], float(((r + kRanks - 1) % kRanks) * 7 + i)) << "send/recv, rank " << r;
-    }
-    for (int p = 0; p < kRanks; ++p) {
-      for (size_t i = 0; i < kCount; ++i) {
-        ASSERT_EQ(ag[p * kCount + i], float(p * 1000 + i)) << "all-gather, rank " << r;
-        ASSERT_EQ(a2aOut[p * kCount + i], float(p * 100000 + r * kCount + i)) << "all-to-all, rank " << r;
-      }
-    }
-    cuda.streamDestroy(s);
-  });
+  onThreads(kRanks, [&](int r) { errors[r] = everyCollectiveOnDevice(cuda, comms[r], r, kRanks); });
   for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
   // Every call but the barrier ran as one kernel on every rank (the small all-reduce too: where
   // the host tuner picks the one-shot, kernels run recursive doubling).

@@ -16,6 +16,7 @@
 #include "lockstep/lockstep.h"
 #include "src/core/memory_kind.h"
 #include "tests/common/thread_comms.h"
+#include "tests/fakecuda/every_collective.h"
 #include "tests/fakecuda/fake_cuda.h"
 
 namespace lockstep {
@@ -41,69 +42,12 @@ class StreamOrdered : public ::testing::TestWithParam<const char*> {
 };
 
 // Every collective with device buffers, posted back to back on each rank's stream, checked once
-// the stream has run: allreduce out of place and in place, reduce-scatter, all-gather in place,
-// broadcast, reduce, all-to-all, a grouped send/recv ring and a barrier.
+// the stream has run (tests/fakecuda/every_collective.h).
 TEST_P(StreamOrdered, EveryCollectiveOnDeviceBuffersIsRightOnceTheStreamHasRun) {
   constexpr int kRanks = 3;
-  constexpr size_t kCount = 1000, kBig = 1 << 20;  // the big one spans many slices
   auto comms = initThreadComms(kRanks);
   std::vector<std::string> errors(kRanks);
-  onThreads(kRanks, [&](int r) {
-    void* s = cuda.streamCreate();
-    DeviceArray<float> a(cuda, kBig), b(cuda, kBig), inPlace(cuda, kCount), rsIn(cuda, kRanks * kCount),
-        rsOut(cuda, kCount), ag(cuda, kRanks * kCount), bc(cuda, kCount), red(cuda, kCount), redOut(cuda, kCount),
-        a2aIn(cuda, kRanks * kCount), a2aOut(cuda, kRanks * kCount), ringOut(cuda, kCount);
-    for (size_t i = 0; i < kBig; ++i) a[i] = float(r + 1) * float(i % 97);
-    for (size_t i = 0; i < kCount; ++i) {
-      inPlace[i] = float(r * 10 + i % 7);
-      ag[r * kCount + i] = float(r * 1000 + i);
-      bc[i] = r == 1 ? float(i) * 0.5f : -1.0f;
-      red[i] = float(r + i);
-      ringOut[i] = -1.0f;
-    }
-    for (size_t i = 0; i < kRanks * kCount; ++i) {
-      rsIn[i] = float(r + 1) * float(i);
-      a2aIn[i] = float(r * 100000 + i);
-    }
-    auto ok = [&](lockstepResult_t rc, const char* what) {
-      if (rc != lockstepSuccess && errors[r].empty())
-        errors[r] = std::string(what) + ": " + lockstepGetLastError(nullptr);
-    };
-    lockstepComm_t c = comms[r];
-    ok(lockstepAllReduce(a.p, b.p, kBig, lockstepFloat32, lockstepSum, c, s), "allreduce");
-    ok(lockstepAllReduce(inPlace.p, inPlace.p, kCount, lockstepFloat32, lockstepMax, c, s), "allreduce in place");
-    ok(lockstepReduceScatter(rsIn.p, rsOut.p, kCount, lockstepFloat32, lockstepSum, c, s), "reduce-scatter");
-    ok(lockstepAllGather(ag.p + r * kCount, ag.p, kCount, lockstepFloat32, c, s), "all-gather in place");
-    ok(lockstepBroadcast(bc.p, bc.p, kCount, lockstepFloat32, 1, c, s), "broadcast");
-    ok(lockstepReduce(red.p, redOut.p, kCount, lockstepFloat32, lockstepSum, 2, c, s), "reduce");
-    ok(lockstepAllToAll(a2aIn.p, a2aOut.p, kCount, lockstepFloat32, c, s), "all-to-all");
-    ok(lockstepGroupStart(), "group start");
-    ok(lockstepSend(inPlace.p, kCount, lockstepFloat32, (r + 1) % kRanks, c, s), "send");
-    ok(lockstepRecv(ringOut.p, kCount, lockstepFloat32, (r + kRanks - 1) % kRanks, c, s), "recv");
-    ok(lockstepGroupEnd(), "group end");
-    ok(lockstepBarrier(c, s), "barrier");
-    ASSERT_EQ(cuda.streamSynchronize(s), 0);
-    lockstepResult_t async = lockstepInternalError;
-    ok(lockstepCommGetAsyncError(c, &async), "async error");
-    ok(async, "the ops on the stream");
-    if (!errors[r].empty()) return;
-    for (size_t i = 0; i < kBig; ++i) ASSERT_EQ(b[i], 6.0f * float(i % 97)) << "allreduce, rank " << r << " i " << i;
-    for (size_t i = 0; i < kCount; ++i) {
-      ASSERT_EQ(inPlace[i], float(20 + i % 7)) << "allreduce in place, rank " << r;
-      ASSERT_EQ(rsOut[i], 6.0f * float(r * kCount + i)) << "reduce-scatter, rank " << r;
-      ASSERT_EQ(bc[i], float(i) * 0.5f) << "broadcast, rank " << r;
-      if (r == 2) ASSERT_EQ(redOut[i], float(3 * i + 3)) << "reduce";
-      // The ring ran after the in-place allreduce on the same stream: it carries its result.
-      ASSERT_EQ(ringOut[i], float(20 + i % 7)) << "send/recv, rank " << r;
-    }
-    for (int p = 0; p < kRanks; ++p) {
-      for (size_t i = 0; i < kCount; ++i) {
-        ASSERT_EQ(ag[p * kCount + i], float(p * 1000 + i)) << "all-gather, rank " << r;
-        ASSERT_EQ(a2aOut[p * kCount + i], float(p * 100000 + r * kCount + i)) << "all-to-all, rank " << r;
-      }
-    }
-    cuda.streamDestroy(s);
-  });
+  onThreads(kRanks, [&](int r) { errors[r] = everyCollectiveOnDevice(cuda, comms[r], r, kRanks); });
   for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
   destroyAll(comms);
   EXPECT_EQ(cuda.hostLive(), 0) << "pinned staging left after destroy";
