@@ -70,6 +70,41 @@ TEST_F(CudaIpc, EveryCollectiveRunsAsKernelsAndIsRight) {
   EXPECT_EQ(cuda.hostLive(), 0) << "pinned memory left after destroy";
 }
 
+// A split makes communicators of their own, each with its own segments and kernels: the halves
+// run at once, on the same ranks' streams, next to the parent's calls.
+TEST_F(CudaIpc, SplitCommunicatorsRunTheirOwnKernels) {
+  constexpr int kRanks = 4;
+  constexpr size_t kCount = 1 << 15;
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> errors(kRanks);
+  const unsigned long before = fakeIpcLaunches();
+  onThreads(kRanks, [&](int r) {
+    lockstepComm_t half = nullptr;
+    if (lockstepCommSplit(comms[r], r % 2, r, &half) != lockstepSuccess) {
+      errors[r] = std::string("split: ") + lockstepGetLastError(nullptr);
+      return;
+    }
+    void* s = cuda.streamCreate();
+    DeviceArray<float> whole(cuda, kCount), part(cuda, kCount);
+    for (size_t i = 0; i < kCount; ++i) whole[i] = part[i] = float(r + 1);
+    if (lockstepAllReduce(part.p, part.p, kCount, lockstepFloat32, lockstepSum, half, s) != lockstepSuccess ||
+        lockstepAllReduce(whole.p, whole.p, kCount, lockstepFloat32, lockstepSum, comms[r], s) != lockstepSuccess) {
+      errors[r] = lockstepGetLastError(nullptr);
+    }
+    if (cuda.streamSynchronizeFor(s, 30000) != 0) errors[r] = "the stream never finished";
+    // Ranks 0, 2 hold 1 and 3; ranks 1, 3 hold 2 and 4.
+    const float halfSum = r % 2 ? 6.0f : 4.0f;
+    for (size_t i = 0; i < kCount && errors[r].empty(); ++i) {
+      if (part[i] != halfSum || whole[i] != 10.0f) errors[r] = "wrong at element " + std::to_string(i);
+    }
+    cuda.streamDestroy(s);
+    lockstepCommDestroy(half);
+  });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  EXPECT_EQ(fakeIpcLaunches() - before, 2u * kRanks);
+  destroyAll(comms);
+}
+
 // Deterministic mode's rank-ordered reductions, and a forced one-shot, need a copy of the input
 // that the kernels do not take: those calls take the staged path, with the same results.
 TEST_F(CudaIpc, CallsThatNeedAnInputCopyTakeTheStagedPath) {
