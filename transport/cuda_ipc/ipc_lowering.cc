@@ -32,13 +32,22 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
   std::vector<uint32_t> phases(lanes, 0);
   Counters next = counters;
   for (size_t lane = 0; lane < lanes; ++lane) {
-    for (SliceWalker w(s.lane(lane), sliceElems, s.order(lane)); !w.done(); w.advance()) {
+    const std::span<const Step> steps = s.lane(lane);
+    size_t furthest = 0;  // one past the furthest step emitted so far
+    for (SliceWalker w(steps, sliceElems, s.order(lane)); !w.done(); w.advance()) {
       const Step& step = w.step();
       Instr in{};
-      // A phase's first step comes first in its group, slice 0 first (src/algo/slicing.h).
-      if (step.phase && w.first() == 0 && instrs.size() > laneBegin.back()) {
-        in.flags |= kPhase;
-        ++phases[lane];
+      // A phase group starts where the walk first passes a step flagged phase (which may itself
+      // be empty, and skipped): every earlier slice is done, so the workers meet first.
+      const size_t index = static_cast<size_t>(&step - steps.data());
+      if (index >= furthest) {
+        bool crosses = false;
+        for (size_t i = furthest; i <= index; ++i) crosses = crosses || steps[i].phase;
+        if (crosses && instrs.size() > laneBegin.back()) {
+          in.flags |= kPhase;
+          ++phases[lane];
+        }
+        furthest = index + 1;
       }
       in.prim = static_cast<uint8_t>(step.prim);
       in.sendPeer = step.sendPeer;
