@@ -81,6 +81,14 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
 }
 
 Communicator::~Communicator() {
+  // Kernels still queued hold this rank's segment and pinned programs, and their host functions
+  // call back into the engine: wait for them, with the failure hook still on (a peer failing
+  // meanwhile stops them). A stream that never runs leaves them queued: the engine is then kept.
+  if (ipc_ && !ipc_->drain(config_.timeout + std::chrono::seconds(1))) {
+    LS_WARN(rank_, "cuda_ipc kernels still queued at destroy (on a stream that never ran?): their memory is kept");
+    ipc_->setFailureSink(nullptr);
+    (void)ipc_.release();
+  }
   health_->setFailureHook(nullptr);  // the watchdog outlives ipc_
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -371,25 +379,34 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
   // Every rank decides alike (the same calls, the same tuner). Kernels reach device memory only:
   // host buffers on a stream, and the barrier (whose bytes are host scratch), take the staged
   // path, as do the algorithms that need a copy of the input (chooseForKernels).
+  // A call with nothing to move (count 0, whose buffers may be NULL on some ranks) goes where
+  // the rest goes on every rank. Groups of more than 32 peers, and all-to-all beyond 32 ranks,
+  // would need more lanes than a segment has barriers: staged, decided from the size alone.
   for (const OpDesc& op : ops) {
-    if (!op.device) return false;
+    if (op.kind == OpKind::kBarrier) return false;
+    if (!op.device && op.count != 0) return false;
+    if ((isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) && nranks_ > 32) return false;
     if (!isPointToPoint(op.kind) && chooseForKernels(op) == Algorithm::kCount) return false;
   }
   std::vector<size_t> workOf;
   std::vector<std::shared_ptr<Work>> works = planGroup(ops, &workOf, /*forKernels=*/true);
   for (const auto& w : works) {
-    if (w->schedule.lanes() > ipc::kMaxLanes) return false;
-  }
-  for (const auto& w : works) {
-    if (!ipc_->post(w->schedule, w->buffers, w->info, stream)) {
-      throw InternalError("cuda_ipc refused a schedule it had accepted");
-    }
+    // At most 2 x 32 lanes (two per peer), as checked above.
+    if (!ipc_->post(w->schedule, w->buffers, w->info, stream))
+      throw InternalError("cuda_ipc: a schedule with too many lanes");
   }
   return true;
 }
 
 void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
   std::lock_guard<std::mutex> lock(streamMu_);
+  // Neither path can be captured into a CUDA graph: cuda_ipc fixes message numbers per call and
+  // the staged path hands its op to the progress thread once; a replay would run neither again.
+  const CudaDriver* driver = cudaDriver();
+  int capturing = 0;
+  if (driver && driver->streamIsCapturing && driver->streamIsCapturing(stream, &capturing) == 0 && capturing != 0) {
+    throw InvalidUsage("the stream is being captured into a CUDA graph, which Lockstep calls do not support yet");
+  }
   if (ipc_ && postIpc(ops, stream)) return;
   if (!streamOrder_) streamOrder_ = std::make_unique<StreamOrder>(*cudaDriver(), config_.timeout);
   std::vector<StagedOp> staged;

@@ -69,6 +69,7 @@ void refreshCudaDriver() {
   bind(lib, "cuStreamSynchronize", &d->streamSynchronize);
   bind(lib, "cuStreamDestroy_v2", &d->streamDestroy);
   bind(lib, "cuCtxEnablePeerAccess", &d->ctxEnablePeerAccess);
+  bind(lib, "cuStreamIsCapturing", &d->streamIsCapturing);
   bind(lib, "cuIpcGetMemHandle", &d->ipcGetMemHandle);
   bind(lib, "cuIpcOpenMemHandle_v2", &d->ipcOpenMemHandle);
   bind(lib, "cuIpcCloseMemHandle", &d->ipcCloseMemHandle);

@@ -48,6 +48,8 @@ struct CudaDriver {
   Result (*streamDestroy)(Stream s);
   // Optional: ranks in one process on different GPUs map each other's segments by peer access.
   Result (*ctxEnablePeerAccess)(void* peerContext, unsigned flags);
+  // Optional: a stream being captured into a CUDA graph (status != 0) is refused.
+  Result (*streamIsCapturing)(Stream s, int* status);
   Result (*ipcGetMemHandle)(IpcHandle* handle, DevicePtr p);
   Result (*ipcOpenMemHandle)(DevicePtr* p, IpcHandle handle, unsigned flags);
   Result (*ipcCloseMemHandle)(DevicePtr p);

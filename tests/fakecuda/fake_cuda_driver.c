@@ -160,6 +160,7 @@ struct Stream {
   struct Cmd *head, *tail;
   int busy, stop;
   unsigned resumed; /* the n-th kHold command waits until resumed reaches n */
+  int capturing;    /* what cuStreamIsCapturing reports (fakeCudaStreamSetCapturing) */
   pthread_t thread;
 };
 
@@ -318,6 +319,18 @@ void fakeCudaStreamResume(void* h) {
   pthread_mutex_lock(&s->mu);
   ++s->resumed;
   pthread_mutex_unlock(&s->mu);
+}
+
+/* Stream capture (CUDA graphs) is only pretended: the flag a test sets, reported as the status. */
+void fakeCudaStreamSetCapturing(void* h, int on) {
+  struct Stream* s = streamOf(h);
+  if (s) __atomic_store_n(&s->capturing, on, __ATOMIC_RELEASE);
+}
+int cuStreamIsCapturing(void* h, int* status) {
+  struct Stream* s = streamOf(h);
+  if (!s) return kInvalidHandle;
+  *status = __atomic_load_n(&s->capturing, __ATOMIC_ACQUIRE);
+  return 0;
 }
 
 int cuMemcpyDtoHAsync_v2(void* dst, unsigned long long src, size_t bytes, void* h) {

@@ -129,6 +129,38 @@ TEST_F(CudaIpc, CallsThatNeedAnInputCopyTakeTheStagedPath) {
   }
 }
 
+// A stream being captured into a CUDA graph is refused with a clear error, and nothing is
+// enqueued: the communicator stays usable once capture ends.
+TEST_F(CudaIpc, AStreamUnderGraphCaptureIsRefused) {
+  void* lib = ::dlopen(LOCKSTEP_FAKE_CUDA_PATH, RTLD_NOW | RTLD_GLOBAL);
+  auto setCapturing = reinterpret_cast<void (*)(void*, int)>(::dlsym(lib, "fakeCudaStreamSetCapturing"));
+  ASSERT_NE(setCapturing, nullptr);
+  constexpr size_t kCount = 4096;
+  auto comms = initThreadComms(2);
+  const unsigned long before = fakeIpcLaunches();
+  std::vector<std::string> errors(2);
+  onThreads(2, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> buf(cuda, kCount);
+    for (size_t i = 0; i < kCount; ++i) buf[i] = float(r + 1);
+    setCapturing(s, 1);
+    if (lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s) != lockstepInvalidUsage) {
+      errors[r] = "a capturing stream was accepted";
+    } else if (std::string(lockstepGetLastError(nullptr)).find("CUDA graph") == std::string::npos) {
+      errors[r] = std::string("unclear error: ") + lockstepGetLastError(nullptr);
+    }
+    setCapturing(s, 0);
+    if (lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s) != lockstepSuccess ||
+        cuda.streamSynchronizeFor(s, 30000) != 0 || buf[kCount - 1] != 3.0f) {
+      errors[r] += " / the call after capture failed";
+    }
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  EXPECT_EQ(fakeIpcLaunches() - before, 2u);
+  destroyAll(comms);
+}
+
 TEST_F(CudaIpc, TurnedOffDeviceCallsTakeTheStagedPath) {
   setenv("LOCKSTEP_CUDA_IPC", "0", 1);
   constexpr size_t kCount = 1 << 16;

@@ -137,7 +137,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
     *e->abortHost_ = 0;
     d->check(d->memHostGetDevicePointer(&e->abortDevice_, abortHost, 0), "cuMemHostGetDevicePointer");
     mine.ok = 1;
-  } catch (const Error& err) {
+  } catch (const std::exception& err) {  // every rank must still reach the exchange below
     why = err.what();
   }
   mine.slots = config.ipcSlots;
@@ -178,7 +178,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
         e->opened_.push_back(p);
         e->segments_[r] = reinterpret_cast<char*>(static_cast<uintptr_t>(p));
       }
-    } catch (const Error& err) {
+    } catch (const std::exception& err) {
       why = err.what();
       usable = false;
     }
@@ -195,16 +195,17 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
   return e;
 }
 
-IpcEngine::~IpcEngine() {
-  // Kernels still queued read the segments and the pinned programs: wait for them (bounded).
-  const auto until = std::chrono::steady_clock::now() + timeout_ + std::chrono::seconds(1);
+bool IpcEngine::drain(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
   while (inFlight_.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (inFlight_.load() != 0) {
-    pool_.leak();  // a stream that never ran may still reach them: keep the memory
-    return;
-  }
+  return inFlight_.load(std::memory_order_acquire) == 0;
+}
+
+IpcEngine::~IpcEngine() {
+  // The communicator drained first (or leaked this engine): no kernel of ours is left to read
+  // the segments or the pinned programs, and no host function of ours will run.
   // Frees belong to the allocating context (a destroy may come from another thread).
   void* current = nullptr;
   const bool push = context_ && driver_.ctxGetCurrent && driver_.ctxGetCurrent(&current) == 0 && current != context_ &&
@@ -273,12 +274,34 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   const size_t recordOffset = (programBytes + 63) & ~size_t(63);
   auto fail = [&](const std::string& what) {
     // The peers enqueue their side with the numbers this call has taken: the communicator
-    // cannot go on, and refuses later calls with this error.
+    // cannot go on, refuses later calls with this error, and tells the group, whose kernels
+    // would otherwise wait for this rank until the timeout.
     LS_WARN(rank_, what);
-    error_.store(lockstepSystemError, std::memory_order_release);
-    std::lock_guard<std::mutex> l(errorMu_);
-    if (errorText_.empty()) errorText_ = what;
+    {
+      std::lock_guard<std::mutex> l(errorMu_);
+      if (errorText_.empty()) errorText_ = what;
+      error_.store(lockstepSystemError, std::memory_order_release);
+    }
+    std::lock_guard<std::mutex> l(sinkMu_);
+    if (sink_) sink_(lockstepSystemError, rank_, what);
   };
+  // A thread may drive several devices' communicators (a group over one thread, as in NCCL):
+  // the kernel goes in the context the segments belong to.
+  void* current = nullptr;
+  const bool push =
+      driver_.ctxGetCurrent(&current) == 0 && current != context_ && driver_.ctxPushCurrent && driver_.ctxPopCurrent;
+  if (push && driver_.ctxPushCurrent(context_) != 0) {
+    fail(std::string(info.kind) + ": cuCtxPushCurrent failed for the cuda_ipc launch");
+    throw Error(lockstepSystemError, errorText());
+  }
+  struct Pop {
+    const CudaDriver& d;
+    bool on;
+    ~Pop() {
+      void* popped = nullptr;
+      if (on) d.ctxPopCurrent(&popped);
+    }
+  } pop{driver_, push};
   PinnedBlock* block = nullptr;
   try {
     block = pool_.acquire(recordOffset + sizeof(ipc::ErrorRecord));
@@ -334,7 +357,8 @@ void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {
       text += "communicator aborted";
       break;
     case ipc::kRecvTimeout:
-      text += "no message from " + peer + within + " (message " + std::to_string(r.want) + " on that link)";
+      text += "no message from " + peer + within + " (message " + std::to_string(r.want) +
+              " on that link; that rank may itself be waiting for another)";
       break;
     case ipc::kCreditTimeout:
       text += peer + " did not release a slot (its message " + std::to_string(r.want) + " from this rank)" + within;

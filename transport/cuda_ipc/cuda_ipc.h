@@ -46,9 +46,10 @@ class IpcEngine {
   IpcEngine(const IpcEngine&) = delete;
   IpcEngine& operator=(const IpcEngine&) = delete;
 
-  // Enqueues one planned op on `stream`. False if cuda_ipc cannot run this schedule (more lanes
-  // than a segment has barriers): nothing was enqueued, so the caller takes the staged path.
-  // Throws (and fails the communicator) if the driver refuses an enqueue.
+  // Enqueues one planned op on `stream`, in the engine's context (pushed if the caller has
+  // another current). False if cuda_ipc cannot run this schedule (more lanes than a segment has
+  // barriers): nothing was enqueued. Throws (and fails the communicator, telling the group) if
+  // the driver refuses an enqueue.
   bool post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream);
   // Makes running kernels stop within microseconds of their next check (the abort flag).
   void abort();
@@ -56,7 +57,14 @@ class IpcEngine {
   // control plane, so every rank's kernels stop and name the same culprit (-1: none known).
   // Runs on the CUDA driver's callback thread. Set before the first post.
   using FailureSink = std::function<void(lockstepResult_t code, int culprit, const std::string& text)>;
-  void setFailureSink(FailureSink sink) { sink_ = std::move(sink); }
+  void setFailureSink(FailureSink sink) {
+    std::lock_guard<std::mutex> lock(sinkMu_);
+    sink_ = std::move(sink);
+  }
+  // Waits (bounded by `timeout`) until every kernel this engine enqueued has finished and been
+  // read back. False if some never did: then the engine must not be destroyed (its host
+  // functions will still run), so the communicator leaks it.
+  bool drain(std::chrono::milliseconds timeout);
   // The first failure a kernel reported (lockstepSuccess if none), and its text.
   lockstepResult_t error() const { return error_.load(std::memory_order_acquire); }
   std::string errorText() const;
@@ -96,6 +104,7 @@ class IpcEngine {
   std::atomic<lockstepResult_t> error_{lockstepSuccess};
   mutable std::mutex errorMu_;
   std::string errorText_;
+  std::mutex sinkMu_;  // held while the sink runs or changes
   FailureSink sink_;
 };
 
