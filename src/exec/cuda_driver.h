@@ -68,6 +68,33 @@ constexpr unsigned kCuIpcMemLazyEnablePeerAccess = 0x1;  // peer access enabled 
 constexpr unsigned kCuStreamNonBlocking = 0x1;           // no implicit waits on the legacy default stream
 constexpr int kCuErrorPeerAccessAlreadyEnabled = 704;
 
+// Makes `context` current for a scope when another one is (frees belong to the allocating
+// context; a destroy, or a group driving several devices, may come from a thread whose current
+// context is another or none), and restores the caller's on exit. ok() is false if the push
+// failed; nothing is pushed when `context` is null or already current, or the driver lacks
+// push/pop.
+class ScopedContext {
+ public:
+  ScopedContext(const CudaDriver& d, void* context) : d_(d) {
+    void* current = nullptr;
+    if (!context || !d.ctxPushCurrent || !d.ctxPopCurrent) return;
+    if (d.ctxGetCurrent && d.ctxGetCurrent(&current) == 0 && current == context) return;
+    ok_ = d.ctxPushCurrent(context) == 0;
+    pushed_ = ok_;
+  }
+  ~ScopedContext() {
+    void* popped = nullptr;
+    if (pushed_) d_.ctxPopCurrent(&popped);
+  }
+  ScopedContext(const ScopedContext&) = delete;
+  ScopedContext& operator=(const ScopedContext&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  const CudaDriver& d_;
+  bool ok_ = true, pushed_ = false;
+};
+
 // The driver this process has loaded, or nullptr. Cheap: one atomic load.
 const CudaDriver* cudaDriver();
 // Looks again for a driver loaded since the last look (communicator init calls this: a trainer

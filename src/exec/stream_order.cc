@@ -105,14 +105,9 @@ StreamOrder::~StreamOrder() {
     return;
   }
   // Destroy (or abort) may come from a thread that never made the context current.
-  const bool push =
-      context_ && driver_.ctxPushCurrent && driver_.ctxPopCurrent && driver_.ctxPushCurrent(context_) == 0;
+  ScopedContext scope(driver_, context_);
   pool_.freeAll();
   driver_.memFreeHost(doneWord_);
-  if (push) {
-    void* popped = nullptr;
-    driver_.ctxPopCurrent(&popped);
-  }
 }
 
 StagedOp StreamOrder::stage(const OpDesc& op, int rank, int nranks) {

@@ -84,7 +84,7 @@ struct IpcEngine::Posted {
   IpcEngine* engine;
   PinnedBlock* block;
   size_t recordOffset;  // where in the block the kernel's error record lands
-  std::string label;
+  OpInfo op;            // with this engine's number: the error's label, made only on failure
 };
 
 bool IpcEngine::locallyAvailable(const Config& config) {
@@ -207,18 +207,11 @@ IpcEngine::~IpcEngine() {
   // The communicator drained first (or leaked this engine): no kernel of ours is left to read
   // the segments or the pinned programs, and no host function of ours will run.
   // Frees belong to the allocating context (a destroy may come from another thread).
-  void* current = nullptr;
-  const bool push = context_ && driver_.ctxGetCurrent && driver_.ctxGetCurrent(&current) == 0 && current != context_ &&
-                    driver_.ctxPushCurrent && driver_.ctxPopCurrent;
-  if (push) driver_.ctxPushCurrent(context_);
+  ScopedContext scope(driver_, context_);
   for (CudaDriver::DevicePtr p : opened_) driver_.ipcCloseMemHandle(p);
   if (segment_) driver_.memFree(segment_);
   if (abortHost_) driver_.memFreeHost(abortHost_);
   pool_.freeAll();
-  if (push) {
-    void* popped = nullptr;
-    driver_.ctxPopCurrent(&popped);
-  }
 }
 
 void IpcEngine::abort() {
@@ -287,21 +280,11 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   };
   // A thread may drive several devices' communicators (a group over one thread, as in NCCL):
   // the kernel goes in the context the segments belong to.
-  void* current = nullptr;
-  const bool push =
-      driver_.ctxGetCurrent(&current) == 0 && current != context_ && driver_.ctxPushCurrent && driver_.ctxPopCurrent;
-  if (push && driver_.ctxPushCurrent(context_) != 0) {
+  ScopedContext scope(driver_, context_);
+  if (!scope.ok()) {
     fail(std::string(info.kind) + ": cuCtxPushCurrent failed for the cuda_ipc launch");
     throw Error(lockstepSystemError, errorText());
   }
-  struct Pop {
-    const CudaDriver& d;
-    bool on;
-    ~Pop() {
-      void* popped = nullptr;
-      if (on) d.ctxPopCurrent(&popped);
-    }
-  } pop{driver_, push};
   PinnedBlock* block = nullptr;
   try {
     block = pool_.acquire(recordOffset + sizeof(ipc::ErrorRecord));
@@ -321,7 +304,7 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   }
   OpInfo numbered = info;
   numbered.fp = fp;
-  auto* posted = new Posted{this, block, recordOffset, numbered.label()};
+  auto* posted = new Posted{this, block, recordOffset, numbered};
   inFlight_.fetch_add(1, std::memory_order_acq_rel);
   try {
     driver_.check(driver_.memcpyDtoHAsync(block->data + recordOffset, reinterpret_cast<uintptr_t>(a.error),
@@ -342,7 +325,7 @@ void IpcEngine::afterKernel(void* p) {
   std::unique_ptr<Posted> posted(static_cast<Posted*>(p));
   ipc::ErrorRecord record;
   std::memcpy(&record, posted->block->data + posted->recordOffset, sizeof(record));
-  if (record.code != ipc::kOk) posted->engine->report(record, posted->label);
+  if (record.code != ipc::kOk) posted->engine->report(record, posted->op.label());
   PinnedPool::release(posted->block);
   posted->engine->inFlight_.fetch_sub(1, std::memory_order_acq_rel);
 }

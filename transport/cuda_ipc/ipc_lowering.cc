@@ -1,6 +1,5 @@
 #include "transport/cuda_ipc/ipc_lowering.h"
 
-#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu_reduce.h"
@@ -21,17 +20,33 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
   if (lanes > kMaxLanes || a.workers < 1 || a.workers > static_cast<uint32_t>(a.geometry.workers)) return false;
   blob.clear();
   if (lanes == 0) return true;  // nothing moves: no program, and no op for the counters
+  // Nothing below can fail: the counters advance in place.
   const size_t elem = dataTypeSize(a.dtype);
   const size_t sliceElems = a.geometry.slotBytes / elem;
   // avg's extra work, as the host executor does it (src/exec/apply.h).
   const ReduceKernels k = reduceKernels(a.dtype, a.op);
   const bool floatingAvg = k.premulSum != nullptr, integerAvg = k.divide != nullptr;
 
-  std::vector<Instr> instrs;
-  std::vector<uint32_t> laneBegin{0};
-  std::vector<uint32_t> phases(lanes, 0);
-  Counters next = counters;
+  // The blob: the header, the lane table, then the instructions, appended as they are made.
+  constexpr size_t kInstrWords = sizeof(Instr) / 8;
+  static_assert(sizeof(Instr) % 8 == 0 && sizeof(ProgramHeader) % 8 == 0, "the blob is 8-byte words");
+  const size_t codeStart = (sizeof(ProgramHeader) + laneTableBytes(static_cast<uint32_t>(lanes))) / 8;
+  blob.resize(codeStart, 0);
+  auto emit = [&](const Instr& in) {
+    const size_t at = blob.size();
+    blob.resize(at + kInstrWords);
+    std::memcpy(&blob[at], &in, sizeof(Instr));
+  };
+  auto instr = [&](size_t i) { return reinterpret_cast<const Instr*>(&blob[codeStart]) + i; };
+  auto count = [&] { return (blob.size() - codeStart) / kInstrWords; };
+  auto laneTableAt = [&](size_t lane) { return reinterpret_cast<uint32_t*>(&blob[sizeof(ProgramHeader) / 8]) + lane; };
+
+  ProgramHeader h{};
+  counters.sentBefore.assign(counters.sent.begin(), counters.sent.end());
+  *laneTableAt(0) = 0;
   for (size_t lane = 0; lane < lanes; ++lane) {
+    const size_t laneStart = count();
+    h.barrierBase[lane] = counters.barrier[lane];
     const std::span<const Step> steps = s.lane(lane);
     size_t furthest = 0;  // one past the furthest step emitted so far
     for (SliceWalker w(steps, sliceElems, s.order(lane)); !w.done(); w.advance()) {
@@ -43,9 +58,9 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
       if (index >= furthest) {
         bool crosses = false;
         for (size_t i = furthest; i <= index; ++i) crosses = crosses || steps[i].phase;
-        if (crosses && instrs.size() > laneBegin.back()) {
+        if (crosses && count() > laneStart) {
           in.flags |= kPhase;
-          ++phases[lane];
+          counters.barrier[lane] += a.workers;
         }
         furthest = index + 1;
       }
@@ -60,7 +75,7 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
       if (step.dst < a.buffers.size()) in.dst = at(a.buffers[step.dst], step.dstOffset + w.first(), elem);
       if (primRecvs(step.prim)) {
         const int p = step.recvPeer;
-        const uint64_t seq = ++next.received[p];
+        const uint64_t seq = ++counters.received[p];
         in.flags |= kRecvs;
         in.inSeq = seq;
         in.inHeader = a.geometry.header(a.segments[a.rank], p, seq);
@@ -69,38 +84,35 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
       }
       if (primSends(step.prim)) {
         const int p = step.sendPeer;
-        const uint64_t seq = ++next.sent[p];
+        const uint64_t seq = ++counters.sent[p];
         in.flags |= kSends;
         in.outSeq = seq;
         in.outCredit = seq > uint64_t(a.geometry.slots) ? seq - a.geometry.slots : 0;
-        if (seq - counters.sent[p] <= uint64_t(a.geometry.slots)) in.flags |= kCreditAll;
+        if (seq - counters.sentBefore[p] <= uint64_t(a.geometry.slots)) in.flags |= kCreditAll;
         in.outHeader = a.geometry.header(a.segments[p], a.rank, seq);
         in.outData = a.geometry.payload(a.segments[p], a.rank, seq);
         in.outTail = a.geometry.tail(a.segments[a.rank], p);
       }
-      instrs.push_back(in);
+      emit(in);
     }
-    // Drains: one per peer this lane sent to (two lanes never share a link direction).
-    std::vector<int> sentTo;
-    for (size_t i = laneBegin.back(); i < instrs.size(); ++i) {
-      if ((instrs[i].flags & kSends) && std::find(sentTo.begin(), sentTo.end(), instrs[i].sendPeer) == sentTo.end()) {
-        sentTo.push_back(instrs[i].sendPeer);
-      }
-    }
-    for (int p : sentTo) {
+    // Drains: one per peer this lane sent to, after the op's last message to it (two lanes
+    // never share a link direction, so that message is in this lane).
+    const size_t laneEnd = count();
+    for (size_t i = laneStart; i < laneEnd; ++i) {
+      const Instr& last = *instr(i);
+      if (!(last.flags & kSends) || last.outSeq != counters.sent[last.sendPeer]) continue;
       Instr d{};
       d.prim = static_cast<uint8_t>(Prim::kSend);
       d.flags = kDrain;
-      d.sendPeer = p;
+      d.sendPeer = last.sendPeer;
       d.recvPeer = -1;
-      d.outCredit = next.sent[p];
-      d.outTail = a.geometry.tail(a.segments[a.rank], p);
-      instrs.push_back(d);
+      d.outCredit = last.outSeq;
+      d.outTail = last.outTail;
+      emit(d);  // may move the blob: `last` is not used after this
     }
-    laneBegin.push_back(static_cast<uint32_t>(instrs.size()));
+    *laneTableAt(lane + 1) = static_cast<uint32_t>(count());
   }
 
-  ProgramHeader h{};
   h.magic = kProgramMagic;
   h.lanes = static_cast<uint32_t>(lanes);
   h.workers = a.workers;
@@ -113,26 +125,14 @@ bool lower(const LowerArgs& a, Counters& counters, std::vector<uint64_t>& blob) 
   h.elemBytes = static_cast<uint32_t>(elem);
   h.sliceElems = sliceElems;
   for (int i = 0; i < 3; ++i) h.tag[i] = a.tag[i];
-  h.opIndex = next.ops;
+  h.opIndex = counters.ops++;
   h.timeoutNs = a.timeoutNs;
   h.state = a.state;
-  for (size_t lane = 0; lane < lanes; ++lane) {
-    h.barrierBase[lane] = next.barrier[lane];
-    next.barrier[lane] += uint64_t(a.workers) * phases[lane];
-  }
-  h.workersBase = next.workersDone;
-  next.workersDone += uint64_t(a.workers) * lanes;
-  next.ops += 1;
+  h.workersBase = counters.workersDone;
+  counters.workersDone += uint64_t(a.workers) * lanes;
   h.abortFlag = a.abortFlag;
   h.error = a.error;
-
-  const size_t bytes = sizeof(h) + laneTableBytes(h.lanes) + instrs.size() * sizeof(Instr);
-  blob.assign((bytes + 7) / 8, 0);
-  char* out = reinterpret_cast<char*>(blob.data());
-  std::memcpy(out, &h, sizeof(h));
-  std::memcpy(out + sizeof(h), laneBegin.data(), laneBegin.size() * sizeof(uint32_t));
-  std::memcpy(out + sizeof(h) + laneTableBytes(h.lanes), instrs.data(), instrs.size() * sizeof(Instr));
-  counters = std::move(next);
+  std::memcpy(blob.data(), &h, sizeof(h));
   return true;
 }
 

@@ -22,7 +22,8 @@ struct Counters {
   uint64_t barrier[kMaxLanes] = {};
   uint64_t workersDone = 0;
   uint64_t ops = 0;
-  explicit Counters(int nranks = 0) : sent(nranks, 0), received(nranks, 0) {}
+  std::vector<uint64_t> sentBefore;  // lower()'s scratch: `sent` at the op's start (kept, not reallocated)
+  explicit Counters(int nranks = 0) : sent(nranks, 0), received(nranks, 0), sentBefore(nranks, 0) {}
 };
 
 struct LowerArgs {
@@ -42,7 +43,8 @@ struct LowerArgs {
   ErrorRecord* error;
 };
 
-// Writes the program to `blob` (8-byte words) and advances `counters`. A schedule with no steps
+// Writes the program to `blob` (8-byte words; a reused blob keeps its capacity, so a loop of calls
+// allocates nothing) and advances `counters`. A schedule with no steps
 // leaves `blob` empty (there is nothing to launch). False, with nothing advanced, if the schedule
 // has more lanes than a segment has barriers (kMaxLanes), or more workers than the geometry.
 bool lower(const LowerArgs& args, Counters& counters, std::vector<uint64_t>& blob);
