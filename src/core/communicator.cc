@@ -67,6 +67,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     ipc_->setFailureSink([health = health_.get()](lockstepResult_t code, int culprit, const std::string& text) {
       health->fail(code, culprit, text);
     });
+    ipc_->setCompletionSink([health = health_.get()](uint64_t seq) { health->completed(seq); });
   }
   // More ranks on this host than CPUs this process may use: waits yield at once.
   int local = 0;
@@ -87,6 +88,7 @@ Communicator::~Communicator() {
   if (ipc_ && !ipc_->drain(config_.timeout + std::chrono::seconds(1))) {
     LS_WARN(rank_, "cuda_ipc kernels still queued at destroy (on a stream that never ran?): their memory is kept");
     ipc_->setFailureSink(nullptr);
+    ipc_->setCompletionSink(nullptr);
     (void)ipc_.release();
   }
   health_->setFailureHook(nullptr);  // the watchdog outlives ipc_
@@ -390,7 +392,22 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
   }
   std::vector<size_t> workOf;
   std::vector<std::shared_ptr<Work>> works = planGroup(ops, &workOf, /*forKernels=*/true);
+  uint64_t last = 0;
+  {
+    // The group's numbering, shared with the staged path (the two interleave on one stream).
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& w : works) {
+      assignSeq(*w);
+      w->info.fp.path = 1;
+      last = std::max(last, w->info.fp.seq);
+    }
+  }
+  // A kernel writes into its peers' segments from its first step: not into a departed one's.
+  if (last) health_->checkPeersStay(last);
   for (const auto& w : works) {
+    // Entered when enqueued: the control plane then compares this rank's op with its peers'
+    // (a peer on the host path for it is a mismatch) and knows a peer that left before it.
+    if (w->info.fp.seq) health_->entered(w->info.fp);
     // At most 2 x 32 lanes (two per peer), as checked above.
     if (!ipc_->post(w->schedule, w->buffers, w->info, stream))
       throw InternalError("cuda_ipc: a schedule with too many lanes");

@@ -76,19 +76,34 @@ void Health::wake() {
 // ---- executor side ----
 
 void Health::entered(const Fingerprint& fp) {
+  // Two threads may enter ops: the progress thread (host path) and the thread that enqueues
+  // cuda_ipc kernels, which enters an op when it posts it, possibly before an earlier staged op
+  // has started. So the writer claims the sequence counter (odd while writing), and an op older
+  // than the one entered changes nothing: peers see this rank's progress only move forward.
   MessageTag t = fp.tag();
   uint64_t v = fpVersion_.load(std::memory_order_relaxed);
-  fpVersion_.store(v + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
-  for (int i = 0; i < 3; ++i) {
-    fpWords_[3 + i].store(fpWords_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
-    fpWords_[i].store(t.words[i], std::memory_order_relaxed);
+  for (;;) {
+    if (!(v & 1) && fpVersion_.compare_exchange_weak(v, v + 1, std::memory_order_acquire)) break;
+    if (v & 1) v = fpVersion_.load(std::memory_order_relaxed);
   }
-  entered_.store(fp.seq, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
+  if (fp.seq > entered_.load(std::memory_order_relaxed)) {
+    for (int i = 0; i < 3; ++i) {
+      fpWords_[3 + i].store(fpWords_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+      fpWords_[i].store(t.words[i], std::memory_order_relaxed);
+    }
+    entered_.store(fp.seq, std::memory_order_relaxed);
+  }
   fpVersion_.store(v + 2, std::memory_order_release);
 }
 
-void Health::completed(uint64_t seq) { completed_.store(seq, std::memory_order_release); }
+void Health::completed(uint64_t seq) {
+  // Kernels finish on the driver's callback thread, staged ops on the progress thread, and ops
+  // on different streams in any order: the highest finished counts.
+  uint64_t c = completed_.load(std::memory_order_relaxed);
+  while (c < seq && !completed_.compare_exchange_weak(c, seq, std::memory_order_release)) {
+  }
+}
 
 Fingerprint Health::myFingerprint(bool previous) const {
   MessageTag t;
@@ -335,6 +350,28 @@ void Health::lost(Peer& p, const std::string& why) {
   fail(lockstepRemoteError, p.rank, msg);
 }
 
+std::string Health::leftBefore(const Peer& p, uint64_t seq) const {
+  return p.name + " left the communicator after op #" + std::to_string(p.completed) + ", so op #" +
+         std::to_string(seq) + " on rank " + std::to_string(rank_) + " cannot complete";
+}
+
+void Health::checkPeersStay(uint64_t seq) {
+  std::string problem;
+  int culprit = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Peer& p : peers_) {
+      if (p.state == PeerState::kLeft && p.completed < seq) {
+        problem = leftBefore(p, seq);
+        culprit = p.rank;
+        break;
+      }
+    }
+  }
+  if (culprit >= 0) fail(lockstepRemoteError, culprit, problem);
+  check();
+}
+
 void Health::evaluate() {
   const uint64_t entered = entered_.load(std::memory_order_acquire);
   const bool inOp = entered > completed_.load(std::memory_order_acquire);
@@ -347,8 +384,7 @@ void Health::evaluate() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Peer& p : peers_) {
       if (p.state == PeerState::kLeft && p.completed < entered) {
-        problem = p.name + " left the communicator after op #" + std::to_string(p.completed) + ", so op #" +
-                  std::to_string(entered) + " on rank " + std::to_string(rank_) + " cannot complete";
+        problem = leftBefore(p, entered);
         culprit = p.rank;
         code = lockstepRemoteError;
         break;

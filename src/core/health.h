@@ -39,11 +39,15 @@ class Health : public OpMonitor {
   Health(const Health&) = delete;
   Health& operator=(const Health&) = delete;
 
-  // A collective starts / finishes on this rank (fp.seq > 0).
+  // A collective starts / finishes on this rank (fp.seq > 0). Any thread may call them: only the
+  // highest op entered and the highest completed count.
   void entered(const Fingerprint& fp);
   void completed(uint64_t seq);
   // Throws the group's first failure, if any.
   void check() override;
+  // Also fails the group (and throws) if a peer has left the communicator before op `seq`:
+  // work that reaches into peers' memory (cuda_ipc kernels) must not start without them.
+  void checkPeersStay(uint64_t seq);
   // For timeout messages: the ranks that have not entered op `seq`, left, died or stopped
   // answering, with host, pid and the last op each completed. Empty if none.
   std::string laggards(uint64_t seq) override;
@@ -85,6 +89,7 @@ class Health : public OpMonitor {
   void broadcastStatus();
   void sendFailure();  // once, to every peer
   void evaluate();     // departures and mismatches against what this rank is doing
+  std::string leftBefore(const Peer& p, uint64_t seq) const;  // "rank 3 (...) left ... after op #k ..."
   // This rank's current op (previous = false) or the one before it.
   Fingerprint myFingerprint(bool previous = false) const;
   void wake();

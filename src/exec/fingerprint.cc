@@ -8,12 +8,14 @@ namespace lockstep {
 
 namespace {
 constexpr uint64_t kTagMagic = 0xa5;
-}
+constexpr uint64_t kPathBit = 0x80;  // in the algorithm byte: Algorithm values stay below it
+static_assert(static_cast<uint64_t>(Algorithm::kCount) < kPathBit);
+}  // namespace
 
 MessageTag Fingerprint::tag() const {
   MessageTag t;
   t.words[0] = seq;
-  t.words[1] = (count & ((uint64_t(1) << 56) - 1)) | uint64_t(algorithm) << 56;
+  t.words[1] = (count & ((uint64_t(1) << 56) - 1)) | (uint64_t(algorithm) | (path ? kPathBit : 0)) << 56;
   t.words[2] =
       static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 | kTagMagic << 56;
   return t;
@@ -23,7 +25,8 @@ bool Fingerprint::fromTag(const MessageTag& t, Fingerprint* out) {
   if ((t.words[2] >> 56) != kTagMagic) return false;
   out->seq = t.words[0];
   out->count = t.words[1] & ((uint64_t(1) << 56) - 1);
-  out->algorithm = static_cast<uint8_t>(t.words[1] >> 56);
+  out->algorithm = static_cast<uint8_t>((t.words[1] >> 56) & ~kPathBit);
+  out->path = ((t.words[1] >> 56) & kPathBit) ? 1 : 0;
   out->root = static_cast<int32_t>(static_cast<uint32_t>(t.words[2]));
   out->kind = static_cast<uint8_t>(t.words[2] >> 32);
   out->dtype = static_cast<uint8_t>(t.words[2] >> 40);
@@ -40,7 +43,7 @@ std::string Fingerprint::describe() const {
     s += std::string(", ") + redOpName(static_cast<lockstepRedOp_t>(op));
   }
   if (root >= 0) s += ", root " + std::to_string(root);
-  return s + ", " + algorithmName(static_cast<Algorithm>(algorithm)) + ")";
+  return s + ", " + algorithmName(static_cast<Algorithm>(algorithm)) + (path ? ", in cuda_ipc kernels)" : ")");
 }
 
 const char* Fingerprint::firstDifference(const Fingerprint& o) const {
@@ -51,6 +54,8 @@ const char* Fingerprint::firstDifference(const Fingerprint& o) const {
   if (dtype != o.dtype) return "datatype";
   if (op != o.op) return "reduction op";
   if (root != o.root) return "root";
+  // Before the algorithm, which then differs too (the kernels choose among fewer).
+  if (path != o.path) return "path (host executor or cuda_ipc kernels: did one rank pass host memory?)";
   if (algorithm != o.algorithm) return "algorithm";
   return nullptr;
 }

@@ -18,6 +18,11 @@ struct Fingerprint {
   uint8_t dtype = 0;
   uint8_t op = 0;
   uint8_t algorithm = 0;  // Algorithm: ranks must run the same one
+  // Which engine runs it: 0 the host executor (host memory, or device memory staged through
+  // pinned host memory), 1 cuda_ipc kernels. Ranks on different paths never exchange a message
+  // (a rank that passed host memory where its peers passed device memory), so only the control
+  // plane, comparing fingerprints, can tell them apart before the timeout.
+  uint8_t path = 0;
 
   MessageTag tag() const;
   // False if the tag is not a fingerprint at all (garbage from a broken peer).

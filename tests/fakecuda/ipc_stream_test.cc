@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -203,6 +204,124 @@ TEST_F(CudaIpc, AMissingRankTimesOutAndIsNamed) {
   EXPECT_NE(text.find("cuda_ipc"), std::string::npos) << text;
   cuda.streamDestroy(s);
   destroyAll(comms);
+}
+
+// One rank passes host memory where its peer passes device memory: the peer's call runs as a
+// kernel, this one on the host path, and the two never exchange a message. The control plane
+// compares what each entered and names the difference on both ranks within a second or so, not
+// at the 20 s timeout.
+TEST_F(CudaIpc, HostMemoryOnOneRankIsAMismatchNamedOnBothRanks) {
+  constexpr size_t kCount = 1 << 14;
+  auto comms = initThreadComms(2);
+  std::vector<std::string> errors(2);
+  std::vector<double> secs(2);
+  onThreads(2, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> dev(cuda, kCount);
+    std::vector<float> host(kCount, 1.0f);
+    auto t0 = Clock::now();
+    std::string text;
+    if (r == 0) {
+      if (lockstepAllReduce(dev.p, dev.p, kCount, lockstepFloat32, lockstepSum, comms[r], s) != lockstepSuccess) {
+        errors[r] = std::string("the post failed: ") + lockstepGetLastError(nullptr);
+      } else if (cuda.streamSynchronizeFor(s, 10000) != 0) {
+        errors[r] = "the kernel never gave up";
+      }
+      lockstepResult_t async = lockstepSuccess;
+      lockstepCommGetAsyncError(comms[r], &async);
+      if (async != lockstepMismatch) errors[r] += " / async error " + std::to_string(async);
+      lockstepAllReduce(dev.p, dev.p, kCount, lockstepFloat32, lockstepSum, comms[r], s);
+      text = lockstepGetLastError(nullptr);
+    } else {
+      // Blocking, with host memory: the host path.
+      if (lockstepAllReduce(host.data(), host.data(), kCount, lockstepFloat32, lockstepSum, comms[r], nullptr) !=
+          lockstepMismatch) {
+        errors[r] = "the host call did not fail as a mismatch";
+      }
+      text = lockstepGetLastError(nullptr);
+    }
+    secs[r] = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (text.find("first difference: path") == std::string::npos) errors[r] += " / unclear error: " + text;
+    if (text.find("cuda_ipc kernels") == std::string::npos) errors[r] += " / no side named: " + text;
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(errors[r], "") << "rank " << r;
+    EXPECT_LT(secs[r], 5.0) << "rank " << r << " waited for its timeout";
+  }
+  destroyAll(comms);
+}
+
+// Both ranks run op 1; then rank 1 destroys its communicator (a clean goodbye, saying it completed
+// op 1) while rank 0's kernel for op 2 already waits for it. The control plane stops that kernel
+// within a second or so (not at the 20 s timeout) and the error says who left after which op.
+// Rank 1's segment, which rank 0's kernel may have written into, is only freed by the last of
+// the two to let go of it. A later call on rank 0 is refused before any kernel starts.
+TEST_F(CudaIpc, APeerThatLeavesStopsTheKernelWaitingForIt) {
+  constexpr size_t kCount = 1 << 14;
+  auto comms = initThreadComms(2);
+  std::vector<void*> streams(2);
+  std::vector<std::unique_ptr<DeviceArray<float>>> bufs;
+  for (int r = 0; r < 2; ++r) {
+    streams[r] = cuda.streamCreate();
+    bufs.push_back(std::make_unique<DeviceArray<float>>(cuda, kCount));
+  }
+  onThreads(2, [&](int r) {
+    ASSERT_EQ(lockstepAllReduce(bufs[r]->p, bufs[r]->p, kCount, lockstepFloat32, lockstepSum, comms[r], streams[r]),
+              lockstepSuccess);
+    ASSERT_EQ(cuda.streamSynchronizeFor(streams[r], 10000), 0);
+  });
+  auto t0 = Clock::now();
+  ASSERT_EQ(lockstepAllReduce(bufs[0]->p, bufs[0]->p, kCount, lockstepFloat32, lockstepSum, comms[0], streams[0]),
+            lockstepSuccess);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(cuda.streamIdle(streams[0])) << "the kernel should be waiting for rank 1";
+  ASSERT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+  ASSERT_EQ(cuda.streamSynchronizeFor(streams[0], 10000), 0) << "the kernel never gave up";
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0) << "it waited for its timeout";
+  lockstepResult_t async = lockstepSuccess;
+  ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
+  EXPECT_EQ(async, lockstepRemoteError);
+  const unsigned long launches = fakeIpcLaunches();
+  EXPECT_NE(lockstepAllReduce(bufs[0]->p, bufs[0]->p, kCount, lockstepFloat32, lockstepSum, comms[0], streams[0]),
+            lockstepSuccess);
+  const std::string text = lockstepGetLastError(nullptr);
+  EXPECT_NE(text.find("left the communicator after op #1"), std::string::npos) << text;
+  EXPECT_EQ(fakeIpcLaunches(), launches);
+  for (int r = 0; r < 2; ++r) cuda.streamDestroy(streams[r]);
+  EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepSuccess);
+}
+
+// A peer that left before this rank posts: the call fails at once, names it, and launches
+// nothing (its kernel would write into the departed rank's segment from its first step).
+TEST_F(CudaIpc, ACallAfterAPeerLeftIsRefusedBeforeItsKernel) {
+  constexpr size_t kCount = 1 << 14;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  onThreads(2, [&](int r) {
+    if (r == 1) {
+      ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, 0, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+      return;
+    }
+    DeviceArray<float> mine(cuda, kCount);
+    ASSERT_EQ(lockstepAllReduce(mine.p, mine.p, 0, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+  });
+  ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0);
+  ASSERT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the goodbye has arrived
+  lockstepResult_t async = lockstepSuccess;
+  ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
+  EXPECT_EQ(async, lockstepSuccess) << "a peer leaving after the last op is no error";
+  const unsigned long launches = fakeIpcLaunches();
+  auto t0 = Clock::now();
+  EXPECT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepRemoteError);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 0.5);
+  const std::string text = lockstepGetLastError(nullptr);
+  EXPECT_NE(text.find("left the communicator after op #1, so op #2"), std::string::npos) << text;
+  EXPECT_EQ(fakeIpcLaunches(), launches);
+  cuda.streamDestroy(s);
+  EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepSuccess);
 }
 
 // Abort from another thread while a rank's kernel waits for a peer that never posts: the kernel

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <thread>
+#include <unordered_map>
 
 #include "src/algo/collective.h"
 #include "src/core/errors.h"
@@ -66,6 +67,46 @@ bool allAgree(Bootstrap& bootstrap, bool mine) {
   return true;
 }
 
+// Segments of the ranks in this process, which its other ranks use by pointer (a process cannot
+// open its own IPC handles). Each is freed by whichever engine lets go of it last, so a rank that
+// destroys its communicator first does not free memory a peer thread's kernel still writes to
+// (ranks in other processes hold an opened handle instead).
+class LocalSegments {
+ public:
+  static LocalSegments& get() {
+    static auto* s = new LocalSegments;  // never destroyed: engines may outlive static destructors
+    return *s;
+  }
+  void add(CudaDriver::DevicePtr p, void* context) {
+    std::lock_guard<std::mutex> lock(mu_);
+    refs_[p] = Ref{1, context};
+  }
+  bool retain(CudaDriver::DevicePtr p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(p);
+    if (it == refs_.end()) return false;
+    ++it->second.count;
+    return true;
+  }
+  // The context to free it in when this was the last reference, else nullptr.
+  void* release(CudaDriver::DevicePtr p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = refs_.find(p);
+    if (it == refs_.end() || --it->second.count > 0) return nullptr;
+    void* context = it->second.context;
+    refs_.erase(it);
+    return context;
+  }
+
+ private:
+  struct Ref {
+    int count;
+    void* context;
+  };
+  std::mutex mu_;
+  std::unordered_map<CudaDriver::DevicePtr, Ref> refs_;
+};
+
 lockstepResult_t resultOf(uint32_t code) {
   switch (code) {
     case ipc::kAborted:
@@ -84,7 +125,7 @@ struct IpcEngine::Posted {
   IpcEngine* engine;
   PinnedBlock* block;
   size_t recordOffset;  // where in the block the kernel's error record lands
-  OpInfo op;            // with this engine's number: the error's label, made only on failure
+  OpInfo op;            // the error's label, made only on failure, and the seq completed
 };
 
 bool IpcEngine::locallyAvailable(const Config& config) {
@@ -120,6 +161,7 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
     for (int r = 0; r < n; ++r) e->names_.push_back(peers[r].describe());
     d->check(d->ctxGetCurrent(&e->context_), "cuCtxGetCurrent");
     d->check(d->memAlloc(&e->segment_, e->geometry_.bytes()), "cuMemAlloc (cuda_ipc segment)");
+    LocalSegments::get().add(e->segment_, e->context_);
     // Zeroed, and finished before any peer can see the handle: on a stream of its own, waited
     // for (a synchronous cuMemsetD8 may still run, and cuCtxSynchronize would wait for other
     // communicators' kernels, which may be waiting for this thread).
@@ -169,6 +211,12 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
               d->check(rc, what.c_str());
             }
           }
+          if (r != rank) {
+            if (!LocalSegments::get().retain(all[r].pointer)) {
+              throw Error(lockstepSystemError, "the segment of " + peers[r].describe() + " is already freed");
+            }
+            e->borrowed_.push_back(all[r].pointer);
+          }
           e->segments_[r] = reinterpret_cast<char*>(static_cast<uintptr_t>(all[r].pointer));
           continue;
         }
@@ -207,11 +255,20 @@ IpcEngine::~IpcEngine() {
   // The communicator drained first (or leaked this engine): no kernel of ours is left to read
   // the segments or the pinned programs, and no host function of ours will run.
   // Frees belong to the allocating context (a destroy may come from another thread).
-  ScopedContext scope(driver_, context_);
-  for (CudaDriver::DevicePtr p : opened_) driver_.ipcCloseMemHandle(p);
-  if (segment_) driver_.memFree(segment_);
-  if (abortHost_) driver_.memFreeHost(abortHost_);
-  pool_.freeAll();
+  {
+    ScopedContext scope(driver_, context_);
+    for (CudaDriver::DevicePtr p : opened_) driver_.ipcCloseMemHandle(p);
+    if (abortHost_) driver_.memFreeHost(abortHost_);
+    pool_.freeAll();
+  }
+  // This rank's segment and the ones borrowed from ranks of this process: the last user frees.
+  if (segment_) borrowed_.push_back(segment_);
+  for (CudaDriver::DevicePtr p : borrowed_) {
+    if (void* context = LocalSegments::get().release(p)) {
+      ScopedContext scope(driver_, context);
+      driver_.memFree(p);
+    }
+  }
 }
 
 void IpcEngine::abort() {
@@ -246,13 +303,9 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.geometry = geometry_;
   a.segments = segments_;
   a.workers = workersFor(info);
-  // Collectives carry their number among this communicator's cuda_ipc collectives, so ranks that
-  // disagree about the order are told apart; send/recv carry none and are not counted (the two
-  // ends post different calls by design, and the other ranks none).
-  Fingerprint fp = info.fp;
-  const bool collective = fp.kind != static_cast<uint8_t>(OpKind::kSend);
-  fp.seq = collective ? collectives_ + 1 : 0;
-  const MessageTag tag = fp.tag();
+  // Collectives carry the communicator's sequence number, so ranks that disagree about the
+  // order are told apart; send/recv carry none (the two ends post different calls by design).
+  const MessageTag tag = info.fp.tag();
   for (int i = 0; i < 3; ++i) a.tag[i] = tag.words[i];
   a.timeoutNs = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout_).count());
   char* own = segments_[rank_];
@@ -260,8 +313,10 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.abortFlag = reinterpret_cast<const volatile uint32_t*>(static_cast<uintptr_t>(abortDevice_));
   a.error = &a.state->error;
   if (!ipc::lower(a, counters_, blob_)) return false;
-  if (collective) ++collectives_;  // every rank counts it, whether or not it moves anything here
-  if (blob_.empty()) return true;  // nothing moves
+  if (blob_.empty()) {  // nothing moves
+    if (info.fp.seq) completedOp(info.fp.seq);
+    return true;
+  }
 
   const size_t programBytes = blob_.size() * sizeof(uint64_t);
   const size_t recordOffset = (programBytes + 63) & ~size_t(63);
@@ -302,9 +357,7 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
     fail(err.what());
     throw;
   }
-  OpInfo numbered = info;
-  numbered.fp = fp;
-  auto* posted = new Posted{this, block, recordOffset, numbered};
+  auto* posted = new Posted{this, block, recordOffset, info};
   inFlight_.fetch_add(1, std::memory_order_acq_rel);
   try {
     driver_.check(driver_.memcpyDtoHAsync(block->data + recordOffset, reinterpret_cast<uintptr_t>(a.error),
@@ -326,8 +379,15 @@ void IpcEngine::afterKernel(void* p) {
   ipc::ErrorRecord record;
   std::memcpy(&record, posted->block->data + posted->recordOffset, sizeof(record));
   if (record.code != ipc::kOk) posted->engine->report(record, posted->op.label());
+  // A failed op is not completed: the failure (the group's first) is what peers hear.
+  if (record.code == ipc::kOk && posted->op.fp.seq) posted->engine->completedOp(posted->op.fp.seq);
   PinnedPool::release(posted->block);
   posted->engine->inFlight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void IpcEngine::completedOp(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(sinkMu_);
+  if (completed_) completed_(seq);
 }
 
 void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {
@@ -372,6 +432,7 @@ void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {
   LS_WARN(rank_, text);
   const bool namesPeer = r.code == ipc::kRecvTimeout || r.code == ipc::kCreditTimeout || r.code == ipc::kSizeMismatch ||
                          r.code == ipc::kTagMismatch;
+  std::lock_guard<std::mutex> lock(sinkMu_);
   if (code != lockstepAborted && sink_) sink_(code, namesPeer ? r.peer : -1, text);
 }
 

@@ -8,8 +8,10 @@
 //
 // Several ranks may share one GPU (NCCL refuses this): their kernels meet in device memory. All
 // ranks of the communicator must be on one host and must pass device buffers for the same
-// calls, as in NCCL; a rank that does not run its side leaves its peers waiting until the
-// timeout, which then names it.
+// calls, as in NCCL. The communicator enters each op with the control plane when it enqueues the
+// kernel, so a rank that passed host memory instead (the host path) is a mismatch, and a peer
+// that left stops the kernels, both within the watchdog's beat; a rank that does not make the
+// call at all leaves its peers waiting until the timeout, which then names it.
 #pragma once
 
 #include <atomic>
@@ -61,6 +63,13 @@ class IpcEngine {
     std::lock_guard<std::mutex> lock(sinkMu_);
     sink_ = std::move(sink);
   }
+  // Told when an op's kernel has finished and been read back (or at once, for an op with
+  // nothing to move here), with the op's fingerprint seq: the control plane's "completed".
+  // Runs on the CUDA driver's callback thread or the posting one. Set before the first post.
+  void setCompletionSink(std::function<void(uint64_t seq)> sink) {
+    std::lock_guard<std::mutex> lock(sinkMu_);
+    completed_ = std::move(sink);
+  }
   // Waits (bounded by `timeout`) until every kernel this engine enqueued has finished and been
   // read back. False if some never did: then the engine must not be destroyed (its host
   // functions will still run), so the communicator leaks it.
@@ -81,6 +90,7 @@ class IpcEngine {
   static constexpr int kBlocksPerGpu = 192;
   static void afterKernel(void* posted);
   void report(const ipc::ErrorRecord& record, const std::string& label);
+  void completedOp(uint64_t seq);
 
   const CudaDriver& driver_;
   int (*launch_)(const void*, const void*, void*) = nullptr;
@@ -91,21 +101,22 @@ class IpcEngine {
   std::vector<std::string> names_;  // peers, for errors
   void* context_ = nullptr;         // the CUDA context the segment belongs to
   CudaDriver::DevicePtr segment_ = 0;
-  std::vector<char*> segments_;                // every rank's segment, as mapped here
-  std::vector<CudaDriver::DevicePtr> opened_;  // peers' segments opened by handle (to close)
-  uint32_t* abortHost_ = nullptr;              // pinned, host-mapped
+  std::vector<char*> segments_;                  // every rank's segment, as mapped here
+  std::vector<CudaDriver::DevicePtr> opened_;    // peers' segments opened by handle (to close)
+  std::vector<CudaDriver::DevicePtr> borrowed_;  // segments of ranks in this process (LocalSegments)
+  uint32_t* abortHost_ = nullptr;                // pinned, host-mapped
   CudaDriver::DevicePtr abortDevice_ = 0;
   std::mutex postMu_;  // counters_ and the order of enqueues
   ipc::Counters counters_;
-  uint64_t collectives_ = 0;  // cuda_ipc collectives posted (the fingerprint's seq)
   std::vector<uint64_t> blob_;
   PinnedPool pool_;
   std::atomic<int> inFlight_{0};
   std::atomic<lockstepResult_t> error_{lockstepSuccess};
   mutable std::mutex errorMu_;
   std::string errorText_;
-  std::mutex sinkMu_;  // held while the sink runs or changes
+  std::mutex sinkMu_;  // held while a sink runs or changes
   FailureSink sink_;
+  std::function<void(uint64_t)> completed_;
 };
 
 }  // namespace lockstep
