@@ -85,11 +85,12 @@ int main(int argc, char** argv) {
       }
       if (line.find("\"cat\":\"lockstep\"") == std::string::npos || !field(line, "rank", &v)) continue;
       Rank& r = ranks[std::atoi(v.c_str())];
-      std::string seqText, kind, state, name;
+      std::string seqText, kind, state, name, where;
       field(line, "seq", &seqText);
       field(line, "kind", &kind);
       field(line, "state", &state);
       field(line, "name", &name);
+      if (field(line, "path", &where) && where == "cuda_ipc") name += " (cuda_ipc kernel)";
       unsigned long long seq = std::strtoull(seqText.c_str(), nullptr, 10);
       if (seq) {
         r.entered.insert(seq);

@@ -67,7 +67,12 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     ipc_->setFailureSink([health = health_.get()](lockstepResult_t code, int culprit, const std::string& text) {
       health->fail(code, culprit, text);
     });
-    ipc_->setCompletionSink([health = health_.get()](uint64_t seq) { health->completed(seq); });
+    ipc_->setCompletionSink([this](uint64_t token, uint64_t seq, lockstepResult_t code) {
+      if (code == lockstepSuccess && seq) health_->completed(seq);
+      if (code == lockstepTimeout) kernelTimedOut_.store(true);
+      std::lock_guard<std::mutex> lock(kernelRecordMu_);
+      kernelRecorder_.ended(token, code, Clock::now());
+    });
   }
   // More ranks on this host than CPUs this process may use: waits yield at once.
   int local = 0;
@@ -98,8 +103,9 @@ Communicator::~Communicator() {
   }
   cv_.notify_all();
   if (progress_.joinable()) progress_.join();
-  // Nothing executes any more: the recorder can be read.
-  if (aborted_.load() || !config_.tracePath.empty()) dumpTrace();
+  // Nothing executes any more: the recorder can be read. A kernel that timed out dumps here,
+  // not on the driver's callback thread, which must not read the host track while it is written.
+  if (aborted_.load() || kernelTimedOut_.load() || !config_.tracePath.empty()) dumpTrace();
 }
 
 void Communicator::planRing() {
@@ -125,7 +131,10 @@ const char* Communicator::transportBetween(int a, int b) const {
   return "none";
 }
 
-void Communicator::dumpTrace() const { recorder_.dump(tracePath(config_, rank_), rank_, peers_[rank_].describe()); }
+void Communicator::dumpTrace() {
+  std::lock_guard<std::mutex> lock(kernelRecordMu_);
+  FlightRecorder::dump(tracePath(config_, rank_), rank_, peers_[rank_].describe(), {&recorder_, &kernelRecorder_});
+}
 
 void Communicator::connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr) {
   TransportContext ctx{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr};
@@ -408,9 +417,24 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
     // Entered when enqueued: the control plane then compares this rank's op with its peers'
     // (a peer on the host path for it is a mismatch) and knows a peer that left before it.
     if (w->info.fp.seq) health_->entered(w->info.fp);
+    // Recorded when enqueued (the stream may start it later) and ended when its result is read
+    // back.
+    uint64_t record;
+    {
+      const Clock::time_point now = Clock::now();
+      std::lock_guard<std::mutex> lock(kernelRecordMu_);
+      record = kernelRecorder_.started(w->info, w->schedule, now, now);
+    }
+    bool posted = false;
+    try {
+      posted = ipc_->post(w->schedule, w->buffers, w->info, stream, record);
+    } catch (const Error& e) {
+      std::lock_guard<std::mutex> lock(kernelRecordMu_);
+      kernelRecorder_.ended(record, e.code(), Clock::now());
+      throw;
+    }
     // At most 2 x 32 lanes (two per peer), as checked above.
-    if (!ipc_->post(w->schedule, w->buffers, w->info, stream))
-      throw InternalError("cuda_ipc: a schedule with too many lanes");
+    if (!posted) throw InternalError("cuda_ipc: a schedule with too many lanes");
   }
   return true;
 }

@@ -97,7 +97,7 @@ class Communicator {
   // the staged path (a forced one-shot; the rank-ordered algorithms of deterministic mode).
   Algorithm chooseForKernels(const OpDesc& op);
   LinkCost globalLinkCost() const;
-  void dumpTrace() const;
+  void dumpTrace();
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();
   // postOnStream's cuda_ipc path: false (nothing enqueued) when some op must take the staged one.
@@ -122,6 +122,10 @@ class Communicator {
   std::array<Choice, kOpKinds> lastChoice_{};  // per collective: reused for the same size, logged on change
   std::unique_ptr<Health> health_;
   FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
+  // cuda_ipc ops: started by the posting thread, ended by the driver's callback thread.
+  std::mutex kernelRecordMu_;
+  FlightRecorder kernelRecorder_{"cuda_ipc"};
+  std::atomic<bool> kernelTimedOut_{false};  // a kernel timed out: dump at destroy
   std::unique_ptr<HostExecutor> executor_;
   std::mutex streamMu_;                       // orders stream posts with their gens
   std::unique_ptr<StreamOrder> streamOrder_;  // on the first stream-ordered call

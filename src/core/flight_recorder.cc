@@ -11,7 +11,7 @@
 
 namespace lockstep {
 
-FlightRecorder::FlightRecorder() : records_(kCapacity) {
+FlightRecorder::FlightRecorder(const char* track) : track_(track), records_(kCapacity) {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   int64_t wall = static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
@@ -22,9 +22,10 @@ int64_t FlightRecorder::toWallUs(Clock::time_point t) const {
   return wallOffsetUs_ + std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued,
-                             Clock::time_point start) {
-  Record& r = records_[next_++ % kCapacity];
+uint64_t FlightRecorder::started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued,
+                                 Clock::time_point start) {
+  const uint64_t id = next_++;
+  Record& r = records_[id % kCapacity];
   r.seq = op.fp.seq;
   r.kind = op.kind;
   r.algorithm = op.algorithm;
@@ -44,16 +45,22 @@ void FlightRecorder::started(const OpInfo& op, const Schedule& schedule, Clock::
   r.start = start;
   r.end = Clock::time_point{};
   r.result = 0;
+  return id;
 }
 
 void FlightRecorder::ended(lockstepResult_t result, Clock::time_point end) {
-  if (next_ == 0) return;
-  Record& r = records_[(next_ - 1) % kCapacity];
+  if (next_ > 0) ended(next_ - 1, result, end);
+}
+
+void FlightRecorder::ended(uint64_t id, lockstepResult_t result, Clock::time_point end) {
+  if (id >= next_ || next_ - id > kCapacity) return;  // overwritten by newer ops
+  Record& r = records_[id % kCapacity];
   r.end = end;
   r.result = result;
 }
 
-bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who) const {
+bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who,
+                          std::initializer_list<const FlightRecorder*> tracks) {
   FILE* f = std::fopen(path.c_str(), "w");
   if (!f) {
     LS_WARN(rank, "cannot write the flight recorder to " << path);
@@ -62,6 +69,20 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
   std::fprintf(f, "{\"traceEvents\":[\n");
   std::fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\"}}", rank,
                who.c_str());
+  uint64_t ops = 0;
+  int tid = 0;
+  for (const FlightRecorder* t : tracks) {
+    std::fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":\"%s\"}}", rank,
+                 tid, t->track_);
+    ops += t->write(f, rank, tid++);
+  }
+  std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
+  bool ok = std::fclose(f) == 0;
+  LS_WARN(rank, "flight recorder (last " << ops << " ops) written to " << path);
+  return ok;
+}
+
+uint64_t FlightRecorder::write(FILE* f, int rank, int tid) const {
   const uint64_t first = next_ > kCapacity ? next_ - kCapacity : 0;
   for (uint64_t i = first; i < next_; ++i) {
     const Record& r = records_[i % kCapacity];
@@ -76,19 +97,17 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
     }
     const char* state = running ? "running" : lockstepGetErrorString(static_cast<lockstepResult_t>(r.result));
     std::fprintf(f,
-                 ",\n{\"name\":\"%s\",\"cat\":\"lockstep\",\"ph\":\"%s\",\"pid\":%d,\"tid\":0,\"ts\":%lld%s,"
+                 ",\n{\"name\":\"%s\",\"cat\":\"lockstep\",\"ph\":\"%s\",\"pid\":%d,\"tid\":%d,\"ts\":%lld%s,"
                  "\"args\":{\"rank\":%d,\"seq\":%llu,\"kind\":\"%s\",\"count\":%llu,\"dtype\":\"%s\","
-                 "\"op\":\"%s\",\"root\":%d,\"algorithm\":\"%s\",\"peers\":[%s],\"queued_us\":%lld,"
-                 "\"state\":\"%s\"}}",
-                 name.c_str(), running ? "B" : "X", rank, static_cast<long long>(toWallUs(r.start)), timing.c_str(),
-                 rank, static_cast<unsigned long long>(r.seq), r.kind, static_cast<unsigned long long>(r.count),
-                 dataTypeName(static_cast<lockstepDataType_t>(r.dtype)), redOpName(static_cast<lockstepRedOp_t>(r.op)),
-                 r.root, r.algorithm, peers.c_str(), static_cast<long long>(toWallUs(r.queued)), state);
+                 "\"op\":\"%s\",\"root\":%d,\"algorithm\":\"%s\",\"path\":\"%s\",\"peers\":[%s],"
+                 "\"queued_us\":%lld,\"state\":\"%s\"}}",
+                 name.c_str(), running ? "B" : "X", rank, tid, static_cast<long long>(toWallUs(r.start)),
+                 timing.c_str(), rank, static_cast<unsigned long long>(r.seq), r.kind,
+                 static_cast<unsigned long long>(r.count), dataTypeName(static_cast<lockstepDataType_t>(r.dtype)),
+                 redOpName(static_cast<lockstepRedOp_t>(r.op)), r.root, r.algorithm, track_, peers.c_str(),
+                 static_cast<long long>(toWallUs(r.queued)), state);
   }
-  std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
-  bool ok = std::fclose(f) == 0;
-  LS_WARN(rank, "flight recorder (last " << (next_ - first) << " ops) written to " << path);
-  return ok;
+  return next_ - first;
 }
 
 std::string tracePath(const Config& config, int rank) {

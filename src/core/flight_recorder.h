@@ -3,9 +3,15 @@
 // recording costs a few stores and never allocates. It is dumped as Chrome trace JSON (opens in
 // Perfetto or chrome://tracing) on a timeout, on an abort, and at destroy when LOCKSTEP_TRACE is
 // set. One event per line, so tools/lockstep_trace can read it without a JSON library.
+//
+// A communicator keeps two: ops its host executor runs (one writer at a time, no lock) and ops
+// enqueued as cuda_ipc kernels (written by the enqueuing thread and the driver's callback thread,
+// under the communicator's lock). A dump writes both, as two tracks of the rank's process.
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -21,16 +27,23 @@ class FlightRecorder {
   static constexpr size_t kCapacity = 1024;
   static constexpr int kMaxPeers = 6;
 
-  FlightRecorder();
+  // `track` names the records' lane in the dump ("host", "cuda_ipc kernels") and is written with
+  // each op as its "path".
+  explicit FlightRecorder(const char* track = "host");
 
-  // The executing thread records; dumps happen on that thread or once nothing executes, so there
-  // is a single writer and no lock. Times are steady-clock readings the caller already took (the
-  // start doubles as the op's deadline base): recording adds no clock call.
-  void started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued, Clock::time_point start);
+  // One writer at a time, and dumps only while nobody writes: the owner serialises (see above).
+  // Times are steady-clock readings the caller already took (the start doubles as the op's
+  // deadline base): recording adds no clock call. started() returns the record's id for ended().
+  uint64_t started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued, Clock::time_point start);
+  // Ends the newest record.
   void ended(lockstepResult_t result, Clock::time_point end);
+  // Ends record `id`, if the ring still holds it (kernels may finish after later ones started).
+  void ended(uint64_t id, lockstepResult_t result, Clock::time_point end);
 
-  // Writes the trace; returns false (and logs) if the file cannot be written.
-  bool dump(const std::string& path, int rank, const std::string& who) const;
+  // Writes the trace of `tracks` (each a lane of the rank's process, oldest op first); returns
+  // false (and logs) if the file cannot be written.
+  static bool dump(const std::string& path, int rank, const std::string& who,
+                   std::initializer_list<const FlightRecorder*> tracks);
 
  private:
   struct Record {
@@ -48,6 +61,9 @@ class FlightRecorder {
   // Dumps use microseconds on the system clock, shared by every process on the host (and roughly
   // across hosts), so the traces of several ranks line up: steady time + this offset.
   int64_t toWallUs(Clock::time_point t) const;
+  // Writes this recorder's events as lane `tid`; returns how many.
+  uint64_t write(FILE* f, int rank, int tid) const;
+  const char* track_;
   int64_t wallOffsetUs_;
   std::vector<Record> records_;
   uint64_t next_ = 0;  // ops recorded so far; the newest is records_[(next_ - 1) % kCapacity]

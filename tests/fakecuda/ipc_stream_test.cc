@@ -10,12 +10,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lockstep/lockstep.h"
+#include "tests/common/subprocess.h"
 #include "tests/common/thread_comms.h"
 #include "tests/fakecuda/every_collective.h"
 #include "tests/fakecuda/fake_cuda.h"
@@ -39,6 +41,24 @@ void expectRefused(lockstepComm_t comm, float* buf, size_t count, void* stream, 
   const std::string text = lockstepGetLastError(nullptr);
   EXPECT_NE(text.find(what), std::string::npos) << text;
   EXPECT_EQ(fakeIpcLaunches(), launches);
+}
+
+// The line of the flight-recorder dump at `path` recording `op` ("allreduce #3") on `track`
+// ("cuda_ipc", "host"), or "" if there is none.
+std::string traceLine(const std::string& path, const std::string& op, const std::string& track) {
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("\"name\":\"" + op + "\"") != std::string::npos &&
+        line.find("\"path\":\"" + track + "\"") != std::string::npos)
+      return line;
+  }
+  return "";
+}
+
+std::string stateIn(const std::string& line) {
+  const std::string key = "\"state\":\"";
+  const size_t at = line.find(key);
+  return at == std::string::npos ? "" : line.substr(at + key.size(), line.find('"', at + key.size()) - at - key.size());
 }
 
 class CudaIpc : public ::testing::Test {
@@ -195,6 +215,12 @@ TEST_F(CudaIpc, TurnedOffDeviceCallsTakeTheStagedPath) {
 // on, and the error names the missing rank (in the async error, then in the next call).
 TEST_F(CudaIpc, AMissingRankTimesOutAndIsNamed) {
   setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  // A kernel's timeout makes its rank dump the flight recorder (at destroy) into TMPDIR.
+  const std::string dir = "/tmp/lockstep-ipc-timeout-" + std::to_string(getpid());
+  ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  const char* tmp = getenv("TMPDIR");
+  const std::string savedTmp = tmp ? tmp : "";
+  setenv("TMPDIR", dir.c_str(), 1);
   constexpr size_t kCount = 1 << 16;
   auto comms = initThreadComms(2);
   void* s = cuda.streamCreate();
@@ -215,6 +241,56 @@ TEST_F(CudaIpc, AMissingRankTimesOutAndIsNamed) {
   EXPECT_NE(text.find("cuda_ipc"), std::string::npos) << text;
   cuda.streamDestroy(s);
   destroyAll(comms);
+  if (tmp)
+    setenv("TMPDIR", savedTmp.c_str(), 1);
+  else
+    unsetenv("TMPDIR");
+  const std::string line =
+      traceLine(dir + "/lockstep-trace-" + std::to_string(getpid()) + ".0.json", "allreduce #1", "cuda_ipc");
+  EXPECT_EQ(stateIn(line), lockstepGetErrorString(lockstepTimeout)) << line;
+  system(("rm -rf " + dir).c_str());
+}
+
+// The flight recorder lists kernel ops beside host ones, each with its outcome, and lockstep-trace
+// reads them: every rank entered and completed every op.
+TEST_F(CudaIpc, TheFlightRecorderListsKernelOps) {
+  const std::string dir = "/tmp/lockstep-ipc-trace-" + std::to_string(getpid());
+  ASSERT_EQ(system(("rm -rf " + dir + " && mkdir -p " + dir).c_str()), 0);
+  setenv("LOCKSTEP_TRACE", (dir + "/t.%r.json").c_str(), 1);
+  auto comms = initThreadComms(2);
+  unsetenv("LOCKSTEP_TRACE");
+  constexpr size_t kCount = 1 << 14;
+  std::vector<std::string> errors(2);
+  onThreads(2, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> buf(cuda, kCount);
+    for (int k = 0; k < 3 && errors[r].empty(); ++k) {
+      if (lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s) != lockstepSuccess)
+        errors[r] = lockstepGetLastError(nullptr);
+    }
+    if (cuda.streamSynchronizeFor(s, 30000) != 0) errors[r] = "the stream never finished";
+    std::vector<float> host(kCount, 1.0f);  // then one on host memory: the host executor's
+    if (errors[r].empty() && lockstepAllReduce(host.data(), host.data(), kCount, lockstepFloat32, lockstepSum, comms[r],
+                                               nullptr) != lockstepSuccess)
+      errors[r] = lockstepGetLastError(nullptr);
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(errors[r], "") << "rank " << r;
+  destroyAll(comms);
+  for (int r = 0; r < 2; ++r) {
+    const std::string path = dir + "/t." + std::to_string(r) + ".json";
+    for (int k = 1; k <= 3; ++k) {
+      const std::string line = traceLine(path, "allreduce #" + std::to_string(k), "cuda_ipc");
+      EXPECT_EQ(stateIn(line), "no error") << "rank " << r << " op " << k << ": " << line;
+      EXPECT_NE(line.find("\"peers\":[" + std::to_string(1 - r) + "]"), std::string::npos) << line;
+    }
+    EXPECT_EQ(stateIn(traceLine(path, "allreduce #4", "host")), "no error");
+    EXPECT_EQ(traceLine(path, "allreduce #4", "cuda_ipc"), "");
+  }
+  testing::ProcResult t = testing::run({LOCKSTEP_TRACE_PATH, dir + "/t.0.json", dir + "/t.1.json"}, {}, 30);
+  EXPECT_EQ(t.code, 0) << t.output;
+  EXPECT_NE(t.output.find("last completed #4"), std::string::npos) << t.output;
+  system(("rm -rf " + dir).c_str());
 }
 
 // One rank passes host memory where its peer passes device memory: the peer's call runs as a

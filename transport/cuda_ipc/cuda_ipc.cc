@@ -126,6 +126,7 @@ struct IpcEngine::Posted {
   PinnedBlock* block;
   size_t recordOffset;  // where in the block the kernel's error record lands
   OpInfo op;            // the error's label, made only on failure, and the seq completed
+  uint64_t token;       // the poster's, for the completion
 };
 
 bool IpcEngine::locallyAvailable(const Config& config) {
@@ -292,7 +293,8 @@ uint32_t IpcEngine::workersFor(const OpInfo& info) const {
   return static_cast<uint32_t>(std::clamp(blockBudget_ / lanes, 1, geometry_.workers));
 }
 
-bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream) {
+bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream,
+                     uint64_t token) {
   std::lock_guard<std::mutex> lock(postMu_);
   ipc::LowerArgs a{};
   a.schedule = &schedule;
@@ -314,7 +316,7 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
   a.error = &a.state->error;
   if (!ipc::lower(a, counters_, blob_)) return false;
   if (blob_.empty()) {  // nothing moves
-    if (info.fp.seq) completedOp(info.fp.seq);
+    completedOp(token, info.fp.seq, lockstepSuccess);
     return true;
   }
 
@@ -357,7 +359,7 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
     fail(err.what());
     throw;
   }
-  auto* posted = new Posted{this, block, recordOffset, info};
+  auto* posted = new Posted{this, block, recordOffset, info, token};
   inFlight_.fetch_add(1, std::memory_order_acq_rel);
   try {
     driver_.check(driver_.memcpyDtoHAsync(block->data + recordOffset, reinterpret_cast<uintptr_t>(a.error),
@@ -379,15 +381,15 @@ void IpcEngine::afterKernel(void* p) {
   ipc::ErrorRecord record;
   std::memcpy(&record, posted->block->data + posted->recordOffset, sizeof(record));
   if (record.code != ipc::kOk) posted->engine->report(record, posted->op.label());
-  // A failed op is not completed: the failure (the group's first) is what peers hear.
-  if (record.code == ipc::kOk && posted->op.fp.seq) posted->engine->completedOp(posted->op.fp.seq);
+  posted->engine->completedOp(posted->token, posted->op.fp.seq,
+                              record.code == ipc::kOk ? lockstepSuccess : resultOf(record.code));
   PinnedPool::release(posted->block);
   posted->engine->inFlight_.fetch_sub(1, std::memory_order_acq_rel);
 }
 
-void IpcEngine::completedOp(uint64_t seq) {
+void IpcEngine::completedOp(uint64_t token, uint64_t seq, lockstepResult_t code) {
   std::lock_guard<std::mutex> lock(sinkMu_);
-  if (completed_) completed_(seq);
+  if (completed_) completed_(token, seq, code);
 }
 
 void IpcEngine::report(const ipc::ErrorRecord& r, const std::string& label) {

@@ -51,8 +51,9 @@ class IpcEngine {
   // Enqueues one planned op on `stream`, in the engine's context (pushed if the caller has
   // another current). False if cuda_ipc cannot run this schedule (more lanes than a segment has
   // barriers): nothing was enqueued. Throws (and fails the communicator, telling the group) if
-  // the driver refuses an enqueue.
-  bool post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream);
+  // the driver refuses an enqueue. `token` comes back with the op's completion.
+  bool post(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& info, void* stream,
+            uint64_t token = 0);
   // Makes running kernels stop within microseconds of their next check (the abort flag).
   void abort();
   // Told of the first failure a kernel reports (not of aborts): the communicator passes it to the
@@ -64,9 +65,11 @@ class IpcEngine {
     sink_ = std::move(sink);
   }
   // Told when an op's kernel has finished and been read back (or at once, for an op with
-  // nothing to move here), with the op's fingerprint seq: the control plane's "completed".
-  // Runs on the CUDA driver's callback thread or the posting one. Set before the first post.
-  void setCompletionSink(std::function<void(uint64_t seq)> sink) {
+  // nothing to move here), whatever its outcome: the post's token, the op's fingerprint seq (for
+  // the control plane's "completed") and its result. Runs on the CUDA driver's callback thread or
+  // the posting one. Set before the first post.
+  using CompletionSink = std::function<void(uint64_t token, uint64_t seq, lockstepResult_t code)>;
+  void setCompletionSink(CompletionSink sink) {
     std::lock_guard<std::mutex> lock(sinkMu_);
     completed_ = std::move(sink);
   }
@@ -90,7 +93,7 @@ class IpcEngine {
   static constexpr int kBlocksPerGpu = 192;
   static void afterKernel(void* posted);
   void report(const ipc::ErrorRecord& record, const std::string& label);
-  void completedOp(uint64_t seq);
+  void completedOp(uint64_t token, uint64_t seq, lockstepResult_t code);
 
   const CudaDriver& driver_;
   int (*launch_)(const void*, const void*, void*) = nullptr;
@@ -116,7 +119,7 @@ class IpcEngine {
   std::string errorText_;
   std::mutex sinkMu_;  // held while a sink runs or changes
   FailureSink sink_;
-  std::function<void(uint64_t)> completed_;
+  CompletionSink completed_;
 };
 
 }  // namespace lockstep
