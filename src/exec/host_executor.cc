@@ -1,5 +1,6 @@
 #include "src/exec/host_executor.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "kernels/cpu_reduce.h"
@@ -36,9 +37,12 @@ namespace {
 // Outputs at least this large are written with non-temporal stores: by then the output, the
 // input and the peers' buffers no longer fit in the last-level cache together, so the output
 // would be evicted before anyone reads it, and a normal store pays a read of every line first.
-// A quarter of the L3 leaves room for the input, the slots and a second rank on the host.
-// The size comes from sysfs (what the kernel was told about this CPU's L3); glibc's
-// sysconf(_SC_LEVEL3_CACHE_SIZE) reported 10x the real size in the development VM.
+// A quarter of the L3 leaves room for the input, the slots and a second rank on the host, and
+// 8 MiB at most: a VM's sysfs reports its host socket's L3, shared with every other tenant (260
+// MiB on one development VM, where outputs of 16-64 MiB ran at 3.1 GB/s with normal stores and
+// those of 128 MiB and up, streamed, at 4.2: perf/compare, interleaved, same run). The size
+// comes from sysfs (what the kernel was told about this CPU's L3); glibc's
+// sysconf(_SC_LEVEL3_CACHE_SIZE) reported 10x the real size on another development VM.
 size_t streamingThreshold() {
   static const size_t bytes = [] {
     size_t l3 = 0;
@@ -47,7 +51,8 @@ size_t streamingThreshold() {
       if (std::fscanf(f, "%luK", &kib) == 1) l3 = kib << 10;
       std::fclose(f);
     }
-    return l3 > 0 ? l3 / 4 : size_t{8} << 20;
+    constexpr size_t kMax = size_t{8} << 20;
+    return l3 > 0 ? std::min(l3 / 4, kMax) : kMax;
   }();
   return bytes;
 }
