@@ -27,7 +27,7 @@ class FlightRecorder {
   static constexpr size_t kCapacity = 1024;
   static constexpr int kMaxPeers = 6;
 
-  // `track` names the records' lane in the dump ("host", "cuda_ipc kernels") and is written with
+  // `track` names the records' lane in the dump ("host", "cuda_ipc") and is written with
   // each op as its "path".
   explicit FlightRecorder(const char* track = "host");
 
