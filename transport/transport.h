@@ -56,6 +56,15 @@ class Link {
   // True once the peer process is known to have exited. Messages it posted before that may still
   // be waiting in tryRecv(): a dead peer is only an error for what it can no longer deliver.
   virtual bool peerGone() = 0;
+  // Sending by reference, for links whose bytes the kernel copies anyway (sockets): the message
+  // is read from the caller's memory when it leaves, not copied into the slot first. The
+  // executor still takes a slot (the credit) with trySendSlot() before postSendRef().
+  virtual bool sendsByReference() const { return false; }
+  // Posts `bytes` at `data` with `tag`; returns a ticket for settleRef().
+  virtual uint64_t postSendRef(const void* data, size_t bytes, const MessageTag& tag);
+  // True once message `ticket` no longer reads the caller's memory: it has left, or `detach` was
+  // set and what had not left was copied into its slot (before the caller overwrites the memory).
+  virtual bool settleRef(uint64_t ticket, bool detach);
   // Blocks for at most `ns` nanoseconds, returning early when the peer may have posted a message
   // (forMessage) or freed a slot / taken bytes (otherwise): how the executor sleeps when nothing
   // can move. Spurious returns are fine; the caller checks again.

@@ -31,6 +31,8 @@ inline bool primSends(Prim p) {
   return p == Prim::kSend || p == Prim::kRecvReduceSend || p == Prim::kRecvReduceCopySend || p == Prim::kRecvCopySend;
 }
 inline bool primRecvs(Prim p) { return p != Prim::kSend && p != Prim::kCopy && p != Prim::kLocalReduce; }
+// Writes dst (the op's buffers); the others write only the send slot.
+inline bool primWrites(Prim p) { return p != Prim::kSend && p != Prim::kRecvReduceSend; }
 inline bool primReduces(Prim p) {
   return p == Prim::kRecvReduceSend || p == Prim::kRecvReduceCopy || p == Prim::kRecvReduceCopySend ||
          p == Prim::kLocalReduce;

@@ -34,6 +34,10 @@ HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::
 
 namespace {
 
+// Messages sent by reference are forgotten once they have left, looked for when the list is this
+// long (at most slots per link are in flight) and before every write to the op's buffers.
+constexpr size_t kRefsBeforePrune = 64;
+
 // Outputs at least this large are written with non-temporal stores: by then the output, the
 // input and the peers' buffers no longer fit in the last-level cache together, so the output
 // would be evicted before anyone reads it, and a normal store pays a read of every line first.
@@ -74,6 +78,19 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   for (size_t i = 0; i < schedule.lanes(); ++i)
     lanes_.emplace_back().walker = SliceWalker(schedule.lane(i), slotBytes_ / elem, schedule.order(i));
 
+  try {
+    runLanes(ctx);
+    flush(ctx);
+  } catch (...) {
+    // Messages sent by reference must not read these buffers once the call has returned.
+    for (const RefSend& r : refs_) links_[r.peer]->settleRef(r.ticket, true);
+    refs_.clear();
+    throw;
+  }
+  refs_.clear();  // flushed: every message has left
+}
+
+void HostExecutor::runLanes(Ctx& ctx) {
   Backoff backoff(wait_);
   for (;;) {
     bool done = true, moved = false;
@@ -91,7 +108,6 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
     backoff.pause([&](long ns) { sleepOnBlockedLink(ns); });
     if (backoff.sleeping()) slowChecks(ctx);
   }
-  flush(ctx);
 }
 
 void HostExecutor::sleepOnBlockedLink(long ns) {
@@ -123,7 +139,33 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
       lane.slot = links_[step.sendPeer]->trySendSlot();
       if (!lane.slot) return moved;
     }
-    applyPrim(step, lane.walker.first(), n, ctx.buffers, lane.in.data, lane.slot, ctx.kernels);
+    const size_t first = lane.walker.first(), elem = ctx.kernels.elem;
+    char* dst = const_cast<char*>(ctx.buffers[step.dst]) + (step.dstOffset + first) * elem;
+    if (!refs_.empty() && primWrites(step.prim)) settleRefs(dst, bytes, true);
+    if (lane.slot && sendByReference(step, bytes, ctx)) {
+      // What the peer gets is the input itself (a send) or what this step writes to dst.
+      const char* from = dst;
+      if (step.prim == Prim::kSend) {
+        from = ctx.buffers[step.src] + (step.srcOffset + first) * elem;
+      } else {
+        // The same step without its copy into the slot (each prim spelled out, so the
+        // compiler sees that neither writes a slot).
+        Step local = step;
+        if (step.prim == Prim::kRecvCopySend) {
+          local.prim = Prim::kRecv;
+          applyPrim(local, first, n, ctx.buffers, lane.in.data, nullptr, ctx.kernels);
+        } else {
+          local.prim = Prim::kRecvReduceCopy;
+          applyPrim(local, first, n, ctx.buffers, lane.in.data, nullptr, ctx.kernels);
+        }
+      }
+      const uint64_t ticket = links_[step.sendPeer]->postSendRef(from, bytes, tagFor(step, ctx));
+      if (refs_.size() >= kRefsBeforePrune) settleRefs(nullptr, 0, false);
+      refs_.push_back(RefSend{step.sendPeer, ticket, from, from + bytes});
+      lane.slot = nullptr;
+    } else {
+      applyPrim(step, first, n, ctx.buffers, lane.in.data, lane.slot, ctx.kernels);
+    }
     if (lane.in.data) links_[step.recvPeer]->releaseRecv();
     if (lane.slot) links_[step.sendPeer]->postSend(bytes, tagFor(step, ctx));
     lane.in = Message{};
@@ -132,6 +174,34 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
     moved = true;
   }
   return moved;
+}
+
+bool HostExecutor::sendByReference(const Step& step, size_t bytes, const Ctx& ctx) const {
+  // Below this a copy into the slot costs less than keeping track of the reference.
+  constexpr size_t kMinBytes = 16 << 10;
+  if (bytes < kMinBytes || !links_[step.sendPeer]->sendsByReference()) return false;
+  switch (step.prim) {
+    case Prim::kSend:  // unless avg sends a scaled copy of the input
+      return !(step.src == kInput && ctx.kernels.k.premulSum);
+    case Prim::kRecvReduceCopySend:
+    case Prim::kRecvCopySend:
+      return true;
+    default:  // kRecvReduceSend: its result exists only in the slot
+      return false;
+  }
+}
+
+void HostExecutor::settleRefs(const char* p, size_t bytes, bool detach) {
+  for (size_t i = 0; i < refs_.size();) {
+    const RefSend& r = refs_[i];
+    const bool overlaps = detach && r.begin < p + bytes && p < r.end;
+    if (links_[r.peer]->settleRef(r.ticket, overlaps)) {
+      refs_[i] = refs_.back();
+      refs_.pop_back();
+    } else {
+      ++i;
+    }
+  }
 }
 
 MessageTag HostExecutor::tagFor(const Step& step, const Ctx& ctx) const {

@@ -68,9 +68,22 @@ class HostExecutor {
     Message in;
     void* slot = nullptr;
   };
+  // A message sent by reference that may still read [begin, end) of the op's buffers.
+  struct RefSend {
+    int peer;
+    uint64_t ticket;
+    const char* begin;
+    const char* end;
+  };
   struct Ctx;
+  void runLanes(Ctx& ctx);
   // Runs the lane until it would have to wait; true if it ran at least one slice.
   bool advance(Lane& lane, Ctx& ctx);
+  // Sends the slice by reference, from the op's buffers, instead of copying it into the slot.
+  bool sendByReference(const Step& step, size_t bytes, const Ctx& ctx) const;
+  // Before [p, p + bytes) is written: no message may still read it (copied into its slot if so).
+  // With detach false, only forgets the messages that have left.
+  void settleRefs(const char* p, size_t bytes, bool detach);
   void slowChecks(Ctx& ctx);
   // The sleeping phase of waiting: on the link the first blocked lane needs, for at most ns.
   void sleepOnBlockedLink(long ns);
@@ -91,6 +104,7 @@ class HostExecutor {
   OpMonitor* monitor_ = nullptr;
   WaitProfile wait_;
   std::vector<Lane> lanes_;  // reused across runs: no allocation per call
+  std::vector<RefSend> refs_;
 };
 
 }  // namespace lockstep

@@ -47,8 +47,32 @@ void* SocketLink::trySendSlot() {
 void SocketLink::postSend(size_t bytes, const MessageTag& tag) {
   sendSizes_[sendPosted_ % slots_] = bytes;
   sendTags_[sendPosted_ % slots_] = tag;
+  sendRefs_[sendPosted_ % slots_] = nullptr;
   ++sendPosted_;
   progressSend();  // eager: small messages leave at once
+}
+
+uint64_t SocketLink::postSendRef(const void* data, size_t bytes, const MessageTag& tag) {
+  const uint64_t frame = sendPosted_;
+  sendSizes_[frame % slots_] = bytes;
+  sendTags_[frame % slots_] = tag;
+  sendRefs_[frame % slots_] = static_cast<const char*>(data);
+  ++sendPosted_;
+  progressSend();
+  return frame;
+}
+
+bool SocketLink::settleRef(uint64_t frame, bool detach) {
+  const uint64_t slot = frame % slots_;
+  // Gone whole: in the in-order prefix, or finished early on its own stream (its slot is not
+  // reused before the prefix passes it).
+  if (frame < sendDone_ || sentFrame_[slot] == frame + 1) return true;
+  if (!detach) return false;
+  // Not yet (wholly) in the kernel: what is left leaves from the slot. Bytes already sent are
+  // the same bytes, so a partly sent frame carries on at its offset.
+  if (sendRefs_[slot]) std::memcpy(sendBuf_.data() + slot * slotBytes_, sendRefs_[slot], sendSizes_[slot]);
+  sendRefs_[slot] = nullptr;
+  return true;
 }
 
 Message SocketLink::tryRecv() {
@@ -92,7 +116,7 @@ bool SocketLink::sendOn(Stream& s) {
   if (s.sendOffset == 0)
     s.sendHeader = Frame{kFrameMagic, static_cast<uint32_t>(s.sendFrame), sendSizes_[slot], sendTags_[slot]};
   const size_t total = sizeof(Frame) + s.sendHeader.bytes;
-  char* payload = sendBuf_.data() + slot * slotBytes_;
+  char* payload = sendRefs_[slot] ? const_cast<char*>(sendRefs_[slot]) : sendBuf_.data() + slot * slotBytes_;
   while (s.sendOffset < total) {
     iovec iov[2];
     int n = 0;

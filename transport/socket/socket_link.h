@@ -7,6 +7,11 @@
 // (a slow or full connection does not hold the others back), and both ends know which stream
 // carries which frame, so order is restored without any extra header: frame f lands in slot
 // f % slots and is delivered when every earlier frame has arrived.
+//
+// Sends may be by reference (sendsByReference): the payload then goes to the kernel straight from
+// the executor's buffer, which saves a copy of every byte into the slot (the kernel copies it
+// anyway). The frame still takes its slot, which holds its copy if the executor must overwrite
+// the buffer before the frame has left (settleRef with detach).
 #pragma once
 
 #include <string>
@@ -29,6 +34,9 @@ class SocketLink : public Link {
   bool progress() override;
   bool peerGone() override { return closed_; }  // some stream closed: the peer is exiting
   void wait(bool forMessage, long ns) override;
+  bool sendsByReference() const override { return true; }
+  uint64_t postSendRef(const void* data, size_t bytes, const MessageTag& tag) override;
+  bool settleRef(uint64_t ticket, bool detach) override;
 
  private:
   struct Frame {
@@ -65,6 +73,7 @@ class SocketLink : public Link {
   uint64_t sendPosted_ = 0, sendDone_ = 0;  // frames posted / fully handed to the kernel, in order
   size_t sendSizes_[kMaxSlots] = {};
   MessageTag sendTags_[kMaxSlots];
+  const char* sendRefs_[kMaxSlots] = {};  // a by-reference frame's payload (nullptr: in the slot)
   uint64_t sentFrame_[kMaxSlots] = {};
 
   uint64_t recvComplete_ = 0, recvReleased_ = 0;  // frames received in order / given back
