@@ -74,13 +74,17 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
       kernelRecorder_.ended(token, code, Clock::now());
     });
   }
-  // More ranks on this host than CPUs this process may use: waits yield at once.
+  // As many ranks on this host as CPUs they may use between them, or more: waits yield at once.
+  // With more ranks than CPUs a spinning rank holds a CPU its peer needs. With as many, spinning
+  // leaves no CPU for the progress and watchdog threads and gained nothing measurable: on the
+  // 2-vCPU development VM, 2 ranks bound to a core each ran an 8 B all-reduce in 0.48 us
+  // yielding and 0.56 us spinning (medians of 5 interleaved runs).
   int local = 0;
   for (const PeerInfo& p : peers_) local += p.hostHash == peers_[rank_].hostHash;
-  if (local > peers_[rank_].cpus) {
+  const int cpus = hostCpus(peers_, peers_[rank_].hostHash);
+  if (local >= cpus) {
     executor_->setWaitProfile(kOversubscribedWait);
-    LS_INFO(rank_,
-            local << " ranks on this host share " << peers_[rank_].cpus << " CPU(s): waits yield instead of spinning");
+    LS_INFO(rank_, local << " ranks on this host share " << cpus << " CPU(s): waits yield instead of spinning");
   }
   inline_.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
   inline_.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
@@ -186,12 +190,22 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
 }
 
 namespace {
-// Fitted with the shm costs (perf/tuner_check.sh, 4 ranks on 2 vCPUs): a dependent step then
-// waits for the peer to be scheduled again (~1.6 us, a yield round trip, not 0.05), and each
-// message a one-shot algorithm sends costs a few yields of its own.
-constexpr double kOversubscribedStepFactor = 32.0;
-constexpr double kOversubscribedGapFactor = 4.0;
+// Fitted with the shm costs (perf/tuner_check.sh, 2 and 4 ranks on 2 vCPUs, waiting by yielding):
+// a dependent step then waits for the peer to be scheduled again, a yield round trip (~1.6 us
+// in all, not 0.05), and each message a one-shot algorithm sends costs a few yields of its own.
+// Added, not multiplied: a socket step's 8 us already includes its own wake-ups.
+constexpr double kYieldStepUs = 1.55;
+constexpr double kYieldGapUs = 0.3;
 }  // namespace
+
+bool Communicator::everyCpuHasARank() const {
+  std::unordered_map<uint64_t, int> ranksOn;
+  for (const PeerInfo& p : peers_) ++ranksOn[p.hostHash];
+  for (const auto& [host, ranks] : ranksOn) {
+    if (ranks >= hostCpus(peers_, host)) return true;
+  }
+  return false;
+}
 
 LinkCost Communicator::globalLinkCost() const {
   // The slowest transport any pair of ranks uses. Every rank computes it from the same PeerInfo
@@ -209,20 +223,11 @@ LinkCost Communicator::globalLinkCost() const {
     }
   }
   if (!any) worst = defaultLinkCost("shm");
-  // More ranks than CPUs on a host: every dependent step of a schedule waits for a rank to be
-  // scheduled again.
-  std::unordered_map<uint64_t, std::pair<int, int>> hosts;  // host -> (ranks, fewest CPUs)
-  for (const PeerInfo& p : peers_) {
-    auto [it, fresh] = hosts.try_emplace(p.hostHash, 0, p.cpus);
-    it->second.first += 1;
-    it->second.second = std::min(it->second.second, p.cpus);
-  }
-  for (const auto& [host, load] : hosts) {
-    if (load.first > load.second) {
-      worst.alphaUs *= kOversubscribedStepFactor;
-      worst.gapUs *= kOversubscribedGapFactor;
-      break;
-    }
+  // Ranks waiting by yielding (every CPU of some host has a rank): every dependent step of a
+  // schedule waits for a rank to be scheduled again.
+  if (everyCpuHasARank()) {
+    worst.alphaUs += kYieldStepUs;
+    worst.gapUs += kYieldGapUs;
   }
   if (config_.linkLatencyUs > 0) worst.alphaUs = config_.linkLatencyUs;
   if (config_.linkGBps > 0) worst.gbps = config_.linkGBps;

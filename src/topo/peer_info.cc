@@ -64,7 +64,15 @@ PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr
   gethostname(p.hostname, sizeof(p.hostname) - 1);
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
   cpu_set_t set;
-  p.cpus = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    p.cpus = CPU_COUNT(&set);
+    for (int c = 0; c < kCpuMaskWords * 64 && c < CPU_SETSIZE; ++c) {
+      if (CPU_ISSET(c, &set)) p.cpuMask[c / 64] |= uint64_t{1} << (c % 64);
+    }
+  } else {
+    p.cpus = 1;
+    p.cpuMask[0] = 1;
+  }
   const Topology& topo = localTopology();
   p.numaNode = topo.boundNuma;
   p.addr = listenAddr;
@@ -130,6 +138,24 @@ void checkPeersAgree(const std::vector<PeerInfo>& peers) {
                      " has {" + p.configSummary + "}");
     }
   }
+}
+
+int hostCpus(const std::vector<PeerInfo>& peers, uint64_t host) {
+  uint64_t all[kCpuMaskWords] = {};
+  int most = 0;
+  for (const PeerInfo& p : peers) {
+    if (p.hostHash != host) continue;
+    int inMask = 0;
+    for (int w = 0; w < kCpuMaskWords; ++w) {
+      all[w] |= p.cpuMask[w];
+      inMask += __builtin_popcountll(p.cpuMask[w]);
+    }
+    if (p.cpus > inMask) return 1 << 20;  // CPUs beyond the mask: plenty
+    most = std::max(most, p.cpus);
+  }
+  int n = 0;
+  for (uint64_t w : all) n += __builtin_popcountll(w);
+  return std::max(n, most);
 }
 
 }  // namespace lockstep

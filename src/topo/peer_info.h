@@ -18,6 +18,7 @@ struct PeerNic {
   int32_t numa;   // -1: unknown (virtual interface, or no NUMA information)
 };
 constexpr int kMaxPeerNics = 4;
+constexpr int kCpuMaskWords = 16;
 
 struct PeerInfo {
   int32_t rank;
@@ -29,18 +30,25 @@ struct PeerInfo {
   uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
   uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
   char hostname[64];
-  char configSummary[256];     // Config::wireSummary(), to show a difference
-  int32_t cpus;                // CPUs this process may run on (more ranks than CPUs on a host: oversubscribed)
-  int32_t cudaIpc;             // 1: this rank can map device segments and run cuda_ipc kernels
-  int32_t numaNode;            // the NUMA node this process is bound to; -1: several, or unknown
-  char ifname[16];             // the interface of `addr`
-  NetAddr addr;                // where this rank's bootstrap and socket listeners are (port 0)
-  int32_t nicCount;            // valid entries of nics
-  PeerNic nics[kMaxPeerNics];  // this rank's usable interface addresses (non-loopback first)
+  char configSummary[256];          // Config::wireSummary(), to show a difference
+  int32_t cpus;                     // CPUs this process may run on
+  uint64_t cpuMask[kCpuMaskWords];  // which ones, for CPUs 0..1023 (bit c of word c / 64)
+  int32_t cudaIpc;                  // 1: this rank can map device segments and run cuda_ipc kernels
+  int32_t numaNode;                 // the NUMA node this process is bound to; -1: several, or unknown
+  char ifname[16];                  // the interface of `addr`
+  NetAddr addr;                     // where this rank's bootstrap and socket listeners are (port 0)
+  int32_t nicCount;                 // valid entries of nics
+  PeerNic nics[kMaxPeerNics];       // this rank's usable interface addresses (non-loopback first)
 
   std::string describe() const;  // "rank 3 (host:pid)"
   std::string ifnameStr() const;
 };
+
+// How many distinct CPUs the ranks on `host` may run on between them: more ranks than that, and
+// the host is oversubscribed. Each rank's own count is not it: a launcher that binds every rank
+// to one core (lockstep-run, mpirun --bind-to core) gives each a count of one. A rank whose
+// CPUs go past the mask counts them all (such a host is not short of CPUs).
+int hostCpus(const std::vector<PeerInfo>& peers, uint64_t host);
 
 // Identities that containers can make differ on one host: the process, the /dev/shm mount, the
 // pid namespace.

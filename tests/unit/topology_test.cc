@@ -127,5 +127,27 @@ TEST(PeerInfoTest, VersionAndConfigMismatchShowTheDifference) {
   EXPECT_THROW(checkPeersAgree(peers), Mismatch);
 }
 
+// Ranks bound to one core each (lockstep-run, mpirun --bind-to core) see one CPU apiece, yet
+// two of them on two cores are not oversubscribed: what counts is the CPUs they have together.
+TEST(PeerInfoTest, HostCpusCountsTheUnionOfTheRanksCpus) {
+  auto rank = [](uint64_t host, std::initializer_list<int> cpus) {
+    PeerInfo p{};
+    p.hostHash = host;
+    for (int c : cpus) p.cpuMask[c / 64] |= uint64_t{1} << (c % 64), ++p.cpus;
+    return p;
+  };
+  EXPECT_EQ(hostCpus({rank(1, {0}), rank(1, {1})}, 1), 2);
+  EXPECT_EQ(hostCpus({rank(1, {0}), rank(1, {0})}, 1), 1) << "two ranks pinned to one core";
+  EXPECT_EQ(hostCpus({rank(1, {0, 1}), rank(1, {0, 1}), rank(1, {0, 1}), rank(1, {0, 1})}, 1), 2);
+  EXPECT_EQ(hostCpus({rank(1, {0}), rank(2, {1}), rank(2, {700})}, 2), 2) << "only that host's ranks";
+  PeerInfo wide = rank(1, {3});
+  wide.cpus = 2000;  // most of its CPUs are past the mask
+  EXPECT_GT(hostCpus({wide, rank(1, {3})}, 1), 1000);
+  // This process's own entry carries its affinity.
+  Config c;
+  PeerInfo me = localPeerInfo(0, c, NetAddr{});
+  EXPECT_EQ(hostCpus({me}, me.hostHash), me.cpus);
+}
+
 }  // namespace
 }  // namespace lockstep
