@@ -3,11 +3,15 @@
 // A 2-rank all-reduce of B bytes makes each rank send B bytes and receive B bytes (the ring's two
 // halves, or recursive doubling's one exchange), at once in both directions. Two processes do
 // exactly that over one loopback connection (TCP_NODELAY, kernel-autotuned buffers): each sends
-// B from one buffer while it receives B into another, non-blocking under poll, no copy or
-// reduction of its own. B / time bounds what an all-reduce that moves those bytes over one TCP
+// B while it receives B, non-blocking under poll, no copy or reduction of its own, from and into
+// one 256 KiB buffer each that stays in cache (an all-reduce must also read its input and write
+// its output; this leaves only TCP's own work). B / time bounds what an all-reduce that moves those bytes over one TCP
 // connection can reach (busbw = algbw at 2 ranks), in the same conditions: on a noisy VM, only
 // when run interleaved with it. It replaces a Python version whose own
 // overhead made it read below what OpenMPI reached over the same loopback.
+//
+// It prints the perf drivers' table (size, count, type, redop, root, time, algbw, busbw, #wrong),
+// so perf/compare runs it interleaved with Lockstep and the anchors (the "tcp-ceiling" column).
 //
 //   build/perf/tcp_ceiling [-b 64K] [-e 256M] [-f 4] [-r 5]
 #include <arpa/inet.h>
@@ -55,19 +59,25 @@ size_t parseSize(const char* text) {
   return static_cast<size_t>(v);
 }
 
-// Sends `bytes` from `out` while receiving `bytes` into `in`, both at once.
+constexpr size_t kChunk = 256 << 10;
+
+// Sends `bytes` from `out` while receiving `bytes` into `in` (kChunk each, reused), both at once.
 void exchange(int fd, const char* out, char* in, size_t bytes) {
   size_t sent = 0, got = 0;
   while (sent < bytes || got < bytes) {
     pollfd p{fd, static_cast<short>((got < bytes ? POLLIN : 0) | (sent < bytes ? POLLOUT : 0)), 0};
-    if (::poll(&p, 1, 10000) <= 0) die("poll");
+    // Busy: a process asleep in poll takes up to milliseconds to wake on a VM, which would make
+    // the bound slower than what it bounds.
+    if (::poll(&p, 1, 0) < 0) die("poll");
     if (sent < bytes && (p.revents & POLLOUT)) {
-      ssize_t n = ::send(fd, out + sent, bytes - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      const size_t off = sent % kChunk;
+      ssize_t n = ::send(fd, out + off, std::min(kChunk - off, bytes - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN) die("send");
       if (n > 0) sent += static_cast<size_t>(n);
     }
     if (got < bytes && (p.revents & (POLLIN | POLLHUP | POLLERR))) {
-      ssize_t n = ::recv(fd, in + got, bytes - got, MSG_DONTWAIT);
+      const size_t off = got % kChunk;
+      ssize_t n = ::recv(fd, in + off, std::min(kChunk - off, bytes - got), MSG_DONTWAIT);
       if (n == 0) die("peer closed");
       if (n < 0 && errno != EAGAIN) die("recv");
       if (n > 0) got += static_cast<size_t>(n);
@@ -75,11 +85,15 @@ void exchange(int fd, const char* out, char* in, size_t bytes) {
   }
 }
 
-// Both ends start together: one byte each way.
+// Both ends start together: one byte each way (received busily, as above).
 void barrier(int fd) {
   char c = 'g';
   if (::send(fd, &c, 1, MSG_NOSIGNAL) != 1) die("send");
-  if (::recv(fd, &c, 1, MSG_WAITALL) != 1) die("recv");
+  for (;;) {
+    ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
+    if (n == 1) return;
+    if (n == 0 || (n < 0 && errno != EAGAIN)) die("recv");
+  }
 }
 
 }  // namespace
@@ -122,9 +136,12 @@ int main(int argc, char** argv) {
   }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  std::vector<char> out(maxBytes, 1), in(maxBytes, 0);  // touched: no page faults while timed
-  if (child != 0) std::printf("# tcp loopback, 2 processes, B bytes each way at once; median of %d runs\n", runs);
-  if (child != 0) std::printf("#        size    time (us)   busbw (GB/s)\n");
+  std::vector<char> out(kChunk, 1), in(kChunk, 0);
+  if (child != 0) {
+    std::printf("# tcp loopback ceiling, 2 processes, B bytes each way at once; median of %d runs\n", runs);
+    std::printf("# %12s %12s %8s %6s %6s %10s %8s %8s %6s\n", "size (B)", "count", "type", "redop", "root",
+                "time (us)", "algbw", "busbw", "#wrong");
+  }
   for (size_t bytes = minBytes; bytes <= maxBytes; bytes *= factor) {
     std::vector<double> us;
     for (int r = 0; r <= runs; ++r) {  // the first run warms up the connection
@@ -136,7 +153,10 @@ int main(int argc, char** argv) {
     us.erase(us.begin());
     std::sort(us.begin(), us.end());
     const double median = us[us.size() / 2];
-    if (child != 0) std::printf("%14zu %12.1f %12.2f\n", bytes, median, bytes / median / 1e3);
+    const double gbps = bytes / median / 1e3;  // busbw = algbw at 2 ranks
+    if (child != 0)
+      std::printf("  %12zu %12zu %8s %6s %6d %10.2f %8.3f %8.3f %6d\n", bytes, bytes / 4, "float", "none", -1,
+                  median, gbps, gbps, 0);
   }
   ::close(fd);
   if (child == 0) return 0;
