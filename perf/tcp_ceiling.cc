@@ -139,8 +139,8 @@ int main(int argc, char** argv) {
   std::vector<char> out(kChunk, 1), in(kChunk, 0);
   if (child != 0) {
     std::printf("# tcp loopback ceiling, 2 processes, B bytes each way at once; median of %d runs\n", runs);
-    std::printf("# %12s %12s %8s %6s %6s %10s %8s %8s %6s\n", "size (B)", "count", "type", "redop", "root",
-                "time (us)", "algbw", "busbw", "#wrong");
+    std::printf("# %12s %12s %8s %6s %6s %10s %8s %8s %6s\n", "size (B)", "count", "type", "redop", "root", "time (us)",
+                "algbw", "busbw", "#wrong");
   }
   for (size_t bytes = minBytes; bytes <= maxBytes; bytes *= factor) {
     std::vector<double> us;
@@ -155,8 +155,8 @@ int main(int argc, char** argv) {
     const double median = us[us.size() / 2];
     const double gbps = bytes / median / 1e3;  // busbw = algbw at 2 ranks
     if (child != 0)
-      std::printf("  %12zu %12zu %8s %6s %6d %10.2f %8.3f %8.3f %6d\n", bytes, bytes / 4, "float", "none", -1,
-                  median, gbps, gbps, 0);
+      std::printf("  %12zu %12zu %8s %6s %6d %10.2f %8.3f %8.3f %6d\n", bytes, bytes / 4, "float", "none", -1, median,
+                  gbps, gbps, 0);
   }
   ::close(fd);
   if (child == 0) return 0;
