@@ -97,8 +97,8 @@ class Communicator {
   // the staged path (a forced one-shot; the rank-ordered algorithms of deterministic mode).
   Algorithm chooseForKernels(const OpDesc& op);
   LinkCost globalLinkCost() const;
-  // Some host has as many ranks as CPUs they may use between them, or more: its ranks yield.
-  bool everyCpuHasARank() const;
+  // `host` has as many ranks as CPUs they may use between them, or more: its ranks yield.
+  bool hostIsFull(uint64_t host) const;
   void dumpTrace();
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();

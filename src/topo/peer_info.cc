@@ -142,7 +142,6 @@ void checkPeersAgree(const std::vector<PeerInfo>& peers) {
 
 int hostCpus(const std::vector<PeerInfo>& peers, uint64_t host) {
   uint64_t all[kCpuMaskWords] = {};
-  int most = 0;
   for (const PeerInfo& p : peers) {
     if (p.hostHash != host) continue;
     int inMask = 0;
@@ -151,11 +150,10 @@ int hostCpus(const std::vector<PeerInfo>& peers, uint64_t host) {
       inMask += __builtin_popcountll(p.cpuMask[w]);
     }
     if (p.cpus > inMask) return 1 << 20;  // CPUs beyond the mask: plenty
-    most = std::max(most, p.cpus);
   }
   int n = 0;
   for (uint64_t w : all) n += __builtin_popcountll(w);
-  return std::max(n, most);
+  return n;
 }
 
 }  // namespace lockstep
