@@ -74,15 +74,17 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
       kernelRecorder_.ended(token, code, Clock::now());
     });
   }
-  // As many ranks on this host as CPUs they may use between them, or more: waits yield at once.
-  // With more ranks than CPUs a spinning rank holds a CPU its peer needs. With as many, spinning
-  // leaves no CPU for the progress and watchdog threads and gained nothing measurable: on the
-  // 2-vCPU development VM, 2 ranks bound to a core each ran an 8 B all-reduce in 0.48 us
-  // yielding and 0.56 us spinning (medians of 5 interleaved runs).
-  if (hostIsFull(peers_[rank_].hostHash)) {
-    executor_->setWaitProfile(kOversubscribedWait);
-    LS_INFO(rank_, "the ranks on this host fill its " << hostCpus(peers_, peers_[rank_].hostHash)
-                                                      << " CPU(s): waits yield instead of spinning");
+  // How waits spin and yield follows how full this host is (src/exec/backoff.h).
+  const uint64_t host = peers_[rank_].hostHash;
+  const int ranksHere = static_cast<int>(
+      std::count_if(peers_.begin(), peers_.end(), [&](const PeerInfo& p) { return p.hostHash == host; }));
+  const int cpus = hostCpus(peers_, host);
+  inlineWait_ = waitProfileFor(ranksHere, cpus, /*background=*/false);
+  backgroundWait_ = waitProfileFor(ranksHere, cpus, /*background=*/true);
+  if (ranksHere >= cpus) {
+    LS_INFO(rank_, ranksHere << " ranks on this host's " << cpus << " CPU(s): waits "
+                             << (ranksHere > cpus ? "yield at once"
+                                                  : "spin briefly, then yield (background ops: yield at once)"));
   }
   inline_.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
   inline_.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
@@ -240,7 +242,7 @@ void Communicator::finish(Work& w, lockstepResult_t result, const std::string& e
   w.done.store(true, std::memory_order_release);
 }
 
-void Communicator::execute(Work& w) {
+void Communicator::execute(Work& w, bool background) {
   if (aborted_.load()) return finish(w, lockstepAborted, std::string(w.info.kind) + ": communicator aborted");
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
@@ -258,6 +260,7 @@ void Communicator::execute(Work& w) {
     }
     health_->check();
     if (seq) health_->entered(w.info.fp);
+    executor_->setWaitProfile(background ? backgroundWait_ : inlineWait_);
     executor_->run(w.schedule, w.buffers, w.info, deadline);
     if (seq) health_->completed(seq);
     recorder_.ended(lockstepSuccess, Clock::now());
@@ -313,7 +316,7 @@ void Communicator::progressLoop() {
     queue_.pop_front();
     busy_ = true;
     lock.unlock();
-    execute(*w);
+    execute(*w, /*background=*/true);
     lock.lock();
     busy_ = false;
     cv_.notify_all();
@@ -345,7 +348,7 @@ void Communicator::runNow(Work& w) {
     assignSeq(w);
     w.queued = Clock::time_point{};  // inline: queued when it starts
     lock.unlock();
-    execute(w);
+    execute(w, /*background=*/false);
     lock.lock();
     busy_ = false;
     // Only the progress thread waits on busy_, and only with work queued behind this op.

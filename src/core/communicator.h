@@ -88,7 +88,8 @@ class Communicator {
  private:
   void planRing();  // ringOrder_ from peers_, logged at INFO
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
-  void execute(Work& w);
+  // On the caller's thread (a blocking call), or in the background (the progress thread).
+  void execute(Work& w, bool background);
   void assignSeq(Work& w);             // call with mu_ held
   Algorithm choose(const OpDesc& op);  // the tuner, for this communicator
   // The tuner for cuda_ipc kernels: the one-shot all-reduce the host tuner picks for small sizes
@@ -97,7 +98,8 @@ class Communicator {
   // the staged path (a forced one-shot; the rank-ordered algorithms of deterministic mode).
   Algorithm chooseForKernels(const OpDesc& op);
   LinkCost globalLinkCost() const;
-  // `host` has as many ranks as CPUs they may use between them, or more: its ranks yield.
+  // `host` has as many ranks as CPUs they may use between them, or more: the tuner prices a
+  // dependent step as a wait for a rank to be scheduled again.
   bool hostIsFull(uint64_t host) const;
   void dumpTrace();
   void finish(Work& w, lockstepResult_t result, const std::string& error);
@@ -129,6 +131,7 @@ class Communicator {
   FlightRecorder kernelRecorder_{"cuda_ipc"};
   std::atomic<bool> kernelTimedOut_{false};  // a kernel timed out: dump at destroy
   std::unique_ptr<HostExecutor> executor_;
+  WaitProfile inlineWait_, backgroundWait_;   // how the executor waits (src/exec/backoff.h)
   std::mutex streamMu_;                       // orders stream posts with their gens
   std::unique_ptr<StreamOrder> streamOrder_;  // on the first stream-ordered call
   std::unique_ptr<IpcEngine> ipc_;            // every rank on one host with CUDA: kernels over cuda_ipc

@@ -3,6 +3,7 @@
 
 #include "src/core/config.h"
 #include "src/core/errors.h"
+#include "src/exec/backoff.h"
 #include "src/topo/interfaces.h"
 #include "src/topo/peer_info.h"
 #include "src/topo/topology.h"
@@ -125,6 +126,20 @@ TEST(PeerInfoTest, VersionAndConfigMismatchShowTheDifference) {
   peers[1] = localPeerInfo(1, a, NetAddr::loopback());
   peers[1].version += 1;
   EXPECT_THROW(checkPeersAgree(peers), Mismatch);
+}
+
+// A rank spins while its peer has a CPU of its own; with more ranks than CPUs, or its own work
+// beside a background op, it yields at once.
+TEST(PeerInfoTest, WaitProfileFollowsRanksAgainstCpus) {
+  auto same = [](WaitProfile a, WaitProfile b) { return a.spins == b.spins && a.yields == b.yields; };
+  EXPECT_TRUE(same(waitProfileFor(2, 8, false), WaitProfile{}));
+  EXPECT_TRUE(same(waitProfileFor(2, 8, true), WaitProfile{})) << "spare CPUs for the caller's work";
+  EXPECT_TRUE(same(waitProfileFor(2, 2, false), kFullHostWait));
+  EXPECT_TRUE(same(waitProfileFor(2, 2, true), kOversubscribedWait)) << "the caller computes meanwhile";
+  EXPECT_TRUE(same(waitProfileFor(4, 2, false), kOversubscribedWait));
+  EXPECT_GE(kFullHostWait.spins, WaitProfile{}.spins) << "a full host spins as long as an idle one";
+  EXPECT_GT(kFullHostWait.yields, WaitProfile{}.yields) << "then yields longer: no spare CPU for helper threads";
+  EXPECT_LT(kOversubscribedWait.spins, kFullHostWait.spins);
 }
 
 // Ranks bound to one core each (lockstep-run, mpirun --bind-to core) see one CPU apiece, yet
