@@ -28,6 +28,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
       rank_(bootstrap_->rank()),
       nranks_(bootstrap_->size()),
       localAddr_(localAddr) {
+  preciseTimes_ = !config_.tracePath.empty();
   peers_.resize(nranks_);
   peers_[rank_] = localPeerInfo(rank_, config_, localAddr);
   peers_[rank_].cudaIpc = IpcEngine::locallyAvailable(config_) ? 1 : 0;
@@ -247,8 +248,8 @@ void Communicator::execute(Work& w, bool background) {
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
   }
-  const uint64_t seq = w.info.fp.seq;            // 0 for send/recv: not tracked by the group
-  const Clock::time_point start = Clock::now();  // the op's deadline and its flight-recorder entry
+  const uint64_t seq = w.info.fp.seq;       // 0 for send/recv: not tracked by the group
+  const Clock::time_point start = stamp();  // the op's deadline and its flight-recorder entry
   recorder_.started(w.info, w.schedule, w.queued == Clock::time_point{} ? start : w.queued, start);
   try {
     Deadline deadline(start + config_.timeout);
@@ -263,7 +264,7 @@ void Communicator::execute(Work& w, bool background) {
     executor_->setWaitProfile(background ? backgroundWait_ : inlineWait_);
     executor_->run(w.schedule, w.buffers, w.info, deadline);
     if (seq) health_->completed(seq);
-    recorder_.ended(lockstepSuccess, Clock::now());
+    recorder_.ended(lockstepSuccess, stamp());
     if (!w.gate.failure.empty()) {
       // The op ran, but its result cannot reach the device buffers.
       brokenCode_ = lockstepSystemError;
@@ -297,7 +298,7 @@ void Communicator::execute(Work& w, bool background) {
     // Tell the group, so every rank fails now with this culprit (the first failure wins, so a
     // failure heard from a peer is not sent back). An abort reaches peers as this rank's goodbye.
     if (code != lockstepAborted) health_->fail(code, culprit, text);
-    recorder_.ended(code, Clock::now());
+    recorder_.ended(code, stamp());
     if (code == lockstepTimeout) dumpTrace();  // the state of every op this rank saw, for lockstep-trace
     finish(w, code, text);
   } catch (const std::exception& e) {
@@ -333,7 +334,7 @@ void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& w : works) {
       assignSeq(*w);
-      if (w->queued == Clock::time_point{}) w->queued = Clock::now();
+      if (w->queued == Clock::time_point{}) w->queued = stamp();
       queue_.push_back(w);
     }
     if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });

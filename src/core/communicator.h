@@ -90,6 +90,9 @@ class Communicator {
   void connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr);
   // On the caller's thread (a blocking call), or in the background (the progress thread).
   void execute(Work& w, bool background);
+  // The host path's op times: to the microsecond when LOCKSTEP_TRACE asks for a timeline, else
+  // to the kernel's tick (src/core/clock.h), enough for deadlines and post-mortem dumps.
+  Clock::time_point stamp() const { return preciseTimes_ ? Clock::now() : coarseNow(); }
   void assignSeq(Work& w);             // call with mu_ held
   Algorithm choose(const OpDesc& op);  // the tuner, for this communicator
   // The tuner for cuda_ipc kernels: the one-shot all-reduce the host tuner picks for small sizes
@@ -132,6 +135,7 @@ class Communicator {
   std::atomic<bool> kernelTimedOut_{false};  // a kernel timed out: dump at destroy
   std::unique_ptr<HostExecutor> executor_;
   WaitProfile inlineWait_, backgroundWait_;   // how the executor waits (src/exec/backoff.h)
+  bool preciseTimes_ = false;                 // LOCKSTEP_TRACE is set: see stamp()
   std::mutex streamMu_;                       // orders stream posts with their gens
   std::unique_ptr<StreamOrder> streamOrder_;  // on the first stream-ordered call
   std::unique_ptr<IpcEngine> ipc_;            // every rank on one host with CUDA: kernels over cuda_ipc
