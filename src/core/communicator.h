@@ -52,6 +52,8 @@ class Communicator {
   // the choice is a function of the shared peer table.
   const char* transportBetween(int a, int b) const;
   const std::vector<PeerInfo>& peers() const { return peers_; }
+  // What the tuner prices a message at on this communicator (the same on every rank).
+  const LinkCost& linkCost() const { return linkCost_; }
   // Ring positions of the ranks (host-contiguous; src/topo/ordering.h).
   const RingOrder& ringOrder() const { return ringOrder_; }
 

@@ -261,6 +261,20 @@ TEST(PerfDrivers, RanksAsThreadsOfOneProcessWithT) {
   }
 }
 
+// perf/algo_sweep: a communicator per algorithm beside the tuned one, timed in interleaved
+// rounds; every communicator's result is checked in the first round (exit 1 on a wrong value).
+TEST(PerfDrivers, AlgoSweepRunsEveryAlgorithmBesideTheTunedOne) {
+  ProcResult r = run({kRun, "-n", "3", std::string(PERF_DIR) + "/algo_sweep", "-b", "16", "-e", "64K", "-f", "64", "-r",
+                      "2", "-t", "0.2"},
+                     {"LOCKSTEP_TIMEOUT=30"}, 60);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  for (const char* column : {"tuned", "ring", "tree", "recursive_do", "rabenseifner", "direct", "pick"})
+    EXPECT_NE(r.output.find(column), std::string::npos) << column << "\n" << r.output;
+  EXPECT_NE(r.output.find("     65536 "), std::string::npos) << "the last size's row\n" << r.output;
+  EXPECT_EQ(r.output.find("WRONG"), std::string::npos) << r.output;
+}
+
 // 10,000 random collectives on 4 ranks, over shared memory and over sockets, each checked.
 TEST(Soak, TenThousandRandomCollectives) {
   ProcResult r = run({kRun, "-n", "4", SOAK_CHECK_PATH, "--ops", getenv("LOCKSTEP_TEST_QUICK") ? "2000" : "10000",

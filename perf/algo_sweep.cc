@@ -1,0 +1,187 @@
+// algo_sweep: is the tuner's pick as fast as the best all-reduce algorithm (issue 4: within 10 %)?
+//
+// perf/tuner_check.sh compares whole sweeps, one process per algorithm, run after one another; a
+// shared VM's slow and fast phases last seconds to minutes and change timings 2-7x, so two
+// sweeps of the same algorithm could differ more than two algorithms do. Here every rank holds
+// one communicator per algorithm (LOCKSTEP_ALGO set before each one's init) beside the tuned one,
+// and at each size times them in rounds: each communicator for about -t milliseconds, in turn,
+// the first one rotating, for -r rounds. A phase then falls on every algorithm alike, and the
+// median per algorithm compares like with like.
+//
+// Prints per size each algorithm's median time (rank 0's clock, after a barrier on the
+// communicator being timed), the best of them, the tuner's pick (the tuner is a pure function of
+// the size and the link cost every rank computed at init), the tuned communicator's time over the
+// best ("tuned") and the pick's own forced time over the best ("pick"). The first round checks
+// every communicator's result. Exits 1 on a wrong value.
+//
+//   build/lockstep-run -n 2 build/perf/algo_sweep [-b 8] [-e 256M] [-f 2] [-r 7] [-t 10]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+#include "src/algo/registry.h"
+#include "src/algo/tuner.h"
+#include "src/core/api_internal.h"
+#include "src/core/communicator.h"
+
+namespace {
+
+using lockstep::Algorithm;
+using lockstep::OpKind;
+
+#define CHECK(call)                                                                       \
+  do {                                                                                    \
+    lockstepResult_t r_ = (call);                                                         \
+    if (r_ != lockstepSuccess) {                                                          \
+      std::fprintf(stderr, "algo_sweep: %s: %s\n", #call, lockstepGetLastError(nullptr)); \
+      std::exit(2);                                                                       \
+    }                                                                                     \
+  } while (0)
+
+size_t parseSize(const char* text) {
+  char* end = nullptr;
+  double v = std::strtod(text, &end);
+  if (*end == 'K' || *end == 'k') v *= 1 << 10;
+  if (*end == 'M' || *end == 'm') v *= 1 << 20;
+  if (*end == 'G' || *end == 'g') v *= 1 << 30;
+  return static_cast<size_t>(v);
+}
+
+struct Contender {
+  std::string name;  // "tuned" or the algorithm
+  lockstepComm_t comm;
+};
+
+double nowUs() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Mean microseconds per call over `iters` calls on `comm`, by this rank's clock.
+double timeCalls(lockstepComm_t comm, const float* in, float* out, size_t count, int iters) {
+  CHECK(lockstepBarrier(comm, nullptr));
+  const double t0 = nowUs();
+  for (int i = 0; i < iters; ++i) CHECK(lockstepAllReduce(in, out, count, lockstepFloat32, lockstepSum, comm, nullptr));
+  return (nowUs() - t0) / iters;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t minBytes = 8, maxBytes = 256u << 20, factor = 2;
+  int rounds = 7;
+  double sliceMs = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "-b") {
+      minBytes = std::max<size_t>(4, parseSize(argv[i + 1]));
+    } else if (flag == "-e") {
+      maxBytes = parseSize(argv[i + 1]);
+    } else if (flag == "-f") {
+      factor = std::max<size_t>(2, parseSize(argv[i + 1]));
+    } else if (flag == "-r") {
+      rounds = std::max(1, std::atoi(argv[i + 1]));
+    } else if (flag == "-t") {
+      sliceMs = std::max(0.1, std::atof(argv[i + 1]));
+    } else {
+      std::fprintf(stderr, "usage: %s [-b 8] [-e 256M] [-f 2] [-r rounds] [-t ms per turn]\n", argv[0]);
+      return 2;
+    }
+  }
+
+  // The tuned communicator, from the launcher's environment, with no algorithm forced.
+  unsetenv("LOCKSTEP_ALGO");
+  lockstepComm_t world;
+  CHECK(lockstepCommInitFromEnv(&world));
+  int rank = 0, nranks = 1;
+  CHECK(lockstepCommUserRank(world, &rank));
+  CHECK(lockstepCommCount(world, &nranks));
+  std::vector<Contender> contenders{{"tuned", world}};
+  // One communicator per algorithm the tuner may pick (the rank-ordered one is for deterministic
+  // mode only), each from a fresh unique id that rank 0 hands out over the world communicator.
+  std::vector<Algorithm> algos;
+  for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
+    auto a = static_cast<Algorithm>(i);
+    if (a == Algorithm::kOrdered || !lockstep::implements(a, OpKind::kAllReduce) ||
+        nranks > lockstep::maxRanks(a, OpKind::kAllReduce))
+      continue;
+    lockstepUniqueId id;
+    if (rank == 0) CHECK(lockstepGetUniqueId(&id));
+    CHECK(lockstepBroadcast(&id, &id, sizeof(id), lockstepUint8, 0, world, nullptr));
+    setenv("LOCKSTEP_ALGO", (std::string("allreduce=") + lockstep::algorithmName(a)).c_str(), 1);
+    lockstepComm_t c;
+    CHECK(lockstepCommInitRank(&c, nranks, id, rank));
+    contenders.push_back({lockstep::algorithmName(a), c});
+    algos.push_back(a);
+  }
+  unsetenv("LOCKSTEP_ALGO");
+  const lockstep::LinkCost link = lockstep::communicatorOf(world)->linkCost();
+
+  const size_t maxCount = maxBytes / sizeof(float);
+  std::vector<float> in(maxCount), out(maxCount);
+  for (size_t i = 0; i < maxCount; ++i) in[i] = static_cast<float>((i + rank) % 7);
+  size_t wrong = 0;
+
+  if (rank == 0) {
+    std::printf(
+        "# algo_sweep: all-reduce float32 sum, out-of-place, %d ranks, median of %d interleaved rounds of "
+        "~%.3g ms per algorithm; time in us\n",
+        nranks, rounds, sliceMs);
+    std::printf("%10s", "size");
+    for (const Contender& c : contenders) std::printf(" %12.12s", c.name.c_str());
+    std::printf(" %12s %12s %6s %6s\n", "best", "pick", "tuned", "pick");
+  }
+  for (size_t bytes = minBytes; bytes <= maxBytes; bytes *= factor) {
+    const size_t count = bytes / sizeof(float);
+    // Iterations per turn: about sliceMs of the tuned communicator's calls, the same on every
+    // rank (the largest estimate), at least one.
+    double oneUs = timeCalls(world, in.data(), out.data(), count, 2);
+    double iters = std::max(1.0, std::min(100000.0, sliceMs * 1e3 / std::max(oneUs, 0.01)));
+    CHECK(lockstepAllReduce(&iters, &iters, 1, lockstepFloat64, lockstepMax, world, nullptr));
+    std::vector<std::vector<double>> us(contenders.size());
+    for (int r = 0; r < rounds; ++r) {
+      for (size_t k = 0; k < contenders.size(); ++k) {
+        const size_t c = (k + r) % contenders.size();  // a different one goes first each round
+        if (r == 0) {
+          // Checked once: every element is the sum over ranks of (i + rank) % 7.
+          std::memset(out.data(), 0xff, count * sizeof(float));
+          CHECK(lockstepAllReduce(in.data(), out.data(), count, lockstepFloat32, lockstepSum, contenders[c].comm,
+                                  nullptr));
+          for (size_t i = 0; i < count; ++i) {
+            float want = 0;
+            for (int q = 0; q < nranks; ++q) want += static_cast<float>((i + q) % 7);
+            wrong += out[i] != want;
+          }
+        }
+        us[c].push_back(timeCalls(contenders[c].comm, in.data(), out.data(), count, static_cast<int>(iters)));
+      }
+    }
+    if (rank != 0) continue;
+    std::vector<double> med;
+    for (auto& v : us) med.push_back(median(v));
+    size_t best = 1;
+    for (size_t c = 2; c < med.size(); ++c) best = med[c] < med[best] ? c : best;
+    const Algorithm pick = lockstep::chooseAlgorithm(OpKind::kAllReduce, nranks, bytes, link, {});
+    size_t pickIndex = 0;
+    for (size_t c = 0; c < algos.size(); ++c) pickIndex = algos[c] == pick ? c + 1 : pickIndex;
+    std::printf("%10zu", bytes);
+    for (double m : med) std::printf(" %12.2f", m);
+    std::printf(" %12.12s %12.12s %6.2f %6.2f\n", contenders[best].name.c_str(), lockstep::algorithmName(pick),
+                med[0] / med[best], pickIndex ? med[pickIndex] / med[best] : 0.0);
+    std::fflush(stdout);
+  }
+  CHECK(lockstepAllReduce(&wrong, &wrong, 1, lockstepUint64, lockstepSum, world, nullptr));
+  if (rank == 0 && wrong) std::printf("WRONG VALUES: %zu\n", wrong);
+  for (size_t c = 1; c < contenders.size(); ++c) CHECK(lockstepCommDestroy(contenders[c].comm));
+  CHECK(lockstepCommDestroy(world));
+  return wrong ? 1 : 0;
+}
