@@ -5,13 +5,14 @@
 // sweeps of the same algorithm could differ more than two algorithms do. Here every rank holds
 // one communicator per algorithm (LOCKSTEP_ALGO set before each one's init) beside the tuned one,
 // and at each size times them in rounds: each communicator for about -t milliseconds, in turn,
-// the first one rotating, for -r rounds. A phase then falls on every algorithm alike, and the
+// in a new order each round, for -r rounds. A phase then falls on every algorithm alike, and the
 // median per algorithm compares like with like.
 //
 // Prints per size each algorithm's median time (rank 0's clock, after a barrier on the
 // communicator being timed), the best of them, the tuner's pick (the tuner is a pure function of
 // the size and the link cost every rank computed at init), the tuned communicator's time over the
-// best ("tuned") and the pick's own forced time over the best ("pick"). The first round checks
+// best ("tuned") and the pick's own forced time over the best ("pick"). The launcher's (world)
+// communicator only hands out ids and agrees on iteration counts: every timed one is made alike. The first round checks
 // every communicator's result. Exits 1 on a wrong value.
 //
 //   build/lockstep-run -n 2 build/perf/algo_sweep [-b 8] [-e 256M] [-f 2] [-r 7] [-t 10]
@@ -20,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -98,33 +100,41 @@ int main(int argc, char** argv) {
     }
   }
 
-  // The tuned communicator, from the launcher's environment, with no algorithm forced.
+  // The world communicator, from the launcher's environment, hands out the others' ids and
+  // agrees on iteration counts; it is not timed (that traffic would weigh on it alone).
   unsetenv("LOCKSTEP_ALGO");
   lockstepComm_t world;
   CHECK(lockstepCommInitFromEnv(&world));
   int rank = 0, nranks = 1;
   CHECK(lockstepCommUserRank(world, &rank));
   CHECK(lockstepCommCount(world, &nranks));
-  std::vector<Contender> contenders{{"tuned", world}};
-  // One communicator per algorithm the tuner may pick (the rank-ordered one is for deterministic
-  // mode only), each from a fresh unique id that rank 0 hands out over the world communicator.
+  auto newComm = [&](const char* algo) {
+    lockstepUniqueId id;
+    if (rank == 0) CHECK(lockstepGetUniqueId(&id));
+    CHECK(lockstepBroadcast(&id, &id, sizeof(id), lockstepUint8, 0, world, nullptr));
+    if (algo) {
+      setenv("LOCKSTEP_ALGO", (std::string("allreduce=") + algo).c_str(), 1);
+    } else {
+      unsetenv("LOCKSTEP_ALGO");
+    }
+    lockstepComm_t c;
+    CHECK(lockstepCommInitRank(&c, nranks, id, rank));
+    unsetenv("LOCKSTEP_ALGO");
+    return c;
+  };
+  // The tuned communicator, then one per algorithm the tuner may pick (the rank-ordered one is
+  // for deterministic mode only), all made alike.
+  std::vector<Contender> contenders{{"tuned", newComm(nullptr)}};
   std::vector<Algorithm> algos;
   for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
     auto a = static_cast<Algorithm>(i);
     if (a == Algorithm::kOrdered || !lockstep::implements(a, OpKind::kAllReduce) ||
         nranks > lockstep::maxRanks(a, OpKind::kAllReduce))
       continue;
-    lockstepUniqueId id;
-    if (rank == 0) CHECK(lockstepGetUniqueId(&id));
-    CHECK(lockstepBroadcast(&id, &id, sizeof(id), lockstepUint8, 0, world, nullptr));
-    setenv("LOCKSTEP_ALGO", (std::string("allreduce=") + lockstep::algorithmName(a)).c_str(), 1);
-    lockstepComm_t c;
-    CHECK(lockstepCommInitRank(&c, nranks, id, rank));
-    contenders.push_back({lockstep::algorithmName(a), c});
+    contenders.push_back({lockstep::algorithmName(a), newComm(lockstep::algorithmName(a))});
     algos.push_back(a);
   }
-  unsetenv("LOCKSTEP_ALGO");
-  const lockstep::LinkCost link = lockstep::communicatorOf(world)->linkCost();
+  const lockstep::LinkCost link = lockstep::communicatorOf(contenders[0].comm)->linkCost();
 
   const size_t maxCount = maxBytes / sizeof(float);
   std::vector<float> in(maxCount), out(maxCount);
@@ -144,13 +154,18 @@ int main(int argc, char** argv) {
     const size_t count = bytes / sizeof(float);
     // Iterations per turn: about sliceMs of the tuned communicator's calls, the same on every
     // rank (the largest estimate), at least one.
-    double oneUs = timeCalls(world, in.data(), out.data(), count, 2);
+    double oneUs = timeCalls(contenders[0].comm, in.data(), out.data(), count, 2);
     double iters = std::max(1.0, std::min(100000.0, sliceMs * 1e3 / std::max(oneUs, 0.01)));
     CHECK(lockstepAllReduce(&iters, &iters, 1, lockstepFloat64, lockstepMax, world, nullptr));
     std::vector<std::vector<double>> us(contenders.size());
     for (int r = 0; r < rounds; ++r) {
-      for (size_t k = 0; k < contenders.size(); ++k) {
-        const size_t c = (k + r) % contenders.size();  // a different one goes first each round
+      // A new order each round, the same on every rank (the same binary shuffles alike), so no
+      // fixed neighbour favours or penalises one communicator in every round.
+      std::vector<size_t> order(contenders.size());
+      for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+      std::mt19937 shuffle(static_cast<uint32_t>(r + 1) * 7919u + static_cast<uint32_t>(bytes));
+      std::shuffle(order.begin(), order.end(), shuffle);
+      for (size_t c : order) {
         if (r == 0) {
           // Checked once: every element is the sum over ranks of (i + rank) % 7.
           std::memset(out.data(), 0xff, count * sizeof(float));
@@ -181,7 +196,7 @@ int main(int argc, char** argv) {
   }
   CHECK(lockstepAllReduce(&wrong, &wrong, 1, lockstepUint64, lockstepSum, world, nullptr));
   if (rank == 0 && wrong) std::printf("WRONG VALUES: %zu\n", wrong);
-  for (size_t c = 1; c < contenders.size(); ++c) CHECK(lockstepCommDestroy(contenders[c].comm));
+  for (const Contender& c : contenders) CHECK(lockstepCommDestroy(c.comm));
   CHECK(lockstepCommDestroy(world));
   return wrong ? 1 : 0;
 }
