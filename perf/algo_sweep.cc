@@ -12,8 +12,8 @@
 // communicator being timed), the best of them, the tuner's pick (the tuner is a pure function of
 // the size and the link cost every rank computed at init), the tuned communicator's time over the
 // best ("tuned") and the pick's own forced time over the best ("pick"). The launcher's (world)
-// communicator only hands out ids and agrees on iteration counts: every timed one is made alike. The first round checks
-// every communicator's result. Exits 1 on a wrong value.
+// communicator only hands out ids and agrees on iteration counts: every timed one is made alike.
+// The first round checks every communicator's result. Exits 1 on a wrong value.
 //
 //   build/lockstep-run -n 2 build/perf/algo_sweep [-b 8] [-e 256M] [-f 2] [-r 7] [-t 10]
 #include <algorithm>
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "lockstep/lockstep.h"
+#include "perf/perf_common.h"
 #include "src/algo/registry.h"
 #include "src/algo/tuner.h"
 #include "src/core/api_internal.h"
@@ -35,6 +36,7 @@ namespace {
 
 using lockstep::Algorithm;
 using lockstep::OpKind;
+using lockstep::perf::parseSize;
 
 #define CHECK(call)                                                                       \
   do {                                                                                    \
@@ -45,17 +47,9 @@ using lockstep::OpKind;
     }                                                                                     \
   } while (0)
 
-size_t parseSize(const char* text) {
-  char* end = nullptr;
-  double v = std::strtod(text, &end);
-  if (*end == 'K' || *end == 'k') v *= 1 << 10;
-  if (*end == 'M' || *end == 'm') v *= 1 << 20;
-  if (*end == 'G' || *end == 'g') v *= 1 << 30;
-  return static_cast<size_t>(v);
-}
-
 struct Contender {
   std::string name;  // "tuned" or the algorithm
+  Algorithm algo;    // Algorithm::kCount for the tuned one
   lockstepComm_t comm;
 };
 
@@ -124,15 +118,13 @@ int main(int argc, char** argv) {
   };
   // The tuned communicator, then one per algorithm the tuner may pick (the rank-ordered one is
   // for deterministic mode only), all made alike.
-  std::vector<Contender> contenders{{"tuned", newComm(nullptr)}};
-  std::vector<Algorithm> algos;
+  std::vector<Contender> contenders{{"tuned", Algorithm::kCount, newComm(nullptr)}};
   for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
     auto a = static_cast<Algorithm>(i);
     if (a == Algorithm::kOrdered || !lockstep::implements(a, OpKind::kAllReduce) ||
         nranks > lockstep::maxRanks(a, OpKind::kAllReduce))
       continue;
-    contenders.push_back({lockstep::algorithmName(a), newComm(lockstep::algorithmName(a))});
-    algos.push_back(a);
+    contenders.push_back({lockstep::algorithmName(a), a, newComm(lockstep::algorithmName(a))});
   }
   const lockstep::LinkCost link = lockstep::communicatorOf(contenders[0].comm)->linkCost();
 
@@ -187,7 +179,7 @@ int main(int argc, char** argv) {
     for (size_t c = 2; c < med.size(); ++c) best = med[c] < med[best] ? c : best;
     const Algorithm pick = lockstep::chooseAlgorithm(OpKind::kAllReduce, nranks, bytes, link, {});
     size_t pickIndex = 0;
-    for (size_t c = 0; c < algos.size(); ++c) pickIndex = algos[c] == pick ? c + 1 : pickIndex;
+    for (size_t c = 1; c < contenders.size(); ++c) pickIndex = contenders[c].algo == pick ? c : pickIndex;
     std::printf("%10zu", bytes);
     for (double m : med) std::printf(" %12.2f", m);
     std::printf(" %12.12s %12.12s %6.2f %6.2f\n", contenders[best].name.c_str(), lockstep::algorithmName(pick),

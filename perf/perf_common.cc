@@ -8,7 +8,6 @@
 #include "kernels/dtype.h"
 
 namespace lockstep::perf {
-namespace {
 
 size_t parseSize(const char* s) {
   char* end = nullptr;
@@ -31,6 +30,8 @@ size_t parseSize(const char* s) {
   }
   return static_cast<size_t>(v);
 }
+
+namespace {
 
 [[noreturn]] void usage(const char* program, const char* why) {
   std::fprintf(

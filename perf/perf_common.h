@@ -33,6 +33,8 @@ struct Args {
 
 // Exits with a usage message on bad flags.
 Args parseArgs(int argc, char** argv, const char* program);
+// "64K", "1M", "2G", or plain bytes (powers of 1024).
+size_t parseSize(const char* s);
 std::vector<size_t> sweepSizes(const Args& a, size_t elemBytes);
 int itersFor(const Args& a, size_t bytes);
 int warmupFor(const Args& a, int iters);

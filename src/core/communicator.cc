@@ -77,8 +77,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   }
   // How waits spin and yield follows how full this host is (src/exec/backoff.h).
   const uint64_t host = peers_[rank_].hostHash;
-  const int ranksHere = static_cast<int>(
-      std::count_if(peers_.begin(), peers_.end(), [&](const PeerInfo& p) { return p.hostHash == host; }));
+  const int ranksHere = ranksOn(host);
   const int cpus = hostCpus(peers_, host);
   inlineWait_ = waitProfileFor(ranksHere, cpus, /*background=*/false);
   backgroundWait_ = waitProfileFor(ranksHere, cpus, /*background=*/true);
@@ -199,11 +198,12 @@ constexpr double kYieldStepUs = 1.55;
 constexpr double kYieldGapUs = 0.3;
 }  // namespace
 
-bool Communicator::hostIsFull(uint64_t host) const {
-  int ranks = 0;
-  for (const PeerInfo& p : peers_) ranks += p.hostHash == host;
-  return ranks >= hostCpus(peers_, host);
+int Communicator::ranksOn(uint64_t host) const {
+  return static_cast<int>(
+      std::count_if(peers_.begin(), peers_.end(), [&](const PeerInfo& p) { return p.hostHash == host; }));
 }
+
+bool Communicator::hostIsFull(uint64_t host) const { return ranksOn(host) >= hostCpus(peers_, host); }
 
 LinkCost Communicator::globalLinkCost() const {
   // The slowest transport any pair of ranks uses. Every rank computes it from the same PeerInfo

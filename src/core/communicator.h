@@ -106,6 +106,7 @@ class Communicator {
   // `host` has as many ranks as CPUs they may use between them, or more: the tuner prices a
   // dependent step as a wait for a rank to be scheduled again.
   bool hostIsFull(uint64_t host) const;
+  int ranksOn(uint64_t host) const;  // this communicator's ranks on `host`
   void dumpTrace();
   void finish(Work& w, lockstepResult_t result, const std::string& error);
   void progressLoop();
