@@ -48,6 +48,10 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   if (oneHost && everyRankCan) ipc_ = IpcEngine::connect(config_, *bootstrap_, peers_, rank_);
   tuning_ = parseTunerSettings(config_.algo, config_.deterministic);
   linkCost_ = globalLinkCost();
+  if (config_.measuredTuning) {
+    measured_ = std::make_unique<MeasuredTuner>(nranks_, linkCost_, tuning_);
+    agreeFn_ = [this](double* v, int n) { agreeMax(v, n); };
+  }
 
   std::vector<Link*> raw(nranks_);
   std::vector<std::string> names(nranks_);
@@ -86,8 +90,10 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
                              << (ranksHere > cpus ? "yield at once"
                                                   : "spin briefly, then yield (background ops: yield at once)"));
   }
-  inline_.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
-  inline_.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
+  for (InlinePlan& p : inline_) {
+    p.work.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
+    p.work.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
+  }
 }
 
 Communicator::~Communicator() {
@@ -367,19 +373,69 @@ void Communicator::runNow(Work& w) {
 }
 
 void Communicator::run(const OpDesc& op) {
-  // Training loops repeat the same calls: the same shape reuses the last inline plan (a schedule
-  // is a pure function of the shape) and only points it at the new buffers.
-  const Algorithm a = choose(op);
+  // Training loops repeat the same calls: the same shape reuses its plan (a schedule is a pure
+  // function of the shape) and only points it at the new buffers.
+  Algorithm a = choose(op);
+  MeasuredTuner::Pick pick{a};
+  if (measured_ && !op.device && !isPointToPoint(op.kind)) a = (pick = pickMeasured(op, a)).algorithm;
   const InlineShape shape{op.kind, op.count, op.dtype, op.op, op.root, a};
-  if (!isPointToPoint(op.kind) && shape == inlineShape_) {
-    inline_.resetCompletion();
-    bindBuffers(op, nranks_, a, &inline_);
-  } else {
-    inline_.reset();
-    planOp(op, rank_, nranks_, a, &inline_, &ringOrder_);
-    inlineShape_ = isPointToPoint(op.kind) ? InlineShape{} : shape;
+  InlinePlan* plan = nullptr;
+  if (!isPointToPoint(op.kind)) {
+    plan = &inline_[lastInline_];  // a loop's calls mostly repeat the last one
+    if (!(plan->shape == shape)) {
+      plan = nullptr;
+      for (InlinePlan& p : inline_) plan = p.shape == shape ? &p : plan;
+    }
   }
-  runNow(inline_);
+  if (plan) {
+    plan->work.resetCompletion();
+    bindBuffers(op, nranks_, a, &plan->work);
+  } else {
+    plan = &inline_[0];
+    for (InlinePlan& p : inline_) plan = p.used < plan->used ? &p : plan;
+    plan->work.reset();
+    planOp(op, rank_, nranks_, a, &plan->work, &ringOrder_);
+    plan->shape = isPointToPoint(op.kind) ? InlineShape{} : shape;
+  }
+  plan->used = ++inlineUses_;
+  lastInline_ = static_cast<size_t>(plan - inline_.data());
+  if (!pick.sample) return runNow(plan->work);
+  // A trial call: timed to the microsecond (the coarse clock of stamp() is far too coarse). A
+  // failed call adds nothing; the error goes to the caller as usual.
+  const Clock::time_point start = Clock::now();
+  runNow(plan->work);
+  *pick.sample += std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+}
+
+MeasuredTuner::Pick Communicator::pickMeasured(const OpDesc& op, Algorithm model) {
+  const MeasuredTuner::Pick pick = measured_->pick(op.kind, tunerBytes(op), model, agreeFn_);
+  if (pick.decided) {
+    LS_INFO(rank_, "tuner: " << opKindName(op.kind) << " of " << tunerBytes(op) << " bytes on " << nranks_
+                             << " ranks, measured: " << measured_->decision() << " (model: " << algorithmName(model)
+                             << ")");
+  }
+  return pick;
+}
+
+void Communicator::agreeMax(double* values, int n) {
+  if (n != static_cast<int>(agreeIn_.size())) throw InternalError("tuner agreement of an unexpected size");
+  std::copy(values, values + n, agreeIn_.begin());
+  OpDesc d;
+  d.kind = OpKind::kAllReduce;
+  d.send = agreeIn_.data();
+  d.recv = values;
+  d.count = agreeIn_.size();
+  d.dtype = lockstepFloat64;
+  d.op = lockstepMax;
+  const Algorithm a = chooseAlgorithm(d.kind, nranks_, sizeof(agreeIn_), linkCost_, TunerSettings{});
+  if (agreePlanned_) {
+    agree_.resetCompletion();
+    bindBuffers(d, nranks_, a, &agree_);
+  } else {
+    planOp(d, rank_, nranks_, a, &agree_, &ringOrder_);
+    agreePlanned_ = true;
+  }
+  runNow(agree_);
 }
 
 std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
@@ -512,10 +568,15 @@ std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDes
   return works;
 }
 
-Algorithm Communicator::choose(const OpDesc& op) {
-  if (isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) return Algorithm::kDirect;
+size_t Communicator::tunerBytes(const OpDesc& op) const {
   size_t bytes = op.kind == OpKind::kBarrier ? 1 : op.count * dataTypeSize(op.dtype);
   if (op.kind == OpKind::kReduceScatter || op.kind == OpKind::kAllGather) bytes *= static_cast<size_t>(nranks_);
+  return bytes;
+}
+
+Algorithm Communicator::choose(const OpDesc& op) {
+  if (isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) return Algorithm::kDirect;
+  const size_t bytes = tunerBytes(op);
   // Training loops repeat their sizes: the last choice per collective is kept (the tuner costs
   // ~0.05 us, a tenth of a small all-reduce).
   Choice& last = lastChoice_[static_cast<int>(op.kind)];

@@ -20,6 +20,7 @@
 
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/unique_id.h"
+#include "src/algo/measured_tuner.h"
 #include "src/algo/ring_order.h"
 #include "src/algo/tuner.h"
 #include "src/core/config.h"
@@ -95,8 +96,14 @@ class Communicator {
   // The host path's op times: to the microsecond when LOCKSTEP_TRACE asks for a timeline, else
   // to the kernel's tick (src/core/clock.h), enough for deadlines and post-mortem dumps.
   Clock::time_point stamp() const { return preciseTimes_ ? Clock::now() : coarseNow(); }
-  void assignSeq(Work& w);             // call with mu_ held
-  Algorithm choose(const OpDesc& op);  // the tuner, for this communicator
+  void assignSeq(Work& w);                    // call with mu_ held
+  Algorithm choose(const OpDesc& op);         // the tuner, for this communicator
+  size_t tunerBytes(const OpDesc& op) const;  // the size the tuner prices (nccl-tests' size)
+  // The measured tuner's pick for a blocking call (src/algo/measured_tuner.h); logs a decision.
+  MeasuredTuner::Pick pickMeasured(const OpDesc& op, Algorithm model);
+  // values[0..n) <- their maximum over the ranks: the measured tuner's agreement, run as an
+  // all-reduce of its own on the data path (an op like any other: deadline, abort, culprit).
+  void agreeMax(double* values, int n);
   // The tuner for cuda_ipc kernels: the one-shot all-reduce the host tuner picks for small sizes
   // needs a copy of the input, which the kernels do not take, so recursive doubling (as few
   // steps, no copy) stands in for it unless LOCKSTEP_ALGO forced it. kCount: the op must take
@@ -130,6 +137,8 @@ class Communicator {
     Algorithm algorithm = Algorithm::kCount;
   };
   std::array<Choice, kOpKinds> lastChoice_{};  // per collective: reused for the same size, logged on change
+  std::unique_ptr<MeasuredTuner> measured_;    // null: LOCKSTEP_TUNER=model
+  MeasuredTuner::AgreeMax agreeFn_;            // agreeMax, made once (not per call)
   std::unique_ptr<Health> health_;
   FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
   // cuda_ipc ops: started by the posting thread, ended by the driver's callback thread.
@@ -152,8 +161,7 @@ class Communicator {
   std::thread progress_;
   uint64_t seq_ = 0;
   uint32_t splits_ = 0;
-  Work inline_;  // reused by blocking calls: no allocation per call
-  // The shape inline_ was planned for (count == SIZE_MAX: none).
+  // The shape a blocking call's plan was made for (count == SIZE_MAX: none).
   struct InlineShape {
     OpKind kind = OpKind::kBarrier;
     size_t count = SIZE_MAX;
@@ -163,7 +171,19 @@ class Communicator {
     Algorithm algorithm = Algorithm::kCount;
     bool operator==(const InlineShape&) const = default;
   };
-  InlineShape inlineShape_;
+  // Blocking calls reuse their plans (no allocation per call): one per shape, for as many shapes
+  // as the measured tuner alternates in a trial, the least recently used replaced.
+  struct InlinePlan {
+    Work work;
+    InlineShape shape;
+    uint64_t used = 0;
+  };
+  std::array<InlinePlan, MeasuredTuner::kMaxCandidates> inline_;
+  uint64_t inlineUses_ = 0;
+  size_t lastInline_ = 0;  // the plan of the last blocking call
+  Work agree_;             // the measured tuner's agreement (agreeMax), planned once
+  std::array<double, MeasuredTuner::kMaxCandidates> agreeIn_{};
+  bool agreePlanned_ = false;
   // After a transport failure the links may be mid-message: later ops fail with the first error.
   std::atomic<lockstepResult_t> brokenCode_{lockstepSuccess};
   std::string brokenBy_;

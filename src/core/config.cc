@@ -176,6 +176,12 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_TRACE")) c.tracePath = *v;
   if (auto v = var("LOCKSTEP_ALGO")) c.algo = *v;
   if (auto v = var("LOCKSTEP_DETERMINISTIC")) c.deterministic = parseInt(*v, "LOCKSTEP_DETERMINISTIC", 0, 1) == 1;
+  if (auto v = var("LOCKSTEP_TUNER")) {
+    if (*v != "measured" && *v != "model") {
+      throw InvalidArgument("LOCKSTEP_TUNER=" + *v + " is not a tuner (known: measured, model)");
+    }
+    c.measuredTuning = *v == "measured";
+  }
   if (auto v = var("LOCKSTEP_LINK_LATENCY_US")) c.linkLatencyUs = parsePositive(*v, "LOCKSTEP_LINK_LATENCY_US");
   if (auto v = var("LOCKSTEP_LINK_GBPS")) c.linkGBps = parsePositive(*v, "LOCKSTEP_LINK_GBPS");
   if (auto v = var("TMPDIR")) c.tempDir = *v;
@@ -231,6 +237,7 @@ std::string Config::wireSummary() const {
   o << "slotBytes=" << slotBytes << " slots=" << slots << " transports=" << (t.empty() ? "all" : t);
   if (!algo.empty()) o << " algo=" << algo;
   if (deterministic) o << " deterministic=1";
+  if (!measuredTuning) o << " tuner=model";
   if (socketStreams != 1) o << " socketStreams=" << socketStreams;
   if (linkLatencyUs > 0) o << " latency=" << linkLatencyUs;
   if (linkGBps > 0) o << " gbps=" << linkGBps;

@@ -41,10 +41,13 @@ struct Config {
   size_t slotBytes = 256 * 1024;                                 // LOCKSTEP_SLOT_BYTES: the slice size on the wire
   int slots = 8;                                                 // LOCKSTEP_SLOTS: credits per link direction
   std::string socketIfname;                                      // LOCKSTEP_SOCKET_IFNAME
-  int socketStreams = 1;         // LOCKSTEP_SOCKET_NSTREAMS: TCP connections per peer pair (frames round-robin)
-  std::string hostId;            // LOCKSTEP_HOST_ID; empty = hostname + boot id
-  std::string algo;              // LOCKSTEP_ALGO: force algorithms ("tree", "allreduce=ring,...")
-  bool deterministic = false;    // LOCKSTEP_DETERMINISTIC: rank-ordered reductions
+  int socketStreams = 1;       // LOCKSTEP_SOCKET_NSTREAMS: TCP connections per peer pair (frames round-robin)
+  std::string hostId;          // LOCKSTEP_HOST_ID; empty = hostname + boot id
+  std::string algo;            // LOCKSTEP_ALGO: force algorithms ("tree", "allreduce=ring,...")
+  bool deterministic = false;  // LOCKSTEP_DETERMINISTIC: rank-ordered reductions
+  // LOCKSTEP_TUNER=model: blocking calls keep the cost model's pick instead of timing the
+  // plausible algorithms and keeping the fastest (measured, src/algo/measured_tuner.h).
+  bool measuredTuning = true;
   double linkLatencyUs = 0;      // LOCKSTEP_LINK_LATENCY_US: the tuner's per-message cost (0: built-in)
   double linkGBps = 0;           // LOCKSTEP_LINK_GBPS: the tuner's link bandwidth (0: built-in)
   std::string tracePath;         // LOCKSTEP_TRACE: write the flight recorder there at destroy (%r rank, %p pid)

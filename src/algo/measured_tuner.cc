@@ -1,0 +1,113 @@
+#include "src/algo/measured_tuner.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <sstream>
+
+#include "src/algo/registry.h"
+
+namespace lockstep {
+
+namespace {
+
+double medianOf(const double* v) {
+  double s[MeasuredTuner::kTrialRounds];
+  std::copy(v, v + MeasuredTuner::kTrialRounds, s);
+  std::sort(s, s + MeasuredTuner::kTrialRounds);
+  return s[MeasuredTuner::kTrialRounds / 2];
+}
+
+}  // namespace
+
+MeasuredTuner::Candidates MeasuredTuner::candidates(OpKind kind, size_t bytes) const {
+  Candidates out;
+  out.algorithm[0] = chooseAlgorithm(kind, nranks_, bytes, link_, settings_);
+  out.n = 1;
+  if (nranks_ < 2 || settings_.forced[static_cast<int>(kind)] || settings_.deterministic) return out;
+  // The same field as chooseAlgorithm, ranked: ties keep its order, so the first is its pick.
+  struct Priced {
+    double us;
+    Algorithm a;
+  };
+  std::array<Priced, static_cast<int>(Algorithm::kCount)> priced{};
+  int n = 0;
+  for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
+    auto a = static_cast<Algorithm>(i);
+    if (a == Algorithm::kOrdered || !implements(a, kind) || nranks_ > maxRanks(a, kind)) continue;
+    priced[n++] = Priced{predictUs(a, kind, nranks_, bytes, link_), a};
+  }
+  std::stable_sort(priced.begin(), priced.begin() + n, [](const Priced& x, const Priced& y) { return x.us < y.us; });
+  if (n == 0 || priced[0].us > kMaxTrialUs) return out;
+  out.n = 0;
+  for (int i = 0; i < n && out.n < kMaxCandidates; ++i) {
+    if (priced[i].us <= kCandidateFactor * priced[0].us) out.algorithm[out.n++] = priced[i].a;
+  }
+  out.turn =
+      static_cast<int>(std::clamp(std::ceil(kTurnUs / std::max(priced[0].us, 1e-3)), 1.0, double{kMaxTurnCalls}));
+  return out;
+}
+
+MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm model, const AgreeMax& agree) {
+  if (!buckets_) buckets_ = std::make_unique<Bucket[]>(kOpKinds * kSizeBuckets);
+  Bucket& b = buckets_[bucketIndex(kind, bytes)];
+  if (b.c.n == 0) {
+    // First call of this size: the calls of a bucket share the candidates of its first call.
+    b.c = candidates(kind, bytes);
+    std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
+  }
+  if (b.c.n == 1) return Pick{model};  // the model's pick may change inside a bucket
+  if (b.settled) {
+    if (b.callsLeft > 0) {
+      --b.callsLeft;
+      return Pick{b.chosen};
+    }
+    b.settled = false;  // time for a new trial: the load may have changed
+    b.call = 0;
+    std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
+  }
+  if (b.call == b.c.trialCalls()) return Pick{settle(b, agree), nullptr, true};
+  const int perRound = b.c.n * b.c.turn;
+  const int round = b.call / perRound, candidate = b.call % perRound / b.c.turn;
+  ++b.call;
+  return Pick{b.c.algorithm[candidate], &b.samples[candidate][round]};
+}
+
+Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
+  double agreed[kMaxCandidates];
+  for (int c = 0; c < kMaxCandidates; ++c) agreed[c] = c < b.c.n ? medianOf(b.samples[c]) / b.c.turn : 0;
+  agree(agreed, kMaxCandidates);
+  int best = 0;
+  for (int c = 1; c < b.c.n; ++c) {
+    if (agreed[c] < agreed[best]) best = c;
+  }
+  b.chosen = b.c.algorithm[best];
+  b.settled = true;
+  // Settle for long enough that the next trial's cost (each slower candidate's extra time over
+  // its rounds, and the agreement) is about kOverhead of the calls at the chosen one.
+  const double bestUs = agreed[best];
+  double extraUs = kAgreeUs;
+  for (int c = 0; c < b.c.n; ++c) {
+    extraUs += (agreed[c] - bestUs) * kTrialRounds * b.c.turn;
+  }
+  double calls = bestUs > 0 ? std::ceil(extraUs / (kOverhead * bestUs)) : 0;
+  calls = std::clamp(calls, static_cast<double>(kMinSettledCalls), static_cast<double>(kMaxSettledCalls));
+  b.callsLeft = static_cast<uint64_t>(calls) - 1;  // this call is the first of them
+
+  last_.c = b.c;
+  std::copy(agreed, agreed + kMaxCandidates, last_.us);
+  last_.chosen = b.chosen;
+  last_.calls = static_cast<uint64_t>(calls);
+  return b.chosen;
+}
+
+std::string MeasuredTuner::decision() const {
+  std::ostringstream o;
+  o.precision(3);
+  for (int c = 0; c < last_.c.n; ++c)
+    o << (c ? ", " : "") << algorithmName(last_.c.algorithm[c]) << " " << last_.us[c] << " us";
+  o << " -> " << algorithmName(last_.chosen) << " for " << last_.calls << " calls";
+  return o.str();
+}
+
+}  // namespace lockstep

@@ -1,0 +1,122 @@
+// Measured tuning: the cost model's pick, checked against the clock.
+//
+// The model's constants hold on average, not at every moment. On a shared or oversubscribed host
+// the fastest all-reduce changes with the load: on 4 ranks over 2 vCPUs the best algorithm from
+// 64 KiB to 4 MiB flipped between the ring and Rabenseifner from one run to the next, 2x apart,
+// and no set of constants fitted every run (issue 4, perf/algo_sweep). So, per collective and
+// power-of-two size, blocking calls time the algorithms the model finds plausible, the ranks
+// agree on what they measured, and the fastest runs until the next trial:
+//
+//   trial:   kTrialRounds rounds, each giving every candidate a turn of consecutive calls
+//            (the model's pick first) that lasts about kTurnUs by the model's estimate: single
+//            calls of a few microseconds on an oversubscribed host are mostly scheduling noise;
+//   agree:   each rank's median per candidate, then the maximum over the ranks (a collective the
+//            caller runs: the slowest rank decides when a collective ends);
+//   settled: the fastest candidate, for as many calls as keep the trials' cost (the slower
+//            candidates' extra time and the agreement's) near kOverhead of the total; then a
+//            new trial, so a change of load is followed.
+//
+// Every rank makes the same calls, so every rank reaches the same state at the same call, and
+// the agreed figures are the same everywhere: the ranks always pick the same algorithm. Pure: no
+// clock, no I/O. The caller times the calls it is asked to and runs the agreement.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "src/algo/tuner.h"
+
+namespace lockstep {
+
+class MeasuredTuner {
+ public:
+  static constexpr int kMaxCandidates = 4;
+  static constexpr int kTrialRounds = 3;
+  static constexpr double kTurnUs = 500;
+  static constexpr int kMaxTurnCalls = 16;
+  // Only algorithms predicted within this factor of the model's best are tried.
+  static constexpr double kCandidateFactor = 3;
+  // Sizes the model prices above this are left to it: bandwidth-bound, where it has been right,
+  // and where a trial of a slower algorithm would cost whole milliseconds.
+  static constexpr double kMaxTrialUs = 1000;
+  // What the trials may cost, as a fraction of the calls' time at the chosen algorithm.
+  static constexpr double kOverhead = 0.01;
+  // The agreement's price in that budget (a small all-reduce on a loaded host).
+  static constexpr double kAgreeUs = 50;
+  static constexpr uint64_t kMinSettledCalls = 64, kMaxSettledCalls = uint64_t{1} << 20;
+
+  // Replaces values[0..n) by their maximum over the communicator's ranks (a collective).
+  using AgreeMax = std::function<void(double* values, int n)>;
+
+  struct Pick {
+    Algorithm algorithm;
+    double* sample = nullptr;  // time this call and add its microseconds here (null: do not)
+    bool decided = false;      // an agreement just settled this size: decision() describes it
+  };
+
+  MeasuredTuner(int nranks, const LinkCost& link, const TunerSettings& settings)
+      : nranks_(nranks), link_(link), settings_(settings) {}
+
+  // What the next blocking call of `kind` over `bytes` (the tuner's size) runs; `model` is
+  // chooseAlgorithm's pick for it. May call `agree` first (every rank at the same call).
+  Pick pick(OpKind kind, size_t bytes, Algorithm model, const AgreeMax& agree) {
+    // The steady state, inline (an 8-byte all-reduce takes 0.2 us): a settled size, or one
+    // that is the model's alone.
+    if (buckets_) {
+      Bucket& b = buckets_[bucketIndex(kind, bytes)];
+      if (b.settled && b.callsLeft > 0) {
+        --b.callsLeft;
+        return Pick{b.chosen};
+      }
+      if (b.c.n == 1) return Pick{model};  // the model's pick may change inside a bucket
+    }
+    return pickSlow(kind, bytes, model, agree);
+  }
+
+  // The last agreement, for the log: "ring 36.5 us, rabenseifner 31.9 us -> rabenseifner for
+  // 2000 calls". Formatted when asked: a settled trial allocates nothing.
+  std::string decision() const;
+
+  // The model's plausible algorithms for one call, best predicted first; one when the model is
+  // not to be second-guessed (one rank, forced, deterministic, or a size above kMaxTrialUs).
+  struct Candidates {
+    std::array<Algorithm, kMaxCandidates> algorithm{};
+    int n = 0;
+    int turn = 1;  // calls per candidate and round: about kTurnUs of the model's best
+    int trialCalls() const { return n > 1 ? kTrialRounds * n * turn : 0; }
+  };
+  Candidates candidates(OpKind kind, size_t bytes) const;
+
+ private:
+  struct Bucket {
+    Candidates c;
+    bool settled = false;
+    int call = 0;                                  // trial calls made so far
+    double samples[kMaxCandidates][kTrialRounds];  // microseconds per turn
+    Algorithm chosen{};
+    uint64_t callsLeft = 0;  // settled calls before the next trial
+  };
+  static constexpr int kSizeBuckets = 65;  // log2 of a size_t, rounded up
+  static size_t bucketIndex(OpKind kind, size_t bytes) {
+    return static_cast<size_t>(kind) * kSizeBuckets + static_cast<size_t>(std::bit_width(bytes));
+  }
+  Pick pickSlow(OpKind kind, size_t bytes, Algorithm model, const AgreeMax& agree);
+  Algorithm settle(Bucket& b, const AgreeMax& agree);
+
+  int nranks_;
+  LinkCost link_;
+  TunerSettings settings_;
+  std::unique_ptr<Bucket[]> buckets_;  // by (kind, log2 bytes), on the first pick
+  struct Decision {
+    Candidates c;
+    double us[kMaxCandidates] = {};
+    Algorithm chosen{};
+    uint64_t calls = 0;
+  } last_;
+};
+
+}  // namespace lockstep
