@@ -10,11 +10,14 @@
 //
 // Prints per size each algorithm's median time (rank 0's clock, after a barrier on the
 // communicator being timed), the best of them, the cost model's pick (a pure function of the size
-// and the link cost every rank computed at init), the tuned communicator's time over the best
-// ("tuned": the measured tuner, which keeps the fastest of the model's plausible algorithms, after
-// its first trial of the size) and the model's pick's own forced time over the best ("pick"). The launcher's (world)
-// communicator only hands out ids and agrees on iteration counts: every timed one is made alike.
-// The first round checks every communicator's result. Exits 1 on a wrong value.
+// and the link cost every rank computed at init), what the tuned communicator's measured tuner
+// settled on (src/algo/measured_tuner.h; the model's pick where it tries nothing), then three
+// ratios to the best: the tuned communicator's own time ("tuned", after its first trial of the
+// size), and the forced times of the model's pick ("pick") and of the measured choice ("meas").
+// "tuned" carries the noise between communicators running the same schedule (up to 1.4x here);
+// "pick" and "meas" judge the choices alone. The launcher's (world) communicator only hands out
+// ids and agrees on iteration counts: every timed one is made alike. The first round checks every
+// communicator's result. Exits 1 on a wrong value.
 //
 //   build/lockstep-run -n 2 build/perf/algo_sweep [-b 8] [-e 256M] [-f 2] [-r 7] [-t 10]
 #include <algorithm>
@@ -142,7 +145,7 @@ int main(int argc, char** argv) {
         nranks, rounds, sliceMs);
     std::printf("%10s", "size");
     for (const Contender& c : contenders) std::printf(" %12.12s", c.name.c_str());
-    std::printf(" %12s %12s %6s %6s\n", "best", "pick", "tuned", "pick");
+    std::printf(" %12s %12s %12s %6s %6s %6s\n", "best", "pick", "measured", "tuned", "pick", "meas");
   }
   for (size_t bytes = minBytes; bytes <= maxBytes; bytes *= factor) {
     const size_t count = bytes / sizeof(float);
@@ -185,12 +188,21 @@ int main(int argc, char** argv) {
     size_t best = 1;
     for (size_t c = 2; c < med.size(); ++c) best = med[c] < med[best] ? c : best;
     const Algorithm pick = lockstep::chooseAlgorithm(OpKind::kAllReduce, nranks, bytes, link, {});
-    size_t pickIndex = 0;
-    for (size_t c = 1; c < contenders.size(); ++c) pickIndex = contenders[c].algo == pick ? c : pickIndex;
+    // What the tuned communicator's measured tuner settled on (the model's pick where it never
+    // tries others): timed on its own forced communicator, like the pick.
+    const lockstep::MeasuredTuner* measured = lockstep::communicatorOf(contenders[0].comm)->measuredTuner();
+    const Algorithm chosen = measured ? measured->chosen(OpKind::kAllReduce, bytes).value_or(pick) : pick;
+    auto forcedRatio = [&](Algorithm a) {
+      for (size_t c = 1; c < contenders.size(); ++c) {
+        if (contenders[c].algo == a) return med[c] / med[best];
+      }
+      return 0.0;
+    };
     std::printf("%10zu", bytes);
     for (double m : med) std::printf(" %12.2f", m);
-    std::printf(" %12.12s %12.12s %6.2f %6.2f\n", contenders[best].name.c_str(), lockstep::algorithmName(pick),
-                med[0] / med[best], pickIndex ? med[pickIndex] / med[best] : 0.0);
+    std::printf(" %12.12s %12.12s %12.12s %6.2f %6.2f %6.2f\n", contenders[best].name.c_str(),
+                lockstep::algorithmName(pick), lockstep::algorithmName(chosen), med[0] / med[best], forcedRatio(pick),
+                forcedRatio(chosen));
     std::fflush(stdout);
   }
   CHECK(lockstepAllReduce(&wrong, &wrong, 1, lockstepUint64, lockstepSum, world, nullptr));

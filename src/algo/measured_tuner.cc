@@ -82,7 +82,7 @@ Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
     if (agreed[c] < agreed[best]) best = c;
   }
   b.chosen = b.c.algorithm[best];
-  b.settled = true;
+  b.settled = b.everSettled = true;
   // Settle for long enough that the next trial's cost (each slower candidate's extra time over
   // its rounds, and the agreement) is about kOverhead of the calls at the chosen one.
   const double bestUs = agreed[best];

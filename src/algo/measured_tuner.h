@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "src/algo/tuner.h"
@@ -35,9 +36,9 @@ namespace lockstep {
 class MeasuredTuner {
  public:
   static constexpr int kMaxCandidates = 4;
-  static constexpr int kTrialRounds = 3;
-  static constexpr double kTurnUs = 500;
-  static constexpr int kMaxTurnCalls = 16;
+  static constexpr int kTrialRounds = 5;
+  static constexpr double kTurnUs = 300;
+  static constexpr int kMaxTurnCalls = 10;
   // Only algorithms predicted within this factor of the model's best are tried.
   static constexpr double kCandidateFactor = 3;
   // Sizes the model prices above this are left to it: bandwidth-bound, where it has been right,
@@ -77,6 +78,14 @@ class MeasuredTuner {
     return pickSlow(kind, bytes, model, agree);
   }
 
+  // What the last agreement chose for calls of this size, if one has settled it (also during
+  // the next trial); nullopt while the first trial runs or where the model decides alone.
+  std::optional<Algorithm> chosen(OpKind kind, size_t bytes) const {
+    if (!buckets_) return std::nullopt;
+    const Bucket& b = buckets_[bucketIndex(kind, bytes)];
+    return b.c.n > 1 && b.everSettled ? std::optional<Algorithm>(b.chosen) : std::nullopt;
+  }
+
   // The last agreement, for the log: "ring 36.5 us, rabenseifner 31.9 us -> rabenseifner for
   // 2000 calls". Formatted when asked: a settled trial allocates nothing.
   std::string decision() const;
@@ -95,6 +104,7 @@ class MeasuredTuner {
   struct Bucket {
     Candidates c;
     bool settled = false;
+    bool everSettled = false;                      // chosen holds an agreement's choice
     int call = 0;                                  // trial calls made so far
     double samples[kMaxCandidates][kTrialRounds];  // microseconds per turn
     Algorithm chosen{};

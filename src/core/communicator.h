@@ -55,6 +55,9 @@ class Communicator {
   const std::vector<PeerInfo>& peers() const { return peers_; }
   // What the tuner prices a message at on this communicator (the same on every rank).
   const LinkCost& linkCost() const { return linkCost_; }
+  // The measured tuner of blocking calls (null: LOCKSTEP_TUNER=model), for tools that report
+  // its choices.
+  const MeasuredTuner* measuredTuner() const { return measured_.get(); }
   // Ring positions of the ranks (host-contiguous; src/topo/ordering.h).
   const RingOrder& ringOrder() const { return ringOrder_; }
 
