@@ -2,8 +2,8 @@
 //
 // The model's constants hold on average, not at every moment. On a shared or oversubscribed host
 // the fastest all-reduce changes with the load: on 4 ranks over 2 vCPUs the best algorithm from
-// 64 KiB to 4 MiB flipped between the ring and Rabenseifner from one run to the next, 2x apart,
-// and no set of constants fitted every run (issue 4, perf/algo_sweep). So, per collective and
+// 64 KiB to 4 MiB changed between the ring, the tree and Rabenseifner from one run to the next,
+// up to 2x apart, and no set of constants fitted every run (issue 4, perf/algo_sweep). So, per collective and
 // power-of-two size, blocking calls time the algorithms the model finds plausible, the ranks
 // agree on what they measured, and the fastest runs until the next trial:
 //
