@@ -377,7 +377,11 @@ void Communicator::run(const OpDesc& op) {
   // function of the shape) and only points it at the new buffers.
   Algorithm a = choose(op);
   MeasuredTuner::Pick pick{a};
-  if (measured_ && !op.device && !isPointToPoint(op.kind)) a = (pick = pickMeasured(op, a)).algorithm;
+  if (measured_ && !op.device && !isPointToPoint(op.kind)) {
+    pick = measured_->pick(op.kind, tunerBytes(op), a, agreeFn_);  // inline unless a trial is on
+    if (pick.decided) logDecision(op, a);
+    a = pick.algorithm;
+  }
   const InlineShape shape{op.kind, op.count, op.dtype, op.op, op.root, a};
   InlinePlan* plan = nullptr;
   if (!isPointToPoint(op.kind)) {
@@ -407,14 +411,10 @@ void Communicator::run(const OpDesc& op) {
   *pick.sample += std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
 
-MeasuredTuner::Pick Communicator::pickMeasured(const OpDesc& op, Algorithm model) {
-  const MeasuredTuner::Pick pick = measured_->pick(op.kind, tunerBytes(op), model, agreeFn_);
-  if (pick.decided) {
-    LS_INFO(rank_, "tuner: " << opKindName(op.kind) << " of " << tunerBytes(op) << " bytes on " << nranks_
-                             << " ranks, measured: " << measured_->decision() << " (model: " << algorithmName(model)
-                             << ")");
-  }
-  return pick;
+void Communicator::logDecision(const OpDesc& op, Algorithm model) const {
+  LS_INFO(rank_, "tuner: " << opKindName(op.kind) << " of " << tunerBytes(op) << " bytes on " << nranks_
+                           << " ranks, measured: " << measured_->decision() << " (model: " << algorithmName(model)
+                           << ")");
 }
 
 void Communicator::agreeMax(double* values, int n) {

@@ -102,8 +102,8 @@ class Communicator {
   void assignSeq(Work& w);                    // call with mu_ held
   Algorithm choose(const OpDesc& op);         // the tuner, for this communicator
   size_t tunerBytes(const OpDesc& op) const;  // the size the tuner prices (nccl-tests' size)
-  // The measured tuner's pick for a blocking call (src/algo/measured_tuner.h); logs a decision.
-  MeasuredTuner::Pick pickMeasured(const OpDesc& op, Algorithm model);
+  // Logs the measured tuner's latest agreement (src/algo/measured_tuner.h) at INFO.
+  void logDecision(const OpDesc& op, Algorithm model) const;
   // values[0..n) <- their maximum over the ranks: the measured tuner's agreement, run as an
   // all-reduce of its own on the data path (an op like any other: deadline, abort, culprit).
   void agreeMax(double* values, int n);
