@@ -24,5 +24,5 @@ for line in sys.stdin:
 print('%12s %12s %12s %8s' % ('size', 'A (us)', 'B (us)', 'B/A'))
 for s in sorted({s for (_, s) in d}):
     a, b = st.median(d[('A', s)]), st.median(d[('B', s)])
-    print('%12d %12.1f %12.1f %8.2f' % (s, a, b, b / a))
+    print('%12d %12.3f %12.3f %8.3f' % (s, a, b, b / a))
 "
