@@ -58,11 +58,8 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
   }
   if (b.c.n == 1) return Pick{model};  // the model's pick may change inside a bucket
   if (b.settled) {
-    if (b.callsLeft > 0) {
-      --b.callsLeft;
-      return Pick{b.chosen};
-    }
-    b.settled = false;  // time for a new trial: the load may have changed
+    // pick() served the settled calls: this one starts a new trial (the load may have changed).
+    b.settled = false;
     b.call = 0;
     std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
   }

@@ -114,6 +114,7 @@ class MeasuredTuner {
   static size_t bucketIndex(OpKind kind, size_t bytes) {
     return static_cast<size_t>(kind) * kSizeBuckets + static_cast<size_t>(std::bit_width(bytes));
   }
+  // Everything pick() does not serve inline: a size's first call, its trials and agreements.
   Pick pickSlow(OpKind kind, size_t bytes, Algorithm model, const AgreeMax& agree);
   Algorithm settle(Bucket& b, const AgreeMax& agree);
 
