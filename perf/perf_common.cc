@@ -121,11 +121,12 @@ int itersFor(const Args& a, size_t bytes) {
   return static_cast<int>(std::min<size_t>(std::max<size_t>(it, a.minIters), a.maxIters));
 }
 
-// A tenth of the timed calls, and at least as many as there are, up to 20: a size's first calls
-// include the measured tuner's trial of it (src/algo/measured_tuner.h: 20 calls at the largest
-// sizes it tries, 200 at the smallest, where a tenth is 200), a one-off to keep out of the timing.
+// A tenth of the timed calls, and at least as many as there are, up to 64: a size's first calls
+// include the measured tuner's trial of it (src/algo/measured_tuner.h: 50 calls and the agreement
+// at the largest sizes it tries, at most 200 at the smallest, where a tenth is 200), a one-off to
+// keep out of the timing.
 int warmupFor(const Args& a, int iters) {
-  return a.warmup >= 0 ? a.warmup : std::max({2, iters / 10, std::min(iters, 20)});
+  return a.warmup >= 0 ? a.warmup : std::max({2, iters / 10, std::min(iters, 64)});
 }
 
 void printHeader(const char* title, int nranks, const Args& a) {

@@ -43,8 +43,9 @@ MeasuredTuner::Candidates MeasuredTuner::candidates(OpKind kind, size_t bytes) c
   for (int i = 0; i < n && out.n < kMaxCandidates; ++i) {
     if (priced[i].us <= kCandidateFactor * priced[0].us) out.algorithm[out.n++] = priced[i].a;
   }
-  out.turn =
-      static_cast<int>(std::clamp(std::ceil(kTurnUs / std::max(priced[0].us, 1e-3)), 1.0, double{kMaxTurnCalls}));
+  const int maxTurn = std::min(kMaxTurnCalls, kMaxTrialCalls / (kTrialRounds * out.n));
+  out.turn = 1 + static_cast<int>(std::clamp(std::ceil(kTurnUs / std::max(priced[0].us, 1e-3)), 1.0,
+                                             static_cast<double>(maxTurn - 1)));
   return out;
 }
 
@@ -66,13 +67,14 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
   if (b.call == b.c.trialCalls()) return Pick{settle(b, agree), nullptr, true};
   const int perRound = b.c.n * b.c.turn;
   const int round = b.call / perRound, candidate = b.call % perRound / b.c.turn;
+  const bool timed = b.call % b.c.turn != 0;  // a turn's first call settles the switch
   ++b.call;
-  return Pick{b.c.algorithm[candidate], &b.samples[candidate][round]};
+  return Pick{b.c.algorithm[candidate], timed ? &b.samples[candidate][round] : nullptr};
 }
 
 Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
   double agreed[kMaxCandidates];
-  for (int c = 0; c < kMaxCandidates; ++c) agreed[c] = c < b.c.n ? medianOf(b.samples[c]) / b.c.turn : 0;
+  for (int c = 0; c < kMaxCandidates; ++c) agreed[c] = c < b.c.n ? medianOf(b.samples[c]) / b.c.timedCalls() : 0;
   agree(agreed, kMaxCandidates);
   int best = 0;
   for (int c = 1; c < b.c.n; ++c) {

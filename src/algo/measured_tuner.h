@@ -9,7 +9,11 @@
 //
 //   trial:   kTrialRounds rounds, each giving every candidate a turn of consecutive calls
 //            (the model's pick first) that lasts about kTurnUs by the model's estimate: single
-//            calls of a few microseconds on an oversubscribed host are mostly scheduling noise;
+//            calls of a few microseconds on an oversubscribed host are mostly scheduling noise.
+//            A turn's first call is not timed: it absorbs the ranks' skew left by the previous
+//            candidate, which the settled calls, back to back, never see (on 4 ranks over 2
+//            vCPUs a 1 MiB ring timed alone took 2-3x its steady-state time, and lost to the tree
+//            that was 2x slower back to back);
 //   agree:   each rank's median per candidate, then the maximum over the ranks (a collective the
 //            caller runs: the slowest rank decides when a collective ends);
 //   settled: the fastest candidate, for as many calls as keep the trials' cost (the slower
@@ -35,10 +39,15 @@ namespace lockstep {
 
 class MeasuredTuner {
  public:
-  static constexpr int kMaxCandidates = 4;
+  // Every all-reduce algorithm but the deterministic one: with four, Rabenseifner (the model's
+  // fifth at 8-64 KiB on 4 ranks) was never tried in a phase where it was 1.1-1.7x ahead there.
+  static constexpr int kMaxCandidates = 5;
   static constexpr int kTrialRounds = 5;
   static constexpr double kTurnUs = 300;
   static constexpr int kMaxTurnCalls = 10;
+  // A trial's calls at most (turns shorten when there are more candidates): the perf drivers'
+  // warm-up, a tenth of their iterations (200 at small sizes), then absorbs a size's first trial.
+  static constexpr int kMaxTrialCalls = 200;
   // Only algorithms predicted within this factor of the model's best are tried.
   static constexpr double kCandidateFactor = 3;
   // Sizes the model prices above this are left to it: bandwidth-bound, where it has been right,
@@ -95,8 +104,9 @@ class MeasuredTuner {
   struct Candidates {
     std::array<Algorithm, kMaxCandidates> algorithm{};
     int n = 0;
-    int turn = 1;  // calls per candidate and round: about kTurnUs of the model's best
+    int turn = 2;  // calls per candidate and round: one untimed, then about kTurnUs of the model's best
     int trialCalls() const { return n > 1 ? kTrialRounds * n * turn : 0; }
+    int timedCalls() const { return turn - 1; }
   };
   Candidates candidates(OpKind kind, size_t bytes) const;
 
@@ -106,7 +116,7 @@ class MeasuredTuner {
     bool settled = false;
     bool everSettled = false;                      // chosen holds an agreement's choice
     int call = 0;                                  // trial calls made so far
-    double samples[kMaxCandidates][kTrialRounds];  // microseconds per turn
+    double samples[kMaxCandidates][kTrialRounds];  // microseconds per turn (its timed calls)
     Algorithm chosen{};
     uint64_t callsLeft = 0;  // settled calls before the next trial
   };

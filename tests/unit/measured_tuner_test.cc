@@ -52,9 +52,18 @@ TEST(MeasuredTuner, CandidatesStartWithTheModelsPickAndAreAllPlausible) {
           EXPECT_LE(predictUs(c.algorithm[i], k, n, bytes, kShm), MeasuredTuner::kCandidateFactor * best);
         }
         if (c.n > 1) {
+          // None left out: every algorithm the model finds plausible is tried.
+          int plausible = 0;
+          for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
+            const auto a = static_cast<Algorithm>(i);
+            plausible += a != Algorithm::kOrdered && implements(a, k) && n <= maxRanks(a, k) &&
+                         predictUs(a, k, n, bytes, kShm) <= MeasuredTuner::kCandidateFactor * best;
+          }
+          EXPECT_EQ(c.n, plausible) << n << " ranks, " << bytes << " bytes";
           EXPECT_LE(best, MeasuredTuner::kMaxTrialUs);
-          EXPECT_GE(c.turn, 1);
+          EXPECT_GE(c.turn, 2);  // an untimed call, then at least one timed
           EXPECT_LE(c.turn, MeasuredTuner::kMaxTurnCalls);
+          EXPECT_LE(c.trialCalls(), MeasuredTuner::kMaxTrialCalls);
         }
       }
     }
@@ -87,7 +96,8 @@ TEST(MeasuredTuner, TriesEachCandidateInTurnsThenKeepsTheFastest) {
   const Algorithm fastest = c.algorithm[c.n - 1];
   for (int call = 0; call < c.trialCalls(); ++call) {
     auto p = d.call();
-    ASSERT_NE(p.sample, nullptr) << "trial call " << call;
+    // Each turn's first call is untimed: it takes up the switch from the previous candidate.
+    ASSERT_EQ(p.sample != nullptr, call % c.turn != 0) << "trial call " << call;
     EXPECT_FALSE(p.decided);
     // Rounds of turns: turn consecutive calls of each candidate, the model's pick first.
     EXPECT_EQ(p.algorithm, c.algorithm[call % (c.n * c.turn) / c.turn]) << "trial call " << call;
@@ -112,8 +122,9 @@ TEST(MeasuredTuner, TriesEachCandidateInTurnsThenKeepsTheFastest) {
   }
   // Then a new trial, from the model's pick.
   auto again = d.call();
-  EXPECT_NE(again.sample, nullptr);
+  EXPECT_EQ(again.sample, nullptr);  // the first turn's untimed call
   EXPECT_EQ(again.algorithm, c.algorithm[0]);
+  EXPECT_NE(d.call().sample, nullptr);
 }
 
 TEST(MeasuredTuner, FollowsAChangeOfLoadAtTheNextTrial) {
@@ -148,7 +159,8 @@ TEST(MeasuredTuner, SizesOfOnePowerOfTwoShareATrialAndOthersHaveTheirOwn) {
   for (int call = 0; call < c.trialCalls(); ++call) d.call(call % 2 ? kSmall + 4096 : kSmall);
   EXPECT_TRUE(d.call(kSmall + 4096).decided);
   // 4 KiB is another bucket, with a trial of its own.
-  EXPECT_NE(d.call(4096).sample, nullptr);
+  EXPECT_FALSE(d.call(4096).decided);
+  EXPECT_NE(d.call(4096).sample, nullptr);  // after the untimed first call of its first turn
 }
 
 TEST(MeasuredTuner, RanksThatMeasureDifferentlyAgreeOnTheSlowestRanksFigures) {
@@ -184,7 +196,7 @@ TEST(MeasuredTuner, RanksThatMeasureDifferentlyAgreeOnTheSlowestRanksFigures) {
           chosen[r] = p.algorithm;
           return;
         }
-        *p.sample += us(p.algorithm);
+        if (p.sample) *p.sample += us(p.algorithm);
       }
     });
   }
@@ -235,7 +247,7 @@ TEST(MeasuredTuner, RealRanksStayCorrectAndInStepThroughTrials) {
     for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<float>((i + r) % 5);
     // Enough calls per size for a whole trial of each: the model finds several algorithms
     // plausible at these sizes on 4 ranks (candidates() bounds a trial to
-    // kTrialRounds x kMaxCandidates x kMaxTurnCalls calls).
+    // kMaxTrialCalls calls).
     for (int call = 0; call < kCalls && errors[r].empty(); ++call) {
       for (size_t count : counts) {
         std::fill(out.begin(), out.begin() + count, -1.0f);
