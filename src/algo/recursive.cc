@@ -4,7 +4,10 @@
 // differs in bit k. Round k: send my partial result (all of it) to the partner, receive theirs,
 // combine. After log2(p) rounds every rank holds the full result. Every rank computes every
 // value, so to stay bit-identical each combination puts the lower-positioned group's partial
-// first (Step::localFirst). A floating avg scales the input once, in the first copy.
+// first (Step::localFirst). The first round reads the input itself, with no copy into the output
+// ahead of its send: on 2 ranks that copy was a third of the steps of an 8-byte call, and its
+// send is the call's critical path. A floating avg scales the input where a step reads it
+// (src/exec/apply.h), rounding as the peer's scaled send does, so both ends combine equal values.
 //
 // Rabenseifner. Reduce-scatter by recursive halving: round k (distance p/2, p/4, ..., 1) splits
 // my current segment in two; the lower position keeps the lower half, sends the upper, and
@@ -48,23 +51,27 @@ void recursiveDoublingAllReduce(int rank, int nranks, size_t count, Schedule* ou
   if (count == 0) return;
   Fold f(rank, nranks);
   if (f.sitsOut()) return sitOut(f, count, out);
-  // Start from my contribution in the output: the fold partner's combined in (lower rank
-  // first), or my input copied (scaled, for a floating avg).
+  const int rounds = f.log2p();
+  // Where my contribution is: the fold partner's combined in (lower rank first), in the output;
+  // else my input, which the first round reads directly (a single rank copies it: final).
+  uint32_t partial = kInput;
   if (f.partner >= 0) {
     out->add(make(Prim::kRecvReduceCopy, -1, f.partner, kInput, kOutput, 0, count));
-  } else {
-    out->add(make(Prim::kCopy, -1, -1, kInput, kOutput, 0, count));
+    partial = kOutput;
+  } else if (rounds == 0) {
+    Step copy = make(Prim::kCopy, -1, -1, kInput, kOutput, 0, count);
+    copy.finish = true;
+    out->add(copy);
   }
-  const int rounds = f.log2p();
   for (int k = 0; k < rounds; ++k) {
     int q = f.newRank ^ (1 << k), peer = f.real(q);
-    out->add(make(Prim::kSend, peer, -1, kOutput, kOutput, 0, count));
-    Step combine = make(Prim::kRecvReduceCopy, -1, peer, kOutput, kOutput, 0, count);
+    out->add(make(Prim::kSend, peer, -1, partial, kOutput, 0, count));
+    Step combine = make(Prim::kRecvReduceCopy, -1, peer, partial, kOutput, 0, count);
     combine.localFirst = f.newRank < q;
     combine.finish = k == rounds - 1;
     out->add(combine);
+    partial = kOutput;
   }
-  if (rounds == 0) out->steps.back().finish = true;  // a single rank: the copy is final
   if (f.partner >= 0) out->add(make(Prim::kSend, f.partner, -1, kOutput, kOutput, 0, count));
   out->endLane();
 }
