@@ -58,7 +58,8 @@ struct Step {
   bool phase = false;
   // Reduce steps combine (received) (op) (src) by default; with localFirst, (src) (op) (received).
   // Algorithms where several ranks compute the same value use it to keep one operand order
-  // everywhere (lower ranks' data first), so the results match bit for bit.
+  // everywhere (lower ranks' data first), so the results match bit for bit (even for a sum: the
+  // order decides which NaN it returns). A floating avg's scaled input keeps that order too.
   bool localFirst = false;
 };
 

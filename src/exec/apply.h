@@ -35,7 +35,13 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
   const bool scaled = step.src == kInput && k.premulSum;  // src is raw input and avg scales it
   // to = partial (op) src, where partial is what arrived (or dst itself for a local reduce).
   auto combine = [&](void* to, const void* partial) {
-    if (scaled) {
+    if (scaled && step.localFirst) {
+      // My scaled input first (the lower rank's data, Step::localFirst): scaled into place, then
+      // combined in that order. Operand order decides which NaN a sum returns, so it matters
+      // for bit-identical ranks. Only a received partial comes with localFirst: no aliasing.
+      k.scale(to, src, n, sk.nranks);
+      k.reduce(to, to, partial, n);
+    } else if (scaled) {
       k.premulSum(to, partial, src, n, sk.nranks);
     } else if (step.localFirst) {
       k.reduce(to, src, partial, n);

@@ -109,7 +109,11 @@ LS_HD void applyInstr(const Instr& in, uint64_t first, uint64_t n, size_t elem, 
   char* out = (in.flags & kSends) ? in.outData + off : nullptr;
   const bool scaled = (in.flags & kScaled) != 0;
   auto combine = [&](char* to, const char* partial) {
-    if (scaled) {
+    if (scaled && (in.flags & kLocalFirst)) {
+      m.scale(to, src, n);  // my scaled input first, as applyPrim does
+      m.sync();
+      m.reduce(to, to, partial, n);
+    } else if (scaled) {
       m.premul(to, partial, src, n);
     } else if (in.flags & kLocalFirst) {
       m.reduce(to, src, partial, n);
