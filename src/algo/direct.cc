@@ -21,7 +21,26 @@ void directP2P(int /*rank*/, int nranks, std::span<const P2POp> ops, Schedule* o
 }
 
 void orderedCombine(int rank, int nranks, size_t srcOffset, size_t offset, size_t count, Schedule* out) {
-  for (int q = 0; q < nranks; ++q) {
+  int q = 0;
+  if (nranks >= 2 && rank <= 1) {
+    // Ranks 0 and 1 start with their own input and the other's, in one step: in0 (op) in1 read
+    // straight from the input, where a copy of it into the output (or the other's into the
+    // output, then mine onto it) would be a step and a pass over the output more. The same
+    // operands in the same order, so the result is the same (src/exec/apply.h).
+    Step s;
+    s.prim = Prim::kRecvReduceCopy;
+    s.recvPeer = 1 - rank;
+    s.src = kInput;
+    s.srcOffset = srcOffset;
+    s.dst = kOutput;
+    s.dstOffset = offset;
+    s.count = count;
+    s.localFirst = rank == 0;
+    s.finish = nranks == 2;
+    out->add(s);
+    q = 2;
+  }
+  for (; q < nranks; ++q) {
     Step s;
     s.count = count;
     s.dst = kOutput;
