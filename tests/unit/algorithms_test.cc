@@ -8,16 +8,59 @@
 #include <random>
 #include <set>
 
+#include "kernels/dtype.h"
 #include "src/algo/fold.h"
 #include "src/algo/registry.h"
 #include "src/algo/simulator.h"
 #include "src/algo/tree.h"
+#include "src/exec/apply.h"
 
 namespace lockstep {
 namespace {
 
 const Algorithm kAllReduceAlgorithms[] = {Algorithm::kRing,         Algorithm::kTree,   Algorithm::kRecursiveDoubling,
                                           Algorithm::kRabenseifner, Algorithm::kDirect, Algorithm::kOrdered};
+
+// Two ranks that both combine the pair (in0, in1) from their own input and the other's message
+// (recursive doubling's first round, the one-shot's first step) must compute in0 (op) in1 in that
+// order on both, even for a sum or an avg: which NaN comes out depends on the order. Rank 0 has
+// its input first (localFirst), rank 1 the message; float32 NaNs with distinct payloads.
+TEST(ApplyPrim, BothEndsOfAPairwiseCombineGetTheSameBitsForEveryOp) {
+  constexpr size_t kCount = 64;
+  std::vector<uint32_t> bits[2];
+  for (int r = 0; r < 2; ++r) {
+    for (size_t i = 0; i < kCount; ++i) {
+      // Every other element a NaN on both ranks, each with its own payload; the rest plain values.
+      bits[r].push_back(i % 2 ? 0x7fc00000u | static_cast<uint32_t>(r + 1) << 8 | static_cast<uint32_t>(i)
+                              : 0x3f800000u + static_cast<uint32_t>(i * 977 + r * 131));
+    }
+  }
+  for (lockstepRedOp_t op : {lockstepSum, lockstepAvg, lockstepProd, lockstepMax, lockstepMin}) {
+    const SliceKernels sk{reduceKernels(lockstepFloat32, op), sizeof(float), 2};
+    std::vector<uint32_t> result[2];
+    for (int r = 0; r < 2; ++r) {
+      // What the peer sent: its input, scaled by its kSend for a floating avg.
+      std::vector<uint32_t> msg(kCount), out(kCount, 0);
+      Step send{};
+      send.prim = Prim::kSend;
+      send.src = kInput;
+      send.count = kCount;
+      const char* peerBuffers[] = {reinterpret_cast<const char*>(bits[1 - r].data()), nullptr};
+      applyPrim(send, 0, kCount, peerBuffers, nullptr, msg.data(), sk);
+      Step combine{};
+      combine.prim = Prim::kRecvReduceCopy;
+      combine.src = kInput;
+      combine.dst = kOutput;
+      combine.count = kCount;
+      combine.localFirst = r == 0;
+      combine.finish = true;
+      const char* buffers[] = {reinterpret_cast<const char*>(bits[r].data()), reinterpret_cast<char*>(out.data())};
+      applyPrim(combine, 0, kCount, buffers, msg.data(), nullptr, sk);
+      result[r] = out;
+    }
+    EXPECT_EQ(result[0], result[1]) << redOpName(op);
+  }
+}
 
 TEST(Fold, MapsEveryRankOntoAPowerOfTwo) {
   for (int n = 1; n <= 64; ++n) {
