@@ -18,7 +18,7 @@ struct Args {
   size_t maxBytes = 256u << 20;
   size_t factor = 2;
   int iters = 0;    // 0: adaptive
-  int warmup = -1;  // -1: max(2, iters / 10, min(iters, 20))
+  int warmup = -1;  // -1: max(2, iters / 10, min(iters, 64))
   size_t targetBytes = 1u << 30;
   int minIters = 5;
   int maxIters = 2000;

@@ -55,7 +55,6 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
   if (b.c.n == 0) {
     // First call of this size: the calls of a bucket share the candidates of its first call.
     b.c = candidates(kind, bytes);
-    std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
   }
   if (b.c.n == 1) return Pick{model};  // the model's pick may change inside a bucket
   if (b.settled) {

@@ -114,9 +114,9 @@ class MeasuredTuner {
   struct Bucket {
     Candidates c;
     bool settled = false;
-    bool everSettled = false;                      // chosen holds an agreement's choice
-    int call = 0;                                  // trial calls made so far
-    double samples[kMaxCandidates][kTrialRounds];  // microseconds per turn (its timed calls)
+    bool everSettled = false;                           // chosen holds an agreement's choice
+    int call = 0;                                       // trial calls made so far
+    double samples[kMaxCandidates][kTrialRounds] = {};  // microseconds per turn (its timed calls)
     Algorithm chosen{};
     uint64_t callsLeft = 0;  // settled calls before the next trial
   };
