@@ -11,13 +11,17 @@
 // Prints per size each algorithm's median time (rank 0's clock, after a barrier on the
 // communicator being timed), the best of them, the cost model's pick (a pure function of the size
 // and the link cost every rank computed at init), what the tuned communicator's measured tuner
-// settled on (src/algo/measured_tuner.h; the model's pick where it tries nothing), then three
+// settled on (src/algo/measured_tuner.h; the model's pick where it tries nothing), then four
 // ratios to the best: the tuned communicator's own time ("tuned", after its first trial of the
 // size), and the forced times of the model's pick ("pick") and of the measured choice ("meas").
 // "tuned" carries the noise between communicators running the same schedule (up to 1.4x here);
-// "pick" and "meas" judge the choices alone. The launcher's (world) communicator only hands out
-// ids and agrees on iteration counts: every timed one is made alike. The first round checks every
-// communicator's result. Exits 1 on a wrong value.
+// "pick" and "meas" judge the choices alone. "noise" is the control: a second ring communicator
+// ("ring-twin", never counted as best) runs the ring's schedule in the same rounds, and the
+// larger of the two rings' times over the smaller is the spread this run gives one algorithm
+// measured twice. A miss smaller than it is below what the run can resolve; "best", the least of
+// several noisy medians, also reads low by about that much. The launcher's (world) communicator
+// only hands out ids and agrees on iteration counts: every timed one is made alike. The first
+// round checks every communicator's result. Exits 1 on a wrong value.
 //
 //   build/lockstep-run -n 2 build/perf/algo_sweep [-b 8] [-e 256M] [-f 2] [-r 7] [-t 10]
 #include <algorithm>
@@ -131,6 +135,11 @@ int main(int argc, char** argv) {
       continue;
     contenders.push_back({lockstep::algorithmName(a), a, newComm(lockstep::algorithmName(a))});
   }
+  // A second ring communicator, timed like the others but never "best": the same schedule run
+  // twice, so |ring - twin| is what this host's noise alone makes of one algorithm in this run.
+  // A choice that misses the best by less than that is not distinguishable from it here.
+  const size_t twin = contenders.size();
+  contenders.push_back({"ring-twin", Algorithm::kRing, newComm(lockstep::algorithmName(Algorithm::kRing))});
   const lockstep::LinkCost link = lockstep::communicatorOf(contenders[0].comm)->linkCost();
 
   const size_t maxCount = maxBytes / sizeof(float);
@@ -145,7 +154,7 @@ int main(int argc, char** argv) {
         nranks, rounds, sliceMs);
     std::printf("%10s", "size");
     for (const Contender& c : contenders) std::printf(" %12.12s", c.name.c_str());
-    std::printf(" %12s %12s %12s %6s %6s %6s\n", "best", "pick", "measured", "tuned", "pick", "meas");
+    std::printf(" %12s %12s %12s %6s %6s %6s %6s\n", "best", "pick", "measured", "tuned", "pick", "meas", "noise");
   }
   for (size_t bytes = minBytes; bytes <= maxBytes; bytes *= factor) {
     const size_t count = bytes / sizeof(float);
@@ -186,23 +195,24 @@ int main(int argc, char** argv) {
     std::vector<double> med;
     for (auto& v : us) med.push_back(median(v));
     size_t best = 1;
-    for (size_t c = 2; c < med.size(); ++c) best = med[c] < med[best] ? c : best;
+    for (size_t c = 2; c < twin; ++c) best = med[c] < med[best] ? c : best;
     const Algorithm pick = lockstep::chooseAlgorithm(OpKind::kAllReduce, nranks, bytes, link, {});
     // What the tuned communicator's measured tuner settled on (the model's pick where it never
     // tries others): timed on its own forced communicator, like the pick.
     const lockstep::MeasuredTuner* measured = lockstep::communicatorOf(contenders[0].comm)->measuredTuner();
     const Algorithm chosen = measured ? measured->chosen(OpKind::kAllReduce, bytes).value_or(pick) : pick;
     auto forcedRatio = [&](Algorithm a) {
-      for (size_t c = 1; c < contenders.size(); ++c) {
+      for (size_t c = 1; c < twin; ++c) {
         if (contenders[c].algo == a) return med[c] / med[best];
       }
       return 0.0;
     };
     std::printf("%10zu", bytes);
     for (double m : med) std::printf(" %12.2f", m);
-    std::printf(" %12.12s %12.12s %12.12s %6.2f %6.2f %6.2f\n", contenders[best].name.c_str(),
+    const double ring = forcedRatio(Algorithm::kRing), twinRatio = med[twin] / med[best];
+    std::printf(" %12.12s %12.12s %12.12s %6.2f %6.2f %6.2f %6.2f\n", contenders[best].name.c_str(),
                 lockstep::algorithmName(pick), lockstep::algorithmName(chosen), med[0] / med[best], forcedRatio(pick),
-                forcedRatio(chosen));
+                forcedRatio(chosen), std::max(ring, twinRatio) / std::min(ring, twinRatio));
     std::fflush(stdout);
   }
   CHECK(lockstepAllReduce(&wrong, &wrong, 1, lockstepUint64, lockstepSum, world, nullptr));

@@ -264,15 +264,17 @@ TEST(PerfDrivers, RanksAsThreadsOfOneProcessWithT) {
   }
 }
 
-// perf/algo_sweep: a communicator per algorithm beside the tuned one, timed in interleaved
-// rounds; every communicator's result is checked in the first round (exit 1 on a wrong value).
+// perf/algo_sweep: a communicator per algorithm beside the tuned one (and a second ring, the
+// noise control), timed in interleaved rounds; every communicator's result is checked in the
+// first round (exit 1 on a wrong value).
 TEST(PerfDrivers, AlgoSweepRunsEveryAlgorithmBesideTheTunedOne) {
   ProcResult r = run({kRun, "-n", "3", std::string(PERF_DIR) + "/algo_sweep", "-b", "16", "-e", "64K", "-f", "64", "-r",
                       "2", "-t", "0.2"},
                      {"LOCKSTEP_TIMEOUT=30"}, 60);
   ASSERT_FALSE(r.timedOut) << r.output;
   EXPECT_EQ(r.code, 0) << r.output;
-  for (const char* column : {"tuned", "ring", "tree", "recursive_do", "rabenseifner", "direct", "pick"})
+  for (const char* column :
+       {"tuned", "ring", "tree", "recursive_do", "rabenseifner", "direct", "ring-twin", "pick", "noise"})
     EXPECT_NE(r.output.find(column), std::string::npos) << column << "\n" << r.output;
   EXPECT_NE(r.output.find("     65536 "), std::string::npos) << "the last size's row\n" << r.output;
   EXPECT_EQ(r.output.find("WRONG"), std::string::npos) << r.output;
