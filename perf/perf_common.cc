@@ -142,12 +142,12 @@ void printHeader(const char* title, int nranks, const Args& a) {
 void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor, double oopUs,
               size_t oopWrong, double ipUs, size_t ipWrong) {
   auto algbw = [&](double us) { return us > 0 ? bytes / (us * 1e-6) / 1e9 : 0.0; };
-  std::printf(" %12zu %14zu %9s %6s %6d %10.2f %8.3f %8.3f %6zu", bytes, count, type, op, root, oopUs, algbw(oopUs),
+  std::printf(" %12zu %14zu %9s %6s %6d %10.3f %8.3f %8.3f %6zu", bytes, count, type, op, root, oopUs, algbw(oopUs),
               algbw(oopUs) * busFactor, oopWrong);
   if (ipUs < 0) {
     std::printf(" %10s %8s %8s %6s\n", "n/a", "n/a", "n/a", "n/a");
   } else {
-    std::printf(" %10.2f %8.3f %8.3f %6zu\n", ipUs, algbw(ipUs), algbw(ipUs) * busFactor, ipWrong);
+    std::printf(" %10.3f %8.3f %8.3f %6zu\n", ipUs, algbw(ipUs), algbw(ipUs) * busFactor, ipWrong);
   }
   std::fflush(stdout);
 }
