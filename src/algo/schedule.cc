@@ -1,6 +1,19 @@
 #include "src/algo/schedule.h"
 
+#include <algorithm>
+
 namespace lockstep {
+
+PeerList peersOf(const Schedule& schedule) {
+  PeerList out;
+  for (const Step& s : schedule.steps) {
+    for (int p : {s.sendPeer, s.recvPeer}) {
+      if (p < 0 || out.n == PeerList::kMax) continue;
+      if (std::find(out.rank, out.rank + out.n, p) == out.rank + out.n) out.rank[out.n++] = static_cast<int16_t>(p);
+    }
+  }
+  return out;
+}
 
 const char* primName(Prim p) {
   switch (p) {

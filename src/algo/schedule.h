@@ -102,4 +102,14 @@ struct Schedule {
   }
 };
 
+// The ranks a schedule exchanges messages with, in order of first use, at most kMax of them: what
+// the flight recorder keeps of each op. Found once when an op is planned; walking the steps on
+// every call was 4 % of a 2-rank 8-byte all-reduce.
+struct PeerList {
+  static constexpr int kMax = 6;
+  int16_t rank[kMax] = {};
+  uint8_t n = 0;
+};
+PeerList peersOf(const Schedule& schedule);
+
 }  // namespace lockstep

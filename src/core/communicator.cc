@@ -256,7 +256,7 @@ void Communicator::execute(Work& w, bool background) {
   }
   const uint64_t seq = w.info.fp.seq;       // 0 for send/recv: not tracked by the group
   const Clock::time_point start = stamp();  // the op's deadline and its flight-recorder entry
-  recorder_.started(w.info, w.schedule, w.queued == Clock::time_point{} ? start : w.queued, start);
+  recorder_.started(w.info, w.peers, w.queued == Clock::time_point{} ? start : w.queued, start);
   try {
     Deadline deadline(start + config_.timeout);
     if (w.gate.active) {
@@ -485,7 +485,7 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
     {
       const Clock::time_point now = Clock::now();
       std::lock_guard<std::mutex> lock(kernelRecordMu_);
-      record = kernelRecorder_.started(w->info, w->schedule, now, now);
+      record = kernelRecorder_.started(w->info, w->peers, now, now);
     }
     bool posted = false;
     try {

@@ -22,7 +22,7 @@ int64_t FlightRecorder::toWallUs(Clock::time_point t) const {
   return wallOffsetUs_ + std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
 }
 
-uint64_t FlightRecorder::started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued,
+uint64_t FlightRecorder::started(const OpInfo& op, const PeerList& peers, Clock::time_point queued,
                                  Clock::time_point start) {
   const uint64_t id = next_++;
   Record& r = records_[id % kCapacity];
@@ -33,14 +33,7 @@ uint64_t FlightRecorder::started(const OpInfo& op, const Schedule& schedule, Clo
   r.dtype = static_cast<uint8_t>(op.dtype);
   r.op = static_cast<uint8_t>(op.op);
   r.root = op.fp.root;
-  r.npeers = 0;
-  for (const Step& s : schedule.steps) {
-    for (int p : {s.sendPeer, s.recvPeer}) {
-      if (p < 0 || r.npeers == kMaxPeers) continue;
-      if (std::find(r.peers, r.peers + r.npeers, p) == r.peers + r.npeers)
-        r.peers[r.npeers++] = static_cast<int16_t>(p);
-    }
-  }
+  r.peers = peers;
   r.queued = queued;
   r.start = start;
   r.end = Clock::time_point{};
@@ -87,7 +80,7 @@ uint64_t FlightRecorder::write(FILE* f, int rank, int tid) const {
   for (uint64_t i = first; i < next_; ++i) {
     const Record& r = records_[i % kCapacity];
     std::string peers, name = r.kind, timing;
-    for (int k = 0; k < r.npeers; ++k) peers.append(k ? "," : "").append(std::to_string(r.peers[k]));
+    for (int k = 0; k < r.peers.n; ++k) peers.append(k ? "," : "").append(std::to_string(r.peers.rank[k]));
     if (r.seq) name.append(" #").append(std::to_string(r.seq));
     const bool running = r.end == Clock::time_point{};
     // A finished op is a complete slice ("X"); one still running at the dump is an open one ("B").

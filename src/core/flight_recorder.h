@@ -25,7 +25,6 @@ namespace lockstep {
 class FlightRecorder {
  public:
   static constexpr size_t kCapacity = 1024;
-  static constexpr int kMaxPeers = 6;
 
   // `track` names the records' lane in the dump ("host", "cuda_ipc") and is written with
   // each op as its "path".
@@ -34,7 +33,7 @@ class FlightRecorder {
   // One writer at a time, and dumps only while nobody writes: the owner serialises (see above).
   // Times are steady-clock readings the caller already took (the start doubles as the op's
   // deadline base): recording adds no clock call. started() returns the record's id for ended().
-  uint64_t started(const OpInfo& op, const Schedule& schedule, Clock::time_point queued, Clock::time_point start);
+  uint64_t started(const OpInfo& op, const PeerList& peers, Clock::time_point queued, Clock::time_point start);
   // Ends the newest record.
   void ended(lockstepResult_t result, Clock::time_point end);
   // Ends record `id`, if the ring still holds it (kernels may finish after later ones started).
@@ -53,8 +52,7 @@ class FlightRecorder {
     uint64_t count = 0;
     uint8_t dtype = 0, op = 0;
     int32_t root = -1;
-    int16_t peers[kMaxPeers] = {};
-    uint8_t npeers = 0;
+    PeerList peers;
     Clock::time_point queued, start, end;  // end == time_point{}: still running
     int32_t result = 0;
   };

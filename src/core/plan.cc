@@ -45,6 +45,7 @@ void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w
   } else {
     buildSchedule(algorithm, op.kind, rank, nranks, count, op.root, &w->schedule);
   }
+  w->peers = peersOf(w->schedule);
   bindBuffers(op, nranks, algorithm, w);
 }
 
@@ -94,6 +95,7 @@ void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w
   w->info = OpInfo{
       ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", "direct", fp, lockstepUint8, lockstepSum, bytes};
   directP2P(rank, nranks, p2p, &w->schedule);
+  w->peers = peersOf(w->schedule);
 }
 
 }  // namespace lockstep

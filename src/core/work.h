@@ -19,6 +19,7 @@ namespace lockstep {
 
 struct Work {
   Schedule schedule;
+  PeerList peers;  // peersOf(schedule), for the flight recorder
   std::vector<char*> buffers;
   OpInfo info{};
   Clock::time_point queued;          // when the call was queued (flight recorder); unset if run inline
@@ -34,6 +35,7 @@ struct Work {
 
   void reset() {
     schedule.clear();
+    peers = {};
     buffers.clear();
     stagedFrom = nullptr;
     resetCompletion();

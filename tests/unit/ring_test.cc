@@ -61,8 +61,21 @@ TEST(RingSchedule, HasTwoNMinusOneStepsWithTheRightPeers) {
       EXPECT_EQ(sends, 2 * (n - 1));
       EXPECT_EQ(recvs, 2 * (n - 1));
       EXPECT_EQ(finishes, 1) << "each rank finishes exactly its own chunk";
+      // What the flight recorder keeps: the next rank (the first step sends), then the previous.
+      const PeerList peers = peersOf(s);
+      ASSERT_EQ(peers.n, n == 2 ? 1 : 2) << "n=" << n << " r=" << r;
+      EXPECT_EQ(peers.rank[0], (r + 1) % n);
+      if (n > 2) EXPECT_EQ(peers.rank[1], (r + n - 1) % n);
     }
   }
+}
+
+TEST(RingSchedule, PeerListStopsAtItsCapacity) {
+  Schedule s;
+  for (int p = 1; p <= 2 * PeerList::kMax; ++p) s.add(Step{.prim = Prim::kSend, .sendPeer = p});
+  const PeerList peers = peersOf(s);
+  ASSERT_EQ(peers.n, PeerList::kMax);
+  for (int k = 0; k < PeerList::kMax; ++k) EXPECT_EQ(peers.rank[k], k + 1);
 }
 
 struct SimRun {

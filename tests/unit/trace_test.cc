@@ -39,6 +39,8 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   EXPECT_NE(json.str().find("\"traceEvents\""), std::string::npos);
   EXPECT_NE(json.str().find("\"allreduce #6\""), std::string::npos) << json.str();
   EXPECT_NE(json.str().find("\"algorithm\":\"recursive_doubling\""), std::string::npos);
+  // With 3 ranks, recursive doubling folds rank 0 into rank 1: its only peer.
+  EXPECT_NE(json.str().find("\"peers\":[1]"), std::string::npos) << json.str();
   testing::ProcResult r = testing::run(
       {LOCKSTEP_TRACE_PATH, "-o", dir + "/merged.json", dir + "/t.0.json", dir + "/t.1.json", dir + "/t.2.json"}, {},
       30);
