@@ -79,14 +79,20 @@ void exchange(int fd, const char* out, char* in, size_t bytes) {
       const size_t off = sent % kChunk;
       ssize_t n = ::send(fd, out + off, std::min(kChunk - off, bytes - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN) die("send");
-      if (n > 0) sent += static_cast<size_t>(n), moved = true;
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        moved = true;
+      }
     }
     if (got < bytes) {
       const size_t off = got % kChunk;
       ssize_t n = ::recv(fd, in + off, std::min(kChunk - off, bytes - got), MSG_DONTWAIT);
       if (n == 0) die("peer closed");
       if (n < 0 && errno != EAGAIN) die("recv");
-      if (n > 0) got += static_cast<size_t>(n), moved = true;
+      if (n > 0) {
+        got += static_cast<size_t>(n);
+        moved = true;
+      }
     }
     if (!moved) {
       pollfd p{fd, static_cast<short>((got < bytes ? POLLIN : 0) | (sent < bytes ? POLLOUT : 0)), 0};

@@ -38,7 +38,8 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
     if (scaled && step.localFirst) {
       // My scaled input first (the lower rank's data, Step::localFirst): scaled into place, then
       // combined in that order. Operand order decides which NaN a sum returns, so it matters
-      // for bit-identical ranks. Only a received partial comes with localFirst: no aliasing.
+      // for bit-identical ranks. `partial` is then a received message, never `to`, so scaling
+      // into `to` first loses nothing (in place, `to` may be the input itself, scaled where it lies).
       k.scale(to, src, n, sk.nranks);
       k.reduce(to, to, partial, n);
     } else if (scaled) {
