@@ -10,27 +10,36 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # The anchors' interface (../shared/anchors/anchor.sh): build, membw, and <name> <nranks> -b -e -f.
-# FAKE_US is every size's time; the busbw follows from it as the anchors' drivers compute it.
-cat >"$tmp/anchor.sh" <<'SH'
+# FAKE_US is every size's time, or one time per run ("9 90 90": the first run 9 us, the second
+# 90, ...); the busbw follows from it as the anchors' drivers compute it. table.sh prints such a
+# table for the program named by its first argument, counting that program's runs in $tmp.
+cat >"$tmp/table.sh" <<SH
 #!/bin/sh
-cmd=$1; shift
-case "$cmd" in
+name=\$1 us_list=\$2; shift 2
+b=8 e=8 f=2
+while [ \$# -gt 1 ]; do
+  case "\$1" in -b) b=\$2 ;; -e) e=\$2 ;; -f) f=\$2 ;; esac
+  shift 2
+done
+n=\$(cat "$tmp/runs.\$name" 2>/dev/null || echo 0)
+echo \$((n + 1)) >"$tmp/runs.\$name"
+awk -v b="\$b" -v e="\$e" -v f="\$f" -v list="\$us_list" -v run="\$n" 'BEGIN {
+  k = split(list, us, " ")
+  t = us[run % k + 1]
+  print "# stand-in table"
+  for (s = b; s <= e; s *= f) {
+    bw = s / (t * 1e-6) / 1e9
+    printf "%13d %14d %7s %7s %6d %11.3f %8.3f %8.3f %7d %7d\\n", s, s / 4, "float", "sum", -1, t, bw, bw, 0, 10
+  }
+}'
+SH
+cat >"$tmp/anchor.sh" <<SH
+#!/bin/sh
+cmd=\$1; shift
+case "\$cmd" in
 build) exit 0 ;;
-membw) printf 'memcpy (bytes copied)  2  1.000  %s\n' "${FAKE_MEMBW:?}" ;;
-mpi|mpi-tcp|gloo)
-  shift
-  b=8 e=8 f=2
-  while [ $# -gt 1 ]; do
-    case "$1" in -b) b=$2 ;; -e) e=$2 ;; -f) f=$2 ;; esac
-    shift 2
-  done
-  awk -v b="$b" -v e="$e" -v f="$f" -v us="${FAKE_US:?}" 'BEGIN {
-    print "# stand-in anchor"
-    for (s = b; s <= e; s *= f) {
-      bw = s / (us * 1e-6) / 1e9
-      printf "%13d %14d %7s %7s %6d %11.3f %8.3f %8.3f %7d %7d\n", s, s / 4, "float", "sum", -1, us, bw, bw, 0, 10
-    }
-  }' ;;
+membw) printf 'memcpy (bytes copied)  2  1.000  %s\\n' "\${FAKE_MEMBW:?}" ;;
+mpi|mpi-tcp|gloo) shift; exec sh "$tmp/table.sh" "\$cmd" "\${FAKE_US:?}" "\$@" ;;
 *) exit 2 ;;
 esac
 SH
@@ -42,7 +51,8 @@ expect() {
   local name=$1 want=$2 pattern=$3
   shift 4
   local out rc
-  out=$(LOCKSTEP_ANCHORS="$tmp" "$src/perf/compare" --build "$build" --no-build-anchors --no-plot \
+  rm -f "$tmp"/runs.*
+  out=$(LOCKSTEP_ANCHORS="$tmp" "$src/perf/compare" --build "${BUILD:-$build}" --no-build-anchors --no-plot \
         --out "$tmp/out" "$@" 2>&1)
   rc=$?
   if [ "$rc" -ne "$want" ] || ! grep -q -- "$pattern" <<<"$out"; then
@@ -68,4 +78,22 @@ FAKE_US=0.001 expect "fast anchor, bandwidth" 1 ">=1.0x mpi MISSED" -- -b 64K -e
 # 16 MiB: 2x OpenMPI and 0.2x the memcpy rate probed beside it.
 FAKE_US=1000000 FAKE_MEMBW=0.001 expect "memcpy target met" 0 ">=0.2x memcpy ok" -- -b 16M -e 16M --runs 1
 FAKE_US=1000000 FAKE_MEMBW=1000000 expect "memcpy target missed" 1 ">=0.2x memcpy MISSED" -- -b 16M -e 16M --runs 1
+
+# Targets are decided on the rounds' paired ratios. A stand-in Lockstep (a build whose launcher
+# prints a table) runs 10, 100, 10 us and the anchor 9, 90, 90 us: 1.1x slower in every round,
+# though the medians (10 against 90) would read 9x faster.
+mkdir -p "$tmp/fake-build"
+cat >"$tmp/fake-build/lockstep-run" <<SH
+#!/bin/sh
+shift 3  # -n N driver
+exec sh "$tmp/table.sh" lockstep "\$FAKE_LOCKSTEP_US" "\$@"
+SH
+chmod +x "$tmp/fake-build/lockstep-run"
+BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="10 100 10" FAKE_US="9 90 90" expect "paired rounds, slower in each" 1 \
+  "0.90  FAIL >=1.0x mpi MISSED" -- -b 64K -e 64K --runs 3
+BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="9 90 90" FAKE_US="10 100 10" expect "paired rounds, faster in each" 0 \
+  "1.11  PASS >=1.0x mpi ok" -- -b 64K -e 64K --runs 3
+# The same at 8 B, where the ratio is of times.
+BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="10 100 10" FAKE_US="9 90 90" expect "paired rounds, 8 B" 1 \
+  "<= mpi time MISSED" -- -b 8 -e 8 --runs 3
 exit $fail
