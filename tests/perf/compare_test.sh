@@ -88,7 +88,13 @@ cat >"$tmp/fake-build/lockstep-run" <<SH
 shift 3  # -n N driver
 exec sh "$tmp/table.sh" lockstep "\$FAKE_LOCKSTEP_US" "\$@"
 SH
-chmod +x "$tmp/fake-build/lockstep-run"
+mkdir -p "$tmp/fake-build/perf"
+cat >"$tmp/fake-build/perf/tcp_ceiling" <<SH
+#!/bin/sh
+shift 2  # -r N
+exec sh "$tmp/table.sh" tcp-ceiling "\$FAKE_CEILING_US" "\$@"
+SH
+chmod +x "$tmp/fake-build/lockstep-run" "$tmp/fake-build/perf/tcp_ceiling"
 BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="10 100 10" FAKE_US="9 90 90" expect "paired rounds, slower in each" 1 \
   "0.90  FAIL >=1.0x mpi MISSED" -- -b 64K -e 64K --runs 3
 BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="9 90 90" FAKE_US="10 100 10" expect "paired rounds, faster in each" 0 \
@@ -96,4 +102,10 @@ BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="9 90 90" FAKE_US="10 100 10" expect "p
 # The same at 8 B, where the ratio is of times.
 BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="10 100 10" FAKE_US="9 90 90" expect "paired rounds, 8 B" 1 \
   "<= mpi time MISSED" -- -b 8 -e 8 --runs 3
+# An anchor faster than tcp_ceiling shows that figure bounds nothing: a target missed there is
+# not called "above the TCP ceiling". Where it holds, 3x a fast Gloo is.
+BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US=330 FAKE_US=250 FAKE_CEILING_US=320 expect "an anchor beats the ceiling" 1 \
+  ">=3.0x gloo MISSED, >=1.0x mpi-tcp MISSED" -- --transport socket -b 1M -e 1M --runs 1
+BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US=300 FAKE_US=250 FAKE_CEILING_US=240 expect "the ceiling holds" 1 \
+  ">=3.0x gloo (above the TCP ceiling) MISSED, >=1.0x mpi-tcp MISSED" -- --transport socket -b 1M -e 1M --runs 1
 exit $fail
