@@ -2,6 +2,8 @@
 # perf/compare end to end: real Lockstep runs against stand-in anchors whose figures are fixed,
 # so the verdicts are known. An anchor far slower than anything must give PASS and exit 0, one
 # far faster MISSED and exit 1; the same for the memcpy target through a stand-in membw probe.
+# Then a stand-in Lockstep, with figures of its own, checks what needs both sides fixed: that
+# targets are decided on the rounds' paired ratios, and when tcp_ceiling labels a target.
 #   tests/perf/compare_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 build=$1 src=$2
