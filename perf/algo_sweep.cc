@@ -12,13 +12,15 @@
 // communicator being timed), the best of them, the cost model's pick (a pure function of the size
 // and the link cost every rank computed at init), what the tuned communicator's measured tuner
 // settled on (src/algo/measured_tuner.h; the model's pick where it tries nothing), then four
-// ratios to the best: the tuned communicator's own time ("tuned", after its first trial of the
-// size), and the forced times of the model's pick ("pick") and of the measured choice ("meas").
+// ratios to the best (the algorithm of the least median), each the median over rounds of the two
+// times in the same round, as perf/compare pairs its runs: the tuned communicator's own time
+// ("tuned", after its first trial of the size), and the forced times of the model's pick
+// ("pick") and of the measured choice ("meas").
 // "tuned" carries the noise between communicators running the same schedule (up to 1.4x here);
 // "pick" and "meas" judge the choices alone. "noise" is the control: a second ring communicator
-// ("ring-twin", never counted as best) runs the ring's schedule in the same rounds, and the
-// larger of the two rings' times over the smaller is the spread this run gives one algorithm
-// measured twice. A miss smaller than it is below what the run can resolve; "best", the least of
+// ("ring-twin", never counted as best) runs the ring's schedule in the same rounds, and the two
+// rings' paired ratio (or its inverse, whichever is above 1) is the spread this run gives one
+// algorithm measured twice. A miss smaller than it is below what the run can resolve; "best", the least of
 // several noisy medians, also reads low by about that much. The launcher's (world) communicator
 // only hands out ids and agrees on iteration counts: every timed one is made alike. The first
 // round checks every communicator's result. Exits 1 on a wrong value.
@@ -201,18 +203,27 @@ int main(int argc, char** argv) {
     // tries others): timed on its own forced communicator, like the pick.
     const lockstep::MeasuredTuner* measured = lockstep::communicatorOf(contenders[0].comm)->measuredTuner();
     const Algorithm chosen = measured ? measured->chosen(OpKind::kAllReduce, bytes).value_or(pick) : pick;
+    // Ratios are paired: the median over rounds of one communicator's time over another's in the
+    // same round, milliseconds apart, so a phase that moves between rounds moves both.
+    auto paired = [&](size_t x, size_t y) {
+      std::vector<double> r;
+      for (size_t k = 0; k < us[x].size(); ++k) r.push_back(us[x][k] / us[y][k]);
+      return median(r);
+    };
     auto forcedRatio = [&](Algorithm a) {
       for (size_t c = 1; c < twin; ++c) {
-        if (contenders[c].algo == a) return med[c] / med[best];
+        if (contenders[c].algo == a) return paired(c, best);
       }
       return 0.0;
     };
+    size_t ring = 1;
+    while (contenders[ring].algo != Algorithm::kRing) ++ring;
+    const double noise = paired(ring, twin);
     std::printf("%10zu", bytes);
     for (double m : med) std::printf(" %12.2f", m);
-    const double ring = forcedRatio(Algorithm::kRing), twinRatio = med[twin] / med[best];
     std::printf(" %12.12s %12.12s %12.12s %6.2f %6.2f %6.2f %6.2f\n", contenders[best].name.c_str(),
-                lockstep::algorithmName(pick), lockstep::algorithmName(chosen), med[0] / med[best], forcedRatio(pick),
-                forcedRatio(chosen), std::max(ring, twinRatio) / std::min(ring, twinRatio));
+                lockstep::algorithmName(pick), lockstep::algorithmName(chosen), paired(0, best), forcedRatio(pick),
+                forcedRatio(chosen), std::max(noise, 1 / noise));
     std::fflush(stdout);
   }
   CHECK(lockstepAllReduce(&wrong, &wrong, 1, lockstepUint64, lockstepSum, world, nullptr));
