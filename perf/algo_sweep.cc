@@ -20,10 +20,10 @@
 // "pick" and "meas" judge the choices alone. "noise" is the control: a second ring communicator
 // ("ring-twin", never counted as best) runs the ring's schedule in the same rounds, and the two
 // rings' paired ratio (or its inverse, whichever is above 1) is the spread this run gives one
-// algorithm measured twice. A miss smaller than it is below what the run can resolve; "best", the least of
-// several noisy medians, also reads low by about that much. The launcher's (world) communicator
-// only hands out ids and agrees on iteration counts: every timed one is made alike. The first
-// round checks every communicator's result. Exits 1 on a wrong value.
+// algorithm measured twice. A miss smaller than it is below what the run can resolve; "best",
+// the least of several noisy medians, also reads low by about that much. The launcher's (world)
+// communicator only hands out ids and agrees on iteration counts: every timed one is made alike.
+// The first round checks every communicator's result. Exits 1 on a wrong value.
 //
 //   build/lockstep-run -n 2 build/perf/algo_sweep [-b 8] [-e 256M] [-f 2] [-r 7] [-t 10]
 #include <algorithm>
@@ -138,7 +138,7 @@ int main(int argc, char** argv) {
     contenders.push_back({lockstep::algorithmName(a), a, newComm(lockstep::algorithmName(a))});
   }
   // A second ring communicator, timed like the others but never "best": the same schedule run
-  // twice, so |ring - twin| is what this host's noise alone makes of one algorithm in this run.
+  // twice, so the two rings' ratio is what this host's noise alone makes of one algorithm here.
   // A choice that misses the best by less than that is not distinguishable from it here.
   const size_t twin = contenders.size();
   contenders.push_back({"ring-twin", Algorithm::kRing, newComm(lockstep::algorithmName(Algorithm::kRing))});
@@ -210,15 +210,13 @@ int main(int argc, char** argv) {
       for (size_t k = 0; k < us[x].size(); ++k) r.push_back(us[x][k] / us[y][k]);
       return median(r);
     };
-    auto forcedRatio = [&](Algorithm a) {
-      for (size_t c = 1; c < twin; ++c) {
-        if (contenders[c].algo == a) return paired(c, best);
-      }
-      return 0.0;
+    auto forced = [&](Algorithm a) {  // a's own communicator (twin when a has none)
+      size_t c = 1;
+      while (c < twin && contenders[c].algo != a) ++c;
+      return c;
     };
-    size_t ring = 1;
-    while (contenders[ring].algo != Algorithm::kRing) ++ring;
-    const double noise = paired(ring, twin);
+    auto forcedRatio = [&](Algorithm a) { return forced(a) < twin ? paired(forced(a), best) : 0.0; };
+    const double noise = paired(forced(Algorithm::kRing), twin);
     std::printf("%10zu", bytes);
     for (double m : med) std::printf(" %12.2f", m);
     std::printf(" %12.12s %12.12s %12.12s %6.2f %6.2f %6.2f %6.2f\n", contenders[best].name.c_str(),

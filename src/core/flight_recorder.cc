@@ -3,7 +3,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cstdio>
 
 #include "kernels/dtype.h"
