@@ -54,8 +54,11 @@ class SliceWalker {
     while (end_ < steps_.size() && !steps_[end_].phase) ++end_;
     end_ = std::min(end_, steps_.size());
     slices_ = 0;
-    for (size_t i = begin_; i < end_; ++i)
-      slices_ = std::max(slices_, (steps_[i].count + sliceElems_ - 1) / sliceElems_);
+    // A step that fits one slice (every step of a small op) needs no division.
+    for (size_t i = begin_; i < end_; ++i) {
+      const size_t n = steps_[i].count;
+      slices_ = std::max(slices_, n <= sliceElems_ ? size_t{n > 0} : (n + sliceElems_ - 1) / sliceElems_);
+    }
     slice_ = 0;
     index_ = begin_;
     nextSliceMajor();

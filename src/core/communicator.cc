@@ -245,7 +245,7 @@ LinkCost Communicator::globalLinkCost() const {
 void Communicator::finish(Work& w, lockstepResult_t result, const std::string& error) {
   if (w.gate.active) streamOrder_->done(w.gate);  // the stream goes on, whatever the outcome
   w.result = result;
-  w.error = error;
+  if (result != lockstepSuccess) w.error = error;
   w.done.store(true, std::memory_order_release);
 }
 
@@ -277,7 +277,7 @@ void Communicator::execute(Work& w, bool background) {
       brokenBy_ = w.gate.failure;
       return finish(w, lockstepSystemError, w.gate.failure);
     }
-    finish(w, lockstepSuccess, "");
+    finish(w);
   } catch (const Error& e) {
     lockstepResult_t code = e.code();
     std::string text = e.what();

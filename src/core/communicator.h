@@ -118,7 +118,9 @@ class Communicator {
   bool hostIsFull(uint64_t host) const;
   int ranksOn(uint64_t host) const;  // this communicator's ranks on `host`
   void dumpTrace();
-  void finish(Work& w, lockstepResult_t result, const std::string& error);
+  // Marks w done. Success leaves w.error as resetCompletion() left it (empty): no string is built
+  // on the fast path.
+  void finish(Work& w, lockstepResult_t result = lockstepSuccess, const std::string& error = {});
   void progressLoop();
   // postOnStream's cuda_ipc path: false (nothing enqueued) when some op must take the staged one.
   bool postIpc(std::span<const OpDesc> ops, void* stream);

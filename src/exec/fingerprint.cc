@@ -6,20 +6,7 @@
 
 namespace lockstep {
 
-namespace {
-constexpr uint64_t kTagMagic = 0xa5;
-constexpr uint64_t kPathBit = 0x80;  // in the algorithm byte: Algorithm values stay below it
-static_assert(static_cast<uint64_t>(Algorithm::kCount) < kPathBit);
-}  // namespace
-
-MessageTag Fingerprint::tag() const {
-  MessageTag t;
-  t.words[0] = seq;
-  t.words[1] = (count & ((uint64_t(1) << 56) - 1)) | (uint64_t(algorithm) | (path ? kPathBit : 0)) << 56;
-  t.words[2] =
-      static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 | kTagMagic << 56;
-  return t;
-}
+static_assert(static_cast<uint64_t>(Algorithm::kCount) < Fingerprint::kPathBit);
 
 bool Fingerprint::fromTag(const MessageTag& t, Fingerprint* out) {
   if ((t.words[2] >> 56) != kTagMagic) return false;

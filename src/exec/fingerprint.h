@@ -24,7 +24,18 @@ struct Fingerprint {
   // plane, comparing fingerprints, can tell them apart before the timeout.
   uint8_t path = 0;
 
-  MessageTag tag() const;
+  static constexpr uint64_t kTagMagic = 0xa5;  // the top byte of words[2]: garbage rarely has it
+  static constexpr uint64_t kPathBit = 0x80;   // in the algorithm byte: Algorithm values stay below it
+
+  // Inline: every message of every op carries it.
+  MessageTag tag() const {
+    MessageTag t;
+    t.words[0] = seq;
+    t.words[1] = (count & ((uint64_t(1) << 56) - 1)) | (uint64_t(algorithm) | (path ? kPathBit : 0)) << 56;
+    t.words[2] = static_cast<uint32_t>(root) | uint64_t(kind) << 32 | uint64_t(dtype) << 40 | uint64_t(op) << 48 |
+                 kTagMagic << 56;
+    return t;
+  }
   // False if the tag is not a fingerprint at all (garbage from a broken peer).
   static bool fromTag(const MessageTag& tag, Fingerprint* out);
   // "allreduce #5 (count 10, float32, sum)"
