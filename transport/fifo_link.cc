@@ -10,15 +10,9 @@
 
 namespace lockstep {
 
-Message FifoLink::tryRecv() {
-  size_t bytes = 0;
-  MessageTag tag;
-  const void* p = in_.tryRecv(&bytes, &tag);
-  if (p && bytes > in_.slotBytes()) {
-    throw RemoteError(peerRank_, peerName_ + " posted a " + std::to_string(bytes) + "-byte message into a " +
-                                     std::to_string(in_.slotBytes()) + "-byte slot");
-  }
-  return Message{p, p ? bytes : 0, tag};
+void FifoLink::oversized(size_t bytes) const {
+  throw RemoteError(peerRank_, peerName_ + " posted a " + std::to_string(bytes) + "-byte message into a " +
+                                   std::to_string(in_.slotBytes()) + "-byte slot");
 }
 
 bool FifoLink::peerGone() {

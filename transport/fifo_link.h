@@ -26,13 +26,21 @@ class FifoLink : public Link {
 
   void* trySendSlot() override { return out_.trySlot(); }
   void postSend(size_t bytes, const MessageTag& tag) override { out_.post(bytes, tag); }
-  Message tryRecv() override;
+  Message tryRecv() override {
+    Message m;
+    m.data = in_.tryRecv(&m.bytes, &m.tag);
+    if (!m.data) return Message{};
+    if (m.bytes > in_.slotBytes()) oversized(m.bytes);
+    return m;
+  }
   void releaseRecv() override { in_.release(); }
   bool progress() override { return true; }
   bool peerGone() override;
   void wait(bool forMessage, long ns) override;
 
  private:
+  [[noreturn]] void oversized(size_t bytes) const;  // out of line: the poll stays short
+
   FifoSender out_;
   FifoReceiver in_;
   std::shared_ptr<void> keepAlive_;

@@ -63,6 +63,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
                                              config_.timeout, &aborted_);
   health_ = std::make_unique<Health>(TransportContext{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr});
   executor_->setMonitor(health_.get());
+  health_->setSerialProgress(ipc_ == nullptr);  // kernels report progress from other threads
   if (ipc_) {
     // A peer that dies (or a failure any rank reports) stops this rank's kernels at once, as it
     // stops host ops; the async error then names the culprit.
@@ -321,11 +322,12 @@ void Communicator::progressLoop() {
     if (queue_.empty()) return;  // stopping, and nothing left to do
     std::shared_ptr<Work> w = std::move(queue_.front());
     queue_.pop_front();
-    busy_ = true;
+    queued_.store(queue_.size());
+    busy_.store(true);
     lock.unlock();
     execute(*w, /*background=*/true);
     lock.lock();
-    busy_ = false;
+    busy_.store(false);
     cv_.notify_all();
   }
 }
@@ -343,6 +345,7 @@ void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
       if (w->queued == Clock::time_point{}) w->queued = stamp();
       queue_.push_back(w);
     }
+    queued_.store(queue_.size());
     if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });
   }
   cv_.notify_all();
@@ -350,18 +353,21 @@ void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
 
 void Communicator::runNow(Work& w) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (!busy_ && queue_.empty()) {
-    busy_ = true;
+  if (!busy_.load(std::memory_order_relaxed) && queue_.empty()) {
+    busy_.store(true, std::memory_order_relaxed);  // read under mu_ by the progress thread
     assignSeq(w);
     w.queued = Clock::time_point{};  // inline: queued when it starts
     lock.unlock();
     execute(w, /*background=*/false);
-    lock.lock();
-    busy_ = false;
-    // Only the progress thread waits on busy_, and only with work queued behind this op.
-    const bool wake = !queue_.empty() || stop_;
-    lock.unlock();
-    if (wake) cv_.notify_all();
+    // Only the progress thread waits on busy_, and only with work queued behind this op. Either
+    // this load sees what enqueue() queued, or the progress thread, woken by enqueue(), sees
+    // busy_ false (both seq_cst). The destructor cannot run during a call.
+    busy_.store(false);
+    if (queued_.load() != 0) {
+      lock.lock();  // not while the progress thread is between its check and its wait
+      lock.unlock();
+      cv_.notify_all();
+    }
   } else {
     // Earlier work is queued: this op must wait its turn. Hand it to the progress thread.
     lock.unlock();

@@ -161,7 +161,11 @@ class Communicator {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::shared_ptr<Work>> queue_;
-  bool busy_ = false;  // a Work is executing (inline or on the progress thread)
+  // A Work is executing (inline or on the progress thread). Set under mu_; an inline op clears it
+  // without mu_ (seq_cst, then reads queued_): the progress thread needs waking only when
+  // work is queued, and a lock pair per call costs a small all-reduce about 5 %.
+  std::atomic<bool> busy_{false};
+  std::atomic<size_t> queued_{0};  // queue_.size(), changed under mu_
   bool stop_ = false;
   std::thread progress_;
   uint64_t seq_ = 0;

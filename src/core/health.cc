@@ -82,9 +82,13 @@ void Health::entered(const Fingerprint& fp) {
   // than the one entered changes nothing: peers see this rank's progress only move forward.
   MessageTag t = fp.tag();
   uint64_t v = fpVersion_.load(std::memory_order_relaxed);
-  for (;;) {
-    if (!(v & 1) && fpVersion_.compare_exchange_weak(v, v + 1, std::memory_order_acquire)) break;
-    if (v & 1) v = fpVersion_.load(std::memory_order_relaxed);
+  if (serialProgress_) {
+    fpVersion_.store(v + 1, std::memory_order_relaxed);  // the only writer: a plain claim
+  } else {
+    for (;;) {
+      if (!(v & 1) && fpVersion_.compare_exchange_weak(v, v + 1, std::memory_order_acquire)) break;
+      if (v & 1) v = fpVersion_.load(std::memory_order_relaxed);
+    }
   }
   std::atomic_thread_fence(std::memory_order_release);
   if (fp.seq > entered_.load(std::memory_order_relaxed)) {
@@ -101,6 +105,10 @@ void Health::completed(uint64_t seq) {
   // Kernels finish on the driver's callback thread, staged ops on the progress thread, and ops
   // on different streams in any order: the highest finished counts.
   uint64_t c = completed_.load(std::memory_order_relaxed);
+  if (serialProgress_) {
+    if (c < seq) completed_.store(seq, std::memory_order_release);
+    return;
+  }
   while (c < seq && !completed_.compare_exchange_weak(c, seq, std::memory_order_release)) {
   }
 }

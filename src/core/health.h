@@ -43,6 +43,10 @@ class Health : public OpMonitor {
   // highest op entered and the highest completed count.
   void entered(const Fingerprint& fp);
   void completed(uint64_t seq);
+  // Only one thread at a time calls entered() and completed(), each call ordered after the one
+  // before (the host executor's ops, without cuda_ipc kernels): they then need no atomic
+  // read-modify-write, which costs a small all-reduce a few percent. Set before the first op.
+  void setSerialProgress(bool serial) { serialProgress_ = serial; }
   // Throws the group's first failure, if any.
   void check() override;
   // Also fails the group (and throws) if a peer has left the communicator before op `seq`:
@@ -104,6 +108,7 @@ class Health : public OpMonitor {
   std::atomic<uint64_t> fpVersion_{0};
   std::atomic<uint64_t> fpWords_[6] = {};  // [0, 3): the op last entered, [3, 6): the one before
   std::atomic<uint64_t> entered_{0}, completed_{0};
+  bool serialProgress_ = false;
 
   std::atomic<int> failed_{lockstepSuccess};
   std::atomic<bool> failureSent_{false}, stop_{false}, aborted_{false};

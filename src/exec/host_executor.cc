@@ -66,7 +66,9 @@ size_t streamingThreshold() {
 
 void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op, Deadline deadline) {
   const size_t elem = dataTypeSize(op.dtype);
-  SliceKernels kernels{reduceKernels(op.dtype, op.op), elem, nranks_};
+  if (op.dtype != reduceFor_.dtype || op.op != reduceFor_.op)
+    reduceFor_ = {op.dtype, op.op, reduceKernels(op.dtype, op.op)};
+  SliceKernels kernels{reduceFor_.kernels, elem, nranks_};
   kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && op.count * elem >= streamingThreshold();
   Ctx ctx{op,
           op.fp.tag(),
@@ -78,8 +80,15 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   // Every dtype's size is a power of two: a shift, not a division, on every call.
   const size_t sliceElems = (elem & (elem - 1)) == 0 ? slotBytes_ >> std::countr_zero(elem) : slotBytes_ / elem;
   lanes_.clear();
-  for (size_t i = 0; i < schedule.lanes(); ++i)
-    lanes_.emplace_back().walker = SliceWalker(schedule.lane(i), sliceElems, schedule.order(i));
+  for (size_t i = 0; i < schedule.lanes(); ++i) {
+    const std::span<const Step> steps = schedule.lane(i);
+    // Where every step fits one slice (a small op), slice-major order is step order: walked as
+    // such, without the phase bookkeeping, which costs a small op more than its own steps do.
+    const bool oneSliceEach =
+        std::all_of(steps.begin(), steps.end(), [&](const Step& s) { return s.count <= sliceElems; });
+    lanes_.emplace_back().walker =
+        SliceWalker(steps, sliceElems, oneSliceEach ? LaneOrder::kStepMajor : schedule.order(i));
+  }
 
   try {
     runLanes(ctx);

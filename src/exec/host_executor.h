@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_reduce.h"
 #include "lockstep/lockstep.h"
 #include "src/algo/schedule.h"
 #include "src/algo/slicing.h"
@@ -104,6 +105,12 @@ class HostExecutor {
   OpMonitor* monitor_ = nullptr;
   WaitProfile wait_;
   std::vector<Lane> lanes_;  // reused across runs: no allocation per call
+  // The last op's kernels: a loop repeats its dtype and op, and the lookup costs a small op 2 %.
+  struct {
+    lockstepDataType_t dtype = static_cast<lockstepDataType_t>(-1);
+    lockstepRedOp_t op = static_cast<lockstepRedOp_t>(-1);
+    ReduceKernels kernels;
+  } reduceFor_;
   std::vector<RefSend> refs_;
 };
 
