@@ -1,10 +1,12 @@
 #include "transport/fifo_link.h"
 
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 
@@ -19,6 +21,38 @@ bool FifoLink::peerGone() {
   if (!pidFd_.valid()) return false;
   pollfd p{pidFd_.get(), POLLIN, 0};
   return ::poll(&p, 1, 0) > 0;
+}
+
+namespace {
+long membarrier(int cmd) {
+#ifdef SYS_membarrier
+  return ::syscall(SYS_membarrier, cmd, 0, 0);
+#else
+  (void)cmd;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+bool registerForSleeperFences() {
+  const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+  return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) && (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
+         membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+}
+}  // namespace
+
+bool fifoLightPublish() {
+  static const bool registered = registerForSleeperFences();
+  return registered;
+}
+
+bool fifoSleeperFence() {
+  // GLOBAL_EXPEDITED needs no registration of the caller, only of the processes it must reach.
+  static const bool available = [] {
+    const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+    return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+  }();
+  return available && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
 }
 
 void futexWait(std::atomic<uint32_t>* word, uint32_t expected, long ns) {
