@@ -64,8 +64,10 @@ static_assert(sizeof(std::atomic<uint32_t>) == 4, "futex words are 32 bits");
 // True once this process is registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED (Linux 4.16): its
 // ends publish with plain stores. Without it they publish with a seq_cst exchange.
 bool fifoLightPublish();
-// The sleeper's barrier. False where membarrier is unavailable: a peer that registered may then
-// have published with a plain store this end cannot order, so the sleep must stay short.
+// The sleeper's barrier. False where membarrier is unavailable. Peers on one host share a kernel,
+// so a process that could not register expects the same of its peers, which then publish with
+// the exchange. (One whose peers registered where it could not, under other seccomp filters, may
+// be woken late: by the bound of its sleep, 0.5 ms at most in the executor.)
 bool fifoSleeperFence();
 // Wakes the other end if it sleeps on this FIFO.
 void fifoRing(FifoHeader* h);
@@ -77,15 +79,15 @@ void fifoSleep(FifoHeader* h, long ns, Ready&& ready);
 void futexWait(std::atomic<uint32_t>* word, uint32_t expected, long ns);
 void futexWakeAll(std::atomic<uint32_t>* word);
 
-// How long a sleeper without membarrier sleeps at most: a wake-up it could miss (see above)
-// then costs no more than this.
+// How long a sleeper sleeps at most when its barrier failed although this process registered
+// (its peers then publish with plain stores): a wake-up it could miss costs no more than this.
 constexpr long kUnfencedSleepNs = 50'000;
 
 template <typename Ready>
 void fifoSleep(FifoHeader* h, long ns, Ready&& ready) {
   const uint32_t seen = h->bell.load(std::memory_order_relaxed);
   h->sleepers.fetch_add(1, std::memory_order_seq_cst);
-  if (!fifoSleeperFence() && ns > kUnfencedSleepNs) ns = kUnfencedSleepNs;
+  if (!fifoSleeperFence() && fifoLightPublish() && ns > kUnfencedSleepNs) ns = kUnfencedSleepNs;
   if (!ready()) futexWait(&h->bell, seen, ns);
   h->sleepers.fetch_sub(1, std::memory_order_relaxed);
 }
