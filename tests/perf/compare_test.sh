@@ -40,7 +40,8 @@ cat >"$tmp/anchor.sh" <<SH
 cmd=\$1; shift
 case "\$cmd" in
 build) exit 0 ;;
-membw) printf 'memcpy (bytes copied)  2  1.000  %s\\n' "\${FAKE_MEMBW:?}" ;;
+membw) [ -z "\${FAKE_MEMBW1:-}" ] || printf 'memcpy (bytes copied)  1  1.000  %s\\n' "\$FAKE_MEMBW1"
+       printf 'memcpy (bytes copied)  2  1.000  %s\\n' "\${FAKE_MEMBW:?}" ;;
 mpi|mpi-tcp|gloo) shift; exec sh "$tmp/table.sh" "\$cmd" "\${FAKE_US:?}" "\$@" ;;
 *) exit 2 ;;
 esac
@@ -48,7 +49,8 @@ SH
 chmod +x "$tmp/anchor.sh"
 
 fail=0
-# expect NAME WANT_RC PATTERN -- perf/compare args...; the pattern must appear in the output.
+# expect NAME WANT_RC PATTERN -- perf/compare args...; the pattern must appear in the output (and
+# $ABSENT, if set, must not).
 expect() {
   local name=$1 want=$2 pattern=$3
   shift 4
@@ -57,8 +59,9 @@ expect() {
   out=$(LOCKSTEP_ANCHORS="$tmp" "$src/perf/compare" --build "${BUILD:-$build}" --no-build-anchors --no-plot \
         --out "$tmp/out" "$@" 2>&1)
   rc=$?
-  if [ "$rc" -ne "$want" ] || ! grep -q -- "$pattern" <<<"$out"; then
-    echo "FAIL: $name: exit $rc (want $want), pattern '$pattern'"
+  if [ "$rc" -ne "$want" ] || ! grep -q -- "$pattern" <<<"$out" ||
+     { [ -n "${ABSENT:-}" ] && grep -q -- "$ABSENT" <<<"$out"; }; then
+    echo "FAIL: $name: exit $rc (want $want), pattern '$pattern'${ABSENT:+, and not '$ABSENT'}"
     echo "$out"
     fail=1
   else
@@ -80,6 +83,10 @@ FAKE_US=0.001 expect "fast anchor, bandwidth" 1 ">=1.0x mpi MISSED" -- -b 64K -e
 # 16 MiB: 2x OpenMPI and 0.2x the memcpy rate probed beside it.
 FAKE_US=1000000 FAKE_MEMBW=0.001 expect "memcpy target met" 0 ">=0.2x memcpy ok" -- -b 16M -e 16M --runs 1
 FAKE_US=1000000 FAKE_MEMBW=1000000 expect "memcpy target missed" 1 ">=0.2x memcpy MISSED" -- -b 16M -e 16M --runs 1
+# Two threads copying 2x one: the vCPUs were on separate L3s, and the run says so beside the size.
+FAKE_US=1000000 FAKE_MEMBW=0.002 FAKE_MEMBW1=0.001 expect "separate L3s" 0 "separate L3s" -- -b 16M -e 16M --runs 1
+ABSENT="separate L3s" FAKE_US=1000000 FAKE_MEMBW=0.0012 FAKE_MEMBW1=0.001 expect "shared L3" 0 "1.20  PASS" -- \
+  -b 16M -e 16M --runs 1
 
 # Targets are decided on the rounds' paired ratios. A stand-in Lockstep (a build whose launcher
 # prints a table) runs 10, 100, 10 us and the anchor 9, 90, 90 us: 1.1x slower in every round,
