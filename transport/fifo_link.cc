@@ -42,6 +42,8 @@ bool registerForSleeperFences() {
 }  // namespace
 
 bool fifoLightPublish() {
+  // The kernel keeps the registration with the address space, as this static is kept: a fork
+  // inherits both and an exec clears both.
   static const bool registered = registerForSleeperFences();
   return registered;
 }
