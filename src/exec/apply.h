@@ -16,6 +16,8 @@ struct SliceKernels {
   // Final values go to the output with non-temporal stores: set for outputs too large to stay in
   // cache, where a normal store would first read the line it overwrites.
   bool streamOutput = false;
+  // Copies into send slots use non-temporal stores too (src/exec/slot_stores.h).
+  bool streamSlots = false;
 };
 
 // Runs the slice [first, first + n) of `step`. buffers[i] is the base of buffer index i; in is
@@ -54,6 +56,8 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
     case Prim::kSend:
       if (scaled)
         k.scale(out, src, n, sk.nranks);
+      else if (sk.streamSlots)
+        streamCopy(out, src, bytes);
       else
         std::memcpy(out, src, bytes);
       break;
@@ -81,7 +85,10 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
       if (out) std::memcpy(out, dst, bytes);
       break;
     case Prim::kRecvCopySend:
-      std::memcpy(out, in, bytes);
+      if (sk.streamSlots)
+        streamCopy(out, in, bytes);
+      else
+        std::memcpy(out, in, bytes);
       if (sk.streamOutput)
         streamCopy(dst, in, bytes);
       else

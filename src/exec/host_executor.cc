@@ -69,7 +69,11 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   if (op.dtype != reduceFor_.dtype || op.op != reduceFor_.op)
     reduceFor_ = {op.dtype, op.op, reduceKernels(op.dtype, op.op)};
   SliceKernels kernels{reduceFor_.kernels, elem, nranks_};
-  kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && op.count * elem >= streamingThreshold();
+  const size_t outBytes = op.count * elem;
+  kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && outBytes >= streamingThreshold();
+  // Large ops also choose how to fill their send slots, by timing both ways (slot_stores.h).
+  if (kernels.streamOutput) kernels.streamSlots = slotStores_.streaming(outBytes);
+  const Clock::time_point start = kernels.streamOutput ? Clock::now() : Clock::time_point{};
   Ctx ctx{op,
           op.fp.tag(),
           isPointToPoint(static_cast<OpKind>(op.fp.kind)),
@@ -100,6 +104,8 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
     throw;
   }
   refs_.clear();  // flushed: every message has left
+  if (kernels.streamOutput)
+    slotStores_.record(outBytes, std::chrono::duration<double, std::micro>(Clock::now() - start).count());
 }
 
 void HostExecutor::runLanes(Ctx& ctx) {

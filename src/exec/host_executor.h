@@ -22,6 +22,7 @@
 #include "src/core/clock.h"
 #include "src/exec/backoff.h"
 #include "src/exec/fingerprint.h"
+#include "src/exec/slot_stores.h"
 #include "transport/transport.h"
 
 namespace lockstep {
@@ -112,6 +113,7 @@ class HostExecutor {
     ReduceKernels kernels;
   } reduceFor_;
   std::vector<RefSend> refs_;
+  SlotStores slotStores_;  // how large ops fill their send slots, timed per size
 };
 
 }  // namespace lockstep
