@@ -72,7 +72,8 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   const size_t outBytes = op.count * elem;
   kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && outBytes >= streamingThreshold();
   // Large ops also choose how to fill their send slots, by timing both ways (slot_stores.h).
-  if (kernels.streamOutput) kernels.streamSlots = slotStores_.streaming(outBytes);
+  const uint32_t shape = uint32_t{op.fp.kind} << 8 | op.fp.algorithm;
+  if (kernels.streamOutput) kernels.streamSlots = slotStores_.streaming(shape, outBytes);
   const Clock::time_point start = kernels.streamOutput ? Clock::now() : Clock::time_point{};
   Ctx ctx{op,
           op.fp.tag(),
@@ -105,7 +106,7 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   }
   refs_.clear();  // flushed: every message has left
   if (kernels.streamOutput)
-    slotStores_.record(outBytes, std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    slotStores_.record(shape, outBytes, std::chrono::duration<double, std::micro>(Clock::now() - start).count());
 }
 
 void HostExecutor::runLanes(Ctx& ctx) {

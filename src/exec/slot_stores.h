@@ -13,13 +13,15 @@
 // so that a change is followed.
 //
 // Each rank chooses alone: the receiver reads a slot the same way whatever stores filled it.
+// Ops of different kinds or algorithms are timed apart, even at one size: a loop alternating two
+// of them would otherwise time one way on the one and the other way on the other.
 // Pure: the caller times the ops and reports them.
 #pragma once
 
-#include <array>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <unordered_map>
 
 namespace lockstep {
 
@@ -31,9 +33,10 @@ class SlotStores {
   // two ways' first averages rest on two calls each.
   static constexpr double kMargin = 0.95;
 
-  // Whether the next op of `bytes` streams its slot writes.
-  bool streaming(size_t bytes) {
-    Bucket& b = buckets_[std::bit_width(bytes)];
+  // Whether the next op of `bytes` streams its slot writes. `shape` tells ops apart (the
+  // caller's kind and algorithm); only large ops come here, so a hash lookup costs nothing.
+  bool streaming(uint32_t shape, size_t bytes) {
+    Bucket& b = buckets_[key(shape, bytes)];
     const uint32_t call = b.calls;
     bool way;
     if (call == 0) {
@@ -48,9 +51,9 @@ class SlotStores {
     return way;
   }
 
-  // The op chosen by the last streaming() call for this size took `us`.
-  void record(size_t bytes, double us) {
-    Bucket& b = buckets_[std::bit_width(bytes)];
+  // The op chosen by the last streaming() call for this shape and size took `us`.
+  void record(uint32_t shape, size_t bytes, double us) {
+    Bucket& b = buckets_[key(shape, bytes)];
     if (b.calls++ == 0 || bytes == 0) return;
     double& avg = b.usPerByte[b.last];
     const double x = us / static_cast<double>(bytes);
@@ -63,7 +66,10 @@ class SlotStores {
     bool last = false;
     double usPerByte[2] = {0, 0};  // running averages: [0] ordinary, [1] streaming
   };
-  std::array<Bucket, 65> buckets_{};  // by log2 of the size, rounded up
+  static uint64_t key(uint32_t shape, size_t bytes) {
+    return uint64_t{shape} << 8 | static_cast<uint64_t>(std::bit_width(bytes));  // log2, rounded up
+  }
+  std::unordered_map<uint64_t, Bucket> buckets_;
 };
 
 }  // namespace lockstep

@@ -10,27 +10,28 @@ namespace lockstep {
 namespace {
 
 constexpr size_t kBytes = size_t{64} << 20;
+constexpr uint32_t kShape = 1;
 
 // Runs `calls` ops of kBytes, ordinary ones taking `ordinaryUs` and streaming ones `streamingUs`;
 // returns how many streamed.
 int run(SlotStores& s, int calls, double ordinaryUs, double streamingUs) {
   int streamed = 0;
   for (int i = 0; i < calls; ++i) {
-    const bool way = s.streaming(kBytes);
+    const bool way = s.streaming(kShape, kBytes);
     streamed += way;
-    s.record(kBytes, way ? streamingUs : ordinaryUs);
+    s.record(kShape, kBytes, way ? streamingUs : ordinaryUs);
   }
   return streamed;
 }
 
 TEST(SlotStores, TriesBothWaysThenKeepsTheFaster) {
   SlotStores s;
-  EXPECT_FALSE(s.streaming(kBytes)) << "the first call is ordinary (and untimed)";
-  s.record(kBytes, 1e9);  // a first call's page faults count for nothing
+  EXPECT_FALSE(s.streaming(kShape, kBytes)) << "the first call is ordinary (and untimed)";
+  s.record(kShape, kBytes, 1e9);  // a first call's page faults count for nothing
   std::vector<bool> ways;
   for (int i = 0; i < 4; ++i) {
-    ways.push_back(s.streaming(kBytes));
-    s.record(kBytes, ways.back() ? 10'000 : 30'000);
+    ways.push_back(s.streaming(kShape, kBytes));
+    s.record(kShape, kBytes, ways.back() ? 10'000 : 30'000);
   }
   EXPECT_EQ(ways, (std::vector<bool>{false, true, false, true}));
   // Streaming was 3x faster: it is kept, but for one call in kExploreEvery.
@@ -48,11 +49,27 @@ TEST(SlotStores, FollowsAChangeBackToOrdinaryStores) {
       << "back to ordinary stores, streaming only when exploring";
 }
 
+TEST(SlotStores, OpsOfAnotherShapeAreTimedApart) {
+  // Two kinds of op alternate: one 3x faster streaming, the other 3x faster with ordinary stores.
+  SlotStores s;
+  int streamedA = 0, streamedB = 0;
+  for (int i = 0; i < 200; ++i) {
+    const bool a = s.streaming(1, kBytes);
+    s.record(1, kBytes, a ? 10'000 : 30'000);
+    const bool b = s.streaming(2, kBytes);
+    s.record(2, kBytes, b ? 30'000 : 10'000);
+    streamedA += a;
+    streamedB += b;
+  }
+  EXPECT_GT(streamedA, 170);
+  EXPECT_LT(streamedB, 30);
+}
+
 TEST(SlotStores, EachSizeDecidesAlone) {
   SlotStores s;
   run(s, 100, 30'000, 10'000);
-  EXPECT_FALSE(s.streaming(kBytes / 4)) << "another size starts afresh, untimed and ordinary";
-  s.record(kBytes / 4, 1);
+  EXPECT_FALSE(s.streaming(kShape, kBytes / 4)) << "another size starts afresh, untimed and ordinary";
+  s.record(kShape, kBytes / 4, 1);
   EXPECT_GT(run(s, 100, 30'000, 10'000), 80) << "the first size still streams";
 }
 
