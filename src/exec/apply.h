@@ -18,6 +18,9 @@ struct SliceKernels {
   bool streamOutput = false;
   // Copies into send slots use non-temporal stores too (src/exec/slot_stores.h).
   bool streamSlots = false;
+  // With streamSlots: a slice-sized buffer of this rank's own, where reductions bound for a send
+  // slot are made first, so the slot is written with non-temporal stores too.
+  void* scratch = nullptr;
 };
 
 // Runs the slice [first, first + n) of `step`. buffers[i] is the base of buffer index i; in is
@@ -68,16 +71,24 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
         std::memcpy(dst, in, bytes);
       break;
     case Prim::kRecvReduceSend:
+      if (sk.streamSlots && sk.scratch) {
+        combine(sk.scratch, in);
+        streamCopy(out, sk.scratch, bytes);
+        break;
+      }
       combine(out, in);
       break;
     case Prim::kRecvReduceCopy:
     case Prim::kRecvReduceCopySend:
       if (out && sk.streamOutput) {
-        // Reduce into the send slot (the peer reads it next, from cache), then stream it out.
-        // The operands are all read before dst is written, so in-place calls are safe.
-        combine(out, in);
-        if (step.finish && k.divide) k.divide(out, n, sk.nranks);
-        streamCopy(dst, out, bytes);
+        // Reduce into the send slot (the peer reads it next, from cache), then stream it out;
+        // or, streaming slots, into this rank's scratch, streamed to both. The operands are all
+        // read before dst is written, so in-place calls are safe.
+        void* to = sk.streamSlots && sk.scratch ? sk.scratch : out;
+        combine(to, in);
+        if (step.finish && k.divide) k.divide(to, n, sk.nranks);
+        if (to != out) streamCopy(out, to, bytes);
+        streamCopy(dst, to, bytes);
         break;
       }
       combine(dst, in);
