@@ -6,7 +6,9 @@
 // every line across, dirty, from the sender's die: on the development VM, whose two vCPUs move
 // between sharing one L3 and sitting on two, a 2-rank 64 MiB all-reduce ran at 7.5-7.9 GB/s in
 // the first case and 2.1-2.4 in the second. Streaming stores send the slot to memory, which the
-// peer then reads at memory speed: 3.4-3.8 GB/s behind two L3s, but 6.3 sharing one. The rank
+// peer then reads at memory speed; reductions bound for a slot are made in a scratch buffer of
+// the rank's own first (apply.h), so that both halves of a ring travel that way: 6.0-6.4 GB/s
+// behind two L3s, a little below ordinary stores sharing one. The rank
 // cannot see which case it is in (the VM's sysfs shows one L3 either way, and it changes while
 // the job runs), so it times both: per size, after one untimed call, two calls each way, then the
 // faster way (streaming only if kMargin faster), with every kExploreEvery-th call the other way
