@@ -34,9 +34,15 @@ long membarrier(int cmd) {
 #endif
 }
 
+// The commands this kernel offers, asked once.
+bool membarrierOffers(int cmd) {
+  static const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
+  return cmds > 0 && (cmds & cmd);
+}
+
 bool registerForSleeperFences() {
-  const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
-  return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED) && (cmds & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
+  return membarrierOffers(MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+         membarrierOffers(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
          membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
 }
 }  // namespace
@@ -50,11 +56,7 @@ bool fifoLightPublish() {
 
 bool fifoSleeperFence() {
   // GLOBAL_EXPEDITED needs no registration of the caller, only of the processes it must reach.
-  static const bool available = [] {
-    const long cmds = membarrier(MEMBARRIER_CMD_QUERY);
-    return cmds > 0 && (cmds & MEMBARRIER_CMD_GLOBAL_EXPEDITED);
-  }();
-  return available && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
+  return membarrierOffers(MEMBARRIER_CMD_GLOBAL_EXPEDITED) && membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
 }
 
 void futexWait(std::atomic<uint32_t>* word, uint32_t expected, long ns) {

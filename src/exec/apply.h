@@ -16,11 +16,9 @@ struct SliceKernels {
   // Final values go to the output with non-temporal stores: set for outputs too large to stay in
   // cache, where a normal store would first read the line it overwrites.
   bool streamOutput = false;
-  // Copies into send slots use non-temporal stores too (src/exec/slot_stores.h).
-  bool streamSlots = false;
-  // With streamSlots: a slice-sized buffer of this rank's own, where reductions bound for a send
-  // slot are made first, so the slot is written with non-temporal stores too.
-  void* scratch = nullptr;
+  // Set: send slots are written with non-temporal stores too (src/exec/slot_stores.h), and
+  // reductions bound for a slot are made here first, a slice-sized buffer of this rank's own.
+  void* slotScratch = nullptr;
 };
 
 // Runs the slice [first, first + n) of `step`. buffers[i] is the base of buffer index i; in is
@@ -59,7 +57,7 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
     case Prim::kSend:
       if (scaled)
         k.scale(out, src, n, sk.nranks);
-      else if (sk.streamSlots)
+      else if (sk.slotScratch)
         streamCopy(out, src, bytes);
       else
         std::memcpy(out, src, bytes);
@@ -71,9 +69,9 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
         std::memcpy(dst, in, bytes);
       break;
     case Prim::kRecvReduceSend:
-      if (sk.streamSlots && sk.scratch) {
-        combine(sk.scratch, in);
-        streamCopy(out, sk.scratch, bytes);
+      if (sk.slotScratch) {
+        combine(sk.slotScratch, in);
+        streamCopy(out, sk.slotScratch, bytes);
         break;
       }
       combine(out, in);
@@ -84,7 +82,7 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
         // Reduce into the send slot (the peer reads it next, from cache), then stream it out;
         // or, streaming slots, into this rank's scratch, streamed to both. The operands are all
         // read before dst is written, so in-place calls are safe.
-        void* to = sk.streamSlots && sk.scratch ? sk.scratch : out;
+        void* to = sk.slotScratch ? sk.slotScratch : out;
         combine(to, in);
         if (step.finish && k.divide) k.divide(to, n, sk.nranks);
         if (to != out) streamCopy(out, to, bytes);
@@ -96,7 +94,7 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
       if (out) std::memcpy(out, dst, bytes);
       break;
     case Prim::kRecvCopySend:
-      if (sk.streamSlots)
+      if (sk.slotScratch)
         streamCopy(out, in, bytes);
       else
         std::memcpy(out, in, bytes);

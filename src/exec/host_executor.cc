@@ -73,10 +73,9 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && outBytes >= streamingThreshold();
   // Large ops also choose how to fill their send slots, by timing both ways (slot_stores.h).
   const uint32_t shape = uint32_t{op.fp.kind} << 8 | op.fp.algorithm;
-  if (kernels.streamOutput) kernels.streamSlots = slotStores_.streaming(shape, outBytes);
-  if (kernels.streamSlots) {
-    if (scratch_.size() < slotBytes_) scratch_.resize(slotBytes_);
-    kernels.scratch = scratch_.data();
+  if (kernels.streamOutput && slotStores_.streaming(shape, outBytes)) {
+    if (slotScratch_.size() < slotBytes_) slotScratch_.resize(slotBytes_);
+    kernels.slotScratch = slotScratch_.data();
   }
   const Clock::time_point start = kernels.streamOutput ? Clock::now() : Clock::time_point{};
   Ctx ctx{op,

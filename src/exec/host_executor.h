@@ -113,8 +113,8 @@ class HostExecutor {
     ReduceKernels kernels;
   } reduceFor_;
   std::vector<RefSend> refs_;
-  SlotStores slotStores_;      // how large ops fill their send slots, timed per size
-  std::vector<char> scratch_;  // SliceKernels::scratch, one slice
+  SlotStores slotStores_;          // how large ops fill their send slots, timed per size
+  std::vector<char> slotScratch_;  // SliceKernels::slotScratch, one slice
 };
 
 }  // namespace lockstep

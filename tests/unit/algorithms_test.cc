@@ -80,10 +80,7 @@ TEST(ApplyPrim, StreamingSlotsWriteTheSameBytes) {
           SliceKernels sk{reduceKernels(lockstepFloat32, op), sizeof(float), 4};
           sk.streamOutput = true;
           std::vector<float> scratch(kCount);
-          if (streaming) {
-            sk.streamSlots = true;
-            sk.scratch = scratch.data();
-          }
+          if (streaming) sk.slotScratch = scratch.data();
           slot[streaming].assign(kCount, -1.0f);
           out[streaming].assign(kCount, -2.0f);
           Step step{};
