@@ -330,6 +330,108 @@ TEST_F(SocketLinkTest, FramesOnOtherStreamsSurviveTheFirstClose) {
   EXPECT_THROW(y.tryRecv(), RemoteError);
 }
 
+// Receiving in place: the payload of the next message goes straight to the caller's memory, but
+// only when its header says exactly what the caller expects there; anything else lands in its slot
+// and leaves that memory untouched. After a message received in place, the next one waits in the
+// kernel until its own target is set.
+TEST_F(SocketLinkTest, ReceivesInPlaceOnlyTheMessageExpectedThere) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  SocketLink x(Fd(sv[0]), 1, "x", 4, 4096), y(Fd(sv[1]), 0, "y", 4, 4096);
+  ASSERT_TRUE(y.receivesInPlace());
+  auto send = [&](size_t bytes, uint64_t tagWord, int fill) {
+    void* s = x.trySendSlot();
+    ASSERT_NE(s, nullptr);
+    std::memset(s, fill, bytes);
+    MessageTag tag;
+    tag.words[0] = tagWord;
+    x.postSend(bytes, tag);
+    ASSERT_TRUE(x.progress());
+  };
+  auto expect = [&](std::vector<unsigned char>& dst, size_t bytes, uint64_t tagWord) {
+    MessageTag tag;
+    tag.words[0] = tagWord;
+    y.expectRecv(dst.data(), bytes, tag);
+  };
+  auto recv = [&] {
+    Message m;
+    for (int i = 0; i < 1000 && !(m = y.tryRecv()).data; ++i) x.progress();
+    return m;
+  };
+  std::vector<unsigned char> a(4096, 0), b(4096, 0), c(4096, 0);
+
+  expect(a, 4096, 7);
+  send(4096, 7, 0x11);
+  Message m = recv();
+  EXPECT_EQ(m.data, a.data()) << "the expected message lands in place";
+  EXPECT_EQ(m.bytes, 4096u);
+  EXPECT_EQ(a[0], 0x11);
+  EXPECT_EQ(a[4095], 0x11);
+  y.releaseRecv();
+
+  for (auto [bytes, tagWord] : {std::pair<size_t, uint64_t>{4096, 8}, {4000, 7}}) {
+    expect(b, 4096, 7);
+    send(bytes, tagWord, 0x22);
+    m = recv();
+    ASSERT_NE(m.data, nullptr);
+    EXPECT_NE(m.data, b.data()) << "another tag or size: into the slot";
+    EXPECT_EQ(m.bytes, bytes);
+    EXPECT_EQ(m.tag.words[0], tagWord);
+    EXPECT_EQ(static_cast<const unsigned char*>(m.data)[bytes - 1], 0x22);
+    EXPECT_EQ(std::count(b.begin(), b.end(), 0), 4096) << "and nothing written where it was not expected";
+    y.releaseRecv();
+  }
+
+  // Two messages already sent: the first in place, the second still in the kernel after it, so it
+  // can go to the target set once the first is taken.
+  expect(a, 4096, 1);
+  send(4096, 1, 0x33);
+  send(4096, 2, 0x44);
+  m = recv();
+  EXPECT_EQ(m.data, a.data());
+  y.releaseRecv();
+  expect(c, 4096, 2);
+  m = recv();
+  EXPECT_EQ(m.data, c.data()) << "the second message was read into a slot before its target was set";
+  EXPECT_EQ(c[4095], 0x44);
+  y.releaseRecv();
+
+  send(100, 3, 0x55);  // no target: the slot, as ever
+  m = recv();
+  ASSERT_NE(m.data, nullptr);
+  EXPECT_EQ(static_cast<const unsigned char*>(m.data)[99], 0x55);
+  y.releaseRecv();
+}
+
+// Dropping the target (an op that fails) moves what was read in place into the slot, whether the
+// message came in part or whole, and the caller's memory is never written again.
+TEST_F(SocketLinkTest, DroppingTheTargetMovesTheMessageToItsSlot) {
+  std::vector<unsigned char> payload(1000);
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<unsigned char>(i * 13 + 1);
+  MessageTag tag;
+  tag.words[1] = 42;
+  for (uint32_t seq = 0; seq < 2; ++seq) {
+    const bool partly = seq == 0;
+    std::vector<unsigned char> dst(1000, 0);
+    a_->expectRecv(dst.data(), dst.size(), tag);
+    Frame f{0x4644534cu, seq, payload.size(), tag};
+    writeRaw(&f, sizeof(f));
+    writeRaw(payload.data(), partly ? 300 : payload.size());
+    a_->progress();
+    EXPECT_EQ(dst[partly ? 299 : 999], payload[partly ? 299 : 999]) << "it was going in place";
+    a_->dropRecvTarget();
+    std::fill(dst.begin(), dst.end(), 0xEE);  // the caller reuses its memory at once
+    if (partly) writeRaw(payload.data() + 300, payload.size() - 300);
+    Message m = a_->tryRecv();
+    ASSERT_NE(m.data, nullptr);
+    EXPECT_NE(m.data, dst.data());
+    ASSERT_EQ(m.bytes, payload.size());
+    EXPECT_EQ(std::memcmp(m.data, payload.data(), payload.size()), 0) << (partly ? "partly" : "wholly") << " read";
+    EXPECT_EQ(std::count(dst.begin(), dst.end(), 0xEE), 1000);
+    a_->releaseRecv();
+  }
+}
+
 TEST_F(SocketLinkTest, RejectsGarbage) {
   char junk[64];
   std::memset(junk, 0x5a, sizeof(junk));
