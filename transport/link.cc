@@ -18,9 +18,4 @@ uint64_t Link::postSendRef(const void*, size_t, const MessageTag&) {
 
 bool Link::settleRef(uint64_t, bool) { return true; }
 
-// Only links that say receivesInPlace() are given targets.
-void Link::expectRecv(void*, size_t, const MessageTag&) {
-  throw InternalError("expectRecv on a link that does not receive in place");
-}
-
 }  // namespace lockstep

@@ -65,18 +65,6 @@ class Link {
   // True once message `ticket` no longer reads the caller's memory: it has left, or `detach` was
   // set and what had not left was copied into its slot (before the caller overwrites the memory).
   virtual bool settleRef(uint64_t ticket, bool detach);
-  // Receiving in place, the mirror of sending by reference: on links whose bytes the kernel
-  // copies anyway (sockets), the next message (the one tryRecv() returns next) may be read
-  // straight to where the executor would copy it, saving that copy. It goes to `dst` only if its
-  // header announces exactly `bytes` and `tag` (anything else lands in its slot, so a mismatch is
-  // reported as before and writes nothing there), and only if none of its payload has been read
-  // yet; tryRecv() then returns data == dst. The caller keeps [dst, dst + bytes) free of readers
-  // and writers until that message is received or dropRecvTarget() is called.
-  virtual bool receivesInPlace() const { return false; }
-  virtual void expectRecv(void* dst, size_t bytes, const MessageTag& tag);
-  // Forgets the target: a message partly or wholly read there is moved to its slot, so that
-  // nothing writes or refers to the caller's memory once this returns (an op that fails).
-  virtual void dropRecvTarget() {}
   // Blocks for at most `ns` nanoseconds, returning early when the peer may have posted a message
   // (forMessage) or freed a slot / taken bytes (otherwise): how the executor sleeps when nothing
   // can move. Spurious returns are fine; the caller checks again.

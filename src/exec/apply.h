@@ -63,7 +63,6 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
         std::memcpy(out, src, bytes);
       break;
     case Prim::kRecv:
-      if (in == dst) break;  // received in place (Link::expectRecv)
       if (sk.streamOutput)
         streamCopy(dst, in, bytes);
       else
@@ -99,9 +98,7 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
         streamCopy(out, in, bytes);
       else
         std::memcpy(out, in, bytes);
-      if (in == dst)
-        break;
-      else if (sk.streamOutput)
+      if (sk.streamOutput)
         streamCopy(dst, in, bytes);
       else
         std::memcpy(dst, in, bytes);

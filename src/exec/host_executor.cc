@@ -102,15 +102,12 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
     runLanes(ctx);
     flush(ctx);
   } catch (...) {
-    // Messages sent by reference must not read these buffers once the call has returned, nor
-    // messages received in place write them.
+    // Messages sent by reference must not read these buffers once the call has returned.
     for (const RefSend& r : refs_) links_[r.peer]->settleRef(r.ticket, true);
     refs_.clear();
-    dropRecvTargets();
     throw;
   }
   refs_.clear();  // flushed: every message has left
-  dropRecvTargets();
   if (kernels.streamOutput)
     slotStores_.record(shape, outBytes, std::chrono::duration<double, std::micro>(Clock::now() - start).count());
 }
@@ -155,15 +152,7 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
   while (!lane.walker.done()) {
     const Step& step = lane.walker.step();
     const size_t n = lane.walker.count(), bytes = n * ctx.kernels.elem;
-    const size_t first = lane.walker.first(), elem = ctx.kernels.elem;
-    char* dst = const_cast<char*>(ctx.buffers[step.dst]) + (step.dstOffset + first) * elem;
     if (primRecvs(step.prim) && !lane.in.data) {
-      if (!lane.targeted && receiveInPlace(step, bytes)) {
-        // The kernel may write dst from now on: nothing in flight may still read it.
-        if (!refs_.empty()) settleRefs(dst, bytes, true);
-        links_[step.recvPeer]->expectRecv(dst, bytes, tagFor(step, ctx));
-        lane.targeted = targets_ = true;
-      }
       lane.in = links_[step.recvPeer]->tryRecv();
       if (!lane.in.data) return moved;
       checkMessage(lane.in, step, bytes, ctx);
@@ -172,6 +161,8 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
       lane.slot = links_[step.sendPeer]->trySendSlot();
       if (!lane.slot) return moved;
     }
+    const size_t first = lane.walker.first(), elem = ctx.kernels.elem;
+    char* dst = const_cast<char*>(ctx.buffers[step.dst]) + (step.dstOffset + first) * elem;
     if (!refs_.empty() && primWrites(step.prim)) settleRefs(dst, bytes, true);
     if (lane.slot && sendByReference(step, bytes, ctx)) {
       // What the peer gets is the input itself (a send) or what this step writes to dst.
@@ -201,25 +192,10 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
     if (lane.slot) links_[step.sendPeer]->postSend(bytes, tagFor(step, ctx));
     lane.in = Message{};
     lane.slot = nullptr;
-    lane.targeted = false;
     lane.walker.advance();
     moved = true;
   }
   return moved;
-}
-
-bool HostExecutor::receiveInPlace(const Step& step, size_t bytes) const {
-  // Only where the message would be copied to dst as it is, and large enough to be worth it (the
-  // same bound as sending by reference).
-  constexpr size_t kMinBytes = 16 << 10;
-  return bytes >= kMinBytes && (step.prim == Prim::kRecv || step.prim == Prim::kRecvCopySend) &&
-         links_[step.recvPeer]->receivesInPlace();
-}
-
-void HostExecutor::dropRecvTargets() {
-  if (!targets_) return;
-  for (Link* l : links_) l->dropRecvTarget();
-  targets_ = false;
 }
 
 bool HostExecutor::sendByReference(const Step& step, size_t bytes, const Ctx& ctx) const {

@@ -69,7 +69,6 @@ class HostExecutor {
     SliceWalker walker;
     Message in;
     void* slot = nullptr;
-    bool targeted = false;  // the step's message is expected in place (receiveInPlace)
   };
   // A message sent by reference that may still read [begin, end) of the op's buffers.
   struct RefSend {
@@ -84,10 +83,6 @@ class HostExecutor {
   bool advance(Lane& lane, Ctx& ctx);
   // Sends the slice by reference, from the op's buffers, instead of copying it into the slot.
   bool sendByReference(const Step& step, size_t bytes, const Ctx& ctx) const;
-  // Receives the slice straight into its destination, where the link can (Link::expectRecv).
-  bool receiveInPlace(const Step& step, size_t bytes) const;
-  // No link may write the op's buffers, or refer to them, once the op has returned.
-  void dropRecvTargets();
   // Before [p, p + bytes) is written: no message may still read it (copied into its slot if so).
   // With detach false, only forgets the messages that have left.
   void settleRefs(const char* p, size_t bytes, bool detach);
@@ -118,7 +113,6 @@ class HostExecutor {
     ReduceKernels kernels;
   } reduceFor_;
   std::vector<RefSend> refs_;
-  bool targets_ = false;           // some link was given a receive target during this op
   SlotStores slotStores_;          // how large ops fill their send slots, timed per size
   std::vector<char> slotScratch_;  // SliceKernels::slotScratch, one slice
 };

@@ -84,31 +84,7 @@ Message SocketLink::tryRecv() {
     return Message{};
   }
   uint64_t slot = recvReleased_ % slots_;
-  return Message{recvAt_[slot], recvSizes_[slot], recvTags_[slot]};
-}
-
-void SocketLink::expectRecv(void* dst, size_t bytes, const MessageTag& tag) {
-  target_.frame = recvReleased_;
-  target_.dst = static_cast<char*>(dst);
-  target_.bytes = bytes;
-  target_.tag = tag;
-}
-
-void SocketLink::dropRecvTarget() {
-  if (target_.frame == kNoFrame) return;
-  const uint64_t f = target_.frame, slot = f % slots_;
-  char* own = recvBuf_.data() + slot * slotBytes_;
-  Stream& s = streams_[f % streams_.size()];
-  if (s.recvFrame == f && s.toTarget) {
-    // Partly read: the rest follows what came, in the slot.
-    std::memcpy(own, target_.dst, s.recvOffset - sizeof(Frame));
-    s.payload = own;
-    s.toTarget = false;
-  } else if (recvdFrame_[slot] == f + 1 && f >= recvReleased_ && recvAt_[slot] == target_.dst) {
-    std::memcpy(own, target_.dst, recvSizes_[slot]);  // arrived whole, not taken yet
-    recvAt_[slot] = own;
-  }
-  target_.frame = kNoFrame;
+  return Message{recvBuf_.data() + slot * slotBytes_, recvSizes_[slot], recvTags_[slot]};
 }
 
 bool SocketLink::progress() {
@@ -185,7 +161,7 @@ bool SocketLink::recvOn(Stream& s) {
       dst = reinterpret_cast<char*>(&s.recvHeader) + s.recvOffset;
       want = sizeof(Frame) - s.recvOffset;
     } else {
-      dst = s.payload + (s.recvOffset - sizeof(Frame));
+      dst = recvBuf_.data() + slot * slotBytes_ + (s.recvOffset - sizeof(Frame));
       want = sizeof(Frame) + s.recvHeader.bytes - s.recvOffset;
     }
     if (want == 0) break;  // an empty payload: the header was the whole frame
@@ -212,16 +188,11 @@ bool SocketLink::recvOn(Stream& s) {
         peerFailed("frame of " + std::to_string(s.recvHeader.bytes) + " bytes exceeds the " +
                    std::to_string(slotBytes_) + "-byte slot");
       }
-      // Straight to the executor's memory only for exactly the message it expects there.
-      s.toTarget =
-          target_.frame == s.recvFrame && s.recvHeader.bytes == target_.bytes && s.recvHeader.tag == target_.tag;
-      s.payload = s.toTarget ? target_.dst : recvBuf_.data() + slot * slotBytes_;
     }
     if (s.recvOffset >= sizeof(Frame) && s.recvOffset == sizeof(Frame) + s.recvHeader.bytes) break;
   }
   recvSizes_[slot] = s.recvHeader.bytes;
   recvTags_[slot] = s.recvHeader.tag;
-  recvAt_[slot] = s.payload;
   s.recvOffset = 0;
   return true;
 }
@@ -233,12 +204,6 @@ void SocketLink::progressRecv() {
     while (!s.closed && s.recvFrame - recvReleased_ < slots_ && recvOn(s)) {
       recvdFrame_[s.recvFrame % slots_] = s.recvFrame + 1;
       s.recvFrame += k;
-      // The next frame's target is set once the executor has taken this one: leave it in the
-      // kernel until then rather than in a slot.
-      if (s.toTarget) {
-        s.toTarget = false;
-        break;
-      }
     }
   }
   while (recvdFrame_[recvComplete_ % slots_] == recvComplete_ + 1) ++recvComplete_;

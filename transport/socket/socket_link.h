@@ -12,12 +12,6 @@
 // the executor's buffer, which saves a copy of every byte into the slot (the kernel copies it
 // anyway). The frame still takes its slot, which holds its copy if the executor must overwrite
 // the buffer before the frame has left (settleRef with detach).
-//
-// Receives may be in place (receivesInPlace): the payload of the next frame the executor takes
-// goes from the kernel straight to where the executor would have copied it, if its header
-// matches what the executor expects. A stream stops reading after such a frame until the next
-// call, so that the frame after it can find its own target set by then: the kernel holds those
-// bytes meanwhile, which costs nothing.
 #pragma once
 
 #include <string>
@@ -43,9 +37,6 @@ class SocketLink : public Link {
   bool sendsByReference() const override { return true; }
   uint64_t postSendRef(const void* data, size_t bytes, const MessageTag& tag) override;
   bool settleRef(uint64_t ticket, bool detach) override;
-  bool receivesInPlace() const override { return true; }
-  void expectRecv(void* dst, size_t bytes, const MessageTag& tag) override;
-  void dropRecvTarget() override;
 
  private:
   struct Frame {
@@ -60,9 +51,7 @@ class SocketLink : public Link {
     uint64_t sendFrame, recvFrame;          // the next frame this stream sends / receives
     size_t sendOffset = 0, recvOffset = 0;  // bytes of that frame (header + payload) moved so far
     Frame sendHeader{}, recvHeader{};
-    char* payload = nullptr;  // where the frame being received goes: its slot, or the target
-    bool toTarget = false;    // payload is the target's memory
-    bool closed = false;      // the peer closed this connection (its frames before that still count)
+    bool closed = false;  // the peer closed this connection (its frames before that still count)
   };
   void progressSend();
   void progressRecv();
@@ -91,14 +80,6 @@ class SocketLink : public Link {
   size_t recvSizes_[kMaxSlots] = {};
   MessageTag recvTags_[kMaxSlots];
   uint64_t recvdFrame_[kMaxSlots] = {};
-  const char* recvAt_[kMaxSlots] = {};  // where each received frame's payload lies
-  static constexpr uint64_t kNoFrame = ~uint64_t{0};
-  struct {
-    uint64_t frame = kNoFrame;  // the frame expected in place (the next one the executor takes)
-    char* dst = nullptr;
-    size_t bytes = 0;
-    MessageTag tag;
-  } target_;
   bool closed_ = false;
 };
 
