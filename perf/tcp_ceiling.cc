@@ -17,6 +17,10 @@
 //    barrier, so consecutive exchanges overlap as consecutive all-reduces do: 3.2-5.4 GB/s, where
 //    one exchange per barrier read 2.0-3.0 and Lockstep's all-reduce 2.2-2.4.
 //
+// Its connection uses the congestion control Lockstep's socket transport picks on loopback (reno:
+// BBR, the system's default on the development VM, paces a connection at its bandwidth estimate
+// and put whole runs 1.5x behind; src/net/socket.cc).
+//
 // It prints the perf drivers' table (size, count, type, redop, root, time, algbw, busbw, #wrong),
 // so perf/compare runs it interleaved with Lockstep and the anchors (the "tcp-ceiling" column).
 //
@@ -152,6 +156,13 @@ int main(int argc, char** argv) {
   }
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  // The congestion control Lockstep's socket transport sets on a loopback connection (reno, or
+  // LOCKSTEP_SOCKET_CC; "system" keeps the system's), so that this bounds the same connection.
+  const char* cc = std::getenv("LOCKSTEP_SOCKET_CC");
+  const std::string want = cc ? cc : "reno";
+  if (want != "system" &&
+      ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, want.data(), static_cast<socklen_t>(want.size())) != 0)
+    die("setsockopt(TCP_CONGESTION)");
   char* out = static_cast<char*>(std::aligned_alloc(4096, kChunk));
   char* in = static_cast<char*>(std::aligned_alloc(4096, kChunk));
   if (!out || !in) die("aligned_alloc");

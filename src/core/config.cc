@@ -172,6 +172,7 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_SLOTS")) c.slots = parseInt(*v, "LOCKSTEP_SLOTS", 2, 64);
   if (auto v = var("LOCKSTEP_SOCKET_IFNAME")) c.socketIfname = *v;
   if (auto v = var("LOCKSTEP_SOCKET_NSTREAMS")) c.socketStreams = parseInt(*v, "LOCKSTEP_SOCKET_NSTREAMS", 1, 16);
+  if (auto v = var("LOCKSTEP_SOCKET_CC")) c.socketCongestion = *v;
   if (auto v = var("LOCKSTEP_HOST_ID")) c.hostId = *v;
   if (auto v = var("LOCKSTEP_TRACE")) c.tracePath = *v;
   if (auto v = var("LOCKSTEP_ALGO")) c.algo = *v;

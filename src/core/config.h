@@ -41,7 +41,10 @@ struct Config {
   size_t slotBytes = 256 * 1024;                                 // LOCKSTEP_SLOT_BYTES: the slice size on the wire
   int slots = 8;                                                 // LOCKSTEP_SLOTS: credits per link direction
   std::string socketIfname;                                      // LOCKSTEP_SOCKET_IFNAME
-  int socketStreams = 1;       // LOCKSTEP_SOCKET_NSTREAMS: TCP connections per peer pair (frames round-robin)
+  int socketStreams = 1;  // LOCKSTEP_SOCKET_NSTREAMS: TCP connections per peer pair (frames round-robin)
+  // LOCKSTEP_SOCKET_CC: TCP congestion control of the data connections. "": reno where a
+  // connection stays in this host, the system's elsewhere; "system": the system's everywhere.
+  std::string socketCongestion;
   std::string hostId;          // LOCKSTEP_HOST_ID; empty = hostname + boot id
   std::string algo;            // LOCKSTEP_ALGO: force algorithms ("tree", "allreduce=ring,...")
   bool deterministic = false;  // LOCKSTEP_DETERMINISTIC: rank-ordered reductions

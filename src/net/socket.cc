@@ -249,11 +249,51 @@ void recvAll(int fd, void* buf, size_t n, Deadline deadline) {
   }
 }
 
-void tuneDataSocket(int fd) {
+namespace {
+
+// Both ends of the connection are addresses of this host: its bytes never leave the kernel.
+bool staysInHost(int fd) {
+  sockaddr_storage mine{}, theirs{};
+  socklen_t a = sizeof(mine), b = sizeof(theirs);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &a) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &b) != 0 || mine.ss_family != theirs.ss_family)
+    return false;
+  if (mine.ss_family == AF_INET) {
+    const auto& x = reinterpret_cast<const sockaddr_in&>(mine);
+    const auto& y = reinterpret_cast<const sockaddr_in&>(theirs);
+    return x.sin_addr.s_addr == y.sin_addr.s_addr || (ntohl(y.sin_addr.s_addr) >> 24) == 127;
+  }
+  if (mine.ss_family == AF_INET6) {
+    const auto& x = reinterpret_cast<const sockaddr_in6&>(mine);
+    const auto& y = reinterpret_cast<const sockaddr_in6&>(theirs);
+    return std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(in6_addr)) == 0 || IN6_IS_ADDR_LOOPBACK(&y.sin6_addr);
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string tuneDataSocket(int fd, const std::string& congestion) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   // Buffer sizes are left to the kernel's autotuning: an explicit SO_SNDBUF/SO_RCVBUF is capped
   // by net.core.[rw]mem_max (about 200 KiB by default) and turns autotuning off.
+  //
+  // Congestion control: a pacing one (BBR, the default on some distributions and clouds) sends a
+  // connection's segments on a timer at its bandwidth estimate. Within one host there is no
+  // network to pace for, and on the development VM a 2-rank all-reduce over loopback under BBR
+  // ran in one of two modes for a process's whole life, 1.5x apart (BBR still in its start-up
+  // phase, or pacing), where reno ran every process in the fast one (docs/design-notes.md).
+  // Reno is the one every process may choose (tcp_allowed_congestion_control).
+  if (congestion == "system") return "";
+  const std::string want = !congestion.empty() ? congestion : staysInHost(fd) ? "reno" : "";
+  if (want.empty()) return "";
+  if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, want.data(), static_cast<socklen_t>(want.size())) == 0) return want;
+  if (congestion.empty()) return "";  // our own choice: the system's stays
+  throw InvalidArgument("LOCKSTEP_SOCKET_CC=" + congestion + ": the kernel refused this congestion control (" +
+                        std::strerror(errno) +
+                        "); see /proc/sys/net/ipv4/tcp_allowed_congestion_control for those a process may "
+                        "choose, or use \"system\"");
 }
 
 }  // namespace lockstep

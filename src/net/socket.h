@@ -83,8 +83,11 @@ void sendAllServing(int fd, const void* buf, size_t n, Deadline deadline, int wa
                     const std::function<void()>& onReadable);
 void recvAll(int fd, void* buf, size_t n, Deadline deadline);
 
-// Tuning for data connections: TCP_NODELAY.
-void tuneDataSocket(int fd);
+// Tuning for data connections: TCP_NODELAY, and the congestion control `congestion` names
+// (LOCKSTEP_SOCKET_CC): "" picks reno for a connection that stays inside this host and leaves the
+// system's choice elsewhere; "system" leaves it everywhere; any other name is set on every
+// connection, and one the kernel refuses is an InvalidArgument. Returns what it set ("" if none).
+std::string tuneDataSocket(int fd, const std::string& congestion);
 
 // Waits until fd is readable/writable (events as for poll); false at the deadline.
 bool pollFor(int fd, short events, Deadline deadline);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "src/core/logging.h"
 #include "transport/socket/mesh.h"
 #include "transport/socket/socket_link.h"
 
@@ -22,7 +23,9 @@ class SocketTransport : public Transport {
     for (int s = 0; s < ctx_.config.socketStreams; ++s) {
       std::map<int, Fd> fds = connectMesh(ctx_, peers, Purpose::kData, "socket transport");
       for (auto& [p, fd] : fds) {
-        tuneDataSocket(fd.get());
+        const std::string cc = tuneDataSocket(fd.get(), ctx_.config.socketCongestion);
+        if (!cc.empty() && s == 0)
+          LS_INFO(ctx_.rank, "socket transport: " << cc << " congestion control to " << ctx_.peers[p].describe());
         streams[p].push_back(std::move(fd));
       }
     }
