@@ -210,6 +210,33 @@ TEST(SocketStreams, EveryCollectiveIsExactOverFourStreams) {
   EXPECT_NE(r.output.find("0 wrong"), std::string::npos) << r.output;
 }
 
+// Loopback data connections get reno (no pacing: src/net/socket.cc), every rank towards every
+// peer, and LOCKSTEP_SOCKET_CC=system leaves the system's choice (nothing set, nothing logged).
+TEST(SocketTransport, ConnectionsInsideTheHostUseRenoUnlessTheSystemsIsAskedFor) {
+  for (const char* cc : {"", "system"}) {
+    std::vector<std::string> env = {"LOCKSTEP_TRANSPORTS=socket", "LOCKSTEP_DEBUG=INFO", "LOCKSTEP_TIMEOUT=30"};
+    if (*cc) env.push_back(std::string("LOCKSTEP_SOCKET_CC=") + cc);
+    ProcResult r =
+        run({kRun, "-n", "3", std::string(PERF_DIR) + "/allreduce_perf", "-b", "1M", "-e", "1M", "-c", "1"}, env, 60);
+    ASSERT_FALSE(r.timedOut) << r.output;
+    ASSERT_EQ(r.code, 0) << r.output;
+    for (int rank = 0; rank < 3; ++rank) {
+      for (int peer = 0; peer < 3; ++peer) {
+        if (peer == rank) continue;
+        const std::string line = "[" + std::to_string(rank) + "] ";
+        const std::string says = "socket transport: reno congestion control to rank " + std::to_string(peer) + " (";
+        bool found = false;
+        std::istringstream lines(r.output);
+        for (std::string l; std::getline(lines, l);)
+          found |= l.rfind(line, 0) == 0 && l.find(says) != std::string::npos;
+        EXPECT_EQ(found, *cc == 0) << "rank " << rank << " -> " << peer << ", LOCKSTEP_SOCKET_CC=" << cc << "\n"
+                                   << r.output;
+      }
+    }
+    EXPECT_EQ(r.output.find("WRONG"), std::string::npos) << r.output;
+  }
+}
+
 // Device buffers across processes: the stream-ordered path over shm and over sockets, with the
 // stand-in CUDA driver (tests/fakecuda/fake_cuda_driver.c).
 TEST(DeviceStreams, ThreeProcessesGetTheRightResultOverShmAndSockets) {

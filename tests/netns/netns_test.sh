@@ -188,7 +188,8 @@ run_job() {
 }
 
 # check_choices NAME NRANKS HOSTOF: every pair on one host uses shm, every other pair TCP from
-# eth0 (never the decoy, never loopback); rank 0 logged a host-contiguous ring.
+# eth0 (never the decoy, never loopback) with the system's congestion control; rank 0 logged a
+# host-contiguous ring.
 check_choices() {
   local name=$1 n=$2 hostof=$3 r p bad=0
   local -a hostmap
@@ -204,6 +205,9 @@ check_choices() {
       else
         grep -q "rank $r -> rank $p (.*) via socket (eth0 10.78.0.$((10 + hostmap[r])) -> eth0 10.78.0.$((10 + hostmap[p])), another host)" "$log" ||
           { echo "FAILED: $name rank $r -> $p is not TCP between the hosts' eth0"; bad=1; }
+        # Across hosts the system's congestion control stays (reno is only for loopback).
+        ! grep -q "congestion control to rank $p (" "$log" ||
+          { echo "FAILED: $name rank $r -> $p set a congestion control on a connection between hosts"; bad=1; }
       fi
     done
   done
