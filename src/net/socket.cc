@@ -283,7 +283,7 @@ std::string tuneDataSocket(int fd, const std::string& congestion) {
   // connection's segments on a timer at its bandwidth estimate. Within one host there is no
   // network to pace for, and on the development VM a 2-rank all-reduce over loopback under BBR
   // ran in one of two modes for a process's whole life, 1.5x apart (BBR still in its start-up
-  // phase, or pacing), where reno ran every process in the fast one (docs/design-notes.md).
+  // phase, or pacing); without pacing that split went away (docs/design-notes.md).
   // Reno is the one every process may choose (tcp_allowed_congestion_control).
   if (congestion == "system") return "";
   const std::string want = !congestion.empty() ? congestion : staysInHost(fd) ? "reno" : "";
