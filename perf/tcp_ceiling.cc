@@ -17,7 +17,7 @@
 //    barrier, so consecutive exchanges overlap as consecutive all-reduces do: 3.2-5.4 GB/s, where
 //    one exchange per barrier read 2.0-3.0 and Lockstep's all-reduce 2.2-2.4.
 //
-// Its connection uses the congestion control Lockstep's socket transport picks on loopback (reno:
+// Its connection is tuned by the socket transport's own tuneDataSocket (reno on loopback:
 // BBR, the system's default on the development VM, paces a connection at its bandwidth estimate
 // and put whole runs 1.5x behind; src/net/socket.cc).
 //
@@ -40,6 +40,8 @@
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include "src/net/socket.h"
 
 namespace {
 
@@ -154,15 +156,15 @@ int main(int argc, char** argv) {
     fd = ::accept(listener, nullptr, nullptr);
     if (fd < 0) die("accept");
   }
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  // The congestion control Lockstep's socket transport sets on a loopback connection (reno, or
-  // LOCKSTEP_SOCKET_CC; "system" keeps the system's), so that this bounds the same connection.
-  const char* cc = std::getenv("LOCKSTEP_SOCKET_CC");
-  const std::string want = cc ? cc : "reno";
-  if (want != "system" &&
-      ::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, want.data(), static_cast<socklen_t>(want.size())) != 0)
-    die("setsockopt(TCP_CONGESTION)");
+  // Tuned as the socket transport tunes its data connections (TCP_NODELAY; reno on loopback, or
+  // LOCKSTEP_SOCKET_CC), so that this bounds the same connection.
+  try {
+    const char* cc = std::getenv("LOCKSTEP_SOCKET_CC");
+    lockstep::tuneDataSocket(fd, cc ? cc : "");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tcp_ceiling: %s\n", e.what());
+    std::exit(2);
+  }
   char* out = static_cast<char*>(std::aligned_alloc(4096, kChunk));
   char* in = static_cast<char*>(std::aligned_alloc(4096, kChunk));
   if (!out || !in) die("aligned_alloc");
