@@ -1,5 +1,7 @@
 #include "src/core/health.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -53,6 +55,9 @@ Health::Health(const TransportContext& ctx) : rank_(ctx.rank), interval_(kInterv
     Peer p;
     p.rank = r;
     p.fd = std::move(fds[r]);
+    // A failure or a goodbye leaves at once, not after the acknowledgement of the last heartbeat.
+    int one = 1;
+    setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     p.name = ctx.peers[r].describe();
     p.lastHeard = Clock::now();
     peers_.push_back(std::move(p));
@@ -218,16 +223,22 @@ void Health::watch() {
   bye.type = kGoodbye;
   bye.completed = completed_.load();
   bye.aborted = aborted_.load() ? 1 : 0;
+  // Best effort, briefly: a peer that does not read its control connection is gone anyway.
+  const Deadline by = Deadline::after(std::chrono::milliseconds(100));
+  std::vector<Fd> open;
   for (Peer& p : peers_) {
     queue(p, bye);
-    if (p.fd.valid()) {
-      // Best effort, briefly: a peer that does not read its control connection is gone anyway.
-      try {
-        sendAll(p.fd.get(), p.outbox.data(), p.outbox.size(), Deadline::after(std::chrono::milliseconds(100)));
-      } catch (const std::exception&) {
-      }
+    if (!p.fd.valid()) continue;
+    try {
+      sendAll(p.fd.get(), p.outbox.data(), p.outbox.size(), by);
+    } catch (const std::exception&) {
     }
+    open.push_back(std::move(p.fd));
   }
+  // A peer closes its end once it has read the goodbye. Closing ours first, with its latest
+  // status unread, reset the connection and could take the goodbye with it: that peer then
+  // reported this rank lost ("no goodbye") although it left cleanly.
+  closeGracefully(open, by);
 }
 
 void Health::sendFailure() {

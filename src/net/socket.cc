@@ -273,6 +273,32 @@ bool staysInHost(int fd) {
 
 }  // namespace
 
+void closeGracefully(std::vector<Fd>& fds, Deadline deadline) {
+  std::vector<pollfd> open;
+  for (const Fd& f : fds) {
+    if (f.valid() && ::shutdown(f.get(), SHUT_WR) == 0) open.push_back({f.get(), POLLIN, 0});
+  }
+  char sink[4096];
+  while (!open.empty()) {
+    const int ready = ::poll(open.data(), open.size(), deadline.remainingMs());
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;  // the deadline: a peer that does not close is not waited for
+    for (size_t i = 0; i < open.size();) {
+      ssize_t n = 1;
+      if (open[i].revents) {
+        while ((n = ::recv(open[i].fd, sink, sizeof(sink), MSG_DONTWAIT)) > 0) {
+        }
+      }
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        open.erase(open.begin() + static_cast<std::ptrdiff_t>(i));  // closed (or broken) at the far end
+      } else {
+        ++i;
+      }
+    }
+  }
+  for (Fd& f : fds) f.reset();
+}
+
 std::string tuneDataSocket(int fd, const std::string& congestion) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "src/core/clock.h"
 #include "src/core/errors.h"
@@ -88,6 +89,13 @@ void recvAll(int fd, void* buf, size_t n, Deadline deadline);
 // system's choice elsewhere; "system" leaves it everywhere; any other name is set on every
 // connection, and one the kernel refuses is an InvalidArgument. Returns what it set ("" if none).
 std::string tuneDataSocket(int fd, const std::string& congestion);
+
+// Closes connections so that what was last sent on them arrives. A socket closed with unread
+// bytes resets its connection, and the reset throws away what its send queue still holds: a
+// goodbye that Nagle's algorithm kept back behind an unacknowledged message was lost that way.
+// So each write side is shut first (what is queued leaves at once, then a FIN), and what arrives
+// is read and dropped until each peer closes too, or the deadline passes; then all are closed.
+void closeGracefully(std::vector<Fd>& fds, Deadline deadline);
 
 // Waits until fd is readable/writable (events as for poll); false at the deadline.
 bool pollFor(int fd, short events, Deadline deadline);
