@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <list>
 #include <map>
@@ -140,10 +141,21 @@ void RootService::serve(Deadline deadline) {
       std::string why = checkHello(h, secret_, commId, Purpose::kRoot, nranks);
       if (why.empty() && !addr.valid()) why = "invalid bootstrap address";
       if (why.empty() && h.nranks > kMaxRanks) why = "communicator size " + std::to_string(h.nranks) + " too large";
-      if (why.empty() && ranks.count(h.rank)) why = "rank " + std::to_string(h.rank) + " twice";
+      if (why.empty() && ranks.count(h.rank))
+        why = "rank " + std::to_string(h.rank) + " registered twice (two processes given the same rank?)";
       if (!why.empty()) {
-        // Tell a genuine peer why (it holds the secret); strangers get nothing.
-        if (constantTimeEqual(h.secret, secret_.data(), 16)) replyTo(p.fd, lockstepInvalidUsage, NetAddr{}, why);
+        // Tell a genuine peer why (it holds the secret); strangers get nothing. It reads a hello
+        // before the reply, as an accepted rank does: one its own checks pass (its communicator
+        // id and size), so that the reply's reason is what it reports.
+        if (constantTimeEqual(h.secret, secret_.data(), 16)) {
+          const Hello answer = makeHello(secret_, h.commId, 0, std::max(h.nranks, 1), Purpose::kRoot);
+          try {
+            sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));
+            replyTo(p.fd, lockstepInvalidUsage, NetAddr{}, why);
+          } catch (const std::exception&) {
+            // The rank is gone; it will report its own failure.
+          }
+        }
         reject(p.fd, why);
         it = pending.erase(it);
         continue;

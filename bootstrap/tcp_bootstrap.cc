@@ -208,19 +208,24 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
     const char* out = base + bytes * ((rank_ - s + nranks_) % nranks_);
     char* in = base + bytes * ((rank_ - s - 1 + nranks_) % nranks_);
     size_t sent = 0, got = 0;
+    bool sendFailed = false;  // else a failure is the predecessor's while its block is incomplete
     try {
       while (sent < bytes || got < bytes) {
-        pollfd fds[2] = {{next_.get(), static_cast<short>(sent < bytes ? POLLOUT : 0), 0},
-                         {prev_.get(), static_cast<short>(got < bytes ? POLLIN : 0), 0}};
+        // A direction that is done is left out: poll reports a broken connection's POLLHUP
+        // whatever it is asked, which would spin this loop, and the break is no concern of this
+        // step (the next one, or the peer's own error, reports it).
+        pollfd fds[2] = {{sent < bytes ? next_.get() : -1, POLLOUT, 0}, {got < bytes ? prev_.get() : -1, POLLIN, 0}};
         int rc = ::poll(fds, 2, dl.remainingMs(100));
         if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
         if (rc == 0 && dl.expired()) throw Timeout("allGather");
         if (fds[0].revents & (POLLOUT | POLLERR | POLLHUP)) {
           ssize_t n = ::send(next_.get(), out + sent, bytes - sent, MSG_NOSIGNAL);
-          if (n > 0)
+          if (n > 0) {
             sent += static_cast<size_t>(n);
-          else if (n < 0 && errno != EAGAIN && errno != EINTR)
+          } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            sendFailed = true;
             throw ConnectionClosed("send to successor failed");
+          }
         }
         if (fds[1].revents & (POLLIN | POLLERR | POLLHUP)) {
           ssize_t n = ::recv(prev_.get(), in + got, bytes - got, 0);
@@ -231,7 +236,7 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
         }
       }
     } catch (const Error& e) {
-      fail(e, got < bytes ? prev : next, "in a bootstrap allGather");
+      fail(e, !sendFailed && got < bytes ? prev : next, "in a bootstrap allGather");
     }
   }
 }
