@@ -168,6 +168,21 @@ bool pollFor(int fd, short events, Deadline deadline) {
   }
 }
 
+namespace {
+
+bool isSelfConnected(int fd) {
+  sockaddr_storage mine{}, theirs{};
+  socklen_t a = sizeof(mine), b = sizeof(theirs);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &a) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &b) != 0)
+    return false;
+  const NetAddr x = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&mine));
+  const NetAddr y = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&theirs));
+  return x.family == y.family && x.port == y.port && std::memcmp(x.addr, y.addr, sizeof(x.addr)) == 0;
+}
+
+}  // namespace
+
 Fd connectTo(const NetAddr& addr, Deadline deadline) {
   sockaddr_storage ss;
   socklen_t len = addr.toSockaddr(&ss);
@@ -181,6 +196,10 @@ Fd connectTo(const NetAddr& addr, Deadline deadline) {
       socklen_t elen = sizeof(err);
       getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
     }
+    // Connected to itself: while no one listens on a local port of the ephemeral range, the
+    // kernel may pick that very port as the source, and TCP's simultaneous open then connects
+    // the socket to itself (and holds the port the listener is about to bind). As refused.
+    if (err == 0 && isSelfConnected(fd.get())) err = ECONNREFUSED;
     if (err == 0) return fd;
     // Refused or reset: the listener is not up yet. Try again until the deadline.
     if (err != ECONNREFUSED && err != ECONNRESET && err != ETIMEDOUT && err != EAGAIN) {
@@ -196,7 +215,11 @@ Fd acceptUntil(int listenFd, Deadline deadline) {
   for (;;) {
     int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return Fd(fd);
-    if (errno == EINTR || errno == ECONNABORTED) continue;
+    // A connection that failed before it was accepted: Linux passes its network error on
+    // through accept, and accept(2) asks to retry as for EAGAIN. The listener is fine.
+    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN || errno == ENOPROTOOPT ||
+        errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH || errno == EOPNOTSUPP || errno == ENETUNREACH)
+      continue;
     if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
       // Out of descriptors or memory, perhaps because of a flood of connections: not fatal to
       // the listener. The caller may free some; try again shortly.
@@ -228,7 +251,9 @@ void sendAllServing(int fd, const void* buf, size_t n, Deadline deadline, int wa
     int ready = ::poll(fds, watchFd >= 0 ? 2 : 1, deadline.remainingMs(100));
     if (ready < 0 && errno != EINTR) throw SystemError("poll", errno);
     if (watchFd >= 0 && (fds[1].revents & POLLIN)) onReadable();
-    if (ready == 0 && deadline.expired()) throw Timeout("send timed out");
+    // Whatever poll said: a listener that stays readable (nothing to accept while out of
+    // descriptors) or a stream of signals must not keep this loop past its deadline.
+    if (deadline.expired()) throw Timeout("send timed out");
   }
 }
 
