@@ -14,6 +14,7 @@
 #include "lockstep/lockstep.h"
 #include "src/algo/collective.h"
 #include "src/core/api_internal.h"
+#include "src/core/comm_handle.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
 #include "src/core/group.h"
@@ -26,9 +27,6 @@
 using namespace lockstep;
 
 namespace {
-
-constexpr uint64_t kCommMagic = 0x4c4f434b53544550ull;  // "LOCKSTEP"
-constexpr uint64_t kDeadMagic = 0xdeaddeaddeaddeadull;
 
 thread_local std::string tLastError;
 
@@ -60,40 +58,11 @@ Config loadConfig() {
 
 }  // namespace
 
-struct lockstepComm {
-  std::atomic<uint64_t> magic{kCommMagic};
-  std::unique_ptr<Communicator> impl;
-  std::atomic<int> inflight{0};      // API calls using impl right now
-  std::atomic<bool> closing{false};  // destroy or abort has begun: no new calls
-};
-
 struct lockstepRequest {
   std::shared_ptr<RequestSlot> slot = std::make_shared<RequestSlot>();
 };
 
 namespace {
-
-// Holds a communicator for one API call. Destroy and abort wait until every call in flight has
-// left before they free it, so another thread may abort a communicator blocked in a collective.
-class CommUse {
- public:
-  explicit CommUse(lockstepComm_t comm) : comm_(comm) {
-    if (comm == nullptr) throw InvalidArgument("comm is NULL");
-    comm->inflight.fetch_add(1);
-    if (comm->magic.load() != kCommMagic || comm->closing.load()) {
-      comm->inflight.fetch_sub(1);
-      throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
-    }
-  }
-  ~CommUse() { comm_->inflight.fetch_sub(1); }
-  CommUse(const CommUse&) = delete;
-  CommUse& operator=(const CommUse&) = delete;
-  Communicator& operator*() const { return *comm_->impl; }
-  Communicator* operator->() const { return comm_->impl.get(); }
-
- private:
-  lockstepComm_t comm_;
-};
 
 // Destroy and abort: refuse new calls, let the calls in flight leave, free.
 void closeComm(lockstepComm_t comm, bool abort) {
@@ -101,7 +70,7 @@ void closeComm(lockstepComm_t comm, bool abort) {
   {
     CommUse use(comm);
     impl = &*use;
-    if (Group::current().uses(impl)) {
+    if (Group::current().uses(comm)) {
       throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
                          " on a communicator with calls in an open group");
     }
@@ -449,7 +418,7 @@ lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* 
     if (onStream) checkStreamPath(opKindName(kind), request != nullptr);
     auto req = request ? std::make_unique<lockstepRequest>() : nullptr;
     if (group.active()) {
-      group.add(&c, d, req ? req->slot : nullptr, onStream, stream);
+      group.add(comm, d, req ? req->slot : nullptr, onStream, stream);
     } else if (req) {
       req->slot->work = c.submit(d);
     } else if (onStream) {

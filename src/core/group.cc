@@ -1,8 +1,10 @@
 #include "src/core/group.h"
 
 #include <algorithm>
+#include <deque>
 #include <string>
 
+#include "src/core/comm_handle.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
 
@@ -13,7 +15,7 @@ Group& Group::current() {
   return group;
 }
 
-void Group::add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request, bool onStream,
+void Group::add(lockstepComm_t comm, const OpDesc& op, std::shared_ptr<RequestSlot> request, bool onStream,
                 void* stream) {
   for (const Call& c : calls_) {
     if (c.comm != comm) continue;
@@ -34,7 +36,7 @@ void Group::recordFailure(lockstepResult_t code, const std::string& message) {
   failureText_ = message;
 }
 
-bool Group::uses(const Communicator* comm) const {
+bool Group::uses(lockstepComm_t comm) const {
   return std::any_of(calls_.begin(), calls_.end(), [&](const Call& c) { return c.comm == comm; });
 }
 
@@ -49,24 +51,39 @@ void Group::end() {
     std::string text = "group discarded, nothing was launched: a call in it failed: " + failureText_;
     failure_ = lockstepSuccess;
     failureText_.clear();
-    for (const Call& c : calls) {
-      if (!c.request) continue;
-      auto w = std::make_shared<Work>();
-      w->result = code;
-      w->error = text;
-      w->done.store(true);
-      c.request->work = w;
-    }
+    failRequests(calls, code, text);
     throw Error(code, text);
   }
   launch(std::move(calls));
 }
 
+void Group::failRequests(const std::vector<Call>& calls, lockstepResult_t code, const std::string& text) {
+  for (const Call& c : calls) {
+    if (!c.request) continue;
+    auto w = std::make_shared<Work>();
+    w->result = code;
+    w->error = text;
+    w->done.store(true);
+    c.request->work = w;
+  }
+}
+
 void Group::launch(std::vector<Call> calls) {
-  // Per communicator, in order of first appearance.
-  std::vector<Communicator*> comms;
+  // Per communicator, in order of first appearance, each held until the launch is over.
+  std::vector<lockstepComm_t> comms;
   for (const Call& c : calls) {
     if (std::find(comms.begin(), comms.end(), c.comm) == comms.end()) comms.push_back(c.comm);
+  }
+  std::deque<CommUse> held;
+  try {
+    for (lockstepComm_t comm : comms) held.emplace_back(comm);
+  } catch (const Error& e) {
+    const std::string text = std::string(
+                                 "group not launched: a communicator in it was destroyed or aborted after "
+                                 "its calls were recorded: ") +
+                             e.what();
+    failRequests(calls, e.code(), text);
+    throw Error(e.code(), text);
   }
   struct Planned {
     Communicator* comm;
@@ -75,31 +92,41 @@ void Group::launch(std::vector<Call> calls) {
   };
   std::vector<Planned> plans;
   bool anyRequest = false;
-  for (Communicator* comm : comms) {
-    std::vector<OpDesc> ops;
-    std::vector<const Call*> mine;
-    for (const Call& c : calls) {
-      if (c.comm != comm) continue;
-      ops.push_back(c.op);
-      mine.push_back(&c);
-    }
-    if (mine[0]->onStream) {
-      // Stream-ordered: queued now, completed through the stream; nothing here waits for it.
-      comm->postOnStream(ops, mine[0]->stream);
-      continue;
-    }
-    std::vector<size_t> workOf;
-    Planned p{comm, comm->planGroup(ops, &workOf), {}};
-    p.blocking.assign(p.works.size(), false);
-    for (size_t i = 0; i < mine.size(); ++i) {
-      if (mine[i]->request) {
-        mine[i]->request->work = p.works[workOf[i]];
-        anyRequest = true;
-      } else {
-        p.blocking[workOf[i]] = true;
+  try {
+    for (size_t k = 0; k < comms.size(); ++k) {
+      Communicator* comm = &*held[k];
+      std::vector<OpDesc> ops;
+      std::vector<const Call*> mine;
+      for (const Call& c : calls) {
+        if (c.comm != comms[k]) continue;
+        ops.push_back(c.op);
+        mine.push_back(&c);
       }
+      if (mine[0]->onStream) {
+        // Stream-ordered: queued now, completed through the stream; nothing here waits for it.
+        comm->postOnStream(ops, mine[0]->stream);
+        continue;
+      }
+      std::vector<size_t> workOf;
+      Planned p{comm, comm->planGroup(ops, &workOf), {}};
+      p.blocking.assign(p.works.size(), false);
+      for (size_t i = 0; i < mine.size(); ++i) {
+        if (mine[i]->request) {
+          mine[i]->request->work = p.works[workOf[i]];
+          anyRequest = true;
+        } else {
+          p.blocking[workOf[i]] = true;
+        }
+      }
+      plans.push_back(std::move(p));
     }
-    plans.push_back(std::move(p));
+  } catch (const std::exception& e) {
+    // Nothing planned here was queued yet (stream-ordered calls before this one were, and carry
+    // no requests): its requests would otherwise wait for work that never runs.
+    const auto* error = dynamic_cast<const Error*>(&e);
+    failRequests(calls, error ? error->code() : lockstepInternalError,
+                 std::string("group not launched on every communicator: ") + e.what());
+    throw;
   }
   if (plans.empty()) return;
   if (plans.size() == 1 && !anyRequest) {

@@ -33,7 +33,10 @@ class Group {
   // Records a call. For a non-blocking call, request->work is set at GroupEnd. A call ordered
   // with a CUDA stream (onStream) must share its communicator's group calls with others on the
   // same stream: throws InvalidUsage otherwise.
-  void add(Communicator* comm, const OpDesc& op, std::shared_ptr<RequestSlot> request, bool onStream = false,
+  // The group records the handle, not the communicator: GroupEnd holds each communicator for
+  // its launch (a destroy or abort from another thread waits for it) and fails cleanly if one
+  // was destroyed in between.
+  void add(lockstepComm_t comm, const OpDesc& op, std::shared_ptr<RequestSlot> request, bool onStream = false,
            void* stream = nullptr);
   // A call inside the group failed (bad argument...): the outermost GroupEnd then launches
   // nothing, returns this error, and the group's requests complete with it (as in NCCL).
@@ -42,17 +45,20 @@ class Group {
   // blocking calls (non-blocking ones report through their requests).
   void end();
   // True if `comm` has calls recorded in the open group (it must not be destroyed or split).
-  bool uses(const Communicator* comm) const;
+  bool uses(lockstepComm_t comm) const;
 
  private:
   struct Call {
-    Communicator* comm;
+    lockstepComm_t comm;
     OpDesc op;
     std::shared_ptr<RequestSlot> request;  // null for a blocking call
     bool onStream = false;
     void* stream = nullptr;
   };
   void launch(std::vector<Call> calls);
+  // Completes the requests among `calls` with this error (the group, or what is left of it,
+  // was not launched), so that no lockstepWait waits for work that will never run.
+  static void failRequests(const std::vector<Call>& calls, lockstepResult_t code, const std::string& text);
   int depth_ = 0;
   std::vector<Call> calls_;
   lockstepResult_t failure_ = lockstepSuccess;

@@ -333,5 +333,49 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
+// The same from inside a group: GroupEnd runs the call inline, holding no API call of its own.
+// The abort still interrupts it, and frees the communicator only once GroupEnd has returned.
+TEST(Abort, FromAnotherThreadInterruptsABlockedGroupAndWaitsForIt) {
+  auto comms = initThreadComms(2);
+  std::atomic<bool> started{false}, returned{false};
+  lockstepResult_t blocked = lockstepSuccess;
+  std::thread owner([&] {
+    float x = 1;
+    lockstepGroupStart();
+    lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);
+    started = true;
+    blocked = lockstepGroupEnd();  // rank 1 never joins: blocks until the abort
+    returned = true;
+  });
+  while (!started) std::this_thread::yield();
+  usleep(200 * 1000);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_TRUE(returned.load()) << "the communicator was freed while GroupEnd was still running on it";
+  owner.join();
+  EXPECT_EQ(blocked, lockstepAborted);
+  EXPECT_LT(ms, 1000) << "abort took " << ms << " ms";
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+}
+
+// Another thread destroys a communicator after this thread recorded calls on it in a group:
+// GroupEnd fails cleanly, naming the cause, and the group's requests carry the error.
+TEST(Groups, ACommunicatorDestroyedBeforeGroupEndFailsTheGroupCleanly) {
+  auto comms = initThreadComms(1);
+  float x = 1, y = 0;
+  lockstepRequest_t req;
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &req), lockstepSuccess);
+  ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+  std::thread other([&] { EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepSuccess); });
+  other.join();
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("destroyed"), std::string::npos)
+      << lockstepGetLastError(nullptr);
+  EXPECT_EQ(lockstepWait(&req, 5000), lockstepInvalidUsage) << "the request carries the group's error";
+  EXPECT_EQ(y, 0.0f);
+}
+
 }  // namespace
 }  // namespace lockstep

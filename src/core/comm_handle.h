@@ -1,0 +1,52 @@
+// What a lockstepComm_t points to, and how a call holds it. Destroy and abort free the
+// Communicator only once no call holds it, so another thread may abort a communicator blocked in
+// a collective, or in a group's launch. The shell itself is never freed (api.cc keeps destroyed
+// ones in a graveyard), so a stale handle is detected rather than followed into freed memory.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "lockstep/lockstep.h"
+#include "src/core/communicator.h"
+#include "src/core/errors.h"
+
+namespace lockstep {
+
+constexpr uint64_t kCommMagic = 0x4c4f434b53544550ull;  // "LOCKSTEP"
+constexpr uint64_t kDeadMagic = 0xdeaddeaddeaddeadull;
+
+}  // namespace lockstep
+
+struct lockstepComm {
+  std::atomic<uint64_t> magic{lockstep::kCommMagic};
+  std::unique_ptr<lockstep::Communicator> impl;
+  std::atomic<int> inflight{0};      // calls holding impl right now (CommUse)
+  std::atomic<bool> closing{false};  // destroy or abort has begun: no new holds
+};
+
+namespace lockstep {
+
+// Holds a communicator for one API call, or for one group's launch.
+class CommUse {
+ public:
+  explicit CommUse(lockstepComm_t comm) : comm_(comm) {
+    if (comm == nullptr) throw InvalidArgument("comm is NULL");
+    comm->inflight.fetch_add(1);
+    if (comm->magic.load() != kCommMagic || comm->closing.load()) {
+      comm->inflight.fetch_sub(1);
+      throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
+    }
+  }
+  ~CommUse() { comm_->inflight.fetch_sub(1); }
+  CommUse(const CommUse&) = delete;
+  CommUse& operator=(const CommUse&) = delete;
+  Communicator& operator*() const { return *comm_->impl; }
+  Communicator* operator->() const { return comm_->impl.get(); }
+
+ private:
+  lockstepComm_t comm_;
+};
+
+}  // namespace lockstep
