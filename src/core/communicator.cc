@@ -273,9 +273,12 @@ void Communicator::execute(Work& w, bool background) {
     if (seq) health_->completed(seq);
     recorder_.ended(lockstepSuccess, stamp());
     if (!w.gate.failure.empty()) {
-      // The op ran, but its result cannot reach the device buffers.
+      // The op ran, but its result cannot reach the device buffers. This rank refuses later
+      // work, so the group must hear it now: its peers would otherwise wait for it at their next
+      // op until the timeout.
       brokenCode_ = lockstepSystemError;
       brokenBy_ = w.gate.failure;
+      health_->fail(lockstepSystemError, rank_, "rank " + std::to_string(rank_) + ": " + w.gate.failure);
       return finish(w, lockstepSystemError, w.gate.failure);
     }
     finish(w);
@@ -309,9 +312,13 @@ void Communicator::execute(Work& w, bool background) {
     if (code == lockstepTimeout) dumpTrace();  // the state of every op this rank saw, for lockstep-trace
     finish(w, code, text);
   } catch (const std::exception& e) {
+    // Out of memory, or a bug: as for any failure, later work is refused and the group told.
+    const std::string text = "rank " + std::to_string(rank_) + ": internal error: " + e.what();
     brokenCode_ = lockstepInternalError;
-    brokenBy_ = e.what();
-    finish(w, lockstepInternalError, e.what());
+    brokenBy_ = text;
+    health_->fail(lockstepInternalError, rank_, text);
+    recorder_.ended(lockstepInternalError, stamp());
+    finish(w, lockstepInternalError, text);
   }
 }
 

@@ -27,6 +27,7 @@ struct FakeCuda {
   long (*hostLive)();
   void (*mark)(const void*, size_t, unsigned, unsigned);
   int (*launchHostFunc)(void*, void (*)(void*), void*);
+  void (*streamFailHostFunc)(void*, int);  // the stream's n-th next cuLaunchHostFunc call fails
 
   static FakeCuda load() {
     void* lib = ::dlopen(LOCKSTEP_FAKE_CUDA_PATH, RTLD_NOW | RTLD_GLOBAL);
@@ -49,6 +50,7 @@ struct FakeCuda {
     sym("fakeCudaHostLive", &f.hostLive);
     sym("fakeCudaMark", &f.mark);
     sym("cuLaunchHostFunc", &f.launchHostFunc);
+    sym("fakeCudaStreamFailHostFunc", &f.streamFailHostFunc);
     refreshCudaDriver();
     return f;
   }

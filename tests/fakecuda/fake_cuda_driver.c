@@ -161,6 +161,7 @@ struct Stream {
   int busy, stop;
   unsigned resumed; /* the n-th kHold command waits until resumed reaches n */
   int capturing;    /* what cuStreamIsCapturing reports (fakeCudaStreamSetCapturing) */
+  int failHostFnIn; /* > 0: the failHostFnIn-th next cuLaunchHostFunc fails (fakeCudaStreamFailHostFunc) */
   pthread_t thread;
 };
 
@@ -321,6 +322,13 @@ void fakeCudaStreamResume(void* h) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Test control: the n-th next cuLaunchHostFunc call on this stream fails (n = 1: the next), as
+ * a driver out of resources would fail it. */
+void fakeCudaStreamFailHostFunc(void* h, int n) {
+  struct Stream* s = streamOf(h);
+  if (s) __atomic_store_n(&s->failHostFnIn, n, __ATOMIC_RELEASE);
+}
+
 /* Stream capture (CUDA graphs) is only pretended: the flag a test sets, reported as the status. */
 void fakeCudaStreamSetCapturing(void* h, int on) {
   struct Stream* s = streamOf(h);
@@ -348,6 +356,10 @@ int cuMemcpyHtoDAsync_v2(unsigned long long dst, const void* src, size_t bytes, 
 }
 
 int cuLaunchHostFunc(void* h, void (*fn)(void*), void* user) {
+  struct Stream* s = streamOf(h);
+  if (s && __atomic_load_n(&s->failHostFnIn, __ATOMIC_ACQUIRE) > 0 &&
+      __atomic_sub_fetch(&s->failHostFnIn, 1, __ATOMIC_ACQ_REL) == 0)
+    return 999; /* CUDA_ERROR_UNKNOWN */
   struct Cmd c = {kHostFn, NULL, NULL, 0, fn, user, 0, NULL};
   return push(h, c);
 }

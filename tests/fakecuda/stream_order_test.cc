@@ -169,6 +169,37 @@ TEST_F(StreamFaults, AStreamThatNeverReachesTheOpTimesOutAndNoStreamIsLeftWaitin
   EXPECT_EQ(cuda.hostLive(), 0);
 }
 
+// A rank whose op ran but whose result cannot reach its device buffer (the driver refused the
+// copy-out's host function) refuses later work: the group hears it at once, so its peer's next
+// op fails within a second or so naming it, instead of waiting out the 20 s timeout.
+TEST_F(StreamFaults, ARankWhoseResultCannotReachItsDeviceTellsItsPeers) {
+  setenv("LOCKSTEP_TIMEOUT", "20", 1);
+  setenv("LOCKSTEP_CUDA_IPC", "0", 1);  // the staged path, whose copy-out can fail this way
+  constexpr size_t kCount = 256;
+  auto comms = initThreadComms(2);
+  std::vector<lockstepResult_t> async(2, lockstepSuccess);
+  std::vector<double> secs(2);
+  onThreads(2, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> buf(cuda, kCount);
+    // The staged path's second host function is the copy-out's (the first opens the op).
+    if (r == 0) cuda.streamFailHostFunc(s, 2);
+    ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+    ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0);
+    auto t0 = Clock::now();
+    lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s);  // may fail at once
+    ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0) << "rank " << r << "'s stream was left waiting";
+    secs[r] = std::chrono::duration<double>(Clock::now() - t0).count();
+    ASSERT_EQ(lockstepCommGetAsyncError(comms[r], &async[r]), lockstepSuccess);
+    cuda.streamDestroy(s);
+  });
+  EXPECT_EQ(async[0], lockstepSystemError);
+  EXPECT_EQ(async[1], lockstepSystemError) << "rank 1 should have heard rank 0's failure (its code is relayed)";
+  EXPECT_LT(secs[1], 5.0) << "rank 1 waited for its timeout";
+  for (auto c : comms) lockstepCommDestroy(c);
+  unsetenv("LOCKSTEP_CUDA_IPC");
+}
+
 // Abort from another thread while a rank's op waits for a peer that never posts: the stream is
 // released within a second and the async error says aborted.
 TEST_F(StreamFaults, AbortReleasesAStreamWhoseOpWaitsForAPeer) {
