@@ -18,6 +18,7 @@
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
 #include "src/core/group.h"
+#include "src/core/keep.h"
 #include "src/core/logging.h"
 #include "src/core/memory_kind.h"
 #include "src/core/op.h"
@@ -81,14 +82,10 @@ void closeComm(lockstepComm_t comm, bool abort) {
   Backoff backoff;
   while (comm->inflight.load() > 0) backoff.pause();
   comm->impl.reset();
-  // The shell is kept (reachable, in a graveyard) so that a second destroy or a call on a
+  // The shell is kept (reachable, never freed) so that a second destroy or a call on a
   // destroyed comm is detected instead of touching freed memory.
   comm->magic.store(kDeadMagic);
-  // Never destroyed, so the shells stay reachable (and are not reported as leaks) until exit.
-  static std::mutex mu;
-  static auto* graveyard = new std::vector<lockstepComm*>;
-  std::lock_guard<std::mutex> lock(mu);
-  graveyard->push_back(comm);
+  keepForever(comm);
 }
 
 lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {

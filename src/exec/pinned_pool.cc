@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "src/core/keep.h"
+
 namespace lockstep {
 
 void PinnedPool::freeAll() {
@@ -35,7 +37,9 @@ PinnedBlock* PinnedPool::acquire(size_t bytes) {
 
 void PinnedPool::leak() {
   std::lock_guard<std::mutex> lock(mu_);
-  for (auto& b : blocks_) b->data = nullptr;
+  // The blocks themselves too: a stream's host function may still release one (PinnedPool::release).
+  for (auto& b : blocks_) keepForever(b.release());
+  blocks_.clear();
 }
 
 }  // namespace lockstep

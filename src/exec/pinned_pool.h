@@ -40,8 +40,8 @@ class PinnedPool {
   // Frees every block. The caller makes sure no stream still uses one (StreamOrder's destructor
   // waits for the streams) and that the allocating context is current.
   void freeAll();
-  // Keeps the memory (a stream that never finished may still read it): for a destroy that could
-  // not drain.
+  // Keeps the memory and the blocks (a stream that never finished may still read the one and
+  // release the other): for a destroy that could not drain.
   void leak();
 
  private:

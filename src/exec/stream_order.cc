@@ -1,10 +1,12 @@
 #include "src/exec/stream_order.h"
 
+#include <memory>
 #include <thread>
 #include <vector>
 
 #include "kernels/dtype.h"
 #include "src/core/errors.h"
+#include "src/core/keep.h"
 #include "src/core/logging.h"
 #include "src/exec/backoff.h"
 #include "transport/fifo.h"
@@ -12,7 +14,9 @@
 namespace lockstep {
 
 struct StreamTicket {
-  StreamOrder* owner;
+  // Shared with the StreamOrder, which may be gone by the time a stream that was stuck past a
+  // destroy runs this ticket's host function (the blocks are then leaked, never freed).
+  std::shared_ptr<std::atomic<int64_t>> outstanding;
   std::atomic<uint32_t> opened{0};
   std::vector<PinnedBlock*> blocks;
 
@@ -25,10 +29,10 @@ struct StreamTicket {
   }
   static void onReleased(void* t) {
     auto* ticket = static_cast<StreamTicket*>(t);
-    StreamOrder* owner = ticket->owner;
     for (PinnedBlock* b : ticket->blocks) PinnedPool::release(b);
+    const std::shared_ptr<std::atomic<int64_t>> outstanding = std::move(ticket->outstanding);
     delete ticket;
-    owner->outstanding_.fetch_sub(1, std::memory_order_release);
+    outstanding->fetch_sub(1, std::memory_order_release);
   }
 };
 
@@ -92,13 +96,13 @@ StreamOrder::~StreamOrder() {
   // Every Work has written done by now (the executor has stopped), so each stream can run to
   // its "released" host function; wait for that before freeing what the streams read.
   const auto end = Clock::now() + drainLimit_;
-  while (outstanding_.load(std::memory_order_acquire) > 0 && Clock::now() < end) {
+  while (outstanding_->load(std::memory_order_acquire) > 0 && Clock::now() < end) {
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  if (outstanding_.load(std::memory_order_acquire) > 0) {
+  if (outstanding_->load(std::memory_order_acquire) > 0) {
     // A stream that never ran (blocked on an event never recorded, say) may still read the
     // staging and the done word: keep them rather than let the GPU read freed memory.
-    LS_WARN(-1, "communicator destroyed while " << outstanding_.load()
+    LS_WARN(-1, "communicator destroyed while " << outstanding_->load()
                                                 << " stream-ordered op(s) were never reached by their CUDA streams; "
                                                    "their pinned staging is kept, not freed");
     pool_.leak();
@@ -146,7 +150,7 @@ void StreamOrder::unstage(StagedOp& s) {
 }
 
 StreamGate StreamOrder::order(void* stream, std::span<StagedOp> ops) {
-  auto* ticket = new StreamTicket{this, {}, {}};
+  auto* ticket = new StreamTicket{outstanding_, {}, {}};
   for (StagedOp& s : ops) {
     for (PinnedBlock* b : s.blocks) {
       if (b) ticket->blocks.push_back(b);
@@ -173,11 +177,13 @@ StreamGate StreamOrder::order(void* stream, std::span<StagedOp> ops) {
     if (!enqueued) {
       for (StagedOp& s : ops) unstage(s);
       delete ticket;
-    }  // else the stream may still run onOpened: the ticket is leaked rather than freed under it
+    } else {
+      keepForever(ticket);  // the stream may still run onOpened: never freed under it
+    }
     throw;
   }
   nextGen_ = gen;
-  outstanding_.fetch_add(1, std::memory_order_relaxed);
+  outstanding_->fetch_add(1, std::memory_order_relaxed);
   StreamGate gate{true, ticket, gen, {}};
   // From here the Work must run (its peers expect it) and write done. A failure to enqueue the
   // rest only loses the copy-out: the gate carries it.
@@ -192,7 +198,9 @@ StreamGate StreamOrder::order(void* stream, std::span<StagedOp> ops) {
     driver_.check(driver_.launchHostFunc(stream, &StreamTicket::onReleased, ticket), "cuLaunchHostFunc");
   } catch (const Error& e) {
     gate.failure = e.what();
-    outstanding_.fetch_sub(1, std::memory_order_relaxed);  // nothing will release this ticket: it is leaked
+    // Nothing will release this ticket, and the stream may still run its onOpened.
+    outstanding_->fetch_sub(1, std::memory_order_relaxed);
+    keepForever(ticket);
   }
   return gate;
 }

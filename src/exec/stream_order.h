@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -77,7 +78,6 @@ class StreamOrder {
   void done(StreamGate& g);
 
  private:
-  friend struct StreamTicket;
   const CudaDriver& driver_;
   std::chrono::milliseconds drainLimit_;
   PinnedPool pool_;
@@ -85,7 +85,8 @@ class StreamOrder {
   std::atomic<uint32_t>* doneWord_ = nullptr;  // pinned and mapped, read by the streams
   CudaDriver::DevicePtr doneDevice_ = 0;
   uint32_t nextGen_ = 0;
-  std::atomic<int64_t> outstanding_{0};  // tickets the streams have not released yet
+  // Tickets the streams have not released yet; shared with them (see StreamTicket).
+  std::shared_ptr<std::atomic<int64_t>> outstanding_ = std::make_shared<std::atomic<int64_t>>(0);
 };
 
 }  // namespace lockstep
