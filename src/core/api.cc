@@ -245,8 +245,12 @@ OpDesc validate(const Communicator& c, OpKind kind, const void* send, void* recv
 // The request out-parameter must exist before anything else is checked.
 template <typename F>
 lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
-  if (!request) return guarded([] { throw InvalidArgument("request is NULL"); });
-  return body();
+  if (request) return body();
+  const lockstepResult_t r = guarded([] { throw InvalidArgument("request is NULL"); });
+  // Like any call that fails inside a group, it fails the whole group at GroupEnd.
+  Group& group = Group::current();
+  if (group.active()) group.recordFailure(r, lockstepGetLastError(nullptr));
+  return r;
 }
 
 // Hands back a finished request's result and frees it.

@@ -284,6 +284,12 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
   EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidArgument) << "nothing was launched";
   EXPECT_EQ(lockstepWait(&req, -1), lockstepInvalidArgument) << "the group's requests carry its error";
   EXPECT_EQ(y, 0.0f);
+  // A non-blocking call without its request handle fails the group the same way.
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+  EXPECT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepInvalidArgument);
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidArgument) << "nothing was launched";
+  EXPECT_EQ(y, 0.0f);
   // The next group is unaffected.
   ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
   ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
