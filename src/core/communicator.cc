@@ -406,7 +406,7 @@ void Communicator::run(const OpDesc& op) {
   }
   if (plan) {
     plan->work.resetCompletion();
-    bindBuffers(op, nranks_, a, &plan->work);
+    bindBuffers(op, rank_, nranks_, a, &plan->work);
   } else {
     plan = &inline_[0];
     for (InlinePlan& p : inline_) plan = p.used < plan->used ? &p : plan;
@@ -443,7 +443,7 @@ void Communicator::agreeMax(double* values, int n) {
   const Algorithm a = chooseAlgorithm(d.kind, nranks_, sizeof(agreeIn_), linkCost_, TunerSettings{});
   if (agreePlanned_) {
     agree_.resetCompletion();
-    bindBuffers(d, nranks_, a, &agree_);
+    bindBuffers(d, rank_, nranks_, a, &agree_);
   } else {
     planOp(d, rank_, nranks_, a, &agree_, &ringOrder_);
     agreePlanned_ = true;
@@ -610,6 +610,11 @@ Algorithm Communicator::chooseForKernels(const OpDesc& op) {
   const Algorithm a = choose(op);
   if (op.kind == OpKind::kAllToAll || a == Algorithm::kCount) return a;  // all-to-all copies nothing
   if (a == Algorithm::kOrdered) return Algorithm::kCount;
+  // A reduce's tree keeps partial results in the output of a non-root node with two children
+  // (N >= 5), which on the host path is a buffer of the Work's own (bindBuffers) and here would
+  // be the caller's recvbuff, which a non-root may pass as anything: staged, decided alike on
+  // every rank.
+  if (op.kind == OpKind::kReduce && a == Algorithm::kTree && nranks_ >= 5) return Algorithm::kCount;
   if (a == Algorithm::kDirect) {
     return tuning_.forced[static_cast<int>(op.kind)] ? Algorithm::kCount : Algorithm::kRecursiveDoubling;
   }

@@ -46,10 +46,24 @@ void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w
     buildSchedule(algorithm, op.kind, rank, nranks, count, op.root, &w->schedule);
   }
   w->peers = peersOf(w->schedule);
-  bindBuffers(op, nranks, algorithm, w);
+  bindBuffers(op, rank, nranks, algorithm, w);
 }
 
-void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w) {
+namespace {
+
+// Whether a schedule reads or writes the op's output buffer.
+bool usesOutput(const Schedule& s) {
+  for (size_t i = 0; i < s.lanes(); ++i) {
+    for (const Step& step : s.lane(i)) {
+      if (step.src == kOutput || (primWrites(step.prim) && step.dst == kOutput)) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void bindBuffers(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w) {
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
   w->stagedFrom = nullptr;
   if (op.kind == OpKind::kBarrier) {
@@ -57,6 +71,13 @@ void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w) {
     return;
   }
   const size_t count = op.count;
+  if (op.kind == OpKind::kReduce && rank != op.root && usesOutput(w->schedule)) {
+    // Only the root's recvbuff is the caller's to have written (others may pass anything, NULL
+    // included, as in NCCL). A tree node with two children combines the first into its output
+    // before the second: on other ranks that output is a buffer of the Work's own.
+    w->partials.resize(count * dataTypeSize(w->info.dtype));  // capacity kept across calls
+    w->buffers[kOutput] = w->partials.data();
+  }
   // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
   // the input are still to be sent or combined: when the two overlap (in place, or a
   // reduce-scatter whose output is its own block of the input), they work from a copy of the

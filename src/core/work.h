@@ -25,6 +25,7 @@ struct Work {
   Clock::time_point queued;          // when the call was queued (flight recorder); unset if run inline
   uint8_t scratch[2] = {};           // a barrier's one-byte input and output
   std::vector<char> staging;         // a copy of the input, for in-place calls of algorithms that need one
+  std::vector<char> partials;        // a non-root's stand-in output for a reduce that keeps partials there
   const char* stagedFrom = nullptr;  // where that copy came from (taken again once a stream opens)
   StreamGate gate;                   // ordered with a CUDA stream (src/exec/stream_order.h)
 
@@ -59,7 +60,7 @@ bool waitWork(const Work& w, Deadline deadline);
 void planOp(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w, const RingOrder* order = nullptr);
 // Points a planned collective at the call's buffers (staging a copy of the input where the
 // algorithm needs one): the part of planOp that changes when the same call is made again.
-void bindBuffers(const OpDesc& op, int nranks, Algorithm algorithm, Work* w);
+void bindBuffers(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w);
 // Fuses a group's sends and receives on one communicator into one Work with a lane per peer and
 // direction. They are moved as bytes, so the two ends need only agree on sizes.
 void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w);

@@ -239,6 +239,37 @@ TEST_F(StreamFaults, AStreamThatRunsAfterADestroyGaveUpOnItTouchesNothingFreed) 
   unsetenv("LOCKSTEP_CUDA_IPC");
 }
 
+// A reduce on five ranks, whose tree has a non-root node with two children: the non-roots pass
+// no recvbuff (as NCCL allows) and their device inputs stay as they were; the root's is right.
+TEST_F(StreamFaults, AReduceWritesOnlyTheRootsDeviceBuffer) {
+  setenv("LOCKSTEP_ALGO", "reduce=tree", 1);
+  constexpr int kRanks = 5;
+  constexpr size_t kCount = 1031;
+  auto comms = initThreadComms(kRanks);
+  std::vector<std::string> errors(kRanks);
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> in(cuda, kCount), out(cuda, kCount);
+    for (size_t i = 0; i < kCount; ++i) in[i] = static_cast<float>(r + 1);
+    if (lockstepReduce(in.p, r == 0 ? out.p : nullptr, kCount, lockstepFloat32, lockstepSum, 0, comms[r], s) !=
+        lockstepSuccess)
+      errors[r] = lockstepGetLastError(nullptr);
+    if (cuda.streamSynchronizeFor(s, 10000) != 0) errors[r] += " stream left waiting";
+    for (size_t i = 0; i < kCount && errors[r].empty(); ++i) {
+      if (in[i] != static_cast<float>(r + 1)) errors[r] = "input changed at " + std::to_string(i);
+      if (r == 0 && out[i] != 15.0f) errors[r] = "wrong result at " + std::to_string(i);
+    }
+    lockstepResult_t async = lockstepSuccess;
+    lockstepCommGetAsyncError(comms[r], &async);
+    if (async != lockstepSuccess && errors[r].empty()) errors[r] = "async error " + std::to_string(async);
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  destroyAll(comms);
+  unsetenv("LOCKSTEP_ALGO");
+  EXPECT_EQ(cuda.hostLive(), live0);
+}
+
 // Abort from another thread while a rank's op waits for a peer that never posts: the stream is
 // released within a second and the async error says aborted.
 TEST_F(StreamFaults, AbortReleasesAStreamWhoseOpWaitsForAPeer) {
