@@ -35,8 +35,10 @@ uint64_t hostHash(const std::string& hostIdOverride) {
 }
 
 uint64_t processToken() {
-  static const uint64_t token = random64();
-  return token;
+  // The pid is part of it: fork() copies the random part into the child, which is another
+  // process all the same (the inproc transport would take the two for threads of one).
+  static const uint64_t seed = random64();
+  return seed ^ (static_cast<uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ull);
 }
 
 uint64_t shmMountId() {

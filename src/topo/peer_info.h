@@ -26,7 +26,7 @@ struct PeerInfo {
   uint64_t hostHash;    // same value = same host (shared memory reaches)
   uint64_t configHash;  // Config::wireHash(): fields that shape the wire
   int64_t pid;
-  uint64_t processToken;  // random per process: equal tokens = same address space (inproc)
+  uint64_t processToken;  // random per process (and pid): equal tokens = same address space (inproc)
   uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
   uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
   char hostname[64];
