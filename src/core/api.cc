@@ -551,7 +551,10 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
     }
     Work* w = (*request)->slot->work.get();
     if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
-    Deadline dl = timeoutMs < 0 ? Deadline::never() : Deadline::after(std::chrono::milliseconds(timeoutMs));
+    // A year and more is forever: now + INT64_MAX ms would overflow the clock into the past.
+    constexpr int64_t kForeverMs = int64_t{1} << 35;
+    Deadline dl = timeoutMs < 0 || timeoutMs >= kForeverMs ? Deadline::never()
+                                                           : Deadline::after(std::chrono::milliseconds(timeoutMs));
     if (!waitWork(*w, dl)) {
       throw Error(lockstepInProgress, w->info.label() + " still running after " + std::to_string(timeoutMs) + " ms");
     }
