@@ -1,7 +1,7 @@
 // What a lockstepComm_t points to, and how a call holds it. Destroy and abort free the
 // Communicator only once no call holds it, so another thread may abort a communicator blocked in
-// a collective, or in a group's launch. The shell itself is never freed (api.cc keeps destroyed
-// ones in a graveyard), so a stale handle is detected rather than followed into freed memory.
+// a collective, or in a group's launch. The shell itself is never freed (keepForever, at
+// destroy), so a stale handle is detected rather than followed into freed memory.
 #pragma once
 
 #include <atomic>
