@@ -263,9 +263,11 @@ void Communicator::execute(Work& w, bool background) {
     if (w.gate.active) {
       // The input exists once the stream has reached the op; the op's own time starts then.
       streamOrder_->awaitOpened(w.gate, deadline, aborted_, w.info.label());
-      if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.staging.size());
       deadline = Deadline::after(config_.timeout);
     }
+    // The copy of an in-place input, for the algorithms that need one (bindBuffers): taken now,
+    // once every op before this one has run.
+    if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.staging.size());
     health_->check();
     if (seq) health_->entered(w.info.fp);
     executor_->setWaitProfile(background ? backgroundWait_ : inlineWait_);

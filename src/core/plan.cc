@@ -81,17 +81,18 @@ void bindBuffers(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Wo
   // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
   // the input are still to be sent or combined: when the two overlap (in place, or a
   // reduce-scatter whose output is its own block of the input), they work from a copy of the
-  // input, taken now, as the caller's input is fixed once the call is made (for a call ordered with
-  // a CUDA stream: once the stream reaches it, so the executor takes it again then).
+  // input. The copy is taken when the op starts (Communicator::execute), not here: an op of a
+  // group, or one queued behind others, is planned before the ops ahead of it have written the
+  // buffer it reads (for a call ordered with a CUDA stream, the input exists once the stream
+  // reaches it). A non-root's reduce never writes the caller's output, so it needs none.
   const bool staged = algorithm == Algorithm::kDirect || algorithm == Algorithm::kOrdered;
+  const bool writesOutput = !(op.kind == OpKind::kReduce && rank != op.root);
   size_t bytes = count * dataTypeSize(w->info.dtype);
   const size_t inBytes = op.kind == OpKind::kReduceScatter ? bytes * static_cast<size_t>(nranks) : bytes;
   const char *in = w->buffers[kInput], *outp = w->buffers[kOutput];
   const bool overlap = in != nullptr && outp != nullptr && in < outp + bytes && outp < in + inBytes;
-  if (staged && overlap && count > 0 && op.kind != OpKind::kAllToAll) {
-    bytes = inBytes;
-    w->staging.resize(bytes);  // capacity kept across calls on a reused Work
-    std::memcpy(w->staging.data(), w->buffers[kInput], bytes);
+  if (staged && writesOutput && overlap && count > 0 && op.kind != OpKind::kAllToAll) {
+    w->staging.resize(inBytes);  // capacity kept across calls on a reused Work
     w->stagedFrom = w->buffers[kInput];
     w->buffers[kInput] = w->staging.data();
   }

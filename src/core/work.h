@@ -26,7 +26,7 @@ struct Work {
   uint8_t scratch[2] = {};           // a barrier's one-byte input and output
   std::vector<char> staging;         // a copy of the input, for in-place calls of algorithms that need one
   std::vector<char> partials;        // a non-root's stand-in output for a reduce that keeps partials there
-  const char* stagedFrom = nullptr;  // where that copy came from (taken again once a stream opens)
+  const char* stagedFrom = nullptr;  // where that copy comes from (taken when the op starts)
   StreamGate gate;                   // ordered with a CUDA stream (src/exec/stream_order.h)
 
   // Completion: written by whoever ran the work, then `done` is released.

@@ -341,6 +341,41 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
+// The ops of a group run in order, each seeing what the ones before it wrote: two in-place
+// all-reduces give N^2, a broadcast then an in-place reduce the reduce of the broadcast value.
+// The one-shot and rank-ordered algorithms work from a copy of an in-place input, which was once
+// taken when the group was planned, before the first op had run (4 instead of 16 on 4 ranks).
+TEST(Groups, EachOpSeesWhatTheOpsBeforeItWrote) {
+  for (const char* algo : {"direct", "ordered", "ring", "tree"}) {
+    const std::string algos =
+        std::string("allreduce=") + algo +
+        (std::string(algo) == "direct" || std::string(algo) == "ring" ? "" : std::string(",reduce=") + algo);
+    setenv("LOCKSTEP_ALGO", algos.c_str(), 1);
+    for (int n : {3, 4}) {
+      auto comms = initThreadComms(n);
+      std::vector<std::string> errors(n);
+      onThreads(n, [&](int r) {
+        std::vector<float> x(1031, 1.0f), d(1031, r == 1 ? 5.0f : 0.0f);
+        lockstepGroupStart();
+        lockstepAllReduce(x.data(), x.data(), x.size(), lockstepFloat32, lockstepSum, comms[r], nullptr);
+        lockstepAllReduce(x.data(), x.data(), x.size(), lockstepFloat32, lockstepSum, comms[r], nullptr);
+        lockstepBroadcast(d.data(), d.data(), d.size(), lockstepFloat32, 1, comms[r], nullptr);
+        lockstepReduce(d.data(), d.data(), d.size(), lockstepFloat32, lockstepSum, n - 1, comms[r], nullptr);
+        if (lockstepGroupEnd() != lockstepSuccess) errors[r] = lockstepGetLastError(nullptr);
+        for (size_t i = 0; i < x.size() && errors[r].empty(); ++i) {
+          if (x[i] != static_cast<float>(n * n))
+            errors[r] = "all-reduce: " + std::to_string(x[i]) + " at " + std::to_string(i);
+          if (r == n - 1 && d[i] != 5.0f * n)
+            errors[r] = "reduce: " + std::to_string(d[i]) + " at " + std::to_string(i);
+        }
+      });
+      for (int r = 0; r < n; ++r) EXPECT_EQ(errors[r], "") << algo << ", " << n << " ranks, rank " << r;
+      destroyAll(comms);
+    }
+  }
+  unsetenv("LOCKSTEP_ALGO");
+}
+
 // The same from inside a group: GroupEnd runs the call inline, holding no API call of its own.
 // The abort still interrupts it, and frees the communicator only once GroupEnd has returned.
 TEST(Abort, FromAnotherThreadInterruptsABlockedGroupAndWaitsForIt) {
