@@ -35,19 +35,23 @@ int child(int rank, const std::string& root) {
   return lockstepCommDestroy(comm) == lockstepSuccess ? 0 : 4;
 }
 
-TEST(Fork, ChildrenOfAProcessThatMadeACommunicatorAreSeparateProcesses) {
-  lockstepUniqueId id;
-  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
-  lockstepComm_t mine;
-  ASSERT_EQ(lockstepCommInitRank(&mine, 1, id, 0), lockstepSuccess);
-  ASSERT_EQ(lockstepCommDestroy(mine), lockstepSuccess);
+uint16_t freePort() {
+  Fd probe = listenOn(NetAddr::loopback());
+  return localAddress(probe.get()).port;
+}
 
-  uint16_t port;
-  {
-    Fd probe = listenOn(NetAddr::loopback());
-    port = localAddress(probe.get()).port;
-  }
-  const std::string root = "127.0.0.1:" + std::to_string(port);
+TEST(Fork, ChildrenOfAProcessThatMadeACommunicatorAreSeparateProcesses) {
+  // The parent's own communicator of one, through the environment: its rendezvous thread is
+  // joined by the time init returns, so the children inherit no thread of the library's.
+  setenv("LOCKSTEP_RANK", "0", 1);
+  setenv("LOCKSTEP_WORLD_SIZE", "1", 1);
+  setenv("LOCKSTEP_ROOT", ("127.0.0.1:" + std::to_string(freePort())).c_str(), 1);
+  lockstepComm_t mine;
+  ASSERT_EQ(lockstepCommInitFromEnv(&mine), lockstepSuccess) << lockstepGetLastError(nullptr);
+  ASSERT_EQ(lockstepCommDestroy(mine), lockstepSuccess);
+  for (const char* v : {"LOCKSTEP_RANK", "LOCKSTEP_WORLD_SIZE", "LOCKSTEP_ROOT"}) unsetenv(v);
+
+  const std::string root = "127.0.0.1:" + std::to_string(freePort());
   pid_t pids[2];
   for (int r = 0; r < 2; ++r) {
     pids[r] = fork();
