@@ -26,7 +26,8 @@ TEST(BootstrapErrors, TheRendezvousTellsAMisconfiguredRankWhy) {
   const uint64_t commId = commIdFromSecret(secret);
   std::unique_ptr<TcpBootstrap> first;
   std::thread t([&] { first = std::make_unique<TcpBootstrap>(info, commId, 0, 2, NetAddr::loopback(), kTimeout); });
-  while (root.registered() < 1) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int i = 0; i < 2000 && root.registered() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(root.registered(), 1) << "rank 0 never reached the rendezvous";
 
   auto refusal = [&](int rank, int nranks) -> std::string {
     try {
