@@ -12,6 +12,7 @@
 
 #include "src/core/errors.h"
 #include "src/net/socket.h"
+#include "tests/common/loopback_pair.h"
 
 namespace lockstep {
 namespace {
@@ -30,14 +31,7 @@ std::string systemDefault() {
   return name;
 }
 
-// Both ends of a fresh loopback connection.
-std::pair<Fd, Fd> loopbackPair() {
-  Fd listener = listenOn(NetAddr::loopback());
-  const Deadline dl = Deadline::after(std::chrono::seconds(5));
-  Fd client = connectTo(localAddress(listener.get()), dl);
-  Fd server = acceptUntil(listener.get(), dl);
-  return {std::move(client), std::move(server)};
-}
+using testing::loopbackPair;
 
 TEST(DataSocket, ALoopbackConnectionGetsRenoAndNoNagleDelay) {
   auto [client, server] = loopbackPair();

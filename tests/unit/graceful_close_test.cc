@@ -16,17 +16,12 @@
 
 #include "src/core/clock.h"
 #include "src/net/socket.h"
+#include "tests/common/loopback_pair.h"
 
 namespace lockstep {
 namespace {
 
-std::pair<Fd, Fd> loopbackPair() {
-  Fd listener = listenOn(NetAddr::loopback());
-  const Deadline dl = Deadline::after(std::chrono::seconds(5));
-  Fd client = connectTo(localAddress(listener.get()), dl);
-  Fd server = acceptUntil(listener.get(), dl);
-  return {std::move(client), std::move(server)};
-}
+using testing::loopbackPair;
 
 double secondsSince(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 

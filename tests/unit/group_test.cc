@@ -308,37 +308,51 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
   destroyAll(comms);
 }
 
+// Abort from another thread interrupts a blocked call within a second, a plain one or one inside
+// a group (which GroupEnd runs inline). It frees the communicator only once the call lets go of
+// it: it once freed it under a running GroupEnd (make test-asan checks that no freed memory is
+// touched).
 TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
-  auto comms = initThreadComms(2);
-  std::atomic<bool> started{false};
-  lockstepResult_t blocked = lockstepSuccess;
-  std::thread owner([&] {
+  for (bool inGroup : {false, true}) {
+    SCOPED_TRACE(inGroup ? "in a group" : "a plain call");
+    auto comms = initThreadComms(2);
+    std::atomic<bool> started{false};
+    lockstepResult_t blocked = lockstepSuccess;
+    std::thread owner([&] {
+      float x = 1;
+      // Rank 1 never joins: this blocks until the abort.
+      if (inGroup) {
+        lockstepGroupStart();
+        lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);
+        started = true;
+        blocked = lockstepGroupEnd();
+      } else {
+        started = true;
+        blocked = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);
+      }
+    });
+    while (!started) std::this_thread::yield();
+    usleep(200 * 1000);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    owner.join();
+    EXPECT_EQ(blocked, lockstepAborted);
+    EXPECT_LT(ms, 1000) << "abort took " << ms << " ms";
+    std::printf("abort latency: %.1f ms\n", ms);
+    // Rank 1 hears that rank 0 aborted, between calls: lockstepCommGetAsyncError reports it.
+    lockstepResult_t async = lockstepSuccess;
+    for (int i = 0; i < 200 && async == lockstepSuccess; ++i) {
+      ASSERT_EQ(lockstepCommGetAsyncError(comms[1], &async), lockstepSuccess);
+      if (async == lockstepSuccess) usleep(5000);
+    }
+    EXPECT_EQ(async, lockstepRemoteError);
     float x = 1;
-    started = true;
-    // Rank 1 never joins: this blocks until the abort.
-    blocked = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);
-  });
-  while (!started) std::this_thread::yield();
-  usleep(200 * 1000);
-  auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  owner.join();
-  EXPECT_EQ(blocked, lockstepAborted);
-  EXPECT_LT(ms, 1000) << "abort took " << ms << " ms";
-  std::printf("abort latency: %.1f ms\n", ms);
-  // Rank 1 hears that rank 0 aborted, between calls: lockstepCommGetAsyncError reports it.
-  lockstepResult_t async = lockstepSuccess;
-  for (int i = 0; i < 200 && async == lockstepSuccess; ++i) {
-    ASSERT_EQ(lockstepCommGetAsyncError(comms[1], &async), lockstepSuccess);
-    if (async == lockstepSuccess) usleep(5000);
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepRemoteError);
+    EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("aborted"), std::string::npos)
+        << lockstepGetLastError(nullptr);
+    EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
   }
-  EXPECT_EQ(async, lockstepRemoteError);
-  float x = 1;
-  EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepRemoteError);
-  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("aborted"), std::string::npos)
-      << lockstepGetLastError(nullptr);
-  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
 // The ops of a group run in order, each seeing what the ones before it wrote: two in-place
@@ -374,31 +388,6 @@ TEST(Groups, EachOpSeesWhatTheOpsBeforeItWrote) {
     }
   }
   unsetenv("LOCKSTEP_ALGO");
-}
-
-// The same from inside a group, where GroupEnd runs the call inline. The abort interrupts it and
-// frees the communicator only once GroupEnd lets go of it (it once freed it under the running
-// call: make test-asan checks that this test touches no freed memory).
-TEST(Abort, FromAnotherThreadInterruptsABlockedGroupWithinASecond) {
-  auto comms = initThreadComms(2);
-  std::atomic<bool> started{false};
-  lockstepResult_t blocked = lockstepSuccess;
-  std::thread owner([&] {
-    float x = 1;
-    lockstepGroupStart();
-    lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);
-    started = true;
-    blocked = lockstepGroupEnd();  // rank 1 never joins: blocks until the abort
-  });
-  while (!started) std::this_thread::yield();
-  usleep(200 * 1000);
-  auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
-  double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  owner.join();
-  EXPECT_EQ(blocked, lockstepAborted);
-  EXPECT_LT(ms, 1000) << "abort took " << ms << " ms";
-  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
 // Another thread destroys a communicator after this thread recorded calls on it in a group:
