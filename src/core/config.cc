@@ -86,8 +86,10 @@ LaunchEnv readLaunchEnv(const Var& var) {
     if (std::string(l.launcher) == "torchrun") {
       // torchrun's own store (or the trainer's init_process_group) usually holds MASTER_PORT
       // itself, so the Lockstep rendezvous takes the next port.
+      // Only when it is the rendezvous: an explicit LOCKSTEP_ROOT or unique id makes it unused,
+      // and an unused variable's value fails nothing.
       auto addr = var("MASTER_ADDR"), port = var("MASTER_PORT");
-      if (addr && port) {
+      if (addr && port && !var("LOCKSTEP_ROOT") && !var("LOCKSTEP_UNIQUE_ID")) {
         int p = parseInt(*port, "MASTER_PORT", 1, 65534);
         bool v6 = addr->find(':') != std::string::npos && addr->front() != '[';
         env.root = (v6 ? "[" + *addr + "]" : *addr) + ":" + std::to_string(p + 1);

@@ -157,6 +157,16 @@ TEST(LaunchEnvTest, PrecedenceLockstepTorchrunSlurmMpi) {
   EXPECT_EQ(c.launch.root, "10.0.0.1:5000");
   EXPECT_EQ(c.launch.rootFrom, "LOCKSTEP_ROOT");
   EXPECT_FALSE(fromMap({{"RANK", "1"}}).launch.rank.has_value()) << "a stray RANK is not a launcher";
+  // A MASTER_PORT that LOCKSTEP_ROOT or LOCKSTEP_UNIQUE_ID leaves unused is not parsed.
+  auto unused = all;
+  unused["MASTER_PORT"] = "not-a-port";
+  unused["LOCKSTEP_ROOT"] = "10.0.0.1:5000";
+  EXPECT_EQ(fromMap(unused).launch.root, "10.0.0.1:5000");
+  unused.erase("LOCKSTEP_ROOT");
+  unused["LOCKSTEP_UNIQUE_ID"] = "00";
+  EXPECT_NO_THROW(fromMap(unused));
+  unused.erase("LOCKSTEP_UNIQUE_ID");
+  EXPECT_THROW(fromMap(unused), InvalidArgument) << "used, it is checked";
 }
 
 TEST(LaunchEnvTest, BadLauncherValuesNameTheVariable) {
