@@ -170,15 +170,23 @@ bool pollFor(int fd, short events, Deadline deadline) {
 
 namespace {
 
-bool isSelfConnected(int fd) {
-  sockaddr_storage mine{}, theirs{};
-  socklen_t a = sizeof(mine), b = sizeof(theirs);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &a) != 0 ||
-      getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &b) != 0)
+// A connected socket's two ends, of one family; false if either cannot be read.
+bool endpoints(int fd, NetAddr* mine, NetAddr* theirs) {
+  sockaddr_storage a{}, b{};
+  socklen_t an = sizeof(a), bn = sizeof(b);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &an) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&b), &bn) != 0 || a.ss_family != b.ss_family)
     return false;
-  const NetAddr x = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&mine));
-  const NetAddr y = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&theirs));
-  return x.family == y.family && x.port == y.port && std::memcmp(x.addr, y.addr, sizeof(x.addr)) == 0;
+  *mine = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&a));
+  *theirs = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&b));
+  return true;
+}
+
+bool sameHostAddress(const NetAddr& x, const NetAddr& y) { return std::memcmp(x.addr, y.addr, sizeof(x.addr)) == 0; }
+
+bool isSelfConnected(int fd) {
+  NetAddr mine, theirs;
+  return endpoints(fd, &mine, &theirs) && mine.port == theirs.port && sameHostAddress(mine, theirs);
 }
 
 }  // namespace
@@ -278,22 +286,8 @@ namespace {
 
 // Both ends of the connection are addresses of this host: its bytes never leave the kernel.
 bool staysInHost(int fd) {
-  sockaddr_storage mine{}, theirs{};
-  socklen_t a = sizeof(mine), b = sizeof(theirs);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&mine), &a) != 0 ||
-      getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &b) != 0 || mine.ss_family != theirs.ss_family)
-    return false;
-  if (mine.ss_family == AF_INET) {
-    const auto& x = reinterpret_cast<const sockaddr_in&>(mine);
-    const auto& y = reinterpret_cast<const sockaddr_in&>(theirs);
-    return x.sin_addr.s_addr == y.sin_addr.s_addr || (ntohl(y.sin_addr.s_addr) >> 24) == 127;
-  }
-  if (mine.ss_family == AF_INET6) {
-    const auto& x = reinterpret_cast<const sockaddr_in6&>(mine);
-    const auto& y = reinterpret_cast<const sockaddr_in6&>(theirs);
-    return std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof(in6_addr)) == 0 || IN6_IS_ADDR_LOOPBACK(&y.sin6_addr);
-  }
-  return false;
+  NetAddr mine, theirs;
+  return endpoints(fd, &mine, &theirs) && (sameHostAddress(mine, theirs) || theirs.isLoopback());
 }
 
 }  // namespace
