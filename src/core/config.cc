@@ -39,6 +39,15 @@ std::vector<std::string> splitList(const std::string& text) {
   return out;
 }
 
+std::string joinList(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += ',';
+    out += item;
+  }
+  return out;
+}
+
 // FNV-1a: stable across processes and builds, unlike std::hash.
 uint64_t fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
@@ -234,11 +243,22 @@ bool Config::transportAllowed(const std::string& name) const {
 std::string Config::wireSummary() const {
   // Everything that decides what goes on the wire, including the algorithm choice (every rank
   // must pick the same algorithm for the same call).
-  std::string t;
-  for (const auto& s : transports) t += (t.empty() ? "" : ",") + s;
+  // Both lists in a canonical form, so that spellings with one meaning agree: the order of
+  // LOCKSTEP_TRANSPORTS means nothing, and "tree" forces what "allreduce=tree,..." spells out.
+  std::vector<std::string> t, a;
+  if (!transports.empty()) {
+    for (const char* name : {"inproc", "shm", "socket"}) {
+      if (transportAllowed(name)) t.emplace_back(name);
+    }
+  }
+  TunerSettings tuner = parseTunerSettings(algo, deterministic);
+  for (int k = 0; k < kOpKinds; ++k) {
+    if (tuner.forced[k])
+      a.push_back(opKindName(static_cast<OpKind>(k)) + std::string("=") + algorithmName(*tuner.forced[k]));
+  }
   std::ostringstream o;
-  o << "slotBytes=" << slotBytes << " slots=" << slots << " transports=" << (t.empty() ? "all" : t);
-  if (!algo.empty()) o << " algo=" << algo;
+  o << "slotBytes=" << slotBytes << " slots=" << slots << " transports=" << (t.empty() ? "all" : joinList(t));
+  if (!a.empty()) o << " algo=" << joinList(a);
   if (deterministic) o << " deterministic=1";
   if (!measuredTuning) o << " tuner=model";
   if (socketStreams != 1) o << " socketStreams=" << socketStreams;

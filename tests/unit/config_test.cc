@@ -87,6 +87,26 @@ TEST(Config, WireHashCoversWhatShapesTheWire) {
   EXPECT_NE(a.wireHash(), d.wireHash());
 }
 
+// Ranks compare the hash, so two spellings of one setting must hash alike, and two settings
+// must not.
+TEST(Config, WireHashReadsWhatASettingMeansNotHowItIsSpelled) {
+  auto hash = [](const char* var, const char* value) { return fromMap({{var, value}}).wireHash(); };
+  EXPECT_EQ(hash("LOCKSTEP_TRANSPORTS", "shm,socket"), hash("LOCKSTEP_TRANSPORTS", "socket,shm"));
+  EXPECT_EQ(hash("LOCKSTEP_TRANSPORTS", "socket,,socket"), hash("LOCKSTEP_TRANSPORTS", "socket"));
+  EXPECT_NE(hash("LOCKSTEP_TRANSPORTS", "shm,socket"), hash("LOCKSTEP_TRANSPORTS", "socket"));
+  EXPECT_EQ(hash("LOCKSTEP_ALGO", "allreduce=ring,broadcast=tree"),
+            hash("LOCKSTEP_ALGO", "broadcast=tree,allreduce=ring"));
+  EXPECT_EQ(hash("LOCKSTEP_ALGO", "rd"), hash("LOCKSTEP_ALGO", "recursive_doubling"));
+  EXPECT_EQ(hash("LOCKSTEP_ALGO", "tree"),
+            hash("LOCKSTEP_ALGO", "reduce=tree,broadcast=tree,barrier=tree,allreduce=tree"))
+      << "a bare name forces every collective that has it";
+  EXPECT_EQ(hash("LOCKSTEP_ALGO", "tree,allreduce=ring"),
+            hash("LOCKSTEP_ALGO", "allreduce=ring,barrier=tree,broadcast=tree,reduce=tree"))
+      << "the later setting for a collective wins, as the tuner reads it";
+  EXPECT_NE(hash("LOCKSTEP_ALGO", "allreduce=ring"), hash("LOCKSTEP_ALGO", "allreduce=tree"));
+  EXPECT_NE(hash("LOCKSTEP_ALGO", "allreduce=ring"), fromMap({}).wireHash());
+}
+
 // Launchers: LOCKSTEP_* first (field by field), then torchrun, Slurm, OpenMPI, PMI, PMIx.
 TEST(LaunchEnvTest, EachLauncherIsRecognised) {
   Config t = fromMap(
