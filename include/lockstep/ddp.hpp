@@ -111,8 +111,9 @@ class GradientSync {
     });
   }
 
-  // The gradient of parameter `param` (an index, or its data pointer; an empty parameter only by
-  // index) is final for this iteration.
+  // The gradient of parameter `param` (an index, or its data pointer) is final for this
+  // iteration. A parameter with no elements has nothing to reduce: it never holds its bucket back
+  // and need not be marked (by index if it is; it has no memory to name it by).
   // Copies it into its bucket; if that completes the next buckets in plan order, starts their
   // all-reduces without waiting for them. Inside noSync() it only checks the parameter.
   void markReady(size_t param) {
@@ -130,6 +131,7 @@ class GradientSync {
     ready_[param] = 1;
     ++readyCount_;
     if (recordingOrder()) observed_.push_back(param);
+    if (registry_[param].count == 0) return;  // not counted in its bucket's pending
     pack(param);
     if (--buckets_[plan_.bucketOf[param]].pending == 0) launchReady();
   }
@@ -149,7 +151,7 @@ class GradientSync {
     stats_.buckets = plan_.buckets.size();
     stats_.launchedEarly = nextBucket_;
     for (size_t i = 0; i < registry_.size(); ++i) {
-      if (ready_[i]) continue;
+      if (ready_[i] || registry_[i].count == 0) continue;
       ++stats_.unready;
       warnUnready(i);
       zeroSlot(i);
@@ -325,9 +327,16 @@ class GradientSync {
       buckets_[b].wire.assign(bucket.paddedCount * elementSize(wireTypeOf(bucket)), 0);
       if (options_.zero1 && compressed(bucket))
         buckets_[b].stage.assign(bucket.paddedCount * elementSize(bucket.dtype), 0);
-      buckets_[b].pending = bucket.params.size();
+      buckets_[b].pending = gradientsIn(bucket);
     }
     if (options_.zero1) shard_ = shardPieces(plan_, shapes_, rank_, nranks_);
+  }
+
+  // The parameters a bucket waits for: those with elements.
+  size_t gradientsIn(const Bucket& bucket) const {
+    size_t n = 0;
+    for (size_t p : bucket.params) n += registry_[p].count > 0;
+    return n;
   }
 
   unsigned char* stage(size_t b) {
@@ -419,7 +428,7 @@ class GradientSync {
     std::fill(ready_.begin(), ready_.end(), 0);
     readyCount_ = 0;
     nextBucket_ = 0;
-    for (size_t b = 0; b < plan_.buckets.size(); ++b) buckets_[b].pending = plan_.buckets[b].params.size();
+    for (size_t b = 0; b < plan_.buckets.size(); ++b) buckets_[b].pending = gradientsIn(plan_.buckets[b]);
   }
 
   void warnUnready(size_t param) {
