@@ -93,6 +93,8 @@ class Transport {
 };
 
 std::unique_ptr<Transport> makeInprocTransport(const TransportContext& ctx);
+// FIFOs inproc setups have registered and not yet handed over, process-wide (0 between setups).
+size_t inprocFifosRegistered();
 std::unique_ptr<Transport> makeShmTransport(const TransportContext& ctx);
 std::unique_ptr<Transport> makeSocketTransport(const TransportContext& ctx);
 

@@ -11,6 +11,7 @@
 #include "bootstrap/unique_id.h"
 #include "kernels/dtype.h"
 #include "src/core/communicator.h"
+#include "transport/transport.h"
 
 namespace lockstep {
 namespace {
@@ -85,6 +86,36 @@ TEST(ThreadRanks, VersionOrConfigMismatchFailsInitOnEveryRank) {
     EXPECT_NE(e.find("slotBytes=131072"), std::string::npos) << "the message shows the difference: " << e;
     EXPECT_NE(e.find("rank 2"), std::string::npos) << e;
   }
+}
+
+// A rank that never comes fails the others' inproc setup at its barrier; what they registered
+// for it must not stay in the process-wide registry (two 2 MiB FIFOs per failed setup, forever).
+TEST(ThreadRanks, AnInprocSetupThatFailsLeavesNothingRegistered) {
+  Config c;
+  const int n = 3;
+  std::vector<PeerInfo> peers(n);
+  for (int r = 0; r < n; ++r) {
+    std::memset(&peers[r], 0, sizeof(PeerInfo));
+    peers[r].rank = r;
+  }
+  auto world = std::make_shared<InprocWorld>(n);
+  const size_t before = inprocFifosRegistered();
+  std::vector<std::string> errors(n - 1);
+  onThreads(n - 1, [&](int r) {  // rank 2 never comes
+    InprocBootstrap boot(world, r, std::chrono::milliseconds(300));
+    TransportContext ctx{c, boot, peers, r, 0x51de, Secret{}, NetAddr::loopback()};
+    std::vector<int> others;
+    for (int p = 0; p < n; ++p) {
+      if (p != r) others.push_back(p);
+    }
+    try {
+      makeInprocTransport(ctx)->connect(others);
+    } catch (const Error& e) {
+      errors[r] = e.what();
+    }
+  });
+  for (int r = 0; r < n - 1; ++r) EXPECT_FALSE(errors[r].empty()) << "rank " << r << " connected without rank 2";
+  EXPECT_EQ(inprocFifosRegistered(), before);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "src/core/errors.h"
 #include "transport/fifo_link.h"
 
 namespace lockstep {
@@ -23,6 +24,17 @@ class InprocTransport : public Transport {
   }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
+    // This rank's entries leave the registry however connect ends: a failed barrier (a rank
+    // that never came) must not leave its FIFOs in the process for good.
+    struct Forget {
+      uint64_t comm;
+      int rank;
+      const std::vector<int>& peers;
+      ~Forget() {
+        std::lock_guard<std::mutex> lock(gMu);
+        for (int p : peers) gRegistry.erase({comm, p, rank});
+      }
+    } forget{ctx_.commId, ctx_.rank, peers};
     std::vector<std::shared_ptr<HeapFifo>> inbound;
     {
       std::lock_guard<std::mutex> lock(gMu);
@@ -36,7 +48,12 @@ class InprocTransport : public Transport {
     {
       std::lock_guard<std::mutex> lock(gMu);
       for (size_t i = 0; i < peers.size(); ++i) {
-        auto out = gRegistry.at({ctx_.commId, ctx_.rank, peers[i]});
+        auto it = gRegistry.find({ctx_.commId, ctx_.rank, peers[i]});
+        if (it == gRegistry.end()) {
+          // Only a rank that gave up on the barrier as the others passed it forgets so early.
+          throw RemoteError(peers[i], "inproc setup: " + ctx_.peers[peers[i]].describe() + " left during setup");
+        }
+        auto out = it->second;
         auto both = std::make_shared<std::pair<std::shared_ptr<HeapFifo>, std::shared_ptr<HeapFifo>>>(out, inbound[i]);
         links.push_back(std::make_unique<FifoLink>(out->header, inbound[i]->header, ctx_.config.slots,
                                                    ctx_.config.slotBytes, both, Fd(), ctx_.peers[peers[i]].describe(),
@@ -44,8 +61,6 @@ class InprocTransport : public Transport {
       }
     }
     ctx_.bootstrap.barrier();  // every sender holds its FIFO; the registry can forget them
-    std::lock_guard<std::mutex> lock(gMu);
-    for (int p : peers) gRegistry.erase({ctx_.commId, p, ctx_.rank});
     return links;
   }
 
@@ -54,6 +69,11 @@ class InprocTransport : public Transport {
 };
 
 }  // namespace
+
+size_t inprocFifosRegistered() {
+  std::lock_guard<std::mutex> lock(gMu);
+  return gRegistry.size();
+}
 
 std::unique_ptr<Transport> makeInprocTransport(const TransportContext& ctx) {
   return std::make_unique<InprocTransport>(ctx);
