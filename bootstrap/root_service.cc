@@ -103,18 +103,29 @@ void RootService::serve(Deadline deadline) {
     int rc = ::poll(fds.data(), fds.size(), deadline.remainingMs(100));
     if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the rendezvous");
     if (fds[0].revents & POLLIN) {
-      int raw = ::accept4(listen_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      bool exhausted = raw < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM);
+      int shortage = 0;
+      Fd fd = acceptReady(listen_.get(), &shortage);
+      if (shortage && pending.empty()) {
+        // Every descriptor is a registered rank's (or the process's own): the rendezvous cannot
+        // take the rest. The ranks it holds learn why instead of timing out.
+        std::string msg =
+            SystemError("accept4", shortage,
+                        "the rendezvous at " + address_.str() + " took " + std::to_string(ranks.size()) + " ranks")
+                .what();
+        LS_WARN(-1, msg);
+        for (auto& [r, reg] : ranks) replyTo(reg.fd, lockstepSystemError, NetAddr{}, msg);
+        return;
+      }
       // Out of descriptors, or too many strangers waiting: the oldest unauthenticated
       // connection makes room, so a flood cannot lock the ranks out.
-      if ((exhausted || pending.size() >= kMaxPending) && !pending.empty()) {
+      if (shortage || pending.size() >= kMaxPending) {
         reject(pending.front().fd, "dropped to make room (too many pending connections)");
         pending.pop_front();
       }
-      if (raw >= 0) {
+      if (fd.valid()) {
         ++accepted_;
         pending.emplace_back();
-        pending.back().fd = Fd(raw);
+        pending.back().fd = std::move(fd);
         pending.back().since = Clock::now();
       }
     }

@@ -117,13 +117,17 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
   if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the bootstrap listener");
   if (fds[0].revents & POLLIN) {
     for (;;) {
-      Fd fd = acceptUntil(listen_.get(), Deadline::after(std::chrono::milliseconds(0)));
-      if (!fd.valid()) break;
-      ++accepted_;
-      if (incoming_.size() >= kMaxIncoming) {
+      int shortage = 0;
+      Fd fd = acceptReady(listen_.get(), &shortage);
+      if (shortage && incoming_.empty()) {
+        throw SystemError("accept4", shortage, "rank " + std::to_string(rank_) + " taking a bootstrap connection");
+      }
+      if (shortage || incoming_.size() >= kMaxIncoming) {
         LS_WARN(rank_, "bootstrap: too many pending connections; dropped the oldest");
         incoming_.pop_front();
       }
+      if (!fd.valid()) break;
+      ++accepted_;
       incoming_.emplace_back();
       incoming_.back().fd = std::move(fd);
       incoming_.back().since = Clock::now();

@@ -3,14 +3,25 @@
 #include <cerrno>
 #include <cstring>
 
+#include <sys/resource.h>
+
 namespace lockstep {
 
 static std::string describe(const std::string& syscall, int err, const std::string& context) {
   std::string s = syscall;
   s.append(" failed: ").append(std::strerror(err)).append(" (errno ").append(std::to_string(err)).append(")");
   if (!context.empty()) s.append(" while ").append(context);
+  if (err == EMFILE) {
+    // The usual cause at scale (descriptors per peer), and the fix is the user's: say both.
+    rlimit rl{};
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+      s.append(": this process may open ").append(std::to_string(rl.rlim_cur)).append(" files; raise `ulimit -n`");
+    }
+  }
   return s;
 }
+
+bool isLocalShortage(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
 SystemError::SystemError(const std::string& sc, int e, const std::string& context)
     : Error(lockstepSystemError, describe(sc, e, context)), syscall(sc), err(e) {}

@@ -52,6 +52,9 @@ struct SystemError : Error {
   int err;
 };
 
+// Out of descriptors or memory: a shortage of this process (or host), never a peer's fault.
+bool isLocalShortage(int err);
+
 // Throws SystemError(syscall, errno, context) when rc < 0; returns rc otherwise.
 long checkSys(long rc, const char* syscall, const std::string& context = "");
 

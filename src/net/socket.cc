@@ -219,7 +219,8 @@ Fd connectTo(const NetAddr& addr, Deadline deadline) {
   }
 }
 
-Fd acceptUntil(int listenFd, Deadline deadline) {
+Fd acceptReady(int listenFd, int* shortage) {
+  *shortage = 0;
   for (;;) {
     int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) return Fd(fd);
@@ -228,14 +229,25 @@ Fd acceptUntil(int listenFd, Deadline deadline) {
     if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN || errno == ENOPROTOOPT ||
         errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH || errno == EOPNOTSUPP || errno == ENETUNREACH)
       continue;
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-      // Out of descriptors or memory, perhaps because of a flood of connections: not fatal to
-      // the listener. The caller may free some; try again shortly.
-      if (deadline.expired()) return Fd();
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(10, deadline.remainingMs(10))));
-      continue;
+    if (isLocalShortage(errno)) {
+      // Linux takes the descriptor before it looks at the queue, so this comes with no
+      // connection waiting too: a shortage only counts when one is (it stays queued).
+      const int err = errno;
+      pollfd queued{listenFd, POLLIN, 0};
+      if (::poll(&queued, 1, 0) == 1 && (queued.revents & POLLIN)) *shortage = err;
+      return Fd();
     }
     if (errno != EAGAIN && errno != EWOULDBLOCK) throw SystemError("accept4", errno);
+    return Fd();
+  }
+}
+
+Fd acceptUntil(int listenFd, Deadline deadline) {
+  for (;;) {
+    int shortage = 0;
+    Fd fd = acceptReady(listenFd, &shortage);
+    if (fd.valid()) return fd;
+    if (shortage) throw SystemError("accept4", shortage, "accepting a connection");
     if (!pollFor(listenFd, POLLIN, deadline)) return Fd();
   }
 }

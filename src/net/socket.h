@@ -72,8 +72,14 @@ NetAddr localAddress(int fd);
 // Connects, retrying refused connections (the listener may not be up yet) until the deadline.
 Fd connectTo(const NetAddr& addr, Deadline deadline);
 
-// Accepts one connection; returns an invalid Fd if the deadline passes first. Running out of
-// descriptors is not an error: it retries until the deadline.
+// Accepts one connection without waiting. Invalid when none is queued, or when this process is
+// out of descriptors or memory: then *shortage is that errno and the connection stays queued.
+// Servers that hold unauthenticated connections drop their oldest to make room (a flood of
+// strangers must not lock the ranks out); with none to drop, the shortage is the process's own.
+Fd acceptReady(int listenFd, int* shortage);
+
+// Accepts one connection; returns an invalid Fd if the deadline passes first. Throws
+// SystemError when this process is out of descriptors.
 Fd acceptUntil(int listenFd, Deadline deadline);
 
 // Moves exactly n bytes. Throw Timeout at the deadline, ConnectionClosed at EOF, SystemError else.

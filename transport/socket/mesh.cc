@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <exception>
 #include <list>
 
 #include "src/core/logging.h"
@@ -34,10 +35,15 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
 
   Deadline dl = Deadline::after(ctx.config.timeout);
   std::map<int, Fd> fds;
-  // Every failure names the peer it concerns.
-  auto blame = [&](int p, const std::string& doing, const Error& e) -> RemoteError {
-    return RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " " + doing + " " + ctx.peers[p].describe() +
-                              " (" + addrs[p].str() + "): " + e.what());
+  // Every failure names the peer it concerns, except this process's own shortage of descriptors
+  // or memory, which is no peer's doing.
+  auto blame = [&](int p, const std::string& doing, const Error& e) -> std::exception_ptr {
+    const std::string context = what + ": rank " + std::to_string(ctx.rank) + " " + doing + " " +
+                                ctx.peers[p].describe() + " (" + addrs[p].str() + ")";
+    if (auto* se = dynamic_cast<const SystemError*>(&e); se && isLocalShortage(se->err)) {
+      return std::make_exception_ptr(SystemError(se->syscall, se->err, context));
+    }
+    return std::make_exception_ptr(RemoteError(p, context + ": " + e.what()));
   };
   for (int p : peers) {
     if (p < ctx.rank) continue;
@@ -48,7 +54,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       sendAll(fd.get(), &h, sizeof(h), dl);
       fds[p] = std::move(fd);
     } catch (const Error& e) {
-      throw blame(p, "could not connect to", e);
+      std::rethrow_exception(blame(p, "could not connect to", e));
     }
   }
   auto missingLower = [&] {
@@ -76,11 +82,17 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     for (const Pending& c : pending) pfds.push_back({c.fd.get(), POLLIN, 0});
     ::poll(pfds.data(), pfds.size(), dl.remainingMs(100));
     if (pfds[0].revents & POLLIN) {
-      Fd fd = acceptUntil(listener.get(), Deadline::after(std::chrono::milliseconds(0)));
-      if (fd.valid()) {
-        if (pending.size() >= 256) pending.pop_front();
-        pending.push_back(Pending{std::move(fd), Clock::now()});
+      int shortage = 0;
+      Fd fd = acceptReady(listener.get(), &shortage);
+      if (shortage && pending.empty()) {
+        throw SystemError("accept4", shortage,
+                          what + ": rank " + std::to_string(ctx.rank) + " taking the connections of " + missingLower());
       }
+      if (shortage || pending.size() >= 256) {
+        LS_WARN(ctx.rank, what << ": dropped the oldest unanswered connection to make room");
+        pending.pop_front();
+      }
+      if (fd.valid()) pending.push_back(Pending{std::move(fd), Clock::now()});
     }
     for (auto it = pending.begin(); it != pending.end();) {
       Pending& c = *it;
@@ -109,7 +121,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
         Hello answer = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
         sendAll(c.fd.get(), &answer, sizeof(answer), dl);
       } catch (const Error& e) {
-        throw blame(h.rank, "could not answer", e);
+        std::rethrow_exception(blame(h.rank, "could not answer", e));
       }
       fds[h.rank] = std::move(c.fd);
       it = pending.erase(it);
@@ -122,7 +134,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     try {
       recvAll(fds[p].get(), &answer, sizeof(answer), dl);
     } catch (const Error& e) {
-      throw blame(p, "got no answer from", e);
+      std::rethrow_exception(blame(p, "got no answer from", e));
     }
     std::string why = checkHello(answer, ctx.secret, ctx.commId, purpose, nranks);
     if (!why.empty() || answer.rank != p) {

@@ -1,0 +1,115 @@
+// A rank out of file descriptors says so, and names the limit: it must not report the peer it
+// was connecting to (or waiting for) as the one at fault. At scale the socket transport needs
+// descriptors per peer, and a low `ulimit -n` is the usual cause, so the error is the user's cue.
+//
+// Two forked ranks over sockets; one of them runs with only k descriptors to spare, for every k
+// from none up to enough, so each descriptor setup takes (interfaces, listeners, the rendezvous,
+// the bootstrap ring, the control and data meshes, both their connect and accept sides) is the
+// one that runs out in some round.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "lockstep/lockstep.h"
+
+namespace lockstep {
+namespace {
+
+// A child's verdict travels through a pipe: its rank, result code and message.
+struct Verdict {
+  int rank;
+  int code;
+  char message[512];
+};
+
+void runRank(int rank, const lockstepUniqueId& id, int spare, int out) {
+  Verdict v{};
+  v.rank = rank;
+  if (spare >= 0) {
+    int lowest = dup(0);  // descriptors are taken lowest first: `spare` more fit under the limit
+    close(lowest);
+    rlimit rl{static_cast<rlim_t>(lowest + spare), static_cast<rlim_t>(lowest + spare)};
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  lockstepComm_t comm = nullptr;
+  v.code = lockstepCommInitRank(&comm, 2, id, rank);
+  std::snprintf(v.message, sizeof(v.message), "%s", v.code == lockstepSuccess ? "" : lockstepGetLastError(nullptr));
+  if (v.code == lockstepSuccess) {
+    float x = 1;
+    v.code = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    if (v.code == lockstepSuccess && x != 2.0f) v.code = -1;
+    lockstepCommDestroy(comm);
+  }
+  (void)!write(out, &v, sizeof(v));
+}
+
+TEST(FdLimit, ARankOutOfDescriptorsBlamesItsOwnLimitNotAPeer) {
+  setenv("LOCKSTEP_TRANSPORTS", "socket", 1);
+  setenv("LOCKSTEP_TIMEOUT", "3", 1);
+  int failed = 0, passed = 0;
+  for (int limited = 0; limited < 2; ++limited) {
+    for (int spare = 0; spare <= 14; ++spare) {
+      lockstepUniqueId id;
+      ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);  // the rendezvous lives here, unlimited
+      int fds[2];
+      ASSERT_EQ(pipe(fds), 0);
+      pid_t pids[2];
+      for (int r = 0; r < 2; ++r) {
+        pids[r] = fork();
+        ASSERT_GE(pids[r], 0);
+        if (pids[r] == 0) {
+          close(fds[0]);
+          runRank(r, id, r == limited ? spare : -1, fds[1]);
+          _exit(0);
+        }
+      }
+      close(fds[1]);
+      // The limited rank's verdict decides; its peer may be left waiting for it, and is killed.
+      const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      int status = 0;
+      while (waitpid(pids[limited], &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      bool hung = std::chrono::steady_clock::now() >= end;
+      for (pid_t p : pids) kill(p, SIGKILL);
+      for (pid_t p : pids) waitpid(p, nullptr, 0);
+      Verdict v[2]{};
+      int got = 0;
+      while (got < 2 && read(fds[0], &v[got], sizeof(Verdict)) == static_cast<ssize_t>(sizeof(Verdict))) ++got;
+      close(fds[0]);
+      ASSERT_FALSE(hung) << "rank " << limited << " with " << spare << " spare descriptors hung";
+      const Verdict* mine = nullptr;
+      for (int i = 0; i < got; ++i) {
+        if (v[i].rank == limited) mine = &v[i];
+      }
+      ASSERT_NE(mine, nullptr) << "rank " << limited << " with " << spare << " spare descriptors died";
+      if (mine->code == lockstepSuccess) {
+        ++passed;
+        continue;
+      }
+      ++failed;
+      // Its peer may fail either way (the limited rank left); only the limited rank's own
+      // report is about the shortage.
+      const std::string msg = mine->message;
+      EXPECT_EQ(mine->code, lockstepSystemError)
+          << "rank " << limited << ", " << spare
+          << " spare descriptors: " << lockstepGetErrorString(static_cast<lockstepResult_t>(mine->code)) << ": " << msg;
+      EXPECT_NE(msg.find("Too many open files"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("ulimit -n"), std::string::npos) << msg;
+    }
+  }
+  unsetenv("LOCKSTEP_TRANSPORTS");
+  unsetenv("LOCKSTEP_TIMEOUT");
+  EXPECT_GT(failed, 0) << "no round ran out of descriptors";
+  EXPECT_GT(passed, 0) << "no round had enough descriptors: the sweep does not reach every setup step";
+}
+
+}  // namespace
+}  // namespace lockstep
