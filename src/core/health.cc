@@ -394,7 +394,10 @@ void Health::checkPeersStay(uint64_t seq) {
 void Health::evaluate() {
   const uint64_t entered = entered_.load(std::memory_order_acquire);
   const bool inOp = entered > completed_.load(std::memory_order_acquire);
-  if (!inOp || failed_.load() != lockstepSuccess) return;
+  if (entered == 0 || failed_.load() != lockstepSuccess) return;
+  // Idle, the op this rank finished last is still compared: ops that exchange no data (count 0)
+  // or let a rank finish alone (a broadcast whose ranks named different roots) complete on both
+  // sides, and only this comparison can tell them apart.
   const Fingerprint mine = myFingerprint();
   std::string problem;
   int culprit = -1;
@@ -402,7 +405,7 @@ void Health::evaluate() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Peer& p : peers_) {
-      if (p.state == PeerState::kLeft && p.completed < entered) {
+      if (inOp && p.state == PeerState::kLeft && p.completed < entered) {
         problem = leftBefore(p, entered);
         culprit = p.rank;
         code = lockstepRemoteError;

@@ -9,10 +9,12 @@
 //   fault_check --mode stop --victim R --after-ms T
 //       Rank R stops itself (SIGSTOP). The others must fail with lockstepTimeout naming rank R
 //       (set LOCKSTEP_TIMEOUT). The test kills the stopped rank afterwards.
-//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root
+//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"
 //       Rank R calls a collective that differs in one field; every rank must return
 //       lockstepMismatch naming the field (for root, a rank that finished the broadcast without
-//       hearing from R may succeed, and must then fail its next call naming the field).
+//       hearing from R may succeed, and must then fail its next call naming the field). "kind, no
+//       data": count-0 calls of different collectives, which all return success; the watchdog
+//       must report the mismatch through lockstepCommGetAsyncError before the next call.
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -101,6 +103,24 @@ int main(int argc, char** argv) {
                    (msg.find("first difference: sequence number") != std::string::npos &&
                     msg.find("broadcast #1 (count 1000, float32, root 1") != std::string::npos);
       return report(r == lockstepMismatch && named, "result " + std::to_string(r) + ": " + msg);
+    } else if (field == "kind, no data") {
+      // Ops with nothing to move exchange no message, so each returns success: only the
+      // watchdog, comparing what the ranks entered, can tell. It must, before the next call.
+      r = rank == victim ? lockstepReduce(buf.data(), buf.data(), 0, lockstepInt8, lockstepProd, 1, comm, nullptr)
+                         : lockstepAllGather(buf.data(), buf.data(), 0, lockstepFloat32, comm, nullptr);
+      if (r != lockstepSuccess) return report(false, std::string("the call itself: ") + lockstepGetLastError(comm));
+      lockstepResult_t async = lockstepSuccess;
+      const double end = nowMs() + 5000;
+      while (async == lockstepSuccess && nowMs() < end) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        lockstepCommGetAsyncError(comm, &async);
+      }
+      r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
+      std::string msg = lockstepGetLastError(comm);
+      lockstepCommDestroy(comm);
+      return report(
+          async == lockstepMismatch && r == lockstepMismatch && msg.find("first difference: kind") != std::string::npos,
+          "async " + std::to_string(async) + ", next call " + std::to_string(r) + ": " + msg);
     } else if (rank != victim) {
       r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
     } else if (field == "kind") {
