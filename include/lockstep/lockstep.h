@@ -174,6 +174,11 @@ LOCKSTEP_API lockstepResult_t lockstepAllToAll(const void* sendbuff, void* recvb
  * Nothing blocks before GroupEnd; buffers must stay valid until then. Groups nest. */
 LOCKSTEP_API lockstepResult_t lockstepGroupStart(void);
 LOCKSTEP_API lockstepResult_t lockstepGroupEnd(void);
+/* Any call that fails inside a group discards the whole group: the outermost GroupEnd launches
+ * nothing and returns that error, and the group's requests complete with it. GroupAbandon closes
+ * one level as GroupEnd does and discards the group the same way, for a caller that hit an error
+ * of its own in between (requests complete with lockstepInvalidUsage). */
+LOCKSTEP_API lockstepResult_t lockstepGroupAbandon(void);
 
 /* Collective over comm: ranks passing the same color form a new communicator, ranked by key (ties
  * by their rank in comm). color == LOCKSTEP_SPLIT_NOCOLOR takes part and gets *newcomm = NULL.

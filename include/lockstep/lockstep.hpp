@@ -109,15 +109,15 @@ class Request {
   lockstepRequest_t req_ = nullptr;
 };
 
-// Runs fn() between lockstepGroupStart and lockstepGroupEnd. If a lockstep call inside fails,
-// the group launches nothing and the error is thrown.
+// Runs fn() between lockstepGroupStart and lockstepGroupEnd. If fn throws (a failed lockstep
+// call, or anything else), the group launches nothing and the exception goes on.
 template <typename F>
 void group(F&& fn) {
   check(lockstepGroupStart());
   try {
     fn();
   } catch (...) {
-    lockstepGroupEnd();
+    lockstepGroupAbandon();
     throw;
   }
   check(lockstepGroupEnd());

@@ -32,7 +32,7 @@ namespace {
 thread_local std::string tLastError;
 
 template <typename F>
-lockstepResult_t guarded(F&& body) {
+lockstepResult_t converted(F&& body) {
   try {
     body();
     return lockstepSuccess;
@@ -49,6 +49,15 @@ lockstepResult_t guarded(F&& body) {
     tLastError = "internal error: unknown exception";
     return lockstepInternalError;
   }
+}
+
+// Every entry point runs here. A call that fails while this thread has a group open, whatever
+// the call, fails the whole group at its GroupEnd: the ranks would no longer post matching calls.
+template <typename F>
+lockstepResult_t guarded(F&& body) {
+  const lockstepResult_t r = converted(std::forward<F>(body));
+  if (r != lockstepSuccess && Group::current().active()) Group::current().recordFailure(r, tLastError);
+  return r;
 }
 
 Config loadConfig() {
@@ -246,11 +255,7 @@ OpDesc validate(const Communicator& c, OpKind kind, const void* send, void* recv
 template <typename F>
 lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
   if (request) return body();
-  const lockstepResult_t r = guarded([] { throw InvalidArgument("request is NULL"); });
-  // Like any call that fails inside a group, it fails the whole group at GroupEnd.
-  Group& group = Group::current();
-  if (group.active()) group.recordFailure(r, lockstepGetLastError(nullptr));
-  return r;
+  return guarded([] { throw InvalidArgument("request is NULL"); });
 }
 
 // Hands back a finished request's result and frees it.
@@ -429,8 +434,6 @@ lockstepResult_t post(lockstepComm_t comm, OpKind kind, const void* send, void* 
     }
     if (request) *request = req.release();
   });
-  // A call that fails inside a group fails the whole group at GroupEnd.
-  if (r != lockstepSuccess && group.active()) group.recordFailure(r, lockstepGetLastError(nullptr));
   return r;
 }
 
@@ -576,6 +579,19 @@ lockstepResult_t lockstepGroupStart(void) {
 
 lockstepResult_t lockstepGroupEnd(void) {
   return guarded([] { Group::current().end(); });
+}
+
+lockstepResult_t lockstepGroupAbandon(void) {
+  return guarded([] {
+    Group& group = Group::current();
+    if (!group.active()) throw InvalidUsage("lockstepGroupAbandon without a matching lockstepGroupStart");
+    group.recordFailure(lockstepInvalidUsage, "the caller abandoned the group (lockstepGroupAbandon)");
+    try {
+      group.end();
+    } catch (const Error&) {
+      // The outermost level discards the group and says so: what was asked for.
+    }
+  });
 }
 
 lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lockstepComm_t* newcomm) {

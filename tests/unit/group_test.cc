@@ -6,8 +6,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <numeric>
+#include <stdexcept>
 
+#include "lockstep/lockstep.hpp"
 #include "tests/common/thread_comms.h"
 
 namespace lockstep {
@@ -104,8 +107,9 @@ TEST(Groups, MisuseIsRejected) {
   EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepInvalidUsage) << "destroying a comm the group uses";
   lockstepComm_t child;
   EXPECT_EQ(lockstepCommSplit(comms[0], 0, 0, &child), lockstepInvalidUsage);
-  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess);
-  EXPECT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+  // Each refusal was a failed call inside the group, which discards it (as any failed call does).
+  ASSERT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  EXPECT_EQ(lockstepWait(&req, -1), lockstepInvalidUsage);
   EXPECT_EQ(req, nullptr);
   destroyAll(comms);
 }
@@ -297,14 +301,60 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
   ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
   ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess);
   EXPECT_EQ(y, 1.0f);
-  // Abort refused inside a group leaves the communicator as it was.
-  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  // Any entry point that fails inside a group discards it, not only the collectives: here an
+  // abort (refused inside a group), a wait, a bad query and a split. Each leaves the
+  // communicator as it was.
+  lockstepRequest_t done = nullptr;
+  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &done), lockstepSuccess);
+  lockstepComm_t child = nullptr;
+  const std::function<lockstepResult_t()> misuses[] = {
+      [&] { return lockstepCommAbort(comms[0]); },
+      [&] { return lockstepWait(&done, -1); },
+      [&] { return lockstepCommCount(comms[0], nullptr); },
+      [&] { return lockstepCommSplit(comms[0], 0, 0, &child); },
+  };
+  for (const auto& misuse : misuses) {
+    y = 0;
+    ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+    ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+    const lockstepResult_t refused = misuse();
+    EXPECT_NE(refused, lockstepSuccess);
+    EXPECT_EQ(lockstepGroupEnd(), refused) << "nothing was launched";
+    EXPECT_EQ(y, 0.0f);
+    lockstepResult_t async;
+    ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
+    EXPECT_EQ(async, lockstepSuccess);
+  }
+  EXPECT_EQ(lockstepWait(&done, -1), lockstepSuccess) << "the request from before the groups is untouched";
   ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
-  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepInvalidUsage);
-  EXPECT_EQ(lockstepGroupEnd(), lockstepSuccess);
-  lockstepResult_t async;
-  ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
-  EXPECT_EQ(async, lockstepSuccess);
+  EXPECT_EQ(y, 1.0f);
+  destroyAll(comms);
+}
+
+// The C++ group() discards the group when its function throws, whatever it throws (buffers local
+// to the function are gone by then: launching would write into freed memory).
+TEST(Groups, TheCxxGroupLaunchesNothingWhenItsFunctionThrows) {
+  auto comms = initThreadComms(1);
+  float x = 1, y = 0;
+  lockstep::Request pending;
+  bool caught = false;
+  try {
+    lockstep::group([&] {
+      lockstepRequest_t req = nullptr;
+      ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &req), lockstepSuccess);
+      pending = lockstep::Request(req);
+      throw std::runtime_error("the caller's own failure");
+    });
+  } catch (const std::runtime_error& e) {
+    caught = std::string(e.what()) == "the caller's own failure";
+  }
+  EXPECT_TRUE(caught) << "the caller's exception goes on unchanged";
+  EXPECT_THROW(pending.wait(), lockstep::Exception) << "the group's request carries the discard";
+  EXPECT_EQ(y, 0.0f) << "nothing was launched";
+  // No group is left open, and the next one runs.
+  lockstep::group([&] { ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), 0); });
+  EXPECT_EQ(y, 1.0f);
+  EXPECT_EQ(lockstepGroupAbandon(), lockstepInvalidUsage) << "no group is open";
   destroyAll(comms);
 }
 
