@@ -43,10 +43,9 @@ RootService::RootService(const NetAddr& bind, const Secret& secret, std::chrono:
       address_.addr[3] == 0) {
     address_.addr[0] = 127, address_.addr[3] = 1;  // bound to the wildcard: reachable locally
   }
-  Deadline deadline = Deadline::after(timeout);
-  thread_ = std::thread([this, deadline] {
+  thread_ = std::thread([this, timeout] {
     try {
-      serve(deadline);
+      serve(timeout);
     } catch (const std::exception& e) {
       LS_WARN(-1, "rendezvous service at " << address_.str() << " failed: " << e.what());
     }
@@ -60,13 +59,22 @@ RootService::~RootService() {
   if (thread_.joinable()) thread_.join();
 }
 
-void RootService::serve(Deadline deadline) {
+void RootService::serve(std::chrono::milliseconds timeout) {
+  // The clock starts with the first rank, not with the id: under a launcher, or with an id made
+  // and handed out early, ranks may do any amount of work (load data, a checkpoint) before their
+  // init, and each rank's own timeout already bounds its wait. Until then the service waits, as
+  // NCCL's root does.
+  Deadline deadline = Deadline::never();
+  std::string lastRejection;
   const uint64_t commId = commIdFromSecret(secret_);
   std::list<Pending> pending;
-  std::map<int, Registered> ranks;  // by rank; the size comes from the first valid hello
-  int nranks = -1;
+  // Registrations by the world size they announced, then by rank. The first rank's size is not
+  // taken as the truth: a misconfigured rank that comes first must not lock the others out. The
+  // first size whose every rank arrives forms the communicator.
+  std::map<int, std::map<int, Registered>> bySize;
   auto reject = [&](Fd& fd, const std::string& why) {
     ++rejected_;
+    lastRejection = why;
     LS_WARN(-1, "rendezvous " << address_.str() << ": rejected a connection: " << why);
     fd.reset();
   };
@@ -82,38 +90,73 @@ void RootService::serve(Deadline deadline) {
       // The rank is gone; it will report its own failure.
     }
   };
+  auto sizesSeen = [&] {
+    std::string s;
+    for (const auto& [n, group] : bySize) {
+      if (!group.empty()) s += (s.empty() ? "" : ", ") + std::to_string(group.size()) + " said " + std::to_string(n);
+    }
+    return s;
+  };
 
-  while (registered_.load() < nranks || nranks < 0) {
+  int formed = -1;  // the world size of the communicator formed
+  while (formed < 0) {
     if (stop_.load()) return;
     if (deadline.expired()) {
-      std::string missing;
-      int listed = 0;
-      for (int r = 0; r < nranks && listed < 32; ++r) {
-        if (!ranks.count(r)) missing += (listed++ ? "," : "") + std::to_string(r);
+      const bool disagree =
+          std::count_if(bySize.begin(), bySize.end(), [](const auto& g) { return !g.second.empty(); }) > 1;
+      for (auto& [n, group] : bySize) {
+        std::string missing;
+        int listed = 0;
+        for (int r = 0; r < n && listed < 32; ++r) {
+          if (!group.count(r)) missing += (listed++ ? "," : "") + std::to_string(r);
+        }
+        if (listed == 32) missing += ",...";
+        std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " + missing + " never connected";
+        if (disagree) msg += " (ranks disagree on the world size: " + sizesSeen() + ")";
+        if (rejected_.load() > 0) {
+          // A rank that came with other settings is among those it turned away: say why.
+          msg += " (it turned away " + std::to_string(rejected_.load()) +
+                 " connection(s), the last for: " + lastRejection + ")";
+        }
+        LS_WARN(-1, msg);
+        for (auto& [r, reg] : group) replyTo(reg.fd, lockstepTimeout, NetAddr{}, msg);
       }
-      if (listed == 32) missing += ",...";
-      std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " + (missing.empty() ? "?" : missing) +
-                        " never connected";
-      LS_WARN(-1, msg);
-      for (auto& [r, reg] : ranks) replyTo(reg.fd, lockstepTimeout, NetAddr{}, msg);
       return;
     }
     std::vector<pollfd> fds{{listen_.get(), POLLIN, 0}};
     for (auto& p : pending) fds.push_back({p.fd.get(), POLLIN, 0});
+    // A registered rank sends nothing more until its reply: anything readable is its departure.
+    std::vector<std::pair<int, int>> watched;  // (size, rank) of fds[1 + pending.size() + i]
+    for (auto& [n, group] : bySize) {
+      for (auto& [r, reg] : group) {
+        fds.push_back({reg.fd.get(), POLLIN, 0});
+        watched.emplace_back(n, r);
+      }
+    }
     int rc = ::poll(fds.data(), fds.size(), deadline.remainingMs(100));
     if (rc < 0 && errno != EINTR) throw SystemError("poll", errno, "serving the rendezvous");
+    for (size_t i = 0; i < watched.size(); ++i) {
+      if (!(fds[1 + pending.size() + i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      auto [n, r] = watched[i];
+      // It left before the rendezvous completed: its number is free for a restarted rank.
+      LS_WARN(-1, "rendezvous " << address_.str() << ": rank " << r << " left before the rendezvous completed");
+      bySize[n].erase(r);
+      --registered_;
+    }
     if (fds[0].revents & POLLIN) {
       int shortage = 0;
       Fd fd = acceptReady(listen_.get(), &shortage);
       if (shortage && pending.empty()) {
         // Every descriptor is a registered rank's (or the process's own): the rendezvous cannot
         // take the rest. The ranks it holds learn why instead of timing out.
-        std::string msg =
-            SystemError("accept4", shortage,
-                        "the rendezvous at " + address_.str() + " took " + std::to_string(ranks.size()) + " ranks")
-                .what();
+        std::string msg = SystemError("accept4", shortage,
+                                      "the rendezvous at " + address_.str() + " took " +
+                                          std::to_string(registered_.load()) + " ranks")
+                              .what();
         LS_WARN(-1, msg);
-        for (auto& [r, reg] : ranks) replyTo(reg.fd, lockstepSystemError, NetAddr{}, msg);
+        for (auto& [n, group] : bySize) {
+          for (auto& [r, reg] : group) replyTo(reg.fd, lockstepSystemError, NetAddr{}, msg);
+        }
         return;
       }
       // Out of descriptors, or too many strangers waiting: the oldest unauthenticated
@@ -149,10 +192,10 @@ void RootService::serve(Deadline deadline) {
       NetAddr addr;
       std::memcpy(&h, p.buf, sizeof(h));
       std::memcpy(&addr, p.buf + sizeof(h), sizeof(addr));
-      std::string why = checkHello(h, secret_, commId, Purpose::kRoot, nranks);
+      std::string why = checkHello(h, secret_, commId, Purpose::kRoot, -1);
       if (why.empty() && !addr.valid()) why = "invalid bootstrap address";
       if (why.empty() && h.nranks > kMaxRanks) why = "communicator size " + std::to_string(h.nranks) + " too large";
-      if (why.empty() && ranks.count(h.rank))
+      if (why.empty() && bySize[h.nranks].count(h.rank))
         why = "rank " + std::to_string(h.rank) + " registered twice (two processes given the same rank?)";
       if (!why.empty()) {
         // Tell a genuine peer why (it holds the secret); strangers get nothing. It reads a hello
@@ -171,21 +214,34 @@ void RootService::serve(Deadline deadline) {
         it = pending.erase(it);
         continue;
       }
-      if (nranks < 0) nranks = h.nranks;
-      Hello answer = makeHello(secret_, commId, /*rank=*/0, nranks, Purpose::kRoot);
+      if (registered_.load() == 0 && deadline.at() == Clock::time_point::max()) deadline = Deadline::after(timeout);
+      Hello answer = makeHello(secret_, commId, /*rank=*/0, h.nranks, Purpose::kRoot);
       try {
         sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));
         ++messagesOut_;
-        ranks[h.rank] = Registered{std::move(p.fd), addr};
+        auto& group = bySize[h.nranks];
+        group[h.rank] = Registered{std::move(p.fd), addr};
         ++registered_;
+        if (static_cast<int>(group.size()) == h.nranks) formed = h.nranks;
       } catch (const std::exception& e) {
         reject(p.fd, e.what());
       }
       it = pending.erase(it);
+      if (formed >= 0) break;
     }
   }
-  for (int r = 0; r < nranks; ++r) replyTo(ranks[r].fd, lockstepSuccess, ranks[(r + 1) % nranks].addr, "");
-  LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << nranks << " ranks");
+  auto& ranks = bySize[formed];
+  for (int r = 0; r < formed; ++r) replyTo(ranks[r].fd, lockstepSuccess, ranks[(r + 1) % formed].addr, "");
+  // Whoever came with another size is told which size won.
+  for (auto& [n, group] : bySize) {
+    if (n == formed) continue;
+    for (auto& [r, reg] : group) {
+      replyTo(reg.fd, lockstepInvalidUsage, NetAddr{},
+              "communicator size " + std::to_string(n) + ", expected " + std::to_string(formed) + " (the " +
+                  std::to_string(formed) + " ranks that agreed formed the communicator)");
+    }
+  }
+  LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << formed << " ranks");
 }
 
 void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address) {

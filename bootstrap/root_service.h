@@ -34,6 +34,7 @@ struct RootReply {
 class RootService {
  public:
   // Binds now, so address() is valid on return; serves one rendezvous in a background thread.
+  // `timeout` counts from the first rank's arrival; before that it waits without limit.
   RootService(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout);
   ~RootService();  // stops the thread (at most ~100 ms) and joins it
   RootService(const RootService&) = delete;
@@ -53,7 +54,7 @@ class RootService {
   Stats stats() const { return Stats{accepted_.load(), messagesIn_.load(), messagesOut_.load()}; }
 
  private:
-  void serve(Deadline deadline);
+  void serve(std::chrono::milliseconds timeout);
 
   Fd listen_;
   NetAddr address_;

@@ -37,7 +37,13 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
                     : peers_[peer].valid() ? "rank " + std::to_string(peer) + " (" + peers_[peer].str() + ")"
                                            : "rank " + std::to_string(peer);
   if (dynamic_cast<const ConnectionClosed*>(&e)) {
-    throw RemoteError(peer, "bootstrap: " + who + " closed the connection while " + doing + " (did it exit?)");
+    // The root closes on strangers without a word: a rank whose secret differs (another
+    // LOCKSTEP_SECRET, or LOCKSTEP_ROOT spelled differently) cannot be told apart from one whose
+    // root left.
+    throw RemoteError(peer, "bootstrap: " + who + " closed the connection while " + doing +
+                                (peer < 0 ? " (did it exit, or turn this rank away? with LOCKSTEP_ROOT every rank must "
+                                            "give the same host:port text and LOCKSTEP_SECRET)"
+                                          : " (did it exit?)"));
   }
   if (dynamic_cast<const Timeout*>(&e)) {
     throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
