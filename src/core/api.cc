@@ -598,13 +598,17 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
   return guarded([&] {
     CommUse use(comm);
     Communicator& c = *use;
-    if (!newcomm) throw InvalidArgument("newcomm is NULL");
-    *newcomm = nullptr;
-    if (Group::current().active()) throw InvalidUsage("lockstepCommSplit inside a group");
-    if (color < 0 && color != LOCKSTEP_SPLIT_NOCOLOR) {
-      throw InvalidArgument("color " + std::to_string(color) + " is negative (use LOCKSTEP_SPLIT_NOCOLOR to opt out)");
+    if (newcomm) *newcomm = nullptr;
+    // Refused here, the others would wait in the exchange and pair with this rank's next split:
+    // a bad call still takes part, and every rank fails naming it.
+    std::string refusal;
+    if (!newcomm) {
+      refusal = "newcomm is NULL";
+    } else if (color < 0 && color != LOCKSTEP_SPLIT_NOCOLOR) {
+      refusal = "color " + std::to_string(color) + " is negative (use LOCKSTEP_SPLIT_NOCOLOR to opt out)";
     }
-    std::unique_ptr<Communicator> child = c.split(color, key);
+    if (Group::current().active()) throw InvalidUsage("lockstepCommSplit inside a group");
+    std::unique_ptr<Communicator> child = c.split(color, key, refusal);
     if (!child) return;
     auto shell = std::make_unique<lockstepComm>();
     shell->impl = std::move(child);

@@ -574,7 +574,7 @@ std::vector<std::shared_ptr<Work>> Communicator::planGroup(std::span<const OpDes
     }
     // A run of consecutive sends/receives becomes one Work; its order relative to the
     // collectives around it is kept, so a peer that posts the same calls without a group
-    // still matches them.
+    // still matches them. (A group brings all of its sends and receives together first.)
     size_t end = i;
     while (end < ops.size() && isPointToPoint(ops[end].kind)) (*workOf)[end++] = works.size() - 1;
     planPointToPoint(ops.subspan(i, end - i), rank_, nranks_, works.back().get());
@@ -639,14 +639,21 @@ lockstepResult_t Communicator::asyncError() const {
 
 // ---- split ----
 
-std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& refusal) {
   struct Entry {
-    int32_t color, key;
+    int32_t color, key, refused;
   };
   std::vector<Entry> all(nranks_);
-  all[rank_] = Entry{color, key};
+  all[rank_] = Entry{color, key, refusal.empty() ? 0 : 1};
   bootstrap_->allGather(all.data(), sizeof(Entry));
   const int tag = kTagSplit + static_cast<int>(splits_++ & 0xfffff);
+  if (!refusal.empty()) throw InvalidArgument("lockstepCommSplit: " + refusal + " (no rank split)");
+  for (int r = 0; r < nranks_; ++r) {
+    if (all[r].refused) {
+      throw InvalidArgument("lockstepCommSplit: rank " + std::to_string(r) +
+                            "'s call was refused (bad arguments), so no rank split");
+    }
+  }
   if (color < 0) return nullptr;
   std::vector<int> members;
   for (int r = 0; r < nranks_; ++r) {

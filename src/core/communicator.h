@@ -82,8 +82,10 @@ class Communicator {
   bool cudaIpc() const { return ipc_ != nullptr; }
 
   // Collective: ranks with the same color form a new communicator, ordered by (key, old rank).
-  // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr.
-  std::unique_ptr<Communicator> split(int color, int key);
+  // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr. `refusal`: this rank's call
+  // is bad (said why); it still takes part in the exchange, so that every rank fails together,
+  // naming it, and none is left waiting to pair with a later split.
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& refusal = "");
 
   // Makes running and queued work fail with lockstepAborted within milliseconds; peers learn
   // that this rank aborted.
