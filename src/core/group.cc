@@ -4,6 +4,7 @@
 #include <deque>
 #include <string>
 
+#include "src/algo/collective.h"
 #include "src/core/comm_handle.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
@@ -95,13 +96,19 @@ void Group::launch(std::vector<Call> calls) {
   try {
     for (size_t k = 0; k < comms.size(); ++k) {
       Communicator* comm = &*held[k];
-      std::vector<OpDesc> ops;
+      // Every send and receive runs in one fused Work, at the place of the first of them;
+      // collectives keep their posted order around it. Fused, sends and receives cannot
+      // deadlock whatever order each rank posted them in, also with a collective between them;
+      // and a peer that posts the same calls outside a group (its sends, then a collective)
+      // still runs them in the same order.
       std::vector<const Call*> mine;
       for (const Call& c : calls) {
-        if (c.comm != comms[k]) continue;
-        ops.push_back(c.op);
-        mine.push_back(&c);
+        if (c.comm == comms[k]) mine.push_back(&c);
       }
+      auto firstP2P = std::find_if(mine.begin(), mine.end(), [](const Call* c) { return isPointToPoint(c->op.kind); });
+      std::stable_partition(firstP2P, mine.end(), [](const Call* c) { return isPointToPoint(c->op.kind); });
+      std::vector<OpDesc> ops;
+      for (const Call* c : mine) ops.push_back(c->op);
       if (mine[0]->onStream) {
         // Stream-ordered: queued now, completed through the stream; nothing here waits for it.
         comm->postOnStream(ops, mine[0]->stream);

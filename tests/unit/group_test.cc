@@ -60,6 +60,36 @@ TEST_F(SmallSlots, NaiveRingOfSendRecvInAGroupNeverDeadlocks) {
   }
 }
 
+// A collective between a group's sends and its receives: the sends and receives still run as one
+// fused Work (after the group's collectives), so every rank posting the same calls matches them,
+// whatever the size. (They once ran as separate Works around the all-reduce: a mismatch for small
+// messages, a deadlock until the timeout for large ones.)
+TEST_F(SmallSlots, ACollectiveBetweenAGroupsSendsAndReceives) {
+  for (int n : {2, 3}) {
+    for (size_t count : {size_t{1}, size_t{300000}}) {
+      auto comms = initThreadComms(n);
+      std::vector<std::string> errors(n);
+      onThreads(n, [&](int r) {
+        std::vector<int32_t> out(count), in(count, -1);
+        for (size_t i = 0; i < count; ++i) out[i] = static_cast<int32_t>(r * 1000003 + i);
+        int next = (r + 1) % n, prev = (r + n - 1) % n;
+        int64_t one = 1, sum = 0;
+        lockstepGroupStart();
+        lockstepSend(out.data(), count, lockstepInt32, next, comms[r], nullptr);
+        lockstepAllReduce(&one, &sum, 1, lockstepInt64, lockstepSum, comms[r], nullptr);
+        lockstepRecv(in.data(), count, lockstepInt32, prev, comms[r], nullptr);
+        if (lockstepGroupEnd() != lockstepSuccess) errors[r] = lockstepGetLastError(nullptr);
+        if (errors[r].empty() && sum != n) errors[r] = "all-reduce gave " + std::to_string(sum);
+        for (size_t i = 0; i < count && errors[r].empty(); ++i) {
+          if (in[i] != static_cast<int32_t>(prev * 1000003 + i)) errors[r] = "wrong data at " + std::to_string(i);
+        }
+      });
+      for (int r = 0; r < n; ++r) EXPECT_EQ(errors[r], "") << "n=" << n << " count " << count << " rank " << r;
+      destroyAll(comms);
+    }
+  }
+}
+
 TEST_F(SmallSlots, AllPairsExchangeInOneGroup) {
   const int n = 4;
   auto comms = initThreadComms(n);
@@ -178,6 +208,49 @@ TEST(Requests, TheCallerIsFreeWhileTheOpRuns) {
     EXPECT_LT(postUs, totalUs / 4) << "posting must not run the 64 MiB all-reduce";
     EXPECT_EQ(v[12345], 2.0f);
   });
+  destroyAll(comms);
+}
+
+// A rank whose split is refused (bad color, NULL newcomm) still takes part in the exchange: every
+// rank fails at once naming it, and nobody's split pairs with a later one.
+TEST(Split, ARefusedCallFailsEveryRankAndTheNextSplitWorks) {
+  const int n = 3;
+  auto comms = initThreadComms(n);
+  for (int culprit = 0; culprit < 2; ++culprit) {  // 0: a negative color; 1: newcomm NULL
+    std::vector<lockstepComm_t> children(n, nullptr);
+    std::vector<lockstepResult_t> first(n);
+    std::vector<std::string> why(n);
+    std::vector<double> seconds(n);
+    onThreads(n, [&](int r) {
+      auto t0 = std::chrono::steady_clock::now();
+      if (r == 1) {
+        first[r] = culprit == 0 ? lockstepCommSplit(comms[r], -5, 0, &children[r])
+                                : lockstepCommSplit(comms[r], 0, 0, nullptr);
+      } else {
+        first[r] = lockstepCommSplit(comms[r], 0, r, &children[r]);
+      }
+      why[r] = lockstepGetLastError(nullptr);
+      seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      // Everyone tries again, correctly: the same split, now for all.
+      ASSERT_EQ(lockstepCommSplit(comms[r], 0, r, &children[r]), lockstepSuccess) << lockstepGetLastError(nullptr);
+    });
+    for (int r = 0; r < n; ++r) {
+      EXPECT_EQ(first[r], lockstepInvalidArgument) << "rank " << r << ": " << why[r];
+      EXPECT_NE(why[r].find(r == 1 ? (culprit == 0 ? "color -5" : "newcomm is NULL") : "rank 1"), std::string::npos)
+          << why[r];
+      EXPECT_LT(seconds[r], 5.0) << "rank " << r << " waited for the refused rank";
+    }
+    onThreads(n, [&](int r) {
+      int size = 0;
+      ASSERT_EQ(lockstepCommCount(children[r], &size), lockstepSuccess);
+      EXPECT_EQ(size, n) << "the retry formed one communicator of everyone";
+      int64_t v = 1, sum = 0;
+      ASSERT_EQ(lockstepAllReduce(&v, &sum, 1, lockstepInt64, lockstepSum, children[r], nullptr), lockstepSuccess);
+      EXPECT_EQ(sum, n);
+      ASSERT_EQ(lockstepAllReduce(&v, &sum, 1, lockstepInt64, lockstepSum, comms[r], nullptr), lockstepSuccess);
+    });
+    destroyAll(children);
+  }
   destroyAll(comms);
 }
 
