@@ -7,8 +7,9 @@
 // and LOCKSTEP_UNIQUE_ID set, so lockstepCommInitFromEnv() just works. Every output line is
 // prefixed with "[rank] ". When a rank fails, the others get SIGTERM (SIGKILL after a grace
 // period) and the launcher exits with the first failure's code (128 + signal for a signal).
-// SIGINT and SIGTERM are forwarded to the ranks. Ranks die with the launcher. Their stdin is
-// /dev/null.
+// SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGQUIT are forwarded to the
+// ranks. Each rank runs in its own process group, and what a rank started goes with it: a failed
+// rank's group is stopped too. Ranks die with the launcher. Their stdin is /dev/null.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +36,19 @@ namespace {
 
 volatile sig_atomic_t gSignal = 0;
 void onSignal(int sig) { gSignal = sig; }
+
+// The signals that stop a job, forwarded to the ranks.
+constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+// A whole number in [lo, hi], or a message saying what is wrong with it.
+bool parseCount(const char* text, long lo, long hi, long* out) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || v < lo || v > hi) return false;
+  *out = v;
+  return true;
+}
 
 void usage() {
   std::fprintf(stderr,
@@ -95,9 +110,19 @@ int main(int argc, char** argv) {
   for (; i < argc; ++i) {
     std::string a = argv[i];
     if ((a == "-n" || a == "-np") && i + 1 < argc) {
-      n = std::atoi(argv[++i]);
+      long v = 0;
+      if (!parseCount(argv[++i], 1, 1 << 16, &v)) {
+        std::fprintf(stderr, "lockstep-run: -n takes a number of ranks from 1 to 65536, not %s\n", argv[i]);
+        return 2;
+      }
+      n = static_cast<int>(v);
     } else if (a == "--grace" && i + 1 < argc) {
-      grace = std::atof(argv[++i]);
+      char* end = nullptr;
+      grace = std::strtod(argv[++i], &end);
+      if (end == argv[i] || *end != '\0' || !(grace >= 0 && grace <= 3600)) {
+        std::fprintf(stderr, "lockstep-run: --grace takes seconds from 0 to 3600, not %s\n", argv[i]);
+        return 2;
+      }
     } else if (a == "--bind" && i + 1 < argc) {
       std::string how = argv[++i];
       if (how != "core" && how != "none") {
@@ -134,8 +159,7 @@ int main(int argc, char** argv) {
 
   struct sigaction sa {};
   sa.sa_handler = onSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  for (int sig : kStopSignals) sigaction(sig, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   // Everything the children need is built before fork: after fork, a child of this
@@ -168,8 +192,7 @@ int main(int argc, char** argv) {
   // SIGTERM sent to a rank that has not exec'd yet is not swallowed by the launcher's handler.
   sigset_t stopSignals, oldMask;
   sigemptyset(&stopSignals);
-  sigaddset(&stopSignals, SIGINT);
-  sigaddset(&stopSignals, SIGTERM);
+  for (int sig : kStopSignals) sigaddset(&stopSignals, sig);
   sigprocmask(SIG_BLOCK, &stopSignals, &oldMask);
   for (int r = 0; r < n; ++r) {
     std::vector<std::string> env = base;
@@ -200,8 +223,7 @@ int main(int argc, char** argv) {
       if (devnull >= 0) dup2(devnull, 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
-      signal(SIGINT, SIG_DFL);
-      signal(SIGTERM, SIG_DFL);
+      for (int sig : kStopSignals) signal(sig, SIG_DFL);
       signal(SIGPIPE, SIG_DFL);
       sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       if (!cpuOf.empty()) sched_setaffinity(0, sizeof(cpu_set_t), &cpuOf[r]);
@@ -223,10 +245,12 @@ int main(int argc, char** argv) {
   int firstFailure = -1, exitCode = 0, alive = n;
   bool forwarded = false;
   std::chrono::steady_clock::time_point killAt{}, allExitedAt{};
-  auto terminateOthers = [&](int sig) {
-    for (auto& rk : ranks) {
-      if (!rk.exited) kill(-rk.pid, sig);
-    }
+  // Every rank's process group, exited ranks' too: what a failed rank started must not outlive
+  // the job (a group whose members are all gone just answers ESRCH).
+  bool stopping = false;
+  auto terminateAll = [&](int sig) {
+    stopping = true;
+    for (auto& rk : ranks) kill(-rk.pid, sig);
   };
   for (;;) {
     std::vector<pollfd> fds;
@@ -276,21 +300,22 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
                        WIFEXITED(status) ? "exited with code" : "was killed by signal",
                        WIFEXITED(status) ? code : WTERMSIG(status));
-          terminateOthers(SIGTERM);
+          terminateAll(SIGTERM);
           killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
         }
       }
     }
     if (gSignal && !forwarded) {
-      terminateOthers(gSignal);
+      terminateAll(gSignal);
       forwarded = true;
       if (exitCode == 0) exitCode = 128 + gSignal;
       killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
     }
     if (killAt != std::chrono::steady_clock::time_point{} && std::chrono::steady_clock::now() > killAt) {
-      terminateOthers(SIGKILL);
+      terminateAll(SIGKILL);
     }
   }
+  if (stopping) terminateAll(SIGKILL);  // stragglers of the ranks' groups, when the ranks are gone
   removeLeftoverSegments(ranks);
   return exitCode;
 }

@@ -2,8 +2,12 @@
 // TCP sockets. Every run has a time bound; a hang fails the test.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -370,6 +374,62 @@ TEST(Launcher, FirstFailureStopsTheOthersAndSetsTheExitCode) {
   EXPECT_EQ(r.code, 3) << r.output;
   EXPECT_LT(r.seconds, 15) << "the sleeping ranks were not stopped";
   EXPECT_NE(r.output.find("rank 1 exited with code 3"), std::string::npos) << r.output;
+}
+
+// Dead, or a zombie no one has reaped yet (the container's init may never reap it).
+bool processGone(pid_t pid) {
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return true;
+  char state = '?';
+  int got = std::fscanf(f, "%*d (%*[^)]) %c", &state);
+  std::fclose(f);
+  return got == 1 && (state == 'Z' || state == 'X');
+}
+
+TEST(Launcher, WhatAFailedRankStartedIsStoppedWithTheJob) {
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string pidFile = std::string(dir) + "/background";
+  ProcResult r = run({kRun, "-n", "2", "sh", "-c",
+                      "if [ $LOCKSTEP_RANK = 1 ]; then sleep 60 & echo $! > " + pidFile + "; exit 3; fi; sleep 60"},
+                     {}, 30);
+  EXPECT_EQ(r.code, 3) << r.output;
+  FILE* f = std::fopen(pidFile.c_str(), "r");
+  ASSERT_NE(f, nullptr) << r.output;
+  int pid = 0;
+  ASSERT_EQ(std::fscanf(f, "%d", &pid), 1);
+  std::fclose(f);
+  std::remove(pidFile.c_str());
+  rmdir(dir);
+  for (int i = 0; i < 500 && !processGone(pid); ++i) usleep(10000);
+  EXPECT_TRUE(processGone(pid)) << "the failed rank's background process " << pid << " outlived the job";
+  if (!processGone(pid)) kill(pid, SIGKILL);
+}
+
+// A closed terminal or ssh session (SIGHUP) stops the ranks as SIGTERM does: forwarded, and the
+// launcher exits with 128 + 1, well within the grace period.
+TEST(Launcher, ForwardsSighupToTheRanks) {
+  ProcResult r = run({"sh", "-c",
+                      kRun + " -n 2 --grace 20 sh -c 'trap \"echo got HUP; exit 0\" HUP; sleep 60 & wait' & L=$!; "
+                             "sleep 1; kill -HUP $L; wait $L; echo launcher=$?"},
+                     {}, 30);
+  EXPECT_NE(r.output.find("launcher=129"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[0] got HUP"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[1] got HUP"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 15) << r.output;
+}
+
+TEST(Launcher, RejectsMalformedNumbers) {
+  for (std::vector<std::string> args : {std::vector<std::string>{"-n", "2x"},
+                                        {"-n", "0"},
+                                        {"-n", "99999999999"},
+                                        {"-n", "2", "--grace", "abc"},
+                                        {"-n", "2", "--grace", "1e10"}}) {
+    args.insert(args.begin(), kRun);
+    args.push_back("true");
+    ProcResult r = run(args, {}, 30);
+    EXPECT_EQ(r.code, 2) << args[1] << " " << args[2] << ": " << r.output;
+  }
 }
 
 TEST(Launcher, ReportsARankKilledBySignal) {
