@@ -1,6 +1,7 @@
 #include "src/core/config.h"
 
 #include <cstdlib>
+#include <iomanip>
 #include <sstream>
 
 #include "src/algo/tuner.h"
@@ -262,6 +263,8 @@ std::string Config::wireSummary() const {
   if (deterministic) o << " deterministic=1";
   if (!measuredTuning) o << " tuner=model";
   if (socketStreams != 1) o << " socketStreams=" << socketStreams;
+  // Every digit: values that differ past the sixth would agree here and part at the tuner.
+  o << std::setprecision(17);
   if (linkLatencyUs > 0) o << " latency=" << linkLatencyUs;
   if (linkGBps > 0) o << " gbps=" << linkGBps;
   return o.str();

@@ -105,6 +105,9 @@ TEST(Config, WireHashReadsWhatASettingMeansNotHowItIsSpelled) {
       << "the later setting for a collective wins, as the tuner reads it";
   EXPECT_NE(hash("LOCKSTEP_ALGO", "allreduce=ring"), hash("LOCKSTEP_ALGO", "allreduce=tree"));
   EXPECT_NE(hash("LOCKSTEP_ALGO", "allreduce=ring"), fromMap({}).wireHash());
+  EXPECT_NE(hash("LOCKSTEP_LINK_LATENCY_US", "99.99996"), hash("LOCKSTEP_LINK_LATENCY_US", "100.00004"))
+      << "the tuner reads every digit";
+  EXPECT_EQ(hash("LOCKSTEP_LINK_GBPS", "12.5"), hash("LOCKSTEP_LINK_GBPS", "12.50"));
 }
 
 // Launchers: LOCKSTEP_* first (field by field), then torchrun, Slurm, OpenMPI, PMI, PMIx.
