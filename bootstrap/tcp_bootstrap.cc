@@ -56,7 +56,16 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   Fd root;
   RootReply reply{};
   try {
-    root = connectTo(id.root, dl);
+    root = connectTo(id.root, dl, /*retryRefused=*/!id.rootListens);
+  } catch (const SystemError& e) {
+    if (e.err != ECONNREFUSED) throw;
+    throw InvalidUsage("bootstrap: the rendezvous at " + id.root.str() +
+                       " refused the connection: its rendezvous is over (an id serves one communicator: make a "
+                       "new id, or use lockstepCommSplit, for another), or the process that made the id has exited");
+  } catch (const Error& e) {
+    fail(e, -1, "waiting for the rendezvous at " + id.root.str());
+  }
+  try {
     const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRoot);
     char hello[kRootHelloBytes];
     std::memcpy(hello, &h, sizeof(h));

@@ -38,6 +38,7 @@ UniqueIdInfo decodeUniqueId(const lockstepUniqueId& id) {
   UniqueIdInfo info;
   info.root = l.root;
   std::memcpy(info.secret.data(), l.secret, 16);
+  info.rootListens = true;
   return info;
 }
 

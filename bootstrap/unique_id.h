@@ -15,6 +15,9 @@ using Secret = std::array<uint8_t, 16>;
 struct UniqueIdInfo {
   NetAddr root;
   Secret secret{};
+  // The root listened before the id existed (a unique id, a split's): a refused connection
+  // then means its rendezvous is over, where with LOCKSTEP_ROOT it may not be up yet.
+  bool rootListens = false;
 };
 
 constexpr uint32_t kIdMagic = 0x4449534cu;  // "LSID"

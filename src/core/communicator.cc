@@ -667,6 +667,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   // over this communicator's bootstrap: the child gets its own secret, sockets and threads, so
   // parent and child never interfere.
   UniqueIdInfo id;
+  id.rootListens = true;
   std::unique_ptr<RootService> root;
   if (newRank == 0) {
     id.secret = randomSecret();

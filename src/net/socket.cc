@@ -191,7 +191,7 @@ bool isSelfConnected(int fd) {
 
 }  // namespace
 
-Fd connectTo(const NetAddr& addr, Deadline deadline) {
+Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused) {
   sockaddr_storage ss;
   socklen_t len = addr.toSockaddr(&ss);
   int backoffMs = 1;
@@ -210,7 +210,7 @@ Fd connectTo(const NetAddr& addr, Deadline deadline) {
     if (err == 0 && isSelfConnected(fd.get())) err = ECONNREFUSED;
     if (err == 0) return fd;
     // Refused or reset: the listener is not up yet. Try again until the deadline.
-    if (err != ECONNREFUSED && err != ECONNRESET && err != ETIMEDOUT && err != EAGAIN) {
+    if ((err != ECONNREFUSED || !retryRefused) && err != ECONNRESET && err != ETIMEDOUT && err != EAGAIN) {
       throw SystemError("connect", err, "connecting to " + addr.str());
     }
     if (deadline.expired()) throw Timeout("connecting to " + addr.str() + " timed out: " + std::strerror(err));

@@ -69,8 +69,9 @@ class Fd {
 Fd listenOn(const NetAddr& addr);
 NetAddr localAddress(int fd);
 
-// Connects, retrying refused connections (the listener may not be up yet) until the deadline.
-Fd connectTo(const NetAddr& addr, Deadline deadline);
+// Connects, retrying refused connections (the listener may not be up yet) until the deadline;
+// with retryRefused false, a refusal is a SystemError (ECONNREFUSED) at once.
+Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused = true);
 
 // Accepts one connection without waiting. Invalid when none is queued, or when this process is
 // out of descriptors or memory: then *shortage is that errno and the connection stays queued.

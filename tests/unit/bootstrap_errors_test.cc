@@ -169,6 +169,33 @@ TEST(BootstrapErrors, ARankThatLeftTheRendezvousCanBeReplaced) {
   EXPECT_TRUE(first);
 }
 
+// An id serves one rendezvous. A second init with it (a program that calls
+// lockstepCommInitFromEnv twice under lockstep-run) is told so at once, where it once retried the
+// refused connection for its whole timeout and then blamed "no answer from the root".
+TEST(BootstrapErrors, ASecondRendezvousWithAUsedIdFailsAtOnce) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, kTimeout);
+  UniqueIdInfo info{root.address(), secret, /*rootListens=*/true};
+  const uint64_t commId = commIdFromSecret(secret);
+  {
+    std::unique_ptr<TcpBootstrap> first;
+    std::thread t([&] { first = std::make_unique<TcpBootstrap>(info, commId, 0, 2, NetAddr::loopback(), kTimeout); });
+    TcpBootstrap second(info, commId, 1, 2, NetAddr::loopback(), kTimeout);
+    t.join();
+  }
+  for (int i = 0; i < 500 && !root.finished(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(root.finished());
+  const auto t0 = std::chrono::steady_clock::now();
+  try {
+    TcpBootstrap again(info, commId, 0, 2, NetAddr::loopback(), kTimeout);
+    ADD_FAILURE() << "a used id made a second rendezvous";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), lockstepInvalidUsage) << e.what();
+    EXPECT_NE(std::string(e.what()).find("its rendezvous is over"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+}
+
 // The root's clock starts with the first rank, not when the id was made: under a launcher ranks
 // may work longer than the timeout (loading data) before their init.
 TEST(BootstrapErrors, TheRendezvousWaitsForItsFirstRankWithoutATimeLimit) {
