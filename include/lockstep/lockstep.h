@@ -104,13 +104,16 @@ LOCKSTEP_API lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm);
 /* Waits for outstanding work, then frees the communicator. Never hangs: waits have deadlines. */
 LOCKSTEP_API lockstepResult_t lockstepCommDestroy(lockstepComm_t comm);
 
-/* Stops outstanding work and frees the communicator without waiting for peers. */
+/* Stops outstanding work and frees the communicator without waiting for peers. Called from
+ * another thread while a destroy of comm waits for its calls or queued work, it makes that
+ * destroy quick (host work fails with lockstepAborted) and returns; the destroy frees it. */
 LOCKSTEP_API lockstepResult_t lockstepCommAbort(lockstepComm_t comm);
 
 /* The first error this communicator or its group has seen, including errors of non-blocking
  * operations and failures noticed between calls (a peer died, left, or called a different
- * collective): lockstepSuccess while healthy, lockstepAborted after an abort. After an error,
- * further collectives fail with it; destroy the communicator. */
+ * collective): lockstepSuccess while healthy. An aborted communicator is freed, so its own rank
+ * never asks; its peers see lockstepRemoteError naming it. After an error, further collectives
+ * fail with it; destroy the communicator. */
 LOCKSTEP_API lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError);
 
 LOCKSTEP_API lockstepResult_t lockstepCommCount(const lockstepComm_t comm, int* count);

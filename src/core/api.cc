@@ -76,6 +76,12 @@ namespace {
 
 // Destroy and abort: refuse new calls, let the calls in flight leave, free.
 void closeComm(lockstepComm_t comm, bool abort) {
+  if (abort && comm && comm->magic.load() == kCommMagic && comm->closing.load() && comm->abortFlag) {
+    // A destroy is under way (waiting for calls in flight, or draining queued work that may
+    // wait on a stalled peer): the abort makes it quick, and that destroy frees the comm.
+    comm->abortFlag->store(true);
+    return;
+  }
   Communicator* impl;
   {
     CommUse use(comm);
@@ -107,6 +113,7 @@ lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nr
   auto bootstrap = std::make_unique<TcpBootstrap>(id, commId, rank, nranks, local, config.timeout);
   auto comm = std::make_unique<lockstepComm>();
   comm->impl = std::make_unique<Communicator>(std::move(config), std::move(bootstrap), commId, id.secret, local);
+  comm->abortFlag = comm->impl->abortFlag();
   return comm.release();
 }
 
@@ -612,6 +619,7 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
     if (!child) return;
     auto shell = std::make_unique<lockstepComm>();
     shell->impl = std::move(child);
+    shell->abortFlag = shell->impl->abortFlag();
     *newcomm = shell.release();
   });
 }

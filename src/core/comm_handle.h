@@ -24,6 +24,8 @@ struct lockstepComm {
   std::unique_ptr<lockstep::Communicator> impl;
   std::atomic<int> inflight{0};      // calls holding impl right now (CommUse)
   std::atomic<bool> closing{false};  // destroy or abort has begun: no new holds
+  // impl's abort flag, set with impl and kept after it: an abort during a destroy sets it.
+  std::shared_ptr<std::atomic<bool>> abortFlag;
 };
 
 namespace lockstep {

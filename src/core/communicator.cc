@@ -60,7 +60,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     names[r] = peers_[r].describe();
   }
   executor_ = std::make_unique<HostExecutor>(rank_, std::move(raw), std::move(names), config_.slotBytes,
-                                             config_.timeout, &aborted_);
+                                             config_.timeout, aborted_.get());
   health_ = std::make_unique<Health>(TransportContext{config_, *bootstrap_, peers_, rank_, commId, secret, localAddr});
   executor_->setMonitor(health_.get());
   health_->setSerialProgress(ipc_ == nullptr);  // kernels report progress from other threads
@@ -114,9 +114,12 @@ Communicator::~Communicator() {
   }
   cv_.notify_all();
   if (progress_.joinable()) progress_.join();
+  // An abort that came while this destroy drained the queue (through the shared flag) is
+  // announced as one: peers are told this rank aborted, not that it left.
+  if (aborted_->load()) health_->markAborted();
   // Nothing executes any more: the recorder can be read. A kernel that timed out dumps here,
   // not on the driver's callback thread, which must not read the host track while it is written.
-  if (aborted_.load() || kernelTimedOut_.load() || !config_.tracePath.empty()) dumpTrace();
+  if (aborted_->load() || kernelTimedOut_.load() || !config_.tracePath.empty()) dumpTrace();
 }
 
 void Communicator::planRing() {
@@ -251,7 +254,7 @@ void Communicator::finish(Work& w, lockstepResult_t result, const std::string& e
 }
 
 void Communicator::execute(Work& w, bool background) {
-  if (aborted_.load()) return finish(w, lockstepAborted, std::string(w.info.kind) + ": communicator aborted");
+  if (aborted_->load()) return finish(w, lockstepAborted, std::string(w.info.kind) + ": communicator aborted");
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
   }
@@ -262,7 +265,7 @@ void Communicator::execute(Work& w, bool background) {
     Deadline deadline(start + config_.timeout);
     if (w.gate.active) {
       // The input exists once the stream has reached the op; the op's own time starts then.
-      streamOrder_->awaitOpened(w.gate, deadline, aborted_, w.info.label());
+      streamOrder_->awaitOpened(w.gate, deadline, *aborted_, w.info.label());
       deadline = Deadline::after(config_.timeout);
     }
     // The copy of an in-place input, for the algorithms that need one (bindBuffers): taken now,
@@ -461,7 +464,7 @@ std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
 }
 
 bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
-  if (aborted_.load()) throw Error(lockstepAborted, "communicator aborted");
+  if (aborted_->load()) throw Error(lockstepAborted, "communicator aborted");
   health_->check();  // the group's failure, naming its culprit
   if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
   // Every rank decides alike (the same calls, the same tuner). Kernels reach device memory only:
@@ -624,13 +627,13 @@ Algorithm Communicator::chooseForKernels(const OpDesc& op) {
 }
 
 void Communicator::abort() {
-  aborted_.store(true);
+  aborted_->store(true);
   if (ipc_) ipc_->abort();
   health_->markAborted();
 }
 
 lockstepResult_t Communicator::asyncError() const {
-  if (aborted_.load()) return lockstepAborted;
+  if (aborted_->load()) return lockstepAborted;
   lockstepResult_t group = health_->failure();
   if (group != lockstepSuccess) return group;
   if (ipc_ && ipc_->error() != lockstepSuccess) return ipc_->error();

@@ -87,6 +87,10 @@ class Communicator {
   // naming it, and none is left waiting to pair with a later split.
   std::unique_ptr<Communicator> split(int color, int key, const std::string& refusal = "");
 
+  // The flag abort() sets: running and queued host work fails with lockstepAborted once it is
+  // set, whoever sets it.
+  std::shared_ptr<std::atomic<bool>> abortFlag() const { return aborted_; }
+
   // Makes running and queued work fail with lockstepAborted within milliseconds; peers learn
   // that this rank aborted.
   void abort();
@@ -158,7 +162,9 @@ class Communicator {
   std::mutex streamMu_;                       // orders stream posts with their gens
   std::unique_ptr<StreamOrder> streamOrder_;  // on the first stream-ordered call
   std::unique_ptr<IpcEngine> ipc_;            // every rank on one host with CUDA: kernels over cuda_ipc
-  std::atomic<bool> aborted_{false};
+  // Shared with the API's handle, so that an abort can still reach a communicator whose destroy
+  // is under way (the handle refuses every other call by then).
+  std::shared_ptr<std::atomic<bool>> aborted_ = std::make_shared<std::atomic<bool>>(false);
 
   std::mutex mu_;
   std::condition_variable cv_;

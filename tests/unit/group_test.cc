@@ -478,6 +478,34 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   }
 }
 
+// A destroy waits for a call in flight, which may wait on a stalled peer for the whole timeout:
+// an abort from a third thread must still cut it short (it was refused, the communicator being
+// "not live" once its destroy had begun).
+TEST(Abort, CutsShortADestroyThatWaitsForABlockedCall) {
+  auto comms = initThreadComms(2);
+  std::atomic<bool> started{false};
+  lockstepResult_t blocked = lockstepSuccess, destroyed = lockstepInternalError;
+  std::thread owner([&] {
+    float x = 1;
+    started = true;
+    blocked = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);  // rank 1 never joins
+  });
+  while (!started) std::this_thread::yield();
+  usleep(100 * 1000);
+  std::thread destroyer([&] { destroyed = lockstepCommDestroy(comms[0]); });
+  usleep(200 * 1000);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess) << lockstepGetLastError(nullptr);
+  owner.join();
+  destroyer.join();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(blocked, lockstepAborted);
+  EXPECT_EQ(destroyed, lockstepSuccess);
+  EXPECT_LT(ms, 2000) << "the abort took " << ms << " ms to end the destroy";
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepInvalidUsage) << "destroyed by now";
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+}
+
 // The ops of a group run in order, each seeing what the ones before it wrote: two in-place
 // all-reduces give N^2, a broadcast then an in-place reduce the reduce of the broadcast value.
 // The one-shot and rank-ordered algorithms work from a copy of an in-place input, which was once
