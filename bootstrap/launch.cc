@@ -6,6 +6,7 @@ namespace lockstep {
 
 LaunchPlan planLaunch(const Config& config) {
   const LaunchEnv& env = config.launch;
+  if (!env.error.empty()) throw InvalidArgument(env.error);
   if (!env.rank || !env.worldSize) {
     throw InvalidUsage(std::string(env.rank ? "the world size" : "this process's rank") +
                        " is not set: set LOCKSTEP_RANK and LOCKSTEP_WORLD_SIZE (lockstep-run does), or start it "

@@ -202,7 +202,12 @@ Config Config::fromVariables(const Getter& get) {
   if (auto v = var("LOCKSTEP_CUDA_IPC_SLOTS")) c.ipcSlots = parseInt(*v, "LOCKSTEP_CUDA_IPC_SLOTS", 2, 64);
   if (auto v = var("LOCKSTEP_CUDA_IPC_SLOT_BYTES")) c.ipcSlotBytes = parseBytes(*v, "LOCKSTEP_CUDA_IPC_SLOT_BYTES");
   if (auto v = var("LOCKSTEP_CUDA_IPC_BLOCKS")) c.ipcBlocks = parseInt(*v, "LOCKSTEP_CUDA_IPC_BLOCKS", 1, 64);
-  c.launch = readLaunchEnv(var);
+  try {
+    c.launch = readLaunchEnv(var);
+  } catch (const InvalidArgument& e) {
+    c.launch = LaunchEnv{};
+    c.launch.error = e.what();
+  }
   c.validate();
   return c;
 }

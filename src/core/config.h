@@ -32,6 +32,10 @@ struct LaunchEnv {
   std::string secretHex;         // LOCKSTEP_SECRET: 32 hex digits, for LOCKSTEP_ROOT mode
   std::string launcher;          // whose variables gave rank and size: "lockstep", "torchrun", "slurm", ...
   std::string rootFrom;          // which variable gave `root` ("LOCKSTEP_ROOT", "MASTER_ADDR/MASTER_PORT")
+  // A launch variable that does not parse (the rest is then empty). Only init from the
+  // environment fails with it: lockstepGetUniqueId, lockstep-run and lockstepCommInitRank do not
+  // use these variables, and a stale value must not fail them.
+  std::string error;
 };
 
 struct Config {

@@ -50,6 +50,20 @@ TEST(Api, UniqueIdHexRoundTrip) {
   EXPECT_EQ(lockstepUniqueIdFromHex("00", &back), lockstepInvalidArgument);
 }
 
+// Launch variables are read by init from the environment only: a stale or foreign value (a
+// leftover LOCKSTEP_RANK, a Slurm variable) must not fail lockstepGetUniqueId, which
+// lockstep-run and lockstepCommInitRank programs call.
+TEST(Api, OnlyInitFromTheEnvironmentReadsTheLaunchVariables) {
+  setenv("LOCKSTEP_RANK", "x", 1);
+  lockstepUniqueId id;
+  EXPECT_EQ(lockstepGetUniqueId(&id), lockstepSuccess) << lockstepGetLastError(nullptr);
+  lockstepComm_t comm = nullptr;
+  EXPECT_EQ(lockstepCommInitFromEnv(&comm), lockstepInvalidArgument);
+  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("LOCKSTEP_RANK"), std::string::npos)
+      << lockstepGetLastError(nullptr);
+  unsetenv("LOCKSTEP_RANK");
+}
+
 TEST(Api, InitRejectsBadArguments) {
   lockstepUniqueId id;
   ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);

@@ -15,6 +15,14 @@ Config fromMap(const std::map<std::string, std::string>& vars) {
   });
 }
 
+// What init from the environment reads: the launch variables' errors too, which fromVariables
+// keeps for it (nothing else reads them).
+Config forInit(const std::map<std::string, std::string>& vars) {
+  Config c = fromMap(vars);
+  if (!c.launch.error.empty()) throw InvalidArgument(c.launch.error);
+  return c;
+}
+
 TEST(Config, DefaultsWhenNothingIsSet) {
   Config c = fromMap({});
   EXPECT_EQ(c.timeout, std::chrono::seconds(300));
@@ -61,7 +69,7 @@ TEST(Config, DurationsAndSizes) {
 TEST(Config, BadValuesNameTheVariable) {
   auto expectBad = [](const std::string& var, const std::string& value) {
     try {
-      fromMap({{var, value}});
+      forInit({{var, value}});
       ADD_FAILURE() << var << "=" << value << " was accepted";
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find(var), std::string::npos) << e.what();
@@ -187,9 +195,10 @@ TEST(LaunchEnvTest, PrecedenceLockstepTorchrunSlurmMpi) {
   EXPECT_EQ(fromMap(unused).launch.root, "10.0.0.1:5000");
   unused.erase("LOCKSTEP_ROOT");
   unused["LOCKSTEP_UNIQUE_ID"] = "00";
-  EXPECT_NO_THROW(fromMap(unused));
+  EXPECT_NO_THROW(forInit(unused));
   unused.erase("LOCKSTEP_UNIQUE_ID");
-  EXPECT_THROW(fromMap(unused), InvalidArgument) << "used, it is checked";
+  EXPECT_THROW(forInit(unused), InvalidArgument) << "used, it is checked";
+  EXPECT_NO_THROW(fromMap(unused)) << "only init from the environment reads the launch variables";
 }
 
 TEST(LaunchEnvTest, BadLauncherValuesNameTheVariable) {
@@ -197,7 +206,7 @@ TEST(LaunchEnvTest, BadLauncherValuesNameTheVariable) {
                             {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
                             {"WORLD_SIZE", "RANK"}}) {
     try {
-      fromMap({{var, "many"}, {other, "1"}});
+      forInit({{var, "many"}, {other, "1"}});
       ADD_FAILURE() << var << " accepted";
     } catch (const InvalidArgument& e) {
       EXPECT_NE(std::string(e.what()).find(var), std::string::npos) << e.what();
