@@ -18,6 +18,9 @@ namespace {
 constexpr auto kHelloTimeout = std::chrono::seconds(10);
 constexpr size_t kMaxIncoming = 256;
 
+// How long past its own deadline a rank the root has taken waits for the root's verdict.
+constexpr auto kVerdictGrace = std::chrono::seconds(2);
+
 }  // namespace
 
 TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, int nranks, const NetAddr& local,
@@ -43,7 +46,7 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
     throw RemoteError(peer, "bootstrap: " + who + " closed the connection while " + doing +
                                 (peer < 0 ? " (did it exit, or turn this rank away? with LOCKSTEP_ROOT every rank must "
                                             "give the same host:port text and LOCKSTEP_SECRET)"
-                                          : " (did it exit?)"));
+                                          : " (did it exit, or fail because a rank it waited for did?)"));
   }
   if (dynamic_cast<const Timeout*>(&e)) {
     throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
@@ -75,7 +78,11 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     recvAll(root.get(), &answer, sizeof(answer), dl);
     std::string why = checkHello(answer, secret_, commId_, Purpose::kRoot, -1);
     if (!why.empty()) throw RemoteError(-1, "the rendezvous at " + id.root.str() + " answered badly: " + why);
-    recvAll(root.get(), &reply, sizeof(reply), dl);
+    // The root has taken this rank: its verdict (who is missing, if the rendezvous times out)
+    // comes when its own timeout ends, which started with the first rank's arrival, at or after
+    // this rank's start. A grace past this rank's deadline lets the verdict arrive, rather than
+    // blaming a root that is waiting for someone else.
+    recvAll(root.get(), &reply, sizeof(reply), Deadline(dl.at() + kVerdictGrace));
   } catch (const RemoteError&) {
     throw;
   } catch (const Error& e) {

@@ -196,6 +196,22 @@ TEST(BootstrapErrors, ASecondRendezvousWithAUsedIdFailsAtOnce) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
+// A rank the root has taken waits a little past its own timeout for the root's verdict, which
+// names the rank that is missing, rather than reporting "no answer from the root" (the root, whose
+// clock started at the first arrival, is waiting for someone else).
+TEST(BootstrapErrors, ARankTheRootTookHearsWhoIsMissing) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, std::chrono::milliseconds(1500));
+  UniqueIdInfo info{root.address(), secret, /*rootListens=*/true};
+  std::string why = "no error";
+  try {
+    TcpBootstrap early(info, commIdFromSecret(secret), 2, 3, NetAddr::loopback(), std::chrono::milliseconds(1000));
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  EXPECT_NE(why.find("rank(s) 0,1 never connected"), std::string::npos) << why;
+}
+
 // The root's clock starts with the first rank, not when the id was made: under a launcher ranks
 // may work longer than the timeout (loading data) before their init.
 TEST(BootstrapErrors, TheRendezvousWaitsForItsFirstRankWithoutATimeLimit) {
