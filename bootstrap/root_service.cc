@@ -72,10 +72,15 @@ void RootService::serve(std::chrono::milliseconds timeout) {
   // taken as the truth: a misconfigured rank that comes first must not lock the others out. The
   // first size whose every rank arrives forms the communicator.
   std::map<int, std::map<int, Registered>> bySize;
+  WarnLimiter rejections;  // strangers may connect at will
   auto reject = [&](Fd& fd, const std::string& why) {
     ++rejected_;
     lastRejection = why;
-    LS_WARN(-1, "rendezvous " << address_.str() << ": rejected a connection: " << why);
+    uint64_t skipped = 0;
+    if (rejections.allow(&skipped)) {
+      LS_WARN(-1,
+              "rendezvous " << address_.str() << ": rejected a connection: " << why << WarnLimiter::notShown(skipped));
+    }
     fd.reset();
   };
   auto replyTo = [&](Fd& fd, lockstepResult_t status, const NetAddr& next, const std::string& msg) {

@@ -161,7 +161,11 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     bool keep = advance(*it);
     if (keep && now - it->since > kHelloTimeout) {
-      LS_WARN(rank_, "bootstrap: dropped a connection that did not finish its message in time");
+      uint64_t skipped = 0;
+      if (strangers_.allow(&skipped)) {
+        LS_WARN(rank_, "bootstrap: dropped a connection that did not finish its message in time"
+                           << WarnLimiter::notShown(skipped));
+      }
       keep = false;
     }
     it = keep ? std::next(it) : incoming_.erase(it);
@@ -195,7 +199,10 @@ bool TcpBootstrap::advance(Incoming& c) {
         why = "unexpected ring peer";
       }
       if (!why.empty()) {
-        LS_WARN(rank_, "bootstrap: rejected a connection: " << why);
+        uint64_t skipped = 0;
+        if (strangers_.allow(&skipped)) {
+          LS_WARN(rank_, "bootstrap: rejected a connection: " << why << WarnLimiter::notShown(skipped));
+        }
         return false;
       }
       if (purpose == Purpose::kRing) {

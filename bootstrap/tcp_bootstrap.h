@@ -10,6 +10,7 @@
 #include "bootstrap/bootstrap.h"
 #include "bootstrap/handshake.h"
 #include "bootstrap/unique_id.h"
+#include "src/core/logging.h"
 #include "src/net/socket.h"
 
 namespace lockstep {
@@ -73,6 +74,7 @@ class TcpBootstrap : public Bootstrap {
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
   std::list<Incoming> incoming_;
+  WarnLimiter strangers_;  // anyone may connect to the listener: its warnings are rate-limited
   int64_t accepted_ = 0;
 };
 

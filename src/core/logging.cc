@@ -38,4 +38,17 @@ void logLine(LogLevel level, int rank, const std::string& message) {
                message.c_str());
 }
 
+bool WarnLimiter::allow(uint64_t* skipped) {
+  const auto now = std::chrono::steady_clock::now();
+  if (printed_ < kFull || now - last_ >= std::chrono::seconds(1)) {
+    ++printed_;
+    last_ = now;
+    *skipped = skipped_;
+    skipped_ = 0;
+    return true;
+  }
+  ++skipped_;
+  return false;
+}
+
 }  // namespace lockstep

@@ -73,6 +73,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     size_t got = 0;
   };
   std::list<Pending> pending;
+  WarnLimiter strangers;  // anyone may connect to the listener
   while (!missingLower().empty()) {
     if (dl.expired()) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
@@ -100,7 +101,11 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       if (n > 0) c.got += static_cast<size_t>(n);
       bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
       if (closed || (c.got < sizeof(Hello) && Clock::now() - c.since > kHelloTimeout)) {
-        LS_WARN(ctx.rank, what << ": dropped a connection: " << (closed ? "closed early" : "hello too slow"));
+        uint64_t skipped = 0;
+        if (strangers.allow(&skipped)) {
+          LS_WARN(ctx.rank, what << ": dropped a connection: " << (closed ? "closed early" : "hello too slow")
+                                 << WarnLimiter::notShown(skipped));
+        }
         it = pending.erase(it);
         continue;
       }
@@ -113,7 +118,10 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       if (why.empty() && (h.rank >= ctx.rank || fds.count(h.rank))) why = "unexpected rank " + std::to_string(h.rank);
       if (why.empty() && std::find(peers.begin(), peers.end(), h.rank) == peers.end()) why = "not a peer of this mesh";
       if (!why.empty()) {
-        LS_WARN(ctx.rank, what << ": rejected a connection: " << why);
+        uint64_t skipped = 0;
+        if (strangers.allow(&skipped)) {
+          LS_WARN(ctx.rank, what << ": rejected a connection: " << why << WarnLimiter::notShown(skipped));
+        }
         it = pending.erase(it);
         continue;
       }
