@@ -315,9 +315,14 @@ void HostExecutor::flush(Ctx& ctx) {
 
 [[noreturn]] void HostExecutor::timeout(const Ctx& ctx, const std::string& waitingFor) {
   std::string late = monitor_ && ctx.op.fp.seq ? monitor_->laggards(ctx.op.fp.seq) : "";
+  // Sends and receives run in call order outside a group: an exchange of large messages posted
+  // as Isend then Irecv on both sides waits here for ever. Say how to post it.
+  const std::string hint = ctx.pointToPoint ? " (sends and receives that must progress together, such as an "
+                                              "exchange, belong in one lockstepGroupStart/End)"
+                                            : "";
   throw Timeout(ctx.op.label() + " (" + std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype) +
                 ") timed out after " + std::to_string(timeout_.count()) + " ms on rank " + std::to_string(rank_) +
-                ", waiting for " + waitingFor + (late.empty() ? "" : "; " + late));
+                ", waiting for " + waitingFor + (late.empty() ? "" : "; " + late) + hint);
 }
 
 }  // namespace lockstep

@@ -90,6 +90,27 @@ TEST_F(SmallSlots, ACollectiveBetweenAGroupsSendsAndReceives) {
   }
 }
 
+// Outside a group, sends and receives run in call order (as NCCL's): an exchange whose messages
+// exceed the links' buffering cannot complete when both sides post Isend then Irecv. It times out,
+// and the message says what to do; in a group the same exchange completes.
+TEST_F(SmallSlots, AnUngroupedExchangeBeyondTheBufferingTimesOutSayingToGroupIt) {
+  setenv("LOCKSTEP_TIMEOUT", "2", 1);
+  auto comms = initThreadComms(2);
+  const size_t count = 64 * 1024;  // 256 KiB against 2 x 4 KiB of slots
+  std::vector<std::string> errors(2);
+  onThreads(2, [&](int r) {
+    std::vector<int32_t> out(count, r), in(count);
+    lockstepRequest_t send = nullptr, recv = nullptr;
+    ASSERT_EQ(lockstepIsend(out.data(), count, lockstepInt32, 1 - r, comms[r], &send), lockstepSuccess);
+    ASSERT_EQ(lockstepIrecv(in.data(), count, lockstepInt32, 1 - r, comms[r], &recv), lockstepSuccess);
+    if (lockstepWait(&send, -1) != lockstepSuccess) errors[r] = lockstepGetLastError(nullptr);
+    lockstepWait(&recv, -1);
+  });
+  for (int r = 0; r < 2; ++r)
+    EXPECT_NE(errors[r].find("belong in one lockstepGroupStart/End"), std::string::npos) << errors[r];
+  destroyAll(comms);
+}
+
 TEST_F(SmallSlots, AllPairsExchangeInOneGroup) {
   const int n = 4;
   auto comms = initThreadComms(n);
