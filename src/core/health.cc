@@ -364,7 +364,8 @@ void Health::lost(Peer& p, const std::string& why) {
     p.state = PeerState::kLost;
     p.fd.reset();
     msg = "lost " + p.name + ": " + why + " while rank " + std::to_string(rank_) + " was at op #" +
-          std::to_string(entered_.load()) + " (it had completed op #" + std::to_string(p.completed) + ")";
+          std::to_string(entered_.load()) + " (its last heartbeat reported op #" + std::to_string(p.completed) +
+          " done)";
   }
   fail(lockstepRemoteError, p.rank, msg);
 }
