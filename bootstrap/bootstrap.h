@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 
 namespace lockstep {
 
@@ -19,6 +20,10 @@ class Bootstrap {
   virtual void send(int peer, int tag, const void* data, size_t bytes) = 0;
   virtual void recv(int peer, int tag, void* data, size_t bytes) = 0;
   virtual void barrier() = 0;
+  // Called while allGather and recv wait (every 100 ms at most); what it throws ends the wait.
+  // A communicator's split sets it to its failure check, so a peer that called something else,
+  // or an abort, ends the split instead of its timeout. Empty: none.
+  virtual void setInterrupt(std::function<void()> check) { (void)check; }
 };
 
 }  // namespace lockstep

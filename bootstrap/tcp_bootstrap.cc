@@ -248,6 +248,7 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
         // whatever it is asked, which would spin this loop, and the break is no concern of this
         // step (the next one, or the peer's own error, reports it).
         pollfd fds[2] = {{sent < bytes ? next_.get() : -1, POLLOUT, 0}, {got < bytes ? prev_.get() : -1, POLLIN, 0}};
+        if (interrupt_) interrupt_();
         int rc = ::poll(fds, 2, dl.remainingMs(100));
         if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
         if (rc == 0 && dl.expired()) throw Timeout("allGather");
@@ -305,6 +306,7 @@ void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
       stash_.erase(it);
       return;
     }
+    if (interrupt_) interrupt_();
     try {
       if (dl.expired()) throw Timeout("no message arrived");
       serveOnce(dl.remainingMs(100));

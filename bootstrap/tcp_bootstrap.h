@@ -28,6 +28,7 @@ class TcpBootstrap : public Bootstrap {
   void send(int peer, int tag, const void* data, size_t bytes) override;
   void recv(int peer, int tag, void* data, size_t bytes) override;
   void barrier() override;
+  void setInterrupt(std::function<void()> check) override { interrupt_ = std::move(check); }
 
   NetAddr listenAddress() const { return peers_[rank_]; }
   // For tests: connections this rank's listener accepted (the ring predecessor, and one per
@@ -74,7 +75,8 @@ class TcpBootstrap : public Bootstrap {
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
   std::list<Incoming> incoming_;
-  WarnLimiter strangers_;  // anyone may connect to the listener: its warnings are rate-limited
+  std::function<void()> interrupt_;  // setInterrupt
+  WarnLimiter strangers_;            // anyone may connect to the listener: its warnings are rate-limited
   int64_t accepted_ = 0;
 };
 

@@ -6,7 +6,20 @@
 
 namespace lockstep {
 
-enum class OpKind { kAllReduce, kReduceScatter, kAllGather, kBroadcast, kReduce, kSend, kRecv, kAllToAll, kBarrier };
+// kSplit is no collective of the data path: lockstepCommSplit enters it in the watchdog, which then
+// tells it apart from a collective a peer called instead.
+enum class OpKind {
+  kAllReduce,
+  kReduceScatter,
+  kAllGather,
+  kBroadcast,
+  kReduce,
+  kSend,
+  kRecv,
+  kAllToAll,
+  kBarrier,
+  kSplit
+};
 
 const char* opKindName(OpKind kind);
 inline bool isPointToPoint(OpKind k) { return k == OpKind::kSend || k == OpKind::kRecv; }

@@ -29,6 +29,8 @@ const char* opKindName(OpKind kind) {
       return "alltoall";
     case OpKind::kBarrier:
       return "barrier";
+    case OpKind::kSplit:
+      return "split";
   }
   return "?";
 }
@@ -68,6 +70,8 @@ bool implements(Algorithm a, OpKind kind) {
     case OpKind::kSend:
     case OpKind::kRecv:
       return a == Algorithm::kDirect;
+    case OpKind::kSplit:
+      return false;
   }
   return false;
 }
@@ -112,6 +116,8 @@ void buildSchedule(Algorithm a, OpKind kind, int rank, int n, size_t count, int 
     case OpKind::kSend:
     case OpKind::kRecv:
       return;  // planned by planPointToPoint (fused groups)
+    case OpKind::kSplit:
+      return;  // no data moves
   }
 }
 

@@ -127,6 +127,8 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
     case OpKind::kSend:
     case OpKind::kRecv:
       return alpha + (N - 1) / N * B * beta;
+    case OpKind::kSplit:
+      break;
   }
   return std::numeric_limits<double>::infinity();
 }

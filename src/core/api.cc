@@ -254,6 +254,8 @@ OpDesc validate(const Communicator& c, OpKind kind, const void* send, void* recv
     }
     case OpKind::kBarrier:
       break;
+    case OpKind::kSplit:
+      throw InternalError("lockstepCommSplit is not a collective call");
   }
   return d;
 }

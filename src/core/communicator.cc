@@ -648,7 +648,34 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   };
   std::vector<Entry> all(nranks_);
   all[rank_] = Entry{color, key, refusal.empty() ? 0 : 1};
-  bootstrap_->allGather(all.data(), sizeof(Entry));
+  // The split is an op of this communicator for the watchdog: queued work finishes first, then
+  // it takes the next number and is entered, so a peer that called a collective instead is a
+  // mismatch named within a heartbeat (on both sides: the exchange below watches for it), not a
+  // wait for the timeout. An abort ends the wait too.
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return queue_.empty() && !busy_.load(); });
+  }
+  health_->check();
+  Fingerprint fp;
+  fp.kind = static_cast<uint8_t>(OpKind::kSplit);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fp.seq = ++seq_;
+  }
+  health_->entered(fp);
+  bootstrap_->setInterrupt([this] {
+    if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+    health_->check();
+  });
+  try {
+    bootstrap_->allGather(all.data(), sizeof(Entry));
+  } catch (...) {
+    bootstrap_->setInterrupt(nullptr);
+    throw;
+  }
+  bootstrap_->setInterrupt(nullptr);
+  health_->completed(fp.seq);
   const int tag = kTagSplit + static_cast<int>(splits_++ & 0xfffff);
   if (!refusal.empty()) throw InvalidArgument("lockstepCommSplit: " + refusal + " (no rank split)");
   for (int r = 0; r < nranks_; ++r) {

@@ -24,6 +24,7 @@ bool Fingerprint::fromTag(const MessageTag& t, Fingerprint* out) {
 std::string Fingerprint::describe() const {
   auto k = static_cast<OpKind>(kind);
   if (isPointToPoint(k)) return "send/recv";
+  if (k == OpKind::kSplit) return "lockstepCommSplit #" + std::to_string(seq);
   std::string s = std::string(opKindName(k)) + " #" + std::to_string(seq) + " (count " + std::to_string(count) + ", " +
                   dataTypeName(static_cast<lockstepDataType_t>(dtype));
   if (k == OpKind::kAllReduce || k == OpKind::kReduceScatter || k == OpKind::kReduce) {

@@ -51,6 +51,7 @@ size_t inputBytes(const OpDesc& op, int rank, int nranks) {
       return rank == op.root ? b : 0;
     case OpKind::kRecv:
     case OpKind::kBarrier:
+    case OpKind::kSplit:
       return 0;
   }
   return 0;
@@ -71,6 +72,7 @@ size_t outputBytes(const OpDesc& op, int rank, int nranks) {
       return rank == op.root ? b : 0;
     case OpKind::kSend:
     case OpKind::kBarrier:
+    case OpKind::kSplit:
       return 0;
   }
   return 0;

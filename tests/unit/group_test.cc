@@ -275,6 +275,53 @@ TEST(Split, ARefusedCallFailsEveryRankAndTheNextSplitWorks) {
   destroyAll(comms);
 }
 
+// One rank splits while the other calls a collective: both are told of the mismatch within
+// moments, where each once waited out its whole timeout (300 s by default).
+TEST(Split, ARankThatCallsACollectiveInsteadIsAMismatchNotATimeout) {
+  auto comms = initThreadComms(2);
+  std::vector<lockstepResult_t> result(2);
+  std::vector<std::string> why(2);
+  std::vector<double> seconds(2);
+  onThreads(2, [&](int r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (r == 0) {
+      lockstepComm_t child = nullptr;
+      result[r] = lockstepCommSplit(comms[r], 0, 0, &child);
+    } else {
+      float x = 1;
+      result[r] = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr);
+    }
+    why[r] = lockstepGetLastError(r == 0 ? nullptr : comms[r]);
+    seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(result[r], lockstepMismatch) << "rank " << r << ": " << why[r];
+    EXPECT_NE(why[r].find("lockstepCommSplit #1"), std::string::npos) << why[r];
+    EXPECT_LT(seconds[r], 10.0) << "rank " << r;
+  }
+  destroyAll(comms);
+}
+
+// A split waiting for a rank that never comes ends with an abort from another thread.
+TEST(Split, AnAbortEndsASplitThatWaitsForAbsentRanks) {
+  auto comms = initThreadComms(2);
+  lockstepResult_t result = lockstepSuccess;
+  std::atomic<bool> started{false};
+  std::thread splitter([&] {
+    lockstepComm_t child = nullptr;
+    started = true;
+    result = lockstepCommSplit(comms[0], 0, 0, &child);  // rank 1 never splits
+  });
+  while (!started) std::this_thread::yield();
+  usleep(200 * 1000);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+  splitter.join();
+  EXPECT_EQ(result, lockstepAborted);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+}
+
 TEST(Split, ColorsAndKeysFormIndependentCommunicatorsUsedConcurrently) {
   const int n = 6;
   auto comms = initThreadComms(n);
