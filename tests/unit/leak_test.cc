@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,6 +11,7 @@
 #include <thread>
 
 #include "tests/common/thread_comms.h"
+#include "transport/shm/shm_segment.h"
 
 namespace lockstep {
 namespace {
@@ -110,6 +112,32 @@ TEST(Leaks, NoneAfterAFailureAndAbort) {
     });
   }
   expectBackTo(before);
+}
+
+// A process killed while its shared-memory segments were still named in /dev/shm (between their
+// creation and its peers' mapping them) leaves them there; the next process to create segments
+// removes them. A live process's segments stay.
+TEST(Leaks, SegmentsOfADeadProcessAreSweptAway) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ShmSegment seg = ShmSegment::create(4096);
+    (void)!write(fds[1], seg.name().c_str(), seg.name().size() + 1);
+    _exit(0);  // as if killed: no destructor unlinks it
+  }
+  close(fds[1]);
+  char name[256] = {0};
+  ASSERT_GT(read(fds[0], name, sizeof(name) - 1), 0);
+  close(fds[0]);
+  ASSERT_EQ(waitpid(child, nullptr, 0), child);
+  const std::string path = std::string("/dev/shm") + name;
+  ASSERT_EQ(access(path.c_str(), F_OK), 0) << "the dead child's segment should be left over: " << path;
+  ShmSegment mine = ShmSegment::create(4096);
+  EXPECT_GE(sweepDeadSegments(), 0);
+  EXPECT_NE(access(path.c_str(), F_OK), 0) << path << " outlived its creator";
+  EXPECT_EQ(access((std::string("/dev/shm") + mine.name()).c_str(), F_OK), 0) << "a live process's segment was removed";
 }
 
 }  // namespace

@@ -1,18 +1,58 @@
 #include "transport/shm/shm_segment.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <mutex>
 
 #include "bootstrap/unique_id.h"
 #include "src/core/errors.h"
 #include "src/net/socket.h"
 
 namespace lockstep {
+namespace {
+
+// The inode of this process's pid namespace, in hex: pids compare only within one.
+std::string pidNamespace() {
+  struct stat st {};
+  if (::stat("/proc/self/ns/pid", &st) != 0) return "0";
+  char hex[24];
+  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(st.st_ino));
+  return hex;
+}
+
+}  // namespace
+
+int sweepDeadSegments() {
+  const std::string ns = pidNamespace();
+  if (ns == "0") return 0;
+  DIR* dir = ::opendir("/dev/shm");
+  if (!dir) return 0;
+  int removed = 0;
+  while (dirent* e = ::readdir(dir)) {
+    // lockstep-<pid>-<ns>-<random>
+    unsigned long pid = 0;
+    char theirNs[24] = {0};
+    if (std::sscanf(e->d_name, "lockstep-%lu-%23[0-9a-f]-", &pid, theirNs) != 2 || ns != theirNs) continue;
+    if (pid == 0 || pid == static_cast<unsigned long>(getpid())) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    if (::shm_unlink((std::string("/") + e->d_name).c_str()) == 0) ++removed;
+  }
+  ::closedir(dir);
+  return removed;
+}
 
 ShmSegment ShmSegment::create(size_t bytes) {
-  std::string name = "/lockstep-" + std::to_string(getpid()) + "-" + toHex(randomSecret().data(), 8);
+  static std::once_flag swept;
+  std::call_once(swept, [] { sweepDeadSegments(); });
+  static const std::string ns = pidNamespace();
+  std::string name = "/lockstep-" + std::to_string(getpid()) + "-" + ns + "-" + toHex(randomSecret().data(), 8);
   Fd fd(static_cast<int>(
       checkSys(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), "shm_open", "creating " + name)));
   ShmSegment seg(name, nullptr, bytes, true);  // from here on, the destructor unlinks

@@ -9,7 +9,9 @@ namespace lockstep {
 
 class ShmSegment {
  public:
-  static ShmSegment create(size_t bytes);                         // random name, O_EXCL, 0600
+  // Random name, O_EXCL, 0600: "/lockstep-<pid>-<pid namespace>-<random>". The first create of a
+  // process also removes what dead processes of its pid namespace left (sweepDeadSegments).
+  static ShmSegment create(size_t bytes);
   static ShmSegment open(const std::string& name, size_t bytes);  // maps the peer's segment
   ShmSegment(ShmSegment&& o) noexcept;
   ShmSegment& operator=(ShmSegment&&) = delete;
@@ -28,5 +30,11 @@ class ShmSegment {
   size_t bytes_;
   bool linked_;
 };
+
+// A rank killed between creating its segments and its peers' mapping them (a narrow window of
+// setup) leaves them in /dev/shm. Removes the segments whose creator, a process of this pid
+// namespace, no longer exists; returns how many. Names without the namespace (older versions)
+// and other namespaces' are left alone: their pids mean nothing here.
+int sweepDeadSegments();
 
 }  // namespace lockstep
