@@ -1,5 +1,6 @@
 #include "src/core/flight_recorder.h"
 
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,7 +54,11 @@ void FlightRecorder::ended(uint64_t id, lockstepResult_t result, Clock::time_poi
 
 bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who,
                           std::initializer_list<const FlightRecorder*> tracks) {
-  FILE* f = std::fopen(path.c_str(), "w");
+  // Dumps go to a predictable name in a shared directory (/tmp) by default: never through a
+  // symlink planted there (O_NOFOLLOW), and readable by this user only.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  FILE* f = fd >= 0 ? ::fdopen(fd, "w") : nullptr;
+  if (fd >= 0 && !f) ::close(fd);
   if (!f) {
     LS_WARN(rank, "cannot write the flight recorder to " << path);
     return false;

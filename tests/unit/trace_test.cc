@@ -1,12 +1,16 @@
 // The flight recorder and lockstep-trace: a rank that never enters an op is named.
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
+#include "src/core/flight_recorder.h"
 #include "tests/common/subprocess.h"
 #include "tests/common/thread_comms.h"
 
@@ -50,6 +54,27 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   std::ifstream merged(dir + "/merged.json");
   EXPECT_TRUE(merged.good());
   system(("rm -rf " + dir).c_str());
+}
+
+// Dumps go to predictable names in /tmp: a symlink planted there must not redirect the write.
+TEST(FlightRecorder, ADumpNeverFollowsASymlink) {
+  char dir[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string victim = std::string(dir) + "/victim", link = std::string(dir) + "/dump.json";
+  { std::ofstream(victim) << "precious"; }
+  ASSERT_EQ(symlink(victim.c_str(), link.c_str()), 0);
+  FlightRecorder track;
+  EXPECT_FALSE(FlightRecorder::dump(link, 0, "test", {&track}));
+  std::ifstream in(victim);
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content, "precious");
+  const std::string real = std::string(dir) + "/real.json";
+  EXPECT_TRUE(FlightRecorder::dump(real, 0, "test", {&track}));
+  struct stat st {};
+  ASSERT_EQ(stat(real.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  for (const std::string& f : {victim, link, real}) std::remove(f.c_str());
+  rmdir(dir);
 }
 
 }  // namespace
