@@ -42,6 +42,9 @@ const char* Fingerprint::firstDifference(const Fingerprint& o) const {
   if (dtype != o.dtype) return "datatype";
   if (op != o.op) return "reduction op";
   if (root != o.root) return "root";
+  // A call with nothing to move runs alike on any path with any algorithm: its buffers may be
+  // NULL on one rank (host executor) and device memory on another (kernels).
+  if (count == 0) return nullptr;
   // Before the algorithm, which then differs too (the kernels choose among fewer).
   if (path != o.path) return "path (host executor or cuda_ipc kernels: did one rank pass host memory?)";
   if (algorithm != o.algorithm) return "algorithm";

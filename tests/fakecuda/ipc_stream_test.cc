@@ -339,6 +339,30 @@ TEST_F(CudaIpc, HostMemoryOnOneRankIsAMismatchNamedOnBothRanks) {
   destroyAll(comms);
 }
 
+// A call with nothing to move may pass NULL buffers on one rank (the host executor takes it) and
+// device buffers on another (kernels): no mismatch, then or later. The watchdog, which compares
+// a rank's last op while it is idle, once reported "first difference: path" here.
+TEST_F(CudaIpc, ACountZeroCallOnDifferentPathsIsNoMismatch) {
+  auto comms = initThreadComms(2);
+  std::vector<std::string> errors(2);
+  onThreads(2, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> dev(cuda, 16);
+    lockstepResult_t rc = r == 0
+                              ? lockstepAllReduce(nullptr, nullptr, 0, lockstepFloat32, lockstepSum, comms[r], nullptr)
+                              : lockstepAllReduce(dev.p, dev.p, 0, lockstepFloat32, lockstepSum, comms[r], s);
+    if (rc != lockstepSuccess) errors[r] = std::string("the count-0 call: ") + lockstepGetLastError(nullptr);
+    cuda.streamSynchronizeFor(s, 5000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(800));  // several heartbeats, both idle
+    lockstepResult_t async = lockstepSuccess;
+    lockstepCommGetAsyncError(comms[r], &async);
+    if (async != lockstepSuccess) errors[r] += std::string(" / async error: ") + lockstepGetLastError(comms[r]);
+    cuda.streamDestroy(s);
+  });
+  for (int r = 0; r < 2; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  destroyAll(comms);
+}
+
 // Both ranks run op 1; then rank 1 destroys its communicator (a clean goodbye, saying it completed
 // op 1) while rank 0's kernel for op 2 already waits for it. The control plane stops that kernel
 // within a second or so (not at the 20 s timeout) and the error says who left after which op.
