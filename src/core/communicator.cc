@@ -670,6 +670,17 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   });
   try {
     bootstrap_->allGather(all.data(), sizeof(Entry));
+  } catch (const Error&) {
+    bootstrap_->setInterrupt(nullptr);
+    // The peer that found the mismatch fails and closes its connections, which can reach this
+    // exchange before its report reaches the watchdog: the report names the cause, so it is
+    // given a moment (as execute() does for a link that broke).
+    const Deadline grace = Deadline::after(std::chrono::milliseconds(300));
+    while (health_->failure() == lockstepSuccess && !grace.expired()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    health_->check();
+    throw;
   } catch (...) {
     bootstrap_->setInterrupt(nullptr);
     throw;

@@ -9,7 +9,7 @@
 //   fault_check --mode stop --victim R --after-ms T
 //       Rank R stops itself (SIGSTOP). The others must fail with lockstepTimeout naming rank R
 //       (set LOCKSTEP_TIMEOUT). The test kills the stopped rank afterwards.
-//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"
+//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|split
 //       Rank R calls a collective that differs in one field; every rank must return
 //       lockstepMismatch naming the field (for root, a rank that finished the broadcast without
 //       hearing from R may succeed, and must then fail its next call naming the field). "kind, no
@@ -121,6 +121,19 @@ int main(int argc, char** argv) {
       return report(
           async == lockstepMismatch && r == lockstepMismatch && msg.find("first difference: kind") != std::string::npos,
           "async " + std::to_string(async) + ", next call " + std::to_string(r) + ": " + msg);
+    } else if (field == "split") {
+      // The victim splits where the others all-reduce: every rank names the split, the victim
+      // too (whose exchange may first see a peer close its connection).
+      lockstepComm_t child = nullptr;
+      const double t0 = nowMs();
+      r = rank == victim
+              ? lockstepCommSplit(comm, 0, 0, &child)
+              : lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
+      std::string msg = lockstepGetLastError(rank == victim ? nullptr : comm);
+      const double ms = nowMs() - t0;
+      lockstepCommDestroy(comm);
+      return report(r == lockstepMismatch && msg.find("lockstepCommSplit #1") != std::string::npos && ms < 10000,
+                    "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
     } else if (rank != victim) {
       r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
     } else if (field == "kind") {
