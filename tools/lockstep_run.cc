@@ -246,7 +246,8 @@ int main(int argc, char** argv) {
   bool forwarded = false;
   std::chrono::steady_clock::time_point killAt{}, allExitedAt{};
   // Every rank's process group, exited ranks' too: what a failed rank started must not outlive
-  // the job (a group whose members are all gone just answers ESRCH).
+  // the job (a group whose members are all gone just answers ESRCH). Ranks are not reaped before
+  // the end, so none of these ids can have been reused.
   bool stopping = false;
   auto terminateAll = [&](int sig) {
     stopping = true;
@@ -283,26 +284,28 @@ int main(int argc, char** argv) {
         ranks[r].fds[s] = -1;
       }
     }
-    int status;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-      for (int r = 0; r < n; ++r) {
-        if (ranks[r].pid != pid) continue;
-        ranks[r].exited = true;
-        --alive;
-        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        ranks[r].code = code;
-        // After a forwarded SIGINT/SIGTERM the ranks stop because they were told to: that is
-        // not a failure to report, and the launcher exits with 128 + that signal.
-        if (code != 0 && firstFailure < 0 && !forwarded) {
-          firstFailure = r;
-          exitCode = code;
-          std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
-                       WIFEXITED(status) ? "exited with code" : "was killed by signal",
-                       WIFEXITED(status) ? code : WTERMSIG(status));
-          terminateAll(SIGTERM);
-          killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
-        }
+    // An exited rank is seen but not reaped (WNOWAIT) until the job is over: while it is a
+    // zombie its pid, which is its process group's id, cannot be reused, so signalling the group
+    // can only reach what the rank started.
+    for (int r = 0; r < n; ++r) {
+      if (ranks[r].exited) continue;
+      siginfo_t info{};
+      if (waitid(P_PID, static_cast<id_t>(ranks[r].pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0)
+        continue;
+      ranks[r].exited = true;
+      --alive;
+      const bool exited = info.si_code == CLD_EXITED;
+      int code = exited ? info.si_status : 128 + info.si_status;
+      ranks[r].code = code;
+      // After a forwarded SIGINT/SIGTERM the ranks stop because they were told to: that is
+      // not a failure to report, and the launcher exits with 128 + that signal.
+      if (code != 0 && firstFailure < 0 && !forwarded) {
+        firstFailure = r;
+        exitCode = code;
+        std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
+                     exited ? "exited with code" : "was killed by signal", info.si_status);
+        terminateAll(SIGTERM);
+        killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
       }
     }
     if (gSignal && !forwarded) {
@@ -315,7 +318,8 @@ int main(int argc, char** argv) {
       terminateAll(SIGKILL);
     }
   }
-  if (stopping) terminateAll(SIGKILL);  // stragglers of the ranks' groups, when the ranks are gone
+  if (stopping) terminateAll(SIGKILL);                       // stragglers of the ranks' groups, when the ranks are gone
+  for (const Rank& rk : ranks) waitpid(rk.pid, nullptr, 0);  // the zombies kept until now
   removeLeftoverSegments(ranks);
   return exitCode;
 }

@@ -406,6 +406,22 @@ TEST(Launcher, WhatAFailedRankStartedIsStoppedWithTheJob) {
   if (!processGone(pid)) kill(pid, SIGKILL);
 }
 
+// An exited rank stays a zombie until the job ends: its pid, which is its process group's id,
+// cannot be reused meanwhile, so stopping the groups of exited ranks reaches nothing else.
+TEST(Launcher, ARankThatExitedKeepsItsPidUntilTheJobEnds) {
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string pidFile = std::string(dir) + "/rank0";
+  ProcResult r = run({kRun, "-n", "2", "sh", "-c",
+                      "if [ $LOCKSTEP_RANK = 0 ]; then echo $$ > " + pidFile +
+                          "; exit 0; fi; sleep 1; echo state=$(cut -d' ' -f3 /proc/$(cat " + pidFile + ")/stat)"},
+                     {}, 30);
+  std::remove(pidFile.c_str());
+  rmdir(dir);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("[1] state=Z"), std::string::npos) << r.output;
+}
+
 // A closed terminal or ssh session (SIGHUP) stops the ranks as SIGTERM does: forwarded, and the
 // launcher exits with 128 + 1, well within the grace period.
 TEST(Launcher, ForwardsSighupToTheRanks) {
