@@ -98,9 +98,10 @@ void Group::launch(std::vector<Call> calls) {
       Communicator* comm = &*held[k];
       // Every send and receive runs in one fused Work, at the place of the first of them;
       // collectives keep their posted order around it. Fused, sends and receives cannot
-      // deadlock whatever order each rank posted them in, also with a collective between them;
-      // and a peer that posts the same calls outside a group (its sends, then a collective)
-      // still runs them in the same order.
+      // deadlock whatever order each rank posted them in, also with a collective between them,
+      // when every rank groups its calls alike. A peer that posts the same calls outside a group
+      // runs them in the same order only if no collective comes between the group's sends and
+      // receives (posted order would serve that peer, and split the grouped ranks' instead).
       std::vector<const Call*> mine;
       for (const Call& c : calls) {
         if (c.comm == comms[k]) mine.push_back(&c);
