@@ -166,7 +166,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       }
       // Out of descriptors, or too many strangers waiting: the oldest unauthenticated
       // connection makes room, so a flood cannot lock the ranks out.
-      if (shortage || pending.size() >= kMaxPending) {
+      if (shortage || (fd.valid() && pending.size() >= kMaxPending)) {
         reject(pending.front().fd, "dropped to make room (too many pending connections)");
         pending.pop_front();
       }

@@ -144,8 +144,13 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
       if (shortage && incoming_.empty()) {
         throw SystemError("accept4", shortage, "rank " + std::to_string(rank_) + " taking a bootstrap connection");
       }
-      if (shortage || incoming_.size() >= kMaxIncoming) {
-        LS_WARN(rank_, "bootstrap: too many pending connections; dropped the oldest");
+      // Room is made only for a connection there is: out of descriptors, or one more taken.
+      if (shortage || (fd.valid() && incoming_.size() >= kMaxIncoming)) {
+        uint64_t skipped = 0;
+        if (strangers_.allow(&skipped)) {
+          LS_WARN(rank_,
+                  "bootstrap: too many pending connections; dropped the oldest" << WarnLimiter::notShown(skipped));
+        }
         incoming_.pop_front();
       }
       if (!fd.valid()) break;

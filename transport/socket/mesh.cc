@@ -89,8 +89,13 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
         throw SystemError("accept4", shortage,
                           what + ": rank " + std::to_string(ctx.rank) + " taking the connections of " + missingLower());
       }
-      if (shortage || pending.size() >= 256) {
-        LS_WARN(ctx.rank, what << ": dropped the oldest unanswered connection to make room");
+      // Room is made only for a connection there is: out of descriptors, or one more taken.
+      if (shortage || (fd.valid() && pending.size() >= 256)) {
+        uint64_t skipped = 0;
+        if (strangers.allow(&skipped)) {
+          LS_WARN(ctx.rank,
+                  what << ": dropped the oldest unanswered connection to make room" << WarnLimiter::notShown(skipped));
+        }
         pending.pop_front();
       }
       if (fd.valid()) pending.push_back(Pending{std::move(fd), Clock::now()});
