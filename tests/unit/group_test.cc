@@ -446,7 +446,8 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
   // abort (refused inside a group), a wait, a bad query and a split. Each leaves the
   // communicator as it was.
   lockstepRequest_t done = nullptr;
-  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &done), lockstepSuccess);
+  float earlier = 0;  // its own output: the op runs in the background while the loop uses y
+  ASSERT_EQ(lockstepIallReduce(&x, &earlier, 1, lockstepFloat32, lockstepSum, comms[0], &done), lockstepSuccess);
   lockstepComm_t child = nullptr;
   const std::function<lockstepResult_t()> misuses[] = {
       [&] { return lockstepCommAbort(comms[0]); },
@@ -467,6 +468,7 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
     EXPECT_EQ(async, lockstepSuccess);
   }
   EXPECT_EQ(lockstepWait(&done, -1), lockstepSuccess) << "the request from before the groups is untouched";
+  EXPECT_EQ(earlier, 1.0f);
   ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
   EXPECT_EQ(y, 1.0f);
   destroyAll(comms);
