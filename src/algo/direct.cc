@@ -6,13 +6,14 @@ void directP2P(int /*rank*/, int nranks, std::span<const P2POp> ops, Schedule* o
   for (int peer = 0; peer < nranks; ++peer) {
     for (bool send : {true, false}) {
       for (const P2POp& op : ops) {
-        if (op.peer != peer || op.send != send || op.count == 0) continue;
+        if (op.peer != peer || op.send != send) continue;
         Step s;
         s.prim = send ? Prim::kSend : Prim::kRecv;
         s.sendPeer = send ? peer : -1;
         s.recvPeer = send ? -1 : peer;
         s.src = s.dst = op.buffer;
         s.count = op.count;
+        s.emptyMessage = op.count == 0;
         out->add(s);
       }
       out->endLane(LaneOrder::kStepMajor);

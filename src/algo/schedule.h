@@ -61,6 +61,10 @@ struct Step {
   // everywhere (lower ranks' data first), so the results match bit for bit (even for a sum: the
   // order decides which NaN it returns). A floating avg's scaled input keeps that order too.
   bool localFirst = false;
+  // A send or receive of nothing that still moves one message (header only): count 0 sends and
+  // receives pair with their peer's as in MPI and NCCL, rather than vanishing and letting the
+  // next message pair with the wrong receive. Walked as one slice of no elements.
+  bool emptyMessage = false;
 };
 
 // How a lane's steps are cut and ordered (src/algo/slicing.h).

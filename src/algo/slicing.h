@@ -34,7 +34,7 @@ class SliceWalker {
   size_t count() const { return std::min(sliceElems_, steps_[index_].count - first()); }
   void advance() {
     if (stepMajor_) {
-      if (++slice_ * sliceElems_ < steps_[index_].count) return;
+      if (++slice_ * sliceElems_ < steps_[index_].count) return;  // an empty message's one slice ends here
       slice_ = 0;
       ++index_;
       skipEmpty();
@@ -45,8 +45,12 @@ class SliceWalker {
   }
 
  private:
+  // Steps of no elements have no slice, except an empty message, which has one of no elements.
+  static bool hasSlice(const Step& s, size_t slice, size_t sliceElems) {
+    return slice * sliceElems < s.count || (slice == 0 && s.emptyMessage);
+  }
   void skipEmpty() {
-    while (index_ < steps_.size() && steps_[index_].count == 0) ++index_;
+    while (index_ < steps_.size() && !hasSlice(steps_[index_], 0, sliceElems_)) ++index_;
   }
   // Slice-major within a phase: [begin_, end_) holds the steps up to the next phase start.
   void loadPhase() {
@@ -57,7 +61,8 @@ class SliceWalker {
     // A step that fits one slice (every step of a small op) needs no division.
     for (size_t i = begin_; i < end_; ++i) {
       const size_t n = steps_[i].count;
-      slices_ = std::max(slices_, n <= sliceElems_ ? size_t{n > 0} : (n + sliceElems_ - 1) / sliceElems_);
+      slices_ = std::max(
+          slices_, n <= sliceElems_ ? size_t{n > 0 || steps_[i].emptyMessage} : (n + sliceElems_ - 1) / sliceElems_);
     }
     slice_ = 0;
     index_ = begin_;
@@ -66,7 +71,7 @@ class SliceWalker {
   void nextSliceMajor() {
     for (; slice_ < slices_; ++slice_, index_ = begin_) {
       for (; index_ < end_; ++index_) {
-        if (slice_ * sliceElems_ < steps_[index_].count) return;
+        if (hasSlice(steps_[index_], slice_, sliceElems_)) return;
       }
     }
     // This phase is done: the next one, or the end.

@@ -477,6 +477,9 @@ bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
     if (op.kind == OpKind::kBarrier) return false;
     if (!op.device && op.count != 0) return false;
     if ((isPointToPoint(op.kind) || op.kind == OpKind::kAllToAll) && nranks_ > 32) return false;
+    // A send or receive of nothing is an empty message, which the kernels do not carry: staged,
+    // as its matching call on the peer is (both ends have count 0, or the sizes mismatch anyway).
+    if (isPointToPoint(op.kind) && op.count == 0) return false;
     if (!isPointToPoint(op.kind) && chooseForKernels(op) == Algorithm::kCount) return false;
   }
   std::vector<size_t> workOf;

@@ -185,7 +185,7 @@ bool HostExecutor::advance(Lane& lane, Ctx& ctx) {
       if (refs_.size() >= kRefsBeforePrune) settleRefs(nullptr, 0, false);
       refs_.push_back(RefSend{step.sendPeer, ticket, from, from + bytes});
       lane.slot = nullptr;
-    } else {
+    } else if (n > 0) {  // an empty message moves no bytes (its buffers may be NULL)
       applyPrim(step, first, n, ctx.buffers, lane.in.data, lane.slot, ctx.kernels);
     }
     if (lane.in.data) links_[step.recvPeer]->releaseRecv();

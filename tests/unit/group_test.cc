@@ -111,6 +111,50 @@ TEST_F(SmallSlots, AnUngroupedExchangeBeyondTheBufferingTimesOutSayingToGroupIt)
   destroyAll(comms);
 }
 
+// A send or receive of count 0 is a message (header only), as in MPI and NCCL: it pairs with the
+// peer's call, so a 0-count send against a 10-element receive is a mismatch, not a receive that
+// silently takes the next message. (They once moved nothing at all.)
+TEST_F(SmallSlots, ZeroCountSendsAndReceivesAreMatchedMessages) {
+  {
+    auto comms = initThreadComms(2);
+    std::vector<std::string> errors(2);
+    onThreads(2, [&](int r) {
+      std::vector<int32_t> v(10, r == 0 ? 7 : -1);
+      // Blocking, ungrouped, NULL buffers: each pairs with the peer's.
+      lockstepResult_t a = r == 0 ? lockstepSend(nullptr, 0, lockstepInt32, 1, comms[r], nullptr)
+                                  : lockstepRecv(nullptr, 0, lockstepInt32, 0, comms[r], nullptr);
+      lockstepResult_t b = r == 0 ? lockstepSend(v.data(), 10, lockstepInt32, 1, comms[r], nullptr)
+                                  : lockstepRecv(v.data(), 10, lockstepInt32, 0, comms[r], nullptr);
+      if (a != lockstepSuccess || b != lockstepSuccess || v[9] != 7) errors[r] = lockstepGetLastError(nullptr);
+      // An all-to-all-v in a group, with empty pieces both ways.
+      std::vector<int32_t> out(4, r), in(4, -1);
+      const size_t mine = r == 0 ? 0 : 4, theirs = r == 0 ? 4 : 0;
+      lockstepGroupStart();
+      lockstepSend(out.data(), mine, lockstepInt32, 1 - r, comms[r], nullptr);
+      lockstepRecv(in.data(), theirs, lockstepInt32, 1 - r, comms[r], nullptr);
+      if (lockstepGroupEnd() != lockstepSuccess) errors[r] += lockstepGetLastError(nullptr);
+      if (r == 0 && in[3] != 1) errors[r] += " / the group's data";
+    });
+    for (int r = 0; r < 2; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+    destroyAll(comms);
+  }
+  auto comms = initThreadComms(2);
+  std::string why;
+  onThreads(2, [&](int r) {
+    std::vector<int32_t> v(10, 7);
+    if (r == 0) {
+      lockstepSend(v.data(), 0, lockstepInt32, 1, comms[r], nullptr);
+      lockstepSend(v.data(), 10, lockstepInt32, 1, comms[r], nullptr);
+    } else if (lockstepRecv(v.data(), 10, lockstepInt32, 0, comms[r], nullptr) != lockstepMismatch) {
+      why = std::string("no mismatch: ") + lockstepGetLastError(nullptr);
+    } else {
+      why = lockstepGetLastError(nullptr);
+    }
+  });
+  EXPECT_NE(why.find("sent a 0-byte message where rank 1 posted a 40-byte receive"), std::string::npos) << why;
+  destroyAll(comms);
+}
+
 TEST_F(SmallSlots, AllPairsExchangeInOneGroup) {
   const int n = 4;
   auto comms = initThreadComms(n);
