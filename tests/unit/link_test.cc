@@ -349,6 +349,39 @@ TEST_F(SocketLinkTest, RejectsFramesOutOfSequence) {
   EXPECT_THROW(a_->tryRecv(), RemoteError);
 }
 
+// With several streams, a peer that exits after its last op closes them one by one: a stream
+// with nothing left on it can report its end while another still delivers that op's last frame.
+// The peer is gone for this rank only when the stream carrying the frame it waits for has ended.
+// (Any closed stream once counted: across a 20 ms link, 3 of 8 send-then-destroy runs with four
+// streams failed "rank 0 is gone" while its last frames were on their way.)
+TEST_F(SocketLinkTest, APeerIsGoneOnlyWhenTheStreamCarryingTheNextFrameHasEnded) {
+  int s0[2], s1[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s0), 0);
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, s1), 0);
+  std::vector<Fd> mine;
+  mine.emplace_back(s0[0]);
+  mine.emplace_back(s1[0]);
+  SocketLink link(std::move(mine), 1, "rank 1", 4, 4096);
+  Fd peer0(s0[1]), peer1(s1[1]);
+  Frame f0{0x4644534cu, 0, 0, {}};  // frame 0 travels on stream 0, frame 1 on stream 1
+  ASSERT_EQ(::send(peer0.get(), &f0, sizeof(f0), 0), static_cast<ssize_t>(sizeof(f0)));
+  peer0.reset();  // stream 0 is done
+  Message m;
+  while (!(m = link.tryRecv()).data) {
+  }
+  link.releaseRecv();
+  EXPECT_EQ(link.tryRecv().data, nullptr);  // reads stream 0's end
+  EXPECT_FALSE(link.peerGone()) << "frame 1 may still come on stream 1";
+  Frame f1{0x4644534cu, 1, 0, {}};
+  ASSERT_EQ(::send(peer1.get(), &f1, sizeof(f1), 0), static_cast<ssize_t>(sizeof(f1)));
+  while (!(m = link.tryRecv()).data) {
+  }
+  link.releaseRecv();
+  peer1.reset();
+  EXPECT_THROW(link.tryRecv(), RemoteError) << "frame 2 would come on stream 0, which has ended";
+  EXPECT_TRUE(link.peerGone());
+}
+
 TEST_F(SocketLinkTest, TruncatedFrameThenCloseIsAPeerFailure) {
   Frame f{0x4644534cu, 0, 100, {}};
   writeRaw(&f, sizeof(f));

@@ -32,7 +32,13 @@ class SocketLink : public Link {
   Message tryRecv() override;
   void releaseRecv() override { ++recvReleased_; }
   bool progress() override;
-  bool peerGone() override { return closed_; }  // some stream closed: the peer is exiting
+  // Gone for what this rank still needs: the stream that carries the next frame it receives has
+  // ended, or the peer is closing with frames of ours not yet handed over. A peer that exits
+  // after its last op closes its streams one by one, and one with nothing left on it may end
+  // while another still delivers that op's last frames.
+  bool peerGone() override {
+    return streams_[recvComplete_ % streams_.size()].closed || (closed_ && sendDone_ < sendPosted_);
+  }
   void wait(bool forMessage, long ns) override;
   bool sendsByReference() const override { return true; }
   uint64_t postSendRef(const void* data, size_t bytes, const MessageTag& tag) override;
