@@ -101,7 +101,7 @@ Communicator::~Communicator() {
   // Kernels still queued hold this rank's segment and pinned programs, and their host functions
   // call back into the engine: wait for them, with the failure hook still on (a peer failing
   // meanwhile stops them). A stream that never runs leaves them queued: the engine is then kept.
-  if (ipc_ && !ipc_->drain(config_.timeout + std::chrono::seconds(1))) {
+  if (ipc_ && !ipc_->drain(config_.timeout + std::chrono::seconds(1), aborted_.get())) {
     LS_WARN(rank_, "cuda_ipc kernels still queued at destroy (on a stream that never ran?): their memory is kept");
     ipc_->setFailureSink(nullptr);
     ipc_->setCompletionSink(nullptr);

@@ -421,6 +421,30 @@ TEST_F(CudaIpc, ACallAfterAPeerLeftIsRefusedBeforeItsKernel) {
 
 // Abort from another thread while a rank's kernel waits for a peer that never posts: the kernel
 // sees the host-mapped flag, the stream is released at once, and the async error says aborted.
+// A destroy waits for its queued kernels (up to the timeout); an abort from another thread while
+// it waits stops them, and the destroy returns soon after.
+TEST_F(CudaIpc, AnAbortCutsShortADestroyWaitingForItsKernels) {
+  constexpr size_t kCount = 1 << 16;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_FALSE(cuda.streamIdle(s)) << "the kernel should be waiting for rank 1";
+  lockstepResult_t destroyed = lockstepInternalError;
+  std::thread destroyer([&] { destroyed = lockstepCommDestroy(comms[0]); });  // drains: waits for the kernel
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto t0 = Clock::now();
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+  destroyer.join();
+  const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  EXPECT_EQ(destroyed, lockstepSuccess);
+  EXPECT_LT(ms, 3000.0) << "the destroy waited out its kernel (LOCKSTEP_TIMEOUT is 20 s here)";
+  EXPECT_EQ(cuda.streamSynchronizeFor(s, 5000), 0);
+  cuda.streamDestroy(s);
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+}
+
 TEST_F(CudaIpc, AbortStopsAWaitingKernel) {
   constexpr size_t kCount = 1 << 16;
   auto comms = initThreadComms(2);

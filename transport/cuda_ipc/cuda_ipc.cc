@@ -244,9 +244,14 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
   return e;
 }
 
-bool IpcEngine::drain(std::chrono::milliseconds timeout) {
+bool IpcEngine::drain(std::chrono::milliseconds timeout, const std::atomic<bool>* aborted) {
   const auto until = std::chrono::steady_clock::now() + timeout;
+  bool abortSent = false;
   while (inFlight_.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) {
+    if (aborted && !abortSent && aborted->load()) {
+      abort();
+      abortSent = true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return inFlight_.load(std::memory_order_acquire) == 0;

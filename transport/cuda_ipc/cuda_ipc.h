@@ -76,7 +76,9 @@ class IpcEngine {
   // Waits (bounded by `timeout`) until every kernel this engine enqueued has finished and been
   // read back. False if some never did: then the engine must not be destroyed (its host
   // functions will still run), so the communicator leaks it.
-  bool drain(std::chrono::milliseconds timeout);
+  // `aborted` (optional): once it is set, the kernels still queued are aborted, so the wait ends
+  // soon (an abort that comes while a destroy drains).
+  bool drain(std::chrono::milliseconds timeout, const std::atomic<bool>* aborted = nullptr);
   // The first failure a kernel reported (lockstepSuccess if none), and its text.
   lockstepResult_t error() const { return error_.load(std::memory_order_acquire); }
   std::string errorText() const;
