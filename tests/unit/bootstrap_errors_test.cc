@@ -215,10 +215,10 @@ TEST(BootstrapErrors, ARankTheRootTookHearsWhoIsMissing) {
 // The root's clock starts with the first rank, not when the id was made: under a launcher ranks
 // may work longer than the timeout (loading data) before their init.
 TEST(BootstrapErrors, TheRendezvousWaitsForItsFirstRankWithoutATimeLimit) {
-  const auto timeout = std::chrono::milliseconds(300);
+  const auto timeout = std::chrono::milliseconds(1000);  // the second rank has this long after the first
   Secret secret = randomSecret();
   RootService root(NetAddr::loopback(), secret, timeout);
-  std::this_thread::sleep_for(3 * timeout);
+  std::this_thread::sleep_for(2 * timeout);
   UniqueIdInfo info{root.address(), secret};
   std::unique_ptr<TcpBootstrap> first;
   std::thread t([&] {
