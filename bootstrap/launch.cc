@@ -1,8 +1,22 @@
 #include "bootstrap/launch.h"
 
+#include <arpa/inet.h>
+
 #include <cstring>
 
 namespace lockstep {
+namespace {
+
+// "host:port" or "[v6]:port" whose host is a name other than localhost (not an address).
+bool namesThisHost(const std::string& hostPort) {
+  std::string host = hostPort.substr(0, hostPort.rfind(':'));
+  if (!host.empty() && host.front() == '[') return false;  // an IPv6 literal
+  unsigned char buf[sizeof(in6_addr)];
+  if (::inet_pton(AF_INET, host.c_str(), buf) == 1 || ::inet_pton(AF_INET6, host.c_str(), buf) == 1) return false;
+  return !host.empty() && host != "localhost" && host.rfind("localhost.", 0) != 0;
+}
+
+}  // namespace
 
 LaunchPlan planLaunch(const Config& config) {
   const LaunchEnv& env = config.launch;
@@ -43,6 +57,16 @@ LaunchPlan planLaunch(const Config& config) {
     std::memcpy(plan.id.secret.data() + 8, &h2, 8);
   }
   if (plan.rank == 0) {
+    // A host name (not "localhost") that resolves to loopback here names this host for the
+    // others: Debian maps its own hostname to 127.0.1.1, and a root bound there is unreachable
+    // from every other host ("connection refused"). Listen on all addresses instead.
+    if (plan.id.root.isLoopback() && namesThisHost(env.root)) {
+      NetAddr any;
+      any.family = plan.id.root.family;
+      any.port = plan.id.root.port;
+      plan.rootService = std::make_unique<RootService>(any, plan.id.secret, config.timeout);
+      return plan;
+    }
     try {
       plan.rootService = std::make_unique<RootService>(plan.id.root, plan.id.secret, config.timeout);
     } catch (const SystemError& e) {

@@ -1,6 +1,9 @@
 // What the TCP bootstrap says when a rank is misconfigured or a peer dies during setup: the
 // cause, and the rank that caused it.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <ifaddrs.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <map>
@@ -212,8 +215,52 @@ TEST(BootstrapErrors, ARankTheRootTookHearsWhoIsMissing) {
   EXPECT_NE(why.find("rank(s) 0,1 never connected"), std::string::npos) << why;
 }
 
-// The root's clock starts with the first rank, not when the id was made: under a launcher ranks
-// may work longer than the timeout (loading data) before their init.
+// LOCKSTEP_ROOT=<this host's name>:port where the name resolves to loopback here (Debian maps
+// its hostname to 127.0.1.1): rank 0's root must still be reachable from other hosts, so it
+// listens on every address, not on loopback only ("connection refused" from everywhere else).
+TEST(BootstrapErrors, ARootNamedByAHostnameThatResolvesToLoopbackListensEverywhere) {
+  char name[256] = {0};
+  ASSERT_EQ(gethostname(name, sizeof(name) - 1), 0);
+  Fd probe = listenOn(NetAddr::loopback());
+  const uint16_t port = localAddress(probe.get()).port;
+  probe.reset();
+  const std::string root = std::string(name) + ":" + std::to_string(port);
+  NetAddr resolved;
+  try {
+    resolved = NetAddr::parse(root);
+  } catch (const Error&) {
+    GTEST_SKIP() << "this host's name does not resolve";
+  }
+  if (!resolved.isLoopback()) GTEST_SKIP() << name << " does not resolve to loopback here";
+  // An address of this host other than loopback, to reach the root as another host would.
+  std::string other;
+  ifaddrs* ifs = nullptr;
+  ASSERT_EQ(getifaddrs(&ifs), 0);
+  for (ifaddrs* i = ifs; i && other.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
+    if (std::string(text).rfind("127.", 0) != 0) other = text;
+  }
+  freeifaddrs(ifs);
+  if (other.empty()) GTEST_SKIP() << "no address but loopback";
+  const std::map<std::string, std::string> env{
+      {"LOCKSTEP_ROOT", root}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
+  Config c = Config::fromVariables([&](const char* v) -> const char* {
+    auto it = env.find(v);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  c.timeout = kTimeout;
+  LaunchPlan zero = planLaunch(c);
+  ASSERT_TRUE(zero.rootService);
+  EXPECT_NO_THROW(connectTo(NetAddr::parse(other + ":" + std::to_string(port)),
+                            Deadline::after(std::chrono::seconds(2)),
+                            /*retryRefused=*/false))
+      << "the root is not reachable at " << other;
+}
+
+// The root's clock starts with the first rank// The root's clock starts with the first rank, not when the id was made:
+// under a launcher ranks may work longer than the timeout (loading data) before their init.
 TEST(BootstrapErrors, TheRendezvousWaitsForItsFirstRankWithoutATimeLimit) {
   const auto timeout = std::chrono::milliseconds(1000);  // the second rank has this long after the first
   Secret secret = randomSecret();
