@@ -57,24 +57,18 @@ LaunchPlan planLaunch(const Config& config) {
     std::memcpy(plan.id.secret.data() + 8, &h2, 8);
   }
   if (plan.rank == 0) {
+    NetAddr any;  // every address of this host, on the root's port
+    any.family = plan.id.root.family;
+    any.port = plan.id.root.port;
     // A host name (not "localhost") that resolves to loopback here names this host for the
     // others: Debian maps its own hostname to 127.0.1.1, and a root bound there is unreachable
     // from every other host ("connection refused"). Listen on all addresses instead.
-    if (plan.id.root.isLoopback() && namesThisHost(env.root)) {
-      NetAddr any;
-      any.family = plan.id.root.family;
-      any.port = plan.id.root.port;
-      plan.rootService = std::make_unique<RootService>(any, plan.id.secret, config.timeout);
-      return plan;
-    }
+    const NetAddr bind = plan.id.root.isLoopback() && namesThisHost(env.root) ? any : plan.id.root;
     try {
-      plan.rootService = std::make_unique<RootService>(plan.id.root, plan.id.secret, config.timeout);
+      plan.rootService = std::make_unique<RootService>(bind, plan.id.secret, config.timeout);
     } catch (const SystemError& e) {
       if (e.err != EADDRNOTAVAIL) throw;
       // The name resolves to an address this host does not own (NAT, alias): listen on all.
-      NetAddr any;
-      any.family = plan.id.root.family;
-      any.port = plan.id.root.port;
       plan.rootService = std::make_unique<RootService>(any, plan.id.secret, config.timeout);
     }
   }

@@ -76,11 +76,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
   auto reject = [&](Fd& fd, const std::string& why) {
     ++rejected_;
     lastRejection = why;
-    uint64_t skipped = 0;
-    if (rejections.allow(&skipped)) {
-      LS_WARN(-1,
-              "rendezvous " << address_.str() << ": rejected a connection: " << why << WarnLimiter::notShown(skipped));
-    }
+    LS_WARN_LIMITED(rejections, -1, "rendezvous " << address_.str() << ": rejected a connection: " << why);
     fd.reset();
   };
   auto replyTo = [&](Fd& fd, lockstepResult_t status, const NetAddr& next, const std::string& msg) {
@@ -219,7 +215,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
         it = pending.erase(it);
         continue;
       }
-      if (registered_.load() == 0 && deadline.at() == Clock::time_point::max()) deadline = Deadline::after(timeout);
+      if (deadline.at() == Clock::time_point::max()) deadline = Deadline::after(timeout);  // the first rank
       Hello answer = makeHello(secret_, commId, /*rank=*/0, h.nranks, Purpose::kRoot);
       try {
         sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));

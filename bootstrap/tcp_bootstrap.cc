@@ -146,11 +146,7 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
       }
       // Room is made only for a connection there is: out of descriptors, or one more taken.
       if (shortage || (fd.valid() && incoming_.size() >= kMaxIncoming)) {
-        uint64_t skipped = 0;
-        if (strangers_.allow(&skipped)) {
-          LS_WARN(rank_,
-                  "bootstrap: too many pending connections; dropped the oldest" << WarnLimiter::notShown(skipped));
-        }
+        LS_WARN_LIMITED(strangers_, rank_, "bootstrap: too many pending connections; dropped the oldest");
         incoming_.pop_front();
       }
       if (!fd.valid()) break;
@@ -166,11 +162,7 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
   for (auto it = incoming_.begin(); it != incoming_.end();) {
     bool keep = advance(*it);
     if (keep && now - it->since > kHelloTimeout) {
-      uint64_t skipped = 0;
-      if (strangers_.allow(&skipped)) {
-        LS_WARN(rank_, "bootstrap: dropped a connection that did not finish its message in time"
-                           << WarnLimiter::notShown(skipped));
-      }
+      LS_WARN_LIMITED(strangers_, rank_, "bootstrap: dropped a connection that did not finish its message in time");
       keep = false;
     }
     it = keep ? std::next(it) : incoming_.erase(it);
@@ -204,10 +196,7 @@ bool TcpBootstrap::advance(Incoming& c) {
         why = "unexpected ring peer";
       }
       if (!why.empty()) {
-        uint64_t skipped = 0;
-        if (strangers_.allow(&skipped)) {
-          LS_WARN(rank_, "bootstrap: rejected a connection: " << why << WarnLimiter::notShown(skipped));
-        }
+        LS_WARN_LIMITED(strangers_, rank_, "bootstrap: rejected a connection: " << why);
         return false;
       }
       if (purpose == Purpose::kRing) {

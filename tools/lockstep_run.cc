@@ -40,7 +40,7 @@ void onSignal(int sig) { gSignal = sig; }
 // The signals that stop a job, forwarded to the ranks.
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 
-// A whole number in [lo, hi], or a message saying what is wrong with it.
+// True, with *out set, when text is a whole number in [lo, hi].
 bool parseCount(const char* text, long lo, long hi, long* out) {
   char* end = nullptr;
   errno = 0;

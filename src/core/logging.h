@@ -47,5 +47,13 @@ class WarnLimiter {
     }                                                     \
   } while (0)
 #define LS_WARN(rank, s) LS_LOG(::lockstep::LogLevel::kWarn, rank, s)
+// A warning through a WarnLimiter: printed when it allows, with the count of those left out.
+#define LS_WARN_LIMITED(limiter, rank, s)                                 \
+  do {                                                                    \
+    uint64_t ls_skipped_ = 0;                                             \
+    if ((limiter).allow(&ls_skipped_)) {                                  \
+      LS_WARN(rank, s << ::lockstep::WarnLimiter::notShown(ls_skipped_)); \
+    }                                                                     \
+  } while (0)
 #define LS_INFO(rank, s) LS_LOG(::lockstep::LogLevel::kInfo, rank, s)
 #define LS_TRACE(rank, s) LS_LOG(::lockstep::LogLevel::kTrace, rank, s)

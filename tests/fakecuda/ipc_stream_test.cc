@@ -82,6 +82,13 @@ class CudaIpc : public ::testing::Test {
     unsetenv("LOCKSTEP_CUDA_IPC_BLOCKS");
     unsetenv("LOCKSTEP_CUDA_IPC");
   }
+  // Rank 0's all-reduce on `s`, which rank 1 never joins: its kernel waits for rank 1.
+  static constexpr size_t kWaitingCount = 1 << 16;
+  void startAKernelThatWaitsForRank1(lockstepComm_t rank0, DeviceArray<float>& buf, void* s) {
+    ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kWaitingCount, lockstepFloat32, lockstepSum, rank0, s), lockstepSuccess);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_FALSE(cuda.streamIdle(s)) << "the kernel should be waiting for rank 1";
+  }
   FakeCuda cuda{};
 };
 
@@ -419,18 +426,13 @@ TEST_F(CudaIpc, ACallAfterAPeerLeftIsRefusedBeforeItsKernel) {
   EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepSuccess);
 }
 
-// Abort from another thread while a rank's kernel waits for a peer that never posts: the kernel
-// sees the host-mapped flag, the stream is released at once, and the async error says aborted.
 // A destroy waits for its queued kernels (up to the timeout); an abort from another thread while
 // it waits stops them, and the destroy returns soon after.
 TEST_F(CudaIpc, AnAbortCutsShortADestroyWaitingForItsKernels) {
-  constexpr size_t kCount = 1 << 16;
   auto comms = initThreadComms(2);
   void* s = cuda.streamCreate();
-  DeviceArray<float> buf(cuda, kCount);
-  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_FALSE(cuda.streamIdle(s)) << "the kernel should be waiting for rank 1";
+  DeviceArray<float> buf(cuda, kWaitingCount);
+  ASSERT_NO_FATAL_FAILURE(startAKernelThatWaitsForRank1(comms[0], buf, s));
   lockstepResult_t destroyed = lockstepInternalError;
   std::thread destroyer([&] { destroyed = lockstepCommDestroy(comms[0]); });  // drains: waits for the kernel
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -445,14 +447,13 @@ TEST_F(CudaIpc, AnAbortCutsShortADestroyWaitingForItsKernels) {
   EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
+// Abort from another thread while a rank's kernel waits for a peer that never posts: the kernel
+// sees the host-mapped flag, the stream is released at once, and the async error says aborted.
 TEST_F(CudaIpc, AbortStopsAWaitingKernel) {
-  constexpr size_t kCount = 1 << 16;
   auto comms = initThreadComms(2);
   void* s = cuda.streamCreate();
-  DeviceArray<float> buf(cuda, kCount);
-  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_FALSE(cuda.streamIdle(s)) << "the kernel should be waiting for rank 1";
+  DeviceArray<float> buf(cuda, kWaitingCount);
+  ASSERT_NO_FATAL_FAILURE(startAKernelThatWaitsForRank1(comms[0], buf, s));
   auto t0 = Clock::now();
   std::thread aborter([&] { EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess); });
   EXPECT_EQ(cuda.streamSynchronizeFor(s, 5000), 0) << "the aborted kernel kept its stream";

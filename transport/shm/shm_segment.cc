@@ -14,16 +14,15 @@
 #include "bootstrap/unique_id.h"
 #include "src/core/errors.h"
 #include "src/net/socket.h"
+#include "src/topo/peer_info.h"
 
 namespace lockstep {
 namespace {
 
-// The inode of this process's pid namespace, in hex: pids compare only within one.
+// This process's pid namespace, in hex ("0" if unknown): pids compare only within one.
 std::string pidNamespace() {
-  struct stat st {};
-  if (::stat("/proc/self/ns/pid", &st) != 0) return "0";
   char hex[24];
-  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(st.st_ino));
+  std::snprintf(hex, sizeof(hex), "%llx", static_cast<unsigned long long>(pidNamespaceId()));
   return hex;
 }
 

@@ -91,11 +91,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       }
       // Room is made only for a connection there is: out of descriptors, or one more taken.
       if (shortage || (fd.valid() && pending.size() >= 256)) {
-        uint64_t skipped = 0;
-        if (strangers.allow(&skipped)) {
-          LS_WARN(ctx.rank,
-                  what << ": dropped the oldest unanswered connection to make room" << WarnLimiter::notShown(skipped));
-        }
+        LS_WARN_LIMITED(strangers, ctx.rank, what << ": dropped the oldest unanswered connection to make room");
         pending.pop_front();
       }
       if (fd.valid()) pending.push_back(Pending{std::move(fd), Clock::now()});
@@ -106,11 +102,8 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       if (n > 0) c.got += static_cast<size_t>(n);
       bool closed = n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
       if (closed || (c.got < sizeof(Hello) && Clock::now() - c.since > kHelloTimeout)) {
-        uint64_t skipped = 0;
-        if (strangers.allow(&skipped)) {
-          LS_WARN(ctx.rank, what << ": dropped a connection: " << (closed ? "closed early" : "hello too slow")
-                                 << WarnLimiter::notShown(skipped));
-        }
+        LS_WARN_LIMITED(strangers, ctx.rank,
+                        what << ": dropped a connection: " << (closed ? "closed early" : "hello too slow"));
         it = pending.erase(it);
         continue;
       }
@@ -123,10 +116,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       if (why.empty() && (h.rank >= ctx.rank || fds.count(h.rank))) why = "unexpected rank " + std::to_string(h.rank);
       if (why.empty() && std::find(peers.begin(), peers.end(), h.rank) == peers.end()) why = "not a peer of this mesh";
       if (!why.empty()) {
-        uint64_t skipped = 0;
-        if (strangers.allow(&skipped)) {
-          LS_WARN(ctx.rank, what << ": rejected a connection: " << why << WarnLimiter::notShown(skipped));
-        }
+        LS_WARN_LIMITED(strangers, ctx.rank, what << ": rejected a connection: " << why);
         it = pending.erase(it);
         continue;
       }
