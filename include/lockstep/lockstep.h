@@ -223,9 +223,17 @@ LOCKSTEP_API lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done
 
 /* MPI_Wait with a deadline: waits up to timeoutMs (< 0: as long as the operation takes; it is
  * itself bounded by LOCKSTEP_TIMEOUT). Returns the operation's result and frees the request, or
- * lockstepInProgress if the deadline passed first (the request stays valid). Not allowed inside
- * a group. */
+ * lockstepInProgress if the deadline passed first (the request stays valid). Inside a group it
+ * waits for operations launched before the group; one of the open group itself is a usage error
+ * (it starts only at the outermost GroupEnd), and, like any failed call there, discards the group.
+ * lockstepTest likewise. */
 LOCKSTEP_API lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs);
+
+/* *launched = 0 while the request's operation belongs to a group that is still open (it starts at
+ * the outermost lockstepGroupEnd), 1 once it has been launched (or for a NULL request). Never fails
+ * for a valid handle, so it is safe inside a group: what a wrapper asks before deciding to wait
+ * for an operation or only to let go of its handle. */
+LOCKSTEP_API lockstepResult_t lockstepRequestLaunched(lockstepRequest_t request, int* launched);
 
 /* Frees a request without waiting (MPI_Request_free): the operation still runs to completion. */
 LOCKSTEP_API lockstepResult_t lockstepRequestFree(lockstepRequest_t* request);

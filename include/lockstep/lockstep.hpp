@@ -66,7 +66,7 @@ inline lockstepUniqueId uniqueId() {
 
 // A non-blocking operation (MPI_Request-like). wait() returns when it is done and throws its
 // error; the destructor waits too, so buffers are never released under a running operation
-// (except inside an open group, where it only lets go of the handle).
+// (for an operation of a group still open, which has not started, it only lets go of the handle).
 class Request {
  public:
   Request() = default;
@@ -102,9 +102,13 @@ class Request {
  private:
   void finish() {
     if (!req_) return;
-    // Inside an open group nothing has started yet: let go of the handle (the group keeps the
-    // operation) instead of waiting.
-    if (lockstepWait(&req_, -1) == lockstepInvalidUsage) lockstepRequestFree(&req_);
+    // An operation of a group still open has not started: let go of the handle (the group keeps
+    // the operation). One already launched may be using its buffers: wait for it, inside a group
+    // or not. (Waiting on the first kind would fail, and discard the open group.)
+    int launched = 1;
+    lockstepRequestLaunched(req_, &launched);
+    if (launched) lockstepWait(&req_, -1);
+    if (req_) lockstepRequestFree(&req_);
   }
   lockstepRequest_t req_ = nullptr;
 };

@@ -274,6 +274,14 @@ lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
   return guarded([] { throw InvalidArgument("request is NULL"); });
 }
 
+// Why a request cannot be waited for or tested yet.
+std::string unlaunched() {
+  return Group::current().active()
+             ? "the request's operation belongs to the open group, which launches it at its outermost "
+               "lockstepGroupEnd (waiting for it inside the group can never end)"
+             : "the request's group has not ended yet (call lockstepGroupEnd first)";
+}
+
 // Hands back a finished request's result and frees it.
 void completeRequest(lockstepRequest_t* request) {
   std::shared_ptr<Work> w = std::move((*request)->slot->work);
@@ -557,7 +565,7 @@ lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
       return;
     }
     Work* w = (*request)->slot->work.get();
-    if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
+    if (!w) throw InvalidUsage(unlaunched());
     if (!w->done.load(std::memory_order_acquire)) return;
     *done = 1;
     completeRequest(request);
@@ -568,11 +576,10 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
   return guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
     if (*request == nullptr) return;
-    if (Group::current().active()) {
-      throw InvalidUsage("lockstepWait inside a group: the group's operations only start at lockstepGroupEnd");
-    }
+    // An operation launched before the open group (a non-blocking call, an earlier group) runs on
+    // its own and may be waited for here; one of the open group cannot start before its GroupEnd.
     Work* w = (*request)->slot->work.get();
-    if (!w) throw InvalidUsage("the request's group has not ended yet (call lockstepGroupEnd first)");
+    if (!w) throw InvalidUsage(unlaunched());
     // A year and more is forever: now + INT64_MAX ms would overflow the clock into the past.
     constexpr int64_t kForeverMs = int64_t{1} << 35;
     Deadline dl = timeoutMs < 0 || timeoutMs >= kForeverMs ? Deadline::never()
@@ -581,6 +588,13 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
       throw Error(lockstepInProgress, w->info.label() + " still running after " + std::to_string(timeoutMs) + " ms");
     }
     completeRequest(request);
+  });
+}
+
+lockstepResult_t lockstepRequestLaunched(lockstepRequest_t request, int* launched) {
+  return guarded([&] {
+    if (!launched) throw InvalidArgument("launched is NULL");
+    *launched = request == nullptr || request->slot->work != nullptr;
   });
 }
 

@@ -7,8 +7,10 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <stdexcept>
+#include <vector>
 
 #include "lockstep/lockstep.hpp"
 #include "tests/common/thread_comms.h"
@@ -487,15 +489,15 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
   ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess);
   EXPECT_EQ(y, 1.0f);
   // Any entry point that fails inside a group discards it, not only the collectives: here an
-  // abort (refused inside a group), a wait, a bad query and a split. Each leaves the
-  // communicator as it was.
-  lockstepRequest_t done = nullptr;
+  // abort (refused inside a group), a wait for an op of the group, a bad query and a split.
+  // Each leaves the communicator as it was.
+  lockstepRequest_t done = nullptr, mine = nullptr;
   float earlier = 0;  // its own output: the op runs in the background while the loop uses y
   ASSERT_EQ(lockstepIallReduce(&x, &earlier, 1, lockstepFloat32, lockstepSum, comms[0], &done), lockstepSuccess);
   lockstepComm_t child = nullptr;
   const std::function<lockstepResult_t()> misuses[] = {
       [&] { return lockstepCommAbort(comms[0]); },
-      [&] { return lockstepWait(&done, -1); },
+      [&] { return lockstepWait(&mine, -1); },
       [&] { return lockstepCommCount(comms[0], nullptr); },
       [&] { return lockstepCommSplit(comms[0], 0, 0, &child); },
   };
@@ -503,10 +505,13 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
     y = 0;
     ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
     ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+    float z = 0;
+    ASSERT_EQ(lockstepIallReduce(&x, &z, 1, lockstepFloat32, lockstepSum, comms[0], &mine), lockstepSuccess);
     const lockstepResult_t refused = misuse();
     EXPECT_NE(refused, lockstepSuccess);
     EXPECT_EQ(lockstepGroupEnd(), refused) << "nothing was launched";
     EXPECT_EQ(y, 0.0f);
+    EXPECT_EQ(lockstepWait(&mine, -1), refused) << "the group's request carries the discard";
     lockstepResult_t async;
     ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
     EXPECT_EQ(async, lockstepSuccess);
@@ -542,6 +547,59 @@ TEST(Groups, TheCxxGroupLaunchesNothingWhenItsFunctionThrows) {
   lockstep::group([&] { ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), 0); });
   EXPECT_EQ(y, 1.0f);
   EXPECT_EQ(lockstepGroupAbandon(), lockstepInvalidUsage) << "no group is open";
+  destroyAll(comms);
+}
+
+// Inside a group, an operation launched before it (a non-blocking call, an earlier group) can be
+// waited for, and a C++ Request dropped there waits for such an operation and only lets go of one
+// of the open group. The destructor once waited on everything, was refused inside the group, and
+// so discarded the group; move-assigning the next iteration's request then freed the last one's
+// handle without waiting, and its buffer was freed under the running all-reduce.
+TEST(Groups, RequestsLaunchedBeforeAGroupCanBeWaitedForInsideIt) {
+  auto comms = initThreadComms(1);
+  const size_t n = size_t{1} << 20;  // long enough to still be running at the next group
+  float x = 1, y = 0;
+  lockstepRequest_t before = nullptr;
+  std::vector<float> big(n, 1.0f), out(n, 0.0f);
+  ASSERT_EQ(lockstepIallReduce(big.data(), out.data(), n, lockstepFloat32, lockstepSum, comms[0], &before), 0);
+  int launched = 0;
+  ASSERT_EQ(lockstepRequestLaunched(before, &launched), lockstepSuccess);
+  EXPECT_EQ(launched, 1);
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  lockstepRequest_t inside = nullptr;
+  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &inside), lockstepSuccess);
+  ASSERT_EQ(lockstepRequestLaunched(inside, &launched), lockstepSuccess);
+  EXPECT_EQ(launched, 0) << "an op of the open group starts at its GroupEnd";
+  EXPECT_EQ(lockstepWait(&before, -1), lockstepSuccess) << "an op launched before the group";
+  EXPECT_EQ(out[n - 1], 1.0f);
+  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << "the wait did not discard the group";
+  EXPECT_EQ(lockstepWait(&inside, -1), lockstepSuccess);
+  EXPECT_EQ(y, 1.0f);
+
+  // The C++ wrapper, as a training loop writes it: each iteration's request replaces the last,
+  // whose buffers are freed right after.
+  lockstep::Request pending;
+  std::unique_ptr<std::vector<float>> lastIn, lastOut;
+  for (int iter = 0; iter < 4; ++iter) {
+    auto in = std::make_unique<std::vector<float>>(n, float(iter + 1));
+    auto out = std::make_unique<std::vector<float>>(n, 0.0f);
+    lockstep::group([&] {
+      lockstepRequest_t r = nullptr;
+      ASSERT_EQ(lockstepIallReduce(in->data(), out->data(), n, lockstepFloat32, lockstepSum, comms[0], &r), 0);
+      pending = lockstep::Request(r);  // waits for the last iteration's op
+      float q = 0;
+      lockstepRequest_t dropped = nullptr;
+      ASSERT_EQ(lockstepIallReduce(&x, &q, 1, lockstepFloat32, lockstepSum, comms[0], &dropped), 0);
+      lockstep::Request discard(dropped);  // dropped inside the group: the group keeps the op
+    });
+    if (lastOut) {
+      EXPECT_EQ((*lastOut)[n - 1], float(iter)) << "the last op was done before its handle was replaced";
+    }
+    lastIn = std::move(in);  // the last iteration's buffers are freed here
+    lastOut = std::move(out);
+  }
+  pending.wait();
+  EXPECT_EQ((*lastOut)[n - 1], 4.0f);
   destroyAll(comms);
 }
 
