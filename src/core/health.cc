@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "src/core/errors.h"
@@ -42,7 +43,12 @@ constexpr auto kInterval = std::chrono::milliseconds(200);
 
 }  // namespace
 
-Health::Health(const TransportContext& ctx) : rank_(ctx.rank), interval_(kInterval) {
+std::chrono::milliseconds Health::unresponsiveAfter(std::chrono::milliseconds timeout) {
+  return std::clamp(timeout / 2, 3 * kInterval, std::chrono::milliseconds(2000));
+}
+
+Health::Health(const TransportContext& ctx)
+    : rank_(ctx.rank), interval_(kInterval), unresponsive_(unresponsiveAfter(ctx.config.timeout)) {
   const int nranks = static_cast<int>(ctx.peers.size());
   std::vector<int> others;
   for (int r = 0; r < nranks; ++r) {
@@ -174,7 +180,7 @@ std::string Health::laggards(uint64_t seq) {
       gone += (gone.empty() ? "" : ", ") + p.name + " is gone" + last;
     } else if (p.state == PeerState::kLeft) {
       gone += (gone.empty() ? "" : ", ") + p.name + " left the communicator" + last;
-    } else if (now - p.lastHeard > kUnresponsive) {
+    } else if (now - p.lastHeard > unresponsive_) {
       // Checked before "not arrived": what a silent rank last said is stale.
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.lastHeard).count();
       silent += (silent.empty() ? "" : ", ") + p.name + " silent for " + std::to_string(ms) + " ms" + last;
@@ -187,6 +193,16 @@ std::string Health::laggards(uint64_t seq) {
   if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent;
   if (!gone.empty()) out += std::string(out.empty() ? "" : "; ") + gone;
   return out;
+}
+
+std::string Health::departed(int peer) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const Peer& p : peers_) {
+    if (p.rank == peer && p.state == PeerState::kLeft) {
+      return p.name + " left the communicator (after op #" + std::to_string(p.completed) + ")";
+    }
+  }
+  return {};
 }
 
 // ---- the watchdog ----

@@ -66,8 +66,13 @@ class Health : public OpMonitor {
   // The goodbye the destructor sends says "aborted" rather than "left".
   void markAborted() { aborted_.store(true); }
 
-  // Seconds without news after which a live peer counts as not responding.
-  static constexpr auto kUnresponsive = std::chrono::seconds(2);
+  // "rank 3 (host:pid) left the communicator after op #k" if `peer` said goodbye, else empty.
+  std::string departed(int peer) override;
+
+  // Without news for this long, a live peer counts as not responding: 2 s, or half the op
+  // timeout where that is shorter (so that a timeout can name a stopped rank), but never under
+  // a few heartbeats.
+  static std::chrono::milliseconds unresponsiveAfter(std::chrono::milliseconds timeout);
 
  private:
   enum class PeerState { kAlive, kLeft, kLost };
@@ -100,6 +105,7 @@ class Health : public OpMonitor {
 
   const int rank_;
   const std::chrono::milliseconds interval_;
+  const std::chrono::milliseconds unresponsive_;
   std::vector<Peer> peers_;  // every other rank; owned by the watchdog thread (mu_ for readers)
   Fd wakeFd_;                // eventfd: fail() and the destructor wake the watchdog
 

@@ -115,7 +115,7 @@ void planPointToPoint(std::span<const OpDesc> ops, int rank, int nranks, Work* w
   fp.kind = static_cast<uint8_t>(OpKind::kSend);
   fp.algorithm = static_cast<uint8_t>(Algorithm::kDirect);
   w->info = OpInfo{
-      ops.size() == 1 ? opKindName(ops[0].kind) : "send/recv group", "direct", fp, lockstepUint8, lockstepSum, bytes};
+      ops.size() == 1 ? opKindName(ops[0].kind) : kSendRecvGroup, "direct", fp, lockstepUint8, lockstepSum, bytes};
   directP2P(rank, nranks, p2p, &w->schedule);
   w->peers = peersOf(w->schedule);
 }

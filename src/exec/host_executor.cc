@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdio>
+#include <cstring>
 
 #include "kernels/cpu_reduce.h"
 #include "kernels/dtype.h"
@@ -277,12 +278,20 @@ void HostExecutor::slowChecks(Ctx& ctx) {
     bool waitsForData = primRecvs(step.prim) && !lane.in.data;
     int peer = waitsForData ? step.recvPeer : step.sendPeer;
     if (peer < 0) continue;
+    const std::string waited =
+        " while rank " + std::to_string(rank_) + " waited for " + (waitsForData ? "its data" : "it to free a slot");
     if (links_[peer]->peerGone()) {
       // It may have posted what we wait for just before it exited: look once more.
       if (advance(lane, ctx)) continue;
-      throw RemoteError(peer, ctx.op.label() + ": " + names_[peer] +
-                                  " is gone (process exited or connection closed) while rank " + std::to_string(rank_) +
-                                  " waited for " + (waitsForData ? "its data" : "it to free a slot"));
+      throw RemoteError(
+          peer, ctx.op.label() + ": " + names_[peer] + " is gone (process exited or connection closed)" + waited);
+    }
+    // A peer that destroyed its communicator and lives on: its link stays up (shared memory), so
+    // only its goodbye tells. Collectives learn it from the watchdog; sends and receives, which
+    // the watchdog does not follow, here.
+    if (std::string left = monitor_ ? monitor_->departed(peer) : ""; !left.empty()) {
+      if (advance(lane, ctx)) continue;
+      throw RemoteError(peer, ctx.op.label() + ": " + left + waited);
     }
     if (expired) timeout(ctx, waitsForData ? "data from " + names_[peer] : names_[peer] + " to free a slot");
   }
@@ -309,17 +318,23 @@ void HostExecutor::flush(Ctx& ctx) {
       throw RemoteError(stuck,
                         ctx.op.label() + ": " + names_[stuck] + " is gone before it took this rank's last sends");
     }
+    if (std::string left = monitor_ ? monitor_->departed(stuck) : ""; !left.empty()) {
+      throw RemoteError(stuck, ctx.op.label() + ": " + left + " before it took this rank's last sends");
+    }
     if (ctx.deadline.expired()) timeout(ctx, names_[stuck] + " to accept the last sends");
   }
 }
 
 [[noreturn]] void HostExecutor::timeout(const Ctx& ctx, const std::string& waitingFor) {
-  std::string late = monitor_ && ctx.op.fp.seq ? monitor_->laggards(ctx.op.fp.seq) : "";
+  // Sends and receives take no sequence number: laggards(0) names the peers that stopped
+  // answering, left or died.
+  std::string late = monitor_ ? monitor_->laggards(ctx.op.fp.seq) : "";
   // Sends and receives run in call order outside a group: an exchange of large messages posted
   // as Isend then Irecv on both sides waits here for ever. Say how to post it.
-  const std::string hint = ctx.pointToPoint ? " (sends and receives that must progress together, such as an "
-                                              "exchange, belong in one lockstepGroupStart/End)"
-                                            : "";
+  const bool grouped = std::strcmp(ctx.op.kind, kSendRecvGroup) == 0;
+  const std::string hint = ctx.pointToPoint && !grouped ? " (sends and receives that must progress together, such "
+                                                          "as an exchange, belong in one lockstepGroupStart/End)"
+                                                        : "";
   throw Timeout(ctx.op.label() + " (" + std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype) +
                 ") timed out after " + std::to_string(timeout_.count()) + " ms on rank " + std::to_string(rank_) +
                 ", waiting for " + waitingFor + (late.empty() ? "" : "; " + late) + hint);

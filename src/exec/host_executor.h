@@ -27,6 +27,9 @@
 
 namespace lockstep {
 
+// OpInfo::kind of the Work that fuses a group's sends and receives.
+inline constexpr const char* kSendRecvGroup = "send/recv group";
+
 // Describes the op for kernels, for the peers (fp travels with every message) and for errors.
 struct OpInfo {
   const char* kind;       // "allreduce"
@@ -45,8 +48,12 @@ class OpMonitor {
   virtual ~OpMonitor() = default;
   // Throws if the group is known to have failed (a peer died, left or disagrees).
   virtual void check() = 0;
-  // For a timeout message: which ranks have not arrived at op `seq` or stopped answering.
+  // For a timeout message: which ranks have not arrived at op `seq` (0: a send/recv, which
+  // takes no number), stopped answering, left or died.
   virtual std::string laggards(uint64_t seq) = 0;
+  // Why `peer` will never take part again because it left the communicator (destroyed it,
+  // alive or not), or empty. A process that exited shows on its link instead (peerGone).
+  virtual std::string departed(int peer) = 0;
 };
 
 class HostExecutor {

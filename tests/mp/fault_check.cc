@@ -9,6 +9,12 @@
 //   fault_check --mode stop --victim R --after-ms T
 //       Rank R stops itself (SIGSTOP). The others must fail with lockstepTimeout naming rank R
 //       (set LOCKSTEP_TIMEOUT). The test kills the stopped rank afterwards.
+//   fault_check ... --op sendrecv|split
+//       The loop is a ring of grouped sends and receives (sizes vary), or splits, instead of
+//       all-reduces. After a failed split the next call must fail at once.
+//   fault_check --mode leave --victim R --after-ms T --op sendrecv
+//       Rank R destroys its communicator after T ms and lives on (10 s). The others must fail
+//       with lockstepRemoteError saying that rank R left, long before their timeout.
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|split
 //       Rank R calls a collective that differs in one field; every rank must return
 //       lockstepMismatch naming the field (for root, a rank that finished the broadcast without
@@ -49,7 +55,7 @@ int report(bool ok, const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string mode, stamp, field = "kind";
+  std::string mode, stamp, field = "kind", op = "allreduce";
   int victim = 0, afterMs = 200;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -63,6 +69,8 @@ int main(int argc, char** argv) {
       stamp = v;
     else if (k == "--field")
       field = v;
+    else if (k == "--op")
+      op = v;
   }
   lockstepComm_t comm;
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
@@ -157,7 +165,8 @@ int main(int argc, char** argv) {
                   "result " + std::to_string(r) + ": " + msg);
   }
 
-  if (rank == victim) {
+  // A split's victim stops just before its call (below), so that the others wait in the exchange.
+  if (rank == victim && mode != "leave" && !(mode == "stop" && op == "split")) {
     std::thread([&] {
       std::this_thread::sleep_for(std::chrono::milliseconds(afterMs));
       if (mode == "kill") {
@@ -174,13 +183,48 @@ int main(int argc, char** argv) {
   std::vector<float> buf(1 << 20, 1.0f);
   lockstepResult_t r = lockstepSuccess;
   uint64_t ops = 0;
+  std::vector<float> in(buf.size());
+  const auto start = std::chrono::steady_clock::now();
   while (r == lockstepSuccess) {
     size_t count = 1 + rng() % buf.size();
-    r = lockstepAllReduce(buf.data(), buf.data(), count, lockstepFloat32, lockstepMax, comm, nullptr);
+    if (mode == "leave" && rank == victim &&
+        std::chrono::steady_clock::now() - start > std::chrono::milliseconds(afterMs)) {
+      // Leaves cleanly and lives on: only its goodbye tells the others (over shared memory its
+      // links stay up).
+      lockstepCommDestroy(comm);
+      std::this_thread::sleep_for(std::chrono::seconds(10));
+      return report(true, "left after " + std::to_string(ops) + " ops");
+    }
+    if (op == "split") {
+      if (mode == "stop" && rank == victim &&
+          std::chrono::steady_clock::now() - start > std::chrono::milliseconds(afterMs))
+        raise(SIGSTOP);
+      lockstepComm_t child = nullptr;
+      r = lockstepCommSplit(comm, 0, rank, &child);
+      if (child) lockstepCommDestroy(child);
+    } else if (op == "sendrecv") {
+      lockstepGroupStart();
+      lockstepSend(buf.data(), count, lockstepFloat32, (rank + 1) % n, comm, nullptr);
+      lockstepRecv(in.data(), count, lockstepFloat32, (rank + n - 1) % n, comm, nullptr);
+      r = lockstepGroupEnd();
+    } else {
+      r = lockstepAllReduce(buf.data(), buf.data(), count, lockstepFloat32, lockstepMax, comm, nullptr);
+    }
     ++ops;
   }
   double detected = nowMs();
   std::string msg = lockstepGetLastError(comm);
+  if (op == "split") {
+    // The ranks are out of step after a failed split: the next call fails at once, saying why.
+    const double before = nowMs();
+    const lockstepResult_t next =
+        lockstepAllReduce(buf.data(), buf.data(), 1, lockstepFloat32, lockstepMax, comm, nullptr);
+    const double took = nowMs() - before;
+    if (next == lockstepSuccess || took > 500) {
+      return report(false, "after the failed split, the next call returned " + std::to_string(next) + " after " +
+                               std::to_string(took) + " ms: " + lockstepGetLastError(comm));
+    }
+  }
   auto t0 = std::chrono::steady_clock::now();
   lockstepCommDestroy(comm);
   double destroyMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -196,6 +240,11 @@ int main(int argc, char** argv) {
     std::snprintf(line, sizeof(line), "detected after %.1f ms (%llu ops), destroy took %.1f ms: ", latency,
                   static_cast<unsigned long long>(ops), destroyMs);
     return report(r == lockstepRemoteError && named && latency >= 0 && latency < 5000 && destroyMs < 2000, line + msg);
+  }
+  if (mode == "leave") {
+    const bool left =
+        msg.find(victimName) != std::string::npos && msg.find("left the communicator") != std::string::npos;
+    return report(r == lockstepRemoteError && left, "result " + std::to_string(r) + ": " + msg);
   }
   return report(r == lockstepTimeout && named && destroyMs < 2000, "result " + std::to_string(r) + ": " + msg);
 }

@@ -138,6 +138,42 @@ TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
   // procs[victim] is killed (with its process group) when it goes out of scope.
 }
 
+// Sends and receives take no sequence number, so the watchdog does not follow them: a timeout
+// once named only the neighbour a rank waited for, which may be waiting itself, and with a
+// timeout under 2 s a stopped rank never counted as not responding, in collectives either. A
+// split named the neighbour its bootstrap exchange waited for, and left the communicator looking
+// healthy, so the next call waited out another timeout. Here the timeout is 1 s.
+TEST(Faults, AStoppedRankIsNamedBySendsAndReceivesAndUnderShortTimeouts) {
+  const int n = 3, victim = 1;
+  for (const char* op : {"sendrecv", "allreduce", "split"}) {
+    SCOPED_TRACE(op);
+    auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "300", "--op", op},
+                            {"LOCKSTEP_TIMEOUT=1", "LOCKSTEP_TRANSPORTS=shm"});
+    for (int r = 0; r < n; ++r) {
+      if (r == victim) continue;
+      ProcResult res = procs[r]->wait(60);
+      EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+      EXPECT_NE(res.output.find("not responding"), std::string::npos) << res.output;
+    }
+  }
+}
+
+// A rank that destroys its communicator and lives on, over shared memory, where its links stay
+// up: its peers' sends and receives once waited out their whole timeout (here 10 minutes) and
+// then blamed grouping; they fail at once saying that it left.
+TEST(Faults, ASendRecvPeerThatLeftIsNamedAtOnce) {
+  const int n = 3, victim = 2;
+  auto procs =
+      startRanks(n, {"--mode", "leave", "--victim", std::to_string(victim), "--after-ms", "200", "--op", "sendrecv"},
+                 {"LOCKSTEP_TIMEOUT=600", "LOCKSTEP_TRANSPORTS=shm"});
+  for (int r = 0; r < n; ++r) {
+    if (r == victim) continue;
+    ProcResult res = procs[r]->wait(30);
+    EXPECT_FALSE(res.timedOut) << "rank " << r << " waited for the rank that left: " << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
 class Mismatches : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
