@@ -673,7 +673,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   });
   try {
     bootstrap_->allGather(all.data(), sizeof(Entry));
-  } catch (const Error&) {
+  } catch (const Error& e) {
     bootstrap_->setInterrupt(nullptr);
     // The peer that found the mismatch fails and closes its connections, which can reach this
     // exchange before its report reaches the watchdog: the report names the cause, so it is
@@ -683,7 +683,17 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     health_->check();
-    throw;
+    if (e.code() == lockstepAborted) throw;
+    // Failed on its own (a timeout, a closed connection): the bootstrap names the neighbour it
+    // waited for, which may only be waiting for another rank; the watchdog knows who stopped
+    // answering or left. The ranks are out of step now (this split took a number), so, as for a
+    // failed op, later work is refused and the group is told.
+    const std::string late = health_->laggards(fp.seq);
+    const std::string text = std::string("lockstepCommSplit: ") + e.what() + (late.empty() ? "" : "; " + late);
+    brokenCode_ = e.code();
+    brokenBy_ = text;
+    health_->fail(e.code(), -1, text);
+    throw Error(e.code(), text);
   } catch (...) {
     bootstrap_->setInterrupt(nullptr);
     throw;
