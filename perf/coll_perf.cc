@@ -71,9 +71,12 @@ void fill(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t count, in
 // One call on fresh input; wrong elements summed over all ranks. `span`: the bytes of each
 // allocation the call touches.
 size_t checkOnce(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t count, lockstepDataType_t t,
-                 lockstepRedOp_t op, int root, bool inPlace, size_t span) {
+                 lockstepRedOp_t op, int root, size_t span) {
   size_t elem = dataTypeSize(t);
-  if (!inPlace) std::memset(b.mem->host(bufs.recv), 0, recvElems(kColl, count, b.nranks) * elem);
+  // Every output element starts as a value no pattern produces everywhere (NaN for floats), in
+  // place too: the in-place check once ran on the out-of-place check's correct result, so a call
+  // that wrote nothing passed. The input is written over it (in place, it lies inside recv).
+  std::memset(b.mem->host(bufs.recv), 0xFF, recvElems(kColl, count, b.nranks) * elem);
   fill(b, pat, bufs, count, root, span);
   CHECK(runColl(kColl, bufs.send, bufs.recv, count, t, op, root, b.comm, nullptr, b.mem->stream()));
   b.mem->sync();
@@ -125,20 +128,25 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
         CollBuffers oop = collBuffers(kColl, mem.send(), mem.recv(), count, b.rank, b.nranks, elem, false);
         fill(b, pat, oop, count, root, span);
         double oopUs = timeCalls(b, oop, count, t, op, root, warm, iters);
-        size_t oopWrong = args.check ? checkOnce(b, pat, oop, count, t, op, root, false, span) : 0;
+        size_t oopWrong = args.check ? checkOnce(b, pat, oop, count, t, op, root, span) : 0;
         double ipUs = -1;
         size_t ipWrong = 0;
         if (collHasInPlace(kColl)) {
           CollBuffers ip = collBuffers(kColl, mem.send(), mem.recv(), count, b.rank, b.nranks, elem, true);
           ipUs = timeCalls(b, ip, count, t, op, root, warm, iters);
-          ipWrong = args.check ? checkOnce(b, pat, ip, count, t, op, root, true, span) : 0;
+          ipWrong = args.check ? checkOnce(b, pat, ip, count, t, op, root, span) : 0;
         }
         totalWrong += oopWrong + ipWrong;
         if (b.rank == 0) {
           printRow(size, count, dataTypeName(t), collReduces(kColl) ? redOpName(op) : "none", root, factor, oopUs,
                    oopWrong, ipUs, ipWrong);
+          // As nccl-tests: the average is over the out-of-place and the in-place figures.
           busSum += size / (oopUs * 1e-6) / 1e9 * factor;
           ++rows;
+          if (ipUs > 0) {
+            busSum += size / (ipUs * 1e-6) / 1e9 * factor;
+            ++rows;
+          }
         }
       }
     }
@@ -171,8 +179,15 @@ int main(int argc, char** argv) {
       return 2;
     }
     setenv("LOCKSTEP_ALGO", (std::string(opKindName(collKind(kColl))) + "=" + args.algo).c_str(), 1);
+  } else if (const char* forced = std::getenv("LOCKSTEP_ALGO"); forced && *forced) {
+    args.algo = std::string("LOCKSTEP_ALGO=") + forced;
   } else {
     args.algo = "tuned";
+  }
+  // The header says what the library will do, not only what -a asked for.
+  if (const char* d = std::getenv("LOCKSTEP_DETERMINISTIC"); d && std::strcmp(d, "1") == 0) {
+    args.algo +=
+        " under LOCKSTEP_DETERMINISTIC=1 (a fixed reduction order: the INFO log names the algorithm that runs)";
   }
   if (args.threads == 0) return runRank(args, program, -1, nullptr) ? 1 : 0;
   lockstepUniqueId id;
