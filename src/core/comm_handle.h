@@ -4,6 +4,8 @@
 // destroy), so a stale handle is detected rather than followed into freed memory.
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -17,6 +19,19 @@ namespace lockstep {
 constexpr uint64_t kCommMagic = 0x4c4f434b53544550ull;  // "LOCKSTEP"
 constexpr uint64_t kDeadMagic = 0xdeaddeaddeaddeadull;
 
+// How many forks lie between the first communicator's process and this one: a forked child
+// holds a copy of its parent's communicators, whose threads, links and peers are the parent's.
+inline std::atomic<uint32_t> gForkGeneration{0};
+
+inline uint32_t forkGeneration() {
+  static const bool watching = [] {
+    pthread_atfork(nullptr, nullptr, [] { gForkGeneration.fetch_add(1, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)watching;
+  return gForkGeneration.load(std::memory_order_relaxed);
+}
+
 }  // namespace lockstep
 
 struct lockstepComm {
@@ -26,6 +41,8 @@ struct lockstepComm {
   std::atomic<bool> closing{false};  // destroy or abort has begun: no new holds
   // impl's abort flag, set with impl and kept after it: an abort during a destroy sets it.
   std::shared_ptr<std::atomic<bool>> abortFlag;
+  // The process generation that made it (lockstep::forkGeneration()).
+  const uint32_t generation = lockstep::forkGeneration();
 };
 
 namespace lockstep {
@@ -39,6 +56,15 @@ class CommUse {
     if (comm->magic.load() != kCommMagic || comm->closing.load()) {
       comm->inflight.fetch_sub(1);
       throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
+    }
+    if (comm->generation != gForkGeneration.load(std::memory_order_relaxed)) {
+      // Its threads and peers are the parent's: a collective here would stand in for the parent
+      // rank, and a destroy would wait for threads that do not exist in this process. Refused,
+      // destroy included (the copy is left as it is).
+      comm->inflight.fetch_sub(1);
+      throw InvalidUsage(
+          "comm belongs to the process that created it: this process was forked from it after "
+          "the communicator was made; a forked child must create communicators of its own");
     }
   }
   ~CommUse() { comm_->inflight.fetch_sub(1); }

@@ -1,7 +1,11 @@
 // The public C and C++ API, with ranks as threads of this process (TCP bootstrap through the
 // rendezvous lockstepGetUniqueId starts, inproc links between the threads).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -62,6 +66,46 @@ TEST(Api, OnlyInitFromTheEnvironmentReadsTheLaunchVariables) {
   EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("LOCKSTEP_RANK"), std::string::npos)
       << lockstepGetLastError(nullptr);
   unsetenv("LOCKSTEP_RANK");
+}
+
+// A forked child holds a copy of its parent's communicators, whose threads and peers are the
+// parent's. Its calls are refused: a collective once stood in for the parent's rank (the peers
+// summed its data, and everyone returned success), and a destroy waited for ever on threads that
+// do not exist in the child. The parent's communicator is untouched.
+TEST(Api, AForkedChildCannotUseItsParentsCommunicator) {
+  auto comms = initComms(2);
+  onThreads(2, [&](int r) {
+    float x = 1;
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+  });
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    float x = 100;
+    const bool refused =
+        lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr) == lockstepInvalidUsage &&
+        std::strstr(lockstepGetLastError(nullptr), "forked") != nullptr &&
+        lockstepCommDestroy(comms[0]) == lockstepInvalidUsage && lockstepCommAbort(comms[1]) == lockstepInvalidUsage;
+    _exit(refused ? 0 : 1);
+  }
+  int status = -1;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (waitpid(child, &status, WNOHANG) == 0) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(child, SIGKILL);
+      waitpid(child, &status, 0);
+      ADD_FAILURE() << "the child hung";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  onThreads(2, [&](int r) {
+    float x = 1;
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+    EXPECT_EQ(x, 2.0f);
+  });
+  for (auto c : comms) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess);
 }
 
 TEST(Api, InitRejectsBadArguments) {
