@@ -532,7 +532,16 @@ void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
     throw InvalidUsage("the stream is being captured into a CUDA graph, which Lockstep calls do not support yet");
   }
   if (ipc_ && postIpc(ops, stream)) return;
-  if (!streamOrder_) streamOrder_ = std::make_unique<StreamOrder>(*cudaDriver(), config_.timeout);
+  // As postIpc: a communicator that failed or was aborted takes no more work. The staged op
+  // would fail without running, and the stream, already given its copy-out, would copy into the
+  // caller's buffer whatever the recycled staging held (an earlier call's result), while the
+  // call returned success.
+  if (aborted_->load()) throw Error(lockstepAborted, "communicator aborted");
+  health_->check();  // the group's failure, naming its culprit
+  if (const lockstepResult_t broken = brokenCode_.load(); broken != lockstepSuccess) {
+    throw Error(broken, "communicator unusable after an earlier failure (lockstepCommGetAsyncError returns it)");
+  }
+  if (!streamOrder_) streamOrder_ = std::make_unique<StreamOrder>(*cudaDriver(), config_.timeout, aborted_);
   std::vector<StagedOp> staged;
   staged.reserve(ops.size());
   try {

@@ -10,6 +10,12 @@ namespace lockstep {
 void PinnedPool::freeAll() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& b : blocks_) {
+    // A block still in use was handed to a stream that may yet read or write it (its release
+    // never got enqueued, say): kept, with its memory.
+    if (b->inUse.load(std::memory_order_acquire)) {
+      keepForever(b.release());
+      continue;
+    }
     if (b->data) driver_.memFreeHost(b->data);  // a failure here has nobody to report to
   }
   blocks_.clear();

@@ -37,8 +37,9 @@ class PinnedPool {
   PinnedBlock* acquire(size_t bytes);
   static void release(PinnedBlock* b) { b->inUse.store(false, std::memory_order_release); }
 
-  // Frees every block. The caller makes sure no stream still uses one (StreamOrder's destructor
-  // waits for the streams) and that the allocating context is current.
+  // Frees every block not in use; one still in use is kept for good (a stream may still use it:
+  // its release was never enqueued). The caller waits for the streams first (StreamOrder's
+  // destructor does) and makes the allocating context current.
   void freeAll();
   // Keeps the memory and the blocks (a stream that never finished may still read the one and
   // release the other): for a destroy that could not drain.

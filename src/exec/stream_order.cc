@@ -1,5 +1,6 @@
 #include "src/exec/stream_order.h"
 
+#include <algorithm>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -78,8 +79,9 @@ size_t outputBytes(const OpDesc& op, int rank, int nranks) {
   return 0;
 }
 
-StreamOrder::StreamOrder(const CudaDriver& driver, std::chrono::milliseconds drainLimit)
-    : driver_(driver), drainLimit_(drainLimit), pool_(driver) {
+StreamOrder::StreamOrder(const CudaDriver& driver, std::chrono::milliseconds drainLimit,
+                         std::shared_ptr<const std::atomic<bool>> aborted)
+    : driver_(driver), drainLimit_(drainLimit), aborted_(std::move(aborted)), pool_(driver) {
   if (driver_.ctxGetCurrent) driver_.ctxGetCurrent(&context_);
   void* p = nullptr;
   // Mapped, so that a stream can wait on it; portable, so that any context's streams can.
@@ -97,8 +99,16 @@ StreamOrder::StreamOrder(const CudaDriver& driver, std::chrono::milliseconds dra
 StreamOrder::~StreamOrder() {
   // Every Work has written done by now (the executor has stopped), so each stream can run to
   // its "released" host function; wait for that before freeing what the streams read.
-  const auto end = Clock::now() + drainLimit_;
+  // After an abort, streams that run get a moment: one stuck before its op (the reason to
+  // abort, often) would otherwise hold the abort for the whole timeout.
+  constexpr auto kAbortGrace = std::chrono::milliseconds(200);
+  auto end = Clock::now() + drainLimit_;
+  bool sawAbort = false;
   while (outstanding_->load(std::memory_order_acquire) > 0 && Clock::now() < end) {
+    if (!sawAbort && aborted_ && aborted_->load()) {
+      sawAbort = true;
+      end = std::min(end, Clock::now() + kAbortGrace);
+    }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
   if (outstanding_->load(std::memory_order_acquire) > 0) {

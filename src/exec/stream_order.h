@@ -57,8 +57,10 @@ size_t outputBytes(const OpDesc& op, int rank, int nranks);
 
 class StreamOrder {
  public:
-  // drainLimit bounds how long destruction waits for streams still holding staging.
-  StreamOrder(const CudaDriver& driver, std::chrono::milliseconds drainLimit);
+  // drainLimit bounds how long destruction waits for streams still holding staging; once
+  // `aborted` is set it waits only briefly (a stream stuck before its op may never run).
+  StreamOrder(const CudaDriver& driver, std::chrono::milliseconds drainLimit,
+              std::shared_ptr<const std::atomic<bool>> aborted = nullptr);
   ~StreamOrder();
   StreamOrder(const StreamOrder&) = delete;
   StreamOrder& operator=(const StreamOrder&) = delete;
@@ -80,6 +82,7 @@ class StreamOrder {
  private:
   const CudaDriver& driver_;
   std::chrono::milliseconds drainLimit_;
+  std::shared_ptr<const std::atomic<bool>> aborted_;
   PinnedPool pool_;
   void* context_ = nullptr;                    // current at creation: the one frees run in
   std::atomic<uint32_t>* doneWord_ = nullptr;  // pinned and mapped, read by the streams

@@ -68,6 +68,7 @@ class CudaIpc : public ::testing::Test {
     setenv("LOCKSTEP_CUDA_IPC_SLOT_BYTES", "64K", 1);  // several slices per call, FIFOs that wrap
     setenv("LOCKSTEP_CUDA_IPC_BLOCKS", "2", 1);
     cuda = FakeCuda::load();
+    live0 = cuda.hostLive();
     // A context, as a trainer has made one before it creates communicators.
     void* lib = ::dlopen(LOCKSTEP_FAKE_CUDA_PATH, RTLD_NOW | RTLD_GLOBAL);
     auto retain = reinterpret_cast<int (*)(void**, int)>(::dlsym(lib, "cuDevicePrimaryCtxRetain"));
@@ -90,6 +91,7 @@ class CudaIpc : public ::testing::Test {
     EXPECT_FALSE(cuda.streamIdle(s)) << "the kernel should be waiting for rank 1";
   }
   FakeCuda cuda{};
+  long live0 = 0;  // pinned allocations live before the test (a destroy may keep some for good)
 };
 
 // Every collective with device buffers, back to back on each rank's stream
@@ -106,7 +108,7 @@ TEST_F(CudaIpc, EveryCollectiveRunsAsKernelsAndIsRight) {
   // the host tuner picks the one-shot, kernels run recursive doubling).
   EXPECT_EQ(fakeIpcLaunches() - before, 9u * kRanks);
   destroyAll(comms);
-  EXPECT_EQ(cuda.hostLive(), 0) << "pinned memory left after destroy";
+  EXPECT_EQ(cuda.hostLive(), live0) << "pinned memory left after destroy";
 }
 
 // A split makes communicators of their own, each with its own segments and kernels: the halves
@@ -447,6 +449,44 @@ TEST_F(CudaIpc, AnAbortCutsShortADestroyWaitingForItsKernels) {
   EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
+// An abort while the stream is stuck before the kernel (which then never starts, so never sees
+// the abort flag) returns within moments and keeps the engine the kernel will read; it waited out
+// the 20 s timeout.
+TEST_F(CudaIpc, AnAbortDoesNotWaitForAKernelWhoseStreamIsStuck) {
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, 4096);
+  ASSERT_EQ(cuda.streamHold(s), 0);
+  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, 4096, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  const auto t0 = Clock::now();
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0) << "the abort waited for the kernel";
+  EXPECT_GT(cuda.hostLive(), live0) << "what the queued kernel reads was freed";
+  cuda.streamResume(s);  // the kernel runs now, sees the abort flag and ends
+  EXPECT_EQ(cuda.streamSynchronizeFor(s, 10000), 0);
+  cuda.streamDestroy(s);
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+}
+
+// The driver takes the kernel but refuses the host function that reads its result back: the
+// kernel is queued all the same, so a destroy keeps what it reads (its program, the abort flag,
+// the segments). They were freed under it, and the kernel crashed the process when it ran.
+TEST_F(CudaIpc, AKernelWhoseReadBackWasRefusedOutlivesTheDestroy) {
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, 4096);
+  ASSERT_EQ(cuda.streamHold(s), 0);  // busy with earlier work
+  cuda.streamFailHostFunc(s, 2);     // the stand-in kernel is taken, the read-back refused
+  EXPECT_NE(lockstepAllReduce(buf.p, buf.p, 4096, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  const auto t0 = Clock::now();
+  for (auto c : comms) lockstepCommDestroy(c);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0);
+  EXPECT_GT(cuda.hostLive(), live0) << "what the queued kernel reads was freed";
+  cuda.streamResume(s);
+  EXPECT_EQ(cuda.streamSynchronizeFor(s, 30000), 0);
+  cuda.streamDestroy(s);
+}
+
 // Abort from another thread while a rank's kernel waits for a peer that never posts: the kernel
 // sees the host-mapped flag, the stream is released at once, and the async error says aborted.
 TEST_F(CudaIpc, AbortStopsAWaitingKernel) {
@@ -462,7 +502,7 @@ TEST_F(CudaIpc, AbortStopsAWaitingKernel) {
   EXPECT_LT(ms, 1000.0);
   cuda.streamDestroy(s);
   EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
-  EXPECT_EQ(cuda.hostLive(), 0);
+  EXPECT_EQ(cuda.hostLive(), live0);
 }
 
 }  // namespace

@@ -239,6 +239,75 @@ TEST_F(StreamFaults, AStreamThatRunsAfterADestroyGaveUpOnItTouchesNothingFreed) 
   unsetenv("LOCKSTEP_CUDA_IPC");
 }
 
+// An abort while a stream is stuck before its op (often the reason to abort) returns within
+// moments, keeping the staging the stream may still use; it once waited out the 20 s timeout.
+TEST_F(StreamFaults, AnAbortDoesNotWaitForAStreamStuckBeforeItsOp) {
+  setenv("LOCKSTEP_TIMEOUT", "20", 1);
+  setenv("LOCKSTEP_CUDA_IPC", "0", 1);
+  constexpr size_t kCount = 256;
+  auto comms = initThreadComms(2);
+  void* stuck = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  ASSERT_EQ(cuda.streamHold(stuck), 0);
+  ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], stuck), lockstepSuccess);
+  auto t0 = Clock::now();
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 5.0) << "the abort waited for the stream";
+  EXPECT_GT(cuda.hostLive(), live0) << "the staging the stream may still use was freed";
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+  cuda.streamResume(stuck);
+  EXPECT_EQ(cuda.streamSynchronizeFor(stuck, 10000), 0) << "the stream never finished";
+  cuda.streamDestroy(stuck);
+  unsetenv("LOCKSTEP_CUDA_IPC");
+}
+
+// After its communicator failed, a stream-ordered call is refused. It once returned success,
+// its op failed without running, and the stream's copy-out wrote the recycled staging (an earlier
+// call's result) into the caller's buffer.
+TEST_F(StreamFaults, ACallOnAFailedCommunicatorIsRefusedAndLeavesTheBufferAlone) {
+  setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  setenv("LOCKSTEP_CUDA_IPC", "0", 1);
+  constexpr size_t kCount = 256;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> a(cuda, kCount), b(cuda, kCount);
+  for (size_t i = 0; i < kCount; ++i) a[i] = 100.0f;
+  // Rank 1 never joins: rank 0's op times out and the communicator fails.
+  ASSERT_EQ(lockstepAllReduce(a.p, a.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0);
+  lockstepResult_t async = lockstepSuccess;
+  ASSERT_EQ(lockstepCommGetAsyncError(comms[0], &async), lockstepSuccess);
+  ASSERT_EQ(async, lockstepTimeout);
+  for (size_t i = 0; i < kCount; ++i) b[i] = 7.0f;
+  EXPECT_EQ(lockstepAllReduce(b.p, b.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepTimeout);
+  ASSERT_EQ(cuda.streamSynchronizeFor(s, 10000), 0);
+  for (size_t i = 0; i < kCount; ++i) ASSERT_EQ(b[i], 7.0f) << i;
+  cuda.streamDestroy(s);
+  for (auto c : comms) lockstepCommDestroy(c);
+  unsetenv("LOCKSTEP_CUDA_IPC");
+}
+
+// A call whose enqueue fails after its input copy was queued (the driver refuses the next host
+// function) leaves that copy's staging in use: a destroy keeps it. It was freed under the queued
+// copy, which then wrote into memory the next allocation got.
+TEST_F(StreamFaults, StagingAQueuedCopyStillUsesOutlivesTheDestroy) {
+  setenv("LOCKSTEP_CUDA_IPC", "0", 1);
+  constexpr size_t kCount = 4096;
+  auto comms = initThreadComms(2);
+  void* s = cuda.streamCreate();
+  DeviceArray<float> buf(cuda, kCount);
+  for (size_t i = 0; i < kCount; ++i) buf[i] = 42.0f;
+  ASSERT_EQ(cuda.streamHold(s), 0);  // busy with earlier work
+  cuda.streamFailHostFunc(s, 1);
+  EXPECT_NE(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[0], s), lockstepSuccess);
+  for (auto c : comms) lockstepCommDestroy(c);
+  EXPECT_GT(cuda.hostLive(), live0) << "the staging the queued copy writes was freed";
+  cuda.streamResume(s);
+  EXPECT_EQ(cuda.streamSynchronizeFor(s, 10000), 0);
+  cuda.streamDestroy(s);
+  unsetenv("LOCKSTEP_CUDA_IPC");
+}
+
 // A reduce on five ranks, whose tree has a non-root node with two children: the non-roots pass
 // no recvbuff (as NCCL allows) and their device inputs stay as they were; the root's is right.
 TEST_F(StreamFaults, AReduceWritesOnlyTheRootsDeviceBuffer) {

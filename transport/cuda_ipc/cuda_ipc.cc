@@ -245,12 +245,18 @@ std::unique_ptr<IpcEngine> IpcEngine::connect(const Config& config, Bootstrap& b
 }
 
 bool IpcEngine::drain(std::chrono::milliseconds timeout, const std::atomic<bool>* aborted) {
-  const auto until = std::chrono::steady_clock::now() + timeout;
+  auto until = std::chrono::steady_clock::now() + timeout;
   bool abortSent = false;
-  while (inFlight_.load(std::memory_order_acquire) != 0 && std::chrono::steady_clock::now() < until) {
+  // Kernels whose completion will never be reported (orphaned_) are not waited for; they keep
+  // the engine alive (false) all the same.
+  while (inFlight_.load(std::memory_order_acquire) > orphaned_.load(std::memory_order_acquire) &&
+         std::chrono::steady_clock::now() < until) {
     if (aborted && !abortSent && aborted->load()) {
       abort();
       abortSent = true;
+      // Running kernels see the abort flag within milliseconds; a kernel on a stream stuck
+      // before it never starts, and would hold the abort for the whole timeout.
+      until = std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(500));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -372,8 +378,10 @@ bool IpcEngine::post(const Schedule& schedule, std::span<char* const> buffers, c
                   "cuMemcpyDtoHAsync (cuda_ipc error record)");
     driver_.check(driver_.launchHostFunc(stream, &IpcEngine::afterKernel, posted), "cuLaunchHostFunc");
   } catch (const Error& err) {
-    // The kernel is queued: its pinned program must outlive it, so the block is not returned.
-    inFlight_.fetch_sub(1, std::memory_order_acq_rel);
+    // The kernel is queued: its pinned program, the abort flag and the segments must outlive it,
+    // so the block is not returned and the kernel stays counted, as orphaned (nothing will
+    // report its end): a destroy then keeps the engine instead of freeing what it reads.
+    orphaned_.fetch_add(1, std::memory_order_acq_rel);
     delete posted;
     fail(err.what());
     throw;

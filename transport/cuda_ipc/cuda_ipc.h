@@ -116,6 +116,7 @@ class IpcEngine {
   std::vector<uint64_t> blob_;
   PinnedPool pool_;
   std::atomic<int> inFlight_{0};
+  std::atomic<int> orphaned_{0};  // in flight, but their end will never be reported (post failed after the launch)
   std::atomic<lockstepResult_t> error_{lockstepSuccess};
   mutable std::mutex errorMu_;
   std::string errorText_;
