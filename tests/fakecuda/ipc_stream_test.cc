@@ -449,6 +449,50 @@ TEST_F(CudaIpc, AnAbortCutsShortADestroyWaitingForItsKernels) {
   EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
 }
 
+// An all-to-all-v pattern on device buffers: rank 0 has nothing for rank 2 this time (empty
+// messages both ways), and full ones for rank 1. Every non-empty message runs as kernels on both
+// ends. A group holding an empty message once went down the staged path on its ranks only, so
+// rank 0 and rank 1 ran their exchange on different paths and both timed out.
+TEST_F(CudaIpc, EmptyMessagesInAGroupLeaveTheRestOnKernels) {
+  constexpr int kRanks = 3;
+  constexpr size_t kCount = 1000;
+  auto comms = initThreadComms(kRanks);
+  const unsigned long launches0 = fakeIpcLaunches();
+  onThreads(kRanks, [&](int r) {
+    void* s = cuda.streamCreate();
+    DeviceArray<float> out(cuda, kCount), in(cuda, kCount);
+    for (size_t i = 0; i < kCount; ++i) {
+      out[i] = float(r * 1000 + i);
+      in[i] = -1;
+    }
+    lockstepComm_t c = comms[r];
+    ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+    if (r == 0) {
+      lockstepSend(out.p, kCount, lockstepFloat32, 1, c, s);
+      lockstepRecv(in.p, kCount, lockstepFloat32, 1, c, s);
+      lockstepSend(out.p, 0, lockstepFloat32, 2, c, s);
+      lockstepRecv(in.p, 0, lockstepFloat32, 2, c, s);
+    } else if (r == 1) {
+      lockstepSend(out.p, kCount, lockstepFloat32, 0, c, s);
+      lockstepRecv(in.p, kCount, lockstepFloat32, 0, c, s);
+    } else {
+      lockstepSend(out.p, 0, lockstepFloat32, 0, c, s);
+      lockstepRecv(in.p, 0, lockstepFloat32, 0, c, s);
+    }
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+    ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0) << "rank " << r << "'s stream";
+    lockstepResult_t async = lockstepSuccess;
+    ASSERT_EQ(lockstepCommGetAsyncError(c, &async), lockstepSuccess);
+    EXPECT_EQ(async, lockstepSuccess) << "rank " << r;
+    for (size_t i = 0; i < kCount; ++i) {
+      ASSERT_EQ(in[i], r == 2 ? -1.0f : float((1 - r) * 1000 + i)) << "rank " << r << " element " << i;
+    }
+    cuda.streamDestroy(s);
+  });
+  EXPECT_EQ(fakeIpcLaunches() - launches0, 2u) << "ranks 0 and 1 run their exchange as kernels";
+  destroyAll(comms);
+}
+
 // An abort while the stream is stuck before the kernel (which then never starts, so never sees
 // the abort flag) returns within moments and keeps the engine the kernel will read; it waited out
 // the 20 s timeout.
