@@ -437,6 +437,7 @@ const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError.c_
   lockstepResult_t r = guarded([&] {
     if (request) *request = nullptr;
     CommUse use(comm);
+    PostGuard one(comm);
     Communicator& c = *use;
     OpDesc d = validate(c, kind, send, recv, count, t, op, root);
     // Only the buffers this rank uses are classified: NCCL lets a non-root pass anything as a

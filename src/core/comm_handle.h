@@ -39,6 +39,8 @@ struct lockstepComm {
   std::unique_ptr<lockstep::Communicator> impl;
   std::atomic<int> inflight{0};      // calls holding impl right now (CommUse)
   std::atomic<bool> closing{false};  // destroy or abort has begun: no new holds
+  // A thread is inside a collective or send/recv call on it (PostGuard).
+  std::atomic<bool> posting{false};
   // impl's abort flag, set with impl and kept after it: an abort during a destroy sets it.
   std::shared_ptr<std::atomic<bool>> abortFlag;
   // The process generation that made it (lockstep::forkGeneration()).
@@ -72,6 +74,29 @@ class CommUse {
   CommUse& operator=(const CommUse&) = delete;
   Communicator& operator*() const { return *comm_->impl; }
   Communicator* operator->() const { return comm_->impl.get(); }
+
+ private:
+  lockstepComm_t comm_;
+};
+
+// Marks a thread's collective or send/recv call on a communicator. One thread drives a
+// communicator at a time (as in NCCL): two at once shared its reusable plans and sequence
+// numbers, and calls returned success with wrong sums. Relaxed loads and stores, not a locked
+// instruction, on the small-message path: a race between two misusing threads may go unseen,
+// but a correct program, whose calls are ordered, can never be refused.
+class PostGuard {
+ public:
+  explicit PostGuard(lockstepComm_t comm) : comm_(comm) {
+    if (comm->posting.load(std::memory_order_relaxed)) {
+      throw InvalidUsage(
+          "another thread is inside a call on this communicator: one thread drives a communicator at a "
+          "time (as in NCCL); give each thread a communicator of its own (lockstepCommSplit)");
+    }
+    comm->posting.store(true, std::memory_order_relaxed);
+  }
+  ~PostGuard() { comm_->posting.store(false, std::memory_order_relaxed); }
+  PostGuard(const PostGuard&) = delete;
+  PostGuard& operator=(const PostGuard&) = delete;
 
  private:
   lockstepComm_t comm_;

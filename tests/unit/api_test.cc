@@ -5,6 +5,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -105,6 +107,52 @@ TEST(Api, AForkedChildCannotUseItsParentsCommunicator) {
     EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
     EXPECT_EQ(x, 2.0f);
   });
+  for (auto c : comms) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess);
+}
+
+// One thread drives a communicator at a time. A second thread calling while the first is inside
+// a call is refused, naming the misuse; it once ran, sharing the communicator's plans and
+// sequence numbers, and calls returned success with wrong sums. The first thread's calls are
+// untouched, and calls made one after the other from different threads are fine.
+TEST(Api, ASecondThreadInsideACallOnTheSameCommunicatorIsRefused) {
+  auto comms = initComms(1);
+  const size_t n = size_t{4} << 20;  // 16 MiB: each call takes milliseconds
+  std::vector<float> in(n, 1.0f), out(n);
+  std::atomic<bool> done{false};
+  int refused = 0, otherErrors = 0;
+  std::string message;
+  std::thread second([&] {
+    float x = 1, y = 0;
+    while (!done.load()) {
+      const lockstepResult_t r = lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr);
+      if (r == lockstepInvalidUsage) {
+        ++refused;
+        message = lockstepGetLastError(nullptr);
+      } else if (r != lockstepSuccess || y != 1.0f) {
+        ++otherErrors;
+      }
+    }
+  });
+  for (int i = 0; i < 20; ++i) {
+    std::fill(out.begin(), out.end(), 0.0f);
+    lockstepResult_t r = lockstepInvalidUsage;
+    // The second thread may be inside a call of its own at this moment: then this one is refused.
+    while (r == lockstepInvalidUsage)
+      r = lockstepAllReduce(in.data(), out.data(), n, lockstepFloat32, lockstepSum, comms[0], nullptr);
+    ASSERT_EQ(r, lockstepSuccess) << lockstepGetLastError(nullptr);
+    ASSERT_EQ(out[n - 1], 1.0f);
+  }
+  done.store(true);
+  second.join();
+  EXPECT_GT(refused, 0) << "the second thread was never refused";
+  EXPECT_EQ(otherErrors, 0);
+  EXPECT_NE(message.find("another thread is inside a call on this communicator"), std::string::npos) << message;
+  // Ordered calls from another thread are fine.
+  std::thread([&] {
+    float x = 2, y = 0;
+    EXPECT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+    EXPECT_EQ(y, 2.0f);
+  }).join();
   for (auto c : comms) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess);
 }
 
