@@ -278,20 +278,23 @@ void HostExecutor::slowChecks(Ctx& ctx) {
     bool waitsForData = primRecvs(step.prim) && !lane.in.data;
     int peer = waitsForData ? step.recvPeer : step.sendPeer;
     if (peer < 0) continue;
-    const std::string waited =
-        " while rank " + std::to_string(rank_) + " waited for " + (waitsForData ? "its data" : "it to free a slot");
+    // Built only to throw: this runs on slow waits of the steady state, which allocates nothing.
+    auto waited = [&] {
+      return " while rank " + std::to_string(rank_) + " waited for " +
+             (waitsForData ? "its data" : "it to free a slot");
+    };
     if (links_[peer]->peerGone()) {
       // It may have posted what we wait for just before it exited: look once more.
       if (advance(lane, ctx)) continue;
       throw RemoteError(
-          peer, ctx.op.label() + ": " + names_[peer] + " is gone (process exited or connection closed)" + waited);
+          peer, ctx.op.label() + ": " + names_[peer] + " is gone (process exited or connection closed)" + waited());
     }
     // A peer that destroyed its communicator and lives on: its link stays up (shared memory), so
     // only its goodbye tells. Collectives learn it from the watchdog; sends and receives, which
     // the watchdog does not follow, here.
     if (std::string left = monitor_ ? monitor_->departed(peer) : ""; !left.empty()) {
       if (advance(lane, ctx)) continue;
-      throw RemoteError(peer, ctx.op.label() + ": " + left + waited);
+      throw RemoteError(peer, ctx.op.label() + ": " + left + waited());
     }
     if (expired) timeout(ctx, waitsForData ? "data from " + names_[peer] : names_[peer] + " to free a slot");
   }
