@@ -56,6 +56,12 @@ class Link {
   // True once the peer process is known to have exited. Messages it posted before that may still
   // be waiting in tryRecv(): a dead peer is only an error for what it can no longer deliver.
   virtual bool peerGone() = 0;
+  // True if whatever the peer posted is within this end's reach once posted (shared memory, a
+  // thread's FIFO): a peer that left the communicator then has nothing more on the way, and its
+  // goodbye (the watchdog's, on another connection) ends the wait. False for streams (sockets),
+  // whose bytes may still be in flight, retransmitted, after the goodbye has arrived; their end
+  // shows in peerGone() once the last byte is read.
+  virtual bool deliveredWhenPosted() const { return true; }
   // Sending by reference, for links whose bytes the kernel copies anyway (sockets): the message
   // is read from the caller's memory when it leaves, not copied into the slot first. The
   // executor still takes a slot (the credit) with trySendSlot() before postSendRef().

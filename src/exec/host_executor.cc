@@ -291,8 +291,11 @@ void HostExecutor::slowChecks(Ctx& ctx) {
     }
     // A peer that destroyed its communicator and lives on: its link stays up (shared memory), so
     // only its goodbye tells. Collectives learn it from the watchdog; sends and receives, which
-    // the watchdog does not follow, here.
-    if (std::string left = monitor_ ? monitor_->departed(peer) : ""; !left.empty()) {
+    // the watchdog does not follow, here. Not over sockets: the goodbye, on its own connection,
+    // can overtake the peer's last data (a retransmission on a lossy link), and the data
+    // connection's end shows in peerGone() after that data.
+    if (std::string left = monitor_ && links_[peer]->deliveredWhenPosted() ? monitor_->departed(peer) : "";
+        !left.empty()) {
       if (advance(lane, ctx)) continue;
       throw RemoteError(peer, ctx.op.label() + ": " + left + waited());
     }
@@ -321,7 +324,8 @@ void HostExecutor::flush(Ctx& ctx) {
       throw RemoteError(stuck,
                         ctx.op.label() + ": " + names_[stuck] + " is gone before it took this rank's last sends");
     }
-    if (std::string left = monitor_ ? monitor_->departed(stuck) : ""; !left.empty()) {
+    if (std::string left = monitor_ && links_[stuck]->deliveredWhenPosted() ? monitor_->departed(stuck) : "";
+        !left.empty()) {
       throw RemoteError(stuck, ctx.op.label() + ": " + left + " before it took this rank's last sends");
     }
     if (ctx.deadline.expired()) timeout(ctx, names_[stuck] + " to accept the last sends");

@@ -209,8 +209,11 @@ Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused) {
     // the socket to itself (and holds the port the listener is about to bind). As refused.
     if (err == 0 && isSelfConnected(fd.get())) err = ECONNREFUSED;
     if (err == 0) return fd;
-    // Refused or reset: the listener is not up yet. Try again until the deadline.
-    if ((err != ECONNREFUSED || !retryRefused) && err != ECONNRESET && err != ETIMEDOUT && err != EAGAIN) {
+    // Refused or reset: the listener is not up yet. No route, or the network down: a link that
+    // may come back (a cable, a switch, an interface coming up late). Try again until the deadline.
+    const bool transient = err == ECONNRESET || err == ETIMEDOUT || err == EAGAIN || err == EHOSTUNREACH ||
+                           err == ENETUNREACH || err == EHOSTDOWN || err == ENETDOWN;
+    if ((err != ECONNREFUSED || !retryRefused) && !transient) {
       throw SystemError("connect", err, "connecting to " + addr.str());
     }
     if (deadline.expired()) throw Timeout("connecting to " + addr.str() + " timed out: " + std::strerror(err));

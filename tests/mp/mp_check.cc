@@ -13,6 +13,9 @@
 //                            burning its core (exit 1 if it used over 25% of a core)
 //   mp_check --mode absent   the last rank never calls the all-reduce; every other rank must get
 //                            lockstepTimeout (set LOCKSTEP_TIMEOUT), rank 0 naming the absent rank
+//   mp_check --mode last-send  the last rank sends 8 MiB to rank 0 and destroys its communicator
+//                            at once, as a job's last call does; rank 0 must receive it all,
+//                            whatever reaches it first (the data or the goodbye)
 #include <time.h>
 #include <unistd.h>
 
@@ -65,6 +68,29 @@ int lateMode(lockstepComm_t comm) {
   if (rank == 0) std::printf("mp_check: waited %.3f s using %.3f s of CPU\n", wall, cpu);
   lockstepCommDestroy(comm);
   return (rank == 0 && (wall < 1.0 || cpu > 0.25 * wall)) ? 1 : 0;
+}
+
+int lastSendMode(lockstepComm_t comm) {
+  const size_t count = size_t{2} << 20;  // 8 MiB of int32
+  std::vector<int32_t> buf(count);
+  lockstepResult_t r = lockstepSuccess;
+  if (rank == nranks - 1) {
+    for (size_t i = 0; i < count; ++i) buf[i] = static_cast<int32_t>(i * 7 + 3);
+    r = lockstepSend(buf.data(), count, lockstepInt32, 0, comm, nullptr);
+  } else if (rank == 0) {
+    r = lockstepRecv(buf.data(), count, lockstepInt32, nranks - 1, comm, nullptr);
+  }
+  if (r != lockstepSuccess) return fail(r, "last send/recv");
+  lockstepCommDestroy(comm);
+  if (rank != 0) return 0;
+  for (size_t i = 0; i < count; ++i) {
+    if (buf[i] != static_cast<int32_t>(i * 7 + 3)) {
+      std::printf("mp_check rank 0: element %zu of the last message is wrong\n", i);
+      return 1;
+    }
+  }
+  std::printf("mp_check: the last message arrived whole\n");
+  return 0;
 }
 
 int absentMode(lockstepComm_t comm) {
@@ -135,6 +161,7 @@ int main(int argc, char** argv) {
   lockstepCommCount(comm, &nranks);
   if (mode == "late") return lateMode(comm);
   if (mode == "absent") return absentMode(comm);
+  if (mode == "last-send") return lastSendMode(comm);
 
   auto parseCounts = [&](const std::string& spec) {
     std::vector<size_t> v;

@@ -41,6 +41,7 @@ class SocketLink : public Link {
   }
   void wait(bool forMessage, long ns) override;
   bool sendsByReference() const override { return true; }
+  bool deliveredWhenPosted() const override { return false; }  // bytes may still be in flight
   uint64_t postSendRef(const void* data, size_t bytes, const MessageTag& tag) override;
   bool settleRef(uint64_t ticket, bool detach) override;
 
