@@ -103,11 +103,13 @@ class GradientSync {
   void broadcastParameters() {
     freeze();
     requireBetweenIterations("broadcastParameters()");
-    group([&] {
-      for (size_t i = 0; i < registry_.size(); ++i) {
-        const Param& p = registry_[i];
-        check(lockstepBroadcast(p.data, p.data, p.count, p.dtype, 0, comm_, nullptr));
-      }
+    sticky([&] {
+      group([&] {
+        for (size_t i = 0; i < registry_.size(); ++i) {
+          const Param& p = registry_[i];
+          check(lockstepBroadcast(p.data, p.data, p.count, p.dtype, 0, comm_, nullptr));
+        }
+      });
     });
   }
 
@@ -132,8 +134,10 @@ class GradientSync {
     ++readyCount_;
     if (recordingOrder()) observed_.push_back(param);
     if (registry_[param].count == 0) return;  // not counted in its bucket's pending
-    pack(param);
-    if (--buckets_[plan_.bucketOf[param]].pending == 0) launchReady();
+    sticky([&] {
+      pack(param);
+      if (--buckets_[plan_.bucketOf[param]].pending == 0) launchReady();
+    });
   }
   void markReady(const void* data) { markReady(registry_.find(data)); }
 
@@ -147,30 +151,32 @@ class GradientSync {
                       "the scope for the last micro-batch, then call finish()");
     }
     freeze();
-    stats_ = {};
-    stats_.buckets = plan_.buckets.size();
-    stats_.launchedEarly = nextBucket_;
-    for (size_t i = 0; i < registry_.size(); ++i) {
-      if (ready_[i] || registry_[i].count == 0) continue;
-      ++stats_.unready;
-      warnUnready(i);
-      zeroSlot(i);
-      --buckets_[plan_.bucketOf[i]].pending;
-    }
-    launchReady();
-    const bool sharded = reduceScatterNow();
-    for (size_t b = 0; b < plan_.buckets.size(); ++b) {
-      buckets_[b].request.wait();
-      if (!sharded) {
-        for (size_t p : plan_.buckets[b].params) unpack(p, 0, registry_[p].count);
+    sticky([&] {
+      stats_ = {};
+      stats_.buckets = plan_.buckets.size();
+      stats_.launchedEarly = nextBucket_;
+      for (size_t i = 0; i < registry_.size(); ++i) {
+        if (ready_[i] || registry_[i].count == 0) continue;
+        ++stats_.unready;
+        warnUnready(i);
+        zeroSlot(i);
+        --buckets_[plan_.bucketOf[i]].pending;
       }
-    }
-    if (sharded) {
-      for (const ShardPiece& s : shard_) unpack(s.param, s.paramOffset, s.count);
-    }
-    if (recordingOrder()) rebucket();
-    resetIteration();
-    ++iteration_;
+      launchReady();
+      const bool sharded = reduceScatterNow();
+      for (size_t b = 0; b < plan_.buckets.size(); ++b) {
+        buckets_[b].request.wait();
+        if (!sharded) {
+          for (size_t p : plan_.buckets[b].params) unpack(p, 0, registry_[p].count);
+        }
+      }
+      if (sharded) {
+        for (const ShardPiece& s : shard_) unpack(s.param, s.paramOffset, s.count);
+      }
+      if (recordingOrder()) rebucket();
+      resetIteration();
+      ++iteration_;
+    });
   }
 
   // Gradient accumulation: while a NoSync is alive, markReady only validates its argument and
@@ -215,6 +221,11 @@ class GradientSync {
     requireZero1("allGatherParameters()");
     freeze();
     requireBetweenIterations("allGatherParameters()");
+    sticky([&] { gatherShards(); });
+  }
+
+ private:
+  void gatherShards() {
     for (const ShardPiece& s : shard_) {
       const Param& p = registry_[s.param];
       const size_t es = elementSize(p.dtype);
@@ -239,6 +250,7 @@ class GradientSync {
     }
   }
 
+ public:
   const BucketPlan& plan() const { return plan_; }
   size_t iteration() const { return iteration_; }  // synchronised iterations finished
   bool rebucketed() const { return rebucketed_; }
@@ -260,19 +272,36 @@ class GradientSync {
   // collective call of every rank triggers it, so all ranks run it at the same point.
   // If the ranks disagree, every later call fails the same way instead of using a plan that was
   // never made.
+  // Also the gate of every collective entry point: after a failure, each rethrows it.
   void freeze() {
-    if (unusable_) {
-      throw Exception(lockstepInvalidUsage, "lockstep ddp: this GradientSync failed its registration check");
+    if (failed_ != lockstepSuccess) {
+      throw Exception(failed_, "lockstep ddp: this GradientSync is unusable after an earlier failure: " + failedWhy_);
     }
     if (frozen_) return;
     frozen_ = true;
-    try {
+    sticky([&] {
       checkRanksAgree();
       shapes_ = registry_.shapes();
       ready_.assign(registry_.size(), 0);
       setPlan(planBuckets(shapes_, reverseRegistrationOrder(registry_.size()), options_.bucketBytes, padMultiple()));
-    } catch (...) {
-      unusable_ = true;
+    });
+  }
+
+  // Runs the communicating part of an entry point. Its first failure sticks: the iteration is
+  // left half done (buckets launched or not, requests consumed), so every later call rethrows
+  // it, with its code, instead of handing back this rank's own gradients as if averaged (a
+  // second finish() once did) or blaming a registration check that passed.
+  template <typename F>
+  void sticky(F&& body) {
+    try {
+      body();
+    } catch (const Exception& e) {
+      failed_ = e.code();
+      failedWhy_ = e.what();
+      throw;
+    } catch (const std::exception& e) {
+      failed_ = lockstepInternalError;
+      failedWhy_ = e.what();
       throw;
     }
   }
@@ -463,7 +492,8 @@ class GradientSync {
   ParamRegistry registry_;
   std::vector<ParamShape> shapes_;
   bool frozen_ = false;
-  bool unusable_ = false;
+  lockstepResult_t failed_ = lockstepSuccess;  // the first failure of a collective entry point (sticky)
+  std::string failedWhy_;
   bool rebucketed_ = false;
   BucketPlan plan_;
   std::vector<BucketState> buckets_;

@@ -346,7 +346,7 @@ void checkErrors(lockstep::Comm& comm) {
     expectError(
         lockstepMismatch, phrase, [&] { sync.broadcastParameters(); }, what);
     expectError(
-        lockstepInvalidUsage, "failed its registration check", [&] { sync.markReady(size_t{0}); },
+        lockstepMismatch, "unusable after an earlier failure", [&] { sync.markReady(size_t{0}); },
         what + ", then markReady");
   };
   if (nranks < 2) return;
@@ -367,6 +367,44 @@ void checkErrors(lockstep::Comm& comm) {
       [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, o);
 }
 
+// A communication failure sticks: every later call rethrows it, with its code. A second finish()
+// once returned normally with this rank's own gradients unaveraged, and markReady blamed "twice
+// in one iteration". On a communicator of its own (a split), which the last rank aborts after a
+// good iteration, so the main one stays healthy.
+void checkStickyFailure(lockstep::Comm& comm) {
+  if (nranks < 2) return;
+  lockstep::Comm part = comm.split(0, rank);
+  std::vector<float> w(1000, 1.0f), dw(1000);
+  GradientSync sync(part.get());
+  sync.registerParameter("w", w.data(), dw.data(), w.size());
+  for (float& g : dw) g = static_cast<float>(rank);
+  sync.markReady(w.data());
+  sync.finish();
+  const float average = static_cast<float>(nranks - 1) / 2;
+  expect(dw[0] == average, "sticky: the good iteration's average");
+  // Every rank has finished the good iteration before the abort.
+  lockstepBarrier(comm.get(), nullptr);
+  if (rank == nranks - 1) {
+    part.abort();
+    lockstepBarrier(comm.get(), nullptr);
+    return;
+  }
+  lockstepBarrier(comm.get(), nullptr);
+  for (float& g : dw) g = 100.0f + static_cast<float>(rank);
+  lockstepResult_t first = lockstepSuccess;
+  try {
+    sync.markReady(w.data());
+    sync.finish();
+  } catch (const Exception& e) {
+    first = e.code();
+  }
+  expect(first != lockstepSuccess, "sticky: the iteration after the peer aborted failed");
+  expectError(
+      first, "unusable after an earlier failure", [&] { sync.finish(); }, "sticky: a second finish()");
+  expectError(
+      first, "unusable after an earlier failure", [&] { sync.markReady(w.data()); }, "sticky: markReady after it");
+}
+
 }  // namespace
 
 int main() {
@@ -382,6 +420,7 @@ int main() {
     checkZero1(comm, Compression::kBf16);
     checkBroadcast(comm);
     checkErrors(comm);
+    checkStickyFailure(comm);
     // The communicator is still healthy after all of that.
     lockstepResult_t async = lockstepSuccess;
     lockstepCommGetAsyncError(comm.get(), &async);
