@@ -191,10 +191,7 @@ LOCKSTEP_API lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, 
 
 /* Non-blocking forms, as MPI's MPI_I*: each returns at once with a request; the operation runs
  * on the communicator's progress thread, after earlier operations, while the caller works. The
- * buffers must stay untouched until the request completes. Outside a group, lockstepIsend and
- * lockstepIrecv on host memory are held until the next call on the communicator, or a wait, test
- * or free of one of them, which launches all held ones together (so an Isend/Irecv exchange
- * cannot deadlock, as in MPI). */
+ * buffers must stay untouched until the request completes. */
 LOCKSTEP_API lockstepResult_t lockstepIallReduce(const void* sendbuff, void* recvbuff, size_t count,
                                                  lockstepDataType_t datatype, lockstepRedOp_t op, lockstepComm_t comm,
                                                  lockstepRequest_t* request);

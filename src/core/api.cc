@@ -97,9 +97,6 @@ void closeComm(lockstepComm_t comm, bool abort) {
       throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
                          " on a communicator with calls in an open group");
     }
-    // Sends and receives held for the next call run before the destroy (which waits for them);
-    // an abort fails them.
-    if (!abort) impl->launchDeferred();
     if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
     // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
     if (abort) impl->abort();
@@ -275,21 +272,6 @@ template <typename F>
 lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
   if (request) return body();
   return guarded([] { throw InvalidArgument("request is NULL"); });
-}
-
-// A send or receive held back for the next call (Communicator::defer) is launched now: its
-// request is being waited for, tested or let go of. Once launched, slot->work is set (read
-// after launchDeferred's lock, which the launching thread held while writing it).
-void launchIfDeferred(lockstepRequest_t request) {
-  const lockstepComm_t comm = request->slot->deferredOn;
-  if (comm == nullptr) return;
-  try {
-    CommUse use(comm);
-    use->launchDeferred();
-  } catch (const Error&) {
-    // Destroyed or aborted since: a destroy or abort launches what is deferred first, so the
-    // request has its Work by now.
-  }
 }
 
 // Why a request cannot be waited for or tested yet.
@@ -469,28 +451,14 @@ const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError.c_
     const bool onStream = d.device || stream != nullptr;
     if (onStream) checkStreamPath(opKindName(kind), request != nullptr);
     auto req = request ? std::make_unique<lockstepRequest>() : nullptr;
-    if (!group.active() && !onStream && isPointToPoint(kind)) {
-      // Ungrouped sends and receives are held and launched together with the next call, as one
-      // fused Work (Communicator::defer); a blocking one joins them and waits.
-      if (req) {
-        req->slot->deferredOn = comm;
-        c.defer(d, req->slot);
-      } else if (c.hasDeferred()) {
-        c.launchDeferred(&d);
-      } else {
-        c.run(d);
-      }
+    if (group.active()) {
+      group.add(comm, d, req ? req->slot : nullptr, onStream, stream);
+    } else if (req) {
+      req->slot->work = c.submit(d);
+    } else if (onStream) {
+      c.postOnStream({&d, 1}, stream);
     } else {
-      if (c.hasDeferred()) c.launchDeferred();  // they were posted first
-      if (group.active()) {
-        group.add(comm, d, req ? req->slot : nullptr, onStream, stream);
-      } else if (req) {
-        req->slot->work = c.submit(d);
-      } else if (onStream) {
-        c.postOnStream({&d, 1}, stream);
-      } else {
-        c.run(d);
-      }
+      c.run(d);
     }
     if (request) *request = req.release();
   });
@@ -597,7 +565,6 @@ lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
       *done = 1;
       return;
     }
-    launchIfDeferred(*request);
     Work* w = (*request)->slot->work.get();
     if (!w) throw InvalidUsage(unlaunched());
     if (!w->done.load(std::memory_order_acquire)) return;
@@ -610,7 +577,6 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
   return guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
     if (*request == nullptr) return;
-    launchIfDeferred(*request);
     // An operation launched before the open group (a non-blocking call, an earlier group) runs on
     // its own and may be waited for here; one of the open group cannot start before its GroupEnd.
     Work* w = (*request)->slot->work.get();
@@ -629,7 +595,6 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
 lockstepResult_t lockstepRequestLaunched(lockstepRequest_t request, int* launched) {
   return guarded([&] {
     if (!launched) throw InvalidArgument("launched is NULL");
-    if (request) launchIfDeferred(request);  // a held send or receive is launched on demand
     *launched = request == nullptr || request->slot->work != nullptr;
   });
 }
@@ -637,8 +602,7 @@ lockstepResult_t lockstepRequestLaunched(lockstepRequest_t request, int* launche
 lockstepResult_t lockstepRequestFree(lockstepRequest_t* request) {
   return guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
-    if (*request) launchIfDeferred(*request);  // it still runs, unobserved
-    delete *request;                           // the open group, if any, keeps the slot alive
+    delete *request;  // the open group, if any, keeps the slot alive
     *request = nullptr;
   });
 }
@@ -678,7 +642,6 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
       refusal = "color " + std::to_string(color) + " is negative (use LOCKSTEP_SPLIT_NOCOLOR to opt out)";
     }
     if (Group::current().active()) throw InvalidUsage("lockstepCommSplit inside a group");
-    c.launchDeferred();  // posted before the split
     std::unique_ptr<Communicator> child = c.split(color, key, refusal);
     if (!child) return;
     auto shell = std::make_unique<lockstepComm>();

@@ -8,7 +8,6 @@
 #include "bootstrap/tcp_bootstrap.h"
 #include "kernels/dtype.h"
 #include "src/core/errors.h"
-#include "src/core/group.h"
 #include "src/core/logging.h"
 #include "src/exec/cuda_driver.h"
 #include "src/topo/ordering.h"
@@ -391,31 +390,6 @@ void Communicator::runNow(Work& w) {
   if (w.result != lockstepSuccess) throw Error(w.result, w.error);
 }
 
-void Communicator::defer(const OpDesc& op, std::shared_ptr<RequestSlot> slot) {
-  std::lock_guard<std::mutex> lock(deferredMu_);
-  deferred_.push_back(Deferred{op, std::move(slot)});
-  deferredCount_.store(deferred_.size(), std::memory_order_relaxed);
-}
-
-void Communicator::launchDeferred(const OpDesc* blocking) {
-  auto fused = std::make_shared<Work>();
-  {
-    std::lock_guard<std::mutex> lock(deferredMu_);
-    if (deferred_.empty() && !blocking) return;
-    std::vector<OpDesc> ops;
-    for (const Deferred& d : deferred_) ops.push_back(d.op);
-    if (blocking) ops.push_back(*blocking);
-    planPointToPoint(ops, rank_, nranks_, fused.get());
-    for (const Deferred& d : deferred_) d.slot->work = fused;
-    deferred_.clear();
-    deferredCount_.store(0, std::memory_order_relaxed);
-    enqueue({&fused, 1});
-  }
-  if (!blocking) return;
-  waitWork(*fused, Deadline::never());  // the op itself is bounded by its deadline
-  if (fused->result != lockstepSuccess) throw Error(fused->result, fused->error);
-}
-
 void Communicator::run(const OpDesc& op) {
   // Training loops repeat the same calls: the same shape reuses its plan (a schedule is a pure
   // function of the shape) and only points it at the new buffers.
@@ -672,7 +646,6 @@ Algorithm Communicator::chooseForKernels(const OpDesc& op) {
 
 void Communicator::abort() {
   aborted_->store(true);
-  launchDeferred();  // they fail at once, as aborted, and their requests say so
   if (ipc_) ipc_->abort();
   health_->markAborted();
 }

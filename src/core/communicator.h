@@ -34,7 +34,6 @@
 namespace lockstep {
 
 class IpcEngine;
-struct RequestSlot;
 
 class Communicator {
  public:
@@ -75,15 +74,6 @@ class Communicator {
   void enqueue(std::span<const std::shared_ptr<Work>> works);
   // Runs a planned Work: inline if the communicator is idle, else after the queued work.
   void runNow(Work& work);
-  // Ungrouped non-blocking sends and receives on host memory wait here, and the next call on
-  // this communicator (or a wait, test or free of one of their requests) launches all of them as
-  // one fused Work, as a group would: so an Isend and an Irecv progress together, as MPI's do
-  // (whose progress, too, comes from the library's calls), instead of one after the other.
-  void defer(const OpDesc& op, std::shared_ptr<RequestSlot> slot);
-  // Launches what defer() holds, first. With `blocking` (a blocking send or receive, which joins
-  // them), waits for the fused Work and throws its failure.
-  void launchDeferred(const OpDesc* blocking = nullptr);
-  bool hasDeferred() const { return deferredCount_.load(std::memory_order_relaxed) != 0; }
   // Queues ops (one call, or a group's calls on this communicator) ordered with a CUDA stream,
   // their device buffers staged through pinned host memory (src/exec/stream_order.h); returns
   // without waiting for the stream or the peers.
@@ -175,16 +165,6 @@ class Communicator {
   // Shared with the API's handle, so that an abort can still reach a communicator whose destroy
   // is under way (the handle refuses every other call by then).
   std::shared_ptr<std::atomic<bool>> aborted_ = std::make_shared<std::atomic<bool>>(false);
-
-  // defer()'s ops. deferredMu_ is held from taking them to their enqueue, so that no op posted
-  // after them can run first (launchDeferred may run on a thread that waits for a request).
-  struct Deferred {
-    OpDesc op;
-    std::shared_ptr<RequestSlot> slot;
-  };
-  std::mutex deferredMu_;
-  std::vector<Deferred> deferred_;
-  std::atomic<size_t> deferredCount_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -21,9 +21,6 @@ struct Work;
 // either may go first.
 struct RequestSlot {
   std::shared_ptr<Work> work;  // null until the group the call was posted in has ended
-  // Set for an ungrouped send or receive held back to be launched with the next call
-  // (Communicator::defer): a wait on it launches it.
-  lockstepComm_t deferredOn = nullptr;
 };
 
 class Group {
