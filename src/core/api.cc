@@ -62,7 +62,8 @@ template <typename F>
 template <typename F>
 [[gnu::always_inline]] inline lockstepResult_t guarded(F&& body) {
   const lockstepResult_t r = converted(std::forward<F>(body));
-  if (r != lockstepSuccess) [[unlikely]]
+  // lockstepInProgress is a wait's deadline passing: an answer, not a failure.
+  if (r != lockstepSuccess && r != lockstepInProgress) [[unlikely]]
     failGroup(r);
   return r;
 }

@@ -555,6 +555,31 @@ TEST(Groups, TheCxxGroupLaunchesNothingWhenItsFunctionThrows) {
 // of the open group. The destructor once waited on everything, was refused inside the group, and
 // so discarded the group; move-assigning the next iteration's request then freed the last one's
 // handle without waiting, and its buffer was freed under the running all-reduce.
+// A wait whose deadline passes inside a group is an answer (lockstepInProgress), not a failure:
+// the group still launches. It once discarded the group like any failed call.
+TEST(Groups, AWaitThatRunsOutOfTimeInsideAGroupDoesNotDiscardIt) {
+  auto comms = initThreadComms(2);
+  float a = 1, b = 0, x = 1, y = 0;
+  lockstepRequest_t before = nullptr, inside = nullptr;
+  // Rank 1 has not called yet: this all-reduce cannot finish.
+  ASSERT_EQ(lockstepIallReduce(&a, &b, 1, lockstepFloat32, lockstepSum, comms[0], &before), lockstepSuccess);
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &inside), lockstepSuccess);
+  EXPECT_EQ(lockstepWait(&before, 10), lockstepInProgress);
+  EXPECT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+  std::thread rank1([&] {
+    float c = 1, d = 0, u = 1, v = 0;
+    EXPECT_EQ(lockstepAllReduce(&c, &d, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepSuccess);
+    EXPECT_EQ(lockstepAllReduce(&u, &v, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepSuccess);
+  });
+  EXPECT_EQ(lockstepWait(&before, -1), lockstepSuccess);
+  EXPECT_EQ(lockstepWait(&inside, -1), lockstepSuccess);
+  rank1.join();
+  EXPECT_EQ(b, 2.0f);
+  EXPECT_EQ(y, 2.0f);
+  destroyAll(comms);
+}
+
 TEST(Groups, RequestsLaunchedBeforeAGroupCanBeWaitedForInsideIt) {
   auto comms = initThreadComms(1);
   const size_t n = size_t{1} << 20;  // long enough to still be running at the next group
