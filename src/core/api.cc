@@ -78,6 +78,9 @@ Config loadConfig() {
 
 struct lockstepRequest {
   std::shared_ptr<RequestSlot> slot = std::make_shared<RequestSlot>();
+  // As a communicator's (comm_handle.h): a forked child's copy waits on a progress thread that
+  // exists only in the parent, so it is refused rather than waited for ever.
+  const uint32_t generation = forkGeneration();
 };
 
 namespace {
@@ -273,6 +276,14 @@ template <typename F>
 lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
   if (request) return body();
   return guarded([] { throw InvalidArgument("request is NULL"); });
+}
+
+void checkSameProcess(lockstepRequest_t request) {
+  if (request->generation != gForkGeneration.load(std::memory_order_relaxed)) {
+    throw InvalidUsage(
+        "the request belongs to the process that made it: this process was forked from it since; its "
+        "operation runs there");
+  }
 }
 
 // Why a request cannot be waited for or tested yet.
@@ -566,6 +577,7 @@ lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
       *done = 1;
       return;
     }
+    checkSameProcess(*request);
     Work* w = (*request)->slot->work.get();
     if (!w) throw InvalidUsage(unlaunched());
     if (!w->done.load(std::memory_order_acquire)) return;
@@ -578,6 +590,7 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
   return guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
     if (*request == nullptr) return;
+    checkSameProcess(*request);
     // An operation launched before the open group (a non-blocking call, an earlier group) runs on
     // its own and may be waited for here; one of the open group cannot start before its GroupEnd.
     Work* w = (*request)->slot->work.get();

@@ -80,6 +80,11 @@ TEST(Api, AForkedChildCannotUseItsParentsCommunicator) {
     float x = 1;
     EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
   });
+  // A request in flight at the fork (rank 1 has not joined it yet): in the child, a wait on it
+  // would poll for ever for a progress thread that exists only in the parent.
+  float a = 1, b = 0;
+  lockstepRequest_t pending = nullptr;
+  ASSERT_EQ(lockstepIallReduce(&a, &b, 1, lockstepFloat32, lockstepSum, comms[0], &pending), lockstepSuccess);
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
@@ -87,7 +92,8 @@ TEST(Api, AForkedChildCannotUseItsParentsCommunicator) {
     const bool refused =
         lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr) == lockstepInvalidUsage &&
         std::strstr(lockstepGetLastError(nullptr), "forked") != nullptr &&
-        lockstepCommDestroy(comms[0]) == lockstepInvalidUsage && lockstepCommAbort(comms[1]) == lockstepInvalidUsage;
+        lockstepCommDestroy(comms[0]) == lockstepInvalidUsage && lockstepCommAbort(comms[1]) == lockstepInvalidUsage &&
+        lockstepWait(&pending, -1) == lockstepInvalidUsage;
     _exit(refused ? 0 : 1);
   }
   int status = -1;
@@ -102,6 +108,10 @@ TEST(Api, AForkedChildCannotUseItsParentsCommunicator) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  float c = 1, d = 0;
+  EXPECT_EQ(lockstepAllReduce(&c, &d, 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepSuccess);
+  EXPECT_EQ(lockstepWait(&pending, -1), lockstepSuccess);
+  EXPECT_EQ(b, 2.0f);
   onThreads(2, [&](int r) {
     float x = 1;
     EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
