@@ -605,6 +605,7 @@ TEST(Groups, RequestsLaunchedBeforeAGroupCanBeWaitedForInsideIt) {
   // whose buffers are freed right after.
   lockstep::Request pending;
   std::unique_ptr<std::vector<float>> lastIn, lastOut;
+  float q = 0;  // the dropped ops' output: it must outlive them (they end by destroyAll)
   for (int iter = 0; iter < 4; ++iter) {
     auto in = std::make_unique<std::vector<float>>(n, float(iter + 1));
     auto out = std::make_unique<std::vector<float>>(n, 0.0f);
@@ -612,7 +613,6 @@ TEST(Groups, RequestsLaunchedBeforeAGroupCanBeWaitedForInsideIt) {
       lockstepRequest_t r = nullptr;
       ASSERT_EQ(lockstepIallReduce(in->data(), out->data(), n, lockstepFloat32, lockstepSum, comms[0], &r), 0);
       pending = lockstep::Request(r);  // waits for the last iteration's op
-      float q = 0;
       lockstepRequest_t dropped = nullptr;
       ASSERT_EQ(lockstepIallReduce(&x, &q, 1, lockstepFloat32, lockstepSum, comms[0], &dropped), 0);
       lockstep::Request discard(dropped);  // dropped inside the group: the group keeps the op
