@@ -290,18 +290,22 @@ void HostExecutor::slowChecks(Ctx& ctx) {
           peer, ctx.op.label() + ": " + names_[peer] + " is gone (process exited or connection closed)" + waited());
     }
     // A peer that destroyed its communicator and lives on: its link stays up (shared memory), so
-    // only its goodbye tells. Collectives learn it from the watchdog; sends and receives, which
-    // the watchdog does not follow, here. Not over sockets: the goodbye, on its own connection,
-    // can overtake the peer's last data (a retransmission on a lossy link), and the data
-    // connection's end shows in peerGone() after that data.
-    if (std::string left = monitor_ && links_[peer]->deliveredWhenPosted() ? monitor_->departed(peer) : "";
-        !left.empty()) {
+    // only its goodbye tells. Collectives learn it from the watchdog, which compares the ops it
+    // completed; sends and receives, which the watchdog does not follow, here. Not over sockets:
+    // the goodbye, on its own connection, can overtake the peer's last data (a retransmission on
+    // a lossy link), and the data connection's end shows in peerGone() after that data.
+    if (std::string left = leftForGood(peer, ctx); !left.empty()) {
       if (advance(lane, ctx)) continue;
       throw RemoteError(peer, ctx.op.label() + ": " + left + waited());
     }
     if (expired) timeout(ctx, waitsForData ? "data from " + names_[peer] : names_[peer] + " to free a slot");
   }
   if (expired) timeout(ctx, "its own work (no lane is waiting on a peer)");
+}
+
+std::string HostExecutor::leftForGood(int peer, const Ctx& ctx) const {
+  if (!ctx.pointToPoint || !monitor_ || !links_[peer]->deliveredWhenPosted()) return {};
+  return monitor_->departed(peer);
 }
 
 void HostExecutor::flush(Ctx& ctx) {
@@ -324,8 +328,7 @@ void HostExecutor::flush(Ctx& ctx) {
       throw RemoteError(stuck,
                         ctx.op.label() + ": " + names_[stuck] + " is gone before it took this rank's last sends");
     }
-    if (std::string left = monitor_ && links_[stuck]->deliveredWhenPosted() ? monitor_->departed(stuck) : "";
-        !left.empty()) {
+    if (std::string left = leftForGood(stuck, ctx); !left.empty()) {
       throw RemoteError(stuck, ctx.op.label() + ": " + left + " before it took this rank's last sends");
     }
     if (ctx.deadline.expired()) timeout(ctx, names_[stuck] + " to accept the last sends");

@@ -94,6 +94,9 @@ class HostExecutor {
   // With detach false, only forgets the messages that have left.
   void settleRefs(const char* p, size_t bytes, bool detach);
   void slowChecks(Ctx& ctx);
+  // For a send/recv Work over a link whose data is in reach once posted (shm, inproc): why
+  // `peer`, which left the communicator, will send or take nothing more; else empty.
+  std::string leftForGood(int peer, const Ctx& ctx) const;
   // The sleeping phase of waiting: on the link the first blocked lane needs, for at most ns.
   void sleepOnBlockedLink(long ns);
   // Throws Mismatch (naming the peer and the first differing field) unless the message is the
