@@ -81,20 +81,21 @@ class CommUse {
 
 // Marks a thread's collective or send/recv call on a communicator. One thread drives a
 // communicator at a time (as in NCCL): two at once shared its reusable plans and sequence
-// numbers, and calls returned success with wrong sums. Relaxed loads and stores, not a locked
-// instruction, on the small-message path: a race between two misusing threads may go unseen,
-// but a correct program, whose calls are ordered, can never be refused.
+// numbers, and calls returned success with wrong sums. Plain loads and stores (acquire, release:
+// no locked instruction on x86), not a read-modify-write, on the small-message path: a race
+// between two misusing threads may go unseen, but a correct program, whose calls are ordered,
+// can never be refused, and a call that sees the last one's end is ordered after it.
 class PostGuard {
  public:
   explicit PostGuard(lockstepComm_t comm) : comm_(comm) {
-    if (comm->posting.load(std::memory_order_relaxed)) {
+    if (comm->posting.load(std::memory_order_acquire)) {
       throw InvalidUsage(
           "another thread is inside a call on this communicator: one thread drives a communicator at a "
           "time (as in NCCL); give each thread a communicator of its own (lockstepCommSplit)");
     }
     comm->posting.store(true, std::memory_order_relaxed);
   }
-  ~PostGuard() { comm_->posting.store(false, std::memory_order_relaxed); }
+  ~PostGuard() { comm_->posting.store(false, std::memory_order_release); }
   PostGuard(const PostGuard&) = delete;
   PostGuard& operator=(const PostGuard&) = delete;
 

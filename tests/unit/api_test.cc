@@ -125,6 +125,9 @@ TEST(Api, AForkedChildCannotUseItsParentsCommunicator) {
 // sequence numbers, and calls returned success with wrong sums. The first thread's calls are
 // untouched, and calls made one after the other from different threads are fine.
 TEST(Api, ASecondThreadInsideACallOnTheSameCommunicatorIsRefused) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "two threads race on one communicator on purpose (the misuse refused here)";
+#endif
   auto comms = initComms(1);
   const size_t n = size_t{4} << 20;  // 16 MiB: each call takes milliseconds
   std::vector<float> in(n, 1.0f), out(n);
