@@ -141,10 +141,9 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
           printRow(size, count, dataTypeName(t), collReduces(kColl) ? redOpName(op) : "none", root, factor, oopUs,
                    oopWrong, ipUs, ipWrong);
           // As nccl-tests: the average is over the out-of-place and the in-place figures.
-          busSum += size / (oopUs * 1e-6) / 1e9 * factor;
-          ++rows;
-          if (ipUs > 0) {
-            busSum += size / (ipUs * 1e-6) / 1e9 * factor;
+          for (double us : {oopUs, ipUs}) {
+            if (us <= 0) continue;  // no in-place form
+            busSum += size / (us * 1e-6) / 1e9 * factor;
             ++rows;
           }
         }

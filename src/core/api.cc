@@ -279,7 +279,7 @@ lockstepResult_t requestArg(lockstepRequest_t* request, F&& body) {
 }
 
 void checkSameProcess(lockstepRequest_t request) {
-  if (request->generation != gForkGeneration.load(std::memory_order_relaxed)) {
+  if (forkedSince(request->generation)) {
     throw InvalidUsage(
         "the request belongs to the process that made it: this process was forked from it since; its "
         "operation runs there");

@@ -32,6 +32,9 @@ inline uint32_t forkGeneration() {
   return gForkGeneration.load(std::memory_order_relaxed);
 }
 
+// Whether this process was forked from the one where forkGeneration() returned `generation`.
+inline bool forkedSince(uint32_t generation) { return generation != gForkGeneration.load(std::memory_order_relaxed); }
+
 }  // namespace lockstep
 
 struct lockstepComm {
@@ -59,7 +62,7 @@ class CommUse {
       comm->inflight.fetch_sub(1);
       throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
     }
-    if (comm->generation != gForkGeneration.load(std::memory_order_relaxed)) {
+    if (forkedSince(comm->generation)) {
       // Its threads and peers are the parent's: a collective here would stand in for the parent
       // rank, and a destroy would wait for threads that do not exist in this process. Refused,
       // destroy included (the copy is left as it is).

@@ -465,8 +465,6 @@ std::shared_ptr<Work> Communicator::submit(const OpDesc& op) {
 }
 
 bool Communicator::postIpc(std::span<const OpDesc> ops, void* stream) {
-  if (aborted_->load()) throw Error(lockstepAborted, "communicator aborted");
-  health_->check();  // the group's failure, naming its culprit
   if (ipc_->error() != lockstepSuccess) throw Error(ipc_->error(), ipc_->errorText());
   // Every rank decides alike (the same calls, the same tuner). Kernels reach device memory only:
   // host buffers on a stream, and the barrier (whose bytes are host scratch), take the staged
@@ -538,8 +536,7 @@ void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
   if (driver && driver->streamIsCapturing && driver->streamIsCapturing(stream, &capturing) == 0 && capturing != 0) {
     throw InvalidUsage("the stream is being captured into a CUDA graph, which Lockstep calls do not support yet");
   }
-  if (ipc_ && postIpc(ops, stream)) return;
-  // As postIpc: a communicator that failed or was aborted takes no more work. The staged op
+  // A communicator that failed or was aborted takes no more work, on either path. A staged op
   // would fail without running, and the stream, already given its copy-out, would copy into the
   // caller's buffer whatever the recycled staging held (an earlier call's result), while the
   // call returned success.
@@ -548,6 +545,7 @@ void Communicator::postOnStream(std::span<const OpDesc> ops, void* stream) {
   if (const lockstepResult_t broken = brokenCode_.load(); broken != lockstepSuccess) {
     throw Error(broken, "communicator unusable after an earlier failure (lockstepCommGetAsyncError returns it)");
   }
+  if (ipc_ && postIpc(ops, stream)) return;
   if (!streamOrder_) streamOrder_ = std::make_unique<StreamOrder>(*cudaDriver(), config_.timeout, aborted_);
   std::vector<StagedOp> staged;
   staged.reserve(ops.size());
