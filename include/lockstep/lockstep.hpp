@@ -67,6 +67,8 @@ inline lockstepUniqueId uniqueId() {
 // A non-blocking operation (MPI_Request-like). wait() returns when it is done and throws its
 // error; the destructor waits too, so buffers are never released under a running operation
 // (for an operation of a group still open, which has not started, it only lets go of the handle).
+// The destructor and move-assignment over a running request cannot throw: they drop its error,
+// as a std::future's destructor does. Call wait() to see it.
 class Request {
  public:
   Request() = default;

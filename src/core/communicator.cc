@@ -297,9 +297,16 @@ void Communicator::execute(Work& w, bool background) {
     if (code == lockstepRemoteError && health_->failure() == lockstepSuccess) {
       // A peer that vanished may only have been reacting to an earlier failure (it found another
       // rank dead and left): give the watchdog a moment to hear the root cause and report that.
+      // Or it destroyed its communicator and lives on: its goodbye, sent before it closed its
+      // data connections, says so, where a closed socket alone reads as a process that exited.
+      auto left = [&] { return culprit >= 0 ? health_->departed(culprit) : std::string(); };
       Deadline grace = Deadline::after(std::chrono::milliseconds(100));
-      while (health_->failure() == lockstepSuccess && !grace.expired()) {
+      std::string goodbye;
+      while (health_->failure() == lockstepSuccess && (goodbye = left()).empty() && !grace.expired()) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (!goodbye.empty() && text.find("left the communicator") == std::string::npos) {
+        text = std::string(w.info.label()) + ": " + goodbye + " (" + text + ")";
       }
     }
     try {

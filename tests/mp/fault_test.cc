@@ -158,14 +158,18 @@ TEST(Faults, AStoppedRankIsNamedBySendsAndReceivesAndUnderShortTimeouts) {
   }
 }
 
-// A rank that destroys its communicator and lives on, over shared memory, where its links stay
-// up: its peers' sends and receives once waited out their whole timeout (here 10 minutes) and
-// then blamed grouping; they fail at once saying that it left.
-TEST(Faults, ASendRecvPeerThatLeftIsNamedAtOnce) {
+// A rank that destroys its communicator and lives on. Over shared memory its links stay up: its
+// peers' sends and receives once waited out their whole timeout (here 10 minutes) and then blamed
+// grouping. Over sockets its connections close, and the peers said "connection closed (did it
+// exit?)" of a process that was alive. Both fail at once saying that it left, for send/recv and
+// for collectives.
+class Leaves : public ::testing::TestWithParam<std::tuple<const char*, const char*>> {};
+
+TEST_P(Leaves, APeerThatLeftIsNamedAtOnce) {
+  const auto [transport, op] = GetParam();
   const int n = 3, victim = 2;
-  auto procs =
-      startRanks(n, {"--mode", "leave", "--victim", std::to_string(victim), "--after-ms", "200", "--op", "sendrecv"},
-                 {"LOCKSTEP_TIMEOUT=600", "LOCKSTEP_TRANSPORTS=shm"});
+  auto procs = startRanks(n, {"--mode", "leave", "--victim", std::to_string(victim), "--after-ms", "200", "--op", op},
+                          {"LOCKSTEP_TIMEOUT=600", std::string("LOCKSTEP_TRANSPORTS=") + transport});
   for (int r = 0; r < n; ++r) {
     if (r == victim) continue;
     ProcResult res = procs[r]->wait(30);
@@ -173,6 +177,13 @@ TEST(Faults, ASendRecvPeerThatLeftIsNamedAtOnce) {
     EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(TransportsAndOps, Leaves,
+                         ::testing::Combine(::testing::Values("shm", "socket"),
+                                            ::testing::Values("sendrecv", "allreduce")),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
+                         });
 
 class Mismatches : public ::testing::TestWithParam<const char*> {};
 
