@@ -5,6 +5,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "bootstrap/launch.h"
@@ -42,6 +43,10 @@ template <typename F>
     return e.code();
   } catch (const std::bad_alloc&) {
     tLastError = "out of memory";
+    return lockstepSystemError;
+  } catch (const std::system_error& e) {
+    // The system refused a resource (a thread, most often: std::thread's EAGAIN), not a bug.
+    tLastError = std::string("system error: ") + e.what();
     return lockstepSystemError;
   } catch (const std::exception& e) {
     tLastError = std::string("internal error: ") + e.what();

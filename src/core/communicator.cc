@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 #include <unordered_set>
 
 #include "bootstrap/root_service.h"
@@ -360,13 +361,26 @@ void Communicator::assignSeq(Work& w) {
 void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // The thread first: when the system refuses it, nothing is queued and no sequence number
+    // taken, so no op runs after its call has failed, and the next call is numbered as on the
+    // other ranks. The Works end with the error, for the requests and waits that hold them.
+    if (!progress_.joinable()) {
+      try {
+        progress_ = std::thread([this] { progressLoop(); });
+      } catch (const std::system_error& e) {
+        const SystemError error("pthread_create", e.code().value(),
+                                "starting the communicator's progress thread for non-blocking and queued work "
+                                "(a thread limit: ulimit -u or a pids cgroup?)");
+        for (const auto& w : works) finish(*w, error.code(), error.what());
+        throw error;
+      }
+    }
     for (const auto& w : works) {
       assignSeq(*w);
       if (w->queued == Clock::time_point{}) w->queued = stamp();
       queue_.push_back(w);
     }
     queued_.store(queue_.size());
-    if (!progress_.joinable()) progress_ = std::thread([this] { progressLoop(); });
   }
   cv_.notify_all();
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <string>
 
 #include "src/algo/collective.h"
@@ -142,7 +143,16 @@ void Group::launch(std::vector<Call> calls) {
     for (auto& w : plans[0].works) plans[0].comm->runNow(*w);
     return;
   }
-  for (auto& p : plans) p.comm->enqueue(p.works);
+  // A communicator that cannot queue (its thread refused) ends its own Works with the error; the
+  // blocking ops queued on the others still use the caller's buffers: wait for them.
+  std::exception_ptr refused;
+  for (auto& p : plans) {
+    try {
+      p.comm->enqueue(p.works);
+    } catch (...) {
+      if (!refused) refused = std::current_exception();
+    }
+  }
   const Work* failed = nullptr;
   for (auto& p : plans) {
     for (size_t i = 0; i < p.works.size(); ++i) {
@@ -151,6 +161,7 @@ void Group::launch(std::vector<Call> calls) {
       if (!failed && p.works[i]->result != lockstepSuccess) failed = p.works[i].get();
     }
   }
+  if (refused) std::rethrow_exception(refused);
   if (failed) throw Error(failed->result, failed->error);
 }
 

@@ -1,0 +1,132 @@
+// A rank whose process may start no more threads (ulimit -u, a pids cgroup): the calls that need
+// the communicator's progress thread fail with lockstepSystemError, saying so, and nothing of
+// theirs runs later. Once a non-blocking all-reduce that had failed this way stayed queued: it
+// ran at the next call that started the thread, wrote into a buffer its caller had been told was
+// not used, and the blocking call queued behind it ran twice (a sum of 12 where 6 was right, with
+// success).
+//
+// This binary stands in for the limit: it defines pthread_create itself (exported, so
+// libstdc++'s std::thread calls it), refusing with EAGAIN while a rank's thread asks it to.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <pthread.h>
+
+#include <cerrno>
+#include <string>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+#include "tests/common/thread_comms.h"
+
+namespace {
+thread_local bool tRefuseThreads = false;
+}
+
+extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg) {
+  using Real = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  static Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "pthread_create"));
+  if (tRefuseThreads) return EAGAIN;
+  return real(thread, attr, start, arg);
+}
+
+namespace lockstep {
+namespace {
+
+using testing::destroyAll;
+using testing::initThreadComms;
+using testing::onThreads;
+
+TEST(ThreadLimit, ACallThatCannotStartTheProgressThreadFailsAndNothingOfItRunsLater) {
+  const int n = 2;
+  auto comms = initThreadComms(n);
+  // Rank 0 cannot start threads for its first non-blocking call; rank 1 can, and its all-reduce
+  // waits for rank 0's next one, which must be the blocking call below: the failed call took no
+  // sequence number.
+  std::vector<std::string> errors(n);
+  std::vector<float> poisoned(n), sums(n), later(n);
+  onThreads(n, [&](int r) {
+    std::vector<float> a(1024, 1.f), b(1024, 3.f);
+    lockstepRequest_t req = nullptr;
+    if (r == 0) {
+      tRefuseThreads = true;
+      lockstepResult_t res =
+          lockstepIallReduce(a.data(), a.data(), a.size(), lockstepFloat32, lockstepSum, comms[r], &req);
+      tRefuseThreads = false;
+      EXPECT_EQ(res, lockstepSystemError);
+      EXPECT_EQ(req, nullptr);
+      errors[r] = lockstepGetLastError(comms[r]);
+      std::fill(a.begin(), a.end(), -1000.f);  // the caller was told the call did nothing
+    } else {
+      ASSERT_EQ(lockstepIallReduce(a.data(), a.data(), a.size(), lockstepFloat32, lockstepSum, comms[r], &req),
+                lockstepSuccess);
+    }
+    // Rank 0's blocking all-reduce pairs with rank 1's non-blocking one.
+    if (r == 0) {
+      EXPECT_EQ(lockstepAllReduce(b.data(), b.data(), b.size(), lockstepFloat32, lockstepSum, comms[r], nullptr),
+                lockstepSuccess)
+          << lockstepGetLastError(comms[r]);
+      sums[r] = b[0];
+    } else {
+      EXPECT_EQ(lockstepWait(&req, -1), lockstepSuccess) << lockstepGetLastError(comms[r]);
+      sums[r] = a[0];
+    }
+    // Then a non-blocking one on both, with threads allowed: it starts the thread that was
+    // refused, and must find nothing left behind by the failed call.
+    std::vector<float> c(1024, 5.f);
+    ASSERT_EQ(lockstepIallReduce(c.data(), c.data(), c.size(), lockstepFloat32, lockstepSum, comms[r], &req),
+              lockstepSuccess);
+    EXPECT_EQ(lockstepWait(&req, -1), lockstepSuccess) << lockstepGetLastError(comms[r]);
+    later[r] = c[0];
+    poisoned[r] = a[0];
+  });
+  EXPECT_NE(errors[0].find("progress thread"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[0].find("Resource temporarily unavailable"), std::string::npos) << errors[0];
+  EXPECT_EQ(sums[0], 3.f + 1.f);  // rank 0's blocking call met rank 1's non-blocking one
+  EXPECT_EQ(sums[1], 3.f + 1.f);
+  EXPECT_EQ(later[0], 10.f);
+  EXPECT_EQ(later[1], 10.f);
+  EXPECT_EQ(poisoned[0], -1000.f) << "the failed call wrote into its buffer later";
+  destroyAll(comms);
+}
+
+// The same through a group: GroupEnd fails, the group's request ends with the error instead of
+// waiting for ever, and the next call pairs with the peers' next one.
+TEST(ThreadLimit, AGroupThatCannotStartTheProgressThreadFailsItsRequests) {
+  const int n = 2;
+  auto comms = initThreadComms(n);
+  std::vector<float> sums(n);
+  std::string waitError;
+  onThreads(n, [&](int r) {
+    std::vector<float> a(64, 1.f), b(64, 3.f);
+    lockstepRequest_t req = nullptr;
+    if (r == 0) {
+      ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+      ASSERT_EQ(lockstepIallReduce(a.data(), a.data(), a.size(), lockstepFloat32, lockstepSum, comms[r], &req),
+                lockstepSuccess);
+      tRefuseThreads = true;
+      const lockstepResult_t res = lockstepGroupEnd();
+      tRefuseThreads = false;
+      EXPECT_EQ(res, lockstepSystemError) << lockstepGetLastError(comms[r]);
+      ASSERT_NE(req, nullptr);
+      EXPECT_EQ(lockstepWait(&req, 10000), lockstepSystemError);
+      waitError = lockstepGetLastError(comms[r]);
+      if (req) lockstepRequestFree(&req);
+      EXPECT_EQ(lockstepAllReduce(b.data(), b.data(), b.size(), lockstepFloat32, lockstepSum, comms[r], nullptr),
+                lockstepSuccess)
+          << lockstepGetLastError(comms[r]);
+      sums[r] = b[0];
+    } else {
+      EXPECT_EQ(lockstepAllReduce(a.data(), a.data(), a.size(), lockstepFloat32, lockstepSum, comms[r], nullptr),
+                lockstepSuccess)
+          << lockstepGetLastError(comms[r]);
+      sums[r] = a[0];
+    }
+  });
+  EXPECT_NE(waitError.find("progress thread"), std::string::npos) << waitError;
+  EXPECT_EQ(sums[0], 4.f);
+  EXPECT_EQ(sums[1], 4.f);
+  destroyAll(comms);
+}
+
+}  // namespace
+}  // namespace lockstep
