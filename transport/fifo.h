@@ -134,14 +134,17 @@ inline FifoHeader* initFifo(void* mem, int slots, size_t slotBytes) {
 }
 
 // A FIFO on the heap (threads of one process: inproc links, a rank's loopback link),
-// page-aligned as the header's cache-line alignment requires, zeroed (which also pre-faults).
+// page-aligned as the header's cache-line alignment requires. Its slots are zeroed, which
+// pre-faults them, unless `prefault` is false: a rank's loopback link, rarely used, then costs
+// no memory until a message to itself touches it (at the largest LOCKSTEP_SLOTS x
+// LOCKSTEP_SLOT_BYTES, 4 GiB per communicator: the out-of-memory killer ended the init).
 class HeapFifo {
  public:
-  HeapFifo(int slots, size_t slotBytes) {
+  HeapFifo(int slots, size_t slotBytes, bool prefault = true) {
     size_t bytes = fifoBytes(slots, slotBytes);
     mem_ = std::aligned_alloc(4096, (bytes + 4095) & ~size_t(4095));
     if (!mem_) throw SystemError("aligned_alloc", ENOMEM, "allocating a FIFO");
-    std::memset(mem_, 0, bytes);
+    std::memset(mem_, 0, prefault ? bytes : fifoHeaderBytes());
     header = initFifo(mem_, slots, slotBytes);
   }
   ~HeapFifo() { std::free(mem_); }

@@ -160,7 +160,8 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
       {"inproc", makeInprocTransport}, {"shm", makeShmTransport}, {"socket", makeSocketTransport}};
   links_.resize(nranks_);
   transportNames_.assign(nranks_, "self");
-  auto self = std::make_shared<HeapFifo>(config_.slots, config_.slotBytes);  // a rank's sends to itself
+  // A rank's sends to itself: not pre-faulted (see HeapFifo).
+  auto self = std::make_shared<HeapFifo>(config_.slots, config_.slotBytes, /*prefault=*/false);
   links_[rank_] = std::make_unique<FifoLink>(self->header, self->header, config_.slots, config_.slotBytes, self, Fd(),
                                              "rank " + std::to_string(rank_), rank_);
   std::vector<int> chosen(nranks_, -1);

@@ -7,8 +7,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "tests/common/thread_comms.h"
 #include "transport/shm/shm_segment.h"
@@ -112,6 +114,37 @@ TEST(Leaks, NoneAfterAFailureAndAbort) {
     });
   }
   expectBackTo(before);
+}
+
+long residentMiB() {
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * sysconf(_SC_PAGESIZE) >> 20;
+}
+
+// A rank's link to itself is rarely used: it takes memory only when a message to itself does.
+// Its slots were once zeroed at init, LOCKSTEP_SLOTS x LOCKSTEP_SLOT_BYTES per communicator (up
+// to 4 GiB), and at the largest settings the out-of-memory killer ended the init.
+TEST(Leaks, ARanksLinkToItselfTakesNoMemoryUntilUsed) {
+  setenv("LOCKSTEP_SLOTS", "16", 1);
+  setenv("LOCKSTEP_SLOT_BYTES", "64M", 1);  // 1 GiB of slots
+  const long before = residentMiB();
+  auto comms = initThreadComms(1);
+  unsetenv("LOCKSTEP_SLOTS");
+  unsetenv("LOCKSTEP_SLOT_BYTES");
+  ASSERT_NE(comms[0], nullptr);
+  EXPECT_LT(residentMiB() - before, 128) << "MiB resident after creating a one-rank communicator";
+  // It still carries messages to itself.
+  std::vector<int> out(1000, 7), in(1000, 0);
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepSend(out.data(), out.size(), lockstepInt32, 0, comms[0], nullptr), lockstepSuccess);
+  ASSERT_EQ(lockstepRecv(in.data(), in.size(), lockstepInt32, 0, comms[0], nullptr), lockstepSuccess);
+  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(comms[0]);
+  EXPECT_EQ(in, out);
+  testing::destroyAll(comms);
 }
 
 // A process killed while its shared-memory segments were still named in /dev/shm (between their
