@@ -47,10 +47,15 @@ LaunchPlan planLaunch(const Config& config) {
   if (!env.secretHex.empty()) {
     fromHex(env.secretHex, plan.id.secret.data(), plan.id.secret.size(), "LOCKSTEP_SECRET");
   } else {
-    // From the root's text alone, as every rank of the job gives it. Not the world size: a rank
-    // with another size must reach the root to be told "communicator size N, expected M",
-    // where a different secret would make it a stranger the root drops without a word.
+    // From the root's text, as every rank of the job gives it, and the launcher's job identity
+    // where it gives one (Slurm's job and step, torchrun's run id, OpenMPI's job, PMIx's
+    // namespace): without it, a rank of another job started on the same LOCKSTEP_ROOT while
+    // this one gathers joined this job's communicator in place of the rank that was late. Not
+    // the world size: a rank with another size must reach the root to be told "communicator
+    // size N, expected M", where a different secret would make it a stranger the root drops
+    // without a word.
     std::string seed = "lockstep-root/" + env.root;
+    if (!env.job.empty()) seed += "/" + env.job;
     uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
     for (unsigned char c : seed) h1 = (h1 ^ c) * 1099511628211ull, h2 = (h2 ^ c) * 0x100000001b3ull + 7;
     std::memcpy(plan.id.secret.data(), &h1, 8);

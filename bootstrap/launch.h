@@ -19,8 +19,9 @@ struct LaunchPlan {
 };
 
 // LOCKSTEP_UNIQUE_ID wins over LOCKSTEP_ROOT. With LOCKSTEP_ROOT, the secret comes from
-// LOCKSTEP_SECRET, or is derived from the root address and size (then anyone who can reach the
-// port and knows both can join: set LOCKSTEP_SECRET or use LOCKSTEP_UNIQUE_ID on shared networks).
+// LOCKSTEP_SECRET, or is derived from the root address and the launcher's job identity, if any
+// (then anyone who can reach the port and knows both can join: set LOCKSTEP_SECRET or use
+// LOCKSTEP_UNIQUE_ID on shared networks).
 LaunchPlan planLaunch(const Config& config);
 
 }  // namespace lockstep

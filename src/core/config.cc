@@ -62,15 +62,21 @@ struct LauncherVars {
   const char* rank;
   const char* size;
   const char* localRank;
+  // What names the job, the same on each of its ranks: up to two variables.
+  const char* job[2];
 };
 
 // In precedence order (README, "Launching"): torchrun, Slurm, OpenMPI, PMI, PMIx.
 constexpr LauncherVars kLaunchers[] = {
-    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
-    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID"},
-    {"openmpi", "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK"},
-    {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"},
-    {"pmix", "PMIX_RANK", nullptr, nullptr},
+    {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", {"TORCHELASTIC_RUN_ID", nullptr}},
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", {"SLURM_JOB_ID", "SLURM_STEP_ID"}},
+    {"openmpi",
+     "OMPI_COMM_WORLD_RANK",
+     "OMPI_COMM_WORLD_SIZE",
+     "OMPI_COMM_WORLD_LOCAL_RANK",
+     {"OMPI_MCA_ess_base_jobid", nullptr}},
+    {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", {nullptr, nullptr}},
+    {"pmix", "PMIX_RANK", nullptr, nullptr, {"PMIX_NAMESPACE", nullptr}},
 };
 constexpr int kMaxRanks = 1 << 24;
 
@@ -93,6 +99,13 @@ LaunchEnv readLaunchEnv(const Var& var) {
       if (auto local = var(l.localRank)) env.localRank = parseInt(*local, l.localRank, 0, kMaxRanks);
     }
     env.launcher = env.launcher.empty() ? l.launcher : env.launcher + "+" + l.launcher;
+    for (const char* name : l.job) {
+      if (!name) continue;
+      if (auto v = var(name)) {
+        if (!env.job.empty()) env.job += '/';
+        env.job.append(name).append("=").append(*v);
+      }
+    }
     if (std::string(l.launcher) == "torchrun") {
       // torchrun's own store (or the trainer's init_process_group) usually holds MASTER_PORT
       // itself, so the Lockstep rendezvous takes the next port.

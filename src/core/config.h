@@ -32,6 +32,7 @@ struct LaunchEnv {
   std::string secretHex;         // LOCKSTEP_SECRET: 32 hex digits, for LOCKSTEP_ROOT mode
   std::string launcher;          // whose variables gave rank and size: "lockstep", "torchrun", "slurm", ...
   std::string rootFrom;          // which variable gave `root` ("LOCKSTEP_ROOT", "MASTER_ADDR/MASTER_PORT")
+  std::string job;               // the launcher's job identity ("SLURM_JOB_ID=12/SLURM_STEP_ID=0"), or empty
   // A launch variable that does not parse (the rest is then empty). Only init from the
   // environment fails with it: lockstepGetUniqueId, lockstep-run and lockstepCommInitRank do not
   // use these variables, and a stale value must not fail them.

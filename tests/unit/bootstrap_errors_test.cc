@@ -305,5 +305,36 @@ TEST(BootstrapErrors, TheRendezvousTimeoutSaysWhomItTurnedAway) {
   EXPECT_NE(turnedAway.find("turn this rank away"), std::string::npos) << turnedAway;
 }
 
+// Without LOCKSTEP_SECRET, the secret of a LOCKSTEP_ROOT job comes from the root's address and
+// the launcher's job identity: two jobs on one port at once (a late rank of one, a rank of the
+// other) no longer share a secret, so neither can join the other's communicator. One job's
+// ranks still agree, and without a job identity the address alone decides, as before.
+TEST(LaunchSecret, TheLaunchersJobIdentityTellsTwoJobsOnOneRootApart) {
+  auto secret = [](std::map<std::string, std::string> env) {
+    env["LOCKSTEP_ROOT"] = "127.0.0.1:29512";
+    Config c = Config::fromVariables([&](const char* name) -> const char* {
+      auto it = env.find(name);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+    return planLaunch(c).id.secret;  // rank 1: no rendezvous served here
+  };
+  auto slurm = [](const char* job, const char* step) {
+    return std::map<std::string, std::string>{
+        {"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "4"}, {"SLURM_JOB_ID", job}, {"SLURM_STEP_ID", step}};
+  };
+  EXPECT_EQ(secret(slurm("77", "0")), secret(slurm("77", "0")));
+  EXPECT_NE(secret(slurm("77", "0")), secret(slurm("78", "0")));
+  EXPECT_NE(secret(slurm("77", "0")), secret(slurm("77", "1")));
+  auto torchrun = [](const char* run) {
+    return std::map<std::string, std::string>{{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"TORCHELASTIC_RUN_ID", run}};
+  };
+  EXPECT_NE(secret(torchrun("a")), secret(torchrun("b")));
+  const std::map<std::string, std::string> plain{{"LOCKSTEP_RANK", "1"}, {"LOCKSTEP_WORLD_SIZE", "4"}};
+  EXPECT_EQ(secret(plain), secret(plain));
+  auto withSecret = plain;
+  withSecret["LOCKSTEP_SECRET"] = "00112233445566778899aabbccddeeff";
+  EXPECT_NE(secret(plain), secret(withSecret));
+}
+
 }  // namespace
 }  // namespace lockstep
