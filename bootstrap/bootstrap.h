@@ -24,6 +24,13 @@ class Bootstrap {
   // A communicator's split sets it to its failure check, so a peer that called something else,
   // or an abort, ends the split instead of its timeout. Empty: none.
   virtual void setInterrupt(std::function<void()> check) { (void)check; }
+  // False once `peer` has let go of its bootstrap: its process exited, or its setup failed and
+  // unwound. True while it holds it, or when that cannot be told. For the waits of setup that
+  // would hear nothing else from a peer that is gone, and would wait out the whole timeout.
+  virtual bool peerListening(int peer) {
+    (void)peer;
+    return true;
+  }
 };
 
 }  // namespace lockstep

@@ -79,10 +79,12 @@ void RootService::serve(std::chrono::milliseconds timeout) {
     LS_WARN_LIMITED(rejections, -1, "rendezvous " << address_.str() << ": rejected a connection: " << why);
     fd.reset();
   };
-  auto replyTo = [&](Fd& fd, lockstepResult_t status, const NetAddr& next, const std::string& msg) {
+  auto replyTo = [&](Fd& fd, lockstepResult_t status, const NetAddr& next, const std::string& msg,
+                     const NetAddr& prev = NetAddr{}) {
     RootReply r{};
     r.status = status;
     r.next = next;
+    r.prev = prev;
     std::snprintf(r.message, sizeof(r.message), "%s", msg.c_str());
     try {
       sendAll(fd.get(), &r, sizeof(r), Deadline::after(std::chrono::seconds(5)));
@@ -232,7 +234,9 @@ void RootService::serve(std::chrono::milliseconds timeout) {
     }
   }
   auto& ranks = bySize[formed];
-  for (int r = 0; r < formed; ++r) replyTo(ranks[r].fd, lockstepSuccess, ranks[(r + 1) % formed].addr, "");
+  for (int r = 0; r < formed; ++r) {
+    replyTo(ranks[r].fd, lockstepSuccess, ranks[(r + 1) % formed].addr, "", ranks[(r + formed - 1) % formed].addr);
+  }
   // Whoever came with another size is told which size won.
   for (auto& [n, group] : bySize) {
     if (n == formed) continue;

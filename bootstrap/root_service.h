@@ -28,6 +28,7 @@ struct RootReply {
   int32_t status;  // lockstepResult_t
   uint32_t reserved;
   NetAddr next;       // the ring successor's bootstrap address
+  NetAddr prev;       // the ring predecessor's: to tell whether it is gone while it is awaited
   char message[256];  // why, when status != lockstepSuccess
 };
 

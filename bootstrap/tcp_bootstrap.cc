@@ -52,6 +52,12 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
     throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
                   " ms " + doing + ": no answer from " + who);
   }
+  if (auto* se = dynamic_cast<const SystemError*>(&e); se && se->err == ECONNREFUSED && peer >= 0) {
+    // Its listener was up when it published its address, and stays up while the communicator
+    // lives: refused means the process exited or gave up (and once cost the whole timeout).
+    throw RemoteError(peer, "bootstrap: " + who + " refused the connection while " + doing +
+                                " (its process exited, or failed during setup)");
+  }
   throw;
 }
 
@@ -98,18 +104,33 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
 
   int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
   peers_[next] = reply.next;
+  peers_[prev] = reply.prev;
   // Send our hello to the successor, then serve the predecessor, then read the successor's
   // answer: the other order would have every rank waiting on its successor at once. Each stage
   // blames the rank it waits on.
   try {
-    next_ = connectTo(reply.next, dl);
+    next_ = connectTo(reply.next, dl, /*retryRefused=*/false);  // listening since it registered
     Hello hello = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
     sendAll(next_.get(), &hello, sizeof(hello), dl);
   } catch (const Error& e) {
     fail(e, next, "connecting to its ring successor");
   }
   try {
-    serveUntil(dl, [&] { return prev_.valid(); });
+    Deadline probe = Deadline::after(kProbeEvery);
+    serveUntil(dl, [&] {
+      if (prev_.valid()) return true;
+      if (probe.expired()) {
+        // A predecessor that failed (or died) before it connected never will.
+        if (!peerListening(prev)) {
+          throw RemoteError(prev, "bootstrap: rank " + std::to_string(prev) + " (" + peers_[prev].str() +
+                                      ") is gone while rank " + std::to_string(rank_) +
+                                      " waited for it to connect as its ring predecessor (its process exited, or "
+                                      "its setup failed)");
+        }
+        probe = Deadline::after(kProbeEvery);
+      }
+      return false;
+    });
   } catch (const Error& e) {
     fail(e, prev, "waiting for its ring predecessor to connect");
   }
@@ -219,7 +240,7 @@ bool TcpBootstrap::advance(Incoming& c) {
       c.payload.resize(c.header.bytes);  // bounded, and only after the sender proved the secret
     }
     if (c.got >= sizeof(Hello) + sizeof(P2PHeader) && c.got == sizeof(Hello) + sizeof(P2PHeader) + c.payload.size()) {
-      stash_.push_back(Stashed{c.hello.rank, c.header.tag, std::move(c.payload)});
+      if (c.header.tag != kProbeTag) stash_.push_back(Stashed{c.hello.rank, c.header.tag, std::move(c.payload)});
       return false;
     }
   }
@@ -279,15 +300,35 @@ void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
   std::memcpy(msg.data() + sizeof(h), &hdr, sizeof(hdr));
   if (bytes) std::memcpy(msg.data() + sizeof(h) + sizeof(hdr), data, bytes);
   try {
-    Fd fd = connectTo(peers_[peer], dl);
+    Fd fd = connectTo(peers_[peer], dl, /*retryRefused=*/false);  // listening since the rendezvous
     sendAllServing(fd.get(), msg.data(), msg.size(), dl, listen_.get(), [&] { serveOnce(0); });
   } catch (const Error& e) {
     fail(e, peer, "sending a bootstrap message");
   }
 }
 
+bool TcpBootstrap::peerListening(int peer) {
+  if (peer < 0 || peer >= nranks_ || peer == rank_ || !peers_[peer].valid()) return true;
+  char probe[sizeof(Hello) + sizeof(P2PHeader)];
+  const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
+  const P2PHeader hdr{kProbeTag, 0, 0};
+  std::memcpy(probe, &h, sizeof(h));
+  std::memcpy(probe + sizeof(h), &hdr, sizeof(hdr));
+  try {
+    const Deadline dl = Deadline::after(std::chrono::milliseconds(200));
+    Fd fd = connectTo(peers_[peer], dl, /*retryRefused=*/false);
+    sendAll(fd.get(), probe, sizeof(probe), dl);
+  } catch (const SystemError& e) {
+    return e.err != ECONNREFUSED;
+  } catch (const Error&) {
+    // Slow or reset: not known to be gone.
+  }
+  return true;
+}
+
 void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
   Deadline dl = deadline();
+  Deadline probe = Deadline::after(kProbeEvery);
   for (;;) {
     auto it =
         std::find_if(stash_.begin(), stash_.end(), [&](const Stashed& s) { return s.peer == peer && s.tag == tag; });
@@ -301,6 +342,14 @@ void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
       return;
     }
     if (interrupt_) interrupt_();
+    if (probe.expired()) {
+      if (!peerListening(peer)) {
+        throw RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " (" + peers_[peer].str() +
+                                    ") is gone while rank " + std::to_string(rank_) +
+                                    " waited for a message from it (its process exited, or its setup failed)");
+      }
+      probe = Deadline::after(kProbeEvery);
+    }
     try {
       if (dl.expired()) throw Timeout("no message arrived");
       serveOnce(dl.remainingMs(100));

@@ -29,6 +29,12 @@ class TcpBootstrap : public Bootstrap {
   void recv(int peer, int tag, void* data, size_t bytes) override;
   void barrier() override;
   void setInterrupt(std::function<void()> check) override { interrupt_ = std::move(check); }
+  // Connects to the peer's listener, which is up from before the rendezvous until its
+  // communicator is gone: refused means gone. A connection made is a probe message, which the
+  // peer drops unread.
+  bool peerListening(int peer) override;
+  // How often waits of setup probe the peer they wait for.
+  static constexpr std::chrono::milliseconds kProbeEvery{250};
 
   NetAddr listenAddress() const { return peers_[rank_]; }
   // For tests: connections this rank's listener accepted (the ring predecessor, and one per
@@ -50,6 +56,8 @@ class TcpBootstrap : public Bootstrap {
   void serveUntil(Deadline deadline, const std::function<bool()>& done);
   // One pass: waits up to timeoutMs for something to happen, then moves every connection on.
   void serveOnce(int timeoutMs);
+  // The tag of peerListening()'s message (no user of send() has a negative tag).
+  static constexpr int32_t kProbeTag = -1;
   struct P2PHeader {
     int32_t tag;
     uint32_t reserved;

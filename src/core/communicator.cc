@@ -761,11 +761,27 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   std::unique_ptr<RootService> root;
   if (newRank == 0) {
     id.secret = randomSecret();
-    root = std::make_unique<RootService>(localAddr_, id.secret, config_.timeout);
+    try {
+      root = std::make_unique<RootService>(localAddr_, id.secret, config_.timeout);
+    } catch (...) {
+      // Out of descriptors or threads: the others would wait for the id until the timeout. An
+      // id with no address tells them (if it can still be sent).
+      const UniqueIdInfo none{};
+      try {
+        for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &none, sizeof(none));
+      } catch (const std::exception&) {
+      }
+      throw;
+    }
     id.root = root->address();
     for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &id, sizeof(id));
   } else {
     bootstrap_->recv(members[0], tag, &id, sizeof(id));
+    if (!id.root.valid()) {
+      throw RemoteError(members[0], "lockstepCommSplit: rank " + std::to_string(members[0]) +
+                                        ", the new communicator's first rank, could not start its rendezvous (see "
+                                        "its error)");
+    }
   }
   const uint64_t commId = commIdFromSecret(id.secret);
   auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout);

@@ -7,6 +7,7 @@
 // the bootstrap ring, the control and data meshes, both their connect and accept sides) is the
 // one that runs out in some round.
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -131,6 +132,80 @@ TEST(FdLimit, ARankOutOfDescriptorsBlamesItsOwnLimitNotAPeer) {
   unsetenv("LOCKSTEP_TIMEOUT");
   EXPECT_GT(failed, 0) << "no round ran out of descriptors";
   EXPECT_GT(passed, 0) << "no round had enough descriptors: the sweep does not reach every setup step";
+}
+
+// Its peer hears of it: a rank that fails its setup after the rendezvous (here, out of
+// descriptors at every step in turn) lets go of its bootstrap, and the peer waiting for it there,
+// in the socket mesh or for a bootstrap message, fails within a second or so, naming it, instead of
+// waiting out the timeout (3 s here). One that fails before it reached the rendezvous is never
+// known to the others: they wait for it as for a rank not started yet.
+TEST(FdLimit, ThePeerOfARankThatFailsItsSetupHearsOfItAtOnce) {
+  setenv("LOCKSTEP_TRANSPORTS", "socket", 1);
+  setenv("LOCKSTEP_TIMEOUT", "3", 1);
+  int checked = 0;
+  for (int round = 0; round < 2 * 15; ++round) {
+    const int limited = round / 15, spare = round % 15, peer = 1 - limited;
+    lockstepUniqueId id;
+    int idPipe[2];
+    ASSERT_EQ(pipe(idPipe), 0);
+    const pid_t rootProc = fork();
+    ASSERT_GE(rootProc, 0);
+    if (rootProc == 0) {
+      close(idPipe[0]);
+      if (lockstepGetUniqueId(&id) != lockstepSuccess) _exit(1);
+      (void)!write(idPipe[1], &id, sizeof(id));
+      pause();
+      _exit(0);
+    }
+    close(idPipe[1]);
+    const bool gotId = read(idPipe[0], &id, sizeof(id)) == static_cast<ssize_t>(sizeof(id));
+    close(idPipe[0]);
+    ASSERT_TRUE(gotId);
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t pids[2];
+    for (int r = 0; r < 2; ++r) {
+      pids[r] = fork();
+      ASSERT_GE(pids[r], 0);
+      if (pids[r] == 0) {
+        close(fds[0]);
+        runRank(r, id, r == limited ? spare : -1, fds[1]);
+        _exit(0);
+      }
+    }
+    close(fds[1]);
+    // Both verdicts, each with the time it arrived after the limited rank's.
+    Verdict v[2]{};
+    double at[2] = {-1, -1};
+    const auto start = std::chrono::steady_clock::now();
+    for (int got = 0; got < 2;) {
+      pollfd pf{fds[0], POLLIN, 0};
+      if (poll(&pf, 1, 30000) != 1) break;
+      Verdict one{};
+      if (read(fds[0], &one, sizeof(one)) != static_cast<ssize_t>(sizeof(one))) break;
+      v[one.rank] = one;
+      at[one.rank] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      ++got;
+    }
+    for (pid_t p : {pids[0], pids[1], rootProc}) kill(p, SIGKILL);
+    for (pid_t p : {pids[0], pids[1], rootProc}) waitpid(p, nullptr, 0);
+    close(fds[0]);
+    ASSERT_GE(at[limited], 0) << spare << " spare descriptors: no verdict from the limited rank";
+    ASSERT_GE(at[peer], 0) << spare << " spare descriptors: no verdict from its peer within 30 s";
+    const std::string mine = v[limited].message, theirs = v[peer].message;
+    // Before it reached the rendezvous, no rank knows of it: the rendezvous waits for it as for
+    // a rank not started yet ("never connected").
+    if (v[limited].code == lockstepSuccess || theirs.find("never connected") != std::string::npos) continue;
+    ++checked;
+    EXPECT_LT(at[peer] - at[limited], 1.5)
+        << "rank " << limited << ", " << spare << " spare descriptors: the limited rank failed with \"" << mine
+        << "\"; its peer waited, then: " << theirs;
+    EXPECT_NE(v[peer].code, lockstepSuccess);
+    EXPECT_NE(theirs.find("rank " + std::to_string(limited)), std::string::npos) << theirs;
+  }
+  unsetenv("LOCKSTEP_TRANSPORTS");
+  unsetenv("LOCKSTEP_TIMEOUT");
+  EXPECT_GT(checked, 3) << "too few rounds failed after the rendezvous";
 }
 
 }  // namespace

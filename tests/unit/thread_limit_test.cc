@@ -12,6 +12,8 @@
 #include <pthread.h>
 
 #include <cerrno>
+#include <chrono>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -125,6 +127,35 @@ TEST(ThreadLimit, AGroupThatCannotStartTheProgressThreadFailsItsRequests) {
   EXPECT_NE(waitError.find("progress thread"), std::string::npos) << waitError;
   EXPECT_EQ(sums[0], 4.f);
   EXPECT_EQ(sums[1], 4.f);
+  destroyAll(comms);
+}
+
+// A split whose new first rank cannot start the new communicator's rendezvous (its thread, here)
+// tells the other members, which failed only at the timeout (30 s here) before.
+TEST(ThreadLimit, ASplitWhoseFirstRankCannotServeTheRendezvousFailsEveryMemberAtOnce) {
+  setenv("LOCKSTEP_TIMEOUT", "30", 1);
+  const int n = 3;
+  auto comms = initThreadComms(n);
+  unsetenv("LOCKSTEP_TIMEOUT");
+  std::vector<lockstepResult_t> results(n);
+  std::vector<std::string> errors(n);
+  std::vector<double> seconds(n);
+  onThreads(n, [&](int r) {
+    lockstepComm_t child = nullptr;
+    const auto start = std::chrono::steady_clock::now();
+    tRefuseThreads = r == 0;
+    results[r] = lockstepCommSplit(comms[r], 0, r, &child);
+    tRefuseThreads = false;
+    seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    errors[r] = lockstepGetLastError(comms[r]);
+    if (child) lockstepCommDestroy(child);
+  });
+  EXPECT_EQ(results[0], lockstepSystemError) << errors[0];
+  for (int r = 1; r < n; ++r) {
+    EXPECT_EQ(results[r], lockstepRemoteError) << errors[r];
+    EXPECT_NE(errors[r].find("could not start its rendezvous"), std::string::npos) << errors[r];
+    EXPECT_LT(seconds[r], 5) << errors[r];
+  }
   destroyAll(comms);
 }
 

@@ -49,7 +49,8 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     if (p < ctx.rank) continue;
     try {
       if (!addrs[p].valid()) throw InternalError("it published no address");
-      Fd fd = connectTo(addrs[p], dl);
+      // Its listener was up before it published the address: refused means it exited or gave up.
+      Fd fd = connectTo(addrs[p], dl, /*retryRefused=*/false);
       Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
       sendAll(fd.get(), &h, sizeof(h), dl);
       fds[p] = std::move(fd);
@@ -74,10 +75,21 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
   };
   std::list<Pending> pending;
   WarnLimiter strangers;  // anyone may connect to the listener
+  Deadline probe = Deadline::after(std::chrono::milliseconds(250));
   while (!missingLower().empty()) {
     if (dl.expired()) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
                     std::to_string(ctx.config.timeout.count()) + " ms for " + missingLower() + " to connect");
+    }
+    if (probe.expired()) {
+      // A peer that failed its setup elsewhere, or died, never connects: its bootstrap says so.
+      for (int p : peers) {
+        if (p < ctx.rank && !fds.count(p) && !ctx.bootstrap.peerListening(p)) {
+          throw RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " waited for " + ctx.peers[p].describe() +
+                                   " to connect, and it is gone (its process exited, or its setup failed)");
+        }
+      }
+      probe = Deadline::after(std::chrono::milliseconds(250));
     }
     std::vector<pollfd> pfds{{listener.get(), POLLIN, 0}};
     for (const Pending& c : pending) pfds.push_back({c.fd.get(), POLLIN, 0});
