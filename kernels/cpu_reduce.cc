@@ -38,8 +38,10 @@ bool cpuHas(CpuIsa isa) {
     case CpuIsa::kAvx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && cpuHasF16c();
     case CpuIsa::kAvx512:
+      // Every extension its loops are compiled with (CMakeLists.txt): DQ gives vpmullq and the
+      // mask moves of the int64 product and the float max/min loops.
       return cpuHas(CpuIsa::kAvx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-             __builtin_cpu_supports("avx512vl");
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
     default:
       return false;
   }
