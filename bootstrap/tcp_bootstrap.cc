@@ -175,6 +175,9 @@ void TcpBootstrap::serveOnce(int timeoutMs) {
       incoming_.emplace_back();
       incoming_.back().fd = std::move(fd);
       incoming_.back().since = Clock::now();
+      // One whose bytes are all in (a peer's probe, a small message) is done with at once: a
+      // burst of them must not push out a slower one still arriving.
+      if (!advance(incoming_.back())) incoming_.pop_back();
     }
   }
   // Every pending connection moves on as far as its bytes allow: a slow or silent client holds

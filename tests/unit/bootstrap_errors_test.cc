@@ -305,6 +305,32 @@ TEST(BootstrapErrors, TheRendezvousTimeoutSaysWhomItTurnedAway) {
   EXPECT_NE(turnedAway.find("turn this rank away"), std::string::npos) << turnedAway;
 }
 
+// Waits of setup probe the peer they wait for (peerListening), and a peer busy elsewhere serves
+// the probes later, all at once. A burst of them must not push a message that came before them
+// out of its pending connections (it keeps 256): each connection whose bytes are in is taken
+// when accepted.
+TEST(BootstrapErrors, ABurstOfProbesDoesNotPushOutAMessageBeforeThem) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, kTimeout);
+  UniqueIdInfo info{root.address(), secret};
+  const int n = 2;
+  std::vector<std::unique_ptr<TcpBootstrap>> boots(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      boots[r] = std::make_unique<TcpBootstrap>(info, commIdFromSecret(secret), r, n, NetAddr::loopback(), kTimeout);
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (auto& b : boots) ASSERT_TRUE(b);
+  const int sent = 42;
+  boots[0]->send(1, 7, &sent, sizeof(sent));
+  for (int i = 0; i < 400; ++i) EXPECT_TRUE(boots[0]->peerListening(1));
+  int got = 0;
+  boots[1]->recv(0, 7, &got, sizeof(got));
+  EXPECT_EQ(got, sent);
+}
+
 // Without LOCKSTEP_SECRET, the secret of a LOCKSTEP_ROOT job comes from the root's address and
 // the launcher's job identity: two jobs on one port at once (a late rank of one, a rank of the
 // other) no longer share a secret, so neither can join the other's communicator. One job's

@@ -76,6 +76,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
   std::list<Pending> pending;
   WarnLimiter strangers;  // anyone may connect to the listener
   Deadline probe = Deadline::after(std::chrono::milliseconds(250));
+  size_t probes = 0;
   while (!missingLower().empty()) {
     if (dl.expired()) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
@@ -83,11 +84,16 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     }
     if (probe.expired()) {
       // A peer that failed its setup elsewhere, or died, never connects: its bootstrap says so.
+      // One missing peer per probe, in turn, so that a large communicator's slow setup is not a
+      // storm of connections.
+      std::vector<int> missing;
       for (int p : peers) {
-        if (p < ctx.rank && !fds.count(p) && !ctx.bootstrap.peerListening(p)) {
-          throw RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " waited for " + ctx.peers[p].describe() +
-                                   " to connect, and it is gone (its process exited, or its setup failed)");
-        }
+        if (p < ctx.rank && !fds.count(p)) missing.push_back(p);
+      }
+      const int p = missing[probes++ % missing.size()];
+      if (!ctx.bootstrap.peerListening(p)) {
+        throw RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " waited for " + ctx.peers[p].describe() +
+                                 " to connect, and it is gone (its process exited, or its setup failed)");
       }
       probe = Deadline::after(std::chrono::milliseconds(250));
     }
