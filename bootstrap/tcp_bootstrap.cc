@@ -117,16 +117,19 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   }
   try {
     Deadline probe = Deadline::after(kProbeEvery);
+    bool gone = false;
     serveUntil(dl, [&] {
       if (prev_.valid()) return true;
+      // A predecessor that failed (or died) before it connected never will. Gone counts after
+      // one more pass: a connection it made before it left may just be arriving.
+      if (gone) {
+        throw RemoteError(prev, "bootstrap: rank " + std::to_string(prev) + " (" + peers_[prev].str() +
+                                    ") is gone while rank " + std::to_string(rank_) +
+                                    " waited for it to connect as its ring predecessor (its process exited, or its "
+                                    "setup failed)");
+      }
       if (probe.expired()) {
-        // A predecessor that failed (or died) before it connected never will.
-        if (!peerListening(prev)) {
-          throw RemoteError(prev, "bootstrap: rank " + std::to_string(prev) + " (" + peers_[prev].str() +
-                                      ") is gone while rank " + std::to_string(rank_) +
-                                      " waited for it to connect as its ring predecessor (its process exited, or "
-                                      "its setup failed)");
-        }
+        gone = !peerListening(prev);
         probe = Deadline::after(kProbeEvery);
       }
       return false;
@@ -332,6 +335,7 @@ bool TcpBootstrap::peerListening(int peer) {
 void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
   Deadline dl = deadline();
   Deadline probe = Deadline::after(kProbeEvery);
+  bool gone = false;
   for (;;) {
     auto it =
         std::find_if(stash_.begin(), stash_.end(), [&](const Stashed& s) { return s.peer == peer && s.tag == tag; });
@@ -344,13 +348,15 @@ void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
       stash_.erase(it);
       return;
     }
+    if (gone) {
+      throw RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " (" + peers_[peer].str() +
+                                  ") is gone while rank " + std::to_string(rank_) +
+                                  " waited for a message from it (its process exited, or its setup failed)");
+    }
     if (interrupt_) interrupt_();
     if (probe.expired()) {
-      if (!peerListening(peer)) {
-        throw RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " (" + peers_[peer].str() +
-                                    ") is gone while rank " + std::to_string(rank_) +
-                                    " waited for a message from it (its process exited, or its setup failed)");
-      }
+      // Gone counts after one more pass: what it sent before it left may just be arriving.
+      gone = !peerListening(peer);
       probe = Deadline::after(kProbeEvery);
     }
     try {

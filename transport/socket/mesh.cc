@@ -77,7 +77,13 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
   WarnLimiter strangers;  // anyone may connect to the listener
   Deadline probe = Deadline::after(std::chrono::milliseconds(250));
   size_t probes = 0;
+  int gone = -1;  // a missing peer found gone: an error if one more pass does not bring it
   while (!missingLower().empty()) {
+    if (gone >= 0 && !fds.count(gone)) {
+      throw RemoteError(gone, what + ": rank " + std::to_string(ctx.rank) + " waited for " +
+                                  ctx.peers[gone].describe() +
+                                  " to connect, and it is gone (its process exited, or its setup failed)");
+    }
     if (dl.expired()) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
                     std::to_string(ctx.config.timeout.count()) + " ms for " + missingLower() + " to connect");
@@ -91,10 +97,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
         if (p < ctx.rank && !fds.count(p)) missing.push_back(p);
       }
       const int p = missing[probes++ % missing.size()];
-      if (!ctx.bootstrap.peerListening(p)) {
-        throw RemoteError(p, what + ": rank " + std::to_string(ctx.rank) + " waited for " + ctx.peers[p].describe() +
-                                 " to connect, and it is gone (its process exited, or its setup failed)");
-      }
+      if (!ctx.bootstrap.peerListening(p)) gone = p;
       probe = Deadline::after(std::chrono::milliseconds(250));
     }
     std::vector<pollfd> pfds{{listener.get(), POLLIN, 0}};
