@@ -43,10 +43,12 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
     // The root closes on strangers without a word: a rank whose secret differs (another
     // LOCKSTEP_SECRET, or LOCKSTEP_ROOT spelled differently) cannot be told apart from one whose
     // root left.
-    throw RemoteError(peer, "bootstrap: " + who + " closed the connection while " + doing +
-                                (peer < 0 ? " (did it exit, or turn this rank away? with LOCKSTEP_ROOT every rank must "
-                                            "give the same host:port text and LOCKSTEP_SECRET)"
-                                          : " (did it exit, or fail because a rank it waited for did?)"));
+    throw RemoteError(peer,
+                      "bootstrap: " + who + " closed the connection while " + doing +
+                          (peer < 0 ? " (did it exit, or turn this rank away? with LOCKSTEP_ROOT every rank must "
+                                      "give the same host:port text and LOCKSTEP_SECRET, and be placed alike: all "
+                                      "by the launcher, whose job id counts, or all by LOCKSTEP_RANK)"
+                                    : " (did it exit, or fail because a rank it waited for did?)"));
   }
   if (dynamic_cast<const Timeout*>(&e)) {
     throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +

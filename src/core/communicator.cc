@@ -359,23 +359,30 @@ void Communicator::assignSeq(Work& w) {
   if (!isPointToPoint(static_cast<OpKind>(w.info.fp.kind))) w.info.fp.seq = ++seq_;
 }
 
+void Communicator::startProgress() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (progress_.joinable()) return;
+  try {
+    progress_ = std::thread([this] { progressLoop(); });
+  } catch (const std::system_error& e) {
+    throw SystemError("pthread_create", e.code().value(),
+                      "starting the communicator's progress thread for non-blocking and queued work (a thread "
+                      "limit: ulimit -u or a pids cgroup?)");
+  }
+}
+
 void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
+  // The thread first: when the system refuses it, nothing is queued and no sequence number
+  // taken, so no op runs after its call has failed, and the next call is numbered as on the
+  // other ranks. The Works end with the error, for the requests and waits that hold them.
+  try {
+    startProgress();
+  } catch (const SystemError& e) {
+    for (const auto& w : works) finish(*w, e.code(), e.what());
+    throw;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    // The thread first: when the system refuses it, nothing is queued and no sequence number
-    // taken, so no op runs after its call has failed, and the next call is numbered as on the
-    // other ranks. The Works end with the error, for the requests and waits that hold them.
-    if (!progress_.joinable()) {
-      try {
-        progress_ = std::thread([this] { progressLoop(); });
-      } catch (const std::system_error& e) {
-        const SystemError error("pthread_create", e.code().value(),
-                                "starting the communicator's progress thread for non-blocking and queued work "
-                                "(a thread limit: ulimit -u or a pids cgroup?)");
-        for (const auto& w : works) finish(*w, error.code(), error.what());
-        throw error;
-      }
-    }
     for (const auto& w : works) {
       assignSeq(*w);
       if (w->queued == Clock::time_point{}) w->queued = stamp();

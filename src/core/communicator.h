@@ -72,6 +72,10 @@ class Communicator {
   std::vector<std::shared_ptr<Work>> planGroup(std::span<const OpDesc> ops, std::vector<size_t>* workOf,
                                                bool forKernels = false);
   void enqueue(std::span<const std::shared_ptr<Work>> works);
+  // Starts the thread that runs queued Works, if it is not running. Throws SystemError when the
+  // system refuses it; enqueue() then cannot fail on it. A group launching on several
+  // communicators starts every one's first, so a refusal leaves nothing queued anywhere.
+  void startProgress();
   // Runs a planned Work: inline if the communicator is idle, else after the queued work.
   void runNow(Work& work);
   // Queues ops (one call, or a group's calls on this communicator) ordered with a CUDA stream,

@@ -69,7 +69,7 @@ struct LauncherVars {
 // In precedence order (README, "Launching"): torchrun, Slurm, OpenMPI, PMI, PMIx.
 constexpr LauncherVars kLaunchers[] = {
     {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK", {"TORCHELASTIC_RUN_ID", nullptr}},
-    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", {"SLURM_JOB_ID", "SLURM_STEP_ID"}},
+    {"slurm", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID", {"SLURM_JOB_ID", nullptr}},
     {"openmpi",
      "OMPI_COMM_WORLD_RANK",
      "OMPI_COMM_WORLD_SIZE",
@@ -99,8 +99,10 @@ LaunchEnv readLaunchEnv(const Var& var) {
       if (auto local = var(l.localRank)) env.localRank = parseInt(*local, l.localRank, 0, kMaxRanks);
     }
     env.launcher = env.launcher.empty() ? l.launcher : env.launcher + "+" + l.launcher;
+    // The job identity counts only where the launcher placed this rank: one started by hand
+    // (LOCKSTEP_RANK) inside a Slurm allocation, say, may join ranks started outside it.
     for (const char* name : l.job) {
-      if (!name) continue;
+      if (!name || env.launcher != l.launcher) continue;
       if (auto v = var(name)) {
         if (!env.job.empty()) env.job += '/';
         env.job.append(name).append("=").append(*v);

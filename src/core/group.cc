@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <deque>
-#include <exception>
 #include <string>
 
 #include "src/algo/collective.h"
@@ -143,16 +142,22 @@ void Group::launch(std::vector<Call> calls) {
     for (auto& w : plans[0].works) plans[0].comm->runNow(*w);
     return;
   }
-  // A communicator that cannot queue (its thread refused) ends its own Works with the error; the
-  // blocking ops queued on the others still use the caller's buffers: wait for them.
-  std::exception_ptr refused;
-  for (auto& p : plans) {
-    try {
-      p.comm->enqueue(p.works);
-    } catch (...) {
-      if (!refused) refused = std::current_exception();
+  // Every communicator's thread first: one the system refuses fails the whole group before any
+  // of it is queued (a group that ran in part, then failed, would have its retry pair with the
+  // peers' next calls).
+  try {
+    for (auto& p : plans) p.comm->startProgress();
+  } catch (const Error& e) {
+    for (auto& p : plans) {
+      for (auto& w : p.works) {
+        w->result = e.code();
+        w->error = e.what();
+        w->done.store(true, std::memory_order_release);
+      }
     }
+    throw;
   }
+  for (auto& p : plans) p.comm->enqueue(p.works);
   const Work* failed = nullptr;
   for (auto& p : plans) {
     for (size_t i = 0; i < p.works.size(); ++i) {
@@ -161,7 +166,6 @@ void Group::launch(std::vector<Call> calls) {
       if (!failed && p.works[i]->result != lockstepSuccess) failed = p.works[i].get();
     }
   }
-  if (refused) std::rethrow_exception(refused);
   if (failed) throw Error(failed->result, failed->error);
 }
 

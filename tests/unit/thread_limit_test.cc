@@ -159,5 +159,48 @@ TEST(ThreadLimit, ASplitWhoseFirstRankCannotServeTheRendezvousFailsEveryMemberAt
   destroyAll(comms);
 }
 
+// A group over two communicators, one whose thread runs and one whose thread the system refuses:
+// nothing of it runs. Once the first communicator's op was queued and ran before the second's
+// thread was refused: GroupEnd failed after writing the first op's buffer, and the caller's retry
+// paired with the peers' next calls (success, with another iteration's data).
+TEST(ThreadLimit, AGroupOverTwoCommunicatorsRunsNothingWhenOneCannotStartItsThread) {
+  const int n = 2;
+  auto a = initThreadComms(n), b = initThreadComms(n);
+  std::vector<float> sumA(n), sumB(n), untouched(n);
+  std::vector<lockstepResult_t> first(n);
+  onThreads(n, [&](int r) {
+    // Starts a's progress thread on both ranks.
+    float warm = 1;
+    lockstepRequest_t req = nullptr;
+    ASSERT_EQ(lockstepIallReduce(&warm, &warm, 1, lockstepFloat32, lockstepSum, a[r], &req), lockstepSuccess);
+    ASSERT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+    auto group = [&](float* x, float* y) {
+      EXPECT_EQ(lockstepGroupStart(), lockstepSuccess);
+      EXPECT_EQ(lockstepAllReduce(x, x, 1, lockstepFloat32, lockstepSum, a[r], nullptr), lockstepSuccess);
+      EXPECT_EQ(lockstepAllReduce(y, y, 1, lockstepFloat32, lockstepSum, b[r], nullptr), lockstepSuccess);
+      return lockstepGroupEnd();
+    };
+    float x = 10.f + r, y = 100.f + r;
+    if (r == 0) {
+      tRefuseThreads = true;
+      first[r] = group(&x, &y);
+      tRefuseThreads = false;
+      untouched[r] = x;
+      x = 20.f, y = 200.f;  // the retry's data
+    }
+    EXPECT_EQ(group(&x, &y), lockstepSuccess) << lockstepGetLastError(nullptr);
+    sumA[r] = x;
+    sumB[r] = y;
+  });
+  EXPECT_EQ(first[0], lockstepSystemError);
+  EXPECT_EQ(untouched[0], 10.f) << "the failed group ran its op on the communicator whose thread started";
+  for (int r = 0; r < n; ++r) {
+    EXPECT_EQ(sumA[r], 20.f + 11.f) << "rank " << r;
+    EXPECT_EQ(sumB[r], 200.f + 101.f) << "rank " << r;
+  }
+  destroyAll(a);
+  destroyAll(b);
+}
+
 }  // namespace
 }  // namespace lockstep

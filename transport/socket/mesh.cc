@@ -80,9 +80,17 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
   int gone = -1;  // a missing peer found gone: an error if one more pass does not bring it
   while (!missingLower().empty()) {
     if (gone >= 0 && !fds.count(gone)) {
-      throw RemoteError(gone, what + ": rank " + std::to_string(ctx.rank) + " waited for " +
-                                  ctx.peers[gone].describe() +
-                                  " to connect, and it is gone (its process exited, or its setup failed)");
+      // The one found may have failed because of another that died: name every missing peer
+      // that is gone.
+      std::string names;
+      for (int p : peers) {
+        if (p < ctx.rank && !fds.count(p) && (p == gone || !ctx.bootstrap.peerListening(p))) {
+          names += (names.empty() ? "" : ", ") + ctx.peers[p].describe();
+        }
+      }
+      throw RemoteError(gone, what + ": rank " + std::to_string(ctx.rank) + " waited for " + missingLower() +
+                                  " to connect; gone: " + names +
+                                  " (each exited, or failed its setup, perhaps because of another rank)");
     }
     if (dl.expired()) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
