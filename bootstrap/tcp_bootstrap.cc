@@ -58,7 +58,7 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
     // Its listener was up when it published its address, and stays up while the communicator
     // lives: refused means the process exited or gave up (and once cost the whole timeout).
     throw RemoteError(peer, "bootstrap: " + who + " refused the connection while " + doing +
-                                " (its process exited, or failed during setup)");
+                                " (its process exited, or failed during setup; or a firewall rejects the port)");
   }
   throw;
 }
