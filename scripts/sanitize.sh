@@ -13,6 +13,10 @@ case "$kind" in
         ;;
   ubsan) flags="-fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
          export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+         # The descriptor-limit tests run ranks with no descriptor to spare: UBSan's vptr check
+         # tells readable memory by writing it to a pipe (IsAccessibleMemoryRange), which it then
+         # cannot open, and reports every virtual call as a bad cast (in std::getline, here).
+         skip="|FdLimit"
          ;;
   tsan) flags="-fsanitize=thread"
         export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
