@@ -125,10 +125,7 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
       // A predecessor that failed (or died) before it connected never will. Gone counts after
       // one more pass: a connection it made before it left may just be arriving.
       if (gone) {
-        throw RemoteError(prev, "bootstrap: rank " + std::to_string(prev) + " (" + peers_[prev].str() +
-                                    ") is gone while rank " + std::to_string(rank_) +
-                                    " waited for it to connect as its ring predecessor (its process exited, or its "
-                                    "setup failed)");
+        throw goneError(prev, "for it to connect as its ring predecessor");
       }
       if (probe.expired()) {
         gone = !peerListening(prev);
@@ -315,6 +312,12 @@ void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
   }
 }
 
+RemoteError TcpBootstrap::goneError(int peer, const std::string& waitedFor) const {
+  return RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " (" + peers_[peer].str() +
+                               ") is gone while rank " + std::to_string(rank_) + " waited " + waitedFor +
+                               " (its process exited, or its setup failed)");
+}
+
 bool TcpBootstrap::peerListening(int peer) {
   if (peer < 0 || peer >= nranks_ || peer == rank_ || !peers_[peer].valid()) return true;
   char probe[sizeof(Hello) + sizeof(P2PHeader)];
@@ -351,9 +354,7 @@ void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {
       return;
     }
     if (gone) {
-      throw RemoteError(peer, "bootstrap: rank " + std::to_string(peer) + " (" + peers_[peer].str() +
-                                  ") is gone while rank " + std::to_string(rank_) +
-                                  " waited for a message from it (its process exited, or its setup failed)");
+      throw goneError(peer, "for a message from it");
     }
     if (interrupt_) interrupt_();
     if (probe.expired()) {

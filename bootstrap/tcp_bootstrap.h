@@ -74,6 +74,8 @@ class TcpBootstrap : public Bootstrap {
   // Reads what has arrived; false once the connection is finished with (done, bad or closed).
   bool advance(Incoming& c);
   [[noreturn]] void fail(const std::exception& e, int peer, const std::string& doing);
+  // The error for a peer that peerListening() found gone while this rank waited `waitedFor`.
+  RemoteError goneError(int peer, const std::string& waitedFor) const;
 
   Secret secret_;
   uint64_t commId_;

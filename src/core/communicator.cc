@@ -371,6 +371,10 @@ void Communicator::startProgress() {
   }
 }
 
+void Communicator::abandon(std::span<const std::shared_ptr<Work>> works, const Error& why) {
+  for (const auto& w : works) finish(*w, why.code(), why.what());
+}
+
 void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
   // The thread first: when the system refuses it, nothing is queued and no sequence number
   // taken, so no op runs after its call has failed, and the next call is numbered as on the
@@ -378,7 +382,7 @@ void Communicator::enqueue(std::span<const std::shared_ptr<Work>> works) {
   try {
     startProgress();
   } catch (const SystemError& e) {
-    for (const auto& w : works) finish(*w, e.code(), e.what());
+    abandon(works, e);
     throw;
   }
   {

@@ -76,6 +76,8 @@ class Communicator {
   // system refuses it; enqueue() then cannot fail on it. A group launching on several
   // communicators starts every one's first, so a refusal leaves nothing queued anywhere.
   void startProgress();
+  // Ends Works that will not run with `why`, for the requests and waits that hold them.
+  void abandon(std::span<const std::shared_ptr<Work>> works, const Error& why);
   // Runs a planned Work: inline if the communicator is idle, else after the queued work.
   void runNow(Work& work);
   // Queues ops (one call, or a group's calls on this communicator) ordered with a CUDA stream,

@@ -148,13 +148,7 @@ void Group::launch(std::vector<Call> calls) {
   try {
     for (auto& p : plans) p.comm->startProgress();
   } catch (const Error& e) {
-    for (auto& p : plans) {
-      for (auto& w : p.works) {
-        w->result = e.code();
-        w->error = e.what();
-        w->done.store(true, std::memory_order_release);
-      }
-    }
+    for (auto& p : plans) p.comm->abandon(p.works, e);
     throw;
   }
   for (auto& p : plans) p.comm->enqueue(p.works);

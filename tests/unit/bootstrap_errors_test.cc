@@ -65,6 +65,20 @@ TEST(BootstrapErrors, TheRendezvousTellsAMisconfiguredRankWhy) {
   g.join();
 }
 
+// n bootstraps of one rendezvous, each made on a thread of its own (the constructor is collective).
+std::vector<std::unique_ptr<TcpBootstrap>> bootstraps(const UniqueIdInfo& info, int n) {
+  std::vector<std::unique_ptr<TcpBootstrap>> boots(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      boots[r] =
+          std::make_unique<TcpBootstrap>(info, commIdFromSecret(info.secret), r, n, NetAddr::loopback(), kTimeout);
+    });
+  }
+  for (auto& t : threads) t.join();
+  return boots;
+}
+
 // Three ranks; rank 2 goes away. Rank 1, whose successor it was, fails sending to it, while it
 // still waits for rank 0's block: the error names rank 2, the one that left, not rank 0.
 TEST(BootstrapErrors, AnAllGatherBlamesTheSuccessorThatLeft) {
@@ -72,14 +86,7 @@ TEST(BootstrapErrors, AnAllGatherBlamesTheSuccessorThatLeft) {
   RootService root(NetAddr::loopback(), secret, kTimeout);
   UniqueIdInfo info{root.address(), secret};
   const int n = 3;
-  std::vector<std::unique_ptr<TcpBootstrap>> boots(n);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) {
-    threads.emplace_back([&, r] {
-      boots[r] = std::make_unique<TcpBootstrap>(info, commIdFromSecret(secret), r, n, NetAddr::loopback(), kTimeout);
-    });
-  }
-  for (auto& t : threads) t.join();
+  auto boots = bootstraps(info, n);
   for (auto& b : boots) ASSERT_TRUE(b);
   boots[2].reset();  // its connections close, as at a process's exit
 
@@ -313,15 +320,7 @@ TEST(BootstrapErrors, ABurstOfProbesDoesNotPushOutAMessageBeforeThem) {
   Secret secret = randomSecret();
   RootService root(NetAddr::loopback(), secret, kTimeout);
   UniqueIdInfo info{root.address(), secret};
-  const int n = 2;
-  std::vector<std::unique_ptr<TcpBootstrap>> boots(n);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; ++r) {
-    threads.emplace_back([&, r] {
-      boots[r] = std::make_unique<TcpBootstrap>(info, commIdFromSecret(secret), r, n, NetAddr::loopback(), kTimeout);
-    });
-  }
-  for (auto& t : threads) t.join();
+  auto boots = bootstraps(info, 2);
   for (auto& b : boots) ASSERT_TRUE(b);
   const int sent = 42;
   boots[0]->send(1, 7, &sent, sizeof(sent));

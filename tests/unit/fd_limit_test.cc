@@ -52,61 +52,80 @@ void runRank(int rank, const lockstepUniqueId& id, int spare, int out) {
   (void)!write(out, &v, sizeof(v));
 }
 
+// One round of two forked ranks, `limited` with `spare` descriptors (runRank): their verdicts
+// arrive on `verdicts`. The rendezvous lives in a process of its own, unlimited. Not in this
+// one: the ranks are forked from here, and a fork of a process with threads (the rendezvous's)
+// may inherit a lock held mid-call (AddressSanitizer's allocator's, for one) and hang.
+struct Round {
+  pid_t root = -1, ranks[2] = {-1, -1};
+  int verdicts = -1;
+  void killAll() {
+    for (pid_t p : {ranks[0], ranks[1], root}) {
+      if (p > 0) kill(p, SIGKILL);
+    }
+    for (pid_t p : {ranks[0], ranks[1], root}) {
+      if (p > 0) waitpid(p, nullptr, 0);
+    }
+  }
+};
+
+void startRound(int limited, int spare, Round* round) {
+  lockstepUniqueId id;
+  int idPipe[2];
+  ASSERT_EQ(pipe(idPipe), 0);
+  round->root = fork();
+  ASSERT_GE(round->root, 0);
+  if (round->root == 0) {
+    close(idPipe[0]);
+    if (lockstepGetUniqueId(&id) != lockstepSuccess) _exit(1);
+    (void)!write(idPipe[1], &id, sizeof(id));
+    pause();  // serves the rendezvous until killed
+    _exit(0);
+  }
+  close(idPipe[1]);
+  const bool gotId = read(idPipe[0], &id, sizeof(id)) == static_cast<ssize_t>(sizeof(id));
+  close(idPipe[0]);
+  if (!gotId) {
+    round->killAll();
+    FAIL() << "the rendezvous process made no id";
+  }
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  for (int r = 0; r < 2; ++r) {
+    round->ranks[r] = fork();
+    ASSERT_GE(round->ranks[r], 0);
+    if (round->ranks[r] == 0) {
+      close(fds[0]);
+      runRank(r, id, r == limited ? spare : -1, fds[1]);
+      _exit(0);
+    }
+  }
+  close(fds[1]);
+  round->verdicts = fds[0];
+}
+
 TEST(FdLimit, ARankOutOfDescriptorsBlamesItsOwnLimitNotAPeer) {
   setenv("LOCKSTEP_TRANSPORTS", "socket", 1);
   setenv("LOCKSTEP_TIMEOUT", "3", 1);
   int failed = 0, passed = 0;
   for (int limited = 0; limited < 2; ++limited) {
     for (int spare = 0; spare <= 14; ++spare) {
-      // The rendezvous lives in a process of its own, unlimited. Not in this one: the ranks are
-      // forked from here, and a fork of a process with threads (the rendezvous's) may inherit a
-      // lock held mid-call (AddressSanitizer's allocator's, for one) and hang.
-      lockstepUniqueId id;
-      int idPipe[2];
-      ASSERT_EQ(pipe(idPipe), 0);
-      const pid_t rootProc = fork();
-      ASSERT_GE(rootProc, 0);
-      if (rootProc == 0) {
-        close(idPipe[0]);
-        lockstepResult_t made = lockstepGetUniqueId(&id);
-        if (made != lockstepSuccess) _exit(1);
-        (void)!write(idPipe[1], &id, sizeof(id));
-        pause();  // serves the rendezvous until killed
-        _exit(0);
-      }
-      close(idPipe[1]);
-      const bool gotId = read(idPipe[0], &id, sizeof(id)) == static_cast<ssize_t>(sizeof(id));
-      close(idPipe[0]);
-      if (!gotId) {
-        kill(rootProc, SIGKILL);
-        waitpid(rootProc, nullptr, 0);
-        FAIL() << "the rendezvous process made no id";
-      }
-      int fds[2];
-      ASSERT_EQ(pipe(fds), 0);
-      pid_t pids[2];
-      for (int r = 0; r < 2; ++r) {
-        pids[r] = fork();
-        ASSERT_GE(pids[r], 0);
-        if (pids[r] == 0) {
-          close(fds[0]);
-          runRank(r, id, r == limited ? spare : -1, fds[1]);
-          _exit(0);
-        }
-      }
-      close(fds[1]);
+      Round round;
+      startRound(limited, spare, &round);
+      ASSERT_FALSE(::testing::Test::HasFatalFailure());
       // The limited rank's verdict decides; its peer may be left waiting for it, and is killed.
       const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(20);
       int status = 0;
-      while (waitpid(pids[limited], &status, WNOHANG) == 0 && std::chrono::steady_clock::now() < end)
+      pid_t reaped = 0;
+      while ((reaped = waitpid(round.ranks[limited], &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < end)
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (reaped == round.ranks[limited]) round.ranks[limited] = -1;  // not to be killed or waited for again
       bool hung = std::chrono::steady_clock::now() >= end;
-      for (pid_t p : {pids[0], pids[1], rootProc}) kill(p, SIGKILL);
-      for (pid_t p : {pids[0], pids[1], rootProc}) waitpid(p, nullptr, 0);
+      round.killAll();
       Verdict v[2]{};
       int got = 0;
-      while (got < 2 && read(fds[0], &v[got], sizeof(Verdict)) == static_cast<ssize_t>(sizeof(Verdict))) ++got;
-      close(fds[0]);
+      while (got < 2 && read(round.verdicts, &v[got], sizeof(Verdict)) == static_cast<ssize_t>(sizeof(Verdict))) ++got;
+      close(round.verdicts);
       ASSERT_FALSE(hung) << "rank " << limited << " with " << spare << " spare descriptors hung";
       const Verdict* mine = nullptr;
       for (int i = 0; i < got; ++i) {
@@ -143,53 +162,26 @@ TEST(FdLimit, ThePeerOfARankThatFailsItsSetupHearsOfItAtOnce) {
   setenv("LOCKSTEP_TRANSPORTS", "socket", 1);
   setenv("LOCKSTEP_TIMEOUT", "3", 1);
   int checked = 0;
-  for (int round = 0; round < 2 * 15; ++round) {
-    const int limited = round / 15, spare = round % 15, peer = 1 - limited;
-    lockstepUniqueId id;
-    int idPipe[2];
-    ASSERT_EQ(pipe(idPipe), 0);
-    const pid_t rootProc = fork();
-    ASSERT_GE(rootProc, 0);
-    if (rootProc == 0) {
-      close(idPipe[0]);
-      if (lockstepGetUniqueId(&id) != lockstepSuccess) _exit(1);
-      (void)!write(idPipe[1], &id, sizeof(id));
-      pause();
-      _exit(0);
-    }
-    close(idPipe[1]);
-    const bool gotId = read(idPipe[0], &id, sizeof(id)) == static_cast<ssize_t>(sizeof(id));
-    close(idPipe[0]);
-    ASSERT_TRUE(gotId);
-    int fds[2];
-    ASSERT_EQ(pipe(fds), 0);
-    pid_t pids[2];
-    for (int r = 0; r < 2; ++r) {
-      pids[r] = fork();
-      ASSERT_GE(pids[r], 0);
-      if (pids[r] == 0) {
-        close(fds[0]);
-        runRank(r, id, r == limited ? spare : -1, fds[1]);
-        _exit(0);
-      }
-    }
-    close(fds[1]);
+  for (int i = 0; i < 2 * 15; ++i) {
+    const int limited = i / 15, spare = i % 15, peer = 1 - limited;
+    Round round;
+    startRound(limited, spare, &round);
+    ASSERT_FALSE(::testing::Test::HasFatalFailure());
     // Both verdicts, each with the time it arrived after the limited rank's.
     Verdict v[2]{};
     double at[2] = {-1, -1};
     const auto start = std::chrono::steady_clock::now();
     for (int got = 0; got < 2;) {
-      pollfd pf{fds[0], POLLIN, 0};
+      pollfd pf{round.verdicts, POLLIN, 0};
       if (poll(&pf, 1, 30000) != 1) break;
       Verdict one{};
-      if (read(fds[0], &one, sizeof(one)) != static_cast<ssize_t>(sizeof(one))) break;
+      if (read(round.verdicts, &one, sizeof(one)) != static_cast<ssize_t>(sizeof(one))) break;
       v[one.rank] = one;
       at[one.rank] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       ++got;
     }
-    for (pid_t p : {pids[0], pids[1], rootProc}) kill(p, SIGKILL);
-    for (pid_t p : {pids[0], pids[1], rootProc}) waitpid(p, nullptr, 0);
-    close(fds[0]);
+    round.killAll();
+    close(round.verdicts);
     ASSERT_GE(at[limited], 0) << spare << " spare descriptors: no verdict from the limited rank";
     ASSERT_GE(at[peer], 0) << spare << " spare descriptors: no verdict from its peer within 30 s";
     const std::string mine = v[limited].message, theirs = v[peer].message;
