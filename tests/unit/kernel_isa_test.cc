@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/dtype.h"
+#include "kernels/functors.h"
 #include "kernels/kernel_table.h"
 
 namespace lockstep {
@@ -102,6 +103,58 @@ TEST(KernelIsa, PremulSumEqualsSumOfTheScaledInput) {
             << cpuIsaName(isa) << " " << dataTypeName(static_cast<lockstepDataType_t>(ti)) << " nranks=" << nranks;
       }
     }
+  }
+}
+
+// fp8 loops look their results up in tables above a length (kernels/cpu_loops.h): every pair of
+// operands, in place and not, and avg's scaling of every value, against the element functors
+// computed here one element at a time.
+template <typename T>
+void expectFp8LookupsMatchTheFunctors(const KernelTable& t, lockstepDataType_t type, const char* isa) {
+  using Tr = ElemTraits<T>;
+  const size_t n = 65536;  // every (a, b), a in the high byte of the index
+  std::vector<uint8_t> a(n), b(n), out(n), want(n);
+  for (size_t i = 0; i < n; ++i) a[i] = static_cast<uint8_t>(i >> 8), b[i] = static_cast<uint8_t>(i);
+  auto value = [](uint8_t bits) { return Tr::load(T{bits}); };
+  auto bitsOf = [](float v) { return Tr::store(v).bits; };
+  auto expectSame = [&](const char* what) {
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(out[i], want[i]) << isa << " " << dataTypeName(type) << " " << what << " a=0x" << std::hex << int(a[i])
+                                 << " b=0x" << int(b[i]);
+    }
+  };
+  auto functor = [&](auto f) {
+    for (size_t i = 0; i < n; ++i) want[i] = bitsOf(f(value(a[i]), value(b[i])));
+  };
+  const char* names[] = {"sum", "prod", "max", "min"};
+  for (int op = 0; op < 4; ++op) {
+    if (op == 0) functor(FuncSum{});
+    if (op == 1) functor(FuncProd{});
+    if (op == 2) functor(FuncMax{});
+    if (op == 3) functor(FuncMin{});
+    t.reduce[type][op](out.data(), a.data(), b.data(), n);
+    expectSame(names[op]);
+    out = a;
+    t.reduce[type][op](out.data(), out.data(), b.data(), n);  // in place
+    expectSame(names[op]);
+  }
+  for (int nranks : {2, 3, 7}) {
+    const float factor = 1.0f / static_cast<float>(nranks);
+    for (size_t i = 0; i < n; ++i) want[i] = bitsOf(value(b[i]) * factor);
+    t.scale[type](out.data(), b.data(), n, nranks);
+    expectSame("scale");
+    for (size_t i = 0; i < n; ++i) want[i] = bitsOf(value(a[i]) + value(bitsOf(value(b[i]) * factor)));
+    t.premulSum[type](out.data(), a.data(), b.data(), n, nranks);
+    expectSame("premulSum");
+  }
+}
+
+TEST(KernelIsa, Fp8LookupsGiveTheElementFunctorsBitsForEveryOperand) {
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    const KernelTable* t = kernelTable(isa);
+    if (!t) continue;
+    expectFp8LookupsMatchTheFunctors<Fp8E4M3>(*t, lockstepFloat8e4m3, cpuIsaName(isa));
+    expectFp8LookupsMatchTheFunctors<Fp8E5M2>(*t, lockstepFloat8e5m2, cpuIsaName(isa));
   }
 }
 
