@@ -89,12 +89,14 @@ int main(int argc, char** argv) {
   double sliceMs = 10;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "-b") {
-      minBytes = std::max<size_t>(4, parseSize(argv[i + 1]));
-    } else if (flag == "-e") {
-      maxBytes = parseSize(argv[i + 1]);
-    } else if (flag == "-f") {
-      factor = std::max<size_t>(2, parseSize(argv[i + 1]));
+    size_t size = 0;
+    const bool isSize = parseSize(argv[i + 1], &size);
+    if (flag == "-b" && isSize) {
+      minBytes = std::max<size_t>(4, size);
+    } else if (flag == "-e" && isSize) {
+      maxBytes = size;
+    } else if (flag == "-f" && isSize) {
+      factor = std::max<size_t>(2, size);
     } else if (flag == "-r") {
       rounds = std::max(1, std::atoi(argv[i + 1]));
     } else if (flag == "-t") {

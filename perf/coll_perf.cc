@@ -139,7 +139,7 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
         totalWrong += oopWrong + ipWrong;
         if (b.rank == 0) {
           printRow(size, count, dataTypeName(t), collReduces(kColl) ? redOpName(op) : "none", root, factor, oopUs,
-                   oopWrong, ipUs, ipWrong);
+                   oopWrong, ipUs, ipWrong, args.check);
           // As nccl-tests: the average is over the out-of-place and the in-place figures.
           for (double us : {oopUs, ipUs}) {
             if (us <= 0) continue;  // no in-place form
@@ -151,9 +151,18 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
     }
   }
   if (b.rank == 0) {
-    std::printf("# Out of bounds values : %zu %s\n", totalWrong, totalWrong ? "FAILED" : "OK");
+    if (rows == 0) std::printf("# no size from -b to -e gives every rank an element: nothing was measured\n");
+    if (args.check) {
+      std::printf("# Out of bounds values : %zu %s\n", totalWrong, totalWrong ? "FAILED" : "OK");
+    } else {
+      std::printf("# Out of bounds values : N/A (-c 0: results not checked)\n");
+    }
     std::printf("# Avg bus bandwidth    : %g\n", rows ? busSum / rows : 0.0);
+    std::fflush(stdout);
   }
+  // Every rank exits 1 on a wrong value, and a launcher stops the job when the first rank exits
+  // with an error: without this, rank 0 could be stopped before it printed the summary above.
+  CHECK(lockstepBarrier(b.comm, nullptr));
   CHECK(lockstepCommDestroy(b.comm));
   return totalWrong;
 }

@@ -63,7 +63,10 @@ void loadDriver() {
 
 char* hostAlloc(size_t bytes) {
   void* p = nullptr;
-  if (posix_memalign(&p, 4096, bytes) != 0) fatal("cannot allocate host memory");
+  if (posix_memalign(&p, 4096, bytes) != 0) {
+    std::fprintf(stderr, "cannot allocate %zu bytes of host memory for the buffers (-e sets their size)\n", bytes);
+    std::exit(2);
+  }
   std::memset(p, 0, bytes);  // page-aligned and pre-faulted, as a trainer's long-lived tensors
   return static_cast<char*>(p);
 }

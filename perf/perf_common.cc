@@ -9,26 +9,36 @@
 
 namespace lockstep::perf {
 
-size_t parseSize(const char* s) {
+bool parseSize(const char* s, size_t* out) {
+  // Digits first: strtod would take "-8" (which became 2^64 - 8 and overran the buffers sized
+  // from it), " 8", "inf" and "0x10".
+  if (!s || *s < '0' || *s > '9') return false;
   char* end = nullptr;
   double v = std::strtod(s, &end);
-  switch (end && *end ? *end : 0) {
+  double unit = 1;
+  switch (*end) {
     case 'K':
     case 'k':
-      v *= 1024.0;
+      unit = 1024.0;
       break;
     case 'M':
     case 'm':
-      v *= 1024.0 * 1024.0;
+      unit = 1024.0 * 1024.0;
       break;
     case 'G':
     case 'g':
-      v *= 1024.0 * 1024.0 * 1024.0;
+      unit = 1024.0 * 1024.0 * 1024.0;
       break;
     default:
+      unit = 0;
       break;
   }
-  return static_cast<size_t>(v);
+  if (unit != 0) ++end;
+  if (*end != '\0') return false;  // "1T", "64KiB", "8 "
+  v *= unit != 0 ? unit : 1;
+  if (!(v < 0x1p50)) return false;  // a PiB and more, or not a number: no buffer is that large
+  *out = static_cast<size_t>(v);
+  return true;
 }
 
 namespace {
@@ -51,32 +61,45 @@ Args parseArgs(int argc, char** argv, const char* program) {
     std::string k = argv[i];
     if (i + 1 >= argc) usage(program, ("missing value for " + k).c_str());
     const char* v = argv[i + 1];
+    auto size = [&](size_t* out) {
+      if (!parseSize(v, out)) usage(program, (k + " " + v + ": not a size (e.g. 8, 64K, 256M, 1G)").c_str());
+    };
+    auto integer = [&](int* out) {
+      char* end = nullptr;
+      long n = std::strtol(v, &end, 10);
+      if (end == v || *end != '\0' || n < -1000000000L || n > 1000000000L) {
+        usage(program, (k + " " + v + ": not an integer").c_str());
+      }
+      *out = static_cast<int>(n);
+    };
     if (k == "-b")
-      a.minBytes = parseSize(v);
+      size(&a.minBytes);
     else if (k == "-e")
-      a.maxBytes = parseSize(v);
+      size(&a.maxBytes);
     else if (k == "-f")
-      a.factor = parseSize(v);
+      size(&a.factor);
     else if (k == "-n")
-      a.iters = std::atoi(v);
+      integer(&a.iters);
     else if (k == "-w")
-      a.warmup = std::atoi(v);
+      integer(&a.warmup);
     else if (k == "-t")
-      a.targetBytes = parseSize(v);
+      size(&a.targetBytes);
     else if (k == "-m" && std::strcmp(v, "device") == 0)
       a.deviceMemory = true;
     else if (k == "-m" && std::strcmp(v, "host") == 0)
       a.deviceMemory = false;
     else if (k == "-m")
-      a.minIters = std::atoi(v);
-    else if (k == "-c")
-      a.check = std::atoi(v) != 0;
-    else if (k == "-a")
+      integer(&a.minIters);
+    else if (k == "-c") {
+      int c = 0;
+      integer(&c);
+      a.check = c != 0;
+    } else if (k == "-a")
       a.algo = v;
     else if (k == "-T")
-      a.threads = std::atoi(v);
+      integer(&a.threads);
     else if (k == "-r")
-      a.root = std::atoi(v);
+      integer(&a.root);
     else if (k == "-d") {
       a.types.clear();
       for (int t = 0; t < lockstepNumTypes; ++t) {
@@ -97,11 +120,13 @@ Args parseArgs(int argc, char** argv, const char* program) {
       usage(program, ("unknown option " + k).c_str());
     }
   }
-  if (a.factor < 2) a.factor = 2;
+  if (a.factor < 2) usage(program, "-f must be 2 or more (each size is the one before times -f)");
   if (a.minBytes == 0 || a.maxBytes == 0) usage(program, "-b and -e must be positive sizes (e.g. 8, 64K, 256M)");
   if (a.maxBytes < a.minBytes) usage(program, "-e is below -b");
   if (a.iters < 0 || a.minIters < 1) usage(program, "-n must be >= 0 and -m >= 1");
-  if (a.threads < 0 || a.threads > 256) usage(program, "-T must be in [1, 256]");
+  if (a.warmup < -1) usage(program, "-w must be >= 0");
+  if (a.targetBytes == 0) usage(program, "-t must be a positive size");
+  if (a.threads < 0 || a.threads > 256) usage(program, "-T must be in [1, 256] (or 0: one rank per process)");
   return a;
 }
 
@@ -140,14 +165,16 @@ void printHeader(const char* title, int nranks, const Args& a) {
 }
 
 void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor, double oopUs,
-              size_t oopWrong, double ipUs, size_t ipWrong) {
+              size_t oopWrong, double ipUs, size_t ipWrong, bool checked) {
   auto algbw = [&](double us) { return us > 0 ? bytes / (us * 1e-6) / 1e9 : 0.0; };
-  std::printf(" %12zu %14zu %9s %6s %6d %10.3f %8.3f %8.3f %6zu", bytes, count, type, op, root, oopUs, algbw(oopUs),
-              algbw(oopUs) * busFactor, oopWrong);
+  // Unchecked (-c 0), as nccl-tests: N/A, not a count of 0 that nobody took.
+  auto wrong = [&](size_t n) { return checked ? std::to_string(n) : std::string("N/A"); };
+  std::printf(" %12zu %14zu %9s %6s %6d %10.3f %8.3f %8.3f %6s", bytes, count, type, op, root, oopUs, algbw(oopUs),
+              algbw(oopUs) * busFactor, wrong(oopWrong).c_str());
   if (ipUs < 0) {
     std::printf(" %10s %8s %8s %6s\n", "n/a", "n/a", "n/a", "n/a");
   } else {
-    std::printf(" %10.3f %8.3f %8.3f %6zu\n", ipUs, algbw(ipUs), algbw(ipUs) * busFactor, ipWrong);
+    std::printf(" %10.3f %8.3f %8.3f %6s\n", ipUs, algbw(ipUs), algbw(ipUs) * busFactor, wrong(ipWrong).c_str());
   }
   std::fflush(stdout);
 }

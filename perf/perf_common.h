@@ -33,15 +33,17 @@ struct Args {
 
 // Exits with a usage message on bad flags.
 Args parseArgs(int argc, char** argv, const char* program);
-// "64K", "1M", "2G", or plain bytes (powers of 1024).
-size_t parseSize(const char* s);
+// "64K", "1M", "2G", "1.5M" or plain bytes (powers of 1024) into *out; false for anything else
+// (a sign, another suffix, trailing characters, a PiB or more).
+bool parseSize(const char* s, size_t* out);
 std::vector<size_t> sweepSizes(const Args& a, size_t elemBytes);
 int itersFor(const Args& a, size_t bytes);
 int warmupFor(const Args& a, int iters);
 
 void printHeader(const char* title, int nranks, const Args& a);
-// One row: out-of-place and in-place time (us, averaged over iterations and ranks) and #wrong.
+// One row: out-of-place and in-place time (us, averaged over iterations and ranks) and #wrong
+// (N/A where -c 0 left the results unchecked).
 void printRow(size_t bytes, size_t count, const char* type, const char* op, int root, double busFactor, double oopUs,
-              size_t oopWrong, double ipUs, size_t ipWrong);
+              size_t oopWrong, double ipUs, size_t ipWrong, bool checked);
 
 }  // namespace lockstep::perf
