@@ -8,8 +8,12 @@
 // prefixed with "[rank] ". When a rank fails, the others get SIGTERM (SIGKILL after a grace
 // period) and the launcher exits with the first failure's code (128 + signal for a signal).
 // SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGQUIT are forwarded to the
-// ranks. Each rank runs in its own process group, and what a rank started goes with it: a failed
-// rank's group is stopped too. Ranks die with the launcher. Their stdin is /dev/null.
+// ranks, unless the launcher was started with them ignored (nohup, a background job of a
+// script): then they stay ignored, in the ranks too. Each rank runs in its own process group, and
+// what a rank started goes with it: the ranks' groups are stopped when the job ends, however it
+// ends. Ranks die with the launcher. Their stdin is /dev/null. When the launcher's own output is
+// closed (`lockstep-run ... | head`), the ranks' matching pipes are closed too, so a rank that
+// writes there gets SIGPIPE, as it would without the launcher.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -25,6 +29,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -67,20 +72,35 @@ struct Rank {
   int code = 0;
 };
 
-// Writes complete lines of `data` with the rank prefix; keeps the unfinished tail.
-void emit(int rank, int stream, std::string& partial, const char* data, size_t n, bool flush) {
+// One prefixed line, written whole: its bytes may include NULs.
+void writeLine(FILE* out, int rank, const char* line, size_t n) {
+  std::fprintf(out, "[%d] ", rank);
+  std::fwrite(line, 1, n, out);
+  std::fputc('\n', out);
+}
+
+// Writes complete lines of `data` with the rank prefix; keeps the unfinished tail. Returns false
+// when the launcher's stream is closed (EPIPE).
+bool emit(int rank, int stream, std::string& partial, const char* data, size_t n, bool flush) {
+  errno = 0;
+  const size_t scanned = partial.size();  // holds no newline: only the new bytes are searched
   partial.append(data, n);
   FILE* out = stream == 0 ? stdout : stderr;
   size_t start = 0;
-  for (size_t nl; (nl = partial.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::fprintf(out, "[%d] %.*s\n", rank, static_cast<int>(nl - start), partial.data() + start);
+  for (size_t nl = partial.find('\n', scanned); nl != std::string::npos; nl = partial.find('\n', start)) {
+    writeLine(out, rank, partial.data() + start, nl - start);
+    start = nl + 1;
   }
   partial.erase(0, start);
   if (flush && !partial.empty()) {
-    std::fprintf(out, "[%d] %s\n", rank, partial.c_str());
+    writeLine(out, rank, partial.data(), partial.size());
     partial.clear();
   }
   std::fflush(out);
+  if (!std::ferror(out)) return true;
+  const bool gone = errno == EPIPE;  // SIGPIPE is ignored here, so a closed reader reads as this
+  std::clearerr(out);
+  return !gone;
 }
 
 // A rank killed while it was setting up shared memory (before it could unlink its segments)
@@ -109,21 +129,26 @@ int main(int argc, char** argv) {
   int i = 1;
   for (; i < argc; ++i) {
     std::string a = argv[i];
-    if ((a == "-n" || a == "-np") && i + 1 < argc) {
+    if ((a == "-n" || a == "-np" || a == "--grace" || a == "--bind") && i + 1 >= argc) {
+      std::fprintf(stderr, "lockstep-run: %s needs a value\n", a.c_str());
+      usage();
+      return 2;
+    }
+    if (a == "-n" || a == "-np") {
       long v = 0;
       if (!parseCount(argv[++i], 1, 1 << 16, &v)) {
         std::fprintf(stderr, "lockstep-run: -n takes a number of ranks from 1 to 65536, not %s\n", argv[i]);
         return 2;
       }
       n = static_cast<int>(v);
-    } else if (a == "--grace" && i + 1 < argc) {
+    } else if (a == "--grace") {
       char* end = nullptr;
       grace = std::strtod(argv[++i], &end);
       if (end == argv[i] || *end != '\0' || !(grace >= 0 && grace <= 3600)) {
         std::fprintf(stderr, "lockstep-run: --grace takes seconds from 0 to 3600, not %s\n", argv[i]);
         return 2;
       }
-    } else if (a == "--bind" && i + 1 < argc) {
+    } else if (a == "--bind") {
       std::string how = argv[++i];
       if (how != "core" && how != "none") {
         std::fprintf(stderr, "lockstep-run: --bind takes core or none, not %s\n", how.c_str());
@@ -157,9 +182,16 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // A stop signal the launcher was started with ignored stays ignored (nohup, or `&` in a
+  // script for SIGINT and SIGQUIT), in the ranks too: exec keeps an ignored disposition.
+  bool ignored[std::size(kStopSignals)] = {};
   struct sigaction sa {};
   sa.sa_handler = onSignal;
-  for (int sig : kStopSignals) sigaction(sig, &sa, nullptr);
+  for (size_t k = 0; k < std::size(kStopSignals); ++k) {
+    struct sigaction before {};
+    ignored[k] = sigaction(kStopSignals[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
+    if (!ignored[k]) sigaction(kStopSignals[k], &sa, nullptr);
+  }
   signal(SIGPIPE, SIG_IGN);
 
   // Everything the children need is built before fork: after fork, a child of this
@@ -186,6 +218,7 @@ int main(int argc, char** argv) {
       cpuOf.push_back(one);
     }
   }
+  const std::string execFailed = std::string("lockstep-run: cannot execute ") + prog[0] + ": errno ";
   std::vector<Rank> ranks(n);
   pid_t parent = getpid();
   // Signals stay blocked across fork: a child resets its handlers before it unblocks them, so a
@@ -223,13 +256,24 @@ int main(int argc, char** argv) {
       if (devnull >= 0) dup2(devnull, 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
-      for (int sig : kStopSignals) signal(sig, SIG_DFL);
+      for (size_t k = 0; k < std::size(kStopSignals); ++k) signal(kStopSignals[k], ignored[k] ? SIG_IGN : SIG_DFL);
       signal(SIGPIPE, SIG_DFL);
       sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       if (!cpuOf.empty()) sched_setaffinity(0, sizeof(cpu_set_t), &cpuOf[r]);
       execvpe(prog[0], prog, envp.data());
-      const char msg[] = "lockstep-run: cannot execute the program\n";
-      (void)!write(2, msg, sizeof(msg) - 1);
+      // Only async-signal-safe calls here: the message was built before fork, errno is written
+      // as a number.
+      const int why = errno;
+      char number[12];
+      int at = 11;
+      number[at] = '\n';
+      int v = why;
+      do {
+        number[--at] = static_cast<char>('0' + v % 10);
+        v /= 10;
+      } while (v > 0 && at > 0);
+      (void)!write(2, execFailed.data(), execFailed.size());
+      (void)!write(2, number + at, static_cast<size_t>(12 - at));
       _exit(127);
     }
     close(out[1]);
@@ -244,13 +288,12 @@ int main(int argc, char** argv) {
 
   int firstFailure = -1, exitCode = 0, alive = n;
   bool forwarded = false;
+  bool closed[2] = {false, false};  // the launcher's stdout / stderr, once a write finds it closed
   std::chrono::steady_clock::time_point killAt{}, allExitedAt{};
   // Every rank's process group, exited ranks' too: what a failed rank started must not outlive
   // the job (a group whose members are all gone just answers ESRCH). Ranks are not reaped before
   // the end, so none of these ids can have been reused.
-  bool stopping = false;
   auto terminateAll = [&](int sig) {
-    stopping = true;
     for (auto& rk : ranks) kill(-rk.pid, sig);
   };
   for (;;) {
@@ -275,13 +318,23 @@ int main(int argc, char** argv) {
       if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       auto [r, s] = who[k];
       char buf[65536];
+      if (ranks[r].fds[s] < 0) continue;  // closed above, with the launcher's stream
       ssize_t got = read(ranks[r].fds[s], buf, sizeof(buf));
+      bool open = true;
       if (got > 0) {
-        emit(r, s, ranks[r].partial[s], buf, static_cast<size_t>(got), false);
+        open = emit(r, s, ranks[r].partial[s], buf, static_cast<size_t>(got), false);
       } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
         emit(r, s, ranks[r].partial[s], "", 0, true);
         close(ranks[r].fds[s]);
         ranks[r].fds[s] = -1;
+      }
+      if (!open && !closed[s]) {
+        // The reader went away (`| head`): no rank's output on this stream can go anywhere.
+        closed[s] = true;
+        for (Rank& rk : ranks) {
+          if (rk.fds[s] >= 0) close(rk.fds[s]);
+          rk.fds[s] = -1;
+        }
       }
     }
     // An exited rank is seen but not reaped (WNOWAIT) until the job is over: while it is a
@@ -302,8 +355,13 @@ int main(int argc, char** argv) {
       if (code != 0 && firstFailure < 0 && !forwarded) {
         firstFailure = r;
         exitCode = code;
-        std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
-                     exited ? "exited with code" : "was killed by signal", info.si_status);
+        // A rank that wrote to a stream whose reader left (`| head`) is not news: a shell says
+        // nothing of a pipeline's writer it ends so either.
+        const bool readerLeft = !exited && info.si_status == SIGPIPE && (closed[0] || closed[1]);
+        if (!readerLeft) {
+          std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
+                       exited ? "exited with code" : "was killed by signal", info.si_status);
+        }
         terminateAll(SIGTERM);
         killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
       }
@@ -318,7 +376,9 @@ int main(int argc, char** argv) {
       terminateAll(SIGKILL);
     }
   }
-  if (stopping) terminateAll(SIGKILL);                       // stragglers of the ranks' groups, when the ranks are gone
+  // What the ranks started and left running, also after a job that succeeded: the ranks' groups
+  // go with the job.
+  terminateAll(SIGKILL);
   for (const Rank& rk : ranks) waitpid(rk.pid, nullptr, 0);  // the zombies kept until now
   removeLeftoverSegments(ranks);
   return exitCode;

@@ -406,6 +406,53 @@ TEST(Launcher, WhatAFailedRankStartedIsStoppedWithTheJob) {
   if (!processGone(pid)) kill(pid, SIGKILL);
 }
 
+// The README's promise holds for a job that succeeds too: a rank's background process goes.
+TEST(Launcher, WhatARankStartedIsStoppedWhenTheJobSucceeds) {
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string pidFile = std::string(dir) + "/background";
+  ProcResult r = run(
+      {kRun, "-n", "2", "sh", "-c", "if [ $LOCKSTEP_RANK = 1 ]; then sleep 60 & echo $! > " + pidFile + "; fi; exit 0"},
+      {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  FILE* f = std::fopen(pidFile.c_str(), "r");
+  ASSERT_NE(f, nullptr) << r.output;
+  int pid = 0;
+  ASSERT_EQ(std::fscanf(f, "%d", &pid), 1);
+  std::fclose(f);
+  std::remove(pidFile.c_str());
+  rmdir(dir);
+  for (int i = 0; i < 500 && !processGone(pid); ++i) usleep(10000);
+  EXPECT_TRUE(processGone(pid)) << "rank 1's background process " << pid << " outlived the job";
+  if (!processGone(pid)) kill(pid, SIGKILL);
+}
+
+// Started with SIGHUP ignored (nohup), the launcher and its ranks keep ignoring it.
+TEST(Launcher, KeepsAStopSignalItWasStartedWithIgnored) {
+  ProcResult r = run({"sh", "-c",
+                      "trap '' HUP; " + kRun +
+                          " -n 2 sh -c 'sleep 1; echo alive' & L=$!; sleep 0.3; kill -HUP $L; wait $L; "
+                          "echo launcher=$?"},
+                     {}, 30);
+  EXPECT_NE(r.output.find("launcher=0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[0] alive"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[1] alive"), std::string::npos) << r.output;
+}
+
+// `lockstep-run ... | head -2` ends when head does, as the program alone would (SIGPIPE: 141).
+TEST(Launcher, EndsWhenTheReaderOfItsOutputLeaves) {
+  ProcResult r = run({"bash", "-c", kRun + " -n 2 yes | head -2 >/dev/null; echo launcher=${PIPESTATUS[0]}"}, {}, 30);
+  EXPECT_NE(r.output.find("launcher=141"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("stopping the other ranks"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 10) << r.output;
+}
+
+TEST(Launcher, PassesLinesWithNulBytesWhole) {
+  ProcResult r = run({kRun, "-n", "1", "printf", "abc\\0def\\n"}, {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find(std::string("[0] abc\0def\n", 12)), std::string::npos) << r.output;
+}
+
 // An exited rank stays a zombie until the job ends: its pid, which is its process group's id,
 // cannot be reused meanwhile, so stopping the groups of exited ranks reaches nothing else.
 TEST(Launcher, ARankThatExitedKeepsItsPidUntilTheJobEnds) {
