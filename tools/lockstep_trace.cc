@@ -4,8 +4,10 @@
 //
 // Prints, per rank, the last collective it entered and completed, and any op still running when
 // it dumped; then every collective that some ranks entered and others never did, naming the
-// missing ranks. With -o, writes all events into one Chrome trace (open it in Perfetto).
-// Reads the one-event-per-line format that Lockstep writes; exits 1 if it finds a missing rank.
+// missing ranks, and the ranks that ops name as peers but that left no dump. With -o, writes all
+// events into one Chrome trace (open it in Perfetto). Reads the one-event-per-line format that
+// Lockstep writes; exits 1 if it finds a missing rank, 2 if a file is not such a dump or the
+// dumps come from different communicators (a split's child writes its own: LOCKSTEP_TRACE's %c).
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -33,7 +35,7 @@ bool field(const std::string& line, const std::string& key, std::string* out) {
 }
 
 struct Rank {
-  std::string who;
+  std::string who, file;
   unsigned long long lastEntered = 0, lastCompleted = 0;
   std::vector<std::string> running, failed;
   std::set<unsigned long long> entered;
@@ -62,12 +64,16 @@ int main(int argc, char** argv) {
   std::map<int, Rank> ranks;
   std::vector<std::string> events;
   std::map<unsigned long long, std::string> kinds;
+  std::set<int> peers;                       // every rank some op names as a peer
+  std::map<std::string, std::string> comms;  // communicator name -> a file that holds it
+  std::string duplicate;
   for (const auto& path : files) {
     std::ifstream in(path);
     if (!in) {
       std::fprintf(stderr, "lockstep-trace: cannot read %s\n", path.c_str());
       return 2;
     }
+    bool isDump = false;
     for (std::string line; std::getline(in, line);) {
       std::string v;
       if (line.rfind("{\"name\"", 0) == 0 || line.rfind(",", 0) == 0) {
@@ -79,7 +85,16 @@ int main(int argc, char** argv) {
         std::string pid, name;
         size_t args = line.find("\"args\"");
         if (field(line, "pid", &pid) && args != std::string::npos && field(line.substr(args), "name", &name)) {
-          ranks[std::atoi(pid.c_str())].who = name;
+          Rank& r = ranks[std::atoi(pid.c_str())];
+          if (!r.file.empty() && duplicate.empty()) {
+            duplicate = r.file + " and " + path + " are both rank " + pid + "'s dump";
+          }
+          r.who = name;
+          r.file = path;
+          std::string comm;  // absent in dumps of older builds: one communicator, as then
+          field(line.substr(args), "comm", &comm);
+          comms.emplace(comm, path);
+          isDump = true;
         }
         continue;
       }
@@ -102,7 +117,32 @@ int main(int argc, char** argv) {
         r.running.push_back(name);
       else if (state != "no error")
         r.failed.push_back(name + ": " + state);
+      if (size_t at = line.find("\"peers\":["); at != std::string::npos) {
+        for (const char* p = line.c_str() + at + 9; *p && *p != ']';) {
+          char* end = nullptr;
+          long peer = std::strtol(p, &end, 10);
+          if (end == p) break;
+          peers.insert(static_cast<int>(peer));
+          p = *end == ',' ? end + 1 : end;
+        }
+      }
     }
+    if (!isDump) {
+      std::fprintf(stderr, "lockstep-trace: %s is not a Lockstep flight-recorder dump\n", path.c_str());
+      return 2;
+    }
+  }
+  if (comms.size() > 1) {
+    std::fprintf(stderr, "lockstep-trace: these dumps come from %zu communicators:", comms.size());
+    for (const auto& [comm, file] : comms) {
+      std::fprintf(stderr, " %s (%s)", comm.empty() ? "the one made by init" : comm.c_str(), file.c_str());
+    }
+    std::fprintf(stderr, "; give the dumps of one communicator\n");
+    return 2;
+  }
+  if (!duplicate.empty()) {
+    std::fprintf(stderr, "lockstep-trace: %s\n", duplicate.c_str());
+    return 2;
   }
 
   unsigned long long maxEntered = 0;
@@ -131,6 +171,12 @@ int main(int argc, char** argv) {
                   present.c_str(), missing.c_str());
       ++problems;
     }
+  }
+  // A rank that died before it could dump (SIGKILL, a crash) is named by its peers' ops.
+  for (int peer : peers) {
+    if (ranks.count(peer)) continue;
+    std::printf("rank %d: no dump, yet ops of the others name it as a peer (did it die?)\n", peer);
+    ++problems;
   }
   if (problems == 0) std::printf("every rank entered every collective up to #%llu\n", maxEntered);
   if (!merged.empty()) {

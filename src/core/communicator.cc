@@ -149,7 +149,8 @@ const char* Communicator::transportBetween(int a, int b) const {
 
 void Communicator::dumpTrace() {
   std::lock_guard<std::mutex> lock(kernelRecordMu_);
-  FlightRecorder::dump(tracePath(config_, rank_), rank_, peers_[rank_].describe(), {&recorder_, &kernelRecorder_});
+  FlightRecorder::dump(tracePath(config_, rank_, traceName_), rank_, peers_[rank_].describe(), traceName_,
+                       {&recorder_, &kernelRecorder_});
 }
 
 void Communicator::connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr) {
@@ -747,7 +748,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   }
   bootstrap_->setInterrupt(nullptr);
   health_->completed(fp.seq);
-  const int tag = kTagSplit + static_cast<int>(splits_++ & 0xfffff);
+  const uint32_t splitIndex = splits_++;
+  const int tag = kTagSplit + static_cast<int>(splitIndex & 0xfffff);
   if (!refusal.empty()) throw InvalidArgument("lockstepCommSplit: " + refusal + " (no rank split)");
   for (int r = 0; r < nranks_; ++r) {
     if (all[r].refused) {
@@ -796,7 +798,12 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   }
   const uint64_t commId = commIdFromSecret(id.secret);
   auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout);
-  return std::make_unique<Communicator>(config_, std::move(boot), commId, id.secret, localAddr_);
+  auto child = std::make_unique<Communicator>(config_, std::move(boot), commId, id.secret, localAddr_);
+  // Alike on every member (the same split of the same parent, the same color), apart from every
+  // other communicator: the trace files of its ranks sit beside their parent's.
+  child->traceName_ = traceName_ + (traceName_.empty() ? "" : ".") + "split" + std::to_string(splitIndex + 1) + "c" +
+                      std::to_string(color);
+  return child;
 }
 
 }  // namespace lockstep

@@ -184,6 +184,7 @@ class Communicator {
   std::thread progress_;
   uint64_t seq_ = 0;
   uint32_t splits_ = 0;
+  std::string traceName_;  // tracePath's `comm`: "" from init, "split<k>c<color>" from a split
   // The shape a blocking call's plan was made for (count == SIZE_MAX: none).
   struct InlineShape {
     OpKind kind = OpKind::kBarrier;

@@ -52,7 +52,7 @@ void FlightRecorder::ended(uint64_t id, lockstepResult_t result, Clock::time_poi
   r.result = result;
 }
 
-bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who,
+bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
                           std::initializer_list<const FlightRecorder*> tracks) {
   // Dumps go to a predictable name in a shared directory (/tmp) by default: never through a
   // symlink planted there (O_NOFOLLOW), and readable by this user only.
@@ -64,8 +64,9 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
     return false;
   }
   std::fprintf(f, "{\"traceEvents\":[\n");
-  std::fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\"}}", rank,
-               who.c_str());
+  std::fprintf(
+      f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\",\"comm\":\"%s\"}}",
+      rank, who.c_str(), comm.c_str());
   uint64_t ops = 0;
   int tid = 0;
   for (const FlightRecorder* t : tracks) {
@@ -107,20 +108,25 @@ uint64_t FlightRecorder::write(FILE* f, int rank, int tid) const {
   return next_ - first;
 }
 
-std::string tracePath(const Config& config, int rank) {
+std::string tracePath(const Config& config, int rank, const std::string& comm) {
   std::string path = config.tracePath.empty() ? config.tempDir + "/lockstep-trace-%p.%r.json" : config.tracePath;
-  bool hasRank = false;
+  bool hasRank = false, hasComm = false;
   std::string out;
   for (size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 1 < path.size() && (path[i + 1] == 'r' || path[i + 1] == 'p')) {
-      hasRank |= path[i + 1] == 'r';
-      out += path[i + 1] == 'r' ? std::to_string(rank) : std::to_string(getpid());
+    const char c = path[i] == '%' && i + 1 < path.size() ? path[i + 1] : 0;
+    if (c == 'r' || c == 'p' || c == 'c') {
+      hasRank |= c == 'r';
+      hasComm |= c == 'c';
+      out += c == 'r' ? std::to_string(rank) : c == 'p' ? std::to_string(getpid()) : comm;
       ++i;
     } else {
       out += path[i];
     }
   }
-  return hasRank ? out : out + ".rank" + std::to_string(rank) + ".json";
+  if (!hasRank) out += ".rank" + std::to_string(rank) + ".json";
+  if (hasComm || comm.empty()) return out;
+  const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
+  return out.insert(json, "." + comm);
 }
 
 }  // namespace lockstep

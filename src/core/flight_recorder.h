@@ -40,8 +40,8 @@ class FlightRecorder {
   void ended(uint64_t id, lockstepResult_t result, Clock::time_point end);
 
   // Writes the trace of `tracks` (each a lane of the rank's process, oldest op first); returns
-  // false (and logs) if the file cannot be written.
-  static bool dump(const std::string& path, int rank, const std::string& who,
+  // false (and logs) if the file cannot be written. `comm` names the communicator (tracePath).
+  static bool dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
                    std::initializer_list<const FlightRecorder*> tracks);
 
  private:
@@ -67,8 +67,13 @@ class FlightRecorder {
   uint64_t next_ = 0;  // ops recorded so far; the newest is records_[(next_ - 1) % kCapacity]
 };
 
-// Where a dump goes: LOCKSTEP_TRACE's path with %r replaced by the rank and %p by the pid (or
-// ".rank<r>.json" appended when it has no %r); without LOCKSTEP_TRACE, a file in $TMPDIR or /tmp.
-std::string tracePath(const Config& config, int rank);
+// Where a dump goes: LOCKSTEP_TRACE's path with %r replaced by the rank, %p by the pid and %c by
+// `comm` (or ".rank<r>.json" appended when it has no %r); without LOCKSTEP_TRACE, a file in
+// $TMPDIR or /tmp. `comm` names the communicator alike on all its ranks: empty for one made by
+// init, "split<k>c<color>" for the k-th split of its parent (after the parent's own name, and a
+// dot, for splits of splits). Without %c a non-empty name goes before the path's ".json" (or at
+// its end): a split child's rank r writes apart from its parent's rank r, in another process or
+// the same one.
+std::string tracePath(const Config& config, int rank, const std::string& comm = "");
 
 }  // namespace lockstep

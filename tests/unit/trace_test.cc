@@ -9,6 +9,7 @@
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "src/core/flight_recorder.h"
 #include "tests/common/subprocess.h"
@@ -56,6 +57,62 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   system(("rm -rf " + dir).c_str());
 }
 
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A split's child writes its own dumps: its rank r is not its parent's rank r (often in another
+// process), and the two once wrote the same file, the last one to be destroyed winning.
+TEST(FlightRecorder, ASplitChildDumpsApartFromItsParentAndLockstepTraceKeepsThemApart) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  setenv("LOCKSTEP_TRACE", (dir + "/s.%r.json").c_str(), 1);
+  auto comms = testing::initThreadComms(4);
+  unsetenv("LOCKSTEP_TRACE");
+  std::vector<lockstepComm_t> children(4);
+  onThreads(4, [&](int r) {
+    // Colors by parity, keys reversed: the parent's rank 2 is color 0's rank 0.
+    ASSERT_EQ(lockstepCommSplit(comms[r], r % 2, -r, &children[r]), lockstepSuccess);
+    float x = 1;
+    for (int k = 0; k < 3; ++k)
+      ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), 0);
+    ASSERT_EQ(lockstepBroadcast(&x, &x, 1, lockstepFloat32, 0, children[r], nullptr), 0);
+  });
+  testing::destroyAll(children);
+  testing::destroyAll(comms);
+  for (const char* name : {"s.0.json", "s.1.json", "s.2.json", "s.3.json"}) {
+    const std::string json = readFile(dir + "/" + name);
+    EXPECT_NE(json.find("\"allreduce #3\""), std::string::npos) << name << ": " << json;
+    EXPECT_EQ(json.find("broadcast"), std::string::npos) << name << ": " << json;
+  }
+  for (const char* name : {"s.0.split1c0.json", "s.1.split1c0.json", "s.0.split1c1.json", "s.1.split1c1.json"}) {
+    const std::string json = readFile(dir + "/" + name);
+    EXPECT_NE(json.find("\"broadcast #1\""), std::string::npos) << name << ": " << json;
+    EXPECT_NE(json.find("\"comm\":\"split1c"), std::string::npos) << name << ": " << json;
+  }
+  auto trace = [&](std::vector<std::string> files) {
+    std::vector<std::string> args{LOCKSTEP_TRACE_PATH};
+    for (auto& f : files) args.push_back(dir + "/" + f);
+    return testing::run(args, {}, 30);
+  };
+  testing::ProcResult r = trace({"s.0.split1c0.json", "s.1.split1c0.json"});
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = trace({"s.0.json", "s.0.split1c0.json"});
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("come from 2 communicators"), std::string::npos) << r.output;
+  // Rank 3 left no dump: the ring's ops on ranks 0 and 2 name it as a peer.
+  r = trace({"s.0.json", "s.1.json", "s.2.json"});
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("rank 3: no dump"), std::string::npos) << r.output;
+  { std::ofstream(dir + "/garbage.json") << "{}\n"; }
+  r = trace({"garbage.json"});
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("is not a Lockstep flight-recorder dump"), std::string::npos) << r.output;
+  system(("rm -rf " + dir).c_str());
+}
+
 // Dumps go to predictable names in /tmp: a symlink planted there must not redirect the write.
 TEST(FlightRecorder, ADumpNeverFollowsASymlink) {
   char dir[] = "/tmp/lockstep-trace-test-XXXXXX";
@@ -64,12 +121,12 @@ TEST(FlightRecorder, ADumpNeverFollowsASymlink) {
   { std::ofstream(victim) << "precious"; }
   ASSERT_EQ(symlink(victim.c_str(), link.c_str()), 0);
   FlightRecorder track;
-  EXPECT_FALSE(FlightRecorder::dump(link, 0, "test", {&track}));
+  EXPECT_FALSE(FlightRecorder::dump(link, 0, "test", "", {&track}));
   std::ifstream in(victim);
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "precious");
   const std::string real = std::string(dir) + "/real.json";
-  EXPECT_TRUE(FlightRecorder::dump(real, 0, "test", {&track}));
+  EXPECT_TRUE(FlightRecorder::dump(real, 0, "test", "", {&track}));
   struct stat st {};
   ASSERT_EQ(stat(real.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
