@@ -1,5 +1,7 @@
 #include "src/core/config.h"
 
+#include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <iomanip>
 #include <sstream>
@@ -10,22 +12,32 @@
 namespace lockstep {
 namespace {
 
+// The parsers below take a number as written, nothing around it: strtol and friends would skip
+// leading blanks (and negate " -1" into a huge unsigned value) while refusing trailing ones.
+bool startsLikeANumber(const std::string& text, bool sign) {
+  return !text.empty() && (std::isdigit(static_cast<unsigned char>(text[0])) || (sign && text[0] == '-') ||
+                           (text[0] == '.' && text.size() > 1));
+}
+
 int parseInt(const std::string& text, const std::string& what, long lo, long hi) {
   char* end = nullptr;
   errno = 0;
   long v = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno != 0 || v < lo || v > hi) {
+  if (!startsLikeANumber(text, true) || *end != '\0' || errno != 0 || v < lo || v > hi) {
     throw InvalidArgument(what + "=\"" + text + "\" is not an integer in [" + std::to_string(lo) + ", " +
                           std::to_string(hi) + "]");
   }
   return static_cast<int>(v);
 }
 
+// A figure of the tuner's link model: from 1e-6 to 1e9 (the model divides by it, so a
+// subnormal one made every predicted time infinite or NaN).
 double parsePositive(const std::string& text, const std::string& what) {
   char* end = nullptr;
+  errno = 0;
   double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || !(v > 0) || v > 1e9) {
-    throw InvalidArgument(what + "=\"" + text + "\" is not a positive number");
+  if (!startsLikeANumber(text, false) || *end != '\0' || errno != 0 || !(v >= 1e-6) || v > 1e9) {
+    throw InvalidArgument(what + "=\"" + text + "\" is not a number from 0.000001 to 1000000000");
   }
   return v;
 }
@@ -140,7 +152,7 @@ std::chrono::milliseconds parseDuration(const std::string& text, const std::stri
   double v = std::strtod(text.c_str(), &end);
   std::string unit(end ? end : "");
   double ms = -1;
-  if (!text.empty() && errno == 0 && v >= 0) {
+  if (startsLikeANumber(text, false) && errno == 0 && v >= 0) {
     if (unit.empty() || unit == "s")
       ms = v * 1000;
     else if (unit == "ms")
@@ -150,6 +162,7 @@ std::chrono::milliseconds parseDuration(const std::string& text, const std::stri
   }
   if (ms < 0 || ms > 1e12)
     throw InvalidArgument(what + "=\"" + text + "\" is not a duration (e.g. 30, 30s, 500ms, 2m)");
+  if (ms < 1) throw InvalidArgument(what + "=\"" + text + "\" is below a millisecond, the shortest it can be");
   return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
@@ -167,7 +180,7 @@ size_t parseBytes(const std::string& text, const std::string& what) {
     mult = 1ull << 20;
   else if (unit == "G" || unit == "GiB")
     mult = 1ull << 30;
-  if (text.empty() || text[0] == '-' || errno != 0 || mult == 0 || v > (~0ull) / mult) {
+  if (!startsLikeANumber(text, false) || errno != 0 || mult == 0 || v > (~0ull) / mult) {
     throw InvalidArgument(what + "=\"" + text + "\" is not a byte count (e.g. 4096, 256K, 1M)");
   }
   return static_cast<size_t>(v * mult);
@@ -194,7 +207,10 @@ Config Config::fromVariables(const Getter& get) {
     else
       throw InvalidArgument("LOCKSTEP_DEBUG=\"" + *v + "\" is not one of NONE, WARN, INFO, TRACE");
   }
-  if (auto v = var("LOCKSTEP_TRANSPORTS")) c.transports = splitList(*v);
+  if (auto v = var("LOCKSTEP_TRANSPORTS")) {
+    c.transports = splitList(*v);
+    if (c.transports.empty()) throw InvalidArgument("LOCKSTEP_TRANSPORTS=\"" + *v + "\" names no transport");
+  }
   if (auto v = var("LOCKSTEP_SLOT_BYTES")) c.slotBytes = parseBytes(*v, "LOCKSTEP_SLOT_BYTES");
   if (auto v = var("LOCKSTEP_SLOTS")) c.slots = parseInt(*v, "LOCKSTEP_SLOTS", 2, 64);
   if (auto v = var("LOCKSTEP_SOCKET_IFNAME")) c.socketIfname = *v;
@@ -266,12 +282,12 @@ std::string Config::wireSummary() const {
   // must pick the same algorithm for the same call).
   // Both lists in a canonical form, so that spellings with one meaning agree: the order of
   // LOCKSTEP_TRANSPORTS means nothing, and "tree" forces what "allreduce=tree,..." spells out.
+  // Every transport listed means what none listed means.
   std::vector<std::string> t, a;
-  if (!transports.empty()) {
-    for (const char* name : {"inproc", "shm", "socket"}) {
-      if (transportAllowed(name)) t.emplace_back(name);
-    }
+  for (const char* name : {"inproc", "shm", "socket"}) {
+    if (transportAllowed(name)) t.emplace_back(name);
   }
+  if (t.size() == 3) t.clear();
   TunerSettings tuner = parseTunerSettings(algo, deterministic);
   for (int k = 0; k < kOpKinds; ++k) {
     if (tuner.forced[k])
@@ -279,14 +295,16 @@ std::string Config::wireSummary() const {
   }
   std::ostringstream o;
   o << "slotBytes=" << slotBytes << " slots=" << slots << " transports=" << (t.empty() ? "all" : joinList(t));
-  if (!a.empty()) o << " algo=" << joinList(a);
   if (deterministic) o << " deterministic=1";
-  if (!measuredTuning) o << " tuner=model";
+  if (!measuredTuning && !deterministic) o << " tuner=model";  // deterministic mode measures nothing
   if (socketStreams != 1) o << " socketStreams=" << socketStreams;
   // Every digit: values that differ past the sixth would agree here and part at the tuner.
   o << std::setprecision(17);
   if (linkLatencyUs > 0) o << " latency=" << linkLatencyUs;
   if (linkGBps > 0) o << " gbps=" << linkGBps;
+  // Last: the one field of any length, so that where a summary is cut short (PeerInfo holds 255
+  // characters) only it is.
+  if (!a.empty()) o << " algo=" << joinList(a);
   return o.str();
 }
 

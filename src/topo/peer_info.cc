@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include "bootstrap/unique_id.h"
 #include "lockstep/lockstep.h"
@@ -128,6 +131,29 @@ std::string PeerInfo::describe() const {
          std::to_string(pid) + ")";
 }
 
+namespace {
+
+// A summary's fields ("key=value", space-separated), less a last one cut short where the summary
+// filled its array.
+std::vector<std::string> fieldsOf(const char (&summary)[sizeof(PeerInfo::configSummary)]) {
+  std::vector<std::string> fields;
+  std::istringstream in(std::string(summary, strnlen(summary, sizeof(summary))));
+  for (std::string f; in >> f;) fields.push_back(f);
+  if (strnlen(summary, sizeof(summary)) == sizeof(summary) - 1 && !fields.empty()) fields.pop_back();
+  return fields;
+}
+
+// The fields of `a` that `b` lacks.
+std::string onlyIn(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  std::string out;
+  for (const auto& f : a) {
+    if (std::find(b.begin(), b.end(), f) == b.end()) out += (out.empty() ? "" : " ") + f;
+  }
+  return out;
+}
+
+}  // namespace
+
 void checkPeersAgree(const std::vector<PeerInfo>& peers) {
   const PeerInfo& ref = peers[0];
   for (const auto& p : peers) {
@@ -136,8 +162,12 @@ void checkPeersAgree(const std::vector<PeerInfo>& peers) {
                      p.describe() + " runs " + std::to_string(p.version));
     }
     if (p.configHash != ref.configHash) {
-      throw Mismatch("configuration differs: " + ref.describe() + " has {" + ref.configSummary + "}, " + p.describe() +
-                     " has {" + p.configSummary + "}");
+      const auto a = fieldsOf(ref.configSummary), b = fieldsOf(p.configSummary);
+      std::string mine = onlyIn(a, b), theirs = onlyIn(b, a);
+      // The difference lies in what was cut: the algorithm list, which comes last.
+      if (mine.empty() && theirs.empty()) mine = theirs = "algo=... (too long to show): compare LOCKSTEP_ALGO";
+      throw Mismatch("configuration differs (every rank must share these LOCKSTEP_* settings): " + ref.describe() +
+                     " has {" + mine + "}, " + p.describe() + " has {" + theirs + "}");
     }
   }
 }

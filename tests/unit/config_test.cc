@@ -84,6 +84,18 @@ TEST(Config, BadValuesNameTheVariable) {
   expectBad("LOCKSTEP_SLOTS", "1");
   expectBad("LOCKSTEP_RANK", "x");
   expectBad("LOCKSTEP_WORLD_SIZE", "0");
+  // A number as written, nothing around it: " -18446744073709289472" was read as 256 KiB.
+  expectBad("LOCKSTEP_SLOT_BYTES", " -18446744073709289472");
+  expectBad("LOCKSTEP_SLOT_BYTES", " 65536");
+  expectBad("LOCKSTEP_SLOTS", " 8");
+  expectBad("LOCKSTEP_SLOTS", "8 ");
+  // The tuner divides by it: a subnormal rate made every prediction infinite or NaN.
+  expectBad("LOCKSTEP_LINK_GBPS", "1e-320");
+  expectBad("LOCKSTEP_LINK_GBPS", "1e10");
+  expectBad("LOCKSTEP_LINK_LATENCY_US", " 5");
+  expectBad("LOCKSTEP_TIMEOUT", "0.0001");
+  expectBad("LOCKSTEP_TIMEOUT", "-0");
+  expectBad("LOCKSTEP_TRANSPORTS", ",,,");
 }
 
 TEST(Config, WireHashCoversWhatShapesTheWire) {
@@ -116,6 +128,10 @@ TEST(Config, WireHashReadsWhatASettingMeansNotHowItIsSpelled) {
   EXPECT_NE(hash("LOCKSTEP_LINK_LATENCY_US", "99.99996"), hash("LOCKSTEP_LINK_LATENCY_US", "100.00004"))
       << "the tuner reads every digit";
   EXPECT_EQ(hash("LOCKSTEP_LINK_GBPS", "12.5"), hash("LOCKSTEP_LINK_GBPS", "12.50"));
+  EXPECT_EQ(hash("LOCKSTEP_TRANSPORTS", "socket,inproc,shm"), fromMap({}).wireHash()) << "every transport is all";
+  EXPECT_EQ(fromMap({{"LOCKSTEP_DETERMINISTIC", "1"}, {"LOCKSTEP_TUNER", "model"}}).wireHash(),
+            hash("LOCKSTEP_DETERMINISTIC", "1"))
+      << "deterministic mode measures nothing: the model tuner is what it runs anyway";
 }
 
 // Launchers: LOCKSTEP_* first (field by field), then torchrun, Slurm, OpenMPI, PMI, PMIx.

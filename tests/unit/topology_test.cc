@@ -120,8 +120,43 @@ TEST(PeerInfoTest, VersionAndConfigMismatchShowTheDifference) {
     checkPeersAgree(peers);
     ADD_FAILURE() << "config mismatch accepted";
   } catch (const Mismatch& e) {
-    EXPECT_NE(std::string(e.what()).find("slots=8"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("slots=4"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("{slots=8}"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("{slots=4}"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("slotBytes"), std::string::npos) << "only what differs: " << e.what();
+  }
+  // Summaries longer than PeerInfo holds (a long LOCKSTEP_ALGO) are cut: what differs before the
+  // cut is still shown, and the algorithm list, which comes last, is the only field cut.
+  setenv("LOCKSTEP_ALGO",
+         "allreduce=recursive_doubling,reducescatter=ordered,allgather=ring,broadcast=chain,reduce=ordered,"
+         "barrier=recursive_doubling,alltoall=direct,send=direct,recv=direct",
+         1);
+  Config longA = Config::fromEnvironment(), longB = Config::fromEnvironment();
+  unsetenv("LOCKSTEP_ALGO");
+  longA.linkGBps = 10.25;
+  longB.linkGBps = 11.5;
+  longA.slotBytes = longB.slotBytes = 131072;
+  longA.socketStreams = longB.socketStreams = 4;
+  longA.linkLatencyUs = longB.linkLatencyUs = 12.345678901234567;
+  longA.transports = longB.transports = {"shm", "socket"};
+  peers = {localPeerInfo(0, longA, NetAddr::loopback()), localPeerInfo(1, longB, NetAddr::loopback())};
+  ASSERT_GE(longA.wireSummary().size(), sizeof(PeerInfo::configSummary)) << longA.wireSummary();
+  try {
+    checkPeersAgree(peers);
+    ADD_FAILURE() << "config mismatch accepted";
+  } catch (const Mismatch& e) {
+    EXPECT_NE(std::string(e.what()).find("{gbps=10.25}"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("{gbps=11.5}"), std::string::npos) << e.what();
+  }
+  // A difference in what was cut is named as the algorithm list's.
+  longB.linkGBps = longA.linkGBps;
+  longB.algo = longA.algo;
+  longB.algo.replace(longB.algo.find("barrier=recursive_doubling"), 26, "barrier=tree");
+  peers[1] = localPeerInfo(1, longB, NetAddr::loopback());
+  try {
+    checkPeersAgree(peers);
+    ADD_FAILURE() << "config mismatch accepted";
+  } catch (const Mismatch& e) {
+    EXPECT_NE(std::string(e.what()).find("compare LOCKSTEP_ALGO"), std::string::npos) << e.what();
   }
   peers[1] = localPeerInfo(1, a, NetAddr::loopback());
   peers[1].version += 1;
