@@ -13,6 +13,7 @@
 // slowest the job uses, as the library's tuner does. The defaults describe a GPU cluster (8 per
 // node, NVLink-class intra-node links, one 200 Gb/s NIC per GPU); they are assumptions, not
 // measurements: pass this machine's figures (README) to model it.
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,30 +24,50 @@
 #include "src/algo/registry.h"
 #include "src/algo/simulator.h"
 #include "src/algo/tuner.h"
+#include "src/core/config.h"
+#include "src/core/errors.h"
 
 using namespace lockstep;
 
 namespace {
 
-size_t parseSize(const std::string& s) {
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (end && (*end == 'K' || *end == 'k')) v *= 1024.0;
-  if (end && (*end == 'M' || *end == 'm')) v *= 1024.0 * 1024.0;
-  if (end && (*end == 'G' || *end == 'g')) v *= 1024.0 * 1024.0 * 1024.0;
-  return static_cast<size_t>(v);
+// Flag values, strictly (a bad one is an InvalidArgument naming the flag): "-n -4" once ended in
+// an uncaught length_error, "-n abc" printed a row of zeros.
+size_t parseSize(const std::string& s, const std::string& flag, size_t lo) {
+  size_t v = 0;
+  try {
+    v = parseBytes(s, flag);  // 4096, 64K, 1M, 2G
+  } catch (const InvalidArgument&) {
+    throw InvalidArgument(flag + " " + s + ": not a count (e.g. 8, 64K, 1M)");
+  }
+  if (v < lo) throw InvalidArgument(flag + " " + s + ": below " + std::to_string(lo));
+  return v;
 }
 
-std::vector<size_t> parseList(const std::string& s) {
+std::vector<size_t> parseList(const std::string& s, const std::string& flag, size_t lo, size_t hi) {
   std::vector<size_t> out;
   size_t at = 0;
   while (at <= s.size()) {
     size_t comma = s.find(',', at);
     if (comma == std::string::npos) comma = s.size();
-    if (comma > at) out.push_back(parseSize(s.substr(at, comma - at)));
+    if (comma > at) out.push_back(parseSize(s.substr(at, comma - at), flag, lo));
+    if (!out.empty() && out.back() > hi) throw InvalidArgument(flag + " " + s + ": above " + std::to_string(hi));
     at = comma + 1;
   }
+  if (out.empty()) throw InvalidArgument(flag + " " + s + ": lists nothing");
   return out;
+}
+
+// A number from lo (included unless open) up to 1e9.
+double parseNumber(const std::string& s, const std::string& flag, double lo, bool open) {
+  char* end = nullptr;
+  const double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || !(std::isdigit(static_cast<unsigned char>(s[0])) || s[0] == '.') || *end != '\0' ||
+      !(open ? v > lo : v >= lo) || !(v <= 1e9)) {
+    throw InvalidArgument(flag + " " + s + ": not a number " + (open ? "above " : "from ") + std::to_string(lo) +
+                          " to 1e9");
+  }
+  return v;
 }
 
 std::string human(size_t bytes) {
@@ -96,35 +117,38 @@ int main(int argc, char** argv) {
     if (k == "-h" || k == "--help") return usage(), 0;
     if (i + 1 >= argc) return usage(), 2;
     std::string v = argv[++i];
-    if (k == "-n")
-      ranks = parseList(v);
-    else if (k == "-s")
-      sizes = parseList(v);
-    else if (k == "--node")
-      net.ranksPerNode = std::atoi(v.c_str());
-    else if (k == "--intra-us")
-      net.intra.alphaUs = std::atof(v.c_str());
-    else if (k == "--intra-gbps")
-      net.intra.gbps = std::atof(v.c_str());
-    else if (k == "--inter-us")
-      net.inter.alphaUs = std::atof(v.c_str());
-    else if (k == "--inter-gbps")
-      net.inter.gbps = std::atof(v.c_str());
-    else if (k == "--gap-us")
-      net.intra.gapUs = net.inter.gapUs = std::atof(v.c_str());
-    else if (k == "--slice")
-      options.sliceBytes = parseSize(v);
-    else if (k == "--slots")
-      options.slots = std::atoi(v.c_str());
-    else if (k == "--reduce-gbps")
-      net.reduceGBps = std::atof(v.c_str());
-    else if (k == "--budget")
-      budget = std::strtoull(v.c_str(), nullptr, 10);
-    else
-      return usage(), 2;
-  }
-  if (net.intra.gbps <= 0 || net.inter.gbps <= 0 || options.sliceBytes < 4 || options.slots < 1) {
-    return std::fprintf(stderr, "lockstep-sim: bandwidths, slice and slots must be positive\n"), 2;
+    try {
+      if (k == "-n")
+        ranks = parseList(v, k, 1, size_t{1} << 20);
+      else if (k == "-s")
+        sizes = parseList(v, k, 1, size_t{1} << 40);
+      else if (k == "--node")
+        net.ranksPerNode = static_cast<int>(parseSize(v, k, 1));
+      else if (k == "--intra-us")
+        net.intra.alphaUs = parseNumber(v, k, 0, false);
+      else if (k == "--intra-gbps")
+        net.intra.gbps = parseNumber(v, k, 0, true);
+      else if (k == "--inter-us")
+        net.inter.alphaUs = parseNumber(v, k, 0, false);
+      else if (k == "--inter-gbps")
+        net.inter.gbps = parseNumber(v, k, 0, true);
+      else if (k == "--gap-us")
+        net.intra.gapUs = net.inter.gapUs = parseNumber(v, k, 0, false);
+      else if (k == "--slice")
+        options.sliceBytes = parseSize(v, k, 4);
+      else if (k == "--slots")
+        options.slots = static_cast<int>(parseSize(v, k, 1));
+      else if (k == "--reduce-gbps")
+        net.reduceGBps = parseNumber(v, k, 0, false);  // 0: reductions cost nothing
+      else if (k == "--budget")
+        budget = parseSize(v, k, 1);
+      else
+        return usage(), 2;
+      if (net.ranksPerNode > (1 << 20) || options.slots > 1024) throw InvalidArgument(k + " " + v + ": too large");
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "lockstep-sim: %s\n", e.what());
+      return 2;
+    }
   }
   const size_t elem = dataTypeSize(lockstepFloat32);
   std::printf(

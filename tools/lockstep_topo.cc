@@ -44,11 +44,18 @@ int prefixLength(const NetAddr& mask) {
 std::string bare(const NetAddr& a) { return a.hostStr(); }
 
 // self: this rank's entry once a communicator exists (its interface was chosen knowing the
-// rendezvous address), else nullptr (the choice without one).
-void printLocal(const Config& config, const PeerInfo* self) {
+// rendezvous address), else nullptr (the choice without one). False when no interface can be
+// chosen: everything else is printed all the same, since this is where one looks to see why.
+bool printLocal(const Config& config, const PeerInfo* self) {
   std::printf("%s", localTopology().describe().c_str());
-  InterfaceChoice choice = self ? InterfaceChoice{self->ifnameStr(), self->addr, "as this communicator chose"}
-                                : chooseInterface(config.socketIfname);
+  InterfaceChoice choice;
+  std::string failure;
+  try {
+    choice = self ? InterfaceChoice{self->ifnameStr(), self->addr, "as this communicator chose"}
+                  : chooseInterface(config.socketIfname);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  }
   std::printf("interfaces:");
   for (const InterfaceAddr& a : upInterfaces()) {
     std::printf(" %s %s/%d%s;", a.name.c_str(), bare(a.addr).c_str(), prefixLength(a.netmask),
@@ -56,7 +63,12 @@ void printLocal(const Config& config, const PeerInfo* self) {
                 : a.addr.isLinkLocal() ? " (link-local)"
                                        : "");
   }
+  if (!failure.empty()) {
+    std::printf("\nlistens on: nothing: %s\n", failure.c_str());
+    return false;
+  }
   std::printf("\nlistens on: %s %s (%s)\n", choice.name.c_str(), bare(choice.addr).c_str(), choice.why.c_str());
+  return true;
 }
 
 // "SHM", "NET(eth0)", "X": what rank a uses to reach rank b, from the shared peer table (and,
@@ -116,10 +128,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lockstep-topo: %s\n", e.what());
     return 2;
   }
-  if (!config.launch.rank || !config.launch.worldSize) {
-    printLocal(config, nullptr);
-    return 0;
-  }
+  if (!config.launch.rank || !config.launch.worldSize) return printLocal(config, nullptr) ? 0 : 1;
   lockstepComm_t comm;
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
     std::fprintf(stderr, "lockstep-topo: init: %s\n", lockstepGetLastError(nullptr));
