@@ -28,9 +28,18 @@
 // gives every rank every updated parameter). Gradient accumulation: micro-batches inside a
 // noSync() scope only accumulate locally; the last one, outside it, synchronises.
 //
-// Memory: host memory only for now. Device buffers will register the same way (Memory::kDevice)
-// once the CUDA executor exists; today registering with Memory::kDevice is an error, and a device
+// Memory: host memory only for now. The collectives take device buffers, but this layer packs and
+// unpacks gradients with the CPU; registering with Memory::kDevice is an error, and a device
 // pointer registered as host memory cannot be detected without CUDA (it would fault on the copy).
+//
+// Its own communicator. The constructor is collective over `comm`: it splits off a communicator
+// for the gradient traffic (its own links, progress thread and buffers: LOCKSTEP_SLOTS x
+// LOCKSTEP_SLOT_BYTES per peer, as any communicator). Each rank starts a bucket when its own
+// gradients complete it, which is not the same moment on every rank (ready orders differ, unused
+// parameters wait for finish()): a collective the program made on `comm` meanwhile (logging the
+// loss before finish(), another model's GradientSync) would pair with some rank's bucket on the
+// shared sequence, silently when the shapes match. On a communicator of its own, nothing else
+// runs between the buckets.
 //
 // One thread drives a GradientSync (as a communicator). Errors throw lockstep::Exception; after a
 // communication error the object, like its communicator, is unusable.
@@ -70,15 +79,19 @@ struct IterationStats {
 
 class GradientSync {
  public:
-  GradientSync(lockstepComm_t comm, Options options = {}) : comm_(comm), options_(std::move(options)) {
-    check(lockstepCommUserRank(comm_, &rank_));
-    check(lockstepCommCount(comm_, &nranks_));
+  // Collective over `comm` (see "Its own communicator" above).
+  GradientSync(lockstepComm_t comm, Options options = {}) : options_(std::move(options)) {
+    check(lockstepCommUserRank(comm, &rank_));
+    check(lockstepCommCount(comm, &nranks_));
+    check(lockstepCommSplit(comm, 0, rank_, &own_.comm));
+    comm_ = own_.comm;
     if (!options_.warn) options_.warn = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
   }
   explicit GradientSync(const Comm& comm, Options options = {}) : GradientSync(comm.get(), std::move(options)) {}
   GradientSync(const GradientSync&) = delete;
   GradientSync& operator=(const GradientSync&) = delete;
-  // Launched all-reduces are waited for (their Request members do it) before buffers go.
+  // Launched all-reduces are waited for (their Request members do it) before buffers go, and
+  // the communicator (destroyed last) goes after them.
   ~GradientSync() = default;
 
   // Registers a parameter and its gradient buffer (count elements of dtype, host memory). Every
@@ -314,16 +327,24 @@ class GradientSync {
       opts = ParamRegistry::mix(opts, v);
     }
     // max(x) == ~max(~x) (that is, max == min) exactly when every rank has the same x.
-    uint64_t head[4] = {n, ~n, opts, ~opts};
-    check(lockstepAllReduce(head, head, 4, lockstepUint64, lockstepMax, comm_, nullptr));
+    const uint64_t mine[5] = {n, options_.bucketBytes, static_cast<uint64_t>(options_.compression),
+                              static_cast<uint64_t>(options_.zero1), static_cast<uint64_t>(options_.rebucket)};
+    uint64_t head[10];
+    for (int k = 0; k < 5; ++k) head[2 * k] = mine[k], head[2 * k + 1] = ~mine[k];
+    check(lockstepAllReduce(head, head, 10, lockstepUint64, lockstepMax, comm_, nullptr));
     if (head[0] != ~head[1]) {
       throw Exception(lockstepMismatch, "lockstep ddp: ranks registered different numbers of parameters (rank " +
                                             std::to_string(rank_) + ": " + std::to_string(n) + ", between " +
                                             std::to_string(~head[1]) + " and " + std::to_string(head[0]) + ")");
     }
-    if (head[2] != ~head[3]) {
-      throw Exception(lockstepMismatch,
-                      "lockstep ddp: ranks use different options (bucketBytes, compression, zero1 or rebucket)");
+    const char* names[5] = {"", "bucketBytes", "compression", "zero1", "rebucket"};
+    for (int k = 1; k < 5; ++k) {
+      if (head[2 * k] != ~head[2 * k + 1]) {
+        throw Exception(lockstepMismatch, std::string("lockstep ddp: ranks use different options: ") + names[k] +
+                                              " is " + std::to_string(mine[k]) + " on rank " + std::to_string(rank_) +
+                                              ", between " + std::to_string(~head[2 * k + 1]) + " and " +
+                                              std::to_string(head[2 * k]) + " over the ranks");
+      }
     }
     std::vector<uint64_t> sig = registry_.signature();
     sig.resize(2 * n);
@@ -486,7 +507,17 @@ class GradientSync {
     }
   }
 
-  lockstepComm_t comm_;
+  // Declared first, so destroyed last: after the requests that run on it.
+  struct OwnComm {
+    lockstepComm_t comm = nullptr;
+    OwnComm() = default;
+    OwnComm(const OwnComm&) = delete;
+    OwnComm& operator=(const OwnComm&) = delete;
+    ~OwnComm() {
+      if (comm) lockstepCommDestroy(comm);
+    }
+  } own_;
+  lockstepComm_t comm_ = nullptr;  // own_.comm
   Options options_;
   int rank_ = 0, nranks_ = 1;
   ParamRegistry registry_;

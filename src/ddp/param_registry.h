@@ -19,8 +19,9 @@
 
 namespace lockstep::ddp {
 
-// Where a parameter's memory lives. Only host memory works today; kDevice is accepted by the API
-// so device registration needs no interface change once the CUDA executor lands.
+// Where a parameter's memory lives. Only host memory works today (gradients are packed by the
+// CPU); kDevice is accepted by the API so device registration needs no interface change once
+// packing runs on the device.
 enum class Memory { kHost, kDevice };
 
 struct Param {
@@ -57,8 +58,8 @@ class ParamRegistry {
     const std::string who = "parameter '" + p.name + "'";
     if (memory == Memory::kDevice) {
       throw Exception(lockstepInvalidUsage, "lockstep ddp: " + who +
-                                                ": device memory needs the CUDA executor, which this build does not "
-                                                "have; register host memory");
+                                                ": device memory is not supported by GradientSync yet (it packs "
+                                                "gradients with the CPU); register host memory");
     }
     if (!isFloatingType(p.dtype)) {
       throw Exception(lockstepInvalidArgument, "lockstep ddp: " + who +

@@ -7,7 +7,8 @@
 // on one rank or on all (zero contribution, one warning each, no hang); re-bucketing to rank 0's
 // observed order; noSync accumulation; bf16/fp16 compression and native bf16 gradients; ZeRO-1
 // shards and the parameter all-gather; broadcastParameters; and the errors for bad use, including
-// ranks that registered different parameters. Results must also be bit-identical on every rank.
+// ranks that registered different parameters; the program's own collectives between markReady
+// and finish. Results must also be bit-identical on every rank.
 // Prints "ddp_check: all N checks passed" or each failure, exiting 1.
 #include <algorithm>
 #include <cmath>
@@ -363,8 +364,50 @@ void checkErrors(lockstep::Comm& comm) {
   Options o;
   o.bucketBytes = odd ? 1000 : 2000;
   mismatch(
-      "different options", "different options",
+      "different options", "different options: bucketBytes is " + std::string(odd ? "1000" : "2000"),
       [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, o);
+}
+
+// The program's own collectives on the communicator it gave GradientSync, between markReady and
+// finish, while ranks launch their buckets at different points: rank 0 marks the parameters in
+// the other order, and the last rank never marks "c" (its bucket waits for finish() there). On a
+// shared communicator the user's all-reduce paired with a bucket, silently: the shapes match.
+void checkUserCollectivesDuringBackward(lockstep::Comm& comm) {
+  if (nranks < 2) return;
+  const size_t n = 100;
+  std::vector<float> a(n), b(n), c(n), da(n), db(n), dc(n), loss(n);
+  Options o;
+  o.bucketBytes = n * sizeof(float);  // one parameter per bucket
+  o.warn = [](const std::string&) {};
+  GradientSync sync(comm, o);
+  sync.registerParameter("a", a.data(), da.data(), n);
+  sync.registerParameter("b", b.data(), db.data(), n);
+  sync.registerParameter("c", c.data(), dc.data(), n);
+  const bool last = rank == nranks - 1;
+  for (int it = 0; it < 3; ++it) {  // the first iteration re-buckets; the next ones use that plan
+    std::fill(da.begin(), da.end(), 1.0f + rank);
+    std::fill(db.begin(), db.end(), 10.0f * (1 + rank));
+    std::fill(dc.begin(), dc.end(), 100.0f * (1 + rank));
+    std::fill(loss.begin(), loss.end(), 1000.0f * (1 + rank));
+    if (rank == 0) {
+      sync.markReady(b.data());
+      sync.markReady(a.data());
+    } else {
+      sync.markReady(a.data());
+      sync.markReady(b.data());
+    }
+    comm.allReduce(loss.data(), loss.data(), n, lockstepFloat32, lockstep::Op::kAvg);  // "log the loss"
+    if (!last) sync.markReady(c.data());
+    comm.allReduce(loss.data(), loss.data(), n, lockstepFloat32, lockstep::Op::kSum);
+    sync.finish();
+    const float ranks = static_cast<float>(nranks), mean = (ranks + 1) / 2;
+    const float cMean = 100.0f * (mean * ranks - ranks) / ranks;  // the last rank's c counts as zero
+    const std::string tag = "user collectives during backward, iteration " + std::to_string(it);
+    expect(da[7] == mean, tag + ": a's gradient " + std::to_string(da[7]));
+    expect(db[7] == 10 * mean, tag + ": b's gradient " + std::to_string(db[7]));
+    expect(std::fabs(dc[7] - cMean) <= 1e-3f * cMean, tag + ": c's gradient " + std::to_string(dc[7]));
+    expect(loss[7] == 1000 * mean * ranks, tag + ": the program's own value " + std::to_string(loss[7]));
+  }
 }
 
 // A communication failure sticks: every later call rethrows it, with its code. A second finish()
@@ -420,6 +463,7 @@ int main() {
     checkZero1(comm, Compression::kBf16);
     checkBroadcast(comm);
     checkErrors(comm);
+    checkUserCollectivesDuringBackward(comm);
     checkStickyFailure(comm);
     // The communicator is still healthy after all of that.
     lockstepResult_t async = lockstepSuccess;
