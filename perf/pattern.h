@@ -155,6 +155,20 @@ class Pattern {
       return isSigned() && h % 5 == 0 ? -1 : 1;
     }
     double limit = exactLimit();
+    if (op_ == lockstepMax || op_ == lockstepMin) {
+      // Nothing accumulates, so the whole exact range serves. Element i's extreme b(i) (a hash
+      // of i alone) is held by rank i % nranks and the others lie 1-3 beyond it on the near
+      // side: the result varies along the buffer and comes from a different rank at each element.
+      // (Draws from a range narrowed by the rank count made min at 16-64 ranks almost all 0, a
+      // value that a call writing zeros would have matched.)
+      const int span = static_cast<int>(limit);
+      const uint64_t hi = (i * 2654435761u + 7) % 1000003;
+      const int lo = isSigned() ? -span : 0;
+      const int b = lo + static_cast<int>(hi % static_cast<uint64_t>(span - lo + 1));
+      if (static_cast<size_t>(r) == i % static_cast<size_t>(nranks_)) return b;
+      const int d = 1 + static_cast<int>(h % 3);
+      return op_ == lockstepMax ? std::max(b - d, lo) : std::min(b + d, span);
+    }
     int m = static_cast<int>(limit / nranks_);
     if (m == 0) {  // more ranks than exact integers: at most `limit` ranks contribute a 1
       int stride = static_cast<int>(std::ceil(nranks_ / limit));

@@ -5,9 +5,13 @@
 #include <stdlib.h>
 
 #include <cstring>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "kernels/dtype.h"
 #include "perf/collectives.h"
+#include "perf/pattern.h"
 #include "tests/common/thread_comms.h"
 
 namespace lockstep {
@@ -32,6 +36,34 @@ class Collectives : public ::testing::TestWithParam<int> {
   }
   std::vector<lockstepComm_t> comms_;
 };
+
+// The checks are only as good as the expected results: max and min ones that were almost all 0
+// at 16-64 ranks (min of unsigned and fp8 types) passed a call that wrote zeros. Each element's
+// result must come from the data, vary along the buffer, and be held by different ranks.
+TEST(CheckPatterns, MaxAndMinResultsVaryAlongTheBufferAndComeFromEveryRank) {
+  const size_t n = Pattern::kPeriod;
+  for (int t = 0; t < lockstepNumTypes; ++t) {
+    const auto type = static_cast<lockstepDataType_t>(t);
+    const size_t elem = dataTypeSize(type);
+    for (lockstepRedOp_t op : {lockstepMax, lockstepMin}) {
+      for (int ranks : {2, 16, 64}) {
+        Pattern pat(type, op, ranks);
+        std::vector<char> want(n * elem), zeros(n * elem, 0);
+        pat.fillExpected(want.data(), n);
+        EXPECT_GT(pat.countWrong(zeros.data(), n), n / 2) << dataTypeName(type) << " " << ranks << " ranks";
+        std::set<std::string> distinct;
+        for (size_t i = 0; i < n; ++i) distinct.insert(std::string(want.data() + i * elem, elem));
+        EXPECT_GE(distinct.size(), 8u) << dataTypeName(type) << " " << ranks << " ranks";
+        // Each rank's data alone is wrong at most elements: the result is not one rank's copy.
+        for (int r = 0; r < ranks; ++r) {
+          std::vector<char> mine(n * elem);
+          pat.fill(mine.data(), n, r);
+          EXPECT_GT(pat.countWrong(mine.data(), n), n / 4) << dataTypeName(type) << " rank " << r;
+        }
+      }
+    }
+  }
+}
 
 TEST_P(Collectives, EveryCollectiveTypeOpCountRootInPlaceAndOut) {
   const int n = GetParam();
