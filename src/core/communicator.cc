@@ -258,7 +258,7 @@ void Communicator::finish(Work& w, lockstepResult_t result, const std::string& e
 }
 
 void Communicator::execute(Work& w, bool background) {
-  if (aborted_->load()) return finish(w, lockstepAborted, std::string(w.info.kind) + ": communicator aborted");
+  if (aborted_->load()) return finish(w, lockstepAborted, w.info.label() + ": communicator aborted");
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
   }
