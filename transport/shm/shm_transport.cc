@@ -2,7 +2,10 @@
 // peer for that peer to write into, sends its name over the bootstrap, maps the peer's, and
 // unlinks its own once everyone has mapped (so nothing is left in /dev/shm, even after a crash
 // later on).
+#include <cstdio>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "transport/fifo_link.h"
 #include "transport/shm/shm_segment.h"
@@ -11,7 +14,7 @@ namespace lockstep {
 namespace {
 
 constexpr int kTagShmName = 0x5348;    // "SH"
-constexpr size_t kMessageBytes = 512;  // a segment name, or "!" and an error message
+constexpr size_t kMessageBytes = 512;  // a segment name; in agree(), "!" and an error message
 
 class ShmTransport : public Transport {
  public:
@@ -26,41 +29,46 @@ class ShmTransport : public Transport {
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
     const size_t bytes = fifoBytes(ctx_.config.slots, ctx_.config.slotBytes);
     std::vector<std::shared_ptr<ShmSegment>> inbound, outbound;
-    // Each peer gets the name of its segment, or "!" and why this rank could not create it, so
-    // that a full /dev/shm fails every rank at once with the culprit named, not with a timeout.
     std::string failure;
     lockstepResult_t failureCode = lockstepSuccess;
-    for (int p : peers) {
-      char msg[kMessageBytes] = {};
-      try {
-        if (!failure.empty()) throw InvalidUsage(failure);
+    auto failed = [&](const Error& e, const std::string& context) {
+      if (!failure.empty()) return;
+      failure = context + e.what();
+      failureCode = e.code();
+    };
+    try {
+      for (size_t i = 0; i < peers.size(); ++i) {
         inbound.push_back(std::make_shared<ShmSegment>(ShmSegment::create(bytes)));
         initFifo(inbound.back()->addr(), ctx_.config.slots, ctx_.config.slotBytes);
-        std::snprintf(msg, sizeof(msg), "%s", inbound.back()->name().c_str());
-      } catch (const Error& e) {
-        if (failure.empty()) {
-          failure = e.what();
-          failureCode = e.code();
-        }
-        std::snprintf(msg, sizeof(msg), "!%s", failure.c_str());
       }
-      ctx_.bootstrap.send(p, kTagShmName, msg, sizeof(msg));
+    } catch (const Error& e) {
+      failed(e, "");
+    }
+    // Every rank learns whether every rank could, before any name is sent: told by the rank that
+    // failed, each peer failed with whatever its own exchange met first (a segment unlinked as
+    // its creator gave up, a refused connection), and with a small /dev/shm (a container's 64
+    // MiB) only some of eight ranks named the cause. Now every rank names the same rank and why.
+    agree(failure, failureCode, "could not create shared memory");
+    for (size_t i = 0; i < peers.size(); ++i) {
+      char msg[kMessageBytes] = {};
+      std::snprintf(msg, sizeof(msg), "%s", inbound[i]->name().c_str());
+      ctx_.bootstrap.send(peers[i], kTagShmName, msg, sizeof(msg));
     }
     for (int p : peers) {
       char msg[kMessageBytes];
       ctx_.bootstrap.recv(p, kTagShmName, msg, sizeof(msg));
       msg[sizeof(msg) - 1] = '\0';
       const std::string who = ctx_.peers[p].describe();
-      if (msg[0] == '!') throw RemoteError(p, "shm: " + who + " could not create shared memory: " + (msg + 1));
-      if (std::strncmp(msg, "/lockstep-", 10) != 0) throw RemoteError(p, "shm: " + who + " sent a bad segment name");
+      if (!failure.empty()) continue;  // every name is read, so none is left for a later exchange
       try {
+        if (std::strncmp(msg, "/lockstep-", 10) != 0) throw RemoteError(p, "it sent a bad segment name");
         outbound.push_back(std::make_shared<ShmSegment>(ShmSegment::open(msg, bytes)));
       } catch (const Error& e) {
-        throw RemoteError(p, "shm: cannot map the segment of " + who + ": " + e.what());
+        failed(e, "cannot map the segment of " + who + ": ");
       }
     }
-    if (!failure.empty()) throw Error(failureCode, failure);
-    ctx_.bootstrap.barrier();  // every peer has mapped what we created
+    // Also the barrier before the unlinking: every peer has mapped what this rank created.
+    agree(failure, failureCode, "could not map a peer's shared memory");
     for (auto& s : inbound) s->unlink();
 
     std::vector<std::unique_ptr<Link>> links;
@@ -79,6 +87,22 @@ class ShmTransport : public Transport {
   }
 
  private:
+  // Collective over the communicator (every rank connects every transport): each rank's failure,
+  // if any; then every rank throws the first failing rank's, naming it, or none does.
+  void agree(const std::string& mine, lockstepResult_t code, const char* what) {
+    const int n = static_cast<int>(ctx_.peers.size());
+    std::vector<char> all(static_cast<size_t>(n) * kMessageBytes, 0);
+    if (!mine.empty()) std::snprintf(all.data() + ctx_.rank * kMessageBytes, kMessageBytes, "!%s", mine.c_str());
+    ctx_.bootstrap.allGather(all.data(), kMessageBytes);
+    for (int r = 0; r < n; ++r) {
+      const char* m = all.data() + static_cast<size_t>(r) * kMessageBytes;
+      if (m[0] != '!') continue;
+      if (r == ctx_.rank) throw Error(code, "shm: " + mine);
+      throw RemoteError(r, "shm: " + ctx_.peers[r].describe() + " " + what + ": " +
+                               std::string(m + 1, strnlen(m + 1, kMessageBytes - 1)));
+    }
+  }
+
   TransportContext ctx_;
 };
 
