@@ -51,8 +51,13 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
                                     : " (did it exit, or fail because a rank it waited for did?)"));
   }
   if (dynamic_cast<const Timeout*>(&e)) {
+    // What the last try met, where it says ("Network is unreachable" is this rank's route, not
+    // the peer's silence).
+    const std::string what = e.what();
+    const size_t reason = what.find("timed out: ");
     throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
-                  " ms " + doing + ": no answer from " + who);
+                  " ms " + doing + ": no answer from " + who +
+                  (reason == std::string::npos ? "" : " (the last try: " + what.substr(reason + 11) + ")"));
   }
   if (auto* se = dynamic_cast<const SystemError*>(&e); se && se->err == ECONNREFUSED && peer >= 0) {
     // Its listener was up when it published its address, and stays up while the communicator

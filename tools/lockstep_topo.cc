@@ -51,8 +51,14 @@ bool printLocal(const Config& config, const PeerInfo* self) {
   InterfaceChoice choice;
   std::string failure;
   try {
-    choice = self ? InterfaceChoice{self->ifnameStr(), self->addr, "as this communicator chose"}
-                  : chooseInterface(config.socketIfname);
+    if (self) {
+      choice = InterfaceChoice{self->ifnameStr(), self->addr, "as this communicator chose"};
+    } else {
+      // The rendezvous a rank would use (LOCKSTEP_ROOT, MASTER_ADDR) steers its choice: so here.
+      NetAddr root;
+      if (!config.launch.root.empty()) root = NetAddr::parse(config.launch.root);
+      choice = chooseInterface(config.socketIfname, root.valid() ? &root : nullptr);
+    }
   } catch (const std::exception& e) {
     failure = e.what();
   }

@@ -60,6 +60,28 @@ std::vector<InterfaceAddr> upInterfaces() {
   return out;
 }
 
+namespace {
+
+// The address the kernel's routing table would send from to reach `to` (connecting a UDP socket
+// sends nothing), or an unset address where there is no route.
+NetAddr routeSource(const NetAddr& to) {
+  Fd fd(::socket(to.family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return NetAddr{};
+  sockaddr_storage ss;
+  const socklen_t len = to.toSockaddr(&ss);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return NetAddr{};
+  sockaddr_storage me{};
+  socklen_t meLen = sizeof(me);
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&me), &meLen) != 0) return NetAddr{};
+  return NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&me));
+}
+
+bool sameAddress(const NetAddr& a, const NetAddr& b) {
+  return a.family == b.family && std::memcmp(a.addr, b.addr, a.family == AF_INET ? 4 : 16) == 0;
+}
+
+}  // namespace
+
 InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
   std::vector<InterfaceAddr> candidates;
   for (const InterfaceAddr& a : upInterfaces()) {
@@ -76,14 +98,30 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
   const std::string bySpec = spec.empty() ? "" : "LOCKSTEP_SOCKET_IFNAME=" + spec + ", ";
   if (candidates.empty()) {
     if (!spec.empty()) throw InvalidArgument("LOCKSTEP_SOCKET_IFNAME=\"" + spec + "\" matches no usable interface");
-    return InterfaceChoice{"lo", NetAddr::loopback(), "no other interface is up: single-host only"};
+    // 127.0.0.1, unless lo has only ::1 (an IPv6-only host or namespace, where binding 127.0.0.1
+    // failed).
+    NetAddr lo = NetAddr::loopback(), v6;
+    bool v4 = false;
+    for (const InterfaceAddr& a : upInterfaces()) {
+      if (!a.loopback) continue;
+      if (a.addr.family == AF_INET) v4 = true;
+      if (a.addr.family == AF_INET6 && !v6.valid()) v6 = a.addr;
+    }
+    if (!v4 && v6.valid()) lo = v6;
+    return InterfaceChoice{"lo", lo, "no other interface is up: single-host only"};
   }
-  // Score: on the root's subnet, then on this process's NUMA node, then IPv4; first wins ties.
+  // Score, in order of weight: not loopback, reaching the root (its subnet, or the route to it),
+  // this process's NUMA node, IPv4; the first wins ties. Not the carrier: an interface just set
+  // up has none for up to a second (the kernel's link watch), and a link that is down at the
+  // start may come back (connects retry until the timeout).
   const bool useReach = reach && reach->valid() && !reach->isLoopback();
+  const NetAddr route = useReach ? routeSource(*reach) : NetAddr{};
   const int numa = localTopology().boundNuma;
   auto score = [&](const InterfaceAddr& a) {
     int s = 0;
-    if (useReach && sameSubnet(a.addr, *reach, a.netmask)) s += 4;
+    if (!a.loopback) s += 16;
+    if (useReach && sameSubnet(a.addr, *reach, a.netmask)) s += 8;
+    if (route.valid() && sameAddress(a.addr, route)) s += 4;
     if (numa >= 0 && localTopology().numaOfInterface(a.name) == numa) s += 2;
     if (a.addr.family == AF_INET) s += 1;
     return s;
@@ -94,10 +132,12 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
   }
   std::string why = bySpec;
   const int s = score(*best);
-  if (s & 4)
+  if (s & 8)
     why += "on the subnet of the rendezvous " + reach->str();
+  else if (s & 4)
+    why += "the route to the rendezvous " + reach->str() + " leaves from it";
   else if (useReach)
-    why += "no interface on the subnet of the rendezvous " + reach->str() + ": first usable";
+    why += "no interface reaches the rendezvous " + reach->str() + " by subnet or route: first usable";
   else
     why += "first usable";
   if (s & 2) why += ", on this process's NUMA node " + std::to_string(numa);

@@ -29,11 +29,13 @@ struct InterfaceChoice {
 
 // spec: "" (default choice), "eth,ib" (name prefixes), "^docker,lo" (exclude prefixes),
 // "=eth0" (exact names), as NCCL_SOCKET_IFNAME. Link-local addresses are never used; without a
-// spec, neither are loopback and container bridges (docker*, virbr*). Among the candidates, an
-// interface on the same subnet as `reach` (the rendezvous root, when it is not loopback) wins,
-// as NCCL does for NCCL_COMM_ID; ties go to the interface on this process's NUMA node, then to
-// IPv4, then to the kernel's order. With an empty spec and no candidate, loopback; with a spec
-// that matches nothing, InvalidArgument.
+// spec, neither are loopback and container bridges (docker*, virbr*). Among the candidates, in
+// order of weight: one that is not loopback (a spec such as "^docker" lets
+// lo in, and lo comes first in the kernel's order, but reaches no other host); one that reaches
+// `reach` (the rendezvous root, when it is not loopback): on its subnet, as NCCL does for
+// NCCL_COMM_ID, or the address the kernel's route to it leaves from, as Gloo takes; then the
+// interface on this process's NUMA node, then IPv4, then the kernel's order. With an empty spec
+// and no candidate, loopback; with a spec that matches nothing, InvalidArgument.
 InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach = nullptr);
 NetAddr pickLocalAddress(const std::string& spec);
 

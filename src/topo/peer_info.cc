@@ -119,9 +119,16 @@ void checkCrossHostAddresses(const std::vector<PeerInfo>& peers) {
     if (!p.addr.isLoopback() && !p.addr.isLinkLocal()) continue;
     for (const PeerInfo& q : peers) {
       if (q.hostHash == p.hostHash) continue;
+      // One host name and two host ids: more likely LOCKSTEP_HOST_ID set on some ranks only (or
+      // to different values) than two machines of one name.
+      const bool sameName = std::strncmp(p.hostname, q.hostname, sizeof(p.hostname)) == 0;
       throw InvalidUsage(p.describe() + " listens on " + p.addr.hostStr() + " (" + p.ifnameStr() + "), a " +
                          (p.addr.isLoopback() ? "loopback" : "link-local") + " address, but " + q.describe() +
-                         " is on another host: set LOCKSTEP_SOCKET_IFNAME to an interface both hosts can reach");
+                         " is on another host: set LOCKSTEP_SOCKET_IFNAME to an interface both hosts can reach" +
+                         (sameName ? " (both report the host name " +
+                                         std::string(p.hostname, strnlen(p.hostname, sizeof(p.hostname))) +
+                                         ": if they share a host, give them the same LOCKSTEP_HOST_ID, or none)"
+                                   : ""));
     }
   }
 }

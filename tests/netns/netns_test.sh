@@ -5,7 +5,7 @@
 # LOCKSTEP_TIMEOUT for the checks); they must use shm inside a namespace and TCP between them,
 # give exact results for every collective, and never hang, also on an impaired network.
 #
-#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous impaired (default: all)
+#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed impaired (default: all)
 #
 # The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
 # kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
@@ -19,7 +19,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -92,6 +92,27 @@ make_hosts() {
     ip -n "${prefix}h$i" addr add 10.78.0.$((10 + i))/24 dev eth0
     ip -n "${prefix}h$i" link set eth0 up
   done
+}
+
+# make_routed_hosts: two hosts on different subnets, host0 at 10.78.0.10/24 and host1 at
+# 10.78.1.11/24, their eth0s a veth pair with a route to each other's subnet, each with a decoy
+# listed first: no interface shares the rendezvous's subnet, so host1 must follow the route.
+make_routed_hosts() {
+  local i
+  for i in 0 1; do
+    ip netns add "${prefix}h$i" && namespaces+=("${prefix}h$i")
+    ip -n "${prefix}h$i" link set lo up
+    ip link add decoy0 netns "${prefix}h$i" type veth peer name decoy1 netns "${prefix}h$i"
+    ip -n "${prefix}h$i" addr add 10.99.$i.1/24 dev decoy0
+    ip -n "${prefix}h$i" link set decoy1 up
+    ip -n "${prefix}h$i" link set decoy0 up
+  done
+  ip link add eth0 netns "${prefix}h0" type veth peer name eth0 netns "${prefix}h1"
+  ip -n "${prefix}h0" addr add 10.78.0.10/24 dev eth0
+  ip -n "${prefix}h1" addr add 10.78.1.11/24 dev eth0
+  for i in 0 1; do ip -n "${prefix}h$i" link set eth0 up; done
+  ip -n "${prefix}h0" route add 10.78.1.0/24 dev eth0
+  ip -n "${prefix}h1" route add 10.78.0.0/24 dev eth0
 }
 
 remove_hosts() {
@@ -278,6 +299,27 @@ for c in "${cases[@]}"; do
     else
       status=1
     fi
+    remove_hosts
+    ;;
+  routed)
+    # The rendezvous on another subnet than host1's: the kernel's route to it names eth0 (the
+    # decoy, first in the kernel's order, once won as "first usable" and the job timed out).
+    # Then an NCCL-style exclusion, which lets loopback in: lo, first in the kernel's order,
+    # once won there, and reached no other host.
+    echo "== routed: 2 ranks, 2 hosts on different subnets; then LOCKSTEP_SOCKET_IFNAME=^docker"
+    make_routed_hosts
+    for spec in "" "^docker"; do
+      name=routed${spec:+_excluding}
+      if EXTRA_ENV="${spec:+LOCKSTEP_SOCKET_IFNAME=$spec}" run_job "$name" 2 "0 1" "$mp_check" --colls allreduce \
+        --types float32 --counts 1,100003 --block-counts 1; then
+        grep -h "mp_check:" "$work/$name.0.log"
+        grep -q "rank 1 listens on eth0 10.78.1.11 (.*the route to the rendezvous 10.78.0.10:29500 leaves from it" \
+          "$work/$name.1.log" ||
+          { echo "FAILED: $name: rank 1 did not follow the route"; grep -h "listens on" "$work/$name".*.log; status=1; }
+      else
+        status=1
+      fi
+    done
     remove_hosts
     ;;
   impaired)

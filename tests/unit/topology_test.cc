@@ -1,6 +1,8 @@
 // Topology discovery, interface choice, what PeerInfo carries, and the checks made on it.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include "src/core/config.h"
 #include "src/core/errors.h"
 #include "src/exec/backoff.h"
@@ -105,6 +107,15 @@ TEST(PeerInfoTest, CrossHostLoopbackFailsOnEveryRankNamingIt) {
     EXPECT_NE(m.find("rank 1"), std::string::npos) << m;
     EXPECT_NE(m.find("loopback"), std::string::npos) << m;
     EXPECT_NE(m.find("LOCKSTEP_SOCKET_IFNAME"), std::string::npos) << m;
+    // One host name, two host ids: LOCKSTEP_HOST_ID set on one rank only, most likely.
+    EXPECT_NE(m.find("same LOCKSTEP_HOST_ID"), std::string::npos) << m;
+  }
+  std::snprintf(peers[1].hostname, sizeof(peers[1].hostname), "elsewhere");
+  try {
+    checkCrossHostAddresses(peers);
+    ADD_FAILURE() << "loopback across hosts accepted";
+  } catch (const InvalidUsage& e) {
+    EXPECT_EQ(std::string(e.what()).find("LOCKSTEP_HOST_ID"), std::string::npos) << "two host names" << e.what();
   }
   peers[1].addr = ipv4(169, 254, 3, 4);
   EXPECT_THROW(checkCrossHostAddresses(peers), InvalidUsage) << "link-local across hosts";
