@@ -102,13 +102,9 @@ void Health::entered(const Fingerprint& fp) {
     }
   }
   std::atomic_thread_fence(std::memory_order_release);
-  if (fp.seq > entered_.load(std::memory_order_relaxed)) {
-    for (int i = 0; i < 3; ++i) {
-      fpWords_[3 + i].store(fpWords_[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
-      fpWords_[i].store(t.words[i], std::memory_order_relaxed);
-    }
-    entered_.store(fp.seq, std::memory_order_relaxed);
-  }
+  const size_t slot = 3 * (fp.seq % kHistory);
+  for (int i = 0; i < 3; ++i) fpWords_[slot + i].store(t.words[i], std::memory_order_relaxed);
+  if (fp.seq > entered_.load(std::memory_order_relaxed)) entered_.store(fp.seq, std::memory_order_relaxed);
   fpVersion_.store(v + 2, std::memory_order_release);
 }
 
@@ -125,16 +121,21 @@ void Health::completed(uint64_t seq) {
 }
 
 Fingerprint Health::myFingerprint(bool previous) const {
+  const uint64_t entered = entered_.load(std::memory_order_acquire);
+  return entered > (previous ? 1u : 0u) ? myFingerprintAt(entered - (previous ? 1 : 0)) : Fingerprint{};
+}
+
+Fingerprint Health::myFingerprintAt(uint64_t seq) const {
   MessageTag t;
-  const int base = previous ? 3 : 0;
+  const size_t slot = 3 * (seq % kHistory);
   for (;;) {
     uint64_t v1 = fpVersion_.load(std::memory_order_acquire);
-    for (int i = 0; i < 3; ++i) t.words[i] = fpWords_[base + i].load(std::memory_order_relaxed);
+    for (int i = 0; i < 3; ++i) t.words[i] = fpWords_[slot + i].load(std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_acquire);
     if (!(v1 & 1) && fpVersion_.load(std::memory_order_relaxed) == v1) break;
   }
   Fingerprint fp;
-  if (!Fingerprint::fromTag(t, &fp)) fp = Fingerprint{};
+  if (!Fingerprint::fromTag(t, &fp) || fp.seq != seq) fp = Fingerprint{};  // not entered, or overwritten
   return fp;
 }
 
@@ -429,17 +430,22 @@ void Health::evaluate() {
         break;
       }
       // Same sequence number, different op: the two may never exchange a message to notice.
-      // A peer may already be one op further (a rooted op let it finish without this rank), so
-      // its previous op is compared too.
-      const Fingerprint& theirs = p.fp.seq == entered ? p.fp : p.prevFp;
-      const char* field = theirs.seq == entered && mine.seq == entered ? mine.firstDifference(theirs) : nullptr;
-      if (field) {
-        problem = "collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
-                  p.name + " called " + theirs.describe() + "; first difference: " + field;
+      // A peer may be an op further (a rooted op let it finish without this rank), so its
+      // previous op is compared too; or behind, at an op this rank finished without it (count-0
+      // calls move nothing: three of them once left a peer waiting out its timeout), so each is
+      // compared with this rank's own op of that number, from the history.
+      for (const Fingerprint* theirs : {&p.fp, &p.prevFp}) {
+        if (theirs->seq == 0 || theirs->seq > entered || theirs->seq + kHistory <= entered) continue;
+        const Fingerprint mineThen = theirs->seq == entered ? mine : myFingerprintAt(theirs->seq);
+        const char* field = mineThen.seq == theirs->seq ? mineThen.firstDifference(*theirs) : nullptr;
+        if (!field) continue;
+        problem = "collective mismatch: rank " + std::to_string(rank_) + " called " + mineThen.describe() + " but " +
+                  p.name + " called " + theirs->describe() + "; first difference: " + field;
         culprit = p.rank;
         code = lockstepMismatch;
         break;
       }
+      if (code != lockstepSuccess) break;
     }
   }
   if (code != lockstepSuccess) fail(code, culprit, problem);

@@ -101,6 +101,8 @@ class Health : public OpMonitor {
   std::string leftBefore(const Peer& p, uint64_t seq) const;  // "rank 3 (...) left ... after op #k ..."
   // This rank's current op (previous = false) or the one before it.
   Fingerprint myFingerprint(bool previous = false) const;
+  // This rank's op `seq`, if it entered it among its last kHistory ops (else seq 0).
+  Fingerprint myFingerprintAt(uint64_t seq) const;
   void wake();
 
   const int rank_;
@@ -109,10 +111,13 @@ class Health : public OpMonitor {
   std::vector<Peer> peers_;  // every other rank; owned by the watchdog thread (mu_ for readers)
   Fd wakeFd_;                // eventfd: fail() and the destructor wake the watchdog
 
-  // This rank's progress, written by the executor thread. The fingerprint is guarded by a
-  // sequence counter (odd while being written) so the watchdog never reads a torn one.
+  // This rank's progress, written by the executor thread. The fingerprints are guarded by a
+  // sequence counter (odd while being written) so the watchdog never reads a torn one. The last
+  // kHistory ops entered, op s in slot s % kHistory: a peer that is still at an op this rank
+  // has left behind (count-0 calls, or rooted ops, finish without it) is compared with it here.
+  static constexpr uint64_t kHistory = 64;
   std::atomic<uint64_t> fpVersion_{0};
-  std::atomic<uint64_t> fpWords_[6] = {};  // [0, 3): the op last entered, [3, 6): the one before
+  std::atomic<uint64_t> fpWords_[3 * kHistory] = {};
   std::atomic<uint64_t> entered_{0}, completed_{0};
   bool serialProgress_ = false;
 

@@ -15,7 +15,8 @@
 //   fault_check --mode leave --victim R --after-ms T --op sendrecv
 //       Rank R destroys its communicator after T ms and lives on (10 s). The others must fail
 //       with lockstepRemoteError saying that rank R left, long before their timeout.
-//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|split
+//   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
+//                                               "count 0, three times"|split
 //       Rank R calls a collective that differs in one field; every rank must return
 //       lockstepMismatch naming the field (for root, a rank that finished the broadcast without
 //       hearing from R may succeed, and must then fail its next call naming the field). "kind, no
@@ -135,6 +136,31 @@ int main(int argc, char** argv) {
       return report(
           async == lockstepMismatch && r == lockstepMismatch && msg.find("first difference: kind") != std::string::npos,
           "async " + std::to_string(async) + ", next call " + std::to_string(r) + ": " + msg);
+    } else if (field == "count 0, three times") {
+      // The victim makes three count-0 all-reduces where the others make one of 1000: its calls
+      // move nothing and return success, and it is two ops past the others, whose watchdogs
+      // compare only its last two. Its own watchdog compares their op #1 with its own #1: every
+      // rank must learn of the mismatch well before the timeout (it once took all of it).
+      const double t0 = nowMs();
+      if (rank == victim) {
+        r = lockstepSuccess;
+        for (int k = 0; k < 3 && r == lockstepSuccess; ++k) {
+          r = lockstepAllReduce(buf.data(), buf.data(), 0, lockstepFloat32, lockstepSum, comm, nullptr);
+        }
+        lockstepResult_t async = lockstepSuccess;
+        while (r == lockstepSuccess && async == lockstepSuccess && nowMs() - t0 < 10000) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          lockstepCommGetAsyncError(comm, &async);
+        }
+        if (r == lockstepSuccess) r = async;
+      } else {
+        r = lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr);
+      }
+      const double ms = nowMs() - t0;
+      std::string msg = r == lockstepSuccess ? "" : lockstepGetLastError(comm);
+      lockstepCommDestroy(comm);
+      return report(r == lockstepMismatch && ms < 10000,
+                    "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
     } else if (field == "split") {
       // The victim splits where the others all-reduce: every rank names the split, the victim
       // too (whose exchange may first see a peer close its connection).
