@@ -123,7 +123,8 @@ LOCKSTEP_API lockstepResult_t lockstepCommUserRank(const lockstepComm_t comm, in
 /* A static description of a result code. */
 LOCKSTEP_API const char* lockstepGetErrorString(lockstepResult_t result);
 
-/* The message of the last error raised on this thread (comm may be NULL); "" if none. */
+/* The message of the last error raised on this thread (comm may be NULL); "" if none. A
+ * lockstepCommGetAsyncError that reports a failure sets it to that failure's message. */
 LOCKSTEP_API const char* lockstepGetLastError(lockstepComm_t comm);
 
 /* Reduces count elements across ranks; every rank receives the result, bit-identical on all

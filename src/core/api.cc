@@ -395,7 +395,11 @@ lockstepResult_t lockstepCommAbort(lockstepComm_t comm) {
 lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError) {
   return guarded([&] {
     if (!asyncError) throw InvalidArgument("asyncError is NULL");
-    *asyncError = CommUse(comm)->asyncError();
+    // A failure found by the watchdog (a rooted or count-0 call that returned success) is
+    // learned here: lockstepGetLastError then says what it was, as after a failed call.
+    std::string why;
+    *asyncError = CommUse(comm)->asyncError(&why);
+    if (*asyncError != lockstepSuccess) tLastError = why;
   });
 }
 

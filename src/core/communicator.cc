@@ -260,7 +260,7 @@ void Communicator::finish(Work& w, lockstepResult_t result, const std::string& e
 void Communicator::execute(Work& w, bool background) {
   if (aborted_->load()) return finish(w, lockstepAborted, w.info.label() + ": communicator aborted");
   if (brokenCode_ != lockstepSuccess) {
-    return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenBy_);
+    return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenReason());
   }
   const uint64_t seq = w.info.fp.seq;       // 0 for send/recv: not tracked by the group
   const Clock::time_point start = stamp();  // the op's deadline and its flight-recorder entry
@@ -285,8 +285,7 @@ void Communicator::execute(Work& w, bool background) {
       // The op ran, but its result cannot reach the device buffers. This rank refuses later
       // work, so the group must hear it now: its peers would otherwise wait for it at their next
       // op until the timeout.
-      brokenCode_ = lockstepSystemError;
-      brokenBy_ = w.gate.failure;
+      markBroken(lockstepSystemError, w.gate.failure);
       health_->fail(lockstepSystemError, rank_, "rank " + std::to_string(rank_) + ": " + w.gate.failure);
       return finish(w, lockstepSystemError, w.gate.failure);
     }
@@ -319,8 +318,7 @@ void Communicator::execute(Work& w, bool background) {
       text = g.what();
     }
     // The links may be mid-message: refuse later work rather than risk wrong data.
-    brokenCode_ = code;
-    brokenBy_ = text;
+    markBroken(code, text);
     // Tell the group, so every rank fails now with this culprit (the first failure wins, so a
     // failure heard from a peer is not sent back). An abort reaches peers as this rank's goodbye.
     if (code != lockstepAborted) health_->fail(code, culprit, text);
@@ -330,8 +328,7 @@ void Communicator::execute(Work& w, bool background) {
   } catch (const std::exception& e) {
     // Out of memory, or a bug: as for any failure, later work is refused and the group told.
     const std::string text = "rank " + std::to_string(rank_) + ": internal error: " + e.what();
-    brokenCode_ = lockstepInternalError;
-    brokenBy_ = text;
+    markBroken(lockstepInternalError, text);
     health_->fail(lockstepInternalError, rank_, text);
     recorder_.ended(lockstepInternalError, stamp());
     finish(w, lockstepInternalError, text);
@@ -683,12 +680,33 @@ void Communicator::abort() {
   health_->markAborted();
 }
 
-lockstepResult_t Communicator::asyncError() const {
-  if (aborted_->load()) return lockstepAborted;
+lockstepResult_t Communicator::asyncError(std::string* why) const {
+  if (aborted_->load()) return *why = "communicator aborted", lockstepAborted;
   lockstepResult_t group = health_->failure();
-  if (group != lockstepSuccess) return group;
-  if (ipc_ && ipc_->error() != lockstepSuccess) return ipc_->error();
-  return brokenCode_.load();
+  if (group != lockstepSuccess) {
+    try {
+      health_->check();  // throws the group's first failure, with the culprit named
+    } catch (const std::exception& e) {
+      *why = e.what();
+    }
+    return group;
+  }
+  if (ipc_ && ipc_->error() != lockstepSuccess) return *why = ipc_->errorText(), ipc_->error();
+  const lockstepResult_t broken = brokenCode_.load();
+  if (broken != lockstepSuccess) *why = brokenReason();
+  return broken;
+}
+
+void Communicator::markBroken(lockstepResult_t code, const std::string& why) {
+  std::lock_guard<std::mutex> lock(brokenMu_);
+  if (brokenCode_.load() != lockstepSuccess) return;  // the first failure stands
+  brokenBy_ = why;
+  brokenCode_.store(code);
+}
+
+std::string Communicator::brokenReason() const {
+  std::lock_guard<std::mutex> lock(brokenMu_);
+  return brokenBy_;
 }
 
 // ---- split ----
@@ -738,8 +756,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     // failed op, later work is refused and the group is told.
     const std::string late = health_->laggards(fp.seq);
     const std::string text = std::string("lockstepCommSplit: ") + e.what() + (late.empty() ? "" : "; " + late);
-    brokenCode_ = e.code();
-    brokenBy_ = text;
+    markBroken(e.code(), text);
     health_->fail(e.code(), -1, text);
     throw Error(e.code(), text);
   } catch (...) {

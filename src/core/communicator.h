@@ -101,7 +101,8 @@ class Communicator {
   // that this rank aborted.
   void abort();
   // lockstepSuccess, or the first failure of this communicator or of its group.
-  lockstepResult_t asyncError() const;
+  // The communicator's failure, if any, and (into *why) what it was.
+  lockstepResult_t asyncError(std::string* why) const;
 
  private:
   void planRing();  // ringOrder_ from peers_, logged at INFO
@@ -209,8 +210,13 @@ class Communicator {
   std::array<double, MeasuredTuner::kMaxCandidates> agreeIn_{};
   bool agreePlanned_ = false;
   // After a transport failure the links may be mid-message: later ops fail with the first error.
+  // Set once, by the first failure (markBroken); brokenBy_ is read and written under brokenMu_,
+  // since the code is read without it on every call and the text by any thread that fails.
   std::atomic<lockstepResult_t> brokenCode_{lockstepSuccess};
+  mutable std::mutex brokenMu_;
   std::string brokenBy_;
+  void markBroken(lockstepResult_t code, const std::string& why);
+  std::string brokenReason() const;
 };
 
 }  // namespace lockstep
