@@ -254,8 +254,9 @@ void HostExecutor::checkMessage(const Message& in, const Step& step, size_t byte
     const bool otherOp = theirs.seq != mine.seq;
     throw Mismatch("collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
                        names_[peer] + " called " + theirs.describe() + "; first difference: " + field +
-                       (otherOp ? " (one of the two skipped a call, or finished an earlier rooted op whose "
-                                  "arguments the other disagreed with)"
+                       (otherOp ? " (one of the two skipped a call, or finished alone an earlier op the other "
+                                  "made differently: a rooted op with other arguments, or one that moved no data "
+                                  "on one rank, count 0)"
                                 : ""),
                    peer);
   }
