@@ -277,6 +277,15 @@ void Communicator::execute(Work& w, bool background) {
     if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.staging.size());
     health_->check();
     if (seq) health_->entered(w.info.fp);
+    // A send or receive takes no number; the heartbeat says where this rank waits instead,
+    // until the op ends however it ends.
+    struct InPointToPoint {
+      Health* health;
+      ~InPointToPoint() {
+        if (health) health->inPointToPoint("", -1);
+      }
+    } p2p{!seq && w.peers.n > 0 ? health_.get() : nullptr};
+    if (p2p.health) p2p.health->inPointToPoint(w.info.kind, w.peers.rank[0]);
     executor_->setWaitProfile(background ? backgroundWait_ : inlineWait_);
     executor_->run(w.schedule, w.buffers, w.info, deadline);
     if (seq) health_->completed(seq);

@@ -27,8 +27,8 @@ struct ControlMsg {
   int32_t code;       // kFailure: lockstepResult_t
   int32_t culprit;
   uint32_t aborted;  // kGoodbye: the rank aborted rather than left
-  uint32_t reserved;
-  char text[384];  // kFailure: the message, NUL-terminated
+  uint32_t p2p;      // kStatus: Health::p2pState (the send/recv it is in), 0 if none
+  char text[384];    // kFailure: the message, NUL-terminated
 };
 
 namespace {
@@ -175,8 +175,11 @@ std::string Health::laggards(uint64_t seq) {
   std::lock_guard<std::mutex> lock(mu_);
   std::string notArrived, silent, gone;
   auto now = Clock::now();
+  std::string inCollective;
   for (const Peer& p : peers_) {
-    std::string last = " (last completed op #" + std::to_string(p.completed) + ")";
+    // Where it waits, when it is in a send or receive (which take no number): a rank there
+    // while its peers wait at a collective is why they wait (calls in another order).
+    std::string last = " (last completed op #" + std::to_string(p.completed) + p2pText(p.p2p) + ")";
     if (p.state == PeerState::kLost) {
       gone += (gone.empty() ? "" : ", ") + p.name + " is gone" + last;
     } else if (p.state == PeerState::kLeft) {
@@ -187,13 +190,34 @@ std::string Health::laggards(uint64_t seq) {
       silent += (silent.empty() ? "" : ", ") + p.name + " silent for " + std::to_string(ms) + " ms" + last;
     } else if (p.entered < seq) {
       notArrived += (notArrived.empty() ? "" : ", ") + p.name + last;
+    } else if (seq == 0 && p.entered > p.completed && p.fp.seq == p.entered) {
+      // A send or receive waiting on a rank that is inside a collective, which this rank
+      // has not called: neither can go on.
+      inCollective += (inCollective.empty() ? "" : ", ") + p.name + " in " + p.fp.describe();
     }
   }
   std::string out;
   if (!notArrived.empty()) out += "not arrived at op #" + std::to_string(seq) + ": " + notArrived;
+  if (!inCollective.empty())
+    out += "inside a collective this rank has not called (calls in another order?): " + inCollective;
   if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent;
   if (!gone.empty()) out += std::string(out.empty() ? "" : "; ") + gone;
   return out;
+}
+
+uint32_t Health::p2pState(const char* kind, int peer) {
+  if (peer < 0) return 0;
+  const uint32_t what = std::strcmp(kind, "send") == 0 ? 1u : std::strcmp(kind, "recv") == 0 ? 2u : 3u;
+  return 1u << 31 | what << 28 | (static_cast<uint32_t>(peer) & ((1u << 28) - 1));
+}
+
+std::string Health::p2pText(uint32_t state) {
+  if (!(state >> 31)) return "";
+  const uint32_t what = (state >> 28) & 7, peer = state & ((1u << 28) - 1);
+  return std::string(what == 1   ? ", in a send to"
+                     : what == 2 ? ", in a receive from"
+                                 : ", in sends/receives with") +
+         " rank " + std::to_string(peer);
 }
 
 std::string Health::departed(int peer) {
@@ -278,6 +302,7 @@ void Health::broadcastStatus() {
   m.completed = completed_.load(std::memory_order_acquire);
   m.fp = myFingerprint().tag();
   m.prevFp = myFingerprint(/*previous=*/true).tag();
+  m.p2p = p2p_.load(std::memory_order_relaxed);
   for (Peer& p : peers_) {
     if (p.outbox.size() < kMaxOutbox) queue(p, m);
   }
@@ -340,6 +365,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       p.entered = m.entered;
       p.completed = m.completed;
       p.fp = fp;
+      p.p2p = m.p2p;
       // Absent before a rank's second op: then nothing is one op behind it.
       if (!Fingerprint::fromTag(m.prevFp, &p.prevFp)) p.prevFp = Fingerprint{};
       break;

@@ -66,6 +66,11 @@ class Health : public OpMonitor {
   // The goodbye the destructor sends says "aborted" rather than "left".
   void markAborted() { aborted_.store(true); }
 
+  // The send or receive this rank is in (kind "send", "recv" or another for a group of them,
+  // with one of its peers), or none (peer < 0): carried by the heartbeat, so that a peer waiting
+  // at a collective can say why this rank never came.
+  void inPointToPoint(const char* kind, int peer) { p2p_.store(p2pState(kind, peer), std::memory_order_relaxed); }
+
   // "rank 3 (host:pid) left the communicator after op #k" if `peer` said goodbye, else empty.
   std::string departed(int peer) override;
 
@@ -85,6 +90,7 @@ class Health : public OpMonitor {
     uint64_t entered = 0, completed = 0;
     Fingerprint fp;
     Fingerprint prevFp;  // the op it entered before fp: a peer one op ahead is still comparable
+    uint32_t p2p = 0;    // the send/recv it is in (p2pState), from its last status
     Clock::time_point lastHeard;
   };
 
@@ -119,6 +125,9 @@ class Health : public OpMonitor {
   std::atomic<uint64_t> fpVersion_{0};
   std::atomic<uint64_t> fpWords_[3 * kHistory] = {};
   std::atomic<uint64_t> entered_{0}, completed_{0};
+  std::atomic<uint32_t> p2p_{0};
+  static uint32_t p2pState(const char* kind, int peer);
+  static std::string p2pText(uint32_t state);  // ", in a receive from rank 2", or ""
   bool serialProgress_ = false;
 
   std::atomic<int> failed_{lockstepSuccess};

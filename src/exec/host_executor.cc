@@ -342,10 +342,14 @@ void HostExecutor::flush(Ctx& ctx) {
   std::string late = monitor_ ? monitor_->laggards(ctx.op.fp.seq) : "";
   // Sends and receives run in call order outside a group: an exchange of large messages posted
   // as Isend then Irecv on both sides waits here for ever. Say how to post it.
+  // Not where the peer waits inside a collective: then the calls are out of order, and
+  // grouping would not help.
   const bool grouped = std::strcmp(ctx.op.kind, kSendRecvGroup) == 0;
-  const std::string hint = ctx.pointToPoint && !grouped ? " (sends and receives that must progress together, such "
-                                                          "as an exchange, belong in one lockstepGroupStart/End)"
-                                                        : "";
+  const bool peerInCollective = late.find("inside a collective") != std::string::npos;
+  const std::string hint = ctx.pointToPoint && !grouped && !peerInCollective
+                               ? " (sends and receives that must progress together, such "
+                                 "as an exchange, belong in one lockstepGroupStart/End)"
+                               : "";
   throw Timeout(ctx.op.label() + " (" + std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype) +
                 ") timed out after " + std::to_string(timeout_.count()) + " ms on rank " + std::to_string(rank_) +
                 ", waiting for " + waitingFor + (late.empty() ? "" : "; " + late) + hint);

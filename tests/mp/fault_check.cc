@@ -15,6 +15,9 @@
 //   fault_check --mode leave --victim R --after-ms T --op sendrecv
 //       Rank R destroys its communicator after T ms and lives on (10 s). The others must fail
 //       with lockstepRemoteError saying that rank R left, long before their timeout.
+//   fault_check --mode out-of-order --victim R
+//       Rank R receives from R + 1 where the others broadcast from R: every rank times out
+//       naming where the other side is (in a receive; inside a collective).
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
 //                                               "count 0, three times"|split
 //       Rank R calls a collective that differs in one field; every rank must return
@@ -82,6 +85,28 @@ int main(int argc, char** argv) {
   lockstepCommUserRank(comm, &rank);
   lockstepCommCount(comm, &n);
   const std::string victimName = "rank " + std::to_string(victim) + " (";
+
+  if (mode == "out-of-order") {
+    // The victim receives from the next rank where the others broadcast from rank 0 (the victim):
+    // a deadlock, which each rank sees at its timeout. Sends and receives take no number, so the
+    // watchdog once could say only that the victim "has not arrived", and the victim was told to
+    // group its exchanges: now each side names where the other is.
+    std::vector<float> buf(100, 1.0f);
+    const int from = (victim + 1) % n;
+    const lockstepResult_t r =
+        rank == victim ? lockstepRecv(buf.data(), buf.size(), lockstepFloat32, from, comm, nullptr)
+                       : lockstepBroadcast(buf.data(), buf.data(), buf.size(), lockstepFloat32, victim, comm, nullptr);
+    const std::string msg = lockstepGetLastError(comm);
+    lockstepCommDestroy(comm);
+    // Whichever side times out first tells the others its message: either names both sides.
+    const bool receiverSide =
+        msg.find("inside a collective this rank has not called (calls in another order?): ") != std::string::npos &&
+        msg.find("broadcast #1") != std::string::npos;
+    const bool collectiveSide = msg.find("in a receive from rank " + std::to_string(from)) != std::string::npos;
+    return report(r == lockstepTimeout && (receiverSide || collectiveSide) &&
+                      msg.find("must progress together") == std::string::npos,
+                  "result " + std::to_string(r) + ": " + msg);
+  }
 
   if (mode == "mismatch") {
     std::vector<float> buf(1000, 1.0f);

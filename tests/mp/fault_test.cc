@@ -125,6 +125,16 @@ TEST(Faults, KilledRankStopsTheSurvivorsCudaIpcKernels) {
   }
 }
 
+TEST(Faults, ARankInAReceiveWhileItsPeersBroadcastIsNamedSoOnEverySide) {
+  const int n = 3, victim = 0;
+  auto procs = startRanks(n, {"--mode", "out-of-order", "--victim", std::to_string(victim)}, {"LOCKSTEP_TIMEOUT=3"});
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(30);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
 TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
   const int n = 4, victim = 2;
   auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "150"},
