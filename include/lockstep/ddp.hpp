@@ -39,7 +39,8 @@
 // parameters wait for finish()): a collective the program made on `comm` meanwhile (logging the
 // loss before finish(), another model's GradientSync) would pair with some rank's bucket on the
 // shared sequence, silently when the shapes match. On a communicator of its own, nothing else
-// runs between the buckets.
+// runs between the buckets. lockstepCommAbort(comm) aborts it too (a split child is aborted
+// with its parent), so a watchdog that aborts the program's communicator stops finish().
 //
 // One thread drives a GradientSync (as a communicator). Errors throw lockstep::Exception; after a
 // communication error the object, like its communicator, is unusable.

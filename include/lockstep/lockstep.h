@@ -107,7 +107,8 @@ LOCKSTEP_API lockstepResult_t lockstepCommDestroy(lockstepComm_t comm);
 /* Stops outstanding work and frees the communicator without waiting for peers. Called from
  * another thread while a destroy of comm waits for its calls or queued work, it makes that
  * destroy quick (host work fails with lockstepAborted, queued kernels stop) and returns; the
- * destroy frees it. */
+ * destroy frees it. The communicators split from comm, and theirs, are aborted too: their work
+ * fails with lockstepAborted, and each is still destroyed by its owner. */
 LOCKSTEP_API lockstepResult_t lockstepCommAbort(lockstepComm_t comm);
 
 /* The first error this communicator or its group has seen, including errors of non-blocking

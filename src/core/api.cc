@@ -91,11 +91,37 @@ struct lockstepRequest {
 namespace {
 
 // Destroy and abort: refuse new calls, let the calls in flight leave, free.
+// An abort reaches the communicators split from the aborted one, and theirs: their calls return
+// lockstepAborted within milliseconds, and they stay to be destroyed by their owners (a library
+// that splits a communicator of its own, as GradientSync does, is stopped with its parent).
+void abortChildren(lockstepComm_t comm) {
+  std::vector<lockstepComm_t> children;
+  {
+    std::lock_guard<std::mutex> lock(comm->childrenMu);
+    children = comm->children;
+  }
+  for (lockstepComm_t child : children) {
+    if (child->magic.load() != kCommMagic) continue;  // destroyed
+    if (child->closing.load()) {
+      if (child->abortFlag) child->abortFlag->store(true);  // a destroy under way: make it quick
+    } else {
+      try {
+        CommUse use(child);
+        use->abort();
+      } catch (const Error&) {
+        // Destroyed meanwhile: nothing to stop.
+      }
+    }
+    abortChildren(child);
+  }
+}
+
 void closeComm(lockstepComm_t comm, bool abort) {
   if (abort && comm && comm->magic.load() == kCommMagic && comm->closing.load() && comm->abortFlag) {
     // A destroy is under way (waiting for calls in flight, or draining queued work that may
     // wait on a stalled peer): the abort makes it quick, and that destroy frees the comm.
     comm->abortFlag->store(true);
+    abortChildren(comm);
     return;
   }
   Communicator* impl;
@@ -110,6 +136,7 @@ void closeComm(lockstepComm_t comm, bool abort) {
     // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
     if (abort) impl->abort();
   }
+  if (abort) abortChildren(comm);
   Backoff backoff;
   while (comm->inflight.load() > 0) backoff.pause();
   comm->impl.reset();
@@ -670,6 +697,10 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
     auto shell = std::make_unique<lockstepComm>();
     shell->impl = std::move(child);
     shell->abortFlag = shell->impl->abortFlag();
+    {
+      std::lock_guard<std::mutex> lock(comm->childrenMu);
+      comm->children.push_back(shell.get());
+    }
     *newcomm = shell.release();
   });
 }

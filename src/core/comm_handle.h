@@ -9,6 +9,8 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "lockstep/lockstep.h"
 #include "src/core/communicator.h"
@@ -48,6 +50,10 @@ struct lockstepComm {
   std::shared_ptr<std::atomic<bool>> abortFlag;
   // The process generation that made it (lockstep::forkGeneration()).
   const uint32_t generation = lockstep::forkGeneration();
+  // The communicators split from it: an abort of this one aborts them too. Shells are never
+  // freed, so these stay valid to look at after the children are destroyed.
+  std::mutex childrenMu;
+  std::vector<lockstepComm*> children;
 };
 
 namespace lockstep {

@@ -428,7 +428,16 @@ void checkStickyFailure(lockstep::Comm& comm) {
   // Every rank has finished the good iteration before the abort.
   lockstepBarrier(comm.get(), nullptr);
   if (rank == nranks - 1) {
+    // The abort reaches GradientSync's own communicator, split from `part`: its next iteration
+    // fails at once with lockstepAborted (before, it ran on, and its peers waited for it).
     part.abort();
+    expectError(
+        lockstepAborted, "aborted",
+        [&] {
+          sync.markReady(w.data());
+          sync.finish();
+        },
+        "sticky: the aborting rank's own next iteration");
     lockstepBarrier(comm.get(), nullptr);
     return;
   }

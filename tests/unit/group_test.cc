@@ -675,6 +675,38 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   }
 }
 
+// An abort reaches the communicators split from the aborted one: a library that runs its traffic
+// on a child (GradientSync) is stopped with its parent, and a watchdog that aborts the
+// communicator it knows is enough. The child stays, failed, for its owner to destroy.
+TEST(Abort, AlsoStopsTheCommunicatorsSplitFromIt) {
+  auto comms = initThreadComms(2);
+  std::vector<lockstepComm_t> children(2), grandchildren(2);
+  onThreads(2, [&](int r) {
+    ASSERT_EQ(lockstepCommSplit(comms[r], 0, r, &children[r]), lockstepSuccess);
+    ASSERT_EQ(lockstepCommSplit(children[r], 0, r, &grandchildren[r]), lockstepSuccess);
+  });
+  for (lockstepComm_t blockedOn : {children[0], grandchildren[0]}) {
+    std::atomic<bool> started{false};
+    lockstepResult_t blocked = lockstepSuccess;
+    std::thread owner([&] {
+      float x = 1;
+      started = true;
+      blocked = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, blockedOn, nullptr);  // rank 1 never joins
+    });
+    while (!started) std::this_thread::yield();
+    usleep(200 * 1000);
+    if (blockedOn == children[0]) EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+    const auto t0 = std::chrono::steady_clock::now();
+    owner.join();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_EQ(blocked, lockstepAborted) << lockstepGetLastError(nullptr);
+    EXPECT_LT(ms, 1000);
+  }
+  for (lockstepComm_t c : {grandchildren[0], children[0], grandchildren[1], children[1], comms[1]}) {
+    EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess) << lockstepGetLastError(nullptr);
+  }
+}
+
 // A destroy waits for a call in flight, which may wait on a stalled peer for the whole timeout:
 // an abort from a third thread must still cut it short (it was refused, the communicator being
 // "not live" once its destroy had begun).
