@@ -11,7 +11,7 @@ namespace lockstep::perf {
 
 bool parseSize(const char* s, size_t* out) {
   // Digits first: strtod would take "-8" (which became 2^64 - 8 and overran the buffers sized
-  // from it), " 8", "inf" and "0x10".
+  // from it), " 8" and "inf". (It still reads "0x10" and "1e2" as 16 and 100.)
   if (!s || *s < '0' || *s > '9') return false;
   char* end = nullptr;
   double v = std::strtod(s, &end);

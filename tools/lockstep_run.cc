@@ -72,11 +72,13 @@ struct Rank {
   int code = 0;
 };
 
-// One prefixed line, written whole: its bytes may include NULs.
+// One prefixed line, in one write even to unbuffered stderr (another writer to the same file, a
+// second launcher, must not split it), its bytes as they are (NULs too).
 void writeLine(FILE* out, int rank, const char* line, size_t n) {
-  std::fprintf(out, "[%d] ", rank);
-  std::fwrite(line, 1, n, out);
-  std::fputc('\n', out);
+  std::string whole;
+  whole.reserve(n + 16);
+  whole.append(1, '[').append(std::to_string(rank)).append("] ").append(line, n).push_back('\n');
+  std::fwrite(whole.data(), 1, whole.size(), out);
 }
 
 // Writes complete lines of `data` with the rank prefix; keeps the unfinished tail. Returns false
@@ -193,6 +195,9 @@ int main(int argc, char** argv) {
     if (!ignored[k]) sigaction(kStopSignals[k], &sa, nullptr);
   }
   signal(SIGPIPE, SIG_IGN);
+  // Inherited as ignored (a parent that set it so), SIGCHLD would have the kernel reap the ranks
+  // at once: waitid would never see them exit, and the launcher would wait for ever.
+  signal(SIGCHLD, SIG_DFL);
 
   // Everything the children need is built before fork: after fork, a child of this
   // multi-threaded process may only call async-signal-safe functions until exec.

@@ -36,11 +36,20 @@ namespace {
 size_t parseSize(const std::string& s, const std::string& flag, size_t lo) {
   size_t v = 0;
   try {
-    v = parseBytes(s, flag);  // 4096, 64K, 1M, 2G
+    std::string upper = s;  // "1m", "1g" as the perf drivers take them
+    if (!upper.empty() && (upper.back() == 'm' || upper.back() == 'g')) upper.back() = upper.back() == 'm' ? 'M' : 'G';
+    v = parseBytes(upper, flag);  // 4096, 64K, 1M, 2G
   } catch (const InvalidArgument&) {
     throw InvalidArgument(flag + " " + s + ": not a count (e.g. 8, 64K, 1M)");
   }
   if (v < lo) throw InvalidArgument(flag + " " + s + ": below " + std::to_string(lo));
+  return v;
+}
+
+// A count for an int, checked before it is narrowed (2^31 once became -2^31 ranks per node).
+size_t parseCount(const std::string& s, const std::string& flag, size_t hi) {
+  const size_t v = parseSize(s, flag, 1);
+  if (v > hi) throw InvalidArgument(flag + " " + s + ": above " + std::to_string(hi));
   return v;
 }
 
@@ -123,7 +132,7 @@ int main(int argc, char** argv) {
       else if (k == "-s")
         sizes = parseList(v, k, 1, size_t{1} << 40);
       else if (k == "--node")
-        net.ranksPerNode = static_cast<int>(parseSize(v, k, 1));
+        net.ranksPerNode = static_cast<int>(parseCount(v, k, 1 << 20));
       else if (k == "--intra-us")
         net.intra.alphaUs = parseNumber(v, k, 0, false);
       else if (k == "--intra-gbps")
@@ -137,14 +146,13 @@ int main(int argc, char** argv) {
       else if (k == "--slice")
         options.sliceBytes = parseSize(v, k, 4);
       else if (k == "--slots")
-        options.slots = static_cast<int>(parseSize(v, k, 1));
+        options.slots = static_cast<int>(parseCount(v, k, 1024));
       else if (k == "--reduce-gbps")
         net.reduceGBps = parseNumber(v, k, 0, false);  // 0: reductions cost nothing
       else if (k == "--budget")
         budget = parseSize(v, k, 1);
       else
         return usage(), 2;
-      if (net.ranksPerNode > (1 << 20) || options.slots > 1024) throw InvalidArgument(k + " " + v + ": too large");
     } catch (const std::exception& e) {
       std::fprintf(stderr, "lockstep-sim: %s\n", e.what());
       return 2;

@@ -322,11 +322,6 @@ class GradientSync {
 
   void checkRanksAgree() {
     const uint64_t n = registry_.size();
-    uint64_t opts = ParamRegistry::kFnvBasis;
-    for (uint64_t v : {static_cast<uint64_t>(options_.bucketBytes), static_cast<uint64_t>(options_.compression),
-                       static_cast<uint64_t>(options_.zero1), static_cast<uint64_t>(options_.rebucket)}) {
-      opts = ParamRegistry::mix(opts, v);
-    }
     // max(x) == ~max(~x) (that is, max == min) exactly when every rank has the same x.
     const uint64_t mine[5] = {n, options_.bucketBytes, static_cast<uint64_t>(options_.compression),
                               static_cast<uint64_t>(options_.zero1), static_cast<uint64_t>(options_.rebucket)};

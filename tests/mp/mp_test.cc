@@ -447,6 +447,21 @@ TEST(Launcher, EndsWhenTheReaderOfItsOutputLeaves) {
   EXPECT_LT(r.seconds, 10) << r.output;
 }
 
+// Started with SIGCHLD ignored (a parent that set it so), the ranks would be reaped unseen and
+// the launcher would wait for ever.
+TEST(Launcher, EndsWhenStartedWithSigchldIgnored) {
+  // A shell's trap cannot leave SIGCHLD ignored across exec; python can.
+  if (system("command -v python3 >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3 to start it so";
+  ProcResult r = run({"python3", "-c",
+                      "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+                      "os.execv(sys.argv[1], sys.argv[1:])",
+                      kRun, "-n", "2", "sh", "-c", "echo done"},
+                     {}, 20);
+  EXPECT_FALSE(r.timedOut) << r.output;
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("[1] done"), std::string::npos) << r.output;
+}
+
 TEST(Launcher, PassesLinesWithNulBytesWhole) {
   ProcResult r = run({kRun, "-n", "1", "printf", "abc\\0def\\n"}, {}, 30);
   EXPECT_EQ(r.code, 0) << r.output;
