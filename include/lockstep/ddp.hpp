@@ -84,7 +84,12 @@ class GradientSync {
   GradientSync(lockstepComm_t comm, Options options = {}) : options_(std::move(options)) {
     check(lockstepCommUserRank(comm, &rank_));
     check(lockstepCommCount(comm, &nranks_));
-    check(lockstepCommSplit(comm, 0, rank_, &own_.comm));
+    if (lockstepResult_t r = lockstepCommSplit(comm, 0, rank_, &own_.comm); r != lockstepSuccess) {
+      // The split is this constructor's: say so, since the program never called it.
+      throw Exception(r, std::string("lockstep ddp: GradientSync's constructor is collective over its communicator "
+                                     "(every rank constructs it at the same point of its calls): ") +
+                             lockstepGetErrorString(r) + ": " + lockstepGetLastError(nullptr));
+    }
     comm_ = own_.comm;
     if (!options_.warn) options_.warn = [](const std::string& m) { std::fprintf(stderr, "%s\n", m.c_str()); };
   }
