@@ -121,16 +121,17 @@ class Health : public OpMonitor {
   // sequence counter (odd while being written) so the watchdog never reads a torn one. The last
   // kHistory ops entered, op s in slot s % kHistory: a peer that is still at an op this rank
   // has left behind (count-0 calls, or rooted ops, finish without it) is compared with it here.
+  // What every op touches first, together; the history after it.
   static constexpr uint64_t kHistory = 64;
   std::atomic<uint64_t> fpVersion_{0};
-  std::atomic<uint64_t> fpWords_[3 * kHistory] = {};
   std::atomic<uint64_t> entered_{0}, completed_{0};
+  bool serialProgress_ = false;
+  std::atomic<int> failed_{lockstepSuccess};
   std::atomic<uint32_t> p2p_{0};
+  std::atomic<uint64_t> fpWords_[3 * kHistory] = {};
   static uint32_t p2pState(const char* kind, int peer);
   static std::string p2pText(uint32_t state);  // ", in a receive from rank 2", or ""
-  bool serialProgress_ = false;
 
-  std::atomic<int> failed_{lockstepSuccess};
   std::atomic<bool> failureSent_{false}, stop_{false}, aborted_{false};
   mutable std::mutex mu_;  // guards failure text and peers_' status for laggards()
   std::mutex hookMu_;      // held while the failure hook runs or changes
