@@ -101,18 +101,16 @@ void abortChildren(lockstepComm_t comm) {
     children = comm->children;
   }
   for (lockstepComm_t child : children) {
-    if (child->magic.load() != kCommMagic) continue;  // destroyed
-    if (child->closing.load()) {
-      if (child->abortFlag) child->abortFlag->store(true);  // a destroy under way: make it quick
-    } else {
+    if (child->magic.load() == kCommMagic) {
       try {
         CommUse use(child);
         use->abort();
       } catch (const Error&) {
-        // Destroyed meanwhile: nothing to stop.
+        // Its destroy is under way (or done): make it quick, as an abort during a destroy does.
+        if (child->abortFlag) child->abortFlag->store(true);
       }
     }
-    abortChildren(child);
+    abortChildren(child);  // a destroyed child's own children live on: they are aborted too
   }
 }
 
@@ -701,6 +699,10 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
       std::lock_guard<std::mutex> lock(comm->childrenMu);
       comm->children.push_back(shell.get());
     }
+    // An abort of the parent while the child was being built (tens of milliseconds) found no
+    // child to abort: it set the parent's flag first, and took the list after this push or
+    // before it, so one of the two sees the other.
+    if (c.abortFlag()->load()) shell->impl->abort();
     *newcomm = shell.release();
   });
 }

@@ -90,7 +90,8 @@ void Health::entered(const Fingerprint& fp) {
   // Two threads may enter ops: the progress thread (host path) and the thread that enqueues
   // cuda_ipc kernels, which enters an op when it posts it, possibly before an earlier staged op
   // has started. So the writer claims the sequence counter (odd while writing), and an op older
-  // than the one entered changes nothing: peers see this rank's progress only move forward.
+  // than the one entered only fills its own slot of the history: peers see this rank's progress
+  // only move forward.
   MessageTag t = fp.tag();
   uint64_t v = fpVersion_.load(std::memory_order_relaxed);
   if (serialProgress_) {
@@ -102,9 +103,14 @@ void Health::entered(const Fingerprint& fp) {
     }
   }
   std::atomic_thread_fence(std::memory_order_release);
-  const size_t slot = 3 * (fp.seq % kHistory);
-  for (int i = 0; i < 3; ++i) fpWords_[slot + i].store(t.words[i], std::memory_order_relaxed);
-  if (fp.seq > entered_.load(std::memory_order_relaxed)) entered_.store(fp.seq, std::memory_order_relaxed);
+  // An op older than the history (a staged op entered after 64 later kernels) would overwrite
+  // the slot of a newer one, maybe the current: it is left out.
+  const uint64_t newest = entered_.load(std::memory_order_relaxed);
+  if (fp.seq + kHistory > newest) {
+    const size_t slot = 3 * (fp.seq % kHistory);
+    for (int i = 0; i < 3; ++i) fpWords_[slot + i].store(t.words[i], std::memory_order_relaxed);
+  }
+  if (fp.seq > newest) entered_.store(fp.seq, std::memory_order_relaxed);
   fpVersion_.store(v + 2, std::memory_order_release);
 }
 
@@ -171,7 +177,8 @@ void Health::notifyFailed() {
   if (failureHook_) failureHook_();
 }
 
-std::string Health::laggards(uint64_t seq) {
+std::string Health::laggards(uint64_t seq, int peer) {
+  const uint64_t mine = entered_.load(std::memory_order_acquire);
   std::lock_guard<std::mutex> lock(mu_);
   std::string notArrived, silent, gone;
   auto now = Clock::now();
@@ -190,9 +197,9 @@ std::string Health::laggards(uint64_t seq) {
       silent += (silent.empty() ? "" : ", ") + p.name + " silent for " + std::to_string(ms) + " ms" + last;
     } else if (p.entered < seq) {
       notArrived += (notArrived.empty() ? "" : ", ") + p.name + last;
-    } else if (seq == 0 && p.entered > p.completed && p.fp.seq == p.entered) {
-      // A send or receive waiting on a rank that is inside a collective, which this rank
-      // has not called: neither can go on.
+    } else if (seq == 0 && p.rank == peer && p.entered > p.completed && p.fp.seq == p.entered && p.entered > mine) {
+      // A send or receive waiting on the rank that is inside a collective this rank has not
+      // entered: neither can go on.
       inCollective += (inCollective.empty() ? "" : ", ") + p.name + " in " + p.fp.describe();
     }
   }

@@ -54,7 +54,7 @@ class Health : public OpMonitor {
   void checkPeersStay(uint64_t seq);
   // For timeout messages: the ranks that have not entered op `seq`, left, died or stopped
   // answering, with host, pid and the last op each completed. Empty if none.
-  std::string laggards(uint64_t seq) override;
+  std::string laggards(uint64_t seq, int peer = -1) override;
   // Records a failure this rank found (the first one wins) and sends it to every peer.
   void fail(lockstepResult_t code, int culprit, const std::string& message);
   // lockstepSuccess while healthy, else the first failure's code.

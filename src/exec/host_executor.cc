@@ -299,7 +299,7 @@ void HostExecutor::slowChecks(Ctx& ctx) {
       if (advance(lane, ctx)) continue;
       throw RemoteError(peer, ctx.op.label() + ": " + left + waited());
     }
-    if (expired) timeout(ctx, waitsForData ? "data from " + names_[peer] : names_[peer] + " to free a slot");
+    if (expired) timeout(ctx, waitsForData ? "data from " + names_[peer] : names_[peer] + " to free a slot", peer);
   }
   if (expired) timeout(ctx, "its own work (no lane is waiting on a peer)");
 }
@@ -332,14 +332,14 @@ void HostExecutor::flush(Ctx& ctx) {
     if (std::string left = leftForGood(stuck, ctx); !left.empty()) {
       throw RemoteError(stuck, ctx.op.label() + ": " + left + " before it took this rank's last sends");
     }
-    if (ctx.deadline.expired()) timeout(ctx, names_[stuck] + " to accept the last sends");
+    if (ctx.deadline.expired()) timeout(ctx, names_[stuck] + " to accept the last sends", stuck);
   }
 }
 
-[[noreturn]] void HostExecutor::timeout(const Ctx& ctx, const std::string& waitingFor) {
+[[noreturn]] void HostExecutor::timeout(const Ctx& ctx, const std::string& waitingFor, int peer) {
   // Sends and receives take no sequence number: laggards(0) names the peers that stopped
   // answering, left or died.
-  std::string late = monitor_ ? monitor_->laggards(ctx.op.fp.seq) : "";
+  std::string late = monitor_ ? monitor_->laggards(ctx.op.fp.seq, peer) : "";
   // Sends and receives run in call order outside a group: an exchange of large messages posted
   // as Isend then Irecv on both sides waits here for ever. Say how to post it.
   // Not where the peer waits inside a collective: then the calls are out of order, and

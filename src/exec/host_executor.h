@@ -49,8 +49,9 @@ class OpMonitor {
   // Throws if the group is known to have failed (a peer died, left or disagrees).
   virtual void check() = 0;
   // For a timeout message: which ranks have not arrived at op `seq` (0: a send/recv, which
-  // takes no number), stopped answering, left or died.
-  virtual std::string laggards(uint64_t seq) = 0;
+  // takes no number), stopped answering, left or died; for a send/recv, whether `peer` (the
+  // rank it waits on, or -1) is inside a collective this rank has not entered.
+  virtual std::string laggards(uint64_t seq, int peer = -1) = 0;
   // Why `peer` will never take part again because it left the communicator (destroyed it,
   // alive or not), or empty. A process that exited shows on its link instead (peerGone).
   virtual std::string departed(int peer) = 0;
@@ -104,7 +105,7 @@ class HostExecutor {
   void checkMessage(const Message& in, const Step& step, size_t bytes, const Ctx& ctx) const;
   MessageTag tagFor(const Step& step, const Ctx& ctx) const;
   void flush(Ctx& ctx);
-  [[noreturn]] void timeout(const Ctx& ctx, const std::string& waitingFor);
+  [[noreturn]] void timeout(const Ctx& ctx, const std::string& waitingFor, int peer = -1);
 
   int rank_;
   int nranks_;

@@ -115,7 +115,11 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
   // up has none for up to a second (the kernel's link watch), and a link that is down at the
   // start may come back (connects retry until the timeout).
   const bool useReach = reach && reach->valid() && !reach->isLoopback();
-  const NetAddr route = useReach ? routeSource(*reach) : NetAddr{};
+  // The route decides only where no candidate shares the rendezvous's subnet: among those that
+  // do, the NUMA node and the family do (several NICs of one subnet, one per NUMA node).
+  bool onSubnet = false;
+  for (const InterfaceAddr& a : candidates) onSubnet |= useReach && sameSubnet(a.addr, *reach, a.netmask);
+  const NetAddr route = useReach && !onSubnet ? routeSource(*reach) : NetAddr{};
   const int numa = localTopology().boundNuma;
   auto score = [&](const InterfaceAddr& a) {
     int s = 0;

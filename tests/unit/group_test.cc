@@ -707,6 +707,51 @@ TEST(Abort, AlsoStopsTheCommunicatorsSplitFromIt) {
   }
 }
 
+// The abort also reaches a grandchild whose parent (the child between them) is destroyed, and a
+// child that a split was still building when the abort came (the split returned it unaborted,
+// and its calls waited out the timeout).
+TEST(Abort, ReachesGrandchildrenAndChildrenStillBeingSplit) {
+  {
+    auto comms = initThreadComms(2);
+    std::vector<lockstepComm_t> children(2), grandchildren(2);
+    onThreads(2, [&](int r) {
+      ASSERT_EQ(lockstepCommSplit(comms[r], 0, r, &children[r]), lockstepSuccess);
+      ASSERT_EQ(lockstepCommSplit(children[r], 0, r, &grandchildren[r]), lockstepSuccess);
+    });
+    ASSERT_EQ(lockstepCommDestroy(children[0]), lockstepSuccess);
+    ASSERT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+    float x = 1;
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, grandchildren[0], nullptr), lockstepAborted);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_LT(ms, 1000);
+    for (lockstepComm_t c : {grandchildren[0], grandchildren[1], children[1], comms[1]}) lockstepCommDestroy(c);
+  }
+  // A split of two thread-ranks takes tens of milliseconds: aborts at several points inside it.
+  int caught = 0;
+  for (int delayMs : {2, 5, 10, 20, 30}) {
+    auto comms = initThreadComms(2);
+    std::vector<lockstepComm_t> children(2, nullptr);
+    std::vector<lockstepResult_t> split(2, lockstepSuccess);
+    std::vector<std::thread> ranks;
+    for (int r = 0; r < 2; ++r)
+      ranks.emplace_back([&, r] { split[r] = lockstepCommSplit(comms[r], 0, r, &children[r]); });
+    usleep(delayMs * 1000);
+    ASSERT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+    for (auto& t : ranks) t.join();
+    if (split[0] == lockstepSuccess) {
+      lockstepResult_t async = lockstepSuccess;
+      ASSERT_EQ(lockstepCommGetAsyncError(children[0], &async), lockstepSuccess);
+      EXPECT_EQ(async, lockstepAborted) << "a child split while its parent was aborted (" << delayMs << " ms in)";
+      caught += async == lockstepAborted;
+    }
+    for (lockstepComm_t c : {children[0], children[1], comms[1]}) {
+      if (c) lockstepCommDestroy(c);
+    }
+  }
+  std::printf("children built while their parent was aborted: %d\n", caught);
+}
+
 // A destroy waits for a call in flight, which may wait on a stalled peer for the whole timeout:
 // an abort from a third thread must still cut it short (it was refused, the communicator being
 // "not live" once its destroy had begun).
