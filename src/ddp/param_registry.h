@@ -94,6 +94,13 @@ class ParamRegistry {
   size_t find(const void* data) const {
     auto it = byData_.find(data);
     if (it == byData_.end()) {
+      // The gradient's pointer instead of the parameter's is the likely slip: say so.
+      for (const Param& p : params_) {
+        if (p.grad == data && p.count > 0) {
+          throw Exception(lockstepInvalidArgument, "lockstep ddp: markReady of the gradient of '" + p.name +
+                                                       "': pass the parameter's data pointer (or its index)");
+        }
+      }
       throw Exception(lockstepInvalidArgument,
                       "lockstep ddp: markReady of a pointer that is not a registered parameter");
     }

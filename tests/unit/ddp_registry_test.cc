@@ -27,7 +27,10 @@ TEST(DdpRegistry, AcceptsFloatingParametersAndFindsThemByPointer) {
   EXPECT_EQ(reg.add({"b", b.data(), db.data(), 3, lockstepFloat64}, Memory::kHost), 1u);
   EXPECT_EQ(reg.find(b.data()), 1u);
   EXPECT_EQ(reg.shapes()[1].dtype, lockstepFloat64);
-  expectError(lockstepInvalidArgument, "not a registered parameter", [&] { reg.find(dw.data()); });
+  expectError(lockstepInvalidArgument, "the gradient of 'w': pass the parameter's data pointer",
+              [&] { reg.find(dw.data()); });
+  std::vector<float> stranger(4);
+  expectError(lockstepInvalidArgument, "not a registered parameter", [&] { reg.find(stranger.data()); });
 }
 
 TEST(DdpRegistry, RejectsBadRegistrations) {
