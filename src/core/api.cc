@@ -90,7 +90,6 @@ struct lockstepRequest {
 
 namespace {
 
-// Destroy and abort: refuse new calls, let the calls in flight leave, free.
 // An abort reaches the communicators split from the aborted one, and theirs: their calls return
 // lockstepAborted within milliseconds, and they stay to be destroyed by their owners (a library
 // that splits a communicator of its own, as GradientSync does, is stopped with its parent).
@@ -114,6 +113,7 @@ void abortChildren(lockstepComm_t comm) {
   }
 }
 
+// Destroy and abort: refuse new calls, let the calls in flight leave, free.
 void closeComm(lockstepComm_t comm, bool abort) {
   if (abort && comm && comm->magic.load() == kCommMagic && comm->closing.load() && comm->abortFlag) {
     // A destroy is under way (waiting for calls in flight, or draining queued work that may
