@@ -2,7 +2,8 @@
 # A /dev/shm too small for the job (Docker's default is 64 MiB): every rank's init must fail at
 # once naming the same rank and "No space left on device", not each with whatever its own
 # exchange met first (a segment unlinked as its creator gave up, a refused connection: before,
-# only 1 to 4 of the ranks named the cause). Ranks are started by hand, as torchrun or srun
+# only 1 to 4 of the ranks named the cause). Then a read-only one: both ranks say so, and that
+# LOCKSTEP_TRANSPORTS=socket does without it. Ranks are started by hand, as torchrun or srun
 # would, so that each one's own message is seen (lockstep-run stops the others at the first
 # failure).
 #
@@ -54,4 +55,20 @@ if [ "$(cat "$out/leftover" 2>/dev/null)" != "0" ]; then
   echo "FAILED: segments left in the private /dev/shm: $(cat "$out/leftover" 2>/dev/null)"; failed=1
 fi
 [ $failed -eq 0 ] && echo "PASSED: all 8 ranks name rank $culprit and the full /dev/shm; nothing left in it"
+# A read-only /dev/shm: every rank says so, and how to do without it.
+unshare -m bash -c '
+  mount -t tmpfs -o ro,size=1M tmpfs /dev/shm || exit 3
+  port=$((20000 + ($$ + 7) % 20000))
+  for r in 0 1; do
+    LOCKSTEP_RANK=$r LOCKSTEP_WORLD_SIZE=2 LOCKSTEP_ROOT=127.0.0.1:$port LOCKSTEP_TIMEOUT=30 \
+      timeout 60 "$1" -b 8 -e 8 -n 1 -w 1 >"$2/ro$r" 2>&1 &
+  done
+  wait
+' _ "$perf" "$out"
+for r in 0 1; do
+  if ! grep -q "/dev/shm cannot be written here (set LOCKSTEP_TRANSPORTS=socket" "$out/ro$r"; then
+    echo "FAILED: rank $r does not say that /dev/shm is read-only:"; cat "$out/ro$r"; failed=1
+  fi
+done
+[ $failed -eq 0 ] && echo "PASSED: a read-only /dev/shm is named on both ranks, with the way around it"
 exit $failed

@@ -52,8 +52,15 @@ ShmSegment ShmSegment::create(size_t bytes) {
   std::call_once(swept, [] { sweepDeadSegments(); });
   static const std::string ns = pidNamespace();
   std::string name = "/lockstep-" + std::to_string(getpid()) + "-" + ns + "-" + toHex(randomSecret().data(), 8);
-  Fd fd(static_cast<int>(
-      checkSys(::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600), "shm_open", "creating " + name)));
+  const int created = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (created < 0 && (errno == EROFS || errno == EACCES || errno == EPERM)) {
+    // /dev/shm mounted read-only, or not this user's to write (a locked-down container).
+    throw SystemError("shm_open", errno,
+                      "creating " + name +
+                          ": /dev/shm cannot be written here (set LOCKSTEP_TRANSPORTS=socket to "
+                          "do without shared memory)");
+  }
+  Fd fd(static_cast<int>(checkSys(created, "shm_open", "creating " + name)));
   ShmSegment seg(name, nullptr, bytes, true);  // from here on, the destructor unlinks
   if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) < 0) throw SystemError("ftruncate", errno, "sizing " + name);
   // Reserve the pages now: tmpfs would otherwise hand them out on first touch, and a full
