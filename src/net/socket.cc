@@ -123,6 +123,10 @@ bool NetAddr::isLinkLocal() const {
   return family == AF_INET6 && addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
 }
 
+bool NetAddr::sameHost(const NetAddr& o) const {
+  return family == o.family && std::memcmp(addr, o.addr, sizeof(addr)) == 0;  // unused bytes are zero
+}
+
 Fd& Fd::operator=(Fd&& o) noexcept {
   if (this != &o) {
     reset();
@@ -182,11 +186,9 @@ bool endpoints(int fd, NetAddr* mine, NetAddr* theirs) {
   return true;
 }
 
-bool sameHostAddress(const NetAddr& x, const NetAddr& y) { return std::memcmp(x.addr, y.addr, sizeof(x.addr)) == 0; }
-
 bool isSelfConnected(int fd) {
   NetAddr mine, theirs;
-  return endpoints(fd, &mine, &theirs) && mine.port == theirs.port && sameHostAddress(mine, theirs);
+  return endpoints(fd, &mine, &theirs) && mine.port == theirs.port && mine.sameHost(theirs);
 }
 
 }  // namespace
@@ -302,7 +304,7 @@ namespace {
 // Both ends of the connection are addresses of this host: its bytes never leave the kernel.
 bool staysInHost(int fd) {
   NetAddr mine, theirs;
-  return endpoints(fd, &mine, &theirs) && (sameHostAddress(mine, theirs) || theirs.isLoopback());
+  return endpoints(fd, &mine, &theirs) && (mine.sameHost(theirs) || theirs.isLoopback());
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ struct NetAddr {
   static NetAddr loopback(uint16_t port = 0);
   bool isLoopback() const;
   bool isLinkLocal() const;
+  bool sameHost(const NetAddr& o) const;  // the same family and address, whatever the ports
 };
 static_assert(sizeof(NetAddr) == 20);
 

@@ -76,10 +76,6 @@ NetAddr routeSource(const NetAddr& to) {
   return NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&me));
 }
 
-bool sameAddress(const NetAddr& a, const NetAddr& b) {
-  return a.family == b.family && std::memcmp(a.addr, b.addr, a.family == AF_INET ? 4 : 16) == 0;
-}
-
 }  // namespace
 
 InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
@@ -125,7 +121,7 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
     int s = 0;
     if (!a.loopback) s += 16;
     if (useReach && sameSubnet(a.addr, *reach, a.netmask)) s += 8;
-    if (route.valid() && sameAddress(a.addr, route)) s += 4;
+    if (route.valid() && a.addr.sameHost(route)) s += 4;
     if (numa >= 0 && localTopology().numaOfInterface(a.name) == numa) s += 2;
     if (a.addr.family == AF_INET) s += 1;
     return s;

@@ -386,35 +386,18 @@ bool processGone(pid_t pid) {
   return got == 1 && (state == 'Z' || state == 'X');
 }
 
-TEST(Launcher, WhatAFailedRankStartedIsStoppedWithTheJob) {
+// Rank 1 starts `sleep 60 &` and then runs `rank1Then`; the others run `othersRun`. The job must
+// end with `code`, and the background process with it.
+void expectRankOnesBackgroundProcessEndsWithTheJob(const std::string& rank1Then, const std::string& othersRun,
+                                                   int code) {
   char dir[] = "/tmp/lockstep-run-test-XXXXXX";
   ASSERT_NE(mkdtemp(dir), nullptr);
   const std::string pidFile = std::string(dir) + "/background";
-  ProcResult r = run({kRun, "-n", "2", "sh", "-c",
-                      "if [ $LOCKSTEP_RANK = 1 ]; then sleep 60 & echo $! > " + pidFile + "; exit 3; fi; sleep 60"},
-                     {}, 30);
-  EXPECT_EQ(r.code, 3) << r.output;
-  FILE* f = std::fopen(pidFile.c_str(), "r");
-  ASSERT_NE(f, nullptr) << r.output;
-  int pid = 0;
-  ASSERT_EQ(std::fscanf(f, "%d", &pid), 1);
-  std::fclose(f);
-  std::remove(pidFile.c_str());
-  rmdir(dir);
-  for (int i = 0; i < 500 && !processGone(pid); ++i) usleep(10000);
-  EXPECT_TRUE(processGone(pid)) << "the failed rank's background process " << pid << " outlived the job";
-  if (!processGone(pid)) kill(pid, SIGKILL);
-}
-
-// The README's promise holds for a job that succeeds too: a rank's background process goes.
-TEST(Launcher, WhatARankStartedIsStoppedWhenTheJobSucceeds) {
-  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string pidFile = std::string(dir) + "/background";
-  ProcResult r = run(
-      {kRun, "-n", "2", "sh", "-c", "if [ $LOCKSTEP_RANK = 1 ]; then sleep 60 & echo $! > " + pidFile + "; fi; exit 0"},
-      {}, 30);
-  EXPECT_EQ(r.code, 0) << r.output;
+  ProcResult r =
+      run({kRun, "-n", "2", "sh", "-c",
+           "if [ $LOCKSTEP_RANK = 1 ]; then sleep 60 & echo $! > " + pidFile + "; " + rank1Then + "; fi; " + othersRun},
+          {}, 30);
+  EXPECT_EQ(r.code, code) << r.output;
   FILE* f = std::fopen(pidFile.c_str(), "r");
   ASSERT_NE(f, nullptr) << r.output;
   int pid = 0;
@@ -425,6 +408,15 @@ TEST(Launcher, WhatARankStartedIsStoppedWhenTheJobSucceeds) {
   for (int i = 0; i < 500 && !processGone(pid); ++i) usleep(10000);
   EXPECT_TRUE(processGone(pid)) << "rank 1's background process " << pid << " outlived the job";
   if (!processGone(pid)) kill(pid, SIGKILL);
+}
+
+TEST(Launcher, WhatAFailedRankStartedIsStoppedWithTheJob) {
+  expectRankOnesBackgroundProcessEndsWithTheJob("exit 3", "sleep 60", 3);
+}
+
+// The README's promise holds for a job that succeeds too: a rank's background process goes.
+TEST(Launcher, WhatARankStartedIsStoppedWhenTheJobSucceeds) {
+  expectRankOnesBackgroundProcessEndsWithTheJob("true", "exit 0", 0);
 }
 
 // Started with SIGHUP ignored (nohup), the launcher and its ranks keep ignoring it.

@@ -63,6 +63,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
+# add_host I: namespace ${prefix}h$I with lo up and the decoy (10.99.I.1 on decoy0, a veth whose
+# other end is in the same namespace: it leads nowhere), created first so that it is listed first.
+add_host() {
+  local ns=${prefix}h$1
+  ip netns add "$ns" && namespaces+=("$ns")
+  ip -n "$ns" link set lo up
+  ip link add decoy0 netns "$ns" type veth peer name decoy1 netns "$ns"
+  ip -n "$ns" addr add 10.99.$1.1/24 dev decoy0
+  ip -n "$ns" link set decoy1 up
+  ip -n "$ns" link set decoy0 up
+}
+
 # make_hosts H [bridge|wire]: namespaces ${prefix}h0..h(H-1), host i at 10.78.0.(10+i) on its
 # "eth0", plus a decoy interface listed before it (10.99.i.1) that leads nowhere: the ranks must
 # pick eth0 because it is on the rendezvous's subnet. eth0 is a veth on a bridge in namespace
@@ -76,12 +88,7 @@ make_hosts() {
   fi
   for ((i = 0; i < hosts; i++)); do
     local ns=${prefix}h$i
-    ip netns add "$ns" && namespaces+=("$ns")
-    ip -n "$ns" link set lo up
-    ip link add decoy0 netns "$ns" type veth peer name decoy1 netns "$ns"
-    ip -n "$ns" addr add 10.99.$i.1/24 dev decoy0
-    ip -n "$ns" link set decoy1 up
-    ip -n "$ns" link set decoy0 up
+    add_host "$i"
     [ "$link" = bridge ] || continue
     ip link add eth0 netns "$ns" type veth peer name port$i netns "$sw"
     ip -n "$sw" link set port$i master br0
@@ -99,14 +106,7 @@ make_hosts() {
 # listed first: no interface shares the rendezvous's subnet, so host1 must follow the route.
 make_routed_hosts() {
   local i
-  for i in 0 1; do
-    ip netns add "${prefix}h$i" && namespaces+=("${prefix}h$i")
-    ip -n "${prefix}h$i" link set lo up
-    ip link add decoy0 netns "${prefix}h$i" type veth peer name decoy1 netns "${prefix}h$i"
-    ip -n "${prefix}h$i" addr add 10.99.$i.1/24 dev decoy0
-    ip -n "${prefix}h$i" link set decoy1 up
-    ip -n "${prefix}h$i" link set decoy0 up
-  done
+  for i in 0 1; do add_host "$i"; done
   ip link add eth0 netns "${prefix}h0" type veth peer name eth0 netns "${prefix}h1"
   ip -n "${prefix}h0" addr add 10.78.0.10/24 dev eth0
   ip -n "${prefix}h1" addr add 10.78.1.11/24 dev eth0

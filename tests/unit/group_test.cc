@@ -675,16 +675,24 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   }
 }
 
+// Two thread-ranks' communicators, each split once (children) and the child split again.
+struct ThreeGenerations {
+  std::vector<lockstepComm_t> comms, children{2}, grandchildren{2};
+};
+ThreeGenerations splitTwice() {
+  ThreeGenerations g{initThreadComms(2)};
+  onThreads(2, [&](int r) {
+    ASSERT_EQ(lockstepCommSplit(g.comms[r], 0, r, &g.children[r]), lockstepSuccess);
+    ASSERT_EQ(lockstepCommSplit(g.children[r], 0, r, &g.grandchildren[r]), lockstepSuccess);
+  });
+  return g;
+}
+
 // An abort reaches the communicators split from the aborted one: a library that runs its traffic
 // on a child (GradientSync) is stopped with its parent, and a watchdog that aborts the
 // communicator it knows is enough. The child stays, failed, for its owner to destroy.
 TEST(Abort, AlsoStopsTheCommunicatorsSplitFromIt) {
-  auto comms = initThreadComms(2);
-  std::vector<lockstepComm_t> children(2), grandchildren(2);
-  onThreads(2, [&](int r) {
-    ASSERT_EQ(lockstepCommSplit(comms[r], 0, r, &children[r]), lockstepSuccess);
-    ASSERT_EQ(lockstepCommSplit(children[r], 0, r, &grandchildren[r]), lockstepSuccess);
-  });
+  auto [comms, children, grandchildren] = splitTwice();
   for (lockstepComm_t blockedOn : {children[0], grandchildren[0]}) {
     std::atomic<bool> started{false};
     lockstepResult_t blocked = lockstepSuccess;
@@ -712,12 +720,7 @@ TEST(Abort, AlsoStopsTheCommunicatorsSplitFromIt) {
 // and its calls waited out the timeout).
 TEST(Abort, ReachesGrandchildrenAndChildrenStillBeingSplit) {
   {
-    auto comms = initThreadComms(2);
-    std::vector<lockstepComm_t> children(2), grandchildren(2);
-    onThreads(2, [&](int r) {
-      ASSERT_EQ(lockstepCommSplit(comms[r], 0, r, &children[r]), lockstepSuccess);
-      ASSERT_EQ(lockstepCommSplit(children[r], 0, r, &grandchildren[r]), lockstepSuccess);
-    });
+    auto [comms, children, grandchildren] = splitTwice();
     ASSERT_EQ(lockstepCommDestroy(children[0]), lockstepSuccess);
     ASSERT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
     float x = 1;

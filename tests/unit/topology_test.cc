@@ -123,18 +123,25 @@ TEST(PeerInfoTest, CrossHostLoopbackFailsOnEveryRankNamingIt) {
   EXPECT_NO_THROW(checkCrossHostAddresses(peers));
 }
 
+// checkPeersAgree's Mismatch message for `peers` ("" and a failure if they are accepted).
+std::string mismatchOf(const std::vector<PeerInfo>& peers) {
+  try {
+    checkPeersAgree(peers);
+  } catch (const Mismatch& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "config mismatch accepted";
+  return "";
+}
+
 TEST(PeerInfoTest, VersionAndConfigMismatchShowTheDifference) {
   Config a, b;
   b.slots = 4;
   std::vector<PeerInfo> peers = {localPeerInfo(0, a, NetAddr::loopback()), localPeerInfo(1, b, NetAddr::loopback())};
-  try {
-    checkPeersAgree(peers);
-    ADD_FAILURE() << "config mismatch accepted";
-  } catch (const Mismatch& e) {
-    EXPECT_NE(std::string(e.what()).find("{slots=8}"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("{slots=4}"), std::string::npos) << e.what();
-    EXPECT_EQ(std::string(e.what()).find("slotBytes"), std::string::npos) << "only what differs: " << e.what();
-  }
+  std::string m = mismatchOf(peers);
+  EXPECT_NE(m.find("{slots=8}"), std::string::npos) << m;
+  EXPECT_NE(m.find("{slots=4}"), std::string::npos) << m;
+  EXPECT_EQ(m.find("slotBytes"), std::string::npos) << "only what differs: " << m;
   // Summaries longer than PeerInfo holds (a long LOCKSTEP_ALGO) are cut: what differs before the
   // cut is still shown, and the algorithm list, which comes last, is the only field cut.
   setenv("LOCKSTEP_ALGO",
@@ -151,24 +158,16 @@ TEST(PeerInfoTest, VersionAndConfigMismatchShowTheDifference) {
   longA.transports = longB.transports = {"shm", "socket"};
   peers = {localPeerInfo(0, longA, NetAddr::loopback()), localPeerInfo(1, longB, NetAddr::loopback())};
   ASSERT_GE(longA.wireSummary().size(), sizeof(PeerInfo::configSummary)) << longA.wireSummary();
-  try {
-    checkPeersAgree(peers);
-    ADD_FAILURE() << "config mismatch accepted";
-  } catch (const Mismatch& e) {
-    EXPECT_NE(std::string(e.what()).find("{gbps=10.25}"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("{gbps=11.5}"), std::string::npos) << e.what();
-  }
+  m = mismatchOf(peers);
+  EXPECT_NE(m.find("{gbps=10.25}"), std::string::npos) << m;
+  EXPECT_NE(m.find("{gbps=11.5}"), std::string::npos) << m;
   // A difference in what was cut is named as the algorithm list's.
   longB.linkGBps = longA.linkGBps;
   longB.algo = longA.algo;
   longB.algo.replace(longB.algo.find("barrier=recursive_doubling"), 26, "barrier=tree");
   peers[1] = localPeerInfo(1, longB, NetAddr::loopback());
-  try {
-    checkPeersAgree(peers);
-    ADD_FAILURE() << "config mismatch accepted";
-  } catch (const Mismatch& e) {
-    EXPECT_NE(std::string(e.what()).find("compare LOCKSTEP_ALGO"), std::string::npos) << e.what();
-  }
+  m = mismatchOf(peers);
+  EXPECT_NE(m.find("compare LOCKSTEP_ALGO"), std::string::npos) << m;
   peers[1] = localPeerInfo(1, a, NetAddr::loopback());
   peers[1].version += 1;
   EXPECT_THROW(checkPeersAgree(peers), Mismatch);
