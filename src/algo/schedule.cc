@@ -15,6 +15,16 @@ PeerList peersOf(const Schedule& schedule) {
   return out;
 }
 
+MessageCounts messagesWith(const Schedule& schedule, int peer, size_t sliceElems) {
+  MessageCounts out;
+  for (const Step& s : schedule.steps) {
+    const size_t slices = s.count == 0 ? (s.emptyMessage ? 1 : 0) : (s.count + sliceElems - 1) / sliceElems;
+    if (primSends(s.prim) && s.sendPeer == peer) out.sent += slices;
+    if (primRecvs(s.prim) && s.recvPeer == peer) out.received += slices;
+  }
+  return out;
+}
+
 const char* primName(Prim p) {
   switch (p) {
     case Prim::kSend:

@@ -116,4 +116,11 @@ struct PeerList {
 };
 PeerList peersOf(const Schedule& schedule);
 
+// The messages a schedule sends to and receives from `peer` when its steps are cut into slices of
+// sliceElems elements (one message a slice; an empty message is one).
+struct MessageCounts {
+  size_t sent = 0, received = 0;
+};
+MessageCounts messagesWith(const Schedule& schedule, int peer, size_t sliceElems);
+
 }  // namespace lockstep

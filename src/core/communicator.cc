@@ -262,7 +262,13 @@ void Communicator::execute(Work& w, bool background) {
   if (brokenCode_ != lockstepSuccess) {
     return finish(w, brokenCode_, "communicator unusable after an earlier failure: " + brokenReason());
   }
-  const uint64_t seq = w.info.fp.seq;       // 0 for send/recv: not tracked by the group
+  const uint64_t seq = w.info.fp.seq;  // 0 for send/recv: not tracked by the group
+  MessageCounts self;
+  if (!seq && isPointToPoint(static_cast<OpKind>(w.info.fp.kind))) {
+    self = messagesWith(w.schedule, rank_, config_.slotBytes);  // send/recv Works move bytes
+    // Refused before anything moves, so the communicator stays usable.
+    if (std::string why = selfDeadlock(w, self); !why.empty()) return finish(w, lockstepInvalidUsage, why);
+  }
   const Clock::time_point start = stamp();  // the op's deadline and its flight-recorder entry
   recorder_.started(w.info, w.peers, w.queued == Clock::time_point{} ? start : w.queued, start);
   try {
@@ -289,6 +295,7 @@ void Communicator::execute(Work& w, bool background) {
     executor_->setWaitProfile(background ? backgroundWait_ : inlineWait_);
     executor_->run(w.schedule, w.buffers, w.info, deadline);
     if (seq) health_->completed(seq);
+    selfHeld_ += self.sent - self.received;
     recorder_.ended(lockstepSuccess, stamp());
     if (!w.gate.failure.empty()) {
       // The op ran, but its result cannot reach the device buffers. This rank refuses later
@@ -342,6 +349,24 @@ void Communicator::execute(Work& w, bool background) {
     recorder_.ended(lockstepInternalError, stamp());
     finish(w, lockstepInternalError, text);
   }
+}
+
+std::string Communicator::selfDeadlock(const Work& w, const MessageCounts& self) const {
+  const size_t slots = static_cast<size_t>(config_.slots);
+  if (self.received > selfHeld_ + self.sent) {
+    return w.info.label() + ": a receive from rank " + std::to_string(rank_) +
+           " (itself) that no send to itself matches: it would wait for ever, since this rank's sends run "
+           "one call after another. Post the send first, or both in one lockstepGroupStart/End";
+  }
+  if (selfHeld_ + self.sent - self.received > slots) {
+    return w.info.label() + ": sending to rank " + std::to_string(rank_) + " (itself) can never end: it needs " +
+           std::to_string(self.sent) + " messages of at most " + std::to_string(config_.slotBytes) +
+           " bytes in the link to itself, which holds " + std::to_string(slots) + " (LOCKSTEP_SLOTS), " +
+           std::to_string(selfHeld_) +
+           " of them taken by earlier sends to itself, and only this rank's own receive, after the call, "
+           "can free them. Post the send and its receive in one lockstepGroupStart/End (as NCCL requires)";
+  }
+  return {};
 }
 
 void Communicator::progressLoop() {

@@ -146,6 +146,11 @@ class Communicator {
   std::vector<std::unique_ptr<Transport>> transports_;
   std::vector<std::unique_ptr<Link>> links_;  // by rank; links_[rank_] is a loopback for self send/recv
   std::shared_ptr<void> selfFifo_;
+  // Messages in the link to itself that no receive has taken yet. Only this rank's own receives
+  // drain it, and it runs one Work at a time: a Work that needs more room there than its own
+  // receives make, or receives more than is there, can never end (selfDeadlock).
+  size_t selfHeld_ = 0;
+  std::string selfDeadlock(const Work& w, const MessageCounts& self) const;
   std::vector<const char*> transportNames_;
   RingOrder ringOrder_;
   TunerSettings tuning_;

@@ -113,6 +113,59 @@ TEST_F(SmallSlots, AnUngroupedExchangeBeyondTheBufferingTimesOutSayingToGroupIt)
   destroyAll(comms);
 }
 
+// A rank's sends to itself wait for its own receives, which the same thread can only post after
+// the send returns (calls run one after another, queued or not). What cannot fit the link to
+// itself, or a receive with nothing sent to match it, can never end: refused at once (they once
+// waited out LOCKSTEP_TIMEOUT and broke the communicator), and the communicator goes on.
+TEST_F(SmallSlots, SendsToItselfThatCanNeverEndAreRefusedAtOnceAndTheCommunicatorGoesOn) {
+  setenv("LOCKSTEP_TIMEOUT", "10", 1);
+  auto comms = initThreadComms(2);
+  const size_t fits = 1024, tooBig = 3 * 1024;  // int32s: one slot of 4 KiB; three against two slots
+  onThreads(2, [&](int r) {
+    std::vector<int32_t> a(tooBig), b(tooBig), in(tooBig);
+    std::iota(a.begin(), a.end(), r * 100000);
+    std::iota(b.begin(), b.end(), r * 100000 + 50000);
+    auto seconds = [start = std::chrono::steady_clock::now()] {
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    auto refused = [&](lockstepResult_t rc, const char* what) {
+      EXPECT_EQ(rc, lockstepInvalidUsage) << what;
+      return std::string(lockstepGetLastError(nullptr));
+    };
+    // Too large for the link at all; then a receive with nothing sent; then, blocking and not.
+    std::string why = refused(lockstepSend(a.data(), tooBig, lockstepInt32, r, comms[r], nullptr), "send");
+    EXPECT_NE(why.find("(itself) can never end: it needs 3 messages"), std::string::npos) << why;
+    EXPECT_NE(why.find("lockstepGroupStart/End"), std::string::npos) << why;
+    why = refused(lockstepRecv(in.data(), fits, lockstepInt32, r, comms[r], nullptr), "recv");
+    EXPECT_NE(why.find("no send to itself matches"), std::string::npos) << why;
+    lockstepRequest_t req = nullptr;
+    ASSERT_EQ(lockstepIsend(a.data(), tooBig, lockstepInt32, r, comms[r], &req), lockstepSuccess);
+    refused(lockstepWait(&req, -1), "Isend");
+    EXPECT_LT(seconds(), 5.0);
+    // What fits is buffered; a second that no longer fits behind it is refused, and fits again
+    // once the first has been received. The messages come back whole and in order.
+    ASSERT_EQ(lockstepSend(a.data(), fits, lockstepInt32, r, comms[r], nullptr), lockstepSuccess);
+    why = refused(lockstepSend(b.data(), 2 * fits, lockstepInt32, r, comms[r], nullptr), "second send");
+    EXPECT_NE(why.find("1 of them taken by earlier sends"), std::string::npos) << why;
+    ASSERT_EQ(lockstepSend(b.data(), fits, lockstepInt32, r, comms[r], nullptr), lockstepSuccess);
+    ASSERT_EQ(lockstepRecv(in.data(), fits, lockstepInt32, r, comms[r], nullptr), lockstepSuccess);
+    EXPECT_TRUE(std::equal(in.begin(), in.begin() + fits, a.begin()));
+    ASSERT_EQ(lockstepRecv(in.data(), fits, lockstepInt32, r, comms[r], nullptr), lockstepSuccess);
+    EXPECT_TRUE(std::equal(in.begin(), in.begin() + fits, b.begin()));
+    // In one group, any size flows; then a collective with the peer.
+    lockstepGroupStart();
+    lockstepSend(a.data(), tooBig, lockstepInt32, r, comms[r], nullptr);
+    lockstepRecv(in.data(), tooBig, lockstepInt32, r, comms[r], nullptr);
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+    EXPECT_EQ(in, a);
+    int32_t x = r + 1, sum = 0;
+    ASSERT_EQ(lockstepAllReduce(&x, &sum, 1, lockstepInt32, lockstepSum, comms[r], nullptr), lockstepSuccess)
+        << lockstepGetLastError(nullptr);
+    EXPECT_EQ(sum, 3);
+  });
+  destroyAll(comms);
+}
+
 // A send or receive of count 0 is a message (header only), as in MPI and NCCL: it pairs with the
 // peer's call, so a 0-count send against a 10-element receive is a mismatch, not a receive that
 // silently takes the next message. (They once moved nothing at all.)
