@@ -35,6 +35,10 @@ std::string Fingerprint::describe() const {
 }
 
 const char* Fingerprint::firstDifference(const Fingerprint& o) const {
+  // A send or receive against a collective: their numbers differ too (sends take none), but the
+  // cause is the kind of call.
+  if (isPointToPoint(static_cast<OpKind>(kind)) != isPointToPoint(static_cast<OpKind>(o.kind)))
+    return "kind (a send or receive on one side, a collective on the other)";
   // A peer at another op number is not comparable field by field: say that first.
   if (seq != o.seq) return "sequence number";
   if (kind != o.kind) return "kind";

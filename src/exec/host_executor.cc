@@ -251,7 +251,7 @@ void HostExecutor::checkMessage(const Message& in, const Step& step, size_t byte
                    peer);
   }
   if (const char* field = mine.firstDifference(theirs)) {
-    const bool otherOp = theirs.seq != mine.seq;
+    const bool otherOp = field[0] == 's';  // "sequence number": the hint below is about that
     throw Mismatch("collective mismatch: rank " + std::to_string(rank_) + " called " + mine.describe() + " but " +
                        names_[peer] + " called " + theirs.describe() + "; first difference: " + field +
                        (otherOp ? " (one of the two skipped a call, or finished alone an earlier op the other "

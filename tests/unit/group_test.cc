@@ -166,6 +166,28 @@ TEST_F(SmallSlots, SendsToItselfThatCanNeverEndAreRefusedAtOnceAndTheCommunicato
   destroyAll(comms);
 }
 
+// A receive where the peer calls a collective fails at once on both sides, naming the kind of
+// call; the message once blamed the sequence number and suggested a skipped call.
+TEST(SendRecv, AReceiveAgainstACollectiveIsAMismatchOfKindOnBothSides) {
+  auto comms = initThreadComms(2);
+  std::vector<std::string> errors(2);
+  onThreads(2, [&](int r) {
+    float x[4] = {1, 2, 3, 4}, y[4];
+    const lockstepResult_t rc = r == 0 ? lockstepRecv(y, 4, lockstepFloat32, 1, comms[r], nullptr)
+                                       : lockstepAllReduce(x, y, 4, lockstepFloat32, lockstepSum, comms[r], nullptr);
+    EXPECT_EQ(rc, lockstepMismatch) << "rank " << r;
+    errors[r] = lockstepGetLastError(nullptr);
+  });
+  for (const std::string& e : errors) {
+    EXPECT_NE(e.find("called send/recv but rank 1"), std::string::npos) << e;
+    EXPECT_NE(e.find("first difference: kind (a send or receive on one side, a collective on the other)"),
+              std::string::npos)
+        << e;
+    EXPECT_EQ(e.find("skipped a call"), std::string::npos) << e;
+  }
+  destroyAll(comms);
+}
+
 // A send or receive of count 0 is a message (header only), as in MPI and NCCL: it pairs with the
 // peer's call, so a 0-count send against a 10-element receive is a mismatch, not a receive that
 // silently takes the next message. (They once moved nothing at all.)
