@@ -126,10 +126,11 @@ void closeComm(lockstepComm_t comm, bool abort) {
   {
     CommUse use(comm);
     impl = &*use;
-    if (Group::current().uses(comm)) {
-      throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
-                         " on a communicator with calls in an open group");
-    }
+    // An abort is the way out of whatever state the program is in, so it is never refused: the
+    // open group's calls on this communicator then fail the group at its end, as when another
+    // thread destroys it. A destroy there is a mistake worth saying.
+    if (!abort && Group::current().uses(comm))
+      throw InvalidUsage("lockstepCommDestroy on a communicator with calls in an open group");
     if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
     // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
     if (abort) impl->abort();

@@ -911,5 +911,28 @@ TEST(Groups, ACommunicatorDestroyedBeforeGroupEndFailsTheGroupCleanly) {
   EXPECT_EQ(y, 0.0f);
 }
 
+// An abort is never refused, even with the calling thread's open group holding calls on the
+// communicator (it once was, leaving a program's error path no way out): the group then fails at
+// its end, its requests carry the error, and the group machinery works for the next group.
+TEST(Groups, AnAbortInsideAnOpenGroupIsObeyedAndTheGroupFailsCleanly) {
+  auto comms = initThreadComms(1);
+  auto other = initThreadComms(1);
+  float x = 1, y = 0;
+  lockstepRequest_t req;
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &req), lockstepSuccess);
+  EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess) << lockstepGetLastError(nullptr);
+  EXPECT_NE(lockstepGroupEnd(), lockstepSuccess);
+  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("destroyed"), std::string::npos)
+      << lockstepGetLastError(nullptr);
+  EXPECT_NE(lockstepWait(&req, 5000), lockstepSuccess) << "the request carries the group's error";
+  EXPECT_EQ(y, 0.0f);
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, other[0], nullptr), lockstepSuccess);
+  ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+  EXPECT_EQ(y, 1.0f);
+  destroyAll(other);
+}
+
 }  // namespace
 }  // namespace lockstep
