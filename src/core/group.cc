@@ -76,6 +76,9 @@ void Group::launch(std::vector<Call> calls) {
     if (std::find(comms.begin(), comms.end(), c.comm) == comms.end()) comms.push_back(c.comm);
   }
   std::deque<CommUse> held;
+  // And marked as driven by this thread, as every call is (PostGuard): another thread's call on
+  // one of them while the group's ops are planned and run would share their plans.
+  std::deque<PostGuard> driving;
   try {
     for (lockstepComm_t comm : comms) held.emplace_back(comm);
   } catch (const Error& e) {
@@ -83,6 +86,13 @@ void Group::launch(std::vector<Call> calls) {
                                  "group not launched: a communicator in it was destroyed or aborted after "
                                  "its calls were recorded: ") +
                              e.what();
+    failRequests(calls, e.code(), text);
+    throw Error(e.code(), text);
+  }
+  try {
+    for (lockstepComm_t comm : comms) driving.emplace_back(comm);
+  } catch (const Error& e) {
+    const std::string text = std::string("group not launched: ") + e.what();
     failRequests(calls, e.code(), text);
     throw Error(e.code(), text);
   }

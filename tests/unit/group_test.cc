@@ -564,14 +564,14 @@ TEST(Groups, AFailedCallDiscardsTheWholeGroup) {
   ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess);
   EXPECT_EQ(y, 1.0f);
   // Any entry point that fails inside a group discards it, not only the collectives: here an
-  // abort (refused inside a group), a wait for an op of the group, a bad query and a split.
+  // destroy (refused inside a group), a wait for an op of the group, a bad query and a split.
   // Each leaves the communicator as it was.
   lockstepRequest_t done = nullptr, mine = nullptr;
   float earlier = 0;  // its own output: the op runs in the background while the loop uses y
   ASSERT_EQ(lockstepIallReduce(&x, &earlier, 1, lockstepFloat32, lockstepSum, comms[0], &done), lockstepSuccess);
   lockstepComm_t child = nullptr;
   const std::function<lockstepResult_t()> misuses[] = {
-      [&] { return lockstepCommAbort(comms[0]); },
+      [&] { return lockstepCommDestroy(comms[0]); },
       [&] { return lockstepWait(&mine, -1); },
       [&] { return lockstepCommCount(comms[0], nullptr); },
       [&] { return lockstepCommSplit(comms[0], 0, 0, &child); },
@@ -909,6 +909,38 @@ TEST(Groups, ACommunicatorDestroyedBeforeGroupEndFailsTheGroupCleanly) {
       << lockstepGetLastError(nullptr);
   EXPECT_EQ(lockstepWait(&req, 5000), lockstepInvalidUsage) << "the request carries the group's error";
   EXPECT_EQ(y, 0.0f);
+}
+
+// A group's launch drives its communicators as a call does: with another thread inside a call on
+// one of them, lockstepGroupEnd is refused as that call would be (it once planned and ran beside
+// it, sharing its plans), and the other thread's call and the communicator go on.
+TEST(Groups, AGroupEndWhileAnotherThreadIsInACallOnItsCommunicatorIsRefused) {
+  auto comms = initThreadComms(2);
+  float in[2] = {1, 2}, out[2] = {0, 0};
+  float x = 5, y = 0;
+  lockstepRequest_t req;
+  // Recorded first: recording it while the other thread is inside is refused already.
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[0], &req), lockstepSuccess);
+  std::thread inside([&] {
+    EXPECT_EQ(lockstepAllReduce(&in[0], &out[0], 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // rank 0's call waits for rank 1's
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("another thread is inside a call"), std::string::npos)
+      << lockstepGetLastError(nullptr);
+  EXPECT_EQ(lockstepWait(&req, 5000), lockstepInvalidUsage) << "the request carries the group's error";
+  EXPECT_EQ(lockstepAllReduce(&in[1], &out[1], 1, lockstepFloat32, lockstepSum, comms[1], nullptr), lockstepSuccess);
+  inside.join();
+  EXPECT_EQ(out[0], 3.0f);
+  EXPECT_EQ(out[1], 3.0f);
+  onThreads(2, [&](int r) {
+    float a = 1, b = 0;
+    EXPECT_EQ(lockstepAllReduce(&a, &b, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+    EXPECT_EQ(b, 2.0f);
+  });
+  EXPECT_EQ(y, 0.0f);
+  destroyAll(comms);
 }
 
 // An abort is never refused, even with the calling thread's open group holding calls on the
