@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bootstrap/handshake.h"
+#include "src/core/config.h"
 #include "src/core/logging.h"
 
 namespace lockstep {
@@ -31,9 +32,8 @@ struct Registered {
 
 // A client has this long to send its hello; slower ones are dropped so they cannot hold a slot.
 constexpr auto kHelloTimeout = std::chrono::seconds(10);
-// Unauthenticated connections held at once, and the largest communicator served.
+// Unauthenticated connections held at once (the largest communicator served: kMaxRanks).
 constexpr size_t kMaxPending = 256;
-constexpr int kMaxRanks = 1 << 22;
 
 }  // namespace
 

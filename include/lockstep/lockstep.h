@@ -125,7 +125,9 @@ LOCKSTEP_API lockstepResult_t lockstepCommUserRank(const lockstepComm_t comm, in
 LOCKSTEP_API const char* lockstepGetErrorString(lockstepResult_t result);
 
 /* The message of the last error raised on this thread (comm may be NULL); "" if none. A
- * lockstepCommGetAsyncError that reports a failure sets it to that failure's message. */
+ * lockstepCommGetAsyncError that reports a failure sets it to that failure's message. The
+ * pointer is to this thread's own buffer: it stays valid for the thread's life and reads the
+ * latest message (copy the text to keep one past the next failing call). */
 LOCKSTEP_API const char* lockstepGetLastError(lockstepComm_t comm);
 
 /* Reduces count elements across ranks; every rank receives the result, bit-identical on all

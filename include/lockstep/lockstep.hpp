@@ -224,8 +224,12 @@ class Comm {
 
  private:
   explicit Comm(lockstepComm_t c) : comm_(c) {}
+  // Must free what it holds: a destroy refused (inside an open group that uses the communicator)
+  // becomes an abort, which is never refused, rather than a communicator no handle reaches.
   void reset() {
-    if (comm_) lockstepCommDestroy(std::exchange(comm_, nullptr));
+    if (!comm_) return;
+    lockstepComm_t c = std::exchange(comm_, nullptr);
+    if (lockstepCommDestroy(c) == lockstepInvalidUsage) lockstepCommAbort(c);
   }
   lockstepComm_t comm_ = nullptr;
 };

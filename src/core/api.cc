@@ -1,10 +1,12 @@
 // The C ABI. Arguments are validated here, and every exception becomes a lockstepResult_t plus a
 // thread-local message here, in one place (guarded()).
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -30,7 +32,20 @@ using namespace lockstep;
 
 namespace {
 
-thread_local std::string tLastError;
+// The last error's text, in this thread's own buffer, which never moves: a pointer from
+// lockstepGetLastError stays readable through later calls (it then reads the latest message), as
+// NCCL's does. A std::string here was reallocated by a longer message, and a pointer kept from
+// before (saved to log after a cleanup call that failed too) read freed memory.
+thread_local char tLastError[8192];
+
+void setLastError(std::string_view text) {
+  constexpr size_t kMax = sizeof(tLastError) - 1;
+  const size_t n = std::min(text.size(), kMax);
+  std::memcpy(tLastError, text.data(), n);
+  // Cut only where a message lists thousands of ranks.
+  if (text.size() > kMax) std::memcpy(tLastError + kMax - 3, "...", 3);
+  tLastError[n] = '\0';
+}
 
 // Inlined, as guarded() is: see post().
 template <typename F>
@@ -39,20 +54,20 @@ template <typename F>
     body();
     return lockstepSuccess;
   } catch (const Error& e) {
-    tLastError = e.what();
+    setLastError(e.what());
     return e.code();
   } catch (const std::bad_alloc&) {
-    tLastError = "out of memory";
+    setLastError("out of memory");
     return lockstepSystemError;
   } catch (const std::system_error& e) {
     // The system refused a resource (a thread, most often: std::thread's EAGAIN), not a bug.
-    tLastError = std::string("system error: ") + e.what();
+    setLastError(std::string("system error: ") + e.what());
     return lockstepSystemError;
   } catch (const std::exception& e) {
-    tLastError = std::string("internal error: ") + e.what();
+    setLastError(std::string("internal error: ") + e.what());
     return lockstepInternalError;
   } catch (...) {
-    tLastError = "internal error: unknown exception";
+    setLastError("internal error: unknown exception");
     return lockstepInternalError;
   }
 }
@@ -386,7 +401,9 @@ lockstepResult_t lockstepCommInitRank(lockstepComm_t* comm, int nranks, lockstep
   return guarded([&] {
     if (!comm) throw InvalidArgument("comm is NULL");
     *comm = nullptr;
-    if (nranks < 1) throw InvalidArgument("nranks " + std::to_string(nranks) + " must be at least 1");
+    if (nranks < 1 || nranks > kMaxRanks) {
+      throw InvalidArgument("nranks " + std::to_string(nranks) + " is outside [1, " + std::to_string(kMaxRanks) + "]");
+    }
     if (rank < 0 || rank >= nranks) {
       throw InvalidArgument("rank " + std::to_string(rank) + " is outside [0, " + std::to_string(nranks) + ")");
     }
@@ -425,7 +442,7 @@ lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t
     // learned here: lockstepGetLastError then says what it was, as after a failed call.
     std::string why;
     *asyncError = CommUse(comm)->asyncError(&why);
-    if (*asyncError != lockstepSuccess) tLastError = why;
+    if (*asyncError != lockstepSuccess) setLastError(why);
   });
 }
 
@@ -470,7 +487,7 @@ const char* lockstepGetErrorString(lockstepResult_t result) {
   }
 }
 
-const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError.c_str(); }
+const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError; }
 
 // Every collective goes through here: validate, then run now, record in the open group, or queue
 // (non-blocking, when request != NULL). Kept out of line, with guarded() inlined into it, so that
@@ -679,9 +696,9 @@ lockstepResult_t lockstepGroupAbandon(void) {
 
 lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lockstepComm_t* newcomm) {
   return guarded([&] {
+    if (newcomm) *newcomm = nullptr;  // first, as every out-parameter: also when comm is refused
     CommUse use(comm);
     Communicator& c = *use;
-    if (newcomm) *newcomm = nullptr;
     // Refused here, the others would wait in the exchange and pair with this rank's next split:
     // a bad call still takes part, and every rank fails naming it.
     std::string refusal;

@@ -90,14 +90,13 @@ constexpr LauncherVars kLaunchers[] = {
     {"pmi", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID", {nullptr, nullptr}},
     {"pmix", "PMIX_RANK", nullptr, nullptr, {"PMIX_NAMESPACE", nullptr}},
 };
-constexpr int kMaxRanks = 1 << 24;
 
 template <typename Var>
 LaunchEnv readLaunchEnv(const Var& var) {
   LaunchEnv env;
-  if (auto v = var("LOCKSTEP_RANK")) env.rank = parseInt(*v, "LOCKSTEP_RANK", 0, kMaxRanks);
+  if (auto v = var("LOCKSTEP_RANK")) env.rank = parseInt(*v, "LOCKSTEP_RANK", 0, kMaxRanks - 1);
   if (auto v = var("LOCKSTEP_WORLD_SIZE")) env.worldSize = parseInt(*v, "LOCKSTEP_WORLD_SIZE", 1, kMaxRanks);
-  if (auto v = var("LOCKSTEP_LOCAL_RANK")) env.localRank = parseInt(*v, "LOCKSTEP_LOCAL_RANK", 0, kMaxRanks);
+  if (auto v = var("LOCKSTEP_LOCAL_RANK")) env.localRank = parseInt(*v, "LOCKSTEP_LOCAL_RANK", 0, kMaxRanks - 1);
   if (env.rank || env.worldSize) env.launcher = "lockstep";
   // The first launcher whose rank (and size, where it has one) are both set fills what
   // LOCKSTEP_* left open.
@@ -105,10 +104,10 @@ LaunchEnv readLaunchEnv(const Var& var) {
     auto rank = var(l.rank);
     auto size = l.size ? var(l.size) : std::nullopt;
     if (!rank || (l.size && !size)) continue;
-    if (!env.rank) env.rank = parseInt(*rank, l.rank, 0, kMaxRanks);
+    if (!env.rank) env.rank = parseInt(*rank, l.rank, 0, kMaxRanks - 1);
     if (!env.worldSize && size) env.worldSize = parseInt(*size, l.size, 1, kMaxRanks);
     if (!env.localRank && l.localRank) {
-      if (auto local = var(l.localRank)) env.localRank = parseInt(*local, l.localRank, 0, kMaxRanks);
+      if (auto local = var(l.localRank)) env.localRank = parseInt(*local, l.localRank, 0, kMaxRanks - 1);
     }
     env.launcher = env.launcher.empty() ? l.launcher : env.launcher + "+" + l.launcher;
     // The job identity counts only where the launcher placed this rank: one started by hand

@@ -13,6 +13,10 @@ namespace lockstep {
 
 enum class LogLevel { kNone = 0, kWarn = 1, kInfo = 2, kTrace = 3 };
 
+// The largest communicator: what the rendezvous serves, lockstepCommInitRank accepts and the
+// launch variables may say (refused before anything is sized by it).
+constexpr int kMaxRanks = 1 << 22;
+
 // What a launcher told this process. Sources, first match wins for each of rank, size and local
 // rank (LOCKSTEP_* always wins over the others, field by field):
 //   LOCKSTEP_RANK / LOCKSTEP_WORLD_SIZE / LOCKSTEP_LOCAL_RANK  (lockstep-run, or by hand)

@@ -8,8 +8,10 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -180,6 +182,38 @@ TEST(Api, InitRejectsBadArguments) {
   lockstepUniqueId junk;
   std::memset(&junk, 7, sizeof(junk));
   EXPECT_EQ(lockstepCommInitRank(&comm, 1, junk, 0), lockstepInvalidArgument);
+  // Beyond the largest communicator the rendezvous serves: refused before anything is sized by
+  // it (INT_MAX once ended in "out of memory" after gigabytes; 2^22 + 1 in the rendezvous).
+  for (int huge : {(1 << 22) + 1, INT_MAX}) {
+    comm = reinterpret_cast<lockstepComm_t>(0x1234);
+    EXPECT_EQ(lockstepCommInitRank(&comm, huge, id, 0), lockstepInvalidArgument);
+    EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("outside [1, 4194304]"), std::string::npos)
+        << lockstepGetLastError(nullptr);
+    EXPECT_EQ(comm, nullptr);
+  }
+}
+
+// The text is in a buffer of the thread's own that never moves, as NCCL's: a pointer kept from an
+// earlier failure stays readable (it once pointed into a string a longer message reallocated),
+// and reads the latest message.
+TEST(Api, TheLastErrorsPointerStaysValidAcrossLaterErrors) {
+  EXPECT_EQ(lockstepGetVersion(nullptr), lockstepInvalidArgument);
+  const char* kept = lockstepGetLastError(nullptr);
+  EXPECT_STREQ(kept, "version is NULL");
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  lockstepComm_t comm;
+  EXPECT_EQ(lockstepCommInitRank(&comm, 2, id, 7), lockstepInvalidArgument);
+  EXPECT_EQ(kept, lockstepGetLastError(nullptr));
+  EXPECT_NE(std::string(kept).find("rank 7 is outside [0, 2)"), std::string::npos) << kept;
+}
+
+// Every out-parameter is cleared first, so a caller that frees whatever is not NULL after a
+// failure frees nothing: lockstepCommSplit's too when its communicator is refused.
+TEST(Api, ASplitOfNoCommunicatorClearsNewcomm) {
+  lockstepComm_t child = reinterpret_cast<lockstepComm_t>(0x1234);
+  EXPECT_EQ(lockstepCommSplit(nullptr, 0, 0, &child), lockstepInvalidArgument);
+  EXPECT_EQ(child, nullptr);
 }
 
 TEST(Api, AllReduceAcrossThreadRanks) {
@@ -261,6 +295,41 @@ TEST(Api, CxxLayerRaiiAndExceptions) {
 }  // namespace
 
 namespace {
+
+// A Comm that goes out of scope inside an open group that uses it (an exception thrown through
+// lockstep::group's function) frees its communicator: the destroy there is refused, so it aborts.
+// It once dropped the handle and kept everything, and its peers learned nothing until their
+// timeout.
+TEST(Api, ACxxCommLeavingScopeInsideAGroupFreesItsCommunicatorAndPeersHearAtOnce) {
+  setenv("LOCKSTEP_TIMEOUT", "30", 1);
+  lockstepUniqueId id = lockstep::uniqueId();
+  onThreads(2, [&](int r) {
+    auto start = std::chrono::steady_clock::now();
+    if (r == 0) {
+      lockstep::Comm comm(2, id, r);
+      float x = 1, y = 0;
+      try {
+        lockstep::group([&] {
+          lockstep::Comm inner = std::move(comm);
+          inner.allReduce(&x, &y, 1, lockstep::Op::kSum);
+          throw std::runtime_error("the trainer's own failure");
+        });
+      } catch (const std::runtime_error&) {
+      }
+    } else {
+      lockstep::Comm comm(2, id, r);
+      float x = 1, y = 0;
+      try {
+        comm.allReduce(&x, &y, 1, lockstep::Op::kSum);
+        ADD_FAILURE() << "an all-reduce with a rank that aborted succeeded";
+      } catch (const lockstep::Exception& e) {
+        EXPECT_NE(std::string(e.what()).find("abort"), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15)) << "rank " << r;
+  });
+  unsetenv("LOCKSTEP_TIMEOUT");
+}
 
 TEST(Api, CxxLayerCoversEveryCollectiveGroupsRequestsAndSplit) {
   const int n = 4;
