@@ -9,7 +9,8 @@
 // period) and the launcher exits with the first failure's code (128 + signal for a signal).
 // SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGQUIT are forwarded to the
 // ranks, unless the launcher was started with them ignored (nohup, a background job of a
-// script): then they stay ignored, in the ranks too. Each rank runs in its own process group, and
+// script): then they stay ignored, in the ranks too. Ctrl-Z (SIGTSTP) stops the ranks with the
+// launcher, and they continue with it (fg, bg). Each rank runs in its own process group, and
 // what a rank started goes with it: the ranks' groups are stopped when the job ends, however it
 // ends. Ranks die with the launcher. Their stdin is /dev/null. When the launcher's own output is
 // closed (`lockstep-run ... | head`), the ranks' matching pipes are closed too, so a rank that
@@ -39,8 +40,9 @@ extern char** environ;
 
 namespace {
 
-volatile sig_atomic_t gSignal = 0;
+volatile sig_atomic_t gSignal = 0, gSuspend = 0;
 void onSignal(int sig) { gSignal = sig; }
+void onSuspend(int) { gSuspend = 1; }
 
 // The signals that stop a job, forwarded to the ranks.
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -194,6 +196,15 @@ int main(int argc, char** argv) {
     ignored[k] = sigaction(kStopSignals[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
     if (!ignored[k]) sigaction(kStopSignals[k], &sa, nullptr);
   }
+  // Ctrl-Z: the ranks' process groups are out of the terminal's reach, so the launcher stops them
+  // itself (below), as mpirun does; unless it was started with SIGTSTP ignored, as above.
+  struct sigaction tstp {};
+  if (sigaction(SIGTSTP, nullptr, &tstp) == 0 && tstp.sa_handler != SIG_IGN) {
+    tstp.sa_handler = onSuspend;
+    tstp.sa_flags = 0;
+    sigemptyset(&tstp.sa_mask);
+    sigaction(SIGTSTP, &tstp, nullptr);
+  }
   signal(SIGPIPE, SIG_IGN);
   // Inherited as ignored (a parent that set it so), SIGCHLD would have the kernel reap the ranks
   // at once: waitid would never see them exit, and the launcher would wait for ever.
@@ -298,7 +309,7 @@ int main(int argc, char** argv) {
   // Every rank's process group, exited ranks' too: what a failed rank started must not outlive
   // the job (a group whose members are all gone just answers ESRCH). Ranks are not reaped before
   // the end, so none of these ids can have been reused.
-  auto terminateAll = [&](int sig) {
+  auto signalAll = [&](int sig) {
     for (auto& rk : ranks) kill(-rk.pid, sig);
   };
   for (;;) {
@@ -367,23 +378,31 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
                        exited ? "exited with code" : "was killed by signal", info.si_status);
         }
-        terminateAll(SIGTERM);
+        signalAll(SIGTERM);
         killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
       }
     }
+    if (gSuspend) {
+      // Stopped together and continued together (fg, bg): the ranks' deadlines run on while they
+      // are stopped, so an op under way when the job stops longer than LOCKSTEP_TIMEOUT times out.
+      gSuspend = 0;
+      signalAll(SIGSTOP);
+      raise(SIGSTOP);
+      signalAll(SIGCONT);
+    }
     if (gSignal && !forwarded) {
-      terminateAll(gSignal);
+      signalAll(gSignal);
       forwarded = true;
       if (exitCode == 0) exitCode = 128 + gSignal;
       killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
     }
     if (killAt != std::chrono::steady_clock::time_point{} && std::chrono::steady_clock::now() > killAt) {
-      terminateAll(SIGKILL);
+      signalAll(SIGKILL);
     }
   }
   // What the ranks started and left running, also after a job that succeeded: the ranks' groups
   // go with the job.
-  terminateAll(SIGKILL);
+  signalAll(SIGKILL);
   for (const Rank& rk : ranks) waitpid(rk.pid, nullptr, 0);  // the zombies kept until now
   removeLeftoverSegments(ranks);
   return exitCode;

@@ -431,6 +431,34 @@ TEST(Launcher, KeepsAStopSignalItWasStartedWithIgnored) {
   EXPECT_NE(r.output.find("[1] alive"), std::string::npos) << r.output;
 }
 
+// Ctrl-Z stops the whole job and fg continues it: the ranks run in process groups of their own,
+// out of the terminal's reach, and once kept running (their output backing up) while the
+// launcher alone stopped.
+TEST(Launcher, AStopSignalStopsTheRanksAndTheyContinueWithIt) {
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string d = dir;
+  auto state = [&](const std::string& pid) { return "$(cut -d' ' -f3 /proc/" + pid + "/stat)"; };
+  ProcResult r =
+      run({"sh", "-c",
+           kRun + " -n 2 sh -c 'echo $$ > " + d + "/$LOCKSTEP_RANK; sleep 2; echo done' & L=$!; " + "while [ ! -s " +
+               d + "/0 ] || [ ! -s " + d + "/1 ]; do sleep 0.05; done; " + "R0=$(cat " + d + "/0); R1=$(cat " + d +
+               "/1); kill -TSTP $L; sleep 0.5; " + "echo stopped: " + state("$L") + state("$R0") + state("$R1") +
+               "; kill -CONT $L; sleep 0.3; " + "echo continued: " + state("$L") + state("$R0") + state("$R1") +
+               "; wait $L; echo launcher=$?"},
+          {}, 30);
+  std::remove((d + "/0").c_str());
+  std::remove((d + "/1").c_str());
+  rmdir(dir);
+  EXPECT_NE(r.output.find("stopped: TTT"), std::string::npos) << r.output;
+  const size_t at = r.output.find("continued: ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.substr(at + 11, 3).find('T'), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[0] done"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[1] done"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("launcher=0"), std::string::npos) << r.output;
+}
+
 // `lockstep-run ... | head -2` ends when head does, as the program alone would (SIGPIPE: 141).
 TEST(Launcher, EndsWhenTheReaderOfItsOutputLeaves) {
   ProcResult r = run({"bash", "-c", kRun + " -n 2 yes | head -2 >/dev/null; echo launcher=${PIPESTATUS[0]}"}, {}, 30);
