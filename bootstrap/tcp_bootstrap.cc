@@ -24,8 +24,13 @@ constexpr auto kVerdictGrace = std::chrono::seconds(2);
 }  // namespace
 
 TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, int nranks, const NetAddr& local,
-                           std::chrono::milliseconds timeout)
-    : secret_(id.secret), commId_(commId), rank_(rank), nranks_(nranks), timeout_(timeout) {
+                           std::chrono::milliseconds timeout, std::function<void()> interrupt)
+    : secret_(id.secret),
+      commId_(commId),
+      rank_(rank),
+      nranks_(nranks),
+      timeout_(timeout),
+      interrupt_(std::move(interrupt)) {
   NetAddr bind = local;
   bind.port = 0;
   listen_ = listenOn(bind);
@@ -95,7 +100,9 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     // comes when its own timeout ends, which started with the first rank's arrival, at or after
     // this rank's start. A grace past this rank's deadline lets the verdict arrive, rather than
     // blaming a root that is waiting for someone else.
-    recvAll(root.get(), &reply, sizeof(reply), Deadline(dl.at() + kVerdictGrace));
+    const Deadline verdict(dl.at() + kVerdictGrace);
+    awaitReadable(root.get(), verdict);
+    recvAll(root.get(), &reply, sizeof(reply), verdict);
   } catch (const RemoteError&) {
     throw;
   } catch (const Error& e) {
@@ -143,6 +150,7 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   }
   Hello answer;
   try {
+    awaitReadable(next_.get(), dl);
     recvAll(next_.get(), &answer, sizeof(answer), dl);
   } catch (const Error& e) {
     fail(e, next, "waiting for its ring successor's answer");
@@ -153,8 +161,20 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   }
 }
 
+void TcpBootstrap::awaitReadable(int fd, Deadline dl) {
+  if (!interrupt_) return;  // the read's own wait
+  for (;;) {
+    interrupt_();
+    pollfd p{fd, POLLIN, 0};
+    const int rc = ::poll(&p, 1, dl.remainingMs(100));
+    if (rc > 0 || dl.expired()) return;
+    if (rc < 0 && errno != EINTR) throw SystemError("poll", errno);
+  }
+}
+
 void TcpBootstrap::serveUntil(Deadline dl, const std::function<bool()>& done) {
   while (!done()) {
+    if (interrupt_) interrupt_();
     if (dl.expired()) throw Timeout("no connection arrived");
     serveOnce(dl.remainingMs(100));
   }

@@ -18,9 +18,11 @@ namespace lockstep {
 class TcpBootstrap : public Bootstrap {
  public:
   // Collective: returns once this rank is connected into the ring and knows every rank's address.
-  // `local` is the address (port ignored) this rank listens on for its peers.
+  // `local` is the address (port ignored) this rank listens on for its peers. `interrupt` is
+  // setInterrupt's, from the start: called every 100 ms of its waits, it ends them by throwing
+  // (a split's parent that knows a member died).
   TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, int nranks, const NetAddr& local,
-               std::chrono::milliseconds timeout);
+               std::chrono::milliseconds timeout, std::function<void()> interrupt = nullptr);
 
   int rank() const override { return rank_; }
   int size() const override { return nranks_; }
@@ -56,6 +58,9 @@ class TcpBootstrap : public Bootstrap {
   void serveUntil(Deadline deadline, const std::function<bool()>& done);
   // One pass: waits up to timeoutMs for something to happen, then moves every connection on.
   void serveOnce(int timeoutMs);
+  // Until fd is readable or the deadline passes (the read that follows then times out), asking
+  // interrupt_ every 100 ms.
+  void awaitReadable(int fd, Deadline deadline);
   // The tag of peerListening()'s message (no user of send() has a negative tag).
   static constexpr int32_t kProbeTag = -1;
   struct P2PHeader {

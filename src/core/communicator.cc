@@ -848,8 +848,19 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     }
   }
   const uint64_t commId = commIdFromSecret(id.secret);
-  auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout);
+  // Its setup waits for every member (its rendezvous waited its whole timeout for one that died
+  // after the exchange above). This communicator's watchdog knows of a death or an abort at once:
+  // the waits ask it, until the child is built.
+  std::vector<int> sorted = members;
+  std::sort(sorted.begin(), sorted.end());
+  auto interrupt = [this, sorted] {
+    if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+    if (std::string gone = health_->goneAmong(sorted); !gone.empty())
+      throw RemoteError(-1, "lockstepCommSplit: " + gone + ", and it was to be a member of the new communicator");
+  };
+  auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout, interrupt);
   auto child = std::make_unique<Communicator>(config_, std::move(boot), commId, id.secret, localAddr_);
+  child->bootstrap_->setInterrupt(nullptr);  // it outlives this communicator's watchdog
   // Alike on every member (the same split of the same parent, the same color), apart from every
   // other communicator: the trace files of its ranks sit beside their parent's.
   child->traceName_ = traceName_ + (traceName_.empty() ? "" : ".") + "split" + std::to_string(splitIndex + 1) + "c" +

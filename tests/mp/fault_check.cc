@@ -15,6 +15,9 @@
 //   fault_check --mode leave --victim R --after-ms T --op sendrecv
 //       Rank R destroys its communicator after T ms and lives on (10 s). The others must fail
 //       with lockstepRemoteError saying that rank R left, long before their timeout.
+//   fault_check --mode split-death --victim R   (with tests/mp/die_at_connect.c preloaded)
+//       The victim dies inside lockstepCommSplit, after its exchange: its color's other members
+//       fail at once naming it, the other color's communicator works.
 //   fault_check --mode out-of-order --victim R
 //       Rank R receives from R + 1 where the others broadcast from R: every rank times out
 //       naming where the other side is (in a receive; inside a collective).
@@ -86,6 +89,29 @@ int main(int argc, char** argv) {
   lockstepCommCount(comm, &n);
   const std::string victimName = "rank " + std::to_string(victim) + " (";
 
+  if (mode == "split-death") {
+    // Split by parity; the victim dies (tests/mp/die_at_connect.c) at its first connect after
+    // the split's exchange, on its way to its new communicator's rendezvous. The other member of
+    // its color is told at once, naming it (it once waited out its whole timeout, blaming a rank
+    // number of the new communicator); the other color's communicator forms and works.
+    if (rank == victim) setenv("LOCKSTEP_TEST_DIE_AT_CONNECT", "1", 1);
+    lockstepComm_t child = nullptr;
+    const double t0 = nowMs();
+    const lockstepResult_t r = lockstepCommSplit(comm, rank % 2, rank, &child);
+    const double ms = nowMs() - t0;
+    const std::string msg = lockstepGetLastError(nullptr);
+    if (rank % 2 == victim % 2) {
+      lockstepCommAbort(comm);
+      return report(r == lockstepRemoteError && ms < 5000 && msg.find(victimName) != std::string::npos,
+                    "result " + std::to_string(r) + " after " + std::to_string(ms) + " ms: " + msg);
+    }
+    if (r != lockstepSuccess) return report(false, "the other color's split failed: " + msg);
+    int one = 1, sum = 0;
+    const lockstepResult_t ar = lockstepAllReduce(&one, &sum, 1, lockstepInt32, lockstepSum, child, nullptr);
+    lockstepCommDestroy(child);
+    lockstepCommAbort(comm);
+    return report(ar == lockstepSuccess && sum == n / 2, "all-reduce on the new communicator: " + std::to_string(sum));
+  }
   if (mode == "out-of-order") {
     // The victim receives from the next rank where the others broadcast from rank 0 (the victim):
     // a deadlock, which each rank sees at its timeout. Sends and receives take no number, so the

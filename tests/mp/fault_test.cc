@@ -135,6 +135,24 @@ TEST(Faults, ARankInAReceiveWhileItsPeersBroadcastIsNamedSoOnEverySide) {
   }
 }
 
+// A rank that dies inside a split, after the exchange and before its new communicator's
+// rendezvous: the parent's watchdog knows at once, and the new communicator's setup asks it.
+TEST(Faults, ARankThatDiesInsideASplitIsNamedAtOnceByItsNewCommunicator) {
+  const int n = 4, victim = 3;
+  auto procs = startRanks(n, {"--mode", "split-death", "--victim", std::to_string(victim)},
+                          {"LOCKSTEP_TIMEOUT=20", std::string("LD_PRELOAD=") + DIE_AT_CONNECT_PATH,
+                           "ASAN_OPTIONS=verify_asan_link_order=0"});
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(60);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    if (r == victim) {
+      EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
+    } else {
+      EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+    }
+  }
+}
+
 TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
   const int n = 4, victim = 2;
   auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "150"},
