@@ -2,8 +2,10 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <list>
 #include <map>
@@ -12,6 +14,7 @@
 
 #include "bootstrap/handshake.h"
 #include "src/core/config.h"
+#include "src/core/keep.h"
 #include "src/core/logging.h"
 
 namespace lockstep {
@@ -249,14 +252,46 @@ void RootService::serve(std::chrono::milliseconds timeout) {
   LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << formed << " ranks");
 }
 
+namespace {
+
+// lockstepGetUniqueId's services live here until they finish; finished ones are reaped when the
+// next one starts. Not a static object that exit() destroys: a child forked from this process
+// inherits the list, and destroying it there joined threads that exist only in the parent (the
+// child died of SIGABRT at exit, or hung for ever). The process that started them stops them at
+// its exit; a child drops, unjoined, those it inherited.
+struct DetachedRoots {
+  std::mutex mu;
+  std::list<std::unique_ptr<RootService>> services;
+  pid_t owner = 0;  // the process whose threads serve them
+};
+
+DetachedRoots& detachedRoots() {
+  static DetachedRoots* roots = [] {
+    auto* r = new DetachedRoots;
+    keepForever(r);
+    std::atexit([] {
+      DetachedRoots& d = detachedRoots();
+      std::lock_guard<std::mutex> lock(d.mu);
+      if (d.owner == getpid()) d.services.clear();
+    });
+    return r;
+  }();
+  return *roots;
+}
+
+}  // namespace
+
 void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address) {
-  // Services live here until they finish; finished ones are reaped when the next one starts.
-  static std::mutex mu;
-  static std::list<std::unique_ptr<RootService>> services;
-  std::lock_guard<std::mutex> lock(mu);
-  services.remove_if([](const std::unique_ptr<RootService>& s) { return s->finished(); });
-  services.push_back(std::make_unique<RootService>(bind, secret, timeout));
-  *address = services.back()->address();
+  DetachedRoots& d = detachedRoots();
+  std::lock_guard<std::mutex> lock(d.mu);
+  if (d.owner != getpid()) {
+    for (auto& inherited : d.services) keepForever(inherited.release());
+    d.services.clear();
+    d.owner = getpid();
+  }
+  d.services.remove_if([](const std::unique_ptr<RootService>& s) { return s->finished(); });
+  d.services.push_back(std::make_unique<RootService>(bind, secret, timeout));
+  *address = d.services.back()->address();
 }
 
 }  // namespace lockstep

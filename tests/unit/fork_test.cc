@@ -75,5 +75,59 @@ TEST(Fork, ChildrenOfAProcessThatMadeACommunicatorAreSeparateProcesses) {
   }
 }
 
+// Waits for a forked child: its exit code, or -1 (failure added) when it died or hung.
+int reap(pid_t pid, const std::string& who) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int status = 0;
+  pid_t got = 0;
+  while ((got = waitpid(pid, &status, WNOHANG)) == 0 && std::chrono::steady_clock::now() < end)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (got == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    ADD_FAILURE() << who << " hung";
+    return -1;
+  }
+  if (!WIFEXITED(status)) {
+    ADD_FAILURE() << who << " died of signal " << WTERMSIG(status);
+    return -1;
+  }
+  return WEXITSTATUS(status);
+}
+
+// The NCCL-style flow: this process makes the id (its rendezvous runs here) and forks the ranks,
+// which leave through exit(), as a program's children do. They inherited the list of the
+// parent's rendezvous services, whose destruction at exit joined the parent's threads: SIGABRT
+// ("No such process"), or a hang once a thread of the child's own took the dead thread's place.
+TEST(Fork, ChildrenOfTheProcessThatMadeTheIdExitCleanly) {
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  pid_t pids[3];
+  for (int r = 0; r < 3; ++r) {
+    pids[r] = fork();
+    ASSERT_GE(pids[r], 0);
+    if (pids[r] != 0) continue;
+    int code = 0;
+    if (r < 2) {  // two ranks on the parent's id
+      setenv("LOCKSTEP_TIMEOUT", "20", 1);
+      lockstepComm_t comm;
+      float x = static_cast<float>(r + 1);
+      if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) {
+        code = 1;
+      } else {
+        code = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess ? 2
+               : x != 3.0f                                                                                  ? 3
+               : lockstepCommDestroy(comm) != lockstepSuccess                                               ? 4
+                                                                                                            : 0;
+      }
+    }
+    std::thread([] {}).join();  // a thread of the child's own, as the hang needed
+    std::exit(code);            // at-exit handlers and static destructors run
+  }
+  EXPECT_EQ(reap(pids[0], "rank 0"), 0);
+  EXPECT_EQ(reap(pids[1], "rank 1"), 0);
+  EXPECT_EQ(reap(pids[2], "a child that uses nothing"), 0);
+}
+
 }  // namespace
 }  // namespace lockstep
