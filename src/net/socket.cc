@@ -6,11 +6,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <thread>
+#include <unordered_set>
 
 namespace lockstep {
 
@@ -127,17 +130,68 @@ bool NetAddr::sameHost(const NetAddr& o) const {
   return family == o.family && std::memcmp(addr, o.addr, sizeof(addr)) == 0;  // unused bytes are zero
 }
 
+namespace {
+
+// The descriptors Fd objects hold. In a child forked from this process (fork without exec: worker
+// pools, data loaders), each is pointed at /dev/null: the child can use none of them (its
+// communicators are the parent's, and refused), and its copies of the sockets kept a rank that
+// died looking alive to its peers until the child exited. The number stays taken, so the Fd that
+// still names it closes nothing of the child's.
+struct HeldFds {
+  std::mutex mu;
+  std::unordered_set<int> fds;
+};
+
+HeldFds& heldFds() {
+  static HeldFds* held = [] {
+    auto* h = new HeldFds;  // never destroyed: a thread may close an Fd during exit
+    pthread_atfork([] { heldFds().mu.lock(); }, [] { heldFds().mu.unlock(); },
+                   [] {
+                     HeldFds& mine = heldFds();
+                     const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+                     if (null >= 0) {
+                       for (int fd : mine.fds) ::dup3(null, fd, O_CLOEXEC);
+                       ::close(null);
+                     }
+                     mine.mu.unlock();
+                   });
+    return h;
+  }();
+  return *held;
+}
+
+}  // namespace
+
+Fd::Fd(int fd) : fd_(fd) {
+  if (fd_ < 0) return;
+  HeldFds& h = heldFds();
+  std::lock_guard<std::mutex> lock(h.mu);
+  h.fds.insert(fd_);
+}
+
+int Fd::release() {
+  if (fd_ >= 0) {
+    HeldFds& h = heldFds();
+    std::lock_guard<std::mutex> lock(h.mu);
+    h.fds.erase(fd_);
+  }
+  return std::exchange(fd_, -1);
+}
+
 Fd& Fd::operator=(Fd&& o) noexcept {
   if (this != &o) {
     reset();
-    fd_ = o.release();
+    fd_ = std::exchange(o.fd_, -1);
   }
   return *this;
 }
 
 void Fd::reset() {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
+  if (fd_ < 0) return;
+  HeldFds& h = heldFds();
+  std::lock_guard<std::mutex> lock(h.mu);  // closed under the lock: a fork sees it held or gone
+  h.fds.erase(fd_);
+  ::close(std::exchange(fd_, -1));
 }
 
 static Fd newSocket(int family) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "src/core/clock.h"
@@ -41,12 +42,15 @@ struct ConnectionClosed : Error {
   explicit ConnectionClosed(const std::string& w) : Error(lockstepRemoteError, w) {}
 };
 
-// Owns a file descriptor.
+// Owns a file descriptor. Every one the library holds is known, so that a child forked from the
+// process lets go of them (see forgetInheritedFds in socket.cc): its copies of a rank's sockets
+// kept the connections open after the rank died, and the peers, told nothing, waited out their
+// timeout.
 class Fd {
  public:
   Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.release()) {}
+  explicit Fd(int fd);
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
   Fd& operator=(Fd&& o) noexcept;
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
@@ -54,11 +58,7 @@ class Fd {
 
   int get() const { return fd_; }
   bool valid() const { return fd_ >= 0; }
-  int release() {
-    int f = fd_;
-    fd_ = -1;
-    return f;
-  }
+  int release();  // the caller owns it now
   void reset();
 
  private:

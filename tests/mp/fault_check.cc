@@ -15,6 +15,8 @@
 //   fault_check --mode leave --victim R --after-ms T --op sendrecv
 //       Rank R destroys its communicator after T ms and lives on (10 s). The others must fail
 //       with lockstepRemoteError saying that rank R left, long before their timeout.
+//   fault_check --mode fork-then-die --victim R
+//       The victim forks a child that outlives it, then dies: the others are told at once.
 //   fault_check --mode split-death --victim R   (with tests/mp/die_at_connect.c preloaded)
 //       The victim dies inside lockstepCommSplit, after its exchange: its color's other members
 //       fail at once naming it, the other color's communicator works.
@@ -28,6 +30,7 @@
 //       hearing from R may succeed, and must then fail its next call naming the field). "kind, no
 //       data": count-0 calls of different collectives, which all return success; the watchdog
 //       must report the mismatch through lockstepCommGetAsyncError before the next call.
+#include <fcntl.h>
 #include <signal.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +92,33 @@ int main(int argc, char** argv) {
   lockstepCommCount(comm, &n);
   const std::string victimName = "rank " + std::to_string(victim) + " (";
 
+  if (mode == "fork-then-die") {
+    // After one all-reduce, the victim forks a child that outlives it by 10 s doing nothing (a
+    // worker, a data loader), then dies. Over sockets its peers learn of a death from its closed
+    // connections: the child's copies of them once kept them open until it exited.
+    float x = 1, y = 0;
+    if (lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+      return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
+    if (rank == victim) {
+      if (fork() == 0) {
+        const int null = open("/dev/null", O_RDWR);  // not the test's pipes: it waits for their end
+        dup2(null, 1);
+        dup2(null, 2);
+        sleep(10);
+        _exit(0);
+      }
+      kill(getpid(), SIGKILL);
+    }
+    const double t0 = nowMs();
+    lockstepResult_t r = lockstepSuccess;
+    while (r == lockstepSuccess && nowMs() - t0 < 20000)
+      r = lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    const double ms = nowMs() - t0;
+    const std::string msg = lockstepGetLastError(comm);
+    lockstepCommAbort(comm);
+    return report(r != lockstepSuccess && ms < 5000 && msg.find(victimName) != std::string::npos,
+                  "result " + std::to_string(r) + " after " + std::to_string(ms) + " ms: " + msg);
+  }
   if (mode == "split-death") {
     // Split by parity; the victim dies (tests/mp/die_at_connect.c) at its first connect after
     // the split's exchange, on its way to its new communicator's rendezvous. The other member of

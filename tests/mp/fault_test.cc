@@ -135,6 +135,26 @@ TEST(Faults, ARankInAReceiveWhileItsPeersBroadcastIsNamedSoOnEverySide) {
   }
 }
 
+// A rank that forks a child (fork without exec) and then dies is noticed as any death: over
+// sockets, the child's copies of its connections once kept it looking alive until the child left.
+TEST(Faults, ARankWhoseForkedChildOutlivesItIsNamedAtOnce) {
+  const int n = 3, victim = 1;
+  for (const char* transports : {"socket", "shm"}) {
+    SCOPED_TRACE(transports);
+    auto procs = startRanks(n, {"--mode", "fork-then-die", "--victim", std::to_string(victim)},
+                            {"LOCKSTEP_TIMEOUT=30", std::string("LOCKSTEP_TRANSPORTS=") + transports});
+    for (int r = 0; r < n; ++r) {
+      ProcResult res = procs[r]->wait(60);
+      EXPECT_FALSE(res.timedOut) << res.output;
+      if (r == victim) {
+        EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
+      } else {
+        EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+      }
+    }
+  }
+}
+
 // A rank that dies inside a split, after the exchange and before its new communicator's
 // rendezvous: the parent's watchdog knows at once, and the new communicator's setup asks it.
 TEST(Faults, ARankThatDiesInsideASplitIsNamedAtOnceByItsNewCommunicator) {
