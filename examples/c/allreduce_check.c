@@ -2,7 +2,7 @@
  * A C program that knows only <lockstep/lockstep.h>: it all-reduces every datatype with every
  * reduction op, in place and out of place, and checks every element. Start it with lockstep-run:
  *
- *   cc allreduce_check.c $(pkg-config --cflags --libs lockstep) -o allreduce_check
+ *   cc allreduce_check.c $(pkg-config --cflags --libs lockstep) -lm -o allreduce_check
  *   lockstep-run -n 4 ./allreduce_check
  *
  * Inputs are small integers, so sums and products are exact in every type for up to 8 ranks.
