@@ -87,8 +87,13 @@ int main(int argc, char** argv) {
   size_t minBytes = 8, maxBytes = 256u << 20, factor = 2;
   int rounds = 7;
   double sliceMs = 10;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "-h" || flag == "--help" || i + 1 == argc) {
+      std::fprintf(i + 1 == argc && flag != "-h" && flag != "--help" ? stderr : stdout,
+                   "usage: %s [-b 8] [-e 256M] [-f 2] [-r rounds (7)] [-t ms per turn (10)]\n", argv[0]);
+      return flag == "-h" || flag == "--help" ? 0 : 2;
+    }
     size_t size = 0;
     const bool isSize = parseSize(argv[i + 1], &size);
     if (flag == "-b" && isSize) {
@@ -102,7 +107,7 @@ int main(int argc, char** argv) {
     } else if (flag == "-t") {
       sliceMs = std::max(0.1, std::atof(argv[i + 1]));
     } else {
-      std::fprintf(stderr, "usage: %s [-b 8] [-e 256M] [-f 2] [-r rounds] [-t ms per turn]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [-b 8] [-e 256M] [-f 2] [-r rounds (7)] [-t ms per turn (10)]\n", argv[0]);
       return 2;
     }
   }

@@ -39,8 +39,18 @@ struct Args {
   std::string compress = "none";
 };
 
+constexpr const char* kFlags =
+    "--layers N (8) --width N (1792) --batch N (8) --steps N (10) --warmup N (1) --bucket-mb MB (25) "
+    "--compress none|bf16|fp16 (none)";
+
 Args parse(int argc, char** argv) {
   Args a;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "-h" || std::string(argv[i]) == "--help") {
+      std::printf("usage: %s %s\n", argv[0], kFlags);
+      std::exit(0);
+    }
+  }
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i], v = argv[i + 1];
     if (f == "--layers") {
@@ -58,11 +68,11 @@ Args parse(int argc, char** argv) {
     } else if (f == "--compress") {
       a.compress = v;
     } else {
-      throw std::invalid_argument("unknown flag " + f +
-                                  " (--layers --width --batch --steps --warmup --bucket-mb --compress)");
+      throw std::invalid_argument("unknown flag " + f + " (" + kFlags + ")");
     }
   }
-  if (argc % 2 == 0) throw std::invalid_argument(std::string("flag without a value: ") + argv[argc - 1]);
+  if (argc % 2 == 0)
+    throw std::invalid_argument(std::string("flag without a value: ") + argv[argc - 1] + " (" + kFlags + ")");
   if (a.layers == 0 || a.width == 0 || a.batch == 0 || a.steps == 0) throw std::invalid_argument("sizes must be > 0");
   return a;
 }

@@ -43,14 +43,16 @@ bool parseSize(const char* s, size_t* out) {
 
 namespace {
 
+// why == nullptr: asked for (-h), on stdout, exit 0.
 [[noreturn]] void usage(const char* program, const char* why) {
+  if (why) std::fprintf(stderr, "%s: %s\n", program, why);
   std::fprintf(
-      stderr,
-      "%s: %s\nusage: %s [-b minBytes] [-e maxBytes] [-f factor] [-n iters] [-w warmup] [-t targetBytes]\n"
+      why ? stderr : stdout,
+      "usage: %s [-b minBytes] [-e maxBytes] [-f factor] [-n iters] [-w warmup] [-t targetBytes]\n"
       "       [-m minIters|host|device] [-c 0|1] [-d dtype|all] [-o sum|prod|max|min|avg|all] [-r root] [-a algo]\n"
       "       [-T threads]  (ranks as threads of this process instead of processes under a launcher)\n",
-      program, why, program);
-  std::exit(2);
+      program);
+  std::exit(why ? 2 : 0);
 }
 
 }  // namespace
@@ -59,6 +61,7 @@ Args parseArgs(int argc, char** argv, const char* program) {
   Args a;
   for (int i = 1; i < argc; i += 2) {
     std::string k = argv[i];
+    if (k == "-h" || k == "--help") usage(program, nullptr);
     if (i + 1 >= argc) usage(program, ("missing value for " + k).c_str());
     const char* v = argv[i + 1];
     auto size = [&](size_t* out) {

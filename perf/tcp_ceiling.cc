@@ -123,8 +123,13 @@ void barrier(int fd) {
 int main(int argc, char** argv) {
   size_t minBytes = 64 << 10, maxBytes = 256 << 20, factor = 4;
   int runs = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    const bool help = flag == "-h" || flag == "--help";
+    if (help || i + 1 == argc) {
+      std::fprintf(help ? stdout : stderr, "usage: %s [-b 64K] [-e 256M] [-f 4] [-r 5]\n", argv[0]);
+      return help ? 0 : 2;
+    }
     if (flag == "-b") {
       minBytes = parseSize(argv[i + 1]);
     } else if (flag == "-e") {

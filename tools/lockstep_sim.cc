@@ -2,8 +2,8 @@
 // and the tuner's pick, from the simulator's network model. How we plan past the machines we have.
 //
 //   lockstep-sim [-n 8,16,...,4096] [-s 8,64K,1M,16M,256M] [--node 8] [--intra-us 2] [--intra-gbps 150]
-//                [--inter-us 5] [--inter-gbps 25] [--gap-us 0.5] [--slice 1M] [--slots 4] [--reduce-gbps 0]
-//                [--budget 200000000]
+//                [--inter-us 5] [--inter-gbps 25] [--gap-us G] [--slice 1M] [--slots 4] [--reduce-gbps 0]
+//                [--budget 200000000]       (--gap-us sets both gaps: by default 0.2 in a node, 0.5 across)
 //
 // Every algorithm's real schedules (the ones the library runs) execute for all N ranks, without
 // data: each message costs its link's alpha plus bytes over bandwidth, queued behind the rank's

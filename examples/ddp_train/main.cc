@@ -1,7 +1,7 @@
-// ddp_train: data-parallel training of an MLP classifier on generated spirals, with the gradient
-// synchronisation of lockstep/ddp.hpp. Start it under the launcher:
+// ddp_train: data-parallel training of an MLP classifier on generated data (a Gaussian mixture, or
+// spirals), with the gradient synchronisation of lockstep/ddp.hpp. Start it under the launcher:
 //
-//   lockstep-run -n 4 ./ddp_train [--steps 300] [--global-batch 256] [--optimizer sgd|adam] ...
+//   lockstep-run -n 4 ./ddp_train [--steps 500] [--global-batch 256] [--optimizer sgd|adam] ...
 //
 // Every rank trains a replica on its own shard of each batch; markReady is called per layer as the
 // hand-written backward pass produces the gradients, so buckets are all-reduced while the lower

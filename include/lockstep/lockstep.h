@@ -85,8 +85,9 @@ typedef void* lockstepStream_t;
 LOCKSTEP_API lockstepResult_t lockstepGetVersion(int* version);
 
 /* Creates an id and starts a rendezvous service for it in this process (a background thread that
- * lives until all ranks have connected or the timeout expires). Hand the id to every rank by any
- * means: a file, MPI_Bcast, or LOCKSTEP_UNIQUE_ID as hex (lockstepUniqueIdToHex). */
+ * lives until all ranks have connected, or LOCKSTEP_TIMEOUT after the first rank arrived; an id no
+ * rank ever uses keeps it for the process's life). Hand the id to every rank by any means: a file,
+ * MPI_Bcast, or LOCKSTEP_UNIQUE_ID as hex (lockstepUniqueIdToHex). */
 LOCKSTEP_API lockstepResult_t lockstepGetUniqueId(lockstepUniqueId* uniqueId);
 
 /* Hex form of an id (2 * LOCKSTEP_UNIQUE_ID_BYTES characters plus a NUL), and back. */
@@ -98,10 +99,13 @@ LOCKSTEP_API lockstepResult_t lockstepCommInitRank(lockstepComm_t* comm, int nra
 
 /* Like lockstepCommInitRank, with the rank, size and rendezvous taken from the environment:
  * LOCKSTEP_RANK, LOCKSTEP_WORLD_SIZE, and either LOCKSTEP_UNIQUE_ID (hex) or LOCKSTEP_ROOT=host:port
- * (rank 0 serves the rendezvous there). lockstep-run sets these. */
+ * (rank 0 serves the rendezvous there). lockstep-run sets these; a launcher's own variables
+ * (torchrun, Slurm, OpenMPI, PMI, PMIx) give the rank and size too (README, Launching). */
 LOCKSTEP_API lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm);
 
-/* Waits for outstanding work, then frees the communicator. Never hangs: waits have deadlines. */
+/* Waits for outstanding work, then frees the communicator. Never hangs: waits have deadlines.
+ * Refused (lockstepInvalidUsage, and the group discarded) inside an open group that has calls on
+ * it; lockstepCommAbort is not. */
 LOCKSTEP_API lockstepResult_t lockstepCommDestroy(lockstepComm_t comm);
 
 /* Stops outstanding work and frees the communicator without waiting for peers. Called from

@@ -36,7 +36,7 @@ struct LaunchEnv {
   std::string secretHex;         // LOCKSTEP_SECRET: 32 hex digits, for LOCKSTEP_ROOT mode
   std::string launcher;          // whose variables gave rank and size: "lockstep", "torchrun", "slurm", ...
   std::string rootFrom;          // which variable gave `root` ("LOCKSTEP_ROOT", "MASTER_ADDR/MASTER_PORT")
-  std::string job;               // the launcher's job identity ("SLURM_JOB_ID=12/SLURM_STEP_ID=0"), or empty
+  std::string job;               // the launcher's job identity ("SLURM_JOB_ID=12"), or empty
   // A launch variable that does not parse (the rest is then empty). Only init from the
   // environment fails with it: lockstepGetUniqueId, lockstep-run and lockstepCommInitRank do not
   // use these variables, and a stale value must not fail them.
@@ -60,9 +60,9 @@ struct Config {
   // LOCKSTEP_TUNER=model: blocking calls keep the cost model's pick instead of timing the
   // plausible algorithms and keeping the fastest (measured, src/algo/measured_tuner.h).
   bool measuredTuning = true;
-  double linkLatencyUs = 0;      // LOCKSTEP_LINK_LATENCY_US: the tuner's per-message cost (0: built-in)
-  double linkGBps = 0;           // LOCKSTEP_LINK_GBPS: the tuner's link bandwidth (0: built-in)
-  std::string tracePath;         // LOCKSTEP_TRACE: write the flight recorder there at destroy (%r rank, %p pid)
+  double linkLatencyUs = 0;  // LOCKSTEP_LINK_LATENCY_US: the tuner's per-message cost (0: built-in)
+  double linkGBps = 0;       // LOCKSTEP_LINK_GBPS: the tuner's link bandwidth (0: built-in)
+  std::string tracePath;     // LOCKSTEP_TRACE: write the flight recorder there at destroy (%r rank, %p pid, %c comm)
   std::string tempDir = "/tmp";  // TMPDIR: where dumps go when LOCKSTEP_TRACE is unset
   // cuda_ipc (transport/cuda_ipc/cuda_ipc.h): device collectives by kernels when every rank is on
   // one host with a CUDA context. Ranks must agree on the slot geometry (else it stays off).
