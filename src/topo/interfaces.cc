@@ -93,7 +93,10 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
   }
   const std::string bySpec = spec.empty() ? "" : "LOCKSTEP_SOCKET_IFNAME=" + spec + ", ";
   if (candidates.empty()) {
-    if (!spec.empty()) throw InvalidArgument("LOCKSTEP_SOCKET_IFNAME=\"" + spec + "\" matches no usable interface");
+    if (!spec.empty()) {
+      throw InvalidArgument("LOCKSTEP_SOCKET_IFNAME=\"" + spec +
+                            "\" matches no usable interface (one that is down, or has no address yet, is not usable)");
+    }
     // 127.0.0.1, unless lo has only ::1 (an IPv6-only host or namespace, where binding 127.0.0.1
     // failed).
     NetAddr lo = NetAddr::loopback(), v6;
@@ -104,7 +107,8 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
       if (a.addr.family == AF_INET6 && !v6.valid()) v6 = a.addr;
     }
     if (!v4 && v6.valid()) lo = v6;
-    return InterfaceChoice{"lo", lo, "no other interface is up: single-host only"};
+    return InterfaceChoice{"lo", lo, "no other interface is up: single-host only",
+                           reach && reach->valid() && !reach->isLoopback()};
   }
   // Score, in order of weight: not loopback, reaching the root (its subnet, or the route to it),
   // this process's NUMA node, IPv4; the first wins ties. Not the carrier: an interface just set
@@ -142,7 +146,7 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
     why += "first usable";
   if (s & 2) why += ", on this process's NUMA node " + std::to_string(numa);
   if (candidates.size() > 1) why += "; " + std::to_string(candidates.size()) + " candidate addresses";
-  return InterfaceChoice{best->name, best->addr, why};
+  return InterfaceChoice{best->name, best->addr, why, useReach && !onSubnet && !route.valid()};
 }
 
 NetAddr pickLocalAddress(const std::string& spec) { return chooseInterface(spec).addr; }

@@ -25,6 +25,9 @@ struct InterfaceChoice {
   std::string name;
   NetAddr addr;
   std::string why;  // how it was chosen, for the INFO log
+  // The rendezvous is off loopback and nothing here leads to it: no interface but loopback is
+  // up, or no route reaches it. The network is not up yet, or this host cannot take part.
+  bool rendezvousUnreachable = false;
 };
 
 // spec: "" (default choice), "eth,ib" (name prefixes), "^docker,lo" (exclude prefixes),

@@ -5,7 +5,7 @@
 # LOCKSTEP_TIMEOUT for the checks); they must use shm inside a namespace and TCP between them,
 # give exact results for every collective, and never hang, also on an impaired network.
 #
-#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed impaired (default: all)
+#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic impaired (default: all)
 #
 # The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
 # kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
@@ -19,7 +19,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -320,6 +320,26 @@ for c in "${cases[@]}"; do
         status=1
       fi
     done
+    remove_hosts
+    ;;
+  late_nic)
+    # Host 1's eth0 comes up 2 s after its rank starts (a link, an address DHCP has not given
+    # yet): only the decoy, which leads nowhere, is up then. The rank waits for an interface that
+    # reaches the rendezvous; it once listened on the decoy (or loopback), and the job failed
+    # blaming the healthy rank 0.
+    echo "== late_nic: 2 ranks, 2 hosts; host 1's eth0 comes up 2 s after its rank starts"
+    make_hosts 2
+    ip -n "${prefix}h1" link set eth0 down
+    (sleep 2 && ip -n "${prefix}h1" link set eth0 up) &
+    if run_job late_nic 2 "0 1" "$mp_check" --colls allreduce --types float32 --counts 1,100003 --block-counts 1; then
+      grep -h "mp_check:" "$work/late_nic.0.log"
+      grep -q "no interface reaches the rendezvous at 10.78.0.10:29500" "$work/late_nic.1.log" &&
+        grep -q "rank 1 listens on eth0 10.78.0.11" "$work/late_nic.1.log" ||
+        { echo "FAILED: late_nic: rank 1 did not wait for eth0"; grep -h "listens on\|no interface" "$work"/late_nic.*.log; status=1; }
+    else
+      status=1
+    fi
+    wait
     remove_hosts
     ;;
   impaired)
