@@ -118,6 +118,9 @@ class Health : public OpMonitor {
   const int rank_;
   const std::chrono::milliseconds interval_;
   const std::chrono::milliseconds unresponsive_;
+  // How long a leaving watchdog lets its goodbye reach the peers and waits for them to close: on
+  // a link of long round trips and losses, a retransmitted goodbye needs a few RTOs.
+  const std::chrono::milliseconds goodbyeWait_;
   std::vector<Peer> peers_;  // every other rank; owned by the watchdog thread (mu_ for readers)
   Fd wakeFd_;                // eventfd: fail() and the destructor wake the watchdog
 
