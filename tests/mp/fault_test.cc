@@ -54,6 +54,19 @@ std::vector<std::unique_ptr<Process>> startRanks(int n, const std::vector<std::s
   return procs;
 }
 
+// The victim died of SIGKILL; every other rank's fault_check reported OK (exit 0); none hung.
+void expectTheVictimKilledAndTheOthersOk(std::vector<std::unique_ptr<Process>>& procs, int victim) {
+  for (int r = 0; r < static_cast<int>(procs.size()); ++r) {
+    ProcResult res = procs[r]->wait(60);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    if (r == victim) {
+      EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
+    } else {
+      EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+    }
+  }
+}
+
 // SIGKILL one of 4 ranks at a random moment, 20 times, over shm and over sockets. The op timeout
 // is 10 minutes: detection must come from the death itself, within 5 s.
 TEST(Faults, KilledRankIsNamedBySurvivorsWithinFiveSeconds) {
@@ -143,15 +156,7 @@ TEST(Faults, ARankWhoseForkedChildOutlivesItIsNamedAtOnce) {
     SCOPED_TRACE(transports);
     auto procs = startRanks(n, {"--mode", "fork-then-die", "--victim", std::to_string(victim)},
                             {"LOCKSTEP_TIMEOUT=30", std::string("LOCKSTEP_TRANSPORTS=") + transports});
-    for (int r = 0; r < n; ++r) {
-      ProcResult res = procs[r]->wait(60);
-      EXPECT_FALSE(res.timedOut) << res.output;
-      if (r == victim) {
-        EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
-      } else {
-        EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
-      }
-    }
+    expectTheVictimKilledAndTheOthersOk(procs, victim);
   }
 }
 
@@ -162,15 +167,7 @@ TEST(Faults, ARankThatDiesInsideASplitIsNamedAtOnceByItsNewCommunicator) {
   auto procs = startRanks(n, {"--mode", "split-death", "--victim", std::to_string(victim)},
                           {"LOCKSTEP_TIMEOUT=20", std::string("LD_PRELOAD=") + DIE_AT_CONNECT_PATH,
                            "ASAN_OPTIONS=verify_asan_link_order=0"});
-  for (int r = 0; r < n; ++r) {
-    ProcResult res = procs[r]->wait(60);
-    EXPECT_FALSE(res.timedOut) << res.output;
-    if (r == victim) {
-      EXPECT_EQ(res.code, 128 + SIGKILL) << res.output;
-    } else {
-      EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
-    }
-  }
+  expectTheVictimKilledAndTheOthersOk(procs, victim);
 }
 
 TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
