@@ -1,7 +1,8 @@
 // The rendezvous service. Every rank connects once, authenticates with the id's secret and gives
 // its bootstrap address; when all have arrived, the root tells each rank only the addresses of
-// its ring neighbours (successor and predecessor). That is N connections and 2N small messages: the ranks then build
-// the full table among themselves with a ring allGather, so nothing costs O(N^2) at the root.
+// its ring neighbours (successor and predecessor). That is N connections and 2N small messages:
+// the ranks then build the full table among themselves with a ring allGather, so nothing costs
+// O(N^2) at the root.
 //
 // Connections that fail the handshake are logged and dropped without disturbing the others.
 // Connections are served concurrently (poll), so a slow or silent client cannot stall the rest.

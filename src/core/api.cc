@@ -2,14 +2,12 @@
 // thread-local message here, in one place (guarded()).
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <string>
 #include <string_view>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 #include "bootstrap/launch.h"
@@ -165,27 +163,7 @@ void closeComm(lockstepComm_t comm, bool abort) {
 lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
   refreshCudaDriver();  // a trainer has loaded CUDA by now, if it uses it
   // The interface on the root's subnet, unless LOCKSTEP_SOCKET_IFNAME says otherwise.
-  InterfaceChoice nic = chooseInterface(config.socketIfname, &id.root);
-  if (nic.rendezvousUnreachable && config.socketIfname.empty()) {
-    // Nothing here leads to the rendezvous yet: the network is coming up (a link, an address not
-    // given yet). Waited for, as a root that is not up yet is. This rank once listened on
-    // loopback or a dead-end interface, and the job failed blaming a healthy peer.
-    LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << id.root.str() << " (" << nic.name
-                          << " " << nic.addr.hostStr()
-                          << " is all there is); waiting up to LOCKSTEP_TIMEOUT for the network");
-    const Deadline dl = Deadline::after(config.timeout);
-    while (nic.rendezvousUnreachable && !dl.expired()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      nic = chooseInterface(config.socketIfname, &id.root);
-    }
-    if (nic.rendezvousUnreachable) {
-      throw Timeout("rank " + std::to_string(rank) + ": no interface of this host reached the rendezvous at " +
-                    id.root.str() + " within LOCKSTEP_TIMEOUT (" + std::to_string(config.timeout.count()) +
-                    " ms): only " + nic.name + " " + nic.addr.hostStr() +
-                    (nic.name == "lo" ? " is up" : " is up, and no route leads there") +
-                    " (is the network up? LOCKSTEP_SOCKET_IFNAME names the interface to use)");
-    }
-  }
+  InterfaceChoice nic = awaitInterface(config.socketIfname, id.root, config.timeout, rank);
   LS_INFO(rank, "rank " << rank << " listens on " << nic.name << " " << nic.addr.hostStr() << " (" << nic.why << ")");
   NetAddr local = nic.addr;
   uint64_t commId = commIdFromSecret(id.secret);

@@ -7,7 +7,11 @@
 
 #include <cstring>
 #include <sstream>
+#include <thread>
 
+#include "src/core/clock.h"
+#include "src/core/errors.h"
+#include "src/core/logging.h"
 #include "src/topo/topology.h"
 
 namespace lockstep {
@@ -150,5 +154,23 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
 }
 
 NetAddr pickLocalAddress(const std::string& spec) { return chooseInterface(spec).addr; }
+
+InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
+                               int rank) {
+  InterfaceChoice nic = chooseInterface(spec, &root);
+  if (!nic.rendezvousUnreachable || !spec.empty()) return nic;
+  LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << root.str() << " (" << nic.name << " "
+                        << nic.addr.hostStr() << " is all there is); waiting up to LOCKSTEP_TIMEOUT for the network");
+  const Deadline dl = Deadline::after(timeout);
+  while (nic.rendezvousUnreachable && !dl.expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    nic = chooseInterface(spec, &root);
+  }
+  if (!nic.rendezvousUnreachable) return nic;
+  throw Timeout("rank " + std::to_string(rank) + ": no interface of this host reached the rendezvous at " + root.str() +
+                " within LOCKSTEP_TIMEOUT (" + std::to_string(timeout.count()) + " ms): only " + nic.name + " " +
+                nic.addr.hostStr() + (nic.name == "lo" ? " is up" : " is up, and no route leads there") +
+                " (is the network up? LOCKSTEP_SOCKET_IFNAME names the interface to use)");
+}
 
 }  // namespace lockstep

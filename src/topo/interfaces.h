@@ -3,6 +3,7 @@
 // communicator refuses cross-host peers that publish such an address).
 #pragma once
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,13 @@ struct InterfaceChoice {
 // and no candidate, loopback; with a spec that matches nothing, InvalidArgument.
 InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach = nullptr);
 NetAddr pickLocalAddress(const std::string& spec);
+// chooseInterface for a rank of a communicator whose rendezvous is `root`. Where nothing here leads
+// to it yet (rendezvousUnreachable) and no spec is given, the network is still coming up (a
+// link, an address not given yet): waits for it, as for a root that is not up yet, re-reading the
+// interfaces every 250 ms, up to `timeout` (then Timeout). Listening on loopback or a dead-end
+// interface instead made the job fail later, blaming a healthy peer.
+InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
+                               int rank);
 
 bool ifnameMatches(const std::string& spec, const std::string& name);
 // True when a and b lie in the subnet of `mask` (same family).
