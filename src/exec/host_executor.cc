@@ -11,6 +11,7 @@
 #include "src/core/op.h"
 #include "src/exec/apply.h"
 #include "src/exec/backoff.h"
+#include "src/exec/float_env.h"
 
 namespace lockstep {
 
@@ -66,6 +67,7 @@ size_t streamingThreshold() {
 }  // namespace
 
 void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op, Deadline deadline) {
+  const DefaultFloatEnv floatEnv;  // the same arithmetic on every rank, whatever this thread set
   const size_t elem = dataTypeSize(op.dtype);
   if (op.dtype != reduceFor_.dtype || op.op != reduceFor_.op)
     reduceFor_ = {op.dtype, op.op, reduceKernels(op.dtype, op.op)};
