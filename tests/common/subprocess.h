@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -25,8 +26,16 @@ struct ProcResult {
 class Process {
  public:
   Process(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+    // The inherited environment, with `env`'s settings in place of any of the same name (getenv
+    // takes the first of duplicates: an inherited ASAN_OPTIONS hid a test's own).
     std::vector<std::string> envStrings;
-    for (char** e = environ; *e; ++e) envStrings.push_back(*e);
+    auto nameOf = [](const std::string& e) { return e.substr(0, e.find('=') + 1); };
+    for (char** e = environ; *e; ++e) {
+      const std::string inherited = *e;
+      if (std::none_of(env.begin(), env.end(),
+                       [&](const std::string& mine) { return nameOf(mine) == nameOf(inherited); }))
+        envStrings.push_back(inherited);
+    }
     for (const auto& e : env) envStrings.push_back(e);
     std::vector<char*> args, envp;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));

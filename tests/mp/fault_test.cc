@@ -166,7 +166,8 @@ TEST(Faults, ARankThatDiesInsideASplitIsNamedAtOnceByItsNewCommunicator) {
   const int n = 4, victim = 3;
   auto procs = startRanks(n, {"--mode", "split-death", "--victim", std::to_string(victim)},
                           {"LOCKSTEP_TIMEOUT=20", std::string("LD_PRELOAD=") + DIE_AT_CONNECT_PATH,
-                           "ASAN_OPTIONS=verify_asan_link_order=0"});
+                           "ASAN_OPTIONS=" + std::string(getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "") +
+                               ":verify_asan_link_order=0"});
   expectTheVictimKilledAndTheOthersOk(procs, victim);
 }
 
