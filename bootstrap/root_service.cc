@@ -10,6 +10,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <set>
 #include <vector>
 
 #include "bootstrap/handshake.h"
@@ -75,6 +76,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
   // taken as the truth: a misconfigured rank that comes first must not lock the others out. The
   // first size whose every rank arrives forms the communicator.
   std::map<int, std::map<int, Registered>> bySize;
+  std::set<int> left;      // ranks that registered, then closed their connection before the end
   WarnLimiter rejections;  // strangers may connect at will
   auto reject = [&](Fd& fd, const std::string& why) {
     ++rejected_;
@@ -111,13 +113,24 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       const bool disagree =
           std::count_if(bySize.begin(), bySize.end(), [](const auto& g) { return !g.second.empty(); }) > 1;
       for (auto& [n, group] : bySize) {
-        std::string missing;
-        int listed = 0;
-        for (int r = 0; r < n && listed < 32; ++r) {
-          if (!group.count(r)) missing += (listed++ ? "," : "") + std::to_string(r);
+        // A rank that registered and left (its process exited, or its init gave up) is told
+        // from one that never came: it was once reported as "never connected".
+        std::string missing, gone;
+        int listed = 0, listedGone = 0;
+        for (int r = 0; r < n && listed + listedGone < 32; ++r) {
+          if (group.count(r)) continue;
+          if (left.count(r))
+            gone += (listedGone++ ? "," : "") + std::to_string(r);
+          else
+            missing += (listed++ ? "," : "") + std::to_string(r);
         }
-        if (listed == 32) missing += ",...";
-        std::string msg = "rendezvous at " + address_.str() + " timed out: rank(s) " + missing + " never connected";
+        if (listed + listedGone == 32) (listed ? missing : gone) += ",...";
+        std::string msg = "rendezvous at " + address_.str() + " timed out: ";
+        if (listed) msg += "rank(s) " + missing + " never connected";
+        if (listedGone) {
+          msg += std::string(listed ? "; " : "") + "rank(s) " + gone +
+                 " connected, then closed the connection (did the process exit?)";
+        }
         if (disagree) msg += " (ranks disagree on the world size: " + sizesSeen() + ")";
         if (rejected_.load() > 0) {
           // A rank that came with other settings is among those it turned away: say why.
@@ -147,6 +160,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       // It left before the rendezvous completed: its number is free for a restarted rank.
       LS_WARN(-1, "rendezvous " << address_.str() << ": rank " << r << " left before the rendezvous completed");
       bySize[n].erase(r);
+      left.insert(r);
       --registered_;
     }
     if (fds[0].revents & POLLIN) {
@@ -227,6 +241,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
         ++messagesOut_;
         auto& group = bySize[h.nranks];
         group[h.rank] = Registered{std::move(p.fd), addr};
+        left.erase(h.rank);  // restarted
         ++registered_;
         if (static_cast<int>(group.size()) == h.nranks) formed = h.nranks;
       } catch (const std::exception& e) {

@@ -222,6 +222,35 @@ TEST(BootstrapErrors, ARankTheRootTookHearsWhoIsMissing) {
   EXPECT_NE(why.find("rank(s) 0,1 never connected"), std::string::npos) << why;
 }
 
+// A rank that registered and then left (its process exited) is told from one that never came:
+// both were reported as "never connected".
+TEST(BootstrapErrors, TheRendezvousVerdictTellsARankThatLeftFromOneThatNeverCame) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, std::chrono::milliseconds(1500));
+  UniqueIdInfo info{root.address(), secret, /*rootListens=*/true};
+  const uint64_t commId = commIdFromSecret(secret);
+  {
+    Fd fd = connectTo(root.address(), Deadline::after(kTimeout));
+    char hello[kRootHelloBytes];
+    const Hello h = makeHello(secret, commId, 1, 3, Purpose::kRoot);
+    const NetAddr addr = NetAddr::loopback();
+    std::memcpy(hello, &h, sizeof(h));
+    std::memcpy(hello + sizeof(h), &addr, sizeof(addr));
+    sendAll(fd.get(), hello, sizeof(hello), Deadline::after(kTimeout));
+    Hello answer;
+    recvAll(fd.get(), &answer, sizeof(answer), Deadline::after(kTimeout));
+  }  // rank 1 leaves
+  for (int i = 0; i < 2000 && root.registered() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::string why = "no error";
+  try {
+    TcpBootstrap waiting(info, commId, 2, 3, NetAddr::loopback(), std::chrono::milliseconds(1000));
+  } catch (const Error& e) {
+    why = e.what();
+  }
+  EXPECT_NE(why.find("rank(s) 0 never connected; rank(s) 1 connected, then closed the connection"), std::string::npos)
+      << why;
+}
+
 // LOCKSTEP_ROOT=<this host's name>:port where the name resolves to loopback here (Debian maps
 // its hostname to 127.0.1.1): rank 0's root must still be reachable from other hosts, so it
 // listens on every address, not on loopback only ("connection refused" from everywhere else).
