@@ -855,7 +855,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   std::sort(sorted.begin(), sorted.end());
   auto interrupt = [this, sorted] {
     if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
-    if (std::string gone = health_->goneAmong(sorted); !gone.empty())
+    if (std::string gone = health_->lostAmong(sorted); !gone.empty())
       throw RemoteError(-1, "lockstepCommSplit: " + gone + ", and it was to be a member of the new communicator");
   };
   auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout, interrupt);

@@ -241,12 +241,11 @@ std::string Health::departed(int peer) {
   return {};
 }
 
-std::string Health::goneAmong(std::span<const int> ranks) {
+std::string Health::lostAmong(std::span<const int> ranks) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Peer& p : peers_) {
-    if (p.state == PeerState::kAlive || !std::binary_search(ranks.begin(), ranks.end(), p.rank)) continue;
-    return p.name +
-           (p.state == PeerState::kLeft ? " left the communicator" : " is gone (it exited or lost its connection)");
+    if (p.state == PeerState::kLost && std::binary_search(ranks.begin(), ranks.end(), p.rank))
+      return p.name + " is gone (it exited or lost its connection)";
   }
   return {};
 }

@@ -74,9 +74,10 @@ class Health : public OpMonitor {
 
   // "rank 3 (host:pid) left the communicator after op #k" if `peer` said goodbye, else empty.
   std::string departed(int peer) override;
-  // What became of the first of `ranks` (sorted) that died or left, else empty: whether a
-  // communicator split off with those ranks can still form.
-  std::string goneAmong(std::span<const int> ranks);
+  // What became of the first of `ranks` (sorted) that died (not one that left: a member whose
+  // split returned may destroy this communicator while the others still build theirs), else
+  // empty: whether a communicator split off with those ranks can still form.
+  std::string lostAmong(std::span<const int> ranks);
 
   // Without news for this long, a live peer counts as not responding: 2 s, or half the op
   // timeout where that is shorter (so that a timeout can name a stopped rank), but never under
