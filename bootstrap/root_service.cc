@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <list>
@@ -15,7 +16,6 @@
 
 #include "bootstrap/handshake.h"
 #include "src/core/config.h"
-#include "src/core/keep.h"
 #include "src/core/logging.h"
 
 namespace lockstep {
@@ -272,26 +272,34 @@ namespace {
 // lockstepGetUniqueId's services live here until they finish; finished ones are reaped when the
 // next one starts. Not a static object that exit() destroys: a child forked from this process
 // inherits the list, and destroying it there joined threads that exist only in the parent (the
-// child died of SIGABRT at exit, or hung for ever). The process that started them stops them at
-// its exit; a child drops, unjoined, those it inherited.
+// child died of SIGABRT at exit, or hung for ever). The process that made a list stops its
+// services at exit; a forked child leaves the inherited list alone (another thread of the parent
+// may have held its mutex at the fork) and starts one of its own, which keeps the old reachable.
 struct DetachedRoots {
+  const pid_t owner;               // the process whose threads serve them
+  DetachedRoots* const inherited;  // the parent's list, in a forked child: never touched
   std::mutex mu;
   std::list<std::unique_ptr<RootService>> services;
-  pid_t owner = 0;  // the process whose threads serve them
 };
+std::atomic<DetachedRoots*> gRoots{nullptr};
+
+void stopDetachedRootsAtExit() {
+  DetachedRoots* r = gRoots.load();
+  if (!r || r->owner != getpid()) return;  // a forked child that made none: they are its parent's
+  std::lock_guard<std::mutex> lock(r->mu);
+  r->services.clear();
+}
 
 DetachedRoots& detachedRoots() {
-  static DetachedRoots* roots = [] {
-    auto* r = new DetachedRoots;
-    keepForever(r);
-    std::atexit([] {
-      DetachedRoots& d = detachedRoots();
-      std::lock_guard<std::mutex> lock(d.mu);
-      if (d.owner == getpid()) d.services.clear();
-    });
-    return r;
-  }();
-  return *roots;
+  static const bool registered = std::atexit(stopDetachedRootsAtExit) == 0;
+  (void)registered;
+  DetachedRoots* r = gRoots.load();
+  while (!r || r->owner != getpid()) {
+    auto* mine = new DetachedRoots{getpid(), r, {}, {}};
+    if (gRoots.compare_exchange_strong(r, mine)) return *mine;
+    delete mine;  // another thread of this process made one first: r is it now
+  }
+  return *r;
 }
 
 }  // namespace
@@ -299,11 +307,6 @@ DetachedRoots& detachedRoots() {
 void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address) {
   DetachedRoots& d = detachedRoots();
   std::lock_guard<std::mutex> lock(d.mu);
-  if (d.owner != getpid()) {
-    for (auto& inherited : d.services) keepForever(inherited.release());
-    d.services.clear();
-    d.owner = getpid();
-  }
   d.services.remove_if([](const std::unique_ptr<RootService>& s) { return s->finished(); });
   d.services.push_back(std::make_unique<RootService>(bind, secret, timeout));
   *address = d.services.back()->address();

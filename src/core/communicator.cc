@@ -351,9 +351,15 @@ void Communicator::execute(Work& w, bool background) {
   }
 }
 
-std::string Communicator::selfDeadlock(const Work& w, const MessageCounts& self) const {
+std::string Communicator::selfDeadlock(const Work& w, const MessageCounts& self) {
   const size_t slots = static_cast<size_t>(config_.slots);
+  if (selfReceiveRefused_) {
+    return w.info.label() + ": sends and receives to rank " + std::to_string(rank_) +
+           " (itself) are refused since a receive from itself was: what they move could no longer be matched "
+           "(a send queued behind that receive would be taken by the next receive)";
+  }
   if (self.received > selfHeld_ + self.sent) {
+    selfReceiveRefused_ = true;
     return w.info.label() + ": a receive from rank " + std::to_string(rank_) +
            " (itself) that no send to itself matches: it would wait for ever, since this rank's sends run "
            "one call after another. Post the send first, or both in one lockstepGroupStart/End";

@@ -150,7 +150,10 @@ class Communicator {
   // drain it, and it runs one Work at a time: a Work that needs more room there than its own
   // receives make, or receives more than is there, can never end (selfDeadlock).
   size_t selfHeld_ = 0;
-  std::string selfDeadlock(const Work& w, const MessageCounts& self) const;
+  // A receive from itself was refused: sends to itself queued behind it (an Irecv then an Isend)
+  // would leave messages a later receive took as its own, so every later one is refused too.
+  bool selfReceiveRefused_ = false;
+  std::string selfDeadlock(const Work& w, const MessageCounts& self);
   std::vector<const char*> transportNames_;
   RingOrder ringOrder_;
   TunerSettings tuning_;

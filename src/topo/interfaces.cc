@@ -111,8 +111,10 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
       if (a.addr.family == AF_INET6 && !v6.valid()) v6 = a.addr;
     }
     if (!v4 && v6.valid()) lo = v6;
+    // Unreachable only where no route leads there: a rendezvous at an address of this host (on
+    // an interface skipped above, such as docker0) or at 0.0.0.0 is reached over loopback.
     return InterfaceChoice{"lo", lo, "no other interface is up: single-host only",
-                           reach && reach->valid() && !reach->isLoopback()};
+                           reach && reach->valid() && !reach->isLoopback() && !routeSource(*reach).valid()};
   }
   // Score, in order of weight: not loopback, reaching the root (its subnet, or the route to it),
   // this process's NUMA node, IPv4; the first wins ties. Not the carrier: an interface just set
