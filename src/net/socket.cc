@@ -169,15 +169,6 @@ Fd::Fd(int fd) : fd_(fd) {
   h.fds.insert(fd_);
 }
 
-int Fd::release() {
-  if (fd_ >= 0) {
-    HeldFds& h = heldFds();
-    std::lock_guard<std::mutex> lock(h.mu);
-    h.fds.erase(fd_);
-  }
-  return std::exchange(fd_, -1);
-}
-
 Fd& Fd::operator=(Fd&& o) noexcept {
   if (this != &o) {
     reset();

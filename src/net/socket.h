@@ -58,7 +58,6 @@ class Fd {
 
   int get() const { return fd_; }
   bool valid() const { return fd_ >= 0; }
-  int release();  // the caller owns it now
   void reset();
 
  private:

@@ -149,6 +149,21 @@ TEST(BootstrapErrors, ARankWithAnotherWorldSizeIsToldSoUnderLockstepRoot) {
   EXPECT_NE(why.find("communicator size 3, expected 2"), std::string::npos) << why;
 }
 
+// Registers `rank` of `nranks` at the root as a rank's bootstrap does (its hello and address, then
+// the root's answer) and hands back the connection: closing it is the rank leaving.
+Fd registerAtRoot(const RootService& root, const Secret& secret, int rank, int nranks) {
+  Fd fd = connectTo(root.address(), Deadline::after(kTimeout));
+  char hello[kRootHelloBytes];
+  const Hello h = makeHello(secret, commIdFromSecret(secret), rank, nranks, Purpose::kRoot);
+  const NetAddr addr = NetAddr::loopback();
+  std::memcpy(hello, &h, sizeof(h));
+  std::memcpy(hello + sizeof(h), &addr, sizeof(addr));
+  sendAll(fd.get(), hello, sizeof(hello), Deadline::after(kTimeout));
+  Hello answer;
+  recvAll(fd.get(), &answer, sizeof(answer), Deadline::after(kTimeout));
+  return fd;
+}
+
 // A rank that registers and dies before the rendezvous completes (a crash, a launcher's restart)
 // frees its number: its restarted replacement is not refused as "registered twice".
 TEST(BootstrapErrors, ARankThatLeftTheRendezvousCanBeReplaced) {
@@ -158,15 +173,7 @@ TEST(BootstrapErrors, ARankThatLeftTheRendezvousCanBeReplaced) {
   const uint64_t commId = commIdFromSecret(secret);
   {
     // Rank 1's first process: its hello and address, the root's answer, then gone.
-    Fd fd = connectTo(root.address(), Deadline::after(kTimeout));
-    char hello[kRootHelloBytes];
-    const Hello h = makeHello(secret, commId, 1, 2, Purpose::kRoot);
-    const NetAddr addr = NetAddr::loopback();
-    std::memcpy(hello, &h, sizeof(h));
-    std::memcpy(hello + sizeof(h), &addr, sizeof(addr));
-    sendAll(fd.get(), hello, sizeof(hello), Deadline::after(kTimeout));
-    Hello answer;
-    recvAll(fd.get(), &answer, sizeof(answer), Deadline::after(kTimeout));
+    Fd fd = registerAtRoot(root, secret, 1, 2);
     for (int i = 0; i < 2000 && root.registered() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     ASSERT_EQ(root.registered(), 1);
   }
@@ -229,17 +236,7 @@ TEST(BootstrapErrors, TheRendezvousVerdictTellsARankThatLeftFromOneThatNeverCame
   RootService root(NetAddr::loopback(), secret, std::chrono::milliseconds(1500));
   UniqueIdInfo info{root.address(), secret, /*rootListens=*/true};
   const uint64_t commId = commIdFromSecret(secret);
-  {
-    Fd fd = connectTo(root.address(), Deadline::after(kTimeout));
-    char hello[kRootHelloBytes];
-    const Hello h = makeHello(secret, commId, 1, 3, Purpose::kRoot);
-    const NetAddr addr = NetAddr::loopback();
-    std::memcpy(hello, &h, sizeof(h));
-    std::memcpy(hello + sizeof(h), &addr, sizeof(addr));
-    sendAll(fd.get(), hello, sizeof(hello), Deadline::after(kTimeout));
-    Hello answer;
-    recvAll(fd.get(), &answer, sizeof(answer), Deadline::after(kTimeout));
-  }  // rank 1 leaves
+  registerAtRoot(root, secret, 1, 3);  // rank 1 registers; its connection closes: it leaves
   for (int i = 0; i < 2000 && root.registered() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::string why = "no error";
   try {
