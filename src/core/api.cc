@@ -5,6 +5,7 @@
 #include <cstring>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -101,6 +102,8 @@ struct lockstepRequest {
   // As a communicator's (comm_handle.h): a forked child's copy waits on a progress thread that
   // exists only in the parent, so it is refused rather than waited for ever.
   const uint32_t generation = forkGeneration();
+  // A thread is inside lockstepWait, lockstepTest or lockstepRequestFree on it (RequestClaim).
+  std::atomic<bool> claimed{false};
 };
 
 namespace {
@@ -129,24 +132,36 @@ void abortChildren(lockstepComm_t comm) {
 }
 
 // Destroy and abort: refuse new calls, let the calls in flight leave, free.
+// An abort of a communicator whose destroy is under way (waiting for calls in flight, or draining
+// queued work that may wait on a stalled peer) makes that destroy quick, and the destroy frees it.
+bool abortClosing(lockstepComm_t comm) {
+  if (!comm || comm->magic.load() != kCommMagic || !comm->closing.load() || !comm->abortFlag) return false;
+  comm->abortFlag->store(true);
+  abortChildren(comm);
+  return true;
+}
+
 void closeComm(lockstepComm_t comm, bool abort) {
-  if (abort && comm && comm->magic.load() == kCommMagic && comm->closing.load() && comm->abortFlag) {
-    // A destroy is under way (waiting for calls in flight, or draining queued work that may
-    // wait on a stalled peer): the abort makes it quick, and that destroy frees the comm.
-    comm->abortFlag->store(true);
-    abortChildren(comm);
-    return;
-  }
+  if (abort && abortClosing(comm)) return;
   Communicator* impl;
   {
-    CommUse use(comm);
-    impl = &*use;
+    std::optional<CommUse> use;
+    try {
+      use.emplace(comm);
+    } catch (const Error&) {
+      if (abort && abortClosing(comm)) return;  // a destroy began since the check above
+      throw;
+    }
+    impl = &**use;
     // An abort is the way out of whatever state the program is in, so it is never refused: the
     // open group's calls on this communicator then fail the group at its end, as when another
     // thread destroys it. A destroy there is a mistake worth saying.
     if (!abort && Group::current().uses(comm))
       throw InvalidUsage("lockstepCommDestroy on a communicator with calls in an open group");
-    if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
+    if (comm->closing.exchange(true)) {
+      if (abort && abortClosing(comm)) return;  // a destroy began since CommUse
+      throw InvalidUsage("comm is already being destroyed");
+    }
     // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
     if (abort) impl->abort();
   }
@@ -340,9 +355,37 @@ std::string unlaunched() {
              : "the request's group has not ended yet (call lockstepGroupEnd first)";
 }
 
+// One thread at a time completes a request, as in MPI. Two at once once crashed the process:
+// the first to finish freed the request under the other. A second thread that comes while the
+// first is inside is refused; one that comes after finds the request NULL, as completed. (A
+// thread that read the handle just before another freed it is beyond any check: the program's
+// own race on its variable.)
+class RequestClaim {
+ public:
+  explicit RequestClaim(lockstepRequest_t request) : request_(request) {
+    if (request->claimed.exchange(true, std::memory_order_acquire)) {
+      request_ = nullptr;
+      throw InvalidUsage(
+          "another thread is waiting for, testing or freeing this request: one thread at a time completes "
+          "a request (as in MPI)");
+    }
+  }
+  ~RequestClaim() {
+    if (request_) request_->claimed.store(false, std::memory_order_release);
+  }
+  RequestClaim(const RequestClaim&) = delete;
+  RequestClaim& operator=(const RequestClaim&) = delete;
+  // The request is freed: nothing to release.
+  void consumed() { request_ = nullptr; }
+
+ private:
+  lockstepRequest_t request_;
+};
+
 // Hands back a finished request's result and frees it.
-void completeRequest(lockstepRequest_t* request) {
-  std::shared_ptr<Work> w = std::move((*request)->slot->work);
+void completeRequest(lockstepRequest_t* request, RequestClaim& claim) {
+  std::shared_ptr<Work> w = (*request)->slot->work.exchange(nullptr);
+  claim.consumed();
   delete *request;
   *request = nullptr;
   if (w->result != lockstepSuccess) throw Error(w->result, w->error);
@@ -518,7 +561,7 @@ const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError; }
     if (group.active()) {
       group.add(comm, d, req ? req->slot : nullptr, onStream, stream);
     } else if (req) {
-      req->slot->work = c.submit(d);
+      req->slot->work.store(c.submit(d));
     } else if (onStream) {
       c.postOnStream({&d, 1}, stream);
     } else {
@@ -630,11 +673,12 @@ lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
       return;
     }
     checkSameProcess(*request);
-    Work* w = (*request)->slot->work.get();
+    RequestClaim claim(*request);
+    const std::shared_ptr<Work> w = (*request)->slot->work.load();
     if (!w) throw InvalidUsage(unlaunched());
     if (!w->done.load(std::memory_order_acquire)) return;
     *done = 1;
-    completeRequest(request);
+    completeRequest(request, claim);
   });
 }
 
@@ -643,9 +687,10 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
     if (!request) throw InvalidArgument("request is NULL");
     if (*request == nullptr) return;
     checkSameProcess(*request);
+    RequestClaim claim(*request);
     // An operation launched before the open group (a non-blocking call, an earlier group) runs on
     // its own and may be waited for here; one of the open group cannot start before its GroupEnd.
-    Work* w = (*request)->slot->work.get();
+    const std::shared_ptr<Work> w = (*request)->slot->work.load();
     if (!w) throw InvalidUsage(unlaunched());
     // A year and more is forever: now + INT64_MAX ms would overflow the clock into the past.
     constexpr int64_t kForeverMs = int64_t{1} << 35;
@@ -654,20 +699,23 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
     if (!waitWork(*w, dl)) {
       throw Error(lockstepInProgress, w->info.label() + " still running after " + std::to_string(timeoutMs) + " ms");
     }
-    completeRequest(request);
+    completeRequest(request, claim);
   });
 }
 
 lockstepResult_t lockstepRequestLaunched(lockstepRequest_t request, int* launched) {
   return guarded([&] {
     if (!launched) throw InvalidArgument("launched is NULL");
-    *launched = request == nullptr || request->slot->work != nullptr;
+    *launched = request == nullptr || request->slot->work.load() != nullptr;
   });
 }
 
 lockstepResult_t lockstepRequestFree(lockstepRequest_t* request) {
   return guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
+    if (*request == nullptr) return;
+    RequestClaim claim(*request);
+    claim.consumed();
     delete *request;  // the open group, if any, keeps the slot alive
     *request = nullptr;
   });
@@ -698,6 +746,9 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
   return guarded([&] {
     if (newcomm) *newcomm = nullptr;  // first, as every out-parameter: also when comm is refused
     CommUse use(comm);
+    // A split drives the communicator as a collective does: beside another thread's call it once
+    // waited for ever for that call's end (and an abort waited with it).
+    PostGuard one(comm);
     Communicator& c = *use;
     // Refused here, the others would wait in the exchange and pair with this rank's next split:
     // a bad call still takes part, and every rank fails naming it.

@@ -718,6 +718,10 @@ void Communicator::abort() {
   aborted_->store(true);
   if (ipc_) ipc_->abort();
   health_->markAborted();
+  // A split waiting for queued work to finish (split()) wakes now. Taking mu_ orders the store
+  // before the waiter's check or after its wait begins: the notify is never lost between them.
+  { std::lock_guard<std::mutex> lock(mu_); }
+  cv_.notify_all();
 }
 
 lockstepResult_t Communicator::asyncError(std::string* why) const {
@@ -760,11 +764,12 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   // The split is an op of this communicator for the watchdog: queued work finishes first, then
   // it takes the next number and is entered, so a peer that called a collective instead is a
   // mismatch named within a heartbeat (on both sides: the exchange below watches for it), not a
-  // wait for the timeout. An abort ends the wait too.
+  // wait for the timeout. An abort ends the wait too (abort() wakes it).
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait(lock, [&] { return queue_.empty() && !busy_.load(); });
+    cv_.wait(lock, [&] { return (queue_.empty() && !busy_.load()) || aborted_->load(); });
   }
+  if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
   health_->check();
   Fingerprint fp;
   fp.kind = static_cast<uint8_t>(OpKind::kSplit);
@@ -781,6 +786,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     bootstrap_->allGather(all.data(), sizeof(Entry));
   } catch (const Error& e) {
     bootstrap_->setInterrupt(nullptr);
+    // This rank's own abort needs no report from anyone (the grace below cost an abort 300 ms).
+    if (e.code() == lockstepAborted || aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
     // The peer that found the mismatch fails and closes its connections, which can reach this
     // exchange before its report reaches the watchdog: the report names the cause, so it is
     // given a moment (as execute() does for a link that broke).
@@ -789,7 +796,6 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     health_->check();
-    if (e.code() == lockstepAborted) throw;
     // Failed on its own (a timeout, a closed connection): the bootstrap names the neighbour it
     // waited for, which may only be waiting for another rank; the watchdog knows who stopped
     // answering or left. The ranks are out of step now (this split took a number), so, as for a

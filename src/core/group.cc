@@ -65,7 +65,7 @@ void Group::failRequests(const std::vector<Call>& calls, lockstepResult_t code, 
     w->result = code;
     w->error = text;
     w->done.store(true);
-    c.request->work = w;
+    c.request->work.store(std::move(w));
   }
 }
 
@@ -130,7 +130,7 @@ void Group::launch(std::vector<Call> calls) {
       p.blocking.assign(p.works.size(), false);
       for (size_t i = 0; i < mine.size(); ++i) {
         if (mine[i]->request) {
-          mine[i]->request->work = p.works[workOf[i]];
+          mine[i]->request->work.store(p.works[workOf[i]]);
           anyRequest = true;
         } else {
           p.blocking[workOf[i]] = true;

@@ -5,6 +5,7 @@
 // thread.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,8 +20,11 @@ struct Work;
 
 // Where a non-blocking call's Work lands; shared by the request handle and an open group, so
 // either may go first.
+// Atomic: the thread ending the group sets it while another may ask lockstepRequestLaunched or
+// test the request (both allowed from any thread); a plain shared_ptr published the Work with no
+// ordering for its fields (TSan saw the race).
 struct RequestSlot {
-  std::shared_ptr<Work> work;  // null until the group the call was posted in has ended
+  std::atomic<std::shared_ptr<Work>> work;  // null until the group the call was posted in has ended
 };
 
 class Group {
