@@ -1,9 +1,11 @@
 #include "src/core/health.h"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +28,7 @@ struct ControlMsg {
   MessageTag prevFp;  // and of the op entered before it
   int32_t code;       // kFailure: lockstepResult_t
   int32_t culprit;
+  int32_t origin;    // kFailure: the rank that found it (a relay passes it on unchanged)
   uint32_t aborted;  // kGoodbye: the rank aborted rather than left
   uint32_t p2p;      // kStatus: Health::p2pState (the send/recv it is in), 0 if none
   char text[384];    // kFailure: the message, NUL-terminated
@@ -40,6 +43,23 @@ constexpr size_t kMaxOutbox = 64 * 1024;  // a peer that reads nothing for this 
 // The heartbeat: often enough to notice a stopped rank within a couple of seconds, rare enough
 // to cost nothing (a few hundred bytes per peer per beat).
 constexpr auto kInterval = std::chrono::milliseconds(200);
+
+// How long a rank that fails lets its report reach its peers before the error returns to the
+// program, which may exit at once (below).
+constexpr auto kDeliveryWait = std::chrono::milliseconds(200);
+
+// A report's text within the message's bytes: the head and the tail, where a timeout names the
+// ranks it waited for.
+void fitText(const std::string& text, char* out, size_t size) {
+  if (text.size() < size) {
+    std::memcpy(out, text.c_str(), text.size() + 1);
+    return;
+  }
+  static constexpr char kCut[] = " [...] ";
+  const size_t head = (size - sizeof(kCut)) / 2, tail = size - 1 - head - (sizeof(kCut) - 1);
+  const std::string fitted = text.substr(0, head) + kCut + text.substr(text.size() - tail);
+  std::memcpy(out, fitted.c_str(), fitted.size() + 1);
+}
 
 }  // namespace
 
@@ -151,6 +171,7 @@ Fingerprint Health::myFingerprintAt(uint64_t seq) const {
 
 void Health::check() {
   if (failed_.load(std::memory_order_relaxed) == lockstepSuccess) return;
+  awaitDelivery();
   std::lock_guard<std::mutex> lock(mu_);
   auto code = static_cast<lockstepResult_t>(failed_.load());
   if (code == lockstepRemoteError) throw RemoteError(failureCulprit_, failureText_);
@@ -162,13 +183,43 @@ void Health::fail(lockstepResult_t code, int culprit, const std::string& message
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failed_.load() != lockstepSuccess) return;  // the first failure wins
-    failureText_ = message;
+    failureText_ = failureRaw_ = message;
     failureCulprit_ = culprit;
+    failureOrigin_ = rank_;
     failed_.store(code);
   }
   LS_WARN(rank_, "communicator failed: " << message);
   notifyFailed();
   wake();  // the watchdog tells every peer
+  awaitDelivery();
+}
+
+// A program often exits as soon as a call fails (an uncaught exception, exit after printing, the
+// launcher's SIGTERM), without a destroy. Its watchdog may not have sent the report yet, and a
+// process that exits with unread heartbeats resets its connections, taking unsent bytes with it:
+// the peers then blamed this rank's exit ("lost ... no goodbye"), and the rank that found a
+// mismatch was named as its culprit. So the failing call waits, once and briefly, until every
+// live peer's kernel has acknowledged the report; bytes acknowledged are read before the reset.
+void Health::awaitDelivery() {
+  if (!thread_.joinable() || std::this_thread::get_id() == thread_.get_id()) return;
+  if (deliveryAwaited_.exchange(true)) return;  // later calls throwing the same failure go at once
+  const Deadline by = Deadline::after(kDeliveryWait);
+  while (!failureDelivered_.load(std::memory_order_acquire) && !by.expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void Health::checkDelivered() {
+  bool all = true;
+  for (const Peer& p : peers_) {
+    if (!p.fd.valid() || p.state != PeerState::kAlive) continue;
+    int unacked = 0;  // SIOCOUTQ: bytes sent but not yet acknowledged, and bytes not yet sent
+    if (!p.outbox.empty() || (::ioctl(p.fd.get(), SIOCOUTQ, &unacked) == 0 && unacked > 0)) {
+      all = false;
+      break;
+    }
+  }
+  if (all || Clock::now() - failureSentAt_ > kDeliveryWait) failureDelivered_.store(true, std::memory_order_release);
 }
 
 void Health::setFailureHook(std::function<void()> hook) {
@@ -262,6 +313,8 @@ void Health::watch() {
       fds.push_back({p.fd.valid() ? p.fd.get() : -1, ev, 0});
     }
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(nextBeat - Clock::now()).count();
+    // A failing call waits for its report's acknowledgements (awaitDelivery): look every ms.
+    if (failureSent_.load() && !failureDelivered_.load()) wait = std::min<int64_t>(wait, 1);
     ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait)));
     if (fds[0].revents & POLLIN) {
       uint64_t n;
@@ -273,6 +326,7 @@ void Health::watch() {
     }
     evaluate();
     sendFailure();
+    if (failureSent_.load() && !failureDelivered_.load()) checkDelivered();
     if (Clock::now() >= nextBeat) {
       broadcastStatus();
       nextBeat = Clock::now() + interval_;
@@ -315,8 +369,12 @@ void Health::sendFailure() {
     std::lock_guard<std::mutex> lock(mu_);
     m.code = failed_.load();
     m.culprit = failureCulprit_;
-    std::snprintf(m.text, sizeof(m.text), "%s", failureText_.c_str());
+    m.origin = failureOrigin_;
+    // The finder's own words: each relay once put "rank R (host:pid) reports: " in front, and
+    // after a few relays the cut at the message's end took the culprit's name.
+    fitText(failureRaw_, m.text, sizeof(m.text));
   }
+  failureSentAt_ = Clock::now();
   for (Peer& p : peers_) queue(p, m);
 }
 
@@ -398,7 +456,14 @@ void Health::handle(Peer& p, const ControlMsg& m) {
     case kFailure:
       if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
         std::string text(m.text, strnlen(m.text, sizeof(m.text)));
-        failureText_ = p.name + " reports: " + text;
+        // Named after the rank that found it, whoever relayed it (a relay keeps the origin).
+        const Peer* origin = &p;
+        for (const Peer& q : peers_) {
+          if (q.rank == m.origin) origin = &q;
+        }
+        failureText_ = origin->name + " reports: " + text;
+        failureRaw_ = text;
+        failureOrigin_ = origin->rank;
         failureCulprit_ = m.culprit;
         // Relayed to every peer (sendFailure), so each goodbye this rank sends later is
         // preceded by the cause on the same connection: no peer can mistake the consequence
@@ -413,7 +478,8 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       p.completed = std::max(p.completed, m.completed);
       p.fd.reset();
       if (m.aborted && failed_.load() == lockstepSuccess) {
-        failureText_ = p.name + " aborted its communicator";
+        failureText_ = failureRaw_ = p.name + " aborted its communicator";
+        failureOrigin_ = rank_;
         failureCulprit_ = p.rank;
         failed_.store(lockstepRemoteError);
         notifyFailed();

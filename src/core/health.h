@@ -107,8 +107,10 @@ class Health : public OpMonitor {
   void queue(Peer& p, const struct ControlMsg& m);
   void flush(Peer& p);
   void broadcastStatus();
-  void sendFailure();  // once, to every peer
-  void evaluate();     // departures and mismatches against what this rank is doing
+  void sendFailure();     // once, to every peer
+  void checkDelivered();  // sets failureDelivered_ once every live peer acknowledged the report
+  void awaitDelivery();   // a failing call's brief wait for it (not on the watchdog thread)
+  void evaluate();        // departures and mismatches against what this rank is doing
   std::string leftBefore(const Peer& p, uint64_t seq) const;  // "rank 3 (...) left ... after op #k ..."
   // This rank's current op (previous = false) or the one before it.
   Fingerprint myFingerprint(bool previous = false) const;
@@ -144,8 +146,12 @@ class Health : public OpMonitor {
   mutable std::mutex mu_;  // guards failure text and peers_' status for laggards()
   std::mutex hookMu_;      // held while the failure hook runs or changes
   std::function<void()> failureHook_;
-  std::string failureText_;
+  std::string failureText_;  // as this rank tells it: "rank R (host:pid) reports: " + raw if R found it
+  std::string failureRaw_;   // as the rank that found it said it, which relays pass on
+  int failureOrigin_ = -1;   // that rank
   int failureCulprit_ = -1;
+  Clock::time_point failureSentAt_;  // watchdog thread only
+  std::atomic<bool> failureDelivered_{false}, deliveryAwaited_{false};
   std::thread thread_;
 };
 

@@ -230,7 +230,8 @@ void StreamOrder::awaitOpened(const StreamGate& g, Deadline deadline, const std:
     if (deadline.expired()) {
       throw Timeout(label +
                     ": this rank's CUDA stream did not reach the op before the timeout (is the stream waiting "
-                    "on work queued after it, or on an event never recorded?)");
+                    "on work queued after it, or on an event never recorded? Or is work queued before the op "
+                    "running longer than LOCKSTEP_TIMEOUT, which counts the wait for the stream?)");
     }
   }
 }

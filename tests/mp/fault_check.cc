@@ -23,6 +23,12 @@
 //   fault_check --mode out-of-order --victim R
 //       Rank R receives from R + 1 where the others broadcast from R: every rank times out
 //       naming where the other side is (in a receive; inside a collective).
+//   fault_check --mode exit-on-failure --victim R --field "reduction op"|timeout
+//       Every rank exits (_exit) as soon as its call fails, without a destroy, as scripts do.
+//       "reduction op": rank R passes max where the others pass sum; every rank must return
+//       lockstepMismatch naming R's call. timeout (set LOCKSTEP_TIMEOUT=2): rank R computes 6 s
+//       before its call, rank 0 calls at once, the others after 1 s; rank 0 times out first and
+//       every rank must return lockstepTimeout naming R. Neither may blame a rank's exit.
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
 //                                               "count 0, three times"|split
 //       Rank R calls a collective that differs in one field; every rank must return
@@ -162,6 +168,30 @@ int main(int argc, char** argv) {
     return report(r == lockstepTimeout && (receiverSide || collectiveSide) &&
                       msg.find("must progress together") == std::string::npos,
                   "result " + std::to_string(r) + ": " + msg);
+  }
+
+  if (mode == "exit-on-failure") {
+    std::vector<float> buf(1 << 16, 1.0f);
+    if (lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr) !=
+        lockstepSuccess)
+      return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
+    lockstepRedOp_t redOp = lockstepSum;
+    if (field == "timeout") {
+      if (rank == victim) std::this_thread::sleep_for(std::chrono::seconds(6));
+      if (rank != victim && rank != 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    } else if (rank == victim) {
+      redOp = lockstepMax;
+    }
+    const lockstepResult_t r =
+        lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, redOp, comm, nullptr);
+    const std::string msg = lockstepGetLastError(comm);
+    const bool named = field == "timeout" ? r == lockstepTimeout &&
+                                                msg.find("not arrived at op #2: " + victimName) != std::string::npos
+                                          : r == lockstepMismatch && msg.find("float32, max") != std::string::npos &&
+                                                msg.find("first difference: reduction op") != std::string::npos;
+    const int code =
+        report(named && msg.find("no goodbye") == std::string::npos, "result " + std::to_string(r) + ": " + msg);
+    _exit(code);
   }
 
   if (mode == "mismatch") {

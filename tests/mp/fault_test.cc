@@ -243,6 +243,27 @@ TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
   }
 }
 
+// A rank that exits as soon as its call fails (no destroy: an uncaught exception, exit after
+// printing) still tells its peers the cause: they once blamed its exit ("lost ... no goodbye"),
+// and a healthy rank that found a mismatch was named its culprit, in 5 runs of 5.
+TEST(Faults, ARankThatExitsAsSoonAsItsCallFailsStillTellsThePeersTheCause) {
+  const int n = 4, victim = 3;
+  for (int run = 0; run < 5; ++run) {
+    const bool timeout = run == 4;  // 7 s: once
+    const char* transports = run % 2 ? "socket" : "shm";
+    auto procs = startRanks(
+        n,
+        {"--mode", "exit-on-failure", "--victim", std::to_string(victim), "--field",
+         timeout ? "timeout" : "reduction op"},
+        {"LOCKSTEP_TIMEOUT=" + std::string(timeout ? "2" : "60"), std::string("LOCKSTEP_TRANSPORTS=") + transports});
+    for (int r = 0; r < n; ++r) {
+      ProcResult res = procs[r]->wait(30);
+      EXPECT_FALSE(res.timedOut) << res.output;
+      EXPECT_EQ(res.code, 0) << "run " << run << " (" << transports << "), rank " << r << ": " << res.output;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fields, Mismatches,
                          ::testing::Values("kind", "count", "datatype", "reduction op", "root", "kind, no data",
                                            "count 0, three times", "split"),
