@@ -355,6 +355,13 @@ bool TcpBootstrap::peerListening(int peer) {
     Fd fd = connectTo(peers_[peer], dl, /*retryRefused=*/false);
     sendAll(fd.get(), probe, sizeof(probe), dl);
   } catch (const SystemError& e) {
+    // Out of descriptors here, this rank could never find a peer gone, and waited out its timeout
+    // blaming peers for not connecting: its own shortage is its error.
+    if (isLocalShortage(e.err)) {
+      throw SystemError(e.syscall, e.err,
+                        "bootstrap: rank " + std::to_string(rank_) + " checking whether rank " + std::to_string(peer) +
+                            " is still there");
+    }
     return e.err != ECONNREFUSED;
   } catch (const Error&) {
     // Slow or reset: not known to be gone.

@@ -839,20 +839,39 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     id.secret = randomSecret();
     try {
       root = std::make_unique<RootService>(localAddr_, id.secret, config_.timeout);
-    } catch (...) {
+    } catch (const std::exception& e) {
       // Out of descriptors or threads: the others would wait for the id until the timeout. An
-      // id with no address tells them (if it can still be sent).
+      // id with no address tells them. Each bootstrap send opens a connection, so out of
+      // descriptors that may fail too: then this communicator's watchdog, whose connections
+      // exist, tells every rank (this communicator is failed: its rank is out of resources).
       const UniqueIdInfo none{};
       try {
         for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &none, sizeof(none));
       } catch (const std::exception&) {
+        const auto* error = dynamic_cast<const Error*>(&e);
+        const lockstepResult_t code = error ? error->code() : lockstepSystemError;
+        const std::string text = "lockstepCommSplit: rank " + std::to_string(rank_) +
+                                 ", the new communicator's first rank, could not start its rendezvous: " + e.what();
+        markBroken(code, text);
+        health_->fail(code, rank_, text);
       }
       throw;
     }
     id.root = root->address();
     for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &id, sizeof(id));
   } else {
-    bootstrap_->recv(members[0], tag, &id, sizeof(id));
+    // Told of the first rank's failure by its watchdog where it could not send (above).
+    bootstrap_->setInterrupt([this] {
+      if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+      health_->check();
+    });
+    try {
+      bootstrap_->recv(members[0], tag, &id, sizeof(id));
+    } catch (...) {
+      bootstrap_->setInterrupt(nullptr);
+      throw;
+    }
+    bootstrap_->setInterrupt(nullptr);
     if (!id.root.valid()) {
       throw RemoteError(members[0], "lockstepCommSplit: rank " + std::to_string(members[0]) +
                                         ", the new communicator's first rank, could not start its rendezvous (see "

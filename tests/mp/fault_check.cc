@@ -29,6 +29,10 @@
 //       lockstepMismatch naming R's call. timeout (set LOCKSTEP_TIMEOUT=2): rank R computes 6 s
 //       before its call, rank 0 calls at once, the others after 1 s; rank 0 times out first and
 //       every rank must return lockstepTimeout naming R. Neither may blame a rank's exit.
+//   fault_check --mode split-root-out-of-fds
+//       Rank 0 runs out of descriptors just before a split of every rank into one communicator,
+//       whose first rank it is: it must fail naming `ulimit -n` (and live on 5 s), and the others
+//       within 3 s naming it, not after their timeout (set LOCKSTEP_TIMEOUT=30).
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
 //                                               "count 0, three times"|split
 //       Rank R calls a collective that differs in one field; every rank must return
@@ -38,6 +42,7 @@
 //       must report the mismatch through lockstepCommGetAsyncError before the next call.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -168,6 +173,35 @@ int main(int argc, char** argv) {
     return report(r == lockstepTimeout && (receiverSide || collectiveSide) &&
                       msg.find("must progress together") == std::string::npos,
                   "result " + std::to_string(r) + ": " + msg);
+  }
+
+  if (mode == "split-root-out-of-fds") {
+    float x = 1, y = 0;
+    if (lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+      return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
+    if (rank == 0) {
+      rlimit rl{};
+      getrlimit(RLIMIT_NOFILE, &rl);
+      const int lowest = dup(0);  // descriptors are taken lowest first: none fits under this limit
+      close(lowest);
+      rl.rlim_cur = static_cast<rlim_t>(lowest);
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    const double t0 = nowMs();
+    lockstepComm_t child = nullptr;
+    const lockstepResult_t r = lockstepCommSplit(comm, 0, rank, &child);
+    const double ms = nowMs() - t0;
+    const std::string msg = lockstepGetLastError(comm);
+    if (rank == 0) {
+      // A program that catches the error and goes on: its exit would tell the others by itself.
+      std::this_thread::sleep_for(std::chrono::seconds(5));
+      return report(r == lockstepSystemError && msg.find("ulimit -n") != std::string::npos,
+                    "result " + std::to_string(r) + ": " + msg);
+    }
+    return report(
+        r != lockstepSuccess && ms < 3000 &&
+            msg.find("rank 0, the new communicator's first rank, could not start its rendezvous") != std::string::npos,
+        "result " + std::to_string(r) + " after " + std::to_string(ms) + " ms: " + msg);
   }
 
   if (mode == "exit-on-failure") {

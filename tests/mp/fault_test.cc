@@ -264,6 +264,19 @@ TEST(Faults, ARankThatExitsAsSoonAsItsCallFailsStillTellsThePeersTheCause) {
   }
 }
 
+// A split whose new first rank cannot start the new rendezvous, nor even send the others word of
+// it (each bootstrap send opens a connection, and it is out of descriptors), tells them through
+// the watchdog's connections: they waited out their whole timeout before.
+TEST(Faults, ASplitWhoseFirstRankIsOutOfDescriptorsFailsEveryMemberAtOnce) {
+  const int n = 3;
+  auto procs = startRanks(n, {"--mode", "split-root-out-of-fds"}, {"LOCKSTEP_TIMEOUT=30"});
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(60);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fields, Mismatches,
                          ::testing::Values("kind", "count", "datatype", "reduction op", "root", "kind, no data",
                                            "count 0, three times", "split"),

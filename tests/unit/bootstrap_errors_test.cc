@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <ifaddrs.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -105,6 +106,38 @@ TEST(BootstrapErrors, AnAllGatherBlamesTheSuccessorThatLeft) {
   }
   EXPECT_EQ(culprit, 2) << what;
   EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
+}
+
+// A rank out of descriptors cannot tell whether a peer is still there: its probe says so, as its
+// own shortage (it once counted the peer as there, so a rank at its limit never found a failed
+// peer gone and waited out its timeout blaming the peers for not connecting).
+TEST(BootstrapErrors, AProbeOutOfDescriptorsIsThisRanksOwnShortage) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, kTimeout);
+  UniqueIdInfo info{root.address(), secret};
+  auto boots = bootstraps(info, 2);
+  for (auto& b : boots) ASSERT_TRUE(b);
+  EXPECT_TRUE(boots[0]->peerListening(1));
+  rlimit before{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
+  const int lowest = dup(0);  // descriptors are taken lowest first: none fits under this limit
+  close(lowest);
+  rlimit none = before;
+  none.rlim_cur = static_cast<rlim_t>(lowest);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+  std::string what;
+  int err = 0;
+  try {
+    boots[0]->peerListening(1);
+  } catch (const SystemError& e) {
+    err = e.err;
+    what = e.what();
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);
+  EXPECT_EQ(err, EMFILE) << what;
+  EXPECT_NE(what.find("ulimit -n"), std::string::npos) << what;
+  EXPECT_NE(what.find("rank 0 checking whether rank 1"), std::string::npos) << what;
+  EXPECT_TRUE(boots[0]->peerListening(1));
 }
 
 // LOCKSTEP_ROOT mode without LOCKSTEP_SECRET: a rank given another world size reaches the root
