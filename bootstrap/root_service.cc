@@ -12,10 +12,12 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <system_error>
 #include <vector>
 
 #include "bootstrap/handshake.h"
 #include "src/core/config.h"
+#include "src/core/errors.h"
 #include "src/core/logging.h"
 
 namespace lockstep {
@@ -47,15 +49,20 @@ RootService::RootService(const NetAddr& bind, const Secret& secret, std::chrono:
       address_.addr[3] == 0) {
     address_.addr[0] = 127, address_.addr[3] = 1;  // bound to the wildcard: reachable locally
   }
-  thread_ = std::thread([this, timeout] {
-    try {
-      serve(timeout);
-    } catch (const std::exception& e) {
-      LS_WARN(-1, "rendezvous service at " << address_.str() << " failed: " << e.what());
-    }
-    listen_.reset();
-    finished_ = true;
-  });
+  try {
+    thread_ = std::thread([this, timeout] {
+      try {
+        serve(timeout);
+      } catch (const std::exception& e) {
+        LS_WARN(-1, "rendezvous service at " << address_.str() << " failed: " << e.what());
+      }
+      listen_.reset();
+      finished_ = true;
+    });
+  } catch (const std::system_error& e) {
+    throw SystemError("pthread_create", e.code().value(),
+                      "starting the rendezvous thread (a thread limit: ulimit -u or a pids cgroup?)");
+  }
 }
 
 RootService::~RootService() {

@@ -1,10 +1,13 @@
 #include "src/core/flight_recorder.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "kernels/dtype.h"
 #include "src/core/logging.h"
@@ -75,9 +78,20 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
     ops += t->write(f, rank, tid++);
   }
   std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
-  bool ok = std::fclose(f) == 0;
+  const bool writeFailed = std::ferror(f) != 0;
+  struct stat st {};
+  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  const bool ok = std::fclose(f) == 0 && !writeFailed;
+  if (!ok) {
+    // A full disk left an empty or cut file, which a log line saying "written" sent people to.
+    // (Only a file is removed: the path may name a device.)
+    const int err = errno;
+    if (regular) ::unlink(path.c_str());
+    LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(err));
+    return false;
+  }
   LS_WARN(rank, "flight recorder (last " << ops << " ops) written to " << path);
-  return ok;
+  return true;
 }
 
 uint64_t FlightRecorder::write(FILE* f, int rank, int tid) const {

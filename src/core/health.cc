@@ -93,7 +93,24 @@ Health::Health(const TransportContext& ctx)
     peers_.push_back(std::move(p));
   }
   wakeFd_ = Fd(static_cast<int>(checkSys(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd")));
-  thread_ = std::thread([this] { watch(); });
+  try {
+    thread_ = std::thread([this] { watch(); });
+  } catch (const std::system_error& e) {
+    const SystemError error("pthread_create", e.code().value(),
+                            "rank " + std::to_string(rank_) +
+                                " was starting its communicator's watchdog thread (a thread limit: ulimit -u or a pids "
+                                "cgroup?)");
+    // The peers' setup may be over: told nothing, their watchdogs would report this live rank
+    // as one that exited. The control connections are up, so the report goes on them now.
+    fail(lockstepSystemError, rank_, error.what());
+    sendFailure();
+    while (!failureDelivered_.load()) {
+      for (Peer& p : peers_) flush(p);
+      checkDelivered();
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    throw error;
+  }
 }
 
 Health::~Health() {

@@ -151,12 +151,49 @@ TEST(ThreadLimit, ASplitWhoseFirstRankCannotServeTheRendezvousFailsEveryMemberAt
     if (child) lockstepCommDestroy(child);
   });
   EXPECT_EQ(results[0], lockstepSystemError) << errors[0];
+  EXPECT_NE(errors[0].find("rendezvous thread (a thread limit"), std::string::npos) << errors[0];
   for (int r = 1; r < n; ++r) {
     EXPECT_EQ(results[r], lockstepRemoteError) << errors[r];
     EXPECT_NE(errors[r].find("could not start its rendezvous"), std::string::npos) << errors[r];
     EXPECT_LT(seconds[r], 5) << errors[r];
   }
   destroyAll(comms);
+}
+
+// A rank that cannot start its communicator's watchdog thread says that a thread limit stopped
+// it (it said only "Resource temporarily unavailable"), and tells its peer, whose setup may be
+// over: the peer's first call fails at once saying so (it reported the live rank as exited).
+TEST(ThreadLimit, AnInitThatCannotStartTheWatchdogSaysSo) {
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  setenv("LOCKSTEP_TIMEOUT", "30", 1);
+  std::vector<lockstepComm_t> comms(2, nullptr);
+  std::vector<lockstepResult_t> results(2);
+  std::vector<std::string> errors(2);
+  std::vector<double> seconds(2);
+  onThreads(2, [&](int r) {
+    const auto start = std::chrono::steady_clock::now();
+    tRefuseThreads = r == 1;
+    results[r] = lockstepCommInitRank(&comms[r], 2, id, r);
+    tRefuseThreads = false;
+    seconds[r] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    errors[r] = lockstepGetLastError(nullptr);
+  });
+  unsetenv("LOCKSTEP_TIMEOUT");
+  EXPECT_EQ(results[1], lockstepSystemError) << errors[1];
+  EXPECT_NE(errors[1].find("watchdog thread (a thread limit"), std::string::npos) << errors[1];
+  EXPECT_LT(seconds[0], 5) << errors[0];
+  if (results[0] == lockstepSuccess) {
+    float x = 1;
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSystemError);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    errors[0] = lockstepGetLastError(nullptr);
+  }
+  EXPECT_NE(errors[0].find("rank 1 was starting its communicator's watchdog thread"), std::string::npos) << errors[0];
+  for (auto c : comms) {
+    if (c) lockstepCommDestroy(c);
+  }
 }
 
 // A group over two communicators, one whose thread runs and one whose thread the system refuses:

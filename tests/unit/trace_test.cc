@@ -1,6 +1,8 @@
 // The flight recorder and lockstep-trace: a rank that never enters an op is named.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,6 +133,30 @@ TEST(FlightRecorder, ADumpNeverFollowsASymlink) {
   ASSERT_EQ(stat(real.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   for (const std::string& f : {victim, link, real}) std::remove(f.c_str());
+  rmdir(dir);
+}
+
+// A dump that cannot be written whole (a full disk; here a file-size limit) is removed and said
+// to have failed: an empty file was once left, and the log said "written".
+TEST(FlightRecorder, ADumpThatCannotBeWrittenWholeIsRemoved) {
+  char dir[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string path = std::string(dir) + "/cut.json";
+  FlightRecorder track;
+  rlimit before{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &before), 0);
+  void (*oldHandler)(int) = signal(SIGXFSZ, SIG_IGN);  // a write past the limit fails with EFBIG instead
+  rlimit small = before;
+  small.rlim_cur = 16;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const bool written = FlightRecorder::dump(path, 0, "test", "", {&track});
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &before), 0);
+  signal(SIGXFSZ, oldHandler);
+  EXPECT_FALSE(written);
+  struct stat st {};
+  EXPECT_NE(stat(path.c_str(), &st), 0) << "the cut file is left";
+  EXPECT_TRUE(FlightRecorder::dump(path, 0, "test", "", {&track}));
+  std::remove(path.c_str());
   rmdir(dir);
 }
 
