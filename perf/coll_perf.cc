@@ -5,6 +5,7 @@
 // kernels then run side by side, where kernels of separate processes take turns (without MPS):
 //   allreduce_perf -T 2 -m device -b 256M -e 256M
 // busbw uses nccl-tests' factor per collective. Exits 1 if any value is wrong.
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -86,6 +87,9 @@ size_t checkOnce(const Bench& b, const Pattern& pat, CollBuffers bufs, size_t co
   return total;
 }
 
+// Set by a rank whose sweep held no size it could run (exit status 2).
+std::atomic<bool> gNothingMeasured{false};
+
 // One rank's sweep: a process under a launcher (threadRank -1), or thread `threadRank` of -T.
 // Returns the wrong values this rank's checks counted over all ranks.
 size_t runRank(Args args, const std::string& program, int threadRank, const lockstepUniqueId* id) {
@@ -114,7 +118,7 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
 
   size_t totalWrong = 0;
   double busSum = 0;
-  int rows = 0;
+  int rows = 0, measured = 0;  // rows: rank 0's; measured: every rank's
   for (lockstepDataType_t t : args.types) {
     const size_t elem = dataTypeSize(t);
     for (lockstepRedOp_t op : args.ops) {
@@ -128,6 +132,7 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
       for (size_t bytes : sweepSizes(args, elem)) {
         size_t count = countForSize(kColl, bytes, b.nranks, elem);
         if (count == 0) continue;
+        ++measured;
         size_t size = sizeBytes(kColl, count, b.nranks, elem);
         int iters = itersFor(args, size), warm = warmupFor(args, iters);
         const size_t span = size + 64;
@@ -170,13 +175,16 @@ size_t runRank(Args args, const std::string& program, int threadRank, const lock
   // with an error: without this, rank 0 could be stopped before it printed the summary above.
   CHECK(lockstepBarrier(b.comm, nullptr));
   CHECK(lockstepCommDestroy(b.comm));
+  if (measured == 0) gNothingMeasured = true;  // asked for nothing measurable: not a pass
   return totalWrong;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const std::string program = std::string(collName(kColl)) + "_perf";
+  // As the binary is called (reduce_scatter_perf, not the collective's short name).
+  const char* slash = std::strrchr(argv[0], '/');
+  const std::string program = slash ? slash + 1 : argv[0];
   Args args = parseArgs(argc, argv, program.c_str());
   // -a forces an algorithm through LOCKSTEP_ALGO, as a user would (read once, at init).
   if (args.algo != "default") {
@@ -203,12 +211,15 @@ int main(int argc, char** argv) {
     args.algo +=
         " under LOCKSTEP_DETERMINISTIC=1 (a fixed reduction order: the INFO log names the algorithm that runs)";
   }
-  if (args.threads == 0) return runRank(args, program, -1, nullptr) ? 1 : 0;
+  if (args.threads == 0) {
+    const size_t wrong = runRank(args, program, -1, nullptr);
+    return gNothingMeasured ? 2 : wrong ? 1 : 0;
+  }
   lockstepUniqueId id;
   CHECK(lockstepGetUniqueId(&id));
   std::vector<size_t> wrong(args.threads, 0);
   std::vector<std::thread> ranks;
   for (int r = 0; r < args.threads; ++r) ranks.emplace_back([&, r] { wrong[r] = runRank(args, program, r, &id); });
   for (auto& t : ranks) t.join();
-  return wrong[0] ? 1 : 0;
+  return gNothingMeasured ? 2 : wrong[0] ? 1 : 0;
 }

@@ -4,8 +4,9 @@
 // Values are small integers (and, for prod, factors of 1, 2 and -1) chosen so that every partial
 // result, in any reduction order, is exactly representable in the dtype: then the result does not
 // depend on the algorithm and can be compared bit for bit. Floating avg inputs are nranks times
-// such integers, so that avg's scaling by 1/nranks is exact too. The pattern repeats every kPeriod
-// elements (a prime, so it does not line up with chunk or slice boundaries).
+// such integers, so that avg's scaling by 1/nranks is exact too. The values come from a table of
+// kPeriod elements (a prime, so it does not line up with chunk or slice boundaries), each period
+// of the buffer read from another phase of it (run()).
 #pragma once
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -206,10 +208,21 @@ class Pattern {
   }
   char* row(int rank) { return rows_.data() + static_cast<size_t>(rank) * kPeriod * elem_; }
   const char* row(int rank) const { return rows_.data() + static_cast<size_t>(rank) * kPeriod * elem_; }
-  // Copies the periodic `table` into dst, starting at phase `offset`.
+  // Where global element g reads the one-period `table`, and for how many elements on from there
+  // (at most `left`) the table runs on contiguously. Each period of the buffer starts at another
+  // phase: were the buffer periodic, a block misplaced by a multiple of kPeriod elements (a
+  // reduce-scatter's or all-to-all's blocks when the count is one) would hold the same values
+  // as the right one, and the check would pass it. (The phases repeat after kPeriod^3 elements,
+  // 4 GiB of bytes, beyond any block.)
+  static std::pair<size_t, size_t> run(size_t g, size_t left) {
+    const size_t q = g / kPeriod, rem = g % kPeriod;
+    const size_t phase = (rem + 7 * q + q / kPeriod) % kPeriod;
+    return {phase, std::min({kPeriod - phase, kPeriod - rem, left})};
+  }
+  // Copies `table` into dst as the elements [offset, offset + count) of the buffer (run()).
   void repeat(char* dst, size_t count, const char* table, size_t offset) const {
     for (size_t i = 0; i < count;) {
-      size_t phase = (offset + i) % kPeriod, n = std::min(kPeriod - phase, count - i);
+      const auto [phase, n] = run(offset + i, count - i);
       std::memcpy(dst + i * elem_, table + phase * elem_, n * elem_);
       i += n;
     }
@@ -232,7 +245,7 @@ class Pattern {
     const U* want = reinterpret_cast<const U*>(table);
     size_t wrong = 0;
     for (size_t i = 0; i < count;) {
-      size_t phase = (offset + i) % kPeriod, n = std::min(kPeriod - phase, count - i);
+      const auto [phase, n] = run(offset + i, count - i);
       for (size_t k = 0; k < n; ++k) wrong += got[i + k] != want[phase + k];
       i += n;
     }

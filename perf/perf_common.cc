@@ -62,6 +62,10 @@ Args parseArgs(int argc, char** argv, const char* program) {
   for (int i = 1; i < argc; i += 2) {
     std::string k = argv[i];
     if (k == "-h" || k == "--help") usage(program, nullptr);
+    static const char* const kKnown[] = {"-b", "-e", "-f", "-n", "-w", "-t", "-m", "-c", "-a", "-T", "-r", "-d", "-o"};
+    if (std::find(std::begin(kKnown), std::end(kKnown), k) == std::end(kKnown)) {
+      usage(program, ("unknown option " + k).c_str());
+    }
     if (i + 1 >= argc) usage(program, ("missing value for " + k).c_str());
     const char* v = argv[i + 1];
     auto size = [&](size_t* out) {
@@ -128,16 +132,27 @@ Args parseArgs(int argc, char** argv, const char* program) {
   if (a.maxBytes < a.minBytes) usage(program, "-e is below -b");
   if (a.iters < 0 || a.minIters < 1) usage(program, "-n must be >= 0 and -m >= 1");
   if (a.warmup < -1) usage(program, "-w must be >= 0");
-  if (a.targetBytes == 0) usage(program, "-t must be a positive size");
+  // nccl-tests' -t is threads per process and -T a timeout: here -t is the bytes each size moves
+  // and -T the ranks as threads. A small -t or a -T under a launcher is such a flag misread.
+  if (a.targetBytes < 1024) {
+    usage(program,
+          "-t is the bytes each size moves here (at least 1K; e.g. 1G); nccl-tests' -t, threads per process, is -T");
+  }
   if (a.threads < 0 || a.threads > 256) usage(program, "-T must be in [1, 256] (or 0: one rank per process)");
+  if (const char* world = std::getenv("LOCKSTEP_WORLD_SIZE"); a.threads > 0 && world && std::atoi(world) > 1) {
+    usage(program,
+          "-T runs every rank as a thread of this one process, and this process is one rank of a launched job "
+          "(LOCKSTEP_WORLD_SIZE is set): each would be a separate job (nccl-tests' -T, a timeout, has no "
+          "equivalent here)");
+  }
   return a;
 }
 
 std::vector<size_t> sweepSizes(const Args& a, size_t elemBytes) {
   std::vector<size_t> v;
   for (size_t s = a.minBytes; s <= a.maxBytes; s *= a.factor) {
-    size_t b = std::max(elemBytes, s / elemBytes * elemBytes);
-    if (v.empty() || v.back() != b) v.push_back(b);
+    const size_t b = s / elemBytes * elemBytes;  // never above -e: a size under one element is skipped
+    if (b > 0 && (v.empty() || v.back() != b)) v.push_back(b);
     if (s > a.maxBytes / a.factor) break;  // the next size would overflow or pass the end
   }
   return v;
@@ -159,6 +174,21 @@ int warmupFor(const Args& a, int iters) {
 
 void printHeader(const char* title, int nranks, const Args& a) {
   std::printf("# %s, nranks %d, algorithm %s, check %d\n", title, nranks, a.algo.c_str(), a.check ? 1 : 0);
+  const std::string iters = a.iters > 0 ? std::to_string(a.iters)
+                                        : "adaptive (-t " + std::to_string(a.targetBytes) + " bytes a size, " +
+                                              std::to_string(a.minIters) + "-" + std::to_string(a.maxIters) + ")";
+  const std::string warmup = a.warmup >= 0 ? std::to_string(a.warmup) : "max(2, iters / 10, min(iters, 64))";
+  std::printf("# iterations %s, warm-up %s\n", iters.c_str(), warmup.c_str());
+  // The measured tuner's trial of a size (up to 200 calls) belongs in the warm-up, which by
+  // default absorbs it: with a short -w its calls, some of slower algorithms, were timed
+  // (2x the time at 256 B with nccl-tests' -n 20 -w 5).
+  const char* tuner = std::getenv("LOCKSTEP_TUNER");
+  if (a.warmup >= 0 && a.warmup < 200 && a.algo == "tuned" && !(tuner && std::strcmp(tuner, "model") == 0)) {
+    std::printf(
+        "# note: -w %d is shorter than the measured tuner's trial of a size (up to 200 calls at small sizes): "
+        "those calls are timed; leave -w out, or set LOCKSTEP_TUNER=model or -a\n",
+        a.warmup);
+  }
   std::printf("#%57s %31s %31s\n", "", "out-of-place", "in-place");
   std::printf("#%12s %14s %9s %6s %6s %10s %8s %8s %6s %10s %8s %8s %6s\n", "size", "count", "type", "redop", "root",
               "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");

@@ -2,7 +2,8 @@
 // table. Flags: -b min bytes, -e max bytes, -f factor, -n iterations (0 = adaptive: about -t
 // bytes per size, between -m and 2000 iterations), -w warmup iterations, -c check (0/1),
 // -d dtype (or "all"), -o op (or "all"), -r root, -a algorithm, -m host|device (where the
-// buffers live; -m with a number keeps nccl-tests' meaning, the minimum iterations).
+// buffers live; -m with a number is the minimum iterations of the adaptive policy: not nccl-tests'
+// -m, which aggregates operations), -T threads (ranks as threads of one process; nccl-tests' -t).
 #pragma once
 
 #include <cstddef>

@@ -87,6 +87,24 @@ TEST(CheckPatterns, MaxAndMinResultsVaryAlongTheBufferAndComeFromEveryRank) {
   }
 }
 
+// A block misplaced by a whole number of the pattern's periods must read wrong: the buffer was
+// periodic, so with a per-rank count of 1021 (or 80659 = 79 x 1021: 13 ranks, 4 MiB of float32) a
+// reduce-scatter or all-to-all that sent every rank another rank's block passed its check.
+TEST(CheckPatterns, BlocksAWholeNumberOfPeriodsApartDiffer) {
+  Pattern pat(lockstepFloat32, lockstepSum, 3);
+  for (size_t count : {Pattern::kPeriod, 79 * Pattern::kPeriod}) {
+    std::vector<float> block(count);
+    for (size_t b : {size_t{1}, size_t{2}, size_t{12}}) {
+      pat.fillExpected(block.data(), count, b * count);  // block b
+      EXPECT_GT(pat.countWrong(block.data(), count, 0), count / 2) << "block " << b << " read as block 0";
+      EXPECT_EQ(pat.countWrong(block.data(), count, b * count), 0u);
+      pat.fill(block.data(), count, 1, b * count);
+      EXPECT_GT(pat.countWrongFrom(block.data(), count, 1, (b + 1) * count), count / 2);
+      EXPECT_EQ(pat.countWrongFrom(block.data(), count, 1, b * count), 0u);
+    }
+  }
+}
+
 TEST_P(Collectives, EveryCollectiveTypeOpCountRootInPlaceAndOut) {
   const int n = GetParam();
   const std::vector<size_t> counts = {0, 1, size_t(n - 1), 1031};
