@@ -157,10 +157,55 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
 
 NetAddr pickLocalAddress(const std::string& spec) { return chooseInterface(spec).addr; }
 
+namespace {
+
+// The interfaces of this host LOCKSTEP_SOCKET_IFNAME names, up or not, with an address or not.
+std::string namedInterfaces(const std::string& spec) {
+  std::string names;
+  if (struct if_nameindex* list = ::if_nameindex()) {
+    for (struct if_nameindex* i = list; i->if_index != 0 || i->if_name != nullptr; ++i) {
+      if (ifnameMatches(spec, i->if_name)) names += (names.empty() ? "" : ", ") + std::string(i->if_name);
+    }
+    ::if_freenameindex(list);
+  }
+  return names;
+}
+
+// The interface LOCKSTEP_SOCKET_IFNAME names, waited for where it exists but is down or has no
+// address yet (as the default choice waits for the network): the variable, set out of
+// NCCL_SOCKET_IFNAME habit, once turned that wait into a failure at once. A name that matches
+// no interface at all is a mistake, refused at once.
+InterfaceChoice awaitNamedInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
+                                    int rank) {
+  try {
+    return chooseInterface(spec, &root);
+  } catch (const InvalidArgument&) {
+    const std::string names = namedInterfaces(spec);
+    if (names.empty()) throw;
+    LS_WARN(rank, "rank " << rank << ": LOCKSTEP_SOCKET_IFNAME=" << spec << " names " << names
+                          << ", not up with an address yet; waiting up to LOCKSTEP_TIMEOUT");
+  }
+  const Deadline dl = Deadline::after(timeout);
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    try {
+      return chooseInterface(spec, &root);
+    } catch (const InvalidArgument&) {
+      if (!dl.expired()) continue;
+      throw Timeout("rank " + std::to_string(rank) + ": LOCKSTEP_SOCKET_IFNAME=" + spec + " names " +
+                    namedInterfaces(spec) + ", which did not come up with an address within LOCKSTEP_TIMEOUT (" +
+                    std::to_string(timeout.count()) + " ms)");
+    }
+  }
+}
+
+}  // namespace
+
 InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
                                int rank) {
+  if (!spec.empty()) return awaitNamedInterface(spec, root, timeout, rank);
   InterfaceChoice nic = chooseInterface(spec, &root);
-  if (!nic.rendezvousUnreachable || !spec.empty()) return nic;
+  if (!nic.rendezvousUnreachable) return nic;
   LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << root.str() << " (" << nic.name << " "
                         << nic.addr.hostStr() << " is all there is); waiting up to LOCKSTEP_TIMEOUT for the network");
   const Deadline dl = Deadline::after(timeout);

@@ -46,7 +46,9 @@ NetAddr pickLocalAddress(const std::string& spec);
 // to it yet (rendezvousUnreachable) and no spec is given, the network is still coming up (a
 // link, an address not given yet): waits for it, as for a root that is not up yet, re-reading the
 // interfaces every 250 ms, up to `timeout` (then Timeout). Listening on loopback or a dead-end
-// interface instead made the job fail later, blaming a healthy peer.
+// interface instead made the job fail later, blaming a healthy peer. With a spec that names
+// interfaces of this host none of which is up with an address yet, waits for one likewise; a spec
+// that names no interface at all is refused at once (InvalidArgument).
 InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
                                int rank);
 

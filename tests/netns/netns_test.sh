@@ -340,6 +340,18 @@ for c in "${cases[@]}"; do
       status=1
     fi
     wait
+    # The same with LOCKSTEP_SOCKET_IFNAME=eth0 (set out of NCCL_SOCKET_IFNAME habit): the named
+    # interface is waited for too (it failed at once, "matches no usable interface").
+    ip -n "${prefix}h1" link set eth0 down
+    (sleep 2 && ip -n "${prefix}h1" link set eth0 up) &
+    if EXTRA_ENV="LOCKSTEP_SOCKET_IFNAME=eth0" run_job late_nic_ifname 2 "0 1" "$mp_check" --colls allreduce \
+      --types float32 --counts 1,100003 --block-counts 1; then
+      grep -q "LOCKSTEP_SOCKET_IFNAME=eth0 names eth0, not up with an address yet" "$work/late_nic_ifname.1.log" ||
+        { echo "FAILED: late_nic: rank 1 did not wait for the eth0 it was told to use"; status=1; }
+    else
+      status=1
+    fi
+    wait
     remove_hosts
     ;;
   impaired)
