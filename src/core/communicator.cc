@@ -837,33 +837,39 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   std::unique_ptr<RootService> root;
   if (newRank == 0) {
     id.secret = randomSecret();
+    int sent = 1;  // members[1, sent) have the id
     try {
       root = std::make_unique<RootService>(localAddr_, id.secret, config_.timeout);
+      id.root = root->address();
+      for (; sent < newSize; ++sent) bootstrap_->send(members[sent], tag, &id, sizeof(id));
     } catch (const std::exception& e) {
       // Out of descriptors or threads: the others would wait for the id until the timeout. An
       // id with no address tells them. Each bootstrap send opens a connection, so out of
       // descriptors that may fail too: then this communicator's watchdog, whose connections
-      // exist, tells every rank (this communicator is failed: its rank is out of resources).
+      // exist, tells every rank (this communicator is failed: its rank is out of resources), and
+      // the members waiting for this rank's id hear it. (Members given the id find its
+      // rendezvous gone.)
       const UniqueIdInfo none{};
       try {
-        for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &none, sizeof(none));
+        for (int i = sent; i < newSize; ++i) bootstrap_->send(members[i], tag, &none, sizeof(none));
       } catch (const std::exception&) {
         const auto* error = dynamic_cast<const Error*>(&e);
-        const lockstepResult_t code = error ? error->code() : lockstepSystemError;
-        const std::string text = "lockstepCommSplit: rank " + std::to_string(rank_) +
-                                 ", the new communicator's first rank, could not start its rendezvous: " + e.what();
-        markBroken(code, text);
-        health_->fail(code, rank_, text);
+        health_->failSplit(splitIndex, error ? error->code() : lockstepSystemError,
+                           "lockstepCommSplit: rank " + std::to_string(rank_) +
+                               ", the new communicator's first rank, could not start its rendezvous: " + e.what());
       }
       throw;
     }
-    id.root = root->address();
-    for (int i = 1; i < newSize; ++i) bootstrap_->send(members[i], tag, &id, sizeof(id));
   } else {
-    // Told of the first rank's failure by its watchdog where it could not send (above).
-    bootstrap_->setInterrupt([this] {
+    // Told of the first rank's failure by its watchdog where it could not send (above), or of
+    // its death. (Only its own: a report about another color must not stop this one, whose
+    // first rank's rendezvous waits for this member.)
+    bootstrap_->setInterrupt([this, first = members[0], splitIndex] {
       if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
-      health_->check();
+      lockstepResult_t code;
+      std::string text;
+      if (health_->splitFailure(splitIndex, first, &code, &text)) throw RemoteError(first, text);
+      if (health_->failedBy(first)) health_->check();
     });
     try {
       bootstrap_->recv(members[0], tag, &id, sizeof(id));

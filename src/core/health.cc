@@ -22,11 +22,11 @@ namespace lockstep {
 // every field is checked before use.
 struct ControlMsg {
   uint32_t magic;
-  uint32_t type;  // kStatus, kFailure, kGoodbye
-  uint64_t entered, completed;
-  MessageTag fp;      // the fingerprint of the op last entered
-  MessageTag prevFp;  // and of the op entered before it
-  int32_t code;       // kFailure: lockstepResult_t
+  uint32_t type;                // kStatus, kFailure, kGoodbye
+  uint64_t entered, completed;  // kSplitFailed: entered is the split's index
+  MessageTag fp;                // the fingerprint of the op last entered
+  MessageTag prevFp;            // and of the op entered before it
+  int32_t code;                 // kFailure: lockstepResult_t
   int32_t culprit;
   int32_t origin;    // kFailure: the rank that found it (a relay passes it on unchanged)
   uint32_t aborted;  // kGoodbye: the rank aborted rather than left
@@ -37,7 +37,7 @@ struct ControlMsg {
 namespace {
 
 constexpr uint32_t kControlMagic = 0x54434c53u;  // "SLCT"
-constexpr uint32_t kStatus = 1, kFailure = 2, kGoodbye = 3;
+constexpr uint32_t kStatus = 1, kFailure = 2, kGoodbye = 3, kSplitFailed = 4;
 constexpr size_t kMaxOutbox = 64 * 1024;  // a peer that reads nothing for this long loses status news
 
 // The heartbeat: often enough to notice a stopped rank within a couple of seconds, rare enough
@@ -215,23 +215,63 @@ void Health::fail(lockstepResult_t code, int culprit, const std::string& message
 // launcher's SIGTERM), without a destroy. Its watchdog may not have sent the report yet, and a
 // process that exits with unread heartbeats resets its connections, taking unsent bytes with it:
 // the peers then blamed this rank's exit ("lost ... no goodbye"), and the rank that found a
-// mismatch was named as its culprit. So the failing call waits, once and briefly, until every
-// live peer's kernel has acknowledged the report; bytes acknowledged are read before the reset.
+// mismatch was named as its culprit. So the failing call waits briefly (up to kDeliveryWait, one
+// deadline for every thread) until the report has left for every live peer (checkDelivered);
+// bytes that arrived before the reset are still read.
 void Health::awaitDelivery() {
   if (!thread_.joinable() || std::this_thread::get_id() == thread_.get_id()) return;
-  if (deliveryAwaited_.exchange(true)) return;  // later calls throwing the same failure go at once
-  const Deadline by = Deadline::after(kDeliveryWait);
-  while (!failureDelivered_.load(std::memory_order_acquire) && !by.expired()) {
+  // One deadline for every thread that meets the failure (the failing call, a thread polling
+  // lockstepCommGetAsyncError): once it passes, later calls go at once.
+  const auto now = [] { return Clock::now().time_since_epoch().count(); };
+  int64_t deadline = 0;
+  const int64_t mine = now() + std::chrono::duration_cast<Clock::duration>(kDeliveryWait).count();
+  if (deliveryDeadlineNs_.compare_exchange_strong(deadline, mine)) deadline = mine;
+  while (!failureDelivered_.load(std::memory_order_acquire) && now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
+}
+
+void Health::failSplit(uint64_t split, lockstepResult_t code, const std::string& text) {
+  ControlMsg m{};
+  m.type = kSplitFailed;
+  m.entered = split;
+  m.code = code;
+  m.culprit = m.origin = rank_;
+  fitText(text, m.text, sizeof(m.text));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    splitReports_.push_back(m);
+  }
+  wake();
+}
+
+bool Health::splitFailure(uint64_t split, int from, lockstepResult_t* code, std::string* text) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const SplitFailure& f : splitFailures_) {
+    if (f.split == split && f.from == from) {
+      *code = f.code;
+      *text = f.text;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Health::failedBy(int rank) const {
+  if (failed_.load() == lockstepSuccess) return false;
+  std::lock_guard<std::mutex> lock(mu_);
+  return failureOrigin_ == rank || failureCulprit_ == rank;
 }
 
 void Health::checkDelivered() {
   bool all = true;
   for (const Peer& p : peers_) {
     if (!p.fd.valid() || p.state != PeerState::kAlive) continue;
-    int unacked = 0;  // SIOCOUTQ: bytes sent but not yet acknowledged, and bytes not yet sent
-    if (!p.outbox.empty() || (::ioctl(p.fd.get(), SIOCOUTQ, &unacked) == 0 && unacked > 0)) {
+    // SIOCOUTQNSD: bytes the kernel has not put on the wire yet. Sent is enough: what is on the
+    // wire arrives ahead of the reset an exit may send (a loopback send is delivered at once).
+    // Waiting for the acknowledgements (SIOCOUTQ) took ~40 ms, the peer's delayed ACK.
+    int unsent = 0;
+    if (!p.outbox.empty() || (::ioctl(p.fd.get(), SIOCOUTQNSD, &unsent) == 0 && unsent > 0)) {
       all = false;
       break;
     }
@@ -343,6 +383,16 @@ void Health::watch() {
     }
     evaluate();
     sendFailure();
+    {
+      std::vector<ControlMsg> reports;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reports.swap(splitReports_);
+      }
+      for (const ControlMsg& m : reports) {
+        for (Peer& p : peers_) queue(p, m);
+      }
+    }
     if (failureSent_.load() && !failureDelivered_.load()) checkDelivered();
     if (Clock::now() >= nextBeat) {
       broadcastStatus();
@@ -488,6 +538,13 @@ void Health::handle(Peer& p, const ControlMsg& m) {
         failed_.store(m.code);
         LS_WARN(rank_, "communicator failed: " << failureText_);
         notifyFailed();
+      }
+      break;
+    case kSplitFailed:
+      if (m.code > lockstepSuccess && m.code < lockstepNumResults) {
+        if (splitFailures_.size() >= 16) splitFailures_.erase(splitFailures_.begin());
+        splitFailures_.push_back({m.entered, p.rank, static_cast<lockstepResult_t>(m.code),
+                                  p.name + " reports: " + std::string(m.text, strnlen(m.text, sizeof(m.text)))});
       }
       break;
     case kGoodbye:

@@ -60,6 +60,13 @@ class Health : public OpMonitor {
   void fail(lockstepResult_t code, int culprit, const std::string& message);
   // lockstepSuccess while healthy, else the first failure's code.
   lockstepResult_t failure() const { return static_cast<lockstepResult_t>(failed_.load()); }
+  // Whether the group has failed and `rank` found the failure or is its culprit.
+  bool failedBy(int rank) const;
+  // A split (this communicator's split number `split`) failed on this rank before the members of
+  // its color could hear of it otherwise: every peer is told, and the members waiting for this
+  // rank ask splitFailure. Not a failure of this communicator: other colors go on.
+  void failSplit(uint64_t split, lockstepResult_t code, const std::string& text);
+  bool splitFailure(uint64_t split, int from, lockstepResult_t* code, std::string* text) const;
   // Called once, from whichever thread records the group's first failure (the watchdog, mostly):
   // how work the executor does not run (cuda_ipc kernels) learns of it. Cleared with nullptr;
   // after set() or clear returns, the old hook is not running and will not run.
@@ -108,7 +115,7 @@ class Health : public OpMonitor {
   void flush(Peer& p);
   void broadcastStatus();
   void sendFailure();     // once, to every peer
-  void checkDelivered();  // sets failureDelivered_ once every live peer acknowledged the report
+  void checkDelivered();  // sets failureDelivered_ once the report has left for every live peer
   void awaitDelivery();   // a failing call's brief wait for it (not on the watchdog thread)
   void evaluate();        // departures and mismatches against what this rank is doing
   std::string leftBefore(const Peer& p, uint64_t seq) const;  // "rank 3 (...) left ... after op #k ..."
@@ -151,7 +158,16 @@ class Health : public OpMonitor {
   int failureOrigin_ = -1;   // that rank
   int failureCulprit_ = -1;
   Clock::time_point failureSentAt_;  // watchdog thread only
-  std::atomic<bool> failureDelivered_{false}, deliveryAwaited_{false};
+  struct SplitFailure {
+    uint64_t split;
+    int from;
+    lockstepResult_t code;
+    std::string text;
+  };
+  std::vector<SplitFailure> splitFailures_;      // the last few peers reported (mu_)
+  std::vector<struct ControlMsg> splitReports_;  // this rank's, for the watchdog to send (mu_)
+  std::atomic<bool> failureDelivered_{false};
+  std::atomic<int64_t> deliveryDeadlineNs_{0};  // the failing calls' wait ends then (steady clock)
   std::thread thread_;
 };
 
