@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "src/core/logging.h"
+
 namespace lockstep {
 namespace {
 
@@ -73,7 +75,13 @@ LaunchPlan planLaunch(const Config& config) {
       plan.rootService = std::make_unique<RootService>(bind, plan.id.secret, config.timeout);
     } catch (const SystemError& e) {
       if (e.err != EADDRNOTAVAIL) throw;
-      // The name resolves to an address this host does not own (NAT, alias): listen on all.
+      // The name resolves to an address this host does not own (NAT, alias): listen on all. Or
+      // rank 0 runs on another host than LOCKSTEP_ROOT names (a wrong MASTER_ADDR), where the
+      // others never reach it: said here, since the timeout would only blame "the root".
+      LS_WARN(0, "LOCKSTEP_ROOT=" << env.root << " (" << plan.id.root.str()
+                                  << ") is not an address of this host, where rank 0 runs: listening on all of its "
+                                     "addresses (behind NAT that is right; otherwise LOCKSTEP_ROOT must name rank 0's "
+                                     "host)");
       plan.rootService = std::make_unique<RootService>(any, plan.id.secret, config.timeout);
     }
   }

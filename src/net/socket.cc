@@ -103,6 +103,13 @@ NetAddr NetAddr::parse(const std::string& hostPort) {
   NetAddr a = fromSockaddr(res->ai_addr);
   freeaddrinfo(res);
   a.port = static_cast<uint16_t>(p);
+  // An IPv6 link-local address needs its interface (a scope id), which an address here does not
+  // carry: rank 0 failed to bind it ("Invalid argument") and the others waited out their timeout.
+  if (a.family == AF_INET6 && a.isLinkLocal()) {
+    throw InvalidArgument("address \"" + hostPort +
+                          "\" is IPv6 link-local, which Lockstep does not support: give a global or unique-local "
+                          "address (or a host name that resolves to one)");
+  }
   return a;
 }
 

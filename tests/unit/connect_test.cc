@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "src/core/errors.h"
 #include "src/net/socket.h"
@@ -56,6 +57,24 @@ TEST(Connect, APortNoOneListensOnIsNeverConnectedToItself) {
   if (WEXITSTATUS(status) == 3) GTEST_SKIP() << "no network namespace here (needs root)";
   EXPECT_NE(WEXITSTATUS(status), 1) << "connectTo returned a socket connected to itself";
   EXPECT_EQ(WEXITSTATUS(status), 0) << "connectTo should have timed out: nothing listens";
+}
+
+// An IPv6 link-local rendezvous is refused when it is read, naming why: its scope id was dropped,
+// rank 0 failed to bind it and the others waited out their timeout. IPv4 link-local and global
+// IPv6 addresses are taken.
+TEST(Connect, AnIpv6LinkLocalAddressIsRefusedWhenItIsRead) {
+  try {
+    NetAddr::parse("[fe80::1%lo]:29500");
+    ADD_FAILURE() << "taken";
+  } catch (const InvalidArgument& e) {
+    EXPECT_NE(std::string(e.what()).find("IPv6 link-local"), std::string::npos) << e.what();
+  } catch (const Error& e) {
+    // A resolver that rejects the scope itself says so in its own words: also refused.
+    EXPECT_EQ(e.code(), lockstepInvalidArgument) << e.what();
+  }
+  EXPECT_THROW(NetAddr::parse("[fe80::1]:29500"), InvalidArgument);
+  EXPECT_NO_THROW(NetAddr::parse("169.254.1.2:29500"));
+  EXPECT_NO_THROW(NetAddr::parse("[fd00::1]:29500"));
 }
 
 }  // namespace
