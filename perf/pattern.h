@@ -209,15 +209,19 @@ class Pattern {
   char* row(int rank) { return rows_.data() + static_cast<size_t>(rank) * kPeriod * elem_; }
   const char* row(int rank) const { return rows_.data() + static_cast<size_t>(rank) * kPeriod * elem_; }
   // Where global element g reads the one-period `table`, and for how many elements on from there
-  // (at most `left`) the table runs on contiguously. Each period of the buffer starts at another
-  // phase: were the buffer periodic, a block misplaced by a multiple of kPeriod elements (a
-  // reduce-scatter's or all-to-all's blocks when the count is one) would hold the same values
-  // as the right one, and the check would pass it. (The phases repeat after kPeriod^3 elements,
-  // 4 GiB of bytes, beyond any block.)
+  // (at most `left`) the table runs on contiguously. Each period of the buffer starts at a phase
+  // drawn from a hash of the period's number: were the buffer periodic, a block misplaced by a
+  // multiple of kPeriod elements (a reduce-scatter's or all-to-all's blocks when the count is
+  // one) would hold the same values as the right one, and the check would pass it. (A phase
+  // linear in the period's number still let blocks 1 and 6 of 7 ranks at 175 periods each pass
+  // as each other: helper-42.)
   static std::pair<size_t, size_t> run(size_t g, size_t left) {
-    const size_t q = g / kPeriod, rem = g % kPeriod;
-    const size_t phase = (rem + 7 * q + q / kPeriod) % kPeriod;
-    return {phase, std::min({kPeriod - phase, kPeriod - rem, left})};
+    const uint64_t q = g / kPeriod, rem = g % kPeriod;
+    uint64_t x = q + 0x9e3779b97f4a7c15ull;  // splitmix64's finaliser
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    const size_t phase = static_cast<size_t>((rem + (x ^ (x >> 31)) % kPeriod) % kPeriod);
+    return {phase, std::min({kPeriod - phase, kPeriod - static_cast<size_t>(rem), left})};
   }
   // Copies `table` into dst as the elements [offset, offset + count) of the buffer (run()).
   void repeat(char* dst, size_t count, const char* table, size_t offset) const {

@@ -414,7 +414,7 @@ lockstepResult_t lockstepGetUniqueId(lockstepUniqueId* uniqueId) {
     Config config = loadConfig();
     UniqueIdInfo info;
     info.secret = randomSecret();
-    startDetachedRoot(pickLocalAddress(config.socketIfname), info.secret, config.timeout, &info.root);
+    startDetachedRoot(awaitLocalAddress(config.socketIfname, config.timeout), info.secret, config.timeout, &info.root);
     *uniqueId = encodeUniqueId(info);
   });
 }

@@ -854,7 +854,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
         for (int i = sent; i < newSize; ++i) bootstrap_->send(members[i], tag, &none, sizeof(none));
       } catch (const std::exception&) {
         const auto* error = dynamic_cast<const Error*>(&e);
-        health_->failSplit(splitIndex, error ? error->code() : lockstepSystemError,
+        health_->failSplit(splitIndex, members, error ? error->code() : lockstepSystemError,
                            "lockstepCommSplit: rank " + std::to_string(rank_) +
                                ", the new communicator's first rank, could not start its rendezvous: " + e.what());
       }

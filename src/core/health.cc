@@ -34,6 +34,11 @@ struct ControlMsg {
   char text[384];    // kFailure: the message, NUL-terminated
 };
 
+struct Health::SplitReport {
+  ControlMsg msg{};
+  std::vector<int> to;  // the split's members it goes to
+};
+
 namespace {
 
 constexpr uint32_t kControlMagic = 0x54434c53u;  // "SLCT"
@@ -231,18 +236,32 @@ void Health::awaitDelivery() {
   }
 }
 
-void Health::failSplit(uint64_t split, lockstepResult_t code, const std::string& text) {
-  ControlMsg m{};
-  m.type = kSplitFailed;
-  m.entered = split;
-  m.code = code;
-  m.culprit = m.origin = rank_;
-  fitText(text, m.text, sizeof(m.text));
+void Health::failSplit(uint64_t split, std::span<const int> members, lockstepResult_t code, const std::string& text) {
+  SplitReport r;
+  r.msg.type = kSplitFailed;
+  r.msg.entered = split;
+  r.msg.code = code;
+  r.msg.culprit = r.msg.origin = rank_;
+  fitText(text, r.msg.text, sizeof(r.msg.text));
+  r.to.assign(members.begin(), members.end());
   {
     std::lock_guard<std::mutex> lock(mu_);
-    splitReports_.push_back(m);
+    splitReports_.push_back(std::move(r));
   }
   wake();
+}
+
+void Health::sendSplitReports() {
+  std::vector<SplitReport> reports;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    reports.swap(splitReports_);
+  }
+  for (const SplitReport& r : reports) {
+    for (Peer& p : peers_) {
+      if (std::find(r.to.begin(), r.to.end(), p.rank) != r.to.end()) queue(p, r.msg);
+    }
+  }
 }
 
 bool Health::splitFailure(uint64_t split, int from, lockstepResult_t* code, std::string* text) const {
@@ -383,16 +402,7 @@ void Health::watch() {
     }
     evaluate();
     sendFailure();
-    {
-      std::vector<ControlMsg> reports;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        reports.swap(splitReports_);
-      }
-      for (const ControlMsg& m : reports) {
-        for (Peer& p : peers_) queue(p, m);
-      }
-    }
+    sendSplitReports();
     if (failureSent_.load() && !failureDelivered_.load()) checkDelivered();
     if (Clock::now() >= nextBeat) {
       broadcastStatus();
@@ -400,6 +410,7 @@ void Health::watch() {
     }
   }
   sendFailure();  // a failure found just before destroy still reaches the peers, before the goodbye
+  sendSplitReports();
   // Goodbye: the last op completed here, so peers still finishing it know they lose nothing.
   ControlMsg bye{};
   bye.type = kGoodbye;

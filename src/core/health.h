@@ -63,9 +63,10 @@ class Health : public OpMonitor {
   // Whether the group has failed and `rank` found the failure or is its culprit.
   bool failedBy(int rank) const;
   // A split (this communicator's split number `split`) failed on this rank before the members of
-  // its color could hear of it otherwise: every peer is told, and the members waiting for this
-  // rank ask splitFailure. Not a failure of this communicator: other colors go on.
-  void failSplit(uint64_t split, lockstepResult_t code, const std::string& text);
+  // its color could hear of it otherwise: they are told (`members`, ranks of this communicator),
+  // and ask splitFailure while they wait for this rank. Not a failure of this communicator:
+  // other colors go on.
+  void failSplit(uint64_t split, std::span<const int> members, lockstepResult_t code, const std::string& text);
   bool splitFailure(uint64_t split, int from, lockstepResult_t* code, std::string* text) const;
   // Called once, from whichever thread records the group's first failure (the watchdog, mostly):
   // how work the executor does not run (cuda_ipc kernels) learns of it. Cleared with nullptr;
@@ -114,7 +115,8 @@ class Health : public OpMonitor {
   void queue(Peer& p, const struct ControlMsg& m);
   void flush(Peer& p);
   void broadcastStatus();
-  void sendFailure();     // once, to every peer
+  void sendFailure();  // once, to every peer
+  void sendSplitReports();
   void checkDelivered();  // sets failureDelivered_ once the report has left for every live peer
   void awaitDelivery();   // a failing call's brief wait for it (not on the watchdog thread)
   void evaluate();        // departures and mismatches against what this rank is doing
@@ -164,8 +166,9 @@ class Health : public OpMonitor {
     lockstepResult_t code;
     std::string text;
   };
-  std::vector<SplitFailure> splitFailures_;      // the last few peers reported (mu_)
-  std::vector<struct ControlMsg> splitReports_;  // this rank's, for the watchdog to send (mu_)
+  std::vector<SplitFailure> splitFailures_;  // the last few peers reported (mu_)
+  struct SplitReport;
+  std::vector<SplitReport> splitReports_;  // this rank's, for the watchdog to send (mu_)
   std::atomic<bool> failureDelivered_{false};
   std::atomic<int64_t> deliveryDeadlineNs_{0};  // the failing calls' wait ends then (steady clock)
   std::thread thread_;

@@ -175,10 +175,10 @@ std::string namedInterfaces(const std::string& spec) {
 // address yet (as the default choice waits for the network): the variable, set out of
 // NCCL_SOCKET_IFNAME habit, once turned that wait into a failure at once. A name that matches
 // no interface at all is a mistake, refused at once.
-InterfaceChoice awaitNamedInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
+InterfaceChoice awaitNamedInterface(const std::string& spec, const NetAddr* root, std::chrono::milliseconds timeout,
                                     int rank) {
   try {
-    return chooseInterface(spec, &root);
+    return chooseInterface(spec, root);
   } catch (const InvalidArgument&) {
     const std::string names = namedInterfaces(spec);
     if (names.empty()) throw;
@@ -189,7 +189,7 @@ InterfaceChoice awaitNamedInterface(const std::string& spec, const NetAddr& root
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
     try {
-      return chooseInterface(spec, &root);
+      return chooseInterface(spec, root);
     } catch (const InvalidArgument&) {
       if (!dl.expired()) continue;
       throw Timeout("rank " + std::to_string(rank) + ": LOCKSTEP_SOCKET_IFNAME=" + spec + " names " +
@@ -203,7 +203,7 @@ InterfaceChoice awaitNamedInterface(const std::string& spec, const NetAddr& root
 
 InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
                                int rank) {
-  if (!spec.empty()) return awaitNamedInterface(spec, root, timeout, rank);
+  if (!spec.empty()) return awaitNamedInterface(spec, &root, timeout, rank);
   InterfaceChoice nic = chooseInterface(spec, &root);
   if (!nic.rendezvousUnreachable) return nic;
   LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << root.str() << " (" << nic.name << " "
@@ -218,6 +218,10 @@ InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std
                 " within LOCKSTEP_TIMEOUT (" + std::to_string(timeout.count()) + " ms): only " + nic.name + " " +
                 nic.addr.hostStr() + (nic.name == "lo" ? " is up" : " is up, and no route leads there") +
                 " (is the network up? LOCKSTEP_SOCKET_IFNAME names the interface to use)");
+}
+
+NetAddr awaitLocalAddress(const std::string& spec, std::chrono::milliseconds timeout) {
+  return spec.empty() ? pickLocalAddress(spec) : awaitNamedInterface(spec, nullptr, timeout, 0).addr;
 }
 
 }  // namespace lockstep

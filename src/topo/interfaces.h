@@ -51,6 +51,9 @@ NetAddr pickLocalAddress(const std::string& spec);
 // that names no interface at all is refused at once (InvalidArgument).
 InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std::chrono::milliseconds timeout,
                                int rank);
+// The address a unique id's rendezvous listens on (lockstepGetUniqueId, the launcher): as
+// pickLocalAddress, waiting as above for an interface the spec names that is not up yet.
+NetAddr awaitLocalAddress(const std::string& spec, std::chrono::milliseconds timeout);
 
 bool ifnameMatches(const std::string& spec, const std::string& name);
 // True when a and b lie in the subnet of `mask` (same family).

@@ -92,11 +92,15 @@ TEST(CheckPatterns, MaxAndMinResultsVaryAlongTheBufferAndComeFromEveryRank) {
 // reduce-scatter or all-to-all that sent every rank another rank's block passed its check.
 TEST(CheckPatterns, BlocksAWholeNumberOfPeriodsApartDiffer) {
   Pattern pat(lockstepFloat32, lockstepSum, 3);
-  for (size_t count : {Pattern::kPeriod, 79 * Pattern::kPeriod}) {
+  for (size_t count : {Pattern::kPeriod, 79 * Pattern::kPeriod, 175 * Pattern::kPeriod}) {
     std::vector<float> block(count);
-    for (size_t b : {size_t{1}, size_t{2}, size_t{12}}) {
+    for (size_t b = 1; b < 12; ++b) {
       pat.fillExpected(block.data(), count, b * count);  // block b
-      EXPECT_GT(pat.countWrong(block.data(), count, 0), count / 2) << "block " << b << " read as block 0";
+      for (size_t other = 0; other < 12; ++other) {
+        if (other == b) continue;
+        EXPECT_GT(pat.countWrong(block.data(), count, other * count), count / 2)
+            << count << " elements: block " << b << " read as block " << other;
+      }
       EXPECT_EQ(pat.countWrong(block.data(), count, b * count), 0u);
       pat.fill(block.data(), count, 1, b * count);
       EXPECT_GT(pat.countWrongFrom(block.data(), count, 1, (b + 1) * count), count / 2);
