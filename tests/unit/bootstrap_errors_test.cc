@@ -80,15 +80,23 @@ std::vector<std::unique_ptr<TcpBootstrap>> bootstraps(const UniqueIdInfo& info, 
   return boots;
 }
 
+// A rendezvous and n bootstraps of it, each checked made (the service outlives them).
+struct Rendezvous {
+  explicit Rendezvous(int n) : boots(bootstraps(UniqueIdInfo{root.address(), secret}, n)) {
+    for (auto& b : boots) EXPECT_TRUE(b);
+  }
+  Secret secret = randomSecret();
+  RootService root{NetAddr::loopback(), secret, kTimeout};
+  std::vector<std::unique_ptr<TcpBootstrap>> boots;
+};
+
 // Three ranks; rank 2 goes away. Rank 1, whose successor it was, fails sending to it, while it
 // still waits for rank 0's block: the error names rank 2, the one that left, not rank 0.
 TEST(BootstrapErrors, AnAllGatherBlamesTheSuccessorThatLeft) {
-  Secret secret = randomSecret();
-  RootService root(NetAddr::loopback(), secret, kTimeout);
-  UniqueIdInfo info{root.address(), secret};
   const int n = 3;
-  auto boots = bootstraps(info, n);
-  for (auto& b : boots) ASSERT_TRUE(b);
+  Rendezvous rv(n);
+  auto& boots = rv.boots;
+  ASSERT_FALSE(::testing::Test::HasFailure());
   boots[2].reset();  // its connections close, as at a process's exit
 
   // Rank 0 never sends: rank 1 is left waiting for it when its own send to rank 2 fails. (A
@@ -112,11 +120,9 @@ TEST(BootstrapErrors, AnAllGatherBlamesTheSuccessorThatLeft) {
 // own shortage (it once counted the peer as there, so a rank at its limit never found a failed
 // peer gone and waited out its timeout blaming the peers for not connecting).
 TEST(BootstrapErrors, AProbeOutOfDescriptorsIsThisRanksOwnShortage) {
-  Secret secret = randomSecret();
-  RootService root(NetAddr::loopback(), secret, kTimeout);
-  UniqueIdInfo info{root.address(), secret};
-  auto boots = bootstraps(info, 2);
-  for (auto& b : boots) ASSERT_TRUE(b);
+  Rendezvous rv(2);
+  auto& boots = rv.boots;
+  ASSERT_FALSE(::testing::Test::HasFailure());
   EXPECT_TRUE(boots[0]->peerListening(1));
   rlimit before{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
@@ -376,11 +382,9 @@ TEST(BootstrapErrors, TheRendezvousTimeoutSaysWhomItTurnedAway) {
 // out of its pending connections (it keeps 256): each connection whose bytes are in is taken
 // when accepted.
 TEST(BootstrapErrors, ABurstOfProbesDoesNotPushOutAMessageBeforeThem) {
-  Secret secret = randomSecret();
-  RootService root(NetAddr::loopback(), secret, kTimeout);
-  UniqueIdInfo info{root.address(), secret};
-  auto boots = bootstraps(info, 2);
-  for (auto& b : boots) ASSERT_TRUE(b);
+  Rendezvous rv(2);
+  auto& boots = rv.boots;
+  ASSERT_FALSE(::testing::Test::HasFailure());
   const int sent = 42;
   boots[0]->send(1, 7, &sent, sizeof(sent));
   for (int i = 0; i < 400; ++i) EXPECT_TRUE(boots[0]->peerListening(1));
