@@ -131,7 +131,6 @@ void abortChildren(lockstepComm_t comm) {
   }
 }
 
-// Destroy and abort: refuse new calls, let the calls in flight leave, free.
 // An abort of a communicator whose destroy is under way (waiting for calls in flight, or draining
 // queued work that may wait on a stalled peer) makes that destroy quick, and the destroy frees it.
 bool abortClosing(lockstepComm_t comm) {
@@ -141,6 +140,7 @@ bool abortClosing(lockstepComm_t comm) {
   return true;
 }
 
+// Destroy and abort: refuse new calls, let the calls in flight leave, free.
 void closeComm(lockstepComm_t comm, bool abort) {
   if (abort && abortClosing(comm)) return;
   Communicator* impl;

@@ -846,9 +846,9 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
       // Out of descriptors or threads: the others would wait for the id until the timeout. An
       // id with no address tells them. Each bootstrap send opens a connection, so out of
       // descriptors that may fail too: then this communicator's watchdog, whose connections
-      // exist, tells every rank (this communicator is failed: its rank is out of resources), and
-      // the members waiting for this rank's id hear it. (Members given the id find its
-      // rendezvous gone.)
+      // exist, tells the members still waiting for the id, in a report about this split alone
+      // (this communicator and the other colors go on). Members given the id find its
+      // rendezvous gone.
       const UniqueIdInfo none{};
       try {
         for (int i = sent; i < newSize; ++i) bootstrap_->send(members[i], tag, &none, sizeof(none));
@@ -856,7 +856,9 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
         const auto* error = dynamic_cast<const Error*>(&e);
         health_->failSplit(splitIndex, members, error ? error->code() : lockstepSystemError,
                            "lockstepCommSplit: rank " + std::to_string(rank_) +
-                               ", the new communicator's first rank, could not start its rendezvous: " + e.what());
+                               ", the new communicator's first rank, could not start its rendezvous or send its "
+                               "address: " +
+                               e.what());
       }
       throw;
     }

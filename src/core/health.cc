@@ -389,7 +389,7 @@ void Health::watch() {
       fds.push_back({p.fd.valid() ? p.fd.get() : -1, ev, 0});
     }
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(nextBeat - Clock::now()).count();
-    // A failing call waits for its report's acknowledgements (awaitDelivery): look every ms.
+    // A failing call waits for its report to leave (awaitDelivery): look every millisecond.
     if (failureSent_.load() && !failureDelivered_.load()) wait = std::min<int64_t>(wait, 1);
     ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait)));
     if (fds[0].revents & POLLIN) {
