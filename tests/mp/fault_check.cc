@@ -179,29 +179,34 @@ int main(int argc, char** argv) {
     float x = 1, y = 0;
     if (lockstepAllReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
       return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
+    rlimit before{};
+    getrlimit(RLIMIT_NOFILE, &before);
     if (rank == 0) {
-      rlimit rl{};
-      getrlimit(RLIMIT_NOFILE, &rl);
+      rlimit none = before;
       const int lowest = dup(0);  // descriptors are taken lowest first: none fits under this limit
       close(lowest);
-      rl.rlim_cur = static_cast<rlim_t>(lowest);
-      setrlimit(RLIMIT_NOFILE, &rl);
+      none.rlim_cur = static_cast<rlim_t>(lowest);
+      setrlimit(RLIMIT_NOFILE, &none);
     }
     const double t0 = nowMs();
     lockstepComm_t child = nullptr;
     const lockstepResult_t r = lockstepCommSplit(comm, 0, rank, &child);
     const double ms = nowMs() - t0;
     const std::string msg = lockstepGetLastError(comm);
+    bool ok;
     if (rank == 0) {
       // A program that catches the error and goes on: its exit would tell the others by itself.
       std::this_thread::sleep_for(std::chrono::seconds(5));
-      return report(r == lockstepSystemError && msg.find("ulimit -n") != std::string::npos,
-                    "result " + std::to_string(r) + ": " + msg);
+      setrlimit(RLIMIT_NOFILE, &before);
+      ok = r == lockstepSystemError && msg.find("ulimit -n") != std::string::npos;
+    } else {
+      ok = r != lockstepSuccess && ms < 3000 &&
+           msg.find("rank 0, the new communicator's first rank, could not start its rendezvous") != std::string::npos;
     }
-    return report(
-        r != lockstepSuccess && ms < 3000 &&
-            msg.find("rank 0, the new communicator's first rank, could not start its rendezvous") != std::string::npos,
-        "result " + std::to_string(r) + " after " + std::to_string(ms) + " ms: " + msg);
+    // The split failed for its color alone: the communicator goes on to its destroy.
+    const lockstepResult_t destroyed = lockstepCommDestroy(comm);
+    return report(ok && destroyed == lockstepSuccess, "result " + std::to_string(r) + " after " + std::to_string(ms) +
+                                                          " ms: " + msg + "; destroy " + std::to_string(destroyed));
   }
 
   if (mode == "exit-on-failure") {
