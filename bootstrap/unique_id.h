@@ -21,8 +21,8 @@ struct UniqueIdInfo {
 };
 
 constexpr uint32_t kIdMagic = 0x4449534cu;  // "LSID"
-constexpr uint32_t kProtocolVersion =
-    3;  // 2: the rendezvous names the ring predecessor too; 3: a failure report names its finder
+// 2: the rendezvous names the ring predecessor too; 3: a failure report names its finder.
+constexpr uint32_t kProtocolVersion = 3;
 
 lockstepUniqueId encodeUniqueId(const UniqueIdInfo& info);
 // Throws InvalidArgument when the bytes are not a Lockstep id of this protocol version.

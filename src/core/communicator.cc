@@ -761,6 +761,10 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   };
   std::vector<Entry> all(nranks_);
   all[rank_] = Entry{color, key, refusal.empty() ? 0 : 1};
+  // Every wait of a split ends at this communicator's abort.
+  const auto stopIfAborted = [this] {
+    if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+  };
   // The split is an op of this communicator for the watchdog: queued work finishes first, then
   // it takes the next number and is entered, so a peer that called a collective instead is a
   // mismatch named within a heartbeat (on both sides: the exchange below watches for it), not a
@@ -769,7 +773,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [&] { return (queue_.empty() && !busy_.load()) || aborted_->load(); });
   }
-  if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+  stopIfAborted();
   health_->check();
   Fingerprint fp;
   fp.kind = static_cast<uint8_t>(OpKind::kSplit);
@@ -778,8 +782,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     fp.seq = ++seq_;
   }
   health_->entered(fp);
-  bootstrap_->setInterrupt([this] {
-    if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+  bootstrap_->setInterrupt([this, stopIfAborted] {
+    stopIfAborted();
     health_->check();
   });
   try {
@@ -787,7 +791,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   } catch (const Error& e) {
     bootstrap_->setInterrupt(nullptr);
     // This rank's own abort needs no report from anyone (the grace below cost an abort 300 ms).
-    if (e.code() == lockstepAborted || aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+    stopIfAborted();
+    if (e.code() == lockstepAborted) throw;
     // The peer that found the mismatch fails and closes its connections, which can reach this
     // exchange before its report reaches the watchdog: the report names the cause, so it is
     // given a moment (as execute() does for a link that broke).
@@ -866,8 +871,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     // Told of the first rank's failure by its watchdog where it could not send (above), or of
     // its death. (Only its own: a report about another color must not stop this one, whose
     // first rank's rendezvous waits for this member.)
-    bootstrap_->setInterrupt([this, first = members[0], splitIndex] {
-      if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+    bootstrap_->setInterrupt([this, stopIfAborted, first = members[0], splitIndex] {
+      stopIfAborted();
       lockstepResult_t code;
       std::string text;
       if (health_->splitFailure(splitIndex, first, &code, &text)) throw RemoteError(first, text);
@@ -892,8 +897,8 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   // the waits ask it, until the child is built.
   std::vector<int> sorted = members;
   std::sort(sorted.begin(), sorted.end());
-  auto interrupt = [this, sorted] {
-    if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
+  auto interrupt = [this, stopIfAborted, sorted] {
+    stopIfAborted();
     if (std::string gone = health_->lostAmong(sorted); !gone.empty())
       throw RemoteError(-1, "lockstepCommSplit: " + gone + ", and it was to be a member of the new communicator");
   };

@@ -196,16 +196,17 @@ void Health::check() {
   awaitDelivery();
   std::lock_guard<std::mutex> lock(mu_);
   auto code = static_cast<lockstepResult_t>(failed_.load());
-  if (code == lockstepRemoteError) throw RemoteError(failureCulprit_, failureText_);
-  if (code == lockstepMismatch) throw Mismatch(failureText_, failureCulprit_);
-  throw Error(code, failureText_);
+  const std::string text = failureText();
+  if (code == lockstepRemoteError) throw RemoteError(failureCulprit_, text);
+  if (code == lockstepMismatch) throw Mismatch(text, failureCulprit_);
+  throw Error(code, text);
 }
 
 void Health::fail(lockstepResult_t code, int culprit, const std::string& message) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failed_.load() != lockstepSuccess) return;  // the first failure wins
-    failureText_ = failureRaw_ = message;
+    failureRaw_ = message;
     failureCulprit_ = culprit;
     failureOrigin_ = rank_;
     failed_.store(code);
@@ -274,6 +275,14 @@ bool Health::splitFailure(uint64_t split, int from, lockstepResult_t* code, std:
     }
   }
   return false;
+}
+
+std::string Health::failureText() const {
+  if (failureOrigin_ == rank_) return failureRaw_;
+  for (const Peer& p : peers_) {
+    if (p.rank == failureOrigin_) return p.name + " reports: " + failureRaw_;
+  }
+  return failureRaw_;
 }
 
 bool Health::failedBy(int rank) const {
@@ -535,19 +544,15 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
         std::string text(m.text, strnlen(m.text, sizeof(m.text)));
         // Named after the rank that found it, whoever relayed it (a relay keeps the origin).
-        const Peer* origin = &p;
-        for (const Peer& q : peers_) {
-          if (q.rank == m.origin) origin = &q;
-        }
-        failureText_ = origin->name + " reports: " + text;
+        const bool known = std::any_of(peers_.begin(), peers_.end(), [&](const Peer& q) { return q.rank == m.origin; });
         failureRaw_ = text;
-        failureOrigin_ = origin->rank;
+        failureOrigin_ = known ? m.origin : p.rank;
         failureCulprit_ = m.culprit;
         // Relayed to every peer (sendFailure), so each goodbye this rank sends later is
         // preceded by the cause on the same connection: no peer can mistake the consequence
         // (this rank leaving) for the failure.
         failed_.store(m.code);
-        LS_WARN(rank_, "communicator failed: " << failureText_);
+        LS_WARN(rank_, "communicator failed: " << failureText());
         notifyFailed();
       }
       break;
@@ -563,7 +568,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       p.completed = std::max(p.completed, m.completed);
       p.fd.reset();
       if (m.aborted && failed_.load() == lockstepSuccess) {
-        failureText_ = failureRaw_ = p.name + " aborted its communicator";
+        failureRaw_ = p.name + " aborted its communicator";
         failureOrigin_ = rank_;
         failureCulprit_ = p.rank;
         failed_.store(lockstepRemoteError);

@@ -117,6 +117,8 @@ class Health : public OpMonitor {
   void broadcastStatus();
   void sendFailure();  // once, to every peer
   void sendSplitReports();
+  // The failure as this rank tells it: "rank R (host:pid) reports: " first where R found it (mu_).
+  std::string failureText() const;
   void checkDelivered();  // sets failureDelivered_ once the report has left for every live peer
   void awaitDelivery();   // a failing call's brief wait for it (not on the watchdog thread)
   void evaluate();        // departures and mismatches against what this rank is doing
@@ -155,9 +157,8 @@ class Health : public OpMonitor {
   mutable std::mutex mu_;  // guards failure text and peers_' status for laggards()
   std::mutex hookMu_;      // held while the failure hook runs or changes
   std::function<void()> failureHook_;
-  std::string failureText_;  // as this rank tells it: "rank R (host:pid) reports: " + raw if R found it
-  std::string failureRaw_;   // as the rank that found it said it, which relays pass on
-  int failureOrigin_ = -1;   // that rank
+  std::string failureRaw_;  // as the rank that found it said it, which relays pass on
+  int failureOrigin_ = -1;  // that rank
   int failureCulprit_ = -1;
   Clock::time_point failureSentAt_;  // watchdog thread only
   struct SplitFailure {
