@@ -16,8 +16,9 @@ struct SliceKernels {
   // Final values go to the output with non-temporal stores: set for outputs too large to stay in
   // cache, where a normal store would first read the line it overwrites.
   bool streamOutput = false;
-  // Set: send slots are written with non-temporal stores too (src/exec/slot_stores.h), and
-  // reductions bound for a slot are made here first, a slice-sized buffer of this rank's own.
+  // Set: send slots are written with non-temporal stores (src/exec/slot_stores.h). A reduction
+  // bound for a slot is made first here, a slice-sized buffer of this rank's own, or in the
+  // output where that is written with ordinary stores (streamOutput unset), then streamed on.
   void* slotScratch = nullptr;
 };
 
@@ -91,7 +92,10 @@ inline void applyPrim(const Step& step, size_t first, size_t n, const char* cons
       }
       combine(dst, in);
       if (step.finish && k.divide) k.divide(dst, n, sk.nranks);
-      if (out) std::memcpy(out, dst, bytes);
+      if (out && sk.slotScratch)
+        streamCopy(out, dst, bytes);
+      else if (out)
+        std::memcpy(out, dst, bytes);
       break;
     case Prim::kRecvCopySend:
       if (sk.slotScratch)

@@ -15,11 +15,12 @@ namespace lockstep {
 struct WaitProfile {
   uint32_t spins = 128;
   uint32_t yields = 32;
+  bool oversubscribed = false;  // the peers waited for are often not running
 };
 // More ranks than CPUs on the host: the peer being waited for is usually not running, so
 // spinning only delays it; yield at once, and for longer before sleeping (as MPI's
 // yield-when-idle does).
-constexpr WaitProfile kOversubscribedWait{4, 512};
+constexpr WaitProfile kOversubscribedWait{4, 512, true};
 // As many ranks as CPUs: the peer is running and usually answers within the spin, which a yield
 // (a system call, and a trip through the scheduler) would only delay: 8 B all-reduces on 2 ranks
 // bound to the 2 vCPUs of an EPYC VM took 0.30 us spinning against 0.33 yielding, and 0.48

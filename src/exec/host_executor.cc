@@ -33,7 +33,9 @@ HostExecutor::HostExecutor(int rank, std::vector<Link*> links, std::vector<std::
       names_(std::move(names)),
       slotBytes_(slotBytes),
       timeout_(timeout),
-      aborted_(aborted) {}
+      aborted_(aborted) {
+  for (int r = 0; r < nranks_; ++r) slotsReadInPlace_ |= r != rank_ && !links_[r]->sendsByReference();
+}
 
 namespace {
 
@@ -64,6 +66,14 @@ size_t streamingThreshold() {
   return bytes;
 }
 
+// Ops at least this large choose how to fill their send slots by timing both ways (slot_stores.h).
+// Behind two L3s, streaming stores made a 2-rank all-reduce 3.8x faster at 32 KiB (18-23 against
+// 4.8 us) and 5x at 256 KiB-4 MiB; sharing one, they cost 1.05x the time at 32 KiB and 2.2x at
+// 256 KiB-1 MiB, which the choice avoids. Below, the choice would not pay for itself: at 4-16 KiB
+// streaming gained 1.7-3.3x behind two L3s but cost 1.15-1.9x sharing one, where two clock reads
+// and a lookup are already a few percent of a 1-3 us call.
+constexpr size_t kSlotChoiceBytes = size_t{32} << 10;
+
 }  // namespace
 
 void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers, const OpInfo& op, Deadline deadline) {
@@ -74,13 +84,22 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   SliceKernels kernels{reduceFor_.kernels, elem, nranks_};
   const size_t outBytes = op.count * elem;
   kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && outBytes >= streamingThreshold();
-  // Large ops also choose how to fill their send slots, by timing both ways (slot_stores.h).
+  // Ops whose peers read the slots where they lie choose how to fill them by timing both ways
+  // (slot_stores.h); a socket's peer reads what the kernel copied, whatever stores filled the
+  // slot. From kSlotChoiceBytes where each rank has a CPU of its own; with more ranks than CPUs
+  // (or the caller's work beside a background op) only ops whose output is streamed: there a
+  // call's time says more about the peers' scheduling than about the stores. On 4 ranks over 2
+  // vCPUs the choice from 32 KiB made 32 KiB-2 MiB 1.1-3x faster behind two L3s, but 32 KiB
+  // 1.25x slower sharing one (and a first version of it up to 2.4x), so it waits for a choice
+  // that the ranks agree on.
   const uint32_t shape = uint32_t{op.fp.kind} << 8 | op.fp.algorithm;
-  if (kernels.streamOutput && slotStores_.streaming(shape, outBytes)) {
+  const bool chooseSlots = slotsReadInPlace_ && !isPointToPoint(static_cast<OpKind>(op.fp.kind)) &&
+                           (kernels.streamOutput || (outBytes >= kSlotChoiceBytes && !wait_.oversubscribed));
+  if (chooseSlots && slotStores_.streaming(shape, outBytes)) {
     if (slotScratch_.size() < slotBytes_) slotScratch_.resize(slotBytes_);
     kernels.slotScratch = slotScratch_.data();
   }
-  const Clock::time_point start = kernels.streamOutput ? Clock::now() : Clock::time_point{};
+  const Clock::time_point start = chooseSlots ? Clock::now() : Clock::time_point{};
   Ctx ctx{op,
           op.fp.tag(),
           isPointToPoint(static_cast<OpKind>(op.fp.kind)),
@@ -111,7 +130,7 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
     throw;
   }
   refs_.clear();  // flushed: every message has left
-  if (kernels.streamOutput)
+  if (chooseSlots)
     slotStores_.record(shape, outBytes, std::chrono::duration<double, std::micro>(Clock::now() - start).count());
 }
 

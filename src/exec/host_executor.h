@@ -124,7 +124,8 @@ class HostExecutor {
     ReduceKernels kernels;
   } reduceFor_;
   std::vector<RefSend> refs_;
-  SlotStores slotStores_;          // how large ops fill their send slots, timed per size
+  bool slotsReadInPlace_ = false;  // some peer reads this rank's slots where they lie (shm, a FIFO)
+  SlotStores slotStores_;          // how ops fill their send slots, timed per size
   std::vector<char> slotScratch_;  // SliceKernels::slotScratch, one slice
 };
 

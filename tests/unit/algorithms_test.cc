@@ -7,6 +7,8 @@
 #include <cstring>
 #include <random>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "kernels/dtype.h"
 #include "src/algo/fold.h"
@@ -62,9 +64,10 @@ TEST(ApplyPrim, BothEndsOfAPairwiseCombineGetTheSameBitsForEveryOp) {
   }
 }
 
-// Large ops may fill their send slots with streaming stores, reductions bound for a slot made in
-// a scratch buffer first (src/exec/slot_stores.h): every prim that writes a slot must leave the
-// same bytes in the slot and the output either way, for every op (avg scales and divides).
+// Ops may fill their send slots with streaming stores, reductions bound for a slot made in a
+// scratch buffer first, or in an output written with ordinary stores (src/exec/slot_stores.h):
+// every prim that writes a slot must leave the same bytes in the slot and the output either way,
+// for every op (avg scales and divides), whether the output streams (large ops) or not.
 TEST(ApplyPrim, StreamingSlotsWriteTheSameBytes) {
   constexpr size_t kCount = 1000;  // not a multiple of the vector width: the tails too
   std::vector<float> input(kCount), received(kCount);
@@ -72,27 +75,31 @@ TEST(ApplyPrim, StreamingSlotsWriteTheSameBytes) {
     input[i] = 0.5f + static_cast<float>(i) * 0.25f;
     received[i] = 3.0f - static_cast<float>(i) * 0.125f;
   }
-  for (lockstepRedOp_t op : {lockstepSum, lockstepAvg, lockstepMax}) {
-    for (Prim prim : {Prim::kSend, Prim::kRecvReduceSend, Prim::kRecvReduceCopySend, Prim::kRecvCopySend}) {
-      for (bool finish : {false, true}) {
-        std::vector<float> slot[2], out[2];
-        for (int streaming = 0; streaming < 2; ++streaming) {
-          SliceKernels sk{reduceKernels(lockstepFloat32, op), sizeof(float), 4};
-          sk.streamOutput = true;
-          std::vector<float> scratch(kCount);
-          if (streaming) sk.slotScratch = scratch.data();
-          slot[streaming].assign(kCount, -1.0f);
-          out[streaming].assign(kCount, -2.0f);
-          Step step{};
-          step.prim = prim;
-          step.count = kCount;
-          step.finish = finish;
-          const char* buffers[] = {reinterpret_cast<const char*>(input.data()),
-                                   reinterpret_cast<char*>(out[streaming].data())};
-          applyPrim(step, 0, kCount, buffers, received.data(), slot[streaming].data(), sk);
+  for (bool streamOutput : {true, false}) {
+    for (lockstepRedOp_t op : {lockstepSum, lockstepAvg, lockstepMax}) {
+      for (Prim prim : {Prim::kSend, Prim::kRecvReduceSend, Prim::kRecvReduceCopySend, Prim::kRecvCopySend}) {
+        for (bool finish : {false, true}) {
+          std::vector<float> slot[2], out[2];
+          for (int streaming = 0; streaming < 2; ++streaming) {
+            SliceKernels sk{reduceKernels(lockstepFloat32, op), sizeof(float), 4};
+            sk.streamOutput = streamOutput;
+            std::vector<float> scratch(kCount);
+            if (streaming) sk.slotScratch = scratch.data();
+            slot[streaming].assign(kCount, -1.0f);
+            out[streaming].assign(kCount, -2.0f);
+            Step step{};
+            step.prim = prim;
+            step.count = kCount;
+            step.finish = finish;
+            const char* buffers[] = {reinterpret_cast<const char*>(input.data()),
+                                     reinterpret_cast<char*>(out[streaming].data())};
+            applyPrim(step, 0, kCount, buffers, received.data(), slot[streaming].data(), sk);
+          }
+          const std::string what = std::string(primName(prim)) + " " + redOpName(op) + " finish " +
+                                   std::to_string(finish) + " streamOutput " + std::to_string(streamOutput);
+          EXPECT_EQ(slot[0], slot[1]) << what;
+          EXPECT_EQ(out[0], out[1]) << what;
         }
-        EXPECT_EQ(slot[0], slot[1]) << primName(prim) << " " << redOpName(op) << " finish " << finish;
-        EXPECT_EQ(out[0], out[1]) << primName(prim) << " " << redOpName(op) << " finish " << finish;
       }
     }
   }

@@ -182,6 +182,10 @@ TEST(PeerInfoTest, WaitProfileFollowsRanksAgainstCpus) {
   EXPECT_TRUE(same(waitProfileFor(2, 2, false), kFullHostWait));
   EXPECT_TRUE(same(waitProfileFor(2, 2, true), kOversubscribedWait)) << "the caller computes meanwhile";
   EXPECT_TRUE(same(waitProfileFor(4, 2, false), kOversubscribedWait));
+  // The executor times its choice of slot stores below 8 MiB only where peers have CPUs of their own.
+  EXPECT_TRUE(waitProfileFor(4, 2, false).oversubscribed);
+  EXPECT_TRUE(waitProfileFor(2, 2, true).oversubscribed);
+  EXPECT_FALSE(waitProfileFor(2, 2, false).oversubscribed);
   EXPECT_GE(kFullHostWait.spins, WaitProfile{}.spins) << "a full host spins as long as an idle one";
   EXPECT_GT(kFullHostWait.yields, WaitProfile{}.yields) << "then yields longer: no spare CPU for helper threads";
   EXPECT_LT(kOversubscribedWait.spins, kFullHostWait.spins);
