@@ -89,9 +89,8 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   // slot. From kSlotChoiceBytes where each rank has a CPU of its own; with more ranks than CPUs
   // (or the caller's work beside a background op) only ops whose output is streamed: there a
   // call's time says more about the peers' scheduling than about the stores. On 4 ranks over 2
-  // vCPUs the choice from 32 KiB made 32 KiB-2 MiB 1.1-3x faster behind two L3s, but 32 KiB
-  // 1.25x slower sharing one (and a first version of it up to 2.4x), so it waits for a choice
-  // that the ranks agree on.
+  // vCPUs the choice from 32 KiB made 32 KiB-2 MiB 1.7-2x faster behind two L3s (medians), but
+  // 5-8 % slower at 32-512 KiB sharing one (single runs up to 1.5x); not taken, yet.
   const uint32_t shape = uint32_t{op.fp.kind} << 8 | op.fp.algorithm;
   const bool chooseSlots = slotsReadInPlace_ && !isPointToPoint(static_cast<OpKind>(op.fp.kind)) &&
                            (kernels.streamOutput || (outBytes >= kSlotChoiceBytes && !wait_.oversubscribed));
