@@ -19,11 +19,18 @@
 // The calls of a size are numbered alike on every rank (collectives are called in the same order
 // everywhere), so the samples are fixed calls: after one untimed call, ordinary, streaming,
 // ordinary, streaming; then streaming at every sampleEvery()-th call and ordinary halfway between.
-// A way's time is the least of its last kWindow samples (what a call waits for beyond its own
-// work, a peer descheduled or the host's scheduling of the vCPUs, only ever adds time), and every
-// other call takes the faster way, streaming only if it takes under kMargin of ordinary stores'
-// time. A change is followed within two periods; one sample of the slower way a period costs
-// (r - 1) / sampleEvery() of the time where it is r times as slow (0.9 % at 2.2x and 128).
+// A way's figure is the least of its last kWindow samples (what a call waits for beyond its own
+// work, a peer descheduled or the host's scheduling of the vCPUs, only ever adds time); each
+// sample may change the choice, and streaming is chosen only under kMargin of ordinary stores'
+// time. One sample of the slower way a period costs (r - 1) / sampleEvery() of the time where it
+// is r times as slow (0.9 % at 2.2x and 128).
+//
+// Between samples, the chosen way's own calls are watched: when the least of its last kRecent
+// is slow enough that the other way's figure beats it by the margin (peers now behind two L3s:
+// ordinary stores 5x slower at once), the rank switches without waiting for the samples, which
+// would take up to two periods (hundreds of calls of milliseconds each at large sizes). Its peers
+// see the same slowdown in the same few calls. A slow stretch of a dozen calls at 2-3x (which
+// these calls show at 128 KiB) does not switch: the other way's figure is 2.2x to start with.
 //
 // Each rank decides alone, from samples every rank took in the same calls, so the ranks agree
 // but for noise; a slot reads the same whatever filled it. Ops of different kinds or algorithms
@@ -50,7 +57,8 @@ class SlotStores {
   static constexpr uint64_t sampleEvery(size_t bytes) {
     return bytes >= kLargeBytes ? kSampleEveryLarge : kSampleEvery;
   }
-  static constexpr uint32_t kWindow = 2;  // samples of a way whose least time is its time
+  static constexpr uint32_t kWindow = 2;  // samples of a way whose least time is its figure
+  static constexpr uint32_t kRecent = 4;  // calls of the chosen way watched between samples
   // Streaming must take less than this fraction of ordinary stores' time to be chosen. Where it
   // is worth it, it takes 0.2-0.4 (behind two L3s); where the ranks share one, 1.05-2.2, and a
   // call's time varies 2-3x from one dozen calls to the next.
@@ -61,38 +69,60 @@ class SlotStores {
   // lookup costs nothing.
   bool streaming(uint32_t shape, size_t bytes) {
     Bucket& b = buckets_[key(shape, bytes)];
-    const uint64_t call = b.calls;
-    const uint64_t every = sampleEvery(bytes);
+    const uint64_t call = b.calls, every = sampleEvery(bytes);
     b.sample = call > 0 && (call <= 4 || call % (every / 2) == 0);
     if (call == 0) return b.last = false;          // untimed: first touches and skew
     if (call <= 4) return b.last = call % 2 == 0;  // ordinary, streaming, ordinary, streaming
     if (b.sample) return b.last = call % every == 0;
-    return b.last = b.ways[1].least() < kMargin * b.ways[0].least();
+    return b.last = b.chosen;
   }
 
   // The op chosen by the last streaming() call for this shape and size took `us`.
   void record(uint32_t shape, size_t bytes, double us) {
     Bucket& b = buckets_[key(shape, bytes)];
-    ++b.calls;
-    if (b.sample && bytes > 0) b.ways[b.last].add(us / static_cast<double>(bytes));
+    if (b.calls++ == 0 || bytes == 0) return;
+    const double x = us / static_cast<double>(bytes);
+    bool choice = b.chosen;
+    if (b.sample) {
+      b.ways[b.last].add(x);
+      choice = b.ways[1].least() < kMargin * b.ways[0].least();
+    } else {
+      b.recent.add(x);
+      if (b.recent.n >= kRecent) {
+        const double now = b.recent.least(), other = b.ways[!b.chosen].least();
+        choice = b.chosen ? now < kMargin * other : other < kMargin * now;
+        // Leaving it, the way's figure is what its calls take now: its samples are older, and
+        // compared with them, the other way would look slower at once and be left again.
+        if (choice != b.chosen) {
+          b.ways[b.chosen] = {};
+          b.ways[b.chosen].add(now);
+        }
+      }
+    }
+    if (choice != b.chosen) {
+      b.chosen = choice;
+      b.recent = {};
+    }
   }
 
  private:
-  // The last kWindow samples of one way, in microseconds per byte.
-  struct Way {
-    double usPerByte[kWindow] = {};
-    uint32_t n = 0;  // samples ever
-    void add(double x) { usPerByte[n++ % kWindow] = x; }
+  // The last N times of one way, in microseconds per byte.
+  template <uint32_t N>
+  struct Times {
+    double usPerByte[N] = {};
+    uint32_t n = 0;  // times ever
+    void add(double x) { usPerByte[n++ % N] = x; }
     double least() const {
-      return n ? *std::min_element(usPerByte, usPerByte + std::min(n, kWindow))
-               : std::numeric_limits<double>::quiet_NaN();
+      return n ? *std::min_element(usPerByte, usPerByte + std::min(n, N)) : std::numeric_limits<double>::quiet_NaN();
     }
   };
   struct Bucket {
     uint64_t calls = 0;
-    bool last = false;    // the way of the last call
-    bool sample = false;  // the last call was a sample
-    Way ways[2];          // [0] ordinary, [1] streaming
+    bool chosen = false;     // the way between samples (false: ordinary)
+    bool last = false;       // the way of the last call
+    bool sample = false;     // the last call was a sample
+    Times<kWindow> ways[2];  // samples: [0] ordinary, [1] streaming
+    Times<kRecent> recent;   // the chosen way's calls since it was chosen
   };
   static uint64_t key(uint32_t shape, size_t bytes) {
     return uint64_t{shape} << 8 | static_cast<uint64_t>(std::bit_width(bytes));  // log2, rounded up
