@@ -91,9 +91,14 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   // call's time says more about the peers' scheduling than about the stores. On 4 ranks over 2
   // vCPUs the choice from 32 KiB made 32 KiB-2 MiB 1.7-2x faster behind two L3s (medians), but
   // 5-8 % slower at 32-512 KiB sharing one (single runs up to 1.5x); not taken, yet.
+  // An op that could choose but does not is still counted: the choice's samples are calls
+  // numbered alike on every rank, and a blocking call may run inline on one rank and in the
+  // background (behind queued work) on another.
   const uint32_t shape = uint32_t{op.fp.kind} << 8 | op.fp.algorithm;
-  const bool chooseSlots = slotsReadInPlace_ && !isPointToPoint(static_cast<OpKind>(op.fp.kind)) &&
-                           (kernels.streamOutput || (outBytes >= kSlotChoiceBytes && !wait_.oversubscribed));
+  const bool mayChoose = slotsReadInPlace_ && !isPointToPoint(static_cast<OpKind>(op.fp.kind)) &&
+                         (kernels.streamOutput || outBytes >= kSlotChoiceBytes);
+  const bool chooseSlots = mayChoose && (kernels.streamOutput || !wait_.oversubscribed);
+  if (mayChoose && !chooseSlots) slotStores_.skip(shape, outBytes);
   if (chooseSlots && slotStores_.streaming(shape, outBytes)) {
     if (slotScratch_.size() < slotBytes_) slotScratch_.resize(slotBytes_);
     kernels.slotScratch = slotScratch_.data();

@@ -28,15 +28,16 @@
 // Between samples, the chosen way's own calls are watched: when the least of its last kRecent
 // is slow enough that the other way's figure beats it by the margin (peers now behind two L3s:
 // ordinary stores 5x slower at once), the rank switches without waiting for the samples, which
-// would take up to two periods (hundreds of calls of milliseconds each at large sizes). Its peers
-// see the same slowdown in the same few calls. A slow stretch of a dozen calls at 2-3x (which
-// these calls show at 128 KiB) does not switch: the other way's figure is 2.2x to start with.
+// would take up to two periods (hundreds of calls of milliseconds each at large sizes); its peers
+// see the same slowdown in the same few calls. The way it left is sampled again at the next
+// multiple of kResampleEvery: a slow stretch of a few calls (these calls show stretches at 2-3x
+// at 128 KiB), which switches where the ways are closer than that, costs at most that many.
 //
-// Each rank decides alone, from samples every rank took in the same calls, so the ranks agree
-// but for noise; a slot reads the same whatever filled it. Ops of different kinds or algorithms
-// are timed apart, even at one size: a loop alternating two of them would otherwise time one
-// way on the one and the other way on the other.
-// Pure: the caller times the ops and reports them.
+// Each rank decides alone, from samples every rank took in the same calls, so the ranks mostly
+// agree (not while one has switched on a stretch that the other did not see); a slot reads the
+// same whatever filled it. Ops of different kinds or algorithms are timed apart, even at one
+// size: a loop alternating two of them would otherwise time one way on the one and the other way
+// on the other. Pure: the caller times the ops and reports them.
 #pragma once
 
 #include <algorithm>
@@ -59,6 +60,8 @@ class SlotStores {
   }
   static constexpr uint32_t kWindow = 2;  // samples of a way whose least time is its figure
   static constexpr uint32_t kRecent = 4;  // calls of the chosen way watched between samples
+  // After the watch switched, the way it left is sampled again at the next multiple of this.
+  static constexpr uint64_t kResampleEvery = 16;
   // Streaming must take less than this fraction of ordinary stores' time to be chosen. Where it
   // is worth it, it takes 0.2-0.4 (behind two L3s); where the ranks share one, 1.05-2.2, and a
   // call's time varies 2-3x from one dozen calls to the next.
@@ -74,7 +77,17 @@ class SlotStores {
     if (call == 0) return b.last = false;          // untimed: first touches and skew
     if (call <= 4) return b.last = call % 2 == 0;  // ordinary, streaming, ordinary, streaming
     if (b.sample) return b.last = call % every == 0;
-    return b.last = b.chosen;
+    b.sample = b.resample && call % kResampleEvery == 0;
+    return b.last = b.sample ? !b.chosen : b.chosen;
+  }
+
+  // An op of this shape and size that does not choose (it runs the default, ordinary stores,
+  // untimed): counted all the same, so that the calls stay numbered alike on every rank when an
+  // op chooses on one rank and not on another (run inline on one, in the background on another).
+  void skip(uint32_t shape, size_t bytes) {
+    Bucket& b = buckets_[key(shape, bytes)];
+    ++b.calls;
+    b.sample = false;
   }
 
   // The op chosen by the last streaming() call for this shape and size took `us`.
@@ -85,6 +98,7 @@ class SlotStores {
     bool choice = b.chosen;
     if (b.sample) {
       b.ways[b.last].add(x);
+      if (b.last != b.chosen) b.resample = false;
       choice = b.ways[1].least() < kMargin * b.ways[0].least();
     } else {
       b.recent.add(x);
@@ -92,10 +106,14 @@ class SlotStores {
         const double now = b.recent.least(), other = b.ways[!b.chosen].least();
         choice = b.chosen ? now < kMargin * other : other < kMargin * now;
         // Leaving it, the way's figure is what its calls take now: its samples are older, and
-        // compared with them, the other way would look slower at once and be left again.
+        // compared with them, the other way would look slower at once and be left again. If
+        // the slow calls were a hiccup and not the stores, the sample soon after shows it (a
+        // hiccup of four calls would otherwise hold the slower way until the next sample, up
+        // to a period later: 119 calls at 2-4x in one run).
         if (choice != b.chosen) {
           b.ways[b.chosen] = {};
           b.ways[b.chosen].add(now);
+          b.resample = true;
         }
       }
     }
@@ -121,11 +139,12 @@ class SlotStores {
     bool chosen = false;     // the way between samples (false: ordinary)
     bool last = false;       // the way of the last call
     bool sample = false;     // the last call was a sample
+    bool resample = false;   // the watch left a way, to be sampled again soon
     Times<kWindow> ways[2];  // samples: [0] ordinary, [1] streaming
     Times<kRecent> recent;   // the chosen way's calls since it was chosen
   };
   static uint64_t key(uint32_t shape, size_t bytes) {
-    return uint64_t{shape} << 8 | static_cast<uint64_t>(std::bit_width(bytes));  // log2, rounded up
+    return uint64_t{shape} << 8 | static_cast<uint64_t>(std::bit_width(bytes));  // floor(log2) + 1
   }
   std::unordered_map<uint64_t, Bucket> buckets_;
 };

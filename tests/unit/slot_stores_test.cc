@@ -129,6 +129,41 @@ TEST(SlotStores, ASlowStretchDoesNotFlipTheChoice) {
   EXPECT_LE(run(s, 100, 10'000, 22'000), 100 / static_cast<int>(SlotStores::sampleEvery(kBytes)) + 1);
 }
 
+TEST(SlotStores, AHiccupThatSwitchedIsUndoneAtTheNextResample) {
+  // 128 KiB on peers sharing an L3: ordinary 10 us, streaming 13. Right after an ordinary sample
+  // (call 64), four ordinary calls take 45 us: the watch switches to streaming. The sample of
+  // ordinary stores at the next multiple of kResampleEvery brings them back, not the next
+  // regular ordinary sample (call 192).
+  SlotStores s;
+  const size_t bytes = kBytes / 512;
+  ASSERT_EQ(SlotStores::sampleEvery(bytes), 128u);
+  run(s, 65, 10'000, 13'000, bytes);
+  run(s, 4, 45'000, 13'000, bytes);
+  EXPECT_LE(run(s, 60, 10'000, 13'000, bytes), static_cast<int>(SlotStores::kResampleEvery));
+}
+
+TEST(SlotStores, AnOpThatDoesNotChooseIsCountedAllTheSame) {
+  // One rank ran call 7 in the background (no choice there), the other inline: their samples
+  // still fall on the same calls.
+  SlotStores a, b;
+  const size_t bytes = kBytes / 512;
+  std::vector<int> aStreamed, bStreamed;
+  for (int call = 0; call < 300; ++call) {
+    const bool wa = a.streaming(kShape, bytes);
+    a.record(kShape, bytes, wa ? 22'000 : 10'000);
+    if (wa) aStreamed.push_back(call);
+    if (call == 7) {
+      b.skip(kShape, bytes);
+      continue;
+    }
+    const bool wb = b.streaming(kShape, bytes);
+    b.record(kShape, bytes, wb ? 22'000 : 10'000);
+    if (wb) bStreamed.push_back(call);
+  }
+  EXPECT_EQ(aStreamed, bStreamed);
+  EXPECT_EQ(aStreamed, (std::vector<int>{2, 4, 128, 256}));
+}
+
 TEST(SlotStores, OpsOfAnotherShapeAreTimedApart) {
   // Two kinds of op alternate: one 3x faster streaming, the other 3x faster with ordinary stores.
   SlotStores s;

@@ -72,8 +72,9 @@ TEST_P(ThreadRanks, LargeBufferIsBitIdenticalAcrossRanks) {
 INSTANTIATE_TEST_SUITE_P(Ranks, ThreadRanks, ::testing::Values(1, 2, 3, 5, 8, 16));
 
 // A rank chooses, per op and size, whether to fill its send slots with ordinary or with
-// streaming stores by timing both (src/exec/slot_stores.h): the second and fourth calls of a
-// size always stream, the first and third never. Every call must give the same bytes, on every
+// streaming stores by timing both (src/exec/slot_stores.h): calls 2 and 4 of a size (counting
+// from 0) always stream, calls 1 and 3 never. A fresh communicator for each op: sum and avg of
+// one size share the count (the reduction is not part of an op's shape). Every call must give the same bytes, on every
 // rank, for every algorithm of every collective, below and above the size whose output is
 // streamed too (8 MiB at most), for sum and for avg (which scales the input where it enters).
 // Below that size the choice is made from 32 KiB where each rank has a CPU: 2 ranks here (3 on
@@ -92,40 +93,43 @@ TEST(ThreadRanks, EveryCallGivesTheSameBytesWhicheverStoresFillTheSlots) {
                                                   {OpKind::kReduce, "tree"},
                                                   {OpKind::kReduce, "chain"},
                                                   {OpKind::kAllToAll, "direct"}};
-  for (int n : {2, 3})
-    for (const auto& [kind, algo] : table) {
-      Config c;
-      c.algo = std::string(opKindName(kind)) + "=" + algo;
-      auto comms = makeComms(n, c);
-      // count: NCCL's (the per-rank block of reduce-scatter, all-gather and all-to-all).
-      for (size_t count : {size_t{12'289}, size_t{80'000}, size_t{(9 << 20) / 4 + 5}}) {
-        const bool blocks = kind == OpKind::kReduceScatter || kind == OpKind::kAllGather || kind == OpKind::kAllToAll;
-        const size_t inCount = kind == OpKind::kReduceScatter || kind == OpKind::kAllToAll ? count * n : count;
-        const size_t outCount = blocks && kind != OpKind::kReduceScatter ? count * n : count;
-        for (lockstepRedOp_t op : {lockstepSum, lockstepAvg}) {
-          const bool reduces = kind == OpKind::kAllReduce || kind == OpKind::kReduceScatter || kind == OpKind::kReduce;
-          if (op == lockstepAvg && !reduces) continue;  // the op plays no part
-          std::vector<std::vector<std::vector<float>>> out(n, std::vector<std::vector<float>>(kCalls));
-          onThreads(n, [&](int r) {
-            std::vector<float> in(inCount);
-            for (size_t i = 0; i < inCount; ++i) in[i] = 1.0f / (1 + (i * 7 + r * 13) % 101);  // inexact sums
-            for (int k = 0; k < kCalls; ++k) {
-              out[r][k].assign(outCount, -1.0f);
-              comms[r]->run(OpDesc{kind, in.data(), out[r][k].data(), count, lockstepFloat32, op, 1});
-            }
-          });
-          const std::string what = std::to_string(n) + " ranks, " + opKindName(kind) + " " + algo + " count " +
-                                   std::to_string(count) + " op " + redOpName(op);
-          for (int r = 0; r < n; ++r) {
-            if (kind == OpKind::kReduce && r != 1) continue;  // only the root's output is defined
-            EXPECT_NE(out[r][0], std::vector<float>(outCount, -1.0f)) << what << ": rank " << r << " got nothing";
-            for (int k = 1; k < kCalls; ++k)
-              ASSERT_EQ(std::memcmp(out[r][0].data(), out[r][k].data(), outCount * 4), 0)
-                  << what << ": rank " << r << ", call " << k << " differs from call 0";
-          }
+  // Runs kCalls ops of each count on fresh communicators; every call must match the first.
+  auto check = [&](int n, OpKind kind, const char* algo, lockstepRedOp_t op) {
+    Config c;
+    c.algo = std::string(opKindName(kind)) + "=" + algo;
+    auto comms = makeComms(n, c);
+    // count: NCCL's (the per-rank block of reduce-scatter, all-gather and all-to-all).
+    for (size_t count : {size_t{12'289}, size_t{80'000}, size_t{(9 << 20) / 4 + 5}}) {
+      const bool blocks = kind == OpKind::kReduceScatter || kind == OpKind::kAllGather || kind == OpKind::kAllToAll;
+      const size_t inCount = kind == OpKind::kReduceScatter || kind == OpKind::kAllToAll ? count * n : count;
+      const size_t outCount = blocks && kind != OpKind::kReduceScatter ? count * n : count;
+      std::vector<std::vector<std::vector<float>>> out(n, std::vector<std::vector<float>>(kCalls));
+      onThreads(n, [&](int r) {
+        std::vector<float> in(inCount);
+        for (size_t i = 0; i < inCount; ++i) in[i] = 1.0f / (1 + (i * 7 + r * 13) % 101);  // inexact sums
+        for (int k = 0; k < kCalls; ++k) {
+          out[r][k].assign(outCount, -1.0f);
+          comms[r]->run(OpDesc{kind, in.data(), out[r][k].data(), count, lockstepFloat32, op, 1});
         }
+      });
+      const std::string what = std::to_string(n) + " ranks, " + opKindName(kind) + " " + algo + " count " +
+                               std::to_string(count) + " op " + redOpName(op);
+      for (int r = 0; r < n; ++r) {
+        if (kind == OpKind::kReduce && r != 1) continue;  // only the root's output is defined
+        EXPECT_NE(out[r][0], std::vector<float>(outCount, -1.0f)) << what << ": rank " << r << " got nothing";
+        for (int k = 1; k < kCalls; ++k)
+          ASSERT_EQ(std::memcmp(out[r][0].data(), out[r][k].data(), outCount * 4), 0)
+              << what << ": rank " << r << ", call " << k << " differs from call 0";
       }
     }
+  };
+  for (int n : {2, 3}) {
+    for (const auto& [kind, algo] : table) {
+      check(n, kind, algo, lockstepSum);
+      const bool reduces = kind == OpKind::kAllReduce || kind == OpKind::kReduceScatter || kind == OpKind::kReduce;
+      if (reduces) check(n, kind, algo, lockstepAvg);  // elsewhere the op plays no part
+    }
+  }
 }
 
 TEST(ThreadRanks, VersionOrConfigMismatchFailsInitOnEveryRank) {
