@@ -83,7 +83,8 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
     reduceFor_ = {op.dtype, op.op, reduceKernels(op.dtype, op.op)};
   SliceKernels kernels{reduceFor_.kernels, elem, nranks_};
   const size_t outBytes = op.count * elem;
-  kernels.streamOutput = !isPointToPoint(static_cast<OpKind>(op.fp.kind)) && outBytes >= streamingThreshold();
+  const bool pointToPoint = isPointToPoint(static_cast<OpKind>(op.fp.kind));
+  kernels.streamOutput = !pointToPoint && outBytes >= streamingThreshold();
   // Ops whose peers read the slots where they lie choose how to fill them by timing both ways
   // (slot_stores.h); a socket's peer reads what the kernel copied, whatever stores filled the
   // slot. From kSlotChoiceBytes where each rank has a CPU of its own; with more ranks than CPUs
@@ -95,8 +96,7 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   // numbered alike on every rank, and a blocking call may run inline on one rank and in the
   // background (behind queued work) on another.
   const uint32_t shape = uint32_t{op.fp.kind} << 8 | op.fp.algorithm;
-  const bool mayChoose = slotsReadInPlace_ && !isPointToPoint(static_cast<OpKind>(op.fp.kind)) &&
-                         (kernels.streamOutput || outBytes >= kSlotChoiceBytes);
+  const bool mayChoose = slotsReadInPlace_ && !pointToPoint && (kernels.streamOutput || outBytes >= kSlotChoiceBytes);
   const bool chooseSlots = mayChoose && (kernels.streamOutput || !wait_.oversubscribed);
   if (mayChoose && !chooseSlots) slotStores_.skip(shape, outBytes);
   if (chooseSlots && slotStores_.streaming(shape, outBytes)) {
@@ -106,7 +106,7 @@ void HostExecutor::run(const Schedule& schedule, std::span<char* const> buffers,
   const Clock::time_point start = chooseSlots ? Clock::now() : Clock::time_point{};
   Ctx ctx{op,
           op.fp.tag(),
-          isPointToPoint(static_cast<OpKind>(op.fp.kind)),
+          pointToPoint,
           buffers.data(),
           kernels,
           deadline,
