@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "bootstrap/handshake.h"
+#include "bootstrap/reach_check.h"
 #include "src/core/config.h"
 #include "src/core/errors.h"
 #include "src/core/logging.h"
@@ -259,7 +260,22 @@ void RootService::serve(std::chrono::milliseconds timeout) {
     }
   }
   auto& ranks = bySize[formed];
+  // A rank none of the others can dial fails every rank here, naming it, before the ring dials.
+  std::vector<RankContact> contacts(formed);
   for (int r = 0; r < formed; ++r) {
+    contacts[r].listens = ranks[r].addr;
+    NetAddr mine;
+    if (connectionEnds(ranks[r].fd.get(), &mine, &contacts[r].from)) {
+      contacts[r].fromRootHost = contacts[r].from.isLoopback() || contacts[r].from.sameHost(mine);
+    }
+  }
+  const std::string unreachable = unreachableListener(contacts);
+  if (!unreachable.empty()) LS_WARN(-1, "rendezvous at " << address_.str() << " refused the job: " << unreachable);
+  for (int r = 0; r < formed; ++r) {
+    if (!unreachable.empty()) {
+      replyTo(ranks[r].fd, lockstepInvalidUsage, NetAddr{}, unreachable);
+      continue;
+    }
     replyTo(ranks[r].fd, lockstepSuccess, ranks[(r + 1) % formed].addr, "", ranks[(r + formed - 1) % formed].addr);
   }
   // Whoever came with another size is told which size won.
@@ -271,7 +287,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
                   std::to_string(formed) + " ranks that agreed formed the communicator)");
     }
   }
-  LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << formed << " ranks");
+  if (unreachable.empty()) LS_INFO(-1, "rendezvous at " << address_.str() << " complete: " << formed << " ranks");
 }
 
 namespace {

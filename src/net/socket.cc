@@ -224,10 +224,7 @@ bool pollFor(int fd, short events, Deadline deadline) {
   }
 }
 
-namespace {
-
-// A connected socket's two ends, of one family; false if either cannot be read.
-bool endpoints(int fd, NetAddr* mine, NetAddr* theirs) {
+bool connectionEnds(int fd, NetAddr* mine, NetAddr* theirs) {
   sockaddr_storage a{}, b{};
   socklen_t an = sizeof(a), bn = sizeof(b);
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &an) != 0 ||
@@ -238,9 +235,11 @@ bool endpoints(int fd, NetAddr* mine, NetAddr* theirs) {
   return true;
 }
 
+namespace {
+
 bool isSelfConnected(int fd) {
   NetAddr mine, theirs;
-  return endpoints(fd, &mine, &theirs) && mine.port == theirs.port && mine.sameHost(theirs);
+  return connectionEnds(fd, &mine, &theirs) && mine.port == theirs.port && mine.sameHost(theirs);
 }
 
 }  // namespace
@@ -356,7 +355,7 @@ namespace {
 // Both ends of the connection are addresses of this host: its bytes never leave the kernel.
 bool staysInHost(int fd) {
   NetAddr mine, theirs;
-  return endpoints(fd, &mine, &theirs) && (mine.sameHost(theirs) || theirs.isLoopback());
+  return connectionEnds(fd, &mine, &theirs) && (mine.sameHost(theirs) || theirs.isLoopback());
 }
 
 }  // namespace

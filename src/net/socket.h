@@ -68,6 +68,8 @@ class Fd {
 // before this side accepts, which keeps connection setup free of ordering deadlocks.
 Fd listenOn(const NetAddr& addr);
 NetAddr localAddress(int fd);
+// A connected socket's two ends, of one family; false if either cannot be read.
+bool connectionEnds(int fd, NetAddr* mine, NetAddr* theirs);
 
 // Connects, retrying refused connections (the listener may not be up yet) until the deadline;
 // with retryRefused false, a refusal is a SystemError (ECONNREFUSED) at once.

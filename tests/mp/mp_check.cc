@@ -155,6 +155,8 @@ int main(int argc, char** argv) {
   }
 
   lockstepComm_t comm;
+  // A failed init is reported under the rank this process was given, not as rank 0.
+  if (const char* given = std::getenv("LOCKSTEP_RANK")) rank = std::atoi(given);
   lockstepResult_t r = lockstepCommInitFromEnv(&comm);
   if (r != lockstepSuccess) return fail(r, "init");
   lockstepCommUserRank(comm, &rank);

@@ -5,7 +5,8 @@
 # LOCKSTEP_TIMEOUT for the checks); they must use shm inside a namespace and TCP between them,
 # give exact results for every collective, and never hang, also on an impaired network.
 #
-#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic impaired (default: all)
+#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic loopback impaired
+#                                         (default: all)
 #
 # The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
 # kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
@@ -19,7 +20,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -172,7 +173,8 @@ for v in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
 done
 
 # run_job NAME NRANKS HOSTOF PROGRAM ARGS...: rank r runs in namespace h$(HOSTOF[r]) as host
-# "host<h>". Each rank is bounded by `timeout`; returns non-zero if any rank failed.
+# "host<h>", with EXTRA_ENV and RANK<r>_ENV (words of NAME=value). Each rank is bounded by
+# `timeout`; returns non-zero if any rank failed, saying which unless EXPECT_FAILURE=1.
 run_job() {
   local name=$1 n=$2 hostof=$3
   shift 3
@@ -181,11 +183,11 @@ run_job() {
   pids=()
   local r
   for ((r = 0; r < n; r++)); do
-    local h=${hostmap[$r]}
-    # shellcheck disable=SC2086  # EXTRA_ENV: words of NAME=value
+    local h=${hostmap[$r]} own=RANK${r}_ENV
+    # shellcheck disable=SC2086  # EXTRA_ENV, RANK<r>_ENV: words of NAME=value
     timeout -k 5 "${JOB_SECONDS:-40}" ip netns exec "${prefix}h$h" env -i PATH="$PATH" \
       LOCKSTEP_RANK=$r LOCKSTEP_WORLD_SIZE=$n LOCKSTEP_ROOT=10.78.0.10:29500 LOCKSTEP_HOST_ID=host$h \
-      LOCKSTEP_DEBUG=INFO LOCKSTEP_TIMEOUT=20 ${EXTRA_ENV:-} ${sanitizer_env[@]+"${sanitizer_env[@]}"} \
+      LOCKSTEP_DEBUG=INFO LOCKSTEP_TIMEOUT=20 ${EXTRA_ENV:-} ${!own:-} ${sanitizer_env[@]+"${sanitizer_env[@]}"} \
       "$@" >"$work/$name.$r.log" 2>&1 &
     pids+=($!)
   done
@@ -193,13 +195,12 @@ run_job() {
   for ((r = 0; r < n; r++)); do
     wait "${pids[$r]}"
     local rc=$?
-    if [ $rc -ne 0 ]; then
-      echo "FAILED: $name rank $r exited $rc$([ $rc -eq 124 ] && echo ' (timed out: a hang)')"
-      failed=1
-    fi
+    [ $rc -eq 0 ] && continue
+    failed=1
+    [ "${EXPECT_FAILURE:-0}" = 1 ] || echo "FAILED: $name rank $r exited $rc$([ $rc -eq 124 ] && echo ' (timed out: a hang)')"
   done
   pids=()
-  if [ $failed -ne 0 ]; then
+  if [ $failed -ne 0 ] && [ "${EXPECT_FAILURE:-0}" != 1 ]; then
     for ((r = 0; r < n; r++)); do
       echo "--- $name rank $r"
       grep -v " INFO tuner" "$work/$name.$r.log" | tail -n 30
@@ -352,6 +353,28 @@ for c in "${cases[@]}"; do
       status=1
     fi
     wait
+    remove_hosts
+    ;;
+  loopback)
+    # Ranks dealt round-robin over two hosts, rank 3 told to use lo: the bootstrap ring's dial of
+    # its 127.0.0.1 failed ("refused") and rank 3, waiting for a predecessor that never came,
+    # blamed a healthy rank. The rendezvous must refuse the job at once on every rank, naming
+    # rank 3 and why, long before LOCKSTEP_TIMEOUT (20 s).
+    echo "== loopback: 4 ranks, 2 hosts (0,2 | 1,3), rank 3 with LOCKSTEP_SOCKET_IFNAME=lo"
+    make_hosts 2
+    t1=$SECONDS
+    if RANK3_ENV="LOCKSTEP_SOCKET_IFNAME=lo" EXPECT_FAILURE=1 run_job loopback 4 "0 1 0 1" "$mp_check" \
+      --colls allreduce --types float32 --counts 1 --block-counts 1; then
+      echo "FAILED: loopback: the job ran with rank 3 on loopback"
+      status=1
+    fi
+    want="rank 3 listens on loopback 127.0.0.1 on the host at 10.78.0.11; rank 0, on the rendezvous's host, cannot reach it"
+    for r in 0 1 2 3; do
+      grep -q "mp_check rank $r: init: .*rendezvous failed: $want" "$work/loopback.$r.log" ||
+        { echo "FAILED: loopback: rank $r did not name rank 3"; tail -n 5 "$work/loopback.$r.log"; status=1; }
+    done
+    [ $((SECONDS - t1)) -lt 10 ] || { echo "FAILED: loopback: the job took $((SECONDS - t1)) s to fail"; status=1; }
+    grep -h "mp_check rank" "$work/loopback.1.log"
     remove_hosts
     ;;
   impaired)

@@ -15,6 +15,7 @@
 
 #include "bootstrap/handshake.h"
 #include "bootstrap/launch.h"
+#include "bootstrap/reach_check.h"
 #include "bootstrap/root_service.h"
 #include "bootstrap/tcp_bootstrap.h"
 #include "src/core/config.h"
@@ -331,7 +332,112 @@ TEST(BootstrapErrors, ARootNamedByAHostnameThatResolvesToLoopbackListensEverywhe
       << "the root is not reachable at " << other;
 }
 
-// The root's clock starts with the first rank// The root's clock starts with the first rank, not when the id was made:
+// An address without a port ("10.0.0.1", "[::1]"): parse wants one.
+NetAddr v4(const char* text) {
+  NetAddr a = NetAddr::parse(std::string(text) + ":1");
+  a.port = 0;
+  return a;
+}
+
+RankContact contact(const char* listens, const char* from) {
+  RankContact c;
+  c.listens = v4(listens);
+  if (from) c.from = v4(from);
+  c.fromRootHost = from == nullptr;
+  return c;
+}
+
+// Ranks dealt round-robin over two hosts, rank 3 told to use lo: the ring's first dial (rank 2
+// to rank 3's 127.0.0.1) once failed with "refused", and rank 3 blamed rank 2 for never
+// connecting. The rendezvous sees every address first and names rank 3.
+TEST(ReachCheck, ALoopbackListenerWithRanksOnAnotherHostIsNamed) {
+  std::vector<RankContact> ranks = {contact("10.0.0.1", nullptr), contact("10.0.0.2", "10.0.0.2"),
+                                    contact("10.0.0.1", nullptr), contact("127.0.0.1", "10.0.0.2")};
+  const std::string why = unreachableListener(ranks);
+  EXPECT_NE(why.find("rank 3 listens on loopback 127.0.0.1 on the host at 10.0.0.2; rank 0, on the rendezvous's "
+                     "host, cannot reach it: set LOCKSTEP_SOCKET_IFNAME on rank 3's host"),
+            std::string::npos)
+      << why;
+  EXPECT_LT(why.size(), sizeof(RootReply::message)) << why;
+  // On the rendezvous's host, with another host in the job: named the same way.
+  ranks[3].listens = v4("10.0.0.2");
+  ranks[2].listens = v4("127.0.0.1");
+  EXPECT_NE(unreachableListener(ranks).find("rank 2 listens on loopback 127.0.0.1 on the rendezvous's host; rank 1, "
+                                            "on the host at 10.0.0.2, cannot reach it"),
+            std::string::npos)
+      << unreachableListener(ranks);
+  ranks[2].listens = v4("169.254.7.7");
+  EXPECT_NE(unreachableListener(ranks).find("rank 2 listens on link-local 169.254.7.7"), std::string::npos);
+}
+
+TEST(ReachCheck, LoopbackListenersOnOneHostAreFine) {
+  // Every rank on the rendezvous's host, whichever address it dialled and listens on.
+  EXPECT_EQ(unreachableListener({contact("127.0.0.1", nullptr), contact("10.0.0.1", nullptr)}), "");
+  // Every rank on one other host (an id made elsewhere): they reach each other's loopback.
+  EXPECT_EQ(unreachableListener({contact("127.0.0.1", "10.0.0.2"), contact("127.0.0.1", "10.0.0.2")}), "");
+  // No loopback anywhere: reachability across hosts is the network's to decide.
+  EXPECT_EQ(unreachableListener({contact("10.0.0.1", nullptr), contact("10.0.0.2", "10.0.0.2")}), "");
+  // A rank whose connection could not tell where it came from raises no alarm.
+  RankContact unknown = contact("10.0.0.3", "10.0.0.3");
+  unknown.from = NetAddr{};
+  EXPECT_EQ(unreachableListener({contact("127.0.0.1", nullptr), unknown}), "");
+  // The longest addresses still fit the reply.
+  RankContact six;
+  six.listens = v4("[::1]");
+  six.from = v4("[fd12:3456:789a:bcde:f012:3456:789a:bcde]");
+  RankContact other = six;
+  other.from = v4("[fd12:3456:789a:bcde:f012:3456:789a:bcdf]");
+  other.listens = other.from;
+  const std::string why = unreachableListener({six, other});
+  EXPECT_NE(why.find("rank 0 listens on loopback ::1"), std::string::npos) << why;
+  EXPECT_LT(why.size(), sizeof(RootReply::message)) << why;
+}
+
+// Real ranks of one host, one listening on loopback and dialling the rendezvous there, the other
+// dialling this host's own address: the second's connection comes from that address, not from
+// loopback, and must still count as the rendezvous's host.
+TEST(ReachCheck, ARankDiallingThisHostsOwnAddressIsOnTheRendezvousHost) {
+  std::string other;
+  ifaddrs* ifs = nullptr;
+  ASSERT_EQ(getifaddrs(&ifs), 0);
+  for (ifaddrs* i = ifs; i && other.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
+    if (std::string(text).rfind("127.", 0) != 0) other = text;
+  }
+  freeifaddrs(ifs);
+  if (other.empty()) GTEST_SKIP() << "no address but loopback";
+  Secret secret = randomSecret();
+  NetAddr everywhere;
+  everywhere.family = AF_INET;
+  const auto timeout = std::chrono::seconds(5);  // a failure here is one rank waiting for the other
+  RootService root(everywhere, secret, timeout);
+  const uint64_t commId = commIdFromSecret(secret);
+  const UniqueIdInfo viaLoopback{NetAddr::loopback(root.address().port), secret};
+  const UniqueIdInfo viaHost{NetAddr::parse(other + ":" + std::to_string(root.address().port)), secret};
+  std::unique_ptr<TcpBootstrap> zero;
+  std::string zeroError;
+  std::thread t([&] {
+    try {
+      zero = std::make_unique<TcpBootstrap>(viaLoopback, commId, 0, 2, NetAddr::loopback(), timeout);
+    } catch (const std::exception& e) {
+      zeroError = e.what();
+    }
+  });
+  std::unique_ptr<TcpBootstrap> one;
+  std::string oneError;
+  try {
+    one = std::make_unique<TcpBootstrap>(viaHost, commId, 1, 2, v4(other.c_str()), timeout);
+  } catch (const std::exception& e) {
+    oneError = e.what();
+  }
+  t.join();
+  EXPECT_EQ(zeroError, "");
+  EXPECT_EQ(oneError, "");
+}
+
+// The root's clock starts with the first rank, not when the id was made:
 // under a launcher ranks may work longer than the timeout (loading data) before their init.
 TEST(BootstrapErrors, TheRendezvousWaitsForItsFirstRankWithoutATimeLimit) {
   const auto timeout = std::chrono::milliseconds(1000);  // the second rank has this long after the first

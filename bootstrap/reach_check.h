@@ -1,0 +1,33 @@
+// What the rendezvous can tell about reachability before any rank dials another: each rank's
+// bootstrap address (where its peers will connect, the data links' address too) and the source
+// of its connection to the rendezvous, which says which host (or network namespace) it is on.
+//
+// A rank listening on a loopback or link-local address cannot be reached from another host. The
+// communicator's own check (checkCrossHostAddresses) sees it only after the bootstrap ring has
+// formed, and that ring dials the address first: with ranks dealt round-robin over the hosts, the
+// rank dialling it failed at "connecting to its ring successor ... refused", and the misconfigured
+// rank, left waiting for its predecessor, blamed that healthy rank. The rendezvous has every
+// rank's address before anyone dials, so it refuses the job there, on every rank alike.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "src/net/socket.h"
+
+namespace lockstep {
+
+struct RankContact {
+  NetAddr listens;            // the address it published (its bootstrap listener)
+  NetAddr from;               // the source address of its connection to the rendezvous
+  bool fromRootHost = false;  // `from` is loopback or an address of the rendezvous's own host
+};
+
+// Empty, or why some rank listens where another cannot reach it, naming both (it fits a
+// RootReply's message). Ranks whose connections came from one address, or all from the
+// rendezvous's host, count as one host; NAT can hide several hosts behind one address, so a
+// miss is possible, a false alarm is not (but for ranks of one host that reach the rendezvous
+// from different source addresses).
+std::string unreachableListener(const std::vector<RankContact>& ranks);
+
+}  // namespace lockstep
