@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cstring>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -159,6 +160,19 @@ NetAddr pickLocalAddress(const std::string& spec) { return chooseInterface(spec)
 
 namespace {
 
+// Tries `attempt` again every 250 ms until it gives a choice or `timeout` has passed (one last
+// try after it): how a rank waits for the network to come up (a link, an address DHCP has not
+// given yet) instead of failing at once.
+template <class Attempt>
+std::optional<InterfaceChoice> retryUntil(std::chrono::milliseconds timeout, Attempt attempt) {
+  const Deadline dl = Deadline::after(timeout);
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (std::optional<InterfaceChoice> nic = attempt()) return nic;
+    if (dl.expired()) return std::nullopt;
+  }
+}
+
 // The interfaces of this host LOCKSTEP_SOCKET_IFNAME names, up or not, with an address or not.
 std::string namedInterfaces(const std::string& spec) {
   std::string names;
@@ -185,18 +199,17 @@ InterfaceChoice awaitNamedInterface(const std::string& spec, const NetAddr* root
     LS_WARN(rank, "rank " << rank << ": LOCKSTEP_SOCKET_IFNAME=" << spec << " names " << names
                           << ", not up with an address yet; waiting up to LOCKSTEP_TIMEOUT");
   }
-  const Deadline dl = Deadline::after(timeout);
-  for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  const auto nic = retryUntil(timeout, [&]() -> std::optional<InterfaceChoice> {
     try {
       return chooseInterface(spec, root);
     } catch (const InvalidArgument&) {
-      if (!dl.expired()) continue;
-      throw Timeout("rank " + std::to_string(rank) + ": LOCKSTEP_SOCKET_IFNAME=" + spec + " names " +
-                    namedInterfaces(spec) + ", which did not come up with an address within LOCKSTEP_TIMEOUT (" +
-                    std::to_string(timeout.count()) + " ms)");
+      return std::nullopt;
     }
-  }
+  });
+  if (nic) return *nic;
+  throw Timeout("rank " + std::to_string(rank) + ": LOCKSTEP_SOCKET_IFNAME=" + spec + " names " +
+                namedInterfaces(spec) + ", which did not come up with an address within LOCKSTEP_TIMEOUT (" +
+                std::to_string(timeout.count()) + " ms)");
 }
 
 }  // namespace
@@ -208,12 +221,12 @@ InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std
   if (!nic.rendezvousUnreachable) return nic;
   LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << root.str() << " (" << nic.name << " "
                         << nic.addr.hostStr() << " is all there is); waiting up to LOCKSTEP_TIMEOUT for the network");
-  const Deadline dl = Deadline::after(timeout);
-  while (nic.rendezvousUnreachable && !dl.expired()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  const auto reaching = retryUntil(timeout, [&]() -> std::optional<InterfaceChoice> {
     nic = chooseInterface(spec, &root);
-  }
-  if (!nic.rendezvousUnreachable) return nic;
+    if (nic.rendezvousUnreachable) return std::nullopt;
+    return nic;
+  });
+  if (reaching) return *reaching;
   throw Timeout("rank " + std::to_string(rank) + ": no interface of this host reached the rendezvous at " + root.str() +
                 " within LOCKSTEP_TIMEOUT (" + std::to_string(timeout.count()) + " ms): only " + nic.name + " " +
                 nic.addr.hostStr() + (nic.name == "lo" ? " is up" : " is up, and no route leads there") +
