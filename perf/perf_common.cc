@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include "kernels/dtype.h"
 
@@ -59,73 +60,75 @@ namespace {
 
 Args parseArgs(int argc, char** argv, const char* program) {
   Args a;
+  std::string k;  // the option being read, and its value
+  const char* v = nullptr;
+  auto size = [&](size_t* out) {
+    if (!parseSize(v, out)) usage(program, (k + " " + v + ": not a size (e.g. 8, 64K, 256M, 1G)").c_str());
+  };
+  auto integer = [&](int* out) {
+    char* end = nullptr;
+    long n = std::strtol(v, &end, 10);
+    if (end == v || *end != '\0' || n < -1000000000L || n > 1000000000L) {
+      usage(program, (k + " " + v + ": not an integer").c_str());
+    }
+    *out = static_cast<int>(n);
+  };
+  // One table of the options and what each value sets, so that the unknown-option check (made
+  // before the missing-value one: a stray last "-x" is unknown, not missing its value) and the
+  // parsing cannot drift apart.
+  const std::pair<const char*, std::function<void()>> options[] = {
+      {"-b", [&] { size(&a.minBytes); }},
+      {"-e", [&] { size(&a.maxBytes); }},
+      {"-f", [&] { size(&a.factor); }},
+      {"-n", [&] { integer(&a.iters); }},
+      {"-w", [&] { integer(&a.warmup); }},
+      {"-t", [&] { size(&a.targetBytes); }},
+      {"-m",
+       [&] {
+         if (std::strcmp(v, "device") == 0 || std::strcmp(v, "host") == 0) {
+           a.deviceMemory = std::strcmp(v, "device") == 0;
+         } else {
+           integer(&a.minIters);
+         }
+       }},
+      {"-c",
+       [&] {
+         int c = 0;
+         integer(&c);
+         a.check = c != 0;
+       }},
+      {"-a", [&] { a.algo = v; }},
+      {"-T", [&] { integer(&a.threads); }},
+      {"-r", [&] { integer(&a.root); }},
+      {"-d",
+       [&] {
+         a.types.clear();
+         for (int t = 0; t < lockstepNumTypes; ++t) {
+           if (std::strcmp(v, "all") == 0) a.types.push_back(static_cast<lockstepDataType_t>(t));
+         }
+         lockstepDataType_t t;
+         if (a.types.empty() && !parseDataType(v, &t)) usage(program, ("unknown dtype " + std::string(v)).c_str());
+         if (a.types.empty()) a.types.push_back(t);
+       }},
+      {"-o",
+       [&] {
+         a.ops.clear();
+         for (int o = 0; o < lockstepNumOps; ++o) {
+           if (std::strcmp(v, "all") == 0) a.ops.push_back(static_cast<lockstepRedOp_t>(o));
+         }
+         lockstepRedOp_t o;
+         if (a.ops.empty() && !parseRedOp(v, &o)) usage(program, ("unknown op " + std::string(v)).c_str());
+         if (a.ops.empty()) a.ops.push_back(o);
+       }},
+  };
   for (int i = 1; i < argc; i += 2) {
-    std::string k = argv[i];
+    k = argv[i];
     if (k == "-h" || k == "--help") usage(program, nullptr);
-    static const char* const kKnown[] = {"-b", "-e", "-f", "-n", "-w", "-t", "-m", "-c", "-a", "-T", "-r", "-d", "-o"};
-    if (std::find(std::begin(kKnown), std::end(kKnown), k) == std::end(kKnown)) {
-      usage(program, ("unknown option " + k).c_str());
-    }
+    const auto* opt = std::find_if(std::begin(options), std::end(options), [&](const auto& o) { return k == o.first; });
+    if (opt == std::end(options)) usage(program, ("unknown option " + k).c_str());
     if (i + 1 >= argc) usage(program, ("missing value for " + k).c_str());
-    const char* v = argv[i + 1];
-    auto size = [&](size_t* out) {
-      if (!parseSize(v, out)) usage(program, (k + " " + v + ": not a size (e.g. 8, 64K, 256M, 1G)").c_str());
-    };
-    auto integer = [&](int* out) {
-      char* end = nullptr;
-      long n = std::strtol(v, &end, 10);
-      if (end == v || *end != '\0' || n < -1000000000L || n > 1000000000L) {
-        usage(program, (k + " " + v + ": not an integer").c_str());
-      }
-      *out = static_cast<int>(n);
-    };
-    if (k == "-b")
-      size(&a.minBytes);
-    else if (k == "-e")
-      size(&a.maxBytes);
-    else if (k == "-f")
-      size(&a.factor);
-    else if (k == "-n")
-      integer(&a.iters);
-    else if (k == "-w")
-      integer(&a.warmup);
-    else if (k == "-t")
-      size(&a.targetBytes);
-    else if (k == "-m" && std::strcmp(v, "device") == 0)
-      a.deviceMemory = true;
-    else if (k == "-m" && std::strcmp(v, "host") == 0)
-      a.deviceMemory = false;
-    else if (k == "-m")
-      integer(&a.minIters);
-    else if (k == "-c") {
-      int c = 0;
-      integer(&c);
-      a.check = c != 0;
-    } else if (k == "-a")
-      a.algo = v;
-    else if (k == "-T")
-      integer(&a.threads);
-    else if (k == "-r")
-      integer(&a.root);
-    else if (k == "-d") {
-      a.types.clear();
-      for (int t = 0; t < lockstepNumTypes; ++t) {
-        if (std::strcmp(v, "all") == 0) a.types.push_back(static_cast<lockstepDataType_t>(t));
-      }
-      lockstepDataType_t t;
-      if (a.types.empty() && !parseDataType(v, &t)) usage(program, ("unknown dtype " + std::string(v)).c_str());
-      if (a.types.empty()) a.types.push_back(t);
-    } else if (k == "-o") {
-      a.ops.clear();
-      for (int o = 0; o < lockstepNumOps; ++o) {
-        if (std::strcmp(v, "all") == 0) a.ops.push_back(static_cast<lockstepRedOp_t>(o));
-      }
-      lockstepRedOp_t o;
-      if (a.ops.empty() && !parseRedOp(v, &o)) usage(program, ("unknown op " + std::string(v)).c_str());
-      if (a.ops.empty()) a.ops.push_back(o);
-    } else {
-      usage(program, ("unknown option " + k).c_str());
-    }
+    v = argv[i + 1];
+    opt->second();
   }
   if (a.factor < 2) usage(program, "-f must be 2 or more (each size is the one before times -f)");
   if (a.minBytes == 0 || a.maxBytes == 0) usage(program, "-b and -e must be positive sizes (e.g. 8, 64K, 256M)");
