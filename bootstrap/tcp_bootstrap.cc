@@ -129,22 +129,35 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   } catch (const Error& e) {
     fail(e, next, "connecting to its ring successor");
   }
+  Probe seen = Probe::kUnknown;  // the predecessor's listener, when last probed
   try {
-    Deadline probe = Deadline::after(kProbeEvery);
-    bool gone = false;
+    Deadline nextProbe = Deadline::after(kProbeEvery);
     serveUntil(dl, [&] {
       if (prev_.valid()) return true;
       // A predecessor that failed (or died) before it connected never will. Gone counts after
       // one more pass: a connection it made before it left may just be arriving.
-      if (gone) {
+      if (seen == Probe::kGone) {
         throw goneError(prev, "for it to connect as its ring predecessor");
       }
-      if (probe.expired()) {
-        gone = !peerListening(prev);
-        probe = Deadline::after(kProbeEvery);
+      if (nextProbe.expired()) {
+        seen = probe(prev);
+        nextProbe = Deadline::after(kProbeEvery);
       }
       return false;
     });
+  } catch (const Timeout& e) {
+    // Up all along (this rank reached it), yet it never reached this rank: most likely this
+    // rank's address leads nowhere from its host (an interface the others have no route to),
+    // which its own error says from its side ("no answer from rank <this>").
+    if (seen == Probe::kAnswered) {
+      throw Timeout(
+          "bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
+          " ms waiting for its ring predecessor, rank " + std::to_string(prev) + " (" + peers_[prev].str() +
+          "), to connect to it at " + peers_[rank_].str() + ": rank " + std::to_string(prev) +
+          " is up (this rank reached it) but never got through: can its host reach " + peers_[rank_].hostStr() +
+          "? (LOCKSTEP_SOCKET_IFNAME chooses this rank's interface) Or is it stopped or stuck?");
+    }
+    fail(e, prev, "waiting for its ring predecessor to connect");
   } catch (const Error& e) {
     fail(e, prev, "waiting for its ring predecessor to connect");
   }
@@ -343,8 +356,10 @@ RemoteError TcpBootstrap::goneError(int peer, const std::string& waitedFor) cons
                                " (its process exited, or its setup failed)");
 }
 
-bool TcpBootstrap::peerListening(int peer) {
-  if (peer < 0 || peer >= nranks_ || peer == rank_ || !peers_[peer].valid()) return true;
+bool TcpBootstrap::peerListening(int peer) { return probe(peer) != Probe::kGone; }
+
+TcpBootstrap::Probe TcpBootstrap::probe(int peer) {
+  if (peer < 0 || peer >= nranks_ || peer == rank_ || !peers_[peer].valid()) return Probe::kUnknown;
   char probe[sizeof(Hello) + sizeof(P2PHeader)];
   const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
   const P2PHeader hdr{kProbeTag, 0, 0};
@@ -362,11 +377,11 @@ bool TcpBootstrap::peerListening(int peer) {
                         "bootstrap: rank " + std::to_string(rank_) + " checking whether rank " + std::to_string(peer) +
                             " is still there");
     }
-    return e.err != ECONNREFUSED;
+    return e.err == ECONNREFUSED ? Probe::kGone : Probe::kUnknown;
   } catch (const Error&) {
-    // Slow or reset: not known to be gone.
+    return Probe::kUnknown;  // slow or reset: not known to be gone
   }
-  return true;
+  return Probe::kAnswered;
 }
 
 void TcpBootstrap::recv(int peer, int tag, void* data, size_t bytes) {

@@ -51,6 +51,10 @@ class TcpBootstrap : public Bootstrap {
     int tag;
     std::vector<char> data;
   };
+  // What a probe of a peer's listener found: it took the probe, it refused it (gone), or neither
+  // (slow, reset: not known to be gone).
+  enum class Probe { kAnswered, kGone, kUnknown };
+  Probe probe(int peer);
   Deadline deadline() const { return Deadline::after(timeout_); }
   void rendezvous(const UniqueIdInfo& id, Deadline deadline);
   // Serves the listener until done() holds: the ring predecessor's connection, or point-to-point

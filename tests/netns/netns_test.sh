@@ -5,8 +5,8 @@
 # LOCKSTEP_TIMEOUT for the checks); they must use shm inside a namespace and TCP between them,
 # give exact results for every collective, and never hang, also on an impaired network.
 #
-#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic loopback impaired
-#                                         (default: all)
+#   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic loopback decoy
+#                                         impaired (default: all)
 #
 # The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
 # kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
@@ -20,7 +20,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback decoy impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -375,6 +375,24 @@ for c in "${cases[@]}"; do
     done
     [ $((SECONDS - t1)) -lt 10 ] || { echo "FAILED: loopback: the job took $((SECONDS - t1)) s to fail"; status=1; }
     grep -h "mp_check rank" "$work/loopback.1.log"
+    remove_hosts
+    ;;
+  decoy)
+    # Rank 1 told to use its decoy, which no other host can route to. Nothing can tell that
+    # before a dial: rank 0's dial fails naming rank 1's address, and rank 1, which reached rank
+    # 0 while it waited, must point at its own address, not blame rank 0 for never connecting.
+    echo "== decoy: 2 ranks, 2 hosts, rank 1 with LOCKSTEP_SOCKET_IFNAME=decoy0 (LOCKSTEP_TIMEOUT=4)"
+    make_hosts 2
+    if RANK1_ENV="LOCKSTEP_SOCKET_IFNAME=decoy0" EXTRA_ENV="LOCKSTEP_TIMEOUT=4" EXPECT_FAILURE=1 run_job decoy 2 \
+      "0 1" "$mp_check" --colls allreduce --types float32 --counts 1 --block-counts 1; then
+      echo "FAILED: decoy: the job ran with rank 1 on an interface nobody reaches"
+      status=1
+    fi
+    grep -h "mp_check rank" "$work"/decoy.*.log
+    grep -q "mp_check rank 0: init: .*no answer from rank 1 (10.99.1.1:[0-9]*) (the last try: Network is unreachable)" \
+      "$work/decoy.0.log" || { echo "FAILED: decoy: rank 0 did not name rank 1's address"; status=1; }
+    grep -q "mp_check rank 1: init: .*rank 0 .* is up (this rank reached it) but never got through: can its host reach 10.99.1.1?" \
+      "$work/decoy.1.log" || { echo "FAILED: decoy: rank 1 did not point at its own address"; status=1; }
     remove_hosts
     ;;
   impaired)
