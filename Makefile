@@ -18,8 +18,11 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j$(JOBS)
 
+# The tests that make ranks fail leave flight-recorder dumps in TMPDIR (a few hundred small files
+# a run): they go to a folder of the build, emptied each run, instead of piling up in /tmp.
 test: build
-	cd $(BUILD) && ctest --output-on-failure --no-tests=error
+	rm -rf $(BUILD)/test-tmp && mkdir -p $(BUILD)/test-tmp
+	cd $(BUILD) && TMPDIR=$(abspath $(BUILD))/test-tmp ctest --output-on-failure --no-tests=error
 
 # Then, where the anchors are (../shared/anchors, or ANCHORS=dir), Lockstep against OpenMPI in
 # BENCH_RUNS interleaved runs, with ratios and the issue-5 targets (perf/compare; --suite for all).

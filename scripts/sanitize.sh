@@ -32,6 +32,9 @@ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$fla
   -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" -DLOCKSTEP_WITH_CUDA=OFF >/dev/null
 cmake --build "$build" -j"$(nproc)"
 cd "$build"
+# Flight-recorder dumps of the failure tests go here, not to /tmp (as `make test` does).
+rm -rf test-tmp && mkdir test-tmp
+export TMPDIR=$PWD/test-tmp
 # The fuzz smoke has its own sanitizers; formatting is not code; the install check links an
 # uninstrumented C program against the library, which a sanitizer runtime cannot serve.
 ctest --output-on-failure -E "fuzz_smoke|clang_format|install_and_link|mpirun_np4|netns_multihost${skip:-}" "$@"
