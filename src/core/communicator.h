@@ -151,7 +151,8 @@ class Communicator {
   // receives make, or receives more than is there, can never end (selfDeadlock).
   size_t selfHeld_ = 0;
   // A receive from itself was refused: sends to itself queued behind it (an Irecv then an Isend)
-  // would leave messages a later receive took as its own, so every later one is refused too.
+  // would leave messages a later receive took as its own, so every later one to itself is
+  // refused too (those to its peers go on).
   bool selfReceiveRefused_ = false;
   std::string selfDeadlock(const Work& w, const MessageCounts& self);
   std::vector<const char*> transportNames_;

@@ -167,11 +167,29 @@ TEST_F(SmallSlots, SendsToItselfThatCanNeverEndAreRefusedAtOnceAndTheCommunicato
     EXPECT_NE(why.find("refused since a receive from itself was"), std::string::npos) << why;
     refused(lockstepSend(a.data(), fits, lockstepInt32, r, comms[r], nullptr), "a later send");
     EXPECT_LT(seconds(), 5.0);
-    // The communicator goes on with its peer.
+    // The communicator goes on with its peer: collectives, and sends and receives to it (they
+    // were once refused as "to rank r (itself)", leaving the peer's matching call to time out).
     int32_t x = r + 1, sum = 0;
     ASSERT_EQ(lockstepAllReduce(&x, &sum, 1, lockstepInt32, lockstepSum, comms[r], nullptr), lockstepSuccess)
         << lockstepGetLastError(nullptr);
     EXPECT_EQ(sum, 3);
+    const int peer = 1 - r;
+    int32_t got = -1;
+    lockstepGroupStart();
+    lockstepSend(&x, 1, lockstepInt32, peer, comms[r], nullptr);
+    lockstepRecv(&got, 1, lockstepInt32, peer, comms[r], nullptr);
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lockstepGetLastError(nullptr);
+    EXPECT_EQ(got, peer + 1);
+    if (r == 0) {
+      ASSERT_EQ(lockstepSend(&x, 1, lockstepInt32, peer, comms[r], nullptr), lockstepSuccess)
+          << lockstepGetLastError(nullptr);
+    } else {
+      ASSERT_EQ(lockstepRecv(&got, 1, lockstepInt32, peer, comms[r], nullptr), lockstepSuccess)
+          << lockstepGetLastError(nullptr);
+      EXPECT_EQ(got, 1);
+    }
+    // And to itself, still refused.
+    refused(lockstepSend(a.data(), fits, lockstepInt32, r, comms[r], nullptr), "a send to itself after all that");
   });
   destroyAll(comms);
 }
