@@ -74,6 +74,15 @@ LaunchPlan planLaunch(const Config& config) {
     try {
       plan.rootService = std::make_unique<RootService>(bind, plan.id.secret, config.timeout);
     } catch (const SystemError& e) {
+      if (e.err == EADDRINUSE) {
+        // Rank 0 serves the rendezvous itself, so a second rank 0 (or one of a job still
+        // running, or another program on the port) meets the port taken, not the rendezvous's
+        // "registered twice".
+        throw SystemError(e.syscall, e.err,
+                          "rank 0 set up the rendezvous at LOCKSTEP_ROOT=" + env.root + " (" + plan.id.root.str() +
+                              "): its port is taken, by another process given rank 0, a job still running, or "
+                              "another program");
+      }
       if (e.err != EADDRNOTAVAIL) throw;
       // The name resolves to an address this host does not own (NAT, alias): listen on all. Or
       // rank 0 runs on another host than LOCKSTEP_ROOT names (a wrong MASTER_ADDR), where the

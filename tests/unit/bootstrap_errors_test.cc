@@ -437,6 +437,35 @@ TEST(ReachCheck, ARankDiallingThisHostsOwnAddressIsOnTheRendezvousHost) {
   EXPECT_EQ(oneError, "");
 }
 
+// Under LOCKSTEP_ROOT rank 0 serves the rendezvous itself, so a second rank 0 cannot get to the
+// rendezvous's "registered twice": it meets the port taken, and is told who may hold it (it once
+// read only "bind failed: Address already in use").
+TEST(BootstrapErrors, ASecondRankZeroUnderLockstepRootIsToldItsPortIsTaken) {
+  Fd probe = listenOn(NetAddr::loopback());
+  const std::string root = "127.0.0.1:" + std::to_string(localAddress(probe.get()).port);
+  probe.reset();
+  const std::map<std::string, std::string> env{
+      {"LOCKSTEP_ROOT", root}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
+  Config c = Config::fromVariables([&](const char* v) -> const char* {
+    auto it = env.find(v);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  c.timeout = kTimeout;
+  LaunchPlan first = planLaunch(c);
+  ASSERT_TRUE(first.rootService);
+  try {
+    LaunchPlan second = planLaunch(c);
+    ADD_FAILURE() << "a second rank 0 served the same port";
+  } catch (const SystemError& e) {
+    EXPECT_EQ(e.err, EADDRINUSE);
+    EXPECT_NE(std::string(e.what()).find("rendezvous at LOCKSTEP_ROOT=" + root + " (127.0.0.1:" + root.substr(10) +
+                                         "): its port is taken, by another "
+                                         "process given rank 0"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // The root's clock starts with the first rank, not when the id was made:
 // under a launcher ranks may work longer than the timeout (loading data) before their init.
 TEST(BootstrapErrors, TheRendezvousWaitsForItsFirstRankWithoutATimeLimit) {
