@@ -375,9 +375,12 @@ void HostExecutor::flush(Ctx& ctx) {
                                ? " (sends and receives that must progress together, such "
                                  "as an exchange, belong in one lockstepGroupStart/End)"
                                : "";
-  throw Timeout(ctx.op.label() + " (" + std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype) +
-                ") timed out after " + std::to_string(timeout_.count()) + " ms on rank " + std::to_string(rank_) +
-                ", waiting for " + waitingFor + (late.empty() ? "" : "; " + late) + hint);
+  // Sends and receives move bytes (a group's may mix datatypes): their size is said in bytes.
+  const std::string size = ctx.pointToPoint ? std::to_string(ctx.op.count) + " bytes"
+                                            : std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype);
+  throw Timeout(ctx.op.label() + " (" + size + ") timed out after " + std::to_string(timeout_.count()) +
+                " ms on rank " + std::to_string(rank_) + ", waiting for " + waitingFor +
+                (late.empty() ? "" : "; " + late) + hint);
 }
 
 }  // namespace lockstep

@@ -108,8 +108,11 @@ TEST_F(SmallSlots, AnUngroupedExchangeBeyondTheBufferingTimesOutSayingToGroupIt)
     if (lockstepWait(&send, -1) != lockstepSuccess) errors[r] = lockstepGetLastError(nullptr);
     lockstepWait(&recv, -1);
   });
-  for (int r = 0; r < 2; ++r)
+  for (int r = 0; r < 2; ++r) {
     EXPECT_NE(errors[r].find("belong in one lockstepGroupStart/End"), std::string::npos) << errors[r];
+    // The size in bytes (it read "262144 x uint8" for int32s).
+    EXPECT_NE(errors[r].find("send (262144 bytes) timed out"), std::string::npos) << errors[r];
+  }
   destroyAll(comms);
 }
 
