@@ -23,10 +23,17 @@ std::string unreachableListener(const std::vector<RankContact>& ranks) {
     if (!a.isLoopback() && !a.isLinkLocal()) continue;
     for (size_t q = 0; q < ranks.size(); ++q) {
       if (sameHost(ranks[p], ranks[q])) continue;
-      return "rank " + std::to_string(p) + " listens on " + (a.isLoopback() ? "loopback " : "link-local ") +
-             a.hostStr() + " on " + where(ranks[p]) + "; rank " + std::to_string(q) + ", on " + where(ranks[q]) +
-             ", cannot reach it: set LOCKSTEP_SOCKET_IFNAME on rank " + std::to_string(p) +
-             "'s host to an interface every host reaches";
+      const std::string rp = "rank " + std::to_string(p), rq = "rank " + std::to_string(q);
+      const std::string listens = rp + " listens on " + (a.isLoopback() ? "loopback " : "link-local ") + a.hostStr();
+      std::string why = listens + " on " + where(ranks[p]) + "; " + rq + ", on " + where(ranks[q]) +
+                        ", cannot reach it: set LOCKSTEP_SOCKET_IFNAME on " + rp +
+                        "'s host to an interface every host reaches";
+      // Long IPv6 addresses and rank numbers: the hosts' addresses go (the rendezvous's log has them).
+      if (why.size() > kReachMessageMax) {
+        why = listens + ", which " + rq + " on another host cannot reach: set LOCKSTEP_SOCKET_IFNAME on " + rp +
+              "'s host";
+      }
+      return why;
     }
   }
   return "";

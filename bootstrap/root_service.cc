@@ -269,6 +269,7 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       contacts[r].fromRootHost = contacts[r].from.isLoopback() || contacts[r].from.sameHost(mine);
     }
   }
+  static_assert(sizeof(RootReply::message) > kReachMessageMax, "the reason must fit the reply");
   const std::string unreachable = unreachableListener(contacts);
   if (!unreachable.empty()) LS_WARN(-1, "rendezvous at " << address_.str() << " refused the job: " << unreachable);
   for (int r = 0; r < formed; ++r) {

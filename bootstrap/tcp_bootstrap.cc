@@ -129,33 +129,51 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   } catch (const Error& e) {
     fail(e, next, "connecting to its ring successor");
   }
-  Probe seen = Probe::kUnknown;  // the predecessor's listener, when last probed
+  // Whether the predecessor's listener ever took a probe. Then it was up, and if it never
+  // connected, either its dial of this rank's address got nowhere (an interface its host has no
+  // route to; its own error names the address) or it is stopped or stuck (a stopped process's
+  // listener still completes connections). Only a predecessor elsewhere can fail to reach this
+  // rank's address, so only then is that asked.
+  bool answered = false;
+  const NetAddr& mine = peers_[rank_];
+  const bool elsewhere = !peers_[prev].sameHost(mine) && !(peers_[prev].isLoopback() && mine.isLoopback());
+  auto neverConnected = [&] {
+    return "it answered (this rank reached it) but never connected to this rank at " + mine.str() +
+           (elsewhere ? ": can its host reach " + mine.hostStr() +
+                            "? (its own error says what its dial met; LOCKSTEP_SOCKET_IFNAME chooses this rank's "
+                            "interface)"
+                      : "");
+  };
   try {
+    Probe seen = Probe::kUnknown;
     Deadline nextProbe = Deadline::after(kProbeEvery);
     serveUntil(dl, [&] {
       if (prev_.valid()) return true;
       // A predecessor that failed (or died) before it connected never will. Gone counts after
       // one more pass: a connection it made before it left may just be arriving.
       if (seen == Probe::kGone) {
+        // One elsewhere that was up, then left without connecting, most likely gave up dialling
+        // this rank (its deadline came first when it started first).
+        if (answered && elsewhere) {
+          throw RemoteError(prev, "bootstrap: rank " + std::to_string(prev) + " (" + peers_[prev].str() +
+                                      ") is gone while rank " + std::to_string(rank_) +
+                                      " waited for it to connect as its ring predecessor; " + neverConnected());
+        }
         throw goneError(prev, "for it to connect as its ring predecessor");
       }
       if (nextProbe.expired()) {
         seen = probe(prev);
+        answered = answered || seen == Probe::kAnswered;
         nextProbe = Deadline::after(kProbeEvery);
       }
       return false;
     });
   } catch (const Timeout& e) {
-    // Up all along (this rank reached it), yet it never reached this rank: most likely this
-    // rank's address leads nowhere from its host (an interface the others have no route to),
-    // which its own error says from its side ("no answer from rank <this>").
-    if (seen == Probe::kAnswered) {
-      throw Timeout(
-          "bootstrap: rank " + std::to_string(rank_) + " timed out after " + std::to_string(timeout_.count()) +
-          " ms waiting for its ring predecessor, rank " + std::to_string(prev) + " (" + peers_[prev].str() +
-          "), to connect to it at " + peers_[rank_].str() + ": rank " + std::to_string(prev) +
-          " is up (this rank reached it) but never got through: can its host reach " + peers_[rank_].hostStr() +
-          "? (LOCKSTEP_SOCKET_IFNAME chooses this rank's interface) Or is it stopped or stuck?");
+    if (answered) {
+      throw Timeout("bootstrap: rank " + std::to_string(rank_) + " timed out after " +
+                    std::to_string(timeout_.count()) + " ms waiting for its ring predecessor, rank " +
+                    std::to_string(prev) + " (" + peers_[prev].str() + "), to connect: " + neverConnected() +
+                    (elsewhere ? " Or is it stopped or stuck?" : ": is it stopped or stuck?"));
     }
     fail(e, prev, "waiting for its ring predecessor to connect");
   } catch (const Error& e) {

@@ -380,19 +380,25 @@ for c in "${cases[@]}"; do
   decoy)
     # Rank 1 told to use its decoy, which no other host can route to. Nothing can tell that
     # before a dial: rank 0's dial fails naming rank 1's address, and rank 1, which reached rank
-    # 0 while it waited, must point at its own address, not blame rank 0 for never connecting.
+    # 0 while it waited, must point at its own address, not blame rank 0 for never connecting:
+    # when both start together (rank 1's deadline comes first), and when rank 1 starts a second
+    # later (rank 0 gives up first and exits: it once read "rank 0 ... is gone").
     echo "== decoy: 2 ranks, 2 hosts, rank 1 with LOCKSTEP_SOCKET_IFNAME=decoy0 (LOCKSTEP_TIMEOUT=4)"
     make_hosts 2
-    if RANK1_ENV="LOCKSTEP_SOCKET_IFNAME=decoy0" EXTRA_ENV="LOCKSTEP_TIMEOUT=4" EXPECT_FAILURE=1 run_job decoy 2 \
-      "0 1" "$mp_check" --colls allreduce --types float32 --counts 1 --block-counts 1; then
-      echo "FAILED: decoy: the job ran with rank 1 on an interface nobody reaches"
-      status=1
-    fi
-    grep -h "mp_check rank" "$work"/decoy.*.log
-    grep -q "mp_check rank 0: init: .*no answer from rank 1 (10.99.1.1:[0-9]*) (the last try: Network is unreachable)" \
-      "$work/decoy.0.log" || { echo "FAILED: decoy: rank 0 did not name rank 1's address"; status=1; }
-    grep -q "mp_check rank 1: init: .*rank 0 .* is up (this rank reached it) but never got through: can its host reach 10.99.1.1?" \
-      "$work/decoy.1.log" || { echo "FAILED: decoy: rank 1 did not point at its own address"; status=1; }
+    for delay in 0 1; do
+      name=decoy_after_$delay
+      if RANK1_ENV="LOCKSTEP_SOCKET_IFNAME=decoy0 START_DELAY=$delay" EXTRA_ENV="LOCKSTEP_TIMEOUT=4" \
+        EXPECT_FAILURE=1 run_job $name 2 "0 1" bash -c 'sleep "${START_DELAY:-0}"; exec "$0" "$@"' \
+        "$mp_check" --colls allreduce --types float32 --counts 1 --block-counts 1; then
+        echo "FAILED: $name: the job ran with rank 1 on an interface nobody reaches"
+        status=1
+      fi
+      grep -h "mp_check rank" "$work/$name".*.log
+      grep -q "mp_check rank 0: init: .*no answer from rank 1 (10.99.1.1:[0-9]*) (the last try: Network is unreachable)" \
+        "$work/$name.0.log" || { echo "FAILED: $name: rank 0 did not name rank 1's address"; status=1; }
+      grep -q "mp_check rank 1: init: .*rank 0 (10.78.0.10:[0-9]*).* it answered (this rank reached it) but never connected to this rank at 10.99.1.1:[0-9]*: can its host reach 10.99.1.1?" \
+        "$work/$name.1.log" || { echo "FAILED: $name: rank 1 did not point at its own address"; status=1; }
+    done
     remove_hosts
     ;;
   impaired)

@@ -191,17 +191,41 @@ TEST(BootstrapErrors, ARankWithAnotherWorldSizeIsToldSoUnderLockstepRoot) {
 
 // Registers `rank` of `nranks` at the root as a rank's bootstrap does (its hello and address, then
 // the root's answer) and hands back the connection: closing it is the rank leaving.
-Fd registerAtRoot(const RootService& root, const Secret& secret, int rank, int nranks) {
+Fd registerAtRoot(const RootService& root, const Secret& secret, int rank, int nranks,
+                  const NetAddr& addr = NetAddr::loopback()) {
   Fd fd = connectTo(root.address(), Deadline::after(kTimeout));
   char hello[kRootHelloBytes];
   const Hello h = makeHello(secret, commIdFromSecret(secret), rank, nranks, Purpose::kRoot);
-  const NetAddr addr = NetAddr::loopback();
   std::memcpy(hello, &h, sizeof(h));
   std::memcpy(hello + sizeof(h), &addr, sizeof(addr));
   sendAll(fd.get(), hello, sizeof(hello), Deadline::after(kTimeout));
   Hello answer;
   recvAll(fd.get(), &answer, sizeof(answer), Deadline::after(kTimeout));
   return fd;
+}
+
+// A ring predecessor on this host whose listener takes connections but which never dials (a
+// stopped process: the kernel still completes connections to its listener) is called stopped or
+// stuck; this rank is not asked whether its address can be reached, as it is where the
+// predecessor is on another host (tests/netns, "decoy").
+TEST(BootstrapErrors, APredecessorOnThisHostThatAnswersButNeverConnectsIsCalledStoppedOrStuck) {
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, kTimeout);
+  Fd stopped = listenOn(NetAddr::loopback());  // rank 0's listener; nothing ever accepts or dials
+  Fd zero = registerAtRoot(root, secret, 0, 2, localAddress(stopped.get()));
+  std::string what;
+  try {
+    TcpBootstrap one(UniqueIdInfo{root.address(), secret}, commIdFromSecret(secret), 1, 2, NetAddr::loopback(),
+                     std::chrono::seconds(2));
+  } catch (const Timeout& e) {
+    what = e.what();
+  }
+  EXPECT_NE(what.find("waiting for its ring predecessor, rank 0 (" + localAddress(stopped.get()).str() +
+                      "), to connect: it answered (this rank reached it) but never connected to this rank at"),
+            std::string::npos)
+      << what;
+  EXPECT_NE(what.find(": is it stopped or stuck?"), std::string::npos) << what;
+  EXPECT_EQ(what.find("can its host reach"), std::string::npos) << what;
 }
 
 // A rank that registers and dies before the rendezvous completes (a crash, a launcher's restart)
@@ -391,6 +415,18 @@ TEST(ReachCheck, LoopbackListenersOnOneHostAreFine) {
   const std::string why = unreachableListener({six, other});
   EXPECT_NE(why.find("rank 0 listens on loopback ::1"), std::string::npos) << why;
   EXPECT_LT(why.size(), sizeof(RootReply::message)) << why;
+  // With four-digit ranks (ranks 1000 and 2000 of a large job): the short form.
+  std::vector<RankContact> many(2001, other);
+  many[1000] = six;
+  many[1000].listens = v4("[fd80:3456:789a:bcde:f012:3456:789a:bcde]");
+  many[1000].listens.addr[0] = 0xfe;  // link-local (fe80::/10), which NetAddr::parse refuses
+  many[2000].from = v4("[fd12:3456:789a:bcde:f012:3456:789a:bcd0]");
+  const std::string longest = unreachableListener(many);
+  EXPECT_LE(longest.size(), kReachMessageMax) << longest;
+  EXPECT_NE(longest.find("rank 1000 listens on link-local fe80:3456:789a:bcde:f012:3456:789a:bcde, which rank 0 on "
+                         "another host cannot reach: set LOCKSTEP_SOCKET_IFNAME on rank 1000's host"),
+            std::string::npos)
+      << longest;
 }
 
 // Real ranks of one host, one listening on loopback and dialling the rendezvous there, the other
