@@ -312,6 +312,21 @@ TEST(BootstrapErrors, TheRendezvousVerdictTellsARankThatLeftFromOneThatNeverCame
       << why;
 }
 
+// An IPv4 address of this host other than loopback ("" if it has none).
+std::string addressOtherThanLoopback() {
+  std::string other;
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) return other;
+  for (ifaddrs* i = ifs; i && other.empty(); i = i->ifa_next) {
+    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
+    if (std::string(text).rfind("127.", 0) != 0) other = text;
+  }
+  freeifaddrs(ifs);
+  return other;
+}
+
 // LOCKSTEP_ROOT=<this host's name>:port where the name resolves to loopback here (Debian maps
 // its hostname to 127.0.1.1): rank 0's root must still be reachable from other hosts, so it
 // listens on every address, not on loopback only ("connection refused" from everywhere else).
@@ -330,16 +345,7 @@ TEST(BootstrapErrors, ARootNamedByAHostnameThatResolvesToLoopbackListensEverywhe
   }
   if (!resolved.isLoopback()) GTEST_SKIP() << name << " does not resolve to loopback here";
   // An address of this host other than loopback, to reach the root as another host would.
-  std::string other;
-  ifaddrs* ifs = nullptr;
-  ASSERT_EQ(getifaddrs(&ifs), 0);
-  for (ifaddrs* i = ifs; i && other.empty(); i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
-    char text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
-    if (std::string(text).rfind("127.", 0) != 0) other = text;
-  }
-  freeifaddrs(ifs);
+  const std::string other = addressOtherThanLoopback();
   if (other.empty()) GTEST_SKIP() << "no address but loopback";
   const std::map<std::string, std::string> env{
       {"LOCKSTEP_ROOT", root}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
@@ -433,16 +439,7 @@ TEST(ReachCheck, LoopbackListenersOnOneHostAreFine) {
 // dialling this host's own address: the second's connection comes from that address, not from
 // loopback, and must still count as the rendezvous's host.
 TEST(ReachCheck, ARankDiallingThisHostsOwnAddressIsOnTheRendezvousHost) {
-  std::string other;
-  ifaddrs* ifs = nullptr;
-  ASSERT_EQ(getifaddrs(&ifs), 0);
-  for (ifaddrs* i = ifs; i && other.empty(); i = i->ifa_next) {
-    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
-    char text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof(text));
-    if (std::string(text).rfind("127.", 0) != 0) other = text;
-  }
-  freeifaddrs(ifs);
+  const std::string other = addressOtherThanLoopback();
   if (other.empty()) GTEST_SKIP() << "no address but loopback";
   Secret secret = randomSecret();
   NetAddr everywhere;
