@@ -143,7 +143,10 @@ class GradientSync {
                                                    std::to_string(registry_.size()) + " parameters are registered");
     }
     freeze();
-    if (noSyncDepth_ > 0) return;
+    if (noSyncDepth_ > 0) {
+      usedInWindow_[param] = 1;
+      return;
+    }
     if (ready_[param]) {
       throw Exception(lockstepInvalidUsage, "lockstep ddp: markReady('" + registry_[param].name +
                                                 "') twice in one iteration: mark each gradient once between finish() "
@@ -160,7 +163,8 @@ class GradientSync {
   }
   void markReady(const void* data) { markReady(registry_.find(data)); }
 
-  // Ends a synchronised iteration: gradients not marked ready count as zero (warned once each),
+  // Ends a synchronised iteration: gradients marked in none of its micro-batches (this one, or
+  // those inside noSync() since the last finish()) count as zero (warned once each),
   // the remaining buckets start, and every bucket is waited for. Then every gradient holds the
   // average over ranks (ZeRO-1: only the elements of shard() do; the others keep local values).
   void finish() {
@@ -176,9 +180,15 @@ class GradientSync {
       stats_.launchedEarly = nextBucket_;
       for (size_t i = 0; i < registry_.size(); ++i) {
         if (ready_[i] || registry_[i].count == 0) continue;
-        ++stats_.unready;
-        warnUnready(i);
-        zeroSlot(i);
+        // Marked in an earlier micro-batch of this window (inside noSync): what it accumulated
+        // is its gradient, as PyTorch DDP counts a parameter used in any micro-batch.
+        if (usedInWindow_[i]) {
+          pack(i);
+        } else {
+          ++stats_.unready;
+          warnUnready(i);
+          zeroSlot(i);
+        }
         --buckets_[plan_.bucketOf[i]].pending;
       }
       launchReady();
@@ -199,7 +209,9 @@ class GradientSync {
   }
 
   // Gradient accumulation: while a NoSync is alive, markReady only validates its argument and
-  // nothing is communicated; gradients keep accumulating in the caller's buffers. Enter it before
+  // notes the parameter as used in this window (finish() then synchronises it even if the last
+  // micro-batch does not mark it); nothing is communicated, and gradients keep accumulating in
+  // the caller's buffers. Enter it before
   // the first markReady of an iteration.
   class NoSync {
    public:
@@ -302,6 +314,7 @@ class GradientSync {
       checkRanksAgree();
       shapes_ = registry_.shapes();
       ready_.assign(registry_.size(), 0);
+      usedInWindow_.assign(registry_.size(), 0);
       setPlan(planBuckets(shapes_, reverseRegistrationOrder(registry_.size()), options_.bucketBytes, padMultiple()));
     });
   }
@@ -477,6 +490,7 @@ class GradientSync {
 
   void resetIteration() {
     std::fill(ready_.begin(), ready_.end(), 0);
+    std::fill(usedInWindow_.begin(), usedInWindow_.end(), 0);
     readyCount_ = 0;
     nextBucket_ = 0;
     for (size_t b = 0; b < plan_.buckets.size(); ++b) buckets_[b].pending = gradientsIn(plan_.buckets[b]);
@@ -531,6 +545,7 @@ class GradientSync {
   std::vector<BucketState> buckets_;
   std::vector<ShardPiece> shard_;
   std::vector<char> ready_;
+  std::vector<char> usedInWindow_;  // marked inside noSync() since the last finish()
   std::vector<char> warned_;
   std::vector<size_t> observed_;  // ready order seen in the first synchronised iteration
   size_t readyCount_ = 0;

@@ -249,6 +249,56 @@ void checkNoSync(lockstep::Comm& comm) {
   sync.finish();
 }
 
+// A parameter used only in micro-batches inside noSync() (a branch the last micro-batch did not
+// take: a mixture-of-experts layer, a conditional head) still contributes what it accumulated, as
+// in PyTorch DDP, where a parameter used in any micro-batch of the window counts as used; it was
+// once zeroed, and warned about once for the whole run, so later steps lost it silently. One
+// used in no micro-batch counts as zero, with a warning. The memory ends with its window.
+void checkNoSyncRemembersEarlierUse(lockstep::Comm& comm) {
+  Model m;
+  m.add("a", 10, lockstepFloat32);
+  m.add("c", 5, lockstepFloat32);
+  m.add("never", 3, lockstepFloat32);
+  std::vector<std::string> warnings;
+  Options o;
+  o.warn = [&](const std::string& w) { warnings.push_back(w); };
+  GradientSync sync(comm, o);
+  m.registerAll(sync);
+  auto* a = reinterpret_cast<float*>(m.grad[0].data());
+  auto* c = reinterpret_cast<float*>(m.grad[1].data());
+  auto* never = reinterpret_cast<float*>(m.grad[2].data());
+  for (int step = 0; step < 2; ++step) {
+    for (auto& g : m.grad) std::fill(g.begin(), g.end(), 0);
+    for (int micro = 0; micro < 3; ++micro) {
+      std::optional<GradientSync::NoSync> local;
+      if (micro < 2) local.emplace(sync.noSync());
+      for (size_t i = 0; i < 10; ++i) a[i] += 1.0f;
+      sync.markReady(size_t{0});
+      // "c": only in micro-batch 0 of the first step, only on even ranks.
+      if (step == 0 && micro == 0 && rank % 2 == 0) {
+        for (size_t i = 0; i < 5; ++i) c[i] += static_cast<float>(rank + 1);
+        sync.markReady(size_t{1});
+      }
+    }
+    sync.finish();
+    double want = 0;
+    for (int r = 0; step == 0 && r < nranks; r += 2) want += r + 1;
+    want /= nranks;
+    expect(a[0] == 3.0f && std::fabs(c[4] - want) <= 1e-6 * std::max(1.0, want) && never[0] == 0.0f,
+           "noSync: step " + std::to_string(step) + ": a " + std::to_string(a[0]) + " (want 3), c " +
+               std::to_string(c[4]) + " (want " + std::to_string(want) + "), never " + std::to_string(never[0]));
+  }
+  size_t aboutC = 0, aboutNever = 0;
+  for (const std::string& w : warnings) {
+    aboutC += w.find("'c'") != std::string::npos;
+    aboutNever += w.find("'never'") != std::string::npos;
+  }
+  expect(aboutC == 1 && aboutNever == 1 && warnings.size() == 2,
+         "noSync: " + std::to_string(warnings.size()) +
+             " warnings (want one for 'c', in the step where this rank "
+             "used it in no micro-batch, and one for 'never')");
+}
+
 void checkZero1(lockstep::Comm& comm, Compression compression) {
   const std::string tag = std::string("zero1 (") + compressionName(compression) + ")";
   Model m;
@@ -468,6 +518,7 @@ int main() {
     checkAveraging(comm, Compression::kBf16, 1.0 / 32);
     checkAveraging(comm, Compression::kFp16, 1.0 / 128);
     checkNoSync(comm);
+    checkNoSyncRemembersEarlierUse(comm);
     checkZero1(comm, Compression::kNone);
     checkZero1(comm, Compression::kBf16);
     checkBroadcast(comm);
