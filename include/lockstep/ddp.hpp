@@ -194,7 +194,7 @@ class GradientSync {
       launchReady();
       const bool sharded = reduceScatterNow();
       for (size_t b = 0; b < plan_.buckets.size(); ++b) {
-        buckets_[b].request.wait();
+        waitFor(b, sharded ? "finish(): the reduce-scatter of" : "finish(): the all-reduce of");
         if (!sharded) {
           for (size_t p : plan_.buckets[b].params) unpack(p, 0, registry_[p].count);
         }
@@ -271,7 +271,7 @@ class GradientSync {
                                bucket.dtype, comm_, buckets_[b].request.out()));
     }
     for (size_t b = 0; b < plan_.buckets.size(); ++b) {
-      buckets_[b].request.wait();
+      waitFor(b, "allGatherParameters(): the all-gather of");
       const Bucket& bucket = plan_.buckets[b];
       const size_t es = elementSize(bucket.dtype);
       for (size_t k = 0; k < bucket.params.size(); ++k) {
@@ -457,6 +457,22 @@ class GradientSync {
     }
   }
 
+  // Runs `step` on bucket b's collective. Its error names a collective the program never called
+  // ("allreduce #10 (10 x float32) timed out ..."): it is said whose it is.
+  template <typename F>
+  void onBucket(size_t b, const char* what, F&& step) {
+    try {
+      step();
+    } catch (const Exception& e) {
+      throw Exception(e.code(), std::string("lockstep ddp: ") + what + " bucket " + std::to_string(b) + " of " +
+                                    std::to_string(plan_.buckets.size()) +
+                                    " (on GradientSync's own communicator): " + e.what());
+    }
+  }
+  void waitFor(size_t b, const char* what) {
+    onBucket(b, what, [&] { buckets_[b].request.wait(); });
+  }
+
   void launch(size_t b) {
     const Bucket& bucket = plan_.buckets[b];
     BucketState& s = buckets_[b];
@@ -465,9 +481,12 @@ class GradientSync {
     if (reduceScatterNow()) {
       const size_t block = bucket.paddedCount / static_cast<size_t>(nranks_);
       unsigned char* mine = s.wire.data() + static_cast<size_t>(rank_) * block * elementSize(wt);
-      check(lockstepIreduceScatter(s.wire.data(), mine, block, wt, op, comm_, s.request.out()));
+      onBucket(b, "starting the reduce-scatter of",
+               [&] { check(lockstepIreduceScatter(s.wire.data(), mine, block, wt, op, comm_, s.request.out())); });
     } else {
-      check(lockstepIallReduce(s.wire.data(), s.wire.data(), bucket.paddedCount, wt, op, comm_, s.request.out()));
+      onBucket(b, "starting the all-reduce of", [&] {
+        check(lockstepIallReduce(s.wire.data(), s.wire.data(), bucket.paddedCount, wt, op, comm_, s.request.out()));
+      });
     }
   }
 

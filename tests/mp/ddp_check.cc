@@ -494,13 +494,18 @@ void checkStickyFailure(lockstep::Comm& comm) {
   lockstepBarrier(comm.get(), nullptr);
   for (float& g : dw) g = 100.0f + static_cast<float>(rank);
   lockstepResult_t first = lockstepSuccess;
+  std::string why;
   try {
     sync.markReady(w.data());
     sync.finish();
   } catch (const Exception& e) {
     first = e.code();
+    why = e.what();
   }
   expect(first != lockstepSuccess, "sticky: the iteration after the peer aborted failed");
+  // Whose collective failed: the program called no all-reduce of its own here.
+  expect(why.find("bucket 0 of 1 (on GradientSync's own communicator): ") != std::string::npos,
+         "sticky: the failure names the bucket: " + why);
   expectError(
       first, "unusable after an earlier failure", [&] { sync.finish(); }, "sticky: a second finish()");
   expectError(
