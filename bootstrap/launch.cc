@@ -71,27 +71,34 @@ LaunchPlan planLaunch(const Config& config) {
     // others: Debian maps its own hostname to 127.0.1.1, and a root bound there is unreachable
     // from every other host ("connection refused"). Listen on all addresses instead.
     const NetAddr bind = plan.id.root.isLoopback() && namesThisHost(env.root) ? any : plan.id.root;
-    try {
-      plan.rootService = std::make_unique<RootService>(bind, plan.id.secret, config.timeout);
-    } catch (const SystemError& e) {
-      if (e.err == EADDRINUSE) {
-        // Rank 0 serves the rendezvous itself, so a second rank 0 (or one of a job still
-        // running, or another program on the port) meets the port taken, not the rendezvous's
-        // "registered twice".
+    // Which variables named the rendezvous, as the user wrote them: under torchrun the port is
+    // MASTER_PORT + 1, a number that appears nowhere in the job's own settings.
+    const std::string named = env.rootFrom == "LOCKSTEP_ROOT" ? "LOCKSTEP_ROOT=" + env.root
+                                                              : env.rootFrom + " (" + env.root + ", MASTER_PORT + 1)";
+    // Rank 0 serves the rendezvous itself, so a second rank 0 (or one of a job still running, or
+    // another program on the port) meets the port taken, not the rendezvous's "registered twice".
+    auto serve = [&](const NetAddr& where) {
+      try {
+        plan.rootService = std::make_unique<RootService>(where, plan.id.secret, config.timeout);
+      } catch (const SystemError& e) {
+        if (e.err != EADDRINUSE) throw;
         throw SystemError(e.syscall, e.err,
-                          "rank 0 set up the rendezvous at LOCKSTEP_ROOT=" + env.root + " (" + plan.id.root.str() +
-                              "): its port is taken, by another process given rank 0, a job still running, or "
+                          "rank 0 set up the rendezvous at " + named + " on " + where.str() +
+                              ": its port is taken, by another process given rank 0, a job still running, or "
                               "another program");
       }
+    };
+    try {
+      serve(bind);
+    } catch (const SystemError& e) {
       if (e.err != EADDRNOTAVAIL) throw;
       // The name resolves to an address this host does not own (NAT, alias): listen on all. Or
-      // rank 0 runs on another host than LOCKSTEP_ROOT names (a wrong MASTER_ADDR), where the
+      // rank 0 runs on another host than the variable names (a wrong MASTER_ADDR), where the
       // others never reach it: said here, since the timeout would only blame "the root".
-      LS_WARN(0, "LOCKSTEP_ROOT=" << env.root << " (" << plan.id.root.str()
-                                  << ") is not an address of this host, where rank 0 runs: listening on all of its "
-                                     "addresses (behind NAT that is right; otherwise LOCKSTEP_ROOT must name rank 0's "
-                                     "host)");
-      plan.rootService = std::make_unique<RootService>(any, plan.id.secret, config.timeout);
+      LS_WARN(0, named << " (" << plan.id.root.str()
+                       << ") is not an address of this host, where rank 0 runs: listening on all of its addresses "
+                          "(behind NAT that is right; otherwise it must name rank 0's host)");
+      serve(any);
     }
   }
   return plan;

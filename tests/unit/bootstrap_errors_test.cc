@@ -475,25 +475,56 @@ TEST(ReachCheck, ARankDiallingThisHostsOwnAddressIsOnTheRendezvousHost) {
 // read only "bind failed: Address already in use").
 TEST(BootstrapErrors, ASecondRankZeroUnderLockstepRootIsToldItsPortIsTaken) {
   Fd probe = listenOn(NetAddr::loopback());
-  const std::string root = "127.0.0.1:" + std::to_string(localAddress(probe.get()).port);
+  const uint16_t port = localAddress(probe.get()).port;
   probe.reset();
-  const std::map<std::string, std::string> env{
-      {"LOCKSTEP_ROOT", root}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
+  const std::string root = "127.0.0.1:" + std::to_string(port);
+  // Under LOCKSTEP_ROOT, and under torchrun's variables, which name MASTER_PORT, not the port
+  // taken (MASTER_PORT + 1): the message must say which variables gave it.
+  const std::vector<std::pair<std::map<std::string, std::string>, std::string>> cases{
+      {{{"LOCKSTEP_ROOT", root}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}},
+       "rendezvous at LOCKSTEP_ROOT=" + root + " on " + root + ": its port is taken, by another process given rank 0"},
+      {{{"MASTER_ADDR", "127.0.0.1"},
+        {"MASTER_PORT", std::to_string(port - 1)},
+        {"RANK", "0"},
+        {"WORLD_SIZE", "2"},
+        {"LOCAL_RANK", "0"}},
+       "rendezvous at MASTER_ADDR/MASTER_PORT (" + root + ", MASTER_PORT + 1) on " + root + ": its port is taken"},
+  };
+  for (const auto& [env, want] : cases) {
+    Config c = Config::fromVariables([&](const char* v) -> const char* {
+      auto it = env.find(v);
+      return it == env.end() ? nullptr : it->second.c_str();
+    });
+    c.timeout = kTimeout;
+    LaunchPlan first = planLaunch(c);
+    ASSERT_TRUE(first.rootService);
+    try {
+      LaunchPlan second = planLaunch(c);
+      ADD_FAILURE() << "a second rank 0 served the same port";
+    } catch (const SystemError& e) {
+      EXPECT_EQ(e.err, EADDRINUSE);
+      EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+    }
+  }
+  // An address this host does not own (NAT): rank 0 listens on all of its addresses instead,
+  // and meets the port taken there.
+  NetAddr everywhere;
+  everywhere.family = AF_INET;
+  everywhere.port = port;
+  Fd taken = listenOn(everywhere);
+  const std::string elsewhere = "192.0.2.1:" + std::to_string(port);
+  const std::map<std::string, std::string> nat{
+      {"LOCKSTEP_ROOT", elsewhere}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
   Config c = Config::fromVariables([&](const char* v) -> const char* {
-    auto it = env.find(v);
-    return it == env.end() ? nullptr : it->second.c_str();
+    auto it = nat.find(v);
+    return it == nat.end() ? nullptr : it->second.c_str();
   });
-  c.timeout = kTimeout;
-  LaunchPlan first = planLaunch(c);
-  ASSERT_TRUE(first.rootService);
   try {
-    LaunchPlan second = planLaunch(c);
-    ADD_FAILURE() << "a second rank 0 served the same port";
+    LaunchPlan plan = planLaunch(c);
+    ADD_FAILURE() << "rank 0 served a port that was taken";
   } catch (const SystemError& e) {
-    EXPECT_EQ(e.err, EADDRINUSE);
-    EXPECT_NE(std::string(e.what()).find("rendezvous at LOCKSTEP_ROOT=" + root + " (127.0.0.1:" + root.substr(10) +
-                                         "): its port is taken, by another "
-                                         "process given rank 0"),
+    EXPECT_NE(std::string(e.what()).find("rendezvous at LOCKSTEP_ROOT=" + elsewhere +
+                                         " on 0.0.0.0:" + std::to_string(port) + ": its port is taken"),
               std::string::npos)
         << e.what();
   }
