@@ -352,8 +352,23 @@ void Communicator::execute(Work& w, bool background) {
 }
 
 std::string Communicator::selfDeadlock(const Work& w, const MessageCounts& self) {
-  const size_t slots = static_cast<size_t>(config_.slots);
   if (self.sent == 0 && self.received == 0) return {};  // only its peers: nothing to do with itself
+  const std::string why = selfDeadlockReason(w, self);
+  if (why.empty()) return why;
+  // A group's sends and receives are one Work: its peers' part is refused with it, and their
+  // matching calls wait. Said here, since the refusal otherwise speaks of this rank alone.
+  for (int i = 0; i < w.peers.n; ++i) {
+    if (w.peers.rank[i] != rank_) {
+      return why +
+             " (this group's sends and receives to other ranks were refused with it, and their matching calls "
+             "there will wait until LOCKSTEP_TIMEOUT: post those to itself in a group of their own)";
+    }
+  }
+  return why;
+}
+
+std::string Communicator::selfDeadlockReason(const Work& w, const MessageCounts& self) {
+  const size_t slots = static_cast<size_t>(config_.slots);
   if (selfReceiveRefused_) {
     return w.info.label() + ": sends and receives to rank " + std::to_string(rank_) +
            " (itself) are refused since a receive from itself was: what they move could no longer be matched "

@@ -191,8 +191,16 @@ TEST_F(SmallSlots, SendsToItselfThatCanNeverEndAreRefusedAtOnceAndTheCommunicato
           << lockstepGetLastError(nullptr);
       EXPECT_EQ(got, 1);
     }
-    // And to itself, still refused.
+    // And to itself, still refused; in a group with the peer, the group says the peer's part
+    // went with it (the peer's matching calls would wait: here both ranks' groups are refused).
     refused(lockstepSend(a.data(), fits, lockstepInt32, r, comms[r], nullptr), "a send to itself after all that");
+    lockstepGroupStart();
+    lockstepSend(&x, 1, lockstepInt32, r, comms[r], nullptr);
+    lockstepRecv(&got, 1, lockstepInt32, r, comms[r], nullptr);
+    lockstepSend(&x, 1, lockstepInt32, peer, comms[r], nullptr);
+    lockstepRecv(&got, 1, lockstepInt32, peer, comms[r], nullptr);
+    why = refused(lockstepGroupEnd(), "a group to itself and its peer");
+    EXPECT_NE(why.find("sends and receives to other ranks were refused with it"), std::string::npos) << why;
   });
   destroyAll(comms);
 }
