@@ -123,11 +123,13 @@ class GradientSync {
     freeze();
     requireBetweenIterations("broadcastParameters()");
     sticky([&] {
-      group([&] {
-        for (size_t i = 0; i < registry_.size(); ++i) {
-          const Param& p = registry_[i];
-          check(lockstepBroadcast(p.data, p.data, p.count, p.dtype, 0, comm_, nullptr));
-        }
+      ownCollective("broadcastParameters()", [&] {
+        group([&] {
+          for (size_t i = 0; i < registry_.size(); ++i) {
+            const Param& p = registry_[i];
+            check(lockstepBroadcast(p.data, p.data, p.count, p.dtype, 0, comm_, nullptr));
+          }
+        });
       });
     });
   }
@@ -345,7 +347,10 @@ class GradientSync {
                               static_cast<uint64_t>(options_.zero1), static_cast<uint64_t>(options_.rebucket)};
     uint64_t head[10];
     for (int k = 0; k < 5; ++k) head[2 * k] = mine[k], head[2 * k + 1] = ~mine[k];
-    check(lockstepAllReduce(head, head, 10, lockstepUint64, lockstepMax, comm_, nullptr));
+    ownCollective(
+        "the registration check (the first collective call of every rank, comparing what each "
+        "registered)",
+        [&] { check(lockstepAllReduce(head, head, 10, lockstepUint64, lockstepMax, comm_, nullptr)); });
     if (head[0] != ~head[1]) {
       throw Exception(lockstepMismatch, "lockstep ddp: ranks registered different numbers of parameters (rank " +
                                             std::to_string(rank_) + ": " + std::to_string(n) + ", between " +
@@ -363,7 +368,9 @@ class GradientSync {
     std::vector<uint64_t> sig = registry_.signature();
     sig.resize(2 * n);
     for (size_t i = 0; i < n; ++i) sig[n + i] = ~sig[i];
-    check(lockstepAllReduce(sig.data(), sig.data(), sig.size(), lockstepUint64, lockstepMax, comm_, nullptr));
+    ownCollective("the registration check (comparing every parameter's count and dtype)", [&] {
+      check(lockstepAllReduce(sig.data(), sig.data(), sig.size(), lockstepUint64, lockstepMax, comm_, nullptr));
+    });
     for (size_t i = 0; i < n; ++i) {
       if (sig[i] != ~sig[n + i]) {
         const Param& p = registry_[i];
@@ -457,17 +464,20 @@ class GradientSync {
     }
   }
 
-  // Runs `step` on bucket b's collective. Its error names a collective the program never called
-  // ("allreduce #10 (10 x float32) timed out ..."): it is said whose it is.
+  // Runs one of GradientSync's collectives. Its error names a collective the program never
+  // called ("allreduce #10 (10 x float32) timed out ..."): it is said whose it is.
   template <typename F>
-  void onBucket(size_t b, const char* what, F&& step) {
+  void ownCollective(const std::string& what, F&& step) {
     try {
       step();
     } catch (const Exception& e) {
-      throw Exception(e.code(), std::string("lockstep ddp: ") + what + " bucket " + std::to_string(b) + " of " +
-                                    std::to_string(plan_.buckets.size()) +
-                                    " (on GradientSync's own communicator): " + e.what());
+      throw Exception(e.code(), "lockstep ddp: " + what + " (on GradientSync's own communicator): " + e.what());
     }
+  }
+  template <typename F>
+  void onBucket(size_t b, const char* what, F&& step) {
+    ownCollective(std::string(what) + " bucket " + std::to_string(b) + " of " + std::to_string(plan_.buckets.size()),
+                  std::forward<F>(step));
   }
   void waitFor(size_t b, const char* what) {
     onBucket(b, what, [&] { buckets_[b].request.wait(); });
@@ -498,7 +508,8 @@ class GradientSync {
       std::vector<size_t> full = completeOrder(observed_, n);
       for (size_t i = 0; i < n; ++i) order[i] = full[i];
     }
-    check(lockstepBroadcast(order.data(), order.data(), n, lockstepUint64, 0, comm_, nullptr));
+    ownCollective("finish(): re-bucketing after the first iteration (rank 0's ready order, broadcast)",
+                  [&] { check(lockstepBroadcast(order.data(), order.data(), n, lockstepUint64, 0, comm_, nullptr)); });
     std::vector<size_t> chosen(order.begin(), order.end());
     BucketPlan next = planBuckets(shapes_, chosen, options_.bucketBytes, padMultiple());
     if (!samePlan(next, plan_)) setPlan(std::move(next));

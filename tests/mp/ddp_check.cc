@@ -512,6 +512,34 @@ void checkStickyFailure(lockstep::Comm& comm) {
       first, "unusable after an earlier failure", [&] { sync.markReady(w.data()); }, "sticky: markReady after it");
 }
 
+// A failure in GradientSync's first collective (the registration check its first markReady
+// runs) says whose collective it is: it once read "allreduce #1 (10 x uint64) ...", a call the
+// program never made.
+void checkFirstCallFailureIsNamed(lockstep::Comm& comm) {
+  if (nranks < 2) return;
+  lockstep::Comm part = comm.split(0, rank);
+  std::vector<float> w(10, 1.0f), dw(10, 1.0f);
+  GradientSync sync(part.get());
+  sync.registerParameter("w", w.data(), dw.data(), w.size());
+  lockstepBarrier(comm.get(), nullptr);
+  if (rank == nranks - 1) {
+    part.abort();
+    lockstepBarrier(comm.get(), nullptr);
+    return;
+  }
+  lockstepBarrier(comm.get(), nullptr);
+  std::string why;
+  try {
+    sync.markReady(w.data());
+  } catch (const Exception& e) {
+    why = e.what();
+  }
+  expect(
+      why.find("lockstep ddp: the registration check (the first collective call of every rank") != std::string::npos &&
+          why.find("(on GradientSync's own communicator): ") != std::string::npos,
+      "first call: the failure names GradientSync's registration check: " + why);
+}
+
 }  // namespace
 
 int main() {
@@ -530,6 +558,7 @@ int main() {
     checkErrors(comm);
     checkUserCollectivesDuringBackward(comm);
     checkStickyFailure(comm);
+    checkFirstCallFailureIsNamed(comm);
     // The communicator is still healthy after all of that.
     lockstepResult_t async = lockstepSuccess;
     lockstepCommGetAsyncError(comm.get(), &async);
