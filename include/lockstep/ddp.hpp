@@ -476,8 +476,9 @@ class GradientSync {
   }
   template <typename F>
   void onBucket(size_t b, const char* what, F&& step) {
-    ownCollective(std::string(what) + " bucket " + std::to_string(b) + " of " + std::to_string(plan_.buckets.size()),
-                  std::forward<F>(step));
+    ownCollective(
+        std::string(what) + " bucket " + std::to_string(b + 1) + " of " + std::to_string(plan_.buckets.size()),
+        std::forward<F>(step));
   }
   void waitFor(size_t b, const char* what) {
     onBucket(b, what, [&] { buckets_[b].request.wait(); });

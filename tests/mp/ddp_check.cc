@@ -504,7 +504,7 @@ void checkStickyFailure(lockstep::Comm& comm) {
   }
   expect(first != lockstepSuccess, "sticky: the iteration after the peer aborted failed");
   // Whose collective failed: the program called no all-reduce of its own here.
-  expect(why.find("bucket 0 of 1 (on GradientSync's own communicator): ") != std::string::npos,
+  expect(why.find("bucket 1 of 1 (on GradientSync's own communicator): ") != std::string::npos,
          "sticky: the failure names the bucket: " + why);
   expectError(
       first, "unusable after an earlier failure", [&] { sync.finish(); }, "sticky: a second finish()");
