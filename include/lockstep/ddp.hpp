@@ -166,8 +166,8 @@ class GradientSync {
   void markReady(const void* data) { markReady(registry_.find(data)); }
 
   // Ends a synchronised iteration: gradients marked in none of its micro-batches (this one, or
-  // those inside noSync() since the last finish()) count as zero (warned once each),
-  // the remaining buckets start, and every bucket is waited for. Then every gradient holds the
+  // those inside noSync() since the last finish()) count as zero (warned once each), the
+  // remaining buckets start, and every bucket is waited for. Then every gradient holds the
   // average over ranks (ZeRO-1: only the elements of shard() do; the others keep local values).
   void finish() {
     if (noSyncDepth_ > 0) {
@@ -213,8 +213,7 @@ class GradientSync {
   // Gradient accumulation: while a NoSync is alive, markReady only validates its argument and
   // notes the parameter as used in this window (finish() then synchronises it even if the last
   // micro-batch does not mark it); nothing is communicated, and gradients keep accumulating in
-  // the caller's buffers. Enter it before
-  // the first markReady of an iteration.
+  // the caller's buffers. Enter it before the first markReady of an iteration.
   class NoSync {
    public:
     explicit NoSync(GradientSync* s) : s_(s) { ++s_->noSyncDepth_; }

@@ -155,7 +155,8 @@ class Communicator {
   // refused too (those to its peers go on).
   bool selfReceiveRefused_ = false;
   std::string selfDeadlock(const Work& w, const MessageCounts& self);
-  std::string selfDeadlockReason(const Work& w, const MessageCounts& self);  // selfDeadlock's, for itself alone
+  // The reason alone; selfDeadlock adds what the refusal costs a group's peers.
+  std::string selfDeadlockReason(const Work& w, const MessageCounts& self);
   std::vector<const char*> transportNames_;
   RingOrder ringOrder_;
   TunerSettings tuning_;
