@@ -4,10 +4,12 @@
 //
 // Prints, per rank, the last collective it entered and completed, and any op still running when
 // it dumped; then every collective that some ranks entered and others never did, naming the
-// missing ranks, and the ranks that ops name as peers but that left no dump. With -o, writes all
-// events into one Chrome trace (open it in Perfetto). Reads the one-event-per-line format that
-// Lockstep writes; exits 1 if it finds a missing rank, 2 if a file is not such a dump or the
-// dumps come from different communicators (a split's child writes its own: LOCKSTEP_TRACE's %c).
+// missing ranks; the ranks that entered a collective only after others had timed out waiting for
+// it; and the ranks that ops name as peers but that left no dump. With -o, writes all events
+// into one Chrome trace (open it in Perfetto). Reads the one-event-per-line format that Lockstep
+// writes; exits 1 if it finds a missing or late rank, 2 if a file is not such a dump or the dumps
+// come from different communicators (a split's child writes its own: LOCKSTEP_TRACE's %c) or
+// from different runs of one (a leftover dump of an earlier job at the same path).
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -34,11 +36,18 @@ bool field(const std::string& line, const std::string& key, std::string* out) {
   return true;
 }
 
+// One collective as a rank's dump recorded it (times in microseconds of the system clock).
+struct Entry {
+  long long start = 0, end = -1;  // end -1: still running at the dump
+  std::string state;
+};
+
 struct Rank {
   std::string who, file;
   unsigned long long lastEntered = 0, lastCompleted = 0;
   std::vector<std::string> running, failed;
   std::set<unsigned long long> entered;
+  std::map<unsigned long long, Entry> ops;
 };
 
 }  // namespace
@@ -66,6 +75,7 @@ int main(int argc, char** argv) {
   std::map<unsigned long long, std::string> kinds;
   std::set<int> peers;                       // every rank some op names as a peer
   std::map<std::string, std::string> comms;  // communicator name -> a file that holds it
+  std::map<std::string, std::string> jobs;   // run of it (its rank 0's host:pid) -> a file from it
   std::string duplicate;
   for (const auto& path : files) {
     std::ifstream in(path);
@@ -91,9 +101,10 @@ int main(int argc, char** argv) {
           }
           r.who = name;
           r.file = path;
-          std::string comm;  // absent in dumps of older builds: one communicator, as then
+          std::string comm, job;  // absent in dumps of older builds: one communicator, as then
           field(line.substr(args), "comm", &comm);
           comms.emplace(comm, path);
+          if (field(line.substr(args), "job", &job) && !job.empty()) jobs.emplace(job, path);
           isDump = true;
         }
         continue;
@@ -108,6 +119,11 @@ int main(int argc, char** argv) {
       if (field(line, "path", &where) && where == "cuda_ipc") name += " (cuda_ipc kernel)";
       unsigned long long seq = std::strtoull(seqText.c_str(), nullptr, 10);
       if (seq) {
+        std::string ts, dur;
+        Entry& e = r.ops[seq];
+        if (field(line, "ts", &ts)) e.start = std::atoll(ts.c_str());
+        if (field(line, "dur", &dur)) e.end = e.start + std::atoll(dur.c_str());
+        e.state = state;
         r.entered.insert(seq);
         kinds[seq] = kind;
         if (seq > r.lastEntered) r.lastEntered = seq;
@@ -140,6 +156,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "; give the dumps of one communicator\n");
     return 2;
   }
+  if (jobs.size() > 1) {
+    std::fprintf(stderr, "lockstep-trace: these dumps come from %zu runs of the communicator:", jobs.size());
+    for (const auto& [job, file] : jobs) std::fprintf(stderr, " one whose %s (%s)", job.c_str(), file.c_str());
+    std::fprintf(stderr,
+                 "; a leftover dump of an earlier job at the same path? (LOCKSTEP_TRACE's %%p keeps runs apart)\n");
+    return 2;
+  }
   if (!duplicate.empty()) {
     std::fprintf(stderr, "lockstep-trace: %s\n", duplicate.c_str());
     return 2;
@@ -169,6 +192,32 @@ int main(int argc, char** argv) {
     if (!missing.empty() && !present.empty()) {
       std::printf("op #%llu (%s): entered by rank(s) %s; never entered by %s\n", seq, kinds[seq].c_str(),
                   present.c_str(), missing.c_str());
+      ++problems;
+    }
+    // A rank that entered only after others had timed out waiting for it was the late one: its
+    // own record of the op (failed at once, with the others' report) does not make it on time.
+    long long firstTimeout = -1;
+    std::string waited;
+    for (auto& [rank, r] : ranks) {
+      auto it = r.ops.find(seq);
+      if (it == r.ops.end() || it->second.state != "timeout" || it->second.end < 0) continue;
+      if (firstTimeout < 0 || it->second.end < firstTimeout) firstTimeout = it->second.end;
+    }
+    if (firstTimeout < 0) continue;
+    std::string late;
+    for (auto& [rank, r] : ranks) {
+      auto it = r.ops.find(seq);
+      if (it == r.ops.end()) continue;
+      if (it->second.start > firstTimeout) {
+        late += (late.empty() ? "" : ", ") + r.who + " (" + std::to_string((it->second.start - firstTimeout) / 1000) +
+                " ms after)";
+      } else if (it->second.state == "timeout") {
+        waited += (waited.empty() ? "" : ", ") + std::to_string(rank);
+      }
+    }
+    if (!late.empty()) {
+      std::printf("op #%llu (%s): entered by %s only after rank(s) %s had timed out waiting for it\n", seq,
+                  kinds[seq].c_str(), late.c_str(), waited.c_str());
       ++problems;
     }
   }

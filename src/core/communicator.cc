@@ -150,7 +150,7 @@ const char* Communicator::transportBetween(int a, int b) const {
 void Communicator::dumpTrace() {
   std::lock_guard<std::mutex> lock(kernelRecordMu_);
   FlightRecorder::dump(tracePath(config_, rank_, traceName_), rank_, peers_[rank_].describe(), traceName_,
-                       {&recorder_, &kernelRecorder_});
+                       peers_[0].describe(), {&recorder_, &kernelRecorder_});
 }
 
 void Communicator::connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr) {

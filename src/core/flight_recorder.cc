@@ -56,7 +56,7 @@ void FlightRecorder::ended(uint64_t id, lockstepResult_t result, Clock::time_poi
 }
 
 bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
-                          std::initializer_list<const FlightRecorder*> tracks) {
+                          const std::string& job, std::initializer_list<const FlightRecorder*> tracks) {
   // Dumps go to a predictable name in a shared directory (/tmp) by default: never through a
   // symlink planted there (O_NOFOLLOW), and readable by this user only.
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -67,9 +67,10 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
     return false;
   }
   std::fprintf(f, "{\"traceEvents\":[\n");
-  std::fprintf(
-      f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\",\"comm\":\"%s\"}}",
-      rank, who.c_str(), comm.c_str());
+  std::fprintf(f,
+               "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\",\"comm\":\"%s\","
+               "\"job\":\"%s\"}}",
+               rank, who.c_str(), comm.c_str(), job.c_str());
   uint64_t ops = 0;
   int tid = 0;
   for (const FlightRecorder* t : tracks) {

@@ -40,9 +40,11 @@ class FlightRecorder {
   void ended(uint64_t id, lockstepResult_t result, Clock::time_point end);
 
   // Writes the trace of `tracks` (each a lane of the rank's process, oldest op first); returns
-  // false (and logs) if the file cannot be written. `comm` names the communicator (tracePath).
+  // false (and logs) if the file cannot be written. `comm` names the communicator (tracePath);
+  // `job` tells one run of it from another (its rank 0's host and pid), so that lockstep-trace
+  // refuses a leftover dump of an earlier job written to the same path.
   static bool dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
-                   std::initializer_list<const FlightRecorder*> tracks);
+                   const std::string& job, std::initializer_list<const FlightRecorder*> tracks);
 
  private:
   struct Record {

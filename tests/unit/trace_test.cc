@@ -6,11 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "src/core/flight_recorder.h"
@@ -46,6 +48,7 @@ TEST(FlightRecorder, DumpsOnTimeoutAndLockstepTraceNamesTheAbsentRank) {
   EXPECT_NE(json.str().find("\"traceEvents\""), std::string::npos);
   EXPECT_NE(json.str().find("\"allreduce #6\""), std::string::npos) << json.str();
   EXPECT_NE(json.str().find("\"algorithm\":\"recursive_doubling\""), std::string::npos);
+  EXPECT_NE(json.str().find("\"job\":\"rank 0 ("), std::string::npos) << json.str();
   // With 3 ranks, recursive doubling folds rank 0 into rank 1: its only peer.
   EXPECT_NE(json.str().find("\"peers\":[1]"), std::string::npos) << json.str();
   testing::ProcResult r = testing::run(
@@ -115,6 +118,55 @@ TEST(FlightRecorder, ASplitChildDumpsApartFromItsParentAndLockstepTraceKeepsThem
   system(("rm -rf " + dir).c_str());
 }
 
+// A rank that entered an op only after the others had timed out waiting for it is named late.
+// Its own record of the op (failed at once, with the others' report) made it count as entered,
+// and lockstep-trace said every rank had entered every collective.
+TEST(FlightRecorder, LockstepTraceNamesARankThatEnteredOnlyAfterTheOthersTimedOut) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  setenv("LOCKSTEP_TRACE", (dir + "/l.%r.json").c_str(), 1);
+  setenv("LOCKSTEP_TIMEOUT", "1", 1);
+  auto comms = testing::initThreadComms(3);
+  unsetenv("LOCKSTEP_TRACE");
+  unsetenv("LOCKSTEP_TIMEOUT");
+  onThreads(3, [&](int r) {
+    float x = 1;
+    for (int k = 0; k < 5; ++k)
+      ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), 0);
+    if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // late for op #6
+    EXPECT_NE(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+  });
+  testing::destroyAll(comms);
+  testing::ProcResult r =
+      testing::run({LOCKSTEP_TRACE_PATH, dir + "/l.0.json", dir + "/l.1.json", dir + "/l.2.json"}, {}, 30);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("op #6 (allreduce): entered by rank 2 ("), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("only after rank(s) 0, 1 had timed out waiting for it"), std::string::npos) << r.output;
+  system(("rm -rf " + dir).c_str());
+}
+
+// Two runs of a job writing to one LOCKSTEP_TRACE path: a rank killed in the second leaves the
+// first run's dump there, which lockstep-trace once read as the second's (blaming the healthy
+// ranks). Each dump names its run (the communicator's rank 0, host and pid); mixed runs are
+// refused.
+TEST(FlightRecorder, LockstepTraceRefusesDumpsOfDifferentRuns) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  FlightRecorder track;
+  ASSERT_TRUE(FlightRecorder::dump(dir + "/r.0.json", 0, "rank 0 (vm:200)", "", "rank 0 (vm:200)", {&track}));
+  ASSERT_TRUE(FlightRecorder::dump(dir + "/r.1.json", 1, "rank 1 (vm:201)", "", "rank 0 (vm:200)", {&track}));
+  ASSERT_TRUE(FlightRecorder::dump(dir + "/old.1.json", 1, "rank 1 (vm:101)", "", "rank 0 (vm:100)", {&track}));
+  testing::ProcResult r = testing::run({LOCKSTEP_TRACE_PATH, dir + "/r.0.json", dir + "/r.1.json"}, {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = testing::run({LOCKSTEP_TRACE_PATH, dir + "/r.0.json", dir + "/old.1.json"}, {}, 30);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("these dumps come from 2 runs of the communicator"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 0 (vm:100) (" + dir + "/old.1.json)"), std::string::npos) << r.output;
+  system(("rm -rf " + dir).c_str());
+}
+
 // Dumps go to predictable names in /tmp: a symlink planted there must not redirect the write.
 TEST(FlightRecorder, ADumpNeverFollowsASymlink) {
   char dir[] = "/tmp/lockstep-trace-test-XXXXXX";
@@ -123,12 +175,12 @@ TEST(FlightRecorder, ADumpNeverFollowsASymlink) {
   { std::ofstream(victim) << "precious"; }
   ASSERT_EQ(symlink(victim.c_str(), link.c_str()), 0);
   FlightRecorder track;
-  EXPECT_FALSE(FlightRecorder::dump(link, 0, "test", "", {&track}));
+  EXPECT_FALSE(FlightRecorder::dump(link, 0, "test", "", "", {&track}));
   std::ifstream in(victim);
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "precious");
   const std::string real = std::string(dir) + "/real.json";
-  EXPECT_TRUE(FlightRecorder::dump(real, 0, "test", "", {&track}));
+  EXPECT_TRUE(FlightRecorder::dump(real, 0, "test", "", "", {&track}));
   struct stat st {};
   ASSERT_EQ(stat(real.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
@@ -149,13 +201,13 @@ TEST(FlightRecorder, ADumpThatCannotBeWrittenWholeIsRemoved) {
   rlimit small = before;
   small.rlim_cur = 16;
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
-  const bool written = FlightRecorder::dump(path, 0, "test", "", {&track});
+  const bool written = FlightRecorder::dump(path, 0, "test", "", "", {&track});
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &before), 0);
   signal(SIGXFSZ, oldHandler);
   EXPECT_FALSE(written);
   struct stat st {};
   EXPECT_NE(stat(path.c_str(), &st), 0) << "the cut file is left";
-  EXPECT_TRUE(FlightRecorder::dump(path, 0, "test", "", {&track}));
+  EXPECT_TRUE(FlightRecorder::dump(path, 0, "test", "", "", {&track}));
   std::remove(path.c_str());
   rmdir(dir);
 }
