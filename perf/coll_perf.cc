@@ -189,15 +189,17 @@ int main(int argc, char** argv) {
   // -a forces an algorithm through LOCKSTEP_ALGO, as a user would (read once, at init).
   if (args.algo != "default") {
     Algorithm a;
-    if (!parseAlgorithm(args.algo, &a) || !implements(a, collKind(kColl))) {
-      std::string known;
+    const bool known = parseAlgorithm(args.algo, &a);
+    if (!known || !implements(a, collKind(kColl))) {
+      std::string available;
       for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
         if (implements(static_cast<Algorithm>(i), collKind(kColl))) {
-          known += std::string(known.empty() ? "" : ", ") + algorithmName(static_cast<Algorithm>(i));
+          available += std::string(available.empty() ? "" : ", ") + algorithmName(static_cast<Algorithm>(i));
         }
       }
-      std::fprintf(stderr, "%s: unknown algorithm %s (available: %s)\n", program.c_str(), args.algo.c_str(),
-                   known.c_str());
+      std::fprintf(stderr, "%s: %s algorithm %s (available: %s)\n", program.c_str(),
+                   known ? (std::string(collName(kColl)) + " has no").c_str() : "unknown", args.algo.c_str(),
+                   available.c_str());
       return 2;
     }
     setenv("LOCKSTEP_ALGO", (std::string(opKindName(collKind(kColl))) + "=" + args.algo).c_str(), 1);

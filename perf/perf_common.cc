@@ -134,7 +134,7 @@ Args parseArgs(int argc, char** argv, const char* program) {
   if (a.minBytes == 0 || a.maxBytes == 0) usage(program, "-b and -e must be positive sizes (e.g. 8, 64K, 256M)");
   if (a.maxBytes < a.minBytes) usage(program, "-e is below -b");
   if (a.iters < 0 || a.minIters < 1) usage(program, "-n must be >= 0 and -m >= 1");
-  if (a.warmup < -1) usage(program, "-w must be >= 0");
+  if (a.warmup < -1) usage(program, "-w must be >= 0 (or -1: the default)");
   // nccl-tests' -t is threads per process and -T a timeout: here -t is the bytes each size moves
   // and -T the ranks as threads. A small -t or a -T under a launcher is such a flag misread.
   if (a.targetBytes < 1024) {
