@@ -57,7 +57,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> files;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "-o" && i + 1 < argc) {
+    if (a == "-o") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "lockstep-trace: -o needs a file to write the merged trace to\n");
+        return 2;
+      }
       merged = argv[++i];
     } else if (a == "-h" || a == "--help") {
       std::printf("usage: lockstep-trace [-o merged.json] trace.rank0.json trace.rank1.json ...\n");

@@ -61,7 +61,7 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
     Algorithm a;
     if (!parseAlgorithm(name, &a)) {
       throw InvalidArgument("LOCKSTEP_ALGO names unknown algorithm \"" + name +
-                            "\" (known: ring, tree, recursive_doubling, rabenseifner, direct, chain, ordered)");
+                            "\" (known: ring, tree, recursive_doubling (or rd), rabenseifner, direct, chain, ordered)");
     }
     bool matched = false;
     for (int k = 0; k < kOpKinds; ++k) {
