@@ -27,6 +27,17 @@ namespace {
 
 constexpr auto kTimeout = std::chrono::seconds(20);
 
+// A Config read from these variables alone (as if they were the whole environment), with the
+// tests' timeout.
+Config configOf(const std::map<std::string, std::string>& env) {
+  Config c = Config::fromVariables([&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  c.timeout = kTimeout;
+  return c;
+}
+
 // A second process started with an existing rank's number (or a different world size) is told
 // why by the rendezvous, and the ranks that were right still form their communicator.
 TEST(BootstrapErrors, TheRendezvousTellsAMisconfiguredRankWhy) {
@@ -158,11 +169,7 @@ TEST(BootstrapErrors, ARankWithAnotherWorldSizeIsToldSoUnderLockstepRoot) {
     const std::map<std::string, std::string> env{{"LOCKSTEP_ROOT", root},
                                                  {"LOCKSTEP_RANK", std::to_string(rank)},
                                                  {"LOCKSTEP_WORLD_SIZE", std::to_string(size)}};
-    Config c = Config::fromVariables([&](const char* name) -> const char* {
-      auto it = env.find(name);
-      return it == env.end() ? nullptr : it->second.c_str();
-    });
-    c.timeout = kTimeout;
+    Config c = configOf(env);
     return planLaunch(c);
   };
   // The misconfigured rank comes first: the size it announces must not lock the others out.
@@ -349,11 +356,7 @@ TEST(BootstrapErrors, ARootNamedByAHostnameThatResolvesToLoopbackListensEverywhe
   if (other.empty()) GTEST_SKIP() << "no address but loopback";
   const std::map<std::string, std::string> env{
       {"LOCKSTEP_ROOT", root}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
-  Config c = Config::fromVariables([&](const char* v) -> const char* {
-    auto it = env.find(v);
-    return it == env.end() ? nullptr : it->second.c_str();
-  });
-  c.timeout = kTimeout;
+  Config c = configOf(env);
   LaunchPlan zero = planLaunch(c);
   ASSERT_TRUE(zero.rootService);
   EXPECT_NO_THROW(connectTo(NetAddr::parse(other + ":" + std::to_string(port)),
@@ -491,11 +494,7 @@ TEST(BootstrapErrors, ASecondRankZeroUnderLockstepRootIsToldItsPortIsTaken) {
        "rendezvous at MASTER_ADDR/MASTER_PORT (" + root + ", MASTER_PORT + 1) on " + root + ": its port is taken"},
   };
   for (const auto& [env, want] : cases) {
-    Config c = Config::fromVariables([&](const char* v) -> const char* {
-      auto it = env.find(v);
-      return it == env.end() ? nullptr : it->second.c_str();
-    });
-    c.timeout = kTimeout;
+    Config c = configOf(env);
     LaunchPlan first = planLaunch(c);
     ASSERT_TRUE(first.rootService);
     try {
@@ -515,10 +514,7 @@ TEST(BootstrapErrors, ASecondRankZeroUnderLockstepRootIsToldItsPortIsTaken) {
   const std::string elsewhere = "192.0.2.1:" + std::to_string(port);
   const std::map<std::string, std::string> nat{
       {"LOCKSTEP_ROOT", elsewhere}, {"LOCKSTEP_RANK", "0"}, {"LOCKSTEP_WORLD_SIZE", "2"}};
-  Config c = Config::fromVariables([&](const char* v) -> const char* {
-    auto it = nat.find(v);
-    return it == nat.end() ? nullptr : it->second.c_str();
-  });
+  Config c = configOf(nat);
   try {
     LaunchPlan plan = planLaunch(c);
     ADD_FAILURE() << "rank 0 served a port that was taken";
@@ -599,10 +595,7 @@ TEST(BootstrapErrors, ABurstOfProbesDoesNotPushOutAMessageBeforeThem) {
 TEST(LaunchSecret, TheLaunchersJobIdentityTellsTwoJobsOnOneRootApart) {
   auto secret = [](std::map<std::string, std::string> env) {
     env["LOCKSTEP_ROOT"] = "127.0.0.1:29512";
-    Config c = Config::fromVariables([&](const char* name) -> const char* {
-      auto it = env.find(name);
-      return it == env.end() ? nullptr : it->second.c_str();
-    });
+    Config c = configOf(env);
     return planLaunch(c).id.secret;  // rank 1: no rendezvous served here
   };
   auto slurm = [](const char* job, const char* step) {
