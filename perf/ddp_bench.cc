@@ -11,10 +11,10 @@
 //   overlap  markReady per layer as backward produces it: full buckets start while earlier
 //            layers are still computing.
 // communication = serial - compute; hidden = (serial - overlap) / (serial - compute).
-// With LOCKSTEP_TRACE set, rank 0 reads back its flight recorder after the run and lists, for the
-// last overlapped step, when each bucket's all-reduce started relative to the end of backward.
+// With LOCKSTEP_TRACE set, rank 0 reads back the flight recorder of the buckets' communicator
+// (GradientSync's split) after the run and lists, for the last overlapped step, when each
+// bucket's all-reduce started relative to the end of backward.
 #include <time.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +27,8 @@
 #include "dataset.h"
 #include "lockstep/ddp.hpp"
 #include "mlp.h"
+#include "src/core/config.h"
+#include "src/core/flight_recorder.h"
 
 namespace {
 
@@ -90,29 +92,6 @@ const char* modeName(Mode m) { return m == Mode::kCompute ? "compute" : m == Mod
 struct Window {
   int64_t backwardStartUs = 0, backwardEndUs = 0;
 };
-
-// What LOCKSTEP_TRACE expands to for `rank`'s communicator `comm` (the library's rule,
-// src/core/flight_recorder.h: %r rank, %p pid, %c the communicator's name; ".rank<r>.json"
-// appended when there is no %r; without %c, a split child's name goes before ".json").
-std::string tracePathFor(const std::string& pattern, int rank, const std::string& comm) {
-  std::string out;
-  bool hasRank = false, hasComm = false;
-  for (size_t i = 0; i < pattern.size(); ++i) {
-    const char c = pattern[i] == '%' && i + 1 < pattern.size() ? pattern[i + 1] : 0;
-    if (c == 'r' || c == 'p' || c == 'c') {
-      hasRank |= c == 'r';
-      hasComm |= c == 'c';
-      out += c == 'r' ? std::to_string(rank) : c == 'p' ? std::to_string(getpid()) : comm;
-      ++i;
-    } else {
-      out += pattern[i];
-    }
-  }
-  if (!hasRank) out += ".rank" + std::to_string(rank) + ".json";
-  if (hasComm || comm.empty()) return out;
-  const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
-  return out.insert(json, "." + comm);
-}
 
 int64_t field(const std::string& line, const std::string& key) {
   const size_t at = line.find("\"" + key + "\":");
@@ -261,7 +240,9 @@ int main(int argc, char** argv) {
     const char* trace = std::getenv("LOCKSTEP_TRACE");
     // The buckets run on the communicator GradientSync splits off the program's (its first split,
     // color 0: "split1c0"); the program's own holds only the bench's timing all-reduces.
-    if (trace && *trace && r.rank == 0) explainTrace(tracePathFor(trace, 0, "split1c0"), r.lastOverlap, r.buckets);
+    if (trace && *trace && r.rank == 0) {
+      explainTrace(lockstep::tracePath(lockstep::Config::fromEnvironment(), 0, "split1c0"), r.lastOverlap, r.buckets);
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ddp_bench: %s\n", e.what());

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <string>
+#include <type_traits>
 
 #include "kernels/dtype.h"
 
@@ -73,6 +75,18 @@ Args parseArgs(int argc, char** argv, const char* program) {
     }
     *out = static_cast<int>(n);
   };
+  // -d and -o: "all" (every value of the enum) or one name.
+  auto allOrOne = [&](auto* out, int count, auto parse, const char* what) {
+    using T = typename std::remove_pointer_t<decltype(out)>::value_type;
+    out->clear();
+    if (std::strcmp(v, "all") == 0) {
+      for (int i = 0; i < count; ++i) out->push_back(static_cast<T>(i));
+      return;
+    }
+    T one;
+    if (!parse(v, &one)) usage(program, ("unknown " + std::string(what) + " " + v).c_str());
+    out->push_back(one);
+  };
   // One table of the options and what each value sets, so that the unknown-option check (made
   // before the missing-value one: a stray last "-x" is unknown, not missing its value) and the
   // parsing cannot drift apart.
@@ -100,26 +114,8 @@ Args parseArgs(int argc, char** argv, const char* program) {
       {"-a", [&] { a.algo = v; }},
       {"-T", [&] { integer(&a.threads); }},
       {"-r", [&] { integer(&a.root); }},
-      {"-d",
-       [&] {
-         a.types.clear();
-         for (int t = 0; t < lockstepNumTypes; ++t) {
-           if (std::strcmp(v, "all") == 0) a.types.push_back(static_cast<lockstepDataType_t>(t));
-         }
-         lockstepDataType_t t;
-         if (a.types.empty() && !parseDataType(v, &t)) usage(program, ("unknown dtype " + std::string(v)).c_str());
-         if (a.types.empty()) a.types.push_back(t);
-       }},
-      {"-o",
-       [&] {
-         a.ops.clear();
-         for (int o = 0; o < lockstepNumOps; ++o) {
-           if (std::strcmp(v, "all") == 0) a.ops.push_back(static_cast<lockstepRedOp_t>(o));
-         }
-         lockstepRedOp_t o;
-         if (a.ops.empty() && !parseRedOp(v, &o)) usage(program, ("unknown op " + std::string(v)).c_str());
-         if (a.ops.empty()) a.ops.push_back(o);
-       }},
+      {"-d", [&] { allOrOne(&a.types, lockstepNumTypes, parseDataType, "dtype"); }},
+      {"-o", [&] { allOrOne(&a.ops, lockstepNumOps, parseRedOp, "op"); }},
   };
   for (int i = 1; i < argc; i += 2) {
     k = argv[i];
