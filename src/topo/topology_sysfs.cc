@@ -56,7 +56,13 @@ std::string formatCpuList(const std::set<int>& cpus) {
   for (auto it = cpus.begin(); it != cpus.end();) {
     int lo = *it, hi = lo;
     while (++it != cpus.end() && *it == hi + 1) ++hi;
-    out += (out.empty() ? "" : ",") + std::to_string(lo) + (hi > lo ? "-" + std::to_string(hi) : "");
+    // Appended piece by piece: GCC 12 warns (-Wrestrict, a false positive) on "-" + to_string().
+    if (!out.empty()) out += ',';
+    out += std::to_string(lo);
+    if (hi > lo) {
+      out += '-';
+      out += std::to_string(hi);
+    }
   }
   return out;
 }
