@@ -66,9 +66,16 @@ NetAddr NetAddr::fromSockaddr(const sockaddr* sa) {
     std::memcpy(a.addr, &in->sin_addr, 4);
   } else if (sa->sa_family == AF_INET6) {
     auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    a.family = AF_INET6;
     a.port = ntohs(in6->sin6_port);
-    std::memcpy(a.addr, &in6->sin6_addr, 16);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+      // An IPv4 peer of a dual-stack socket (::ffff:a.b.c.d) is that IPv4 address: so it compares
+      // equal to the same host's IPv4 addresses, and 127.x counts as loopback.
+      a.family = AF_INET;
+      std::memcpy(a.addr, in6->sin6_addr.s6_addr + 12, 4);
+    } else {
+      a.family = AF_INET6;
+      std::memcpy(a.addr, &in6->sin6_addr, 16);
+    }
   }
   return a;
 }

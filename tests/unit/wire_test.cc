@@ -43,6 +43,17 @@ TEST(NetAddr, ParsesAndPrints) {
   EXPECT_THROW(NetAddr::parse("127.0.0.1:70000"), InvalidArgument);
 }
 
+TEST(NetAddr, AnIpv4MappedAddressIsItsIpv4Address) {
+  // What a dual-stack listener reports for an IPv4 peer.
+  const NetAddr mapped = NetAddr::parse("[::ffff:127.0.0.1]:7");
+  EXPECT_EQ(mapped.str(), "127.0.0.1:7");
+  EXPECT_TRUE(mapped.isLoopback());
+  EXPECT_TRUE(mapped.sameHost(NetAddr::parse("127.0.0.1:9")));
+  EXPECT_TRUE(NetAddr::parse("[::ffff:169.254.1.2]:7").isLinkLocal());
+  EXPECT_FALSE(NetAddr::parse("[::ffff:10.0.0.1]:7").isLoopback());
+  EXPECT_EQ(NetAddr::parse("[fd00::ffff:7f00:1]:7").family, AF_INET6);  // not mapped: kept
+}
+
 TEST(Handshake, AcceptsTheRightPeerOnly) {
   Secret s = randomSecret();
   Hello h = makeHello(s, 42, 3, 8, Purpose::kData);
