@@ -1,6 +1,7 @@
 #include "src/core/communicator.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <system_error>
 #include <unordered_set>
@@ -50,6 +51,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   if (oneHost && everyRankCan) ipc_ = IpcEngine::connect(config_, *bootstrap_, peers_, rank_);
   tuning_ = parseTunerSettings(config_.algo, config_.deterministic);
   linkCost_ = globalLinkCost();
+  for (auto& sizes : loggedChoice_) sizes.fill(Algorithm::kCount);
   if (config_.measuredTuning) {
     measured_ = std::make_unique<MeasuredTuner>(nranks_, linkCost_, tuning_);
     agreeFn_ = [this](double* v, int n) { agreeMax(v, n); };
@@ -705,9 +707,11 @@ Algorithm Communicator::choose(const OpDesc& op) {
   if (last.bytes == bytes) return last.algorithm;
   Algorithm a = chooseAlgorithm(op.kind, nranks_, bytes, linkCost_, tuning_);
   last.bytes = bytes;
-  // Logged when the choice for a collective changes, not on every call.
-  if (last.algorithm != a) {
-    last.algorithm = a;
+  last.algorithm = a;
+  // Logged when the choice for a collective at this power-of-two size changes, not on every call.
+  Algorithm& logged = loggedChoice_[static_cast<int>(op.kind)][std::bit_width(bytes)];
+  if (logged != a) {
+    logged = a;
     LS_INFO(rank_, "tuner: " << opKindName(op.kind) << " of " << bytes << " bytes on " << nranks_ << " ranks -> "
                              << algorithmName(a) << (tuning_.forced[static_cast<int>(op.kind)] ? " (forced)" : "")
                              << (tuning_.deterministic ? " (deterministic)" : ""));

@@ -165,9 +165,12 @@ class Communicator {
     size_t bytes = SIZE_MAX;
     Algorithm algorithm = Algorithm::kCount;
   };
-  std::array<Choice, kOpKinds> lastChoice_{};  // per collective: reused for the same size, logged on change
-  std::unique_ptr<MeasuredTuner> measured_;    // null: LOCKSTEP_TUNER=model
-  MeasuredTuner::AgreeMax agreeFn_;            // agreeMax, made once (not per call)
+  std::array<Choice, kOpKinds> lastChoice_{};  // per collective: reused for the same size
+  // The model's choice last logged per collective and power-of-two size (kCount: none yet), so a
+  // program alternating two sizes (DDP's full and last buckets) logs each once, not every call.
+  std::array<std::array<Algorithm, 65>, kOpKinds> loggedChoice_;
+  std::unique_ptr<MeasuredTuner> measured_;  // null: LOCKSTEP_TUNER=model
+  MeasuredTuner::AgreeMax agreeFn_;          // agreeMax, made once (not per call)
   std::unique_ptr<Health> health_;
   FlightRecorder recorder_;  // written by whichever thread executes (one at a time)
   // cuda_ipc ops: started by the posting thread, ended by the driver's callback thread.

@@ -13,6 +13,7 @@
 #include "kernels/dtype.h"
 #include "perf/collectives.h"
 #include "perf/pattern.h"
+#include "src/core/logging.h"
 #include "tests/common/thread_comms.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -194,6 +195,40 @@ TEST(FloatEnvironment, ARanksFlushToZeroOrRoundingModeChangesNoBits) {
 #else
   GTEST_SKIP() << "the test sets x86's MXCSR";
 #endif
+}
+
+// The model's choice is logged at INFO once per collective and power-of-two size: a program that
+// alternates two sizes with different picks (DDP's full buckets and its smaller last one) got
+// a line on every call.
+TEST(TunerLog, AlternatingSizesLogEachChoiceOnce) {
+  setenv("LOCKSTEP_DEBUG", "INFO", 1);
+  setenv("LOCKSTEP_TUNER", "model", 1);
+  auto comms = testing::initThreadComms(2);
+  unsetenv("LOCKSTEP_DEBUG");
+  unsetenv("LOCKSTEP_TUNER");
+  const size_t counts[2] = {8, 256 * 1024};  // 32 B and 1 MiB: recursive doubling and the ring here
+  std::vector<float> in(counts[1], 1.0f), out[2] = {std::vector<float>(counts[1]), std::vector<float>(counts[1])};
+  ::testing::internal::CaptureStderr();
+  onThreads(2, [&](int r) {
+    for (int call = 0; call < 20; ++call) {
+      EXPECT_EQ(lockstepAllReduce(in.data(), out[r].data(), counts[call % 2], lockstepFloat32, lockstepSum, comms[r],
+                                  nullptr),
+                lockstepSuccess);
+    }
+  });
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  testing::destroyAll(comms);
+  setLogLevel(LogLevel::kWarn);
+  std::set<std::string> lines;
+  int count = 0;
+  for (size_t at = log.find("tuner: allreduce of "); at != std::string::npos;
+       at = log.find("tuner: allreduce of ", at + 1)) {
+    lines.insert(log.substr(at, log.find('\n', at) - at));
+    ++count;
+  }
+  EXPECT_EQ(count, 4) << "two sizes on two ranks\n" << log;
+  EXPECT_EQ(lines.size(), 2u) << log;
+  EXPECT_EQ(out[0][0], 2.0f);
 }
 
 }  // namespace
