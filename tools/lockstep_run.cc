@@ -5,8 +5,9 @@
 // The launcher creates a unique id (it serves the rendezvous itself, so no port has to be picked
 // in advance) and starts each rank with LOCKSTEP_RANK, LOCKSTEP_LOCAL_RANK, LOCKSTEP_WORLD_SIZE
 // and LOCKSTEP_UNIQUE_ID set, so lockstepCommInitFromEnv() just works. Every output line is
-// prefixed with "[rank] ". When a rank fails, the others get SIGTERM (SIGKILL after a grace
-// period) and the launcher exits with the first failure's code (128 + signal for a signal).
+// prefixed with "[rank] ". When a rank fails, the others get a second to end on their own (to
+// report the failure, which they see within milliseconds), then SIGTERM (SIGKILL after a grace
+// period), and the launcher exits with the first failure's code (128 + signal for a signal).
 // SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGQUIT are forwarded to the
 // ranks, unless the launcher was started with them ignored (nohup, a background job of a
 // script): then they stay ignored, in the ranks too. Ctrl-Z (SIGTSTP) stops the ranks with the
@@ -46,6 +47,8 @@ void onSuspend(int) { gSuspend = 1; }
 
 // The signals that stop a job, forwarded to the ranks.
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// How long the other ranks get, after one failed, to end on their own before SIGTERM.
+constexpr std::chrono::milliseconds kSettle{1000};
 
 // True, with *out set, when text is a whole number in [lo, hi].
 bool parseCount(const char* text, long lo, long hi, long* out) {
@@ -305,7 +308,7 @@ int main(int argc, char** argv) {
   int firstFailure = -1, exitCode = 0, alive = n;
   bool forwarded = false;
   bool closed[2] = {false, false};  // the launcher's stdout / stderr, once a write finds it closed
-  std::chrono::steady_clock::time_point killAt{}, allExitedAt{};
+  std::chrono::steady_clock::time_point termAt{}, killAt{}, allExitedAt{};
   // Every rank's process group, exited ranks' too: what a failed rank started must not outlive
   // the job (a group whose members are all gone just answers ESRCH). Ranks are not reaped before
   // the end, so none of these ids can have been reused.
@@ -378,8 +381,10 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "lockstep-run: rank %d %s %d; stopping the other ranks\n", r,
                        exited ? "exited with code" : "was killed by signal", info.si_status);
         }
-        signalAll(SIGTERM);
-        killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
+        // Not at once: the others notice a lost or failed peer within milliseconds, and a moment
+        // lets them print their own errors (naming the culprit) and write their trace dumps,
+        // which SIGTERM sent now would cut off. A pipeline's reader that left needs no moment.
+        termAt = std::chrono::steady_clock::now() + (readerLeft ? std::chrono::milliseconds(0) : kSettle);
       }
     }
     if (gSuspend) {
@@ -394,6 +399,11 @@ int main(int argc, char** argv) {
       signalAll(gSignal);
       forwarded = true;
       if (exitCode == 0) exitCode = 128 + gSignal;
+      killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
+    }
+    if (termAt != std::chrono::steady_clock::time_point{} && std::chrono::steady_clock::now() >= termAt &&
+        killAt == std::chrono::steady_clock::time_point{}) {
+      signalAll(SIGTERM);
       killAt = std::chrono::steady_clock::now() + std::chrono::milliseconds(static_cast<int>(grace * 1000));
     }
     if (killAt != std::chrono::steady_clock::time_point{} && std::chrono::steady_clock::now() > killAt) {

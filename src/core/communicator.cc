@@ -341,7 +341,10 @@ void Communicator::execute(Work& w, bool background) {
     // failure heard from a peer is not sent back). An abort reaches peers as this rank's goodbye.
     if (code != lockstepAborted) health_->fail(code, culprit, text);
     recorder_.ended(code, stamp());
-    if (code == lockstepTimeout) dumpTrace();  // the state of every op this rank saw, for lockstep-trace
+    // The state of every op this rank saw, for lockstep-trace: on a timeout always; on any other
+    // failure where LOCKSTEP_TRACE asks for dumps, now and not only at destroy, which a program
+    // that exits on the error, or a launcher that stops it, never reaches (destroy rewrites it).
+    if (code == lockstepTimeout || !config_.tracePath.empty()) dumpTrace();
     finish(w, code, text);
   } catch (const std::exception& e) {
     // Out of memory, or a bug: as for any failure, later work is refused and the group told.

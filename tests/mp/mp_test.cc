@@ -419,6 +419,33 @@ TEST(Launcher, WhatARankStartedIsStoppedWhenTheJobSucceeds) {
   expectRankOnesBackgroundProcessEndsWithTheJob("true", "exit 0", 0);
 }
 
+// A rank killed mid-run: the others notice within milliseconds, and the launcher gives them a
+// moment before SIGTERM, so each prints its error naming the culprit and, with LOCKSTEP_TRACE,
+// writes its dump at the failure (the program exits on the error, never reaching destroy). Both
+// were cut off by a SIGTERM sent at once, and lockstep-trace then suspected the healthy ranks.
+TEST(Launcher, TheOtherRanksReportAKilledRankAndWriteTheirDumps) {
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string d = dir;
+  ProcResult r = run({kRun, "-n", "3", "sh", "-c",
+                      "if [ $LOCKSTEP_RANK = 1 ]; then (sleep 1; kill -9 $$) & fi; exec " + std::string(PERF_DIR) +
+                          "/allreduce_perf -b 64K -e 64K -n 100000000 -w 0"},
+                     {"LOCKSTEP_TRACE=" + d + "/t.%r.json", "LOCKSTEP_TIMEOUT=30"}, 60);
+  EXPECT_EQ(r.code, 128 + SIGKILL) << r.output;
+  for (const char* survivor : {"[0] allreduce_perf:", "[2] allreduce_perf:"}) {
+    const size_t at = r.output.find(survivor);
+    ASSERT_NE(at, std::string::npos) << survivor << " printed no error\n" << r.output;
+    const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+    EXPECT_NE(line.find("lost rank 1 "), std::string::npos) << line;
+  }
+  ProcResult trace = run({LOCKSTEP_TRACE_PATH, d + "/t.0.json", d + "/t.2.json"}, {}, 30);
+  EXPECT_NE(trace.output.find("rank 1: no dump"), std::string::npos) << trace.output;
+  EXPECT_EQ(trace.output.find("rank 0: no dump"), std::string::npos) << trace.output;
+  EXPECT_EQ(trace.output.find("rank 2: no dump"), std::string::npos) << trace.output;
+  for (const char* f : {"/t.0.json", "/t.1.json", "/t.2.json"}) std::remove((d + f).c_str());
+  rmdir(dir);
+}
+
 // Started with SIGHUP ignored (nohup), the launcher and its ranks keep ignoring it.
 TEST(Launcher, KeepsAStopSignalItWasStartedWithIgnored) {
   ProcResult r = run({"sh", "-c",
