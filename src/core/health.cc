@@ -317,8 +317,22 @@ void Health::notifyFailed() {
   if (failureHook_) failureHook_();
 }
 
+std::chrono::milliseconds Health::catchUp() {
+  auto sinceRun = [&] { return Clock::now().time_since_epoch() - std::chrono::nanoseconds(watchdogRanNs_.load()); };
+  const auto missed = sinceRun();
+  if (!thread_.joinable() || missed <= 2 * interval_) return std::chrono::milliseconds(0);
+  // The peers' heartbeats and reports wait in the control connections: the watchdog reads them
+  // on waking. A process continued after SIGSTOP finds its op's deadline passed and every peer
+  // "silent" for as long as it was stopped, and blamed them, unless it reads first.
+  wake();
+  const Deadline by = Deadline::after(std::chrono::milliseconds(200));
+  while (sinceRun() >= missed && !by.expired()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return std::chrono::duration_cast<std::chrono::milliseconds>(missed);
+}
+
 std::string Health::laggards(uint64_t seq, int peer) {
   const uint64_t mine = entered_.load(std::memory_order_acquire);
+  const std::chrono::milliseconds stalled = catchUp();
   std::lock_guard<std::mutex> lock(mu_);
   std::string notArrived, silent, gone;
   auto now = Clock::now();
@@ -344,7 +358,13 @@ std::string Health::laggards(uint64_t seq, int peer) {
     }
   }
   std::string out;
-  if (!notArrived.empty()) out += "not arrived at op #" + std::to_string(seq) + ": " + notArrived;
+  // Said first: the wait timed out because this rank did not run, whatever the others did.
+  if (stalled > unresponsive_) {
+    out +=
+        "this rank's process did not run for " + std::to_string(stalled.count()) + " ms (stopped, or starved of CPU?)";
+  }
+  if (!notArrived.empty())
+    out += std::string(out.empty() ? "" : "; ") + "not arrived at op #" + std::to_string(seq) + ": " + notArrived;
   if (!inCollective.empty())
     out += "inside a collective this rank has not called (calls in another order?): " + inCollective;
   if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent;
@@ -390,6 +410,7 @@ std::string Health::lostAmong(std::span<const int> ranks) {
 
 void Health::watch() {
   Clock::time_point nextBeat = Clock::now();
+  watchdogRanNs_.store(std::chrono::nanoseconds(Clock::now().time_since_epoch()).count());
   while (!stop_.load()) {
     std::vector<pollfd> fds{{wakeFd_.get(), POLLIN, 0}};
     for (const Peer& p : peers_) {
@@ -401,6 +422,7 @@ void Health::watch() {
     // A failing call waits for its report to leave (awaitDelivery): look every millisecond.
     if (failureSent_.load() && !failureDelivered_.load()) wait = std::min<int64_t>(wait, 1);
     ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait)));
+    const int64_t wokeNs = std::chrono::nanoseconds(Clock::now().time_since_epoch()).count();
     if (fds[0].revents & POLLIN) {
       uint64_t n;
       (void)!::read(wakeFd_.get(), &n, sizeof(n));
@@ -417,6 +439,9 @@ void Health::watch() {
       broadcastStatus();
       nextBeat = Clock::now() + interval_;
     }
+    // After reading: catchUp() waits for a mark newer than the stall, set once what arrived
+    // meanwhile has been read.
+    watchdogRanNs_.store(wokeNs);
   }
   sendFailure();  // a failure found just before destroy still reaches the peers, before the goodbye
   sendSplitReports();

@@ -172,6 +172,13 @@ class Health : public OpMonitor {
   std::vector<SplitReport> splitReports_;  // this rank's, for the watchdog to send (mu_)
   std::atomic<bool> failureDelivered_{false};
   std::atomic<int64_t> deliveryDeadlineNs_{0};  // the failing calls' wait ends then (steady clock)
+  // When the watchdog last woke (steady clock, ns). It wakes at least every interval_, so a far
+  // older mark means this process was not running (SIGSTOP, or starved of CPU) and what the
+  // peers said meanwhile is unread.
+  std::atomic<int64_t> watchdogRanNs_{0};
+  // Lets an overdue watchdog catch up before laggards() judges the peers by it; returns how
+  // long it had not run (zero when it was on time).
+  std::chrono::milliseconds catchUp();
   std::thread thread_;
 };
 

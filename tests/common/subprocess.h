@@ -64,6 +64,8 @@ class Process {
     if (out_ >= 0) close(out_);
   }
 
+  pid_t pid() const { return pid_; }
+
   ProcResult wait(double timeoutSeconds) {
     ProcResult r;
     auto deadline = start_ + std::chrono::milliseconds(static_cast<int64_t>(timeoutSeconds * 1000));

@@ -51,6 +51,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -407,6 +408,16 @@ int main(int argc, char** argv) {
   lockstepCommDestroy(comm);
   double destroyMs = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   bool named = msg.find(victimName) != std::string::npos;
+  if (mode == "stop" && rank == victim) {
+    // Continued (SIGCONT) by the test once the others had failed: its own wait timed out while it
+    // did not run, which is no fault of its peers. It once called them silent for as long as it
+    // had been stopped, judging them before its watchdog read what they had sent meanwhile.
+    for (int q = 0; q < n; ++q) {
+      if (q != victim && std::regex_search(msg, std::regex("rank " + std::to_string(q) + " \\([^)]*\\) silent")))
+        return report(false, "blames rank " + std::to_string(q) + ": " + msg);
+    }
+    return report(r != lockstepSuccess, "result " + std::to_string(r) + ": " + msg);
+  }
   if (mode == "kill") {
     double killed = 0;
     if (FILE* f = std::fopen(stamp.c_str(), "r")) {
