@@ -1,7 +1,6 @@
 #include "src/algo/tuner.h"
 
 #include <algorithm>
-#include <cmath>
 #include <limits>
 #include <sstream>
 
@@ -85,7 +84,7 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
   int p = 1, lp = 0;
   while (p * 2 <= n) p *= 2, ++lp;
   const double fold = p == n ? 0.0 : 1.0;
-  const double L = std::ceil(std::log2(N));
+  const double L = lp + (p == n ? 0 : 1);  // ceil(log2(n)), exactly (std::log2 rounds with the mode)
   switch (kind) {
     case OpKind::kAllReduce:
     case OpKind::kBarrier:

@@ -27,6 +27,7 @@
 #include "src/core/memory_kind.h"
 #include "src/core/op.h"
 #include "src/exec/backoff.h"
+#include "src/exec/float_env.h"
 #include "src/topo/interfaces.h"
 
 using namespace lockstep;
@@ -51,6 +52,10 @@ void setLastError(std::string_view text) {
 // Inlined, as guarded() is: see post().
 template <typename F>
 [[gnu::always_inline]] inline lockstepResult_t converted(F&& body) {
+  // The library's own arithmetic (the tuner's prices and settled-call counts, parsed figures)
+  // must not depend on the caller's rounding mode or flush-to-zero: ranks whose threads differ
+  // there chose different algorithms for one call. Reductions hold it too (HostExecutor::run).
+  const DefaultFloatEnv floatEnv;
   try {
     body();
     return lockstepSuccess;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <cfenv>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -195,6 +196,44 @@ TEST(FloatEnvironment, ARanksFlushToZeroOrRoundingModeChangesNoBits) {
 #else
   GTEST_SKIP() << "the test sets x86's MXCSR";
 #endif
+}
+
+// The algorithm is chosen on the caller's thread, in its floating-point environment: under
+// FE_UPWARD, log2(4) read 2.0000000000000004, so ranks rounding upward priced the tree's depth at
+// 3 where the others said 2, and picked another algorithm for the same call (a reduce: tree on
+// some ranks, chain on others), which failed as a mismatch (or stalled a split's ranks). Every
+// entry point now runs in the default environment.
+TEST(FloatEnvironment, RanksRoundingUpwardChooseTheSameAlgorithms) {
+  const int n = 4;
+  auto comms = testing::initThreadComms(n);
+  std::vector<std::string> errors(n);
+  onThreads(n, [&](int r) {
+    const int before = std::fegetround();
+    if (r % 2) std::fesetround(FE_UPWARD);
+    std::vector<int32_t> in(166, r + 1), out(166, 0);
+    for (size_t bytes : {size_t(4), size_t(166 * 4), size_t(36706)}) {
+      const size_t count = bytes / 4;
+      std::vector<int32_t> big(count, 1), res(count);
+      if (lockstepReduce(big.data(), res.data(), count, lockstepInt32, lockstepProd, 3, comms[r], nullptr) !=
+              lockstepSuccess ||
+          lockstepBroadcast(big.data(), res.data(), count, lockstepInt32, 0, comms[r], nullptr) != lockstepSuccess ||
+          lockstepAllReduce(big.data(), res.data(), count, lockstepInt32, lockstepMax, comms[r], nullptr) !=
+              lockstepSuccess) {
+        errors[r] = lockstepGetLastError(comms[r]);
+        break;
+      }
+    }
+    // Enough blocking calls of one size for the measured tuner's trials and agreements.
+    for (int call = 0; call < 300 && errors[r].empty(); ++call) {
+      if (lockstepAllReduce(in.data(), out.data(), 126 / 4, lockstepInt32, lockstepMax, comms[r], nullptr) !=
+          lockstepSuccess)
+        errors[r] = lockstepGetLastError(comms[r]);
+    }
+    EXPECT_EQ(std::fegetround(), r % 2 ? FE_UPWARD : before) << "rank " << r << "'s own mode was not kept";
+    std::fesetround(before);
+  });
+  for (int r = 0; r < n; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+  testing::destroyAll(comms);
 }
 
 // The model's choice is logged at INFO once per collective and power-of-two size: a program that
