@@ -346,8 +346,83 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
         }
       }
     } catch (const Error& e) {
-      fail(e, !sendFailed && got < bytes ? prev : next, "in a bootstrap allGather");
+      failRelayed(e, !sendFailed && got < bytes ? prev : next, "in a bootstrap allGather");
     }
+  }
+}
+
+void TcpBootstrap::sendReport(const Report& r) {
+  const int next = (rank_ + 1) % nranks_;
+  if (next == rank_ || !peers_[next].valid()) return;
+  const size_t words = std::min<size_t>(r.words.size(), 2048);
+  std::vector<char> msg(sizeof(Hello) + sizeof(P2PHeader) + 3 * sizeof(int32_t) + words);
+  const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
+  const P2PHeader hdr{kReportTag, 0, 3 * sizeof(int32_t) + words};
+  const int32_t head[3] = {r.code, r.culprit, r.finder};
+  char* at = msg.data();
+  std::memcpy(at, &h, sizeof(h));
+  std::memcpy(at += sizeof(h), &hdr, sizeof(hdr));
+  std::memcpy(at += sizeof(hdr), head, sizeof(head));
+  std::memcpy(at + sizeof(head), r.words.data(), words);
+  try {
+    const Deadline dl = Deadline::after(kReportGrace);
+    Fd fd = connectTo(peers_[next], dl, /*retryRefused=*/false);
+    sendAll(fd.get(), msg.data(), msg.size(), dl);
+  } catch (const std::exception&) {
+    // Gone, stopped or failing too: its own error stands.
+  }
+}
+
+std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
+  // The whole grace, passing each report on as it comes: a rank's own finding goes out first
+  // and the relay of an earlier one it hears later supersedes it, so the last report wins.
+  const Deadline dl = Deadline::after(kReportGrace);
+  std::optional<Report> last;
+  for (;;) {
+    for (auto it = stash_.begin(); it != stash_.end();) {
+      if (it->peer != peer || it->tag != kReportTag) {
+        ++it;
+        continue;
+      }
+      int32_t head[3] = {0, -2, -1};
+      if (it->data.size() >= sizeof(head)) std::memcpy(head, it->data.data(), sizeof(head));
+      // The peer's word: a code or rank out of range is no report, and one that blames this
+      // rank is no news to it.
+      if (head[0] > lockstepSuccess && head[0] < lockstepNumResults && head[1] >= -1 && head[1] < nranks_ &&
+          head[1] != rank_ && head[2] >= 0 && head[2] < nranks_) {
+        last = Report{head[0], head[1], head[2], std::string(it->data.begin() + sizeof(head), it->data.end())};
+        sendReport(*last);
+      }
+      it = stash_.erase(it);
+    }
+    if (dl.expired()) return last;
+    try {
+      serveOnce(dl.remainingMs(50));
+    } catch (const Error&) {
+      return last;  // this rank's own error stands where nothing came
+    }
+  }
+}
+
+[[noreturn]] void TcpBootstrap::failRelayed(const std::exception& e, int peer, const std::string& doing) {
+  try {
+    fail(e, peer, doing);
+  } catch (const Error& mine) {
+    // Told at once, before waiting for the predecessor: a whole ring of ranks that time out
+    // together hears the root cause within the grace, not one grace per hop.
+    sendReport(Report{mine.code(), peer, rank_, mine.what()});
+    const int prev = (rank_ + nranks_ - 1) % nranks_;
+    if (peer != prev) throw;
+    const std::optional<Report> r = awaitReports(prev);
+    if (!r) throw;  // its own finding
+    const std::string finder =
+        "rank " + std::to_string(r->finder) + (peers_[r->finder].valid() ? " (" + peers_[r->finder].str() + ")" : "");
+    std::string words = r->words;
+    if (words.rfind("bootstrap: ", 0) == 0) words.erase(0, 11);
+    const std::string text = "bootstrap: " + finder + " reports: " + words;
+    if (r->code == lockstepRemoteError) throw RemoteError(r->culprit, text);
+    if (r->code == lockstepTimeout) throw Timeout(text);
+    throw Error(static_cast<lockstepResult_t>(r->code), text);
   }
 }
 

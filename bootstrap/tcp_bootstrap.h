@@ -5,6 +5,8 @@
 #include <chrono>
 #include <functional>
 #include <list>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "bootstrap/bootstrap.h"
@@ -67,6 +69,25 @@ class TcpBootstrap : public Bootstrap {
   void awaitReadable(int fd, Deadline deadline);
   // The tag of peerListening()'s message (no user of send() has a negative tag).
   static constexpr int32_t kProbeTag = -1;
+  // The tag of a failure report: a rank whose allGather failed tells its ring successor why
+  // before it closes, so the successor, finding the ring connection closed, names the rank that
+  // failed first instead of the neighbour that only followed it.
+  static constexpr int32_t kReportTag = -2;
+  // How long a rank that blames its predecessor waits for that predecessor's report.
+  static constexpr std::chrono::milliseconds kReportGrace{300};
+  struct Report {
+    int32_t code;       // the finder's lockstepResult_t
+    int32_t culprit;    // the rank it blamed
+    int32_t finder;     // the rank that found it
+    std::string words;  // the finder's message
+  };
+  // Best effort, within kReportGrace: the successor may be gone or failing too.
+  void sendReport(const Report& r);
+  // The last report the peer sent in kReportGrace, each passed on to the successor as it comes.
+  std::optional<Report> awaitReports(int peer);
+  // fail(), then: tells the successor, and where `peer` is the predecessor and it reported, says
+  // what it reported (the relay keeps the finder's words, not a chain of "reports:").
+  [[noreturn]] void failRelayed(const std::exception& e, int peer, const std::string& doing);
   struct P2PHeader {
     int32_t tag;
     uint32_t reserved;

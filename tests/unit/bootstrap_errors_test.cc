@@ -128,6 +128,42 @@ TEST(BootstrapErrors, AnAllGatherBlamesTheSuccessorThatLeft) {
   EXPECT_NE(what.find("rank 2"), std::string::npos) << what;
 }
 
+// Four ranks; rank 1 goes away without a word, as a killed process does. Rank 2, its successor,
+// finds its ring connection closed and blames it; rank 3 and rank 0 find theirs closed by ranks
+// that only failed after it, and once blamed those (every survivor a different culprit). Each
+// failing rank now tells its successor what it found, which is passed on as found.
+TEST(BootstrapErrors, ARankThatLeavesDuringAnAllGatherIsNamedAllAroundTheRing) {
+  const int n = 4;
+  Rendezvous rv(n);
+  auto& boots = rv.boots;
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  boots[1].reset();
+  std::vector<int> culprit(n, -2);
+  std::vector<std::string> what(n);
+  std::vector<std::thread> threads;
+  for (int r : {0, 2, 3}) {
+    threads.emplace_back([&, r] {
+      try {
+        boots[r]->barrier();
+      } catch (const RemoteError& e) {
+        culprit[r] = e.rank;
+        what[r] = e.what();
+      } catch (const Error& e) {
+        what[r] = e.what();
+      }
+      boots[r].reset();  // closes, as the failing process would
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r : {0, 2, 3}) {
+    EXPECT_EQ(culprit[r], 1) << "rank " << r << ": " << what[r];
+    EXPECT_NE(what[r].find("rank 1 (127.0.0.1:"), std::string::npos) << "rank " << r << ": " << what[r];
+  }
+  EXPECT_NE(what[3].find("rank 2 (127.0.0.1:"), std::string::npos) << "relayed from its finder: " << what[3];
+  EXPECT_NE(what[3].find(" reports: rank 1 "), std::string::npos) << what[3];
+  EXPECT_EQ(what[0].find("reports: rank 2 "), std::string::npos) << "a relay keeps the finder's words: " << what[0];
+}
+
 // A rank out of descriptors cannot tell whether a peer is still there: its probe says so, as its
 // own shortage (it once counted the peer as there, so a rank at its limit never found a failed
 // peer gone and waited out its timeout blaming the peers for not connecting).
