@@ -396,6 +396,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
       it = stash_.erase(it);
     }
     if (dl.expired()) return last;
+    if (interrupt_) interrupt_();  // an abort ends the wait
     try {
       serveOnce(dl.remainingMs(50));
     } catch (const Error&) {
@@ -408,6 +409,8 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
   try {
     fail(e, peer, doing);
   } catch (const Error& mine) {
+    // Only a peer's failure travels the ring: an abort, or this rank's own error, ends at once.
+    if (mine.code() != lockstepRemoteError && mine.code() != lockstepTimeout) throw;
     // Told at once, before waiting for the predecessor: a whole ring of ranks that time out
     // together hears the root cause within the grace, not one grace per hop.
     sendReport(Report{mine.code(), peer, rank_, mine.what()});
