@@ -4,10 +4,11 @@
 //
 // Prints, per rank, the last collective it entered and completed, and any op still running when
 // it dumped; then every collective that some ranks entered and others never did, naming the
-// missing ranks; the ranks that entered a collective only after others had timed out waiting for
-// it; and the ranks that ops name as peers but that left no dump. With -o, writes all events
+// missing ranks; collectives the ranks called differently under one number (kind, count, type,
+// op, root), naming the odd ranks; the ranks that entered a collective only after others had
+// timed out waiting for it; and the ranks that ops name as peers but that left no dump. With -o, writes all events
 // into one Chrome trace (open it in Perfetto). Reads the one-event-per-line format that Lockstep
-// writes; exits 1 if it finds a missing or late rank, 2 if a file is not such a dump or the dumps
+// writes; exits 1 if it finds a missing, late or mismatched rank, 2 if a file is not such a dump or the dumps
 // come from different communicators (a split's child writes its own: LOCKSTEP_TRACE's %c) or
 // from different runs of one (a leftover dump of an earlier job at the same path).
 #include <cstdio>
@@ -40,6 +41,7 @@ bool field(const std::string& line, const std::string& key, std::string* out) {
 struct Entry {
   long long start = 0, end = -1;  // end -1: still running at the dump
   std::string state;
+  std::string call;  // "allreduce (count 16384, float32, sum)": what every rank must have called alike
 };
 
 struct Rank {
@@ -128,6 +130,15 @@ int main(int argc, char** argv) {
         if (field(line, "ts", &ts)) e.start = std::atoll(ts.c_str());
         if (field(line, "dur", &dur)) e.end = e.start + std::atoll(dur.c_str());
         e.state = state;
+        if (e.call.empty()) {  // the host track's record (a cuda_ipc kernel's repeats it)
+          std::string count, dtype, op, root;
+          field(line, "count", &count);
+          field(line, "dtype", &dtype);
+          field(line, "op", &op);
+          field(line, "root", &root);
+          e.call = kind + " (count " + count + ", " + dtype + (op.empty() || op == "none" ? "" : ", " + op) +
+                   (root.empty() || root == "-1" ? "" : ", root " + root) + ")";
+        }
         r.entered.insert(seq);
         kinds[seq] = kind;
         if (seq > r.lastEntered) r.lastEntered = seq;
@@ -196,6 +207,27 @@ int main(int argc, char** argv) {
     if (!missing.empty() && !present.empty()) {
       std::printf("op #%llu (%s): entered by rank(s) %s; never entered by %s\n", seq, kinds[seq].c_str(),
                   present.c_str(), missing.c_str());
+      ++problems;
+    }
+    // Ranks that called different collectives (or counts, types, ops, roots) under one number:
+    // the mismatch each rank's error describes from its side, with the odd ranks named.
+    std::map<std::string, std::vector<int>> calls;
+    for (auto& [rank, r] : ranks) {
+      auto it = r.ops.find(seq);
+      if (it != r.ops.end()) calls[it->second.call].push_back(rank);
+    }
+    if (calls.size() > 1) {
+      std::string text, odd;
+      size_t most = 0;
+      for (const auto& [call, who] : calls) most = std::max(most, who.size());
+      for (const auto& [call, who] : calls) {
+        std::string list;
+        for (int q : who) list += (list.empty() ? "" : ", ") + std::to_string(q);
+        text += (text.empty() ? "" : "; ") + std::string("rank(s) ") + list + " called " + call;
+        if (who.size() < most) odd += (odd.empty() ? "" : ", ") + list;
+      }
+      std::printf("op #%llu: the ranks' calls differ: %s%s\n", seq, text.c_str(),
+                  odd.empty() ? "" : ("; the odd one(s): rank(s) " + odd).c_str());
       ++problems;
     }
     // A rank that entered only after others had timed out waiting for it was the late one: its

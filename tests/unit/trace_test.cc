@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <sstream>
 #include <string>
@@ -118,12 +119,11 @@ TEST(FlightRecorder, ASplitChildDumpsApartFromItsParentAndLockstepTraceKeepsThem
   system(("rm -rf " + dir).c_str());
 }
 
-// A rank that entered an op only after the others had timed out waiting for it is named late.
-// Its own record of the op (failed at once, with the others' report) made it count as entered,
-// and lockstep-trace said every rank had entered every collective.
-TEST(FlightRecorder, LockstepTraceNamesARankThatEnteredOnlyAfterTheOthersTimedOut) {
+// Three thread ranks with LOCKSTEP_TRACE and a 1 s timeout make 5 all-reduces, then run
+// `sixth(rank, comm)`; they are destroyed (each dumps) and lockstep-trace reads their dumps.
+testing::ProcResult traceAfterSixthOp(const std::function<void(int, lockstepComm_t)>& sixth) {
   char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
-  ASSERT_NE(mkdtemp(tmp), nullptr);
+  if (!mkdtemp(tmp)) return {};
   const std::string dir = tmp;
   setenv("LOCKSTEP_TRACE", (dir + "/l.%r.json").c_str(), 1);
   setenv("LOCKSTEP_TIMEOUT", "1", 1);
@@ -134,16 +134,43 @@ TEST(FlightRecorder, LockstepTraceNamesARankThatEnteredOnlyAfterTheOthersTimedOu
     float x = 1;
     for (int k = 0; k < 5; ++k)
       ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), 0);
-    if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // late for op #6
-    EXPECT_NE(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+    sixth(r, comms[r]);
   });
   testing::destroyAll(comms);
   testing::ProcResult r =
       testing::run({LOCKSTEP_TRACE_PATH, dir + "/l.0.json", dir + "/l.1.json", dir + "/l.2.json"}, {}, 30);
+  system(("rm -rf " + dir).c_str());
+  return r;
+}
+
+// A rank that entered an op only after the others had timed out waiting for it is named late.
+// Its own record of the op (failed at once, with the others' report) made it count as entered,
+// and lockstep-trace said every rank had entered every collective.
+TEST(FlightRecorder, LockstepTraceNamesARankThatEnteredOnlyAfterTheOthersTimedOut) {
+  testing::ProcResult r = traceAfterSixthOp([](int rank, lockstepComm_t comm) {
+    float x = 1;
+    if (rank == 2) std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // late for op #6
+    EXPECT_NE(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr), lockstepSuccess);
+  });
   EXPECT_EQ(r.code, 1) << r.output;
   EXPECT_NE(r.output.find("op #6 (allreduce): entered by rank 2 ("), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("only after rank(s) 0, 1 had timed out waiting for it"), std::string::npos) << r.output;
-  system(("rm -rf " + dir).c_str());
+}
+
+// Ranks that called different collectives under one number: lockstep-trace said "every rank
+// entered every collective" and left the odd rank to be found in the errors' text.
+TEST(FlightRecorder, LockstepTraceNamesTheRankWhoseCallDiffers) {
+  testing::ProcResult r = traceAfterSixthOp([](int rank, lockstepComm_t comm) {
+    float x[3] = {1, 1, 1};
+    EXPECT_EQ(rank == 1 ? lockstepAllReduce(x, x, 3, lockstepFloat32, lockstepMax, comm, nullptr)
+                        : lockstepAllReduce(x, x, 3, lockstepFloat32, lockstepSum, comm, nullptr),
+              lockstepMismatch);
+  });
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("op #6: the ranks' calls differ: rank(s) 1 called allreduce (count 3, float32, max); "
+                          "rank(s) 0, 2 called allreduce (count 3, float32, sum); the odd one(s): rank(s) 1"),
+            std::string::npos)
+      << r.output;
 }
 
 // Two runs of a job writing to one LOCKSTEP_TRACE path: a rank killed in the second leaves the
