@@ -23,11 +23,20 @@ class DefaultFloatEnv {
   // bits) are ignored: ordinary arithmetic sets them, and they change no result. One read on the
   // usual path.
   static constexpr uint32_t kDefault = 0x1F80, kFlags = 0x3F;
+  // The x87 control word's rounding bits too: fesetround sets both units, and glibc's strtod
+  // and printf round by the x87's (the configuration's figures parsed and printed at init).
+  static constexpr uint16_t kX87Rounding = 0xC00;
   DefaultFloatEnv() : saved_(_mm_getcsr()), changed_((saved_ & ~kFlags) != kDefault) {
     if (changed_) _mm_setcsr(kDefault);
+    asm volatile("fnstcw %0" : "=m"(x87_));
+    if (x87_ & kX87Rounding) {
+      const uint16_t nearest = x87_ & ~kX87Rounding;
+      asm volatile("fldcw %0" : : "m"(nearest));
+    }
   }
   ~DefaultFloatEnv() {
     if (changed_) _mm_setcsr(saved_);
+    if (x87_ & kX87Rounding) asm volatile("fldcw %0" : : "m"(x87_));
   }
 #elif defined(__aarch64__)
   // FPCR: round to nearest, no flush-to-zero (FZ, FZ16), no default NaN, traps off: all zero.
@@ -52,6 +61,9 @@ class DefaultFloatEnv {
  private:
   uint64_t saved_;
   bool changed_;
+#if defined(__x86_64__) || defined(__i386__)
+  uint16_t x87_ = 0;
+#endif
 };
 
 }  // namespace lockstep
