@@ -351,9 +351,8 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
   }
 }
 
-void TcpBootstrap::sendReport(const Report& r) {
-  const int next = (rank_ + 1) % nranks_;
-  if (next == rank_ || !peers_[next].valid()) return;
+void TcpBootstrap::sendReport(const Report& r, int to) {
+  if (to == rank_ || !peers_[to].valid()) return;
   const size_t words = std::min<size_t>(r.words.size(), 2048);
   std::vector<char> msg(sizeof(Hello) + sizeof(P2PHeader) + 3 * sizeof(int32_t) + words);
   const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
@@ -366,7 +365,7 @@ void TcpBootstrap::sendReport(const Report& r) {
   std::memcpy(at + sizeof(head), r.words.data(), words);
   try {
     const Deadline dl = Deadline::after(kReportGrace);
-    Fd fd = connectTo(peers_[next], dl, /*retryRefused=*/false);
+    Fd fd = connectTo(peers_[to], dl, /*retryRefused=*/false);
     sendAll(fd.get(), msg.data(), msg.size(), dl);
   } catch (const std::exception&) {
     // Gone, stopped or failing too: its own error stands.
@@ -374,10 +373,20 @@ void TcpBootstrap::sendReport(const Report& r) {
 }
 
 std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
-  // The whole grace, passing each report on as it comes: a rank's own finding goes out first
-  // and the relay of an earlier one it hears later supersedes it, so the last report wins.
+  // The whole grace, passing each report on, away from `peer`, as it comes. A rank's own finding
+  // goes out before the earlier one it may hear later, and separate connections may land in
+  // either order, so the answer is not the last report but the root one: a report whose culprit
+  // found something itself is superseded by that finding.
+  const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
+  const int onward = peer == prev ? next : prev;
   const Deadline dl = Deadline::after(kReportGrace);
-  std::optional<Report> last;
+  std::vector<Report> heard;
+  auto root = [&]() -> std::optional<Report> {
+    for (auto r = heard.rbegin(); r != heard.rend(); ++r) {
+      if (std::none_of(heard.begin(), heard.end(), [&](const Report& o) { return o.finder == r->culprit; })) return *r;
+    }
+    return heard.empty() ? std::nullopt : std::optional<Report>(heard.back());  // a cycle: the latest
+  };
   for (;;) {
     for (auto it = stash_.begin(); it != stash_.end();) {
       if (it->peer != peer || it->tag != kReportTag) {
@@ -389,18 +398,19 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
       // The peer's word: a code or rank out of range is no report, and one that blames this
       // rank is no news to it.
       if (head[0] > lockstepSuccess && head[0] < lockstepNumResults && head[1] >= -1 && head[1] < nranks_ &&
-          head[1] != rank_ && head[2] >= 0 && head[2] < nranks_) {
-        last = Report{head[0], head[1], head[2], std::string(it->data.begin() + sizeof(head), it->data.end())};
-        sendReport(*last);
+          head[1] != rank_ && head[2] >= 0 && head[2] < nranks_ && heard.size() < 64) {
+        heard.push_back(
+            Report{head[0], head[1], head[2], std::string(it->data.begin() + sizeof(head), it->data.end())});
+        if (onward != peer) sendReport(heard.back(), onward);
       }
       it = stash_.erase(it);
     }
-    if (dl.expired()) return last;
+    if (dl.expired()) return root();
     if (interrupt_) interrupt_();  // an abort ends the wait
     try {
       serveOnce(dl.remainingMs(50));
     } catch (const Error&) {
-      return last;  // this rank's own error stands where nothing came
+      return root();  // this rank's own error stands where nothing came
     }
   }
 }
@@ -411,12 +421,19 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
   } catch (const Error& mine) {
     // Only a peer's failure travels the ring: an abort, or this rank's own error, ends at once.
     if (mine.code() != lockstepRemoteError && mine.code() != lockstepTimeout) throw;
-    // Told at once, before waiting for the predecessor: a whole ring of ranks that time out
-    // together hears the root cause within the grace, not one grace per hop.
-    sendReport(Report{mine.code(), peer, rank_, mine.what()});
-    const int prev = (rank_ + nranks_ - 1) % nranks_;
-    if (peer != prev) throw;
-    const std::optional<Report> r = awaitReports(prev);
+    // Told both ways at once, before waiting for the neighbour it blames (a rank whose send to
+    // a dead successor failed is the predecessor's neighbour that failed "first" too); then the
+    // ring connections close, so the neighbours fail now and wait their grace beside this one:
+    // a ring of ranks hears the root cause within about one grace, not one grace per hop.
+    const Report own{mine.code(), peer, rank_, mine.what()};
+    const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
+    sendReport(own, next);
+    if (prev != next) sendReport(own, prev);
+    for (const Fd* ring : {&next_, &prev_}) {
+      if (ring->valid()) ::shutdown(ring->get(), SHUT_RDWR);
+    }
+    if (peer != prev && peer != next) throw;
+    const std::optional<Report> r = awaitReports(peer);
     if (!r) throw;  // its own finding
     const std::string finder =
         "rank " + std::to_string(r->finder) + (peers_[r->finder].valid() ? " (" + peers_[r->finder].str() + ")" : "");

@@ -69,9 +69,9 @@ class TcpBootstrap : public Bootstrap {
   void awaitReadable(int fd, Deadline deadline);
   // The tag of peerListening()'s message (no user of send() has a negative tag).
   static constexpr int32_t kProbeTag = -1;
-  // The tag of a failure report: a rank whose allGather failed tells its ring successor why
-  // before it closes, so the successor, finding the ring connection closed, names the rank that
-  // failed first instead of the neighbour that only followed it.
+  // The tag of a failure report: a rank whose allGather failed tells its ring neighbours why
+  // before it closes, so a neighbour, finding the ring connection closed, names the rank that
+  // failed first instead of the one that only followed it.
   static constexpr int32_t kReportTag = -2;
   // How long a rank that blames its predecessor waits for that predecessor's report.
   static constexpr std::chrono::milliseconds kReportGrace{300};
@@ -81,12 +81,14 @@ class TcpBootstrap : public Bootstrap {
     int32_t finder;     // the rank that found it
     std::string words;  // the finder's message
   };
-  // Best effort, within kReportGrace: the successor may be gone or failing too.
-  void sendReport(const Report& r);
-  // The last report the peer sent in kReportGrace, each passed on to the successor as it comes.
+  // Best effort, within kReportGrace: the neighbour may be gone or failing too.
+  void sendReport(const Report& r, int to);
+  // The last report the neighbour `peer` sent in kReportGrace, each passed on to the other
+  // neighbour as it comes.
   std::optional<Report> awaitReports(int peer);
-  // fail(), then: tells the successor, and where `peer` is the predecessor and it reported, says
-  // what it reported (the relay keeps the finder's words, not a chain of "reports:").
+  // fail(), then: tells both neighbours, closes the ring, and where the neighbour `peer` it
+  // blames reported, says what it reported (a relay keeps the finder's words, not a chain of
+  // "reports:").
   [[noreturn]] void failRelayed(const std::exception& e, int peer, const std::string& doing);
   struct P2PHeader {
     int32_t tag;
