@@ -8,6 +8,7 @@
 
 #include "src/algo/tuner.h"
 #include "src/core/errors.h"
+#include "src/exec/float_env.h"
 
 namespace lockstep {
 namespace {
@@ -33,6 +34,7 @@ int parseInt(const std::string& text, const std::string& what, long lo, long hi)
 // A figure of the tuner's link model: from 1e-6 to 1e9 (the model divides by it, so a
 // subnormal one made every predicted time infinite or NaN).
 double parsePositive(const std::string& text, const std::string& what) {
+  const NearestX87Rounding nearest;  // strtod rounds by it
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
@@ -146,6 +148,7 @@ LaunchEnv readLaunchEnv(const Var& var) {
 }  // namespace
 
 std::chrono::milliseconds parseDuration(const std::string& text, const std::string& what) {
+  const NearestX87Rounding nearest;  // strtod rounds by it
   char* end = nullptr;
   errno = 0;
   double v = std::strtod(text.c_str(), &end);
@@ -299,6 +302,7 @@ std::string Config::wireSummary() const {
   if (socketStreams != 1) o << " socketStreams=" << socketStreams;
   // Every digit: values that differ past the sixth would agree here and part at the tuner.
   o << std::setprecision(17);
+  const NearestX87Rounding nearest;  // printing rounds by it
   if (linkLatencyUs > 0) o << " latency=" << linkLatencyUs;
   if (linkGBps > 0) o << " gbps=" << linkGBps;
   // Last: the one field of any length, so that where a summary is cut short (PeerInfo holds 255

@@ -23,20 +23,11 @@ class DefaultFloatEnv {
   // bits) are ignored: ordinary arithmetic sets them, and they change no result. One read on the
   // usual path.
   static constexpr uint32_t kDefault = 0x1F80, kFlags = 0x3F;
-  // The x87 control word's rounding bits too: fesetround sets both units, and glibc's strtod
-  // and printf round by the x87's (the configuration's figures parsed and printed at init).
-  static constexpr uint16_t kX87Rounding = 0xC00;
   DefaultFloatEnv() : saved_(_mm_getcsr()), changed_((saved_ & ~kFlags) != kDefault) {
     if (changed_) _mm_setcsr(kDefault);
-    asm volatile("fnstcw %0" : "=m"(x87_));
-    if (x87_ & kX87Rounding) {
-      const uint16_t nearest = x87_ & ~kX87Rounding;
-      asm volatile("fldcw %0" : : "m"(nearest));
-    }
   }
   ~DefaultFloatEnv() {
     if (changed_) _mm_setcsr(saved_);
-    if (x87_ & kX87Rounding) asm volatile("fldcw %0" : : "m"(x87_));
   }
 #elif defined(__aarch64__)
   // FPCR: round to nearest, no flush-to-zero (FZ, FZ16), no default NaN, traps off: all zero.
@@ -61,8 +52,36 @@ class DefaultFloatEnv {
  private:
   uint64_t saved_;
   bool changed_;
+};
+
+// Round-to-nearest in the x87 control word, where DefaultFloatEnv leaves it: fesetround sets it
+// beside MXCSR, and glibc's strtod and printf round by it. The configuration's figures are
+// parsed and printed under this (the summary every rank compares at init): ranks rounding
+// upward read LOCKSTEP_LINK_GBPS=0.3 as 0.30000000000000004 and failed "configuration differs".
+// Not on the call path, which uses SSE only: the control word is read where text is.
+class NearestX87Rounding {
+ public:
 #if defined(__x86_64__) || defined(__i386__)
-  uint16_t x87_ = 0;
+  NearestX87Rounding() {
+    asm volatile("fnstcw %0" : "=m"(saved_));
+    if (saved_ & kRounding) {
+      const uint16_t nearest = saved_ & ~kRounding;
+      asm volatile("fldcw %0" : : "m"(nearest));
+    }
+  }
+  ~NearestX87Rounding() {
+    if (saved_ & kRounding) asm volatile("fldcw %0" : : "m"(saved_));
+  }
+#else
+  NearestX87Rounding() = default;  // no x87: DefaultFloatEnv's register is the C library's too
+#endif
+  NearestX87Rounding(const NearestX87Rounding&) = delete;
+  NearestX87Rounding& operator=(const NearestX87Rounding&) = delete;
+
+#if defined(__x86_64__) || defined(__i386__)
+ private:
+  static constexpr uint16_t kRounding = 0xC00;
+  uint16_t saved_ = 0;
 #endif
 };
 
