@@ -365,8 +365,10 @@ std::string Health::laggards(uint64_t seq, int peer) {
   }
   if (!notArrived.empty())
     out += std::string(out.empty() ? "" : "; ") + "not arrived at op #" + std::to_string(seq) + ": " + notArrived;
-  if (!inCollective.empty())
-    out += "inside a collective this rank has not called (calls in another order?): " + inCollective;
+  if (!inCollective.empty()) {
+    out += std::string(out.empty() ? "" : "; ") +
+           "inside a collective this rank has not called (calls in another order?): " + inCollective;
+  }
   if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent;
   if (!gone.empty()) out += std::string(out.empty() ? "" : "; ") + gone;
   return out;
