@@ -73,7 +73,7 @@ class TcpBootstrap : public Bootstrap {
   // before it closes, so a neighbour, finding the ring connection closed, names the rank that
   // failed first instead of the one that only followed it.
   static constexpr int32_t kReportTag = -2;
-  // How long a rank that blames its predecessor waits for that predecessor's report.
+  // How long a rank that blames a ring neighbour waits for that neighbour's reports.
   static constexpr std::chrono::milliseconds kReportGrace{300};
   struct Report {
     int32_t code;       // the finder's lockstepResult_t
@@ -83,8 +83,8 @@ class TcpBootstrap : public Bootstrap {
   };
   // Best effort, within kReportGrace: the neighbour may be gone or failing too.
   void sendReport(const Report& r, int to);
-  // The last report the neighbour `peer` sent in kReportGrace, each passed on to the other
-  // neighbour as it comes.
+  // The root one of the reports the neighbour `peer` sent in kReportGrace (see the .cc), each
+  // passed on to the other neighbour as it comes.
   std::optional<Report> awaitReports(int peer);
   // fail(), then: tells both neighbours, closes the ring, and where the neighbour `peer` it
   // blames reported, says what it reported (a relay keeps the finder's words, not a chain of
