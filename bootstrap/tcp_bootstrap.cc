@@ -352,7 +352,7 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
 }
 
 void TcpBootstrap::sendReport(const Report& r, int to) {
-  if (to == rank_ || !peers_[to].valid()) return;
+  if (to == rank_ || !peers_[to].valid() || noReports_.count(to)) return;
   const size_t words = std::min<size_t>(r.words.size(), 2048);
   std::vector<char> msg(sizeof(Hello) + sizeof(P2PHeader) + 3 * sizeof(int32_t) + words);
   const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
@@ -364,11 +364,13 @@ void TcpBootstrap::sendReport(const Report& r, int to) {
   std::memcpy(at += sizeof(hdr), head, sizeof(head));
   std::memcpy(at + sizeof(head), r.words.data(), words);
   try {
-    const Deadline dl = Deadline::after(kReportGrace);
+    const Deadline dl = Deadline::after(kReportSendLimit);
     Fd fd = connectTo(peers_[to], dl, /*retryRefused=*/false);
     sendAll(fd.get(), msg.data(), msg.size(), dl);
   } catch (const std::exception&) {
-    // Gone, stopped or failing too: its own error stands.
+    // Gone, or its host unreachable: its own error stands, and it is not tried again (a relay
+    // per report heard, each waiting out the limit, held a rank for seconds).
+    noReports_.insert(to);
   }
 }
 
@@ -404,6 +406,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
         if (onward != peer) sendReport(heard.back(), onward);
       }
       it = stash_.erase(it);
+      if (dl.expired()) break;
     }
     if (dl.expired()) return root();
     if (interrupt_) interrupt_();  // an abort ends the wait

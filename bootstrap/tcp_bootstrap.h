@@ -6,6 +6,7 @@
 #include <functional>
 #include <list>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,9 @@ class TcpBootstrap : public Bootstrap {
   static constexpr int32_t kReportTag = -2;
   // How long a rank that blames a ring neighbour waits for that neighbour's reports.
   static constexpr std::chrono::milliseconds kReportGrace{300};
+  // How long one report may take to leave (a connection and a few hundred bytes); a neighbour
+  // that did not take one in time is sent no more (noReports_).
+  static constexpr std::chrono::milliseconds kReportSendLimit{100};
   struct Report {
     int32_t code;       // the finder's lockstepResult_t
     int32_t culprit;    // the rank it blamed
@@ -116,6 +120,7 @@ class TcpBootstrap : public Bootstrap {
   Fd listen_, next_, prev_;
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
+  std::set<int> noReports_;  // neighbours a report could not reach
   std::list<Incoming> incoming_;
   std::function<void()> interrupt_;  // setInterrupt
   WarnLimiter strangers_;            // anyone may connect to the listener: its warnings are rate-limited
