@@ -346,7 +346,15 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
         }
       }
     } catch (const Error& e) {
-      failRelayed(e, !sendFailed && got < bytes ? prev : next, "in a bootstrap allGather");
+      // The block it waited for says more than the neighbour: in a ring, rank k's block stops at
+      // the first rank that never passed it on, so every rank after a stopped one waits for the
+      // same block, whoever its predecessor is.
+      const int origin = (rank_ - s - 1 + nranks_) % nranks_;
+      const bool fromPrev = !sendFailed && got < bytes;
+      failRelayed(e, fromPrev ? prev : next,
+                  fromPrev && origin != prev ? "in a bootstrap allGather, waiting for rank " + std::to_string(origin) +
+                                                   "'s part (through rank " + std::to_string(prev) + ")"
+                                             : std::string("in a bootstrap allGather"));
     }
   }
 }

@@ -80,13 +80,14 @@ TEST(BootstrapErrors, TheRendezvousTellsAMisconfiguredRankWhy) {
 }
 
 // n bootstraps of one rendezvous, each made on a thread of its own (the constructor is collective).
-std::vector<std::unique_ptr<TcpBootstrap>> bootstraps(const UniqueIdInfo& info, int n) {
+std::vector<std::unique_ptr<TcpBootstrap>> bootstraps(const UniqueIdInfo& info, int n,
+                                                      std::chrono::milliseconds timeout = kTimeout) {
   std::vector<std::unique_ptr<TcpBootstrap>> boots(n);
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
     threads.emplace_back([&, r] {
       boots[r] =
-          std::make_unique<TcpBootstrap>(info, commIdFromSecret(info.secret), r, n, NetAddr::loopback(), kTimeout);
+          std::make_unique<TcpBootstrap>(info, commIdFromSecret(info.secret), r, n, NetAddr::loopback(), timeout);
     });
   }
   for (auto& t : threads) t.join();
@@ -171,6 +172,37 @@ TEST(BootstrapErrors, ARankThatLeavesDuringAnAllGatherIsNamedAllAroundTheRing) {
   EXPECT_NE(what[3].find("rank 2 (127.0.0.1:"), std::string::npos) << "relayed from its finder: " << what[3];
   EXPECT_NE(what[3].find(" reports: rank 1 "), std::string::npos) << what[3];
   EXPECT_NE(what[5].find(" reports: rank 1 "), std::string::npos) << "a relay keeps the finder's words: " << what[5];
+}
+
+// Five ranks; rank 1 never enters the all-gather (stopped); rank 0 enters 500 ms before the
+// others. It times out first, waiting for rank 1's part through rank 4, which is healthy but
+// waiting too, and the others take its report: it once said only "no answer from rank 4", and
+// every rank named rank 4.
+TEST(BootstrapErrors, AnAllGatherTimeoutNamesThePartThatNeverCame) {
+  const int n = 5;
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, kTimeout);
+  auto boots = bootstraps(UniqueIdInfo{root.address(), secret}, n, std::chrono::milliseconds(1000));
+  for (auto& b : boots) ASSERT_TRUE(b);
+  std::vector<std::string> what(n);
+  std::vector<std::thread> threads;
+  for (int r : {2, 3, 4, 0}) {
+    threads.emplace_back([&, r] {
+      if (r != 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      try {
+        boots[r]->barrier();
+      } catch (const Error& e) {
+        what[r] = e.what();
+      }
+      boots[r].reset();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r : {2, 3, 4, 0}) {
+    EXPECT_TRUE(what[r].find("waiting for rank 1's part") != std::string::npos ||
+                what[r].find("no answer from rank 1 ") != std::string::npos)
+        << "rank " << r << ": " << what[r];
+  }
 }
 
 // A rank out of descriptors cannot tell whether a peer is still there: its probe says so, as its
