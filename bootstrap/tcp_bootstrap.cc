@@ -18,6 +18,12 @@ namespace {
 constexpr auto kHelloTimeout = std::chrono::seconds(10);
 constexpr size_t kMaxIncoming = 256;
 
+// Why a peer closed its connection, as far as this rank can tell, and what it can tell once the
+// peer sent no report of an earlier failure in the grace (failRelayed): a rank that fails
+// because another did reports it before it closes.
+constexpr char kClosedByPeer[] = " (did it exit, or fail because a rank it waited for did?)";
+constexpr char kClosedUnreported[] = " (it exited, or failed for a reason of its own: it reported no earlier failure)";
+
 // How long past its own deadline a rank the root has taken waits for the root's verdict.
 constexpr auto kVerdictGrace = std::chrono::seconds(2);
 
@@ -53,7 +59,7 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
                           (peer < 0 ? " (did it exit, or turn this rank away? with LOCKSTEP_ROOT every rank must "
                                       "give the same host:port text and LOCKSTEP_SECRET, and be placed alike: all "
                                       "by the launcher, whose job id counts, or all by LOCKSTEP_RANK)"
-                                    : " (did it exit, or fail because a rank it waited for did?)"));
+                                    : kClosedByPeer));
   }
   if (dynamic_cast<const Timeout*>(&e)) {
     // What the last try met, where it says ("Network is unreachable" is this rank's route, not
@@ -445,11 +451,21 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
     }
     if (peer != prev && peer != next) throw;
     const std::optional<Report> r = awaitReports(peer);
-    if (!r) throw;  // its own finding
+    if (!r) {  // its own finding
+      std::string text = mine.what();
+      const size_t hedge = text.find(kClosedByPeer);
+      if (mine.code() != lockstepRemoteError || hedge == std::string::npos) throw;
+      text.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
+      throw RemoteError(peer, text);
+    }
     const std::string finder =
         "rank " + std::to_string(r->finder) + (peers_[r->finder].valid() ? " (" + peers_[r->finder].str() + ")" : "");
     std::string words = r->words;
     if (words.rfind("bootstrap: ", 0) == 0) words.erase(0, 11);
+    // The root report: no report of its culprit's came around, so the finder's doubt is settled
+    // as the finder's own would have been.
+    if (const size_t hedge = words.find(kClosedByPeer); hedge != std::string::npos)
+      words.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
     const std::string text = "bootstrap: " + finder + " reports: " + words;
     if (r->code == lockstepRemoteError) throw RemoteError(r->culprit, text);
     if (r->code == lockstepTimeout) throw Timeout(text);

@@ -172,6 +172,8 @@ TEST(BootstrapErrors, ARankThatLeavesDuringAnAllGatherIsNamedAllAroundTheRing) {
   EXPECT_NE(what[3].find("rank 2 (127.0.0.1:"), std::string::npos) << "relayed from its finder: " << what[3];
   EXPECT_NE(what[3].find(" reports: rank 1 "), std::string::npos) << what[3];
   EXPECT_NE(what[5].find(" reports: rank 1 "), std::string::npos) << "a relay keeps the finder's words: " << what[5];
+  // Rank 2, a finder, heard no report from rank 1: rank 1 did not fail because of another rank.
+  EXPECT_NE(what[2].find("it reported no earlier failure"), std::string::npos) << what[2];
 }
 
 // Five ranks; rank 1 never enters the all-gather (stopped); rank 0 enters 500 ms before the
