@@ -367,16 +367,10 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
 
 void TcpBootstrap::sendReport(const Report& r, int to) {
   if (to == rank_ || !peers_[to].valid() || noReports_.count(to)) return;
-  const size_t words = std::min<size_t>(r.words.size(), 2048);
-  std::vector<char> msg(sizeof(Hello) + sizeof(P2PHeader) + 3 * sizeof(int32_t) + words);
-  const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
-  const P2PHeader hdr{kReportTag, 0, 3 * sizeof(int32_t) + words};
   const int32_t head[3] = {r.code, r.culprit, r.finder};
-  char* at = msg.data();
-  std::memcpy(at, &h, sizeof(h));
-  std::memcpy(at += sizeof(h), &hdr, sizeof(hdr));
-  std::memcpy(at += sizeof(hdr), head, sizeof(head));
-  std::memcpy(at + sizeof(head), r.words.data(), words);
+  std::string payload(reinterpret_cast<const char*>(head), sizeof(head));
+  payload.append(r.words, 0, 2048);
+  const std::vector<char> msg = p2pMessage(kReportTag, payload.data(), payload.size());
   try {
     const Deadline dl = Deadline::after(kReportSendLimit);
     Fd fd = connectTo(peers_[to], dl, /*retryRefused=*/false);
@@ -473,15 +467,20 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
   }
 }
 
-void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
-  if (bytes > kMaxMessageBytes) throw InternalError("bootstrap message too large");
-  Deadline dl = deadline();
+std::vector<char> TcpBootstrap::p2pMessage(int32_t tag, const void* data, size_t bytes) const {
   std::vector<char> msg(sizeof(Hello) + sizeof(P2PHeader) + bytes);
-  Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
-  P2PHeader hdr{tag, 0, bytes};
+  const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
+  const P2PHeader hdr{tag, 0, bytes};
   std::memcpy(msg.data(), &h, sizeof(h));
   std::memcpy(msg.data() + sizeof(h), &hdr, sizeof(hdr));
   if (bytes) std::memcpy(msg.data() + sizeof(h) + sizeof(hdr), data, bytes);
+  return msg;
+}
+
+void TcpBootstrap::send(int peer, int tag, const void* data, size_t bytes) {
+  if (bytes > kMaxMessageBytes) throw InternalError("bootstrap message too large");
+  Deadline dl = deadline();
+  const std::vector<char> msg = p2pMessage(tag, data, bytes);
   try {
     Fd fd = connectTo(peers_[peer], dl, /*retryRefused=*/false);  // listening since the rendezvous
     sendAllServing(fd.get(), msg.data(), msg.size(), dl, listen_.get(), [&] { serveOnce(0); });
@@ -500,15 +499,11 @@ bool TcpBootstrap::peerListening(int peer) { return probe(peer) != Probe::kGone;
 
 TcpBootstrap::Probe TcpBootstrap::probe(int peer) {
   if (peer < 0 || peer >= nranks_ || peer == rank_ || !peers_[peer].valid()) return Probe::kUnknown;
-  char probe[sizeof(Hello) + sizeof(P2PHeader)];
-  const Hello h = makeHello(secret_, commId_, rank_, nranks_, Purpose::kP2P);
-  const P2PHeader hdr{kProbeTag, 0, 0};
-  std::memcpy(probe, &h, sizeof(h));
-  std::memcpy(probe + sizeof(h), &hdr, sizeof(hdr));
+  const std::vector<char> probe = p2pMessage(kProbeTag, nullptr, 0);
   try {
     const Deadline dl = Deadline::after(std::chrono::milliseconds(200));
     Fd fd = connectTo(peers_[peer], dl, /*retryRefused=*/false);
-    sendAll(fd.get(), probe, sizeof(probe), dl);
+    sendAll(fd.get(), probe.data(), probe.size(), dl);
   } catch (const SystemError& e) {
     // Out of descriptors here, this rank could never find a peer gone, and waited out its timeout
     // blaming peers for not connecting: its own shortage is its error.

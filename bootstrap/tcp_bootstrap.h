@@ -99,6 +99,8 @@ class TcpBootstrap : public Bootstrap {
     uint32_t reserved;
     uint64_t bytes;
   };
+  // A point-to-point message as the listener reads it: hello, header, payload.
+  std::vector<char> p2pMessage(int32_t tag, const void* data, size_t bytes) const;
   struct Incoming {
     Fd fd;
     Clock::time_point since;
