@@ -21,10 +21,25 @@
 // BBR, the system's default on the development VM, paces a connection at its bandwidth estimate
 // and put whole runs 1.5x behind; src/net/socket.cc).
 //
-// It prints the perf drivers' table (size, count, type, redop, root, time, algbw, busbw, #wrong),
-// so perf/compare runs it interleaved with Lockstep and the anchors (the "tcp-ceiling" column).
+// With -m (memory), each process also does with memory what the all-reduce must: it sends from a
+// buffer of B bytes (its input) and, as Lockstep does, receives each piece into the 256 KiB buffer
+// and copies it from there into a second B-byte buffer (its output), with the library's
+// non-temporal copy where Lockstep streams its output (from 8 MiB: host_executor.cc). Left out are
+// the arithmetic and which copy reads what: the all-reduce reads half its input in its reductions
+// rather than in the kernel's send copy, sends its reduced half in place of that half of its
+// input, and reduces half of what it receives instead of copying it. So -m is what moving an
+// all-reduce's bytes through memory and one TCP connection costs here: an all-reduce whose
+// reductions were free would reach it, no real one can pass it by much. Without -m, both buffers
+// stay in cache, and at large sizes it bounds nothing: an all-reduce must also read its input and
+// write its output. (Given buffers of the exchange's size and receiving straight into them, the
+// tool read 1.8-2.9 GB/s at 16-64 MiB, below Lockstep's 3.2-3.6: the copy through a cached buffer
+// is what -m keeps.)
 //
-//   build/perf/tcp_ceiling [-b 64K] [-e 256M] [-f 4] [-r 5]
+// It prints the perf drivers' table (size, count, type, redop, root, time, algbw, busbw, #wrong),
+// so perf/compare runs it interleaved with Lockstep and the anchors (the "tcp-ceiling" column, and
+// "tcp-memory" for -m).
+//
+//   build/perf/tcp_ceiling [-m] [-b 64K] [-e 256M] [-f 4] [-r 5]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -41,6 +56,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu_reduce.h"
 #include "src/net/socket.h"
 
 namespace {
@@ -74,16 +90,29 @@ size_t parseSize(const char* text) {
 
 constexpr size_t kChunk = 256 << 10;
 
-// Sends `bytes` from `out` while receiving `bytes` into `in` (kChunk each, reused), both at once.
+// Lockstep streams outputs from this size on (its default on the development VM: a quarter of the
+// L3, at most 8 MiB; host_executor.cc).
+constexpr size_t kStreamFrom = size_t{8} << 20;
+
+// Where the bytes of one exchange come from and go.
+struct Buffers {
+  const char* out;  // sent from: kChunk bytes reused, or (memory mode) `bytes` bytes
+  char* in;         // received into: kChunk bytes, reused
+  char* output;     // memory mode: where received bytes are copied from `in`; else null
+  bool wholeInput;  // memory mode: `out` holds the whole exchange
+};
+
+// Sends `bytes` from b.out while receiving `bytes` into b.in (kChunk at a time), both at once.
 // Busy: a process asleep in poll takes up to milliseconds to wake on a VM, which would make the
 // bound slower than what it bounds.
-void exchange(int fd, const char* out, char* in, size_t bytes) {
+void exchange(int fd, const Buffers& b, size_t bytes) {
   size_t sent = 0, got = 0;
   while (sent < bytes || got < bytes) {
     bool moved = false;
     if (sent < bytes) {
-      const size_t off = sent % kChunk;
-      ssize_t n = ::send(fd, out + off, std::min(kChunk - off, bytes - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
+      // At most to the next kChunk boundary, in the memory mode too: Lockstep sends 256 KiB frames.
+      const size_t off = b.wholeInput ? sent : sent % kChunk;
+      ssize_t n = ::send(fd, b.out + off, std::min(kChunk - off % kChunk, bytes - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN) die("send");
       if (n > 0) {
         sent += static_cast<size_t>(n);
@@ -92,10 +121,14 @@ void exchange(int fd, const char* out, char* in, size_t bytes) {
     }
     if (got < bytes) {
       const size_t off = got % kChunk;
-      ssize_t n = ::recv(fd, in + off, std::min(kChunk - off, bytes - got), MSG_DONTWAIT);
+      ssize_t n = ::recv(fd, b.in + off, std::min(kChunk - off, bytes - got), MSG_DONTWAIT);
       if (n == 0) die("peer closed");
       if (n < 0 && errno != EAGAIN) die("recv");
       if (n > 0) {
+        if (b.output && bytes >= kStreamFrom)
+          lockstep::streamCopy(b.output + got, b.in + off, static_cast<size_t>(n));
+        else if (b.output)
+          std::memcpy(b.output + got, b.in + off, static_cast<size_t>(n));
         got += static_cast<size_t>(n);
         moved = true;
       }
@@ -123,11 +156,17 @@ void barrier(int fd) {
 int main(int argc, char** argv) {
   size_t minBytes = 64 << 10, maxBytes = 256 << 20, factor = 4;
   int runs = 5;
+  bool memory = false;
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "-m") {
+      memory = true;
+      --i;  // takes no value
+      continue;
+    }
     const bool help = flag == "-h" || flag == "--help";
     if (help || i + 1 == argc) {
-      std::fprintf(help ? stdout : stderr, "usage: %s [-b 64K] [-e 256M] [-f 4] [-r 5]\n", argv[0]);
+      std::fprintf(help ? stdout : stderr, "usage: %s [-m] [-b 64K] [-e 256M] [-f 4] [-r 5]\n", argv[0]);
       return help ? 0 : 2;
     }
     if (flag == "-b") {
@@ -139,7 +178,7 @@ int main(int argc, char** argv) {
     } else if (flag == "-r") {
       runs = std::max(1, std::atoi(argv[i + 1]));
     } else {
-      std::fprintf(stderr, "usage: %s [-b 64K] [-e 256M] [-f 4] [-r 5]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [-m] [-b 64K] [-e 256M] [-f 4] [-r 5]\n", argv[0]);
       return 2;
     }
   }
@@ -170,14 +209,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tcp_ceiling: %s\n", e.what());
     std::exit(2);
   }
-  char* out = static_cast<char*>(std::aligned_alloc(4096, kChunk));
+  // Page-aligned, and touched before timing (no page faults in the samples).
+  const size_t outBytes = memory ? std::max(maxBytes, kChunk) : kChunk;
+  char* out = static_cast<char*>(std::aligned_alloc(4096, (outBytes + 4095) & ~size_t{4095}));
   char* in = static_cast<char*>(std::aligned_alloc(4096, kChunk));
-  if (!out || !in) die("aligned_alloc");
-  std::memset(out, 1, kChunk);
+  char* output = memory ? static_cast<char*>(std::aligned_alloc(4096, (outBytes + 4095) & ~size_t{4095})) : nullptr;
+  if (!out || !in || (memory && !output)) die("aligned_alloc");
+  std::memset(out, 1, outBytes);
   std::memset(in, 0, kChunk);
+  if (output) std::memset(output, 0, outBytes);
+  const Buffers buffers{out, in, output, memory};
   if (child != 0) {
-    std::printf("# tcp loopback ceiling, 2 processes, B bytes each way at once, back to back; median of %d runs\n",
-                runs);
+    std::printf("# tcp loopback ceiling%s, 2 processes, B bytes each way at once, back to back; median of %d runs\n",
+                memory ? " (memory: from a B-byte input, into a B-byte output through a 256 KiB buffer)" : "", runs);
     std::printf("# %12s %12s %8s %6s %6s %10s %8s %8s %6s\n", "size (B)", "count", "type", "redop", "root", "time (us)",
                 "algbw", "busbw", "#wrong");
   }
@@ -187,7 +231,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r <= runs; ++r) {  // the first run warms up the connection
       barrier(fd);
       auto t0 = std::chrono::steady_clock::now();
-      for (int k = 0; k < reps; ++k) exchange(fd, out, in, bytes);
+      for (int k = 0; k < reps; ++k) exchange(fd, buffers, bytes);
       us.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps);
     }
     us.erase(us.begin());
@@ -201,6 +245,7 @@ int main(int argc, char** argv) {
   ::close(fd);
   std::free(out);
   std::free(in);
+  std::free(output);
   if (child == 0) return 0;
   int status = 0;
   ::waitpid(child, &status, 0);

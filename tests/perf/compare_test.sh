@@ -3,7 +3,8 @@
 # so the verdicts are known. An anchor far slower than anything must give PASS and exit 0, one
 # far faster MISSED and exit 1; the same for the memcpy target through a stand-in membw probe.
 # Then a stand-in Lockstep, with figures of its own, checks what needs both sides fixed: that
-# targets are decided on the rounds' paired ratios, and when tcp_ceiling labels a target.
+# targets are decided on the rounds' paired ratios, and when tcp_ceiling (alone, and -m) labels a
+# target.
 #   tests/perf/compare_test.sh BUILD_DIR SOURCE_DIR
 set -uo pipefail
 build=$1 src=$2
@@ -100,6 +101,10 @@ SH
 mkdir -p "$tmp/fake-build/perf"
 cat >"$tmp/fake-build/perf/tcp_ceiling" <<SH
 #!/bin/sh
+if [ "\$1" = -m ]; then  # the memory mode: tcp-memory's figures (fast unless set)
+  shift 3  # -m -r N
+  exec sh "$tmp/table.sh" tcp-memory "\${FAKE_MEMORY_US:-1}" "\$@"
+fi
 shift 2  # -r N
 exec sh "$tmp/table.sh" tcp-ceiling "\$FAKE_CEILING_US" "\$@"
 SH
@@ -112,9 +117,15 @@ BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="9 90 90" FAKE_US="10 100 10" expect "p
 BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US="10 100 10" FAKE_US="9 90 90" expect "paired rounds, 8 B" 1 \
   "<= mpi time MISSED" -- -b 8 -e 8 --runs 3
 # An anchor faster than tcp_ceiling shows that figure bounds nothing: a target missed there is
-# not called "above the TCP ceiling". Where it holds, 3x a fast Gloo is.
+# not called above it. Where it holds, 3x a fast Gloo is; and where both ceilings hold and 3x
+# Gloo is above both, the lower one is named.
 BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US=330 FAKE_US=250 FAKE_CEILING_US=320 expect "an anchor beats the ceiling" 1 \
   ">=3.0x gloo MISSED, >=1.0x mpi-tcp MISSED" -- --transport socket -b 1M -e 1M --runs 1
 BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US=300 FAKE_US=250 FAKE_CEILING_US=240 expect "the ceiling holds" 1 \
-  ">=3.0x gloo (above the TCP ceiling) MISSED, >=1.0x mpi-tcp MISSED" -- --transport socket -b 1M -e 1M --runs 1
+  ">=3.0x gloo (above tcp-ceiling) MISSED, >=1.0x mpi-tcp MISSED" -- --transport socket -b 1M -e 1M --runs 1
+BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US=300 FAKE_US=250 FAKE_CEILING_US=200 FAKE_MEMORY_US=240 expect \
+  "both ceilings hold" 1 ">=3.0x gloo (above tcp-memory) MISSED" -- --transport socket -b 1M -e 1M --runs 1
+ABSENT="(above" BUILD="$tmp/fake-build" FAKE_LOCKSTEP_US=300 FAKE_US=250 FAKE_CEILING_US=10 FAKE_MEMORY_US=320 \
+  expect "Lockstep beats the memory ceiling" 1 "# tcp-memory read below lockstep and mpi-tcp and gloo at 1 MiB" -- --transport socket \
+  -b 1M -e 1M --runs 1
 exit $fail
