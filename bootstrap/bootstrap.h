@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <exception>
 #include <functional>
 
 namespace lockstep {
@@ -30,6 +31,17 @@ class Bootstrap {
   virtual bool peerListening(int peer) {
     (void)peer;
     return true;
+  }
+  // A setup step built on the bootstrap (a connection mesh) failed with `error`: rethrows it, or
+  // the error of the rank that failed first. Where ranks can tell each other why (TcpBootstrap), a
+  // rank that blames a peer tells every other rank before it gives up, and, unless `heard` (the
+  // bootstrap's own wait failed, and listened to its neighbours already), listens a short grace
+  // for their reports: the peer it blames may itself have failed because of another rank. Call it
+  // while this rank's part of the step (its connections, its listener) is still up, so that a
+  // rank that finds them gone has the report already.
+  [[noreturn]] virtual void failSetup(std::exception_ptr error, bool heard) {
+    (void)heard;
+    std::rethrow_exception(error);
   }
 };
 

@@ -365,41 +365,60 @@ void TcpBootstrap::allGather(void* data, size_t bytes) {
   }
 }
 
-void TcpBootstrap::sendReport(const Report& r, int to) {
-  if (to == rank_ || !peers_[to].valid() || noReports_.count(to)) return;
+void TcpBootstrap::sendReport(const Report& r, const std::vector<int>& to) {
   const int32_t head[3] = {r.code, r.culprit, r.finder};
   std::string payload(reinterpret_cast<const char*>(head), sizeof(head));
   payload.append(r.words, 0, 2048);
   const std::vector<char> msg = p2pMessage(kReportTag, payload.data(), payload.size());
-  try {
-    const Deadline dl = Deadline::after(kReportSendLimit);
-    Fd fd = connectTo(peers_[to], dl, /*retryRefused=*/false);
-    sendAll(fd.get(), msg.data(), msg.size(), dl);
-  } catch (const std::exception&) {
-    // Gone, or its host unreachable: its own error stands, and it is not tried again (a relay
-    // per report heard, each waiting out the limit, held a rank for seconds).
-    noReports_.insert(to);
+  // One connection per rank, all at once: a rank whose host does not answer holds the report
+  // for the whole limit, and one rank after another such waits held a rank for seconds.
+  struct Out {
+    int rank;
+    Fd fd;
+    size_t sent = 0;
+  };
+  std::vector<Out> outs;
+  for (int p : to) {
+    if (p < 0 || p >= nranks_ || p == rank_ || !peers_[p].valid() || noReports_.count(p)) continue;
+    sockaddr_storage ss;
+    const socklen_t len = peers_[p].toSockaddr(&ss);
+    Fd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid() || (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)) {
+      noReports_.insert(p);
+      continue;
+    }
+    outs.push_back(Out{p, std::move(fd)});
   }
+  const Deadline dl = Deadline::after(kReportSendLimit);
+  while (!outs.empty() && !dl.expired()) {
+    std::vector<pollfd> pfds;
+    for (const Out& o : outs) pfds.push_back(pollfd{o.fd.get(), POLLOUT, 0});
+    if (::poll(pfds.data(), pfds.size(), dl.remainingMs(100)) < 0 && errno != EINTR) break;
+    for (size_t i = outs.size(); i-- > 0;) {
+      if (!pfds[i].revents) continue;
+      Out& o = outs[i];
+      // Refused or reset: the send says so (a report is a few hundred bytes: it fits the buffer).
+      const ssize_t n = ::send(o.fd.get(), msg.data() + o.sent, msg.size() - o.sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) o.sent += static_cast<size_t>(n);
+      const bool failed = n < 0 && errno != EAGAIN && errno != EINTR;
+      if (failed) noReports_.insert(o.rank);
+      if (failed || o.sent == msg.size()) outs.erase(outs.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  }
+  // Gone, or its host unreachable: its own error stands, and it is not tried again (a relay per
+  // report heard, each waiting out the limit, held a rank for seconds).
+  for (const Out& o : outs) noReports_.insert(o.rank);
 }
 
-std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
-  // The whole grace, passing each report on, away from `peer`, as it comes. A rank's own finding
-  // goes out before the earlier one it may hear later, and separate connections may land in
-  // either order, so the answer is not the last report but the root one: a report whose culprit
-  // found something itself is superseded by that finding.
-  const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
-  const int onward = peer == prev ? next : prev;
+std::vector<TcpBootstrap::Report> TcpBootstrap::awaitReports(int from, int onward) {
+  // The whole grace, passing each report on as it comes. A rank's own finding goes out before
+  // the earlier one it may hear later, and separate connections may land in either order: which
+  // report is the answer is for rootReport() to say.
   const Deadline dl = Deadline::after(kReportGrace);
   std::vector<Report> heard;
-  auto root = [&]() -> std::optional<Report> {
-    for (auto r = heard.rbegin(); r != heard.rend(); ++r) {
-      if (std::none_of(heard.begin(), heard.end(), [&](const Report& o) { return o.finder == r->culprit; })) return *r;
-    }
-    return heard.empty() ? std::nullopt : std::optional<Report>(heard.back());  // a cycle: the latest
-  };
   for (;;) {
     for (auto it = stash_.begin(); it != stash_.end();) {
-      if (it->peer != peer || it->tag != kReportTag) {
+      if ((from >= 0 && it->peer != from) || it->tag != kReportTag) {
         ++it;
         continue;
       }
@@ -411,19 +430,42 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
           head[1] != rank_ && head[2] >= 0 && head[2] < nranks_ && heard.size() < 64) {
         heard.push_back(
             Report{head[0], head[1], head[2], std::string(it->data.begin() + sizeof(head), it->data.end())});
-        if (onward != peer) sendReport(heard.back(), onward);
+        if (onward >= 0) sendReport(heard.back(), {onward});
       }
       it = stash_.erase(it);
-      if (dl.expired()) break;
     }
-    if (dl.expired()) return root();
+    if (dl.expired()) return heard;
     if (interrupt_) interrupt_();  // an abort ends the wait
     try {
       serveOnce(dl.remainingMs(50));
     } catch (const Error&) {
-      return root();  // this rank's own error stands where nothing came
+      return heard;  // this rank's own error stands where nothing came
     }
   }
+}
+
+std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<Report>& heard) {
+  // Not the last report but the root one: a report whose culprit found something itself is
+  // superseded by that finding.
+  for (auto r = heard.rbegin(); r != heard.rend(); ++r) {
+    if (std::none_of(heard.begin(), heard.end(), [&](const Report& o) { return o.finder == r->culprit; })) return *r;
+  }
+  return heard.empty() ? std::nullopt : std::optional<Report>(heard.back());  // a cycle: the latest
+}
+
+[[noreturn]] void TcpBootstrap::throwReported(const Report& r, const std::string& prefix) const {
+  const std::string finder =
+      "rank " + std::to_string(r.finder) + (peers_[r.finder].valid() ? " (" + peers_[r.finder].str() + ")" : "");
+  std::string words = r.words;
+  if (words.rfind("bootstrap: ", 0) == 0) words.erase(0, 11);
+  // The root report: no report of its culprit's came around, so the finder's doubt is settled
+  // as the finder's own would have been.
+  if (const size_t hedge = words.find(kClosedByPeer); hedge != std::string::npos)
+    words.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
+  const std::string text = prefix + finder + " reports: " + words;
+  if (r.code == lockstepRemoteError) throw RemoteError(r.culprit, text);
+  if (r.code == lockstepTimeout) throw Timeout(text);
+  throw Error(static_cast<lockstepResult_t>(r.code), text);
 }
 
 [[noreturn]] void TcpBootstrap::failRelayed(const std::exception& e, int peer, const std::string& doing) {
@@ -438,13 +480,13 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
     // a ring of ranks hears the root cause within about one grace, not one grace per hop.
     const Report own{mine.code(), peer, rank_, mine.what()};
     const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
-    sendReport(own, next);
-    if (prev != next) sendReport(own, prev);
+    sendReport(own, prev != next ? std::vector<int>{next, prev} : std::vector<int>{next});
     for (const Fd* ring : {&next_, &prev_}) {
       if (ring->valid()) ::shutdown(ring->get(), SHUT_RDWR);
     }
     if (peer != prev && peer != next) throw;
-    const std::optional<Report> r = awaitReports(peer);
+    const int onward = peer == prev ? next : prev;
+    const std::optional<Report> r = rootReport(awaitReports(peer, onward == peer ? -1 : onward));
     if (!r) {  // its own finding
       std::string text = mine.what();
       const size_t hedge = text.find(kClosedByPeer);
@@ -452,18 +494,44 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::awaitReports(int peer) {
       text.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
       throw RemoteError(peer, text);
     }
-    const std::string finder =
-        "rank " + std::to_string(r->finder) + (peers_[r->finder].valid() ? " (" + peers_[r->finder].str() + ")" : "");
-    std::string words = r->words;
-    if (words.rfind("bootstrap: ", 0) == 0) words.erase(0, 11);
-    // The root report: no report of its culprit's came around, so the finder's doubt is settled
-    // as the finder's own would have been.
-    if (const size_t hedge = words.find(kClosedByPeer); hedge != std::string::npos)
-      words.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
-    const std::string text = "bootstrap: " + finder + " reports: " + words;
-    if (r->code == lockstepRemoteError) throw RemoteError(r->culprit, text);
-    if (r->code == lockstepTimeout) throw Timeout(text);
-    throw Error(static_cast<lockstepResult_t>(r->code), text);
+    throwReported(*r, "bootstrap: ");
+  }
+}
+
+[[noreturn]] void TcpBootstrap::failSetup(std::exception_ptr error, bool heard) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const Error& e) {
+    if (e.code() != lockstepRemoteError && e.code() != lockstepTimeout) throw;
+    const auto* remote = dynamic_cast<const RemoteError*>(&e);
+    const Report mine{e.code(), remote ? remote->rank : -1, rank_, e.what()};
+    // Every rank but the one it blames: the ranks past this step wait for this one (to connect,
+    // or to answer), and would find it gone with nothing else to go on.
+    if (!toldAll_) {
+      toldAll_ = true;
+      std::vector<int> all;
+      for (int p = 0; p < nranks_; ++p) {
+        if (p != mine.culprit) all.push_back(p);
+      }
+      sendReport(mine, all);
+    }
+    if (heard) throw;
+    // The chain from its own finding: the culprit's report, that report's culprit's, and so on,
+    // to a rank that reported nothing. Not just any root: another rank's unrelated failure is no
+    // answer to this one.
+    const std::vector<Report> reports = awaitReports(-1, -1);
+    const Report* at = &mine;
+    std::set<int> seen{rank_};
+    for (;;) {
+      const Report* next = nullptr;
+      for (const Report& r : reports) {
+        if (r.finder == at->culprit) next = &r;  // its latest
+      }
+      if (!next || !seen.insert(next->finder).second) break;
+      at = next;
+    }
+    if (at == &mine) throw;
+    throwReported(*at, "setup: ");
   }
 }
 

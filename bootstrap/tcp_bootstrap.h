@@ -38,6 +38,7 @@ class TcpBootstrap : public Bootstrap {
   // communicator is gone: refused means gone. A connection made is a probe message, which the
   // peer drops unread.
   bool peerListening(int peer) override;
+  [[noreturn]] void failSetup(std::exception_ptr error, bool heard) override;
   // How often waits of setup probe the peer they wait for.
   static constexpr std::chrono::milliseconds kProbeEvery{250};
 
@@ -85,11 +86,16 @@ class TcpBootstrap : public Bootstrap {
     int32_t finder;     // the rank that found it
     std::string words;  // the finder's message
   };
-  // Best effort, within kReportGrace: the neighbour may be gone or failing too.
-  void sendReport(const Report& r, int to);
-  // The root one of the reports the neighbour `peer` sent in kReportGrace (see the .cc), each
-  // passed on to the other neighbour as it comes.
-  std::optional<Report> awaitReports(int peer);
+  // Best effort, to every rank of `to` at once, within kReportSendLimit: a rank may be gone or
+  // failing too. Ranks a report could not reach are sent no more (noReports_).
+  void sendReport(const Report& r, const std::vector<int>& to);
+  // The reports heard in kReportGrace from the rank `from` (-1: from any), in order, each passed
+  // on to the rank `onward` (-1: to none) as it comes.
+  std::vector<Report> awaitReports(int from, int onward);
+  // The root one of `heard`: a report whose culprit reported nothing itself (see the .cc).
+  static std::optional<Report> rootReport(const std::vector<Report>& heard);
+  // What `r` says, as the error to throw: "<prefix>rank F (address) reports: <its words>".
+  [[noreturn]] void throwReported(const Report& r, const std::string& prefix) const;
   // fail(), then: tells both neighbours, closes the ring, and where the neighbour `peer` it
   // blames reported, says what it reported (a relay keeps the finder's words, not a chain of
   // "reports:").
@@ -122,7 +128,8 @@ class TcpBootstrap : public Bootstrap {
   Fd listen_, next_, prev_;
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
-  std::set<int> noReports_;  // neighbours a report could not reach
+  std::set<int> noReports_;  // ranks a report could not reach
+  bool toldAll_ = false;     // failSetup's report went out (once per bootstrap)
   std::list<Incoming> incoming_;
   std::function<void()> interrupt_;  // setInterrupt
   WarnLimiter strangers_;            // anyone may connect to the listener: its warnings are rate-limited

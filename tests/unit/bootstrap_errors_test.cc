@@ -22,6 +22,7 @@
 #include "src/core/config.h"
 #include "src/core/errors.h"
 #include "src/net/socket.h"
+#include "transport/socket/mesh.h"
 
 namespace lockstep {
 namespace {
@@ -174,6 +175,73 @@ TEST(BootstrapErrors, ARankThatLeavesDuringAnAllGatherIsNamedAllAroundTheRing) {
   EXPECT_NE(what[5].find(" reports: rank 1 "), std::string::npos) << "a relay keeps the finder's words: " << what[5];
   // Rank 2, a finder, heard no report from rank 1: rank 1 did not fail because of another rank.
   EXPECT_NE(what[2].find("it reported no earlier failure"), std::string::npos) << what[2];
+}
+
+// A rank's bootstrap that leaves right after an all-gather, as a process killed there would:
+// its listener closes, and the caller's setup unwinds.
+class LeavesAfterAllGather : public Bootstrap {
+ public:
+  explicit LeavesAfterAllGather(std::unique_ptr<TcpBootstrap> inner) : inner_(std::move(inner)) {}
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void allGather(void* data, size_t bytes) override {
+    inner_->allGather(data, bytes);
+    inner_.reset();
+    throw InternalError("left after the all-gather (the test's kill)");
+  }
+  void send(int, int, const void*, size_t) override { throw InternalError("unused"); }
+  void recv(int, int, void*, size_t) override { throw InternalError("unused"); }
+  void barrier() override { throw InternalError("unused"); }
+
+ private:
+  std::unique_ptr<TcpBootstrap> inner_;
+  int rank_ = inner_->rank(), size_ = inner_->size();
+};
+
+// Three ranks build a connection mesh; rank 1 leaves right after its address all-gather. Rank 0
+// fails connecting to it and leaves; rank 2, which waits for ranks 0 and 1 to connect (and
+// enters a little late), found rank 0 gone first and blamed it. A rank that fails in a mesh now
+// tells every rank why before it leaves, and rank 2 follows rank 0's report to rank 1.
+TEST(MeshErrors, ARankThatFailedBecauseOfAnotherIsNotBlamed) {
+  const int n = 3;
+  Rendezvous rv(n);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Config config = configOf({});
+  std::vector<PeerInfo> peers(n);
+  for (int r = 0; r < n; ++r) peers[r].rank = r;
+  std::vector<int> culprit(n, -2);
+  std::vector<std::string> what(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    threads.emplace_back([&, r] {
+      std::unique_ptr<Bootstrap> boot;
+      if (r == 1) {
+        boot = std::make_unique<LeavesAfterAllGather>(std::move(rv.boots[r]));
+      } else {
+        boot = std::move(rv.boots[r]);
+      }
+      TransportContext ctx{config, *boot, peers, r, commIdFromSecret(rv.secret), rv.secret, NetAddr::loopback()};
+      std::vector<int> others;
+      for (int p = 0; p < n; ++p) {
+        if (p != r) others.push_back(p);
+      }
+      try {
+        if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        connectMesh(ctx, others, Purpose::kControl, "control connections");
+        what[r] = "no error";
+      } catch (const RemoteError& e) {
+        culprit[r] = e.rank;
+        what[r] = e.what();
+      } catch (const Error& e) {
+        what[r] = e.what();
+      }
+      boot.reset();  // closes, as the failing process would
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(culprit[0], 1) << what[0];
+  EXPECT_EQ(culprit[2], 1) << what[2];
+  EXPECT_NE(what[2].find("rank 1 ("), std::string::npos) << what[2];
 }
 
 // Five ranks; rank 1 never enters the all-gather (stopped); rank 0 enters 500 ms before the

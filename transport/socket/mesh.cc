@@ -20,21 +20,11 @@ namespace {
 
 constexpr auto kHelloTimeout = std::chrono::seconds(5);
 
-}  // namespace
-
-std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
-                              const std::string& what) {
+// The mesh itself, once every rank's address is known: connects to the higher peers, takes the
+// lower ones, then reads the higher ones' answers, into `fds`.
+void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose, const std::string& what,
+                  const Fd& listener, const std::vector<NetAddr>& addrs, Deadline dl, std::map<int, Fd>& fds) {
   const int nranks = static_cast<int>(ctx.peers.size());
-  Fd listener;
-  std::vector<NetAddr> addrs(nranks);
-  if (!peers.empty()) {
-    listener = listenOn(ctx.localAddr);
-    addrs[ctx.rank] = localAddress(listener.get());
-  }
-  ctx.bootstrap.allGather(addrs.data(), sizeof(NetAddr));
-
-  Deadline dl = Deadline::after(ctx.config.timeout);
-  std::map<int, Fd> fds;
   // Every failure names the peer it concerns, except this process's own shortage of descriptors
   // or memory, which is no peer's doing.
   auto blame = [&](int p, const std::string& doing, const Error& e) -> std::exception_ptr {
@@ -173,7 +163,37 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
       throw RemoteError(p, what + ": bad answer from " + ctx.peers[p].describe() + ": " + why);
     }
   }
+}
 
+}  // namespace
+
+std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
+                              const std::string& what) {
+  const int nranks = static_cast<int>(ctx.peers.size());
+  Fd listener;
+  std::vector<NetAddr> addrs(nranks);
+  if (!peers.empty()) {
+    listener = listenOn(ctx.localAddr);
+    addrs[ctx.rank] = localAddress(listener.get());
+  }
+  try {
+    ctx.bootstrap.allGather(addrs.data(), sizeof(NetAddr));
+  } catch (...) {
+    // The ranks already past the all-gather wait for this one to connect, and would find it
+    // gone: tell them why (its ring neighbours heard already).
+    ctx.bootstrap.failSetup(std::current_exception(), /*heard=*/true);
+  }
+
+  Deadline dl = Deadline::after(ctx.config.timeout);
+  // Outside the try: the connections and the listener stay up until failSetup has told the
+  // others, so a peer that finds this rank gone has its report already.
+  std::map<int, Fd> fds;
+  try {
+    connectPeers(ctx, peers, purpose, what, listener, addrs, dl, fds);
+  } catch (...) {
+    // The peer blamed may have failed because of another rank; failSetup names the first.
+    ctx.bootstrap.failSetup(std::current_exception(), /*heard=*/false);
+  }
   return fds;
 }
 
