@@ -127,13 +127,15 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   peers_[prev] = reply.prev;
   // Send our hello to the successor, then serve the predecessor, then read the successor's
   // answer: the other order would have every rank waiting on its successor at once. Each stage
-  // blames the rank it waits on.
+  // blames the rank it waits on, and reports to its neighbours as the all-gather does: a rank
+  // that failed on its successor's account closes on its predecessor, which would otherwise
+  // blame it.
   try {
     next_ = connectTo(reply.next, dl, /*retryRefused=*/false);  // listening since it registered
     Hello hello = makeHello(secret_, commId_, rank_, nranks_, Purpose::kRing);
     sendAll(next_.get(), &hello, sizeof(hello), dl);
   } catch (const Error& e) {
-    fail(e, next, "connecting to its ring successor");
+    failRelayed(e, next, "connecting to its ring successor");
   }
   // Whether the predecessor's listener ever took a probe. Then it was up, and if it never
   // connected, either its dial of this rank's address got nowhere (an interface its host has no
@@ -181,16 +183,16 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
                     std::to_string(prev) + " (" + peers_[prev].str() + "), to connect: " + neverConnected() +
                     (elsewhere ? " Or is it stopped or stuck?" : ": is it stopped or stuck?"));
     }
-    fail(e, prev, "waiting for its ring predecessor to connect");
+    failRelayed(e, prev, "waiting for its ring predecessor to connect");
   } catch (const Error& e) {
-    fail(e, prev, "waiting for its ring predecessor to connect");
+    failRelayed(e, prev, "waiting for its ring predecessor to connect");
   }
   Hello answer;
   try {
     awaitReadable(next_.get(), dl);
     recvAll(next_.get(), &answer, sizeof(answer), dl);
   } catch (const Error& e) {
-    fail(e, next, "waiting for its ring successor's answer");
+    failRelayed(e, next, "waiting for its ring successor's answer");
   }
   std::string why = checkHello(answer, secret_, commId_, Purpose::kRing, nranks_);
   if (!why.empty() || answer.rank != next) {

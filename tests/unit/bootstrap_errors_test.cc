@@ -358,6 +358,43 @@ Fd registerAtRoot(const RootService& root, const Secret& secret, int rank, int n
   return fd;
 }
 
+// Four ranks; rank 3 registers at the rendezvous with an address where nothing listens (as if
+// killed right after), and never builds the ring. Rank 2 fails connecting to it; rank 1, whose
+// ring successor rank 2 is, found rank 2's connection closed (or refused) and blamed it. Rank 2
+// now reports to its neighbours before it closes, as in the all-gather.
+TEST(BootstrapErrors, ARankThatFailsBuildingTheRingBecauseOfAnotherIsNotBlamed) {
+  const int n = 4;
+  Secret secret = randomSecret();
+  RootService root(NetAddr::loopback(), secret, kTimeout);
+  const UniqueIdInfo info{root.address(), secret};
+  const uint64_t commId = commIdFromSecret(secret);
+  NetAddr dead;
+  {
+    Fd closed = listenOn(NetAddr::loopback());
+    dead = localAddress(closed.get());
+  }
+  // Held open until the others are done: a rank that closes it before the reply frees its number.
+  Fd rank3 = registerAtRoot(root, secret, 3, n, dead);
+  std::vector<int> culprit(n, -2);
+  std::vector<std::string> what(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < 3; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        TcpBootstrap boot(info, commId, r, n, NetAddr::loopback(), kTimeout);
+        what[r] = "no error";
+      } catch (const RemoteError& e) {
+        culprit[r] = e.rank;
+        what[r] = e.what();
+      } catch (const Error& e) {
+        what[r] = e.what();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(culprit[r], 3) << "rank " << r << ": " << what[r];
+}
+
 // A ring predecessor on this host whose listener takes connections but which never dials (a
 // stopped process: the kernel still completes connections to its listener) is called stopped or
 // stuck; this rank is not asked whether its address can be reached, as it is where the
