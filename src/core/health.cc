@@ -24,7 +24,7 @@ struct ControlMsg {
   uint32_t magic;
   uint32_t type;                // kStatus, kFailure, kGoodbye
   uint64_t entered, completed;  // kSplitFailed: entered is the split's index
-  MessageTag fp;                // the fingerprint of the op last entered
+  MessageTag fp;                // the fingerprint of the op last entered (kStatus, kGoodbye)
   MessageTag prevFp;            // and of the op entered before it
   int32_t code;                 // kFailure: lockstepResult_t
   int32_t culprit;
@@ -390,6 +390,10 @@ std::string Health::p2pText(uint32_t state) {
 }
 
 std::string Health::departed(int peer) {
+  // Its goodbye carries the last ops it entered: compared first (the watchdog may not have yet),
+  // so that a rank that finished a mismatched call alone and left is named for the mismatch,
+  // which the caller's check() then throws, rather than for leaving.
+  evaluate();
   std::lock_guard<std::mutex> lock(mu_);
   for (const Peer& p : peers_) {
     if (p.rank == peer && p.state == PeerState::kLeft) {
@@ -447,10 +451,11 @@ void Health::watch() {
   }
   sendFailure();  // a failure found just before destroy still reaches the peers, before the goodbye
   sendSplitReports();
-  // Goodbye: the last op completed here, so peers still finishing it know they lose nothing.
-  ControlMsg bye{};
-  bye.type = kGoodbye;
-  bye.completed = completed_.load();
+  // Goodbye: the last op completed here, so peers still finishing it know they lose nothing; and
+  // the last ops entered, as in a heartbeat: a call this rank finished alone (a rooted op, or
+  // count 0) made with other arguments than a peer still waiting in it, and left at once, may
+  // never have been in a heartbeat (one every 200 ms), and that peer could only say it left.
+  ControlMsg bye = progress(kGoodbye);
   bye.aborted = aborted_.load() ? 1 : 0;
   // Best effort: a peer that does not read its control connection is gone anyway. Peers close
   // at once on reading it, so this waits only for a stopped or unreachable peer: up to 2 s (a
@@ -492,13 +497,18 @@ void Health::sendFailure() {
   for (Peer& p : peers_) queue(p, m);
 }
 
-void Health::broadcastStatus() {
+ControlMsg Health::progress(uint32_t type) const {
   ControlMsg m{};
-  m.type = kStatus;
+  m.type = type;
   m.entered = entered_.load(std::memory_order_acquire);
   m.completed = completed_.load(std::memory_order_acquire);
   m.fp = myFingerprint().tag();
   m.prevFp = myFingerprint(/*previous=*/true).tag();
+  return m;
+}
+
+void Health::broadcastStatus() {
+  ControlMsg m = progress(kStatus);
   m.p2p = p2p_.load(std::memory_order_relaxed);
   for (Peer& p : peers_) {
     if (p.outbox.size() < kMaxOutbox) queue(p, m);
@@ -555,18 +565,22 @@ void Health::readFrom(Peer& p) {
 void Health::handle(Peer& p, const ControlMsg& m) {
   std::lock_guard<std::mutex> lock(mu_);
   p.lastHeard = Clock::now();
+  // What a heartbeat or a goodbye says the peer entered and completed, unless it is older than
+  // what is known or malformed.
+  auto takeProgress = [&] {
+    Fingerprint fp;
+    if (m.entered < p.entered || m.completed > m.entered || !Fingerprint::fromTag(m.fp, &fp)) return false;
+    p.entered = m.entered;
+    p.completed = m.completed;
+    p.fp = fp;
+    // Absent before a rank's second op: then nothing is one op behind it.
+    if (!Fingerprint::fromTag(m.prevFp, &p.prevFp)) p.prevFp = Fingerprint{};
+    return true;
+  };
   switch (m.type) {
-    case kStatus: {
-      Fingerprint fp;
-      if (m.entered < p.entered || m.completed > m.entered || !Fingerprint::fromTag(m.fp, &fp)) break;
-      p.entered = m.entered;
-      p.completed = m.completed;
-      p.fp = fp;
-      p.p2p = m.p2p;
-      // Absent before a rank's second op: then nothing is one op behind it.
-      if (!Fingerprint::fromTag(m.prevFp, &p.prevFp)) p.prevFp = Fingerprint{};
+    case kStatus:
+      if (takeProgress()) p.p2p = m.p2p;
       break;
-    }
     case kFailure:
       if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
         std::string text(m.text, strnlen(m.text, sizeof(m.text)));
@@ -592,6 +606,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       break;
     case kGoodbye:
       p.state = PeerState::kLeft;
+      takeProgress();
       p.completed = std::max(p.completed, m.completed);
       p.fd.reset();
       if (m.aborted && failed_.load() == lockstepSuccess) {
@@ -674,7 +689,8 @@ void Health::evaluate() {
         const char* field = mineThen.seq == theirs->seq ? mineThen.firstDifference(*theirs) : nullptr;
         if (!field) continue;
         problem = "collective mismatch: rank " + std::to_string(rank_) + " called " + mineThen.describe() + " but " +
-                  p.name + " called " + theirs->describe() + "; first difference: " + field;
+                  p.name + " called " + theirs->describe() + "; first difference: " + field +
+                  (p.state == PeerState::kLeft ? " (then it left the communicator)" : "");
         culprit = p.rank;
         code = lockstepMismatch;
         break;

@@ -111,6 +111,8 @@ class Health : public OpMonitor {
   void notifyFailed();  // runs the failure hook (which must not take mu_)
   void readFrom(Peer& p);
   void handle(Peer& p, const struct ControlMsg& m);
+  // A message of `type` with what this rank last entered and completed (a heartbeat, a goodbye).
+  struct ControlMsg progress(uint32_t type) const;
   void lost(Peer& p, const std::string& why);
   void queue(Peer& p, const struct ControlMsg& m);
   void flush(Peer& p);

@@ -33,6 +33,11 @@
 //       Rank 0 runs out of descriptors just before a split of every rank into one communicator,
 //       whose first rank it is: it must fail naming `ulimit -n` (and live on 5 s), and the others
 //       within 3 s naming it, not after their timeout (set LOCKSTEP_TIMEOUT=30).
+//   fault_check --mode finish-alone-and-leave --victim R [--op exit]
+//       Rank R, the root, broadcasts 0 elements where the others broadcast 1000 from it: its call
+//       moves nothing and returns at once, and it destroys its communicator and lives on 3 s (or,
+//       with --op exit, exits). The others must return lockstepMismatch naming the count within
+//       10 s, not that rank R left (nor wait out their timeout).
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
 //                                               "count 0, three times"|split
 //       Rank R calls a collective that differs in one field; every rank must return
@@ -232,6 +237,28 @@ int main(int argc, char** argv) {
     const int code =
         report(named && msg.find("no goodbye") == std::string::npos, "result " + std::to_string(r) + ": " + msg);
     _exit(code);
+  }
+
+  if (mode == "finish-alone-and-leave") {
+    // Its peers once heard only its goodbye, which carried no op: they said it "left the
+    // communicator", and over shm, with it alive, waited out their timeout (helper-54).
+    std::vector<float> buf(1000, 1.0f);
+    if (lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepSum, comm, nullptr) !=
+        lockstepSuccess)
+      return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
+    const double t0 = nowMs();
+    const lockstepResult_t r = lockstepBroadcast(buf.data(), buf.data(), rank == victim ? 0 : buf.size(),
+                                                 lockstepFloat32, victim, comm, nullptr);
+    const double ms = nowMs() - t0;
+    const std::string msg = lockstepGetLastError(comm);
+    const lockstepResult_t destroyed = lockstepCommDestroy(comm);
+    if (rank == victim) {
+      if (op == "exit") _exit(r == lockstepSuccess ? 0 : 1);
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+      return report(r == lockstepSuccess && destroyed == lockstepSuccess, "result " + std::to_string(r));
+    }
+    return report(r == lockstepMismatch && ms < 10000 && msg.find("first difference: count") != std::string::npos,
+                  "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
   }
 
   if (mode == "mismatch") {

@@ -266,6 +266,25 @@ TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
   }
 }
 
+// The root of a broadcast passes 0 elements where the others pass 1000: it finishes alone, then
+// destroys its communicator and lives on (or exits). No message of its call reaches anyone; its
+// goodbye now carries the op, and the others name the count instead of its leaving (or, over shm
+// with it alive, their timeout). 3 and 4 ranks, shm and sockets.
+TEST(Faults, ARankThatFinishesAMismatchedCallAloneAndLeavesIsNamedForTheMismatch) {
+  for (const char* transport : {"shm", "socket"}) {
+    for (const int n : {3, 4}) {
+      const bool exits = n == 4;
+      auto procs = startRanks(n, {"--mode", "finish-alone-and-leave", "--victim", "0", "--op", exits ? "exit" : "stay"},
+                              {"LOCKSTEP_TIMEOUT=60", std::string("LOCKSTEP_TRANSPORTS=") + transport});
+      for (int r = 0; r < n; ++r) {
+        ProcResult res = procs[r]->wait(30);
+        EXPECT_FALSE(res.timedOut) << res.output;
+        EXPECT_EQ(res.code, 0) << transport << ", " << n << " ranks, rank " << r << ": " << res.output;
+      }
+    }
+  }
+}
+
 // A rank that exits as soon as its call fails (no destroy: an uncaught exception, exit after
 // printing) still tells its peers the cause: they once blamed its exit ("lost ... no goodbye"),
 // and a healthy rank that found a mismatch was named its culprit, in 5 runs of 5.
