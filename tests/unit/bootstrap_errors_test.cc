@@ -177,6 +177,21 @@ TEST(BootstrapErrors, ARankThatLeavesDuringAnAllGatherIsNamedAllAroundTheRing) {
   EXPECT_NE(what[2].find("it reported no earlier failure"), std::string::npos) << what[2];
 }
 
+// Runs `step` and records how it failed: the culprit a RemoteError names (else -2 stays) and the
+// message ("no error" if it did not).
+template <typename Step>
+void recordFailure(Step&& step, int* culprit, std::string* what) {
+  try {
+    step();
+    *what = "no error";
+  } catch (const RemoteError& e) {
+    *culprit = e.rank;
+    *what = e.what();
+  } catch (const Error& e) {
+    *what = e.what();
+  }
+}
+
 // A rank's bootstrap that leaves right after an all-gather, as a process killed there would:
 // its listener closes, and the caller's setup unwinds.
 class LeavesAfterAllGather : public Bootstrap {
@@ -225,16 +240,12 @@ TEST(MeshErrors, ARankThatFailedBecauseOfAnotherIsNotBlamed) {
       for (int p = 0; p < n; ++p) {
         if (p != r) others.push_back(p);
       }
-      try {
-        if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-        connectMesh(ctx, others, Purpose::kControl, "control connections");
-        what[r] = "no error";
-      } catch (const RemoteError& e) {
-        culprit[r] = e.rank;
-        what[r] = e.what();
-      } catch (const Error& e) {
-        what[r] = e.what();
-      }
+      recordFailure(
+          [&] {
+            if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            connectMesh(ctx, others, Purpose::kControl, "control connections");
+          },
+          &culprit[r], &what[r]);
       boot.reset();  // closes, as the failing process would
     });
   }
@@ -380,15 +391,8 @@ TEST(BootstrapErrors, ARankThatFailsBuildingTheRingBecauseOfAnotherIsNotBlamed) 
   std::vector<std::thread> threads;
   for (int r = 0; r < 3; ++r) {
     threads.emplace_back([&, r] {
-      try {
-        TcpBootstrap boot(info, commId, r, n, NetAddr::loopback(), kTimeout);
-        what[r] = "no error";
-      } catch (const RemoteError& e) {
-        culprit[r] = e.rank;
-        what[r] = e.what();
-      } catch (const Error& e) {
-        what[r] = e.what();
-      }
+      recordFailure([&] { TcpBootstrap boot(info, commId, r, n, NetAddr::loopback(), kTimeout); }, &culprit[r],
+                    &what[r]);
     });
   }
   for (auto& t : threads) t.join();
