@@ -429,7 +429,8 @@ std::vector<TcpBootstrap::Report> TcpBootstrap::awaitReports(int from, int onwar
       // The peer's word: a code or rank out of range is no report, and one that blames this
       // rank is no news to it.
       if (head[0] > lockstepSuccess && head[0] < lockstepNumResults && head[1] >= -1 && head[1] < nranks_ &&
-          head[1] != rank_ && head[2] >= 0 && head[2] < nranks_ && heard.size() < 64) {
+          head[1] != rank_ && head[2] >= 0 && head[2] < nranks_ &&
+          heard.size() < static_cast<size_t>(std::max(64, nranks_))) {
         heard.push_back(
             Report{head[0], head[1], head[2], std::string(it->data.begin() + sizeof(head), it->data.end())});
         if (onward >= 0) sendReport(heard.back(), {onward});
@@ -486,6 +487,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
     for (const Fd* ring : {&next_, &prev_}) {
       if (ring->valid()) ::shutdown(ring->get(), SHUT_RDWR);
     }
+    failedWith_ = own;
     if (peer != prev && peer != next) throw;
     const int onward = peer == prev ? next : prev;
     const std::optional<Report> r = rootReport(awaitReports(peer, onward == peer ? -1 : onward));
@@ -494,8 +496,10 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
       const size_t hedge = text.find(kClosedByPeer);
       if (mine.code() != lockstepRemoteError || hedge == std::string::npos) throw;
       text.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
+      failedWith_->words = text;
       throw RemoteError(peer, text);
     }
+    failedWith_ = *r;
     throwReported(*r, "bootstrap: ");
   }
 }
@@ -507,17 +511,22 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
     if (e.code() != lockstepRemoteError && e.code() != lockstepTimeout) throw;
     const auto* remote = dynamic_cast<const RemoteError*>(&e);
     const Report mine{e.code(), remote ? remote->rank : -1, rank_, e.what()};
+    // What the bootstrap's own wait failed with goes on as it was heard (its finder, its words):
+    // wrapped once more per rank ("rank 5 reports: rank 4 reports: ..."), it named healthy
+    // relays first and grew a level per hop around the ring (helper-55).
+    const Report& told = heard && failedWith_ ? *failedWith_ : mine;
     // Every rank but the one it blames: the ranks past this step wait for this one (to connect,
     // or to answer), and would find it gone with nothing else to go on.
+    std::vector<int> all;
+    for (int p = 0; p < nranks_; ++p) {
+      if (p != told.culprit && p != rank_) all.push_back(p);
+    }
     if (!toldAll_) {
       toldAll_ = true;
-      std::vector<int> all;
-      for (int p = 0; p < nranks_; ++p) {
-        if (p != mine.culprit) all.push_back(p);
-      }
-      sendReport(mine, all);
+      sendReport(told, all);
     }
-    if (heard) throw;
+    // Nothing to listen for: no other rank to hear from (2 ranks), or no culprit to follow.
+    if (heard || all.empty() || mine.culprit < 0) throw;
     // The chain from its own finding: the culprit's report, that report's culprit's, and so on,
     // to a rank that reported nothing. Not just any root: another rank's unrelated failure is no
     // answer to this one.

@@ -128,8 +128,9 @@ class TcpBootstrap : public Bootstrap {
   Fd listen_, next_, prev_;
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
-  std::set<int> noReports_;  // ranks a report could not reach
-  bool toldAll_ = false;     // failSetup's report went out (once per bootstrap)
+  std::set<int> noReports_;           // ranks a report could not reach
+  bool toldAll_ = false;              // failSetup's report went out (once per bootstrap)
+  std::optional<Report> failedWith_;  // what failRelayed last failed with, as a report
   std::list<Incoming> incoming_;
   std::function<void()> interrupt_;  // setInterrupt
   WarnLimiter strangers_;            // anyone may connect to the listener: its warnings are rate-limited

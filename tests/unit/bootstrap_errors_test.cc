@@ -369,6 +369,44 @@ Fd registerAtRoot(const RootService& root, const Secret& secret, int rank, int n
   return fd;
 }
 
+// Eight ranks enter a mesh; rank 1 has left before its address all-gather. Each survivor's
+// all-gather fails and relays around the ring (failRelayed), then the mesh tells every rank
+// (failSetup). That told each rank's error as a new report of its own, which the next rank, still
+// in its grace, preferred: "rank 5 reports: rank 4 reports: rank 3 reports: ...", a level per hop,
+// healthy relays named first (helper-55). The report goes on as heard: one level at most.
+TEST(MeshErrors, AReportRelayedAroundTheRingIsNotWrappedAgainByEachRank) {
+  const int n = 8;
+  Rendezvous rv(n);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  Config config = configOf({});
+  std::vector<PeerInfo> peers(n);
+  for (int r = 0; r < n; ++r) peers[r].rank = r;
+  rv.boots[1].reset();
+  std::vector<int> culprit(n, -2);
+  std::vector<std::string> what(n);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; ++r) {
+    if (r == 1) continue;
+    threads.emplace_back([&, r] {
+      TransportContext ctx{config, *rv.boots[r], peers, r, commIdFromSecret(rv.secret), rv.secret, NetAddr::loopback()};
+      std::vector<int> others;
+      for (int p = 0; p < n; ++p) {
+        if (p != r) others.push_back(p);
+      }
+      recordFailure([&] { connectMesh(ctx, others, Purpose::kControl, "control connections"); }, &culprit[r], &what[r]);
+      rv.boots[r].reset();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int r = 0; r < n; ++r) {
+    if (r == 1) continue;
+    EXPECT_EQ(culprit[r], 1) << "rank " << r << ": " << what[r];
+    const size_t first = what[r].find(" reports: ");
+    EXPECT_TRUE(first == std::string::npos || what[r].find(" reports: ", first + 1) == std::string::npos)
+        << "rank " << r << ": " << what[r];
+  }
+}
+
 // Four ranks; rank 3 registers at the rendezvous with an address where nothing listens (as if
 // killed right after), and never builds the ring. Rank 2 fails connecting to it; rank 1, whose
 // ring successor rank 2 is, found rank 2's connection closed (or refused) and blamed it. Rank 2
