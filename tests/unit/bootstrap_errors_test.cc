@@ -192,67 +192,86 @@ void recordFailure(Step&& step, int* culprit, std::string* what) {
   }
 }
 
-// A rank's bootstrap that leaves right after an all-gather, as a process killed there would:
-// its listener closes, and the caller's setup unwinds.
-class LeavesAfterAllGather : public Bootstrap {
+// A rank's bootstrap whose all-gathers are followed by a pause, and then, if `leave`, by its
+// leaving, as a process killed there would: its listener closes, and the caller's setup unwinds.
+// What the mesh asks of a bootstrap besides (probes, failure reports) goes to the real one.
+class AfterAllGather : public Bootstrap {
  public:
-  explicit LeavesAfterAllGather(std::unique_ptr<TcpBootstrap> inner) : inner_(std::move(inner)) {}
+  AfterAllGather(std::unique_ptr<TcpBootstrap> inner, std::chrono::milliseconds pause, bool leave)
+      : inner_(std::move(inner)), pause_(pause), leave_(leave) {}
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   void allGather(void* data, size_t bytes) override {
     inner_->allGather(data, bytes);
+    std::this_thread::sleep_for(pause_);
+    if (!leave_) return;
     inner_.reset();
     throw InternalError("left after the all-gather (the test's kill)");
   }
   void send(int, int, const void*, size_t) override { throw InternalError("unused"); }
   void recv(int, int, void*, size_t) override { throw InternalError("unused"); }
   void barrier() override { throw InternalError("unused"); }
+  bool peerListening(int peer) override { return inner_->peerListening(peer); }
+  [[noreturn]] void failSetup(std::exception_ptr error, bool heard) override {
+    if (!inner_) std::rethrow_exception(error);
+    inner_->failSetup(error, heard);
+  }
 
  private:
   std::unique_ptr<TcpBootstrap> inner_;
+  std::chrono::milliseconds pause_;
+  bool leave_;
   int rank_ = inner_->rank(), size_ = inner_->size();
 };
 
-// Three ranks build a connection mesh; rank 1 leaves right after its address all-gather. Rank 0
-// fails connecting to it and leaves; rank 2, which waits for ranks 0 and 1 to connect (and
-// enters a little late), found rank 0 gone first and blamed it. A rank that fails in a mesh now
-// tells every rank why before it leaves, and rank 2 follows rank 0's report to rank 1.
-TEST(MeshErrors, ARankThatFailedBecauseOfAnotherIsNotBlamed) {
-  const int n = 3;
-  Rendezvous rv(n);
-  ASSERT_FALSE(::testing::Test::HasFailure());
-  Config config = configOf({});
+// Each rank of `boots` that has one builds a control-connection mesh with all the others, in a
+// thread of its own, then closes its bootstrap as the failing process would. Returns how each
+// failed (recordFailure): culprits (-2: none) and messages.
+struct MeshOutcome {
+  std::vector<int> culprit;
+  std::vector<std::string> what;
+};
+MeshOutcome connectMeshes(std::vector<std::unique_ptr<Bootstrap>> boots, const Secret& secret) {
+  const int n = static_cast<int>(boots.size());
+  const Config config = configOf({});
   std::vector<PeerInfo> peers(n);
   for (int r = 0; r < n; ++r) peers[r].rank = r;
-  std::vector<int> culprit(n, -2);
-  std::vector<std::string> what(n);
+  MeshOutcome out{std::vector<int>(n, -2), std::vector<std::string>(n)};
   std::vector<std::thread> threads;
   for (int r = 0; r < n; ++r) {
+    if (!boots[r]) continue;
     threads.emplace_back([&, r] {
-      std::unique_ptr<Bootstrap> boot;
-      if (r == 1) {
-        boot = std::make_unique<LeavesAfterAllGather>(std::move(rv.boots[r]));
-      } else {
-        boot = std::move(rv.boots[r]);
-      }
-      TransportContext ctx{config, *boot, peers, r, commIdFromSecret(rv.secret), rv.secret, NetAddr::loopback()};
+      TransportContext ctx{config, *boots[r], peers, r, commIdFromSecret(secret), secret, NetAddr::loopback()};
       std::vector<int> others;
       for (int p = 0; p < n; ++p) {
         if (p != r) others.push_back(p);
       }
-      recordFailure(
-          [&] {
-            if (r == 2) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-            connectMesh(ctx, others, Purpose::kControl, "control connections");
-          },
-          &culprit[r], &what[r]);
-      boot.reset();  // closes, as the failing process would
+      recordFailure([&] { connectMesh(ctx, others, Purpose::kControl, "control connections"); }, &out.culprit[r],
+                    &out.what[r]);
+      boots[r].reset();
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(culprit[0], 1) << what[0];
-  EXPECT_EQ(culprit[2], 1) << what[2];
-  EXPECT_NE(what[2].find("rank 1 ("), std::string::npos) << what[2];
+  return out;
+}
+
+// Three ranks build a connection mesh; rank 1 leaves right after its address all-gather. Rank 0,
+// 100 ms later, fails connecting to it and leaves; rank 2, 200 ms later, waits for ranks 0 and 1
+// to connect, found rank 0 gone first and blamed it. A rank that fails in a mesh now tells every
+// rank why before it leaves, and rank 2 follows rank 0's report to rank 1. (Without the pauses,
+// rank 0 could reach rank 1's listener before it closed, and rank 2 then never blamed rank 0.)
+TEST(MeshErrors, ARankThatFailedBecauseOfAnotherIsNotBlamed) {
+  const int n = 3;
+  Rendezvous rv(n);
+  ASSERT_FALSE(::testing::Test::HasFailure());
+  std::vector<std::unique_ptr<Bootstrap>> boots(n);
+  const int pauseMs[n] = {100, 0, 200};
+  for (int r = 0; r < n; ++r)
+    boots[r] = std::make_unique<AfterAllGather>(std::move(rv.boots[r]), std::chrono::milliseconds(pauseMs[r]), r == 1);
+  const MeshOutcome got = connectMeshes(std::move(boots), rv.secret);
+  EXPECT_EQ(got.culprit[0], 1) << got.what[0];
+  EXPECT_EQ(got.culprit[2], 1) << got.what[2];
+  EXPECT_NE(got.what[2].find("rank 1 ("), std::string::npos) << got.what[2];
 }
 
 // Five ranks; rank 1 never enters the all-gather (stopped); rank 0 enters 500 ms before the
@@ -378,32 +397,16 @@ TEST(MeshErrors, AReportRelayedAroundTheRingIsNotWrappedAgainByEachRank) {
   const int n = 8;
   Rendezvous rv(n);
   ASSERT_FALSE(::testing::Test::HasFailure());
-  Config config = configOf({});
-  std::vector<PeerInfo> peers(n);
-  for (int r = 0; r < n; ++r) peers[r].rank = r;
   rv.boots[1].reset();
-  std::vector<int> culprit(n, -2);
-  std::vector<std::string> what(n);
-  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<Bootstrap>> boots(n);
+  for (int r = 0; r < n; ++r) boots[r] = std::move(rv.boots[r]);
+  const MeshOutcome got = connectMeshes(std::move(boots), rv.secret);
   for (int r = 0; r < n; ++r) {
     if (r == 1) continue;
-    threads.emplace_back([&, r] {
-      TransportContext ctx{config, *rv.boots[r], peers, r, commIdFromSecret(rv.secret), rv.secret, NetAddr::loopback()};
-      std::vector<int> others;
-      for (int p = 0; p < n; ++p) {
-        if (p != r) others.push_back(p);
-      }
-      recordFailure([&] { connectMesh(ctx, others, Purpose::kControl, "control connections"); }, &culprit[r], &what[r]);
-      rv.boots[r].reset();
-    });
-  }
-  for (auto& t : threads) t.join();
-  for (int r = 0; r < n; ++r) {
-    if (r == 1) continue;
-    EXPECT_EQ(culprit[r], 1) << "rank " << r << ": " << what[r];
-    const size_t first = what[r].find(" reports: ");
-    EXPECT_TRUE(first == std::string::npos || what[r].find(" reports: ", first + 1) == std::string::npos)
-        << "rank " << r << ": " << what[r];
+    EXPECT_EQ(got.culprit[r], 1) << "rank " << r << ": " << got.what[r];
+    const size_t first = got.what[r].find(" reports: ");
+    EXPECT_TRUE(first == std::string::npos || got.what[r].find(" reports: ", first + 1) == std::string::npos)
+        << "rank " << r << ": " << got.what[r];
   }
 }
 
