@@ -24,6 +24,14 @@ constexpr size_t kMaxIncoming = 256;
 constexpr char kClosedByPeer[] = " (did it exit, or fail because a rank it waited for did?)";
 constexpr char kClosedUnreported[] = " (it exited, or failed for a reason of its own: it reported no earlier failure)";
 
+// Settles the doubt in `text` (kClosedByPeer) as no report came: false if it holds none.
+bool settleClosedByPeer(std::string* text) {
+  const size_t hedge = text->find(kClosedByPeer);
+  if (hedge == std::string::npos) return false;
+  text->replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
+  return true;
+}
+
 // How long past its own deadline a rank the root has taken waits for the root's verdict.
 constexpr auto kVerdictGrace = std::chrono::seconds(2);
 
@@ -463,8 +471,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
   if (words.rfind("bootstrap: ", 0) == 0) words.erase(0, 11);
   // The root report: no report of its culprit's came around, so the finder's doubt is settled
   // as the finder's own would have been.
-  if (const size_t hedge = words.find(kClosedByPeer); hedge != std::string::npos)
-    words.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
+  settleClosedByPeer(&words);
   const std::string text = prefix + finder + " reports: " + words;
   if (r.code == lockstepRemoteError) throw RemoteError(r.culprit, text);
   if (r.code == lockstepTimeout) throw Timeout(text);
@@ -493,9 +500,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
     const std::optional<Report> r = rootReport(awaitReports(peer, onward == peer ? -1 : onward));
     if (!r) {  // its own finding
       std::string text = mine.what();
-      const size_t hedge = text.find(kClosedByPeer);
-      if (mine.code() != lockstepRemoteError || hedge == std::string::npos) throw;
-      text.replace(hedge, sizeof(kClosedByPeer) - 1, kClosedUnreported);
+      if (mine.code() != lockstepRemoteError || !settleClosedByPeer(&text)) throw;
       failedWith_->words = text;
       throw RemoteError(peer, text);
     }
