@@ -99,7 +99,6 @@ struct Buffers {
   const char* out;  // sent from: kChunk bytes reused, or (memory mode) `bytes` bytes
   char* in;         // received into: kChunk bytes, reused
   char* output;     // memory mode: where received bytes are copied from `in`; else null
-  bool wholeInput;  // memory mode: `out` holds the whole exchange
 };
 
 // Sends `bytes` from b.out while receiving `bytes` into b.in (kChunk at a time), both at once.
@@ -111,7 +110,7 @@ void exchange(int fd, const Buffers& b, size_t bytes) {
     bool moved = false;
     if (sent < bytes) {
       // At most to the next kChunk boundary, in the memory mode too: Lockstep sends 256 KiB frames.
-      const size_t off = b.wholeInput ? sent : sent % kChunk;
+      const size_t off = b.output ? sent : sent % kChunk;
       ssize_t n = ::send(fd, b.out + off, std::min(kChunk - off % kChunk, bytes - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (n < 0 && errno != EAGAIN) die("send");
       if (n > 0) {
@@ -218,7 +217,7 @@ int main(int argc, char** argv) {
   std::memset(out, 1, outBytes);
   std::memset(in, 0, kChunk);
   if (output) std::memset(output, 0, outBytes);
-  const Buffers buffers{out, in, output, memory};
+  const Buffers buffers{out, in, output};
   if (child != 0) {
     std::printf("# tcp loopback ceiling%s, 2 processes, B bytes each way at once, back to back; median of %d runs\n",
                 memory ? " (memory: from a B-byte input, into a B-byte output through a 256 KiB buffer)" : "", runs);
