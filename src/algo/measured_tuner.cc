@@ -57,10 +57,27 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
     b.c = candidates(kind, bytes);
   }
   if (b.c.n == 1) return Pick{model};  // the model's pick may change inside a bucket
+  if (b.settled && b.callsLeft > 0) {
+    // A watch: pick() leaves its calls here. Its timed calls, then its agreement.
+    if (b.watchCall < b.watchCalls) {
+      --b.callsLeft;
+      ++b.watchCall;
+      b.watchBytes += static_cast<double>(bytes);
+      return Pick{b.chosen, &b.watchUs};
+    }
+    if (!drifted(kind, b, agree)) {
+      --b.callsLeft;
+      scheduleWatch(b);
+      return Pick{b.chosen};
+    }
+  }
   if (b.settled) {
-    // pick() served the settled calls: this one starts a new trial (the load may have changed).
+    // The settled calls are over, or a watch saw the load change: this one starts a new trial.
     b.settled = false;
     b.call = 0;
+    b.trialBytes = 0;
+    b.watchCall = b.drifting = 0;
+    b.watchUs = b.watchBytes = 0;
     std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
   }
   if (b.call == b.c.trialCalls()) return Pick{settle(b, agree), nullptr, true};
@@ -68,7 +85,32 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
   const int round = b.call / perRound, candidate = b.call % perRound / b.c.turn;
   const bool timed = b.call % b.c.turn != 0;  // a turn's first call settles the switch
   ++b.call;
+  b.trialBytes += static_cast<double>(bytes);
   return Pick{b.c.algorithm[candidate], timed ? &b.samples[candidate][round] : nullptr};
+}
+
+bool MeasuredTuner::drifted(OpKind kind, Bucket& b, const AgreeMax& agree) {
+  double agreed[kMaxCandidates] = {b.watchUs / b.watchCall};
+  agree(agreed, kMaxCandidates);
+  // The sizes of one bucket differ up to 2x, and the watch's calls need not be the trial's mix:
+  // the model scales the trial's figure to the watch's mean size (the same on every rank).
+  const double watchModel = predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.watchBytes / b.watchCall), link_);
+  const double trialModel = predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.chosenBytes), link_);
+  const double expected = watchModel > 0 && trialModel > 0 ? b.chosenUs * watchModel / trialModel : b.chosenUs;
+  b.watchCall = 0;
+  b.watchUs = b.watchBytes = 0;
+  const double ratio = expected > 0 ? agreed[0] / expected : 1;
+  const int side = ratio > kDrift ? 1 : ratio * kDrift < 1 ? -1 : 0;
+  b.drifting = side != 0 && b.drifting * side >= 0 ? b.drifting + side : side;
+  if (std::abs(b.drifting) < kDriftWatches) return false;
+  b.drift = ratio;
+  return true;
+}
+
+void MeasuredTuner::scheduleWatch(Bucket& b) const {
+  // None so late that the period would end inside it.
+  const uint64_t room = b.watchEvery + static_cast<uint64_t>(b.watchCalls) + 1;
+  b.watchAt = b.watchEvery > 0 && b.callsLeft > room ? b.callsLeft - b.watchEvery : 0;
 }
 
 Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
@@ -79,6 +121,9 @@ Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
   for (int c = 1; c < b.c.n; ++c) {
     if (agreed[c] < agreed[best]) best = c;
   }
+  last_.drifted = b.chosen;  // where a watch started this trial, the algorithm it watched
+  last_.drift = b.drift;
+  b.drift = 0;
   b.chosen = b.c.algorithm[best];
   b.settled = b.everSettled = true;
   // Settle for long enough that the next trial's cost (each slower candidate's extra time over
@@ -91,6 +136,16 @@ Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
   double calls = bestUs > 0 ? std::ceil(extraUs / (kOverhead * bestUs)) : 0;
   calls = std::clamp(calls, static_cast<double>(kMinSettledCalls), static_cast<double>(kMaxSettledCalls));
   b.callsLeft = static_cast<uint64_t>(calls) - 1;  // this call is the first of them
+  b.chosenUs = bestUs;
+  b.chosenBytes = b.trialBytes / b.c.trialCalls();
+  // Watches, spaced so that their agreements cost about kWatchShare of the calls' time.
+  b.watchEvery = 0;
+  if (bestUs > 0) {
+    b.watchCalls = static_cast<int>(std::clamp(std::ceil(kWatchUs / bestUs), 2.0, double{kMaxWatchCalls}));
+    b.watchEvery = static_cast<uint64_t>(std::max(std::ceil(kAgreeUs / (kWatchShare * bestUs)), 2.0 * b.watchCalls));
+  }
+  b.drifting = 0;
+  scheduleWatch(b);
 
   last_.c = b.c;
   std::copy(agreed, agreed + kMaxCandidates, last_.us);
@@ -105,6 +160,8 @@ std::string MeasuredTuner::decision() const {
   for (int c = 0; c < last_.c.n; ++c)
     o << (c ? ", " : "") << algorithmName(last_.c.algorithm[c]) << " " << last_.us[c] << " us";
   o << " -> " << algorithmName(last_.chosen) << " for " << last_.calls << " calls";
+  if (last_.drift > 0)
+    o << ", after " << algorithmName(last_.drifted) << " took " << last_.drift << "x its last trial's time";
   return o.str();
 }
 

@@ -19,6 +19,16 @@
 //   settled: the fastest candidate, for as many calls as keep the trials' cost (the slower
 //            candidates' extra time and the agreement's) near kOverhead of the total; then a
 //            new trial, so a change of load is followed.
+//   watched: every so many settled calls (about kAgreeUs / kWatchShare of them, 10 ms, so that
+//            the agreements cost kWatchShare), the ranks time about kWatchUs of them and agree
+//            on what they took. If the chosen algorithm takes more than kDrift times what its
+//            trial measured, or less than 1/kDrift, in kDriftWatches watches running, the load
+//            has changed and a new trial starts at once. A shared VM's phases change an
+//            algorithm's time 2-5x within seconds, and which algorithm is fastest with it (on 4
+//            ranks the ring at 128 KiB took 40 us in one stretch and 190 us in the next, where
+//            Rabenseifner was twice as fast), while a settled period lasts up to a second. One
+//            watch alone is not trusted: a single millisecond on an oversubscribed host can
+//            read 1.5x off, and each new trial costs kOverhead of a period.
 //
 // Every rank makes the same calls, so every rank reaches the same state at the same call, and
 // the agreed figures are the same everywhere: the ranks always pick the same algorithm. Pure: no
@@ -58,6 +68,15 @@ class MeasuredTuner {
   // The agreement's price in that budget (a small all-reduce on a loaded host).
   static constexpr double kAgreeUs = 50;
   static constexpr uint64_t kMinSettledCalls = 64, kMaxSettledCalls = uint64_t{1} << 20;
+  // What the watches' agreements may cost, as a fraction of the settled calls' time; how long a
+  // watch times calls for (at least two calls, at most kMaxWatchCalls).
+  static constexpr double kWatchShare = 0.005;
+  static constexpr double kWatchUs = 1000;
+  static constexpr int kMaxWatchCalls = 1000;
+  // How far the chosen algorithm's watched time may move from its trial's, and in how many
+  // watches running, before a new trial.
+  static constexpr double kDrift = 1.5;
+  static constexpr int kDriftWatches = 2;
 
   // Replaces values[0..n) by their maximum over the communicator's ranks (a collective).
   using AgreeMax = std::function<void(double* values, int n)>;
@@ -78,7 +97,7 @@ class MeasuredTuner {
     // that is the model's alone.
     if (buckets_) {
       Bucket& b = buckets_[bucketIndex(kind, bytes)];
-      if (b.settled && b.callsLeft > 0) {
+      if (b.settled && b.callsLeft > b.watchAt) {
         --b.callsLeft;
         return Pick{b.chosen};
       }
@@ -96,7 +115,8 @@ class MeasuredTuner {
   }
 
   // The last agreement, for the log: "ring 36.5 us, rabenseifner 31.9 us -> rabenseifner for
-  // 2000 calls". Formatted when asked: a settled trial allocates nothing.
+  // 2000 calls", and what started its trial where a watch did ("after ring took 4.8x its last
+  // trial's time"). Formatted when asked: a settled trial allocates nothing.
   std::string decision() const;
 
   // The model's plausible algorithms for one call, best predicted first; one when the model is
@@ -117,8 +137,20 @@ class MeasuredTuner {
     bool everSettled = false;                           // chosen holds an agreement's choice
     int call = 0;                                       // trial calls made so far
     double samples[kMaxCandidates][kTrialRounds] = {};  // microseconds per turn (its timed calls)
+    double trialBytes = 0;                              // the trial's calls' bytes, summed (sizes vary inside a bucket)
+    double drift = 0;  // what the watch that started this trial measured, as a ratio (0: none)
     Algorithm chosen{};
+    double chosenUs = 0;     // its agreed time per call, at the mean size of its trial's calls
+    double chosenBytes = 0;  // that mean size
     uint64_t callsLeft = 0;  // settled calls before the next trial
+    // Watches (settled calls timed, then agreed on): every watchEvery calls, the next one when
+    // callsLeft comes down to watchAt (0: none left in this period).
+    uint64_t watchEvery = 0, watchAt = 0;
+    int watchCalls = 0;     // a watch's timed calls
+    int watchCall = 0;      // the current watch's timed calls so far
+    int drifting = 0;       // watches running beyond kDrift: + slower, - faster
+    double watchUs = 0;     // their microseconds
+    double watchBytes = 0;  // and bytes
   };
   static constexpr int kSizeBuckets = 65;  // log2 of a size_t, rounded up
   static size_t bucketIndex(OpKind kind, size_t bytes) {
@@ -127,6 +159,9 @@ class MeasuredTuner {
   // Everything pick() does not serve inline: a size's first call, its trials and agreements.
   Pick pickSlow(OpKind kind, size_t bytes, Algorithm model, const AgreeMax& agree);
   Algorithm settle(Bucket& b, const AgreeMax& agree);
+  // The end of a watch: true if the ranks agree the chosen algorithm's time has drifted.
+  bool drifted(OpKind kind, Bucket& b, const AgreeMax& agree);
+  void scheduleWatch(Bucket& b) const;
 
   int nranks_;
   LinkCost link_;
@@ -137,6 +172,8 @@ class MeasuredTuner {
     double us[kMaxCandidates] = {};
     Algorithm chosen{};
     uint64_t calls = 0;
+    double drift = 0;     // the watched ratio that started this trial (0: none)
+    Algorithm drifted{};  // the algorithm that drifted
   } last_;
 };
 

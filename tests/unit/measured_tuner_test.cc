@@ -24,14 +24,19 @@ namespace {
 const LinkCost kShm = defaultLinkCost("shm");
 constexpr size_t kSmall = 64 << 10;  // the model finds several algorithms plausible at 4 ranks
 
-// Drives one rank's tuner with times from `usOf`, alone (the agreement is the identity).
+// Drives one rank's tuner with times from `usOf`, alone (the agreement is the identity), at
+// kSmall; other sizes take the model's shape (usOf times its prediction there over kSmall's).
 struct Driver {
   MeasuredTuner tuner{4, kShm, TunerSettings{}};
   std::map<Algorithm, double> usOf;
+  int agreements = 0;
   MeasuredTuner::Pick call(size_t bytes = kSmall) {
     const Algorithm model = chooseAlgorithm(OpKind::kAllReduce, 4, bytes, kShm, {});
-    MeasuredTuner::Pick p = tuner.pick(OpKind::kAllReduce, bytes, model, [](double*, int) {});
-    if (p.sample) *p.sample += usOf.at(p.algorithm);
+    MeasuredTuner::Pick p = tuner.pick(OpKind::kAllReduce, bytes, model, [this](double*, int) { ++agreements; });
+    if (p.sample) {
+      *p.sample += usOf.at(p.algorithm) * predictUs(p.algorithm, OpKind::kAllReduce, 4, bytes, kShm) /
+                   predictUs(p.algorithm, OpKind::kAllReduce, 4, kSmall, kShm);
+    }
     return p;
   }
 };
@@ -114,12 +119,23 @@ TEST(MeasuredTuner, TriesEachCandidateInTurnsThenKeepsTheFastest) {
   for (int i = 0; i < c.n; ++i)
     extra += (d.usOf[c.algorithm[i]] - d.usOf[fastest]) * MeasuredTuner::kTrialRounds * c.turn;
   const auto settled = static_cast<uint64_t>(std::ceil(extra / (MeasuredTuner::kOverhead * d.usOf[fastest])));
+  // Some settled calls are watched (timed, then agreed on); the time has not moved, so the
+  // period runs its length, and the watches' agreements cost about kWatchShare of it.
+  d.agreements = 0;
+  int watched = 0;
   for (uint64_t i = 1; i < settled; ++i) {
     auto p = d.call();
     ASSERT_EQ(p.algorithm, fastest) << "settled call " << i;
-    ASSERT_EQ(p.sample, nullptr);
+    watched += p.sample != nullptr;
     ASSERT_FALSE(p.decided);
   }
+  ASSERT_GE(d.agreements, 1);
+  EXPECT_LE(d.agreements * MeasuredTuner::kAgreeUs,
+            MeasuredTuner::kWatchShare * static_cast<double>(settled) * d.usOf[fastest]);
+  // Each watch times the same number of calls, about kWatchUs of them.
+  EXPECT_EQ(watched % d.agreements, 0);
+  EXPECT_EQ(watched / d.agreements, std::clamp(static_cast<int>(std::ceil(MeasuredTuner::kWatchUs / d.usOf[fastest])),
+                                               2, MeasuredTuner::kMaxWatchCalls));
   // Then a new trial, from the model's pick.
   auto again = d.call();
   EXPECT_EQ(again.sample, nullptr);  // the first turn's untimed call
@@ -145,6 +161,88 @@ TEST(MeasuredTuner, FollowsAChangeOfLoadAtTheNextTrial) {
   }
   ASSERT_EQ(decisions, 2);
   EXPECT_EQ(last, c.algorithm[1]);
+}
+
+// A settled period lasts thousands of calls; a shared VM's phases change an algorithm's time
+// several-fold within seconds. Watches that see the chosen algorithm's time move by more than
+// kDrift, kDriftWatches times running, start a trial at once, and the new agreement says why.
+TEST(MeasuredTuner, WatchesThatSeeTheChosenAlgorithmsTimeDriftStartATrialAtOnce) {
+  for (double drift : {3.0, 0.25}) {
+    Driver d;
+    const auto c = d.tuner.candidates(OpKind::kAllReduce, kSmall);
+    ASSERT_GT(c.n, 2);
+    // The model's pick is right, by far: the settled period is tens of thousands of calls.
+    for (int i = 0; i < c.n; ++i) d.usOf[c.algorithm[i]] = 50.0 + 40 * i;
+    int call = 0;
+    while (!d.call().decided) ASSERT_LT(++call, 1000);
+    EXPECT_EQ(d.tuner.chosen(OpKind::kAllReduce, kSmall), c.algorithm[0]);
+    d.agreements = 0;
+    // The load changes: the chosen algorithm takes `drift` times as long, and candidate 2 is
+    // now the fastest of all.
+    d.usOf[c.algorithm[0]] *= drift;
+    d.usOf[c.algorithm[2]] = 50.0 * std::min(drift, 1.0) / 2;
+    uint64_t calls = 0;
+    MeasuredTuner::Pick p;
+    do {
+      p = d.call();
+      ++calls;
+    } while (!p.decided && calls < 100'000);
+    ASSERT_TRUE(p.decided) << drift;
+    EXPECT_EQ(p.algorithm, c.algorithm[2]) << drift;
+    // After kDriftWatches watches and a trial: long before the period ends.
+    EXPECT_LT(calls, 1000u) << drift;
+    EXPECT_EQ(d.agreements, MeasuredTuner::kDriftWatches + 1) << drift;
+    const std::string why = d.tuner.decision();
+    EXPECT_NE(why.find(std::string("after ") + algorithmName(c.algorithm[0]) + " took"), std::string::npos) << why;
+  }
+}
+
+// One watch beyond kDrift alone is noise: the period runs its length.
+TEST(MeasuredTuner, OneSlowWatchAloneKeepsTheChoice) {
+  Driver d;
+  const auto c = d.tuner.candidates(OpKind::kAllReduce, kSmall);
+  ASSERT_GT(c.n, 1);
+  for (int i = 0; i < c.n; ++i) d.usOf[c.algorithm[i]] = 50.0 + 40 * i;
+  int call = 0;
+  while (!d.call().decided) ASSERT_LT(++call, 1000);
+  d.agreements = 0;
+  uint64_t calls = 0;
+  int watches = 0;
+  bool inWatch = false;
+  MeasuredTuner::Pick p;
+  do {
+    p = d.call();
+    ++calls;
+    if (p.sample && !inWatch) ++watches;
+    inWatch = p.sample != nullptr;
+    // The first watch's calls take 3x, and only they.
+    d.usOf[c.algorithm[0]] = watches == 1 ? 150.0 : 50.0;
+  } while (!p.decided && calls < 10'000'000);
+  ASSERT_TRUE(p.decided);
+  EXPECT_GT(watches, MeasuredTuner::kDriftWatches);
+  EXPECT_GT(calls, 5000u);
+  EXPECT_EQ(d.tuner.decision().find("after "), std::string::npos) << d.tuner.decision();
+}
+
+// Sizes of one bucket differ up to 2x: a watch of larger calls than its trial's is no drift.
+TEST(MeasuredTuner, AWatchOfLargerCallsInTheSameBucketIsNoDrift) {
+  Driver d;
+  const auto c = d.tuner.candidates(OpKind::kAllReduce, kSmall);
+  ASSERT_GT(c.n, 1);
+  for (int i = 0; i < c.n; ++i) d.usOf[c.algorithm[i]] = 50.0 + i;
+  int call = 0;
+  while (!d.call().decided) ASSERT_LT(++call, 1000);
+  const size_t larger = 2 * kSmall - 1024;  // the same power-of-two bucket
+  // The model's own time for it differs by more than kDrift, so unscaled it would look drifted.
+  ASSERT_GT(predictUs(c.algorithm[0], OpKind::kAllReduce, 4, larger, kShm) /
+                predictUs(c.algorithm[0], OpKind::kAllReduce, 4, kSmall, kShm),
+            MeasuredTuner::kDrift);
+  d.agreements = 0;
+  uint64_t calls = 0;
+  while (!d.call(larger).decided && calls < 1'000'000) ++calls;
+  EXPECT_GE(d.agreements, 2);  // watches, then the end of the period's trial
+  EXPECT_NE(d.tuner.decision().find("for "), std::string::npos);
+  EXPECT_EQ(d.tuner.decision().find("after "), std::string::npos) << d.tuner.decision();
 }
 
 TEST(MeasuredTuner, SizesOfOnePowerOfTwoShareATrialAndOthersHaveTheirOwn) {
