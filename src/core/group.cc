@@ -2,12 +2,14 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "src/algo/collective.h"
 #include "src/core/comm_handle.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
+#include "src/exec/backoff.h"
 
 namespace lockstep {
 
@@ -70,17 +72,18 @@ void Group::failRequests(const std::vector<Call>& calls, lockstepResult_t code, 
 }
 
 void Group::launch(std::vector<Call> calls) {
-  // Per communicator, in order of first appearance, each held until the launch is over.
+  // Per communicator, in order of first appearance, each held while this thread may still use it
+  // or wait for its blocking calls (then released: see the wait below).
   std::vector<lockstepComm_t> comms;
   for (const Call& c : calls) {
     if (std::find(comms.begin(), comms.end(), c.comm) == comms.end()) comms.push_back(c.comm);
   }
-  std::deque<CommUse> held;
+  std::deque<std::optional<CommUse>> held;
   // And marked as driven by this thread, as every call is (PostGuard): another thread's call on
   // one of them while the group's ops are planned and run would share their plans.
-  std::deque<PostGuard> driving;
+  std::deque<std::optional<PostGuard>> driving;
   try {
-    for (lockstepComm_t comm : comms) held.emplace_back(comm);
+    for (lockstepComm_t comm : comms) held.emplace_back(std::in_place, comm);
   } catch (const Error& e) {
     const std::string text = std::string(
                                  "group not launched: a communicator in it was destroyed or aborted after "
@@ -90,13 +93,14 @@ void Group::launch(std::vector<Call> calls) {
     throw Error(e.code(), text);
   }
   try {
-    for (lockstepComm_t comm : comms) driving.emplace_back(comm);
+    for (lockstepComm_t comm : comms) driving.emplace_back(std::in_place, comm);
   } catch (const Error& e) {
     const std::string text = std::string("group not launched: ") + e.what();
     failRequests(calls, e.code(), text);
     throw Error(e.code(), text);
   }
   struct Planned {
+    size_t index;  // in comms
     Communicator* comm;
     std::vector<std::shared_ptr<Work>> works;
     std::vector<bool> blocking;  // does a blocking call wait on works[i]
@@ -105,7 +109,7 @@ void Group::launch(std::vector<Call> calls) {
   bool anyRequest = false;
   try {
     for (size_t k = 0; k < comms.size(); ++k) {
-      Communicator* comm = &*held[k];
+      Communicator* comm = &**held[k];
       // Every send and receive runs in one fused Work, at the place of the first of them;
       // collectives keep their posted order around it. Fused, sends and receives cannot
       // deadlock whatever order each rank posted them in, also with a collective between them,
@@ -126,7 +130,7 @@ void Group::launch(std::vector<Call> calls) {
         continue;
       }
       std::vector<size_t> workOf;
-      Planned p{comm, comm->planGroup(ops, &workOf), {}};
+      Planned p{k, comm, comm->planGroup(ops, &workOf), {}};
       p.blocking.assign(p.works.size(), false);
       for (size_t i = 0; i < mine.size(); ++i) {
         if (mine[i]->request) {
@@ -162,15 +166,46 @@ void Group::launch(std::vector<Call> calls) {
     throw;
   }
   for (auto& p : plans) p.comm->enqueue(p.works);
-  const Work* failed = nullptr;
-  for (auto& p : plans) {
-    for (size_t i = 0; i < p.works.size(); ++i) {
-      if (!p.blocking[i]) continue;
-      waitWork(*p.works[i], Deadline::never());  // each op is bounded by its own deadline
-      if (!failed && p.works[i]->result != lockstepSuccess) failed = p.works[i].get();
+  // Each communicator is let go as soon as none of its blocking calls is left: its queue owns
+  // the rest. Held while the others run, it kept lockstepCommAbort of it waiting for them (up to
+  // their timeout), so a watchdog aborting a group's communicators one by one never reached the
+  // next; and another thread could not call on it though its part was over. Hence a poll over
+  // all the works, not a wait on each in turn (each op is bounded by its own deadline).
+  std::vector<bool> waiting(comms.size(), false);
+  for (const auto& p : plans)
+    waiting[p.index] = std::find(p.blocking.begin(), p.blocking.end(), true) != p.blocking.end();
+  auto release = [&](size_t k) {
+    driving[k].reset();
+    held[k].reset();
+  };
+  size_t left = 0;
+  for (size_t k = 0; k < comms.size(); ++k) {
+    if (waiting[k]) {
+      ++left;
+    } else {
+      release(k);
     }
   }
-  if (failed) throw Error(failed->result, failed->error);
+  Backoff backoff;
+  while (left > 0) {
+    for (const auto& p : plans) {
+      if (!waiting[p.index]) continue;
+      bool done = true;
+      for (size_t i = 0; i < p.works.size() && done; ++i) {
+        done = !p.blocking[i] || p.works[i]->done.load(std::memory_order_acquire);
+      }
+      if (!done) continue;
+      waiting[p.index] = false;
+      release(p.index);
+      --left;
+    }
+    if (left > 0) backoff.pause();
+  }
+  for (const auto& p : plans) {
+    for (size_t i = 0; i < p.works.size(); ++i) {
+      if (p.blocking[i] && p.works[i]->result != lockstepSuccess) throw Error(p.works[i]->result, p.works[i]->error);
+    }
+  }
 }
 
 }  // namespace lockstep

@@ -866,6 +866,53 @@ TEST(Abort, FromAnotherThreadInterruptsABlockedCallWithinASecond) {
   }
 }
 
+// A watchdog aborts a group's communicators one by one, while the group's GroupEnd waits on both.
+// Each abort returns within a second: GroupEnd let go of the aborted communicator once its calls
+// had failed, instead of holding it until the other communicator's call ended (it waited out
+// LOCKSTEP_TIMEOUT, helper-57). The first communicator's call is blocking or non-blocking, and
+// either communicator is aborted first.
+TEST(Abort, OfOneCommunicatorInARunningGroupDoesNotWaitForTheGroupsOtherCalls) {
+  for (bool nonBlocking : {false, true}) {
+    for (int first : {0, 1}) {
+      SCOPED_TRACE(std::string(nonBlocking ? "non-blocking" : "blocking") + ", aborting " + (first ? "B" : "A") +
+                   " first");
+      auto a = initThreadComms(2), b = initThreadComms(2);
+      std::atomic<bool> started{false};
+      lockstepResult_t groupEnd = lockstepSuccess, waited = lockstepSuccess;
+      std::thread owner([&] {
+        float x = 1, y = 1;
+        lockstepRequest_t req = nullptr;
+        // Rank 1 never joins either communicator: both calls block until the aborts.
+        lockstepGroupStart();
+        if (nonBlocking) {
+          lockstepIallReduce(&x, &x, 1, lockstepFloat32, lockstepSum, a[0], &req);
+        } else {
+          lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, a[0], nullptr);
+        }
+        lockstepAllReduce(&y, &y, 1, lockstepFloat32, lockstepSum, b[0], nullptr);
+        started = true;
+        groupEnd = lockstepGroupEnd();
+        if (req) waited = lockstepWait(&req, -1);
+      });
+      while (!started) std::this_thread::yield();
+      usleep(200 * 1000);
+      double ms[2];
+      for (int k : {first, 1 - first}) {
+        const auto t0 = std::chrono::steady_clock::now();
+        EXPECT_EQ(lockstepCommAbort(k == 0 ? a[0] : b[0]), lockstepSuccess);
+        ms[k] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      }
+      owner.join();
+      EXPECT_LT(ms[0], 1000) << "abort of A took " << ms[0] << " ms";
+      EXPECT_LT(ms[1], 1000) << "abort of B took " << ms[1] << " ms";
+      EXPECT_EQ(groupEnd, lockstepAborted);
+      if (nonBlocking) EXPECT_EQ(waited, lockstepAborted);
+      EXPECT_EQ(lockstepCommDestroy(a[1]), lockstepSuccess);
+      EXPECT_EQ(lockstepCommDestroy(b[1]), lockstepSuccess);
+    }
+  }
+}
+
 // Two thread-ranks' communicators, each split once (children) and the child split again.
 struct ThreeGenerations {
   std::vector<lockstepComm_t> comms, children{2}, grandchildren{2};
