@@ -21,7 +21,11 @@
 // after the first synchronised iteration, once, by the order rank 0 observed (broadcast, so every
 // rank uses the same plan). A parameter never marked ready in an iteration counts as a zero
 // gradient on that rank for that iteration, with a warning once per parameter: every rank still
-// launches the same all-reduces, so nothing hangs.
+// launches the same all-reduces, so nothing hangs. One that no rank marked gets zero as its
+// average, unless Options::findUnusedParameters is set: then finish() also agrees on which
+// parameters some rank used (one more small all-reduce) and leaves the gradients of those no rank
+// used untouched, as PyTorch DDP does with find_unused_parameters=True (unusedEverywhere() lists
+// them, for an optimizer that should skip them as PyTorch's skips a None gradient).
 //
 // Options: bf16/fp16 wire compression of fp32 gradients; ZeRO-1 (each bucket is reduce-scattered,
 // rank r receives the average of block r only and updates that shard; allGatherParameters() then
@@ -46,6 +50,7 @@
 // communication error the object, like its communicator, is unusable.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -67,7 +72,12 @@ struct Options {
   Compression compression = Compression::kNone;
   bool zero1 = false;
   bool rebucket = true;  // re-plan once, after the first synchronised iteration
-  // Receives warnings (unused parameters); by default they go to stderr.
+  // Leave the gradients of parameters that no rank marked in an iteration untouched (instead of
+  // writing zero, their average), at the price of one more all-reduce (a byte per parameter) in
+  // each finish(); see unusedEverywhere().
+  bool findUnusedParameters = false;
+  // Receives warnings (unused parameters); by default they go to stderr. An exception it throws
+  // is dropped: a logger must not break the iteration half way (on this rank only).
   std::function<void(const std::string&)> warn;
 };
 
@@ -152,7 +162,8 @@ class GradientSync {
     if (ready_[param]) {
       throw Exception(lockstepInvalidUsage, "lockstep ddp: markReady('" + registry_[param].name +
                                                 "') twice in one iteration: mark each gradient once between finish() "
-                                                "calls");
+                                                "calls (or finish() was not called after an exception in the last "
+                                                "iteration: call it on every rank then, and discard that step)");
     }
     ready_[param] = 1;
     ++readyCount_;
@@ -194,21 +205,43 @@ class GradientSync {
         --buckets_[plan_.bucketOf[i]].pending;
       }
       launchReady();
+      unusedEverywhere_.clear();
+      if (options_.findUnusedParameters) launchUsedMap();
       const bool sharded = reduceScatterNow();
       for (size_t b = 0; b < plan_.buckets.size(); ++b) {
         waitFor(b, sharded ? "finish(): the reduce-scatter of" : "finish(): the all-reduce of");
         if (!sharded) {
-          for (size_t p : plan_.buckets[b].params) unpack(p, 0, registry_[p].count);
+          // One this rank did not use waits for the used map (after the last bucket): it may be
+          // unused everywhere, and then keeps its gradient.
+          for (size_t p : plan_.buckets[b].params) {
+            if (usedHere(p) || !options_.findUnusedParameters) unpack(p, 0, registry_[p].count);
+          }
+        }
+      }
+      if (options_.findUnusedParameters) {
+        ownCollective("finish(): the all-reduce of the used-parameter map", [&] { usedRequest_.wait(); });
+        for (size_t i = 0; i < registry_.size(); ++i) {
+          if (!usedMap_[i]) {
+            unusedEverywhere_.push_back(i);
+          } else if (!usedHere(i) && !sharded) {
+            unpack(i, 0, registry_[i].count);
+          }
         }
       }
       if (sharded) {
-        for (const ShardPiece& s : shard_) unpack(s.param, s.paramOffset, s.count);
+        for (const ShardPiece& s : shard_) {
+          if (!options_.findUnusedParameters || usedMap_[s.param]) unpack(s.param, s.paramOffset, s.count);
+        }
       }
       if (recordingOrder()) rebucket();
       resetIteration();
       ++iteration_;
     });
   }
+
+  // With Options::findUnusedParameters: the parameters that no rank marked in the last finish()'s
+  // iteration (in any of its micro-batches), whose gradients finish() left untouched.
+  const std::vector<size_t>& unusedEverywhere() const { return unusedEverywhere_; }
 
   // Gradient accumulation: while a NoSync is alive, markReady only validates its argument and
   // notes the parameter as used in this window (finish() then synchronises it even if the last
@@ -342,26 +375,30 @@ class GradientSync {
   void checkRanksAgree() {
     const uint64_t n = registry_.size();
     // max(x) == ~max(~x) (that is, max == min) exactly when every rank has the same x.
-    const uint64_t mine[5] = {n, options_.bucketBytes, static_cast<uint64_t>(options_.compression),
-                              static_cast<uint64_t>(options_.zero1), static_cast<uint64_t>(options_.rebucket)};
-    uint64_t head[10];
-    for (int k = 0; k < 5; ++k) head[2 * k] = mine[k], head[2 * k + 1] = ~mine[k];
+    constexpr int kFields = 6;
+    const uint64_t mine[kFields] = {n,
+                                    options_.bucketBytes,
+                                    static_cast<uint64_t>(options_.compression),
+                                    static_cast<uint64_t>(options_.zero1),
+                                    static_cast<uint64_t>(options_.rebucket),
+                                    static_cast<uint64_t>(options_.findUnusedParameters)};
+    uint64_t head[2 * kFields];
+    for (int k = 0; k < kFields; ++k) head[2 * k] = mine[k], head[2 * k + 1] = ~mine[k];
     ownCollective(
         "the registration check (the first collective call of every rank, comparing what each "
         "registered)",
-        [&] { check(lockstepAllReduce(head, head, 10, lockstepUint64, lockstepMax, comm_, nullptr)); });
+        [&] { check(lockstepAllReduce(head, head, 2 * kFields, lockstepUint64, lockstepMax, comm_, nullptr)); });
+    // Every rank sees the same difference, so every rank takes part in naming who differs.
     if (head[0] != ~head[1]) {
-      throw Exception(lockstepMismatch, "lockstep ddp: ranks registered different numbers of parameters (rank " +
-                                            std::to_string(rank_) + ": " + std::to_string(n) + ", between " +
-                                            std::to_string(~head[1]) + " and " + std::to_string(head[0]) + ")");
+      throw Exception(lockstepMismatch, "lockstep ddp: ranks registered different numbers of parameters: " +
+                                            whoHas({n, 0}, [](const uint64_t* v) { return std::to_string(v[0]); }));
     }
-    const char* names[5] = {"", "bucketBytes", "compression", "zero1", "rebucket"};
-    for (int k = 1; k < 5; ++k) {
+    const char* names[kFields] = {"", "bucketBytes", "compression", "zero1", "rebucket", "findUnusedParameters"};
+    for (int k = 1; k < kFields; ++k) {
       if (head[2 * k] != ~head[2 * k + 1]) {
-        throw Exception(lockstepMismatch, std::string("lockstep ddp: ranks use different options: ") + names[k] +
-                                              " is " + std::to_string(mine[k]) + " on rank " + std::to_string(rank_) +
-                                              ", between " + std::to_string(~head[2 * k + 1]) + " and " +
-                                              std::to_string(head[2 * k]) + " over the ranks");
+        throw Exception(lockstepMismatch,
+                        std::string("lockstep ddp: ranks use different options: ") + names[k] + " is " +
+                            whoHas({mine[k], 0}, [](const uint64_t* v) { return std::to_string(v[0]); }));
       }
     }
     std::vector<uint64_t> sig = registry_.signature();
@@ -373,11 +410,49 @@ class GradientSync {
     for (size_t i = 0; i < n; ++i) {
       if (sig[i] != ~sig[n + i]) {
         const Param& p = registry_[i];
-        throw Exception(lockstepMismatch, "lockstep ddp: parameter #" + std::to_string(i) + " ('" + p.name + "', " +
-                                              std::to_string(p.count) + " x " + typeName(p.dtype) + " on rank " +
-                                              std::to_string(rank_) + ") differs between ranks in count or dtype");
+        throw Exception(lockstepMismatch,
+                        "lockstep ddp: parameter #" + std::to_string(i) + " ('" + p.name + "' on rank " +
+                            std::to_string(rank_) + ") differs between ranks in count or dtype: " +
+                            whoHas({p.count, static_cast<uint64_t>(p.dtype)}, [](const uint64_t* v) {
+                              return std::to_string(v[0]) + " x " + typeName(static_cast<lockstepDataType_t>(v[1]));
+                            }));
       }
     }
+  }
+
+  // On a disagreement every rank found alike (so all of them call it): gathers each rank's two
+  // words and says which ranks hold which value, rank 0's first: "10 x float32 on ranks 0-2, 9 x
+  // float32 on rank 3".
+  template <typename Format>
+  std::string whoHas(std::array<uint64_t, 2> mine, Format format) {
+    std::vector<uint64_t> all(2 * static_cast<size_t>(nranks_));
+    ownCollective("naming the ranks that differ in the registration check",
+                  [&] { check(lockstepAllGather(mine.data(), all.data(), 2, lockstepUint64, comm_, nullptr)); });
+    std::string out;
+    std::vector<char> told(static_cast<size_t>(nranks_), 0);
+    for (int r = 0; r < nranks_; ++r) {
+      if (told[r]) continue;
+      std::vector<int> ranks;
+      for (int q = r; q < nranks_; ++q) {
+        if (all[2 * q] == all[2 * r] && all[2 * q + 1] == all[2 * r + 1]) {
+          told[q] = 1;
+          ranks.push_back(q);
+        }
+      }
+      out += (out.empty() ? "" : ", ") + format(&all[2 * r]) + " on " + rankList(ranks);
+    }
+    return out;
+  }
+  // "rank 3", "ranks 0-2", "ranks 0, 2, 5-7".
+  static std::string rankList(const std::vector<int>& ranks) {
+    std::string out = ranks.size() == 1 ? "rank " : "ranks ";
+    for (size_t i = 0; i < ranks.size();) {
+      size_t j = i;
+      while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+      out += (i ? ", " : "") + std::to_string(ranks[i]) + (j > i ? "-" + std::to_string(ranks[j]) : "");
+      i = j + 1;
+    }
+    return out;
   }
 
   size_t padMultiple() const { return options_.zero1 ? static_cast<size_t>(nranks_) : 1; }
@@ -530,9 +605,26 @@ class GradientSync {
     if (warned_.empty()) warned_.assign(registry_.size(), 0);
     if (warned_[param]) return;
     warned_[param] = 1;
-    options_.warn("lockstep ddp: rank " + std::to_string(rank_) + ": parameter '" + registry_[param].name + "' (#" +
-                  std::to_string(param) + ") was not marked ready in iteration " + std::to_string(iteration_) +
-                  "; its gradient counts as zero on this rank (reported once per parameter)");
+    try {
+      options_.warn("lockstep ddp: rank " + std::to_string(rank_) + ": parameter '" + registry_[param].name + "' (#" +
+                    std::to_string(param) + ") was not marked ready in iteration " + std::to_string(iteration_) +
+                    "; its gradient counts as zero on this rank (reported once per parameter)");
+    } catch (...) {
+      // Thrown inside finish(), before the remaining buckets start: it made this GradientSync
+      // unusable and left the other ranks waiting for this one's buckets until their timeout.
+    }
+  }
+
+  bool usedHere(size_t param) const { return ready_[param] || usedInWindow_[param] || registry_[param].count == 0; }
+
+  // After the last bucket, in call order: which parameters some rank used (max of a byte each).
+  void launchUsedMap() {
+    usedMap_.resize(registry_.size());
+    for (size_t i = 0; i < registry_.size(); ++i) usedMap_[i] = usedHere(i) ? 1 : 0;
+    ownCollective("finish(): starting the all-reduce of the used-parameter map", [&] {
+      check(lockstepIallReduce(usedMap_.data(), usedMap_.data(), usedMap_.size(), lockstepUint8, lockstepMax, comm_,
+                               usedRequest_.out()));
+    });
   }
 
   void requireZero1(const char* what) const {
@@ -578,6 +670,9 @@ class GradientSync {
   std::vector<char> usedInWindow_;  // marked inside noSync() since the last finish()
   std::vector<char> warned_;
   std::vector<size_t> observed_;  // ready order seen in the first synchronised iteration
+  std::vector<size_t> unusedEverywhere_;
+  std::vector<uint8_t> usedMap_;  // findUnusedParameters: 1 where some rank used the parameter
+  Request usedRequest_;           // its all-reduce (after usedMap_: destroyed, so waited for, first)
   size_t readyCount_ = 0;
   size_t nextBucket_ = 0;  // buckets [0, nextBucket_) are launched this iteration
   size_t iteration_ = 0;

@@ -4,7 +4,8 @@
 //   lockstep-run -n N ddp_check
 //
 // Checks: averages with buckets completed in a different order on every rank; parameters unused
-// on one rank or on all (zero contribution, one warning each, no hang); re-bucketing to rank 0's
+// on one rank or on all (zero contribution, one warning each, no hang; with findUnusedParameters,
+// those no rank used keep their gradients); re-bucketing to rank 0's
 // observed order; noSync accumulation; bf16/fp16 compression and native bf16 gradients; ZeRO-1
 // shards and the parameter all-gather; broadcastParameters; and the errors for bad use, including
 // ranks that registered different parameters; the program's own collectives between markReady
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -346,6 +348,78 @@ void checkZero1(lockstep::Comm& comm, Compression compression) {
   expect(owned == total, tag + ": shards hold " + std::to_string(owned) + " of " + std::to_string(total));
 }
 
+// Options::findUnusedParameters: a parameter that no rank marked keeps its gradient (PyTorch DDP
+// with find_unused_parameters=True), and unusedEverywhere() lists it; one that some rank used is
+// averaged as usual, zero counted for the others. Without the option the unused one reads zero.
+// Plain and ZeRO-1 (whose second iteration reduce-scatters), the last rank marking its used
+// parameter inside noSync only, and a warn callback that throws (dropped: the iteration goes on).
+void checkUnusedEverywhere(lockstep::Comm& comm, bool find, bool zero1) {
+  const std::string tag =
+      std::string("unused everywhere (") + (find ? "findUnusedParameters" : "default") + (zero1 ? ", zero1)" : ")");
+  Model m;
+  m.add("used", 50, lockstepFloat32);
+  m.add("by_rank_0", 40, lockstepFloat32);
+  m.add("by_nobody", 30, lockstepFloat32);
+  m.add("empty", 0, lockstepFloat32);
+  Options o;
+  o.bucketBytes = 256;
+  o.findUnusedParameters = find;
+  o.zero1 = zero1;
+  size_t warned = 0;
+  o.warn = [&](const std::string&) {
+    ++warned;
+    throw std::runtime_error("a logger that throws");
+  };
+  GradientSync sync(comm, o);
+  m.registerAll(sync);
+  constexpr double kStale = 7;
+  for (size_t it = 0; it < 3; ++it) {
+    for (size_t p = 0; p < 3; ++p) {
+      for (size_t i = 0; i < m.counts[p]; ++i) m.set(m.grad[p], p, i, p == 2 ? kStale : gradValue(rank, p, i, it));
+    }
+    {
+      // The last rank marks "used" in an earlier micro-batch only: used all the same.
+      std::optional<GradientSync::NoSync> window;
+      if (rank == nranks - 1 && nranks > 1) {
+        window.emplace(sync.noSync());
+        sync.markReady(size_t{0});
+      }
+    }
+    if (rank != nranks - 1 || nranks == 1) sync.markReady(size_t{0});
+    if (rank == 0) sync.markReady(size_t{1});
+    sync.finish();
+    // Which elements this rank holds the average of: all, or (ZeRO-1) its shard's.
+    std::vector<std::vector<char>> mine(3);
+    for (size_t p = 0; p < 3; ++p) mine[p].assign(m.counts[p], zero1 ? 0 : 1);
+    if (zero1) {
+      for (const ShardPiece& s : sync.shard()) {
+        if (s.param < 3) std::fill_n(mine[s.param].begin() + s.paramOffset, s.count, 1);
+      }
+    }
+    size_t wrong = 0;
+    for (size_t p = 0; p < 3; ++p) {
+      for (size_t i = 0; i < m.counts[p]; ++i) {
+        if (!mine[p][i]) continue;  // ZeRO-1: outside the shard, what finish() leaves is not promised
+        double want = 0;
+        if (p == 2) {
+          want = find ? kStale : 0;
+        } else {
+          for (int r = 0; r < nranks; ++r) want += p == 0 || r == 0 ? gradValue(r, p, i, it) : 0;
+          want /= nranks;
+        }
+        wrong += std::fabs(m.get(m.grad[p], p, i) - want) > 1e-5 * std::max(1.0, std::fabs(want));
+      }
+    }
+    expect(wrong == 0,
+           tag + ": " + std::to_string(wrong) + " gradient elements wrong in iteration " + std::to_string(it));
+    const std::vector<size_t> want = find ? std::vector<size_t>{2} : std::vector<size_t>{};
+    expect(sync.unusedEverywhere() == want,
+           tag + ": unusedEverywhere() lists " + std::to_string(sync.unusedEverywhere().size()) + " parameters");
+  }
+  // One warning per parameter this rank never marked: by_nobody, and by_rank_0 off rank 0.
+  expect(warned == (rank == 0 ? 1u : 2u), tag + ": the warn callback ran " + std::to_string(warned) + " times");
+}
+
 void checkBroadcast(lockstep::Comm& comm) {
   Model m = mixedModel();
   for (size_t p = 0; p < m.counts.size(); ++p) {
@@ -402,20 +476,31 @@ void checkErrors(lockstep::Comm& comm) {
   };
   if (nranks < 2) return;
   const bool odd = rank == nranks - 1;
-  mismatch("different count", "parameter #0 ('w', " + std::string(odd ? "9" : "10"),
+  // Every rank's message names the rank that differs, and what each has.
+  const std::string last = std::to_string(nranks - 1);
+  const std::string others = nranks == 2 ? "rank 0" : "ranks 0-" + std::to_string(nranks - 2);
+  mismatch("different count",
+           "parameter #0 ('w' on rank " + std::to_string(rank) +
+               ") differs between ranks in count or dtype: 10 x float32 on " + others + ", 9 x float32 on rank " + last,
            [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), odd ? 9 : 10); });
-  mismatch("different dtype", "differs between ranks in count or dtype", [&](GradientSync& s) {
+  mismatch("different dtype", "4 x bfloat16 on " + others + ", 4 x float32 on rank " + last, [&](GradientSync& s) {
     s.registerParameter("w", w.data(), dw.data(), 4, odd ? lockstepFloat32 : lockstepBfloat16);
   });
-  mismatch("different number", "different numbers of parameters", [&](GradientSync& s) {
-    s.registerParameter("w", w.data(), dw.data(), 10);
-    if (odd) s.registerParameter("extra", other.data(), gother.data(), 4);
-  });
+  mismatch("different number", "different numbers of parameters: 1 on " + others + ", 2 on rank " + last,
+           [&](GradientSync& s) {
+             s.registerParameter("w", w.data(), dw.data(), 10);
+             if (odd) s.registerParameter("extra", other.data(), gother.data(), 4);
+           });
   Options o;
   o.bucketBytes = odd ? 1000 : 2000;
   mismatch(
-      "different options", "different options: bucketBytes is " + std::string(odd ? "1000" : "2000"),
+      "different options", "different options: bucketBytes is 2000 on " + others + ", 1000 on rank " + last,
       [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, o);
+  Options f;
+  f.findUnusedParameters = odd;
+  mismatch(
+      "different findUnusedParameters", "findUnusedParameters is 0 on " + others + ", 1 on rank " + last,
+      [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, f);
 }
 
 // The program's own collectives on the communicator it gave GradientSync, between markReady and
@@ -555,6 +640,9 @@ int main() {
     checkZero1(comm, Compression::kNone);
     checkZero1(comm, Compression::kBf16);
     checkBroadcast(comm);
+    for (bool find : {false, true}) {
+      for (bool zero1 : {false, true}) checkUnusedEverywhere(comm, find, zero1);
+    }
     checkErrors(comm);
     checkUserCollectivesDuringBackward(comm);
     checkStickyFailure(comm);
