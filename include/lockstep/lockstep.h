@@ -234,6 +234,7 @@ LOCKSTEP_API lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done
  * lockstepInProgress if the deadline passed first (the request stays valid). Inside a group it
  * waits for operations launched before the group; one of the open group itself is a usage error
  * (it starts only at the outermost GroupEnd), and, like any failed call there, discards the group.
+ * Reporting the operation's own failure, or a deadline that passed, does not discard it.
  * lockstepTest likewise. Any thread may wait or test, one at a time for a given request: a wait,
  * test or free while another thread waits for or tests it returns lockstepInvalidUsage. */
 LOCKSTEP_API lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs);

@@ -388,12 +388,17 @@ class RequestClaim {
 };
 
 // Hands back a finished request's result and frees it.
-void completeRequest(lockstepRequest_t* request, RequestClaim& claim) {
+// Returns the operation's result, with its message as the last error. Not thrown: reporting an
+// operation's failure is not a failure of the wait or test, and inside a group a failed call
+// discards the group (helper-57: waiting there for an earlier request that had been refused,
+// with its communicator still usable, left this rank out of the group its peers ran).
+lockstepResult_t completeRequest(lockstepRequest_t* request, RequestClaim& claim) {
   std::shared_ptr<Work> w = (*request)->slot->work.exchange(nullptr);
   claim.consumed();
   delete *request;
   *request = nullptr;
-  if (w->result != lockstepSuccess) throw Error(w->result, w->error);
+  if (w->result != lockstepSuccess) setLastError(w->error);
+  return w->result;
 }
 
 }  // namespace
@@ -670,7 +675,8 @@ lockstepResult_t lockstepIbarrier(lockstepComm_t comm, lockstepRequest_t* reques
 }
 
 lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
-  return guarded([&] {
+  lockstepResult_t result = lockstepSuccess;
+  const lockstepResult_t r = guarded([&] {
     if (!request || !done) throw InvalidArgument("request or done is NULL");
     *done = 0;
     if (*request == nullptr) {
@@ -683,12 +689,14 @@ lockstepResult_t lockstepTest(lockstepRequest_t* request, int* done) {
     if (!w) throw InvalidUsage(unlaunched());
     if (!w->done.load(std::memory_order_acquire)) return;
     *done = 1;
-    completeRequest(request, claim);
+    result = completeRequest(request, claim);
   });
+  return r != lockstepSuccess ? r : result;
 }
 
 lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
-  return guarded([&] {
+  lockstepResult_t result = lockstepSuccess;
+  const lockstepResult_t r = guarded([&] {
     if (!request) throw InvalidArgument("request is NULL");
     if (*request == nullptr) return;
     checkSameProcess(*request);
@@ -704,8 +712,9 @@ lockstepResult_t lockstepWait(lockstepRequest_t* request, int64_t timeoutMs) {
     if (!waitWork(*w, dl)) {
       throw Error(lockstepInProgress, w->info.label() + " still running after " + std::to_string(timeoutMs) + " ms");
     }
-    completeRequest(request, claim);
+    result = completeRequest(request, claim);
   });
+  return r != lockstepSuccess ? r : result;
 }
 
 lockstepResult_t lockstepRequestLaunched(lockstepRequest_t request, int* launched) {

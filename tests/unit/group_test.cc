@@ -771,6 +771,38 @@ TEST(Groups, AWaitThatRunsOutOfTimeInsideAGroupDoesNotDiscardIt) {
   destroyAll(comms);
 }
 
+// Nor is a wait there that reports an earlier operation's failure: the wait did its job. It once
+// discarded the group, leaving this rank out of the group its peer ran (helper-57), though the
+// failed operation (a receive from itself that nothing sent, refused when it ran) left the
+// communicator usable.
+TEST(Groups, AWaitInsideAGroupThatReportsAnEarlierOperationsFailureDoesNotDiscardIt) {
+  auto comms = initThreadComms(2);
+  float y = 0;
+  lockstepRequest_t refused = nullptr;
+  ASSERT_EQ(lockstepIrecv(&y, 1, lockstepFloat32, 0, comms[0], &refused), lockstepSuccess);
+  lockstepResult_t peer = lockstepInternalError;
+  std::thread rank1([&] {
+    float c = 1;
+    peer = lockstepAllReduce(&c, &c, 1, lockstepFloat32, lockstepSum, comms[1], nullptr);
+  });
+  float x = 1;
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[0], nullptr), lockstepSuccess);
+  EXPECT_EQ(lockstepWait(&refused, -1), lockstepInvalidUsage);
+  EXPECT_NE(std::string(lockstepGetLastError(nullptr)).find("itself"), std::string::npos)
+      << lockstepGetLastError(nullptr);
+  const lockstepResult_t end = lockstepGroupEnd();
+  const std::string why = lockstepGetLastError(nullptr);
+  // Discarded, the peer's all-reduce would wait out its timeout: the abort ends it at once.
+  if (end != lockstepSuccess) lockstepCommAbort(comms[0]);
+  rank1.join();
+  EXPECT_EQ(end, lockstepSuccess) << why;
+  EXPECT_EQ(peer, lockstepSuccess);
+  EXPECT_EQ(x, 2.0f);
+  if (end == lockstepSuccess) EXPECT_EQ(lockstepCommDestroy(comms[0]), lockstepSuccess);
+  EXPECT_EQ(lockstepCommDestroy(comms[1]), lockstepSuccess);
+}
+
 TEST(Groups, RequestsLaunchedBeforeAGroupCanBeWaitedForInsideIt) {
   auto comms = initThreadComms(1);
   const size_t n = size_t{1} << 20;  // long enough to still be running at the next group
