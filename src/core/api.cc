@@ -168,7 +168,10 @@ void closeComm(lockstepComm_t comm, bool abort) {
       throw InvalidUsage("comm is already being destroyed");
     }
     // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
-    if (abort) impl->abort();
+    if (abort) {
+      comm->aborted.store(true);
+      impl->abort();
+    }
   }
   if (abort) abortChildren(comm);
   Backoff backoff;

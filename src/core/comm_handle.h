@@ -44,6 +44,7 @@ struct lockstepComm {
   std::unique_ptr<lockstep::Communicator> impl;
   std::atomic<int> inflight{0};      // calls holding impl right now (CommUse)
   std::atomic<bool> closing{false};  // destroy or abort has begun: no new holds
+  std::atomic<bool> aborted{false};  // and it was an abort (lockstepCommAbort)
   // A thread is inside a collective or send/recv call on it (PostGuard).
   std::atomic<bool> posting{false};
   // impl's abort flag, set with impl and kept after it: an abort during a destroy sets it.
@@ -66,6 +67,11 @@ class CommUse {
     comm->inflight.fetch_add(1);
     if (comm->magic.load() != kCommMagic || comm->closing.load()) {
       comm->inflight.fetch_sub(1);
+      // A watchdog thread's abort races the training thread's next call: that call is told the
+      // abort, with its code, rather than a usage error.
+      if (comm->aborted.load()) {
+        throw Error(lockstepAborted, "comm was aborted (lockstepCommAbort), which frees it: create a new one");
+      }
       throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
     }
     if (forkedSince(comm->generation)) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -215,6 +216,7 @@ class AfterAllGather : public Bootstrap {
   [[noreturn]] void failSetup(std::exception_ptr error, bool heard) override {
     if (!inner_) std::rethrow_exception(error);
     inner_->failSetup(error, heard);
+    std::abort();  // failSetup never returns: it throws
   }
 
  private:
