@@ -59,11 +59,10 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
   if (b.c.n == 1) return Pick{model};  // the model's pick may change inside a bucket
   if (b.settled && b.callsLeft > 0) {
     // A watch: pick() leaves its calls here. Its timed calls, then its agreement.
-    if (b.watchCall < b.watchCalls) {
+    if (b.watchCall < watchCalls(b)) {
       --b.callsLeft;
-      ++b.watchCall;
       b.watchBytes += static_cast<double>(bytes);
-      return Pick{b.chosen, &b.watchUs};
+      return Pick{b.chosen, &b.watchUs[b.watchCall++ / b.c.timedCalls()]};
     }
     if (!drifted(kind, b, agree)) {
       --b.callsLeft;
@@ -77,7 +76,8 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
     b.call = 0;
     b.trialBytes = 0;
     b.watchCall = b.drifting = 0;
-    b.watchUs = b.watchBytes = 0;
+    b.watchBytes = 0;
+    std::fill(b.watchUs, b.watchUs + kTrialRounds, 0.0);
     std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
   }
   if (b.call == b.c.trialCalls()) return Pick{settle(b, agree), nullptr, true};
@@ -90,15 +90,20 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
 }
 
 bool MeasuredTuner::drifted(OpKind kind, Bucket& b, const AgreeMax& agree) {
-  double agreed[kMaxCandidates] = {b.watchUs / b.watchCall};
+  // The trial's statistic: a rank's median turn ignores a call that a descheduling stretched by
+  // milliseconds, which the plain mean of the watch's calls did not (helper-58: on a loaded host,
+  // watches read 2-10x a steady load's trial figures and restarted trials every ~600 calls).
+  double agreed[kMaxCandidates] = {medianOf(b.watchUs) / b.c.timedCalls()};
   agree(agreed, kMaxCandidates);
   // The sizes of one bucket differ up to 2x, and the watch's calls need not be the trial's mix:
   // the model scales the trial's figure to the watch's mean size (the same on every rank).
-  const double watchModel = predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.watchBytes / b.watchCall), link_);
+  const double watchModel =
+      predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.watchBytes / watchCalls(b)), link_);
   const double trialModel = predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.chosenBytes), link_);
   const double expected = watchModel > 0 && trialModel > 0 ? b.chosenUs * watchModel / trialModel : b.chosenUs;
   b.watchCall = 0;
-  b.watchUs = b.watchBytes = 0;
+  b.watchBytes = 0;
+  std::fill(b.watchUs, b.watchUs + kTrialRounds, 0.0);
   const double ratio = expected > 0 ? agreed[0] / expected : 1;
   const int side = ratio > kDrift ? 1 : ratio * kDrift < 1 ? -1 : 0;
   b.drifting = side != 0 && b.drifting * side >= 0 ? b.drifting + side : side;
@@ -109,7 +114,7 @@ bool MeasuredTuner::drifted(OpKind kind, Bucket& b, const AgreeMax& agree) {
 
 void MeasuredTuner::scheduleWatch(Bucket& b) const {
   // None so late that the period would end inside it.
-  const uint64_t room = b.watchEvery + static_cast<uint64_t>(b.watchCalls) + 1;
+  const uint64_t room = b.watchEvery + static_cast<uint64_t>(watchCalls(b)) + 1;
   b.watchAt = b.watchEvery > 0 && b.callsLeft > room ? b.callsLeft - b.watchEvery : 0;
 }
 
@@ -141,8 +146,7 @@ Algorithm MeasuredTuner::settle(Bucket& b, const AgreeMax& agree) {
   // Watches, spaced so that their agreements cost about kWatchShare of the calls' time.
   b.watchEvery = 0;
   if (bestUs > 0) {
-    b.watchCalls = static_cast<int>(std::clamp(std::ceil(kWatchUs / bestUs), 2.0, double{kMaxWatchCalls}));
-    b.watchEvery = static_cast<uint64_t>(std::max(std::ceil(kAgreeUs / (kWatchShare * bestUs)), 2.0 * b.watchCalls));
+    b.watchEvery = static_cast<uint64_t>(std::max(std::ceil(kAgreeUs / (kWatchShare * bestUs)), 2.0 * watchCalls(b)));
   }
   b.drifting = 0;
   scheduleWatch(b);

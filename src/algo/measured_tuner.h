@@ -20,10 +20,11 @@
 //            candidates' extra time and the agreement's) near kOverhead of the total; then a
 //            new trial, so a change of load is followed.
 //   watched: every so many settled calls (about kAgreeUs / kWatchShare of them, 10 ms, so that
-//            the agreements cost kWatchShare), the ranks time about kWatchUs of them and agree
-//            on what they took. If the chosen algorithm takes more than kDrift times what its
-//            trial measured, or less than 1/kDrift, in kDriftWatches watches running, the load
-//            has changed and a new trial starts at once. A shared VM's phases change an
+//            the agreements cost kWatchShare), the ranks time kTrialRounds turns of them (as
+//            long as the trial's) and agree on what they took, as a trial does: each rank's
+//            median turn, then the slowest rank's. If the chosen algorithm takes more than
+//            kDrift times what its trial measured, or less than 1/kDrift, in kDriftWatches
+//            watches running, the load has changed and a new trial starts at once. A shared VM's phases change an
 //            algorithm's time 2-5x within seconds, and which algorithm is fastest with it (on 4
 //            ranks the ring at 128 KiB took 40 us in one stretch and 190 us in the next, where
 //            Rabenseifner was twice as fast), while a settled period lasts up to a second. One
@@ -68,11 +69,8 @@ class MeasuredTuner {
   // The agreement's price in that budget (a small all-reduce on a loaded host).
   static constexpr double kAgreeUs = 50;
   static constexpr uint64_t kMinSettledCalls = 64, kMaxSettledCalls = uint64_t{1} << 20;
-  // What the watches' agreements may cost, as a fraction of the settled calls' time; how long a
-  // watch times calls for (at least two calls, at most kMaxWatchCalls).
+  // What the watches' agreements may cost, as a fraction of the settled calls' time.
   static constexpr double kWatchShare = 0.005;
-  static constexpr double kWatchUs = 1000;
-  static constexpr int kMaxWatchCalls = 1000;
   // How far the chosen algorithm's watched time may move from its trial's, and in how many
   // watches running, before a new trial.
   static constexpr double kDrift = 1.5;
@@ -146,11 +144,10 @@ class MeasuredTuner {
     // Watches (settled calls timed, then agreed on): every watchEvery calls, the next one when
     // callsLeft comes down to watchAt (0: none left in this period).
     uint64_t watchEvery = 0, watchAt = 0;
-    int watchCalls = 0;     // a watch's timed calls
-    int watchCall = 0;      // the current watch's timed calls so far
-    int drifting = 0;       // watches running beyond kDrift: + slower, - faster
-    double watchUs = 0;     // their microseconds
-    double watchBytes = 0;  // and bytes
+    int watchCall = 0;                  // the current watch's timed calls so far (kTrialRounds turns of c.timedCalls())
+    int drifting = 0;                   // watches running beyond kDrift: + slower, - faster
+    double watchUs[kTrialRounds] = {};  // their microseconds, per turn
+    double watchBytes = 0;              // and bytes
   };
   static constexpr int kSizeBuckets = 65;  // log2 of a size_t, rounded up
   static size_t bucketIndex(OpKind kind, size_t bytes) {
@@ -162,6 +159,7 @@ class MeasuredTuner {
   // The end of a watch: true if the ranks agree the chosen algorithm's time has drifted.
   bool drifted(OpKind kind, Bucket& b, const AgreeMax& agree);
   void scheduleWatch(Bucket& b) const;
+  static int watchCalls(const Bucket& b) { return kTrialRounds * b.c.timedCalls(); }
 
   int nranks_;
   LinkCost link_;
