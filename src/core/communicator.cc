@@ -255,7 +255,11 @@ LinkCost Communicator::globalLinkCost() const {
 void Communicator::finish(Work& w, lockstepResult_t result, const std::string& error) {
   if (w.gate.active) streamOrder_->done(w.gate);  // the stream goes on, whatever the outcome
   w.result = result;
-  if (result != lockstepSuccess) w.error = error;
+  if (result != lockstepSuccess) {
+    // Ranks in the message are this communicator's; a program with several says which one (the
+    // name its trace files carry: "split2c0", its parent's second split, color 0).
+    w.error = traceName_.empty() ? error : error + " [communicator " + traceName_ + "]";
+  }
   w.done.store(true, std::memory_order_release);
 }
 

@@ -966,10 +966,12 @@ TEST(Abort, AlsoStopsTheCommunicatorsSplitFromIt) {
   for (lockstepComm_t blockedOn : {children[0], grandchildren[0]}) {
     std::atomic<bool> started{false};
     lockstepResult_t blocked = lockstepSuccess;
+    std::string why;
     std::thread owner([&] {
       float x = 1;
       started = true;
       blocked = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, blockedOn, nullptr);  // rank 1 never joins
+      why = lockstepGetLastError(nullptr);
     });
     while (!started) std::this_thread::yield();
     usleep(200 * 1000);
@@ -977,8 +979,11 @@ TEST(Abort, AlsoStopsTheCommunicatorsSplitFromIt) {
     const auto t0 = std::chrono::steady_clock::now();
     owner.join();
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    EXPECT_EQ(blocked, lockstepAborted) << lockstepGetLastError(nullptr);
+    EXPECT_EQ(blocked, lockstepAborted) << why;
     EXPECT_LT(ms, 1000);
+    // The error says which communicator: ranks in it are the split's own.
+    const std::string name = blockedOn == children[0] ? "[communicator split1c0]" : "[communicator split1c0.split1c0]";
+    EXPECT_NE(why.find(name), std::string::npos) << why;
   }
   for (lockstepComm_t c : {grandchildren[0], children[0], grandchildren[1], children[1], comms[1]}) {
     EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess) << lockstepGetLastError(nullptr);
