@@ -24,11 +24,11 @@
 //            long as the trial's) and agree on what they took, as a trial does: each rank's
 //            median turn, then the slowest rank's. If the chosen algorithm takes more than
 //            kDrift times what its trial measured, or less than 1/kDrift, in kDriftWatches
-//            watches running, the load has changed and a new trial starts at once. A shared VM's phases change an
-//            algorithm's time 2-5x within seconds, and which algorithm is fastest with it (on 4
-//            ranks the ring at 128 KiB took 40 us in one stretch and 190 us in the next, where
-//            Rabenseifner was twice as fast), while a settled period lasts up to a second. One
-//            watch alone is not trusted: a single millisecond on an oversubscribed host can
+//            watches running, the load has changed and a new trial starts at once. A shared
+//            VM's phases change an algorithm's time 2-5x within seconds, and which algorithm is
+//            fastest with it (on 4 ranks the ring at 128 KiB took 40 us in one stretch and 190
+//            us in the next, where Rabenseifner was twice as fast), while a settled period lasts
+//            up to a second. One watch alone is not trusted: on an oversubscribed host it can
 //            read 1.5x off, and each new trial costs kOverhead of a period.
 //
 // Every rank makes the same calls, so every rank reaches the same state at the same call, and

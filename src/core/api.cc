@@ -390,11 +390,11 @@ class RequestClaim {
   lockstepRequest_t request_;
 };
 
-// Hands back a finished request's result and frees it.
-// Returns the operation's result, with its message as the last error. Not thrown: reporting an
-// operation's failure is not a failure of the wait or test, and inside a group a failed call
-// discards the group (helper-57: waiting there for an earlier request that had been refused,
-// with its communicator still usable, left this rank out of the group its peers ran).
+// Frees a finished request and returns its operation's result, with its message as the last
+// error. Not thrown: reporting an operation's failure is not a failure of the wait or test, and
+// inside a group a failed call discards the group (helper-57: waiting there for an earlier
+// request that had been refused, with its communicator still usable, left this rank out of the
+// group its peers ran).
 lockstepResult_t completeRequest(lockstepRequest_t* request, RequestClaim& claim) {
   std::shared_ptr<Work> w = (*request)->slot->work.exchange(nullptr);
   claim.consumed();
