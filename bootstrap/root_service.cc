@@ -71,6 +71,11 @@ RootService::~RootService() {
   if (thread_.joinable()) thread_.join();
 }
 
+void RootService::rankExited(int rank, const std::string& how) {
+  std::lock_guard<std::mutex> lock(exitsMu_);
+  if (exits_.empty()) exits_ = "rank " + std::to_string(rank) + " " + how + " before the rendezvous completed";
+}
+
 void RootService::serve(std::chrono::milliseconds timeout) {
   // The clock starts with the first rank, not with the id: under a launcher, or with an id made
   // and handed out early, ranks may do any amount of work (load data, a checkpoint) before their
@@ -114,9 +119,24 @@ void RootService::serve(std::chrono::milliseconds timeout) {
     return s;
   };
 
-  int formed = -1;  // the world size of the communicator formed
+  int formed = -1;     // the world size of the communicator formed
+  std::string doomed;  // a rank exited before the rendezvous formed: why it never will
   while (formed < 0) {
     if (stop_.load()) return;
+    if (doomed.empty()) {
+      std::lock_guard<std::mutex> lock(exitsMu_);
+      doomed = exits_;
+      if (!doomed.empty()) {
+        doomed = "rendezvous at " + address_.str() + ": " + doomed;
+        // Said where some rank waits: a job whose programs never init (`sh -c ...`) says nothing.
+        if (registered_.load() > 0) LS_WARN(-1, doomed);
+        for (auto& [n, group] : bySize) {
+          for (auto& [r, reg] : group) replyTo(reg.fd, lockstepRemoteError, NetAddr{}, doomed);
+        }
+        bySize.clear();
+        registered_ = 0;
+      }
+    }
     if (deadline.expired()) {
       const bool disagree =
           std::count_if(bySize.begin(), bySize.end(), [](const auto& g) { return !g.second.empty(); }) > 1;
@@ -221,6 +241,8 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       std::memcpy(&h, p.buf, sizeof(h));
       std::memcpy(&addr, p.buf + sizeof(h), sizeof(addr));
       std::string why = checkHello(h, secret_, commId, Purpose::kRoot, -1);
+      const bool lost = why.empty() && !doomed.empty();  // a genuine rank, of a job that cannot form
+      if (lost) why = doomed;
       if (why.empty() && !addr.valid()) why = "invalid bootstrap address";
       if (why.empty() && h.nranks > kMaxRanks) why = "communicator size " + std::to_string(h.nranks) + " too large";
       if (why.empty() && bySize[h.nranks].count(h.rank))
@@ -233,12 +255,16 @@ void RootService::serve(std::chrono::milliseconds timeout) {
           const Hello answer = makeHello(secret_, h.commId, 0, std::max(h.nranks, 1), Purpose::kRoot);
           try {
             sendAll(p.fd.get(), &answer, sizeof(answer), Deadline::after(std::chrono::seconds(5)));
-            replyTo(p.fd, lockstepInvalidUsage, NetAddr{}, why);
+            replyTo(p.fd, lost ? lockstepRemoteError : lockstepInvalidUsage, NetAddr{}, why);
           } catch (const std::exception&) {
             // The rank is gone; it will report its own failure.
           }
         }
-        reject(p.fd, why);
+        if (lost) {
+          p.fd.reset();  // told, and already logged: not a stranger turned away
+        } else {
+          reject(p.fd, why);
+        }
         it = pending.erase(it);
         continue;
       }
@@ -327,6 +353,14 @@ DetachedRoots& detachedRoots() {
 }
 
 }  // namespace
+
+void detachedRootsRankExited(int rank, const std::string& how) {
+  DetachedRoots& d = detachedRoots();
+  std::lock_guard<std::mutex> lock(d.mu);
+  for (auto& s : d.services) {
+    if (!s->finished()) s->rankExited(rank, how);
+  }
+}
 
 void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address) {
   DetachedRoots& d = detachedRoots();

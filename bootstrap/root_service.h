@@ -11,6 +11,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 
 #include "bootstrap/handshake.h"
@@ -44,6 +46,10 @@ class RootService {
 
   NetAddr address() const { return address_; }
   bool finished() const { return finished_.load(); }
+  // A launcher serving the rendezvous saw one of its ranks exit (`how`: "exited with code 0"). If
+  // the rendezvous has not formed, it cannot: every rank registered, and every rank that comes
+  // later, is told so at once, instead of waiting out the timeout for a rank that is gone.
+  void rankExited(int rank, const std::string& how);
   // For tests: handshakes that were rejected, and ranks registered.
   int rejected() const { return rejected_.load(); }
   int registered() const { return registered_.load(); }
@@ -64,10 +70,14 @@ class RootService {
   std::atomic<bool> stop_{false}, finished_{false};
   std::atomic<int> rejected_{0}, registered_{0};
   std::atomic<int64_t> accepted_{0}, messagesIn_{0}, messagesOut_{0};
+  std::mutex exitsMu_;
+  std::string exits_;  // rankExited's news, for the serving thread
   std::thread thread_;
 };
 
 // Starts a service for lockstepGetUniqueId and keeps it alive (process-wide) until it finishes.
 void startDetachedRoot(const NetAddr& bind, const Secret& secret, std::chrono::milliseconds timeout, NetAddr* address);
+// RootService::rankExited for every such service of this process still serving (lockstep-run's).
+void detachedRootsRankExited(int rank, const std::string& how);
 
 }  // namespace lockstep

@@ -10,12 +10,17 @@
 // period), and the launcher exits with the first failure's code (128 + signal for a signal).
 // SIGINT, SIGTERM, SIGHUP (a closed terminal or ssh session) and SIGQUIT are forwarded to the
 // ranks, unless the launcher was started with them ignored (nohup, a background job of a
-// script): then they stay ignored, in the ranks too. Ctrl-Z (SIGTSTP) stops the ranks with the
-// launcher, and they continue with it (fg, bg). Each rank runs in its own process group, and
-// what a rank started goes with it: the ranks' groups are stopped when the job ends, however it
-// ends. Ranks die with the launcher. Their stdin is /dev/null. When the launcher's own output is
-// closed (`lockstep-run ... | head`), the ranks' matching pipes are closed too, so a rank that
-// writes there gets SIGPIPE, as it would without the launcher.
+// script): then they stay ignored, in the ranks too; after them the launcher ends by the same
+// signal, so a script running it stops on Ctrl-C as it would for the program alone. SIGUSR1 and
+// SIGUSR2 (Slurm's --signal, a checkpoint request) are forwarded and the job goes on. Ctrl-Z
+// (SIGTSTP) stops the ranks with the launcher, and they continue with it (fg, bg). Each rank
+// runs in a session of its own, with no controlling terminal (reading /dev/tty fails at once
+// instead of stopping the rank for ever), and what a rank started goes with it: the ranks'
+// process groups are stopped when the job ends, however it ends. Ranks die with the launcher.
+// Their stdin is /dev/null. A rank that exits before the rendezvous completes ends it: the
+// others' init fails at once naming that rank. When the launcher's own output is closed
+// (`lockstep-run ... | head`), the ranks' matching pipes are closed too, so a rank that writes
+// there gets SIGPIPE, as it would without the launcher.
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -35,18 +40,25 @@
 #include <string>
 #include <vector>
 
+#include "bootstrap/root_service.h"
 #include "lockstep/lockstep.h"
 
 extern char** environ;
 
 namespace {
 
-volatile sig_atomic_t gSignal = 0, gSuspend = 0;
+volatile sig_atomic_t gSignal = 0, gSuspend = 0, gUser1 = 0, gUser2 = 0;
 void onSignal(int sig) { gSignal = sig; }
 void onSuspend(int) { gSuspend = 1; }
+void onUser(int sig) { (sig == SIGUSR1 ? gUser1 : gUser2) = 1; }
 
 // The signals that stop a job, forwarded to the ranks.
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+// Forwarded too, but the job goes on: the ranks decide (a checkpoint before a time limit). Left
+// to their default, they killed the launcher alone, and what the ranks started outlived the job.
+constexpr int kUserSignals[] = {SIGUSR1, SIGUSR2};
+// An unfinished line is written once it holds this much, so memory stays bounded.
+constexpr size_t kMaxLine = 64 << 10;
 // How long the other ranks get, after one failed, to end on their own before SIGTERM.
 constexpr std::chrono::milliseconds kSettle{1000};
 
@@ -77,33 +89,40 @@ struct Rank {
   int code = 0;
 };
 
-// One prefixed line, in one write even to unbuffered stderr (another writer to the same file, a
-// second launcher, must not split it), its bytes as they are (NULs too).
-void writeLine(FILE* out, int rank, const char* line, size_t n) {
-  std::string whole;
-  whole.reserve(n + 16);
-  whole.append(1, '[').append(std::to_string(rank)).append("] ").append(line, n).push_back('\n');
-  std::fwrite(whole.data(), 1, whole.size(), out);
+// One prefixed line appended to `lines`, its bytes as they are (NULs too).
+void addLine(std::string& lines, int rank, const char* line, size_t n) {
+  lines.append(1, '[').append(std::to_string(rank)).append("] ").append(line, n).push_back('\n');
 }
 
-// Writes complete lines of `data` with the rank prefix; keeps the unfinished tail. Returns false
-// when the launcher's stream is closed (EPIPE).
+// Writes complete lines of `data` with the rank prefix; keeps the unfinished tail. A line ends
+// at '\n', at a '\r' that no '\n' follows (a progress bar redrawing itself: each state shows as
+// it comes, not all at the end), and at kMaxLine bytes. All of them go in one write, to a stream
+// the launcher made unbuffered: another writer to the same file (a second launcher appending to
+// one log) must not split a line, and stdio's buffer cut redirected stdout every 4 KiB. Returns
+// false when the launcher's stream is closed (EPIPE).
 bool emit(int rank, int stream, std::string& partial, const char* data, size_t n, bool flush) {
   errno = 0;
-  const size_t scanned = partial.size();  // holds no newline: only the new bytes are searched
+  // The tail holds no line end, but for a '\r' as its last byte: that one is looked at again.
+  const size_t scanned = partial.empty() ? 0 : partial.size() - 1;
   partial.append(data, n);
   FILE* out = stream == 0 ? stdout : stderr;
+  std::string lines;
   size_t start = 0;
-  for (size_t nl = partial.find('\n', scanned); nl != std::string::npos; nl = partial.find('\n', start)) {
-    writeLine(out, rank, partial.data() + start, nl - start);
-    start = nl + 1;
+  for (size_t i = scanned; i < partial.size(); ++i) {
+    const char c = partial[i];
+    if (c == '\r' && i + 1 == partial.size() && !flush) break;  // a '\n' may follow in the next read
+    const bool end = c == '\n' || (c == '\r' && partial[i + 1] != '\n') || i + 1 - start == kMaxLine;
+    if (!end) continue;
+    const size_t len = i - start + (c == '\n' || c == '\r' ? 0 : 1);
+    if (c != '\r' || len > 0) addLine(lines, rank, partial.data() + start, len);
+    start = i + 1;
   }
   partial.erase(0, start);
   if (flush && !partial.empty()) {
-    writeLine(out, rank, partial.data(), partial.size());
+    addLine(lines, rank, partial.data(), partial.size());
     partial.clear();
   }
-  std::fflush(out);
+  if (!lines.empty()) std::fwrite(lines.data(), 1, lines.size(), out);
   if (!std::ferror(out)) return true;
   const bool gone = errno == EPIPE;  // SIGPIPE is ignored here, so a closed reader reads as this
   std::clearerr(out);
@@ -191,7 +210,7 @@ int main(int argc, char** argv) {
 
   // A stop signal the launcher was started with ignored stays ignored (nohup, or `&` in a
   // script for SIGINT and SIGQUIT), in the ranks too: exec keeps an ignored disposition.
-  bool ignored[std::size(kStopSignals)] = {};
+  bool ignored[std::size(kStopSignals)] = {}, userIgnored[std::size(kUserSignals)] = {};
   struct sigaction sa {};
   sa.sa_handler = onSignal;
   for (size_t k = 0; k < std::size(kStopSignals); ++k) {
@@ -199,6 +218,16 @@ int main(int argc, char** argv) {
     ignored[k] = sigaction(kStopSignals[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
     if (!ignored[k]) sigaction(kStopSignals[k], &sa, nullptr);
   }
+  struct sigaction user {};
+  user.sa_handler = onUser;
+  for (size_t k = 0; k < std::size(kUserSignals); ++k) {
+    struct sigaction before {};
+    userIgnored[k] = sigaction(kUserSignals[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
+    if (!userIgnored[k]) sigaction(kUserSignals[k], &user, nullptr);
+  }
+  // Lines go out whole, one write each batch (emit()).
+  std::setvbuf(stdout, nullptr, _IONBF, 0);
+  std::setvbuf(stderr, nullptr, _IONBF, 0);
   // Ctrl-Z: the ranks' process groups are out of the terminal's reach, so the launcher stops them
   // itself (below), as mpirun does; unless it was started with SIGTSTP ignored, as above.
   struct sigaction tstp {};
@@ -245,6 +274,7 @@ int main(int argc, char** argv) {
   sigset_t stopSignals, oldMask;
   sigemptyset(&stopSignals);
   for (int sig : kStopSignals) sigaddset(&stopSignals, sig);
+  for (int sig : kUserSignals) sigaddset(&stopSignals, sig);
   sigprocmask(SIG_BLOCK, &stopSignals, &oldMask);
   for (int r = 0; r < n; ++r) {
     std::vector<std::string> env = base;
@@ -268,14 +298,19 @@ int main(int argc, char** argv) {
     if (pid == 0) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(127);
-      setpgid(0, 0);  // its own group, so stopping a rank also stops what it started
-      // Ranks run in their own process groups, so reading the terminal would stop them
-      // (SIGTTIN) for ever: they get /dev/null as stdin, as with mpirun's non-zero ranks.
+      // Its own session, so its own process group (stopping a rank also stops what it started),
+      // and no controlling terminal: in a background group of the launcher's terminal, a rank
+      // that read /dev/tty (a password prompt, getpass) was stopped by SIGTTIN for ever, unseen.
+      // stdin is /dev/null, as with mpirun's non-zero ranks.
+      setsid();
       int devnull = open("/dev/null", O_RDONLY);
       if (devnull >= 0) dup2(devnull, 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
       for (size_t k = 0; k < std::size(kStopSignals); ++k) signal(kStopSignals[k], ignored[k] ? SIG_IGN : SIG_DFL);
+      for (size_t k = 0; k < std::size(kUserSignals); ++k) {
+        signal(kUserSignals[k], userIgnored[k] ? SIG_IGN : SIG_DFL);
+      }
       signal(SIGPIPE, SIG_DFL);
       sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       if (!cpuOf.empty()) sched_setaffinity(0, sizeof(cpu_set_t), &cpuOf[r]);
@@ -297,7 +332,6 @@ int main(int argc, char** argv) {
     }
     close(out[1]);
     close(err[1]);
-    setpgid(pid, pid);  // also here: whichever of parent and child runs first
     ranks[r].pid = pid;
     ranks[r].fds[0] = out[0];
     ranks[r].fds[1] = err[0];
@@ -312,8 +346,11 @@ int main(int argc, char** argv) {
   // Every rank's process group, exited ranks' too: what a failed rank started must not outlive
   // the job (a group whose members are all gone just answers ESRCH). Ranks are not reaped before
   // the end, so none of these ids can have been reused.
+  // A rank that has not reached its setsid() yet has no group: the signal goes to it alone.
   auto signalAll = [&](int sig) {
-    for (auto& rk : ranks) kill(-rk.pid, sig);
+    for (auto& rk : ranks) {
+      if (kill(-rk.pid, sig) != 0 && errno == ESRCH) kill(rk.pid, sig);
+    }
   };
   for (;;) {
     std::vector<pollfd> fds;
@@ -369,6 +406,9 @@ int main(int argc, char** argv) {
       const bool exited = info.si_code == CLD_EXITED;
       int code = exited ? info.si_status : 128 + info.si_status;
       ranks[r].code = code;
+      // Before the rendezvous formed, the others would wait out their timeout for it.
+      lockstep::detachedRootsRankExited(
+          r, (exited ? "exited with code " : "was killed by signal ") + std::to_string(info.si_status));
       // After a forwarded SIGINT/SIGTERM the ranks stop because they were told to: that is
       // not a failure to report, and the launcher exits with 128 + that signal.
       if (code != 0 && firstFailure < 0 && !forwarded) {
@@ -395,6 +435,13 @@ int main(int argc, char** argv) {
       raise(SIGSTOP);
       signalAll(SIGCONT);
     }
+    if (gUser1 || gUser2) {
+      for (volatile sig_atomic_t* flag : {&gUser1, &gUser2}) {
+        if (!*flag) continue;
+        *flag = 0;
+        signalAll(flag == &gUser1 ? SIGUSR1 : SIGUSR2);
+      }
+    }
     if (gSignal && !forwarded) {
       signalAll(gSignal);
       forwarded = true;
@@ -415,5 +462,16 @@ int main(int argc, char** argv) {
   signalAll(SIGKILL);
   for (const Rank& rk : ranks) waitpid(rk.pid, nullptr, 0);  // the zombies kept until now
   removeLeftoverSegments(ranks);
+  if (forwarded && exitCode == 128 + gSignal) {
+    // Ended by the signal it forwarded: it dies by it too. A shell running it in a script stops
+    // the script on Ctrl-C only if its child died of SIGINT; an exit(130) reads as a program
+    // that handled it, and the script went on to its next command.
+    signal(gSignal, SIG_DFL);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, gSignal);
+    sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
+    raise(gSignal);
+  }
   return exitCode;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -560,6 +561,106 @@ TEST(Launcher, RejectsMalformedNumbers) {
 TEST(Launcher, ReportsARankKilledBySignal) {
   ProcResult r = run({kRun, "-n", "2", "sh", "-c", "if [ $LOCKSTEP_RANK = 0 ]; then kill -9 $$; fi; sleep 60"}, {}, 30);
   EXPECT_EQ(r.code, 128 + 9) << r.output;
+}
+
+// A rank that reads the terminal (a password prompt) fails at once: the ranks run in sessions
+// of their own, with no controlling terminal. In a background process group of the launcher's
+// terminal it was stopped by SIGTTIN for ever, and the launcher said nothing (helper-60).
+TEST(Launcher, ARankThatReadsTheTerminalFailsInsteadOfStoppingForEver) {
+  if (system("command -v script >/dev/null 2>&1") != 0) GTEST_SKIP() << "no script(1) to give it a terminal";
+  ProcResult r = run({"script", "-qfec", kRun + " -n 2 sh -c 'read x < /dev/tty; echo read=$?'", "/dev/null"}, {}, 30);
+  EXPECT_FALSE(r.timedOut) << r.output;
+  EXPECT_NE(r.output.find("[0] read="), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[1] read="), std::string::npos) << r.output;
+}
+
+// A rank that exits, even with 0, before the rendezvous completed ends it: the others' init fails
+// at once naming it, instead of after LOCKSTEP_TIMEOUT as "rank(s) 1 never connected".
+TEST(Launcher, ARankThatExitsBeforeTheRendezvousEndsItAtOnce) {
+  ProcResult r = run({kRun, "-n", "3", "sh", "-c",
+                      "if [ $LOCKSTEP_RANK = 1 ]; then exit 0; fi; sleep 0.2; exec " + std::string(PERF_DIR) +
+                          "/allreduce_perf -b 8 -e 8 -n 10 -w 0"},
+                     {"LOCKSTEP_TIMEOUT=60"}, 50);
+  EXPECT_FALSE(r.timedOut) << r.output;
+  EXPECT_LT(r.seconds, 20) << r.output;
+  EXPECT_NE(r.code, 0) << r.output;
+  for (const char* survivor : {"[0] ", "[2] "}) {
+    EXPECT_NE(r.output.find(std::string(survivor) + "allreduce_perf: lockstepCommInitFromEnv(&b.comm) failed: remote "
+                                                    "error"),
+              std::string::npos)
+        << r.output;
+  }
+  EXPECT_NE(r.output.find("rank 1 exited with code 0 before the rendezvous completed"), std::string::npos) << r.output;
+}
+
+// Ended by a SIGINT it forwarded, the launcher dies by SIGINT, so a shell script running it stops
+// on Ctrl-C as it would for the program alone (an exit(130) let the script go on).
+TEST(Launcher, DiesByTheSignalItForwarded) {
+  if (system("command -v python3 >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3 to look at how it ended";
+  ProcResult r = run({"python3", "-c",
+                      "import signal, subprocess, sys, time\n"
+                      "p = subprocess.Popen(sys.argv[1:])\n"
+                      "time.sleep(0.5)\n"
+                      "p.send_signal(signal.SIGINT)\n"
+                      "print('returncode', p.wait())",
+                      kRun, "-n", "2", "sleep", "20"},
+                     {}, 30);
+  EXPECT_NE(r.output.find("returncode -2"), std::string::npos) << r.output;
+  EXPECT_LT(r.seconds, 10) << r.output;
+}
+
+// SIGUSR1 and SIGUSR2 (Slurm's --signal before a time limit) reach the ranks and the job goes on.
+// Left at their default they killed the launcher alone, and what the ranks started outlived it.
+TEST(Launcher, ForwardsSigusr1AndTheJobGoesOn) {
+  ProcResult r = run({"sh", "-c",
+                      kRun + " -n 2 sh -c 'trap \"echo got USR1\" USR1; sleep 2 & wait; echo still here' & L=$!; "
+                             "sleep 0.7; kill -USR1 $L; wait $L; echo launcher=$?"},
+                     {}, 30);
+  EXPECT_NE(r.output.find("launcher=0"), std::string::npos) << r.output;
+  for (const char* line : {"[0] got USR1", "[1] got USR1", "[0] still here", "[1] still here"}) {
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  }
+}
+
+// Two launchers appending to one log keep every line whole: each batch of lines goes out in one
+// write, to stdout as to stderr (stdio's buffer cut redirected stdout every 4 KiB).
+TEST(Launcher, TwoLaunchersAppendingToOneFileKeepEveryLineWhole) {
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string log = std::string(dir) + "/shared.log";
+  auto writer = [&](char c) { return kRun + " -n 1 sh -c 'yes " + std::string(99, c) + " | head -n 30000' >> " + log; };
+  ProcResult r = run({"sh", "-c", "(" + writer('a') + " & " + writer('b') + " & wait)"}, {}, 120);
+  ASSERT_FALSE(r.timedOut) << r.output;
+  std::ifstream in(log);
+  size_t whole = 0, broken = 0;
+  for (std::string line; std::getline(in, line);) {
+    (line == "[0] " + std::string(99, 'a') || line == "[0] " + std::string(99, 'b') ? whole : broken)++;
+  }
+  std::remove(log.c_str());
+  rmdir(dir);
+  EXPECT_EQ(whole, 60000u);
+  EXPECT_EQ(broken, 0u);
+}
+
+// A progress bar that redraws itself with '\r' shows each state as it comes, prefixed, and a line
+// that never ends is written in pieces of at most 64 KiB instead of held whole.
+TEST(Launcher, ShowsEachStateOfAProgressBarAndBoundsAnUnendedLine) {
+  ProcResult r = run({kRun, "-n", "1", "sh", "-c",
+                      "printf '\\r1/3'; sleep 0.3; printf '\\r2/3'; sleep 0.3; printf '\\r3/3 done\\r\\n'; "
+                      "head -c 200000 /dev/zero | tr '\\0' x"},
+                     {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("[0] 1/3\n[0] 2/3\n[0] 3/3 done\r\n"), std::string::npos) << r.output;
+  size_t pieces = 0, xs = 0;
+  for (size_t at = r.output.find("[0] x"); at != std::string::npos; at = r.output.find("[0] x", at + 1)) {
+    const size_t end = r.output.find('\n', at);
+    ASSERT_NE(end, std::string::npos);
+    EXPECT_LE(end - at - 4, size_t{64} << 10);
+    xs += end - at - 4;
+    ++pieces;
+  }
+  EXPECT_EQ(xs, 200000u);
+  EXPECT_EQ(pieces, 4u);
 }
 
 uint16_t freePort() {
