@@ -287,6 +287,7 @@ void Communicator::execute(Work& w, bool background) {
     // The copy of an in-place input, for the algorithms that need one (bindBuffers): taken now,
     // once every op before this one has run.
     if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.staging.size());
+    health_->catchUpIfStalled(start);
     health_->check();
     if (seq) health_->entered(w.info.fp);
     // A send or receive takes no number; the heartbeat says where this rank waits instead,
@@ -300,9 +301,13 @@ void Communicator::execute(Work& w, bool background) {
     if (p2p.health) p2p.health->inPointToPoint(w.info.kind, w.peers.rank[0]);
     executor_->setWaitProfile(background ? backgroundWait_ : inlineWait_);
     executor_->run(w.schedule, w.buffers, w.info, deadline);
+    const Clock::time_point end = stamp();
+    // Stopped inside the op, this rank may find it done (its peers' data waited in shared
+    // memory) where they failed it, for want of this rank: their report says so.
+    if (health_->catchUpIfStalled(end)) health_->check();
     if (seq) health_->completed(seq);
     selfHeld_ += self.sent - self.received;
-    recorder_.ended(lockstepSuccess, stamp());
+    recorder_.ended(lockstepSuccess, end);
     if (!w.gate.failure.empty()) {
       // The op ran, but its result cannot reach the device buffers. This rank refuses later
       // work, so the group must hear it now: its peers would otherwise wait for it at their next
@@ -929,8 +934,21 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     if (std::string gone = health_->lostAmong(sorted); !gone.empty())
       throw RemoteError(-1, "lockstepCommSplit: " + gone + ", and it was to be a member of the new communicator");
   };
-  auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout, interrupt);
-  auto child = std::make_unique<Communicator>(config_, std::move(boot), commId, id.secret, localAddr_);
+  std::unique_ptr<Communicator> child;
+  try {
+    auto boot = std::make_unique<TcpBootstrap>(id, commId, newRank, newSize, localAddr_, config_.timeout, interrupt);
+    child = std::make_unique<Communicator>(config_, std::move(boot), commId, id.secret, localAddr_);
+  } catch (const Error& e) {
+    // The new communicator's setup names its ranks by their new numbers, which are other ranks'
+    // numbers here: "rank 1 never connected" blamed a healthy rank of another color (helper-61).
+    std::string numbering;
+    for (int i = 0; i < newSize && i < 16; ++i) {
+      numbering += (i ? ", " : "") + std::to_string(i) + " is rank " + std::to_string(members[i]);
+    }
+    if (newSize > 16) numbering += ", ...";
+    throw Error(e.code(), "lockstepCommSplit: setting up the new communicator of color " + std::to_string(color) +
+                              " (its ranks, numbered anew: " + numbering + "): " + e.what());
+  }
   child->bootstrap_->setInterrupt(nullptr);  // it outlives this communicator's watchdog
   // Alike on every member (the same split of the same parent, the same color), apart from every
   // other communicator: the trace files of its ranks sit beside their parent's.

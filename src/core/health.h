@@ -50,6 +50,14 @@ class Health : public OpMonitor {
   void setSerialProgress(bool serial) { serialProgress_ = serial; }
   // Throws the group's first failure, if any.
   void check() override;
+  // Where an op starts and ends: a process that was stopped (SIGSTOP, a debugger) or not run for
+  // over two intervals reads what its peers sent meanwhile first. Over shared memory a continued
+  // rank once completed, from the data its peers had left there, the op that they had all failed
+  // for it, while their failure report waited unread (helper-61). True if it had to catch up.
+  bool catchUpIfStalled(Clock::time_point now) {
+    const auto ran = std::chrono::nanoseconds(watchdogRanNs_.load(std::memory_order_relaxed));
+    return now.time_since_epoch() - ran > 2 * interval_ && catchUp().count() > 0;
+  }
   // Also fails the group (and throws) if a peer has left the communicator before op `seq`:
   // work that reaches into peers' memory (cuda_ipc kernels) must not start without them.
   void checkPeersStay(uint64_t seq);

@@ -109,6 +109,46 @@ int main(int argc, char** argv) {
   lockstepCommCount(comm, &n);
   const std::string victimName = "rank " + std::to_string(victim) + " (";
 
+  if (mode == "stop-between") {
+    // Two small all-reduces; then the victim's whole process is stopped (a child of it sends
+    // SIGSTOP, and SIGCONT 1.5 s past the timeout) before its third, which the others enter and
+    // fail for want of it. Continued, the victim must fail that op too, hearing their report:
+    // over shared memory it once completed it from the data they had left there and returned
+    // success, where every peer had failed (helper-61).
+    std::vector<float> buf(1024, 1.0f);
+    for (int k = 0; k < 2; ++k) {
+      if (lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepMax, comm, nullptr) !=
+          lockstepSuccess)
+        return report(false, std::string("first all-reduces: ") + lockstepGetLastError(comm));
+    }
+    if (rank == victim) {
+      const char* t = std::getenv("LOCKSTEP_TIMEOUT");
+      const useconds_t stopUs = static_cast<useconds_t>(((t ? std::atof(t) : 2.0) + 1.5) * 1e6);
+      const pid_t self = getpid();
+      if (fork() == 0) {  // only async-signal-safe calls here
+        usleep(100000);
+        kill(self, SIGSTOP);
+        usleep(stopUs);
+        kill(self, SIGCONT);
+        _exit(0);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));  // stopped in here
+    }
+    const lockstepResult_t r =
+        lockstepAllReduce(buf.data(), buf.data(), buf.size(), lockstepFloat32, lockstepMax, comm, nullptr);
+    const std::string msg = r == lockstepSuccess ? "" : lockstepGetLastError(comm);
+    // The others stay until the victim has run its op: leaving, they would tell it by their
+    // goodbye instead, which it always heard.
+    if (rank != victim) std::this_thread::sleep_for(std::chrono::seconds(3));
+    lockstepCommDestroy(comm);
+    if (rank == victim) {
+      return report(r != lockstepSuccess && msg.find(" reports: ") != std::string::npos,
+                    "the continued rank's op #3: result " + std::to_string(r) + ": " + msg);
+    }
+    return report(r == lockstepTimeout && msg.find(victimName) != std::string::npos,
+                  "result " + std::to_string(r) + ": " + msg);
+  }
+
   if (mode == "fork-then-die") {
     // After one all-reduce, the victim forks a child that outlives it by 10 s doing nothing (a
     // worker, a data loader), then dies. Over sockets its peers learn of a death from its closed
@@ -149,7 +189,14 @@ int main(int argc, char** argv) {
     const std::string msg = lockstepGetLastError(nullptr);
     if (rank % 2 == victim % 2) {
       lockstepCommAbort(comm);
-      return report(r == lockstepRemoteError && ms < 5000 && msg.find(victimName) != std::string::npos,
+      // The new communicator's numbers are told apart from this one's (a split's setup once said
+      // "rank 1 never connected" of the new rank 1, a healthy rank 1 of the other color here).
+      std::string numbering = "numbered anew: ";
+      for (int q = victim % 2, i = 0; q < n; q += 2, ++i) {
+        numbering += (i ? ", " : "") + std::to_string(i) + " is rank " + std::to_string(q);
+      }
+      return report(r == lockstepRemoteError && ms < 5000 && msg.find(victimName) != std::string::npos &&
+                        msg.find(numbering) != std::string::npos,
                     "result " + std::to_string(r) + " after " + std::to_string(ms) + " ms: " + msg);
     }
     if (r != lockstepSuccess) return report(false, "the other color's split failed: " + msg);

@@ -171,6 +171,24 @@ TEST(Faults, ARankThatDiesInsideASplitIsNamedAtOnceByItsNewCommunicator) {
   expectTheVictimKilledAndTheOthersOk(procs, victim);
 }
 
+// A rank stopped between calls for longer than the timeout, then continued: its peers failed the
+// next op for want of it, and so must it, whatever the transport (over shared memory it once
+// completed the op from the data they had left there and returned success).
+TEST(Faults, ARankContinuedAfterItsPeersFailedAnOpForItFailsItToo) {
+  for (const char* transport : {"shm", "socket"}) {
+    for (int n : {2, 3}) {
+      if (transport == std::string("socket") && n == 3) continue;  // time: sockets never showed it
+      SCOPED_TRACE(std::string(transport) + ", " + std::to_string(n) + " ranks");
+      auto procs = startRanks(n, {"--mode", "stop-between", "--victim", std::to_string(n - 1)},
+                              {"LOCKSTEP_TIMEOUT=2", std::string("LOCKSTEP_TRANSPORTS=") + transport});
+      for (int r = 0; r < n; ++r) {
+        ProcResult res = procs[r]->wait(60);
+        EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+      }
+    }
+  }
+}
+
 TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
   const int n = 4, victim = 2;
   auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "150"},
