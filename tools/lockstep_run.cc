@@ -102,7 +102,7 @@ void addLine(std::string& lines, int rank, const char* line, size_t n) {
 // false when the launcher's stream is closed (EPIPE).
 bool emit(int rank, int stream, std::string& partial, const char* data, size_t n, bool flush) {
   errno = 0;
-  // The tail holds no line end, but for a '\r' as its last byte: that one is looked at again.
+  // The tail holds no line end, but for a '\r' or a full line's last byte: looked at again.
   const size_t scanned = partial.empty() ? 0 : partial.size() - 1;
   partial.append(data, n);
   FILE* out = stream == 0 ? stdout : stderr;
@@ -110,8 +110,13 @@ bool emit(int rank, int stream, std::string& partial, const char* data, size_t n
   size_t start = 0;
   for (size_t i = scanned; i < partial.size(); ++i) {
     const char c = partial[i];
-    if (c == '\r' && i + 1 == partial.size() && !flush) break;  // a '\n' may follow in the next read
-    const bool end = c == '\n' || (c == '\r' && partial[i + 1] != '\n') || i + 1 - start == kMaxLine;
+    const bool last = i + 1 == partial.size();
+    const bool full = i + 1 - start == kMaxLine;
+    // What follows decides a '\r', and a cut at kMaxLine (none where the line ends next anyway:
+    // it once left an empty line, or lost the '\r' of a "\r\n"): wait for the next read.
+    if ((c == '\r' || full) && last && !flush) break;
+    const char next = last ? '\0' : partial[i + 1];
+    const bool end = c == '\n' || (c == '\r' && next != '\n') || (full && next != '\n' && next != '\r');
     if (!end) continue;
     const size_t len = i - start + (c == '\n' || c == '\r' ? 0 : 1);
     if (c != '\r' || len > 0) addLine(lines, rank, partial.data() + start, len);

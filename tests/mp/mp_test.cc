@@ -663,6 +663,19 @@ TEST(Launcher, ShowsEachStateOfAProgressBarAndBoundsAnUnendedLine) {
   EXPECT_EQ(pieces, 4u);
 }
 
+// A line of exactly 64 KiB, or one whose "\r\n" straddles the cut, is one line: the cut once
+// left an empty "[0] " line after it, and dropped the '\r' (helper-62).
+TEST(Launcher, ALineOfExactlyTheCutLengthStaysOneLine) {
+  ProcResult r = run({kRun, "-n", "1", "sh", "-c",
+                      "head -c 65536 /dev/zero | tr '\\0' a; printf '\\nb\\n'; head -c 65535 /dev/zero | tr "
+                      "'\\0' c; printf '\\r\\nd\\n'"},
+                     {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  const std::string want = "[0] " + std::string(65536, 'a') + "\n[0] b\n[0] " + std::string(65535, 'c') + "\r\n[0] d\n";
+  EXPECT_NE(r.output.find(want), std::string::npos) << r.output.size();
+  EXPECT_EQ(r.output.find("[0] \n"), std::string::npos);
+}
+
 uint16_t freePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
