@@ -271,7 +271,13 @@ int main(int argc, char** argv) {
       cpuOf.push_back(one);
     }
   }
-  const std::string execFailed = std::string("lockstep-run: cannot execute ") + prog[0] + ": errno ";
+  const std::string execFailed = std::string("lockstep-run: cannot execute ") + prog[0] + ": ";
+  // exec's reasons, worded before fork (strerror is not async-signal-safe): "Permission denied"
+  // tells more than "errno 13".
+  std::vector<std::pair<int, std::string>> execReasons;
+  for (int e : {ENOENT, EACCES, ENOEXEC, ENOTDIR, EISDIR, ELOOP, ENAMETOOLONG, ETXTBSY, E2BIG, ENOMEM, EPERM}) {
+    execReasons.emplace_back(e, std::string(std::strerror(e)) + " (errno " + std::to_string(e) + ")\n");
+  }
   std::vector<Rank> ranks(n);
   pid_t parent = getpid();
   // Signals stay blocked across fork: a child resets its handlers before it unblocks them, so a
@@ -320,20 +326,30 @@ int main(int argc, char** argv) {
       sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       if (!cpuOf.empty()) sched_setaffinity(0, sizeof(cpu_set_t), &cpuOf[r]);
       execvpe(prog[0], prog, envp.data());
-      // Only async-signal-safe calls here: the message was built before fork, errno is written
-      // as a number.
+      // Only async-signal-safe calls here: the messages were built before fork; another errno is
+      // written as a number. As a shell does, 127 for a program not found, 126 for one found but
+      // not executable.
       const int why = errno;
-      char number[12];
-      int at = 11;
-      number[at] = '\n';
-      int v = why;
-      do {
-        number[--at] = static_cast<char>('0' + v % 10);
-        v /= 10;
-      } while (v > 0 && at > 0);
       (void)!write(2, execFailed.data(), execFailed.size());
-      (void)!write(2, number + at, static_cast<size_t>(12 - at));
-      _exit(127);
+      bool told = false;
+      for (const auto& [e, text] : execReasons) {
+        if (e != why) continue;
+        (void)!write(2, text.data(), text.size());
+        told = true;
+      }
+      if (!told) {
+        char number[12];
+        int at = 11;
+        number[at] = '\n';
+        int v = why;
+        do {
+          number[--at] = static_cast<char>('0' + v % 10);
+          v /= 10;
+        } while (v > 0 && at > 0);
+        (void)!write(2, "errno ", 6);
+        (void)!write(2, number + at, static_cast<size_t>(12 - at));
+      }
+      _exit(why == ENOENT ? 127 : 126);
     }
     close(out[1]);
     close(err[1]);

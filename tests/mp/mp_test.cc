@@ -676,6 +676,25 @@ TEST(Launcher, ALineOfExactlyTheCutLengthStaysOneLine) {
   EXPECT_EQ(r.output.find("[0] \n"), std::string::npos);
 }
 
+// A program that cannot be executed is reported with the reason, and the job ends as a shell's
+// would: 127 when it is not found, 126 when it is found but cannot run (it read "errno 13", 127).
+TEST(Launcher, SaysWhyAProgramCannotBeExecuted) {
+  ProcResult missing = run({kRun, "-n", "1", "./no-such-program-here"}, {}, 30);
+  EXPECT_EQ(missing.code, 127) << missing.output;
+  EXPECT_NE(missing.output.find("cannot execute ./no-such-program-here: No such file or directory"), std::string::npos)
+      << missing.output;
+  char dir[] = "/tmp/lockstep-run-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string file = std::string(dir) + "/not-executable";
+  std::ofstream(file) << "#!/bin/sh\necho no\n";  // mode 0644: not executable
+  ProcResult denied = run({kRun, "-n", "1", file}, {}, 30);
+  std::remove(file.c_str());
+  rmdir(dir);
+  if (geteuid() == 0 && denied.code == 0) GTEST_SKIP() << "root may execute it here";
+  EXPECT_EQ(denied.code, 126) << denied.output;
+  EXPECT_NE(denied.output.find("Permission denied"), std::string::npos) << denied.output;
+}
+
 uint16_t freePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
