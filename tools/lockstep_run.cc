@@ -62,6 +62,26 @@ constexpr size_t kMaxLine = 64 << 10;
 // How long the other ranks get, after one failed, to end on their own before SIGTERM.
 constexpr std::chrono::milliseconds kSettle{1000};
 
+// Catches each of `sigs` with `handler`, but for those this launcher was started with ignored
+// (nohup, `&` in a script), which it notes in `ignored` and leaves so.
+template <size_t N>
+void catchUnlessIgnored(const int (&sigs)[N], void (*handler)(int), bool (&ignored)[N]) {
+  struct sigaction sa {};
+  sa.sa_handler = handler;
+  for (size_t k = 0; k < N; ++k) {
+    struct sigaction before {};
+    ignored[k] = sigaction(sigs[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
+    if (!ignored[k]) sigaction(sigs[k], &sa, nullptr);
+  }
+}
+
+// In a rank before exec: what the launcher caught goes back to its default, what it was started
+// with ignored stays ignored (exec keeps an ignored disposition). Async-signal-safe.
+template <size_t N>
+void restoreForExec(const int (&sigs)[N], const bool (&ignored)[N]) {
+  for (size_t k = 0; k < N; ++k) signal(sigs[k], ignored[k] ? SIG_IGN : SIG_DFL);
+}
+
 // True, with *out set, when text is a whole number in [lo, hi].
 bool parseCount(const char* text, long lo, long hi, long* out) {
   char* end = nullptr;
@@ -216,20 +236,8 @@ int main(int argc, char** argv) {
   // A stop signal the launcher was started with ignored stays ignored (nohup, or `&` in a
   // script for SIGINT and SIGQUIT), in the ranks too: exec keeps an ignored disposition.
   bool ignored[std::size(kStopSignals)] = {}, userIgnored[std::size(kUserSignals)] = {};
-  struct sigaction sa {};
-  sa.sa_handler = onSignal;
-  for (size_t k = 0; k < std::size(kStopSignals); ++k) {
-    struct sigaction before {};
-    ignored[k] = sigaction(kStopSignals[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
-    if (!ignored[k]) sigaction(kStopSignals[k], &sa, nullptr);
-  }
-  struct sigaction user {};
-  user.sa_handler = onUser;
-  for (size_t k = 0; k < std::size(kUserSignals); ++k) {
-    struct sigaction before {};
-    userIgnored[k] = sigaction(kUserSignals[k], nullptr, &before) == 0 && before.sa_handler == SIG_IGN;
-    if (!userIgnored[k]) sigaction(kUserSignals[k], &user, nullptr);
-  }
+  catchUnlessIgnored(kStopSignals, onSignal, ignored);
+  catchUnlessIgnored(kUserSignals, onUser, userIgnored);
   // Lines go out whole, one write each batch (emit()).
   std::setvbuf(stdout, nullptr, _IONBF, 0);
   std::setvbuf(stderr, nullptr, _IONBF, 0);
@@ -318,10 +326,8 @@ int main(int argc, char** argv) {
       if (devnull >= 0) dup2(devnull, 0);
       dup2(out[1], 1);
       dup2(err[1], 2);
-      for (size_t k = 0; k < std::size(kStopSignals); ++k) signal(kStopSignals[k], ignored[k] ? SIG_IGN : SIG_DFL);
-      for (size_t k = 0; k < std::size(kUserSignals); ++k) {
-        signal(kUserSignals[k], userIgnored[k] ? SIG_IGN : SIG_DFL);
-      }
+      restoreForExec(kStopSignals, ignored);
+      restoreForExec(kUserSignals, userIgnored);
       signal(SIGPIPE, SIG_DFL);
       sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       if (!cpuOf.empty()) sched_setaffinity(0, sizeof(cpu_set_t), &cpuOf[r]);
