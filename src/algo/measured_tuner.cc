@@ -75,9 +75,7 @@ MeasuredTuner::Pick MeasuredTuner::pickSlow(OpKind kind, size_t bytes, Algorithm
     b.settled = false;
     b.call = 0;
     b.trialBytes = 0;
-    b.watchCall = b.drifting = 0;
-    b.watchBytes = 0;
-    std::fill(b.watchUs, b.watchUs + kTrialRounds, 0.0);
+    clearWatch(b);  // one cut short by a drift
     std::fill(&b.samples[0][0], &b.samples[0][0] + kMaxCandidates * kTrialRounds, 0.0);
   }
   if (b.call == b.c.trialCalls()) return Pick{settle(b, agree), nullptr, true};
@@ -101,15 +99,19 @@ bool MeasuredTuner::drifted(OpKind kind, Bucket& b, const AgreeMax& agree) {
       predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.watchBytes / watchCalls(b)), link_);
   const double trialModel = predictUs(b.chosen, kind, nranks_, static_cast<size_t>(b.chosenBytes), link_);
   const double expected = watchModel > 0 && trialModel > 0 ? b.chosenUs * watchModel / trialModel : b.chosenUs;
-  b.watchCall = 0;
-  b.watchBytes = 0;
-  std::fill(b.watchUs, b.watchUs + kTrialRounds, 0.0);
+  clearWatch(b);
   const double ratio = expected > 0 ? agreed[0] / expected : 1;
   const int side = ratio > kDrift ? 1 : ratio * kDrift < 1 ? -1 : 0;
   b.drifting = side != 0 && b.drifting * side >= 0 ? b.drifting + side : side;
   if (std::abs(b.drifting) < kDriftWatches) return false;
   b.drift = ratio;
   return true;
+}
+
+void MeasuredTuner::clearWatch(Bucket& b) {
+  b.watchCall = 0;
+  b.watchBytes = 0;
+  std::fill(b.watchUs, b.watchUs + kTrialRounds, 0.0);
 }
 
 void MeasuredTuner::scheduleWatch(Bucket& b) const {

@@ -159,6 +159,7 @@ class MeasuredTuner {
   // The end of a watch: true if the ranks agree the chosen algorithm's time has drifted.
   bool drifted(OpKind kind, Bucket& b, const AgreeMax& agree);
   void scheduleWatch(Bucket& b) const;
+  static void clearWatch(Bucket& b);
   static int watchCalls(const Bucket& b) { return kTrialRounds * b.c.timedCalls(); }
 
   int nranks_;

@@ -39,6 +39,13 @@ struct Driver {
     }
     return p;
   }
+  // Runs the first trial of kSmall to its agreement; false if it did not end within 1000 calls.
+  bool settle() {
+    for (int call = 0; call < 1000; ++call) {
+      if (this->call().decided) return true;
+    }
+    return false;
+  }
 };
 
 TEST(MeasuredTuner, CandidatesStartWithTheModelsPickAndAreAllPlausible) {
@@ -171,8 +178,7 @@ TEST(MeasuredTuner, WatchesThatSeeTheChosenAlgorithmsTimeDriftStartATrialAtOnce)
     ASSERT_GT(c.n, 2);
     // The model's pick is right, by far: the settled period is tens of thousands of calls.
     for (int i = 0; i < c.n; ++i) d.usOf[c.algorithm[i]] = 50.0 + 40 * i;
-    int call = 0;
-    while (!d.call().decided) ASSERT_LT(++call, 1000);
+    ASSERT_TRUE(d.settle());
     EXPECT_EQ(d.tuner.chosen(OpKind::kAllReduce, kSmall), c.algorithm[0]);
     d.agreements = 0;
     // The load changes: the chosen algorithm takes `drift` times as long, and candidate 2 is
@@ -201,8 +207,7 @@ TEST(MeasuredTuner, OneSlowWatchAloneKeepsTheChoice) {
   const auto c = d.tuner.candidates(OpKind::kAllReduce, kSmall);
   ASSERT_GT(c.n, 1);
   for (int i = 0; i < c.n; ++i) d.usOf[c.algorithm[i]] = 50.0 + 40 * i;
-  int call = 0;
-  while (!d.call().decided) ASSERT_LT(++call, 1000);
+  ASSERT_TRUE(d.settle());
   d.agreements = 0;
   uint64_t calls = 0;
   int watches = 0;
@@ -253,8 +258,7 @@ TEST(MeasuredTuner, AWatchOfLargerCallsInTheSameBucketIsNoDrift) {
   const auto c = d.tuner.candidates(OpKind::kAllReduce, kSmall);
   ASSERT_GT(c.n, 1);
   for (int i = 0; i < c.n; ++i) d.usOf[c.algorithm[i]] = 50.0 + i;
-  int call = 0;
-  while (!d.call().decided) ASSERT_LT(++call, 1000);
+  ASSERT_TRUE(d.settle());
   const size_t larger = 2 * kSmall - 1024;  // the same power-of-two bucket
   // The model's own time for it differs by more than kDrift, so unscaled it would look drifted.
   ASSERT_GT(predictUs(c.algorithm[0], OpKind::kAllReduce, 4, larger, kShm) /
