@@ -94,13 +94,19 @@ LOCKSTEP_API lockstepResult_t lockstepGetUniqueId(lockstepUniqueId* uniqueId);
 LOCKSTEP_API lockstepResult_t lockstepUniqueIdToHex(const lockstepUniqueId* uniqueId, char* hex, size_t hexBytes);
 LOCKSTEP_API lockstepResult_t lockstepUniqueIdFromHex(const char* hex, lockstepUniqueId* uniqueId);
 
-/* Collective over nranks ranks: every rank calls it with the same id and its own rank. */
+/* Collective over nranks ranks: every rank calls it with the same id and its own rank. Inside a
+ * group (as with NCCL, one thread creating several ranks: GroupStart, InitRank for each, GroupEnd)
+ * it returns at once with *comm set; the outermost GroupEnd initialises the group's communicators
+ * all at once, before its other calls, and returns the first failure. Until then *comm refuses
+ * every call; after a failed init, every call but destroy and abort (lockstepGetLastError says
+ * why). A failed call in the group, or GroupAbandon, fails the inits too. */
 LOCKSTEP_API lockstepResult_t lockstepCommInitRank(lockstepComm_t* comm, int nranks, lockstepUniqueId commId, int rank);
 
 /* Like lockstepCommInitRank, with the rank, size and rendezvous taken from the environment:
  * LOCKSTEP_RANK, LOCKSTEP_WORLD_SIZE, and either LOCKSTEP_UNIQUE_ID (hex) or LOCKSTEP_ROOT=host:port
  * (rank 0 serves the rendezvous there). lockstep-run sets these; a launcher's own variables
- * (torchrun, Slurm, OpenMPI, PMI, PMIx) give the rank and size too (README, Launching). */
+ * (torchrun, Slurm, OpenMPI, PMI, PMIx) give the rank and size too (README, Launching). Inside a
+ * group it is deferred to the group's end as lockstepCommInitRank is. */
 LOCKSTEP_API lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm);
 
 /* Waits for outstanding work, then frees the communicator. Never hangs: waits have deadlines.
@@ -183,7 +189,9 @@ LOCKSTEP_API lockstepResult_t lockstepAllToAll(const void* sendbuff, void* recvb
 
 /* Calls between GroupStart and GroupEnd (on any communicators of this thread) are recorded and
  * launched together by the outermost GroupEnd, which returns when the blocking ones are done.
- * Nothing blocks before GroupEnd; buffers must stay valid until then. Groups nest. */
+ * Nothing blocks before GroupEnd; buffers must stay valid until then. Groups nest. Communicators
+ * initialised in the group are built first (see lockstepCommInitRank); calls on them belong in a
+ * later group. */
 LOCKSTEP_API lockstepResult_t lockstepGroupStart(void);
 LOCKSTEP_API lockstepResult_t lockstepGroupEnd(void);
 /* Any call that fails inside a group discards the whole group: the outermost GroupEnd launches

@@ -148,6 +148,18 @@ bool abortClosing(lockstepComm_t comm) {
 // Destroy and abort: refuse new calls, let the calls in flight leave, free.
 void closeComm(lockstepComm_t comm, bool abort) {
   if (abort && abortClosing(comm)) return;
+  if (comm && comm->magic.load() == kCommMagic &&
+      comm->init.load(std::memory_order_acquire) != lockstepComm::Init::kDone) {
+    if (comm->init.load(std::memory_order_acquire) == lockstepComm::Init::kPending) {
+      throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
+                         " on a communicator created inside a group: it is initialised at the group's outermost "
+                         "lockstepGroupEnd, and cannot be stopped before that returns");
+    }
+    if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
+    comm->magic.store(kDeadMagic);  // its init failed: nothing was built
+    keepForever(comm);
+    return;
+  }
   Communicator* impl;
   {
     std::optional<CommUse> use;
@@ -183,7 +195,7 @@ void closeComm(lockstepComm_t comm, bool abort) {
   keepForever(comm);
 }
 
-lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
+std::unique_ptr<Communicator> buildImpl(Config config, const UniqueIdInfo& id, int rank, int nranks) {
   refreshCudaDriver();  // a trainer has loaded CUDA by now, if it uses it
   // The interface on the root's subnet, unless LOCKSTEP_SOCKET_IFNAME says otherwise.
   InterfaceChoice nic = awaitInterface(config.socketIfname, id.root, config.timeout, rank);
@@ -191,8 +203,20 @@ lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nr
   NetAddr local = nic.addr;
   uint64_t commId = commIdFromSecret(id.secret);
   auto bootstrap = std::make_unique<TcpBootstrap>(id, commId, rank, nranks, local, config.timeout);
+  return std::make_unique<Communicator>(std::move(config), std::move(bootstrap), commId, id.secret, local);
+}
+
+// Now, or inside a group at its outermost end (the handle is returned at once, pending).
+lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
   auto comm = std::make_unique<lockstepComm>();
-  comm->impl = std::make_unique<Communicator>(std::move(config), std::move(bootstrap), commId, id.secret, local);
+  if (Group::current().active()) {
+    comm->init.store(lockstepComm::Init::kPending);
+    Group::current().addInit(
+        comm.get(), [config, id, rank, nranks] { return buildImpl(config, id, rank, nranks); },
+        "the init of rank " + std::to_string(rank) + " of " + std::to_string(nranks));
+    return comm.release();
+  }
+  comm->impl = buildImpl(std::move(config), id, rank, nranks);
   comm->abortFlag = comm->impl->abortFlag();
   return comm.release();
 }

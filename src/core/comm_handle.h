@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "lockstep/lockstep.h"
@@ -55,6 +56,12 @@ struct lockstepComm {
   // freed, so these stay valid to look at after the children are destroyed.
   std::mutex childrenMu;
   std::vector<lockstepComm*> children;
+  // A communicator initialised inside a group (several made by one thread, as NCCL allows) is
+  // built at the group's outermost end: its handle exists from the init call and refuses every
+  // use until then, and for ever if its init failed (only destroy and abort are taken then).
+  enum class Init : int { kDone, kPending, kFailed };
+  std::atomic<Init> init{Init::kDone};
+  std::string initError;  // kFailed: why (written before `init` is stored)
 };
 
 namespace lockstep {
@@ -73,6 +80,17 @@ class CommUse {
         throw Error(lockstepAborted, "comm was aborted (lockstepCommAbort), which frees it: create a new one");
       }
       throw InvalidUsage("comm is not a live communicator (destroyed or being destroyed)");
+    }
+    if (const lockstepComm::Init state = comm->init.load(std::memory_order_acquire);
+        state != lockstepComm::Init::kDone) {
+      comm->inflight.fetch_sub(1);
+      if (state == lockstepComm::Init::kPending) {
+        throw InvalidUsage(
+            "comm was created inside a group that has not ended: it is initialised at the outermost "
+            "lockstepGroupEnd, and usable after it");
+      }
+      throw InvalidUsage("comm's initialisation at the end of its group failed (" + comm->initError +
+                         "): only lockstepCommDestroy or lockstepCommAbort may be called on it");
     }
     if (forkedSince(comm->generation)) {
       // Its threads and peers are the parent's: a collective here would stand in for the parent

@@ -4,6 +4,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "src/algo/collective.h"
 #include "src/core/comm_handle.h"
@@ -43,21 +44,84 @@ bool Group::uses(lockstepComm_t comm) const {
   return std::any_of(calls_.begin(), calls_.end(), [&](const Call& c) { return c.comm == comm; });
 }
 
+void Group::addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, std::string what) {
+  inits_.push_back(Init{shell, std::move(build), std::move(what)});
+}
+
 void Group::end() {
   if (depth_ == 0) throw InvalidUsage("lockstepGroupEnd without a matching lockstepGroupStart");
   if (--depth_ > 0) return;
   std::vector<Call> calls;
   calls.swap(calls_);
+  std::vector<Init> inits;
+  inits.swap(inits_);
   if (failure_ != lockstepSuccess) {
     // Launch nothing: the ranks would no longer post matching calls.
     auto code = failure_;
     std::string text = "group discarded, nothing was launched: a call in it failed: " + failureText_;
     failure_ = lockstepSuccess;
     failureText_.clear();
+    failInits(inits, text);
     failRequests(calls, code, text);
     throw Error(code, text);
   }
+  if (!inits.empty()) {
+    try {
+      runInits(std::move(inits));
+    } catch (const Error& e) {
+      // The calls may be on the communicators that failed, or meant to pair with them.
+      const std::string text = std::string("group's calls not launched: ") + e.what();
+      failRequests(calls, e.code(), text);
+      if (calls.empty()) throw;
+      throw Error(e.code(), text);
+    }
+  }
   launch(std::move(calls));
+}
+
+void Group::failInits(const std::vector<Init>& inits, const std::string& why) {
+  for (const Init& i : inits) {
+    i.shell->initError = why;
+    i.shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+  }
+}
+
+void Group::runInits(std::vector<Init> inits) {
+  std::vector<lockstepResult_t> codes(inits.size(), lockstepSuccess);
+  auto build = [&](size_t k) {
+    lockstepComm_t shell = inits[k].shell;
+    try {
+      std::unique_ptr<Communicator> impl = inits[k].build();
+      shell->abortFlag = impl->abortFlag();
+      shell->impl = std::move(impl);
+      shell->init.store(lockstepComm::Init::kDone, std::memory_order_release);
+      return;
+    } catch (const Error& e) {
+      codes[k] = e.code();
+      shell->initError = e.what();
+    } catch (const std::exception& e) {
+      codes[k] = lockstepInternalError;
+      shell->initError = e.what();
+    }
+    shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+  };
+  // At once: the ranks of one communicator wait for each other in its rendezvous.
+  std::vector<std::thread> threads;
+  for (size_t k = 1; k < inits.size(); ++k) {
+    try {
+      threads.emplace_back(build, k);
+    } catch (const std::system_error& e) {
+      codes[k] = lockstepSystemError;
+      inits[k].shell->initError = std::string("no thread to initialise it on: ") + e.what();
+      inits[k].shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+    }
+  }
+  build(0);
+  for (std::thread& t : threads) t.join();
+  for (size_t k = 0; k < inits.size(); ++k) {
+    if (codes[k] != lockstepSuccess)
+      throw Error(codes[k], inits[k].what + " in the group failed: " + inits[k].shell->initError);
+  }
 }
 
 void Group::failRequests(const std::vector<Call>& calls, lockstepResult_t code, const std::string& text) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,11 @@ class Group {
   void end();
   // True if `comm` has calls recorded in the open group (it must not be destroyed or split).
   bool uses(lockstepComm_t comm) const;
+  // A communicator initialised inside the group: `shell` (pending) gets what `build` makes at the
+  // outermost end, before the group's calls launch. The inits of one group run at once, each on
+  // a thread of its own, so one thread can create all the ranks of a communicator (as NCCL's
+  // ncclCommInitRank does between ncclGroupStart and ncclGroupEnd). `what` names it in errors.
+  void addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, std::string what);
 
  private:
   struct Call {
@@ -59,12 +65,21 @@ class Group {
     bool onStream = false;
     void* stream = nullptr;
   };
+  struct Init {
+    lockstepComm_t shell;
+    std::function<std::unique_ptr<Communicator>()> build;
+    std::string what;
+  };
+  // Builds every recorded communicator; throws the first failure (each failed shell keeps its own).
+  static void runInits(std::vector<Init> inits);
+  static void failInits(const std::vector<Init>& inits, const std::string& why);
   void launch(std::vector<Call> calls);
   // Completes the requests among `calls` with this error (the group, or what is left of it,
   // was not launched), so that no lockstepWait waits for work that will never run.
   static void failRequests(const std::vector<Call>& calls, lockstepResult_t code, const std::string& text);
   int depth_ = 0;
   std::vector<Call> calls_;
+  std::vector<Init> inits_;
   lockstepResult_t failure_ = lockstepSuccess;
   std::string failureText_;
 };

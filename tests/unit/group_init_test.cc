@@ -1,0 +1,127 @@
+// Communicators initialised inside a group: one thread creates every rank's communicator, as
+// NCCL's single-process multi-device programs do (ncclGroupStart, ncclCommInitRank per device,
+// ncclGroupEnd). Before, the first init blocked in the rendezvous, waiting for ranks the same
+// thread would create only after it returned, until the timeout.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "lockstep/lockstep.h"
+#include "tests/common/thread_comms.h"
+
+namespace lockstep {
+namespace {
+
+using testing::destroyAll;
+
+class GroupedInit : public ::testing::Test {
+ protected:
+  void SetUp() override { setenv("LOCKSTEP_TIMEOUT", "3", 1); }
+  void TearDown() override { unsetenv("LOCKSTEP_TIMEOUT"); }
+};
+
+std::string lastError() { return lockstepGetLastError(nullptr); }
+
+TEST_F(GroupedInit, OneThreadCreatesEveryRankThenDrivesThemInAGroup) {
+  for (int n : {1, 2, 4}) {
+    lockstepUniqueId id;
+    ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+    std::vector<lockstepComm_t> comms(n, nullptr);
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+    ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);  // nested: the outermost end builds them
+    for (int r = 0; r < n; ++r) ASSERT_EQ(lockstepCommInitRank(&comms[r], n, id, r), lockstepSuccess) << lastError();
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess);
+    for (int r = 0; r < n; ++r) ASSERT_NE(comms[r], nullptr);
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << "n=" << n << ": " << lastError();
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0)
+        << "n=" << n << ": the inits waited for one another";
+    for (int r = 0; r < n; ++r) {
+      int rank = -1, count = -1;
+      EXPECT_EQ(lockstepCommUserRank(comms[r], &rank), lockstepSuccess);
+      EXPECT_EQ(lockstepCommCount(comms[r], &count), lockstepSuccess);
+      EXPECT_EQ(rank, r);
+      EXPECT_EQ(count, n);
+    }
+    const size_t count = 1001;
+    std::vector<std::vector<float>> bufs(n, std::vector<float>(count));
+    for (int r = 0; r < n; ++r) std::fill(bufs[r].begin(), bufs[r].end(), float(r + 1));
+    ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+    for (int r = 0; r < n; ++r) {
+      ASSERT_EQ(
+          lockstepAllReduce(bufs[r].data(), bufs[r].data(), count, lockstepFloat32, lockstepSum, comms[r], nullptr),
+          lockstepSuccess);
+    }
+    ASSERT_EQ(lockstepGroupEnd(), lockstepSuccess) << lastError();
+    for (int r = 0; r < n; ++r) EXPECT_EQ(bufs[r][count - 1], float(n * (n + 1) / 2)) << "n=" << n << " rank " << r;
+    destroyAll(comms);
+  }
+}
+
+TEST_F(GroupedInit, AHandleIsRefusedUntilItsGroupEndsAndTheRefusalDiscardsTheGroup) {
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  lockstepComm_t comm[2] = {nullptr, nullptr};
+  int count = -1;
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepCommInitRank(&comm[0], 2, id, 0), lockstepSuccess);
+  ASSERT_EQ(lockstepCommInitRank(&comm[1], 2, id, 1), lockstepSuccess);
+  EXPECT_EQ(lockstepCommCount(comm[0], &count), lockstepInvalidUsage);
+  EXPECT_NE(lastError().find("inside a group that has not ended"), std::string::npos) << lastError();
+  EXPECT_EQ(lockstepCommDestroy(comm[1]), lockstepInvalidUsage);
+  EXPECT_NE(lastError().find("initialised at the group's outermost"), std::string::npos) << lastError();
+  // Those refusals were failed calls in the group: it is discarded, inits included.
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  for (lockstepComm_t c : comm) {
+    EXPECT_EQ(lockstepCommCount(c, &count), lockstepInvalidUsage);
+    EXPECT_NE(lastError().find("initialisation at the end of its group failed (group discarded"), std::string::npos)
+        << lastError();
+  }
+  EXPECT_EQ(lockstepCommDestroy(comm[0]), lockstepSuccess) << lastError();
+  EXPECT_EQ(lockstepCommAbort(comm[1]), lockstepSuccess) << lastError();
+  EXPECT_EQ(lockstepCommDestroy(comm[0]), lockstepInvalidUsage) << "destroyed twice";
+
+  // Abandoned: the same.
+  lockstepComm_t other = nullptr;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  ASSERT_EQ(lockstepCommInitRank(&other, 1, id, 0), lockstepSuccess);
+  ASSERT_EQ(lockstepGroupAbandon(), lockstepSuccess);
+  EXPECT_EQ(lockstepCommCount(other, &count), lockstepInvalidUsage);
+  EXPECT_NE(lastError().find("abandoned"), std::string::npos) << lastError();
+  EXPECT_EQ(lockstepCommDestroy(other), lockstepSuccess) << lastError();
+}
+
+// One rank of three is never created: the group's end fails within the timeout naming it, and
+// the two handles it made say why until destroyed. The thread's next groups work.
+TEST_F(GroupedInit, AFailedInitIsReportedByTheGroupEndAndByItsHandles) {
+  setenv("LOCKSTEP_TIMEOUT", "2", 1);
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  lockstepComm_t comm[2] = {nullptr, nullptr};
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(lockstepCommInitRank(&comm[r], 3, id, r), lockstepSuccess);
+  const lockstepResult_t result = lockstepGroupEnd();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string why = lastError();
+  EXPECT_NE(result, lockstepSuccess);
+  EXPECT_LT(took, 8.0);
+  EXPECT_NE(why.find("the init of rank"), std::string::npos) << why;
+  EXPECT_NE(why.find("rank(s) 2 never connected"), std::string::npos) << why;
+  int count = -1;
+  for (lockstepComm_t c : comm) {
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(lockstepCommCount(c, &count), lockstepInvalidUsage);
+    EXPECT_NE(lastError().find("never connected"), std::string::npos) << lastError();
+  }
+  for (lockstepComm_t c : comm) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess) << lastError();
+  std::vector<lockstepComm_t> fresh = testing::initThreadComms(2);
+  destroyAll(fresh);
+}
+
+}  // namespace
+}  // namespace lockstep
