@@ -5,19 +5,40 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int fail(int rank, const char* what, lockstepResult_t r) {
   fprintf(stderr, "mpi_check rank %d: %s: %s: %s\n", rank, what, lockstepGetErrorString(r), lockstepGetLastError(NULL));
   return 2;
 }
 
+/* --null-comm-on-rank-0: rank 0 passes comm == NULL. Every rank must return lockstepInvalidArgument
+ * at once (the others used to wait in MPI_Bcast for ever), rank 0 saying why. */
+static int nullCommOnRankZero(int rank, int nranks) {
+  lockstepComm_t comm = NULL;
+  lockstepResult_t r = lockstepCommInitMpi(rank == 0 ? NULL : &comm, MPI_COMM_WORLD);
+  int refused = r == lockstepInvalidArgument && comm == NULL, all = 0;
+  if (rank == 0 && strstr(lockstepGetLastError(NULL), "comm is NULL") == NULL) {
+    fprintf(stderr, "mpi_check rank 0: last error '%s'\n", lockstepGetLastError(NULL));
+    refused = 0;
+  }
+  MPI_Allreduce(&refused, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+  if (rank == 0) printf("mpi_check: comm == NULL on rank 0: %d of %d ranks refused at once\n", all, nranks);
+  MPI_Finalize();
+  return all == nranks ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
+  lockstepComm_t comm;
+  /* Before MPI_Init: refused, where MPI's default error handler used to end the job. */
+  lockstepResult_t r = lockstepCommInitMpi(&comm, MPI_COMM_WORLD);
+  if (r != lockstepInvalidUsage) return fail(-1, "lockstepCommInitMpi before MPI_Init was not refused", r);
   MPI_Init(&argc, &argv);
   int mpiRank, mpiSize;
   MPI_Comm_rank(MPI_COMM_WORLD, &mpiRank);
   MPI_Comm_size(MPI_COMM_WORLD, &mpiSize);
-  lockstepComm_t comm;
-  lockstepResult_t r = lockstepCommInitMpi(&comm, MPI_COMM_WORLD);
+  if (argc > 1 && strcmp(argv[1], "--null-comm-on-rank-0") == 0) return nullCommOnRankZero(mpiRank, mpiSize);
+  r = lockstepCommInitMpi(&comm, MPI_COMM_WORLD);
   if (r != lockstepSuccess) return fail(mpiRank, "lockstepCommInitMpi", r);
   int rank = -1, nranks = -1;
   lockstepCommUserRank(comm, &rank);

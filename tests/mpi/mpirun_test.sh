@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # mpirun launches Lockstep programs two ways (Debian's OpenMPI; skipped when there is no mpirun):
-#  1. mpi_check inits through MPI (lockstep/mpi.h: MPI_Bcast of the unique id, nothing else);
+#  1. mpi_check inits through MPI (lockstep/mpi.h: MPI_Bcast of the unique id, nothing else), and
+#     with a NULL comm on rank 0, which every rank must refuse at once;
 #  2. mp_check inits from the environment: rank and size from OpenMPI's OMPI_COMM_WORLD_*
 #     variables, the rendezvous from LOCKSTEP_ROOT, and checks every collective.
 # usage: mpirun_test.sh MPIRUN MPI_CHECK MP_CHECK
@@ -26,6 +27,13 @@ rc=$?
 cat "$out"
 [ $rc -eq 0 ] || { echo "FAILED: mpi_check exited $rc"; exit 1; }
 grep -q "4 ranks initialised through MPI_Bcast of the id, 0 wrong" "$out" || { echo "FAILED: no result line"; exit 1; }
+
+echo "== mpirun -np 4 mpi_check --null-comm-on-rank-0 (every rank refused at once, none left in MPI_Bcast)"
+timeout 60 "$mpirun" "${args[@]}" -x LOCKSTEP_TIMEOUT=60 "$mpi_check" --null-comm-on-rank-0 >"$out" 2>&1
+rc=$?
+cat "$out"
+[ $rc -eq 0 ] || { echo "FAILED: mpi_check --null-comm-on-rank-0 exited $rc (124: a rank was left waiting)"; exit 1; }
+grep -q "comm == NULL on rank 0: 4 of 4 ranks refused at once" "$out" || { echo "FAILED: no result line"; exit 1; }
 
 echo "== mpirun -np 4 mp_check (rank and size from OMPI_COMM_WORLD_*, LOCKSTEP_ROOT)"
 port=0
