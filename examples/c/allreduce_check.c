@@ -18,10 +18,21 @@
 
 #define COUNT 4099
 
-static const char* typeNames[] = {"int8",    "uint8",    "int32",   "uint32",  "int64",   "uint64",
-                                  "float16", "bfloat16", "float32", "float64", "fp8e4m3", "fp8e5m2"};
-static const char* opNames[] = {"sum", "prod", "max", "min", "avg"};
-static const size_t typeSizes[] = {1, 1, 4, 4, 8, 8, 2, 2, 4, 8, 1, 1};
+/* Indexed by the enums' names, not their order. */
+static const char* typeNames[lockstepNumTypes] = {
+    [lockstepInt8] = "int8",       [lockstepUint8] = "uint8",        [lockstepInt32] = "int32",
+    [lockstepUint32] = "uint32",   [lockstepInt64] = "int64",        [lockstepUint64] = "uint64",
+    [lockstepFloat16] = "float16", [lockstepBfloat16] = "bfloat16",  [lockstepFloat32] = "float32",
+    [lockstepFloat64] = "float64", [lockstepFloat8e4m3] = "fp8e4m3", [lockstepFloat8e5m2] = "fp8e5m2"};
+static const char* opNames[lockstepNumOps] = {[lockstepSum] = "sum",
+                                              [lockstepProd] = "prod",
+                                              [lockstepMax] = "max",
+                                              [lockstepMin] = "min",
+                                              [lockstepAvg] = "avg"};
+static const size_t typeSizes[lockstepNumTypes] = {
+    [lockstepInt8] = 1,    [lockstepUint8] = 1,   [lockstepInt32] = 4,      [lockstepUint32] = 4,
+    [lockstepInt64] = 8,   [lockstepUint64] = 8,  [lockstepFloat16] = 2,    [lockstepBfloat16] = 2,
+    [lockstepFloat32] = 4, [lockstepFloat64] = 8, [lockstepFloat8e4m3] = 1, [lockstepFloat8e5m2] = 1};
 
 /* Round-to-nearest-even encoding of a (small, finite) value into a binary float format. */
 static uint32_t encodeBinary(double v, int expBits, int manBits) {
@@ -39,7 +50,10 @@ static uint32_t encodeBinary(double v, int expBits, int manBits) {
   return sign | ((uint32_t)(e + bias) << manBits) | ((uint32_t)q - (1u << manBits));
 }
 
-static int isFloating(int t) { return t >= lockstepFloat16; }
+static int isFloating(int t) {
+  return t == lockstepFloat16 || t == lockstepBfloat16 || t == lockstepFloat32 || t == lockstepFloat64 ||
+         t == lockstepFloat8e4m3 || t == lockstepFloat8e5m2;
+}
 
 /* Small integers. Floating avg scales each input by 1/nranks before summing (as NCCL does), so
  * its inputs are nranks times 0 or 1: every scaled term is then exactly 0 or 1. */

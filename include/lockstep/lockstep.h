@@ -37,7 +37,7 @@ extern "C" {
 #endif
 
 #define LOCKSTEP_MAJOR 0
-#define LOCKSTEP_MINOR 1
+#define LOCKSTEP_MINOR 2
 #define LOCKSTEP_PATCH 0
 /* Version as one integer, like NCCL_VERSION_CODE: major * 10000 + minor * 100 + patch. */
 #define LOCKSTEP_VERSION_CODE (LOCKSTEP_MAJOR * 10000 + LOCKSTEP_MINOR * 100 + LOCKSTEP_PATCH)
@@ -56,9 +56,12 @@ typedef LOCKSTEP_ENUM{lockstepSuccess = 0,
                       lockstepAborted = 9,         /* the communicator was aborted */
                       lockstepNumResults = 10} lockstepResult_t;
 
-typedef LOCKSTEP_ENUM{lockstepInt8 = 0,     lockstepUint8 = 1,   lockstepInt32 = 2,       lockstepUint32 = 3,
-                      lockstepInt64 = 4,    lockstepUint64 = 5,  lockstepFloat16 = 6,     lockstepBfloat16 = 7,
-                      lockstepFloat32 = 8,  lockstepFloat64 = 9, lockstepFloat8e4m3 = 10, lockstepFloat8e5m2 = 11,
+/* The data types and reduction ops have NCCL's values (ncclFloat32 == lockstepFloat32 == 7, ncclAvg ==
+ * lockstepAvg == 4), so a program that maps its tensors' types through an NCCL helper and casts
+ * reduces the type it means. The result codes are Lockstep's own. */
+typedef LOCKSTEP_ENUM{lockstepInt8 = 0,     lockstepUint8 = 1,    lockstepInt32 = 2,       lockstepUint32 = 3,
+                      lockstepInt64 = 4,    lockstepUint64 = 5,   lockstepFloat16 = 6,     lockstepFloat32 = 7,
+                      lockstepFloat64 = 8,  lockstepBfloat16 = 9, lockstepFloat8e4m3 = 10, lockstepFloat8e5m2 = 11,
                       lockstepNumTypes = 12} lockstepDataType_t;
 
 typedef LOCKSTEP_ENUM{lockstepSum = 0, lockstepProd = 1, lockstepMax = 2,
