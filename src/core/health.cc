@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "src/core/errors.h"
@@ -523,6 +524,17 @@ void Health::queue(Peer& p, const ControlMsg& m) {
   flush(p);
 }
 
+// Why a control connection failed, where the system said: a timeout or an unreachable host is
+// the network (TCP gave up retransmitting), not a process that exited.
+std::string Health::brokenBy(int err) {
+  if (err == 0) return "";
+  std::string why = std::string(" (") + std::strerror(err) + ", errno " + std::to_string(err);
+  if (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN || err == ENETDOWN) {
+    why += ": the network between the two hosts failed, or its host is down";
+  }
+  return why + ")";
+}
+
 void Health::flush(Peer& p) {
   while (!p.outbox.empty() && p.fd.valid()) {
     ssize_t n = ::send(p.fd.get(), p.outbox.data(), p.outbox.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -531,7 +543,7 @@ void Health::flush(Peer& p) {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-    lost(p, "its control connection broke");
+    lost(p, "its control connection broke" + brokenBy(n < 0 ? errno : 0));
     return;
   }
 }
@@ -557,7 +569,11 @@ void Health::readFrom(Peer& p) {
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
     // EOF or reset without a goodbye: the process died or its connection broke.
-    lost(p, "it exited or its connection broke (no goodbye)");
+    if (n < 0 && errno != ECONNRESET) {
+      lost(p, "its control connection broke" + brokenBy(errno));
+    } else {
+      lost(p, "it exited or its connection broke (no goodbye)");
+    }
     return;
   }
 }

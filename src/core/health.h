@@ -124,6 +124,7 @@ class Health : public OpMonitor {
   void lost(Peer& p, const std::string& why);
   void queue(Peer& p, const struct ControlMsg& m);
   void flush(Peer& p);
+  static std::string brokenBy(int err);
   void broadcastStatus();
   void sendFailure();  // once, to every peer
   void sendSplitReports();

@@ -6,7 +6,7 @@
 # give exact results for every collective, and never hang, also on an impaired network.
 #
 #   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic loopback decoy
-#                                         impaired (default: all)
+#                                         partition impaired (default: all)
 #
 # The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
 # kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
@@ -20,7 +20,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback decoy impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback decoy partition impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -399,6 +399,32 @@ for c in "${cases[@]}"; do
       grep -q "mp_check rank 1: init: .*rank 0 (10.78.0.10:[0-9]*).* it answered (this rank reached it) but never connected to this rank at 10.99.1.1:[0-9]*: can its host reach 10.99.1.1?" \
         "$work/$name.1.log" || { echo "FAILED: $name: rank 1 did not point at its own address"; status=1; }
     done
+    remove_hosts
+    ;;
+  partition)
+    # The link between two hosts cut mid-job with no RST (a switch port down): TCP retransmits
+    # until tcp_retries2 gives up (3 here: seconds; the default 15 takes about 15 minutes), and
+    # the sockets report ETIMEDOUT. Each rank must fail as a remote error naming the other and
+    # the network, long before LOCKSTEP_TIMEOUT (60 s): it was a system error naming no one.
+    echo "== partition: 2 ranks, 2 hosts, host 1's switch port down 2 s in (tcp_retries2=3, LOCKSTEP_TIMEOUT=60)"
+    make_hosts 2
+    for h in 0 1; do ip netns exec "${prefix}h$h" sysctl -qw net.ipv4.tcp_retries2=3; done
+    (sleep 2 && ip -n "$sw" link set port1 down) &
+    cut=$!
+    t1=$SECONDS
+    if EXTRA_ENV="LOCKSTEP_TIMEOUT=60" EXPECT_FAILURE=1 run_job partition 2 "0 1" "$build/perf/allreduce_perf" \
+      -b 1M -e 1M -n 10000000 -w 0; then
+      echo "FAILED: partition: the job went on across a cut link"
+      status=1
+    fi
+    wait "$cut"
+    for r in 0 1; do
+      line=$(grep -h "allreduce_perf: .* failed: " "$work/partition.$r.log" | head -n 1)
+      echo "  rank $r: ${line:-(no error line)}"
+      grep -q "failed: remote error .*rank $((1 - r)) .*the network between the two hosts failed" <<<"$line" ||
+        { echo "FAILED: partition: rank $r did not fail as a remote error naming rank $((1 - r)) and the network"; status=1; }
+    done
+    [ $((SECONDS - t1)) -lt 30 ] || { echo "FAILED: partition: the ranks took $((SECONDS - t1)) s to fail"; status=1; }
     remove_hosts
     ;;
   impaired)
