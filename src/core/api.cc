@@ -590,6 +590,7 @@ const char* lockstepGetLastError(lockstepComm_t /*comm*/) { return tLastError; }
     const BufferRole buffers[] = {{kind == OpKind::kBroadcast && nonRoot ? nullptr : send, "sendbuff"},
                                   {kind == OpKind::kReduce && nonRoot ? nullptr : recv, "recvbuff"}};
     d.device = checkBufferKinds(buffers, 2, opKindName(kind)) == MemoryKind::kDevice;
+    if (d.device) checkDeviceAlignment(buffers, 2, dataTypeSize(t), dataTypeName(t), opKindName(kind));
     // Device buffers are stream-ordered, on the legacy default stream when stream is NULL (as
     // in NCCL); host buffers are when a stream is given.
     const bool onStream = d.device || stream != nullptr;

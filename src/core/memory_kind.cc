@@ -1,6 +1,7 @@
 #include "src/core/memory_kind.h"
 
 #include <cstdint>
+#include <sstream>
 #include <string>
 
 #include "src/core/errors.h"
@@ -68,6 +69,18 @@ MemoryKind checkBufferKinds(const BufferRole* buffers, size_t n, const char* op)
                        "pinned or managed memory for both)");
   }
   return MemoryKind::kDevice;
+}
+
+void checkDeviceAlignment(const BufferRole* buffers, size_t n, size_t elemBytes, const char* dtype, const char* op) {
+  for (size_t i = 0; i < n; ++i) {
+    const auto at = reinterpret_cast<uintptr_t>(buffers[i].ptr);
+    if (!buffers[i].ptr || at % elemBytes == 0) continue;
+    std::ostringstream why;
+    why << op << ": " << buffers[i].name << " " << buffers[i].ptr << " is CUDA device memory " << at % elemBytes
+        << " byte(s) off a " << elemBytes << "-byte " << dtype
+        << " boundary: a GPU kernel cannot load it (start the buffer on a whole element)";
+    throw InvalidArgument(why.str());
+  }
 }
 
 }  // namespace lockstep

@@ -30,5 +30,9 @@ struct BufferRole {
   const char* name;
 };
 MemoryKind checkBufferKinds(const BufferRole* buffers, size_t n, const char* op);
+// Device buffers only: each must start on a whole element. A GPU kernel's load of a float at an
+// address 2 mod 4 is a misaligned-address fault, which ends the whole process's CUDA context
+// (the host path reads any address).
+void checkDeviceAlignment(const BufferRole* buffers, size_t n, size_t elemBytes, const char* dtype, const char* op);
 
 }  // namespace lockstep

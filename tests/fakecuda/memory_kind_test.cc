@@ -93,5 +93,31 @@ TEST(MemoryKind, MixedBuffersAreRefusedWithTheirRolesAndTheCommStaysUsable) {
   testing::destroyAll(comms);
 }
 
+// A device buffer that does not start on a whole element is refused at the call, naming it: a GPU
+// kernel's misaligned load would end the process's CUDA context (the cuda_ipc path once took it).
+TEST(MemoryKind, DeviceBuffersOffAnElementBoundaryAreRefusedAndTheCommStaysUsable) {
+  FakeDriver d = loadFakeDriver();
+  constexpr size_t kCount = 64;
+  alignas(16) static char dev[2][kCount * sizeof(double) + 16];
+  for (auto& b : dev) d.mark(b, sizeof(b), 2, 0);
+  auto comms = testing::initThreadComms(1);
+  EXPECT_EQ(lockstepAllReduce(dev[0] + 2, dev[1], kCount, lockstepFloat32, lockstepSum, comms[0], nullptr),
+            lockstepInvalidArgument);
+  std::string why = lockstepGetLastError(comms[0]);
+  EXPECT_NE(why.find("sendbuff"), std::string::npos) << why;
+  EXPECT_NE(why.find("2 byte(s) off a 4-byte float32 boundary"), std::string::npos) << why;
+  EXPECT_EQ(lockstepAllGather(dev[0], dev[1] + 4, kCount, lockstepFloat64, comms[0], nullptr), lockstepInvalidArgument);
+  why = lockstepGetLastError(comms[0]);
+  EXPECT_NE(why.find("recvbuff"), std::string::npos) << why;
+  EXPECT_NE(why.find("4 byte(s) off a 8-byte float64 boundary"), std::string::npos) << why;
+  // The refusals left the communicator as it was.
+  std::vector<float> in(kCount, 2.0f), out(kCount);
+  EXPECT_EQ(lockstepAllReduce(in.data(), out.data(), kCount, lockstepFloat32, lockstepSum, comms[0], nullptr),
+            lockstepSuccess)
+      << lockstepGetLastError(comms[0]);
+  EXPECT_EQ(out[kCount - 1], 2.0f);
+  testing::destroyAll(comms);
+}
+
 }  // namespace
 }  // namespace lockstep

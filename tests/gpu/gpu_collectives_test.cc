@@ -23,6 +23,7 @@
 #include "src/core/communicator.h"
 #include "tests/common/thread_comms.h"
 #include "tests/gpu/have_gpu.h"
+#include "tests/gpu/same_values.h"
 
 namespace lockstep {
 namespace {
@@ -89,8 +90,9 @@ std::string runEverything(lockstepComm_t comm, int rank, int n) {
           const bool rootless = c == Coll::kReduce && rank != root;
           const size_t outBytes = rootless ? 0 : perf::recvElems(c, count, n) * elem;
           const size_t at = static_cast<char*>(hb.recv) - hostRecv.data();
-          if (std::memcmp(viaHost.data() + at, viaDevice.data() + at, outBytes) != 0) {
-            return what + ": the device result differs from the host path's";
+          std::string where;
+          if (!testing::sameValues(type, viaHost.data() + at, viaDevice.data() + at, outBytes, &where)) {
+            return what + ": the device result differs from the host path's (" + where + ")";
           }
         }
       }

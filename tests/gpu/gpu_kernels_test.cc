@@ -1,4 +1,5 @@
-// The CUDA kernels against the CPU kernels, bit for bit: random bit patterns (NaN, Inf,
+// The CUDA kernels against the CPU kernels, bit for bit but for NaN payloads (same_values.h):
+// random bit patterns (NaN, Inf,
 // subnormals and signed zeros all appear), every dtype x op, avg's premultiplied sums and scaling,
 // integer division, lengths around the 16-byte vector width, and pointers offset from alignment
 // (the same offset on all three: vector body after a scalar head; different offsets: scalar).
@@ -14,6 +15,7 @@
 #include "kernels/cuda_kernels.h"
 #include "kernels/dtype.h"
 #include "tests/gpu/have_gpu.h"
+#include "tests/gpu/same_values.h"
 
 namespace lockstep {
 namespace {
@@ -73,9 +75,10 @@ void compareOne(lockstepDataType_t type, int op, Kind kind, size_t n, size_t off
   }
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaMemcpy(got.data(), dd.at(offD), bytes, cudaMemcpyDeviceToHost));
-  ASSERT_EQ(std::memcmp(want.data(), got.data(), bytes), 0)
-      << dataTypeName(type) << " op " << op << " kind " << static_cast<int>(kind) << " n=" << n << " offsets " << offA
-      << "/" << offB << "/" << offD;
+  std::string where;
+  ASSERT_TRUE(testing::sameValues(type, want.data(), got.data(), bytes, &where))
+      << where << ": " << dataTypeName(type) << " op " << op << " kind " << static_cast<int>(kind) << " n=" << n
+      << " offsets " << offA << "/" << offB << "/" << offD;
 }
 
 TEST(GpuKernels, MatchTheCpuKernelsBitForBit) {
