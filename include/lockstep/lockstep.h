@@ -113,6 +113,7 @@ LOCKSTEP_API lockstepResult_t lockstepCommInitRank(lockstepComm_t* comm, int nra
 LOCKSTEP_API lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm);
 
 /* Waits for outstanding work, then frees the communicator. Never hangs: waits have deadlines.
+ * NULL (what a failed init leaves) is accepted and does nothing, as with NCCL; so for abort.
  * Refused (lockstepInvalidUsage, and the group discarded) inside an open group that has calls on
  * it; lockstepCommAbort is not. */
 LOCKSTEP_API lockstepResult_t lockstepCommDestroy(lockstepComm_t comm);

@@ -507,12 +507,17 @@ lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm) {
   });
 }
 
+// NULL is nothing to close, as in NCCL: cleanup code after a failed init may pass what it got.
 lockstepResult_t lockstepCommDestroy(lockstepComm_t comm) {
-  return guarded([&] { closeComm(comm, /*abort=*/false); });
+  return guarded([&] {
+    if (comm) closeComm(comm, /*abort=*/false);
+  });
 }
 
 lockstepResult_t lockstepCommAbort(lockstepComm_t comm) {
-  return guarded([&] { closeComm(comm, /*abort=*/true); });
+  return guarded([&] {
+    if (comm) closeComm(comm, /*abort=*/true);
+  });
 }
 
 lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError) {

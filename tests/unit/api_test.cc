@@ -191,6 +191,9 @@ TEST(Api, InitRejectsBadArguments) {
         << lockstepGetLastError(nullptr);
     EXPECT_EQ(comm, nullptr);
   }
+  // What a failed init left is safe to close, as with NCCL.
+  EXPECT_EQ(lockstepCommDestroy(comm), lockstepSuccess);
+  EXPECT_EQ(lockstepCommAbort(nullptr), lockstepSuccess);
 }
 
 // The text is in a buffer of the thread's own that never moves, as NCCL's: a pointer kept from an
