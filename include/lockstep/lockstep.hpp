@@ -34,28 +34,24 @@ inline void check(lockstepResult_t r) {
 
 enum class Op { kSum = lockstepSum, kProd = lockstepProd, kMax = lockstepMax, kMin = lockstepMin, kAvg = lockstepAvg };
 
-// The lockstepDataType_t of a C++ element type (the 16- and 8-bit floats have no standard C++
-// type: pass the lockstepDataType_t explicitly for those).
+// The lockstepDataType_t of a C++ element type: float, double, and every integer type of 1, 4 or 8
+// bytes by its size and signedness (long long, char and size_t too). The 16- and 8-bit floats
+// have no standard C++ type: pass the lockstepDataType_t explicitly for those.
 template <typename T>
 constexpr lockstepDataType_t dataTypeOf() {
-  if constexpr (std::is_same_v<T, int8_t>)
-    return lockstepInt8;
-  else if constexpr (std::is_same_v<T, uint8_t>)
-    return lockstepUint8;
-  else if constexpr (std::is_same_v<T, int32_t>)
-    return lockstepInt32;
-  else if constexpr (std::is_same_v<T, uint32_t>)
-    return lockstepUint32;
-  else if constexpr (std::is_same_v<T, int64_t>)
-    return lockstepInt64;
-  else if constexpr (std::is_same_v<T, uint64_t>)
-    return lockstepUint64;
-  else if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     return lockstepFloat32;
-  else if constexpr (std::is_same_v<T, double>)
+  } else if constexpr (std::is_same_v<T, double>) {
     return lockstepFloat64;
-  else
+  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 1) {
+    return std::is_signed_v<T> ? lockstepInt8 : lockstepUint8;
+  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 4) {
+    return std::is_signed_v<T> ? lockstepInt32 : lockstepUint32;
+  } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 8) {
+    return std::is_signed_v<T> ? lockstepInt64 : lockstepUint64;
+  } else {
     static_assert(sizeof(T) == 0, "no Lockstep datatype for this type; pass lockstepDataType_t");
+  }
 }
 
 inline lockstepUniqueId uniqueId() {
@@ -137,6 +133,9 @@ class Comm {
     check(lockstepCommInitFromEnv(&c));
     return Comm(c);
   }
+  // Takes ownership of a communicator made through the C API (lockstepCommInitMpi, say): the
+  // Comm destroys it.
+  static Comm adopt(lockstepComm_t c) { return Comm(c); }
   Comm(Comm&& o) noexcept : comm_(std::exchange(o.comm_, nullptr)) {}
   Comm& operator=(Comm&& o) noexcept {
     if (this != &o) {
@@ -161,6 +160,8 @@ class Comm {
   }
   lockstepComm_t get() const { return comm_; }
 
+  // Each call takes a typed pointer, or void pointers and an explicit lockstepDataType_t (for
+  // float16, bfloat16 and the fp8 types, which C++ has no type for).
   void allReduce(const void* send, void* recv, size_t count, lockstepDataType_t type, Op op) {
     check(lockstepAllReduce(send, recv, count, type, static_cast<lockstepRedOp_t>(op), comm_, nullptr));
   }
@@ -170,42 +171,65 @@ class Comm {
   }
   void barrier() { check(lockstepBarrier(comm_, nullptr)); }
 
+  void reduceScatter(const void* send, void* recv, size_t recvcount, lockstepDataType_t type, Op op) {
+    check(lockstepReduceScatter(send, recv, recvcount, type, static_cast<lockstepRedOp_t>(op), comm_, nullptr));
+  }
   template <typename T>
   void reduceScatter(const T* send, T* recv, size_t recvcount, Op op) {
-    check(lockstepReduceScatter(send, recv, recvcount, dataTypeOf<T>(), static_cast<lockstepRedOp_t>(op), comm_,
-                                nullptr));
+    reduceScatter(send, recv, recvcount, dataTypeOf<T>(), op);
+  }
+  void allGather(const void* send, void* recv, size_t sendcount, lockstepDataType_t type) {
+    check(lockstepAllGather(send, recv, sendcount, type, comm_, nullptr));
   }
   template <typename T>
   void allGather(const T* send, T* recv, size_t sendcount) {
-    check(lockstepAllGather(send, recv, sendcount, dataTypeOf<T>(), comm_, nullptr));
+    allGather(send, recv, sendcount, dataTypeOf<T>());
+  }
+  void broadcast(const void* send, void* recv, size_t count, lockstepDataType_t type, int root) {
+    check(lockstepBroadcast(send, recv, count, type, root, comm_, nullptr));
   }
   template <typename T>
   void broadcast(const T* send, T* recv, size_t count, int root) {
-    check(lockstepBroadcast(send, recv, count, dataTypeOf<T>(), root, comm_, nullptr));
+    broadcast(send, recv, count, dataTypeOf<T>(), root);
+  }
+  void reduce(const void* send, void* recv, size_t count, lockstepDataType_t type, Op op, int root) {
+    check(lockstepReduce(send, recv, count, type, static_cast<lockstepRedOp_t>(op), root, comm_, nullptr));
   }
   template <typename T>
   void reduce(const T* send, T* recv, size_t count, Op op, int root) {
-    check(lockstepReduce(send, recv, count, dataTypeOf<T>(), static_cast<lockstepRedOp_t>(op), root, comm_, nullptr));
+    reduce(send, recv, count, dataTypeOf<T>(), op, root);
+  }
+  void send(const void* buf, size_t count, lockstepDataType_t type, int peer) {
+    check(lockstepSend(buf, count, type, peer, comm_, nullptr));
   }
   template <typename T>
   void send(const T* buf, size_t count, int peer) {
-    check(lockstepSend(buf, count, dataTypeOf<T>(), peer, comm_, nullptr));
+    send(buf, count, dataTypeOf<T>(), peer);
+  }
+  void recv(void* buf, size_t count, lockstepDataType_t type, int peer) {
+    check(lockstepRecv(buf, count, type, peer, comm_, nullptr));
   }
   template <typename T>
   void recv(T* buf, size_t count, int peer) {
-    check(lockstepRecv(buf, count, dataTypeOf<T>(), peer, comm_, nullptr));
+    recv(buf, count, dataTypeOf<T>(), peer);
+  }
+  void allToAll(const void* send, void* recv, size_t count, lockstepDataType_t type) {
+    check(lockstepAllToAll(send, recv, count, type, comm_, nullptr));
   }
   template <typename T>
   void allToAll(const T* send, T* recv, size_t count) {
-    check(lockstepAllToAll(send, recv, count, dataTypeOf<T>(), comm_, nullptr));
+    allToAll(send, recv, count, dataTypeOf<T>());
   }
 
   // Non-blocking all-reduce; the other collectives have lockstepI* forms in the C API.
+  Request iallReduce(const void* send, void* recv, size_t count, lockstepDataType_t type, Op op) {
+    Request r;
+    check(lockstepIallReduce(send, recv, count, type, static_cast<lockstepRedOp_t>(op), comm_, r.out()));
+    return r;
+  }
   template <typename T>
   Request iallReduce(const T* send, T* recv, size_t count, Op op) {
-    Request r;
-    check(lockstepIallReduce(send, recv, count, dataTypeOf<T>(), static_cast<lockstepRedOp_t>(op), comm_, r.out()));
-    return r;
+    return iallReduce(send, recv, count, dataTypeOf<T>(), op);
   }
 
   // Collective: a new communicator of the ranks with the same color, ordered by key. An empty

@@ -295,6 +295,36 @@ TEST(Api, CxxLayerRaiiAndExceptions) {
   });
 }
 
+// Every integer type maps by size and signedness; the halves and fp8 go through the explicit
+// forms; a communicator from the C API can be adopted.
+TEST(Api, CxxLayerTakesEveryIntegerTypeExplicitTypesAndAdoptedHandles) {
+  static_assert(lockstep::dataTypeOf<long long>() == lockstepInt64);
+  static_assert(lockstep::dataTypeOf<unsigned long long>() == lockstepUint64);
+  static_assert(lockstep::dataTypeOf<size_t>() == lockstepUint64);
+  static_assert(lockstep::dataTypeOf<signed char>() == lockstepInt8);
+  static_assert(lockstep::dataTypeOf<int>() == lockstepInt32);
+  const int n = 2;
+  lockstepUniqueId id = lockstep::uniqueId();
+  onThreads(n, [&](int r) {
+    lockstepComm_t raw = nullptr;
+    ASSERT_EQ(lockstepCommInitRank(&raw, n, id, r), lockstepSuccess);
+    lockstep::Comm comm = lockstep::Comm::adopt(raw);
+    EXPECT_EQ(comm.get(), raw);
+    std::vector<long long> v(4, r + 1);
+    comm.allReduce(v.data(), v.data(), v.size(), lockstep::Op::kSum);
+    EXPECT_EQ(v[3], 3);
+    // bfloat16 1.0 is 0x3F80: gathered from both ranks, and summed (2.0 is 0x4000).
+    std::vector<uint16_t> one(3, 0x3F80), all(3 * n), sum(3);
+    comm.allGather(one.data(), all.data(), one.size(), lockstepBfloat16);
+    EXPECT_EQ(all[3 * n - 1], 0x3F80);
+    comm.reduceScatter(all.data(), sum.data(), 3, lockstepBfloat16, lockstep::Op::kSum);
+    EXPECT_EQ(sum[0], 0x4000);
+    lockstep::Request req = comm.iallReduce(one.data(), sum.data(), 3, lockstepBfloat16, lockstep::Op::kMax);
+    req.wait();
+    EXPECT_EQ(sum[2], 0x3F80);
+  });
+}
+
 }  // namespace
 
 namespace {
