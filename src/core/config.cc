@@ -15,9 +15,11 @@ namespace {
 
 // The parsers below take a number as written, nothing around it: strtol and friends would skip
 // leading blanks (and negate " -1" into a huge unsigned value) while refusing trailing ones.
+// Decimal only: strtod also reads hexadecimal ("0x10" is 16).
 bool startsLikeANumber(const std::string& text, bool sign) {
-  return !text.empty() && (std::isdigit(static_cast<unsigned char>(text[0])) || (sign && text[0] == '-') ||
-                           (text[0] == '.' && text.size() > 1));
+  return !text.empty() && text.find_first_of("xX") == std::string::npos &&
+         (std::isdigit(static_cast<unsigned char>(text[0])) || (sign && text[0] == '-') ||
+          (text[0] == '.' && text.size() > 1));
 }
 
 int parseInt(const std::string& text, const std::string& what, long lo, long hi) {

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -97,7 +98,9 @@ NetAddr NetAddr::parse(const std::string& hostPort) {
   }
   char* end = nullptr;
   long p = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
+  // Digits only: a sign or a blank strtol would skip ("+29611") names the same port in other
+  // words, and the secret derived from LOCKSTEP_ROOT would differ between ranks that wrote it so.
+  if (port.empty() || !std::isdigit(static_cast<unsigned char>(port[0])) || *end != '\0' || p < 1 || p > 65535) {
     throw InvalidArgument("address \"" + hostPort + "\" has no valid port (1-65535)");
   }
   addrinfo hints{};

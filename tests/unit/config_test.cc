@@ -4,6 +4,7 @@
 
 #include "src/core/config.h"
 #include "src/core/errors.h"
+#include "src/net/socket.h"
 
 namespace lockstep {
 namespace {
@@ -96,6 +97,18 @@ TEST(Config, BadValuesNameTheVariable) {
   expectBad("LOCKSTEP_TIMEOUT", "0.0001");
   expectBad("LOCKSTEP_TIMEOUT", "-0");
   expectBad("LOCKSTEP_TRANSPORTS", ",,,");
+  // Decimal only: strtod read "0x10" as 16 (helper-65).
+  expectBad("LOCKSTEP_TIMEOUT", "0x10");
+  expectBad("LOCKSTEP_LINK_GBPS", "0X1p3");
+}
+
+// The rendezvous's port as written: "+29611" named the same port as "29611", but the secret
+// derived from LOCKSTEP_ROOT's text differed between ranks that wrote it so (helper-65).
+TEST(Config, ARendezvousPortIsDigitsOnly) {
+  EXPECT_EQ(NetAddr::parse("127.0.0.1:29611").port, 29611);
+  for (const char* bad : {"127.0.0.1:+29611", "127.0.0.1: 29611", "127.0.0.1:-1", "127.0.0.1:0x73AB"}) {
+    EXPECT_THROW(NetAddr::parse(bad), InvalidArgument) << bad;
+  }
 }
 
 TEST(Config, WireHashCoversWhatShapesTheWire) {
