@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "src/core/memory_kind.h"
 #include "src/core/op.h"
 #include "src/exec/backoff.h"
+#include "src/exec/cuda_driver.h"
 #include "src/exec/float_env.h"
 #include "src/topo/interfaces.h"
 
@@ -148,17 +150,25 @@ bool abortClosing(lockstepComm_t comm) {
 // Destroy and abort: refuse new calls, let the calls in flight leave, free.
 void closeComm(lockstepComm_t comm, bool abort) {
   if (abort && abortClosing(comm)) return;
-  if (comm && comm->magic.load() == kCommMagic &&
-      comm->init.load(std::memory_order_acquire) != lockstepComm::Init::kDone) {
-    if (comm->init.load(std::memory_order_acquire) == lockstepComm::Init::kPending) {
-      throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
-                         " on a communicator created inside a group: it is initialised at the group's outermost "
-                         "lockstepGroupEnd, and cannot be stopped before that returns");
+  // Created in a group: nothing built yet (pending: its group then leaves it out), or nothing
+  // built for good (failed). Taken from kPending here, or refused while GroupEnd builds it.
+  if (comm && comm->magic.load() == kCommMagic) {
+    lockstepComm::Init state = comm->init.load(std::memory_order_acquire);
+    if (state == lockstepComm::Init::kPending &&
+        comm->init.compare_exchange_strong(state, lockstepComm::Init::kFailed, std::memory_order_acq_rel)) {
+      state = lockstepComm::Init::kFailed;
     }
-    if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
-    comm->magic.store(kDeadMagic);  // its init failed: nothing was built
-    keepForever(comm);
-    return;
+    if (state == lockstepComm::Init::kBuilding) {
+      throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
+                         " on a communicator that its group's lockstepGroupEnd is initialising (on another "
+                         "thread): it cannot be stopped before that returns");
+    }
+    if (state == lockstepComm::Init::kFailed) {
+      if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
+      comm->magic.store(kDeadMagic);
+      keepForever(comm);
+      return;
+    }
   }
   Communicator* impl;
   {
@@ -207,13 +217,26 @@ std::unique_ptr<Communicator> buildImpl(Config config, const UniqueIdInfo& id, i
 }
 
 // Now, or inside a group at its outermost end (the handle is returned at once, pending).
-lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks) {
+// `rendezvous`, when rank 0 serves it here (LOCKSTEP_ROOT), must outlive the build.
+lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nranks,
+                         std::shared_ptr<RootService> rendezvous = nullptr) {
   auto comm = std::make_unique<lockstepComm>();
   if (Group::current().active()) {
+    // Built on another thread, which has no CUDA context current: it takes the caller's, as
+    // the caller's thread would have used (cuda_ipc and the device paths are chosen by it).
+    refreshCudaDriver();
+    void* context = nullptr;
+    if (const CudaDriver* d = cudaDriver(); d && d->ctxGetCurrent) d->ctxGetCurrent(&context);
     comm->init.store(lockstepComm::Init::kPending);
     Group::current().addInit(
-        comm.get(), [config, id, rank, nranks] { return buildImpl(config, id, rank, nranks); },
-        "the init of rank " + std::to_string(rank) + " of " + std::to_string(nranks));
+        comm.get(),
+        [config, id, rank, nranks, rendezvous, context] {
+          const CudaDriver* d = cudaDriver();
+          std::optional<ScopedContext> scope;
+          if (d && context) scope.emplace(*d, context);
+          return buildImpl(config, id, rank, nranks);
+        },
+        "rank " + std::to_string(rank) + " of " + std::to_string(nranks));
     return comm.release();
   }
   comm->impl = buildImpl(std::move(config), id, rank, nranks);
@@ -503,7 +526,7 @@ lockstepResult_t lockstepCommInitFromEnv(lockstepComm_t* comm) {
                                        << (config.launch.uniqueIdHex.empty()
                                                ? config.launch.root + " (" + config.launch.rootFrom + ")"
                                                : std::string("from LOCKSTEP_UNIQUE_ID")));
-    *comm = buildComm(std::move(config), plan.id, plan.rank, plan.nranks);
+    *comm = buildComm(std::move(config), plan.id, plan.rank, plan.nranks, std::move(plan.rootService));
   });
 }
 

@@ -59,7 +59,9 @@ struct lockstepComm {
   // A communicator initialised inside a group (several made by one thread, as NCCL allows) is
   // built at the group's outermost end: its handle exists from the init call and refuses every
   // use until then, and for ever if its init failed (only destroy and abort are taken then).
-  enum class Init : int { kDone, kPending, kFailed };
+  // kPending -> kBuilding (GroupEnd took it) -> kDone or kFailed; kPending -> kFailed when the
+  // group is discarded or the handle destroyed first.
+  enum class Init : int { kDone, kPending, kBuilding, kFailed };
   std::atomic<Init> init{Init::kDone};
   std::string initError;  // kFailed: why (written before `init` is stored)
 };
@@ -84,7 +86,7 @@ class CommUse {
     if (const lockstepComm::Init state = comm->init.load(std::memory_order_acquire);
         state != lockstepComm::Init::kDone) {
       comm->inflight.fetch_sub(1);
-      if (state == lockstepComm::Init::kPending) {
+      if (state == lockstepComm::Init::kPending || state == lockstepComm::Init::kBuilding) {
         throw InvalidUsage(
             "comm was created inside a group that has not ended: it is initialised at the outermost "
             "lockstepGroupEnd, and usable after it");

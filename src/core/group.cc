@@ -45,6 +45,8 @@ bool Group::uses(lockstepComm_t comm) const {
 }
 
 void Group::addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, std::string what) {
+  // Numbered: two ids in one group each have a rank 0.
+  what = "communicator #" + std::to_string(inits_.size()) + " of the group (" + what + ")";
   inits_.push_back(Init{shell, std::move(build), std::move(what)});
 }
 
@@ -79,8 +81,20 @@ void Group::end() {
   launch(std::move(calls));
 }
 
+namespace {
+
+// Takes a recorded handle from kPending to `to`; false if it left kPending already (destroyed).
+bool claim(lockstepComm_t shell, lockstepComm::Init to) {
+  lockstepComm::Init pending = lockstepComm::Init::kPending;
+  return shell->init.compare_exchange_strong(pending, to, std::memory_order_acq_rel);
+}
+
+}  // namespace
+
 void Group::failInits(const std::vector<Init>& inits, const std::string& why) {
   for (const Init& i : inits) {
+    // Claimed first, so that a destroy on another thread does not write initError beside us.
+    if (!claim(i.shell, lockstepComm::Init::kBuilding)) continue;
     i.shell->initError = why;
     i.shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
   }
@@ -105,9 +119,15 @@ void Group::runInits(std::vector<Init> inits) {
     }
     shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
   };
+  // A handle destroyed before the group ended is not built (its peers then wait for it).
+  std::vector<size_t> todo;
+  for (size_t k = 0; k < inits.size(); ++k) {
+    if (claim(inits[k].shell, lockstepComm::Init::kBuilding)) todo.push_back(k);
+  }
   // At once: the ranks of one communicator wait for each other in its rendezvous.
   std::vector<std::thread> threads;
-  for (size_t k = 1; k < inits.size(); ++k) {
+  for (size_t i = 1; i < todo.size(); ++i) {
+    const size_t k = todo[i];
     try {
       threads.emplace_back(build, k);
     } catch (const std::system_error& e) {
@@ -116,11 +136,17 @@ void Group::runInits(std::vector<Init> inits) {
       inits[k].shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
     }
   }
-  build(0);
+  if (!todo.empty()) build(todo[0]);
   for (std::thread& t : threads) t.join();
+  // The cause before its effects: a rank that failed by itself (no thread, a bad setting) left
+  // the others to time out waiting for it.
+  size_t first = inits.size();
   for (size_t k = 0; k < inits.size(); ++k) {
-    if (codes[k] != lockstepSuccess)
-      throw Error(codes[k], inits[k].what + " in the group failed: " + inits[k].shell->initError);
+    if (codes[k] == lockstepSuccess) continue;
+    if (first == inits.size() || (codes[first] == lockstepTimeout && codes[k] != lockstepTimeout)) first = k;
+  }
+  if (first < inits.size()) {
+    throw Error(codes[first], inits[first].what + " failed: " + inits[first].shell->initError);
   }
 }
 
