@@ -75,6 +75,9 @@ class Link {
   // (forMessage) or freed a slot / taken bytes (otherwise): how the executor sleeps when nothing
   // can move. Spurious returns are fine; the caller checks again.
   virtual void wait(bool forMessage, long ns);
+  // Why this link may be what holds a timed-out call up, as far as this end can see (a socket
+  // whose sent bytes the network keeps dropping), or "": added to the timeout's message.
+  virtual std::string stallNote() const { return ""; }
 };
 
 // Everything a transport may use while connecting.

@@ -6,7 +6,7 @@
 # give exact results for every collective, and never hang, also on an impaired network.
 #
 #   netns_test.sh BUILD_DIR [CASE...]     cases: interleaved contiguous routed late_nic loopback decoy
-#                                         partition impaired (default: all)
+#                                         partition mtu impaired (default: all)
 #
 # The impaired link is 2 ms delay, 1% loss and 25% reordering each way: `tc netem` where the
 # kernel has it, otherwise lockstep-wire (tests/netns/wire.cc), a userspace wire between TAP
@@ -20,7 +20,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback decoy partition impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic loopback decoy partition mtu impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -185,7 +185,7 @@ run_job() {
   for ((r = 0; r < n; r++)); do
     local h=${hostmap[$r]} own=RANK${r}_ENV
     # shellcheck disable=SC2086  # EXTRA_ENV, RANK<r>_ENV: words of NAME=value
-    timeout -k 5 "${JOB_SECONDS:-40}" ip netns exec "${prefix}h$h" env -i PATH="$PATH" \
+    timeout -k 5 "${JOB_SECONDS:-40}" ip netns exec "${prefix}h$h" env -i PATH="$PATH" ${TMPDIR:+TMPDIR="$TMPDIR"} \
       LOCKSTEP_RANK=$r LOCKSTEP_WORLD_SIZE=$n LOCKSTEP_ROOT=10.78.0.10:29500 LOCKSTEP_HOST_ID=host$h \
       LOCKSTEP_DEBUG=INFO LOCKSTEP_TIMEOUT=20 ${EXTRA_ENV:-} ${!own:-} ${sanitizer_env[@]+"${sanitizer_env[@]}"} \
       "$@" >"$work/$name.$r.log" 2>&1 &
@@ -425,6 +425,33 @@ for c in "${cases[@]}"; do
         { echo "FAILED: partition: rank $r did not fail as a remote error naming rank $((1 - r)) and the network"; status=1; }
     done
     [ $((SECONDS - t1)) -lt 30 ] || { echo "FAILED: partition: the ranks took $((SECONDS - t1)) s to fail"; status=1; }
+    remove_hosts
+    ;;
+  mtu)
+    # An MTU black hole: both hosts at MTU 9000, the switch's port to host 1 at 1500, so the
+    # switch drops host 0's full-sized frames to host 1 while small ones (handshakes, heartbeats)
+    # pass. The job forms, then its first large all-reduce stalls with every process alive and
+    # answering. Rank 1 can only say it waits for rank 0; rank 0's timeout must say that the
+    # network drops what it sends rank 1 (it said no more than rank 1 did).
+    echo "== mtu: 2 ranks, 2 hosts at MTU 9000, the switch port to host 1 at 1500 (LOCKSTEP_TIMEOUT=6)"
+    make_hosts 2
+    ip -n "$sw" link set port0 mtu 9000
+    # One segment per packet: GSO packets of any size pass a bridge's MTU check.
+    for h in 0 1; do ip -n "${prefix}h$h" link set eth0 mtu 9000 gso_max_segs 1; done
+    if EXTRA_ENV="LOCKSTEP_TIMEOUT=6" EXPECT_FAILURE=1 run_job mtu 2 "0 1" "$build/perf/allreduce_perf" \
+      -b 4M -e 4M -n 5 -w 0; then
+      echo "FAILED: mtu: the job ran through a path that drops full-sized frames"
+      status=1
+    fi
+    for r in 0 1; do
+      line=$(grep -h "allreduce_perf: .* failed: " "$work/mtu.$r.log" | head -n 1)
+      echo "  rank $r: ${line:-(no error line)}"
+    done
+    grep -q "timed out .*the connection to rank 1 .* bytes unacknowledged.*the network drops what this rank sends" \
+      "$work/mtu.0.log" || { echo "FAILED: mtu: rank 0 did not name the connection the network drops"; status=1; }
+    # Rank 1 describes its own wait, or, when rank 0's report came first, passes that on.
+    grep -qE "failed: timeout: (.*waiting for data from rank 0|rank 0 \(.*\) reports: .*the connection to rank 1)" \
+      "$work/mtu.1.log" || { echo "FAILED: mtu: rank 1 did not time out waiting for rank 0"; status=1; }
     remove_hosts
     ;;
   impaired)

@@ -1,6 +1,10 @@
 #include "transport/socket/socket_link.h"
 
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -57,6 +61,29 @@ bool SocketLink::networkFailed(int err) {
 std::string SocketLink::networkFailure(int err, const char* doing) {
   return "the connection failed while " + std::string(doing) + ": " + std::strerror(err) + " (errno " +
          std::to_string(err) + "): the network between the two hosts failed, or the peer's host is down";
+}
+
+// A connection whose sent bytes sit unacknowledged while TCP retransmits them: the network drops
+// what this rank sends the peer (a cut or lossy path; an MTU black hole, where small packets such
+// as the heartbeats pass and full-sized ones do not). The peer, waiting for those bytes, can only
+// say it is waiting: this end is where the stall shows.
+std::string SocketLink::stallNote() const {
+  for (const Stream& s : streams_) {
+    tcp_info info{};
+    socklen_t len = sizeof(info);
+    int queued = 0;
+    if (!s.fd.valid() || ::getsockopt(s.fd.get(), IPPROTO_TCP, TCP_INFO, &info, &len) != 0 ||
+        ::ioctl(s.fd.get(), SIOCOUTQ, &queued) != 0) {
+      continue;
+    }
+    if (queued <= 0 || info.tcpi_retransmits == 0) continue;
+    return "the connection to " + peerName_ + " has " + std::to_string(queued) +
+           " bytes unacknowledged, and TCP has retransmitted them " + std::to_string(info.tcpi_retransmits) +
+           " time(s) since the last progress (" + std::to_string(info.tcpi_total_retrans) +
+           " retransmissions in all): the network drops what this rank sends " + peerName_ +
+           " (a broken path, or one that drops full-sized packets: an MTU mismatch?)";
+  }
+  return "";
 }
 
 [[noreturn]] void SocketLink::peerFailed(const std::string& what) {

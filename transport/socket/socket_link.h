@@ -40,6 +40,7 @@ class SocketLink : public Link {
     return streams_[recvComplete_ % streams_.size()].closed || (closed_ && sendDone_ < sendPosted_);
   }
   void wait(bool forMessage, long ns) override;
+  std::string stallNote() const override;
   bool sendsByReference() const override { return true; }
   bool deliveredWhenPosted() const override { return false; }  // bytes may still be in flight
   uint64_t postSendRef(const void* data, size_t bytes, const MessageTag& tag) override;
