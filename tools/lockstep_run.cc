@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -155,15 +156,22 @@ bool emit(int rank, int stream, std::string& partial, const char* data, size_t n
 }
 
 // A rank killed while it was setting up shared memory (before it could unlink its segments)
-// leaves them in /dev/shm. Their names start with "lockstep-<creator pid>-", so the launcher,
-// which knows its ranks' pids, removes them once every rank has exited.
+// leaves them in /dev/shm. Their names start with "lockstep-<creator pid>-<pid namespace>-", so the
+// launcher, which knows its ranks' pids (in its own namespace, theirs too), removes them once
+// every rank has exited. The namespace is part of the match: containers that share /dev/shm but
+// not pids have small, colliding pids, and a job in one removed another's segments as they were
+// being set up (helper-67).
 void removeLeftoverSegments(const std::vector<Rank>& ranks) {
+  struct stat ns;
+  if (stat("/proc/self/ns/pid", &ns) != 0) return;  // whose pids these are is unknown
+  char nsHex[24];
+  std::snprintf(nsHex, sizeof(nsHex), "%llx", static_cast<unsigned long long>(ns.st_ino));
   DIR* dir = opendir("/dev/shm");
   if (!dir) return;
   std::vector<std::string> doomed;
   while (dirent* e = readdir(dir)) {
     for (const Rank& r : ranks) {
-      std::string prefix = "lockstep-" + std::to_string(r.pid) + "-";
+      std::string prefix = "lockstep-" + std::to_string(r.pid) + "-" + nsHex + "-";
       if (std::strncmp(e->d_name, prefix.c_str(), prefix.size()) == 0) doomed.push_back(std::string("/") + e->d_name);
     }
   }

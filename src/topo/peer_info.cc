@@ -66,6 +66,7 @@ PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr
   p.processToken = processToken();
   p.shmId = shmMountId();
   p.pidNamespace = pidNamespaceId();
+  p.euid = static_cast<uint32_t>(geteuid());
   gethostname(p.hostname, sizeof(p.hostname) - 1);
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
   cpu_set_t set;

@@ -29,6 +29,7 @@ struct PeerInfo {
   uint64_t processToken;  // random per process (and pid): equal tokens = same address space (inproc)
   uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
   uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
+  uint32_t euid;          // segments are created 0600: shm connects only ranks of one user
   char hostname[64];
   char configSummary[256];          // Config::wireSummary(), to show a difference
   int32_t cpus;                     // CPUs this process may run on

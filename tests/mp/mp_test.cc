@@ -1,5 +1,6 @@
 // Multi-process tests: real processes started by lockstep-run, over real shared memory and real
 // TCP sockets. Every run has a time bound; a hang fails the test.
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -693,6 +694,33 @@ TEST(Launcher, SaysWhyAProgramCannotBeExecuted) {
   if (geteuid() == 0 && denied.code == 0) GTEST_SKIP() << "root may execute it here";
   EXPECT_EQ(denied.code, 126) << denied.output;
   EXPECT_NE(denied.output.find("Permission denied"), std::string::npos) << denied.output;
+}
+
+// After the job, the launcher removes what its ranks left in /dev/shm, and only that: a segment
+// named with a rank's pid but another pid namespace belongs to another container's process of
+// that pid (containers sharing /dev/shm but not pids), and it once went too (helper-67).
+TEST(Launcher, RemovesItsRanksLeftoverSegmentsAndNoOtherNamespaces) {
+  const std::string script =
+      "ns=$(printf %x \"$(stat -L -c %i /proc/self/ns/pid)\"); "
+      "touch /dev/shm/lockstep-$$-$ns-00000000000000aa /dev/shm/lockstep-$$-abcdef0123-00000000000000bb; "
+      "echo \"leftovers of pid $$\"";
+  ProcResult r = run({kRun, "-n", "1", "sh", "-c", script}, {}, 30);
+  ASSERT_EQ(r.code, 0) << r.output;
+  const size_t at = r.output.find("leftovers of pid ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string pid = std::to_string(std::stol(r.output.substr(at + 17)));
+  const std::string foreign = "/dev/shm/lockstep-" + pid + "-abcdef0123-00000000000000bb";
+  EXPECT_EQ(access(foreign.c_str(), F_OK), 0) << "another namespace's segment was removed";
+  std::remove(foreign.c_str());
+  bool ownLeft = false;
+  if (DIR* d = opendir("/dev/shm")) {
+    while (dirent* e = readdir(d)) {
+      ownLeft |= std::string(e->d_name).rfind("lockstep-" + pid + "-", 0) == 0 &&
+                 std::string(e->d_name).find("-00000000000000aa") != std::string::npos;
+    }
+    closedir(d);
+  }
+  EXPECT_FALSE(ownLeft) << "the rank's own leftover segment is still there";
 }
 
 uint16_t freePort() {

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -131,6 +133,82 @@ TEST(Fork, ChildrenOfTheProcessThatMadeTheIdExitCleanly) {
   EXPECT_EQ(reap(pids[0], "rank 0"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1"), 0);
   EXPECT_EQ(reap(pids[2], "a child that uses nothing"), 0);
+}
+
+// How many of this process's mappings are Lockstep's shared-memory segments.
+int shmMappings() {
+  FILE* maps = std::fopen("/proc/self/maps", "r");
+  if (!maps) return -1;
+  char line[512];
+  int n = 0;
+  while (std::fgets(line, sizeof(line), maps)) n += std::strstr(line, "/dev/shm/lockstep-") != nullptr;
+  std::fclose(maps);
+  return n;
+}
+
+// A worker forked by a rank after init (a data loader) holds none of the rank's shared memory:
+// with the segments' names unlinked, its copies of the mappings were all that kept /dev/shm full
+// after every rank had destroyed its communicator, until the worker exited (helper-67).
+TEST(Fork, AWorkerForkedByARankHoldsNoneOfItsSharedMemory) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer cannot start threads in a child of a multi-threaded process";
+#endif
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  pid_t pids[2];
+  for (int r = 0; r < 2; ++r) {
+    pids[r] = fork();
+    ASSERT_GE(pids[r], 0);
+    if (pids[r] != 0) continue;
+    setenv("LOCKSTEP_TIMEOUT", "20", 1);
+    setenv("LOCKSTEP_TRANSPORTS", "shm", 1);
+    lockstepComm_t comm;
+    if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) std::_Exit(1);
+    if (shmMappings() < 1) std::_Exit(2);  // the check sees the rank's own
+    const pid_t worker = fork();
+    if (worker == 0) std::_Exit(shmMappings() == 0 ? 0 : 3);
+    int status = 0;
+    waitpid(worker, &status, 0);
+    float x = 1;
+    const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
+                    x == 2.0f && lockstepCommDestroy(comm) == lockstepSuccess;
+    std::_Exit(!WIFEXITED(status) ? 4 : WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : ok ? 0 : 5);
+  }
+  // 1: init failed; 2: no segment seen in the rank; 3: the worker holds segments; 5: the rank's
+  // call after the fork failed.
+  EXPECT_EQ(reap(pids[0], "rank 0"), 0);
+  EXPECT_EQ(reap(pids[1], "rank 1"), 0);
+}
+
+// Ranks of two users on one host: shared memory cannot join them (segments are 0600), so they
+// use sockets. Every rank's init failed with "Permission denied" (helper-67).
+TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer cannot start threads in a child of a multi-threaded process";
+#endif
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to run a rank as another user";
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  pid_t pids[2];
+  for (int r = 0; r < 2; ++r) {
+    pids[r] = fork();
+    ASSERT_GE(pids[r], 0);
+    if (pids[r] != 0) continue;
+    if (r == 1 && (setgid(65534) != 0 || setuid(65534) != 0)) std::_Exit(6);  // nobody
+    setenv("LOCKSTEP_TIMEOUT", "20", 1);
+    unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
+    lockstepComm_t comm;
+    if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) {
+      std::fprintf(stderr, "rank %d: init: %s\n", r, lockstepGetLastError(nullptr));
+      std::_Exit(1);
+    }
+    float x = static_cast<float>(r + 1);
+    const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
+                    x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
+    std::_Exit(ok ? 0 : 2);
+  }
+  EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
+  EXPECT_EQ(reap(pids[1], "rank 1 (nobody)"), 0);
 }
 
 }  // namespace

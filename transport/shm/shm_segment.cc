@@ -26,6 +26,12 @@ std::string pidNamespace() {
   return hex;
 }
 
+// A child forked after init (a data-loader worker) would keep the mapping, and with the names
+// unlinked the mapping is all that holds the pages: /dev/shm stayed full after every rank had
+// destroyed its communicator, until the last such child exited (helper-67). The child may not use
+// its parent's communicators anyway. Best effort: without it, the space is held as before.
+void notInForkedChildren(void* p, size_t bytes) { (void)::madvise(p, bytes, MADV_DONTFORK); }
+
 }  // namespace
 
 int sweepDeadSegments() {
@@ -76,6 +82,7 @@ ShmSegment ShmSegment::create(size_t bytes) {
   }
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
   if (p == MAP_FAILED) throw SystemError("mmap", errno, "mapping " + name);
+  notInForkedChildren(p, bytes);
   seg.addr_ = p;
   return seg;
 }
@@ -87,6 +94,7 @@ ShmSegment ShmSegment::open(const std::string& name, size_t bytes) {
   if (static_cast<size_t>(st.st_size) != bytes) throw InternalError("shared segment " + name + " has the wrong size");
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
   if (p == MAP_FAILED) throw SystemError("mmap", errno, "mapping " + name);
+  notInForkedChildren(p, bytes);
   return ShmSegment(name, p, bytes, false);
 }
 

@@ -21,9 +21,11 @@ class ShmTransport : public Transport {
   explicit ShmTransport(const TransportContext& ctx) : ctx_(ctx) {}
   const char* name() const override { return "shm"; }
   bool canConnect(const PeerInfo& self, const PeerInfo& peer) const override {
-    // Same host and the same /dev/shm mount (containers on one host may each have their own).
+    // Same host and the same /dev/shm mount (containers on one host may each have their own),
+    // and the same user: a segment is created 0600, so another user's rank could not open it,
+    // and every rank's init failed with "Permission denied" (helper-67). Such pairs use sockets.
     return self.hostHash == peer.hostHash && self.shmId != 0 && self.shmId == peer.shmId &&
-           self.processToken != peer.processToken;
+           self.processToken != peer.processToken && self.euid == peer.euid;
   }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
