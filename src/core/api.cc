@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -158,10 +159,18 @@ void closeComm(lockstepComm_t comm, bool abort) {
         comm->init.compare_exchange_strong(state, lockstepComm::Init::kFailed, std::memory_order_acq_rel)) {
       state = lockstepComm::Init::kFailed;
     }
+    // Being built by GroupEnd on another thread: an abort stops the build's waits within 100 ms,
+    // and the build frees it when it returns (a watchdog may abort a hanging grouped init, as
+    // with NCCL). A destroy, which would wait for the build, is refused.
+    if (state == lockstepComm::Init::kBuilding && abort &&
+        comm->init.compare_exchange_strong(state, lockstepComm::Init::kCancelled, std::memory_order_acq_rel)) {
+      return;
+    }
+    if (state == lockstepComm::Init::kCancelled) return;  // aborted already
     if (state == lockstepComm::Init::kBuilding) {
-      throw InvalidUsage(std::string(abort ? "lockstepCommAbort" : "lockstepCommDestroy") +
-                         " on a communicator that its group's lockstepGroupEnd is initialising (on another "
-                         "thread): it cannot be stopped before that returns");
+      throw InvalidUsage(
+          "lockstepCommDestroy on a communicator that its group's lockstepGroupEnd is initialising (on another "
+          "thread): abort it, or destroy it once GroupEnd has returned");
     }
     if (state == lockstepComm::Init::kFailed) {
       if (comm->closing.exchange(true)) throw InvalidUsage("comm is already being destroyed");
@@ -205,14 +214,17 @@ void closeComm(lockstepComm_t comm, bool abort) {
   keepForever(comm);
 }
 
-std::unique_ptr<Communicator> buildImpl(Config config, const UniqueIdInfo& id, int rank, int nranks) {
+// `interrupt`, called through the rendezvous's and the bootstrap's waits, ends them by throwing.
+std::unique_ptr<Communicator> buildImpl(Config config, const UniqueIdInfo& id, int rank, int nranks,
+                                        std::function<void()> interrupt = nullptr) {
   refreshCudaDriver();  // a trainer has loaded CUDA by now, if it uses it
   // The interface on the root's subnet, unless LOCKSTEP_SOCKET_IFNAME says otherwise.
   InterfaceChoice nic = awaitInterface(config.socketIfname, id.root, config.timeout, rank);
   LS_INFO(rank, "rank " << rank << " listens on " << nic.name << " " << nic.addr.hostStr() << " (" << nic.why << ")");
   NetAddr local = nic.addr;
   uint64_t commId = commIdFromSecret(id.secret);
-  auto bootstrap = std::make_unique<TcpBootstrap>(id, commId, rank, nranks, local, config.timeout);
+  auto bootstrap =
+      std::make_unique<TcpBootstrap>(id, commId, rank, nranks, local, config.timeout, std::move(interrupt));
   return std::make_unique<Communicator>(std::move(config), std::move(bootstrap), commId, id.secret, local);
 }
 
@@ -228,15 +240,21 @@ lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nr
     void* context = nullptr;
     if (const CudaDriver* d = cudaDriver(); d && d->ctxGetCurrent) d->ctxGetCurrent(&context);
     comm->init.store(lockstepComm::Init::kPending);
+    lockstepComm_t shell = comm.get();
     Group::current().addInit(
-        comm.get(),
-        [config, id, rank, nranks, rendezvous, context] {
+        shell,
+        [config, id, rank, nranks, rendezvous, context, shell] {
           const CudaDriver* d = cudaDriver();
           std::optional<ScopedContext> scope;
           if (d && context) scope.emplace(*d, context);
-          return buildImpl(config, id, rank, nranks);
+          // Another thread's lockstepCommAbort of the handle ends the build's waits.
+          auto cancelled = [shell] {
+            if (shell->init.load(std::memory_order_acquire) == lockstepComm::Init::kCancelled)
+              throw Aborted("comm aborted (lockstepCommAbort) while its group's end initialised it");
+          };
+          return buildImpl(config, id, rank, nranks, cancelled);
         },
-        "rank " + std::to_string(rank) + " of " + std::to_string(nranks));
+        commIdFromSecret(id.secret), rank, "rank " + std::to_string(rank) + " of " + std::to_string(nranks));
     return comm.release();
   }
   comm->impl = buildImpl(std::move(config), id, rank, nranks);

@@ -60,8 +60,9 @@ struct lockstepComm {
   // built at the group's outermost end: its handle exists from the init call and refuses every
   // use until then, and for ever if its init failed (only destroy and abort are taken then).
   // kPending -> kBuilding (GroupEnd took it) -> kDone or kFailed; kPending -> kFailed when the
-  // group is discarded or the handle destroyed first.
-  enum class Init : int { kDone, kPending, kBuilding, kFailed };
+  // group is discarded or the handle destroyed first; kBuilding -> kCancelled when another thread
+  // aborts it during the build, which stops the build's waits and frees it when it returns.
+  enum class Init : int { kDone, kPending, kBuilding, kCancelled, kFailed };
   std::atomic<Init> init{Init::kDone};
   std::string initError;  // kFailed: why (written before `init` is stored)
 };
@@ -86,7 +87,8 @@ class CommUse {
     if (const lockstepComm::Init state = comm->init.load(std::memory_order_acquire);
         state != lockstepComm::Init::kDone) {
       comm->inflight.fetch_sub(1);
-      if (state == lockstepComm::Init::kPending || state == lockstepComm::Init::kBuilding) {
+      if (state == lockstepComm::Init::kPending || state == lockstepComm::Init::kBuilding ||
+          state == lockstepComm::Init::kCancelled) {
         throw InvalidUsage(
             "comm was created inside a group that has not ended: it is initialised at the outermost "
             "lockstepGroupEnd, and usable after it");

@@ -179,8 +179,15 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
       if (transports_[t]->canConnect(peers_[rank_], peers_[p])) chosen[p] = static_cast<int>(t);
     }
     if (chosen[p] < 0) {
+      // The one reason shm may refuse a peer on this host that a user can change.
+      const bool otherUser = peers_[p].hostHash == peers_[rank_].hostHash && peers_[p].euid != peers_[rank_].euid;
       throw InvalidUsage("no allowed transport reaches " + peers_[p].describe() + " from rank " +
-                         std::to_string(rank_) + " (" + config_.wireSummary() + ")");
+                         std::to_string(rank_) + " (" + config_.wireSummary() + ")" +
+                         (otherUser ? ": it runs as another user (uid " + std::to_string(peers_[p].euid) +
+                                          ", this rank " + std::to_string(peers_[rank_].euid) +
+                                          "), whose shared memory this rank cannot open; allow socket in "
+                                          "LOCKSTEP_TRANSPORTS"
+                                    : std::string()));
     }
   }
   for (size_t t = 0; t < transports_.size(); ++t) {

@@ -10,6 +10,7 @@
 #include "src/core/comm_handle.h"
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
+#include "src/core/keep.h"
 #include "src/exec/backoff.h"
 
 namespace lockstep {
@@ -44,10 +45,11 @@ bool Group::uses(lockstepComm_t comm) const {
   return std::any_of(calls_.begin(), calls_.end(), [&](const Call& c) { return c.comm == comm; });
 }
 
-void Group::addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, std::string what) {
+void Group::addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, uint64_t commKey,
+                    int rank, std::string what) {
   // Numbered: two ids in one group each have a rank 0.
   what = "communicator #" + std::to_string(inits_.size()) + " of the group (" + what + ")";
-  inits_.push_back(Init{shell, std::move(build), std::move(what)});
+  inits_.push_back(Init{shell, std::move(build), commKey, rank, std::move(what)});
 }
 
 void Group::end() {
@@ -102,28 +104,68 @@ void Group::failInits(const std::vector<Init>& inits, const std::string& why) {
 
 void Group::runInits(std::vector<Init> inits) {
   std::vector<lockstepResult_t> codes(inits.size(), lockstepSuccess);
+  auto fail = [&](size_t k, lockstepResult_t code, const std::string& why) {
+    codes[k] = code;
+    inits[k].shell->initError = why;
+    inits[k].shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+  };
   auto build = [&](size_t k) {
     lockstepComm_t shell = inits[k].shell;
+    std::unique_ptr<Communicator> impl;
+    lockstepResult_t code = lockstepSuccess;
+    std::string why;
     try {
-      std::unique_ptr<Communicator> impl = inits[k].build();
+      impl = inits[k].build();
+    } catch (const Error& e) {
+      code = e.code();
+      why = e.what();
+    } catch (const std::exception& e) {
+      code = lockstepInternalError;
+      why = e.what();
+    }
+    if (impl) {
+      // Not seen by any other thread before the state says kDone (CommUse reads the state first).
       shell->abortFlag = impl->abortFlag();
       shell->impl = std::move(impl);
-      shell->init.store(lockstepComm::Init::kDone, std::memory_order_release);
-      return;
-    } catch (const Error& e) {
-      codes[k] = e.code();
-      shell->initError = e.what();
-    } catch (const std::exception& e) {
-      codes[k] = lockstepInternalError;
-      shell->initError = e.what();
     }
-    shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+    lockstepComm::Init building = lockstepComm::Init::kBuilding;
+    if (code == lockstepSuccess &&
+        shell->init.compare_exchange_strong(building, lockstepComm::Init::kDone, std::memory_order_acq_rel)) {
+      return;
+    }
+    if (shell->init.load(std::memory_order_acquire) == lockstepComm::Init::kCancelled) {
+      // Aborted while it was built: the abort frees it, as any abort does; what was built goes.
+      if (shell->impl) shell->impl->abort();
+      shell->impl.reset();
+      codes[k] = lockstepAborted;
+      shell->initError = "aborted (lockstepCommAbort) while its group's end initialised it";
+      shell->aborted.store(true);
+      shell->closing.store(true);
+      shell->magic.store(kDeadMagic);
+      keepForever(shell);
+      return;
+    }
+    shell->impl.reset();
+    fail(k, code, why);
   };
-  // A handle destroyed before the group ended is not built (its peers then wait for it).
+  // A handle destroyed before the group ended is not built; the group's other ranks of its
+  // communicator fail at once instead of waiting for it to the timeout.
   std::vector<size_t> todo;
   for (size_t k = 0; k < inits.size(); ++k) {
     if (claim(inits[k].shell, lockstepComm::Init::kBuilding)) todo.push_back(k);
   }
+  for (size_t k = 0; k < inits.size(); ++k) {
+    if (std::find(todo.begin(), todo.end(), k) != todo.end()) continue;
+    for (size_t& t : todo) {
+      if (t == inits.size() || inits[t].commKey != inits[k].commKey) continue;
+      fail(t, lockstepInvalidUsage,
+           "rank " + std::to_string(inits[k].rank) +
+               " of this communicator, created in the same group, was destroyed before the group ended: the "
+               "communicator cannot form");
+      t = inits.size();  // not to be built
+    }
+  }
+  todo.erase(std::remove(todo.begin(), todo.end(), inits.size()), todo.end());
   // At once: the ranks of one communicator wait for each other in its rendezvous.
   std::vector<std::thread> threads;
   for (size_t i = 1; i < todo.size(); ++i) {
@@ -131,9 +173,7 @@ void Group::runInits(std::vector<Init> inits) {
     try {
       threads.emplace_back(build, k);
     } catch (const std::system_error& e) {
-      codes[k] = lockstepSystemError;
-      inits[k].shell->initError = std::string("no thread to initialise it on: ") + e.what();
-      inits[k].shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+      fail(k, lockstepSystemError, std::string("no thread to initialise it on: ") + e.what());
     }
   }
   if (!todo.empty()) build(todo[0]);

@@ -55,7 +55,10 @@ class Group {
   // outermost end, before the group's calls launch. The inits of one group run at once, each on
   // a thread of its own, so one thread can create all the ranks of a communicator (as NCCL's
   // ncclCommInitRank does between ncclGroupStart and ncclGroupEnd). `what` names it in errors.
-  void addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, std::string what);
+  // `commKey` and `rank` say which communicator and rank it is: a rank of one whose handle was
+  // destroyed before the end leaves the group's other ranks of it nothing to wait for.
+  void addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, uint64_t commKey, int rank,
+               std::string what);
 
  private:
   struct Call {
@@ -68,6 +71,8 @@ class Group {
   struct Init {
     lockstepComm_t shell;
     std::function<std::unique_ptr<Communicator>()> build;
+    uint64_t commKey;
+    int rank;
     std::string what;
   };
   // Builds every recorded communicator; throws the first failure (each failed shell keeps its own).

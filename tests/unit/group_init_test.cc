@@ -5,8 +5,10 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "lockstep/lockstep.h"
@@ -117,6 +119,57 @@ TEST_F(GroupedInit, AHandleDestroyedBeforeItsGroupEndsIsLeftOut) {
   EXPECT_EQ(count, 1);
   EXPECT_EQ(lockstepCommCount(b, &count), lockstepInvalidUsage);
   EXPECT_EQ(lockstepCommDestroy(a), lockstepSuccess) << lastError();
+}
+
+// A watchdog aborts a grouped init that waits for a rank that never comes: GroupEnd returns
+// lockstepAborted within a second, not at the timeout, and the handle is freed (helper-68).
+TEST_F(GroupedInit, AnAbortFromAnotherThreadEndsAGroupsInitAtOnce) {
+  setenv("LOCKSTEP_TIMEOUT", "20", 1);
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  std::atomic<lockstepComm_t> handle{nullptr};
+  std::atomic<lockstepResult_t> aborted{lockstepInternalError};
+  std::thread watchdog([&] {
+    while (!handle.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside GroupEnd by now
+    aborted = lockstepCommAbort(handle.load());
+  });
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  lockstepComm_t comm = nullptr;
+  ASSERT_EQ(lockstepCommInitRank(&comm, 2, id, 0), lockstepSuccess);  // rank 1 never comes
+  handle = comm;
+  const lockstepResult_t result = lockstepGroupEnd();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  watchdog.join();
+  EXPECT_EQ(aborted.load(), lockstepSuccess);
+  EXPECT_EQ(result, lockstepAborted) << lastError();
+  EXPECT_NE(lastError().find("aborted (lockstepCommAbort) while its group's end initialised it"), std::string::npos)
+      << lastError();
+  EXPECT_LT(took, 3.0);
+  int count = -1;
+  EXPECT_EQ(lockstepCommCount(comm, &count), lockstepAborted) << "the abort freed it";
+}
+
+// Rank 0 of a communicator whose rank 1 the same group also creates, destroyed before the end:
+// rank 1 has nothing to wait for and fails at once, saying so (it waited to the timeout, and
+// blamed rank 0 for never connecting; helper-68).
+TEST_F(GroupedInit, ARankOfACommunicatorWhosePartnerWasDestroyedFailsAtOnce) {
+  setenv("LOCKSTEP_TIMEOUT", "20", 1);
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  lockstepComm_t comm[2] = {nullptr, nullptr};
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  for (int r = 0; r < 2; ++r) ASSERT_EQ(lockstepCommInitRank(&comm[r], 2, id, r), lockstepSuccess);
+  ASSERT_EQ(lockstepCommDestroy(comm[0]), lockstepSuccess);
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  EXPECT_NE(lastError().find("rank 0 of this communicator, created in the same group, was destroyed before the group "
+                             "ended"),
+            std::string::npos)
+      << lastError();
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
+  EXPECT_EQ(lockstepCommDestroy(comm[1]), lockstepSuccess) << lastError();
 }
 
 // Rank 0 serving the rendezvous itself (LOCKSTEP_ROOT, as under torchrun): the service it starts
