@@ -33,5 +33,8 @@ if(LOCKSTEP_HAVE_CUDA)
   # No contraction: avg's a + b * (1/n) must round as the CPU's separate multiply and add do.
   target_compile_options(lockstep_cuda PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:--fmad=false>)
   target_link_libraries(lockstep_cuda PUBLIC CUDA::cudart)
+  # Versioned as liblockstep is: the host library loads the one of its own version by name
+  # (cuda_ipc.cc), as the data types and the program header it hands over are that version's.
+  set_target_properties(lockstep_cuda PROPERTIES VERSION ${PROJECT_VERSION} SOVERSION ${LOCKSTEP_SOVERSION})
   install(TARGETS lockstep_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()

@@ -221,6 +221,15 @@ class Comm {
     allToAll(send, recv, count, dataTypeOf<T>());
   }
 
+  // A datatype where a typed form wants the peer or the root (comm.recv(floats, n,
+  // lockstepBfloat16)) would convert to int and name rank 9: refused at compile time.
+  template <typename T>
+  void send(const T*, size_t, lockstepDataType_t) = delete;
+  template <typename T>
+  void recv(T*, size_t, lockstepDataType_t) = delete;
+  template <typename T>
+  void broadcast(const T*, T*, size_t, lockstepDataType_t) = delete;
+
   // Non-blocking all-reduce; the other collectives have lockstepI* forms in the C API.
   Request iallReduce(const void* send, void* recv, size_t count, lockstepDataType_t type, Op op) {
     Request r;

@@ -295,6 +295,15 @@ TEST(Api, CxxLayerRaiiAndExceptions) {
   });
 }
 
+template <typename T, typename Peer>
+constexpr bool recvCompiles = requires(lockstep::Comm& c, T* p, Peer peer) {
+  c.recv(p, size_t{1}, peer);
+};
+template <typename T, typename Peer>
+constexpr bool sendCompiles = requires(lockstep::Comm& c, const T* p, Peer peer) {
+  c.send(p, size_t{1}, peer);
+};
+
 // Every integer type maps by size and signedness; the halves and fp8 go through the explicit
 // forms; a communicator from the C API can be adopted.
 TEST(Api, CxxLayerTakesEveryIntegerTypeExplicitTypesAndAdoptedHandles) {
@@ -303,6 +312,9 @@ TEST(Api, CxxLayerTakesEveryIntegerTypeExplicitTypesAndAdoptedHandles) {
   static_assert(lockstep::dataTypeOf<size_t>() == lockstepUint64);
   static_assert(lockstep::dataTypeOf<signed char>() == lockstepInt8);
   static_assert(lockstep::dataTypeOf<int>() == lockstepInt32);
+  // A datatype in the peer's or root's place does not compile (it named rank 9).
+  static_assert(!recvCompiles<float, lockstepDataType_t> && recvCompiles<float, int>);
+  static_assert(!sendCompiles<float, lockstepDataType_t> && sendCompiles<float, int>);
   const int n = 2;
   lockstepUniqueId id = lockstep::uniqueId();
   onThreads(n, [&](int r) {

@@ -18,21 +18,29 @@ namespace lockstep {
 namespace {
 
 // liblockstep_cuda's launcher: already in the process (the application links liblockstep_cuda,
-// or a test defines it), else liblockstep_cuda.so beside the code that holds this function
+// or a test defines it), else liblockstep_cuda.so.<version> beside the code that holds this function
 // (liblockstep.so, or an executable linking it statically) or in ../ or ../lib from there (the
 // build tree's and an install's layouts), else on the search path. The host library never links
 // CUDA itself (cmake/cuda.cmake).
+// By its soname (cmake: liblockstep_cuda.so.<major>.<minor> before 1.0): one of another version
+// would read this version's data types and program header its own way.
+std::string cudaLibraryName() {
+  return "liblockstep_cuda.so." + std::to_string(LOCKSTEP_MAJOR) +
+         (LOCKSTEP_MAJOR == 0 ? "." + std::to_string(LOCKSTEP_MINOR) : std::string());
+}
+
 LockstepCudaIpcLaunchFn findIpcLauncher() {
   static LockstepCudaIpcLaunchFn found = [] {
     if (void* f = ::dlsym(RTLD_DEFAULT, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
+    const std::string name = cudaLibraryName();
     std::vector<std::string> candidates;
     Dl_info self{};
     if (::dladdr(reinterpret_cast<void*>(&findIpcLauncher), &self) && self.dli_fname) {
       std::string dir = self.dli_fname;
       dir = dir.substr(0, dir.find_last_of('/') + 1);
-      for (const char* rel : {"", "../", "../lib/"}) candidates.push_back(dir + rel + "liblockstep_cuda.so");
+      for (const char* rel : {"", "../", "../lib/"}) candidates.push_back(dir + rel + name);
     }
-    candidates.push_back("liblockstep_cuda.so");
+    candidates.push_back(name);
     for (const std::string& path : candidates) {
       if (void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
         if (void* f = ::dlsym(lib, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);

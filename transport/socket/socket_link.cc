@@ -76,7 +76,8 @@ std::string SocketLink::stallNote() const {
         ::ioctl(s.fd.get(), SIOCOUTQ, &queued) != 0) {
       continue;
     }
-    if (queued <= 0 || info.tcpi_retransmits == 0) continue;
+    // Two timeouts in a row without progress, at least: one can pass on a working, lossy path.
+    if (queued <= 0 || info.tcpi_retransmits < 2) continue;
     return "the connection to " + peerName_ + " has " + std::to_string(queued) +
            " bytes unacknowledged, and TCP has retransmitted them " + std::to_string(info.tcpi_retransmits) +
            " time(s) since the last progress (" + std::to_string(info.tcpi_total_retrans) +
