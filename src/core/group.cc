@@ -150,22 +150,23 @@ void Group::runInits(std::vector<Init> inits) {
   };
   // A handle destroyed before the group ended is not built; the group's other ranks of its
   // communicator fail at once instead of waiting for it to the timeout.
+  std::vector<bool> claimed(inits.size());
+  for (size_t k = 0; k < inits.size(); ++k) claimed[k] = claim(inits[k].shell, lockstepComm::Init::kBuilding);
   std::vector<size_t> todo;
   for (size_t k = 0; k < inits.size(); ++k) {
-    if (claim(inits[k].shell, lockstepComm::Init::kBuilding)) todo.push_back(k);
-  }
-  for (size_t k = 0; k < inits.size(); ++k) {
-    if (std::find(todo.begin(), todo.end(), k) != todo.end()) continue;
-    for (size_t& t : todo) {
-      if (t == inits.size() || inits[t].commKey != inits[k].commKey) continue;
-      fail(t, lockstepInvalidUsage,
-           "rank " + std::to_string(inits[k].rank) +
+    if (!claimed[k]) continue;
+    auto gone = std::find_if(inits.begin(), inits.end(), [&](const Init& i) {
+      return !claimed[&i - inits.data()] && i.commKey == inits[k].commKey;
+    });
+    if (gone == inits.end()) {
+      todo.push_back(k);
+    } else {
+      fail(k, lockstepInvalidUsage,
+           "rank " + std::to_string(gone->rank) +
                " of this communicator, created in the same group, was destroyed before the group ended: the "
                "communicator cannot form");
-      t = inits.size();  // not to be built
     }
   }
-  todo.erase(std::remove(todo.begin(), todo.end(), inits.size()), todo.end());
   // At once: the ranks of one communicator wait for each other in its rendezvous.
   std::vector<std::thread> threads;
   for (size_t i = 1; i < todo.size(); ++i) {
