@@ -10,7 +10,10 @@
 // into one Chrome trace (open it in Perfetto). Reads the one-event-per-line format that Lockstep
 // writes; exits 1 if it finds a missing, late or mismatched rank, 2 if a file is not such a dump or the dumps
 // come from different communicators (a split's child writes its own: LOCKSTEP_TRACE's %c) or
-// from different runs of one (a leftover dump of an earlier job at the same path).
+// from different runs of one (a leftover dump of an earlier job at the same path), or if one is
+// cut short. Exits 1 too when an op failed that it cannot attribute (a send or receive).
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -83,15 +86,18 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> comms;  // communicator name -> a file that holds it
   std::map<std::string, std::string> jobs;   // run of it (its rank 0's host:pid) -> a file from it
   std::string duplicate;
+  std::set<unsigned long long> allEntered;  // every op number some rank entered
   for (const auto& path : files) {
+    std::string badSeq;
     std::ifstream in(path);
     if (!in) {
       std::fprintf(stderr, "lockstep-trace: cannot read %s\n", path.c_str());
       return 2;
     }
-    bool isDump = false;
+    bool isDump = false, whole = false;
     for (std::string line; std::getline(in, line);) {
       std::string v;
+      if (line.rfind("],\"displayTimeUnit\"", 0) == 0) whole = true;
       if (line.rfind("{\"name\"", 0) == 0 || line.rfind(",", 0) == 0) {
         std::string ev = line[0] == ',' ? line.substr(1) : line;
         while (!ev.empty() && (ev.back() == ',' || ev.back() == ' ')) ev.pop_back();
@@ -123,7 +129,16 @@ int main(int argc, char** argv) {
       field(line, "state", &state);
       field(line, "name", &name);
       if (field(line, "path", &where) && where == "cuda_ipc") name += " (cuda_ipc kernel)";
-      unsigned long long seq = std::strtoull(seqText.c_str(), nullptr, 10);
+      // A number as Lockstep writes it: digits, below 2^62 (a hostile or garbled one made the
+      // analysis count to it).
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long seq = std::strtoull(seqText.c_str(), &end, 10);
+      if (seqText.empty() || !std::isdigit(static_cast<unsigned char>(seqText[0])) || *end != '\0' || errno != 0 ||
+          seq >= (1ull << 62)) {
+        if (badSeq.empty()) badSeq = "an op's sequence number \"" + seqText + "\" is not one Lockstep writes";
+        continue;
+      }
       if (seq) {
         std::string ts, dur;
         Entry& e = r.ops[seq];
@@ -140,6 +155,7 @@ int main(int argc, char** argv) {
                    (root.empty() || root == "-1" ? "" : ", root " + root) + ")";
         }
         r.entered.insert(seq);
+        allEntered.insert(seq);
         kinds[seq] = kind;
         if (seq > r.lastEntered) r.lastEntered = seq;
         if (state == "no error" && seq > r.lastCompleted) r.lastCompleted = seq;
@@ -162,6 +178,16 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "lockstep-trace: %s is not a Lockstep flight-recorder dump\n", path.c_str());
       return 2;
     }
+    // A cut dump (read while an older build wrote it in place, or cut by a full disk) reads as
+    // a rank that never entered the ops after the cut: refused, not analysed.
+    if (!whole) {
+      std::fprintf(stderr, "lockstep-trace: %s is a truncated dump (no closing line)\n", path.c_str());
+      return 2;
+    }
+    if (!badSeq.empty()) {
+      std::fprintf(stderr, "lockstep-trace: %s: %s\n", path.c_str(), badSeq.c_str());
+      return 2;
+    }
   }
   if (comms.size() > 1) {
     std::fprintf(stderr, "lockstep-trace: these dumps come from %zu communicators:", comms.size());
@@ -172,7 +198,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (jobs.size() > 1) {
-    std::fprintf(stderr, "lockstep-trace: these dumps come from %zu runs of the communicator:", jobs.size());
+    std::fprintf(stderr, "lockstep-trace: these dumps come from %zu communicators, or runs of one:", jobs.size());
     for (const auto& [job, file] : jobs) std::fprintf(stderr, " one whose %s (%s)", job.c_str(), file.c_str());
     std::fprintf(stderr,
                  "; a leftover dump of an earlier job at the same path? (LOCKSTEP_TRACE's %%p keeps runs apart)\n");
@@ -193,8 +219,10 @@ int main(int argc, char** argv) {
     maxEntered = std::max(maxEntered, r.lastEntered);
   }
   // A collective that some ranks entered and others never did: the culprits are the latter.
+  // Only numbers some rank entered can show a problem: the loop runs over those, not up to the
+  // largest (2e7 ops took seconds).
   int problems = 0;
-  for (unsigned long long seq = 1; seq <= maxEntered; ++seq) {
+  for (unsigned long long seq : allEntered) {
     std::string missing, present;
     for (auto& [rank, r] : ranks) {
       // Older ops may have left the recorder's window: only judge ops after a rank's oldest.
@@ -263,7 +291,22 @@ int main(int argc, char** argv) {
     std::printf("rank %d: no dump, yet ops of the others name it as a peer (did it die?)\n", peer);
     ++problems;
   }
-  if (problems == 0) std::printf("every rank entered every collective up to #%llu\n", maxEntered);
+  if (problems == 0) {
+    std::printf("every rank entered every collective up to #%llu\n", maxEntered);
+    // What failed without a missing, late or mismatched rank to show for it (sends and receives,
+    // which take no op number, are not compared here: their own errors name the peer).
+    std::string failed;
+    for (auto& [rank, r] : ranks) {
+      if (!r.failed.empty()) failed += (failed.empty() ? "" : ", ") + r.who;
+    }
+    if (!failed.empty()) {
+      std::printf(
+          "yet ops failed on %s (see above): a send or receive, or a cause the dumps do not show; their "
+          "errors say more\n",
+          failed.c_str());
+      ++problems;
+    }
+  }
   if (!merged.empty()) {
     FILE* f = std::fopen(merged.c_str(), "w");
     if (!f) {

@@ -30,7 +30,8 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
       bootstrap_(std::move(bootstrap)),
       rank_(bootstrap_->rank()),
       nranks_(bootstrap_->size()),
-      localAddr_(localAddr) {
+      localAddr_(localAddr),
+      commId_(commId) {
   preciseTimes_ = !config_.tracePath.empty();
   peers_.resize(nranks_);
   peers_[rank_] = localPeerInfo(rank_, config_, localAddr);
@@ -151,8 +152,12 @@ const char* Communicator::transportBetween(int a, int b) const {
 
 void Communicator::dumpTrace() {
   std::lock_guard<std::mutex> lock(kernelRecordMu_);
-  FlightRecorder::dump(tracePath(config_, rank_, traceName_), rank_, peers_[rank_].describe(), traceName_,
-                       peers_[0].describe(), {&recorder_, &kernelRecorder_});
+  // The job names the communicator too: two made by init in one process have the same name and
+  // rank 0, and lockstep-trace mixed their dumps without noticing (helper-69).
+  char id[17];
+  std::snprintf(id, sizeof(id), "%016llx", static_cast<unsigned long long>(commId_));
+  FlightRecorder::dump(claimTracePath(tracePath(config_, rank_, traceName_), commId_), rank_, peers_[rank_].describe(),
+                       traceName_, peers_[0].describe() + ", communicator " + id, {&recorder_, &kernelRecorder_});
 }
 
 void Communicator::connectLinks(uint64_t commId, const Secret& secret, const NetAddr& localAddr) {

@@ -200,6 +200,7 @@ class Communicator {
   uint64_t seq_ = 0;
   uint32_t splits_ = 0;
   std::string traceName_;  // tracePath's `comm`: "" from init, "split<k>c<color>" from a split
+  uint64_t commId_ = 0;    // from the id's secret: tells this communicator's dumps from another's
   // The shape a blocking call's plan was made for (count == SIZE_MAX: none).
   struct InlineShape {
     OpKind kind = OpKind::kBarrier;

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "kernels/dtype.h"
 #include "src/core/logging.h"
@@ -57,13 +59,21 @@ void FlightRecorder::ended(uint64_t id, lockstepResult_t result, Clock::time_poi
 
 bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
                           const std::string& job, std::initializer_list<const FlightRecorder*> tracks) {
-  // Dumps go to a predictable name in a shared directory (/tmp) by default: never through a
-  // symlink planted there (O_NOFOLLOW), and readable by this user only.
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // Written beside the final name and renamed over it: a reader (lockstep-trace, or a person
+  // while the job still runs) never sees half a dump, and a rewrite that fails (a full disk, a
+  // kill) leaves the earlier dump whole; it was truncated in place first (helper-69). mkstemp
+  // creates the file 0600 and never follows a link. A path that names something other than a
+  // file (a device, a pipe) is written in place: a rename would replace the device node.
+  struct stat target {};
+  const bool inPlace = ::lstat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode);
+  std::string temp = path + ".XXXXXX";
+  const int fd = inPlace ? ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : ::mkstemp(temp.data());
   FILE* f = fd >= 0 ? ::fdopen(fd, "w") : nullptr;
   if (fd >= 0 && !f) ::close(fd);
   if (!f) {
-    LS_WARN(rank, "cannot write the flight recorder to " << path);
+    const int err = errno;
+    if (fd >= 0 && !inPlace) ::unlink(temp.c_str());
+    LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(err));
     return false;
   }
   std::fprintf(f, "{\"traceEvents\":[\n");
@@ -78,16 +88,20 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
                  tid, t->track_);
     ops += t->write(f, rank, tid++);
   }
+  // The closing line is how lockstep-trace knows a dump is whole.
   std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
-  const bool writeFailed = std::ferror(f) != 0;
-  struct stat st {};
-  const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-  const bool ok = std::fclose(f) == 0 && !writeFailed;
+  const bool writeFailed = std::ferror(f) != 0 || std::fflush(f) != 0;
+  int err = errno;
+  const bool closed = std::fclose(f) == 0;
+  if (!closed && !writeFailed) err = errno;
+  bool ok = closed && !writeFailed;
+  if (ok && !inPlace && ::rename(temp.c_str(), path.c_str()) != 0) {
+    err = errno;
+    ok = false;
+  }
   if (!ok) {
     // A full disk left an empty or cut file, which a log line saying "written" sent people to.
-    // (Only a file is removed: the path may name a device.)
-    const int err = errno;
-    if (regular) ::unlink(path.c_str());
+    if (!inPlace) ::unlink(temp.c_str());
     LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(err));
     return false;
   }
@@ -142,6 +156,19 @@ std::string tracePath(const Config& config, int rank, const std::string& comm) {
   if (hasComm || comm.empty()) return out;
   const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
   return out.insert(json, "." + comm);
+}
+
+std::string claimTracePath(const std::string& path, uint64_t commKey) {
+  static std::mutex mu;
+  static std::map<std::string, uint64_t>* owners = new std::map<std::string, uint64_t>;  // never freed
+  std::lock_guard<std::mutex> lock(mu);
+  const uint64_t owner = owners->emplace(path, commKey).first->second;
+  if (owner == commKey) return path;
+  char id[24];
+  std::snprintf(id, sizeof(id), ".%016llx", static_cast<unsigned long long>(commKey));
+  std::string out = path;
+  const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
+  return out.insert(json, id);
 }
 
 }  // namespace lockstep

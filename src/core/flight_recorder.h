@@ -78,4 +78,9 @@ class FlightRecorder {
 // the same one.
 std::string tracePath(const Config& config, int rank, const std::string& comm = "");
 
+// `path`, or, when another communicator of this process (another `commKey`) has dumped there
+// already, `path` with ".<commKey in hex>" before its ".json": two communicators made by init in
+// one process have the same name and rank, and the second's dump replaced the first's.
+std::string claimTracePath(const std::string& path, uint64_t commKey);
+
 }  // namespace lockstep

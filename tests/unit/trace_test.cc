@@ -8,12 +8,14 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "src/core/flight_recorder.h"
@@ -189,7 +191,7 @@ TEST(FlightRecorder, LockstepTraceRefusesDumpsOfDifferentRuns) {
   EXPECT_EQ(r.code, 0) << r.output;
   r = testing::run({LOCKSTEP_TRACE_PATH, dir + "/r.0.json", dir + "/old.1.json"}, {}, 30);
   EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_NE(r.output.find("these dumps come from 2 runs of the communicator"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("these dumps come from 2 communicators, or runs of one"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank 0 (vm:100) (" + dir + "/old.1.json)"), std::string::npos) << r.output;
   system(("rm -rf " + dir).c_str());
 }
@@ -237,6 +239,78 @@ TEST(FlightRecorder, ADumpThatCannotBeWrittenWholeIsRemoved) {
   EXPECT_TRUE(FlightRecorder::dump(path, 0, "test", "", "", {&track}));
   std::remove(path.c_str());
   rmdir(dir);
+}
+
+// A hand-written dump of rank `rank`: one op per entry of `ops` ("seq state").
+std::string dumpText(int rank, const std::vector<std::pair<std::string, std::string>>& ops, bool closed = true) {
+  std::string t = "{\"traceEvents\":[\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" + std::to_string(rank) +
+                  ",\"tid\":0,\"args\":{\"name\":\"rank " + std::to_string(rank) +
+                  " (vm:1)\",\"comm\":\"\",\"job\":\"rank 0 (vm:1)\"}}";
+  for (const auto& [seq, state] : ops) {
+    t += ",\n{\"name\":\"op\",\"cat\":\"lockstep\",\"ph\":\"X\",\"pid\":" + std::to_string(rank) +
+         ",\"tid\":0,\"ts\":1,\"dur\":1,\"args\":{\"rank\":" + std::to_string(rank) + ",\"seq\":" + seq +
+         ",\"kind\":\"" + (seq == "0" ? "send/recv group" : "allreduce") +
+         "\",\"count\":4,\"dtype\":\"float32\",\"op\":\"sum\",\"root\":-1,\"algorithm\":\"ring\",\"path\":\"host\","
+         "\"peers\":[" +
+         std::to_string(1 - rank) + "],\"queued_us\":1,\"state\":\"" + state + "\"}}";
+  }
+  return t + (closed ? "\n],\"displayTimeUnit\":\"ms\"}\n" : "\n");
+}
+
+// What lockstep-trace must not analyse: a dump cut short (it read as a rank that never entered
+// the ops after the cut), and sequence numbers Lockstep never writes (the analysis counted up to
+// 2^64 - 1 and never ended). And what it must not call fine: a failed send/recv group, which
+// takes no op number (it said "every rank entered every collective" and exited 0). helper-69.
+TEST(FlightRecorder, LockstepTraceRefusesCutDumpsAndAbsurdNumbersAndReportsUnattributedFailures) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name) << text;
+    return dir + "/" + name;
+  };
+  const std::string whole0 = write("w.0.json", dumpText(0, {{"1", "no error"}, {"2", "no error"}}));
+  const std::string whole1 = write("w.1.json", dumpText(1, {{"1", "no error"}, {"2", "no error"}}));
+  testing::ProcResult r = testing::run({LOCKSTEP_TRACE_PATH, whole0, whole1}, {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  const std::string cut = write("c.1.json", dumpText(1, {{"1", "no error"}}, /*closed=*/false));
+  r = testing::run({LOCKSTEP_TRACE_PATH, whole0, cut}, {}, 30);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("is a truncated dump"), std::string::npos) << r.output;
+  for (const char* seq : {"18446744073709551615", "-1", "99999999999999999999", "7x"}) {
+    const std::string bad = write("b.1.json", dumpText(1, {{"1", "no error"}, {seq, "no error"}}));
+    r = testing::run({LOCKSTEP_TRACE_PATH, whole0, bad}, {}, 10);
+    EXPECT_EQ(r.code, 2) << seq << ": " << r.output;
+    EXPECT_NE(r.output.find("is not one Lockstep writes"), std::string::npos) << r.output;
+  }
+  const std::string p2p0 = write("p.0.json", dumpText(0, {{"1", "no error"}, {"0", "mismatch between ranks"}}));
+  const std::string p2p1 = write("p.1.json", dumpText(1, {{"1", "no error"}, {"0", "mismatch between ranks"}}));
+  r = testing::run({LOCKSTEP_TRACE_PATH, p2p0, p2p1}, {}, 30);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("yet ops failed on rank 0 (vm:1), rank 1 (vm:1)"), std::string::npos) << r.output;
+  system(("rm -rf " + dir).c_str());
+}
+
+// Two communicators made by init in one process have the same name ("") and rank: the second's
+// dump replaced the first's, and lockstep-trace read dumps of the two as one (helper-69). The
+// second now writes beside the first, and each dump's job names its communicator.
+TEST(FlightRecorder, TwoCommunicatorsOfOneProcessDumpApartAndAreNotMixed) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  setenv("LOCKSTEP_TRACE", (dir + "/t.%r.json").c_str(), 1);
+  auto a = testing::initThreadComms(1);
+  auto b = testing::initThreadComms(1);
+  unsetenv("LOCKSTEP_TRACE");
+  testing::destroyAll(a);  // dumps at destroy (LOCKSTEP_TRACE)
+  testing::destroyAll(b);
+  std::vector<std::string> dumps;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) dumps.push_back(e.path().string());
+  ASSERT_EQ(dumps.size(), 2u) << "one dump replaced the other, or a temporary file was left";
+  testing::ProcResult r = testing::run({LOCKSTEP_TRACE_PATH, dumps[0], dumps[1]}, {}, 30);
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("these dumps come from 2 communicators, or runs of one"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
