@@ -151,8 +151,10 @@ int main(int argc, char** argv) {
           field(line, "dtype", &dtype);
           field(line, "op", &op);
           field(line, "root", &root);
-          e.call = kind + " (count " + count + ", " + dtype + (op.empty() || op == "none" ? "" : ", " + op) +
-                   (root.empty() || root == "-1" ? "" : ", root " + root) + ")";
+          e.call = kind == "split"
+                       ? kind  // lockstepCommSplit: its colors and keys are not recorded
+                       : kind + " (count " + count + ", " + dtype + (op.empty() || op == "none" ? "" : ", " + op) +
+                             (root.empty() || root == "-1" ? "" : ", root " + root) + ")";
         }
         r.entered.insert(seq);
         allEntered.insert(seq);

@@ -826,14 +826,22 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     fp.seq = ++seq_;
   }
   health_->entered(fp);
+  // In the flight recorder as the op it is: a split that timed out wrote no dump, and
+  // lockstep-trace blamed the ranks inside it for never entering a peer's collective of that
+  // number (helper-69). The queue is empty: this thread is the recorder's one writer.
+  const OpInfo recorded{"split", "exchange", fp, lockstepUint8, lockstepSum, 0};
+  const Clock::time_point started = stamp();
+  recorder_.started(recorded, PeerList{}, started, started);
   bootstrap_->setInterrupt([this, stopIfAborted] {
     stopIfAborted();
     health_->check();
   });
   try {
     bootstrap_->allGather(all.data(), sizeof(Entry));
+    recorder_.ended(lockstepSuccess, stamp());
   } catch (const Error& e) {
     bootstrap_->setInterrupt(nullptr);
+    recorder_.ended(aborted_->load() ? lockstepAborted : e.code(), stamp());
     // This rank's own abort needs no report from anyone (the grace below cost an abort 300 ms).
     stopIfAborted();
     if (e.code() == lockstepAborted) throw;
@@ -853,6 +861,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     const std::string text = std::string("lockstepCommSplit: ") + e.what() + (late.empty() ? "" : "; " + late);
     markBroken(e.code(), text);
     health_->fail(e.code(), -1, text);
+    if (e.code() == lockstepTimeout || !config_.tracePath.empty()) dumpTrace();  // as a failed op
     throw Error(e.code(), text);
   } catch (...) {
     bootstrap_->setInterrupt(nullptr);

@@ -291,6 +291,37 @@ TEST(FlightRecorder, LockstepTraceRefusesCutDumpsAndAbsurdNumbersAndReportsUnatt
   system(("rm -rf " + dir).c_str());
 }
 
+// A split is an op with a number: one rank calling a collective where the others split was read
+// as the others never entering that collective, blaming them (helper-69).
+TEST(FlightRecorder, ASplitIsRecordedAndARankThatCalledACollectiveInsteadIsTheOddOne) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  setenv("LOCKSTEP_TRACE", (dir + "/s.%r.json").c_str(), 1);
+  setenv("LOCKSTEP_TIMEOUT", "2", 1);
+  auto comms = testing::initThreadComms(3);
+  unsetenv("LOCKSTEP_TRACE");
+  unsetenv("LOCKSTEP_TIMEOUT");
+  onThreads(3, [&](int r) {
+    float x = 1;
+    ASSERT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+    lockstepComm_t child = nullptr;
+    if (r == 1) {
+      EXPECT_NE(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess);
+    } else {
+      EXPECT_NE(lockstepCommSplit(comms[r], 0, r, &child), lockstepSuccess);
+    }
+  });
+  testing::destroyAll(comms);
+  testing::ProcResult r =
+      testing::run({LOCKSTEP_TRACE_PATH, dir + "/s.0.json", dir + "/s.1.json", dir + "/s.2.json"}, {}, 30);
+  EXPECT_EQ(r.code, 1) << r.output;
+  EXPECT_NE(r.output.find("op #2: the ranks' calls differ: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank(s) 0, 2 called split"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("the odd one(s): rank(s) 1"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
+}
+
 // Two communicators made by init in one process have the same name ("") and rank: the second's
 // dump replaced the first's, and lockstep-trace read dumps of the two as one (helper-69). The
 // second now writes beside the first, and each dump's job names its communicator.
