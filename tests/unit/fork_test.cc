@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "lockstep/lockstep.h"
 #include "src/net/socket.h"
@@ -146,6 +148,18 @@ int shmMappings() {
   return n;
 }
 
+// Forks `n` ranks, each running body(rank) and leaving with its result through _Exit (the
+// parent's at-exit handlers are not theirs to run); returns their pids.
+std::vector<pid_t> forkRanks(int n, const std::function<int(int)>& body) {
+  std::vector<pid_t> pids;
+  for (int r = 0; r < n; ++r) {
+    const pid_t pid = fork();
+    if (pid == 0) std::_Exit(body(r));
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
 // A worker forked by a rank after init (a data loader) holds none of the rank's shared memory:
 // with the segments' names unlinked, its copies of the mappings were all that kept /dev/shm full
 // after every rank had destroyed its communicator, until the worker exited (helper-67).
@@ -155,27 +169,25 @@ TEST(Fork, AWorkerForkedByARankHoldsNoneOfItsSharedMemory) {
 #endif
   lockstepUniqueId id;
   ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
-  pid_t pids[2];
-  for (int r = 0; r < 2; ++r) {
-    pids[r] = fork();
-    ASSERT_GE(pids[r], 0);
-    if (pids[r] != 0) continue;
+  // 1: init failed; 2: no segment seen in the rank; 3: the worker holds segments; 4: the worker
+  // died; 5: the rank's call after the fork failed.
+  const std::vector<pid_t> pids = forkRanks(2, [&](int r) {
     setenv("LOCKSTEP_TIMEOUT", "20", 1);
     setenv("LOCKSTEP_TRANSPORTS", "shm", 1);
     lockstepComm_t comm;
-    if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) std::_Exit(1);
-    if (shmMappings() < 1) std::_Exit(2);  // the check sees the rank's own
+    if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) return 1;
+    if (shmMappings() < 1) return 2;  // the check sees the rank's own
     const pid_t worker = fork();
     if (worker == 0) std::_Exit(shmMappings() == 0 ? 0 : 3);
     int status = 0;
     waitpid(worker, &status, 0);
+    if (!WIFEXITED(status)) return 4;
+    if (WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
     float x = 1;
     const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
                     x == 2.0f && lockstepCommDestroy(comm) == lockstepSuccess;
-    std::_Exit(!WIFEXITED(status) ? 4 : WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : ok ? 0 : 5);
-  }
-  // 1: init failed; 2: no segment seen in the rank; 3: the worker holds segments; 5: the rank's
-  // call after the fork failed.
+    return ok ? 0 : 5;
+  });
   EXPECT_EQ(reap(pids[0], "rank 0"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1"), 0);
 }
@@ -189,24 +201,20 @@ TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
   if (geteuid() != 0) GTEST_SKIP() << "needs root, to run a rank as another user";
   lockstepUniqueId id;
   ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
-  pid_t pids[2];
-  for (int r = 0; r < 2; ++r) {
-    pids[r] = fork();
-    ASSERT_GE(pids[r], 0);
-    if (pids[r] != 0) continue;
-    if (r == 1 && (setgid(65534) != 0 || setuid(65534) != 0)) std::_Exit(6);  // nobody
+  const std::vector<pid_t> pids = forkRanks(2, [&](int r) {
+    if (r == 1 && (setgid(65534) != 0 || setuid(65534) != 0)) return 6;  // nobody
     setenv("LOCKSTEP_TIMEOUT", "20", 1);
     unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
     lockstepComm_t comm;
     if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) {
       std::fprintf(stderr, "rank %d: init: %s\n", r, lockstepGetLastError(nullptr));
-      std::_Exit(1);
+      return 1;
     }
     float x = static_cast<float>(r + 1);
     const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
                     x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
-    std::_Exit(ok ? 0 : 2);
-  }
+    return ok ? 0 : 2;
+  });
   EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1 (nobody)"), 0);
 }
