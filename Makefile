@@ -31,8 +31,9 @@ BENCH_RUNS ?= 3
 bench: build
 	$(BUILD)/lockstep-run -n 2 $(BUILD)/perf/allreduce_perf $(BENCH_ARGS)
 	@if [ -x "$(ANCHORS)/anchor.sh" ]; then \
-	  LOCKSTEP_ANCHORS="$(ANCHORS)" perf/compare --build $(BUILD) --runs $(BENCH_RUNS) \
-	    || echo "make bench: some targets were missed (see the table above)"; \
+	  LOCKSTEP_ANCHORS="$(ANCHORS)" perf/compare --build $(BUILD) --runs $(BENCH_RUNS); rc=$$?; \
+	  if [ $$rc -eq 1 ]; then echo "make bench: some targets were missed (see the table above)"; \
+	  elif [ $$rc -ne 0 ]; then echo "make bench: the comparison failed (exit $$rc: see above)"; exit $$rc; fi; \
 	else \
 	  echo "make bench: no anchors at $(ANCHORS) (set ANCHORS=dir): Lockstep alone above"; \
 	fi
