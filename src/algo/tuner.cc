@@ -50,8 +50,11 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
   TunerSettings s;
   s.deterministic = deterministic;
   std::stringstream ss(algo);
+  bool named = false;
+  bool byKind[kOpKinds] = {};  // forced by a "<collective>=" item: a second one contradicts it
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) continue;
+    named = true;
     std::string kindName, name = item;
     if (auto eq = item.find('='); eq != std::string::npos) {
       kindName = item.substr(0, eq);
@@ -69,11 +72,16 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
       if (!kindName.empty() && !implements(a, kind)) {
         throw InvalidArgument(std::string("LOCKSTEP_ALGO: ") + name + " does not implement " + kindName);
       }
+      if (!kindName.empty() && byKind[k] && s.forced[k] != a) {
+        throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" forces " + kindName + " twice, to different algorithms");
+      }
+      if (!kindName.empty()) byKind[k] = true;
       if (implements(a, kind)) s.forced[k] = a;
       matched |= !kindName.empty() || implements(a, kind);
     }
     if (!matched) throw InvalidArgument("LOCKSTEP_ALGO names unknown collective \"" + kindName + "\"");
   }
+  if (!named && !algo.empty()) throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" names no algorithm");
   return s;
 }
 

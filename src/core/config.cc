@@ -199,7 +199,7 @@ Config Config::fromVariables(const Getter& get) {
   };
   if (auto v = var("LOCKSTEP_TIMEOUT")) c.timeout = parseDuration(*v, "LOCKSTEP_TIMEOUT");
   if (auto v = var("LOCKSTEP_DEBUG")) {
-    std::string level = v->substr(0, v->find(','));
+    const std::string& level = *v;  // the whole value: "WARN,foo" was WARN, the rest ignored
     if (level == "NONE")
       c.logLevel = LogLevel::kNone;
     else if (level == "WARN")

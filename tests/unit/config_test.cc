@@ -100,6 +100,7 @@ TEST(Config, BadValuesNameTheVariable) {
   // Decimal only: strtod read "0x10" as 16 (helper-65).
   expectBad("LOCKSTEP_TIMEOUT", "0x10");
   expectBad("LOCKSTEP_LINK_GBPS", "0X1p3");
+  expectBad("LOCKSTEP_DEBUG", "WARN,foo");  // was WARN, the rest dropped unsaid
 }
 
 // The rendezvous's port as written: "+29611" named the same port as "29611", but the secret

@@ -54,6 +54,11 @@ TEST(Tuner, RejectsUnknownNamesWithAMessageThatSaysWhich) {
   EXPECT_NE(message("allreduce=butterfly").find("unknown algorithm"), std::string::npos);
   EXPECT_NE(message("gather=ring").find("unknown collective \"gather\""), std::string::npos);
   EXPECT_NE(message("allgather=tree").find("tree does not implement allgather"), std::string::npos);
+  // Accepted silently before (helper-65): a spec naming nothing, and one contradicting itself.
+  EXPECT_NE(message(",").find("names no algorithm"), std::string::npos);
+  EXPECT_NE(message("allreduce=tree,allreduce=ring").find("forces allreduce twice"), std::string::npos);
+  EXPECT_EQ(message("allreduce=tree,allreduce=tree"), "(accepted)");
+  EXPECT_EQ(message("ring,allreduce=tree"), "(accepted)");  // a default, then one collective's own
 }
 
 TEST(Tuner, PicksOnlyAlgorithmsThatImplementTheCollective) {
