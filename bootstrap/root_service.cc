@@ -143,11 +143,17 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       for (auto& [n, group] : bySize) {
         // A rank that registered and left (its process exited, or its init gave up) is told
         // from one that never came: it was once reported as "never connected".
-        std::string missing, gone;
+        // And one that came saying another world size is not missing: it was called "never
+        // connected" beside the disagreement (helper-65).
+        std::string missing, gone, otherSize;
         int listed = 0, listedGone = 0;
         for (int r = 0; r < n && listed + listedGone < 32; ++r) {
           if (group.count(r)) continue;
-          if (left.count(r))
+          const bool elsewhere = std::any_of(bySize.begin(), bySize.end(),
+                                             [&](const auto& g) { return g.first != n && g.second.count(r); });
+          if (elsewhere)
+            otherSize += (otherSize.empty() ? "" : ",") + std::to_string(r);
+          else if (left.count(r))
             gone += (listedGone++ ? "," : "") + std::to_string(r);
           else
             missing += (listed++ ? "," : "") + std::to_string(r);
@@ -158,6 +164,10 @@ void RootService::serve(std::chrono::milliseconds timeout) {
         if (listedGone) {
           msg += std::string(listed ? "; " : "") + "rank(s) " + gone +
                  " connected, then closed the connection (did the process exit?)";
+        }
+        if (!otherSize.empty()) {
+          msg += std::string(listed || listedGone ? "; " : "") + "rank(s) " + otherSize +
+                 " connected saying the world has another size";
         }
         if (disagree) msg += " (ranks disagree on the world size: " + sizesSeen() + ")";
         if (rejected_.load() > 0) {

@@ -157,6 +157,30 @@ TEST(ThreadRanks, VersionOrConfigMismatchFailsInitOnEveryRank) {
   }
 }
 
+// Ranks that disagree on the world size: the rendezvous names those that never came, and tells
+// apart one that came saying another size (it was "never connected" beside the disagreement).
+TEST(ThreadRanks, AWorldSizeDisagreementSaysWhoCameWithAnotherSize) {
+  setenv("LOCKSTEP_TIMEOUT", "2", 1);
+  lockstepUniqueId id;
+  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
+  std::vector<std::string> errors(2);
+  onThreads(2, [&](int r) {
+    lockstepComm_t comm = nullptr;
+    if (lockstepCommInitRank(&comm, r == 0 ? 2 : 3, id, r) == lockstepSuccess) {
+      lockstepCommDestroy(comm);
+      return;
+    }
+    errors[r] = lockstepGetLastError(nullptr);
+  });
+  unsetenv("LOCKSTEP_TIMEOUT");
+  EXPECT_NE(errors[0].find("rank(s) 1 connected saying the world has another size"), std::string::npos) << errors[0];
+  EXPECT_EQ(errors[0].find("never connected"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("rank(s) 2 never connected; rank(s) 0 connected saying the world has another size"),
+            std::string::npos)
+      << errors[1];
+  for (const auto& e : errors) EXPECT_NE(e.find("ranks disagree on the world size"), std::string::npos) << e;
+}
+
 // A rank that never comes fails the others' inproc setup at its barrier; what they registered
 // for it must not stay in the process-wide registry (two 2 MiB FIFOs per failed setup, forever).
 TEST(ThreadRanks, AnInprocSetupThatFailsLeavesNothingRegistered) {
