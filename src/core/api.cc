@@ -164,6 +164,7 @@ void closeComm(lockstepComm_t comm, bool abort) {
     // with NCCL). A destroy, which would wait for the build, is refused.
     if (state == lockstepComm::Init::kBuilding && abort &&
         comm->init.compare_exchange_strong(state, lockstepComm::Init::kCancelled, std::memory_order_acq_rel)) {
+      comm->groupCancel->store(true, std::memory_order_release);  // its partners in the group too
       return;
     }
     if (state == lockstepComm::Init::kCancelled) return;  // aborted already
@@ -251,6 +252,11 @@ lockstepComm_t buildComm(Config config, const UniqueIdInfo& id, int rank, int nr
           auto cancelled = [shell] {
             if (shell->init.load(std::memory_order_acquire) == lockstepComm::Init::kCancelled)
               throw Aborted("comm aborted (lockstepCommAbort) while its group's end initialised it");
+            if (shell->groupCancel->load(std::memory_order_acquire)) {
+              throw Aborted(
+                  "another rank of this communicator, created in the same group, was aborted (lockstepCommAbort) "
+                  "while the group's end initialised them");
+            }
           };
           return buildImpl(config, id, rank, nranks, cancelled);
         },

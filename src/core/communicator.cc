@@ -852,17 +852,26 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
     while (health_->failure() == lockstepSuccess && !grace.expired()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    health_->check();
-    // Failed on its own (a timeout, a closed connection): the bootstrap names the neighbour it
-    // waited for, which may only be waiting for another rank; the watchdog knows who stopped
-    // answering or left. The ranks are out of step now (this split took a number), so, as for a
-    // failed op, later work is refused and the group is told.
-    const std::string late = health_->laggards(fp.seq);
-    const std::string text = std::string("lockstepCommSplit: ") + e.what() + (late.empty() ? "" : "; " + late);
-    markBroken(e.code(), text);
-    health_->fail(e.code(), -1, text);
-    if (e.code() == lockstepTimeout || !config_.tracePath.empty()) dumpTrace();  // as a failed op
-    throw Error(e.code(), text);
+    // The cause the watchdog heard (a peer's mismatch, timeout or death) wins; otherwise this
+    // rank's own finding (a timeout, a closed connection): the bootstrap names the neighbour it
+    // waited for, which may only be waiting for another rank, and the watchdog knows who stopped
+    // answering or left. Either way the ranks are out of step now (this split took a number), so,
+    // as for a failed op, later work is refused, the group is told, and the recorder is dumped:
+    // the heard cause once left by the check itself, before the dump (helper-70).
+    lockstepResult_t code = e.code();
+    std::string text;
+    try {
+      health_->check();
+      const std::string late = health_->laggards(fp.seq);
+      text = std::string("lockstepCommSplit: ") + e.what() + (late.empty() ? "" : "; " + late);
+    } catch (const Error& heard) {
+      code = heard.code();
+      text = heard.what();
+    }
+    markBroken(code, text);
+    health_->fail(code, -1, text);
+    if (code == lockstepTimeout || !config_.tracePath.empty()) dumpTrace();  // as a failed op
+    throw Error(code, text);
   } catch (...) {
     bootstrap_->setInterrupt(nullptr);
     throw;

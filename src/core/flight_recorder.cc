@@ -57,55 +57,94 @@ void FlightRecorder::ended(uint64_t id, lockstepResult_t result, Clock::time_poi
   r.result = result;
 }
 
-bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
-                          const std::string& job, std::initializer_list<const FlightRecorder*> tracks) {
-  // Written beside the final name and renamed over it: a reader (lockstep-trace, or a person
-  // while the job still runs) never sees half a dump, and a rewrite that fails (a full disk, a
-  // kill) leaves the earlier dump whole; it was truncated in place first (helper-69). mkstemp
-  // creates the file 0600 and never follows a link. A path that names something other than a
-  // file (a device, a pipe) is written in place: a rename would replace the device node.
-  struct stat target {};
-  const bool inPlace = ::lstat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode);
-  std::string temp = path + ".XXXXXX";
-  const int fd = inPlace ? ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC) : ::mkstemp(temp.data());
-  FILE* f = fd >= 0 ? ::fdopen(fd, "w") : nullptr;
-  if (fd >= 0 && !f) ::close(fd);
+// What writing a dump ended with.
+struct FlightRecorder::Written {
+  bool ok = false;
+  int err = 0;           // errno, where !ok
+  bool regular = false;  // it went to a plain file (only those are removed after a failure)
+  uint64_t ops = 0;
+};
+
+FlightRecorder::Written FlightRecorder::writeDump(int fd, int rank, const std::string& who, const std::string& comm,
+                                                  const std::string& job,
+                                                  std::initializer_list<const FlightRecorder*> tracks) {
+  Written w;
+  struct stat st {};
+  w.regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  FILE* f = ::fdopen(fd, "w");
   if (!f) {
-    const int err = errno;
-    if (fd >= 0 && !inPlace) ::unlink(temp.c_str());
-    LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(err));
-    return false;
+    w.err = errno;
+    ::close(fd);
+    return w;
   }
   std::fprintf(f, "{\"traceEvents\":[\n");
   std::fprintf(f,
                "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"name\":\"%s\",\"comm\":\"%s\","
                "\"job\":\"%s\"}}",
                rank, who.c_str(), comm.c_str(), job.c_str());
-  uint64_t ops = 0;
   int tid = 0;
   for (const FlightRecorder* t : tracks) {
     std::fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"args\":{\"name\":\"%s\"}}", rank,
                  tid, t->track_);
-    ops += t->write(f, rank, tid++);
+    w.ops += t->write(f, rank, tid++);
   }
   // The closing line is how lockstep-trace knows a dump is whole.
   std::fprintf(f, "\n],\"displayTimeUnit\":\"ms\"}\n");
-  const bool writeFailed = std::ferror(f) != 0 || std::fflush(f) != 0;
-  int err = errno;
+  const bool written = std::ferror(f) == 0 && std::fflush(f) == 0;
+  w.err = errno;
   const bool closed = std::fclose(f) == 0;
-  if (!closed && !writeFailed) err = errno;
-  bool ok = closed && !writeFailed;
-  if (ok && !inPlace && ::rename(temp.c_str(), path.c_str()) != 0) {
-    err = errno;
-    ok = false;
+  if (written && !closed) w.err = errno;
+  w.ok = written && closed;
+  return w;
+}
+
+bool FlightRecorder::dump(const std::string& path, int rank, const std::string& who, const std::string& comm,
+                          const std::string& job, std::initializer_list<const FlightRecorder*> tracks) {
+  // Written beside the final name and renamed over it: a reader (lockstep-trace, or a person
+  // while the job still runs) never sees half a dump, and a rewrite that fails (a full disk, a
+  // kill) leaves the earlier dump whole; it was truncated in place first (helper-69). mkstemp
+  // creates the file 0600, and a rename replaces a planted link instead of following it.
+  struct stat target {};
+  const bool special = ::lstat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode);
+  if (!special) {
+    std::string temp = path + ".XXXXXX";
+    if (const int fd = ::mkstemp(temp.data()); fd >= 0) {
+      const Written w = writeDump(fd, rank, who, comm, job, tracks);
+      if (!w.ok) {
+        ::unlink(temp.c_str());
+        LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(w.err));
+        return false;
+      }
+      if (::rename(temp.c_str(), path.c_str()) == 0) {
+        LS_WARN(rank, "flight recorder (last " << w.ops << " ops) written to " << path);
+        return true;
+      }
+      const int err = errno;
+      ::unlink(temp.c_str());
+      // Only where it cannot be renamed over (a file bind-mounted into a container: EBUSY; one
+      // in a directory this user may not change) is it written in place below.
+      if (err != EBUSY && err != EPERM && err != EACCES && err != EXDEV) {
+        LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(err));
+        return false;
+      }
+    }
   }
-  if (!ok) {
-    // A full disk left an empty or cut file, which a log line saying "written" sent people to.
-    if (!inPlace) ::unlink(temp.c_str());
-    LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(err));
+  // In place: a device or a pipe (a rename would replace the node), or where no file can be made
+  // beside it (a directory this user cannot write holding a file it can; a name at NAME_MAX).
+  // Never through a link planted at the name (O_NOFOLLOW).
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(errno));
     return false;
   }
-  LS_WARN(rank, "flight recorder (last " << ops << " ops) written to " << path);
+  const Written w = writeDump(fd, rank, who, comm, job, tracks);
+  if (!w.ok) {
+    // A full disk left an empty or cut file, which a log line saying "written" sent people to.
+    if (w.regular) ::unlink(path.c_str());
+    LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(w.err));
+    return false;
+  }
+  LS_WARN(rank, "flight recorder (last " << w.ops << " ops) written to " << path);
   return true;
 }
 

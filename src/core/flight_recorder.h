@@ -63,6 +63,10 @@ class FlightRecorder {
   int64_t toWallUs(Clock::time_point t) const;
   // Writes this recorder's events as lane `tid`; returns how many.
   uint64_t write(FILE* f, int rank, int tid) const;
+  // The whole dump into `fd`, which it closes.
+  struct Written;
+  static Written writeDump(int fd, int rank, const std::string& who, const std::string& comm, const std::string& job,
+                           std::initializer_list<const FlightRecorder*> tracks);
   const char* track_;
   int64_t wallOffsetUs_;
   std::vector<Record> records_;

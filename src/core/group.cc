@@ -47,6 +47,12 @@ bool Group::uses(lockstepComm_t comm) const {
 
 void Group::addInit(lockstepComm_t shell, std::function<std::unique_ptr<Communicator>()> build, uint64_t commKey,
                     int rank, std::string what) {
+  // The group's ranks of one communicator share a flag: an abort of one ends the others' builds
+  // too, which would otherwise wait for it in the rendezvous to the timeout (helper-70).
+  for (const Init& i : inits_) {
+    if (i.commKey == commKey) shell->groupCancel = i.shell->groupCancel;
+  }
+  if (!shell->groupCancel) shell->groupCancel = std::make_shared<std::atomic<bool>>(false);
   // Numbered: two ids in one group each have a rank 0.
   what = "communicator #" + std::to_string(inits_.size()) + " of the group (" + what + ")";
   inits_.push_back(Init{shell, std::move(build), commKey, rank, std::move(what)});
@@ -104,11 +110,27 @@ void Group::failInits(const std::vector<Init>& inits, const std::string& why) {
 
 void Group::runInits(std::vector<Init> inits) {
   std::vector<lockstepResult_t> codes(inits.size(), lockstepSuccess);
-  auto fail = [&](size_t k, lockstepResult_t code, const std::string& why) {
-    codes[k] = code;
-    inits[k].shell->initError = why;
-    inits[k].shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
+  // Ends a handle in kBuilding as failed, or, where another thread aborted it meanwhile
+  // (kCancelled), as aborted: the abort frees it, as any abort does, with what was built.
+  auto settle = [&](size_t k, lockstepResult_t code, const std::string& why) {
+    lockstepComm_t shell = inits[k].shell;
+    shell->initError = why;  // before the state that publishes it; no other thread writes it
+    lockstepComm::Init building = lockstepComm::Init::kBuilding;
+    if (shell->init.compare_exchange_strong(building, lockstepComm::Init::kFailed, std::memory_order_acq_rel)) {
+      shell->impl.reset();
+      codes[k] = code;
+      return;
+    }
+    if (shell->impl) shell->impl->abort();
+    shell->impl.reset();
+    codes[k] = lockstepAborted;
+    shell->initError = "aborted (lockstepCommAbort) while its group's end initialised it";
+    shell->aborted.store(true);
+    shell->closing.store(true);
+    shell->magic.store(kDeadMagic);
+    keepForever(shell);
   };
+  auto fail = [&](size_t k, lockstepResult_t code, const std::string& why) { settle(k, code, why); };
   auto build = [&](size_t k) {
     lockstepComm_t shell = inits[k].shell;
     std::unique_ptr<Communicator> impl;
@@ -133,20 +155,7 @@ void Group::runInits(std::vector<Init> inits) {
         shell->init.compare_exchange_strong(building, lockstepComm::Init::kDone, std::memory_order_acq_rel)) {
       return;
     }
-    if (shell->init.load(std::memory_order_acquire) == lockstepComm::Init::kCancelled) {
-      // Aborted while it was built: the abort frees it, as any abort does; what was built goes.
-      if (shell->impl) shell->impl->abort();
-      shell->impl.reset();
-      codes[k] = lockstepAborted;
-      shell->initError = "aborted (lockstepCommAbort) while its group's end initialised it";
-      shell->aborted.store(true);
-      shell->closing.store(true);
-      shell->magic.store(kDeadMagic);
-      keepForever(shell);
-      return;
-    }
-    shell->impl.reset();
-    fail(k, code, why);
+    settle(k, code == lockstepSuccess ? lockstepAborted : code, why);
   };
   // A handle destroyed before the group ended is not built; the group's other ranks of its
   // communicator fail at once instead of waiting for it to the timeout.

@@ -241,6 +241,18 @@ TEST(FlightRecorder, ADumpThatCannotBeWrittenWholeIsRemoved) {
   rmdir(dir);
 }
 
+// Where no file can be made beside the dump's name (here a name at NAME_MAX, whose temporary
+// name would be longer), it is written in place: the rename-into-place alone failed it (helper-70).
+TEST(FlightRecorder, ADumpThatCannotBeRenamedIntoPlaceIsWrittenInPlace) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string path = std::string(tmp) + "/" + std::string(250, 'd') + ".json";  // 255 bytes
+  FlightRecorder track;
+  EXPECT_TRUE(FlightRecorder::dump(path, 0, "test", "", "", {&track}));
+  EXPECT_NE(readFile(path).find("\"displayTimeUnit\""), std::string::npos);
+  std::filesystem::remove_all(tmp);
+}
+
 // A hand-written dump of rank `rank`: one op per entry of `ops` ("seq state").
 std::string dumpText(int rank, const std::vector<std::pair<std::string, std::string>>& ops, bool closed = true) {
   std::string t = "{\"traceEvents\":[\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" + std::to_string(rank) +
@@ -312,6 +324,11 @@ TEST(FlightRecorder, ASplitIsRecordedAndARankThatCalledACollectiveInsteadIsTheOd
       EXPECT_NE(lockstepCommSplit(comms[r], 0, r, &child), lockstepSuccess);
     }
   });
+  // Every rank dumped at its failure, the split ones too: a program that exits on the error never
+  // reaches its destroy (the watchdog's report of the cause once left the split before its dump).
+  for (int rank = 0; rank < 3; ++rank) {
+    EXPECT_TRUE(std::filesystem::exists(dir + "/s." + std::to_string(rank) + ".json")) << "rank " << rank;
+  }
   testing::destroyAll(comms);
   testing::ProcResult r =
       testing::run({LOCKSTEP_TRACE_PATH, dir + "/s.0.json", dir + "/s.1.json", dir + "/s.2.json"}, {}, 30);
