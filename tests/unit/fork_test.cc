@@ -148,13 +148,29 @@ int shmMappings() {
   return n;
 }
 
-// Forks `n` ranks, each running body(rank) and leaving with its result through _Exit (the
-// parent's at-exit handlers are not theirs to run); returns their pids.
-std::vector<pid_t> forkRanks(int n, const std::function<int(int)>& body) {
+// Forks `n` ranks, each running body(rank, comm) on a communicator of them all (rank 0 serves
+// the rendezvous, LOCKSTEP_ROOT: this process starts no thread before the forks, which a child
+// of a multi-threaded process can deadlock on) and leaving with its result through _Exit (the
+// parent's at-exit handlers are not theirs to run). 1: its init failed. Returns their pids.
+std::vector<pid_t> forkRanks(int n, const std::function<void(int)>& before,
+                             const std::function<int(int, lockstepComm_t)>& body) {
+  const std::string root = "127.0.0.1:" + std::to_string(freePort());
   std::vector<pid_t> pids;
   for (int r = 0; r < n; ++r) {
     const pid_t pid = fork();
-    if (pid == 0) std::_Exit(body(r));
+    if (pid == 0) {
+      if (before) before(r);
+      setenv("LOCKSTEP_RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCKSTEP_WORLD_SIZE", std::to_string(n).c_str(), 1);
+      setenv("LOCKSTEP_ROOT", root.c_str(), 1);
+      setenv("LOCKSTEP_TIMEOUT", "20", 1);
+      lockstepComm_t comm;
+      if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
+        std::fprintf(stderr, "rank %d: init: %s\n", r, lockstepGetLastError(nullptr));
+        std::_Exit(1);
+      }
+      std::_Exit(body(r, comm));
+    }
     pids.push_back(pid);
   }
   return pids;
@@ -164,30 +180,23 @@ std::vector<pid_t> forkRanks(int n, const std::function<int(int)>& body) {
 // with the segments' names unlinked, its copies of the mappings were all that kept /dev/shm full
 // after every rank had destroyed its communicator, until the worker exited (helper-67).
 TEST(Fork, AWorkerForkedByARankHoldsNoneOfItsSharedMemory) {
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer cannot start threads in a child of a multi-threaded process";
-#endif
-  lockstepUniqueId id;
-  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
-  // 1: init failed; 2: no segment seen in the rank; 3: the worker holds segments; 4: the worker
-  // died; 5: the rank's call after the fork failed.
-  const std::vector<pid_t> pids = forkRanks(2, [&](int r) {
-    setenv("LOCKSTEP_TIMEOUT", "20", 1);
-    setenv("LOCKSTEP_TRANSPORTS", "shm", 1);
-    lockstepComm_t comm;
-    if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) return 1;
-    if (shmMappings() < 1) return 2;  // the check sees the rank's own
-    const pid_t worker = fork();
-    if (worker == 0) std::_Exit(shmMappings() == 0 ? 0 : 3);
-    int status = 0;
-    waitpid(worker, &status, 0);
-    if (!WIFEXITED(status)) return 4;
-    if (WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
-    float x = 1;
-    const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
-                    x == 2.0f && lockstepCommDestroy(comm) == lockstepSuccess;
-    return ok ? 0 : 5;
-  });
+  // 2: no segment seen in the rank; 3: the worker holds segments; 4: the worker died; 5: the
+  // rank's call after the fork failed.
+  const std::vector<pid_t> pids = forkRanks(
+      2, [](int) { setenv("LOCKSTEP_TRANSPORTS", "shm", 1); },
+      [](int, lockstepComm_t comm) {
+        if (shmMappings() < 1) return 2;  // the check sees the rank's own
+        const pid_t worker = fork();
+        if (worker == 0) std::_Exit(shmMappings() == 0 ? 0 : 3);
+        int status = 0;
+        waitpid(worker, &status, 0);
+        if (!WIFEXITED(status)) return 4;
+        if (WEXITSTATUS(status) != 0) return WEXITSTATUS(status);
+        float x = 1;
+        const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
+                        x == 2.0f && lockstepCommDestroy(comm) == lockstepSuccess;
+        return ok ? 0 : 5;
+      });
   EXPECT_EQ(reap(pids[0], "rank 0"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1"), 0);
 }
@@ -195,26 +204,19 @@ TEST(Fork, AWorkerForkedByARankHoldsNoneOfItsSharedMemory) {
 // Ranks of two users on one host: shared memory cannot join them (segments are 0600), so they
 // use sockets. Every rank's init failed with "Permission denied" (helper-67).
 TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
-#if defined(__SANITIZE_THREAD__)
-  GTEST_SKIP() << "ThreadSanitizer cannot start threads in a child of a multi-threaded process";
-#endif
   if (geteuid() != 0) GTEST_SKIP() << "needs root, to run a rank as another user";
-  lockstepUniqueId id;
-  ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
-  const std::vector<pid_t> pids = forkRanks(2, [&](int r) {
-    if (r == 1 && (setgid(65534) != 0 || setuid(65534) != 0)) return 6;  // nobody
-    setenv("LOCKSTEP_TIMEOUT", "20", 1);
-    unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
-    lockstepComm_t comm;
-    if (lockstepCommInitRank(&comm, 2, id, r) != lockstepSuccess) {
-      std::fprintf(stderr, "rank %d: init: %s\n", r, lockstepGetLastError(nullptr));
-      return 1;
-    }
-    float x = static_cast<float>(r + 1);
-    const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
-                    x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
-    return ok ? 0 : 2;
-  });
+  const std::vector<pid_t> pids = forkRanks(
+      2,
+      [](int r) {
+        if (r == 1 && (setgid(65534) != 0 || setuid(65534) != 0)) std::_Exit(6);  // nobody
+        unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
+      },
+      [](int r, lockstepComm_t comm) {
+        float x = static_cast<float>(r + 1);
+        const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
+                        x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
+        return ok ? 0 : 2;
+      });
   EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1 (nobody)"), 0);
 }
