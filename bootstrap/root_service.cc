@@ -149,8 +149,9 @@ void RootService::serve(std::chrono::milliseconds timeout) {
         int listed = 0, listedGone = 0;
         for (int r = 0; r < n && listed + listedGone < 32; ++r) {
           if (group.count(r)) continue;
+          const int size = n;  // a structured binding: clang refuses to capture one
           const bool elsewhere = std::any_of(bySize.begin(), bySize.end(),
-                                             [&](const auto& g) { return g.first != n && g.second.count(r); });
+                                             [&](const auto& g) { return g.first != size && g.second.count(r); });
           if (elsewhere)
             otherSize += (otherSize.empty() ? "" : ",") + std::to_string(r);
           else if (left.count(r))

@@ -103,12 +103,21 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
   // Written beside the final name and renamed over it: a reader (lockstep-trace, or a person
   // while the job still runs) never sees half a dump, and a rewrite that fails (a full disk, a
   // kill) leaves the earlier dump whole; it was truncated in place first (helper-69). mkstemp
-  // creates the file 0600, and a rename replaces a planted link instead of following it.
+  // creates the file 0600. A link at the name is not a file: it goes to the in-place write below,
+  // whose O_NOFOLLOW refuses it.
   struct stat target {};
   const bool special = ::lstat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode);
   if (!special) {
     std::string temp = path + ".XXXXXX";
-    if (const int fd = ::mkstemp(temp.data()); fd >= 0) {
+    const int fd = ::mkstemp(temp.data());
+    const int made = fd >= 0 ? 0 : errno;
+    // No file beside it for want of space (or descriptors) is no reason to truncate the earlier
+    // dump in place: only a directory this user cannot write, or a name at NAME_MAX, is (helper-72).
+    if (made != 0 && made != EACCES && made != EPERM && made != EROFS && made != ENAMETOOLONG) {
+      LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(made));
+      return false;
+    }
+    if (fd >= 0) {
       const Written w = writeDump(fd, rank, who, comm, job, tracks);
       if (!w.ok) {
         ::unlink(temp.c_str());

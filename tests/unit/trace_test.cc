@@ -1,9 +1,12 @@
 // The flight recorder and lockstep-trace: a rank that never enters an op is named.
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -251,6 +254,38 @@ TEST(FlightRecorder, ADumpThatCannotBeRenamedIntoPlaceIsWrittenInPlace) {
   EXPECT_TRUE(FlightRecorder::dump(path, 0, "test", "", "", {&track}));
   EXPECT_NE(readFile(path).find("\"displayTimeUnit\""), std::string::npos);
   std::filesystem::remove_all(tmp);
+}
+
+// Out of space for a file beside it, a dump fails and leaves the earlier one whole: it used to
+// fall back to the in-place write, which truncated the earlier dump, then removed it (helper-72).
+TEST(FlightRecorder, ADumpWithNoRoomForItsTemporaryFileLeavesTheEarlierOneWhole) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to mount a small tmpfs in a mount namespace";
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // 1: no mount namespace here (skip); 2: the first dump failed; 3: the second succeeded;
+    // 4: the first is not whole afterwards.
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=64k,nr_inodes=4") != 0) {
+      std::_Exit(1);
+    }
+    FlightRecorder track;
+    const std::string path = dir + "/t.0.json";
+    if (!FlightRecorder::dump(path, 0, "test", "", "", {&track})) std::_Exit(2);
+    const std::string first = readFile(path);
+    for (int i = 0; i < 16; ++i) std::ofstream(dir + "/fill" + std::to_string(i));  // every inode
+    if (FlightRecorder::dump(path, 0, "test", "", "", {&track})) std::_Exit(3);
+    std::_Exit(readFile(path) == first && !first.empty() ? 0 : 4);
+  }
+  int status = 0;
+  waitpid(child, &status, 0);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 1) GTEST_SKIP() << "no mount namespace here";
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: first dump failed; 3: second succeeded; 4: the first was cut or removed";
 }
 
 // A hand-written dump of rank `rank`: one op per entry of `ops` ("seq state").
