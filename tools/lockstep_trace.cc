@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
   std::map<unsigned long long, std::string> kinds;
   std::set<int> peers;                       // every rank some op names as a peer
   std::map<std::string, std::string> comms;  // communicator name -> a file that holds it
-  std::map<std::string, std::string> jobs;   // run of it (its rank 0's host:pid) -> a file from it
+  std::map<std::string, std::string> jobs;   // run of it (rank 0's host:pid, the comm id) -> a file
   std::string duplicate;
   std::set<unsigned long long> allEntered;  // every op number some rank entered
   for (const auto& path : files) {
