@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "src/algo/registry.h"
@@ -51,7 +52,7 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
   s.deterministic = deterministic;
   std::stringstream ss(algo);
   bool named = false;
-  bool byKind[kOpKinds] = {};  // forced by a "<collective>=" item: a second one contradicts it
+  std::optional<Algorithm> byKind[kOpKinds];  // a "<collective>=" item's: another one contradicts it
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) continue;
     named = true;
@@ -72,10 +73,10 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
       if (!kindName.empty() && !implements(a, kind)) {
         throw InvalidArgument(std::string("LOCKSTEP_ALGO: ") + name + " does not implement " + kindName);
       }
-      if (!kindName.empty() && byKind[k] && s.forced[k] != a) {
+      if (!kindName.empty() && byKind[k] && *byKind[k] != a) {
         throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" forces " + kindName + " twice, to different algorithms");
       }
-      if (!kindName.empty()) byKind[k] = true;
+      if (!kindName.empty()) byKind[k] = a;
       if (implements(a, kind)) s.forced[k] = a;
       matched |= !kindName.empty() || implements(a, kind);
     }

@@ -141,11 +141,14 @@ bool FlightRecorder::dump(const std::string& path, int rank, const std::string& 
   // In place: a device or a pipe (a rename would replace the node), or where no file can be made
   // beside it (a directory this user cannot write holding a file it can; a name at NAME_MAX).
   // Never through a link planted at the name (O_NOFOLLOW).
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // Opened without waiting: a pipe with no reader would block the open, and the failed op or the
+  // destroy behind it, for ever (helper-72); then blocking again, so a slow reader gets it all.
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
   if (fd < 0) {
     LS_WARN(rank, "cannot write the flight recorder to " << path << ": " << std::strerror(errno));
     return false;
   }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   const Written w = writeDump(fd, rank, who, comm, job, tracks);
   if (!w.ok) {
     // A full disk left an empty or cut file, which a log line saying "written" sent people to.

@@ -288,6 +288,31 @@ TEST(FlightRecorder, ADumpWithNoRoomForItsTemporaryFileLeavesTheEarlierOneWhole)
   EXPECT_EQ(WEXITSTATUS(status), 0) << "2: first dump failed; 3: second succeeded; 4: the first was cut or removed";
 }
 
+// LOCKSTEP_TRACE naming a pipe nobody reads: the dump fails at once, where its open blocked the
+// failed op or the destroy behind it for ever (helper-72). With a reader, the reader gets it all.
+TEST(FlightRecorder, ADumpToAPipeWithNoReaderFailsAtOnce) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string fifo = std::string(tmp) + "/pipe";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  FlightRecorder track;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_FALSE(FlightRecorder::dump(fifo, 0, "test", "", "", {&track}));
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 1.0);
+  std::string got;
+  std::thread reader([&] { got = readFile(fifo); });
+  // The reader's open may come after the dump's: retry until it is there (bounded).
+  bool written = false;
+  for (int i = 0; i < 200 && !written; ++i) {
+    written = FlightRecorder::dump(fifo, 0, "test", "", "", {&track});
+    if (!written) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  reader.join();
+  EXPECT_TRUE(written);
+  EXPECT_NE(got.find("\"displayTimeUnit\""), std::string::npos) << got;
+  std::filesystem::remove_all(tmp);
+}
+
 // A hand-written dump of rank `rank`: one op per entry of `ops` ("seq state").
 std::string dumpText(int rank, const std::vector<std::pair<std::string, std::string>>& ops, bool closed = true) {
   std::string t = "{\"traceEvents\":[\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":" + std::to_string(rank) +

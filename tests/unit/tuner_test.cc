@@ -58,7 +58,8 @@ TEST(Tuner, RejectsUnknownNamesWithAMessageThatSaysWhich) {
   EXPECT_NE(message(",").find("names no algorithm"), std::string::npos);
   EXPECT_NE(message("allreduce=tree,allreduce=ring").find("forces allreduce twice"), std::string::npos);
   EXPECT_EQ(message("allreduce=tree,allreduce=tree"), "(accepted)");
-  EXPECT_EQ(message("ring,allreduce=tree"), "(accepted)");  // a default, then one collective's own
+  EXPECT_EQ(message("ring,allreduce=tree"), "(accepted)");                 // a default, then one collective's own
+  EXPECT_EQ(message("allreduce=ring,tree,allreduce=ring"), "(accepted)");  // the same choice twice
 }
 
 TEST(Tuner, PicksOnlyAlgorithmsThatImplementTheCollective) {
