@@ -23,6 +23,11 @@ static std::string describe(const std::string& syscall, int err, const std::stri
 
 bool isLocalShortage(int err) { return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM; }
 
+bool isNetworkFailure(int err) {
+  return err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN || err == ENETDOWN ||
+         err == ENETRESET || err == ECONNABORTED;
+}
+
 SystemError::SystemError(const std::string& sc, int e, const std::string& context)
     : Error(lockstepSystemError, describe(sc, e, context)), syscall(sc), err(e) {}
 

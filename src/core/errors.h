@@ -55,6 +55,12 @@ struct SystemError : Error {
 // Out of descriptors or memory: a shortage of this process (or host), never a peer's fault.
 bool isLocalShortage(int err);
 
+// The connection, not this process, failed: TCP gave up retransmitting (ETIMEDOUT, after
+// tcp_retries2), or the route to the peer's host went away. The peer is the culprit as far as
+// this rank can tell, and kNetworkFailed says so in a message.
+bool isNetworkFailure(int err);
+inline constexpr const char* kNetworkFailed = "the network between the two hosts failed, or the peer's host is down";
+
 // Throws SystemError(syscall, errno, context) when rc < 0; returns rc otherwise.
 long checkSys(long rc, const char* syscall, const std::string& context = "");
 

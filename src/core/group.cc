@@ -130,7 +130,6 @@ void Group::runInits(std::vector<Init> inits) {
     shell->magic.store(kDeadMagic);
     keepForever(shell);
   };
-  auto fail = [&](size_t k, lockstepResult_t code, const std::string& why) { settle(k, code, why); };
   auto build = [&](size_t k) {
     lockstepComm_t shell = inits[k].shell;
     std::unique_ptr<Communicator> impl;
@@ -170,10 +169,10 @@ void Group::runInits(std::vector<Init> inits) {
     if (gone == inits.end()) {
       todo.push_back(k);
     } else {
-      fail(k, lockstepInvalidUsage,
-           "rank " + std::to_string(gone->rank) +
-               " of this communicator, created in the same group, was destroyed before the group ended: the "
-               "communicator cannot form");
+      settle(k, lockstepInvalidUsage,
+             "rank " + std::to_string(gone->rank) +
+                 " of this communicator, created in the same group, was destroyed before the group ended: the "
+                 "communicator cannot form");
     }
   }
   // At once: the ranks of one communicator wait for each other in its rendezvous.
@@ -183,7 +182,7 @@ void Group::runInits(std::vector<Init> inits) {
     try {
       threads.emplace_back(build, k);
     } catch (const std::system_error& e) {
-      fail(k, lockstepSystemError, std::string("no thread to initialise it on: ") + e.what());
+      settle(k, lockstepSystemError, std::string("no thread to initialise it on: ") + e.what());
     }
   }
   if (!todo.empty()) build(todo[0]);

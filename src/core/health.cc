@@ -529,9 +529,7 @@ void Health::queue(Peer& p, const ControlMsg& m) {
 std::string Health::brokenBy(int err) {
   if (err == 0) return "";
   std::string why = std::string(" (") + std::strerror(err) + ", errno " + std::to_string(err);
-  if (err == ETIMEDOUT || err == EHOSTUNREACH || err == ENETUNREACH || err == EHOSTDOWN || err == ENETDOWN) {
-    why += ": the network between the two hosts failed, or its host is down";
-  }
+  if (isNetworkFailure(err)) why += std::string(": ") + kNetworkFailed;
   return why + ")";
 }
 

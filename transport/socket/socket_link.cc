@@ -38,29 +38,11 @@ SocketLink::SocketLink(Fd fd, int peerRank, std::string peerName, int slots, siz
           }(),
           peerRank, std::move(peerName), slots, slotBytes) {}
 
-// The connection, not this process, failed: TCP gave up retransmitting (ETIMEDOUT: after
-// tcp_retries2, about 15 minutes by default, sooner where a cluster lowers it), or the route to the
-// peer's host went away. The peer is the culprit as far as this rank can tell (a remote error, so
-// the communicator listens a moment for a root cause), where a system error would say this
-// process's own call failed and name no one.
-bool SocketLink::networkFailed(int err) {
-  switch (err) {
-    case ETIMEDOUT:
-    case EHOSTUNREACH:
-    case ENETUNREACH:
-    case EHOSTDOWN:
-    case ENETDOWN:
-    case ENETRESET:
-    case ECONNABORTED:
-      return true;
-    default:
-      return false;
-  }
-}
-
+// A remote error, not a system error naming no one: the communicator then listens a moment for
+// a root cause, and the message names the peer (src/core/errors.h, isNetworkFailure).
 std::string SocketLink::networkFailure(int err, const char* doing) {
   return "the connection failed while " + std::string(doing) + ": " + std::strerror(err) + " (errno " +
-         std::to_string(err) + "): the network between the two hosts failed, or the peer's host is down";
+         std::to_string(err) + "): " + kNetworkFailed;
 }
 
 // A connection whose sent bytes sit unacknowledged while TCP retransmits them: the network drops
@@ -186,7 +168,7 @@ bool SocketLink::sendOn(Stream& s) {
     if (rc < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
       if (errno == EPIPE || errno == ECONNRESET) peerFailed("connection lost while sending (did the peer exit?)");
-      if (networkFailed(errno)) peerFailed(networkFailure(errno, "sending"));
+      if (isNetworkFailure(errno)) peerFailed(networkFailure(errno, "sending"));
       throw SystemError("sendmsg", errno, "sending to " + peerName_);
     }
     s.sendOffset += static_cast<size_t>(rc);
@@ -230,7 +212,7 @@ bool SocketLink::recvOn(Stream& s) {
         s.closed = closed_ = true;
         return false;
       }
-      if (networkFailed(errno)) peerFailed(networkFailure(errno, "receiving"));
+      if (isNetworkFailure(errno)) peerFailed(networkFailure(errno, "receiving"));
       throw SystemError("recv", errno, "receiving from " + peerName_);
     }
     const bool hadHeader = s.recvOffset >= sizeof(Frame);

@@ -68,7 +68,6 @@ class SocketLink : public Link {
   // True when the stream's current frame came in whole.
   bool recvOn(Stream& s);
   [[noreturn]] void peerFailed(const std::string& what);
-  static bool networkFailed(int err);
   static std::string networkFailure(int err, const char* doing);
 
   std::vector<Stream> streams_;
