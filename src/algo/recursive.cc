@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "src/algo/fold.h"
+#include "src/algo/ring_math.h"
 
 namespace lockstep {
 namespace {
@@ -100,7 +101,7 @@ void rabenseifnerAllReduce(int rank, int nranks, size_t count, Schedule* out) {
   size_t lo = 0, hi = count;
   for (int k = 0; k < rounds; ++k) {  // reduce-scatter by recursive halving
     int q = f.newRank ^ (f.p >> (k + 1)), peer = f.real(q);
-    size_t mid = lo + (hi - lo) / 2;
+    size_t mid = lo + chunkRange(hi - lo, 2, 0).count;  // lo is on a grain, so mid is too
     bool lower = f.newRank < q;
     kept[k] = lower ? Segment{lo, mid} : Segment{mid, hi};
     given[k] = lower ? Segment{mid, hi} : Segment{lo, mid};

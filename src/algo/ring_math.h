@@ -1,5 +1,5 @@
 // Rank and chunk arithmetic for rings, header-only and exhaustively tested
-// (tests/unit/ring_math_test.cc, every N from 1 to 64).
+// (tests/unit/ring_test.cc, every N from 1 to 64). The tree and Rabenseifner halve with chunkRange too.
 #pragma once
 
 #include <cstddef>
@@ -19,12 +19,23 @@ inline int ringMod(int a, int nranks) {
   return m < 0 ? m + nranks : m;
 }
 
-// Splits `count` elements into `parts` contiguous chunks whose sizes differ by at most one (the
-// first count % parts chunks get the extra element).
+// Chunk boundaries fall on multiples of kChunkGrain elements: 16 elements are 16 bytes or more of
+// every type, so a chunk of an aligned buffer starts aligned, as the staging slots do. The CUDA
+// kernels move 16-byte vectors only where source, staging slot and destination agree modulo 16;
+// a boundary one element off sent (N-1)/N of a ring's work down their element-by-element path.
+constexpr size_t kChunkGrain = 16;
+
+// Splits `count` elements into `parts` contiguous chunks of whole grains whose sizes differ by at
+// most one grain (the first ones get the extra grain); the chunk that holds the end is cut short
+// there, and any after it are empty.
 inline Range chunkRange(size_t count, int parts, int index) {
-  size_t p = static_cast<size_t>(parts), i = static_cast<size_t>(index);
-  size_t base = count / p, extra = count % p;
-  return Range{i * base + (i < extra ? i : extra), base + (i < extra ? 1 : 0)};
+  const size_t p = static_cast<size_t>(parts), i = static_cast<size_t>(index);
+  const size_t grains = (count + kChunkGrain - 1) / kChunkGrain;
+  const size_t base = grains / p, extra = grains % p;
+  const size_t first = (i * base + (i < extra ? i : extra)) * kChunkGrain;
+  const size_t end = first + (base + (i < extra ? 1 : 0)) * kChunkGrain;
+  const size_t lo = first < count ? first : count, hi = end < count ? end : count;
+  return Range{lo, hi - lo};
 }
 
 }  // namespace lockstep

@@ -15,12 +15,10 @@
 #include <utility>
 #include <vector>
 
+#include "src/algo/ring_math.h"
+
 namespace lockstep {
 namespace {
-
-struct Range {
-  size_t offset, count;
-};
 
 Step make(Prim prim, int sendPeer, int recvPeer, uint32_t src, Range r, bool finish = false) {
   Step s;
@@ -162,7 +160,7 @@ void doubleTreeAllReduce(int rank, int nranks, size_t count, Schedule* out) {
   // slices stream up and down at once (a rank does not wait for slice j to come back down before
   // sending slice j+1 up). A root keeps both in one lane: its down sends read what its up steps
   // wrote.
-  const Range half[2] = {{0, count / 2}, {count / 2, count - count / 2}};
+  const Range half[2] = {chunkRange(count, 2, 0), chunkRange(count, 2, 1)};  // on grains (ring_math.h)
   const std::vector<int> first = rotated(nranks, 0), second = secondTree(nranks);
   std::vector<Step> lanes[4];
   for (int tree = 0; tree < 2; ++tree) {

@@ -256,6 +256,40 @@ TEST(IpcLowering, BothEndsOfEveryLinkNumberMessagesAlike) {
   }
 }
 
+// The kernels move 16-byte vectors only where the operand, the slot and the destination agree
+// modulo 16 (kernels/cuda_elementwise.cuh). Slots are aligned and cudaMalloc's buffers are, so
+// every piece of a whole-buffer collective must start on 16 bytes, whatever the count: the
+// algorithms cut on grains (src/algo/ring_math.h), never an element off.
+TEST(IpcLowering, WholeBufferCollectivesCutOnSixteenBytes) {
+  for (const Case& c : kCases) {
+    if (c.kind == OpKind::kReduceScatter || c.kind == OpKind::kAllGather || c.kind == OpKind::kAllToAll) continue;
+    for (int n : {2, 3, 5, 6, 8}) {
+      for (size_t count : {size_t(777), size_t(12345), size_t(100003)}) {
+        for (lockstepDataType_t dtype : {lockstepInt8, lockstepBfloat16, lockstepFloat32, lockstepFloat64}) {
+          World world(n, 3, 4096, 1);
+          alignas(256) static char in[1], out[1];  // addresses only: nothing runs
+          for (int r = 0; r < n; ++r) {
+            Schedule s;
+            buildSchedule(c.algorithm, c.kind, r, n, count, 0, &s);
+            const std::vector<uint64_t> blob = world.lowerFor(r, s, {in, out}, dtype, lockstepSum, {});
+            if (blob.empty()) continue;
+            auto* h = reinterpret_cast<const ProgramHeader*>(blob.data());
+            const Instr* code = instructions(h);
+            for (uint32_t i = 0; i < laneTable(h)[h->lanes]; ++i) {
+              for (const char* p : {code[i].src, static_cast<const char*>(code[i].dst), code[i].inData,
+                                    static_cast<const char*>(code[i].outData)}) {
+                ASSERT_EQ(reinterpret_cast<uintptr_t>(p) % 16, 0u)
+                    << opKindName(c.kind) << "/" << algorithmName(c.algorithm) << " n=" << n << " count=" << count
+                    << " " << dataTypeName(dtype) << " rank " << r << " instruction " << i;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(IpcLowering, TooManyLanesIsRefusedWithNothingAdvanced) {
   Schedule s;
   for (uint32_t i = 0; i <= kMaxLanes; ++i) {

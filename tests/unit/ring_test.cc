@@ -13,19 +13,28 @@
 namespace lockstep {
 namespace {
 
-TEST(RingMath, ChunksCoverTheBufferAndDifferByAtMostOne) {
+// Chunks tile the buffer from grain boundaries; whole chunks differ by at most one grain, and
+// only the chunk that holds the end is shorter (or chunks after it empty).
+TEST(RingMath, ChunksTileTheBufferOnGrainsAndDifferByAtMostOneGrain) {
   for (int n = 1; n <= 64; ++n) {
-    for (size_t count : {size_t(0), size_t(1), size_t(n - 1), size_t(n), size_t(n + 1), size_t(1000003)}) {
+    for (size_t count :
+         {size_t(0), size_t(1), size_t(n - 1), size_t(n), size_t(n + 1), size_t(16 * n + 3), size_t(1000003)}) {
       size_t next = 0, lo = ~size_t(0), hi = 0;
       for (int c = 0; c < n; ++c) {
         Range r = chunkRange(count, n, c);
         ASSERT_EQ(r.offset, next) << "n=" << n << " count=" << count << " chunk " << c;
+        if (r.offset < count)
+          ASSERT_EQ(r.offset % kChunkGrain, 0u) << "n=" << n << " count=" << count << " chunk " << c;
         next += r.count;
-        lo = std::min(lo, r.count);
-        hi = std::max(hi, r.count);
+        if (next < count) {  // a whole chunk: the end is further on
+          lo = std::min(lo, r.count);
+          hi = std::max(hi, r.count);
+        } else if (r.count > 0) {
+          ASSERT_LE(r.count, hi == 0 ? r.count : hi) << "the last chunk is no longer than the others";
+        }
       }
       ASSERT_EQ(next, count);
-      ASSERT_LE(hi - lo, 1u);
+      if (hi > 0) ASSERT_LE(hi - lo, kChunkGrain) << "n=" << n << " count=" << count;
     }
   }
 }
