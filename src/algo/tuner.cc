@@ -143,10 +143,13 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
 
 namespace {
 
-// The rank-ordered counterpart of a reduction algorithm (deterministic mode).
-Algorithm ordered(Algorithm a, OpKind kind) {
+// The rank-ordered counterpart of a reduction algorithm (deterministic mode). The small-message
+// ones map to the one-shot within its rank limit: past it, each rank would send N-1 whole copies
+// that nobody asked for.
+Algorithm ordered(Algorithm a, OpKind kind, int n) {
   if (kind == OpKind::kAllReduce || kind == OpKind::kBarrier) {
-    return a == Algorithm::kDirect || a == Algorithm::kRecursiveDoubling ? Algorithm::kDirect : Algorithm::kOrdered;
+    const bool small = a == Algorithm::kDirect || a == Algorithm::kRecursiveDoubling;
+    return small && n <= maxRanks(Algorithm::kDirect, kind) ? Algorithm::kDirect : Algorithm::kOrdered;
   }
   if (kind == OpKind::kReduceScatter || kind == OpKind::kReduce) return Algorithm::kOrdered;
   return a;  // nothing to reduce: any algorithm is deterministic
@@ -156,13 +159,13 @@ Algorithm ordered(Algorithm a, OpKind kind) {
 
 Algorithm chooseAlgorithm(OpKind kind, int n, size_t bytes, const LinkCost& link, const TunerSettings& s) {
   const auto& forced = s.forced[static_cast<int>(kind)];
-  if (forced) return s.deterministic ? ordered(*forced, kind) : *forced;
+  if (forced) return s.deterministic ? ordered(*forced, kind, n) : *forced;
   Algorithm best = Algorithm::kRing;
   double bestUs = std::numeric_limits<double>::infinity();
   for (int i = 0; i < static_cast<int>(Algorithm::kCount); ++i) {
     auto a = static_cast<Algorithm>(i);
     if (!implements(a, kind) || n > maxRanks(a, kind)) continue;
-    if (s.deterministic && ordered(a, kind) != a) continue;
+    if (s.deterministic && ordered(a, kind, n) != a) continue;
     // Rank-ordered algorithms are only worth their extra cost when asked for.
     if (!s.deterministic && a == Algorithm::kOrdered) continue;
     double us = predictUs(a, kind, n, bytes, link);

@@ -48,7 +48,7 @@ double predictUs(Algorithm a, OpKind kind, int nranks, size_t bytes, const LinkC
 // The algorithm to run. A forced algorithm that does not implement `kind` is ignored for it. In
 // deterministic mode reductions only run rank-ordered algorithms (a forced one maps to its
 // rank-ordered counterpart: ring, tree, rabenseifner, chain -> ordered; recursive doubling ->
-// direct).
+// direct, or ordered past the one-shot's 64 ranks).
 Algorithm chooseAlgorithm(OpKind kind, int nranks, size_t bytes, const LinkCost& link, const TunerSettings& s);
 
 }  // namespace lockstep

@@ -752,8 +752,12 @@ Algorithm Communicator::chooseForKernels(const OpDesc& op) {
   // be the caller's recvbuff, which a non-root may pass as anything: staged, decided alike on
   // every rank.
   if (op.kind == OpKind::kReduce && a == Algorithm::kTree && nranks_ >= 5) return Algorithm::kCount;
+  // The one-shot needs the input copy the kernels do not take. Recursive doubling stands in for
+  // it, but not where the one-shot was asked for, nor in deterministic mode: it sums (a+b)+(c+d)
+  // on 4 ranks, where the one-shot sums in rank order.
   if (a == Algorithm::kDirect) {
-    return tuning_.forced[static_cast<int>(op.kind)] ? Algorithm::kCount : Algorithm::kRecursiveDoubling;
+    return tuning_.forced[static_cast<int>(op.kind)] || tuning_.deterministic ? Algorithm::kCount
+                                                                              : Algorithm::kRecursiveDoubling;
   }
   return a;
 }

@@ -147,22 +147,31 @@ TEST_F(CudaIpc, SplitCommunicatorsRunTheirOwnKernels) {
 }
 
 // Deterministic mode's rank-ordered reductions, and a forced one-shot, need a copy of the input
-// that the kernels do not take: those calls take the staged path, with the same results.
+// that the kernels do not take: those calls take the staged path, and sum in rank order at every
+// size. On 4 ranks the values tell the orders apart: ((a+b)+c)+d is not (a+b)+(c+d) (recursive
+// doubling's) in float, and the deterministic tuner picks the one-shot at small sizes.
 TEST_F(CudaIpc, CallsThatNeedAnInputCopyTakeTheStagedPath) {
+  constexpr int kRanks = 4;
+  constexpr float kBase[kRanks] = {1e8f, 1.0f, -1e8f, 1.0f};
   for (const char* var : {"LOCKSTEP_DETERMINISTIC=1", "LOCKSTEP_ALGO=allreduce=direct"}) {
     std::string name(var, std::strchr(var, '=') - var), value(std::strchr(var, '=') + 1);
     setenv(name.c_str(), value.c_str(), 1);
-    constexpr size_t kCount = 1 << 14;
-    auto comms = initThreadComms(2);
+    auto comms = initThreadComms(kRanks);
     unsetenv(name.c_str());
     const unsigned long before = fakeIpcLaunches();
-    onThreads(2, [&](int r) {
+    onThreads(kRanks, [&](int r) {
       void* s = cuda.streamCreate();
-      DeviceArray<float> buf(cuda, kCount);
-      for (size_t i = 0; i < kCount; ++i) buf[i] = float(r + 1) * float(i % 5);
-      ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, kCount, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
-      ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0);
-      for (size_t i = 0; i < kCount; ++i) ASSERT_EQ(buf[i], 3.0f * float(i % 5)) << var;
+      for (size_t count : {size_t(64), size_t(1000), size_t(1) << 14}) {
+        DeviceArray<float> buf(cuda, count);
+        for (size_t i = 0; i < count; ++i) buf[i] = kBase[r] * float(1 + i % 5);
+        ASSERT_EQ(lockstepAllReduce(buf.p, buf.p, count, lockstepFloat32, lockstepSum, comms[r], s), lockstepSuccess);
+        ASSERT_EQ(cuda.streamSynchronizeFor(s, 30000), 0);
+        for (size_t i = 0; i < count; ++i) {
+          float ranked = 0;
+          for (int k = 0; k < kRanks; ++k) ranked += kBase[k] * float(1 + i % 5);
+          ASSERT_EQ(buf[i], ranked) << var << " count " << count << " element " << i;
+        }
+      }
       cuda.streamDestroy(s);
     });
     EXPECT_EQ(fakeIpcLaunches(), before) << var;

@@ -149,6 +149,10 @@ TEST(Tuner, DeterministicModeOnlyRunsRankOrderedReductions) {
     }
     if (implements(a, OpKind::kBroadcast)) EXPECT_EQ(pick(OpKind::kBroadcast, 8, 8, kShm, s), a);
   }
+  // Forced recursive doubling is the one-shot only within the one-shot's rank limit.
+  const TunerSettings rd = parseTunerSettings("recursive_doubling", true);
+  EXPECT_EQ(pick(OpKind::kAllReduce, 64, 8, kShm, rd), Algorithm::kDirect);
+  EXPECT_EQ(pick(OpKind::kAllReduce, 65, 8, kShm, rd), Algorithm::kOrdered);
   // Outside deterministic mode the ordered algorithm runs only when forced.
   for (int n : {2, 8}) {
     for (size_t bytes : {size_t(8), size_t(1) << 28})
