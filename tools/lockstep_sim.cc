@@ -9,7 +9,11 @@
 // data: each message costs its link's alpha plus bytes over bandwidth, queued behind the rank's
 // other messages on the same port, under the same slicing and credit flow as the executor.
 // Ranks [k*node, (k+1)*node) share a node. busbw = size / time * 2(N-1)/N, as nccl-tests. A run
-// whose message count exceeds --budget is skipped ("-"). The tuner sees one link cost, the
+// whose message count exceeds --budget is skipped ("-"), counted rank by rank before anything is
+// built, as is an algorithm past its rank limit (the one-shot's 64). The simulator keeps every
+// rank's schedule and a queue per link: the rank-ordered algorithm's N(N-1) links take several GB
+// at 4096 ranks, so -n stops there, and a cell that runs out of memory is skipped ("-", said on
+// stderr). The tuner sees one link cost, the
 // slowest the job uses, as the library's tuner does. The defaults describe a GPU cluster (8 per
 // node, NVLink-class intra-node links, one 200 Gb/s NIC per GPU); they are assumptions, not
 // measurements: pass this machine's figures (README) to model it.
@@ -17,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -90,15 +95,26 @@ std::string human(size_t bytes) {
 constexpr Algorithm kAlgorithms[] = {Algorithm::kRing,         Algorithm::kTree,   Algorithm::kRecursiveDoubling,
                                      Algorithm::kRabenseifner, Algorithm::kDirect, Algorithm::kOrdered};
 
-// Messages all ranks send for one run, from the schedules (what the simulation would cost).
-uint64_t messageCount(const std::vector<Schedule>& schedules, size_t sliceElems) {
+// Whether the messages all ranks send for one run (what the simulation would cost) stay within
+// `budget`: each rank's schedule is built, counted and dropped in turn, stopping once over, so a
+// run far past the budget costs neither the memory of its schedules nor the time to make them.
+bool withinBudget(Algorithm a, int n, size_t count, size_t sliceElems, uint64_t budget) {
   uint64_t total = 0;
-  for (const Schedule& s : schedules) {
+  for (int r = 0; r < n && total <= budget; ++r) {
+    Schedule s;
+    buildSchedule(a, OpKind::kAllReduce, r, n, count, -1, &s);
     for (const Step& step : s.steps) {
       if (primSends(step.prim) && step.count) total += (step.count + sliceElems - 1) / sliceElems;
     }
   }
-  return total;
+  return total <= budget;
+}
+
+// A byte count that is whole float32 elements.
+size_t parseFloats(const std::string& s, const std::string& flag) {
+  const size_t v = parseSize(s, flag, 4);
+  if (v % 4 != 0) throw InvalidArgument(flag + " " + s + ": not a multiple of 4 bytes (float32 elements)");
+  return v;
 }
 
 void usage() {
@@ -128,10 +144,11 @@ int main(int argc, char** argv) {
     std::string v = argv[++i];
     try {
       if (k == "-n")
-        ranks = parseList(v, k, 1, size_t{1} << 20);
-      else if (k == "-s")
-        sizes = parseList(v, k, 1, size_t{1} << 40);
-      else if (k == "--node")
+        ranks = parseList(v, k, 2, 4096);  // one rank moves nothing: busbw is 0 whatever the time
+      else if (k == "-s") {
+        sizes = parseList(v, k, 4, size_t{1} << 40);
+        for (size_t size : sizes) parseFloats(std::to_string(size), k);
+      } else if (k == "--node")
         net.ranksPerNode = static_cast<int>(parseCount(v, k, 1 << 20));
       else if (k == "--intra-us")
         net.intra.alphaUs = parseNumber(v, k, 0, false);
@@ -144,10 +161,11 @@ int main(int argc, char** argv) {
       else if (k == "--gap-us")
         net.intra.gapUs = net.inter.gapUs = parseNumber(v, k, 0, false);
       else if (k == "--slice")
-        options.sliceBytes = parseSize(v, k, 4);
-      else if (k == "--slots")
-        options.slots = static_cast<int>(parseCount(v, k, 1024));
-      else if (k == "--reduce-gbps")
+        options.sliceBytes = parseFloats(v, k);
+      else if (k == "--slots") {  // as LOCKSTEP_SLOTS: one credit deadlocks a fused receive-reduce-send
+        options.slots = static_cast<int>(parseCount(v, k, 64));
+        if (options.slots < 2) throw InvalidArgument(k + " " + v + ": below 2");
+      } else if (k == "--reduce-gbps")
         net.reduceGBps = parseNumber(v, k, 0, false);  // 0: reductions cost nothing
       else if (k == "--budget")
         budget = parseSize(v, k, 1);
@@ -167,32 +185,56 @@ int main(int argc, char** argv) {
   std::printf("# %6s %6s", "ranks", "size");
   for (Algorithm a : kAlgorithms) std::printf(" %12.12s", algorithmName(a));
   std::printf(" %18s %18s %6s\n", "best", "tuner", "ratio");
+  int failed = 0;
   for (size_t size : sizes) {
     for (size_t nr : ranks) {
       const int n = static_cast<int>(nr);
       const size_t count = size / elem;
       std::printf("  %6d %6s", n, human(size).c_str());
-      double best = 0, picked = 0;
-      Algorithm bestAlg = Algorithm::kRing;
+      double best = 0, picked = -1;  // -1: the tuner's pick was not simulated
+      Algorithm bestAlg = Algorithm::kCount;
       const bool multiNode = net.ranksPerNode > 0 && n > net.ranksPerNode;
       const Algorithm tuned = chooseAlgorithm(OpKind::kAllReduce, n, size, multiNode ? net.inter : net.intra, {});
       for (Algorithm a : kAlgorithms) {
-        std::vector<Schedule> schedules(nr);
-        for (int r = 0; r < n; ++r) buildSchedule(a, OpKind::kAllReduce, r, n, count, -1, &schedules[r]);
-        if (messageCount(schedules, options.sliceBytes / elem) > budget) {
+        // Past its rank limit the library never runs it (the one-shot's is 64).
+        if (n > maxRanks(a, OpKind::kAllReduce) || !withinBudget(a, n, count, options.sliceBytes / elem, budget)) {
           std::printf(" %12s", "-");
           std::fflush(stdout);
           continue;
         }
-        SimStats st = simulate(schedules, {}, lockstepFloat32, lockstepSum, options);
-        double busbw = st.timeUs > 0 ? static_cast<double>(size) / (st.timeUs * 1e3) * 2.0 * (n - 1) / n : 0;
+        double busbw = 0;
+        try {
+          std::vector<Schedule> schedules(nr);
+          for (int r = 0; r < n; ++r) buildSchedule(a, OpKind::kAllReduce, r, n, count, -1, &schedules[r]);
+          SimStats st = simulate(schedules, {}, lockstepFloat32, lockstepSum, options);
+          busbw = st.timeUs > 0 ? static_cast<double>(size) / (st.timeUs * 1e3) * 2.0 * (n - 1) / n : 0;
+        } catch (const std::bad_alloc&) {  // the memory, not the schedule: the cell is skipped
+          std::printf(" %12s", "-");
+          std::fflush(stdout);
+          std::fprintf(stderr, "lockstep-sim: %s, %d ranks, %s: out of memory (skipped)\n", algorithmName(a), n,
+                       human(size).c_str());
+          continue;
+        } catch (const std::exception& e) {  // a schedule that deadlocks is a bug: say which, go on
+          std::printf(" %12s", "error");
+          std::fflush(stdout);
+          std::fprintf(stderr, "lockstep-sim: %s, %d ranks, %s: %s\n", algorithmName(a), n, human(size).c_str(),
+                       e.what());
+          ++failed;
+          continue;
+        }
         std::printf(" %12.4g", busbw);
         std::fflush(stdout);
         if (busbw > best) best = busbw, bestAlg = a;
         if (a == tuned) picked = busbw;
       }
-      std::printf(" %18s %18s %6.2f\n", algorithmName(bestAlg), algorithmName(tuned), best > 0 ? picked / best : 0.0);
+      // Nothing simulated (all over the budget): no best. The pick not simulated: no ratio.
+      std::printf(" %18s %18s", bestAlg == Algorithm::kCount ? "-" : algorithmName(bestAlg), algorithmName(tuned));
+      if (bestAlg == Algorithm::kCount || picked < 0) {
+        std::printf(" %6s\n", "-");
+      } else {
+        std::printf(" %6.2f\n", picked / best);
+      }
     }
   }
-  return 0;
+  return failed ? 1 : 0;
 }
