@@ -30,7 +30,11 @@
 // Options: bf16/fp16 wire compression of fp32 gradients; ZeRO-1 (each bucket is reduce-scattered,
 // rank r receives the average of block r only and updates that shard; allGatherParameters() then
 // gives every rank every updated parameter). Gradient accumulation: micro-batches inside a
-// noSync() scope only accumulate locally; the last one, outside it, synchronises.
+// noSync() scope only accumulate locally; the last one, outside it, synchronises. Every rank must
+// accumulate the same micro-batches: finish() checks it (one 32-byte all-reduce beside the
+// buckets: the noSync() scopes entered since the last finish(), and the most times one parameter
+// was marked in them) and fails with lockstepMismatch on every rank where they differ, where a
+// rank's accumulated step used to be averaged with another's plain one.
 //
 // Memory: host memory only for now. The collectives take device buffers, but this layer packs and
 // unpacks gradients with the CPU; registering with Memory::kDevice is an error, and a device
@@ -50,6 +54,7 @@
 // communication error the object, like its communicator, is unusable.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdio>
@@ -76,6 +81,10 @@ struct Options {
   // writing zero, their average), at the price of one more all-reduce (a byte per parameter) in
   // each finish(); see unusedEverywhere().
   bool findUnusedParameters = false;
+  // Compare the parameters' names across ranks at registration, besides counts and dtypes: two
+  // parameters of one size registered in a different order on some rank would otherwise be
+  // averaged with each other, silently. Off where ranks name parameters differently on purpose.
+  bool checkNames = true;
   // Receives warnings (unused parameters); by default they go to stderr. An exception it throws
   // is dropped: a logger must not break the iteration half way (on this rank only).
   std::function<void(const std::string&)> warn;
@@ -156,7 +165,7 @@ class GradientSync {
     }
     freeze();
     if (noSyncDepth_ > 0) {
-      usedInWindow_[param] = 1;
+      ++windowMarks_[param];
       return;
     }
     if (ready_[param]) {
@@ -195,7 +204,7 @@ class GradientSync {
         if (ready_[i] || registry_[i].count == 0) continue;
         // Marked in an earlier micro-batch of this window (inside noSync): what it accumulated
         // is its gradient, as PyTorch DDP counts a parameter used in any micro-batch.
-        if (usedInWindow_[i]) {
+        if (windowMarks_[i]) {
           pack(i);
         } else {
           ++stats_.unready;
@@ -207,6 +216,8 @@ class GradientSync {
       launchReady();
       unusedEverywhere_.clear();
       if (options_.findUnusedParameters) launchUsedMap();
+      if (!windowLaunched_) launchWindowCheck();  // no bucket (every parameter empty)
+      checkWindowsAgree();
       const bool sharded = reduceScatterNow();
       for (size_t b = 0; b < plan_.buckets.size(); ++b) {
         waitFor(b, sharded ? "finish(): the reduce-scatter of" : "finish(): the all-reduce of");
@@ -249,7 +260,10 @@ class GradientSync {
   // the caller's buffers. Enter it before the first markReady of an iteration.
   class NoSync {
    public:
-    explicit NoSync(GradientSync* s) : s_(s) { ++s_->noSyncDepth_; }
+    explicit NoSync(GradientSync* s) : s_(s) {
+      ++s_->noSyncDepth_;
+      ++s_->windowScopes_;
+    }
     NoSync(NoSync&& o) noexcept : s_(std::exchange(o.s_, nullptr)) {}
     NoSync(const NoSync&) = delete;
     NoSync& operator=(const NoSync&) = delete;
@@ -348,7 +362,7 @@ class GradientSync {
       checkRanksAgree();
       shapes_ = registry_.shapes();
       ready_.assign(registry_.size(), 0);
-      usedInWindow_.assign(registry_.size(), 0);
+      windowMarks_.assign(registry_.size(), 0);
       setPlan(planBuckets(shapes_, reverseRegistrationOrder(registry_.size()), options_.bucketBytes, padMultiple()));
     });
   }
@@ -375,13 +389,14 @@ class GradientSync {
   void checkRanksAgree() {
     const uint64_t n = registry_.size();
     // max(x) == ~max(~x) (that is, max == min) exactly when every rank has the same x.
-    constexpr int kFields = 6;
+    constexpr int kFields = 7;
     const uint64_t mine[kFields] = {n,
                                     options_.bucketBytes,
                                     static_cast<uint64_t>(options_.compression),
                                     static_cast<uint64_t>(options_.zero1),
                                     static_cast<uint64_t>(options_.rebucket),
-                                    static_cast<uint64_t>(options_.findUnusedParameters)};
+                                    static_cast<uint64_t>(options_.findUnusedParameters),
+                                    static_cast<uint64_t>(options_.checkNames)};
     uint64_t head[2 * kFields];
     for (int k = 0; k < kFields; ++k) head[2 * k] = mine[k], head[2 * k + 1] = ~mine[k];
     ownCollective(
@@ -393,7 +408,8 @@ class GradientSync {
       throw Exception(lockstepMismatch, "lockstep ddp: ranks registered different numbers of parameters: " +
                                             whoHas({n, 0}, [](const uint64_t* v) { return std::to_string(v[0]); }));
     }
-    const char* names[kFields] = {"", "bucketBytes", "compression", "zero1", "rebucket", "findUnusedParameters"};
+    const char* names[kFields] = {"",         "bucketBytes",          "compression", "zero1",
+                                  "rebucket", "findUnusedParameters", "checkNames"};
     for (int k = 1; k < kFields; ++k) {
       if (head[2 * k] != ~head[2 * k + 1]) {
         throw Exception(lockstepMismatch,
@@ -401,14 +417,20 @@ class GradientSync {
                             whoHas({mine[k], 0}, [](const uint64_t* v) { return std::to_string(v[0]); }));
       }
     }
+    // Counts and dtypes, then (checkNames) names: 2m hashes and their complements.
     std::vector<uint64_t> sig = registry_.signature();
-    sig.resize(2 * n);
-    for (size_t i = 0; i < n; ++i) sig[n + i] = ~sig[i];
+    if (options_.checkNames) {
+      const std::vector<uint64_t> names = registry_.nameSignature();
+      sig.insert(sig.end(), names.begin(), names.end());
+    }
+    const size_t m = sig.size();
+    sig.resize(2 * m);
+    for (size_t i = 0; i < m; ++i) sig[m + i] = ~sig[i];
     ownCollective("the registration check (comparing every parameter's count and dtype)", [&] {
       check(lockstepAllReduce(sig.data(), sig.data(), sig.size(), lockstepUint64, lockstepMax, comm_, nullptr));
     });
     for (size_t i = 0; i < n; ++i) {
-      if (sig[i] != ~sig[n + i]) {
+      if (sig[i] != ~sig[m + i]) {
         const Param& p = registry_[i];
         throw Exception(lockstepMismatch,
                         "lockstep ddp: parameter #" + std::to_string(i) + " ('" + p.name + "' on rank " +
@@ -418,15 +440,48 @@ class GradientSync {
                             }));
       }
     }
+    for (size_t i = 0; i < m - n; ++i) {
+      if (sig[n + i] != ~sig[m + n + i]) {
+        throw Exception(lockstepMismatch, "lockstep ddp: parameter #" + std::to_string(i) +
+                                              " differs between ranks in name: " + whoIsNamed(registry_[i].name) +
+                                              " (registered in another order? Options::checkNames = false where "
+                                              "ranks name parameters differently on purpose)");
+      }
+    }
+  }
+
+  // As whoHas, for a parameter's name (its first kNameBytes - 1 bytes): "'fc.w' on ranks 0-2,
+  // 'fc.b' on rank 3".
+  std::string whoIsNamed(const std::string& name) {
+    constexpr size_t kNameBytes = 48;
+    std::vector<char> all(kNameBytes * static_cast<size_t>(nranks_));
+    char mine[kNameBytes] = {};
+    std::memcpy(mine, name.data(), std::min(name.size(), kNameBytes - 1));
+    ownCollective("naming the ranks that differ in the registration check",
+                  [&] { check(lockstepAllGather(mine, all.data(), kNameBytes, lockstepUint8, comm_, nullptr)); });
+    std::string out;
+    std::vector<char> told(static_cast<size_t>(nranks_), 0);
+    for (int r = 0; r < nranks_; ++r) {
+      if (told[r]) continue;
+      std::vector<int> ranks;
+      for (int q = r; q < nranks_; ++q) {
+        if (std::memcmp(&all[kNameBytes * q], &all[kNameBytes * r], kNameBytes) == 0) {
+          told[q] = 1;
+          ranks.push_back(q);
+        }
+      }
+      out.append(out.empty() ? "'" : ", '").append(&all[kNameBytes * r]).append("' on ").append(rankList(ranks));
+    }
+    return out;
   }
 
   // On a disagreement every rank found alike (so all of them call it): gathers each rank's two
   // words and says which ranks hold which value, rank 0's first: "10 x float32 on ranks 0-2, 9 x
   // float32 on rank 3".
   template <typename Format>
-  std::string whoHas(std::array<uint64_t, 2> mine, Format format) {
+  std::string whoHas(std::array<uint64_t, 2> mine, Format format, const char* label = "the registration check") {
     std::vector<uint64_t> all(2 * static_cast<size_t>(nranks_));
-    ownCollective("naming the ranks that differ in the registration check",
+    ownCollective(std::string("naming the ranks that differ in ") + label,
                   [&] { check(lockstepAllGather(mine.data(), all.data(), 2, lockstepUint64, comm_, nullptr)); });
     std::string out;
     std::vector<char> told(static_cast<size_t>(nranks_), 0);
@@ -449,7 +504,8 @@ class GradientSync {
     for (size_t i = 0; i < ranks.size();) {
       size_t j = i;
       while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
-      out += (i ? ", " : "") + std::to_string(ranks[i]) + (j > i ? "-" + std::to_string(ranks[j]) : "");
+      out.append(i ? ", " : "").append(std::to_string(ranks[i]));
+      if (j > i) out.append("-").append(std::to_string(ranks[j]));  // appends: GCC 12 misread "-" + string
       i = j + 1;
     }
     return out;
@@ -559,6 +615,7 @@ class GradientSync {
   }
 
   void launch(size_t b) {
+    if (!windowLaunched_) launchWindowCheck();
     const Bucket& bucket = plan_.buckets[b];
     BucketState& s = buckets_[b];
     const lockstepDataType_t wt = wireTypeOf(bucket);
@@ -595,7 +652,9 @@ class GradientSync {
 
   void resetIteration() {
     std::fill(ready_.begin(), ready_.end(), 0);
-    std::fill(usedInWindow_.begin(), usedInWindow_.end(), 0);
+    std::fill(windowMarks_.begin(), windowMarks_.end(), 0);
+    windowScopes_ = 0;
+    windowLaunched_ = false;
     readyCount_ = 0;
     nextBucket_ = 0;
     for (size_t b = 0; b < plan_.buckets.size(); ++b) buckets_[b].pending = gradientsIn(plan_.buckets[b]);
@@ -615,7 +674,7 @@ class GradientSync {
     }
   }
 
-  bool usedHere(size_t param) const { return ready_[param] || usedInWindow_[param] || registry_[param].count == 0; }
+  bool usedHere(size_t param) const { return ready_[param] || windowMarks_[param] || registry_[param].count == 0; }
 
   // After the last bucket, in call order: which parameters some rank used (max of a byte each).
   void launchUsedMap() {
@@ -625,6 +684,43 @@ class GradientSync {
       check(lockstepIallReduce(usedMap_.data(), usedMap_.data(), usedMap_.size(), lockstepUint8, lockstepMax, comm_,
                                usedRequest_.out()));
     });
+  }
+
+  // Do all ranks close the same accumulation window? Known once the first bucket of the
+  // synchronised micro-batch starts (marks outside noSync() do not count), so it goes just before
+  // that bucket, in the same place of every rank's calls, and is answered before any bucket is.
+  void launchWindowCheck() {
+    windowLaunched_ = true;
+    uint64_t marks = 0;
+    for (uint32_t m : windowMarks_) marks = std::max<uint64_t>(marks, m);
+    windowAgree_[0] = windowScopes_;
+    windowAgree_[1] = ~windowScopes_;
+    windowAgree_[2] = marks;
+    windowAgree_[3] = ~marks;
+    ownCollective("finish(): starting the check that ranks accumulated alike (noSync)", [&] {
+      check(
+          lockstepIallReduce(windowAgree_, windowAgree_, 4, lockstepUint64, lockstepMax, comm_, windowRequest_.out()));
+    });
+  }
+  void checkWindowsAgree() {
+    uint64_t marks = 0;
+    for (uint32_t m : windowMarks_) marks = std::max<uint64_t>(marks, m);
+    ownCollective("finish(): the check, before the buckets, that ranks accumulated alike (noSync)",
+                  [&] { windowRequest_.wait(); });
+    if (windowAgree_[0] == ~windowAgree_[1] && windowAgree_[2] == ~windowAgree_[3]) return;
+    // Every rank sees the same difference: all of them name it, and none unpacks an average of
+    // unlike steps.
+    throw Exception(lockstepMismatch,
+                    "lockstep ddp: finish() of iteration " + std::to_string(iteration_) +
+                        ": ranks accumulated different micro-batches since the last finish(): " +
+                        whoHas(
+                            {windowScopes_, marks},
+                            [](const uint64_t* v) {
+                              return std::to_string(v[0]) + " noSync() scope(s), a parameter marked up to " +
+                                     std::to_string(v[1]) + " time(s) in them";
+                            },
+                            "the accumulation check") +
+                        "; every rank must run the same micro-batches inside noSync() before each finish()");
   }
 
   void requireZero1(const char* what) const {
@@ -667,7 +763,11 @@ class GradientSync {
   std::vector<BucketState> buckets_;
   std::vector<ShardPiece> shard_;
   std::vector<char> ready_;
-  std::vector<char> usedInWindow_;  // marked inside noSync() since the last finish()
+  std::vector<uint32_t> windowMarks_;  // times marked inside noSync() since the last finish()
+  uint64_t windowScopes_ = 0;          // noSync() scopes entered since the last finish()
+  uint64_t windowAgree_[4] = {};       // its check: scopes, ~scopes, most marks, ~most marks (max)
+  Request windowRequest_;              // the check's all-reduce (after windowAgree_)
+  bool windowLaunched_ = false;        // this iteration's check has started
   std::vector<char> warned_;
   std::vector<size_t> observed_;  // ready order seen in the first synchronised iteration
   std::vector<size_t> unusedEverywhere_;

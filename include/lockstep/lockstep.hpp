@@ -229,6 +229,8 @@ class Comm {
   void recv(T*, size_t, lockstepDataType_t) = delete;
   template <typename T>
   void broadcast(const T*, T*, size_t, lockstepDataType_t) = delete;
+  template <typename T>
+  void reduce(const T*, T*, size_t, Op, lockstepDataType_t) = delete;
 
   // Non-blocking all-reduce; the other collectives have lockstepI* forms in the C API.
   Request iallReduce(const void* send, void* recv, size_t count, lockstepDataType_t type, Op op) {

@@ -114,12 +114,24 @@ class ParamRegistry {
     return s;
   }
 
-  // One hash per parameter of what the plan depends on (count, dtype); names are not included,
-  // since ranks may legitimately name things differently.
+  // One hash per parameter of what the plan depends on (count, dtype); names are hashed apart
+  // (nameSignature), since ranks may name things differently on purpose (Options::checkNames).
   std::vector<uint64_t> signature() const {
     std::vector<uint64_t> h;
     h.reserve(params_.size());
     for (const Param& p : params_) h.push_back(mix(mix(kFnvBasis, p.count), static_cast<uint64_t>(p.dtype)));
+    return h;
+  }
+
+  // One hash per parameter of its name.
+  std::vector<uint64_t> nameSignature() const {
+    std::vector<uint64_t> h;
+    h.reserve(params_.size());
+    for (const Param& p : params_) {
+      uint64_t x = kFnvBasis;
+      for (unsigned char c : p.name) x = (x ^ c) * 1099511628211ull;
+      h.push_back(x);
+    }
     return h;
   }
 

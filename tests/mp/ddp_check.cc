@@ -251,6 +251,43 @@ void checkNoSync(lockstep::Comm& comm) {
   sync.finish();
 }
 
+// Ranks that accumulate different micro-batches before a finish() (the last rank one more, in a
+// noSync() scope of its own): every rank fails that finish() with lockstepMismatch naming the
+// ranks and noSync, before any average of unlike steps reaches a gradient. It was averaged
+// silently, then timed out on a later step naming nothing. Then the same with one scope around
+// several micro-batches, where only the marks tell the windows apart.
+void checkNoSyncDisagreement(lockstep::Comm& comm) {
+  if (nranks < 2) return;
+  const bool odd = rank == nranks - 1;
+  const std::string last = std::to_string(nranks - 1);
+  const std::string others = nranks == 2 ? "rank 0" : "ranks 0-" + std::to_string(nranks - 2);
+  for (bool oneScope : {false, true}) {
+    std::vector<float> w(10), dw(10, 1.0f);
+    GradientSync sync(comm);
+    sync.registerParameter("w", w.data(), dw.data(), w.size());
+    const int micro = odd ? 3 : 2;  // the last rank accumulates one micro-batch more
+    if (oneScope) {
+      auto local = sync.noSync();
+      for (int k = 0; k < micro - 1; ++k) sync.markReady(w.data());
+    } else {
+      for (int k = 0; k < micro - 1; ++k) {
+        auto local = sync.noSync();
+        sync.markReady(w.data());
+      }
+    }
+    sync.markReady(w.data());
+    const std::string phrase =
+        oneScope ? "1 noSync() scope(s), a parameter marked up to 1 time(s) in them on " + others +
+                       ", 1 noSync() scope(s), a parameter marked up to 2 time(s) in them on rank " + last
+                 : "1 noSync() scope(s), a parameter marked up to 1 time(s) in them on " + others +
+                       ", 2 noSync() scope(s), a parameter marked up to 2 time(s) in them on rank " + last;
+    expectError(
+        lockstepMismatch, "ranks accumulated different micro-batches since the last finish(): " + phrase,
+        [&] { sync.finish(); }, std::string("noSync disagreement") + (oneScope ? " (one scope)" : ""));
+    expect(dw[0] == 1.0f, "noSync disagreement: the gradient is left as it was");
+  }
+}
+
 // A parameter used only in micro-batches inside noSync() (a branch the last micro-batch did not
 // take: a mixture-of-experts layer, a conditional head) still contributes what it accumulated, as
 // in PyTorch DDP, where a parameter used in any micro-batch of the window counts as used; it was
@@ -378,12 +415,10 @@ void checkUnusedEverywhere(lockstep::Comm& comm, bool find, bool zero1) {
       for (size_t i = 0; i < m.counts[p]; ++i) m.set(m.grad[p], p, i, p == 2 ? kStale : gradValue(rank, p, i, it));
     }
     {
-      // The last rank marks "used" in an earlier micro-batch only: used all the same.
-      std::optional<GradientSync::NoSync> window;
-      if (rank == nranks - 1 && nranks > 1) {
-        window.emplace(sync.noSync());
-        sync.markReady(size_t{0});
-      }
+      // Two micro-batches on every rank (ranks must accumulate alike); the last rank marks "used"
+      // in the earlier one only: used all the same.
+      auto window = sync.noSync();
+      sync.markReady(size_t{0});
     }
     if (rank != nranks - 1 || nranks == 1) sync.markReady(size_t{0});
     if (rank == 0) sync.markReady(size_t{1});
@@ -486,6 +521,25 @@ void checkErrors(lockstep::Comm& comm) {
   mismatch("different dtype", "4 x bfloat16 on " + others + ", 4 x float32 on rank " + last, [&](GradientSync& s) {
     s.registerParameter("w", w.data(), dw.data(), 4, odd ? lockstepFloat32 : lockstepBfloat16);
   });
+  // Same sizes in another order on one rank: each would be averaged with the other, silently.
+  mismatch("different order", "parameter #0 differs between ranks in name: 'a' on " + others + ", 'b' on rank " + last,
+           [&](GradientSync& s) {
+             s.registerParameter(odd ? "b" : "a", odd ? other.data() : w.data(), odd ? gother.data() : dw.data(), 4);
+             s.registerParameter(odd ? "a" : "b", odd ? w.data() : other.data(), odd ? dw.data() : gother.data(), 4);
+           });
+  {
+    Options unchecked;
+    unchecked.checkNames = false;
+    GradientSync sync(comm, unchecked);
+    sync.registerParameter(odd ? "v" : "w", w.data(), dw.data(), 4);
+    bool ok = true;
+    try {
+      sync.broadcastParameters();
+    } catch (const Exception&) {
+      ok = false;
+    }
+    expect(ok, "checkNames = false: names that differ on purpose pass");
+  }
   mismatch("different number", "different numbers of parameters: 1 on " + others + ", 2 on rank " + last,
            [&](GradientSync& s) {
              s.registerParameter("w", w.data(), dw.data(), 10);
@@ -588,9 +642,11 @@ void checkStickyFailure(lockstep::Comm& comm) {
     why = e.what();
   }
   expect(first != lockstepSuccess, "sticky: the iteration after the peer aborted failed");
-  // Whose collective failed: the program called no all-reduce of its own here.
-  expect(why.find("bucket 1 of 1 (on GradientSync's own communicator): ") != std::string::npos,
-         "sticky: the failure names the bucket: " + why);
+  // Whose collective failed: the program called no all-reduce of its own here. (The first of the
+  // iteration is the accumulation check, just before bucket 1.)
+  expect(why.find("lockstep ddp: finish(): the check, before the buckets, that ranks accumulated alike (noSync) (on "
+                  "GradientSync's own communicator): ") != std::string::npos,
+         "sticky: the failure names GradientSync's collective: " + why);
   expectError(
       first, "unusable after an earlier failure", [&] { sync.finish(); }, "sticky: a second finish()");
   expectError(
@@ -637,6 +693,7 @@ int main() {
     checkAveraging(comm, Compression::kFp16, 1.0 / 128);
     checkNoSync(comm);
     checkNoSyncRemembersEarlierUse(comm);
+    checkNoSyncDisagreement(comm);
     checkZero1(comm, Compression::kNone);
     checkZero1(comm, Compression::kBf16);
     checkBroadcast(comm);

@@ -303,6 +303,14 @@ template <typename T, typename Peer>
 constexpr bool sendCompiles = requires(lockstep::Comm& c, const T* p, Peer peer) {
   c.send(p, size_t{1}, peer);
 };
+template <typename T, typename Root>
+constexpr bool reduceCompiles = requires(lockstep::Comm& c, const T* p, T* q, Root root) {
+  c.reduce(p, q, size_t{1}, lockstep::Op::kSum, root);
+};
+template <typename T, typename Root>
+constexpr bool broadcastCompiles = requires(lockstep::Comm& c, const T* p, T* q, Root root) {
+  c.broadcast(p, q, size_t{1}, root);
+};
 
 // Every integer type maps by size and signedness; the halves and fp8 go through the explicit
 // forms; a communicator from the C API can be adopted.
@@ -315,6 +323,8 @@ TEST(Api, CxxLayerTakesEveryIntegerTypeExplicitTypesAndAdoptedHandles) {
   // A datatype in the peer's or root's place does not compile (it named rank 9).
   static_assert(!recvCompiles<float, lockstepDataType_t> && recvCompiles<float, int>);
   static_assert(!sendCompiles<float, lockstepDataType_t> && sendCompiles<float, int>);
+  static_assert(!reduceCompiles<float, lockstepDataType_t> && reduceCompiles<float, int>);
+  static_assert(!broadcastCompiles<float, lockstepDataType_t> && broadcastCompiles<float, int>);
   const int n = 2;
   lockstepUniqueId id = lockstep::uniqueId();
   onThreads(n, [&](int r) {
