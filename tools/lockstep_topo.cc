@@ -111,8 +111,10 @@ void printMatrix(const Communicator& c) {
   std::printf("\nring: %s (%d host crossing(s))\n", describeRing(hosts, c.ringOrder().rankAt).c_str(),
               hostCrossings(hosts, c.ringOrder().rankAt));
   std::printf(
-      "legend: X self; INPROC same process; SHM shared memory (same host and /dev/shm); NET(if) TCP from that "
-      "interface (another host, or LOCKSTEP_TRANSPORTS); host = hostname/host-id hash\n");
+      "legend: X self; INPROC same process; SHM shared memory (same host, /dev/shm, user and user namespace); "
+      "NET(if) TCP from that interface (another host, /dev/shm or user, or LOCKSTEP_TRANSPORTS); host = "
+      "hostname/host-id hash. For host buffers: device buffers between ranks of one host may take cuda_ipc, "
+      "which needs a CUDA context and is not probed here\n");
 }
 
 }  // namespace

@@ -56,6 +56,12 @@ uint64_t pidNamespaceId() {
   return static_cast<uint64_t>(st.st_ino);
 }
 
+uint64_t userNamespaceId() {
+  struct stat st;
+  if (::stat("/proc/self/ns/user", &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
+}
+
 PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr) {
   PeerInfo p{};
   p.rank = rank;
@@ -67,6 +73,7 @@ PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr
   p.shmId = shmMountId();
   p.pidNamespace = pidNamespaceId();
   p.euid = static_cast<uint32_t>(geteuid());
+  p.userNamespace = userNamespaceId();
   gethostname(p.hostname, sizeof(p.hostname) - 1);
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
   cpu_set_t set;

@@ -2,9 +2,12 @@
 // must not take each other for threads of one (the inproc transport), which a process identity
 // copied by fork() once made them do ("internal error: map::at" at init). As with Python's
 // multiprocessing and its fork start method, after the parent used the library.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -219,6 +222,46 @@ TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
       });
   EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1 (nobody)"), 0);
+}
+
+// Root outside and "root" in a user namespace of its own (a rootless container's, mapped to
+// nobody on the host): both say euid 0, but the second cannot open the first's 0600 segments.
+// Shared memory was chosen all the same and every init failed with "Permission denied"
+// (helper-73); such ranks now use sockets.
+TEST(Fork, RootInAUserNamespaceOfItsOwnConnectsOverSockets) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root, to run a rank as another user";
+  // Exits 6: could not become nobody; 7: no user namespace here; 8: uid_map refused.
+  auto becomeRootOfOwnNamespace = [] {
+    if (setgid(65534) != 0 || setuid(65534) != 0) std::_Exit(6);
+    prctl(PR_SET_DUMPABLE, 1);  // setuid made /proc/self root's, uid_map with it
+    if (unshare(CLONE_NEWUSER) != 0) std::_Exit(7);
+    const int fd = open("/proc/self/uid_map", O_WRONLY);
+    const char map[] = "0 65534 1";
+    if (fd < 0 || write(fd, map, sizeof(map) - 1) != ssize_t(sizeof(map) - 1) || geteuid() != 0) std::_Exit(8);
+    close(fd);
+  };
+  const pid_t probe = fork();
+  if (probe == 0) {
+    becomeRootOfOwnNamespace();
+    std::_Exit(0);
+  }
+  const int probed = reap(probe, "the user-namespace probe");
+  if (probed == 7) GTEST_SKIP() << "this kernel makes no user namespaces for nobody";
+  ASSERT_EQ(probed, 0);
+  const std::vector<pid_t> pids = forkRanks(
+      2,
+      [&](int r) {
+        unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
+        if (r == 1) becomeRootOfOwnNamespace();
+      },
+      [](int r, lockstepComm_t comm) {
+        float x = static_cast<float>(r + 1);
+        const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
+                        x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
+        return ok ? 0 : 2;
+      });
+  EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
+  EXPECT_EQ(reap(pids[1], "rank 1 (root of its own namespace)"), 0);
 }
 
 }  // namespace
