@@ -25,8 +25,9 @@ namespace {
 // By its soname (cmake: liblockstep_cuda.so.<major>.<minor> before 1.0): one of another version
 // would read this version's data types and program header its own way.
 std::string cudaLibraryName() {
-  return "liblockstep_cuda.so." + std::to_string(LOCKSTEP_MAJOR) +
-         (LOCKSTEP_MAJOR == 0 ? "." + std::to_string(LOCKSTEP_MINOR) : std::string());
+  std::string name = "liblockstep_cuda.so." + std::to_string(LOCKSTEP_MAJOR);
+  if (LOCKSTEP_MAJOR == 0) name.append(".").append(std::to_string(LOCKSTEP_MINOR));  // not "." + s: GCC 12 warns
+  return name;
 }
 
 LockstepCudaIpcLaunchFn findIpcLauncher() {
