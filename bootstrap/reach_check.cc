@@ -1,5 +1,8 @@
 #include "bootstrap/reach_check.h"
 
+#include <map>
+#include <string>
+
 namespace lockstep {
 namespace {
 
@@ -35,6 +38,26 @@ std::string unreachableListener(const std::vector<RankContact>& ranks) {
       }
       return why;
     }
+  }
+  // One address published from two hosts: an address private to each (docker0's 172.17.0.1 on
+  // every Docker host, containers behind NAT), so every rank that dials it reaches its own host.
+  // That failed as "refused" or a timeout, blaming a healthy peer (helper-73).
+  std::map<std::string, size_t> first;  // listen address -> the first rank publishing it
+  for (size_t q = 0; q < ranks.size(); ++q) {
+    if (!ranks[q].listens.valid()) continue;
+    const auto [at, fresh] = first.emplace(ranks[q].listens.hostStr(), q);
+    const size_t p = at->second;
+    if (fresh || sameHost(ranks[p], ranks[q])) continue;
+    const std::string rp = "rank " + std::to_string(p), rq = "rank " + std::to_string(q);
+    std::string why = rp + " on " + where(ranks[p]) + " and " + rq + " on " + where(ranks[q]) + " both listen on " +
+                      ranks[q].listens.hostStr() +
+                      ", an address private to each host: set LOCKSTEP_SOCKET_IFNAME to an interface every host "
+                      "reaches";
+    if (why.size() > kReachMessageMax) {
+      why = rp + " and " + rq + ", on two hosts, both listen on " + ranks[q].listens.hostStr() +
+            ": set LOCKSTEP_SOCKET_IFNAME to an interface every host reaches";
+    }
+    return why;
   }
   return "";
 }

@@ -26,7 +26,8 @@ struct RankContact {
 // The longest reason unreachableListener gives: it travels in a RootReply's message.
 constexpr size_t kReachMessageMax = 255;
 
-// Empty, or why some rank listens where another cannot reach it, naming both. Ranks whose
+// Empty, or why some rank listens where another cannot reach it, naming both: a loopback or
+// link-local listener with ranks on other hosts, or one address published from two hosts. Ranks whose
 // connections came from one address, or all from the rendezvous's host, count as one host. NAT
 // can hide several hosts behind one address, so a miss is possible; a false alarm takes ranks of
 // one host that reach the rendezvous from different source addresses.

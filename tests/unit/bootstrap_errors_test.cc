@@ -634,6 +634,23 @@ TEST(ReachCheck, ALoopbackListenerWithRanksOnAnotherHostIsNamed) {
   EXPECT_NE(unreachableListener(ranks).find("rank 2 listens on link-local 169.254.7.7"), std::string::npos);
 }
 
+// Two hosts that each publish docker0's 172.17.0.1 (LOCKSTEP_SOCKET_IFNAME=docker0): each rank
+// dialled its own host, and both failed with "refused", blaming a healthy peer (helper-73).
+TEST(ReachCheck, OneAddressPublishedFromTwoHostsIsNamed) {
+  std::vector<RankContact> ranks = {contact("172.17.0.1", nullptr), contact("172.17.0.1", nullptr),
+                                    contact("172.17.0.1", "10.0.0.2")};
+  const std::string why = unreachableListener(ranks);
+  EXPECT_NE(why.find("rank 0 on the rendezvous's host and rank 2 on the host at 10.0.0.2 both listen on 172.17.0.1, "
+                     "an address private to each host: set LOCKSTEP_SOCKET_IFNAME"),
+            std::string::npos)
+      << why;
+  EXPECT_LT(why.size(), sizeof(RootReply::message)) << why;
+  // Ranks of one host share its address; ranks of two hosts publish two.
+  ranks[2].listens = v4("10.0.0.2");
+  EXPECT_EQ(unreachableListener(ranks), "");
+  EXPECT_EQ(unreachableListener({contact("10.0.0.5", "10.0.0.5"), contact("10.0.0.5", "10.0.0.5")}), "");
+}
+
 TEST(ReachCheck, LoopbackListenersOnOneHostAreFine) {
   // Every rank on the rendezvous's host, whichever address it dialled and listens on.
   EXPECT_EQ(unreachableListener({contact("127.0.0.1", nullptr), contact("10.0.0.1", nullptr)}), "");
