@@ -1,19 +1,41 @@
 #include "src/topo/topology.h"
 
+#include <dirent.h>
+
+#include <cstring>
 #include <sstream>
 
 #include "src/topo/topology_sources.h"
 
 namespace lockstep {
 
+bool numaDirectoryEmpty(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return false;  // absent: hwloc copes
+  bool empty = true;
+  while (const dirent* e = ::readdir(d)) {
+    if (std::strncmp(e->d_name, "node", 4) == 0 && e->d_name[4] >= '0' && e->d_name[4] <= '9') {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(d);
+  return empty;
+}
+
 const Topology& localTopology() {
-  // hwloc when the build has it; sysfs otherwise, or if hwloc fails at run time.
+  // hwloc when the build has it; sysfs otherwise, or if hwloc fails at run time, or would abort.
   static const Topology topology = [] {
 #ifdef LOCKSTEP_HAVE_HWLOC
     Topology t;
-    if (discoverWithHwloc(&t)) return t;
-#endif
+    const bool empty = numaDirectoryEmpty("/sys/devices/system/node");
+    if (!empty && discoverWithHwloc(&t)) return t;
+    t = discoverFromSysfs();
+    t.source = empty ? "sysfs (hwloc skipped: /sys/devices/system/node lists no node)" : "sysfs (hwloc failed)";
+    return t;
+#else
     return discoverFromSysfs();
+#endif
   }();
   return topology;
 }

@@ -14,6 +14,11 @@ bool discoverWithHwloc(Topology* out);
 #endif
 Topology discoverFromSysfs();
 
+// True if `dir` (/sys/devices/system/node) exists and lists no node: hwloc 2.9 asserts there
+// ("nbnodes >= 1") and ends the process, which no caller can catch (helper-73), so such a
+// system is read from sysfs.
+bool numaDirectoryEmpty(const std::string& dir);
+
 // "0-3,8" for the CPUs this process may run on (sched_getaffinity).
 std::string affinityCpuList();
 

@@ -1,6 +1,9 @@
 // Topology discovery, interface choice, what PeerInfo carries, and the checks made on it.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "src/core/config.h"
@@ -9,6 +12,7 @@
 #include "src/topo/interfaces.h"
 #include "src/topo/peer_info.h"
 #include "src/topo/topology.h"
+#include "src/topo/topology_sources.h"
 
 namespace lockstep {
 namespace {
@@ -35,6 +39,22 @@ TEST(Topology, SeesThisMachine) {
   std::string d = t.describe();
   EXPECT_NE(d.find("NUMA"), std::string::npos) << d;
   EXPECT_EQ(&t, &localTopology()) << "discovered once";
+}
+
+// A hidden /sys/devices/system/node (present, empty) made hwloc assert and end the process.
+TEST(Topology, AnEmptyNumaDirectoryIsToldApart) {
+  char dir[] = "/tmp/lockstep-numa-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  const std::string d = dir;
+  EXPECT_TRUE(numaDirectoryEmpty(d));
+  ASSERT_EQ(::mkdir((d + "/possible").c_str(), 0700), 0);  // files beside the nodes are not nodes
+  EXPECT_TRUE(numaDirectoryEmpty(d));
+  ASSERT_EQ(::mkdir((d + "/node0").c_str(), 0700), 0);
+  EXPECT_FALSE(numaDirectoryEmpty(d));
+  EXPECT_FALSE(numaDirectoryEmpty(d + "/absent"));
+  ::rmdir((d + "/node0").c_str());
+  ::rmdir((d + "/possible").c_str());
+  ::rmdir(d.c_str());
 }
 
 TEST(Interfaces, SubnetArithmetic) {
