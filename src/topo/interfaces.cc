@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -41,7 +43,46 @@ bool sameSubnet(const NetAddr& a, const NetAddr& b, const NetAddr& mask) {
   return true;
 }
 
+std::vector<NetAddr> unusableIpv6(const std::string& ifInet6) {
+  constexpr unsigned kTentative = 0x40, kDadFailed = 0x08;  // IFA_F_* (linux/if_addr.h)
+  std::vector<NetAddr> out;
+  std::istringstream in(ifInet6);
+  for (std::string line; std::getline(in, line);) {
+    // "fd730000000000000000000000000001 02 40 00 40     eth0": address, ifindex, prefix, scope,
+    // flags (hex), name.
+    std::istringstream f(line);
+    std::string hex, index, prefix, scope, flags;
+    if (!(f >> hex >> index >> prefix >> scope >> flags) || hex.size() != 32) continue;
+    const unsigned long bits = std::strtoul(flags.c_str(), nullptr, 16);
+    if (!(bits & (kTentative | kDadFailed))) continue;
+    NetAddr a;
+    a.family = AF_INET6;
+    bool ok = true;
+    for (size_t i = 0; i < 16 && ok; ++i) {
+      char* end = nullptr;
+      const std::string byte = hex.substr(2 * i, 2);
+      a.addr[i] = static_cast<uint8_t>(std::strtoul(byte.c_str(), &end, 16));
+      ok = end == byte.c_str() + 2;
+    }
+    if (ok) out.push_back(a);
+  }
+  return out;
+}
+
+namespace {
+
+std::vector<NetAddr> unusableHere() {
+  std::ifstream f("/proc/net/if_inet6");
+  if (!f) return {};
+  std::stringstream text;
+  text << f.rdbuf();
+  return unusableIpv6(text.str());
+}
+
+}  // namespace
+
 std::vector<InterfaceAddr> upInterfaces() {
+  const std::vector<NetAddr> unusable = unusableHere();
   ifaddrs* list = nullptr;
   checkSys(getifaddrs(&list), "getifaddrs");
   std::vector<InterfaceAddr> out;
@@ -59,7 +100,9 @@ std::vector<InterfaceAddr> upInterfaces() {
       a.netmask = NetAddr::fromSockaddr(reinterpret_cast<const sockaddr*>(&mask));
     }
     a.loopback = (i->ifa_flags & IFF_LOOPBACK) || a.addr.isLoopback();
-    out.push_back(a);
+    bool usable = true;
+    for (const NetAddr& u : unusable) usable = usable && !(a.addr.family == AF_INET6 && a.addr.sameHost(u));
+    if (usable) out.push_back(a);
   }
   freeifaddrs(list);
   return out;
@@ -67,8 +110,18 @@ std::vector<InterfaceAddr> upInterfaces() {
 
 namespace {
 
+// `to` is 0.0.0.0 (::) or a usable address of this host.
+bool onThisHost(const NetAddr& to) {
+  bool local = to.sameHost(NetAddr{to.family, 0, {}});
+  for (const InterfaceAddr& a : upInterfaces()) local = local || a.addr.sameHost(to);
+  return local;
+}
+
 // The address the kernel's routing table would send from to reach `to` (connecting a UDP socket
-// sends nothing), or an unset address where there is no route.
+// sends nothing), or an unset address where there is no usable route. While an IPv6 address is
+// in duplicate address detection (upInterfaces leaves it out), the kernel already routes to it
+// locally, and to its subnet from ::1 (it has no other source to give): neither reaches `to`.
+// A loopback source counts only for a `to` on this host.
 NetAddr routeSource(const NetAddr& to) {
   Fd fd(::socket(to.family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return NetAddr{};
@@ -78,7 +131,10 @@ NetAddr routeSource(const NetAddr& to) {
   sockaddr_storage me{};
   socklen_t meLen = sizeof(me);
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&me), &meLen) != 0) return NetAddr{};
-  return NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&me));
+  const NetAddr source = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&me));
+  bool usable = false;
+  for (const InterfaceAddr& a : upInterfaces()) usable = usable || a.addr.sameHost(source);
+  return usable && (!source.isLoopback() || onThisHost(to)) ? source : NetAddr{};
 }
 
 }  // namespace
@@ -112,10 +168,12 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
       if (a.addr.family == AF_INET6 && !v6.valid()) v6 = a.addr;
     }
     if (!v4 && v6.valid()) lo = v6;
-    // Unreachable only where no route leads there: a rendezvous at an address of this host (on
-    // an interface skipped above, such as docker0) or at 0.0.0.0 is reached over loopback.
+    // A rendezvous at an address of this host (on an interface skipped above, such as docker0)
+    // or at 0.0.0.0 is reached over loopback; one elsewhere is not, whatever route leads there
+    // (from a link-local address while the others are in duplicate address detection; from ::1
+    // while all are): the network is not up yet.
     return InterfaceChoice{"lo", lo, "no other interface is up: single-host only",
-                           reach && reach->valid() && !reach->isLoopback() && !routeSource(*reach).valid()};
+                           reach && reach->valid() && !reach->isLoopback() && !onThisHost(*reach)};
   }
   // Score, in order of weight: not loopback, reaching the root (its subnet, or the route to it),
   // this process's NUMA node, IPv4; the first wins ties. Not the carrier: an interface just set

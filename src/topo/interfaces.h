@@ -19,8 +19,13 @@ struct InterfaceAddr {
   bool loopback = false;
 };
 
-// Every address of every up interface, in the kernel's order (IPv4 and IPv6).
+// Every usable address of every up interface, in the kernel's order (IPv4 and IPv6). An IPv6
+// address still in duplicate address detection (tentative), or that failed it, is left out: it
+// cannot be bound yet, or ever (getifaddrs lists it all the same).
 std::vector<InterfaceAddr> upInterfaces();
+
+// The IPv6 addresses /proc/net/if_inet6 (its text) flags tentative or DAD-failed.
+std::vector<NetAddr> unusableIpv6(const std::string& ifInet6);
 
 struct InterfaceChoice {
   std::string name;

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "src/core/config.h"
 #include "src/core/errors.h"
@@ -55,6 +57,31 @@ TEST(Topology, AnEmptyNumaDirectoryIsToldApart) {
   ::rmdir((d + "/node0").c_str());
   ::rmdir((d + "/possible").c_str());
   ::rmdir(d.c_str());
+}
+
+// An IPv6 address in duplicate address detection cannot be bound for a second or two (at boot, at
+// a container's start): ranks failed at once with "Cannot assign requested address" instead of
+// waiting for it as for an address not given yet (helper-73).
+TEST(Interfaces, TentativeAndDadFailedIpv6AddressesAreUnusable) {
+  const std::string text =
+      "00000000000000000000000000000001 01 80 10 80       lo\n"
+      "fd730000000000000000000000000001 02 40 00 40     eth0\n"  // tentative
+      "fd730000000000000000000000000002 02 40 00 08     eth0\n"  // DAD failed
+      "fd730000000000000000000000000003 02 40 00 04     eth0\n"  // optimistic: usable
+      "fe80000000000000a8c3f0fffe0a0b0c 02 40 20 c0     eth0\n"  // permanent + tentative
+      "garbage\n";
+  const std::vector<NetAddr> u = unusableIpv6(text);
+  ASSERT_EQ(u.size(), 3u);
+  EXPECT_EQ(u[0].hostStr(), "fd73::1");
+  EXPECT_EQ(u[1].hostStr(), "fd73::2");
+  EXPECT_EQ(u[2].hostStr(), "fe80::a8c3:f0ff:fe0a:b0c");
+  // This machine's own list never holds one the kernel flags so.
+  std::ifstream f("/proc/net/if_inet6");
+  std::stringstream own;
+  own << f.rdbuf();
+  for (const NetAddr& bad : unusableIpv6(own.str())) {
+    for (const InterfaceAddr& a : upInterfaces()) EXPECT_FALSE(a.addr.sameHost(bad)) << a.name << " " << bad.hostStr();
+  }
 }
 
 TEST(Interfaces, SubnetArithmetic) {
