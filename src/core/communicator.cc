@@ -355,6 +355,13 @@ void Communicator::execute(Work& w, bool background) {
     } catch (const Error& g) {
       code = g.code();
       text = g.what();
+      // A peer timed out first, waiting for this rank's data. If the network drops what this
+      // rank sends it, that is the cause, and only this end sees it: the peer can only say it
+      // waits (netns case mtu, where the report reached rank 0 before its own timeout).
+      if (code == lockstepTimeout) {
+        const std::string stalls = executor_->stallNotes();
+        if (!stalls.empty() && text.find(stalls) == std::string::npos) text += stalls;
+      }
     }
     // The links may be mid-message: refuse later work rather than risk wrong data.
     markBroken(code, text);

@@ -378,14 +378,18 @@ void HostExecutor::flush(Ctx& ctx) {
   // Sends and receives move bytes (a group's may mix datatypes): their size is said in bytes.
   const std::string size = ctx.pointToPoint ? std::to_string(ctx.op.count) + " bytes"
                                             : std::to_string(ctx.op.count) + " x " + dataTypeName(ctx.op.dtype);
+  throw Timeout(ctx.op.label() + " (" + size + ") timed out after " + std::to_string(timeout_.count()) +
+                " ms on rank " + std::to_string(rank_) + ", waiting for " + waitingFor +
+                (late.empty() ? "" : "; " + late) + stallNotes() + hint);
+}
+
+std::string HostExecutor::stallNotes() const {
   // What this rank's own links show: sends the network keeps dropping stall the ranks after it.
   std::string stalls;
   for (int r = 0; r < nranks_; ++r) {
     if (std::string note = links_[r] ? links_[r]->stallNote() : ""; !note.empty()) stalls += "; " + note;
   }
-  throw Timeout(ctx.op.label() + " (" + size + ") timed out after " + std::to_string(timeout_.count()) +
-                " ms on rank " + std::to_string(rank_) + ", waiting for " + waitingFor +
-                (late.empty() ? "" : "; " + late) + stalls + hint);
+  return stalls;
 }
 
 }  // namespace lockstep

@@ -107,6 +107,12 @@ class HostExecutor {
   void flush(Ctx& ctx);
   [[noreturn]] void timeout(const Ctx& ctx, const std::string& waitingFor, int peer = -1);
 
+ public:
+  // "; the connection to rank 1 ... the network drops what this rank sends ..." for each link
+  // whose sends the network keeps dropping, or "": what a timeout adds, its own or a peer's.
+  std::string stallNotes() const;
+
+ private:
   int rank_;
   int nranks_;
   std::vector<Link*> links_;
