@@ -177,6 +177,8 @@ int main(int argc, char** argv) {
     }
   }
   const size_t elem = dataTypeSize(lockstepFloat32);
+  // The tuner prices the pipeline's fill in slices, as the simulator runs it.
+  net.intra.sliceBytes = net.inter.sliceBytes = static_cast<double>(options.sliceBytes);
   std::printf(
       "# lockstep-sim: predicted all-reduce busbw (GB/s), float32; %d ranks/node; intra %.2f us %.1f GB/s; "
       "inter %.2f us %.1f GB/s; gap %.2f/%.2f us; slice %s, %d slots\n",

@@ -44,7 +44,7 @@ LinkCost defaultLinkCost(const std::string& transport) {
 
 LinkCost slowerOf(const LinkCost& a, const LinkCost& b) {
   return LinkCost{std::max(a.alphaUs, b.alphaUs), std::min(a.gbps, b.gbps), std::max(a.gapUs, b.gapUs),
-                  std::min(a.reduceGBps, b.reduceGBps)};
+                  std::min(a.reduceGBps, b.reduceGBps), std::max(a.sliceBytes, b.sliceBytes)};
 }
 
 TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
@@ -94,6 +94,13 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
   while (p * 2 <= n) p *= 2, ++lp;
   const double fold = p == n ? 0.0 : 1.0;
   const double L = lp + (p == n ? 0 : 1);  // ceil(log2(n)), exactly (std::log2 rounds with the mode)
+  // Pipeline fill: the slices a chain of `hops` forwarding ranks holds before its end receives
+  // the first, each paid in full (sent, and reduced where `reduced`). `piece` is what one slice
+  // can be at most (a tree's half).
+  auto fill = [&](double hops, double piece, bool reduced) {
+    const double slice = link.sliceBytes > 0 ? std::min(link.sliceBytes, piece) : 0.0;
+    return std::max(hops - 1, 0.0) * slice * (beta + (reduced ? gamma : 0.0));
+  };
   switch (kind) {
     case OpKind::kAllReduce:
     case OpKind::kBarrier:
@@ -104,7 +111,8 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
         case Algorithm::kTree: {
           // A rank is interior in one tree (half up, a half to each child) and a leaf in the other.
           const double sent = n > 4 ? 2.0 : n > 2 ? 1.5 : 1.0;
-          const double us = 2 * L * alpha + (sent * beta + gamma) * B;
+          // Up the tree (reducing) and down it: 2L hops of fill, with a half buffer per tree.
+          const double us = 2 * L * alpha + (sent * beta + gamma) * B + fill(2 * L, B / 2, true);
           return treeLanesShareLinks(n) ? us / kMergedTreeEfficiency : us;
         }
         case Algorithm::kRecursiveDoubling:
@@ -127,8 +135,8 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
       return (a == Algorithm::kOrdered ? alpha : (N - 1) * alpha) + (N - 1) / N * B * beta;
     case OpKind::kBroadcast:
     case OpKind::kReduce:
-      if (a == Algorithm::kChain) return (N - 1) * alpha + B * beta;
-      if (a == Algorithm::kTree) return L * alpha + 2 * B * beta;
+      if (a == Algorithm::kChain) return (N - 1) * alpha + B * beta + fill(N - 1, B, kind == OpKind::kReduce);
+      if (a == Algorithm::kTree) return L * alpha + 2 * B * beta + fill(L, B, kind == OpKind::kReduce);
       if (a == Algorithm::kOrdered) return alpha + (N - 1) * B * beta;
       break;
     case OpKind::kAllToAll:

@@ -21,6 +21,10 @@ struct LinkCost {
   double gbps;              // bytes per nanosecond, i.e. GB/s
   double gapUs = 0;         // a rank's sending overhead per message (LogP's g): what one-shot algorithms pay N times
   double reduceGBps = 1e9;  // how fast a rank combines what it receives (GB/s)
+  // The pipeline's unit on this link: a slot (LOCKSTEP_SLOT_BYTES), the simulator's slice. A
+  // tree or chain forwards a slice only once it has all of it, so the first slice crosses every
+  // hop before the last leaves: (hops - 1) slices of fill. 0: pipelined without fill.
+  double sliceBytes = 0;
 };
 
 // Built-in costs per transport ("inproc", "shm", "socket").

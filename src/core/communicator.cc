@@ -259,6 +259,7 @@ LinkCost Communicator::globalLinkCost() const {
   }
   if (config_.linkLatencyUs > 0) worst.alphaUs = config_.linkLatencyUs;
   if (config_.linkGBps > 0) worst.gbps = config_.linkGBps;
+  worst.sliceBytes = static_cast<double>(config_.slotBytes);  // what trees and chains forward whole
   return worst;
 }
 
