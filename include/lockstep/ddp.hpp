@@ -31,10 +31,11 @@
 // rank r receives the average of block r only and updates that shard; allGatherParameters() then
 // gives every rank every updated parameter). Gradient accumulation: micro-batches inside a
 // noSync() scope only accumulate locally; the last one, outside it, synchronises. Every rank must
-// accumulate the same micro-batches: finish() checks it (one 32-byte all-reduce beside the
-// buckets: the noSync() scopes entered since the last finish(), and the most times one parameter
-// was marked in them) and fails with lockstepMismatch on every rank where they differ, where a
-// rank's accumulated step used to be averaged with another's plain one.
+// accumulate the same micro-batches: finish() checks the noSync() scopes entered since the last
+// finish() (one 16-byte all-reduce before the buckets) and fails with lockstepMismatch on every
+// rank where they differ, where a rank's accumulated step used to be averaged with another's
+// plain one. (A scope around several micro-batches counts once: enter one per micro-batch, as
+// PyTorch's no_sync() is used, for the check to see them.)
 //
 // Memory: host memory only for now. The collectives take device buffers, but this layer packs and
 // unpacks gradients with the CPU; registering with Memory::kDevice is an error, and a device
@@ -165,7 +166,7 @@ class GradientSync {
     }
     freeze();
     if (noSyncDepth_ > 0) {
-      ++windowMarks_[param];
+      usedInWindow_[param] = 1;
       return;
     }
     if (ready_[param]) {
@@ -204,7 +205,7 @@ class GradientSync {
         if (ready_[i] || registry_[i].count == 0) continue;
         // Marked in an earlier micro-batch of this window (inside noSync): what it accumulated
         // is its gradient, as PyTorch DDP counts a parameter used in any micro-batch.
-        if (windowMarks_[i]) {
+        if (usedInWindow_[i]) {
           pack(i);
         } else {
           ++stats_.unready;
@@ -362,7 +363,7 @@ class GradientSync {
       checkRanksAgree();
       shapes_ = registry_.shapes();
       ready_.assign(registry_.size(), 0);
-      windowMarks_.assign(registry_.size(), 0);
+      usedInWindow_.assign(registry_.size(), 0);
       setPlan(planBuckets(shapes_, reverseRegistrationOrder(registry_.size()), options_.bucketBytes, padMultiple()));
     });
   }
@@ -443,34 +444,44 @@ class GradientSync {
     for (size_t i = 0; i < m - n; ++i) {
       if (sig[n + i] != ~sig[m + n + i]) {
         throw Exception(lockstepMismatch, "lockstep ddp: parameter #" + std::to_string(i) +
-                                              " differs between ranks in name: " + whoIsNamed(registry_[i].name) +
+                                              " differs between ranks in name: " + whoIsNamed(i) +
                                               " (registered in another order? Options::checkNames = false where "
                                               "ranks name parameters differently on purpose)");
       }
     }
   }
 
-  // As whoHas, for a parameter's name (its first kNameBytes - 1 bytes): "'fc.w' on ranks 0-2,
-  // 'fc.b' on rank 3".
-  std::string whoIsNamed(const std::string& name) {
-    constexpr size_t kNameBytes = 48;
-    std::vector<char> all(kNameBytes * static_cast<size_t>(nranks_));
-    char mine[kNameBytes] = {};
-    std::memcpy(mine, name.data(), std::min(name.size(), kNameBytes - 1));
+  // As whoHas, for a parameter's name: "'fc.w' on ranks 0-2, 'fc.b' on rank 3". Ranks are told
+  // apart by the whole name's hash; the names are gathered whole up to kMaxName bytes (one more
+  // all-gather of the longest one's size), a longer one cut there and marked "...".
+  std::string whoIsNamed(size_t param) {
+    constexpr size_t kMaxName = 512;
+    const std::string& name = registry_[param].name;
+    std::vector<uint64_t> keys(2 * static_cast<size_t>(nranks_));
+    uint64_t mine[2] = {registry_.nameSignature()[param], name.size()};
     ownCollective("naming the ranks that differ in the registration check",
-                  [&] { check(lockstepAllGather(mine, all.data(), kNameBytes, lockstepUint8, comm_, nullptr)); });
+                  [&] { check(lockstepAllGather(mine, keys.data(), 2, lockstepUint64, comm_, nullptr)); });
+    size_t width = 1;
+    for (int r = 0; r < nranks_; ++r)
+      width = std::max<size_t>(width, std::min<uint64_t>(keys[2 * r + 1], kMaxName) + 1);
+    std::vector<char> text(width, 0), all(width * static_cast<size_t>(nranks_));
+    std::memcpy(text.data(), name.data(), std::min(name.size(), width - 1));
+    ownCollective("naming the ranks that differ in the registration check",
+                  [&] { check(lockstepAllGather(text.data(), all.data(), width, lockstepUint8, comm_, nullptr)); });
     std::string out;
     std::vector<char> told(static_cast<size_t>(nranks_), 0);
     for (int r = 0; r < nranks_; ++r) {
       if (told[r]) continue;
       std::vector<int> ranks;
       for (int q = r; q < nranks_; ++q) {
-        if (std::memcmp(&all[kNameBytes * q], &all[kNameBytes * r], kNameBytes) == 0) {
+        if (keys[2 * q] == keys[2 * r] && keys[2 * q + 1] == keys[2 * r + 1]) {
           told[q] = 1;
           ranks.push_back(q);
         }
       }
-      out.append(out.empty() ? "'" : ", '").append(&all[kNameBytes * r]).append("' on ").append(rankList(ranks));
+      out.append(out.empty() ? "'" : ", '").append(&all[width * r]);
+      if (keys[2 * r + 1] > kMaxName) out.append("...");
+      out.append("' on ").append(rankList(ranks));
     }
     return out;
   }
@@ -652,7 +663,7 @@ class GradientSync {
 
   void resetIteration() {
     std::fill(ready_.begin(), ready_.end(), 0);
-    std::fill(windowMarks_.begin(), windowMarks_.end(), 0);
+    std::fill(usedInWindow_.begin(), usedInWindow_.end(), 0);
     windowScopes_ = 0;
     windowLaunched_ = false;
     readyCount_ = 0;
@@ -674,7 +685,7 @@ class GradientSync {
     }
   }
 
-  bool usedHere(size_t param) const { return ready_[param] || windowMarks_[param] || registry_[param].count == 0; }
+  bool usedHere(size_t param) const { return ready_[param] || usedInWindow_[param] || registry_[param].count == 0; }
 
   // After the last bucket, in call order: which parameters some rank used (max of a byte each).
   void launchUsedMap() {
@@ -687,40 +698,34 @@ class GradientSync {
   }
 
   // Do all ranks close the same accumulation window? Known once the first bucket of the
-  // synchronised micro-batch starts (marks outside noSync() do not count), so it goes just before
-  // that bucket, in the same place of every rank's calls, and is answered before any bucket is.
+  // synchronised micro-batch starts, so it goes just before that bucket, in the same place of
+  // every rank's calls, and is answered before any bucket is. What it compares is the noSync()
+  // scopes entered: the parameters marked in them differ between ranks legitimately (a
+  // mixture of experts routes each rank's micro-batches its own way), and a scope around several
+  // micro-batches is one scope to it.
   void launchWindowCheck() {
     windowLaunched_ = true;
-    uint64_t marks = 0;
-    for (uint32_t m : windowMarks_) marks = std::max<uint64_t>(marks, m);
     windowAgree_[0] = windowScopes_;
     windowAgree_[1] = ~windowScopes_;
-    windowAgree_[2] = marks;
-    windowAgree_[3] = ~marks;
-    ownCollective("finish(): starting the check that ranks accumulated alike (noSync)", [&] {
+    ownCollective("finish(): starting the iteration's first collective", [&] {
       check(
-          lockstepIallReduce(windowAgree_, windowAgree_, 4, lockstepUint64, lockstepMax, comm_, windowRequest_.out()));
+          lockstepIallReduce(windowAgree_, windowAgree_, 2, lockstepUint64, lockstepMax, comm_, windowRequest_.out()));
     });
   }
   void checkWindowsAgree() {
-    uint64_t marks = 0;
-    for (uint32_t m : windowMarks_) marks = std::max<uint64_t>(marks, m);
-    ownCollective("finish(): the check, before the buckets, that ranks accumulated alike (noSync)",
-                  [&] { windowRequest_.wait(); });
-    if (windowAgree_[0] == ~windowAgree_[1] && windowAgree_[2] == ~windowAgree_[3]) return;
+    // Its failure, if the group failed meanwhile, belongs to no bucket: the iteration's first.
+    ownCollective("finish(): the iteration's first collective", [&] { windowRequest_.wait(); });
+    if (windowAgree_[0] == ~windowAgree_[1]) return;
     // Every rank sees the same difference: all of them name it, and none unpacks an average of
     // unlike steps.
-    throw Exception(lockstepMismatch,
-                    "lockstep ddp: finish() of iteration " + std::to_string(iteration_) +
-                        ": ranks accumulated different micro-batches since the last finish(): " +
-                        whoHas(
-                            {windowScopes_, marks},
-                            [](const uint64_t* v) {
-                              return std::to_string(v[0]) + " noSync() scope(s), a parameter marked up to " +
-                                     std::to_string(v[1]) + " time(s) in them";
-                            },
-                            "the accumulation check") +
-                        "; every rank must run the same micro-batches inside noSync() before each finish()");
+    throw Exception(
+        lockstepMismatch,
+        "lockstep ddp: finish() of iteration " + std::to_string(iteration_) +
+            ": ranks accumulated different numbers of micro-batches since the last finish(): " +
+            whoHas(
+                {windowScopes_, 0}, [](const uint64_t* v) { return std::to_string(v[0]) + " noSync() scope(s)"; },
+                "the accumulation check") +
+            "; every rank must run the same micro-batches inside noSync() before each finish()");
   }
 
   void requireZero1(const char* what) const {
@@ -763,11 +768,11 @@ class GradientSync {
   std::vector<BucketState> buckets_;
   std::vector<ShardPiece> shard_;
   std::vector<char> ready_;
-  std::vector<uint32_t> windowMarks_;  // times marked inside noSync() since the last finish()
-  uint64_t windowScopes_ = 0;          // noSync() scopes entered since the last finish()
-  uint64_t windowAgree_[4] = {};       // its check: scopes, ~scopes, most marks, ~most marks (max)
-  Request windowRequest_;              // the check's all-reduce (after windowAgree_)
-  bool windowLaunched_ = false;        // this iteration's check has started
+  std::vector<char> usedInWindow_;  // marked inside noSync() since the last finish()
+  uint64_t windowScopes_ = 0;       // noSync() scopes entered since the last finish()
+  uint64_t windowAgree_[2] = {};    // its check: scopes, ~scopes (max)
+  Request windowRequest_;           // the check's all-reduce (after windowAgree_)
+  bool windowLaunched_ = false;     // this iteration's check has started
   std::vector<char> warned_;
   std::vector<size_t> observed_;  // ready order seen in the first synchronised iteration
   std::vector<size_t> unusedEverywhere_;
