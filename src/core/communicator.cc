@@ -360,9 +360,12 @@ void Communicator::execute(Work& w, bool background) {
       // A peer timed out first, waiting for this rank's data. If the network drops what this
       // rank sends it, that is the cause, and only this end sees it: the peer can only say it
       // waits (netns case mtu, where the report reached rank 0 before its own timeout).
+      // Said as this rank's: inside the peer's report, "this rank" would read as the peer.
       if (code == lockstepTimeout) {
         const std::string stalls = executor_->stallNotes();
-        if (!stalls.empty() && text.find(stalls) == std::string::npos) text += stalls;
+        if (!stalls.empty() && text.find(stalls) == std::string::npos) {
+          text += ". Here on rank " + std::to_string(rank_) + ": " + stalls.substr(2);
+        }
       }
     }
     // The links may be mid-message: refuse later work rather than risk wrong data.

@@ -475,7 +475,7 @@ for c in "${cases[@]}"; do
       line=$(grep -h "allreduce_perf: .* failed: " "$work/mtu.$r.log" | head -n 1)
       echo "  rank $r: ${line:-(no error line)}"
     done
-    grep -q "timed out .*the connection to rank 1 .* bytes unacknowledged.*the network drops what this rank sends" \
+    grep -q "timed out .*Here on rank 0: the connection to rank 1 .* bytes unacknowledged.*the network drops what this rank sends" \
       "$work/mtu.0.log" || { echo "FAILED: mtu: rank 0 did not name the connection the network drops"; status=1; }
     # Rank 1 describes its own wait, or, when rank 0's report came first, passes that on.
     grep -qE "failed: timeout: (.*waiting for data from rank 0|rank 0 \(.*\) reports: .*the connection to rank 1)" \
