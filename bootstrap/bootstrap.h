@@ -2,9 +2,12 @@
 // transport connection details) and never on the data path.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <functional>
+
+#include "src/core/clock.h"
 
 namespace lockstep {
 
@@ -43,6 +46,13 @@ class Bootstrap {
     (void)heard;
     std::rethrow_exception(error);
   }
+  // The deadline of a setup step built on the bootstrap (a connection mesh) that may take
+  // `timeout`: no later than the setup's own (TcpBootstrap: LOCKSTEP_TIMEOUT from the
+  // rendezvous), so that a slow peer cannot stretch setup stage by stage.
+  virtual Deadline stepDeadline(std::chrono::milliseconds timeout) const { return Deadline::after(timeout); }
+  // The communicator built on it is set up: later steps (splits, reports) take a whole timeout
+  // each, and what setup left pending on the bootstrap's listener can go.
+  virtual void endSetup() {}
 };
 
 }  // namespace lockstep

@@ -51,7 +51,27 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
   peers_.resize(nranks);
   peers_[rank] = localAddress(listen_.get());
   rendezvous(id, deadline());
+  setupUntil_ = Deadline::after(timeout_);
   allGather(peers_.data(), sizeof(NetAddr));
+}
+
+void TcpBootstrap::endSetup() {
+  setupUntil_.reset();
+  try {
+    serveOnce(0);  // what has arrived is read first: a peer's message in flight is kept
+  } catch (const Error&) {
+    // Out of descriptors to accept with: nothing more to take, what is pending still goes.
+  }
+  for (auto it = incoming_.begin(); it != incoming_.end();) {
+    it = it->got < sizeof(Hello) ? incoming_.erase(it) : std::next(it);
+  }
+}
+
+size_t TcpBootstrap::bufferedBytes() const {
+  size_t bytes = 0;
+  for (const Stashed& s : stash_) bytes += s.data.size();
+  for (const Incoming& c : incoming_) bytes += c.payload.size();
+  return bytes;
 }
 
 [[noreturn]] void TcpBootstrap::fail(const std::exception& e, int peer, const std::string& doing) {
@@ -314,6 +334,14 @@ bool TcpBootstrap::advance(Incoming& c) {
                 "bootstrap: rank " << c.hello.rank << " announced a " << c.header.bytes << "-byte message; dropped");
         return false;
       }
+      if (c.header.tag != kProbeTag &&
+          (stash_.size() >= maxStashed() || bufferedBytes() + c.header.bytes > kMaxBufferedBytes)) {
+        LS_WARN_LIMITED(strangers_, rank_,
+                        "bootstrap: rank " << c.hello.rank << " sent more messages than anyone received ("
+                                           << stash_.size() << " waiting, " << bufferedBytes()
+                                           << " bytes); dropped its message with tag " << c.header.tag);
+        return false;
+      }
       c.payload.resize(c.header.bytes);  // bounded, and only after the sender proved the secret
     }
     if (c.got >= sizeof(Hello) + sizeof(P2PHeader) && c.got == sizeof(Hello) + sizeof(P2PHeader) + c.payload.size()) {
@@ -467,7 +495,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
 [[noreturn]] void TcpBootstrap::throwReported(const Report& r, const std::string& prefix) const {
   const std::string finder =
       "rank " + std::to_string(r.finder) + (peers_[r.finder].valid() ? " (" + peers_[r.finder].str() + ")" : "");
-  std::string words = r.words;
+  std::string words = printable(r.words);
   if (words.rfind("bootstrap: ", 0) == 0) words.erase(0, 11);
   // The root report: no report of its culprit's came around, so the finder's doubt is settled
   // as the finder's own would have been.

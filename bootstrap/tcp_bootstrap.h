@@ -39,6 +39,12 @@ class TcpBootstrap : public Bootstrap {
   // peer drops unread.
   bool peerListening(int peer) override;
   [[noreturn]] void failSetup(std::exception_ptr error, bool heard) override;
+  Deadline stepDeadline(std::chrono::milliseconds) const override { return deadline(); }
+  // Ends the setup deadline, and drops the listener's connections that have not proved the
+  // secret: strangers' silent connections, queued during setup, held a descriptor each (up to
+  // kMaxIncoming) for the communicator's life, since nothing serves the listener after setup
+  // until a split or a report (helper-77).
+  void endSetup() override;
   // How often waits of setup probe the peer they wait for.
   static constexpr std::chrono::milliseconds kProbeEvery{250};
 
@@ -46,8 +52,16 @@ class TcpBootstrap : public Bootstrap {
   // For tests: connections this rank's listener accepted (the ring predecessor, and one per
   // point-to-point message), so the cost of setup can be counted.
   int64_t acceptedConnections() const { return accepted_; }
+  // For tests: connections the listener holds, not yet finished with; bytes of unclaimed messages.
+  size_t pendingConnections() const { return incoming_.size(); }
+  size_t bufferedBytes() const;
   // Largest point-to-point message: an unexpected message is buffered, so its size is capped.
   static constexpr size_t kMaxMessageBytes = 1 << 20;
+  // What unclaimed messages (stashed, and announced by connections still arriving) may hold in
+  // all, and how many may be stashed: a peer sending messages nobody receives grew a rank's
+  // memory without bound (helper-77). Setup's own messages are a few hundred bytes per peer.
+  static constexpr size_t kMaxBufferedBytes = 16 << 20;
+  size_t maxStashed() const { return 1024 + 16 * static_cast<size_t>(nranks_); }
 
  private:
   struct Stashed {
@@ -59,7 +73,13 @@ class TcpBootstrap : public Bootstrap {
   // (slow, reset: not known to be gone).
   enum class Probe { kAnswered, kGone, kUnknown };
   Probe probe(int peer);
-  Deadline deadline() const { return Deadline::after(timeout_); }
+  // A whole timeout for a wait, but no later than the end of setup: LOCKSTEP_TIMEOUT after the
+  // rendezvous (which itself waits up to LOCKSTEP_TIMEOUT for every rank to arrive), until
+  // endSetup(). Each stage's own timeout let a slow peer stretch setup to six of them.
+  Deadline deadline() const {
+    const Deadline own = Deadline::after(timeout_);
+    return setupUntil_ ? own.earlier(*setupUntil_) : own;
+  }
   void rendezvous(const UniqueIdInfo& id, Deadline deadline);
   // Serves the listener until done() holds: the ring predecessor's connection, or point-to-point
   // messages (stashed). Connections are served concurrently; bad ones are logged and dropped.
@@ -132,8 +152,9 @@ class TcpBootstrap : public Bootstrap {
   bool toldAll_ = false;              // failSetup's report went out (once per bootstrap)
   std::optional<Report> failedWith_;  // what failRelayed last failed with, as a report
   std::list<Incoming> incoming_;
-  std::function<void()> interrupt_;  // setInterrupt
-  WarnLimiter strangers_;            // anyone may connect to the listener: its warnings are rate-limited
+  std::optional<Deadline> setupUntil_;  // deadline(), until endSetup()
+  std::function<void()> interrupt_;     // setInterrupt
+  WarnLimiter strangers_;               // anyone may connect to the listener: its warnings are rate-limited
   int64_t accepted_ = 0;
 };
 

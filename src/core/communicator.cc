@@ -37,7 +37,15 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   peers_[rank_] = localPeerInfo(rank_, config_, localAddr);
   peers_[rank_].cudaIpc = IpcEngine::locallyAvailable(config_) ? 1 : 0;
   bootstrap_->allGather(peers_.data(), sizeof(PeerInfo));
-  for (auto& p : peers_) terminateStrings(&p);
+  for (int r = 0; r < nranks_; ++r) {
+    terminateStrings(&peers_[r]);
+    // A record is named after its slot: one that says another rank was taken as its word, and
+    // named "rank -5" in every later message (helper-77).
+    if (peers_[r].rank != r) {
+      throw RemoteError(r, "the peer record of rank " + std::to_string(r) + " names it rank " +
+                               std::to_string(peers_[r].rank) + " (" + peers_[r].describe() + ")");
+    }
+  }
   checkPeersAgree(peers_);
   checkCrossHostAddresses(peers_);
   planRing();
@@ -100,6 +108,7 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
     p.work.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
     p.work.schedule.laneEnds.reserve(2 * static_cast<size_t>(nranks_) + 2);
   }
+  bootstrap_->endSetup();
 }
 
 Communicator::~Communicator() {

@@ -36,4 +36,11 @@ long checkSys(long rc, const char* syscall, const std::string& context) {
   return rc;
 }
 
+std::string printable(std::string text) {
+  for (char& c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+  }
+  return text;
+}
+
 }  // namespace lockstep

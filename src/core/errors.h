@@ -61,6 +61,10 @@ bool isLocalShortage(int err);
 bool isNetworkFailure(int err);
 inline constexpr const char* kNetworkFailed = "the network between the two hosts failed, or the peer's host is down";
 
+// Text a peer sent (a failure report, a host name), made safe to print in a message or a log
+// line: control characters, which could forge log lines or recolour a terminal, become '?'.
+std::string printable(std::string text);
+
 // Throws SystemError(syscall, errno, context) when rc < 0; returns rc otherwise.
 long checkSys(long rc, const char* syscall, const std::string& context = "");
 

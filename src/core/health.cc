@@ -597,12 +597,12 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       break;
     case kFailure:
       if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
-        std::string text(m.text, strnlen(m.text, sizeof(m.text)));
+        std::string text = printable(std::string(m.text, strnlen(m.text, sizeof(m.text))));
         // Named after the rank that found it, whoever relayed it (a relay keeps the origin).
         const bool known = std::any_of(peers_.begin(), peers_.end(), [&](const Peer& q) { return q.rank == m.origin; });
         failureRaw_ = text;
         failureOrigin_ = known ? m.origin : p.rank;
-        failureCulprit_ = m.culprit;
+        failureCulprit_ = m.culprit >= 0 && m.culprit < static_cast<int>(peers_.size()) + 1 ? m.culprit : -1;
         // Relayed to every peer (sendFailure), so each goodbye this rank sends later is
         // preceded by the cause on the same connection: no peer can mistake the consequence
         // (this rank leaving) for the failure.
@@ -614,8 +614,9 @@ void Health::handle(Peer& p, const ControlMsg& m) {
     case kSplitFailed:
       if (m.code > lockstepSuccess && m.code < lockstepNumResults) {
         if (splitFailures_.size() >= 16) splitFailures_.erase(splitFailures_.begin());
-        splitFailures_.push_back({m.entered, p.rank, static_cast<lockstepResult_t>(m.code),
-                                  p.name + " reports: " + std::string(m.text, strnlen(m.text, sizeof(m.text)))});
+        splitFailures_.push_back(
+            {m.entered, p.rank, static_cast<lockstepResult_t>(m.code),
+             p.name + " reports: " + printable(std::string(m.text, strnlen(m.text, sizeof(m.text))))});
       }
       break;
     case kGoodbye:

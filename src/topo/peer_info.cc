@@ -115,12 +115,25 @@ PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr
   return p;
 }
 
+namespace {
+
+// Terminated, and printable up to the terminator (see printable()).
+template <size_t N>
+void terminate(char (&s)[N]) {
+  s[N - 1] = '\0';
+  for (size_t i = 0; i < N && s[i]; ++i) {
+    if (static_cast<unsigned char>(s[i]) < 0x20 || s[i] == 0x7f) s[i] = '?';
+  }
+}
+
+}  // namespace
+
 void terminateStrings(PeerInfo* p) {
-  p->hostname[sizeof(p->hostname) - 1] = '\0';
-  p->configSummary[sizeof(p->configSummary) - 1] = '\0';
-  p->ifname[sizeof(p->ifname) - 1] = '\0';
+  terminate(p->hostname);
+  terminate(p->configSummary);
+  terminate(p->ifname);
   if (p->nicCount < 0 || p->nicCount > kMaxPeerNics) p->nicCount = 0;
-  for (PeerNic& n : p->nics) n.name[sizeof(n.name) - 1] = '\0';
+  for (PeerNic& n : p->nics) terminate(n.name);
 }
 
 std::string PeerInfo::ifnameStr() const { return std::string(ifname, strnlen(ifname, sizeof(ifname))); }

@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -98,13 +99,94 @@ std::vector<std::unique_ptr<TcpBootstrap>> bootstraps(const UniqueIdInfo& info, 
 
 // A rendezvous and n bootstraps of it, each checked made (the service outlives them).
 struct Rendezvous {
-  explicit Rendezvous(int n) : boots(bootstraps(UniqueIdInfo{root.address(), secret}, n)) {
+  explicit Rendezvous(int n, std::chrono::milliseconds timeout = kTimeout)
+      : boots(bootstraps(UniqueIdInfo{root.address(), secret}, n, timeout)) {
     for (auto& b : boots) EXPECT_TRUE(b);
   }
   Secret secret = randomSecret();
   RootService root{NetAddr::loopback(), secret, kTimeout};
   std::vector<std::unique_ptr<TcpBootstrap>> boots;
 };
+
+// A silent TCP connection to `to` (a stranger's: no hello, no secret).
+Fd silentConnection(const NetAddr& to) {
+  Fd fd(::socket(to.family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  const socklen_t len = to.toSockaddr(&ss);
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0) << std::strerror(errno);
+  return fd;
+}
+
+// Strangers' silent connections, accepted while a rank served its listener during setup, held
+// a descriptor each (up to 256) for the communicator's life: nothing served the listener after
+// setup to drop them (helper-77). endSetup() drops them, and keeps a peer's message in flight.
+TEST(BootstrapHostile, SilentStrangersAreDroppedAtTheEndOfSetup) {
+  Rendezvous rv(2);
+  std::vector<Fd> strangers;
+  for (int i = 0; i < 40; ++i) strangers.push_back(silentConnection(rv.boots[0]->listenAddress()));
+  int32_t value = 7, got = 0;
+  std::thread sender([&] { rv.boots[1]->send(0, 5, &value, sizeof(value)); });
+  rv.boots[0]->recv(1, 5, &got, sizeof(got));  // serves the listener: accepts the strangers too
+  sender.join();
+  EXPECT_EQ(got, 7);
+  EXPECT_GE(rv.boots[0]->pendingConnections(), 40u);
+  rv.boots[1]->send(0, 6, &value, sizeof(value));  // in flight at the end of setup: kept
+  rv.boots[0]->endSetup();
+  EXPECT_EQ(rv.boots[0]->pendingConnections(), 0u);
+  rv.boots[0]->recv(1, 6, &got, sizeof(got));
+  EXPECT_EQ(got, 7);
+  char byte;
+  for (Fd& s : strangers) {  // closed: end of stream at once (never a wait: an open one says EAGAIN)
+    EXPECT_EQ(::recv(s.get(), &byte, 1, MSG_DONTWAIT), 0) << "a stranger's connection is still open";
+  }
+}
+
+// A peer (it holds the secret) sending messages nobody receives grew a rank's memory without
+// bound (about 4 GB in 10 s): what the listener buffers is capped at kMaxBufferedBytes.
+TEST(BootstrapHostile, UnclaimedMessagesAreBounded) {
+  Rendezvous rv(2, std::chrono::seconds(1));  // each wait for the message that never comes: 1 s
+  std::vector<char> mib(TcpBootstrap::kMaxMessageBytes, 'x');
+  std::atomic<bool> done{false};
+  std::thread sender([&] {
+    for (int i = 0; i < 40; ++i) {
+      try {
+        rv.boots[1]->send(0, 9, mib.data(), mib.size());  // tag 9: nobody receives it
+      } catch (const Error&) {
+        // dropped by the receiver: the connection closed under the send
+      }
+    }
+    done = true;
+  });
+  while (!done) {
+    try {
+      int32_t unused;
+      rv.boots[0]->recv(1, 10, &unused, sizeof(unused));  // never comes: serves meanwhile
+    } catch (const Error&) {
+    }
+    EXPECT_LE(rv.boots[0]->bufferedBytes(), TcpBootstrap::kMaxBufferedBytes);
+  }
+  sender.join();
+  EXPECT_LE(rv.boots[0]->bufferedBytes(), TcpBootstrap::kMaxBufferedBytes);
+  EXPECT_GE(rv.boots[0]->bufferedBytes(), TcpBootstrap::kMaxBufferedBytes / 2);  // it did take some
+}
+
+// Setup has one deadline, LOCKSTEP_TIMEOUT after the rendezvous: each stage took a whole
+// timeout of its own, so a peer finishing each just in time kept init going for six of them
+// (helper-77). After endSetup() a wait has its whole timeout again.
+TEST(BootstrapHostile, SetupHasOneDeadline) {
+  using namespace std::chrono;
+  Rendezvous rv(2, seconds(2));
+  std::this_thread::sleep_for(milliseconds(1500));
+  int32_t unused = 0;
+  auto waited = [&] {
+    const auto t0 = steady_clock::now();
+    EXPECT_THROW(rv.boots[0]->recv(1, 11, &unused, sizeof(unused)), Error);  // rank 1 sends nothing
+    return duration_cast<milliseconds>(steady_clock::now() - t0).count();
+  };
+  EXPECT_LT(waited(), 1200) << "a wait in setup took its own whole timeout";
+  rv.boots[0]->endSetup();
+  EXPECT_GE(waited(), 1900) << "after setup a wait takes its whole timeout";
+}
 
 // Three ranks; rank 2 goes away. Rank 1, whose successor it was, fails sending to it, while it
 // still waits for rank 0's block: the error names rank 2, the one that left, not rank 0.

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -132,6 +133,20 @@ TEST(PeerInfoTest, CarriesNumaAndAddresses) {
   EXPECT_GE(p.nicCount, 1);
   EXPECT_LE(p.nicCount, kMaxPeerNics);
   EXPECT_EQ(p.nics[0].addr.isLoopback(), nic.addr.isLoopback()) << "non-loopback interfaces come first";
+}
+
+// A peer's strings are printed in errors and logs: terminated, and with control characters
+// (which forged log lines, or coloured a terminal) made '?' (helper-77).
+TEST(PeerInfoTest, APeersStringsArePrintable) {
+  PeerInfo p{};
+  std::memset(p.hostname, 'h', sizeof(p.hostname));
+  std::memcpy(p.ifname, "eth\n\x1b[31m", 10);
+  p.nicCount = 1000;
+  terminateStrings(&p);
+  EXPECT_EQ(std::string(p.hostname), std::string(sizeof(p.hostname) - 1, 'h'));
+  EXPECT_EQ(std::string(p.ifname), "eth??[31m");
+  EXPECT_EQ(p.nicCount, 0);
+  EXPECT_EQ(printable("line\nforged: lockstep WARN \x07"), "line?forged: lockstep WARN ?");
 }
 
 TEST(PeerInfoTest, HostIdOverrideMakesDistinctHosts) {

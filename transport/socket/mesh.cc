@@ -184,7 +184,7 @@ std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int
     ctx.bootstrap.failSetup(std::current_exception(), /*heard=*/true);
   }
 
-  Deadline dl = Deadline::after(ctx.config.timeout);
+  Deadline dl = ctx.bootstrap.stepDeadline(ctx.config.timeout);  // within setup's deadline
   // Outside the try: the connections and the listener stay up until failSetup has told the
   // others, so a peer that finds this rank gone has its report already.
   std::map<int, Fd> fds;
