@@ -63,7 +63,8 @@ void premulSumLoop(void* dst, const void* a, const void* b, size_t n, int nranks
   // The scaled input is rounded to T before it is added, exactly as scaleLoop rounds what a rank
   // sends: then a rank that folds its own input here and a peer that receives it scaled combine
   // the same value, and one-shot algorithms stay bit-identical on every rank (no-op for float).
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(x[i]) + Tr::load(Tr::store(Tr::load(y[i]) * factor)));
+  for (size_t i = 0; i < n; ++i)
+    d[i] = Tr::store(settleNaN(Tr::load(x[i]) + Tr::load(Tr::store(settleNaN(Tr::load(y[i]) * factor)))));
 }
 
 template <typename T>
@@ -73,7 +74,7 @@ void scaleLoop(void* dst, const void* src, size_t n, int nranks) {
   const C factor = C(1) / static_cast<C>(nranks);
   T* d = static_cast<T*>(dst);
   const T* s = static_cast<const T*>(src);
-  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(Tr::load(s[i]) * factor);
+  for (size_t i = 0; i < n; ++i) d[i] = Tr::store(settleNaN(Tr::load(s[i]) * factor));
 }
 
 #ifdef LS_HAVE_F16C_LOOPS

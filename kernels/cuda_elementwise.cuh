@@ -27,7 +27,8 @@ struct PremulOp {
   typename ElemTraits<T>::Compute factor;
   __device__ T operator()(T x, T y) const {
     using Tr = ElemTraits<T>;
-    return Tr::store(Tr::load(x) + Tr::load(Tr::store(Tr::load(y) * factor)));  // as the CPU's premulSum
+    // As the CPU's premulSum, NaNs settled as there.
+    return Tr::store(settleNaN(Tr::load(x) + Tr::load(Tr::store(settleNaN(Tr::load(y) * factor)))));
   }
 };
 template <typename T>
@@ -35,7 +36,7 @@ struct ScaleOp {
   typename ElemTraits<T>::Compute factor;
   __device__ T operator()(T x, T) const {
     using Tr = ElemTraits<T>;
-    return Tr::store(Tr::load(x) * factor);
+    return Tr::store(settleNaN(Tr::load(x) * factor));
   }
 };
 template <typename T>

@@ -4,8 +4,16 @@
 // and round back once per step (round-to-nearest-even, see float_types.h). Integers wrap on
 // overflow (two's complement, computed in unsigned arithmetic so it is defined behaviour).
 // Floating min/max propagate NaN: if either input is NaN the result is that NaN (a before b).
+// A NaN that arithmetic makes (sum, product, average, the premultiplied sum) is the canonical
+// NaN, all ones but the sign (float 0x7FFFFFFF, double 0x7FFFFFFFFFFFFFFF), as the narrow
+// formats' 0x7FFF and 0x7F are: which operand's payload an x86 add keeps is the first source of
+// the instruction the compiler emitted, and clang and g++ emit them in different orders, so the
+// baseline and AVX2 paths of a clang build disagreed on two NaNs, and ranks on CPUs of different
+// ISAs held different bits (helper-78).
 #pragma once
 
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/float_types.h"
@@ -43,13 +51,32 @@ struct ElemTraits<Fp8E5M2> {
   static LS_HD Fp8E5M2 store(float v) { return Fp8E5M2{floatToFp8e5m2(v)}; }
 };
 
+// `r`, or the canonical NaN where it is a NaN (integers: `r`).
+template <typename C>
+LS_HD C settleNaN(C r) {
+  if constexpr (std::is_same_v<C, float>) {
+    return r != r ? bitsToFloat(0x7fffffffu) : r;
+  } else if constexpr (std::is_same_v<C, double>) {
+#if defined(__CUDA_ARCH__)
+    const double nan = __longlong_as_double(0x7fffffffffffffffll);
+#else
+    const uint64_t bits = 0x7fffffffffffffffull;
+    double nan;
+    std::memcpy(&nan, &bits, sizeof(nan));
+#endif
+    return r != r ? nan : r;
+  } else {
+    return r;
+  }
+}
+
 template <typename C>
 LS_HD C wrapAdd(C a, C b) {
   if constexpr (std::is_integral_v<C>) {
     using U = std::make_unsigned_t<C>;
     return static_cast<C>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
   } else {
-    return a + b;
+    return settleNaN(a + b);
   }
 }
 template <typename C>
@@ -59,7 +86,7 @@ LS_HD C wrapMul(C a, C b) {
     using U = std::common_type_t<std::make_unsigned_t<C>, unsigned int>;
     return static_cast<C>(static_cast<U>(a) * static_cast<U>(b));
   } else {
-    return a * b;
+    return settleNaN(a * b);
   }
 }
 
@@ -100,7 +127,7 @@ LS_HD C divideBy(C v, int n) {
   } else if constexpr (std::is_integral_v<C>) {
     return static_cast<C>(static_cast<uint64_t>(v) / static_cast<uint64_t>(n));
   } else {
-    return v / static_cast<C>(n);
+    return settleNaN(v / static_cast<C>(n));
   }
 }
 

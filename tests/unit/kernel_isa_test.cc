@@ -86,6 +86,40 @@ TEST(KernelIsa, EveryBuildThisCpuRunsMatchesTheBaselineBitForBit) {
 // premulSum(partial, input), its peers fold the scaled copy it sent them with sum(partial,
 // scale(input)). The two must give the same bits for every floating type (narrow types round the
 // scaled input once, in both).
+// Two NaNs of different sign and payload (x86's default NaN from 0/0, and C's nan("")): which
+// one an add keeps depends on the operand order the compiler emitted, and a clang build's
+// baseline and AVX2 paths kept different ones. Every NaN that arithmetic makes is the canonical
+// one, in every path and every element position (vector body and tail), so no build and no
+// slice boundary can change the bits (helper-78).
+TEST(KernelIsa, ArithmeticNaNsAreCanonicalOnEveryPath) {
+  constexpr uint32_t kDefault = 0xffc00000u, kQuiet = 0x7fc00000u, kSignalling = 0x7f800001u;
+  constexpr uint64_t kDefault64 = 0xfff8000000000000ull, kQuiet64 = 0x7ff8000000000001ull;
+  for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
+    const KernelTable* t = kernelTable(isa);
+    if (!t) continue;
+    for (size_t n : {size_t(1), size_t(17), size_t(70)}) {
+      std::vector<uint32_t> a(n, kDefault), b(n, kQuiet), d(n);
+      b[0] = kSignalling;
+      for (int op : {0, 1}) {  // sum, prod
+        t->reduce[lockstepFloat32][op](d.data(), a.data(), b.data(), n);
+        for (size_t i = 0; i < n; ++i) ASSERT_EQ(d[i], 0x7fffffffu) << cpuIsaName(isa) << " op " << op << " " << i;
+        t->reduce[lockstepFloat32][op](d.data(), b.data(), a.data(), n);
+        for (size_t i = 0; i < n; ++i) ASSERT_EQ(d[i], 0x7fffffffu) << cpuIsaName(isa) << " op " << op << " " << i;
+      }
+      t->premulSum[lockstepFloat32](d.data(), a.data(), b.data(), n, 3);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(d[i], 0x7fffffffu) << cpuIsaName(isa) << " premulSum " << i;
+      t->scale[lockstepFloat32](d.data(), b.data(), n, 3);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(d[i], 0x7fffffffu) << cpuIsaName(isa) << " scale " << i;
+      std::vector<uint64_t> a64(n, kDefault64), b64(n, kQuiet64), d64(n);
+      t->reduce[lockstepFloat64][0](d64.data(), a64.data(), b64.data(), n);
+      for (size_t i = 0; i < n; ++i) ASSERT_EQ(d64[i], 0x7fffffffffffffffull) << cpuIsaName(isa) << " double " << i;
+      // Max and min keep an operand's NaN, the first one (a before b), payload and all.
+      t->reduce[lockstepFloat32][2](d.data(), a.data(), b.data(), n);
+      ASSERT_EQ(d[n - 1], kDefault) << cpuIsaName(isa) << " max";
+    }
+  }
+}
+
 TEST(KernelIsa, PremulSumEqualsSumOfTheScaledInput) {
   for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
     const KernelTable* t = kernelTable(isa);
