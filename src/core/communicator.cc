@@ -194,15 +194,14 @@ void Communicator::connectLinks(uint64_t commId, const Secret& secret, const Net
     }
     if (chosen[p] < 0) {
       // The one reason shm may refuse a peer on this host that a user can change.
-      const bool otherUser = peers_[p].hostHash == peers_[rank_].hostHash && peers_[p].hostUid != peers_[rank_].hostUid;
+      const bool otherUser = peers_[p].hostHash == peers_[rank_].hostHash && peers_[p].euid != peers_[rank_].euid;
       throw InvalidUsage("no allowed transport reaches " + peers_[p].describe() + " from rank " +
                          std::to_string(rank_) + " (" + config_.wireSummary() + ")" +
-                         (otherUser
-                              ? ": it runs as another user (uid " + std::to_string(peers_[p].hostUid) +
-                                    " outside any user namespace, this rank " + std::to_string(peers_[rank_].hostUid) +
-                                    "), whose shared memory this rank cannot open; allow socket in "
-                                    "LOCKSTEP_TRANSPORTS"
-                              : std::string()));
+                         (otherUser ? ": it runs as another user (uid " + std::to_string(peers_[p].euid) +
+                                          ", this rank " + std::to_string(peers_[rank_].euid) +
+                                          "), whose shared memory this rank cannot open; allow socket in "
+                                          "LOCKSTEP_TRANSPORTS"
+                                    : std::string()));
     }
   }
   for (size_t t = 0; t < transports_.size(); ++t) {

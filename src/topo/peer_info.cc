@@ -56,12 +56,10 @@ uint64_t pidNamespaceId() {
   return static_cast<uint64_t>(st.st_ino);
 }
 
-uint32_t uidOutside(uint32_t uid, const std::string& uidMap) {
-  std::istringstream in(uidMap);
-  for (uint64_t inside = 0, outside = 0, count = 0; in >> inside >> outside >> count;) {
-    if (uid >= inside && uid - inside < count) return static_cast<uint32_t>(outside + (uid - inside));
-  }
-  return uid;
+uint64_t userNamespaceId() {
+  struct stat st;
+  if (::stat("/proc/self/ns/user", &st) != 0) return 0;
+  return static_cast<uint64_t>(st.st_ino);
 }
 
 PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr) {
@@ -75,10 +73,7 @@ PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr
   p.shmId = shmMountId();
   p.pidNamespace = pidNamespaceId();
   p.euid = static_cast<uint32_t>(geteuid());
-  std::ifstream map("/proc/self/uid_map");
-  std::stringstream text;
-  text << map.rdbuf();
-  p.hostUid = uidOutside(p.euid, text.str());
+  p.userNamespace = userNamespaceId();
   gethostname(p.hostname, sizeof(p.hostname) - 1);
   std::snprintf(p.configSummary, sizeof(p.configSummary), "%s", config.wireSummary().c_str());
   cpu_set_t set;

@@ -26,12 +26,11 @@ struct PeerInfo {
   uint64_t hostHash;    // same value = same host (shared memory reaches)
   uint64_t configHash;  // Config::wireHash(): fields that shape the wire
   int64_t pid;
-  uint64_t processToken;  // random per process (and pid): equal tokens = same address space (inproc)
-  uint64_t shmId;         // identity of the /dev/shm mount (0 if none): equal = shm can connect
-  uint64_t pidNamespace;  // inode of /proc/self/ns/pid: pids only mean something within one
-  uint32_t euid;          // as this rank's user namespace sees it
-  uint32_t hostUid;       // the same uid outside it (/proc/self/uid_map): who owns what this rank
-                          // creates, so shm (segments are 0600) joins ranks of one hostUid
+  uint64_t processToken;   // random per process (and pid): equal tokens = same address space (inproc)
+  uint64_t shmId;          // identity of the /dev/shm mount (0 if none): equal = shm can connect
+  uint64_t pidNamespace;   // inode of /proc/self/ns/pid: pids only mean something within one
+  uint32_t euid;           // segments are created 0600: shm connects only ranks of one user
+  uint64_t userNamespace;  // inode of /proc/self/ns/user: euid means one user only within one
   char hostname[64];
   char configSummary[256];          // Config::wireSummary(), to show a difference
   int32_t cpus;                     // CPUs this process may run on
@@ -58,9 +57,7 @@ int hostCpus(const std::vector<PeerInfo>& peers, uint64_t host);
 uint64_t processToken();
 uint64_t shmMountId();
 uint64_t pidNamespaceId();
-// `uid` of this user namespace as its parent namespace sees it, from the text of
-// /proc/self/uid_map ("inside outside count" lines); `uid` itself where no line maps it.
-uint32_t uidOutside(uint32_t uid, const std::string& uidMap);
+uint64_t userNamespaceId();
 
 // Host identity: a hash of hostname and boot id, or of LOCKSTEP_HOST_ID when set (tests use it to
 // make network namespaces look like separate hosts).

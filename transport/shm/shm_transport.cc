@@ -24,11 +24,10 @@ class ShmTransport : public Transport {
     // Same host and the same /dev/shm mount (containers on one host may each have their own),
     // and the same user: a segment is created 0600, so another user's rank could not open it,
     // and every rank's init failed with "Permission denied" (helper-67). Such pairs use sockets.
-    // The user outside its user namespace: root in a rootless container (mapped to an
-    // unprivileged uid) is another user than root outside it, though both say euid 0, and
-    // failed the same way (helper-73); ranks whose namespaces map to one user share segments.
+    // A uid is one user only within one user namespace: root in a rootless container is another
+    // user of the host than root outside it, though both say euid 0 (helper-73).
     return self.hostHash == peer.hostHash && self.shmId != 0 && self.shmId == peer.shmId &&
-           self.processToken != peer.processToken && self.hostUid == peer.hostUid;
+           self.processToken != peer.processToken && self.euid == peer.euid && self.userNamespace == peer.userNamespace;
   }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
