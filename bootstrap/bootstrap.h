@@ -50,8 +50,8 @@ class Bootstrap {
   // `timeout`: no later than the setup's own (TcpBootstrap: LOCKSTEP_TIMEOUT from the
   // rendezvous), so that a slow peer cannot stretch setup stage by stage.
   virtual Deadline stepDeadline(std::chrono::milliseconds timeout) const { return Deadline::after(timeout); }
-  // The communicator built on it is set up: later steps (splits, reports) take a whole timeout
-  // each, and what setup left pending on the bootstrap's listener can go.
+  // The communicator built on it is set up, or a split's exchange over it is over: later steps
+  // take a whole timeout each, and what the listener holds that has not proved the secret can go.
   virtual void endSetup() {}
 };
 

@@ -50,8 +50,7 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
   listen_ = listenOn(bind);
   peers_.resize(nranks);
   peers_[rank] = localAddress(listen_.get());
-  rendezvous(id, deadline());
-  setupUntil_ = Deadline::after(timeout_);
+  rendezvous(id, deadline());  // sets setupUntil_ once every rank has arrived
   allGather(peers_.data(), sizeof(NetAddr));
 }
 
@@ -149,6 +148,11 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   if (reply.status != lockstepSuccess) {
     throw Error(static_cast<lockstepResult_t>(reply.status), std::string("rendezvous failed: ") + reply.message);
   }
+  // Every rank has arrived: the rest of setup, the ring first, has LOCKSTEP_TIMEOUT from now. The
+  // wait above had its own, from this rank's start, which a rank that came early had spent: it
+  // timed out waiting for its ring predecessor, though every rank had come in time (helper-79).
+  setupUntil_ = Deadline::after(timeout_);
+  dl = deadline();
 
   int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
   peers_[next] = reply.next;

@@ -911,7 +911,12 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
                             "'s call was refused (bad arguments), so no rank split");
     }
   }
-  if (color < 0) return nullptr;
+  // A split serves this communicator's listener again: strangers' silent connections accepted
+  // meanwhile are dropped, as at the end of setup (helper-79).
+  if (color < 0) {
+    bootstrap_->endSetup();
+    return nullptr;
+  }
   std::vector<int> members;
   for (int r = 0; r < nranks_; ++r) {
     if (all[r].color == color) members.push_back(r);
@@ -977,6 +982,7 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
                                         "its error)");
     }
   }
+  bootstrap_->endSetup();  // as above
   const uint64_t commId = commIdFromSecret(id.secret);
   // Its setup waits for every member (its rendezvous waited its whole timeout for one that died
   // after the exchange above). This communicator's watchdog knows of a death or an abort at once:

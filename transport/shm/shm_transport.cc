@@ -103,7 +103,7 @@ class ShmTransport : public Transport {
       if (m[0] != '!') continue;
       if (r == ctx_.rank) throw Error(code, "shm: " + mine);
       throw RemoteError(r, "shm: " + ctx_.peers[r].describe() + " " + what + ": " +
-                               std::string(m + 1, strnlen(m + 1, kMessageBytes - 1)));
+                               printable(std::string(m + 1, strnlen(m + 1, kMessageBytes - 1))));
     }
   }
 
