@@ -94,13 +94,16 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
   while (p * 2 <= n) p *= 2, ++lp;
   const double fold = p == n ? 0.0 : 1.0;
   const double L = lp + (p == n ? 0 : 1);  // ceil(log2(n)), exactly (std::log2 rounds with the mode)
-  // Pipeline fill: the slices a chain of `hops` forwarding ranks holds before its end receives
-  // the first, each paid in full (sent, and reduced where `reduced`). `piece` is what one slice
-  // can be at most (a tree's half).
-  auto fill = [&](double hops, double piece, bool reduced) {
+  // Pipeline fill: what the first slice pays crossing `hops` forwarding ranks before the last
+  // one's pipeline is full: at each hop but the last, `perHop` slices sent (a tree node serves
+  // two children in turn), and at `reducedHops` of them the slice is reduced. `piece` is what one
+  // slice can be at most (a tree's half). The simulator runs the same (helper-79 compared them:
+  // a chain exactly, a tree within ~15 %).
+  auto fill = [&](double hops, double piece, double perHop, double reducedHops) {
     const double slice = link.sliceBytes > 0 ? std::min(link.sliceBytes, piece) : 0.0;
-    return std::max(hops - 1, 0.0) * slice * (beta + (reduced ? gamma : 0.0));
+    return std::max(hops - 1, 0.0) * perHop * slice * beta + reducedHops * slice * gamma;
   };
+  const double children = n > 3 ? 2.0 : 1.0;  // a tree's interior nodes, as heapTreeNode builds them
   switch (kind) {
     case OpKind::kAllReduce:
     case OpKind::kBarrier:
@@ -112,7 +115,8 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
           // A rank is interior in one tree (half up, a half to each child) and a leaf in the other.
           const double sent = n > 4 ? 2.0 : n > 2 ? 1.5 : 1.0;
           // Up the tree (reducing) and down it: 2L hops of fill, with a half buffer per tree.
-          const double us = 2 * L * alpha + (sent * beta + gamma) * B + fill(2 * L, B / 2, true);
+          // Up the heap (reducing) and down it: 2 x floor(log2 n) hops, a half buffer per tree.
+          const double us = 2 * L * alpha + (sent * beta + gamma) * B + fill(2 * lp, B / 2, children, lp);
           return treeLanesShareLinks(n) ? us / kMergedTreeEfficiency : us;
         }
         case Algorithm::kRecursiveDoubling:
@@ -135,8 +139,12 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
       return (a == Algorithm::kOrdered ? alpha : (N - 1) * alpha) + (N - 1) / N * B * beta;
     case OpKind::kBroadcast:
     case OpKind::kReduce:
-      if (a == Algorithm::kChain) return (N - 1) * alpha + B * beta + fill(N - 1, B, kind == OpKind::kReduce);
-      if (a == Algorithm::kTree) return L * alpha + 2 * B * beta + fill(L, B, kind == OpKind::kReduce);
+      if (a == Algorithm::kChain) {
+        return (N - 1) * alpha + B * beta + fill(N - 1, B, 1, kind == OpKind::kReduce ? N - 2 : 0);
+      }
+      if (a == Algorithm::kTree) {
+        return L * alpha + 2 * B * beta + fill(lp, B, children, kind == OpKind::kReduce ? lp - 1 : 0);
+      }
       if (a == Algorithm::kOrdered) return alpha + (N - 1) * B * beta;
       break;
     case OpKind::kAllToAll:

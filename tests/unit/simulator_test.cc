@@ -131,13 +131,14 @@ TEST(SimulatorTime, TheTunersPickIsTheSimulatorsBestWhereTreeFillDecides) {
           << "n=" << n << ": the tuner picks " << algorithmName(pick) << ", " << algorithmName(other) << " is faster";
     }
   }
-  // The fill itself: (2L - 1) slices of a half buffer, sent and reduced.
+  // The fill itself: a half buffer's slice sent twice (two children) at each of 2 x 10 - 1 hops,
+  // and reduced at each of the 10 on the way up.
   LinkCost unsliced = link;
   unsliced.sliceBytes = 0;
   const double beta = 1.0 / (link.gbps * 1000.0), gamma = 1.0 / (link.reduceGBps * 1000.0);
   EXPECT_NEAR(predictUs(Algorithm::kTree, OpKind::kAllReduce, 1024, kBytes, link) -
                   predictUs(Algorithm::kTree, OpKind::kAllReduce, 1024, kBytes, unsliced),
-              19 * (kBytes / 2) * (beta + gamma), 1e-6);
+              19 * 2 * (kBytes / 2) * beta + 10 * (kBytes / 2) * gamma, 1e-6);
 }
 
 TEST(SimulatorTime, MovingDataChangesNothingButTheData) {
