@@ -82,10 +82,6 @@ TEST(KernelIsa, EveryBuildThisCpuRunsMatchesTheBaselineBitForBit) {
   std::printf("compared %d instruction-set builds with the baseline (active: %s)\n", compared, cpuIsaName(activeIsa()));
 }
 
-// What makes one-shot avg bit-identical across ranks: a rank folds its own input with
-// premulSum(partial, input), its peers fold the scaled copy it sent them with sum(partial,
-// scale(input)). The two must give the same bits for every floating type (narrow types round the
-// scaled input once, in both).
 // Two NaNs of different sign and payload (x86's default NaN from 0/0, and C's nan("")): which
 // one an add keeps depends on the operand order the compiler emitted, and a clang build's
 // baseline and AVX2 paths kept different ones. Every NaN that arithmetic makes is the canonical
@@ -120,6 +116,10 @@ TEST(KernelIsa, ArithmeticNaNsAreCanonicalOnEveryPath) {
   }
 }
 
+// What makes one-shot avg bit-identical across ranks: a rank folds its own input with
+// premulSum(partial, input), its peers fold the scaled copy it sent them with sum(partial,
+// scale(input)). The two must give the same bits for every floating type (narrow types round the
+// scaled input once, in both).
 TEST(KernelIsa, PremulSumEqualsSumOfTheScaledInput) {
   for (CpuIsa isa : {CpuIsa::kBaseline, CpuIsa::kAvx2, CpuIsa::kAvx512}) {
     const KernelTable* t = kernelTable(isa);
