@@ -134,7 +134,9 @@ NetAddr routeSource(const NetAddr& to) {
   const NetAddr source = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&me));
   bool usable = false;
   for (const InterfaceAddr& a : upInterfaces()) usable = usable || a.addr.sameHost(source);
-  return usable && (!source.isLoopback() || onThisHost(to)) ? source : NetAddr{};
+  // Nor does a link-local source, which no rank listens on (while a global address is tentative
+  // the kernel routes from the link-local one that finished first; the netns ipv6_dad case).
+  return usable && !source.isLinkLocal() && (!source.isLoopback() || onThisHost(to)) ? source : NetAddr{};
 }
 
 }  // namespace
