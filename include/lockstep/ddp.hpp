@@ -469,21 +469,31 @@ class GradientSync {
     ownCollective("naming the ranks that differ in the registration check",
                   [&] { check(lockstepAllGather(text.data(), all.data(), width, lockstepUint8, comm_, nullptr)); });
     std::string out;
-    std::vector<char> told(static_cast<size_t>(nranks_), 0);
-    for (int r = 0; r < nranks_; ++r) {
-      if (told[r]) continue;
-      std::vector<int> ranks;
-      for (int q = r; q < nranks_; ++q) {
-        if (keys[2 * q] == keys[2 * r] && keys[2 * q + 1] == keys[2 * r + 1]) {
-          told[q] = 1;
-          ranks.push_back(q);
-        }
-      }
+    for (const std::vector<int>& ranks : groupsOf(keys)) {
+      const int r = ranks.front();
       out.append(out.empty() ? "'" : ", '").append(&all[width * r]);
       if (keys[2 * r + 1] > kMaxName) out.append("...");
       out.append("' on ").append(rankList(ranks));
     }
     return out;
+  }
+
+  // The ranks grouped by the pair of words each holds in `all` (two per rank), rank 0's group
+  // first, each in rank order.
+  std::vector<std::vector<int>> groupsOf(const std::vector<uint64_t>& all) const {
+    std::vector<std::vector<int>> groups;
+    std::vector<char> told(static_cast<size_t>(nranks_), 0);
+    for (int r = 0; r < nranks_; ++r) {
+      if (told[r]) continue;
+      groups.emplace_back();
+      for (int q = r; q < nranks_; ++q) {
+        if (all[2 * q] == all[2 * r] && all[2 * q + 1] == all[2 * r + 1]) {
+          told[q] = 1;
+          groups.back().push_back(q);
+        }
+      }
+    }
+    return groups;
   }
 
   // On a disagreement every rank found alike (so all of them call it): gathers each rank's two
@@ -495,17 +505,8 @@ class GradientSync {
     ownCollective(std::string("naming the ranks that differ in ") + label,
                   [&] { check(lockstepAllGather(mine.data(), all.data(), 2, lockstepUint64, comm_, nullptr)); });
     std::string out;
-    std::vector<char> told(static_cast<size_t>(nranks_), 0);
-    for (int r = 0; r < nranks_; ++r) {
-      if (told[r]) continue;
-      std::vector<int> ranks;
-      for (int q = r; q < nranks_; ++q) {
-        if (all[2 * q] == all[2 * r] && all[2 * q + 1] == all[2 * r + 1]) {
-          told[q] = 1;
-          ranks.push_back(q);
-        }
-      }
-      out += (out.empty() ? "" : ", ") + format(&all[2 * r]) + " on " + rankList(ranks);
+    for (const std::vector<int>& ranks : groupsOf(all)) {
+      out += (out.empty() ? "" : ", ") + format(&all[2 * ranks.front()]) + " on " + rankList(ranks);
     }
     return out;
   }

@@ -204,6 +204,14 @@ TEST(Fork, AWorkerForkedByARankHoldsNoneOfItsSharedMemory) {
   EXPECT_EQ(reap(pids[1], "rank 1"), 0);
 }
 
+// Two ranks' body: an all-reduce of r + 1 that must give 3, then a clean destroy (exit 0, else 2).
+int allReduceThenDestroy(int r, lockstepComm_t comm) {
+  float x = static_cast<float>(r + 1);
+  const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
+                  x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
+  return ok ? 0 : 2;
+}
+
 // Ranks of two users on one host: shared memory cannot join them (segments are 0600), so they
 // use sockets. Every rank's init failed with "Permission denied" (helper-67).
 TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
@@ -214,12 +222,7 @@ TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
         if (r == 1 && (setgid(65534) != 0 || setuid(65534) != 0)) std::_Exit(6);  // nobody
         unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
       },
-      [](int r, lockstepComm_t comm) {
-        float x = static_cast<float>(r + 1);
-        const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
-                        x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
-        return ok ? 0 : 2;
-      });
+      allReduceThenDestroy);
   EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1 (nobody)"), 0);
 }
@@ -254,12 +257,7 @@ TEST(Fork, RootInAUserNamespaceOfItsOwnConnectsOverSockets) {
         unsetenv("TMPDIR");  // the test's own (root's) may not be writable by nobody
         if (r == 1) becomeRootOfOwnNamespace();
       },
-      [](int r, lockstepComm_t comm) {
-        float x = static_cast<float>(r + 1);
-        const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
-                        x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
-        return ok ? 0 : 2;
-      });
+      allReduceThenDestroy);
   EXPECT_EQ(reap(pids[0], "rank 0 (root)"), 0);
   EXPECT_EQ(reap(pids[1], "rank 1 (root of its own namespace)"), 0);
 }
