@@ -110,10 +110,10 @@ std::vector<InterfaceAddr> upInterfaces() {
 
 namespace {
 
-// `to` is 0.0.0.0 (::) or a usable address of this host.
-bool onThisHost(const NetAddr& to) {
+// `to` is 0.0.0.0 (::) or one of `up` (upInterfaces(): this host's usable addresses).
+bool onThisHost(const NetAddr& to, const std::vector<InterfaceAddr>& up) {
   bool local = to.sameHost(NetAddr{to.family, 0, {}});
-  for (const InterfaceAddr& a : upInterfaces()) local = local || a.addr.sameHost(to);
+  for (const InterfaceAddr& a : up) local = local || a.addr.sameHost(to);
   return local;
 }
 
@@ -122,7 +122,7 @@ bool onThisHost(const NetAddr& to) {
 // in duplicate address detection (upInterfaces leaves it out), the kernel already routes to it
 // locally, and to its subnet from ::1 (it has no other source to give): neither reaches `to`.
 // A loopback source counts only for a `to` on this host.
-NetAddr routeSource(const NetAddr& to) {
+NetAddr routeSource(const NetAddr& to, const std::vector<InterfaceAddr>& up) {
   Fd fd(::socket(to.family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return NetAddr{};
   sockaddr_storage ss;
@@ -133,17 +133,18 @@ NetAddr routeSource(const NetAddr& to) {
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&me), &meLen) != 0) return NetAddr{};
   const NetAddr source = NetAddr::fromSockaddr(reinterpret_cast<sockaddr*>(&me));
   bool usable = false;
-  for (const InterfaceAddr& a : upInterfaces()) usable = usable || a.addr.sameHost(source);
+  for (const InterfaceAddr& a : up) usable = usable || a.addr.sameHost(source);
   // Nor does a link-local source, which no rank listens on (while a global address is tentative
   // the kernel routes from the link-local one that finished first; the netns ipv6_dad case).
-  return usable && !source.isLinkLocal() && (!source.isLoopback() || onThisHost(to)) ? source : NetAddr{};
+  return usable && !source.isLinkLocal() && (!source.isLoopback() || onThisHost(to, up)) ? source : NetAddr{};
 }
 
 }  // namespace
 
 InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
+  const std::vector<InterfaceAddr> up = upInterfaces();  // read once: getifaddrs and /proc
   std::vector<InterfaceAddr> candidates;
-  for (const InterfaceAddr& a : upInterfaces()) {
+  for (const InterfaceAddr& a : up) {
     if (a.addr.isLinkLocal()) continue;
     if (spec.empty()) {
       if (a.loopback) continue;
@@ -164,7 +165,7 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
     // failed).
     NetAddr lo = NetAddr::loopback(), v6;
     bool v4 = false;
-    for (const InterfaceAddr& a : upInterfaces()) {
+    for (const InterfaceAddr& a : up) {
       if (!a.loopback) continue;
       if (a.addr.family == AF_INET) v4 = true;
       if (a.addr.family == AF_INET6 && !v6.valid()) v6 = a.addr;
@@ -175,7 +176,7 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
     // (from a link-local address while the others are in duplicate address detection; from ::1
     // while all are): the network is not up yet.
     return InterfaceChoice{"lo", lo, "no other interface is up: single-host only",
-                           reach && reach->valid() && !reach->isLoopback() && !onThisHost(*reach)};
+                           reach && reach->valid() && !reach->isLoopback() && !onThisHost(*reach, up)};
   }
   // Score, in order of weight: not loopback, reaching the root (its subnet, or the route to it),
   // this process's NUMA node, IPv4; the first wins ties. Not the carrier: an interface just set
@@ -186,7 +187,7 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
   // do, the NUMA node and the family do (several NICs of one subnet, one per NUMA node).
   bool onSubnet = false;
   for (const InterfaceAddr& a : candidates) onSubnet |= useReach && sameSubnet(a.addr, *reach, a.netmask);
-  const NetAddr route = useReach && !onSubnet ? routeSource(*reach) : NetAddr{};
+  const NetAddr route = useReach && !onSubnet ? routeSource(*reach, up) : NetAddr{};
   const int numa = localTopology().boundNuma;
   auto score = [&](const InterfaceAddr& a) {
     int s = 0;

@@ -112,13 +112,12 @@ PeerInfo localPeerInfo(int rank, const Config& config, const NetAddr& listenAddr
 
 namespace {
 
-// Terminated, and printable up to the terminator (see printable()).
+// Terminated, and printable up to the terminator (printable() keeps the length).
 template <size_t N>
 void terminate(char (&s)[N]) {
   s[N - 1] = '\0';
-  for (size_t i = 0; i < N && s[i]; ++i) {
-    if (static_cast<unsigned char>(s[i]) < 0x20 || s[i] == 0x7f) s[i] = '?';
-  }
+  const std::string shown = printable(s);
+  std::memcpy(s, shown.data(), shown.size());
 }
 
 }  // namespace
