@@ -108,16 +108,18 @@ LaunchEnv readLaunchEnv(const Var& var) {
     auto rank = var(l.rank);
     auto size = l.size ? var(l.size) : std::nullopt;
     if (!rank || (l.size && !size)) continue;
-    if (!env.rank) env.rank = parseInt(*rank, l.rank, 0, kMaxRanks - 1);
+    const bool placedHere = !env.rank;  // this launcher, not LOCKSTEP_RANK, gives the rank
+    if (placedHere) env.rank = parseInt(*rank, l.rank, 0, kMaxRanks - 1);
     if (!env.worldSize && size) env.worldSize = parseInt(*size, l.size, 1, kMaxRanks);
     if (!env.localRank && l.localRank) {
       if (auto local = var(l.localRank)) env.localRank = parseInt(*local, l.localRank, 0, kMaxRanks - 1);
     }
     env.launcher = env.launcher.empty() ? l.launcher : env.launcher + "+" + l.launcher;
     // The job identity counts only where the launcher placed this rank: one started by hand
-    // (LOCKSTEP_RANK) inside a Slurm allocation, say, may join ranks started outside it.
+    // (LOCKSTEP_RANK) inside a Slurm allocation, say, may join ranks started outside it. The
+    // size may still come from LOCKSTEP_WORLD_SIZE: PMIx gives none, so that is its only setup.
     for (const char* name : l.job) {
-      if (!name || env.launcher != l.launcher) continue;
+      if (!name || !placedHere) continue;
       if (auto v = var(name)) {
         if (!env.job.empty()) env.job += '/';
         env.job.append(name).append("=").append(*v);
