@@ -47,19 +47,33 @@ LinkCost slowerOf(const LinkCost& a, const LinkCost& b) {
                   std::min(a.reduceGBps, b.reduceGBps), std::max(a.sliceBytes, b.sliceBytes)};
 }
 
+namespace {
+
+std::string collectiveNames() {
+  std::string out;
+  for (int k = 0; k < kOpKinds; ++k) out += std::string(k ? ", " : "") + opKindName(static_cast<OpKind>(k));
+  return out;
+}
+
+}  // namespace
+
 TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
   TunerSettings s;
   s.deterministic = deterministic;
   std::stringstream ss(algo);
   bool named = false;
-  std::optional<Algorithm> byKind[kOpKinds];  // a "<collective>=" item's: another one contradicts it
+  // A "<collective>=" item's choice wins over a bare name's, whatever their order; two of either
+  // kind that name different algorithms for one collective contradict each other ("ring,tree"
+  // used to run the tree for all-reduce, the last one named, silently).
+  std::optional<Algorithm> byKind[kOpKinds], bare[kOpKinds];
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) continue;
     named = true;
     std::string kindName, name = item;
-    if (auto eq = item.find('='); eq != std::string::npos) {
-      kindName = item.substr(0, eq);
-      name = item.substr(eq + 1);
+    const bool perKind = item.find('=') != std::string::npos;
+    if (perKind) {
+      kindName = item.substr(0, item.find('='));
+      name = item.substr(item.find('=') + 1);
     }
     Algorithm a;
     if (!parseAlgorithm(name, &a)) {
@@ -69,20 +83,34 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
     bool matched = false;
     for (int k = 0; k < kOpKinds; ++k) {
       auto kind = static_cast<OpKind>(k);
-      if (!kindName.empty() && kindName != opKindName(kind)) continue;
-      if (!kindName.empty() && !implements(a, kind)) {
-        throw InvalidArgument(std::string("LOCKSTEP_ALGO: ") + name + " does not implement " + kindName);
+      if (perKind) {
+        if (kindName != opKindName(kind)) continue;
+        if (!implements(a, kind)) {
+          throw InvalidArgument(std::string("LOCKSTEP_ALGO: ") + name + " does not implement " + kindName);
+        }
+        if (byKind[k] && *byKind[k] != a) {
+          throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" forces " + kindName +
+                                " twice, to different algorithms");
+        }
+        byKind[k] = a;
+        matched = true;
+      } else if (implements(a, kind)) {
+        if (bare[k] && *bare[k] != a) {
+          throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" names " + algorithmName(*bare[k]) + " and " +
+                                algorithmName(a) + ", which both implement " + opKindName(kind) +
+                                ": say which one with " + opKindName(kind) + "=<name>");
+        }
+        bare[k] = a;
+        matched = true;
       }
-      if (!kindName.empty() && byKind[k] && *byKind[k] != a) {
-        throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" forces " + kindName + " twice, to different algorithms");
-      }
-      if (!kindName.empty()) byKind[k] = a;
-      if (implements(a, kind)) s.forced[k] = a;
-      matched |= !kindName.empty() || implements(a, kind);
     }
-    if (!matched) throw InvalidArgument("LOCKSTEP_ALGO names unknown collective \"" + kindName + "\"");
+    if (!matched) {
+      throw InvalidArgument("LOCKSTEP_ALGO names unknown collective \"" + kindName + "\" in \"" + item +
+                            "\" (known: " + collectiveNames() + ")");
+    }
   }
   if (!named && !algo.empty()) throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" names no algorithm");
+  for (int k = 0; k < kOpKinds; ++k) s.forced[k] = byKind[k] ? byKind[k] : bare[k];
   return s;
 }
 

@@ -60,6 +60,26 @@ TEST(Tuner, RejectsUnknownNamesWithAMessageThatSaysWhich) {
   EXPECT_EQ(message("allreduce=tree,allreduce=tree"), "(accepted)");
   EXPECT_EQ(message("ring,allreduce=tree"), "(accepted)");                 // a default, then one collective's own
   EXPECT_EQ(message("allreduce=ring,tree,allreduce=ring"), "(accepted)");  // the same choice twice
+  // Accepted before (helper-83): two bare names for one collective (the last one ran), an item
+  // with no collective before its '='; and the error listed no collective names.
+  EXPECT_NE(message("ring,tree")
+                .find("names ring and tree, which both implement allreduce: say which one with "
+                      "allreduce=<name>"),
+            std::string::npos)
+      << message("ring,tree");
+  EXPECT_NE(message("=ring").find("unknown collective \"\" in \"=ring\""), std::string::npos) << message("=ring");
+  EXPECT_NE(message("sendrecv=direct").find("(known: allreduce, reducescatter, allgather, broadcast, reduce"),
+            std::string::npos)
+      << message("sendrecv=direct");
+  EXPECT_EQ(message("ring,chain"), "(accepted)");  // no collective has both
+}
+
+TEST(Tuner, AChoiceForOneCollectiveWinsOverABareNameInAnyOrder) {
+  for (const char* spec : {"allreduce=ring,tree", "tree,allreduce=ring"}) {
+    TunerSettings s = parseTunerSettings(spec, false);
+    EXPECT_EQ(s.forced[static_cast<int>(OpKind::kAllReduce)], Algorithm::kRing) << spec;
+    EXPECT_EQ(s.forced[static_cast<int>(OpKind::kBroadcast)], Algorithm::kTree) << spec;
+  }
 }
 
 TEST(Tuner, PicksOnlyAlgorithmsThatImplementTheCollective) {
