@@ -45,7 +45,12 @@ LaunchPlan planLaunch(const Config& config) {
                        (env.launcher == "lockstep" ? "" : "; started by " + env.launcher + ", which gives none") +
                        " (under mpirun, lockstep/mpi.h's lockstepCommInitMpi needs no address)");
   }
-  plan.id.root = NetAddr::parse(env.root);
+  try {
+    plan.id.root = NetAddr::parse(env.root);
+  } catch (const InvalidArgument& e) {
+    // Said with its variable: "cannot resolve host" alone did not say it came from MASTER_ADDR.
+    throw InvalidArgument(env.rootFrom + ": " + e.what());
+  }
   if (!env.secretHex.empty()) {
     fromHex(env.secretHex, plan.id.secret.data(), plan.id.secret.size(), "LOCKSTEP_SECRET");
   } else {

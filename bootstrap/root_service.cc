@@ -160,7 +160,10 @@ void RootService::serve(std::chrono::milliseconds timeout) {
             missing += (listed++ ? "," : "") + std::to_string(r);
         }
         if (listed + listedGone == 32) (listed ? missing : gone) += ",...";
-        std::string msg = "rendezvous at " + address_.str() + " timed out: ";
+        // With its limit: the service's own (the LOCKSTEP_TIMEOUT of the process that made the
+        // id, or of rank 0 serving LOCKSTEP_ROOT), which the waiting ranks may not share.
+        std::string msg = "rendezvous at " + address_.str() + " timed out after " + std::to_string(timeout.count()) +
+                          " ms from the first rank's arrival (the LOCKSTEP_TIMEOUT of the process serving it): ";
         if (listed) msg += "rank(s) " + missing + " never connected";
         if (listedGone) {
           msg += std::string(listed ? "; " : "") + "rank(s) " + gone +

@@ -113,9 +113,13 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     root = connectTo(id.root, dl, /*retryRefused=*/!id.rootListens);
   } catch (const SystemError& e) {
     if (e.err != ECONNREFUSED) throw;
-    throw InvalidUsage("bootstrap: the rendezvous at " + id.root.str() +
-                       " refused the connection: its rendezvous is over (an id serves one communicator: make a "
-                       "new id, or use lockstepCommSplit, for another), or the process that made the id has exited");
+    // The three causes look alike from here: a closed port. None is this rank's own error to
+    // report as misuse: a rank that came after the deadline did nothing wrong but be late.
+    throw RemoteError(-1, "bootstrap: the rendezvous at " + id.root.str() +
+                              " refused the connection: its rendezvous is over. Either it timed out before this rank "
+                              "came (it waits LOCKSTEP_TIMEOUT of the process that made the id, from the first "
+                              "rank's arrival), or it formed a communicator already (an id serves one: make a new id, "
+                              "or use lockstepCommSplit, for another), or the process that made the id has exited");
   } catch (const Error& e) {
     fail(e, -1, "waiting for the rendezvous at " + id.root.str());
   }

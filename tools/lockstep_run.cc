@@ -237,7 +237,11 @@ int main(int argc, char** argv) {
   lockstepUniqueId id;
   char hex[2 * LOCKSTEP_UNIQUE_ID_BYTES + 1];
   if (lockstepGetUniqueId(&id) != lockstepSuccess || lockstepUniqueIdToHex(&id, hex, sizeof(hex)) != lockstepSuccess) {
-    std::fprintf(stderr, "lockstep-run: cannot create a unique id: %s\n", lockstepGetLastError(nullptr));
+    // Making the id validates the LOCKSTEP_* settings the ranks will read too (the launcher's
+    // environment is theirs): a bad one stops the job here, before any rank starts.
+    std::fprintf(stderr,
+                 "lockstep-run: cannot start the rendezvous (it checks the LOCKSTEP_* settings the ranks get): %s\n",
+                 lockstepGetLastError(nullptr));
     return 1;
   }
 

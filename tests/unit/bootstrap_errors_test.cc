@@ -591,8 +591,10 @@ TEST(BootstrapErrors, ASecondRendezvousWithAUsedIdFailsAtOnce) {
     TcpBootstrap again(info, commId, 0, 2, NetAddr::loopback(), kTimeout);
     ADD_FAILURE() << "a used id made a second rendezvous";
   } catch (const Error& e) {
-    EXPECT_EQ(e.code(), lockstepInvalidUsage) << e.what();
+    // Not lockstepInvalidUsage: a rank that came after the rendezvous timed out sees this too.
+    EXPECT_EQ(e.code(), lockstepRemoteError) << e.what();
     EXPECT_NE(std::string(e.what()).find("its rendezvous is over"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("timed out before this rank came"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
@@ -611,6 +613,9 @@ TEST(BootstrapErrors, ARankTheRootTookHearsWhoIsMissing) {
     why = e.what();
   }
   EXPECT_NE(why.find("rank(s) 0,1 never connected"), std::string::npos) << why;
+  // With the root's own limit, which is not this rank's (helper-83: a rank that set a longer
+  // LOCKSTEP_TIMEOUT than lockstep-run's was cut off at the launcher's, and not told so).
+  EXPECT_NE(why.find("timed out after 1500 ms from the first rank's arrival"), std::string::npos) << why;
 }
 
 // A rank that registered and then left (its process exited) is told from one that never came:
@@ -939,6 +944,13 @@ TEST(LaunchSecret, TheLaunchersJobIdentityTellsTwoJobsOnOneRootApart) {
     return std::map<std::string, std::string>{{"RANK", "1"}, {"WORLD_SIZE", "4"}, {"TORCHELASTIC_RUN_ID", run}};
   };
   EXPECT_NE(secret(torchrun("a")), secret(torchrun("b")));
+  // PMIx gives no size: its ranks take it from LOCKSTEP_WORLD_SIZE, and their namespace still
+  // tells two jobs apart (it did not, while only a launcher that gave both counted).
+  auto pmix = [](const char* ns) {
+    return std::map<std::string, std::string>{{"PMIX_RANK", "1"}, {"LOCKSTEP_WORLD_SIZE", "4"}, {"PMIX_NAMESPACE", ns}};
+  };
+  EXPECT_EQ(secret(pmix("jobA")), secret(pmix("jobA")));
+  EXPECT_NE(secret(pmix("jobA")), secret(pmix("jobB")));
   const std::map<std::string, std::string> plain{{"LOCKSTEP_RANK", "1"}, {"LOCKSTEP_WORLD_SIZE", "4"}};
   EXPECT_EQ(secret(plain), secret(plain));
   // A rank placed by hand inside an allocation keeps the plain secret, as ranks placed outside.
@@ -949,6 +961,25 @@ TEST(LaunchSecret, TheLaunchersJobIdentityTellsTwoJobsOnOneRootApart) {
   auto withSecret = plain;
   withSecret["LOCKSTEP_SECRET"] = "00112233445566778899aabbccddeeff";
   EXPECT_NE(secret(plain), secret(withSecret));
+}
+
+// A bad rendezvous address names the variable it came from (helper-83: "cannot resolve host"
+// alone did not say that torchrun's MASTER_ADDR held it).
+TEST(LaunchSecret, ABadRendezvousAddressNamesItsVariable) {
+  auto message = [](const std::map<std::string, std::string>& env) {
+    try {
+      planLaunch(configOf(env));
+    } catch (const InvalidArgument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(message({{"LOCKSTEP_RANK", "1"}, {"LOCKSTEP_WORLD_SIZE", "2"}, {"LOCKSTEP_ROOT", "127.0.0.1"}})
+                .rfind("LOCKSTEP_ROOT: address \"127.0.0.1\" is not host:port", 0),
+            0u);
+  const std::string torch =
+      message({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "[::1"}, {"MASTER_PORT", "29500"}});
+  EXPECT_EQ(torch.rfind("MASTER_ADDR/MASTER_PORT: address \"[::1:29501\"", 0), 0u) << torch;
 }
 
 }  // namespace
