@@ -136,7 +136,7 @@ TEST(Config, WireHashReadsWhatASettingMeansNotHowItIsSpelled) {
       << "a bare name forces every collective that has it";
   EXPECT_EQ(hash("LOCKSTEP_ALGO", "tree,allreduce=ring"),
             hash("LOCKSTEP_ALGO", "allreduce=ring,barrier=tree,broadcast=tree,reduce=tree"))
-      << "the later setting for a collective wins, as the tuner reads it";
+      << "a collective's own item wins over a bare name, as the tuner reads it";
   EXPECT_NE(hash("LOCKSTEP_ALGO", "allreduce=ring"), hash("LOCKSTEP_ALGO", "allreduce=tree"));
   EXPECT_NE(hash("LOCKSTEP_ALGO", "allreduce=ring"), fromMap({}).wireHash());
   EXPECT_NE(hash("LOCKSTEP_LINK_LATENCY_US", "99.99996"), hash("LOCKSTEP_LINK_LATENCY_US", "100.00004"))
