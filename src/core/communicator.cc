@@ -1,5 +1,7 @@
 #include "src/core/communicator.h"
 
+#include <sys/prctl.h>
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -282,7 +284,7 @@ void Communicator::finish(Work& w, lockstepResult_t result, const std::string& e
     // name its trace files carry: "split2c0", its parent's second split, color 0).
     w.error = traceName_.empty() ? error : error + " [communicator " + traceName_ + "]";
   }
-  w.done.store(true, std::memory_order_release);
+  w.markDone();
 }
 
 void Communicator::execute(Work& w, bool background) {
@@ -297,6 +299,9 @@ void Communicator::execute(Work& w, bool background) {
     // Refused before anything moves, so the communicator stays usable.
     if (std::string why = selfDeadlock(w, self); !why.empty()) return finish(w, lockstepInvalidUsage, why);
   }
+  // The measured tuner times a queued call from here, not from the call: the wait for the work
+  // ahead of it made a 64-byte all-reduce "take" milliseconds (helper-80, helper-84).
+  if (background) w.ranAt = Clock::now();
   const Clock::time_point start = stamp();  // the op's deadline and its flight-recorder entry
   recorder_.started(w.info, w.peers, w.queued == Clock::time_point{} ? start : w.queued, start);
   try {
@@ -308,7 +313,8 @@ void Communicator::execute(Work& w, bool background) {
     }
     // The copy of an in-place input, for the algorithms that need one (bindBuffers): taken now,
     // once every op before this one has run.
-    if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.staging.size());
+    allocateOwnBuffers(&w, rank_);
+    if (w.stagedFrom) std::memcpy(w.staging.data(), w.stagedFrom, w.stagingBytes);
     health_->catchUpIfStalled(start);
     health_->check();
     if (seq) health_->entered(w.info.fp);
@@ -438,6 +444,9 @@ std::string Communicator::selfDeadlockReason(const Work& w, const MessageCounts&
 }
 
 void Communicator::progressLoop() {
+  // Its waits beside the caller's compute sleep in short steps on the link instead of yielding
+  // (src/exec/backoff.h): the default 50 us timer slack made a 20 us step last 70.
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [&] { return (!queue_.empty() && !busy_) || (stop_ && queue_.empty()); });
@@ -549,9 +558,12 @@ void Communicator::run(const OpDesc& op) {
   } else {
     plan = &inline_[0];
     for (InlinePlan& p : inline_) plan = p.used < plan->used ? &p : plan;
+    // Claimed for no shape first: a plan that fails half-built must not be found under the
+    // shape it had (it ran the failed call's schedule on the next call's buffers: helper-81).
+    plan->shape = InlineShape{};
     plan->work.reset();
     planOp(op, rank_, nranks_, a, &plan->work, &ringOrder_);
-    plan->shape = isPointToPoint(op.kind) ? InlineShape{} : shape;
+    if (!isPointToPoint(op.kind)) plan->shape = shape;
   }
   plan->used = ++inlineUses_;
   lastInline_ = static_cast<size_t>(plan - inline_.data());
@@ -560,7 +572,8 @@ void Communicator::run(const OpDesc& op) {
   // failed call adds nothing; the error goes to the caller as usual.
   const Clock::time_point start = Clock::now();
   runNow(plan->work);
-  *pick.sample += std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  const Clock::time_point from = std::max(start, plan->work.ranAt);  // queued: when it began
+  *pick.sample += std::chrono::duration<double, std::micro>(Clock::now() - from).count();
 }
 
 void Communicator::logDecision(const OpDesc& op, Algorithm model) const {
@@ -585,6 +598,10 @@ void Communicator::agreeMax(double* values, int n) {
     bindBuffers(d, rank_, nranks_, a, &agree_);
   } else {
     planOp(d, rank_, nranks_, a, &agree_, &ringOrder_);
+    // Said for what it is where it fails, and in traces: the program made no such all-reduce,
+    // and "allreduce #101" in a program of broadcasts sent its reader looking for one
+    // (helper-84). It takes a number of the sequence all the same, as every collective does.
+    agree_.info.kind = "allreduce (the measured tuner's agreement, inside a blocking call)";
     agreePlanned_ = true;
   }
   runNow(agree_);

@@ -6,13 +6,28 @@
 #include "src/algo/registry.h"
 #include "src/core/work.h"
 #include "src/exec/backoff.h"
+#include "transport/fifo.h"
 
 namespace lockstep {
 
+void Work::ring() {
+  bell.fetch_add(1, std::memory_order_relaxed);
+  futexWakeAll(&bell);
+}
+
 bool waitWork(const Work& w, Deadline deadline) {
+  const CallerWaits waiting;  // a background op's waits may yield meanwhile (src/exec/backoff.h)
   Backoff backoff;
+  // Sleeps with the other side of markDone's order: either this sees `done`, or markDone sees
+  // the sleeper and rings after `seen` was read, so the futex does not wait.
+  auto sleep = [&](long ns) {
+    const uint32_t seen = w.bell.load(std::memory_order_relaxed);
+    w.sleepers.fetch_add(1, std::memory_order_seq_cst);
+    if (!w.done.load(std::memory_order_seq_cst)) futexWait(&w.bell, seen, ns);
+    w.sleepers.fetch_sub(1, std::memory_order_relaxed);
+  };
   while (!w.done.load(std::memory_order_acquire)) {
-    backoff.pause();
+    backoff.pause(sleep);
     if (backoff.sleeping() && deadline.expired()) return w.done.load(std::memory_order_acquire);
   }
   return true;
@@ -66,6 +81,7 @@ bool usesOutput(const Schedule& s) {
 void bindBuffers(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Work* w) {
   w->buffers = {const_cast<char*>(static_cast<const char*>(op.send)), static_cast<char*>(op.recv)};
   w->stagedFrom = nullptr;
+  w->stagingBytes = w->partialsBytes = 0;
   if (op.kind == OpKind::kBarrier) {
     w->buffers = {reinterpret_cast<char*>(&w->scratch[0]), reinterpret_cast<char*>(&w->scratch[1])};
     return;
@@ -75,8 +91,8 @@ void bindBuffers(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Wo
     // Only the root's recvbuff is the caller's to have written (others may pass anything, NULL
     // included, as in NCCL). A tree node with two children combines the first into its output
     // before the second: on other ranks that output is a buffer of the Work's own.
-    w->partials.resize(count * dataTypeSize(w->info.dtype));  // capacity kept across calls
-    w->buffers[kOutput] = w->partials.data();
+    w->partialsBytes = count * dataTypeSize(w->info.dtype);
+    w->buffers[kOutput] = nullptr;
   }
   // The one-shot and rank-ordered algorithms overwrite parts of the output while other parts of
   // the input are still to be sent or combined: when the two overlap (in place, or a
@@ -92,9 +108,31 @@ void bindBuffers(const OpDesc& op, int rank, int nranks, Algorithm algorithm, Wo
   const char *in = w->buffers[kInput], *outp = w->buffers[kOutput];
   const bool overlap = in != nullptr && outp != nullptr && in < outp + bytes && outp < in + inBytes;
   if (staged && writesOutput && overlap && count > 0 && op.kind != OpKind::kAllToAll) {
-    w->staging.resize(inBytes);  // capacity kept across calls on a reused Work
+    w->stagingBytes = inBytes;
     w->stagedFrom = w->buffers[kInput];
-    w->buffers[kInput] = w->staging.data();
+    w->buffers[kInput] = nullptr;
+  }
+}
+
+void allocateOwnBuffers(Work* w, int rank) {
+  // A failure here once left the peers waiting in the op, then blamed the rank's departure
+  // (helper-81); thrown from the op, it reaches them as the rank's failure.
+  try {
+    if (w->partialsBytes) {
+      w->partials.resize(w->partialsBytes);  // capacity kept across calls on a reused Work
+      w->buffers[kOutput] = w->partials.data();
+    }
+    if (w->stagedFrom) {
+      w->staging.resize(w->stagingBytes);
+      w->buffers[kInput] = w->staging.data();
+    }
+  } catch (const std::bad_alloc&) {
+    throw Error(lockstepSystemError,
+                std::string(w->info.label()) + ": rank " + std::to_string(rank) + " is out of memory for " +
+                    std::to_string(w->partialsBytes + w->stagingBytes) + " bytes of its own (" +
+                    (w->stagedFrom ? "a copy of the input, which " + std::string(w->info.algorithm) + " needs in place"
+                                   : std::string("a non-root's partial results")) +
+                    ")");
   }
 }
 

@@ -7,7 +7,9 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -210,6 +212,50 @@ int allReduceThenDestroy(int r, lockstepComm_t comm) {
   const bool ok = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) == lockstepSuccess &&
                   x == 3.0f && lockstepCommDestroy(comm) == lockstepSuccess;
   return ok ? 0 : 2;
+}
+
+// A rank that runs out of memory for a buffer of the op's own (the copy of an in-place input the
+// rank-ordered reduce-scatter works from) fails the op, and its peers fail at once naming it. The
+// allocation was made while planning, before the op: the peers waited in the op until the rank
+// left, then blamed its departure (helper-81).
+TEST(Fork, ARankOutOfMemoryForItsOwnBufferFailsItsPeersNamingIt) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "an address-space limit and a sanitizer's shadow memory do not mix";
+#endif
+  // Exit codes: 0 as expected; 2 the call succeeded; 3 the message lacks the cause; 4 too slow.
+  const std::vector<pid_t> pids = forkRanks(
+      2, [](int) { setenv("LOCKSTEP_ALGO", "reducescatter=ordered", 1); },
+      [](int r, lockstepComm_t comm) {
+        const size_t count = size_t{32} << 20;  // bytes per rank; the copy is twice that
+        char* in =
+            static_cast<char*>(mmap(nullptr, 2 * count, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        if (in == MAP_FAILED) return 5;
+        if (r == 0) {
+          // Room for 16 MiB more than is mapped now: not for the copy.
+          long kb = 0;
+          char line[256];
+          FILE* status = std::fopen("/proc/self/status", "r");
+          while (status && std::fgets(line, sizeof(line), status)) {
+            if (std::strncmp(line, "VmSize:", 7) == 0) kb = std::atol(line + 7);
+          }
+          if (status) std::fclose(status);
+          const rlimit limit{static_cast<rlim_t>(kb) * 1024 + (rlim_t{16} << 20), RLIM_INFINITY};
+          if (kb == 0 || setrlimit(RLIMIT_AS, &limit) != 0) return 6;
+        }
+        const auto t0 = std::chrono::steady_clock::now();
+        const lockstepResult_t got =
+            lockstepReduceScatter(in, in + r * count, count, lockstepUint8, lockstepSum, comm, nullptr);
+        const auto took = std::chrono::steady_clock::now() - t0;
+        const std::string why = lockstepGetLastError(comm);
+        std::fprintf(stderr, "rank %d: %s\n", r, why.c_str());
+        if (r == 0) std::this_thread::sleep_for(std::chrono::seconds(2));  // not gone before rank 1 hears
+        lockstepCommDestroy(comm);
+        if (got == lockstepSuccess) return 2;
+        if (why.find("rank 0 is out of memory") == std::string::npos) return 3;
+        return took < std::chrono::seconds(10) ? 0 : 4;
+      });
+  EXPECT_EQ(reap(pids[0], "rank 0 (out of memory)"), 0);
+  EXPECT_EQ(reap(pids[1], "rank 1"), 0);
 }
 
 // Ranks of two users on one host: shared memory cannot join them (segments are 0600), so they

@@ -251,6 +251,49 @@ TEST(PeerInfoTest, WaitProfileFollowsRanksAgainstCpus) {
   EXPECT_GE(kFullHostWait.spins, WaitProfile{}.spins) << "a full host spins as long as an idle one";
   EXPECT_GT(kFullHostWait.yields, WaitProfile{}.yields) << "then yields longer: no spare CPU for helper threads";
   EXPECT_LT(kOversubscribedWait.spins, kFullHostWait.spins);
+  // A background op yields only while a caller waits (helper-80); an inline one is the caller.
+  for (int cpus : {1, 2, 8}) {
+    EXPECT_TRUE(waitProfileFor(2, cpus, true).yieldOnlyWhileCallerWaits) << cpus;
+    EXPECT_FALSE(waitProfileFor(2, cpus, false).yieldOnlyWhileCallerWaits) << cpus;
+  }
+}
+
+// A background op's wait goes from spinning straight to sleeping on its link while no caller
+// waits (its yields gave the caller's compute a time slice each: helper-80), and yields as
+// before while one does.
+TEST(PeerInfoTest, ABackgroundWaitYieldsOnlyWhileACallerWaits) {
+  const WaitProfile background = waitProfileFor(2, 2, true);
+  auto pollsBeforeSleeping = [&] {
+    Backoff b(background);
+    int polls = 0, slept = 0;
+    while (!slept) {
+      b.pause([&](long) { ++slept; });
+      ++polls;
+    }
+    EXPECT_TRUE(b.sleeping());
+    return polls;
+  };
+  ASSERT_EQ(callersWaiting().load(), 0);
+  EXPECT_EQ(pollsBeforeSleeping(), static_cast<int>(background.spins) + 1);
+  {
+    const CallerWaits waiting;
+    EXPECT_EQ(pollsBeforeSleeping(), static_cast<int>(background.spins + background.yields) + 1);
+  }
+  EXPECT_EQ(callersWaiting().load(), 0);
+  {
+    // A caller that comes to wait while the op sleeps brings the yields back.
+    Backoff b(background);
+    int slept = 0;
+    while (!slept) b.pause([&](long) { ++slept; });
+    const CallerWaits waiting;
+    b.pause([&](long) { ++slept; });
+    EXPECT_EQ(slept, 1) << "yielded, not slept";
+    EXPECT_FALSE(b.sleeping());
+  }
+  Backoff inlineWait(waitProfileFor(2, 2, false));  // the caller itself: yields whoever waits
+  int polls = 0;
+  for (int slept = 0; !slept; ++polls) inlineWait.pause([&](long) { ++slept; });
+  EXPECT_EQ(polls, static_cast<int>(kFullHostWait.spins + kFullHostWait.yields) + 1);
 }
 
 // Ranks bound to one core each (lockstep-run, mpirun --bind-to core) see one CPU apiece, yet
