@@ -102,9 +102,12 @@ Communicator::Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, 
   inlineWait_ = waitProfileFor(ranksHere, cpus, /*background=*/false);
   backgroundWait_ = waitProfileFor(ranksHere, cpus, /*background=*/true);
   if (ranksHere >= cpus) {
-    LS_INFO(rank_, ranksHere << " ranks on this host's " << cpus << " CPU(s): waits "
-                             << (ranksHere > cpus ? "yield at once"
-                                                  : "spin briefly, then yield (background ops: yield at once)"));
+    LS_INFO(rank_,
+            ranksHere
+                << " ranks on this host's " << cpus << " CPU(s): waits "
+                << (ranksHere > cpus
+                        ? "yield at once"
+                        : "spin briefly, then yield (background ops: yield at once while a caller waits, else sleep)"));
   }
   for (InlinePlan& p : inline_) {
     p.work.schedule.steps.reserve(4 * static_cast<size_t>(nranks_));
