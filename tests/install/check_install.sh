@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the build to a scratch prefix, then builds the C examples (every dtype x op of
 # all-reduce; every collective alone, in a group and on split communicators) against nothing but
-# the installed files, with pkg-config and with find_package(lockstep). Runs them under the
+# the installed files, with pkg-config and with find_package(lockstep) (shared and static). Runs them under the
 # installed lockstep-run, over shared memory and over sockets.
 set -euo pipefail
 build=$1
@@ -26,7 +26,8 @@ cmake -S "$src/examples/cmake_consumer" -B "$tmp/consumer" -DCMAKE_PREFIX_PATH="
 cmake --build "$tmp/consumer" >/dev/null
 
 export LOCKSTEP_TIMEOUT=60
-for prog in "$tmp/check_pc" "$tmp/consumer/allreduce_check" "$tmp/collectives_pc" "$tmp/consumer/collectives_check"; do
+for prog in "$tmp/check_pc" "$tmp/consumer/allreduce_check" "$tmp/collectives_pc" "$tmp/consumer/collectives_check" \
+  "$tmp/consumer/allreduce_check_static"; do
   timeout 120 "$tmp/prefix/bin/lockstep-run" -n 3 "$prog"
   LOCKSTEP_TRANSPORTS=socket timeout 120 "$tmp/prefix/bin/lockstep-run" -n 4 "$prog"
 done

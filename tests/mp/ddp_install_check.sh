@@ -17,5 +17,8 @@ done
 # -O1: this checks that the headers compile and link, not their speed.
 c++ -std=c++20 -O1 -Wall -Wextra -Werror "$src/tests/mp/ddp_check.cc" $(pkg-config --cflags --libs lockstep) \
   -o "$tmp/ddp_check"
+# And from the source tree with -Iinclude alone, as the README shows for a program not installed
+# (ddp.hpp's parts lived in src/ddp, which that could not find: helper-82).
+c++ -std=c++20 -fsyntax-only -Wall -Wextra -Werror -I"$src/include" "$src/tests/mp/ddp_check.cc"
 LOCKSTEP_TIMEOUT=60 timeout 120 "$tmp/prefix/bin/lockstep-run" -n 2 "$tmp/ddp_check"
 echo "ddp install check: OK"

@@ -1,10 +1,10 @@
-// Bucket planning and re-bucketing (src/ddp/bucket_plan.h): pure functions, no communication.
+// Bucket planning and re-bucketing (include/lockstep/ddp/bucket_plan.h): pure functions, no communication.
 #include <gtest/gtest.h>
 
 #include <numeric>
 #include <random>
 
-#include "ddp/bucket_plan.h"
+#include "lockstep/ddp/bucket_plan.h"
 
 namespace lockstep::ddp {
 namespace {

@@ -1,10 +1,10 @@
-// Parameter registration checks (src/ddp/param_registry.h): bad input is refused with a clear
+// Parameter registration checks (include/lockstep/ddp/param_registry.h): bad input is refused with a clear
 // error at the call, not later in a collective.
 #include <gtest/gtest.h>
 
 #include <vector>
 
-#include "ddp/param_registry.h"
+#include "lockstep/ddp/param_registry.h"
 
 namespace lockstep::ddp {
 namespace {

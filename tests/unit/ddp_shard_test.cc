@@ -1,10 +1,10 @@
-// ZeRO-1 shard layout (src/ddp/zero1_shard.h): the ranks' pieces tile every parameter exactly
+// ZeRO-1 shard layout (include/lockstep/ddp/zero1_shard.h): the ranks' pieces tile every parameter exactly
 // once, match what an in-place reduce-scatter leaves on each rank, and pack into a compact state.
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "ddp/zero1_shard.h"
+#include "lockstep/ddp/zero1_shard.h"
 
 namespace lockstep::ddp {
 namespace {

@@ -1,4 +1,4 @@
-// The DDP layer's own bf16/fp16 conversions (src/ddp/wire_format.h, installed, so not shared
+// The DDP layer's own bf16/fp16 conversions (include/lockstep/ddp/wire_format.h, installed, so not shared
 // with the kernels) agree bit for bit with the library's (kernels/float_types.h): every 16-bit
 // pattern widened, and a sweep of float bit patterns narrowed.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "ddp/wire_format.h"
+#include "lockstep/ddp/wire_format.h"
 #include "kernels/float_types.h"
 
 namespace lockstep::ddp {
