@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -30,6 +31,18 @@ std::string cudaLibraryName() {
   return name;
 }
 
+#ifndef LOCKSTEP_INSTALL_LIBDIR
+#define LOCKSTEP_INSTALL_LIBDIR "lib"
+#endif
+
+// What the search for the launcher tried and why the last try failed, for the warning a program
+// with a CUDA context gets when it is not found (device calls then take the slower staged path,
+// which was said nowhere: helper-82).
+std::string& launcherSearch() {
+  static std::string text;
+  return text;
+}
+
 LockstepCudaIpcLaunchFn findIpcLauncher() {
   static LockstepCudaIpcLaunchFn found = [] {
     if (void* f = ::dlsym(RTLD_DEFAULT, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
@@ -39,14 +52,28 @@ LockstepCudaIpcLaunchFn findIpcLauncher() {
     if (::dladdr(reinterpret_cast<void*>(&findIpcLauncher), &self) && self.dli_fname) {
       std::string dir = self.dli_fname;
       dir = dir.substr(0, dir.find_last_of('/') + 1);
-      for (const char* rel : {"", "../", "../lib/"}) candidates.push_back(dir + rel + name);
-    }
-    candidates.push_back(name);
-    for (const std::string& path : candidates) {
-      if (void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
-        if (void* f = ::dlsym(lib, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
+      // Beside it (the build tree, an install's lib), and an install's library directory seen
+      // from its bin (an executable linking the static library).
+      for (const std::string& rel : {std::string(), std::string("../"), std::string("../lib/"),
+                                     std::string("../lib64/"), "../" + std::string(LOCKSTEP_INSTALL_LIBDIR) + "/"}) {
+        if (std::find(candidates.begin(), candidates.end(), dir + rel + name) == candidates.end()) {
+          candidates.push_back(dir + rel + name);
+        }
       }
     }
+    candidates.push_back(name);
+    std::string tried, last;
+    for (const std::string& path : candidates) {
+      tried += (tried.empty() ? "" : ", ") + path;
+      if (void* lib = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL)) {
+        if (void* f = ::dlsym(lib, "lockstepCudaIpcLaunch")) return reinterpret_cast<LockstepCudaIpcLaunchFn>(f);
+        last = path + " has no lockstepCudaIpcLaunch";
+      } else if (const char* why = ::dlerror()) {
+        // A file that exists but cannot load (its libcudart missing) says more than "not found".
+        if (last.empty() || std::strstr(why, "No such file") == nullptr) last = why;
+      }
+    }
+    launcherSearch() = "tried " + tried + (last.empty() ? "" : "; " + last);
     return LockstepCudaIpcLaunchFn{nullptr};
   }();
   return found;
@@ -144,7 +171,15 @@ bool IpcEngine::locallyAvailable(const Config& config) {
   if (!d || !d->hasIpc()) return false;
   void* ctx = nullptr;
   if (d->ctxGetCurrent(&ctx) != 0 || ctx == nullptr) return false;
-  return findIpcLauncher() != nullptr;
+  if (findIpcLauncher() != nullptr) return true;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    LS_WARN(-1, "cuda_ipc off: " << cudaLibraryName()
+                                 << " (the kernels) was not found or does not load, so calls on device buffers "
+                                    "take the staged path through host memory (" +
+                                        launcherSearch() + ")");
+  });
+  return false;
 }
 
 IpcEngine::IpcEngine(const CudaDriver& driver, const Config& config, int rank, int nranks)
