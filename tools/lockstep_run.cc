@@ -335,7 +335,10 @@ int main(int argc, char** argv) {
       // stdin is /dev/null, as with mpirun's non-zero ranks.
       setsid();
       int devnull = open("/dev/null", O_RDONLY);
-      if (devnull >= 0) dup2(devnull, 0);
+      if (devnull > 0) {
+        dup2(devnull, 0);
+        close(devnull);  // the rank got a spare descriptor on /dev/null otherwise (helper-82)
+      }
       dup2(out[1], 1);
       dup2(err[1], 2);
       restoreForExec(kStopSignals, ignored);
