@@ -38,7 +38,8 @@ const char* Fingerprint::firstDifference(const Fingerprint& o) const {
   // A send or receive against a collective: their numbers differ too (sends take none), but the
   // cause is the kind of call.
   if (isPointToPoint(static_cast<OpKind>(kind)) != isPointToPoint(static_cast<OpKind>(o.kind)))
-    return "kind (a send or receive on one side, a collective on the other)";
+    return "kind (a send or receive on one side, a collective on the other; in a group, every rank must post its "
+           "first send or receive at the same place among the group's collectives)";
   // A peer at another op number is not comparable field by field: say that first.
   if (seq != o.seq) return "sequence number";
   if (kind != o.kind) return "kind";
@@ -51,7 +52,12 @@ const char* Fingerprint::firstDifference(const Fingerprint& o) const {
   if (count == 0) return nullptr;
   // Before the algorithm, which then differs too (the kernels choose among fewer).
   if (path != o.path) return "path (host executor or cuda_ipc kernels: did one rank pass host memory?)";
-  if (algorithm != o.algorithm) return "algorithm";
+  // The measured tuner times blocking calls outside groups only: a rank that makes the call
+  // another way keeps the model's pick, and the two part at the first trial (helper-80).
+  if (algorithm != o.algorithm) {
+    return "algorithm (blocking calls outside groups are tuned by measurement, others keep the model's pick: did "
+           "one rank make this call blocking and another non-blocking or grouped?)";
+  }
   return nullptr;
 }
 

@@ -242,6 +242,35 @@ TEST(FloatEnvironment, RanksRoundingUpwardChooseTheSameAlgorithms) {
   testing::destroyAll(comms);
 }
 
+// A rank that makes blocking calls (which the measured tuner times) against one that makes the
+// same calls non-blocking (which keep the model's pick) parts at the first trial: both fail with
+// a mismatch whose message says why, where it said "first difference: algorithm" (helper-80).
+TEST(TunerMismatch, BlockingOnOneRankAndNonBlockingOnTheOtherIsNamed) {
+  auto comms = testing::initThreadComms(2);
+  std::vector<std::string> errors(2);
+  std::vector<lockstepResult_t> codes(2, lockstepSuccess);
+  onThreads(2, [&](int r) {
+    std::vector<float> in(1024, 1.0f), out(1024);
+    for (int call = 0; call < 400 && codes[r] == lockstepSuccess; ++call) {
+      if (r == 0) {
+        codes[r] = lockstepAllReduce(in.data(), out.data(), in.size(), lockstepFloat32, lockstepSum, comms[r], nullptr);
+      } else {
+        lockstepRequest_t req = nullptr;
+        codes[r] = lockstepIallReduce(in.data(), out.data(), in.size(), lockstepFloat32, lockstepSum, comms[r], &req);
+        if (codes[r] == lockstepSuccess) codes[r] = lockstepWait(&req, -1);
+      }
+      if (codes[r] != lockstepSuccess) errors[r] = lockstepGetLastError(comms[r]);
+    }
+  });
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(codes[r], lockstepMismatch) << "rank " << r << ": " << errors[r];
+    EXPECT_NE(errors[r].find("did one rank make this call blocking and another non-blocking or grouped?"),
+              std::string::npos)
+        << "rank " << r << ": " << errors[r];
+  }
+  testing::destroyAll(comms);
+}
+
 // The model's choice is logged at INFO once per collective and power-of-two size: a program that
 // alternates two sizes with different picks (DDP's full buckets and its smaller last one) got
 // a line on every call.

@@ -219,7 +219,7 @@ TEST(SendRecv, AReceiveAgainstACollectiveIsAMismatchOfKindOnBothSides) {
   });
   for (const std::string& e : errors) {
     EXPECT_NE(e.find("called send/recv but rank 1"), std::string::npos) << e;
-    EXPECT_NE(e.find("first difference: kind (a send or receive on one side, a collective on the other)"),
+    EXPECT_NE(e.find("first difference: kind (a send or receive on one side, a collective on the other; in a group"),
               std::string::npos)
         << e;
     EXPECT_EQ(e.find("skipped a call"), std::string::npos) << e;
