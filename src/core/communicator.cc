@@ -165,6 +165,17 @@ const char* Communicator::transportBetween(int a, int b) const {
 }
 
 void Communicator::dumpTrace() {
+  // Dumps nobody asked for (no LOCKSTEP_TRACE: a timeout's, an abort's) are capped per process:
+  // a job that aborts and rebuilds its communicators wrote a file per communicator and rank each
+  // time, without end (helper-80). The first ones hold the failure that started it.
+  static std::atomic<int> unasked{0};
+  if (const int n = config_.tracePath.empty() ? unasked.fetch_add(1) : 0; n >= kMaxUnaskedDumps) {
+    if (n == kMaxUnaskedDumps) {
+      LS_WARN(rank_, "flight recorder: " << kMaxUnaskedDumps
+                                         << " dumps written by this process already; no more without LOCKSTEP_TRACE");
+    }
+    return;
+  }
   std::lock_guard<std::mutex> lock(kernelRecordMu_);
   // The job names the communicator too: two made by init in one process have the same name and
   // rank 0, and lockstep-trace mixed their dumps without noticing (helper-69).

@@ -37,6 +37,8 @@ class IpcEngine;
 
 class Communicator {
  public:
+  // Flight-recorder dumps a process writes without LOCKSTEP_TRACE (timeouts, aborts), at most.
+  static constexpr int kMaxUnaskedDumps = 100;
   // Collective over the bootstrap's ranks: exchanges PeerInfo, checks that versions and wire
   // config agree, picks a transport per peer and connects every link.
   Communicator(Config config, std::unique_ptr<Bootstrap> bootstrap, uint64_t commId, const Secret& secret,
@@ -129,7 +131,7 @@ class Communicator {
   // `host` has as many ranks as CPUs they may use between them, or more: the tuner prices a
   // dependent step as a wait for a rank to be scheduled again.
   bool hostIsFull(uint64_t host) const;
-  int ranksOn(uint64_t host) const;  // this communicator's ranks on `host`
+  int ranksOn(uint64_t host) const;             // this communicator's ranks on `host`
   void dumpTrace();
   // Marks w done. Success leaves w.error as resetCompletion() left it (empty): no string is built
   // on the fast path.

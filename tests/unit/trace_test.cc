@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "src/core/communicator.h"
 #include "src/core/flight_recorder.h"
 #include "tests/common/subprocess.h"
 #include "tests/common/thread_comms.h"
@@ -418,6 +419,34 @@ TEST(FlightRecorder, TwoCommunicatorsOfOneProcessDumpApartAndAreNotMixed) {
   testing::ProcResult r = testing::run({LOCKSTEP_TRACE_PATH, dumps[0], dumps[1]}, {}, 30);
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_NE(r.output.find("these dumps come from 2 communicators, or runs of one"), std::string::npos) << r.output;
+  std::filesystem::remove_all(dir);
+}
+
+// Dumps nobody asked for (an abort's, without LOCKSTEP_TRACE) stop at a bound per process: a job
+// that aborted and rebuilt communicators wrote one per communicator and rank, without end
+// (helper-80).
+TEST(FlightRecorder, DumpsNobodyAskedForAreBoundedPerProcess) {
+  char tmp[] = "/tmp/lockstep-trace-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmp), nullptr);
+  const std::string dir = tmp;
+  const char* before = std::getenv("TMPDIR");
+  const std::string saved = before ? before : "";
+  setenv("TMPDIR", dir.c_str(), 1);
+  unsetenv("LOCKSTEP_TRACE");
+  const int aborts = Communicator::kMaxUnaskedDumps + 10;
+  for (int i = 0; i < aborts; ++i) {
+    auto one = testing::initThreadComms(1);
+    ASSERT_EQ(lockstepCommAbort(one[0]), lockstepSuccess);
+  }
+  if (before)
+    setenv("TMPDIR", saved.c_str(), 1);
+  else
+    unsetenv("TMPDIR");
+  int dumps = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) dumps += e.path().extension() == ".json";
+  // Exactly the bound in a process of its own (ctest's); fewer where earlier tests used some.
+  EXPECT_LE(dumps, Communicator::kMaxUnaskedDumps);
+  EXPECT_GT(dumps, 0);
   std::filesystem::remove_all(dir);
 }
 
