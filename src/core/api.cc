@@ -852,8 +852,18 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
     } else if (color < 0 && color != LOCKSTEP_SPLIT_NOCOLOR) {
       refusal = "color " + std::to_string(color) + " is negative (use LOCKSTEP_SPLIT_NOCOLOR to opt out)";
     }
-    if (Group::current().active()) throw InvalidUsage("lockstepCommSplit inside a group");
-    std::unique_ptr<Communicator> child = c.split(color, key, refusal);
+    const bool inGroup = Group::current().active();
+    if (inGroup) {
+      // Refused, and the group discarded. Where another rank may be this thread's (threads of one
+      // process drive ranks in a group), at once: its split would wait for the others' calls,
+      // which come after this one returns. Otherwise it takes part as a refusal, so the others
+      // fail now naming this rank, where they waited in the exchange to the timeout (helper-84).
+      bool threadPeers = false;
+      for (int p = 0; p < c.size(); ++p) threadPeers |= std::strcmp(c.transportTo(p), "inproc") == 0;
+      if (threadPeers) throw InvalidUsage("lockstepCommSplit inside a group");
+      if (refusal.empty()) refusal = "called inside a group (call it outside any group)";
+    }
+    std::unique_ptr<Communicator> child = c.split(color, key, refusal, inGroup);
     if (!child) return;
     auto shell = std::make_unique<lockstepComm>();
     shell->impl = std::move(child);

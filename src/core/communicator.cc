@@ -854,12 +854,12 @@ std::string Communicator::brokenReason() const {
 
 // ---- split ----
 
-std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& refusal) {
+std::unique_ptr<Communicator> Communicator::split(int color, int key, const std::string& refusal, bool inGroup) {
   struct Entry {
-    int32_t color, key, refused;
+    int32_t color, key, refused;  // refused: 0 no, 1 for bad arguments, 2 for being made inside a group
   };
   std::vector<Entry> all(nranks_);
-  all[rank_] = Entry{color, key, refusal.empty() ? 0 : 1};
+  all[rank_] = Entry{color, key, refusal.empty() ? 0 : inGroup ? 2 : 1};
   // Every wait of a split ends at this communicator's abort.
   const auto stopIfAborted = [this] {
     if (aborted_->load()) throw Aborted("lockstepCommSplit: communicator aborted");
@@ -935,11 +935,15 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key, const std:
   health_->completed(fp.seq);
   const uint32_t splitIndex = splits_++;
   const int tag = kTagSplit + static_cast<int>(splitIndex & 0xfffff);
-  if (!refusal.empty()) throw InvalidArgument("lockstepCommSplit: " + refusal + " (no rank split)");
+  if (!refusal.empty()) {
+    const std::string text = "lockstepCommSplit: " + refusal + " (no rank split)";
+    if (inGroup) throw InvalidUsage(text);
+    throw InvalidArgument(text);
+  }
   for (int r = 0; r < nranks_; ++r) {
     if (all[r].refused) {
-      throw InvalidArgument("lockstepCommSplit: rank " + std::to_string(r) +
-                            "'s call was refused (bad arguments), so no rank split");
+      throw InvalidArgument("lockstepCommSplit: rank " + std::to_string(r) + "'s call was refused (" +
+                            (all[r].refused == 2 ? "made inside a group" : "bad arguments") + "), so no rank split");
     }
   }
   // A split serves this communicator's listener again: strangers' silent connections accepted

@@ -92,8 +92,9 @@ class Communicator {
   // Collective: ranks with the same color form a new communicator, ordered by (key, old rank).
   // color < 0 (LOCKSTEP_SPLIT_NOCOLOR) takes part but gets nullptr. `refusal`: this rank's call
   // is bad (said why); it still takes part in the exchange, so that every rank fails together,
-  // naming it, and none is left waiting to pair with a later split.
-  std::unique_ptr<Communicator> split(int color, int key, const std::string& refusal = "");
+  // naming it, and none is left waiting to pair with a later split. `inGroup`: the refusal is
+  // for a call made inside a group, which the others' message says.
+  std::unique_ptr<Communicator> split(int color, int key, const std::string& refusal = "", bool inGroup = false);
 
   // The flag abort() sets: running and queued host work fails with lockstepAborted once it is
   // set, whoever sets it.
@@ -131,7 +132,7 @@ class Communicator {
   // `host` has as many ranks as CPUs they may use between them, or more: the tuner prices a
   // dependent step as a wait for a rank to be scheduled again.
   bool hostIsFull(uint64_t host) const;
-  int ranksOn(uint64_t host) const;             // this communicator's ranks on `host`
+  int ranksOn(uint64_t host) const;  // this communicator's ranks on `host`
   void dumpTrace();
   // Marks w done. Success leaves w.error as resetCompletion() left it (empty): no string is built
   // on the fast path.

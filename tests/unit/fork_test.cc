@@ -258,6 +258,38 @@ TEST(Fork, ARankOutOfMemoryForItsOwnBufferFailsItsPeersNamingIt) {
   EXPECT_EQ(reap(pids[1], "rank 1"), 0);
 }
 
+// A split called inside a group on one rank (refused) still takes part, as a split refused for a
+// bad argument does: the others fail at once naming it, where they waited in the exchange to
+// the timeout (helper-84). Ranks in processes of their own: with ranks that are threads of one
+// process, the refusal comes at once instead (their splits may come from this very thread).
+TEST(Fork, ASplitRefusedInsideAGroupFailsEveryRankAtOnce) {
+  // 0 as expected; 2 the split succeeded; 3 the message lacks the cause; 4 too slow; 5 the group
+  // succeeded; 7 the parent then failed.
+  const std::vector<pid_t> pids = forkRanks(3, nullptr, [](int r, lockstepComm_t comm) {
+    const auto t0 = std::chrono::steady_clock::now();
+    lockstepComm_t child = nullptr;
+    lockstepResult_t got;
+    if (r == 2) {
+      lockstepGroupStart();
+      got = lockstepCommSplit(comm, 0, 0, &child);
+      if (lockstepGroupEnd() == lockstepSuccess) return 5;
+    } else {
+      got = lockstepCommSplit(comm, 0, 0, &child);
+    }
+    const std::string why = lockstepGetLastError(nullptr);
+    std::fprintf(stderr, "rank %d: %s\n", r, why.c_str());
+    if (got == lockstepSuccess) return 2;
+    if (why.find("inside a group") == std::string::npos || (r != 2 && why.find("rank 2") == std::string::npos))
+      return 3;
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(10)) return 4;
+    float x = 1;
+    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess || x != 3.0f)
+      return 7;
+    return lockstepCommDestroy(comm) == lockstepSuccess ? 0 : 8;
+  });
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(reap(pids[r], "rank " + std::to_string(r)), 0);
+}
+
 // Ranks of two users on one host: shared memory cannot join them (segments are 0600), so they
 // use sockets. Every rank's init failed with "Permission denied" (helper-67).
 TEST(Fork, RanksOfTwoUsersOnOneHostConnectOverSockets) {
