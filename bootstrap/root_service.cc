@@ -224,7 +224,9 @@ void RootService::serve(std::chrono::milliseconds timeout) {
       // Out of descriptors, or too many strangers waiting: the oldest unauthenticated
       // connection makes room, so a flood cannot lock the ranks out.
       if (shortage || (fd.valid() && pending.size() >= kMaxPending)) {
-        reject(pending.front().fd, "dropped to make room (too many pending connections)");
+        reject(pending.front().fd, shortage ? "dropped to make room: this process is out of descriptors (" +
+                                                  std::string(std::strerror(shortage)) + "; raise ulimit -n)"
+                                            : std::string("dropped to make room (too many pending connections)"));
         pending.pop_front();
       }
       if (fd.valid()) {

@@ -83,7 +83,8 @@ size_t TcpBootstrap::bufferedBytes() const {
     // root left.
     throw RemoteError(peer,
                       "bootstrap: " + who + " closed the connection while " + doing +
-                          (peer < 0 ? " (did it exit, or turn this rank away? with LOCKSTEP_ROOT every rank must "
+                          (peer < 0 ? " (did it exit, run out of descriptors, or turn this rank away? its log says "
+                                      "why; with LOCKSTEP_ROOT every rank must "
                                       "give the same host:port text and LOCKSTEP_SECRET, and be placed alike: all "
                                       "by the launcher, whose job id counts, or all by LOCKSTEP_RANK)"
                                     : kClosedByPeer));

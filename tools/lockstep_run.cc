@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,6 +235,17 @@ int main(int argc, char** argv) {
   }
   char** prog = argv + i;
 
+  // The rendezvous holds a descriptor per rank until all have come, beside two pipes per rank: a
+  // soft limit of 1024 ran out at about 330 ranks, and ranks were turned away with a misleading
+  // reason (helper-82). Raised to the hard limit here; the ranks get the limit we were given.
+  rlimit files{};
+  const bool haveLimit = getrlimit(RLIMIT_NOFILE, &files) == 0;
+  if (haveLimit && files.rlim_cur < files.rlim_max) {
+    rlimit raised = files;
+    raised.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &raised);
+  }
+
   lockstepUniqueId id;
   char hex[2 * LOCKSTEP_UNIQUE_ID_BYTES + 1];
   if (lockstepGetUniqueId(&id) != lockstepSuccess || lockstepUniqueIdToHex(&id, hex, sizeof(hex)) != lockstepSuccess) {
@@ -346,6 +358,7 @@ int main(int argc, char** argv) {
       signal(SIGPIPE, SIG_DFL);
       sigprocmask(SIG_SETMASK, &oldMask, nullptr);
       if (!cpuOf.empty()) sched_setaffinity(0, sizeof(cpu_set_t), &cpuOf[r]);
+      if (haveLimit) setrlimit(RLIMIT_NOFILE, &files);
       execvpe(prog[0], prog, envp.data());
       // Only async-signal-safe calls here: the messages were built before fork; another errno is
       // written as a number. As a shell does, 127 for a program not found, 126 for one found but

@@ -378,6 +378,21 @@ TEST(Launcher, FirstFailureStopsTheOthersAndSetsTheExitCode) {
   EXPECT_NE(r.output.find("rank 1 exited with code 3"), std::string::npos) << r.output;
 }
 
+// The launcher raises its own soft descriptor limit to the hard one (the rendezvous holds one per
+// rank until all have come, beside the ranks' pipes: 16 ranks needed more than 40), and gives the
+// ranks the limit it was started with. Ranks were turned away with a misleading reason (helper-82).
+TEST(Launcher, RaisesItsOwnDescriptorLimitAndGivesTheRanksTheOriginal) {
+  ProcResult r = run({"sh", "-c",
+                      "ulimit -Sn 40 && exec " + std::string(kRun) + " -n 16 " + kCheck +
+                          " --colls allreduce --types float32 --ops sum --counts 1"},
+                     {}, 120);
+  EXPECT_EQ(r.code, 0) << r.output;
+  r = run({"sh", "-c", "ulimit -Sn 40 && exec " + std::string(kRun) + " -n 2 sh -c 'ulimit -Sn'"}, {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("[0] 40"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[1] 40"), std::string::npos) << r.output;
+}
+
 // Dead, or a zombie no one has reaped yet (the container's init may never reap it).
 bool processGone(pid_t pid) {
   FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
