@@ -203,7 +203,11 @@ std::string tracePath(const Config& config, int rank, const std::string& comm) {
       out += path[i];
     }
   }
-  if (!hasRank) out += ".rank" + std::to_string(rank) + ".json";
+  if (!hasRank) {
+    // Before a ".json" the path ends with: t.json gave t.json.rank0.json (helper-83).
+    if (out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0) out.resize(out.size() - 5);
+    out += ".rank" + std::to_string(rank) + ".json";
+  }
   if (hasComm || comm.empty()) return out;
   const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
   return out.insert(json, "." + comm);

@@ -74,7 +74,7 @@ class FlightRecorder {
 };
 
 // Where a dump goes: LOCKSTEP_TRACE's path with %r replaced by the rank, %p by the pid and %c by
-// `comm` (or ".rank<r>.json" appended when it has no %r); without LOCKSTEP_TRACE, a file in
+// `comm` (or ".rank<r>.json" appended, in place of a final ".json", when it has no %r); without LOCKSTEP_TRACE, a file in
 // $TMPDIR or /tmp. `comm` names the communicator alike on all its ranks: empty for one made by
 // init, "split<k>c<color>" for the k-th split of its parent (after the parent's own name, and a
 // dot, for splits of splits). Without %c a non-empty name goes before the path's ".json" (or at

@@ -422,6 +422,19 @@ TEST(FlightRecorder, TwoCommunicatorsOfOneProcessDumpApartAndAreNotMixed) {
   std::filesystem::remove_all(dir);
 }
 
+// Without %r, the rank goes before a final ".json" (t.json gave t.json.rank3.json: helper-83), and a
+// split child's name before that.
+TEST(FlightRecorder, APathWithoutTheRankGetsItBeforeItsJsonSuffix) {
+  Config c;
+  c.tracePath = "/x/t.json";
+  EXPECT_EQ(tracePath(c, 3, ""), "/x/t.rank3.json");
+  EXPECT_EQ(tracePath(c, 3, "split1c0"), "/x/t.rank3.split1c0.json");
+  c.tracePath = "/x/t";
+  EXPECT_EQ(tracePath(c, 3, ""), "/x/t.rank3.json");
+  c.tracePath = "/x/t.%r.json";
+  EXPECT_EQ(tracePath(c, 3, ""), "/x/t.3.json");
+}
+
 // Dumps nobody asked for (an abort's, without LOCKSTEP_TRACE) stop at a bound per process: a job
 // that aborted and rebuilt communicators wrote one per communicator and rank, without end
 // (helper-80).
