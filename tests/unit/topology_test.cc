@@ -251,11 +251,14 @@ TEST(PeerInfoTest, WaitProfileFollowsRanksAgainstCpus) {
   EXPECT_GE(kFullHostWait.spins, WaitProfile{}.spins) << "a full host spins as long as an idle one";
   EXPECT_GT(kFullHostWait.yields, WaitProfile{}.yields) << "then yields longer: no spare CPU for helper threads";
   EXPECT_LT(kOversubscribedWait.spins, kFullHostWait.spins);
-  // A background op yields only while a caller waits (helper-80); an inline one is the caller.
-  for (int cpus : {1, 2, 8}) {
+  // A background op yields only while a caller waits (helper-80), where the rank's CPUs are its
+  // own; with more ranks than CPUs its yields serve the other ranks. An inline op is the caller.
+  for (int cpus : {2, 8}) {
     EXPECT_TRUE(waitProfileFor(2, cpus, true).yieldOnlyWhileCallerWaits) << cpus;
     EXPECT_FALSE(waitProfileFor(2, cpus, false).yieldOnlyWhileCallerWaits) << cpus;
   }
+  EXPECT_FALSE(waitProfileFor(4, 2, true).yieldOnlyWhileCallerWaits);
+  EXPECT_FALSE(waitProfileFor(2, 1, true).yieldOnlyWhileCallerWaits);
 }
 
 // A background op's wait goes from spinning straight to sleeping on its link while no caller
