@@ -298,7 +298,13 @@ void Communicator::finish(Work& w, lockstepResult_t result, const std::string& e
     // name its trace files carry: "split2c0", its parent's second split, color 0).
     w.error = traceName_.empty() ? error : error + " [communicator " + traceName_ + "]";
   }
-  w.markDone();
+  // Only queued work has waiters (lockstepWait, a blocking call queued behind it): an op run
+  // inline, the small-message path, keeps a plain release store, without markDone's fence.
+  if (w.queued == Clock::time_point{}) {
+    w.done.store(true, std::memory_order_release);
+  } else {
+    w.markDone();
+  }
 }
 
 void Communicator::execute(Work& w, bool background) {
