@@ -202,6 +202,17 @@ void Group::runInits(std::vector<Init> inits) {
 void Group::failRequests(const std::vector<Call>& calls, lockstepResult_t code, const std::string& text) {
   for (const Call& c : calls) {
     if (!c.request) continue;
+    // A Work planned for it but never queued (a later communicator's planning failed) may
+    // already be in another thread's lockstepWait: it is completed, not replaced, or that wait
+    // would last for ever (helper-80, by reading).
+    if (std::shared_ptr<Work> planned = c.request->work.load()) {
+      if (!planned->done.load()) {
+        planned->result = code;
+        planned->error = text;
+        planned->markDone();
+      }
+      continue;
+    }
     auto w = std::make_shared<Work>();
     w->result = code;
     w->error = text;
