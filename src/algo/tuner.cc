@@ -66,6 +66,7 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
   // kind that name different algorithms for one collective contradict each other ("ring,tree"
   // used to run the tree for all-reduce, the last one named, silently).
   std::optional<Algorithm> byKind[kOpKinds], bare[kOpKinds];
+  std::string clash[kOpKinds];  // "ring and tree": two bare names for a collective (refused unless it has its own item)
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) continue;
     named = true;
@@ -95,10 +96,8 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
         byKind[k] = a;
         matched = true;
       } else if (implements(a, kind)) {
-        if (bare[k] && *bare[k] != a) {
-          throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" names " + algorithmName(*bare[k]) + " and " +
-                                algorithmName(a) + ", which both implement " + opKindName(kind) +
-                                ": say which one with " + opKindName(kind) + "=<name>");
+        if (bare[k] && *bare[k] != a && clash[k].empty()) {
+          clash[k] = std::string(algorithmName(*bare[k])) + " and " + algorithmName(a);
         }
         bare[k] = a;
         matched = true;
@@ -110,6 +109,19 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
     }
   }
   if (!named && !algo.empty()) throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" names no algorithm");
+  // A clash matters only where no item of the collective's own settles it (helper-85: refused at
+  // once, "tree,chain,broadcast=chain,reduce=chain" was refused with advice it already followed).
+  std::string clashes, items;
+  for (int k = 0; k < kOpKinds; ++k) {
+    if (clash[k].empty() || byKind[k]) continue;
+    const std::string kind = opKindName(static_cast<OpKind>(k));
+    clashes += (clashes.empty() ? "" : "; ") + clash[k] + " for " + kind;
+    items += (items.empty() ? "" : ",") + kind + "=<name>";
+  }
+  if (!clashes.empty()) {
+    throw InvalidArgument("LOCKSTEP_ALGO=\"" + algo + "\" names two algorithms for one collective (" + clashes +
+                          "): add " + items + ", or name one of them only");
+  }
   for (int k = 0; k < kOpKinds; ++k) s.forced[k] = byKind[k] ? byKind[k] : bare[k];
   return s;
 }

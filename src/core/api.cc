@@ -858,9 +858,9 @@ lockstepResult_t lockstepCommSplit(lockstepComm_t comm, int color, int key, lock
       // process drive ranks in a group), at once: its split would wait for the others' calls,
       // which come after this one returns. Otherwise it takes part as a refusal, so the others
       // fail now naming this rank, where they waited in the exchange to the timeout (helper-84).
-      bool threadPeers = false;
-      for (int p = 0; p < c.size(); ++p) threadPeers |= std::strcmp(c.transportTo(p), "inproc") == 0;
-      if (threadPeers) throw InvalidUsage("lockstepCommSplit inside a group");
+      // By process, not transport: threads of one process use sockets under
+      // LOCKSTEP_TRANSPORTS=socket (helper-85).
+      if (c.sharesProcessWithAPeer()) throw InvalidUsage("lockstepCommSplit inside a group");
       if (refusal.empty()) refusal = "called inside a group (call it outside any group)";
     }
     std::unique_ptr<Communicator> child = c.split(color, key, refusal, inGroup);

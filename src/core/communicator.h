@@ -51,6 +51,14 @@ class Communicator {
   const Config& config() const { return config_; }
   // The transport that reaches `peer` ("self" for this rank).
   const char* transportTo(int peer) const { return transportNames_[peer]; }
+  // Whether another rank of this communicator lives in this process (its threads drive it),
+  // whatever transport joins them.
+  bool sharesProcessWithAPeer() const {
+    for (int p = 0; p < nranks_; ++p) {
+      if (p != rank_ && peers_[p].processToken == peers_[rank_].processToken) return true;
+    }
+    return false;
+  }
   // The transport ranks a and b use between them ("self" if a == b): every rank can tell, as
   // the choice is a function of the shared peer table.
   const char* transportBetween(int a, int b) const;

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "lockstep/lockstep.hpp"
+#include "src/core/api_internal.h"
+#include "src/core/communicator.h"
 #include "tests/common/thread_comms.h"
 
 namespace lockstep {
@@ -322,6 +324,32 @@ TEST(Groups, MisuseIsRejected) {
   ASSERT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
   EXPECT_EQ(lockstepWait(&req, -1), lockstepInvalidUsage);
   EXPECT_EQ(req, nullptr);
+  destroyAll(comms);
+}
+
+// Ranks that are threads of one process, joined by sockets: a split inside a group is refused at
+// once, as over inproc. Taken for ranks of other processes (by transport name), it waited in the
+// exchange for the other rank's split, which this very thread would make, to the timeout, and
+// broke both communicators (helper-85).
+TEST(Groups, ASplitInsideAGroupAmongThreadRanksOverSocketsIsRefusedAtOnce) {
+  setenv("LOCKSTEP_TRANSPORTS", "socket", 1);
+  setenv("LOCKSTEP_TIMEOUT", "5", 1);
+  auto comms = initThreadComms(2);
+  unsetenv("LOCKSTEP_TRANSPORTS");
+  unsetenv("LOCKSTEP_TIMEOUT");
+  ASSERT_STREQ(communicatorOf(comms[0])->transportTo(1), "socket");
+  const auto t0 = std::chrono::steady_clock::now();
+  lockstepComm_t child = nullptr;
+  ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
+  EXPECT_EQ(lockstepCommSplit(comms[0], 0, 0, &child), lockstepInvalidUsage);
+  EXPECT_EQ(lockstepGroupEnd(), lockstepInvalidUsage);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+  onThreads(2, [&](int r) {
+    float x = 1;
+    EXPECT_EQ(lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comms[r], nullptr), lockstepSuccess)
+        << lockstepGetLastError(comms[r]);
+    EXPECT_EQ(x, 2.0f);
+  });
   destroyAll(comms);
 }
 
