@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "bootstrap/handshake.h"
 #include "bootstrap/root_service.h"
@@ -107,6 +109,15 @@ size_t TcpBootstrap::bufferedBytes() const {
   throw;
 }
 
+namespace {
+
+// The ids whose rendezvous this process has completed: a second init from one of them is this
+// program's mistake, which a refused connection alone cannot tell from a rank that came late.
+std::mutex usedIdsMu;
+std::set<uint64_t> usedIds;
+
+}  // namespace
+
 void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   Fd root;
   RootReply reply{};
@@ -114,13 +125,24 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     root = connectTo(id.root, dl, /*retryRefused=*/!id.rootListens);
   } catch (const SystemError& e) {
     if (e.err != ECONNREFUSED) throw;
-    // The three causes look alike from here: a closed port. None is this rank's own error to
-    // report as misuse: a rank that came after the deadline did nothing wrong but be late.
-    throw RemoteError(-1, "bootstrap: the rendezvous at " + id.root.str() +
-                              " refused the connection: its rendezvous is over. Either it timed out before this rank "
-                              "came (it waits LOCKSTEP_TIMEOUT of the process that made the id, from the first "
-                              "rank's arrival), or it formed a communicator already (an id serves one: make a new id, "
-                              "or use lockstepCommSplit, for another), or the process that made the id has exited");
+    const std::string over = "bootstrap: the rendezvous at " + id.root.str() + " refused the connection: ";
+    bool mine;
+    {
+      std::lock_guard<std::mutex> lock(usedIdsMu);
+      mine = usedIds.count(commId_) != 0;
+    }
+    if (mine) {
+      throw InvalidUsage(over +
+                         "this process made a communicator from this id already, and an id serves one "
+                         "(its rendezvous is over): make a new id, or use lockstepCommSplit, for another");
+    }
+    // Not this process's own misuse: a rank that came after the deadline did nothing wrong but
+    // be late (it was once told it had reused the id: helper-83).
+    throw RemoteError(-1, over +
+                              "its rendezvous is over. Either it timed out before this rank came (it waits "
+                              "LOCKSTEP_TIMEOUT of the process that made the id, from the first rank's arrival), or "
+                              "the process that made the id has exited, or another process used the id for a "
+                              "communicator of its own");
   } catch (const Error& e) {
     fail(e, -1, "waiting for the rendezvous at " + id.root.str());
   }
@@ -152,6 +174,10 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
   }
   if (reply.status != lockstepSuccess) {
     throw Error(static_cast<lockstepResult_t>(reply.status), std::string("rendezvous failed: ") + reply.message);
+  }
+  {
+    std::lock_guard<std::mutex> lock(usedIdsMu);
+    usedIds.insert(commId_);
   }
   // Every rank has arrived: the rest of setup, the ring first, has LOCKSTEP_TIMEOUT from now. The
   // wait above had its own, from this rank's start, which a rank that came early had spent: it
