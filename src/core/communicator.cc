@@ -547,6 +547,7 @@ void Communicator::runNow(Work& w) {
     // Earlier work is queued: this op must wait its turn. Hand it to the progress thread.
     lock.unlock();
     auto shared = std::shared_ptr<Work>(&w, [](Work*) {});
+    const CallerWaits waits;  // from before the op starts (src/exec/backoff.h)
     enqueue({&shared, 1});
     waitWork(w, Deadline::never());  // the op itself is bounded by its deadline
   }

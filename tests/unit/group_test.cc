@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <memory>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "lockstep/lockstep.hpp"
@@ -350,6 +352,43 @@ TEST(Groups, ASplitInsideAGroupAmongThreadRanksOverSocketsIsRefusedAtOnce) {
         << lockstepGetLastError(comms[r]);
     EXPECT_EQ(x, 2.0f);
   });
+  destroyAll(comms);
+}
+
+// A wait returns when its op ends: the op's end rings the futex the waiter sleeps on. It used to
+// sleep in growing steps, up to 0.5 ms, and notice the end that much later (helper-86). Rank 1
+// posts 3 ms after rank 0 began waiting, long enough for rank 0's wait to be asleep; the median
+// over the rounds of rank 0's return after rank 1's post stays well under a step (here 55 us
+// with the ring, 196-204 without it).
+TEST(Requests, AWaitReturnsSoonAfterItsOpEnds) {
+  auto comms = initThreadComms(2);
+  constexpr int kRounds = 40;
+  std::vector<double> lateUs;
+  std::atomic<int64_t> postedAt{0};
+  std::atomic<int> round{-1};
+  const auto nowUs = [] {
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  };
+  onThreads(2, [&](int r) {
+    float x = 1, y = 0;
+    for (int i = 0; i < kRounds; ++i) {
+      lockstepRequest_t req = nullptr;
+      if (r == 1) {
+        while (round.load() != i) std::this_thread::yield();
+        std::this_thread::sleep_for(std::chrono::milliseconds(3));
+        postedAt.store(nowUs());
+      }
+      ASSERT_EQ(lockstepIallReduce(&x, &y, 1, lockstepFloat32, lockstepSum, comms[r], &req), lockstepSuccess);
+      if (r == 0) round.store(i);
+      ASSERT_EQ(lockstepWait(&req, -1), lockstepSuccess);
+      if (r == 0) lateUs.push_back(static_cast<double>(nowUs() - postedAt.load()));
+      ASSERT_EQ(lockstepBarrier(comms[r], nullptr), lockstepSuccess);
+    }
+  });
+  std::sort(lateUs.begin(), lateUs.end());
+  ASSERT_EQ(lateUs.size(), static_cast<size_t>(kRounds));
+  EXPECT_LT(lateUs[kRounds / 2], 130.0) << "median microseconds from the last post to the wait's return";
   destroyAll(comms);
 }
 
