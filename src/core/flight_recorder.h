@@ -74,12 +74,11 @@ class FlightRecorder {
 };
 
 // Where a dump goes: LOCKSTEP_TRACE's path with %r replaced by the rank, %p by the pid and %c by
-// `comm` (or ".rank<r>.json" appended, in place of a final ".json", when it has no %r); without LOCKSTEP_TRACE, a file in
-// $TMPDIR or /tmp. `comm` names the communicator alike on all its ranks: empty for one made by
-// init, "split<k>c<color>" for the k-th split of its parent (after the parent's own name, and a
-// dot, for splits of splits). Without %c a non-empty name goes before the path's ".json" (or at
-// its end): a split child's rank r writes apart from its parent's rank r, in another process or
-// the same one.
+// `comm` (or ".rank<r>.json" appended, in place of a final ".json", when it has no %r); without LOCKSTEP_TRACE, a file
+// in $TMPDIR or /tmp. `comm` names the communicator alike on all its ranks: empty for one made by init,
+// "split<k>c<color>" for the k-th split of its parent (after the parent's own name, and a dot, for splits of splits).
+// Without %c a non-empty name goes before the path's ".json" (or at its end): a split child's rank r writes apart from
+// its parent's rank r, in another process or the same one.
 std::string tracePath(const Config& config, int rank, const std::string& comm = "");
 
 // `path`, or, when another communicator of this process (another `commKey`) has dumped there

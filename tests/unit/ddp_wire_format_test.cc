@@ -6,8 +6,8 @@
 #include <cmath>
 #include <cstring>
 
-#include "lockstep/ddp/wire_format.h"
 #include "kernels/float_types.h"
+#include "lockstep/ddp/wire_format.h"
 
 namespace lockstep::ddp {
 namespace {
