@@ -71,10 +71,11 @@ TunerSettings parseTunerSettings(const std::string& algo, bool deterministic) {
     if (item.empty()) continue;
     named = true;
     std::string kindName, name = item;
-    const bool perKind = item.find('=') != std::string::npos;
+    const size_t eq = item.find('=');
+    const bool perKind = eq != std::string::npos;
     if (perKind) {
-      kindName = item.substr(0, item.find('='));
-      name = item.substr(item.find('=') + 1);
+      kindName = item.substr(0, eq);
+      name = item.substr(eq + 1);
     }
     Algorithm a;
     if (!parseAlgorithm(name, &a)) {

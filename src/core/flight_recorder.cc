@@ -188,6 +188,15 @@ uint64_t FlightRecorder::write(FILE* f, int rank, int tid) const {
   return next_ - first;
 }
 
+namespace {
+
+// Where a name goes into a dump's path: before its ".json", or at its end.
+size_t beforeJson(const std::string& path) {
+  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0 ? path.size() - 5 : path.size();
+}
+
+}  // namespace
+
 std::string tracePath(const Config& config, int rank, const std::string& comm) {
   std::string path = config.tracePath.empty() ? config.tempDir + "/lockstep-trace-%p.%r.json" : config.tracePath;
   bool hasRank = false, hasComm = false;
@@ -205,12 +214,11 @@ std::string tracePath(const Config& config, int rank, const std::string& comm) {
   }
   if (!hasRank) {
     // Before a ".json" the path ends with: t.json gave t.json.rank0.json (helper-83).
-    if (out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0) out.resize(out.size() - 5);
+    out.resize(beforeJson(out));
     out += ".rank" + std::to_string(rank) + ".json";
   }
   if (hasComm || comm.empty()) return out;
-  const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
-  return out.insert(json, "." + comm);
+  return out.insert(beforeJson(out), "." + comm);
 }
 
 std::string claimTracePath(const std::string& path, uint64_t commKey) {
@@ -222,8 +230,7 @@ std::string claimTracePath(const std::string& path, uint64_t commKey) {
   char id[24];
   std::snprintf(id, sizeof(id), ".%016llx", static_cast<unsigned long long>(commKey));
   std::string out = path;
-  const size_t json = out.size() >= 5 && out.compare(out.size() - 5, 5, ".json") == 0 ? out.size() - 5 : out.size();
-  return out.insert(json, id);
+  return out.insert(beforeJson(out), id);
 }
 
 }  // namespace lockstep

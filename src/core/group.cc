@@ -315,14 +315,6 @@ void Group::launch(std::vector<Call> calls) {
     for (auto& p : plans) p.comm->abandon(p.works, e);
     throw;
   }
-  // This thread waits for the blocking calls from now: counted before their ops start, so the
-  // progress threads yield to nobody in particular rather than sleep (a group of two blocking
-  // 16-float all-reduces took 45-55 us, 21-22 before background ops slept: helper-86).
-  std::optional<CallerWaits> waits;
-  for (const auto& p : plans) {
-    if (!waits && std::find(p.blocking.begin(), p.blocking.end(), true) != p.blocking.end()) waits.emplace();
-  }
-  for (auto& p : plans) p.comm->enqueue(p.works);
   // Each communicator is let go as soon as none of its blocking calls is left: its queue owns
   // the rest. Held while the others run, it kept lockstepCommAbort of it waiting for them (up to
   // their timeout), so a watchdog aborting a group's communicators one by one never reached the
@@ -331,6 +323,12 @@ void Group::launch(std::vector<Call> calls) {
   std::vector<bool> waiting(comms.size(), false);
   for (const auto& p : plans)
     waiting[p.index] = std::find(p.blocking.begin(), p.blocking.end(), true) != p.blocking.end();
+  // This thread waits for the blocking calls from now: counted before their ops start, so the
+  // progress threads yield to nobody in particular rather than sleep (a group of two blocking
+  // 16-float all-reduces took 45-55 us, 21-22 before background ops slept: helper-86).
+  std::optional<CallerWaits> waits;
+  if (std::find(waiting.begin(), waiting.end(), true) != waiting.end()) waits.emplace();
+  for (auto& p : plans) p.comm->enqueue(p.works);
   auto release = [&](size_t k) {
     driving[k].reset();
     held[k].reset();
