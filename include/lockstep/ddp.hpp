@@ -142,6 +142,7 @@ class GradientSync {
   void broadcastParameters() {
     freeze();
     requireBetweenIterations("broadcastParameters()");
+    agree();
     sticky([&] {
       ownCollective("broadcastParameters()", [&] {
         group([&] {
@@ -181,7 +182,8 @@ class GradientSync {
     if (registry_[param].count == 0) return;  // not counted in its bucket's pending
     sticky([&] {
       pack(param);
-      if (--buckets_[plan_.bucketOf[param]].pending == 0) launchReady();
+      // Before the registration check has passed, buckets wait for finish() (see agree()).
+      if (--buckets_[plan_.bucketOf[param]].pending == 0 && agreed_) launchReady();
     });
   }
   void markReady(const void* data) { markReady(registry_.find(data)); }
@@ -197,6 +199,7 @@ class GradientSync {
                       "the scope for the last micro-batch, then call finish()");
     }
     freeze();
+    agree();
     sticky([&] {
       stats_ = {};
       stats_.buckets = plan_.buckets.size();
@@ -301,6 +304,7 @@ class GradientSync {
     requireZero1("allGatherParameters()");
     freeze();
     requireBetweenIterations("allGatherParameters()");
+    agree();
     sticky([&] { gatherShards(); });
   }
 
@@ -348,10 +352,8 @@ class GradientSync {
     Request request;                   // declared last: destroyed (waited for) before the buffers
   };
 
-  // Registration is complete: check ranks agree, make the first plan. Collective; the first
-  // collective call of every rank triggers it, so all ranks run it at the same point.
-  // If the ranks disagree, every later call fails the same way instead of using a plan that was
-  // never made.
+  // Registration is complete: make the first plan (from this rank's registry alone; agree()
+  // checks the ranks hold the same one before any bucket travels).
   // Also the gate of every collective entry point: after a failure, each rethrows it.
   void freeze() {
     if (failed_ != lockstepSuccess) {
@@ -360,12 +362,25 @@ class GradientSync {
     if (frozen_) return;
     frozen_ = true;
     sticky([&] {
-      checkRanksAgree();
       shapes_ = registry_.shapes();
       ready_.assign(registry_.size(), 0);
       usedInWindow_.assign(registry_.size(), 0);
       setPlan(planBuckets(shapes_, reverseRegistrationOrder(registry_.size()), options_.bucketBytes, padMultiple()));
     });
+  }
+
+  // The registration check, once: collective and blocking, so it runs at a rank's first blocking
+  // entry point (broadcastParameters, allGatherParameters or finish), which every rank reaches
+  // at the same place among its calls. markReady does not run it: a rank's first markReady comes
+  // wherever its backward pass first finishes a gradient, maybe before a collective of the
+  // program's own on which another rank, not yet marking, waits (both then waited out the
+  // timeout). Until the check passes, markReady only packs: the first iteration's buckets start
+  // in finish(), after it. If the ranks disagree, every later call fails the same way instead of
+  // using a plan that was never agreed on.
+  void agree() {
+    if (agreed_) return;
+    sticky([&] { checkRanksAgree(); });
+    agreed_ = true;
   }
 
   // Runs the communicating part of an entry point. Its first failure sticks: the iteration is
@@ -401,8 +416,8 @@ class GradientSync {
     uint64_t head[2 * kFields];
     for (int k = 0; k < kFields; ++k) head[2 * k] = mine[k], head[2 * k + 1] = ~mine[k];
     ownCollective(
-        "the registration check (the first collective call of every rank, comparing what each "
-        "registered)",
+        "the registration check (at every rank's first broadcastParameters(), allGatherParameters() or "
+        "finish(), comparing what each registered)",
         [&] { check(lockstepAllReduce(head, head, 2 * kFields, lockstepUint64, lockstepMax, comm_, nullptr)); });
     // Every rank sees the same difference, so every rank takes part in naming who differs.
     if (head[0] != ~head[1]) {
@@ -413,9 +428,13 @@ class GradientSync {
                                   "rebucket", "findUnusedParameters", "checkNames"};
     for (int k = 1; k < kFields; ++k) {
       if (head[2 * k] != ~head[2 * k + 1]) {
+        const bool compression = k == 2;  // named, not numbered ("bf16 on rank 0, fp16 on rank 1")
         throw Exception(lockstepMismatch,
                         std::string("lockstep ddp: ranks use different options: ") + names[k] + " is " +
-                            whoHas({mine[k], 0}, [](const uint64_t* v) { return std::to_string(v[0]); }));
+                            whoHas({mine[k], 0}, [compression](const uint64_t* v) {
+                              return compression ? std::string(compressionName(static_cast<Compression>(v[0])))
+                                                 : std::to_string(v[0]);
+                            }));
       }
     }
     // Counts and dtypes, then (checkNames) names: 2m hashes and their complements.
@@ -762,6 +781,7 @@ class GradientSync {
   ParamRegistry registry_;
   std::vector<ParamShape> shapes_;
   bool frozen_ = false;
+  bool agreed_ = false;                        // the registration check passed
   lockstepResult_t failed_ = lockstepSuccess;  // the first failure of a collective entry point (sticky)
   std::string failedWhy_;
   bool rebucketed_ = false;

@@ -509,7 +509,7 @@ void checkErrors(lockstep::Comm& comm) {
         [&] { sync.registerParameter("late", other.data(), gother.data(), 4); },
         "registration after the first iteration");
   }
-  // Ranks that disagree: every rank must get lockstepMismatch, at the first collective call.
+  // Ranks that disagree: every rank must get lockstepMismatch, at the first blocking call.
   auto mismatch = [&](const std::string& what, const std::string& phrase, const std::function<void(GradientSync&)>& reg,
                       Options o = {}) {
     GradientSync sync(comm, std::move(o));
@@ -575,6 +575,53 @@ void checkErrors(lockstep::Comm& comm) {
   mismatch(
       "different findUnusedParameters", "findUnusedParameters is 0 on " + others + ", 1 on rank " + last,
       [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, f);
+  Options c;
+  c.compression = odd ? Compression::kFp16 : Compression::kBf16;
+  mismatch(
+      "different compression", "compression is bf16 on " + others + ", fp16 on rank " + last,
+      [&](GradientSync& s) { s.registerParameter("w", w.data(), dw.data(), 10); }, c);
+  // Found by finish() after markReady: the marked bucket waited for the check. Started at once,
+  // it would have met the other ranks' bucket of another size and failed with the library's
+  // mismatch of two all-reduces, not naming the parameter.
+  {
+    GradientSync sync(comm);
+    sync.registerParameter("w", w.data(), dw.data(), odd ? 9 : 10);
+    sync.markReady(size_t{0});
+    expectError(
+        lockstepMismatch, "parameter #0 ('w' on rank " + std::to_string(rank) + ") differs between ranks",
+        [&] { sync.finish(); }, "different count, found by finish() after markReady");
+  }
+}
+
+// A rank's first markReady may come before a collective of the program's own on which another
+// rank, not yet marking, waits: the first markReady ran the registration check (a blocking
+// collective), so the two ranks waited for each other until LOCKSTEP_TIMEOUT.
+void checkFirstMarkBeforeAProgramCollective(lockstep::Comm& comm) {
+  if (nranks < 2) return;
+  const size_t n = 100;
+  std::vector<float> a(n), b(n), da(n), db(n), loss(n);
+  GradientSync sync(comm);
+  sync.registerParameter("a", a.data(), da.data(), n);
+  sync.registerParameter("b", b.data(), db.data(), n);
+  for (int it = 0; it < 2; ++it) {
+    std::fill(da.begin(), da.end(), 1.0f + rank);
+    std::fill(db.begin(), db.end(), 10.0f * (1 + rank));
+    std::fill(loss.begin(), loss.end(), 1.0f);
+    if (rank == 0) {  // a parameter only rank 0's branch reaches before the loss is logged
+      sync.markReady(a.data());
+      comm.allReduce(loss.data(), loss.data(), n, lockstepFloat32, lockstep::Op::kSum);
+    } else {
+      comm.allReduce(loss.data(), loss.data(), n, lockstepFloat32, lockstep::Op::kSum);
+      sync.markReady(a.data());
+    }
+    sync.markReady(b.data());
+    sync.finish();
+    const float mean = (static_cast<float>(nranks) + 1) / 2;
+    const std::string tag = "first markReady before the program's collective, iteration " + std::to_string(it);
+    expect(da[7] == mean, tag + ": a's gradient " + std::to_string(da[7]));
+    expect(db[7] == 10 * mean, tag + ": b's gradient " + std::to_string(db[7]));
+    expect(loss[7] == static_cast<float>(nranks), tag + ": the program's own value " + std::to_string(loss[7]));
+  }
 }
 
 // The program's own collectives on the communicator it gave GradientSync, between markReady and
@@ -673,7 +720,7 @@ void checkStickyFailure(lockstep::Comm& comm) {
       first, "unusable after an earlier failure", [&] { sync.markReady(w.data()); }, "sticky: markReady after it");
 }
 
-// A failure in GradientSync's first collective (the registration check its first markReady
+// A failure in GradientSync's first collective (the registration check its first finish()
 // runs) says whose collective it is: it once read "allreduce #1 (10 x uint64) ...", a call the
 // program never made.
 void checkFirstCallFailureIsNamed(lockstep::Comm& comm) {
@@ -692,13 +739,14 @@ void checkFirstCallFailureIsNamed(lockstep::Comm& comm) {
   std::string why;
   try {
     sync.markReady(w.data());
+    sync.finish();
   } catch (const Exception& e) {
     why = e.what();
   }
-  expect(
-      why.find("lockstep ddp: the registration check (the first collective call of every rank") != std::string::npos &&
-          why.find("(on GradientSync's own communicator): ") != std::string::npos,
-      "first call: the failure names GradientSync's registration check: " + why);
+  expect(why.find("lockstep ddp: the registration check (at every rank's first broadcastParameters()") !=
+                 std::string::npos &&
+             why.find("(on GradientSync's own communicator): ") != std::string::npos,
+         "first call: the failure names GradientSync's registration check: " + why);
 }
 
 }  // namespace
@@ -722,6 +770,7 @@ int main() {
     }
     checkErrors(comm);
     checkUserCollectivesDuringBackward(comm);
+    checkFirstMarkBeforeAProgramCollective(comm);
     checkStickyFailure(comm);
     checkFirstCallFailureIsNamed(comm);
     // The communicator is still healthy after all of that.

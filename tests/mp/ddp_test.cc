@@ -235,7 +235,7 @@ TEST_P(DdpSemantics, GradientSyncChecksPass) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Ranks, DdpSemantics, ::testing::Values(1, 3, 4));
+INSTANTIATE_TEST_SUITE_P(Ranks, DdpSemantics, ::testing::Values(1, 2, 3, 4));
 
 TEST(DdpTrain, BadFlagsFailWithAClearMessage) {
   ProcResult r = run({kRun, "-n", "4", kTrain, "--global-batch", "250"}, {"LOCKSTEP_TIMEOUT=30"}, 60);
