@@ -127,9 +127,10 @@ LOCKSTEP_API lockstepResult_t lockstepCommAbort(lockstepComm_t comm);
 
 /* The first error this communicator or its group has seen, including errors of non-blocking
  * operations and failures noticed between calls (a peer died, left, or called a different
- * collective): lockstepSuccess while healthy. An aborted communicator is freed, so its own rank
- * never asks; its peers see lockstepRemoteError naming it. After an error, further collectives
- * fail with it; destroy the communicator. */
+ * collective): lockstepSuccess while healthy. On a communicator this rank aborted it returns
+ * lockstepAborted, as every other call does; its peers see lockstepRemoteError naming it, once
+ * they have finished the ops it completed. After an error, further collectives fail with it;
+ * destroy the communicator. */
 LOCKSTEP_API lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError);
 
 LOCKSTEP_API lockstepResult_t lockstepCommCount(const lockstepComm_t comm, int* count);

@@ -203,13 +203,14 @@ void Health::check() {
   throw Error(code, text);
 }
 
-void Health::fail(lockstepResult_t code, int culprit, const std::string& message) {
+void Health::fail(lockstepResult_t code, int culprit, const std::string& message, bool relay) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failed_.load() != lockstepSuccess) return;  // the first failure wins
     failureRaw_ = message;
     failureCulprit_ = culprit;
     failureOrigin_ = rank_;
+    if (!relay) keepFailureHere();
     failed_.store(code);
   }
   LS_WARN(rank_, "communicator failed: " << message);
@@ -624,13 +625,13 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       takeProgress();
       p.completed = std::max(p.completed, m.completed);
       p.fd.reset();
-      if (m.aborted && failed_.load() == lockstepSuccess) {
-        failureRaw_ = p.name + " aborted its communicator";
-        failureOrigin_ = rank_;
-        failureCulprit_ = p.rank;
-        failed_.store(lockstepRemoteError);
-        notifyFailed();
-      }
+      p.aborted = m.aborted != 0;
+      // An abort fails this rank at once unless it is still finishing ops the aborter completed:
+      // those lose nothing, as with a goodbye (whose checks, in checkPeersStay and evaluate,
+      // fail each later op, and evaluate this communicator once they are done). Failed at once,
+      // a peer's copy of the all-reduce after which a watchdog aborted failed where the aborter's
+      // had succeeded (helper-89: 5 of 60 on 3 ranks).
+      if (p.aborted && failed_.load() == lockstepSuccess && completed_.load() >= p.completed) failAborted(p);
       break;
     default:
       break;
@@ -651,9 +652,28 @@ void Health::lost(Peer& p, const std::string& why) {
   fail(lockstepRemoteError, p.rank, msg);
 }
 
+void Health::failAborted(const Peer& p) {
+  failureRaw_ = p.name + " aborted its communicator";
+  failureOrigin_ = rank_;
+  failureCulprit_ = p.rank;
+  keepFailureHere();
+  failed_.store(lockstepRemoteError);
+  notifyFailed();
+}
+
+// A failure that follows from a peer's departure (its abort, or an op it did not complete) is
+// not relayed: every peer has that peer's goodbye of its own and fails its own ops past the
+// departure, while a relay failed peers still finishing an op the departed rank had completed
+// (a lost goodbye shows as the connection's end).
+void Health::keepFailureHere() {
+  failureSent_.store(true);
+  failureDelivered_.store(true, std::memory_order_release);
+}
+
 std::string Health::leftBefore(const Peer& p, uint64_t seq) const {
-  return p.name + " left the communicator after op #" + std::to_string(p.completed) + ", so op #" +
-         std::to_string(seq) + " on rank " + std::to_string(rank_) + " cannot complete";
+  return p.name + (p.aborted ? " aborted its communicator after op #" : " left the communicator after op #") +
+         std::to_string(p.completed) + ", so op #" + std::to_string(seq) + " on rank " + std::to_string(rank_) +
+         " cannot complete";
 }
 
 void Health::checkPeersStay(uint64_t seq) {
@@ -669,7 +689,7 @@ void Health::checkPeersStay(uint64_t seq) {
       }
     }
   }
-  if (culprit >= 0) fail(lockstepRemoteError, culprit, problem);
+  if (culprit >= 0) fail(lockstepRemoteError, culprit, problem, /*relay=*/false);
   check();
 }
 
@@ -687,6 +707,11 @@ void Health::evaluate() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const Peer& p : peers_) {
+      // A peer aborted after ops this rank has now finished too (handle(), kGoodbye).
+      if (p.state == PeerState::kLeft && p.aborted && completed_.load() >= p.completed && !inOp) {
+        failAborted(p);
+        return;
+      }
       if (inOp && p.state == PeerState::kLeft && p.completed < entered) {
         problem = leftBefore(p, entered);
         culprit = p.rank;
@@ -713,7 +738,7 @@ void Health::evaluate() {
       if (code != lockstepSuccess) break;
     }
   }
-  if (code != lockstepSuccess) fail(code, culprit, problem);
+  if (code != lockstepSuccess) fail(code, culprit, problem, /*relay=*/code != lockstepRemoteError);
 }
 
 }  // namespace lockstep

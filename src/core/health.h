@@ -64,8 +64,9 @@ class Health : public OpMonitor {
   // For timeout messages: the ranks that have not entered op `seq`, left, died or stopped
   // answering, with host, pid and the last op each completed. Empty if none.
   std::string laggards(uint64_t seq, int peer = -1) override;
-  // Records a failure this rank found (the first one wins) and sends it to every peer.
-  void fail(lockstepResult_t code, int culprit, const std::string& message);
+  // Records a failure this rank found (the first one wins) and, with relay, sends it to every
+  // peer (a departure's consequence is not relayed: keepFailureHere).
+  void fail(lockstepResult_t code, int culprit, const std::string& message, bool relay = true);
   // lockstepSuccess while healthy, else the first failure's code.
   lockstepResult_t failure() const { return static_cast<lockstepResult_t>(failed_.load()); }
   // Whether the group has failed and `rank` found the failure or is its culprit.
@@ -110,8 +111,9 @@ class Health : public OpMonitor {
     PeerState state = PeerState::kAlive;
     uint64_t entered = 0, completed = 0;
     Fingerprint fp;
-    Fingerprint prevFp;  // the op it entered before fp: a peer one op ahead is still comparable
-    uint32_t p2p = 0;    // the send/recv it is in (p2pState), from its last status
+    Fingerprint prevFp;    // the op it entered before fp: a peer one op ahead is still comparable
+    uint32_t p2p = 0;      // the send/recv it is in (p2pState), from its last status
+    bool aborted = false;  // its goodbye said it aborted (state kLeft)
     Clock::time_point lastHeard;
   };
 
@@ -130,9 +132,11 @@ class Health : public OpMonitor {
   void sendSplitReports();
   // The failure as this rank tells it: "rank R (host:pid) reports: " first where R found it (mu_).
   std::string failureText() const;
-  void checkDelivered();  // sets failureDelivered_ once the report has left for every live peer
-  void awaitDelivery();   // a failing call's brief wait for it (not on the watchdog thread)
-  void evaluate();        // departures and mismatches against what this rank is doing
+  void checkDelivered();            // sets failureDelivered_ once the report has left for every live peer
+  void awaitDelivery();             // a failing call's brief wait for it (not on the watchdog thread)
+  void evaluate();                  // departures and mismatches against what this rank is doing
+  void failAborted(const Peer& p);  // p aborted: this communicator fails (mu_ held)
+  void keepFailureHere();
   std::string leftBefore(const Peer& p, uint64_t seq) const;  // "rank 3 (...) left ... after op #k ..."
   // This rank's current op (previous = false) or the one before it.
   Fingerprint myFingerprint(bool previous = false) const;

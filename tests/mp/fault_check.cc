@@ -38,6 +38,11 @@
 //       moves nothing and returns at once, and it destroys its communicator and lives on 3 s (or,
 //       with --op exit, exits). The others must return lockstepMismatch naming the count within
 //       10 s, not that rank R left (nor wait out their timeout).
+//   fault_check --mode abort-after-its-op --victim R [--op exit]
+//       Rank R, the root, broadcasts 1000 floats, which it finishes alone (they fit the links'
+//       buffers), aborts its communicator and lives on 3 s (or exits). The others call the
+//       broadcast 500 ms later: they must receive it whole (R completed it, as a goodbye lets its
+//       peers finish its last op), then fail their next call at once naming R's abort.
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
 //                                               "count 0, three times"|split
 //       Rank R calls a collective that differs in one field; every rank must return
@@ -306,6 +311,38 @@ int main(int argc, char** argv) {
     }
     return report(r == lockstepMismatch && ms < 10000 && msg.find("first difference: count") != std::string::npos,
                   "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
+  }
+
+  if (mode == "abort-after-its-op") {
+    float x = 1;
+    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+      return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
+    std::vector<float> buf(1000, rank == victim ? 7.0f : 0.0f);
+    if (rank == victim) {
+      const lockstepResult_t r =
+          lockstepBroadcast(buf.data(), buf.data(), buf.size(), lockstepFloat32, victim, comm, nullptr);
+      lockstepCommAbort(comm);
+      if (op == "exit") _exit(r == lockstepSuccess ? 0 : 1);
+      std::this_thread::sleep_for(std::chrono::seconds(3));
+      return report(r == lockstepSuccess, "broadcast result " + std::to_string(r));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const lockstepResult_t r =
+        lockstepBroadcast(buf.data(), buf.data(), buf.size(), lockstepFloat32, victim, comm, nullptr);
+    if (r != lockstepSuccess)
+      return report(false, "the broadcast rank R finished failed: " + std::string(lockstepGetLastError(comm)));
+    for (float v : buf) {
+      if (v != 7.0f) return report(false, "the broadcast rank R finished delivered " + std::to_string(v));
+    }
+    const double t0 = nowMs();
+    const lockstepResult_t next = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    const double ms = nowMs() - t0;
+    const std::string msg = lockstepGetLastError(comm);
+    lockstepCommDestroy(comm);
+    return report(
+        next == lockstepRemoteError && ms < 5000 && msg.find(victimName) != std::string::npos &&
+            msg.find("aborted its communicator") != std::string::npos,
+        "next call: result " + std::to_string(next) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
   }
 
   if (mode == "mismatch") {

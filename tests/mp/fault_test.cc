@@ -272,6 +272,26 @@ INSTANTIATE_TEST_SUITE_P(TransportsAndOps, Leaves,
                            return std::string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
                          });
 
+// A rank finishes a broadcast it roots, then aborts (a watchdog's pattern): its peers, still
+// before or in that op, used to fail it at once on hearing the abort, so the ranks disagreed on
+// whether it succeeded (helper-89: 5 of 60 all-reduces on 3 ranks). They finish it now, and fail
+// the next call naming the abort. 3 ranks (the last one receives through the middle one), shm and
+// sockets, the aborter living on or exiting.
+TEST(Faults, PeersFinishTheOpAnAbortingRankCompletedThenNameTheAbort) {
+  for (const char* transport : {"shm", "socket"}) {
+    for (const char* after : {"stay", "exit"}) {
+      const int n = 3;
+      auto procs = startRanks(n, {"--mode", "abort-after-its-op", "--victim", "0", "--op", after},
+                              {"LOCKSTEP_TIMEOUT=60", std::string("LOCKSTEP_TRANSPORTS=") + transport});
+      for (int r = 0; r < n; ++r) {
+        ProcResult res = procs[r]->wait(30);
+        EXPECT_FALSE(res.timedOut) << res.output;
+        EXPECT_EQ(res.code, 0) << transport << ", aborter " << after << "s, rank " << r << ": " << res.output;
+      }
+    }
+  }
+}
+
 class Mismatches : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
