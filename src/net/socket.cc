@@ -81,6 +81,13 @@ NetAddr NetAddr::fromSockaddr(const sockaddr* sa) {
   return a;
 }
 
+const addrinfo* preferredAddress(const addrinfo* list) {
+  for (const addrinfo* ai = list; ai; ai = ai->ai_next) {
+    if (ai->ai_family == AF_INET) return ai;
+  }
+  return list;
+}
+
 NetAddr NetAddr::parse(const std::string& hostPort) {
   std::string host, port;
   if (!hostPort.empty() && hostPort[0] == '[') {
@@ -110,7 +117,7 @@ NetAddr NetAddr::parse(const std::string& hostPort) {
   if (rc != 0 || res == nullptr) {
     throw InvalidArgument("cannot resolve host \"" + host + "\": " + gai_strerror(rc));
   }
-  NetAddr a = fromSockaddr(res->ai_addr);
+  NetAddr a = fromSockaddr(preferredAddress(res)->ai_addr);
   freeaddrinfo(res);
   a.port = static_cast<uint16_t>(p);
   // An IPv6 link-local address needs its interface (a scope id), which an address here does not

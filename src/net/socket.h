@@ -2,6 +2,7 @@
 // non-blocking and close-on-exec; every blocking-looking call takes a Deadline.
 #pragma once
 
+#include <netdb.h>
 #include <sys/socket.h>
 
 #include <cstddef>
@@ -36,6 +37,13 @@ struct NetAddr {
   bool sameHost(const NetAddr& o) const;  // the same family and address, whatever the ports
 };
 static_assert(sizeof(NetAddr) == 20);
+
+// Of a name's resolved addresses, the one every host takes: its first IPv4 one, else the first.
+// glibc orders a name's addresses by each host's own addresses (RFC 6724), so for a name with
+// both families the first one was IPv6 on a host with an IPv6 address and IPv4 on the others:
+// rank 0 listened on one family and the others dialled the other until the timeout (helper-87).
+// An IPv6 rendezvous is asked for with a literal address ("[fd00::1]:29500").
+const struct addrinfo* preferredAddress(const struct addrinfo* list);
 
 // The peer closed the connection. Callers that know who the peer is turn it into RemoteError.
 struct ConnectionClosed : Error {

@@ -704,6 +704,28 @@ TEST(BootstrapErrors, ARootNamedByAHostnameThatResolvesToLoopbackListensEverywhe
       << "the root is not reachable at " << other;
 }
 
+// A name with addresses of both families is taken as its IPv4 one on every host, whatever order
+// the host's resolver gave them in (glibc sorts them by the host's own addresses: a host with
+// IPv6 got the IPv6 one first, the others the IPv4 one, and the job never formed).
+TEST(RootAddress, ANameWithBothFamiliesIsItsIPv4AddressWhateverTheOrder) {
+  sockaddr_in v4addr{};
+  v4addr.sin_family = AF_INET;
+  sockaddr_in6 v6addr{};
+  v6addr.sin6_family = AF_INET6;
+  addrinfo v4info{}, v6info{};
+  v4info.ai_family = AF_INET;
+  v4info.ai_addr = reinterpret_cast<sockaddr*>(&v4addr);
+  v6info.ai_family = AF_INET6;
+  v6info.ai_addr = reinterpret_cast<sockaddr*>(&v6addr);
+  v6info.ai_next = &v4info;  // IPv6 first, as on a host with an IPv6 address
+  EXPECT_EQ(preferredAddress(&v6info), &v4info);
+  v6info.ai_next = nullptr;
+  v4info.ai_next = &v6info;
+  EXPECT_EQ(preferredAddress(&v4info), &v4info);
+  v4info.ai_next = nullptr;
+  EXPECT_EQ(preferredAddress(&v6info), &v6info);  // IPv6 only: that one
+}
+
 // An address without a port ("10.0.0.1", "[::1]"): parse wants one.
 NetAddr v4(const char* text) {
   NetAddr a = NetAddr::parse(std::string(text) + ":1");
