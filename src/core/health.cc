@@ -11,7 +11,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_set>
 
 #include "src/core/errors.h"
 #include "src/core/logging.h"
@@ -67,6 +70,40 @@ void fitText(const std::string& text, char* out, size_t size) {
   std::memcpy(out, fitted.c_str(), fitted.size() + 1);
 }
 
+// The watchdogs of this process's live communicators. A program that returns from main (or
+// calls exit) without destroying its communicators, as scripts and many trainers do, used to
+// leave without a goodbye: its peers heard only the control connection close, "lost ... (no
+// goodbye)", and failed an op whose data the leaver had sent and they had yet to read (a send
+// followed by the end of main; helper-87, across hosts, and on one host whenever the receiver
+// came to it later). At exit, each says its goodbye, as a destroy would: what the rank
+// completed is final for its peers. A forked child's copy is its parent's (and its threads are
+// not there): it says nothing, as with the rendezvous services (root_service.cc).
+struct LiveWatchdogs {
+  const pid_t owner;
+  std::mutex mu;
+  std::unordered_set<Health*> live;
+};
+std::atomic<LiveWatchdogs*> gWatchdogs{nullptr};
+
+void goodbyesAtExit() {
+  LiveWatchdogs* w = gWatchdogs.load();
+  if (!w || w->owner != getpid()) return;
+  std::lock_guard<std::mutex> lock(w->mu);
+  for (Health* h : w->live) h->stopWatching();
+}
+
+LiveWatchdogs& liveWatchdogs() {
+  static const bool registered = std::atexit(goodbyesAtExit) == 0;
+  (void)registered;
+  LiveWatchdogs* w = gWatchdogs.load();
+  while (!w || w->owner != getpid()) {
+    auto* mine = new LiveWatchdogs{getpid(), {}, {}};  // never freed: a thread may leave during exit
+    if (gWatchdogs.compare_exchange_strong(w, mine)) return *mine;
+    delete mine;
+  }
+  return *w;
+}
+
 }  // namespace
 
 std::chrono::milliseconds Health::unresponsiveAfter(std::chrono::milliseconds timeout) {
@@ -117,9 +154,26 @@ Health::Health(const TransportContext& ctx)
     }
     throw error;
   }
+  try {
+    LiveWatchdogs& w = liveWatchdogs();
+    std::lock_guard<std::mutex> lock(w.mu);
+    w.live.insert(this);
+  } catch (...) {
+    stopWatching();  // no destructor runs for a constructor that throws
+    throw;
+  }
 }
 
 Health::~Health() {
+  {
+    LiveWatchdogs& w = liveWatchdogs();
+    std::lock_guard<std::mutex> lock(w.mu);
+    w.live.erase(this);
+  }
+  stopWatching();
+}
+
+void Health::stopWatching() {
   stop_.store(true);
   wake();
   if (thread_.joinable()) thread_.join();

@@ -37,6 +37,10 @@ class Health : public OpMonitor {
   explicit Health(const TransportContext& ctx);
   // Says goodbye to every peer (after the last completed op, or "aborted"), stops the watchdog.
   ~Health() override;
+  // Ends the watchdog: it says goodbye to every peer (with what this rank completed) and closes.
+  // The destructor's first step; also run at the process's exit for communicators never
+  // destroyed.
+  void stopWatching();
   Health(const Health&) = delete;
   Health& operator=(const Health&) = delete;
 

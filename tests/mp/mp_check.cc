@@ -16,6 +16,10 @@
 //   mp_check --mode last-send  the last rank sends 8 MiB to rank 0 and destroys its communicator
 //                            at once, as a job's last call does; rank 0 must receive it all,
 //                            whatever reaches it first (the data or the goodbye)
+//   mp_check --mode exit-after-send  the same with 1 MiB, which the last rank's send finishes
+//                            alone (it fits the link's buffers), and it returns from main without
+//                            a destroy, as scripts do; rank 0 comes to its receive 0.5 s later
+//                            and must receive it all
 #include <time.h>
 #include <unistd.h>
 
@@ -70,14 +74,16 @@ int lateMode(lockstepComm_t comm) {
   return (rank == 0 && (wall < 1.0 || cpu > 0.25 * wall)) ? 1 : 0;
 }
 
-int lastSendMode(lockstepComm_t comm) {
-  const size_t count = size_t{2} << 20;  // 8 MiB of int32
+int lastSendMode(lockstepComm_t comm, bool destroy) {
+  const size_t count = destroy ? size_t{2} << 20 : size_t{256} << 10;  // 8 MiB or 1 MiB of int32
   std::vector<int32_t> buf(count);
   lockstepResult_t r = lockstepSuccess;
   if (rank == nranks - 1) {
     for (size_t i = 0; i < count; ++i) buf[i] = static_cast<int32_t>(i * 7 + 3);
     r = lockstepSend(buf.data(), count, lockstepInt32, 0, comm, nullptr);
+    if (!destroy) return r == lockstepSuccess ? 0 : fail(r, "last send");  // leaves comm to the exit
   } else if (rank == 0) {
+    if (!destroy) usleep(500 * 1000);
     r = lockstepRecv(buf.data(), count, lockstepInt32, nranks - 1, comm, nullptr);
   }
   if (r != lockstepSuccess) return fail(r, "last send/recv");
@@ -163,7 +169,8 @@ int main(int argc, char** argv) {
   lockstepCommCount(comm, &nranks);
   if (mode == "late") return lateMode(comm);
   if (mode == "absent") return absentMode(comm);
-  if (mode == "last-send") return lastSendMode(comm);
+  if (mode == "last-send") return lastSendMode(comm, true);
+  if (mode == "exit-after-send") return lastSendMode(comm, false);
 
   auto parseCounts = [&](const std::string& spec) {
     std::vector<size_t> v;

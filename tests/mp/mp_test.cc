@@ -82,6 +82,19 @@ TEST(Waiting, AnAbsentRankGivesATimeoutThatNamesIt) {
   EXPECT_NE(r.output.find("timed out"), std::string::npos) << r.output;
 }
 
+// A rank that sends its last message and returns from main without destroying its communicator
+// (as scripts do) leaves with a goodbye, said at exit: its peer, coming to the receive later,
+// gets the message whole. It used to hear only the control connection close ("lost rank 1 ...
+// (no goodbye)") and fail a receive whose data sat in its buffers.
+TEST(Leaving, ARankThatExitsWithoutDestroyAfterItsLastSendLosesItsPeerNothing) {
+  for (const char* transport : {"shm", "socket"}) {
+    ProcResult r = run({kRun, "-n", "2", kCheck, "--mode", "exit-after-send"},
+                       {std::string("LOCKSTEP_TRANSPORTS=") + transport, "LOCKSTEP_TIMEOUT=30"}, 60);
+    EXPECT_EQ(r.code, 0) << transport << ": " << r.output;
+    EXPECT_NE(r.output.find("the last message arrived whole"), std::string::npos) << transport << ": " << r.output;
+  }
+}
+
 // Every *_perf driver: 2- and 4-rank sweeps, checked (#wrong must be 0), over shm and socket.
 struct PerfParams {
   const char* driver;
