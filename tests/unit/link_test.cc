@@ -1,6 +1,9 @@
 // Links on their own: the credit rule of the slot FIFO, a two-thread stream through it, and a
 // socket link fed hostile bytes, or spread over several streams.
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -389,6 +392,43 @@ TEST_F(SocketLinkTest, TruncatedFrameThenCloseIsAPeerFailure) {
   EXPECT_EQ(a_->tryRecv().data, nullptr) << "incomplete: keep waiting";
   raw_.reset();
   EXPECT_THROW(a_->tryRecv(), RemoteError);
+}
+
+// A TCP connection reset (a live peer's connection cut by a firewall, or `ss -K`) is not told as
+// an orderly close: "did it exit?" misled where the peer was alive.
+TEST(SocketLinkEnd, AResetIsToldApartFromAClose) {
+  for (bool reset : {false, true}) {
+    Fd listener(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    Fd mine(::socket(AF_INET, SOCK_STREAM, 0));
+    ASSERT_EQ(::connect(mine.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    Fd theirs(::accept(listener.get(), nullptr, nullptr));
+    ASSERT_TRUE(theirs.valid());
+    ASSERT_EQ(::fcntl(mine.get(), F_SETFL, O_NONBLOCK), 0);
+    SocketLink link(std::move(mine), 1, "rank 1", 4, 4096);
+    if (reset) {
+      linger hard{1, 0};  // close() then sends a reset
+      ASSERT_EQ(::setsockopt(theirs.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof(hard)), 0);
+    }
+    theirs.reset();
+    std::string what;
+    for (int i = 0; i < 1000 && what.empty(); ++i) {
+      try {
+        if (link.tryRecv().data) FAIL() << "a message from nowhere";
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      } catch (const RemoteError& e) {
+        what = e.what();
+      }
+    }
+    EXPECT_NE(what.find(reset ? "connection reset" : "connection closed by the peer (did it exit?)"), std::string::npos)
+        << what;
+  }
 }
 
 }  // namespace

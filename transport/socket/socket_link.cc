@@ -115,7 +115,14 @@ Message SocketLink::tryRecv() {
   if (recvComplete_ == recvReleased_) {
     // Only the stream that carries the next frame matters: the others may have closed after
     // delivering everything they had.
-    if (streams_[recvComplete_ % streams_.size()].closed) peerFailed("connection closed by the peer (did it exit?)");
+    const Stream& next = streams_[recvComplete_ % streams_.size()];
+    if (next.closed) {
+      // A reset is not a close: a live peer's connection can be reset by something between the
+      // hosts (a firewall's idle timeout, a middlebox, `ss -K`), and "did it exit?" misled there.
+      peerFailed(next.reset ? "connection reset (the peer's process ended abruptly, or something between the hosts "
+                              "reset the connection: a firewall or middlebox?)"
+                            : "connection closed by the peer (did it exit?)");
+    }
     return Message{};
   }
   uint64_t slot = recvReleased_ % slots_;
@@ -209,7 +216,7 @@ bool SocketLink::recvOn(Stream& s) {
     if (rc < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return false;
       if (errno == ECONNRESET) {
-        s.closed = closed_ = true;
+        s.closed = closed_ = s.reset = true;
         return false;
       }
       if (isNetworkFailure(errno)) peerFailed(networkFailure(errno, "receiving"));

@@ -60,6 +60,7 @@ class SocketLink : public Link {
     size_t sendOffset = 0, recvOffset = 0;  // bytes of that frame (header + payload) moved so far
     Frame sendHeader{}, recvHeader{};
     bool closed = false;  // the peer closed this connection (its frames before that still count)
+    bool reset = false;   // ... by a reset, not an orderly close
   };
   void progressSend();
   void progressRecv();
