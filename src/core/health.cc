@@ -32,10 +32,10 @@ struct ControlMsg {
   MessageTag prevFp;            // and of the op entered before it
   int32_t code;                 // kFailure: lockstepResult_t
   int32_t culprit;
-  int32_t origin;    // kFailure: the rank that found it (a relay passes it on unchanged)
-  uint32_t aborted;  // kGoodbye: the rank aborted rather than left
-  uint32_t p2p;      // kStatus: Health::p2pState (the send/recv it is in), 0 if none
-  char text[384];    // kFailure: the message, NUL-terminated
+  int32_t origin;  // kFailure: the rank that found it (a relay passes it on unchanged)
+  uint32_t flags;  // kGoodbye: kByeAborted, kByeExiting; kFailure: kFailAfterOp
+  uint32_t p2p;    // kStatus: Health::p2pState (the send/recv it is in), 0 if none
+  char text[384];  // kFailure: the message, NUL-terminated
 };
 
 struct Health::SplitReport {
@@ -47,6 +47,10 @@ namespace {
 
 constexpr uint32_t kControlMagic = 0x54434c53u;  // "SLCT"
 constexpr uint32_t kStatus = 1, kFailure = 2, kGoodbye = 3, kSplitFailed = 4;
+// A goodbye's flags: the rank aborted rather than left; its process is ending (an exit without
+// destroy: its split children are going too). A failure's: it follows from a rank's departure
+// after op `completed`, and fails only later ops (Health::failAfterOp).
+constexpr uint32_t kByeAborted = 1, kByeExiting = 2, kFailAfterOp = 4;
 constexpr size_t kMaxOutbox = 64 * 1024;  // a peer that reads nothing for this long loses status news
 
 // The heartbeat: often enough to notice a stopped rank within a couple of seconds, rare enough
@@ -89,6 +93,9 @@ void goodbyesAtExit() {
   LiveWatchdogs* w = gWatchdogs.load();
   if (!w || w->owner != getpid()) return;
   std::lock_guard<std::mutex> lock(w->mu);
+  // All at once: each waits up to its goodbye deadline for a stopped peer, and one after another
+  // 50 communicators took 50 s to exit beside one (helper-90).
+  for (Health* h : w->live) h->requestStop(/*exiting=*/true);
   for (Health* h : w->live) h->stopWatching();
 }
 
@@ -173,9 +180,14 @@ Health::~Health() {
   stopWatching();
 }
 
-void Health::stopWatching() {
+void Health::requestStop(bool exiting) {
+  if (exiting) exiting_.store(true);
   stop_.store(true);
   wake();
+}
+
+void Health::stopWatching() {
+  requestStop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -257,18 +269,25 @@ void Health::check() {
   throw Error(code, text);
 }
 
-void Health::fail(lockstepResult_t code, int culprit, const std::string& message, bool relay) {
+void Health::fail(lockstepResult_t code, int culprit, const std::string& message) {
+  bool heardFirst = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failed_.load() != lockstepSuccess) return;  // the first failure wins
-    failureRaw_ = message;
-    failureCulprit_ = culprit;
-    failureOrigin_ = rank_;
-    if (!relay) keepFailureHere();
-    failed_.store(code);
+    // A departure heard earlier, which spared the op this rank was finishing, came first: it
+    // is the cause (a peer that relayed it and then crashed is its consequence).
+    heardFirst = applyPending(/*force=*/true);
+    if (!heardFirst) {
+      failureRaw_ = message;
+      failureCulprit_ = culprit;
+      failureOrigin_ = rank_;
+      failed_.store(code);
+    }
   }
-  LS_WARN(rank_, "communicator failed: " << message);
-  notifyFailed();
+  if (!heardFirst) {
+    LS_WARN(rank_, "communicator failed: " << message);
+    notifyFailed();
+  }
   wake();  // the watchdog tells every peer
   awaitDelivery();
 }
@@ -453,7 +472,8 @@ std::string Health::departed(int peer) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Peer& p : peers_) {
     if (p.rank == peer && p.state == PeerState::kLeft) {
-      return p.name + " left the communicator (after op #" + std::to_string(p.completed) + ")";
+      return p.name + (p.aborted ? " aborted its communicator" : " left the communicator") + " (after op #" +
+             std::to_string(p.completed) + ")";
     }
   }
   return {};
@@ -462,7 +482,10 @@ std::string Health::departed(int peer) {
 std::string Health::lostAmong(std::span<const int> ranks) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const Peer& p : peers_) {
-    if (p.state == PeerState::kLost && std::binary_search(ranks.begin(), ranks.end(), p.rank))
+    // A goodbye said at the process's exit counts: its communicators, a split's child among
+    // them, are going too (one that destroyed the parent and lives on keeps its child).
+    const bool gone = p.state == PeerState::kLost || (p.state == PeerState::kLeft && p.exiting);
+    if (gone && std::binary_search(ranks.begin(), ranks.end(), p.rank))
       return p.name + " is gone (it exited or lost its connection)";
   }
   return {};
@@ -512,7 +535,7 @@ void Health::watch() {
   // count 0) made with other arguments than a peer still waiting in it, and left at once, may
   // never have been in a heartbeat (one every 200 ms), and that peer could only say it left.
   ControlMsg bye = progress(kGoodbye);
-  bye.aborted = aborted_.load() ? 1 : 0;
+  bye.flags = (aborted_.load() ? kByeAborted : 0) | (exiting_.load() ? kByeExiting : 0);
   // Best effort: a peer that does not read its control connection is gone anyway. Peers close
   // at once on reading it, so this waits only for a stopped or unreachable peer: up to 2 s (a
   // quarter of LOCKSTEP_TIMEOUT where that is less), 100 ms for an abort. With 100 ms for every
@@ -545,6 +568,10 @@ void Health::sendFailure() {
     m.code = failed_.load();
     m.culprit = failureCulprit_;
     m.origin = failureOrigin_;
+    if (failureAfterOp_) {
+      m.flags = kFailAfterOp;
+      m.completed = *failureAfterOp_;
+    }
     // The finder's own words: each relay once put "rank R (host:pid) reports: " in front, and
     // after a few relays the cut at the message's end took the culprit's name.
     fitText(failureRaw_, m.text, sizeof(m.text));
@@ -655,9 +682,14 @@ void Health::handle(Peer& p, const ControlMsg& m) {
         std::string text = printable(std::string(m.text, strnlen(m.text, sizeof(m.text))));
         // Named after the rank that found it, whoever relayed it (a relay keeps the origin).
         const bool known = std::any_of(peers_.begin(), peers_.end(), [&](const Peer& q) { return q.rank == m.origin; });
+        const int culprit = m.culprit >= 0 && m.culprit < static_cast<int>(peers_.size()) + 1 ? m.culprit : -1;
+        if (m.flags & kFailAfterOp) {
+          failAfterOp(static_cast<lockstepResult_t>(m.code), culprit, known ? m.origin : p.rank, text, m.completed);
+          break;
+        }
         failureRaw_ = text;
         failureOrigin_ = known ? m.origin : p.rank;
-        failureCulprit_ = m.culprit >= 0 && m.culprit < static_cast<int>(peers_.size()) + 1 ? m.culprit : -1;
+        failureCulprit_ = culprit;
         // Relayed to every peer (sendFailure), so each goodbye this rank sends later is
         // preceded by the cause on the same connection: no peer can mistake the consequence
         // (this rank leaving) for the failure.
@@ -679,13 +711,13 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       takeProgress();
       p.completed = std::max(p.completed, m.completed);
       p.fd.reset();
-      p.aborted = m.aborted != 0;
-      // An abort fails this rank at once unless it is still finishing ops the aborter completed:
-      // those lose nothing, as with a goodbye (whose checks, in checkPeersStay and evaluate,
-      // fail each later op, and evaluate this communicator once they are done). Failed at once,
-      // a peer's copy of the all-reduce after which a watchdog aborted failed where the aborter's
-      // had succeeded (helper-89: 5 of 60 on 3 ranks).
-      if (p.aborted && failed_.load() == lockstepSuccess && completed_.load() >= p.completed) failAborted(p);
+      p.aborted = (m.flags & kByeAborted) != 0;
+      p.exiting = (m.flags & kByeExiting) != 0;
+      // An abort fails the ops the aborter did not complete, as a goodbye does (checkPeersStay,
+      // evaluate), and this communicator once this rank has finished the others: failed at once,
+      // a peer's copy of the all-reduce after which a watchdog aborted failed where the
+      // aborter's had succeeded (helper-89: 5 of 60 on 3 ranks).
+      if (p.aborted) failAfterOp(lockstepRemoteError, p.rank, rank_, p.name + " aborted its communicator", p.completed);
       break;
     default:
       break;
@@ -706,22 +738,36 @@ void Health::lost(Peer& p, const std::string& why) {
   fail(lockstepRemoteError, p.rank, msg);
 }
 
-void Health::failAborted(const Peer& p) {
-  failureRaw_ = p.name + " aborted its communicator";
-  failureOrigin_ = rank_;
-  failureCulprit_ = p.rank;
-  keepFailureHere();
-  failed_.store(lockstepRemoteError);
-  notifyFailed();
+bool Health::pastOp(uint64_t after) const {
+  const uint64_t entered = entered_.load(std::memory_order_acquire);
+  const uint64_t completed = completed_.load(std::memory_order_acquire);
+  return entered > completed ? entered > after : completed >= after;
 }
 
-// A failure that follows from a peer's departure (its abort, or an op it did not complete) is
-// not relayed: every peer has that peer's goodbye of its own and fails its own ops past the
-// departure, while a relay failed peers still finishing an op the departed rank had completed
-// (a lost goodbye shows as the connection's end).
-void Health::keepFailureHere() {
-  failureSent_.store(true);
-  failureDelivered_.store(true, std::memory_order_release);
+// A departure's consequence, found here or relayed: it applies once this rank is past op
+// `after`, so a peer still finishing an op the departed rank completed finishes it. It is relayed
+// with `after` (kFailAfterOp), as every failure is: unrelayed, a rank that left because another
+// had left looked like the first one to the peers behind it (helper-90).
+void Health::failAfterOp(lockstepResult_t code, int culprit, int origin, const std::string& text, uint64_t after) {
+  if (failed_.load() != lockstepSuccess) return;
+  // The first one wins, unless this one applies now and it does not yet.
+  if (!pending_ || (pastOp(after) && !pastOp(pending_->after)))
+    pending_ = PendingFailure{code, culprit, origin, text, after};
+  applyPending(/*force=*/false);
+}
+
+bool Health::applyPending(bool force) {
+  if (!pending_ || failed_.load() != lockstepSuccess || (!force && !pastOp(pending_->after))) return false;
+  const PendingFailure f = std::move(*pending_);
+  pending_.reset();
+  failureRaw_ = f.text;
+  failureOrigin_ = f.origin;
+  failureCulprit_ = f.culprit;
+  failureAfterOp_ = f.after;
+  failed_.store(f.code);
+  LS_WARN(rank_, "communicator failed: " << failureText());
+  notifyFailed();
+  return true;
 }
 
 std::string Health::leftBefore(const Peer& p, uint64_t seq) const {
@@ -731,19 +777,17 @@ std::string Health::leftBefore(const Peer& p, uint64_t seq) const {
 }
 
 void Health::checkPeersStay(uint64_t seq) {
-  std::string problem;
-  int culprit = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (pending_ && seq > pending_->after) applyPending(/*force=*/true);  // heard while finishing earlier ops
     for (const Peer& p : peers_) {
       if (p.state == PeerState::kLeft && p.completed < seq) {
-        problem = leftBefore(p, seq);
-        culprit = p.rank;
+        failAfterOp(lockstepRemoteError, p.rank, rank_, leftBefore(p, seq), p.completed);
         break;
       }
     }
   }
-  if (culprit >= 0) fail(lockstepRemoteError, culprit, problem, /*relay=*/false);
+  wake();  // the watchdog relays it
   check();
 }
 
@@ -760,17 +804,12 @@ void Health::evaluate() {
   lockstepResult_t code = lockstepSuccess;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // A departure heard while this rank finished ops the departed rank had completed.
+    if (applyPending(/*force=*/false)) return;
     for (const Peer& p : peers_) {
-      // A peer aborted after ops this rank has now finished too (handle(), kGoodbye).
-      if (p.state == PeerState::kLeft && p.aborted && completed_.load() >= p.completed && !inOp) {
-        failAborted(p);
-        return;
-      }
       if (inOp && p.state == PeerState::kLeft && p.completed < entered) {
-        problem = leftBefore(p, entered);
-        culprit = p.rank;
-        code = lockstepRemoteError;
-        break;
+        failAfterOp(lockstepRemoteError, p.rank, rank_, leftBefore(p, entered), p.completed);
+        return;
       }
       // Same sequence number, different op: the two may never exchange a message to notice.
       // A peer may be an op further (a rooted op let it finish without this rank), so its
@@ -792,7 +831,7 @@ void Health::evaluate() {
       if (code != lockstepSuccess) break;
     }
   }
-  if (code != lockstepSuccess) fail(code, culprit, problem, /*relay=*/code != lockstepRemoteError);
+  if (code != lockstepSuccess) fail(code, culprit, problem);
 }
 
 }  // namespace lockstep

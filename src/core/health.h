@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -39,7 +40,9 @@ class Health : public OpMonitor {
   ~Health() override;
   // Ends the watchdog: it says goodbye to every peer (with what this rank completed) and closes.
   // The destructor's first step; also run at the process's exit for communicators never
-  // destroyed.
+  // destroyed, after requestStop(true) (which only asks, so that every watchdog of the process
+  // says its goodbyes at once: `exiting` tells the peers the process is ending).
+  void requestStop(bool exiting = false);
   void stopWatching();
   Health(const Health&) = delete;
   Health& operator=(const Health&) = delete;
@@ -68,9 +71,8 @@ class Health : public OpMonitor {
   // For timeout messages: the ranks that have not entered op `seq`, left, died or stopped
   // answering, with host, pid and the last op each completed. Empty if none.
   std::string laggards(uint64_t seq, int peer = -1) override;
-  // Records a failure this rank found (the first one wins) and, with relay, sends it to every
-  // peer (a departure's consequence is not relayed: keepFailureHere).
-  void fail(lockstepResult_t code, int culprit, const std::string& message, bool relay = true);
+  // Records a failure this rank found (the first one wins) and sends it to every peer.
+  void fail(lockstepResult_t code, int culprit, const std::string& message);
   // lockstepSuccess while healthy, else the first failure's code.
   lockstepResult_t failure() const { return static_cast<lockstepResult_t>(failed_.load()); }
   // Whether the group has failed and `rank` found the failure or is its culprit.
@@ -118,6 +120,7 @@ class Health : public OpMonitor {
     Fingerprint prevFp;    // the op it entered before fp: a peer one op ahead is still comparable
     uint32_t p2p = 0;      // the send/recv it is in (p2pState), from its last status
     bool aborted = false;  // its goodbye said it aborted (state kLeft)
+    bool exiting = false;  // ... that its process is ending
     Clock::time_point lastHeard;
   };
 
@@ -136,11 +139,13 @@ class Health : public OpMonitor {
   void sendSplitReports();
   // The failure as this rank tells it: "rank R (host:pid) reports: " first where R found it (mu_).
   std::string failureText() const;
-  void checkDelivered();            // sets failureDelivered_ once the report has left for every live peer
-  void awaitDelivery();             // a failing call's brief wait for it (not on the watchdog thread)
-  void evaluate();                  // departures and mismatches against what this rank is doing
-  void failAborted(const Peer& p);  // p aborted: this communicator fails (mu_ held)
-  void keepFailureHere();
+  void checkDelivered();  // sets failureDelivered_ once the report has left for every live peer
+  void awaitDelivery();   // a failing call's brief wait for it (not on the watchdog thread)
+  void evaluate();        // departures and mismatches against what this rank is doing
+  // A departure's consequence: fails ops after op `after` only (mu_ held; see health.cc).
+  void failAfterOp(lockstepResult_t code, int culprit, int origin, const std::string& text, uint64_t after);
+  bool applyPending(bool force);      // the pending one, if this rank is past its op or force (mu_)
+  bool pastOp(uint64_t after) const;  // this rank is in an op after `after`, or idle at or past it
   std::string leftBefore(const Peer& p, uint64_t seq) const;  // "rank 3 (...) left ... after op #k ..."
   // This rank's current op (previous = false) or the one before it.
   Fingerprint myFingerprint(bool previous = false) const;
@@ -172,12 +177,20 @@ class Health : public OpMonitor {
   static uint32_t p2pState(const char* kind, int peer);
   static std::string p2pText(uint32_t state);  // ", in a receive from rank 2", or ""
 
-  std::atomic<bool> failureSent_{false}, stop_{false}, aborted_{false};
+  std::atomic<bool> failureSent_{false}, stop_{false}, aborted_{false}, exiting_{false};
   mutable std::mutex mu_;  // guards failure text and peers_' status for laggards()
   std::mutex hookMu_;      // held while the failure hook runs or changes
   std::function<void()> failureHook_;
-  std::string failureRaw_;  // as the rank that found it said it, which relays pass on
-  int failureOrigin_ = -1;  // that rank
+  std::string failureRaw_;                  // as the rank that found it said it, which relays pass on
+  std::optional<uint64_t> failureAfterOp_;  // set: a departure's, sparing ops up to this one
+  struct PendingFailure {
+    lockstepResult_t code;
+    int culprit, origin;
+    std::string text;
+    uint64_t after;
+  };
+  std::optional<PendingFailure> pending_;  // a departure's, until this rank is past `after` (mu_)
+  int failureOrigin_ = -1;                 // that rank
   int failureCulprit_ = -1;
   Clock::time_point failureSentAt_;  // watchdog thread only
   struct SplitFailure {

@@ -17,9 +17,13 @@
 //       with lockstepRemoteError saying that rank R left, long before their timeout.
 //   fault_check --mode fork-then-die --victim R
 //       The victim forks a child that outlives it, then dies: the others are told at once.
-//   fault_check --mode split-death --victim R   (with tests/mp/die_at_connect.c preloaded)
-//       The victim dies inside lockstepCommSplit, after its exchange: its color's other members
-//       fail at once naming it, the other color's communicator works.
+//   fault_check --mode split-death --victim R [--op exit]   (with tests/mp/die_at_connect.c preloaded)
+//       The victim dies inside lockstepCommSplit, after its exchange (or calls exit() there): its
+//       color's other members fail at once naming it, the other color's communicator works.
+//   fault_check --mode leave-cascade --victim R
+//       Rank R (not 0 or 1) returns from main without a destroy after op 1; rank 1 meets that at
+//       op 2 and returns too; rank 0 comes to op 2 a second later and must name rank R, not rank
+//       1, which only left because of it.
 //   fault_check --mode out-of-order --victim R
 //       Rank R receives from R + 1 where the others broadcast from R: every rank times out
 //       naming where the other side is (in a receive; inside a collective).
@@ -186,7 +190,7 @@ int main(int argc, char** argv) {
     // the split's exchange, on its way to its new communicator's rendezvous. The other member of
     // its color is told at once, naming it (it once waited out its whole timeout, blaming a rank
     // number of the new communicator); the other color's communicator forms and works.
-    if (rank == victim) setenv("LOCKSTEP_TEST_DIE_AT_CONNECT", "1", 1);
+    if (rank == victim) setenv("LOCKSTEP_TEST_DIE_AT_CONNECT", op == "exit" ? "exit" : "1", 1);
     lockstepComm_t child = nullptr;
     const double t0 = nowMs();
     const lockstepResult_t r = lockstepCommSplit(comm, rank % 2, rank, &child);
@@ -311,6 +315,19 @@ int main(int argc, char** argv) {
     }
     return report(r == lockstepMismatch && ms < 10000 && msg.find("first difference: count") != std::string::npos,
                   "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
+  }
+
+  if (mode == "leave-cascade") {
+    float x = 1;
+    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+      return report(false, std::string("op 1: ") + lockstepGetLastError(comm));
+    if (rank == victim) return report(true, "leaving without a destroy");
+    if (rank == 0) std::this_thread::sleep_for(std::chrono::seconds(1));
+    const lockstepResult_t r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    const std::string msg = lockstepGetLastError(comm);
+    if (rank != 0) return report(r == lockstepRemoteError, "op 2, then leaving without a destroy: " + msg);
+    return report(r == lockstepRemoteError && msg.find(victimName) != std::string::npos,
+                  "op 2 after the others left: " + msg);
   }
 
   if (mode == "abort-after-its-op") {

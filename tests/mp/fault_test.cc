@@ -171,6 +171,35 @@ TEST(Faults, ARankThatDiesInsideASplitIsNamedAtOnceByItsNewCommunicator) {
   expectTheVictimKilledAndTheOthersOk(procs, victim);
 }
 
+// The same rank calls exit() there instead: its goodbye, said at exit, says its process is
+// ending, and its color's other member fails at once (a goodbye alone looked like a member that
+// had finished its split and destroyed the parent, and it waited out its timeout: helper-90).
+TEST(Faults, ARankThatExitsInsideASplitIsNamedAtOnceByItsNewCommunicator) {
+  const int n = 4, victim = 3;
+  auto procs = startRanks(n, {"--mode", "split-death", "--victim", std::to_string(victim), "--op", "exit"},
+                          {"LOCKSTEP_TIMEOUT=20", std::string("LD_PRELOAD=") + DIE_AT_CONNECT_PATH,
+                           "ASAN_OPTIONS=" + std::string(getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "") +
+                               ":verify_asan_link_order=0"});
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(60);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    if (r != victim) EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
+// Rank 2 leaves after op 1 without a destroy; rank 1 fails op 2 for it and leaves too; rank 0,
+// a second behind, must name rank 2: the failure rank 1 found reaches it with the op it spares,
+// where, not passed on, it named rank 1, which only left because of rank 2 (helper-90).
+TEST(Faults, ARankThatLeftBecauseAnotherLeftIsNotBlamed) {
+  const int n = 3, victim = 2;
+  auto procs = startRanks(n, {"--mode", "leave-cascade", "--victim", std::to_string(victim)}, {"LOCKSTEP_TIMEOUT=20"});
+  for (int r = 0; r < n; ++r) {
+    ProcResult res = procs[r]->wait(30);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
 // A rank stopped between calls for longer than the timeout, then continued: its peers failed the
 // next op for want of it, and so must it, whatever the transport (over shared memory it once
 // completed the op from the data they had left there and returned success).
