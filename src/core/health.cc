@@ -543,19 +543,27 @@ void Health::watch() {
   // the close: the peer's next heartbeat drew a reset, and it reported a clean leave as "lost
   // ... (no goodbye)" in about one run of six.
   const Deadline by = Deadline::after(aborted_.load() ? std::chrono::milliseconds(100) : goodbyeWait_);
-  std::vector<Fd> open;
+  // A peer silent past the unresponsive mark (stopped, hung, or beyond a cut link) is not waited
+  // for: it gets what its socket takes at once. Waited for, it cost every destroy, and an exit
+  // per communicator, the whole deadline after a partition (2 s each: helper-91).
+  const Deadline now = Deadline::after(std::chrono::milliseconds(0));
+  const Clock::time_point silentSince = Clock::now() - unresponsive_;
+  std::vector<Fd> open, silent;
   for (Peer& p : peers_) {
     queue(p, bye);
     if (!p.fd.valid()) continue;
+    const bool isSilent = p.lastHeard < silentSince;
     try {
-      sendAll(p.fd.get(), p.outbox.data(), p.outbox.size(), by);
+      sendAll(p.fd.get(), p.outbox.data(), p.outbox.size(), isSilent ? now : by);
     } catch (const std::exception&) {
     }
-    open.push_back(std::move(p.fd));
+    (isSilent ? silent : open).push_back(std::move(p.fd));
   }
   // A peer closes its end once it has read the goodbye. Closing ours first, with its latest
   // status unread, reset the connection and could take the goodbye with it: that peer then
-  // reported this rank lost ("no goodbye") although it left cleanly.
+  // reported this rank lost ("no goodbye") although it left cleanly. (What a silent peer sent
+  // is read before the close, so the goodbye still waits for it in order.)
+  closeGracefully(silent, now);
   closeGracefully(open, by);
 }
 

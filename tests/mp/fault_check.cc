@@ -20,6 +20,11 @@
 //   fault_check --mode split-death --victim R [--op exit]   (with tests/mp/die_at_connect.c preloaded)
 //       The victim dies inside lockstepCommSplit, after its exchange (or calls exit() there): its
 //       color's other members fail at once naming it, the other color's communicator works.
+//   fault_check --mode destroy-beside-stopped --victim R
+//       Every rank makes three more communicators (splits); rank R stops itself (SIGSTOP); rank 0
+//       waits past the unresponsive mark (set LOCKSTEP_TIMEOUT=2: 1 s), then destroys all four
+//       within a second (each waited out its goodbye deadline for R: half a second here, 2 s at
+//       the default timeout).
 //   fault_check --mode leave-cascade --victim R
 //       Rank R (not 0 or 1) returns from main without a destroy after op 1; rank 1 meets that at
 //       op 2 and returns too; rank 0 comes to op 2 a second later and must name rank R, not rank
@@ -315,6 +320,29 @@ int main(int argc, char** argv) {
     }
     return report(r == lockstepMismatch && ms < 10000 && msg.find("first difference: count") != std::string::npos,
                   "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
+  }
+
+  if (mode == "destroy-beside-stopped") {
+    std::vector<lockstepComm_t> comms{comm};
+    for (int i = 0; i < 3; ++i) {
+      lockstepComm_t c = nullptr;
+      if (lockstepCommSplit(comm, 0, rank, &c) != lockstepSuccess)
+        return report(false, std::string("split: ") + lockstepGetLastError(nullptr));
+      comms.push_back(c);
+    }
+    float x = 1;
+    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+      return report(false, std::string("all-reduce: ") + lockstepGetLastError(comm));
+    if (rank == victim) {
+      raise(SIGSTOP);  // killed by the test
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    const double t0 = nowMs();
+    for (lockstepComm_t c : comms) lockstepCommDestroy(c);
+    const double ms = nowMs() - t0;
+    return report(rank != 0 || ms < 1000,
+                  "destroyed 4 communicators in " + std::to_string(static_cast<int>(ms)) + " ms beside a stopped rank");
   }
 
   if (mode == "leave-cascade") {

@@ -218,6 +218,18 @@ TEST(Faults, ARankContinuedAfterItsPeersFailedAnOpForItFailsItToo) {
   }
 }
 
+// Teardown beside a stopped (or cut-off) rank does not wait for its goodbyes to be read: each
+// destroy waited its goodbye deadline for it, seconds per communicator after a partition.
+TEST(Faults, DestroyBesideAStoppedRankDoesNotWaitForIt) {
+  const int n = 2, victim = 1;
+  auto procs =
+      startRanks(n, {"--mode", "destroy-beside-stopped", "--victim", std::to_string(victim)}, {"LOCKSTEP_TIMEOUT=2"});
+  ProcResult res = procs[0]->wait(60);
+  EXPECT_FALSE(res.timedOut) << res.output;
+  EXPECT_EQ(res.code, 0) << res.output;
+  // procs[victim] is killed (with its process group) when it goes out of scope.
+}
+
 TEST(Faults, StoppedRankGivesATimeoutThatNamesIt) {
   const int n = 4, victim = 2;
   auto procs = startRanks(n, {"--mode", "stop", "--victim", std::to_string(victim), "--after-ms", "150"},
