@@ -118,6 +118,9 @@ void explainTrace(const std::string& path, const Window& w, size_t buckets) {
   size_t before = 0, seen = 0;
   for (std::string line; std::getline(in, line);) {
     if (line.find("\"kind\":\"allreduce\"") == std::string::npos) continue;
+    // GradientSync's own checks (the accumulation window's, the used-parameter map) take the
+    // max; buckets sum or average. Counted as a bucket, the window check pushed the last one out.
+    if (textField(line, "op") == "max") continue;
     const int64_t ts = field(line, "ts"), dur = field(line, "dur"), queued = field(line, "queued_us");
     if (ts < w.backwardStartUs) continue;
     if (seen == buckets) break;
