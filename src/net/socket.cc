@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -260,6 +262,27 @@ bool isSelfConnected(int fd) {
 }
 
 }  // namespace
+
+std::string localInterfaceDown(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return "";
+  const NetAddr mine = NetAddr::fromSockaddr(reinterpret_cast<const sockaddr*>(&ss));
+  if (mine.isLoopback()) return "";
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string found, down;
+  for (ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)) continue;
+    if (!NetAddr::fromSockaddr(i->ifa_addr).sameHost(mine)) continue;
+    found = i->ifa_name;
+    if (!(i->ifa_flags & IFF_UP) || !(i->ifa_flags & IFF_RUNNING)) down = i->ifa_name;
+  }
+  freeifaddrs(list);
+  if (!down.empty()) return "this host's interface " + down + " (" + mine.hostStr() + ") is down";
+  if (found.empty()) return "this host's address " + mine.hostStr() + " is gone from its interfaces";
+  return "";
+}
 
 Fd connectStart(const NetAddr& addr) {
   sockaddr_storage ss;

@@ -20,7 +20,7 @@ set -uo pipefail
 build=$(cd "${1:?usage: netns_test.sh BUILD_DIR [CASE...]}" && pwd)
 shift
 cases=("$@")
-[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic ipv6_dad loopback decoy partition mtu impaired)
+[ ${#cases[@]} -eq 0 ] && cases=(interleaved contiguous routed late_nic ipv6_dad loopback decoy partition nic_down mtu impaired)
 mp_check=$build/tests/mp_check
 topo=$build/lockstep-topo
 wire=$build/tests/lockstep-wire
@@ -450,6 +450,26 @@ for c in "${cases[@]}"; do
         { echo "FAILED: partition: rank $r did not fail as a remote error naming rank $((1 - r)) and the network"; status=1; }
     done
     [ $((SECONDS - t1)) -lt 30 ] || { echo "FAILED: partition: the ranks took $((SECONDS - t1)) s to fail"; status=1; }
+    remove_hosts
+    ;;
+  nic_down)
+    # Host 1's own interface goes down mid-job (its link, not the switch's). Its rank can only
+    # time out, and must say that its own interface is down: it said that rank 0 was silent, or
+    # that the network dropped what it sent, blaming the healthy host (helper-91).
+    echo "== nic_down: 2 ranks, 2 hosts, host 1's eth0 down 2 s in (LOCKSTEP_TIMEOUT=5)"
+    make_hosts 2
+    (sleep 2 && ip -n "${prefix}h1" link set eth0 down) &
+    cut=$!
+    if EXTRA_ENV="LOCKSTEP_TIMEOUT=5" EXPECT_FAILURE=1 run_job nic_down 2 "0 1" "$build/perf/allreduce_perf" \
+      -b 1M -e 1M -n 10000000 -w 0; then
+      echo "FAILED: nic_down: the job went on across a down interface"
+      status=1
+    fi
+    wait "$cut"
+    line=$(grep -h "allreduce_perf: .* failed: " "$work/nic_down.1.log" | head -n 1)
+    echo "  rank 1: ${line:-(no error line)}"
+    grep -q "this host's interface eth0 (10.78.0.11) is down" <<<"$line" ||
+      { echo "FAILED: nic_down: rank 1 did not say its own interface is down"; status=1; }
     remove_hosts
     ;;
   mtu)

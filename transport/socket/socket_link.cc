@@ -50,6 +50,15 @@ std::string SocketLink::networkFailure(int err, const char* doing) {
 // as the heartbeats pass and full-sized ones do not). The peer, waiting for those bytes, can only
 // say it is waiting: this end is where the stall shows.
 std::string SocketLink::stallNote() const {
+  // This host's own link down: the cause, whatever the connection shows. The ranks of a host
+  // whose link was cut said only that the others were silent, or that the network dropped what
+  // they sent (helper-91).
+  for (const Stream& s : streams_) {
+    if (!s.fd.valid()) continue;
+    if (std::string down = localInterfaceDown(s.fd.get()); !down.empty())
+      return down + ": nothing this rank sends " + peerName_ + " leaves it";
+    break;  // the streams of a pair leave from one address
+  }
   for (const Stream& s : streams_) {
     tcp_info info{};
     socklen_t len = sizeof(info);
@@ -60,6 +69,16 @@ std::string SocketLink::stallNote() const {
     }
     // Two timeouts in a row without progress, at least: one can pass on a working, lossy path.
     if (queued <= 0 || info.tcpi_retransmits < 2) continue;
+    // Timeouts that never sent a retransmission: the bytes cannot leave this host at all (its
+    // interface went down, or its route to the peer went away). Said as the network dropping
+    // them, the ranks of the host whose link was cut blamed the healthy one (helper-91).
+    if (info.tcpi_total_retrans == 0) {
+      return "the connection to " + peerName_ + " has " + std::to_string(queued) + " bytes unacknowledged, and TCP's " +
+             std::to_string(info.tcpi_retransmits) +
+             " attempt(s) to resend them since the last progress sent nothing: they cannot leave this host (is its "
+             "interface towards " +
+             peerName_ + " down, or its route there gone?)";
+    }
     return "the connection to " + peerName_ + " has " + std::to_string(queued) +
            " bytes unacknowledged, and TCP has retransmitted them " + std::to_string(info.tcpi_retransmits) +
            " time(s) since the last progress (" + std::to_string(info.tcpi_total_retrans) +
