@@ -54,6 +54,15 @@ std::vector<std::unique_ptr<Process>> startRanks(int n, const std::vector<std::s
   return procs;
 }
 
+// Every rank's fault_check reported OK (exit 0) within 30 s.
+void expectEveryRankOk(std::vector<std::unique_ptr<Process>>& procs) {
+  for (int r = 0; r < static_cast<int>(procs.size()); ++r) {
+    ProcResult res = procs[r]->wait(30);
+    EXPECT_FALSE(res.timedOut) << res.output;
+    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
+  }
+}
+
 // The victim died of SIGKILL; every other rank's fault_check reported OK (exit 0); none hung.
 void expectTheVictimKilledAndTheOthersOk(std::vector<std::unique_ptr<Process>>& procs, int victim) {
   for (int r = 0; r < static_cast<int>(procs.size()); ++r) {
@@ -141,11 +150,7 @@ TEST(Faults, KilledRankStopsTheSurvivorsCudaIpcKernels) {
 TEST(Faults, ARankInAReceiveWhileItsPeersBroadcastIsNamedSoOnEverySide) {
   const int n = 3, victim = 0;
   auto procs = startRanks(n, {"--mode", "out-of-order", "--victim", std::to_string(victim)}, {"LOCKSTEP_TIMEOUT=3"});
-  for (int r = 0; r < n; ++r) {
-    ProcResult res = procs[r]->wait(30);
-    EXPECT_FALSE(res.timedOut) << res.output;
-    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
-  }
+  expectEveryRankOk(procs);
 }
 
 // A rank that forks a child (fork without exec) and then dies is noticed as any death: over
@@ -193,11 +198,7 @@ TEST(Faults, ARankThatExitsInsideASplitIsNamedAtOnceByItsNewCommunicator) {
 TEST(Faults, ARankThatLeftBecauseAnotherLeftIsNotBlamed) {
   const int n = 3, victim = 2;
   auto procs = startRanks(n, {"--mode", "leave-cascade", "--victim", std::to_string(victim)}, {"LOCKSTEP_TIMEOUT=20"});
-  for (int r = 0; r < n; ++r) {
-    ProcResult res = procs[r]->wait(30);
-    EXPECT_FALSE(res.timedOut) << res.output;
-    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
-  }
+  expectEveryRankOk(procs);
 }
 
 // A rank stopped between calls for longer than the timeout, then continued: its peers failed the
@@ -338,11 +339,7 @@ class Mismatches : public ::testing::TestWithParam<const char*> {};
 TEST_P(Mismatches, EveryRankReportsTheFieldInsteadOfHanging) {
   const int n = 4;
   auto procs = startRanks(n, {"--mode", "mismatch", "--victim", "2", "--field", GetParam()}, {"LOCKSTEP_TIMEOUT=60"});
-  for (int r = 0; r < n; ++r) {
-    ProcResult res = procs[r]->wait(30);
-    EXPECT_FALSE(res.timedOut) << res.output;
-    EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
-  }
+  expectEveryRankOk(procs);
 }
 
 // The root of a broadcast passes 0 elements where the others pass 1000: it finishes alone, then
