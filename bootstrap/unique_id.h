@@ -22,7 +22,8 @@ struct UniqueIdInfo {
 
 constexpr uint32_t kIdMagic = 0x4449534cu;  // "LSID"
 // 2: the rendezvous names the ring predecessor too; 3: a failure report names its finder.
-// 4: PeerInfo::euid (0.2.0); 5: PeerInfo::userNamespace; 6: a socket pair's streams in one mesh
+// 4: PeerInfo::euid (0.2.0); 5: PeerInfo::userNamespace; 6: the control messages' flags (a goodbye
+// at exit, a departure's failure sparing the ops the departed rank completed)
 constexpr uint32_t kProtocolVersion = 6;
 
 lockstepUniqueId encodeUniqueId(const UniqueIdInfo& info);

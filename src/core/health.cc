@@ -274,9 +274,11 @@ void Health::fail(lockstepResult_t code, int culprit, const std::string& message
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failed_.load() != lockstepSuccess) return;  // the first failure wins
-    // A departure heard earlier, which spared the op this rank was finishing, came first: it
-    // is the cause (a peer that relayed it and then crashed is its consequence).
-    heardFirst = applyPending(/*force=*/true);
+    // A departure heard earlier is the cause where it applies already, or where what failed
+    // here is that rank's going (its data connection closing); otherwise this rank's own
+    // failure wins: the departed rank completed the op this rank is in, so cannot have failed
+    // it (a timeout or a death here was told as its abort: helper-92).
+    if (pending_ && (pastOp(pending_->after) || culprit == pending_->culprit)) heardFirst = applyPending(true);
     if (!heardFirst) {
       failureRaw_ = message;
       failureCulprit_ = culprit;

@@ -387,7 +387,9 @@ std::string HostExecutor::stallNotes() const {
   // What this rank's own links show: sends the network keeps dropping stall the ranks after it.
   std::string stalls;
   for (int r = 0; r < nranks_; ++r) {
-    if (std::string note = links_[r] ? links_[r]->stallNote() : ""; !note.empty()) stalls += "; " + note;
+    std::string note = links_[r] ? links_[r]->stallNote() : "";
+    // A note of this host's own (its interface down) comes from every link alike: once.
+    if (!note.empty() && stalls.find(note) == std::string::npos) stalls += "; " + note;
   }
   return stalls;
 }

@@ -284,28 +284,14 @@ std::string localInterfaceDown(int fd) {
   return "";
 }
 
-Fd connectStart(const NetAddr& addr) {
-  sockaddr_storage ss;
-  socklen_t len = addr.toSockaddr(&ss);
-  Fd fd = newSocket(addr.family);
-  // Failed at once: connectTo tries again and says why (an unconnected socket would poll writable).
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS) return Fd();
-  return fd;
-}
-
-Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused, Fd started) {
+Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused) {
   sockaddr_storage ss;
   socklen_t len = addr.toSockaddr(&ss);
   int backoffMs = 1;
   for (;;) {
-    Fd fd;
-    int err = EINPROGRESS;
-    if (started.valid()) {
-      fd = std::move(started);  // its connect was issued already: await it (once; a retry dials anew)
-    } else {
-      fd = newSocket(addr.family);
-      err = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 ? 0 : errno;
-    }
+    Fd fd = newSocket(addr.family);
+    int rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
+    int err = rc == 0 ? 0 : errno;
     if (err == EINPROGRESS) {
       if (!pollFor(fd.get(), POLLOUT, deadline)) throw Timeout("connecting to " + addr.str() + " timed out");
       socklen_t elen = sizeof(err);

@@ -80,17 +80,12 @@ NetAddr localAddress(int fd);
 bool connectionEnds(int fd, NetAddr* mine, NetAddr* theirs);
 
 // Connects, retrying refused connections (the listener may not be up yet) until the deadline;
-// with retryRefused false, a refusal is a SystemError (ECONNREFUSED) at once. `started`, from
-// connectStart(addr), is a connect already under way, awaited first.
-Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused = true, Fd started = Fd());
+// with retryRefused false, a refusal is a SystemError (ECONNREFUSED) at once.
+Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused = true);
 // What keeps a connected socket's bytes from leaving this host, for timeout messages: "this
 // host's interface eth0 (10.0.0.2) is down", or its address is gone; "" when neither (or for
 // loopback, or where it cannot tell).
 std::string localInterfaceDown(int fd);
-// Issues a non-blocking connect and returns without waiting for it (invalid if it failed at
-// once), so that several can be under way together: each handshake whose SYN is lost waits a
-// second for its retransmission, and in turn those seconds added up (helper-87).
-Fd connectStart(const NetAddr& addr);
 
 // Accepts one connection without waiting. Invalid when none is queued, or when this process is
 // out of descriptors or memory: then *shortage is that errno and the connection stays queued.

@@ -23,15 +23,8 @@ constexpr auto kHelloTimeout = std::chrono::seconds(5);
 // The mesh itself, once every rank's address is known: connects to the higher peers, takes the
 // lower ones, then reads the higher ones' answers, into `fds`.
 void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose, const std::string& what,
-                  const Fd& listener, const std::vector<NetAddr>& addrs, Deadline dl, int channels,
-                  std::map<int, std::vector<Fd>>& fds) {
+                  const Fd& listener, const std::vector<NetAddr>& addrs, Deadline dl, std::map<int, Fd>& fds) {
   const int nranks = static_cast<int>(ctx.peers.size());
-  const size_t k = static_cast<size_t>(channels);
-  // A peer's connections: one per channel, in channel order (each knows its channel by its hello).
-  auto complete = [&](int p) {
-    auto it = fds.find(p);
-    return it != fds.end() && std::all_of(it->second.begin(), it->second.end(), [](const Fd& f) { return f.valid(); });
-  };
   // Every failure names the peer it concerns, except this process's own shortage of descriptors
   // or memory, which is no peer's doing.
   auto blame = [&](int p, const std::string& doing, const Error& e) -> std::exception_ptr {
@@ -42,30 +35,15 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
     }
     return std::make_exception_ptr(RemoteError(p, context + ": " + e.what()));
   };
-  // Every connection to a higher peer (one per channel) is dialled at once, then each awaited in
-  // turn. Dialled one at a time, with each channel a mesh of its own after the last, 16 ranks
-  // with 16 streams over a link losing 1 % of packets took 23 s to set up, against 2.6 s without
-  // loss: a lost SYN costs a second, and every mesh waited for its slowest (helper-87).
-  std::map<int, std::vector<Fd>> dialled;
-  for (int p : peers) {
-    if (p < ctx.rank || !addrs[p].valid()) continue;
-    try {
-      for (size_t c = 0; c < k; ++c) dialled[p].push_back(connectStart(addrs[p]));
-    } catch (const Error& e) {
-      std::rethrow_exception(blame(p, "could not connect to", e));
-    }
-  }
   for (int p : peers) {
     if (p < ctx.rank) continue;
     try {
       if (!addrs[p].valid()) throw InternalError("it published no address");
-      for (size_t c = 0; c < k; ++c) {
-        // Its listener was up before it published the address: refused means it exited or gave up.
-        Fd fd = connectTo(addrs[p], dl, /*retryRefused=*/false, std::move(dialled[p][c]));
-        Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose, static_cast<uint32_t>(c));
-        sendAll(fd.get(), &h, sizeof(h), dl);
-        fds[p].push_back(std::move(fd));
-      }
+      // Its listener was up before it published the address: refused means it exited or gave up.
+      Fd fd = connectTo(addrs[p], dl, /*retryRefused=*/false);
+      Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
+      sendAll(fd.get(), &h, sizeof(h), dl);
+      fds[p] = std::move(fd);
     } catch (const Error& e) {
       std::rethrow_exception(blame(p, "could not connect to", e));
     }
@@ -73,7 +51,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
   auto missingLower = [&] {
     std::string m;
     for (int p : peers) {
-      if (p < ctx.rank && !complete(p)) m += (m.empty() ? "" : ", ") + ctx.peers[p].describe();
+      if (p < ctx.rank && !fds.count(p)) m += (m.empty() ? "" : ", ") + ctx.peers[p].describe();
     }
     return m;
   };
@@ -86,19 +64,17 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
     size_t got = 0;
   };
   std::list<Pending> pending;
-  // Room for every channel of every lower peer at once, twice over, and for strangers.
-  const size_t maxPending = std::max<size_t>(256, 2 * k * peers.size());
   WarnLimiter strangers;  // anyone may connect to the listener
   Deadline probe = Deadline::after(std::chrono::milliseconds(250));
   size_t probes = 0;
   int gone = -1;  // a missing peer found gone: an error if one more pass does not bring it
   while (!missingLower().empty()) {
-    if (gone >= 0 && !complete(gone)) {
+    if (gone >= 0 && !fds.count(gone)) {
       // The one found may have failed because of another that died: name every missing peer
       // that is gone.
       std::string names;
       for (int p : peers) {
-        if (p < ctx.rank && !complete(p) && (p == gone || !ctx.bootstrap.peerListening(p))) {
+        if (p < ctx.rank && !fds.count(p) && (p == gone || !ctx.bootstrap.peerListening(p))) {
           names += (names.empty() ? "" : ", ") + ctx.peers[p].describe();
         }
       }
@@ -116,7 +92,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
       // storm of connections.
       std::vector<int> missing;
       for (int p : peers) {
-        if (p < ctx.rank && !complete(p)) missing.push_back(p);
+        if (p < ctx.rank && !fds.count(p)) missing.push_back(p);
       }
       const int p = missing[probes++ % missing.size()];
       if (!ctx.bootstrap.peerListening(p)) gone = p;
@@ -133,7 +109,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
                           what + ": rank " + std::to_string(ctx.rank) + " taking the connections of " + missingLower());
       }
       // Room is made only for a connection there is: out of descriptors, or one more taken.
-      if (shortage || (fd.valid() && pending.size() >= maxPending)) {
+      if (shortage || (fd.valid() && pending.size() >= 256)) {
         LS_WARN_LIMITED(strangers, ctx.rank, what << ": dropped the oldest unanswered connection to make room");
         pending.pop_front();
       }
@@ -156,43 +132,35 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
       }
       const Hello& h = c.hello;
       std::string why = checkHello(h, ctx.secret, ctx.commId, purpose, nranks);
-      if (why.empty() && h.rank >= ctx.rank) why = "unexpected rank " + std::to_string(h.rank);
+      if (why.empty() && (h.rank >= ctx.rank || fds.count(h.rank))) why = "unexpected rank " + std::to_string(h.rank);
       if (why.empty() && std::find(peers.begin(), peers.end(), h.rank) == peers.end()) why = "not a peer of this mesh";
-      if (why.empty() && h.channel >= k) why = "channel " + std::to_string(h.channel) + " of " + std::to_string(k);
-      if (why.empty()) {
-        std::vector<Fd>& mine = fds[h.rank];
-        mine.resize(k);
-        if (mine[h.channel].valid()) why = "a second connection for channel " + std::to_string(h.channel);
-      }
       if (!why.empty()) {
         LS_WARN_LIMITED(strangers, ctx.rank, what << ": rejected a connection: " << why);
         it = pending.erase(it);
         continue;
       }
       try {
-        Hello answer = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose, h.channel);
+        Hello answer = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
         sendAll(c.fd.get(), &answer, sizeof(answer), dl);
       } catch (const Error& e) {
         std::rethrow_exception(blame(h.rank, "could not answer", e));
       }
-      fds[h.rank][h.channel] = std::move(c.fd);
+      fds[h.rank] = std::move(c.fd);
       it = pending.erase(it);
     }
   }
 
   for (int p : peers) {
     if (p < ctx.rank) continue;
-    for (size_t c = 0; c < k; ++c) {
-      Hello answer;
-      try {
-        recvAll(fds[p][c].get(), &answer, sizeof(answer), dl);
-      } catch (const Error& e) {
-        std::rethrow_exception(blame(p, "got no answer from", e));
-      }
-      std::string why = checkHello(answer, ctx.secret, ctx.commId, purpose, nranks);
-      if (!why.empty() || answer.rank != p || answer.channel != c) {
-        throw RemoteError(p, what + ": bad answer from " + ctx.peers[p].describe() + ": " + why);
-      }
+    Hello answer;
+    try {
+      recvAll(fds[p].get(), &answer, sizeof(answer), dl);
+    } catch (const Error& e) {
+      std::rethrow_exception(blame(p, "got no answer from", e));
+    }
+    std::string why = checkHello(answer, ctx.secret, ctx.commId, purpose, nranks);
+    if (!why.empty() || answer.rank != p) {
+      throw RemoteError(p, what + ": bad answer from " + ctx.peers[p].describe() + ": " + why);
     }
   }
 }
@@ -201,13 +169,6 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
 
 std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
                               const std::string& what) {
-  std::map<int, Fd> one;
-  for (auto& [p, fds] : connectMesh(ctx, peers, purpose, what, 1)) one[p] = std::move(fds[0]);
-  return one;
-}
-
-std::map<int, std::vector<Fd>> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
-                                           const std::string& what, int channels) {
   const int nranks = static_cast<int>(ctx.peers.size());
   Fd listener;
   std::vector<NetAddr> addrs(nranks);
@@ -226,9 +187,9 @@ std::map<int, std::vector<Fd>> connectMesh(const TransportContext& ctx, const st
   Deadline dl = ctx.bootstrap.stepDeadline(ctx.config.timeout);  // within setup's deadline
   // Outside the try: the connections and the listener stay up until failSetup has told the
   // others, so a peer that finds this rank gone has its report already.
-  std::map<int, std::vector<Fd>> fds;
+  std::map<int, Fd> fds;
   try {
-    connectPeers(ctx, peers, purpose, what, listener, addrs, dl, channels, fds);
+    connectPeers(ctx, peers, purpose, what, listener, addrs, dl, fds);
   } catch (...) {
     // The peer blamed may have failed because of another rank; failSetup names the first.
     ctx.bootstrap.failSetup(std::current_exception(), /*heard=*/false);

@@ -16,9 +16,5 @@ namespace lockstep {
 // `what` prefixes messages ("socket transport").
 std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
                               const std::string& what);
-// The same with `channels` connections per peer, in channel order (the socket transport's
-// streams), all set up together in one mesh.
-std::map<int, std::vector<Fd>> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
-                                           const std::string& what, int channels);
 
 }  // namespace lockstep

@@ -56,8 +56,8 @@ std::string SocketLink::stallNote() const {
   for (const Stream& s : streams_) {
     if (!s.fd.valid()) continue;
     if (std::string down = localInterfaceDown(s.fd.get()); !down.empty())
-      return down + ": nothing this rank sends " + peerName_ + " leaves it";
-    break;  // the streams of a pair leave from one address
+      return down + ": nothing this rank sends leaves it";  // the same for every peer: said once
+    break;                                                  // the streams of a pair leave from one address
   }
   for (const Stream& s : streams_) {
     tcp_info info{};

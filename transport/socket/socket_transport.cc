@@ -17,14 +17,16 @@ class SocketTransport : public Transport {
   bool canConnect(const PeerInfo&, const PeerInfo&) const override { return true; }
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
-    // One mesh for every stream: each connection's hello says which stream of the pair it is.
-    std::map<int, std::vector<Fd>> streams =
-        connectMesh(ctx_, peers, Purpose::kData, "socket transport", ctx_.config.socketStreams);
-    for (auto& [p, fds] : streams) {
-      for (size_t s = 0; s < fds.size(); ++s) {
-        const std::string cc = tuneDataSocket(fds[s].get(), ctx_.config.socketCongestion);
+    // One mesh per stream: each has its own listener, so connections of different streams can
+    // never be confused, and every rank builds them in the same order.
+    std::map<int, std::vector<Fd>> streams;
+    for (int s = 0; s < ctx_.config.socketStreams; ++s) {
+      std::map<int, Fd> fds = connectMesh(ctx_, peers, Purpose::kData, "socket transport");
+      for (auto& [p, fd] : fds) {
+        const std::string cc = tuneDataSocket(fd.get(), ctx_.config.socketCongestion);
         if (!cc.empty() && s == 0)
           LS_INFO(ctx_.rank, "socket transport: " << cc << " congestion control to " << ctx_.peers[p].describe());
+        streams[p].push_back(std::move(fd));
       }
     }
     std::vector<std::unique_ptr<Link>> links;
