@@ -87,6 +87,12 @@ double nowMs() {
 
 int rank = -1;
 
+// One float summed: the steps of the leaving and aborting modes.
+lockstepResult_t allReduceOne(lockstepComm_t comm) {
+  float x = 1;
+  return lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+}
+
 int report(bool ok, const std::string& what) {
   std::printf("fault_check rank %d: %s: %s\n", rank, ok ? "OK" : "FAILED", what.c_str());
   std::fflush(stdout);
@@ -330,8 +336,7 @@ int main(int argc, char** argv) {
         return report(false, std::string("split: ") + lockstepGetLastError(nullptr));
       comms.push_back(c);
     }
-    float x = 1;
-    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+    if (allReduceOne(comm) != lockstepSuccess)
       return report(false, std::string("all-reduce: ") + lockstepGetLastError(comm));
     if (rank == victim) {
       raise(SIGSTOP);  // killed by the test
@@ -346,12 +351,10 @@ int main(int argc, char** argv) {
   }
 
   if (mode == "leave-cascade") {
-    float x = 1;
-    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
-      return report(false, std::string("op 1: ") + lockstepGetLastError(comm));
+    if (allReduceOne(comm) != lockstepSuccess) return report(false, std::string("op 1: ") + lockstepGetLastError(comm));
     if (rank == victim) return report(true, "leaving without a destroy");
     if (rank == 0) std::this_thread::sleep_for(std::chrono::seconds(1));
-    const lockstepResult_t r = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    const lockstepResult_t r = allReduceOne(comm);
     const std::string msg = lockstepGetLastError(comm);
     if (rank != 0) return report(r == lockstepRemoteError, "op 2, then leaving without a destroy: " + msg);
     return report(r == lockstepRemoteError && msg.find(victimName) != std::string::npos,
@@ -359,8 +362,7 @@ int main(int argc, char** argv) {
   }
 
   if (mode == "abort-after-its-op") {
-    float x = 1;
-    if (lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr) != lockstepSuccess)
+    if (allReduceOne(comm) != lockstepSuccess)
       return report(false, std::string("first all-reduce: ") + lockstepGetLastError(comm));
     std::vector<float> buf(1000, rank == victim ? 7.0f : 0.0f);
     if (rank == victim) {
@@ -380,7 +382,7 @@ int main(int argc, char** argv) {
       if (v != 7.0f) return report(false, "the broadcast rank R finished delivered " + std::to_string(v));
     }
     const double t0 = nowMs();
-    const lockstepResult_t next = lockstepAllReduce(&x, &x, 1, lockstepFloat32, lockstepSum, comm, nullptr);
+    const lockstepResult_t next = allReduceOne(comm);
     const double ms = nowMs() - t0;
     const std::string msg = lockstepGetLastError(comm);
     lockstepCommDestroy(comm);
