@@ -18,6 +18,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/logging.h"
+#include "src/core/named_peers.h"
 #include "transport/socket/mesh.h"
 
 namespace lockstep {
@@ -35,11 +36,12 @@ struct ControlMsg {
   int32_t origin;  // kFailure: the rank that found it (a relay passes it on unchanged)
   uint32_t flags;  // kGoodbye: kByeAborted, kByeExiting; kFailure: kFailAfterOp
   uint32_t p2p;    // kStatus: Health::p2pState (the send/recv it is in), 0 if none
-  char text[384];  // kFailure: the message, NUL-terminated
+  char text[384];  // kFailure, kSplitFailed, kText: (a piece of) the message, NUL-padded
 };
 
 struct Health::SplitReport {
   ControlMsg msg{};
+  std::string text;
   std::vector<int> to;  // the split's members it goes to
 };
 
@@ -47,6 +49,11 @@ namespace {
 
 constexpr uint32_t kControlMagic = 0x54434c53u;  // "SLCT"
 constexpr uint32_t kStatus = 1, kFailure = 2, kGoodbye = 3, kSplitFailed = 4;
+// The head of the next kFailure's or kSplitFailed's text, where it is longer than one message's
+// field: a timeout's list of laggards was once cut in its middle by a relay (helper-91). A peer
+// of an older version ignores it and reads the text's end.
+constexpr uint32_t kText = 5;
+constexpr size_t kMaxText = 4096;  // a report's text at most, head and tail kept
 // A goodbye's flags: the rank aborted rather than left; its process is ending (an exit without
 // destroy: its split children are going too). A failure's: it follows from a rank's departure
 // after op `completed`, and fails only later ops (Health::failAfterOp).
@@ -61,17 +68,21 @@ constexpr auto kInterval = std::chrono::milliseconds(200);
 // program, which may exit at once (below).
 constexpr auto kDeliveryWait = std::chrono::milliseconds(200);
 
-// A report's text within the message's bytes: the head and the tail, where a timeout names the
-// ranks it waited for.
-void fitText(const std::string& text, char* out, size_t size) {
-  if (text.size() < size) {
-    std::memcpy(out, text.c_str(), text.size() + 1);
-    return;
-  }
+// A report's text within kMaxText: the head and the tail, where a timeout names the ranks it
+// waited for.
+std::string fitText(const std::string& text) {
+  if (text.size() <= kMaxText) return text;
   static constexpr char kCut[] = " [...] ";
-  const size_t head = (size - sizeof(kCut)) / 2, tail = size - 1 - head - (sizeof(kCut) - 1);
-  const std::string fitted = text.substr(0, head) + kCut + text.substr(text.size() - tail);
-  std::memcpy(out, fitted.c_str(), fitted.size() + 1);
+  const size_t head = (kMaxText - (sizeof(kCut) - 1)) / 2, tail = kMaxText - head - (sizeof(kCut) - 1);
+  return text.substr(0, head) + kCut + text.substr(text.size() - tail);
+}
+
+// The text of a message that carries one (kFailure, kSplitFailed), with what kText messages
+// before it carried.
+std::string textOf(const ControlMsg& m, std::string* head) {
+  std::string text = std::move(*head) + std::string(m.text, strnlen(m.text, sizeof(m.text)));
+  head->clear();
+  return printable(std::move(text));
 }
 
 // The watchdogs of this process's live communicators. A program that returns from main (or
@@ -84,7 +95,7 @@ void fitText(const std::string& text, char* out, size_t size) {
 // not there): it says nothing, as with the rendezvous services (root_service.cc).
 struct LiveWatchdogs {
   const pid_t owner;
-  std::mutex mu;
+  std::timed_mutex mu;
   std::unordered_set<Health*> live;
 };
 std::atomic<LiveWatchdogs*> gWatchdogs{nullptr};
@@ -92,7 +103,11 @@ std::atomic<LiveWatchdogs*> gWatchdogs{nullptr};
 void goodbyesAtExit() {
   LiveWatchdogs* w = gWatchdogs.load();
   if (!w || w->owner != getpid()) return;
-  std::lock_guard<std::mutex> lock(w->mu);
+  // Not forever: exit() called from a signal handler that interrupted this thread while it held
+  // the lock (a communicator being created or destroyed) would wait for itself. Then the peers
+  // hear the connections close, as before the goodbyes at exit.
+  std::unique_lock<std::timed_mutex> lock(w->mu, std::defer_lock);
+  if (!lock.try_lock_for(std::chrono::seconds(1))) return;
   // All at once: each waits up to its goodbye deadline for a stopped peer, and one after another
   // 50 communicators took 50 s to exit beside one (helper-90).
   for (Health* h : w->live) h->requestStop(/*exiting=*/true);
@@ -163,7 +178,7 @@ Health::Health(const TransportContext& ctx)
   }
   try {
     LiveWatchdogs& w = liveWatchdogs();
-    std::lock_guard<std::mutex> lock(w.mu);
+    std::lock_guard<std::timed_mutex> lock(w.mu);
     w.live.insert(this);
   } catch (...) {
     stopWatching();  // no destructor runs for a constructor that throws
@@ -174,7 +189,7 @@ Health::Health(const TransportContext& ctx)
 Health::~Health() {
   {
     LiveWatchdogs& w = liveWatchdogs();
-    std::lock_guard<std::mutex> lock(w.mu);
+    std::lock_guard<std::timed_mutex> lock(w.mu);
     w.live.erase(this);
   }
   stopWatching();
@@ -320,7 +335,7 @@ void Health::failSplit(uint64_t split, std::span<const int> members, lockstepRes
   r.msg.entered = split;
   r.msg.code = code;
   r.msg.culprit = r.msg.origin = rank_;
-  fitText(text, r.msg.text, sizeof(r.msg.text));
+  r.text = fitText(text);
   r.to.assign(members.begin(), members.end());
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -337,7 +352,7 @@ void Health::sendSplitReports() {
   }
   for (const SplitReport& r : reports) {
     for (Peer& p : peers_) {
-      if (std::find(r.to.begin(), r.to.end(), p.rank) != r.to.end()) queue(p, r.msg);
+      if (std::find(r.to.begin(), r.to.end(), p.rank) != r.to.end()) queue(p, r.msg, r.text);
     }
   }
 }
@@ -411,27 +426,26 @@ std::string Health::laggards(uint64_t seq, int peer) {
   const uint64_t mine = entered_.load(std::memory_order_acquire);
   const std::chrono::milliseconds stalled = catchUp();
   std::lock_guard<std::mutex> lock(mu_);
-  std::string notArrived, silent, gone;
+  NamedPeers notArrived, silent, gone, inCollective;
   auto now = Clock::now();
-  std::string inCollective;
   for (const Peer& p : peers_) {
     // Where it waits, when it is in a send or receive (which take no number): a rank there
     // while its peers wait at a collective is why they wait (calls in another order).
     std::string last = " (last completed op #" + std::to_string(p.completed) + p2pText(p.p2p) + ")";
     if (p.state == PeerState::kLost) {
-      gone += (gone.empty() ? "" : ", ") + p.name + " is gone" + last;
+      gone.add(p.rank, p.name, " is gone" + last);
     } else if (p.state == PeerState::kLeft) {
-      gone += (gone.empty() ? "" : ", ") + p.name + " left the communicator" + last;
+      gone.add(p.rank, p.name, " left the communicator" + last);
     } else if (now - p.lastHeard > unresponsive_) {
       // Checked before "not arrived": what a silent rank last said is stale.
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - p.lastHeard).count();
-      silent += (silent.empty() ? "" : ", ") + p.name + " silent for " + std::to_string(ms) + " ms" + last;
+      silent.add(p.rank, p.name + " silent for " + std::to_string(ms) + " ms", last);
     } else if (p.entered < seq) {
-      notArrived += (notArrived.empty() ? "" : ", ") + p.name + last;
+      notArrived.add(p.rank, p.name, last);
     } else if (seq == 0 && p.rank == peer && p.entered > p.completed && p.fp.seq == p.entered && p.entered > mine) {
       // A send or receive waiting on the rank that is inside a collective this rank has not
       // entered: neither can go on.
-      inCollective += (inCollective.empty() ? "" : ", ") + p.name + " in " + p.fp.describe();
+      inCollective.add(p.rank, p.name, " in " + p.fp.describe());
     }
   }
   std::string out;
@@ -441,13 +455,13 @@ std::string Health::laggards(uint64_t seq, int peer) {
         "this rank's process did not run for " + std::to_string(stalled.count()) + " ms (stopped, or starved of CPU?)";
   }
   if (!notArrived.empty())
-    out += std::string(out.empty() ? "" : "; ") + "not arrived at op #" + std::to_string(seq) + ": " + notArrived;
+    out += std::string(out.empty() ? "" : "; ") + "not arrived at op #" + std::to_string(seq) + ": " + notArrived.str();
   if (!inCollective.empty()) {
     out += std::string(out.empty() ? "" : "; ") +
-           "inside a collective this rank has not called (calls in another order?): " + inCollective;
+           "inside a collective this rank has not called (calls in another order?): " + inCollective.str();
   }
-  if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent;
-  if (!gone.empty()) out += std::string(out.empty() ? "" : "; ") + gone;
+  if (!silent.empty()) out += std::string(out.empty() ? "" : "; ") + "not responding: " + silent.str();
+  if (!gone.empty()) out += std::string(out.empty() ? "" : "; ") + gone.str();
   return out;
 }
 
@@ -573,6 +587,7 @@ void Health::sendFailure() {
   if (failed_.load() == lockstepSuccess || failureSent_.exchange(true)) return;
   ControlMsg m{};
   m.type = kFailure;
+  std::string text;
   {
     std::lock_guard<std::mutex> lock(mu_);
     m.code = failed_.load();
@@ -584,10 +599,10 @@ void Health::sendFailure() {
     }
     // The finder's own words: each relay once put "rank R (host:pid) reports: " in front, and
     // after a few relays the cut at the message's end took the culprit's name.
-    fitText(failureRaw_, m.text, sizeof(m.text));
+    text = fitText(failureRaw_);
   }
   failureSentAt_ = Clock::now();
-  for (Peer& p : peers_) queue(p, m);
+  for (Peer& p : peers_) queue(p, m, text);
 }
 
 ControlMsg Health::progress(uint32_t type) const {
@@ -608,10 +623,24 @@ void Health::broadcastStatus() {
   }
 }
 
-void Health::queue(Peer& p, const ControlMsg& m) {
+void Health::queue(Peer& p, const ControlMsg& m, const std::string& text) {
   if (!p.fd.valid() || p.state == PeerState::kLost) return;
   ControlMsg out = m;
   out.magic = kControlMagic;
+  // All but the text's last piece go first, in kText messages, each field full (no NUL).
+  constexpr size_t kPiece = sizeof(out.text);
+  size_t at = 0;
+  for (; text.size() - at > kPiece; at += kPiece) {
+    ControlMsg piece{};
+    piece.magic = kControlMagic;
+    piece.type = kText;
+    std::memcpy(piece.text, text.data() + at, kPiece);
+    p.outbox.append(reinterpret_cast<const char*>(&piece), sizeof(piece));
+  }
+  if (!text.empty()) {
+    std::memset(out.text, 0, kPiece);
+    std::memcpy(out.text, text.data() + at, text.size() - at);
+  }
   p.outbox.append(reinterpret_cast<const char*>(&out), sizeof(out));
   flush(p);
 }
@@ -683,13 +712,14 @@ void Health::handle(Peer& p, const ControlMsg& m) {
     if (!Fingerprint::fromTag(m.prevFp, &p.prevFp)) p.prevFp = Fingerprint{};
     return true;
   };
+  std::string text;
+  if (m.type == kFailure || m.type == kSplitFailed) text = textOf(m, &p.textHead);
   switch (m.type) {
     case kStatus:
       if (takeProgress()) p.p2p = m.p2p;
       break;
     case kFailure:
       if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
-        std::string text = printable(std::string(m.text, strnlen(m.text, sizeof(m.text))));
         // Named after the rank that found it, whoever relayed it (a relay keeps the origin).
         const bool known = std::any_of(peers_.begin(), peers_.end(), [&](const Peer& q) { return q.rank == m.origin; });
         const int culprit = m.culprit >= 0 && m.culprit < static_cast<int>(peers_.size()) + 1 ? m.culprit : -1;
@@ -712,9 +742,11 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       if (m.code > lockstepSuccess && m.code < lockstepNumResults) {
         if (splitFailures_.size() >= 16) splitFailures_.erase(splitFailures_.begin());
         splitFailures_.push_back(
-            {m.entered, p.rank, static_cast<lockstepResult_t>(m.code),
-             p.name + " reports: " + printable(std::string(m.text, strnlen(m.text, sizeof(m.text))))});
+            {m.entered, p.rank, static_cast<lockstepResult_t>(m.code), p.name + " reports: " + text});
       }
+      break;
+    case kText:
+      if (p.textHead.size() + sizeof(m.text) <= kMaxText) p.textHead.append(m.text, strnlen(m.text, sizeof(m.text)));
       break;
     case kGoodbye:
       p.state = PeerState::kLeft;

@@ -114,6 +114,7 @@ class Health : public OpMonitor {
     Fd fd;
     std::string name;  // "rank 3 (host:pid)"
     std::string inbox, outbox;
+    std::string textHead;  // what kText messages carried, for the next report's text
     PeerState state = PeerState::kAlive;
     uint64_t entered = 0, completed = 0;
     Fingerprint fp;
@@ -131,7 +132,7 @@ class Health : public OpMonitor {
   // A message of `type` with what this rank last entered and completed (a heartbeat, a goodbye).
   struct ControlMsg progress(uint32_t type) const;
   void lost(Peer& p, const std::string& why);
-  void queue(Peer& p, const struct ControlMsg& m);
+  void queue(Peer& p, const struct ControlMsg& m, const std::string& text = {});
   void flush(Peer& p);
   static std::string brokenBy(int err);
   void broadcastStatus();
