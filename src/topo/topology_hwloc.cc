@@ -53,6 +53,18 @@ hwloc_topology_t processTopology() {
     hwloc_topology_t t;
     if (hwloc_topology_init(&t) != 0) return hwloc_topology_t{nullptr};
     hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+#if HWLOC_API_VERSION >= 0x00020100
+    // Not the components that ask a graphics or compute stack: the PCI bus and sysfs give every
+    // device and locality used here. The GL component opens X displays :0-:9 in turn, over the
+    // abstract socket, /tmp/.X11-unix and TCP ports 6000-6009 (30 connections at every init), and
+    // waits for ever in XOpenDisplay where anything else listens on one of those ports: every
+    // rank's init hung there, beyond LOCKSTEP_TIMEOUT (as mpirun's did, open-mpi/ompi#10025,
+    // hwloc#621; PRRTE and PMIx exclude it too). OpenCL, CUDA, NVML, ROCm SMI and Level Zero would
+    // load and initialise the GPU drivers in every process, before the program picks its device.
+    for (const char* name : {"gl", "opencl", "cuda", "nvml", "rsmi", "levelzero"}) {
+      hwloc_topology_set_components(t, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST, name);
+    }
+#endif
     if (hwloc_topology_load(t) != 0) {
       hwloc_topology_destroy(t);
       return hwloc_topology_t{nullptr};

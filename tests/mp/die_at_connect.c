@@ -2,7 +2,9 @@
  * connect() kills it (SIGKILL), as a crash at that very moment would; set to "exit", it calls
  * exit(0) there instead, as another thread or an error path of the program might (its atexit
  * handlers run). How a test makes a rank die inside a library call, between two of its steps,
- * where a timed kill would only sometimes land. */
+ * where a timed kill would only sometimes land.
+ * With LOCKSTEP_TEST_CONNECT_DELAY_MS set, every connect() waits that long first, as a lost SYN
+ * makes a connection wait for its retransmission (a second on Linux). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <signal.h>
@@ -19,6 +21,8 @@ int connect(int fd, const struct sockaddr* addr, socklen_t len) {
     if (die[0] == 'e') exit(0);
     kill(getpid(), SIGKILL);
   }
+  const char* delay = getenv("LOCKSTEP_TEST_CONNECT_DELAY_MS");
+  if (delay) usleep((useconds_t)atoi(delay) * 1000);
   if (!real) real = (ConnectFn)dlsym(RTLD_NEXT, "connect");
   return real(fd, addr, len);
 }

@@ -20,6 +20,8 @@
 //   fault_check --mode split-death --victim R [--op exit]   (with tests/mp/die_at_connect.c preloaded)
 //       The victim dies inside lockstepCommSplit, after its exchange (or calls exit() there): its
 //       color's other members fail at once naming it, the other color's communicator works.
+//   fault_check --mode slow-connects --after-ms T   (with die_at_connect.c and
+//       LOCKSTEP_TEST_CONNECT_DELAY_MS=T): init, one all-reduce; init must take under 8 T.
 //   fault_check --mode destroy-beside-stopped --victim R
 //       Every rank makes three more communicators (splits); rank R stops itself (SIGSTOP); rank 0
 //       waits past the unresponsive mark (set LOCKSTEP_TIMEOUT=2: 1 s), then destroys all four
@@ -120,15 +122,26 @@ int main(int argc, char** argv) {
       op = v;
   }
   lockstepComm_t comm;
+  const double initStart = nowMs();
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
     std::fprintf(stderr, "init failed: %s\n", lockstepGetLastError(nullptr));
     return 2;
   }
+  const double initMs = nowMs() - initStart;
   int n;
   lockstepCommUserRank(comm, &rank);
   lockstepCommCount(comm, &n);
   const std::string victimName = "rank " + std::to_string(victim) + " (";
 
+  if (mode == "slow-connects") {
+    // Every connect() took --after-ms longer (tests/mp/die_at_connect.c): the init of a job with
+    // k streams must pay for about one of them at a time, not k in turn.
+    const bool sumOk = allReduceOne(comm) == lockstepSuccess;
+    lockstepCommDestroy(comm);
+    return report(sumOk && initMs < afterMs * 8, "init took " + std::to_string(static_cast<int>(initMs)) +
+                                                     " ms with every connect " + std::to_string(afterMs) +
+                                                     " ms late (under " + std::to_string(afterMs * 8) + " wanted)");
+  }
   if (mode == "stop-between") {
     // Two small all-reduces; then the victim's whole process is stopped (a child of it sends
     // SIGSTOP, and SIGCONT 1.5 s past the timeout) before its third, which the others enter and

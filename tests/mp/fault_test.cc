@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -190,6 +194,44 @@ TEST(Faults, ARankThatExitsInsideASplitIsNamedAtOnceByItsNewCommunicator) {
     EXPECT_FALSE(res.timedOut) << res.output;
     if (r != victim) EXPECT_EQ(res.code, 0) << "rank " << r << ": " << res.output;
   }
+}
+
+// Connections that are slow to open (a lost SYN waits a second for its retransmission): the
+// socket transport's streams are connected at once, each mesh on its own listener. One mesh after
+// another, 16 ranks with 16 streams over a link losing 1 % took 23 s to set up (helper-87).
+TEST(Faults, SlowConnectionsOfManyStreamsAreWaitedForTogether) {
+  const int n = 2, delayMs = 250;
+  auto procs = startRanks(
+      n, {"--mode", "slow-connects", "--after-ms", std::to_string(delayMs)},
+      {"LOCKSTEP_TRANSPORTS=socket", "LOCKSTEP_SOCKET_NSTREAMS=16",
+       "LOCKSTEP_TEST_CONNECT_DELAY_MS=" + std::to_string(delayMs), std::string("LD_PRELOAD=") + DIE_AT_CONNECT_PATH,
+       "ASAN_OPTIONS=" + std::string(getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "") +
+           ":verify_asan_link_order=0"});
+  expectEveryRankOk(procs);
+}
+
+// A port of the X display range (6000-6009) taken by a program that never answers, as a stray
+// service or a forwarded display can: hwloc's GL component opened displays :0-:9 at every init
+// and waited in XOpenDisplay for ever (open-mpi/ompi#10025). Every rank's init hung, beyond
+// LOCKSTEP_TIMEOUT.
+TEST(Faults, InitDoesNotWaitOnAnXDisplayPortThatNeverAnswers) {
+  int fd = -1;
+  for (int port = 6000; port < 6010 && fd < 0; ++port) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 || ::listen(fd, 16) != 0) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  if (fd < 0) GTEST_SKIP() << "every port of 6000-6009 is taken here";
+  // Connections complete in the listener's queue, and nothing is ever said on them.
+  auto procs = startRanks(2, {"--mode", "slow-connects", "--after-ms", "1000"}, {"LOCKSTEP_TIMEOUT=5"});
+  expectEveryRankOk(procs);
+  ::close(fd);
 }
 
 // Rank 2 leaves after op 1 without a destroy; rank 1 fails op 2 for it and leaves too; rank 0,

@@ -16,5 +16,8 @@ namespace lockstep {
 // `what` prefixes messages ("socket transport").
 std::map<int, Fd> connectMesh(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose,
                               const std::string& what);
+// `count` such meshes, built at once (each with its own listener): the socket transport's streams.
+std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const std::vector<int>& peers,
+                                             Purpose purpose, const std::string& what, int count);
 
 }  // namespace lockstep

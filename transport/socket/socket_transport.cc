@@ -18,11 +18,12 @@ class SocketTransport : public Transport {
 
   std::vector<std::unique_ptr<Link>> connect(const std::vector<int>& peers) override {
     // One mesh per stream: each has its own listener, so connections of different streams can
-    // never be confused, and every rank builds them in the same order.
+    // never be confused. Built at once (connectMeshes).
     std::map<int, std::vector<Fd>> streams;
+    std::vector<std::map<int, Fd>> meshes =
+        connectMeshes(ctx_, peers, Purpose::kData, "socket transport", ctx_.config.socketStreams);
     for (int s = 0; s < ctx_.config.socketStreams; ++s) {
-      std::map<int, Fd> fds = connectMesh(ctx_, peers, Purpose::kData, "socket transport");
-      for (auto& [p, fd] : fds) {
+      for (auto& [p, fd] : meshes[s]) {
         const std::string cc = tuneDataSocket(fd.get(), ctx_.config.socketCongestion);
         if (!cc.empty() && s == 0)
           LS_INFO(ctx_.rank, "socket transport: " << cc << " congestion control to " << ctx_.peers[p].describe());
