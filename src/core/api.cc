@@ -195,15 +195,16 @@ void closeComm(lockstepComm_t comm, bool abort) {
     // thread destroys it. A destroy there is a mistake worth saying.
     if (!abort && Group::current().uses(comm))
       throw InvalidUsage("lockstepCommDestroy on a communicator with calls in an open group");
+    // Said before the handle closes: a call that finds it closing is told the abort, with its
+    // code. Said after, a training thread racing its watchdog's abort was told "not a live
+    // communicator" (lockstepInvalidUsage) in 66 of 20000 races (helper-93).
+    if (abort) comm->aborted.store(true);
     if (comm->closing.exchange(true)) {
       if (abort && abortClosing(comm)) return;  // a destroy began since CommUse
       throw InvalidUsage("comm is already being destroyed");
     }
     // Abort: a blocked call notices within milliseconds and returns lockstepAborted.
-    if (abort) {
-      comm->aborted.store(true);
-      impl->abort();
-    }
+    if (abort) impl->abort();
   }
   if (abort) abortChildren(comm);
   Backoff backoff;

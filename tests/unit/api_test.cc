@@ -171,6 +171,38 @@ TEST(Api, ASecondThreadInsideACallOnTheSameCommunicatorIsRefused) {
   for (auto c : comms) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess);
 }
 
+// A thread polling a communicator while another aborts it, as a training thread races its
+// watchdog: the first error it sees is the abort, with its code. The handle said it was closing
+// before it said it was aborted, and a call between the two was told "not a live communicator"
+// (lockstepInvalidUsage: 66 of 20000 races, helper-93).
+TEST(Api, AThreadRacingAnAbortIsToldTheAbort) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  int races = 0;
+  std::string wrong;
+  while (std::chrono::steady_clock::now() < until && wrong.empty()) {
+    auto comms = initComms(1);
+    std::atomic<bool> polling{false};
+    std::thread racer([&] {
+      polling.store(true);
+      for (;;) {
+        lockstepResult_t async = lockstepSuccess;
+        lockstepResult_t r = lockstepCommGetAsyncError(comms[0], &async);
+        if (r == lockstepSuccess) r = async;
+        if (r != lockstepSuccess) {
+          if (r != lockstepAborted) wrong = lockstepGetLastError(nullptr);
+          return;
+        }
+      }
+    });
+    while (!polling.load()) {
+    }
+    EXPECT_EQ(lockstepCommAbort(comms[0]), lockstepSuccess);
+    racer.join();
+    ++races;
+  }
+  EXPECT_EQ(wrong, "") << "after " << races << " races";
+}
+
 TEST(Api, InitRejectsBadArguments) {
   lockstepUniqueId id;
   ASSERT_EQ(lockstepGetUniqueId(&id), lockstepSuccess);
