@@ -130,7 +130,8 @@ LOCKSTEP_API lockstepResult_t lockstepCommAbort(lockstepComm_t comm);
  * collective): lockstepSuccess while healthy. On a communicator this rank aborted it returns
  * lockstepAborted, as every other call does; its peers see lockstepRemoteError naming it, once
  * they have finished the ops it completed. After an error, further collectives fail with it;
- * destroy the communicator. */
+ * destroy the communicator. On a communicator initialised inside a group that has not ended (or
+ * whose lockstepGroupEnd is building it), *asyncError is lockstepInProgress. */
 LOCKSTEP_API lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError);
 
 LOCKSTEP_API lockstepResult_t lockstepCommCount(const lockstepComm_t comm, int* count);

@@ -571,6 +571,16 @@ lockstepResult_t lockstepCommAbort(lockstepComm_t comm) {
 lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t* asyncError) {
   return guarded([&] {
     if (!asyncError) throw InvalidArgument("asyncError is NULL");
+    // Created in a group that has not ended, or being built by its GroupEnd: in progress, as
+    // NCCL says of a communicator whose non-blocking init runs, so that a watchdog thread polling
+    // it can wait (it was refused, lockstepInvalidUsage, with no way to tell "not yet": helper-93).
+    if (comm && comm->magic.load() == kCommMagic) {
+      const lockstepComm::Init state = comm->init.load(std::memory_order_acquire);
+      if (state == lockstepComm::Init::kPending || state == lockstepComm::Init::kBuilding) {
+        *asyncError = lockstepInProgress;
+        return;
+      }
+    }
     // A failure found by the watchdog (a rooted or count-0 call that returned success) is
     // learned here: lockstepGetLastError then says what it was, as after a failed call.
     std::string why;

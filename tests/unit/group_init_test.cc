@@ -77,6 +77,9 @@ TEST_F(GroupedInit, AHandleIsRefusedUntilItsGroupEndsAndTheRefusalDiscardsTheGro
   ASSERT_EQ(lockstepGroupStart(), lockstepSuccess);
   ASSERT_EQ(lockstepCommInitRank(&comm[0], 2, id, 0), lockstepSuccess);
   ASSERT_EQ(lockstepCommInitRank(&comm[1], 2, id, 1), lockstepSuccess);
+  lockstepResult_t async = lockstepSuccess;
+  EXPECT_EQ(lockstepCommGetAsyncError(comm[0], &async), lockstepSuccess) << "not refused: " << lastError();
+  EXPECT_EQ(async, lockstepInProgress);
   EXPECT_EQ(lockstepCommCount(comm[0], &count), lockstepInvalidUsage);
   EXPECT_NE(lastError().find("inside a group that has not ended"), std::string::npos) << lastError();
   // That refusal was a failed call in the group: it is discarded, inits included.
@@ -134,6 +137,11 @@ TEST_F(GroupedInit, AnAbortFromAnotherThreadEndsAGroupsInitAtOnce) {
   std::thread watchdog([&] {
     while (!handle.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside GroupEnd by now
+    // What the watchdog sees of a build still waiting: in progress, as NCCL says of a
+    // non-blocking init.
+    lockstepResult_t async = lockstepSuccess;
+    EXPECT_EQ(lockstepCommGetAsyncError(handle.load(), &async), lockstepSuccess) << lastError();
+    EXPECT_EQ(async, lockstepInProgress);
     aborted = lockstepCommAbort(handle.load());
   });
   const auto start = std::chrono::steady_clock::now();
