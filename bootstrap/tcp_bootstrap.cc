@@ -169,7 +169,7 @@ void TcpBootstrap::rendezvous(const UniqueIdInfo& id, Deadline dl) {
     fail(e, -1, "waiting for the rendezvous at " + id.root.str());
   }
   reply.message[sizeof(reply.message) - 1] = '\0';
-  if (reply.status < 0 || reply.status >= lockstepNumResults) {
+  if (reply.status != lockstepSuccess && !isFailureCode(reply.status)) {
     throw RemoteError(-1, "the rendezvous at " + id.root.str() + " sent an invalid status");
   }
   if (reply.status != lockstepSuccess) {
@@ -499,7 +499,7 @@ std::vector<TcpBootstrap::Report> TcpBootstrap::awaitReports(int from, int onwar
       if (it->data.size() >= sizeof(head)) std::memcpy(head, it->data.data(), sizeof(head));
       // The peer's word: a code or rank out of range is no report, and one that blames this
       // rank is no news to it.
-      if (head[0] > lockstepSuccess && head[0] < lockstepNumResults && head[1] >= -1 && head[1] < nranks_ &&
+      if (isFailureCode(head[0]) && head[1] >= -1 && head[1] < nranks_ &&
           head[1] != rank_ && head[2] >= 0 && head[2] < nranks_ &&
           heard.size() < static_cast<size_t>(std::max(64, nranks_))) {
         heard.push_back(

@@ -2,6 +2,7 @@
 // them to lockstepResult_t and a last-error string, in one place.
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 
@@ -60,6 +61,13 @@ bool isLocalShortage(int err);
 // this rank can tell, and kNetworkFailed says so in a message.
 bool isNetworkFailure(int err);
 inline constexpr const char* kNetworkFailed = "the network between the two hosts failed, or the peer's host is down";
+
+// Whether a code a peer sent names a failure: an error code, not success and not
+// lockstepInProgress, which a rank that adopted it then returned from every call, so a caller
+// polling until an operation is no longer in progress spun for ever (helper-94).
+inline bool isFailureCode(int32_t code) {
+  return code > lockstepSuccess && code < lockstepNumResults && code != lockstepInProgress;
+}
 
 // Text a peer sent (a failure report, a host name), made safe to print in a message or a log
 // line: control characters, which could forge log lines or recolour a terminal, become '?'.

@@ -719,7 +719,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       if (takeProgress()) p.p2p = m.p2p;
       break;
     case kFailure:
-      if (failed_.load() == lockstepSuccess && m.code > lockstepSuccess && m.code < lockstepNumResults) {
+      if (failed_.load() == lockstepSuccess && isFailureCode(m.code)) {
         // Named after the rank that found it, whoever relayed it (a relay keeps the origin).
         const bool known = std::any_of(peers_.begin(), peers_.end(), [&](const Peer& q) { return q.rank == m.origin; });
         const int culprit = m.culprit >= 0 && m.culprit < static_cast<int>(peers_.size()) + 1 ? m.culprit : -1;
@@ -739,7 +739,7 @@ void Health::handle(Peer& p, const ControlMsg& m) {
       }
       break;
     case kSplitFailed:
-      if (m.code > lockstepSuccess && m.code < lockstepNumResults) {
+      if (isFailureCode(m.code)) {
         if (splitFailures_.size() >= 16) splitFailures_.erase(splitFailures_.begin());
         splitFailures_.push_back(
             {m.entered, p.rank, static_cast<lockstepResult_t>(m.code), p.name + " reports: " + text});

@@ -15,6 +15,7 @@
 #include "bootstrap/root_service.h"
 #include "bootstrap/tcp_bootstrap.h"
 #include "lockstep/lockstep.h"
+#include "src/core/errors.h"
 
 namespace lockstep {
 namespace {
@@ -136,6 +137,21 @@ TEST(Security, BootstrapListenerDropsWrongSecretsAndKeepsWorking) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(blocks[0][1], 9);
   EXPECT_EQ(blocks[1][0], 7);
+}
+
+// A failure code from a peer (a control message, a bootstrap report, the root's reply) is taken
+// only if it is an error: lockstepInProgress, adopted as a failure, was then returned by every
+// call on the rank, so a caller polling until a call is no longer in progress spun for ever
+// (helper-94).
+TEST(Security, APeersCodeIsAFailureOnlyIfItIsAnError) {
+  EXPECT_FALSE(isFailureCode(lockstepSuccess));
+  EXPECT_FALSE(isFailureCode(lockstepInProgress));
+  EXPECT_FALSE(isFailureCode(lockstepNumResults));
+  EXPECT_FALSE(isFailureCode(-1));
+  for (int c = lockstepSuccess + 1; c < lockstepNumResults; ++c) {
+    if (c != lockstepInProgress)
+      EXPECT_TRUE(isFailureCode(c)) << lockstepGetErrorString(static_cast<lockstepResult_t>(c));
+  }
 }
 
 }  // namespace
