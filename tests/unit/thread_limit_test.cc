@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -22,12 +23,14 @@
 
 namespace {
 thread_local bool tRefuseThreads = false;
-}
+std::atomic<int> gThreadsStarted{0};
+}  // namespace
 
 extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attr, void* (*start)(void*), void* arg) {
   using Real = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
   static Real real = reinterpret_cast<Real>(dlsym(RTLD_NEXT, "pthread_create"));
   if (tRefuseThreads) return EAGAIN;
+  gThreadsStarted.fetch_add(1);
   return real(thread, attr, start, arg);
 }
 
@@ -37,6 +40,23 @@ namespace {
 using testing::destroyAll;
 using testing::initThreadComms;
 using testing::onThreads;
+
+// The socket transport builds its LOCKSTEP_SOCKET_NSTREAMS meshes on a thread each, but only
+// where a peer uses sockets: ranks that all share memory (here threads of one process) started
+// 16 threads each with 16 streams, and failed their init under a thread limit (helper-96).
+TEST(ThreadLimit, StreamsStartNoThreadsWhereNoPeerUsesSockets) {
+  auto threadsOfInit = [](const char* streams) {
+    setenv("LOCKSTEP_SOCKET_NSTREAMS", streams, 1);
+    const int before = gThreadsStarted.load();
+    auto comms = initThreadComms(2);
+    const int started = gThreadsStarted.load() - before;
+    unsetenv("LOCKSTEP_SOCKET_NSTREAMS");
+    destroyAll(comms);
+    return started;
+  };
+  const int one = threadsOfInit("1"), sixteen = threadsOfInit("16");
+  EXPECT_EQ(sixteen, one) << "threads started by the init of 2 thread-ranks with 16 streams and with 1";
+}
 
 TEST(ThreadLimit, ACallThatCannotStartTheProgressThreadFailsAndNothingOfItRunsLater) {
   const int n = 2;

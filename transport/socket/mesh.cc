@@ -207,8 +207,11 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
   // and a lost SYN costs a second. 16 ranks with 16 streams over a link losing 1 % took 23 s to
   // set up (helper-87). One mesh dialling every stream at once overflowed the listeners' queues
   // (helper-92).
-  if (count == 1) {
-    build(0);
+  // Without peers a mesh is nothing to wait for: no threads. A job whose ranks all share memory
+  // started LOCKSTEP_SOCKET_NSTREAMS of them, and failed its init under a thread limit for a
+  // transport it did not use (helper-96).
+  if (count == 1 || peers.empty()) {
+    for (int s = 0; s < count; ++s) build(s);
   } else {
     std::vector<std::thread> threads;
     try {
@@ -217,7 +220,10 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
       // No thread for a mesh: this process's shortage. The meshes started end on their own.
       for (int s = static_cast<int>(threads.size()); s < count; ++s) {
         errors[s] = std::make_exception_ptr(
-            SystemError("pthread_create", e.code().value(), what + ": rank " + std::to_string(ctx.rank)));
+            SystemError("pthread_create", e.code().value(),
+                        what + ": rank " + std::to_string(ctx.rank) + " starting a thread for each of its " +
+                            std::to_string(count) +
+                            " streams (LOCKSTEP_SOCKET_NSTREAMS; a thread limit: ulimit -u or a pids cgroup?)"));
       }
     }
     for (auto& t : threads) t.join();
