@@ -45,11 +45,15 @@ LaunchPlan planLaunch(const Config& config) {
                        (env.launcher == "lockstep" ? "" : "; started by " + env.launcher + ", which gives none") +
                        " (under mpirun, lockstep/mpi.h's lockstepCommInitMpi needs no address)");
   }
+  size_t addresses = 1;
   try {
-    plan.id.root = NetAddr::parse(env.root);
+    // Within LOCKSTEP_TIMEOUT: a resolver that never answers is a timeout, not a hang.
+    plan.id.root = NetAddr::parse(env.root, Deadline::after(config.timeout), &addresses);
   } catch (const InvalidArgument& e) {
     // Said with its variable: "cannot resolve host" alone did not say it came from MASTER_ADDR.
     throw InvalidArgument(env.rootFrom + ": " + e.what());
+  } catch (const Timeout& e) {
+    throw Timeout(env.rootFrom + ": " + e.what());
   }
   if (!env.secretHex.empty()) {
     fromHex(env.secretHex, plan.id.secret.data(), plan.id.secret.size(), "LOCKSTEP_SECRET");
@@ -75,7 +79,11 @@ LaunchPlan planLaunch(const Config& config) {
     // A host name (not "localhost") that resolves to loopback here names this host for the
     // others: Debian maps its own hostname to 127.0.1.1, and a root bound there is unreachable
     // from every other host ("connection refused"). Listen on all addresses instead.
-    const NetAddr bind = plan.id.root.isLoopback() && namesThisHost(env.root) ? any : plan.id.root;
+    // And a name with several addresses is any of them to the others: each rank takes the first
+    // IPv4 address its own resolver lists, and resolvers order them differently (round robin, a
+    // hosts file per host), so a rank dialled an address rank 0 did not listen on and both
+    // waited out the timeout (helper-96).
+    const NetAddr bind = (plan.id.root.isLoopback() && namesThisHost(env.root)) || addresses > 1 ? any : plan.id.root;
     // Which variables named the rendezvous, as the user wrote them: under torchrun the port is
     // MASTER_PORT + 1, a number that appears nowhere in the job's own settings.
     const std::string named = env.rootFrom == "LOCKSTEP_ROOT" ? "LOCKSTEP_ROOT=" + env.root

@@ -11,12 +11,15 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
+
+#include "src/net/resolve.h"
 
 namespace lockstep {
 
@@ -90,7 +93,7 @@ const addrinfo* preferredAddress(const addrinfo* list) {
   return list;
 }
 
-NetAddr NetAddr::parse(const std::string& hostPort) {
+NetAddr NetAddr::parse(const std::string& hostPort, Deadline resolveBy, size_t* addresses) {
   std::string host, port;
   if (!hostPort.empty() && hostPort[0] == '[') {
     auto close = hostPort.find(']');
@@ -112,14 +115,20 @@ NetAddr NetAddr::parse(const std::string& hostPort) {
   if (port.empty() || !std::isdigit(static_cast<unsigned char>(port[0])) || *end != '\0' || p < 1 || p > 65535) {
     throw InvalidArgument("address \"" + hostPort + "\" has no valid port (1-65535)");
   }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
-  if (rc != 0 || res == nullptr) {
-    throw InvalidArgument("cannot resolve host \"" + host + "\": " + gai_strerror(rc));
-  }
+  addrinfo* res = resolveHost(host, resolveBy);
   NetAddr a = fromSockaddr(preferredAddress(res)->ai_addr);
+  if (addresses) {
+    // Distinct addresses of the family taken (every host prefers IPv4, so only their order
+    // within it can differ); getaddrinfo lists one per socket type and protocol it matched.
+    std::vector<NetAddr> seen;
+    for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
+      const NetAddr x = fromSockaddr(ai->ai_addr);
+      if (x.family == a.family &&
+          std::none_of(seen.begin(), seen.end(), [&](const NetAddr& y) { return y.sameHost(x); }))
+        seen.push_back(x);
+    }
+    *addresses = seen.size();
+  }
   freeaddrinfo(res);
   a.port = static_cast<uint16_t>(p);
   // An IPv6 link-local address needs its interface (a scope id), which an address here does not

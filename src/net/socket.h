@@ -30,7 +30,10 @@ struct NetAddr {
   socklen_t toSockaddr(sockaddr_storage* ss) const;
   static NetAddr fromSockaddr(const sockaddr* sa);
   // Parses "host:port" or "[v6]:port"; resolves host names. Throws InvalidArgument.
-  static NetAddr parse(const std::string& hostPort);
+  // "host:port" or "[v6]:port"; a name is looked up by `resolveBy` (src/net/resolve.h), and is
+  // its first IPv4 address. `addresses`, when given, is how many the name has.
+  static NetAddr parse(const std::string& hostPort, Deadline resolveBy = Deadline::never(),
+                       size_t* addresses = nullptr);
   static NetAddr loopback(uint16_t port = 0);
   bool isLoopback() const;
   bool isLinkLocal() const;
