@@ -10,8 +10,11 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <exception>
 #include <list>
+#include <map>
+#include <mutex>
 #include <system_error>
 #include <thread>
 
@@ -21,11 +24,45 @@ namespace lockstep {
 namespace {
 
 constexpr auto kHelloTimeout = std::chrono::seconds(5);
+constexpr auto kProbeEvery = std::chrono::milliseconds(250);
+
+// Whether a peer that has not connected is still there (its bootstrap listens), asked at most
+// once per kProbeEvery for all of this rank's meshes: each mesh's thread probing on its own sent
+// LOCKSTEP_SOCKET_NSTREAMS probes at a time into a stopped rank's bootstrap listener, which
+// nothing serves then, and overflowed its queue (helper-97: 4098 queued, against 280 when the
+// meshes were built one after another).
+class Prober {
+ public:
+  explicit Prober(Bootstrap& bootstrap) : bootstrap_(bootstrap) {}
+  bool listening(int peer) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = last_.find(peer);
+      if (it != last_.end() && (!it->second.listening || Clock::now() - it->second.at < kProbeEvery))
+        return it->second.listening;
+      last_[peer] = {Clock::now(), true};  // the others take this until the answer is in
+    }
+    const bool listening = bootstrap_.peerListening(peer);
+    std::lock_guard<std::mutex> lock(mu_);
+    last_[peer] = {Clock::now(), listening};
+    return listening;
+  }
+
+ private:
+  struct Probe {
+    Clock::time_point at;
+    bool listening;
+  };
+  Bootstrap& bootstrap_;
+  std::mutex mu_;
+  std::map<int, Probe> last_;
+};
 
 // The mesh itself, once every rank's address is known: connects to the higher peers, takes the
 // lower ones, then reads the higher ones' answers, into `fds`.
 void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Purpose purpose, const std::string& what,
-                  const Fd& listener, const std::vector<NetAddr>& addrs, Deadline dl, std::map<int, Fd>& fds) {
+                  const Fd& listener, const std::vector<NetAddr>& addrs, Deadline dl, Prober& prober,
+                  std::map<int, Fd>& fds) {
   const int nranks = static_cast<int>(ctx.peers.size());
   // Every failure names the peer it concerns, except this process's own shortage of descriptors
   // or memory, which is no peer's doing.
@@ -67,7 +104,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
   };
   std::list<Pending> pending;
   WarnLimiter strangers;  // anyone may connect to the listener
-  Deadline probe = Deadline::after(std::chrono::milliseconds(250));
+  Deadline probe = Deadline::after(kProbeEvery);
   size_t probes = 0;
   int gone = -1;  // a missing peer found gone: an error if one more pass does not bring it
   while (!missingLower().empty()) {
@@ -76,7 +113,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
       // that is gone.
       std::string names;
       for (int p : peers) {
-        if (p < ctx.rank && !fds.count(p) && (p == gone || !ctx.bootstrap.peerListening(p))) {
+        if (p < ctx.rank && !fds.count(p) && (p == gone || !prober.listening(p))) {
           names += (names.empty() ? "" : ", ") + ctx.peers[p].describe();
         }
       }
@@ -97,8 +134,8 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
         if (p < ctx.rank && !fds.count(p)) missing.push_back(p);
       }
       const int p = missing[probes++ % missing.size()];
-      if (!ctx.bootstrap.peerListening(p)) gone = p;
-      probe = Deadline::after(std::chrono::milliseconds(250));
+      if (!prober.listening(p)) gone = p;
+      probe = Deadline::after(kProbeEvery);
     }
     std::vector<pollfd> pfds{{listener.get(), POLLIN, 0}};
     for (const Pending& c : pending) pfds.push_back({c.fd.get(), POLLIN, 0});
@@ -193,13 +230,17 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
   // others, so a peer that finds this rank gone has its report already.
   std::vector<std::map<int, Fd>> fds(static_cast<size_t>(count));
   std::vector<std::exception_ptr> errors(static_cast<size_t>(count));
+  std::vector<uint64_t> errorOrder(static_cast<size_t>(count));
+  std::atomic<uint64_t> errorsSoFar{0};
+  Prober prober(ctx.bootstrap);
   auto build = [&](int s) {
     try {
       std::vector<NetAddr> mine(static_cast<size_t>(nranks));
       for (int r = 0; r < nranks; ++r) mine[r] = addrs[r * count + s];
-      connectPeers(ctx, peers, purpose, what, listeners[s], mine, dl, fds[s]);
+      connectPeers(ctx, peers, purpose, what, listeners[s], mine, dl, prober, fds[s]);
     } catch (...) {
       errors[s] = std::current_exception();
+      errorOrder[s] = errorsSoFar.fetch_add(1);
     }
   };
   // The meshes at once, each on its own thread with its own listener (so no listener queues more
@@ -214,6 +255,7 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
     for (int s = 0; s < count; ++s) build(s);
   } else {
     std::vector<std::thread> threads;
+    threads.reserve(static_cast<size_t>(count));
     try {
       for (int s = 0; s < count; ++s) threads.emplace_back(build, s);
     } catch (const std::system_error& e) {
@@ -224,14 +266,32 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
                         what + ": rank " + std::to_string(ctx.rank) + " starting a thread for each of its " +
                             std::to_string(count) +
                             " streams (LOCKSTEP_SOCKET_NSTREAMS; a thread limit: ulimit -u or a pids cgroup?)"));
+        errorOrder[s] = errorsSoFar.fetch_add(1);
       }
     }
     for (auto& t : threads) t.join();
   }
-  for (const std::exception_ptr& e : errors) {
-    // The peer blamed may have failed because of another rank; failSetup names the first.
-    if (e) ctx.bootstrap.failSetup(e, /*heard=*/false);
+  // This rank's own shortage (descriptors, memory, threads) first: it is why the peers failed
+  // too, and a mesh that met a peer giving up because of it was once reported instead, in stream
+  // order, blaming that peer (helper-97). Otherwise the first failure met.
+  auto local = [](const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const SystemError& se) {
+      return isLocalShortage(se.err) || se.syscall == "pthread_create";
+    } catch (...) {
+      return false;
+    }
+  };
+  int first = -1;
+  for (int s = 0; s < count; ++s) {
+    if (!errors[s]) continue;
+    if (first < 0 || (local(errors[s]) && !local(errors[first])) ||
+        (local(errors[s]) == local(errors[first]) && errorOrder[s] < errorOrder[first]))
+      first = s;
   }
+  // The peer blamed may have failed because of another rank; failSetup names the first.
+  if (first >= 0) ctx.bootstrap.failSetup(errors[first], /*heard=*/false);
   return fds;
 }
 
