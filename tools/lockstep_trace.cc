@@ -142,8 +142,14 @@ int main(int argc, char** argv) {
       if (seq) {
         std::string ts, dur;
         Entry& e = r.ops[seq];
-        if (field(line, "ts", &ts)) e.start = std::atoll(ts.c_str());
-        if (field(line, "dur", &dur)) e.end = e.start + std::atoll(dur.c_str());
+        // Times as Lockstep writes them (microseconds, well inside 2^62): a garbled one is taken as
+        // 0, where adding a duration to a start near INT64_MAX overflowed (helper-94).
+        auto micros = [](const std::string& text) -> long long {
+          const long long v = std::atoll(text.c_str());
+          return v > -(1ll << 62) && v < (1ll << 62) ? v : 0;
+        };
+        if (field(line, "ts", &ts)) e.start = micros(ts);
+        if (field(line, "dur", &dur)) e.end = e.start + micros(dur);
         e.state = state;
         if (e.call.empty()) {  // the host track's record (a cuda_ipc kernel's repeats it)
           std::string count, dtype, op, root;

@@ -356,6 +356,13 @@ TEST(FlightRecorder, LockstepTraceRefusesCutDumpsAndAbsurdNumbersAndReportsUnatt
     EXPECT_EQ(r.code, 2) << seq << ": " << r.output;
     EXPECT_NE(r.output.find("is not one Lockstep writes"), std::string::npos) << r.output;
   }
+  // Times near INT64_MAX: adding a duration to one overflowed (signed overflow under UBSan,
+  // helper-94). A time Lockstep never writes counts as 0.
+  std::string huge = dumpText(1, {{"1", "no error"}, {"2", "no error"}});
+  for (size_t at; (at = huge.find("\"ts\":1,")) != std::string::npos;)
+    huge.replace(at, 7, "\"ts\":9223372036854775807,");
+  r = testing::run({LOCKSTEP_TRACE_PATH, whole0, write("h.1.json", huge)}, {}, 30);
+  EXPECT_EQ(r.code, 0) << r.output;
   const std::string p2p0 = write("p.0.json", dumpText(0, {{"1", "no error"}, {"0", "mismatch between ranks"}}));
   const std::string p2p1 = write("p.1.json", dumpText(1, {{"1", "no error"}, {"0", "mismatch between ranks"}}));
   r = testing::run({LOCKSTEP_TRACE_PATH, p2p0, p2p1}, {}, 30);
