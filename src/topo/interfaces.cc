@@ -81,6 +81,9 @@ std::vector<NetAddr> unusableHere() {
 
 }  // namespace
 
+// Why the choice is loopback where not even loopback is up.
+constexpr const char* kNothingUp = "no interface is up, not even loopback (lo is down)";
+
 std::vector<InterfaceAddr> upInterfaces() {
   const std::vector<NetAddr> unusable = unusableHere();
   ifaddrs* list = nullptr;
@@ -171,6 +174,11 @@ InterfaceChoice chooseInterface(const std::string& spec, const NetAddr* reach) {
       if (a.addr.family == AF_INET6 && !v6.valid()) v6 = a.addr;
     }
     if (!v4 && v6.valid()) lo = v6;
+    // Not even loopback is up (a network namespace just made, whose lo starts down): nothing is
+    // reached, this host's own rendezvous included. Said as unreachable, so that init waits for
+    // the network up to LOCKSTEP_TIMEOUT and then says so, where it waited out the timeout
+    // blaming "the root" (helper-96).
+    if (!v4 && !v6.valid()) return InterfaceChoice{"lo", lo, kNothingUp, true};
     // A rendezvous at an address of this host (on an interface skipped above, such as docker0)
     // or at 0.0.0.0 is reached over loopback; one elsewhere is not, whatever route leads there
     // (from a link-local address while the others are in duplicate address detection; from ::1
@@ -280,8 +288,14 @@ InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std
   if (!spec.empty()) return awaitNamedInterface(spec, &root, timeout, rank);
   InterfaceChoice nic = chooseInterface(spec, &root);
   if (!nic.rendezvousUnreachable) return nic;
-  LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << root.str() << " (" << nic.name << " "
-                        << nic.addr.hostStr() << " is all there is); waiting up to LOCKSTEP_TIMEOUT for the network");
+  // What there is: loopback down, loopback alone, or interfaces with no route to the root.
+  auto found = [&] {
+    if (nic.why == kNothingUp) return std::string(kNothingUp);
+    return "only " + nic.name + " " + nic.addr.hostStr() +
+           (nic.name == "lo" ? " is up" : " is up, and no route leads there");
+  };
+  LS_WARN(rank, "rank " << rank << ": no interface reaches the rendezvous at " << root.str() << " (" << found()
+                        << "); waiting up to LOCKSTEP_TIMEOUT for the network");
   const auto reaching = retryUntil(timeout, [&]() -> std::optional<InterfaceChoice> {
     nic = chooseInterface(spec, &root);
     if (nic.rendezvousUnreachable) return std::nullopt;
@@ -289,8 +303,7 @@ InterfaceChoice awaitInterface(const std::string& spec, const NetAddr& root, std
   });
   if (reaching) return *reaching;
   throw Timeout("rank " + std::to_string(rank) + ": no interface of this host reached the rendezvous at " + root.str() +
-                " within LOCKSTEP_TIMEOUT (" + std::to_string(timeout.count()) + " ms): only " + nic.name + " " +
-                nic.addr.hostStr() + (nic.name == "lo" ? " is up" : " is up, and no route leads there") +
+                " within LOCKSTEP_TIMEOUT (" + std::to_string(timeout.count()) + " ms): " + found() +
                 " (is the network up? LOCKSTEP_SOCKET_IFNAME names the interface to use)");
 }
 
