@@ -499,9 +499,8 @@ std::vector<TcpBootstrap::Report> TcpBootstrap::awaitReports(int from, int onwar
       if (it->data.size() >= sizeof(head)) std::memcpy(head, it->data.data(), sizeof(head));
       // The peer's word: a code or rank out of range is no report, and one that blames this
       // rank is no news to it.
-      if (isFailureCode(head[0]) && head[1] >= -1 && head[1] < nranks_ &&
-          head[1] != rank_ && head[2] >= 0 && head[2] < nranks_ &&
-          heard.size() < static_cast<size_t>(std::max(64, nranks_))) {
+      if (isFailureCode(head[0]) && head[1] >= -1 && head[1] < nranks_ && head[1] != rank_ && head[2] >= 0 &&
+          head[2] < nranks_ && heard.size() < static_cast<size_t>(std::max(64, nranks_))) {
         heard.push_back(
             Report{head[0], head[1], head[2], std::string(it->data.begin() + sizeof(head), it->data.end())});
         if (onward >= 0) sendReport(heard.back(), {onward});
