@@ -2,9 +2,12 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "src/core/logging.h"
+#include "src/topo/interfaces.h"
 
 namespace lockstep {
 namespace {
@@ -45,7 +48,7 @@ LaunchPlan planLaunch(const Config& config) {
                        (env.launcher == "lockstep" ? "" : "; started by " + env.launcher + ", which gives none") +
                        " (under mpirun, lockstep/mpi.h's lockstepCommInitMpi needs no address)");
   }
-  size_t addresses = 1;
+  std::vector<NetAddr> addresses;  // the name's, of the family taken
   try {
     // Within LOCKSTEP_TIMEOUT: a resolver that never answers is a timeout, not a hang.
     plan.id.root = NetAddr::parse(env.root, Deadline::after(config.timeout), &addresses);
@@ -83,11 +86,27 @@ LaunchPlan planLaunch(const Config& config) {
     // IPv4 address its own resolver lists, and resolvers order them differently (round robin, a
     // hosts file per host), so a rank dialled an address rank 0 did not listen on and both
     // waited out the timeout (helper-96).
-    const NetAddr bind = (plan.id.root.isLoopback() && namesThisHost(env.root)) || addresses > 1 ? any : plan.id.root;
+    const bool several = addresses.size() > 1;
+    const NetAddr bind = (plan.id.root.isLoopback() && namesThisHost(env.root)) || several ? any : plan.id.root;
     // Which variables named the rendezvous, as the user wrote them: under torchrun the port is
     // MASTER_PORT + 1, a number that appears nowhere in the job's own settings.
     const std::string named = env.rootFrom == "LOCKSTEP_ROOT" ? "LOCKSTEP_ROOT=" + env.root
                                                               : env.rootFrom + " (" + env.root + ", MASTER_PORT + 1)";
+    // The name does not lead here: a wrong MASTER_ADDR, where the others never reach rank 0, is
+    // said at once, since the timeout would only blame "the root". Behind NAT, listening on all
+    // addresses is right.
+    auto notHere = [&](const std::string& which) {
+      LS_WARN(0, named << " (" << which
+                       << ") is not an address of this host, where rank 0 runs: listening on all of its addresses "
+                          "(behind NAT that is right; otherwise it must name rank 0's host)");
+    };
+    if (several) {
+      const std::vector<InterfaceAddr> up = upInterfaces();
+      const bool here = std::any_of(addresses.begin(), addresses.end(), [&](const NetAddr& a) {
+        return std::any_of(up.begin(), up.end(), [&](const InterfaceAddr& i) { return i.addr.sameHost(a); });
+      });
+      if (!here) notHere(std::to_string(addresses.size()) + " addresses, " + plan.id.root.hostStr() + " first");
+    }
     // Rank 0 serves the rendezvous itself, so a second rank 0 (or one of a job still running, or
     // another program on the port) meets the port taken, not the rendezvous's "registered twice".
     auto serve = [&](const NetAddr& where) {
@@ -105,12 +124,8 @@ LaunchPlan planLaunch(const Config& config) {
       serve(bind);
     } catch (const SystemError& e) {
       if (e.err != EADDRNOTAVAIL) throw;
-      // The name resolves to an address this host does not own (NAT, alias): listen on all. Or
-      // rank 0 runs on another host than the variable names (a wrong MASTER_ADDR), where the
-      // others never reach it: said here, since the timeout would only blame "the root".
-      LS_WARN(0, named << " (" << plan.id.root.str()
-                       << ") is not an address of this host, where rank 0 runs: listening on all of its addresses "
-                          "(behind NAT that is right; otherwise it must name rank 0's host)");
+      // The name resolves to an address this host does not own (NAT, alias, or a wrong name).
+      notHere(plan.id.root.str());
       serve(any);
     }
   }

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "src/core/errors.h"
+#include "src/core/logging.h"
 
 namespace lockstep {
 namespace {
@@ -83,6 +84,12 @@ addrinfo* resolveHost(const std::string& host, Deadline deadline) {
       throw Timeout("cannot resolve host \"" + host + "\": no address from the resolver in " + std::to_string(ms) +
                     " ms (the last try: " + gai_strerror(rc) +
                     "; LOCKSTEP_TIMEOUT bounds the lookup: is the DNS server up, and /etc/resolv.conf right?)");
+    }
+    // Said once, so that a long LOCKSTEP_TIMEOUT spent on a resolver that is down (or a name
+    // mistyped where no resolver answers) shows why init waits.
+    if (backoff == std::chrono::milliseconds(50)) {
+      LS_WARN(-1, "resolving \"" << host << "\": " << gai_strerror(rc)
+                                 << "; trying again until LOCKSTEP_TIMEOUT (is the DNS server up?)");
     }
     std::this_thread::sleep_for(
         std::min<std::chrono::milliseconds>(backoff, std::chrono::milliseconds(deadline.remainingMs())));

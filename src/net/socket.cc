@@ -93,7 +93,7 @@ const addrinfo* preferredAddress(const addrinfo* list) {
   return list;
 }
 
-NetAddr NetAddr::parse(const std::string& hostPort, Deadline resolveBy, size_t* addresses) {
+NetAddr NetAddr::parse(const std::string& hostPort, Deadline resolveBy, std::vector<NetAddr>* addresses) {
   std::string host, port;
   if (!hostPort.empty() && hostPort[0] == '[') {
     auto close = hostPort.find(']');
@@ -120,14 +120,13 @@ NetAddr NetAddr::parse(const std::string& hostPort, Deadline resolveBy, size_t* 
   if (addresses) {
     // Distinct addresses of the family taken (every host prefers IPv4, so only their order
     // within it can differ); getaddrinfo lists one per socket type and protocol it matched.
-    std::vector<NetAddr> seen;
+    addresses->clear();
     for (const addrinfo* ai = res; ai; ai = ai->ai_next) {
       const NetAddr x = fromSockaddr(ai->ai_addr);
       if (x.family == a.family &&
-          std::none_of(seen.begin(), seen.end(), [&](const NetAddr& y) { return y.sameHost(x); }))
-        seen.push_back(x);
+          std::none_of(addresses->begin(), addresses->end(), [&](const NetAddr& y) { return y.sameHost(x); }))
+        addresses->push_back(x);
     }
-    *addresses = seen.size();
   }
   freeaddrinfo(res);
   a.port = static_cast<uint16_t>(p);

@@ -31,9 +31,10 @@ struct NetAddr {
   static NetAddr fromSockaddr(const sockaddr* sa);
   // Parses "host:port" or "[v6]:port"; resolves host names. Throws InvalidArgument.
   // "host:port" or "[v6]:port"; a name is looked up by `resolveBy` (src/net/resolve.h), and is
-  // its first IPv4 address. `addresses`, when given, is how many the name has.
+  // its first IPv4 address. `addresses`, when given, receives all of the name's addresses of the
+  // family taken (port 0).
   static NetAddr parse(const std::string& hostPort, Deadline resolveBy = Deadline::never(),
-                       size_t* addresses = nullptr);
+                       std::vector<NetAddr>* addresses = nullptr);
   static NetAddr loopback(uint16_t port = 0);
   bool isLoopback() const;
   bool isLinkLocal() const;

@@ -26,6 +26,14 @@ dns_pid=$!
 trap 'kill $dns_pid 2>/dev/null; rm -rf "$out"' EXIT
 for _ in $(seq 50); do grep -q ready "$out/dns.log" && break; sleep 0.1; done
 grep -q ready "$out/dns.log" || skip "could not bind 127.0.0.77:53: $(cat "$out/dns.log")"
+# Names are looked up through files and DNS only, whatever this host's nsswitch.conf says
+# (systemd-resolved's nss-resolve ignores resolv.conf), and without nscd's cache.
+printf 'hosts: files dns\n' >"$out/nsswitch.conf"
+private() {  # FILE TARGET cmd...: cmd with FILE in place of TARGET, in a mount namespace of its own
+  unshare -m sh -c 'mount --bind "$0" "$1" && mount --bind "$2" /etc/nsswitch.conf &&
+    { [ ! -d /var/run/nscd ] || mount -t tmpfs none /var/run/nscd; } && shift 2 && exec "$@"' \
+    "$1" "$2" "$out/nsswitch.conf" "${@:3}"
+}
 printf 'nameserver 127.0.0.77\n' >"$out/silent.conf"
 printf 'nameserver 127.0.0.78\noptions timeout:1 attempts:1\n' >"$out/refusing.conf"
 status=0
@@ -33,8 +41,7 @@ status=0
 run() {  # CONF OUT: prints the milliseconds taken
   local start
   start=$(date +%s%N)
-  unshare -m sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' "$1" \
-    env LOCKSTEP_RANK=1 LOCKSTEP_WORLD_SIZE=2 LOCKSTEP_ROOT=lockstep-root.invalid:29500 LOCKSTEP_TIMEOUT=2 \
+  private "$1" /etc/resolv.conf env LOCKSTEP_RANK=1 LOCKSTEP_WORLD_SIZE=2 LOCKSTEP_ROOT=lockstep-root.invalid:29500 LOCKSTEP_TIMEOUT=2 \
     timeout 60 "$perf" -b 8 -e 8 -n 1 -w 1 >"$2" 2>&1
   echo $((($(date +%s%N) - start) / 1000000))
 }
@@ -63,8 +70,7 @@ printf '127.0.0.1 localhost\n127.0.0.3 lockstep-two\n127.0.0.2 lockstep-two\n' >
 port=$((20000 + $$ % 20000))
 start=$(date +%s%N)
 for r in 0 1; do
-  unshare -m sh -c 'mount --bind "$0" /etc/hosts && exec "$@"' "$out/hosts.$r" \
-    env LOCKSTEP_RANK=$r LOCKSTEP_WORLD_SIZE=2 LOCKSTEP_ROOT=lockstep-two:$port LOCKSTEP_TIMEOUT=10 \
+  private "$out/hosts.$r" /etc/hosts env LOCKSTEP_RANK=$r LOCKSTEP_WORLD_SIZE=2 LOCKSTEP_ROOT=lockstep-two:$port LOCKSTEP_TIMEOUT=10 \
     timeout 60 "$perf" -b 8 -e 8 -n 1 -w 1 >"$out/two.$r" 2>&1 &
 done
 failed=0
