@@ -524,7 +524,9 @@ void Health::watch() {
       if (p.fd.valid() && !p.outbox.empty()) ev |= POLLOUT;
       fds.push_back({p.fd.valid() ? p.fd.get() : -1, ev, 0});
     }
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(nextBeat - Clock::now()).count();
+    // Rounded up: cut to whole milliseconds, the last one before each heartbeat was spent in
+    // poll(..., 0) after poll(..., 0), 171 of 211 polls in 4 s (helper-99).
+    auto wait = std::chrono::ceil<std::chrono::milliseconds>(nextBeat - Clock::now()).count();
     // A failing call waits for its report to leave (awaitDelivery): look every millisecond.
     if (failureSent_.load() && !failureDelivered_.load()) wait = std::min<int64_t>(wait, 1);
     ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait)));

@@ -38,6 +38,18 @@ TEST(NamedPeers, TheRestAreRangesGroupedByWhatIsSaidOfThem) {
   EXPECT_LT(s.size(), 500u) << s;
 }
 
+// Scattered ranks (every other one of 4096 late) are sixteen runs and a count, not 12 KB.
+TEST(NamedPeers, AGroupShowsSixteenRunsOfRanksAndCountsTheRest) {
+  NamedPeers list;
+  for (int r = 1; r < 4096; r += 2) list.add(r, "rank " + std::to_string(r), " (last completed op #0)");
+  const std::string s = list.str();
+  EXPECT_NE(s.find("and 2042 more: ranks 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43 and 2026 "
+                   "more (last completed op #0)"),
+            std::string::npos)
+      << s;
+  EXPECT_LT(s.size(), 400u) << s;
+}
+
 TEST(NamedPeers, PastEightGroupsTheRestAreInOtherStates) {
   NamedPeers list;
   for (int r = 0; r < 40; ++r) list.add(r, "rank " + std::to_string(r), " (op #" + std::to_string(r) + ")");
