@@ -55,6 +55,14 @@ int lookUpBy(const std::string& host, Deadline deadline, addrinfo** out) {
     return lookUp(host, out);  // no thread to spare: on this one, unbounded as before
   }
   std::unique_lock<std::mutex> lock(lookup->mu);
+  // A resolver that does not answer within seconds is said to, once: a long LOCKSTEP_TIMEOUT
+  // otherwise passed with no word of why init waited.
+  const Deadline soon = Deadline::after(std::chrono::seconds(5)).earlier(deadline);
+  if (!lookup->cv.wait_until(lock, soon.at(), [&] { return lookup->done; }) && !deadline.expired()) {
+    LS_WARN(-1, "resolving \"" << host
+                               << "\": no answer from the resolver for 5 s; waiting until LOCKSTEP_TIMEOUT "
+                                  "(is the DNS server up?)");
+  }
   lookup->cv.wait_until(lock, deadline.at(), [&] { return lookup->done; });
   if (!lookup->done) {
     lookup->abandoned = true;
