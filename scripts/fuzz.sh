@@ -9,9 +9,11 @@ build=${FUZZ_BUILD:-build-fuzz}
 command -v clang++ >/dev/null || { echo "clang++ not installed: skipping fuzzing"; exit 77; }
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOCKSTEP_FUZZ=ON -DLOCKSTEP_WITH_CUDA=OFF \
   -DLOCKSTEP_BUILD_TESTS=OFF -DLOCKSTEP_BUILD_PERF=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_unique_id fuzz_handshake fuzz_socket_frames fuzz_bootstrap fuzz_config >/dev/null
+targets="unique_id handshake socket_frames bootstrap config"  # as CMakeLists.txt's LOCKSTEP_FUZZ list
+# shellcheck disable=SC2046
+cmake --build "$build" -j"$(nproc)" --target $(printf 'fuzz_%s ' $targets) >/dev/null
 status=0
-for target in unique_id handshake socket_frames bootstrap config; do
+for target in $targets; do
   corpus="$build/corpus/$target"
   mkdir -p "$corpus"
   log="$build/fuzz_$target.log"

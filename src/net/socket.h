@@ -29,10 +29,9 @@ struct NetAddr {
   std::string hostStr() const;  // "1.2.3.4" or "::1": without the port
   socklen_t toSockaddr(sockaddr_storage* ss) const;
   static NetAddr fromSockaddr(const sockaddr* sa);
-  // Parses "host:port" or "[v6]:port"; resolves host names. Throws InvalidArgument.
-  // "host:port" or "[v6]:port"; a name is looked up by `resolveBy` (src/net/resolve.h), and is
-  // its first IPv4 address. `addresses`, when given, receives all of the name's addresses of the
-  // family taken (port 0).
+  // Parses "host:port" or "[v6]:port"; a name is looked up by `resolveBy` (src/net/resolve.h),
+  // and is its first IPv4 address. `addresses`, when given, receives all of the name's addresses
+  // of the family taken (port 0). Throws InvalidArgument, or Timeout where no answer came.
   static NetAddr parse(const std::string& hostPort, Deadline resolveBy = Deadline::never(),
                        std::vector<NetAddr>* addresses = nullptr);
   static NetAddr loopback(uint16_t port = 0);

@@ -280,24 +280,28 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
     }
     for (auto& t : threads) t.join();
   }
-  // This rank's own shortage (descriptors, memory, threads) first: it is why the peers failed
-  // too, and a mesh that met a peer giving up because of it was once reported instead, in stream
-  // order, blaming that peer (helper-97). Otherwise the first failure met.
+  // This rank's own failure (a SystemError: connectPeers turns every failure a peer caused into
+  // a RemoteError) first: a shortage of descriptors or threads is why the peers failed too, and a
+  // mesh that met a peer giving up because of it was once reported instead, in stream order,
+  // blaming that peer (helper-97). Otherwise the first failure met.
   auto local = [](const std::exception_ptr& e) {
     try {
       std::rethrow_exception(e);
-    } catch (const SystemError& se) {
-      return isLocalShortage(se.err) || se.syscall == "pthread_create";
+    } catch (const SystemError&) {
+      return true;
     } catch (...) {
       return false;
     }
   };
   int first = -1;
+  bool firstLocal = false;
   for (int s = 0; s < count; ++s) {
     if (!errors[s]) continue;
-    if (first < 0 || (local(errors[s]) && !local(errors[first])) ||
-        (local(errors[s]) == local(errors[first]) && errorOrder[s] < errorOrder[first]))
+    const bool mine = local(errors[s]);
+    if (first < 0 || (mine && !firstLocal) || (mine == firstLocal && errorOrder[s] < errorOrder[first])) {
       first = s;
+      firstLocal = mine;
+    }
   }
   // The peer blamed may have failed because of another rank; failSetup names the first.
   if (first >= 0) ctx.bootstrap.failSetup(errors[first], /*heard=*/false);
