@@ -580,6 +580,13 @@ lockstepResult_t lockstepCommGetAsyncError(lockstepComm_t comm, lockstepResult_t
         *asyncError = lockstepInProgress;
         return;
       }
+      // Its init failed: that failure, with its code, as NCCL gives a failed non-blocking init's
+      // (it was refused, and the code was only in the refusal's text).
+      if (state == lockstepComm::Init::kFailed && !comm->closing.load()) {
+        *asyncError = comm->initCode;
+        setLastError("comm's initialisation at the end of its group failed: " + comm->initError);
+        return;
+      }
     }
     // A failure found by the watchdog (a rooted or count-0 call that returned success) is
     // learned here: lockstepGetLastError then says what it was, as after a failed call.

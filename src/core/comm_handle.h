@@ -65,6 +65,9 @@ struct lockstepComm {
   enum class Init : int { kDone, kPending, kBuilding, kCancelled, kFailed };
   std::atomic<Init> init{Init::kDone};
   std::string initError;  // kFailed: why (written before `init` is stored)
+  // kFailed: the init's code, which lockstepCommGetAsyncError gives, as NCCL's does for a failed
+  // non-blocking init (written with initError).
+  lockstepResult_t initCode = lockstepSuccess;
   // Shared by the ranks of one communicator created in one group: set by an abort of any of them
   // while GroupEnd builds them, it ends every one's build (set before the handle is returned).
   std::shared_ptr<std::atomic<bool>> groupCancel;

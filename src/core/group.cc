@@ -71,7 +71,7 @@ void Group::end() {
     std::string text = "group discarded, nothing was launched: a call in it failed: " + failureText_;
     failure_ = lockstepSuccess;
     failureText_.clear();
-    failInits(inits, text);
+    failInits(inits, code, text);
     failRequests(calls, code, text);
     throw Error(code, text);
   }
@@ -99,11 +99,12 @@ bool claim(lockstepComm_t shell, lockstepComm::Init to) {
 
 }  // namespace
 
-void Group::failInits(const std::vector<Init>& inits, const std::string& why) {
+void Group::failInits(const std::vector<Init>& inits, lockstepResult_t code, const std::string& why) {
   for (const Init& i : inits) {
     // Claimed first, so that a destroy on another thread does not write initError beside us.
     if (!claim(i.shell, lockstepComm::Init::kBuilding)) continue;
     i.shell->initError = why;
+    i.shell->initCode = code;
     i.shell->init.store(lockstepComm::Init::kFailed, std::memory_order_release);
   }
 }
@@ -115,6 +116,7 @@ void Group::runInits(std::vector<Init> inits) {
   auto settle = [&](size_t k, lockstepResult_t code, const std::string& why) {
     lockstepComm_t shell = inits[k].shell;
     shell->initError = why;  // before the state that publishes it; no other thread writes it
+    shell->initCode = code;
     lockstepComm::Init building = lockstepComm::Init::kBuilding;
     if (shell->init.compare_exchange_strong(building, lockstepComm::Init::kFailed, std::memory_order_acq_rel)) {
       shell->impl.reset();

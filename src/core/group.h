@@ -77,7 +77,7 @@ class Group {
   };
   // Builds every recorded communicator; throws the first failure (each failed shell keeps its own).
   static void runInits(std::vector<Init> inits);
-  static void failInits(const std::vector<Init>& inits, const std::string& why);
+  static void failInits(const std::vector<Init>& inits, lockstepResult_t code, const std::string& why);
   void launch(std::vector<Call> calls);
   // Completes the requests among `calls` with this error (the group, or what is left of it,
   // was not launched), so that no lockstepWait waits for work that will never run.

@@ -88,6 +88,11 @@ TEST_F(GroupedInit, AHandleIsRefusedUntilItsGroupEndsAndTheRefusalDiscardsTheGro
     EXPECT_EQ(lockstepCommCount(c, &count), lockstepInvalidUsage);
     EXPECT_NE(lastError().find("initialisation at the end of its group failed (group discarded"), std::string::npos)
         << lastError();
+    // A watchdog polling the handle is given the init's failure as its code (it was refused).
+    async = lockstepSuccess;
+    EXPECT_EQ(lockstepCommGetAsyncError(c, &async), lockstepSuccess) << lastError();
+    EXPECT_EQ(async, lockstepInvalidUsage);
+    EXPECT_NE(lastError().find("group discarded"), std::string::npos) << lastError();
   }
   EXPECT_EQ(lockstepCommDestroy(comm[0]), lockstepSuccess) << lastError();
   EXPECT_EQ(lockstepCommAbort(comm[1]), lockstepSuccess) << lastError();
@@ -225,8 +230,16 @@ TEST_F(GroupedInit, AFailedInitIsReportedByTheGroupEndAndByItsHandles) {
     ASSERT_NE(c, nullptr);
     EXPECT_EQ(lockstepCommCount(c, &count), lockstepInvalidUsage);
     EXPECT_NE(lastError().find("never connected"), std::string::npos) << lastError();
+    // A watchdog polling the handle is given the init's code, as NCCL gives a failed
+    // non-blocking init's (it was refused, the code only in the refusal's text).
+    lockstepResult_t async = lockstepSuccess;
+    EXPECT_EQ(lockstepCommGetAsyncError(c, &async), lockstepSuccess) << lastError();
+    EXPECT_EQ(async, result);
+    EXPECT_NE(lastError().find("never connected"), std::string::npos) << lastError();
   }
   for (lockstepComm_t c : comm) EXPECT_EQ(lockstepCommDestroy(c), lockstepSuccess) << lastError();
+  lockstepResult_t async = lockstepSuccess;
+  EXPECT_EQ(lockstepCommGetAsyncError(comm[0], &async), lockstepInvalidUsage) << "destroyed";
   std::vector<lockstepComm_t> fresh = testing::initThreadComms(2);
   destroyAll(fresh);
 }
