@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -392,6 +393,54 @@ TEST_F(SocketLinkTest, TruncatedFrameThenCloseIsAPeerFailure) {
   EXPECT_EQ(a_->tryRecv().data, nullptr) << "incomplete: keep waiting";
   raw_.reset();
   EXPECT_THROW(a_->tryRecv(), RemoteError);
+}
+
+// Resident memory of this process (/proc/self/statm), in bytes.
+size_t residentBytes() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  std::fclose(f);
+  return static_cast<size_t>(resident) * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+// A rank of a large job has a socket link to every peer and uses a few of them (the ring two):
+// a link's slots cost memory only as frames use them. Pre-faulted, they were 4 MiB per peer at
+// the default 8 x 256 KiB, 4 GiB for a rank of 1024 (helper-99).
+TEST(SocketLinkMemory, SlotsCostMemoryOnlyWhenFramesUseThem) {
+  constexpr int kLinks = 16, kSlots = 8;
+  constexpr size_t kSlotBytes = 256 * 1024, kPerLink = 2 * kSlots * kSlotBytes;
+  std::vector<Fd> ends;
+  std::vector<std::unique_ptr<SocketLink>> links;
+  const size_t before = residentBytes();
+  ASSERT_GT(before, 0u);
+  for (int i = 0; i < kLinks; ++i) {
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    links.push_back(std::make_unique<SocketLink>(Fd(sv[0]), 1, "rank 1", kSlots, kSlotBytes));
+    ends.emplace_back(sv[1]);
+  }
+  const size_t idle = residentBytes() - std::min(before, residentBytes());
+  EXPECT_LT(idle, kPerLink) << kLinks << " idle links hold " << idle << " bytes";
+  // A link in use: the pages its frames touch, no more.
+  const size_t unused = residentBytes();
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  SocketLink x(Fd(sv[0]), 1, "x", kSlots, kSlotBytes), y(Fd(sv[1]), 0, "y", kSlots, kSlotBytes);
+  for (int i = 0; i < 3 * kSlots; ++i) {
+    void* s;
+    while (!(s = x.trySendSlot())) x.progress(), y.progress();
+    std::memset(s, i, 100);
+    x.postSend(100, MessageTag{});
+    Message m;
+    while (!(m = y.tryRecv()).data) x.progress();
+    ASSERT_EQ(m.bytes, 100u);
+    ASSERT_EQ(static_cast<const unsigned char*>(m.data)[99], i);
+    y.releaseRecv();
+  }
+  const size_t used = residentBytes() - std::min(unused, residentBytes());
+  EXPECT_LT(used, kPerLink / 4) << "frames of 100 bytes in " << kSlots << " slots took " << used << " bytes";
 }
 
 // A TCP connection reset (a live peer's connection cut by a firewall, or `ss -K`) is not told as

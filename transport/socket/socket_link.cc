@@ -21,8 +21,8 @@ SocketLink::SocketLink(std::vector<Fd> streams, int peerRank, std::string peerNa
       peerName_(std::move(peerName)),
       slots_(slots),
       slotBytes_(slotBytes),
-      sendBuf_(slots * slotBytes),
-      recvBuf_(slots * slotBytes) {
+      sendBuf_(std::make_unique_for_overwrite<char[]>(slots * slotBytes)),
+      recvBuf_(std::make_unique_for_overwrite<char[]>(slots * slotBytes)) {
   if (streams.empty() || streams.size() > kMaxStreams) {
     throw InvalidArgument("a socket link needs 1 to " + std::to_string(kMaxStreams) + " streams");
   }
@@ -95,7 +95,7 @@ std::string SocketLink::stallNote() const {
 void* SocketLink::trySendSlot() {
   if (sendPosted_ - sendDone_ >= slots_) progressSend();
   if (sendPosted_ - sendDone_ >= slots_) return nullptr;
-  return sendBuf_.data() + (sendPosted_ % slots_) * slotBytes_;
+  return sendBuf_.get() + (sendPosted_ % slots_) * slotBytes_;
 }
 
 void SocketLink::postSend(size_t bytes, const MessageTag& tag) {
@@ -124,7 +124,7 @@ bool SocketLink::settleRef(uint64_t frame, bool detach) {
   if (!detach) return false;
   // Not yet (wholly) in the kernel: what is left leaves from the slot. Bytes already sent are
   // the same bytes, so a partly sent frame carries on at its offset.
-  if (sendRefs_[slot]) std::memcpy(sendBuf_.data() + slot * slotBytes_, sendRefs_[slot], sendSizes_[slot]);
+  if (sendRefs_[slot]) std::memcpy(sendBuf_.get() + slot * slotBytes_, sendRefs_[slot], sendSizes_[slot]);
   sendRefs_[slot] = nullptr;
   return true;
 }
@@ -145,7 +145,7 @@ Message SocketLink::tryRecv() {
     return Message{};
   }
   uint64_t slot = recvReleased_ % slots_;
-  return Message{recvBuf_.data() + slot * slotBytes_, recvSizes_[slot], recvTags_[slot]};
+  return Message{recvBuf_.get() + slot * slotBytes_, recvSizes_[slot], recvTags_[slot]};
 }
 
 bool SocketLink::progress() {
@@ -177,7 +177,7 @@ bool SocketLink::sendOn(Stream& s) {
   if (s.sendOffset == 0)
     s.sendHeader = Frame{kFrameMagic, static_cast<uint32_t>(s.sendFrame), sendSizes_[slot], sendTags_[slot]};
   const size_t total = sizeof(Frame) + s.sendHeader.bytes;
-  char* payload = sendRefs_[slot] ? const_cast<char*>(sendRefs_[slot]) : sendBuf_.data() + slot * slotBytes_;
+  char* payload = sendRefs_[slot] ? const_cast<char*>(sendRefs_[slot]) : sendBuf_.get() + slot * slotBytes_;
   while (s.sendOffset < total) {
     iovec iov[2];
     int n = 0;
@@ -223,7 +223,7 @@ bool SocketLink::recvOn(Stream& s) {
       dst = reinterpret_cast<char*>(&s.recvHeader) + s.recvOffset;
       want = sizeof(Frame) - s.recvOffset;
     } else {
-      dst = recvBuf_.data() + slot * slotBytes_ + (s.recvOffset - sizeof(Frame));
+      dst = recvBuf_.get() + slot * slotBytes_ + (s.recvOffset - sizeof(Frame));
       want = sizeof(Frame) + s.recvHeader.bytes - s.recvOffset;
     }
     if (want == 0) break;  // an empty payload: the header was the whole frame

@@ -14,6 +14,7 @@
 // the buffer before the frame has left (settleRef with detach).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -75,7 +76,11 @@ class SocketLink : public Link {
   int peer_;
   std::string peerName_;
   uint64_t slots_, slotBytes_;
-  std::vector<char> sendBuf_, recvBuf_;  // slots x slotBytes each, pre-faulted
+  // slots x slotBytes each, left unwritten: a page costs memory from the first frame that uses
+  // it. A rank of a large job has a link to every peer, and the algorithms use a few of them
+  // (the ring two): pre-faulted, these were 4 MiB per socket peer, 4 GiB at 1024 ranks
+  // (helper-99). The steady state still faults nothing: its frames reuse the slots' pages.
+  std::unique_ptr<char[]> sendBuf_, recvBuf_;
 
   // Frames are numbered 0, 1, ... in posting order; slot = frame % slots. sentFrame_ and
   // recvdFrame_ hold frame + 1 of the last frame done in each slot, so the in-order prefix can
