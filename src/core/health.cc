@@ -64,6 +64,16 @@ constexpr size_t kMaxOutbox = 64 * 1024;  // a peer that reads nothing for this 
 // to cost nothing (a few hundred bytes per peer per beat).
 constexpr auto kInterval = std::chrono::milliseconds(200);
 
+// The peers' heartbeats arrive each at its own phase: read as each came, a rank woke N - 1 times
+// an interval and polled every peer at each wake, a cost that grew as N^2 (1-1.6 % of a core per
+// idle rank at 64 ranks, a core at 1024 by helper-99's model). Once it has read, the watchdog
+// leaves the sockets for a gap that grows with N, so a wake reads many: at most 1/gap wakes a
+// second. What it delays, a peer's failure report or a broken connection, waits at most the gap:
+// 0.25 ms per rank, so 2 ms at 8 ranks and 25 ms from 100.
+std::chrono::microseconds readGapFor(size_t nranks) {
+  return std::min<std::chrono::microseconds>(std::chrono::microseconds(250) * nranks, std::chrono::milliseconds(25));
+}
+
 // How long a rank that fails lets its report reach its peers before the error returns to the
 // program, which may exit at once (below).
 constexpr auto kDeliveryWait = std::chrono::milliseconds(200);
@@ -140,6 +150,7 @@ std::chrono::milliseconds Health::unresponsiveAfter(std::chrono::milliseconds ti
 Health::Health(const TransportContext& ctx)
     : rank_(ctx.rank),
       interval_(kInterval),
+      readGap_(readGapFor(ctx.peers.size())),
       unresponsive_(unresponsiveAfter(ctx.config.timeout)),
       goodbyeWait_(std::clamp<std::chrono::milliseconds>(ctx.config.timeout / 4, std::chrono::milliseconds(100),
                                                          std::chrono::seconds(2))) {
@@ -517,26 +528,41 @@ std::string Health::lostAmong(std::span<const int> ranks) {
 void Health::watch() {
   Clock::time_point nextBeat = Clock::now();
   watchdogRanNs_.store(std::chrono::nanoseconds(Clock::now().time_since_epoch()).count());
+  // Rounded up: cut to whole milliseconds, the last one before each heartbeat was spent in
+  // poll(..., 0) after poll(..., 0), 171 of 211 polls in 4 s (helper-99).
+  auto msUntil = [](Clock::time_point t) {
+    return static_cast<int>(
+        std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(t - Clock::now()).count()));
+  };
+  std::vector<pollfd> fds;
+  Clock::time_point readAt{};  // when peers' sockets were last read
   while (!stop_.load()) {
-    std::vector<pollfd> fds{{wakeFd_.get(), POLLIN, 0}};
+    // A failing call waits for its report to leave (awaitDelivery): look every millisecond.
+    const bool delivering = failureSent_.load() && !failureDelivered_.load();
+    // The gap after a read (readGapFor): only the wake event (a failure here, a stop, catchUp)
+    // ends it early, and is then read below.
+    if (const Clock::time_point quietUntil = std::min(readAt + readGap_, nextBeat);
+        !delivering && Clock::now() < quietUntil) {
+      pollfd wakeOnly{wakeFd_.get(), POLLIN, 0};
+      ::poll(&wakeOnly, 1, msUntil(quietUntil));
+    }
+    fds.assign(1, pollfd{wakeFd_.get(), POLLIN, 0});
     for (const Peer& p : peers_) {
       short ev = p.state == PeerState::kAlive ? POLLIN : 0;
       if (p.fd.valid() && !p.outbox.empty()) ev |= POLLOUT;
       fds.push_back({p.fd.valid() ? p.fd.get() : -1, ev, 0});
     }
-    // Rounded up: cut to whole milliseconds, the last one before each heartbeat was spent in
-    // poll(..., 0) after poll(..., 0), 171 of 211 polls in 4 s (helper-99).
-    auto wait = std::chrono::ceil<std::chrono::milliseconds>(nextBeat - Clock::now()).count();
-    // A failing call waits for its report to leave (awaitDelivery): look every millisecond.
-    if (failureSent_.load() && !failureDelivered_.load()) wait = std::min<int64_t>(wait, 1);
-    ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, wait)));
+    ::poll(fds.data(), fds.size(), delivering ? std::min(msUntil(nextBeat), 1) : msUntil(nextBeat));
     const int64_t wokeNs = std::chrono::nanoseconds(Clock::now().time_since_epoch()).count();
     if (fds[0].revents & POLLIN) {
       uint64_t n;
       (void)!::read(wakeFd_.get(), &n, sizeof(n));
     }
     for (size_t i = 0; i < peers_.size(); ++i) {
-      if (fds[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) readFrom(peers_[i]);
+      if (fds[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) {
+        readFrom(peers_[i]);
+        readAt = Clock::now();
+      }
       if (fds[i + 1].revents & POLLOUT) flush(peers_[i]);
     }
     evaluate();
@@ -625,6 +651,15 @@ ControlMsg Health::progress(uint32_t type) const {
 void Health::broadcastStatus() {
   ControlMsg m = progress(kStatus);
   m.p2p = p2p_.load(std::memory_order_relaxed);
+  // Nothing new since the last one (an idle rank, or one waiting in an op): only a keepalive,
+  // every quarter of the silence after which a peer counts as not responding. Every interval
+  // an idle rank of N sent N - 1 messages that said what the last ones had.
+  const Clock::time_point now = Clock::now();
+  const bool same = m.entered == lastBeat_.entered && m.completed == lastBeat_.completed && m.fp == lastBeat_.fp &&
+                    m.prevFp == lastBeat_.prevFp && m.p2p == lastBeat_.p2p;
+  if (same && now - lastBeatAt_ < std::max<std::chrono::milliseconds>(interval_, unresponsive_ / 4)) return;
+  lastBeat_ = Beat{m.entered, m.completed, m.fp, m.prevFp, m.p2p};
+  lastBeatAt_ = now;
   for (Peer& p : peers_) {
     if (p.outbox.size() < kMaxOutbox) queue(p, m);
   }
@@ -691,6 +726,9 @@ void Health::readFrom(Peer& p) {
         handle(p, m);
         if (p.state != PeerState::kAlive) return;
       }
+      // Short: the socket is empty (a stream's recv gives all it holds, up to the buffer), and
+      // poll says when more comes. A second recv to hear EAGAIN was a syscall per peer per wake.
+      if (static_cast<size_t>(n) < sizeof(buf)) return;
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;

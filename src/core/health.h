@@ -136,6 +136,13 @@ class Health : public OpMonitor {
   void flush(Peer& p);
   static std::string brokenBy(int err);
   void broadcastStatus();
+  // What the last heartbeat said, and when it went (broadcastStatus; watchdog thread only).
+  struct Beat {
+    uint64_t entered = 0, completed = 0;
+    MessageTag fp, prevFp;
+    uint32_t p2p = 0;
+  } lastBeat_;
+  Clock::time_point lastBeatAt_{};
   void sendFailure();  // once, to every peer
   void sendSplitReports();
   // The failure as this rank tells it: "rank R (host:pid) reports: " first where R found it (mu_).
@@ -156,6 +163,8 @@ class Health : public OpMonitor {
 
   const int rank_;
   const std::chrono::milliseconds interval_;
+  // After reading its peers, the watchdog leaves their sockets for this long (health.cc, watch).
+  const std::chrono::microseconds readGap_;
   const std::chrono::milliseconds unresponsive_;
   // How long a leaving watchdog lets its goodbye reach the peers and waits for them to close: on
   // a link of long round trips and losses, a retransmitted goodbye needs a few RTOs.
