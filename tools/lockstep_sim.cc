@@ -14,7 +14,8 @@
 // rank's schedule and a queue per link: the rank-ordered algorithm's N(N-1) links take several GB
 // at 4096 ranks, so -n stops there, and a cell that runs out of memory is skipped ("-", said on
 // stderr). The tuner sees one link cost, the
-// slowest the job uses, as the library's tuner does. The defaults describe a GPU cluster (8 per
+// slowest of each figure over the links the job uses, as the library's tuner does, and the
+// reduction speed given here. The defaults describe a GPU cluster (8 per
 // node, NVLink-class intra-node links, one 200 Gb/s NIC per GPU); they are assumptions, not
 // measurements: pass this machine's figures (README) to model it.
 #include <cctype>
@@ -177,8 +178,11 @@ int main(int argc, char** argv) {
     }
   }
   const size_t elem = dataTypeSize(lockstepFloat32);
-  // The tuner prices the pipeline's fill in slices, as the simulator runs it.
+  // The tuner prices the pipeline's fill in slices, as the simulator runs it, and the reduction
+  // at the speed the simulator charges (it was left free: the tuner column then disagreed with
+  // the library's pick given the same figures, helper-100).
   net.intra.sliceBytes = net.inter.sliceBytes = static_cast<double>(options.sliceBytes);
+  if (net.reduceGBps > 0) net.intra.reduceGBps = net.inter.reduceGBps = net.reduceGBps;
   std::printf(
       "# lockstep-sim: predicted all-reduce busbw (GB/s), float32; %d ranks/node; intra %.2f us %.1f GB/s; "
       "inter %.2f us %.1f GB/s; gap %.2f/%.2f us; slice %s, %d slots\n",
@@ -196,7 +200,9 @@ int main(int argc, char** argv) {
       double best = 0, picked = -1;  // -1: the tuner's pick was not simulated
       Algorithm bestAlg = Algorithm::kCount;
       const bool multiNode = net.ranksPerNode > 0 && n > net.ranksPerNode;
-      const Algorithm tuned = chooseAlgorithm(OpKind::kAllReduce, n, size, multiNode ? net.inter : net.intra, {});
+      // The library's tuner takes the slowest of every figure of the links the job uses.
+      const Algorithm tuned =
+          chooseAlgorithm(OpKind::kAllReduce, n, size, multiNode ? slowerOf(net.intra, net.inter) : net.intra, {});
       for (Algorithm a : kAlgorithms) {
         // Past its rank limit the library never runs it (the one-shot's is 64).
         if (n > maxRanks(a, OpKind::kAllReduce) || !withinBudget(a, n, count, options.sliceBytes / elem, budget)) {

@@ -90,9 +90,25 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
   // Event order: of the lanes that can take their next step, the one that can start it earliest
   // goes first, so ports are granted in time order. A lane that cannot (no message yet, or no
   // credit) waits on its link until the other end acts. Lanes never share a directed link, so
-  // each link end has at most one waiter.
-  using Ready = std::pair<double, size_t>;  // (earliest start, lane)
+  // each link end has at most one waiter. The earliest start counts the rank's send port, which
+  // another lane of the rank may take after this one was queued: checked again when it comes
+  // out, and queued again if the port now frees later. Without that a rank's second send, ready
+  // at 0 but starting when its first had left, took a receiver's port before an earlier message
+  // and held it up a whole transfer: the direct all-reduce cost 2N - 3 transfers for N - 1
+  // (helper-100). Ties go to the lane ready first, so a port serves lanes in turn.
+  struct Ready {
+    double startUs, readyUs;
+    size_t lane;
+    bool operator>(const Ready& o) const {
+      return startUs != o.startUs ? startUs > o.startUs : readyUs != o.readyUs ? readyUs > o.readyUs : lane > o.lane;
+    }
+  };
   std::priority_queue<Ready, std::vector<Ready>, std::greater<>> ready;
+  // When `lane`'s step, a send, can take its port (0 without a network model, or for a receive).
+  auto sendPortFree = [&](const Lane& lane, const Step& s) {
+    if (!net || !primSends(s.prim)) return 0.0;
+    return ports.sendFree[net->sameNode(lane.rank, s.sendPeer) ? 0 : 1][lane.rank];
+  };
   size_t remaining = 0;
   auto schedule = [&](size_t i) {
     Lane& lane = lanes[i];
@@ -109,7 +125,7 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
       if (out.inFlight() >= slots) return void(out.senderLane = static_cast<int64_t>(i));
       start = std::max(start, out.creditUs(slots));
     }
-    ready.push({start, i});
+    ready.push({std::max(start, sendPortFree(lane, s)), start, i});
   };
   auto wake = [&](int64_t* waiter) {
     if (*waiter < 0) return;
@@ -123,8 +139,13 @@ SimStats simulate(const std::vector<Schedule>& schedules, const std::vector<std:
   }
 
   while (!ready.empty()) {
-    const size_t i = ready.top().second;
+    const Ready top = ready.top();
+    const size_t i = top.lane;
     ready.pop();
+    if (const double port = sendPortFree(lanes[i], lanes[i].walker.step()); port > top.startUs) {
+      ready.push({port, top.readyUs, i});
+      continue;
+    }
     Lane& lane = lanes[i];
     SliceWalker& w = lane.walker;
     const int r = lane.rank;

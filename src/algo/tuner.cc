@@ -139,7 +139,10 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
   // one's pipeline is full: at each hop but the last, `perHop` slices sent (a tree node serves
   // two children in turn), and at `reducedHops` of them the slice is reduced. `piece` is what one
   // slice can be at most (a tree's half). The simulator runs the same (helper-79 compared them:
-  // a chain exactly, a tree within ~15 %).
+  // a chain exactly, a tree within ~15 %, but helper-100 found the tree priced up to 2.2x too
+  // high at 4 ranks, 1.75x at 8 and 1.5x at 16 where one slice holds its half buffer, and 1.2-1.5x
+  // too low at 2, 3, 5 and 6 ranks: within 2 % from 7 ranks up otherwise, and measured tuning
+  // settles blocking calls on this machine).
   auto fill = [&](double hops, double piece, double perHop, double reducedHops) {
     const double slice = link.sliceBytes > 0 ? std::min(link.sliceBytes, piece) : 0.0;
     return std::max(hops - 1, 0.0) * perHop * slice * beta + reducedHops * slice * gamma;
@@ -155,7 +158,6 @@ double predictUs(Algorithm a, OpKind kind, int n, size_t bytes, const LinkCost& 
         case Algorithm::kTree: {
           // A rank is interior in one tree (half up, a half to each child) and a leaf in the other.
           const double sent = n > 4 ? 2.0 : n > 2 ? 1.5 : 1.0;
-          // Up the tree (reducing) and down it: 2L hops of fill, with a half buffer per tree.
           // Up the heap (reducing) and down it: 2 x floor(log2 n) hops, a half buffer per tree.
           const double us = 2 * L * alpha + (sent * beta + gamma) * B + fill(2 * lp, B / 2, children, lp);
           return treeLanesShareLinks(n) ? us / kMergedTreeEfficiency : us;

@@ -92,6 +92,12 @@ TEST(SimulatorTime, BandwidthBoundRunsTakeTheirBytesOverTheLink) {
   NetworkModel m = bandwidthOnly(1.0);  // 1 GB/s: 1000 bytes per microsecond
   // Two ranks, one message each way of the whole buffer.
   EXPECT_NEAR(run(Algorithm::kDirect, 2, 250000, kOneSlice, &m).timeUs, 1000.0, 1e-6);
+  // N ranks: each sends N - 1 buffers and receives N - 1, one port each way, as the alpha-beta
+  // model says. A rank's later sends took a receiver's port before earlier messages, and N ranks
+  // cost 2N - 3 transfers (5000 us at 4, 13000 at 8: helper-100).
+  for (int n : {3, 4, 8}) {
+    EXPECT_NEAR(run(Algorithm::kDirect, n, 250000, kOneSlice, &m).timeUs, 1000.0 * (n - 1), 1e-6) << n << " ranks";
+  }
   // The ring moves 2(N-1)/N of the buffer through each port; pipelined slices get close to it.
   const size_t count = 16 << 20;  // 64 MiB
   double ideal = 2.0 * 7 / 8 * (count * 4) / 1e3;
