@@ -1,5 +1,6 @@
 #include "bootstrap/tcp_bootstrap.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -47,6 +48,7 @@ TcpBootstrap::TcpBootstrap(const UniqueIdInfo& id, uint64_t commId, int rank, in
       nranks_(nranks),
       timeout_(timeout),
       interrupt_(std::move(interrupt)) {
+  reserve_ = Fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   NetAddr bind = local;
   bind.port = 0;
   listen_ = listenOn(bind);
@@ -451,16 +453,27 @@ void TcpBootstrap::sendReport(const Report& r, const std::vector<int>& to) {
     size_t sent = 0;
   };
   std::vector<Out> outs;
-  for (int p : to) {
-    if (p < 0 || p >= nranks_ || p == rank_ || !peers_[p].valid() || noReports_.count(p)) continue;
+  std::vector<int> waiting;  // no descriptor for these yet: tried as connections finish
+  // Opens a connection to `p`; false if this process is out of descriptors.
+  auto open = [&](int p) {
     sockaddr_storage ss;
     const socklen_t len = peers_[p].toSockaddr(&ss);
     Fd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid() && (errno == EMFILE || errno == ENFILE) && reserve_.valid()) {
+      reserve_.reset();
+      fd = Fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    }
+    if (!fd.valid() && (errno == EMFILE || errno == ENFILE)) return false;
     if (!fd.valid() || (::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)) {
       noReports_.insert(p);
-      continue;
+      return true;
     }
     outs.push_back(Out{p, std::move(fd)});
+    return true;
+  };
+  for (int p : to) {
+    if (p < 0 || p >= nranks_ || p == rank_ || !peers_[p].valid() || noReports_.count(p)) continue;
+    if (!waiting.empty() || !open(p)) waiting.push_back(p);
   }
   const Deadline dl = Deadline::after(kReportSendLimit);
   while (!outs.empty() && !dl.expired()) {
@@ -477,7 +490,11 @@ void TcpBootstrap::sendReport(const Report& r, const std::vector<int>& to) {
       if (failed) noReports_.insert(o.rank);
       if (failed || o.sent == msg.size()) outs.erase(outs.begin() + static_cast<std::ptrdiff_t>(i));
     }
+    // Descriptors freed: the next connections. The reports are small and taken at once, so one
+    // descriptor carries them to a few hundred ranks within the limit on a LAN.
+    while (!waiting.empty() && open(waiting.front())) waiting.erase(waiting.begin());
   }
+  for (int p : waiting) noReports_.insert(p);
   // Gone, or its host unreachable: its own error stands, and it is not tried again (a relay per
   // report heard, each waiting out the limit, held a rank for seconds).
   for (const Out& o : outs) noReports_.insert(o.rank);
@@ -544,7 +561,14 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
   try {
     fail(e, peer, doing);
   } catch (const Error& mine) {
-    // Only a peer's failure travels the ring: an abort, or this rank's own error, ends at once.
+    // Only a peer's failure travels the ring: an abort, or this rank's own error, ends at once,
+    // a shortage of this process's (descriptors, memory) told to its neighbours first, which
+    // found it gone "for a reason of its own" and passed that on.
+    if (mine.code() == lockstepSystemError) {
+      const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
+      sendReport(Report{mine.code(), rank_, rank_, mine.what()},
+                 prev != next ? std::vector<int>{next, prev} : std::vector<int>{next});
+    }
     if (mine.code() != lockstepRemoteError && mine.code() != lockstepTimeout) throw;
     // Told both ways at once, before waiting for the neighbour it blames (a rank whose send to
     // a dead successor failed is the predecessor's neighbour that failed "first" too); then the
@@ -575,7 +599,21 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
   try {
     std::rethrow_exception(error);
   } catch (const Error& e) {
-    if (e.code() != lockstepRemoteError && e.code() != lockstepTimeout) throw;
+    if (e.code() != lockstepRemoteError && e.code() != lockstepTimeout) {
+      // This rank's own shortage (of descriptors or threads, mostly): the peers waiting for its
+      // connections are told it, as its culprit, before it unwinds. Told nothing, they found its
+      // listener gone and blamed it as a rank that had exited (at 64 ranks under a limit of 100
+      // descriptors, 37 of them: helper-99).
+      if (e.code() == lockstepSystemError && !toldAll_) {
+        toldAll_ = true;
+        std::vector<int> all;
+        for (int p = 0; p < nranks_; ++p) {
+          if (p != rank_) all.push_back(p);
+        }
+        sendReport(Report{e.code(), rank_, rank_, e.what()}, all);
+      }
+      throw;
+    }
     const auto* remote = dynamic_cast<const RemoteError*>(&e);
     const Report mine{e.code(), remote ? remote->rank : -1, rank_, e.what()};
     // What the bootstrap's own wait failed with goes on as it was heard (its finder, its words):

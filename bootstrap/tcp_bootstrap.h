@@ -107,7 +107,9 @@ class TcpBootstrap : public Bootstrap {
     std::string words;  // the finder's message
   };
   // Best effort, to every rank of `to` at once, within kReportSendLimit: a rank may be gone or
-  // failing too. Ranks a report could not reach are sent no more (noReports_).
+  // failing too. Ranks a report could not reach are sent no more (noReports_). Out of
+  // descriptors, it gives up reserve_ and sends on the connections it can open, one freeing
+  // the next.
   void sendReport(const Report& r, const std::vector<int>& to);
   // The reports heard in kReportGrace from the rank `from` (-1: from any), in order, each passed
   // on to the rank `onward` (-1: to none) as it comes.
@@ -148,7 +150,11 @@ class TcpBootstrap : public Bootstrap {
   Fd listen_, next_, prev_;
   std::vector<NetAddr> peers_;
   std::vector<Stashed> stash_;
-  std::set<int> noReports_;           // ranks a report could not reach
+  std::set<int> noReports_;  // ranks a report could not reach
+  // A descriptor held for a report of this rank's own shortage of them (sendReport): without it
+  // a rank out of descriptors in setup could open no connection to say so, and its peers blamed
+  // it as one that had gone (helper-99).
+  Fd reserve_;
   bool toldAll_ = false;              // failSetup's report went out (once per bootstrap)
   std::optional<Report> failedWith_;  // what failRelayed last failed with, as a report
   std::list<Incoming> incoming_;

@@ -44,6 +44,10 @@
 //       Rank 0 runs out of descriptors just before a split of every rank into one communicator,
 //       whose first rank it is: it must fail naming `ulimit -n` (and live on 5 s), and the others
 //       within 3 s naming it, not after their timeout (set LOCKSTEP_TIMEOUT=30).
+//   fault_check --mode init-out-of-fds --victim R --after-ms K
+//       Rank R may open K descriptors more than it holds before its init: its bootstrap fits,
+//       its connections to every peer do not. Every init must fail within 10 s, rank R's naming
+//       `ulimit -n`, the others' naming rank R and that (set LOCKSTEP_TIMEOUT=30).
 //   fault_check --mode finish-alone-and-leave --victim R [--op exit]
 //       Rank R, the root, broadcasts 0 elements where the others broadcast 1000 from it: its call
 //       moves nothing and returns at once, and it destroys its communicator and lives on 3 s (or,
@@ -101,6 +105,33 @@ int report(bool ok, const std::string& what) {
   return ok ? 0 : 1;
 }
 
+// Rank `victim` may open `spare` more descriptors than it holds: enough for its bootstrap, not
+// for its connections to every peer. Every rank's init must fail; the victim's naming `ulimit
+// -n`, the others' naming the victim and its shortage, well within their timeout.
+int initOutOfFds(int victim, int spare) {
+  const char* r = std::getenv("LOCKSTEP_RANK");
+  rank = r ? std::atoi(r) : -1;
+  if (rank == victim) {
+    const int lowest = dup(0);  // descriptors are taken lowest first
+    close(lowest);
+    rlimit few{};
+    getrlimit(RLIMIT_NOFILE, &few);
+    few.rlim_cur = static_cast<rlim_t>(lowest + spare);
+    setrlimit(RLIMIT_NOFILE, &few);
+  }
+  const double t0 = nowMs();
+  lockstepComm_t comm = nullptr;
+  const lockstepResult_t result = lockstepCommInitFromEnv(&comm);
+  const double ms = nowMs() - t0;
+  const std::string msg = lockstepGetLastError(nullptr);
+  if (rank == victim) std::this_thread::sleep_for(std::chrono::seconds(2));  // a program that goes on
+  const bool named = msg.find("ulimit -n") != std::string::npos &&
+                     (rank == victim || msg.find("rank " + std::to_string(victim) + " ") != std::string::npos);
+  return report(
+      result != lockstepSuccess && named && ms < 10000,
+      "init returned " + std::to_string(result) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -122,6 +153,7 @@ int main(int argc, char** argv) {
       op = v;
   }
   lockstepComm_t comm;
+  if (mode == "init-out-of-fds") return initOutOfFds(victim, afterMs);
   const double initStart = nowMs();
   if (lockstepCommInitFromEnv(&comm) != lockstepSuccess) {
     std::fprintf(stderr, "init failed: %s\n", lockstepGetLastError(nullptr));

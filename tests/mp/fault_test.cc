@@ -437,6 +437,23 @@ TEST(Faults, ASplitWhoseFirstRankIsOutOfDescriptorsFailsEveryMemberAtOnce) {
   }
 }
 
+// A rank out of descriptors in its init tells the others why, as their culprit: they found its
+// connections refused and blamed it as a rank that had gone (at 64 ranks under a limit of 100,
+// 37 of 64 did not name the limit: helper-99). Its shortage met in the bootstrap's ring (4 more
+// descriptors than it held) and in the socket transport's connections (12 more).
+TEST(Faults, ARankOutOfDescriptorsInItsInitTellsTheOthersWhy) {
+  const int n = 4;
+  for (const char* spare : {"4", "12"}) {
+    auto procs = startRanks(n, {"--mode", "init-out-of-fds", "--victim", "2", "--after-ms", spare},
+                            {"LOCKSTEP_TIMEOUT=30", "LOCKSTEP_TRANSPORTS=socket", "LOCKSTEP_SOCKET_NSTREAMS=4"});
+    for (int r = 0; r < n; ++r) {
+      ProcResult res = procs[r]->wait(60);
+      EXPECT_FALSE(res.timedOut) << res.output;
+      EXPECT_EQ(res.code, 0) << spare << " spare descriptors, rank " << r << ": " << res.output;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Fields, Mismatches,
                          ::testing::Values("kind", "count", "datatype", "reduction op", "root", "kind, no data",
                                            "count 0, three times", "split"),

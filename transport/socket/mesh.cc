@@ -220,11 +220,17 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
   const int nranks = static_cast<int>(ctx.peers.size());
   std::vector<Fd> listeners(static_cast<size_t>(count));
   std::vector<NetAddr> addrs(static_cast<size_t>(nranks) * count);  // rank r's mesh s at r * count + s
-  if (!peers.empty()) {
-    for (int s = 0; s < count; ++s) {
-      listeners[s] = listenOn(ctx.localAddr);
-      addrs[ctx.rank * count + s] = localAddress(listeners[s].get());
+  try {
+    if (!peers.empty()) {
+      for (int s = 0; s < count; ++s) {
+        listeners[s] = listenOn(ctx.localAddr);
+        addrs[ctx.rank * count + s] = localAddress(listeners[s].get());
+      }
     }
+  } catch (...) {
+    // Out of descriptors for a listener: the peers wait in the all-gather below, and its ring
+    // neighbours found this rank gone "for a reason of its own". Told the reason instead.
+    ctx.bootstrap.failSetup(std::current_exception(), /*heard=*/false);
   }
   try {
     ctx.bootstrap.allGather(addrs.data(), count * sizeof(NetAddr));
