@@ -709,6 +709,9 @@ void Health::flush(Peer& p) {
   }
 }
 
+size_t Health::controlMessageBytes() { return sizeof(ControlMsg); }
+uint32_t Health::controlMagic() { return kControlMagic; }
+
 void Health::readFrom(Peer& p) {
   char buf[4096];
   for (;;) {

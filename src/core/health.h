@@ -108,6 +108,11 @@ class Health : public OpMonitor {
   static std::chrono::milliseconds unresponsiveAfter(std::chrono::milliseconds timeout);
 
  private:
+  // tests/fuzz/fuzz_control.cc: feeds a peer's control connection hostile bytes, whole
+  // messages of controlMessageBytes() that start with controlMagic() among them.
+  friend struct HealthFuzz;
+  static size_t controlMessageBytes();
+  static uint32_t controlMagic();
   enum class PeerState { kAlive, kLeft, kLost };
   struct Peer {
     int rank;
