@@ -292,34 +292,56 @@ std::string localInterfaceDown(int fd) {
   return "";
 }
 
-Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused) {
-  sockaddr_storage ss;
-  socklen_t len = addr.toSockaddr(&ss);
-  int backoffMs = 1;
+Fd Dialer::step(Deadline deadline) {
   for (;;) {
-    Fd fd = newSocket(addr.family);
-    int rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
-    int err = rc == 0 ? 0 : errno;
+    int err;
+    if (!fd_.valid()) {
+      if (Clock::now() < retryAt_) return Fd();
+      fd_ = newSocket(addr_.family);
+      sockaddr_storage ss;
+      const socklen_t len = addr_.toSockaddr(&ss);
+      err = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 ? 0 : errno;
+    } else {
+      pollfd p{fd_.get(), POLLOUT, 0};
+      if (::poll(&p, 1, 0) == 0)
+        err = EINPROGRESS;  // still connecting
+      else {
+        socklen_t elen = sizeof(err);
+        getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
+      }
+    }
     if (err == EINPROGRESS) {
-      if (!pollFor(fd.get(), POLLOUT, deadline)) throw Timeout("connecting to " + addr.str() + " timed out");
-      socklen_t elen = sizeof(err);
-      getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &elen);
+      if (deadline.expired()) throw Timeout("connecting to " + addr_.str() + " timed out");
+      return Fd();
     }
     // Connected to itself: while no one listens on a local port of the ephemeral range, the
     // kernel may pick that very port as the source, and TCP's simultaneous open then connects
     // the socket to itself (and holds the port the listener is about to bind). As refused.
-    if (err == 0 && isSelfConnected(fd.get())) err = ECONNREFUSED;
-    if (err == 0) return fd;
+    if (err == 0 && isSelfConnected(fd_.get())) err = ECONNREFUSED;
+    if (err == 0) return std::move(fd_);
+    fd_.reset();
     // Refused or reset: the listener is not up yet. No route, or the network down: a link that
     // may come back (a cable, a switch, an interface coming up late). Try again until the deadline.
     const bool transient = err == ECONNRESET || err == ETIMEDOUT || err == EAGAIN || err == EHOSTUNREACH ||
                            err == ENETUNREACH || err == EHOSTDOWN || err == ENETDOWN;
-    if ((err != ECONNREFUSED || !retryRefused) && !transient) {
-      throw SystemError("connect", err, "connecting to " + addr.str());
+    if ((err != ECONNREFUSED || !retryRefused_) && !transient) {
+      throw SystemError("connect", err, "connecting to " + addr_.str());
     }
-    if (deadline.expired()) throw Timeout("connecting to " + addr.str() + " timed out: " + std::strerror(err));
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoffMs));
-    backoffMs = std::min(backoffMs * 2, 100);
+    if (deadline.expired()) throw Timeout("connecting to " + addr_.str() + " timed out: " + std::strerror(err));
+    retryAt_ = Clock::now() + std::chrono::milliseconds(backoffMs_);
+    backoffMs_ = std::min(backoffMs_ * 2, 100);
+  }
+}
+
+Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused) {
+  Dialer dialer(addr, retryRefused);
+  for (;;) {
+    if (Fd fd = dialer.step(deadline); fd.valid()) return fd;
+    if (dialer.pollFd() >= 0) {
+      pollFor(dialer.pollFd(), POLLOUT, deadline);
+    } else {
+      std::this_thread::sleep_until(std::min(dialer.retryAt(), Clock::now() + std::chrono::milliseconds(100)));
+    }
   }
 }
 

@@ -85,6 +85,25 @@ bool connectionEnds(int fd, NetAddr* mine, NetAddr* theirs);
 // Connects, retrying refused connections (the listener may not be up yet) until the deadline;
 // with retryRefused false, a refusal is a SystemError (ECONNREFUSED) at once.
 Fd connectTo(const NetAddr& addr, Deadline deadline, bool retryRefused = true);
+
+// connectTo without blocking, for a rank that connects to many peers while it serves others:
+// step() moves it on and returns the connected socket once there; it throws what connectTo
+// throws. Between steps, poll pollFd() for POLLOUT (-1: nothing to poll, a retry waits until
+// retryAt()).
+class Dialer {
+ public:
+  Dialer(const NetAddr& addr, bool retryRefused) : addr_(addr), retryRefused_(retryRefused) {}
+  Fd step(Deadline deadline);
+  int pollFd() const { return fd_.valid() ? fd_.get() : -1; }
+  Clock::time_point retryAt() const { return retryAt_; }
+
+ private:
+  NetAddr addr_;
+  bool retryRefused_;
+  Fd fd_;                        // the connection under way
+  Clock::time_point retryAt_{};  // when the next attempt may start
+  int backoffMs_ = 1;
+};
 // What keeps a connected socket's bytes from leaving this host, for timeout messages: "this
 // host's interface eth0 (10.0.0.2) is down", or its address is gone; "" when neither (or for
 // loopback, or where it cannot tell).

@@ -1,9 +1,10 @@
 // Authenticated TCP connections from this rank to a set of peers (the data sockets of the socket
 // transport, and the control connections of the health watchdog).
 //
-// Ordering: each rank first sends its hello to every higher peer without waiting, then accepts
-// (and answers) every lower peer, then reads the answers of the higher peers. The highest rank
-// only accepts, so by induction nobody waits on a rank that is itself waiting.
+// Ordering: each rank dials every higher peer and sends it its hello while it accepts (and
+// answers) every lower peer, then reads the answers of the higher peers. Nobody waits to connect
+// on a rank that does not accept meanwhile, and the highest rank only accepts, so by induction
+// nobody waits on a rank that is itself waiting.
 #include "transport/socket/mesh.h"
 
 #include <poll.h>
@@ -75,19 +76,41 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
     }
     return std::make_exception_ptr(RemoteError(p, context + ": " + e.what()));
   };
+  // The higher peers, dialled all at once while the lower ones are taken (below): one after
+  // another, a rank waited for each lost SYN in turn (a second each), and for each listener whose
+  // queue was full while its owner itself waited to dial (32 ranks with 16 streams failed their
+  // init at somaxconn 16: helper-97).
+  struct Dial {
+    int peer;
+    Dialer dialer;
+  };
+  std::vector<Dial> dials;
   for (int p : peers) {
     if (p < ctx.rank) continue;
-    try {
-      if (!addrs[p].valid()) throw InternalError("it published no address");
-      // Its listener was up before it published the address: refused means it exited or gave up.
-      Fd fd = connectTo(addrs[p], dl, /*retryRefused=*/false);
-      Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
-      sendAll(fd.get(), &h, sizeof(h), dl);
-      fds[p] = std::move(fd);
-    } catch (const Error& e) {
-      std::rethrow_exception(blame(p, "could not connect to", e));
-    }
+    if (!addrs[p].valid())
+      std::rethrow_exception(blame(p, "could not connect to", InternalError("it published no address")));
+    // Its listener was up before it published the address: refused means it exited or gave up.
+    dials.push_back(Dial{p, Dialer(addrs[p], /*retryRefused=*/false)});
   }
+  // Moves every dial on; a connection made takes its hello at once (it fits the socket's buffer).
+  auto advanceDials = [&] {
+    for (auto it = dials.begin(); it != dials.end();) {
+      try {
+        Fd fd = it->dialer.step(dl);
+        if (!fd.valid()) {
+          ++it;
+          continue;
+        }
+        Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
+        sendAll(fd.get(), &h, sizeof(h), dl);
+        fds[it->peer] = std::move(fd);
+      } catch (const Error& e) {
+        std::rethrow_exception(blame(it->peer, "could not connect to", e));
+      }
+      it = dials.erase(it);
+    }
+  };
+  advanceDials();
   // The lower peers still to connect, counted on every pass and named (bounded, NamedPeers) only
   // in an error: the list was built on every pass, and at 4096 ranks the highest rank spent 1.6 s
   // building 400 MB of it, and its errors were 176 KB long (helper-99).
@@ -112,10 +135,9 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
   WarnLimiter strangers;  // anyone may connect to the listener
   Deadline probe = Deadline::after(kProbeEvery);
   size_t probes = 0;
-  int gone = -1;  // a missing peer found gone: an error if one more pass does not bring it
-  // fds holds no higher peer yet beyond those dialled above: the lower ones are what it gains here.
-  const size_t dialled = fds.size();
-  while (fds.size() - dialled < lower) {
+  int gone = -1;     // a missing peer found gone: an error if one more pass does not bring it
+  size_t taken = 0;  // lower peers accepted
+  while (taken < lower || !dials.empty()) {
     if (gone >= 0 && !fds.count(gone)) {
       // The one found may have failed because of another that died: name every missing peer
       // that is gone.
@@ -130,11 +152,11 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
                                   " to connect; gone: " + names +
                                   " (each exited, or failed its setup, perhaps because of another rank)");
     }
-    if (dl.expired()) {
+    if (dl.expired() && taken < lower) {
       throw Timeout(what + ": rank " + std::to_string(ctx.rank) + " waited " +
                     std::to_string(ctx.config.timeout.count()) + " ms for " + missingLower() + " to connect");
     }
-    if (probe.expired()) {
+    if (taken < lower && probe.expired()) {
       // A peer that failed its setup elsewhere, or died, never connects: its bootstrap says so.
       // One missing peer per probe, in turn, so that a large communicator's slow setup is not a
       // storm of connections.
@@ -148,7 +170,17 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
     }
     std::vector<pollfd> pfds{{listener.get(), POLLIN, 0}};
     for (const Pending& c : pending) pfds.push_back({c.fd.get(), POLLIN, 0});
-    ::poll(pfds.data(), pfds.size(), dl.remainingMs(100));
+    int waitMs = dl.remainingMs(100);
+    for (const Dial& d : dials) {
+      if (d.dialer.pollFd() >= 0) {
+        pfds.push_back({d.dialer.pollFd(), POLLOUT, 0});
+      } else {  // a retry's backoff
+        const auto until = std::chrono::ceil<std::chrono::milliseconds>(d.dialer.retryAt() - Clock::now()).count();
+        waitMs = std::min<int>(waitMs, static_cast<int>(std::max<int64_t>(until, 0)));
+      }
+    }
+    ::poll(pfds.data(), pfds.size(), waitMs);
+    advanceDials();
     if (pfds[0].revents & POLLIN) {
       int shortage = 0;
       Fd fd = acceptReady(listener.get(), &shortage);
@@ -194,6 +226,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
         std::rethrow_exception(blame(h.rank, "could not answer", e));
       }
       fds[h.rank] = std::move(c.fd);
+      ++taken;
       it = pending.erase(it);
     }
   }
