@@ -333,7 +333,9 @@ void Health::fail(lockstepResult_t code, int culprit, const std::string& message
 // deadline for every thread) until the report has left for every live peer (checkDelivered);
 // bytes that arrived before the reset are still read.
 void Health::awaitDelivery() {
-  if (!thread_.joinable() || std::this_thread::get_id() == thread_.get_id()) return;
+  // The watchdog itself never reads thread_, which its creator assigns after the thread has
+  // started (TSan: a race with a failure the watchdog met at once).
+  if (std::this_thread::get_id() == watchdogId_.load(std::memory_order_relaxed) || !thread_.joinable()) return;
   // One deadline for every thread that meets the failure (the failing call, a thread polling
   // lockstepCommGetAsyncError): once it passes, later calls go at once.
   const auto now = [] { return Clock::now().time_since_epoch().count(); };
@@ -526,6 +528,7 @@ std::string Health::lostAmong(std::span<const int> ranks) {
 // ---- the watchdog ----
 
 void Health::watch() {
+  watchdogId_.store(std::this_thread::get_id(), std::memory_order_relaxed);
   Clock::time_point nextBeat = Clock::now();
   watchdogRanNs_.store(std::chrono::nanoseconds(Clock::now().time_since_epoch()).count());
   // Rounded up: cut to whole milliseconds, the last one before each heartbeat was spent in

@@ -227,6 +227,7 @@ class Health : public OpMonitor {
   // long it had not run (zero when it was on time).
   std::chrono::milliseconds catchUp();
   std::thread thread_;
+  std::atomic<std::thread::id> watchdogId_{};  // the watchdog thread's, once it runs
 };
 
 }  // namespace lockstep
