@@ -574,7 +574,9 @@ void Health::watch() {
     if (failureSent_.load() && !failureDelivered_.load()) checkDelivered();
     if (Clock::now() >= nextBeat) {
       broadcastStatus();
-      nextBeat = Clock::now() + interval_;
+      // The next tick, or the keepalive's time where that comes first: checked only at 200 ms
+      // ticks, a 500 ms keepalive went every 600 ms (helper-101).
+      nextBeat = std::min(Clock::now() + interval_, lastBeatAt_ + keepAlive());
     }
     // After reading: catchUp() waits for a mark newer than the stall, set once what arrived
     // meanwhile has been read.
@@ -660,7 +662,7 @@ void Health::broadcastStatus() {
   const Clock::time_point now = Clock::now();
   const bool same = m.entered == lastBeat_.entered && m.completed == lastBeat_.completed && m.fp == lastBeat_.fp &&
                     m.prevFp == lastBeat_.prevFp && m.p2p == lastBeat_.p2p;
-  if (same && now - lastBeatAt_ < std::max<std::chrono::milliseconds>(interval_, unresponsive_ / 4)) return;
+  if (same && now - lastBeatAt_ < keepAlive()) return;
   lastBeat_ = Beat{m.entered, m.completed, m.fp, m.prevFp, m.p2p};
   lastBeatAt_ = now;
   for (Peer& p : peers_) {

@@ -148,6 +148,9 @@ class Health : public OpMonitor {
     uint32_t p2p = 0;
   } lastBeat_;
   Clock::time_point lastBeatAt_{};
+  // How often an unchanged heartbeat goes, as a keepalive: a quarter of the silence after which
+  // a peer counts as not responding (500 ms by default), never more often than interval_.
+  std::chrono::milliseconds keepAlive() const { return std::max(interval_, unresponsive_ / 4); }
   void sendFailure();  // once, to every peer
   void sendSplitReports();
   // The failure as this rank tells it: "rank R (host:pid) reports: " first where R found it (mu_).
