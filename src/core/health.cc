@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <unordered_set>
 
@@ -159,39 +160,49 @@ Health::Health(const TransportContext& ctx)
   for (int r = 0; r < nranks; ++r) {
     if (r != rank_) others.push_back(r);
   }
-  // Collective even for one rank, so every rank makes the same bootstrap calls.
-  std::map<int, Fd> fds = connectMesh(ctx, others, Purpose::kControl, "control connections");
-  if (others.empty()) return;
-  for (int r : others) {
-    Peer p;
-    p.rank = r;
-    p.fd = std::move(fds[r]);
-    // A failure or a goodbye leaves at once, not after the acknowledgement of the last heartbeat.
-    int one = 1;
-    setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    p.name = ctx.peers[r].describe();
-    p.lastHeard = Clock::now();
-    peers_.push_back(std::move(p));
-  }
-  wakeFd_ = Fd(static_cast<int>(checkSys(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd")));
-  try {
-    thread_ = std::thread([this] { watch(); });
-  } catch (const std::system_error& e) {
-    const SystemError error("pthread_create", e.code().value(),
-                            "rank " + std::to_string(rank_) +
-                                " was starting its communicator's watchdog thread (a thread limit: ulimit -u or a pids "
-                                "cgroup?)");
-    // The peers' setup may be over: told nothing, their watchdogs would report this live rank
-    // as one that exited. The control connections are up, so the report goes on them now.
-    fail(lockstepSystemError, rank_, error.what());
-    sendFailure();
-    while (!failureDelivered_.load()) {
-      for (Peer& p : peers_) flush(p);
-      checkDelivered();
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // The watchdog's thread first, held until its peers are connected: where the system refuses
+  // it (a thread limit), this rank fails before the control mesh, which tells the peers, and
+  // their inits fail naming it. Started after, it failed when their inits had succeeded, and
+  // they learned of it at their first call (helper-96).
+  std::promise<bool> go;
+  if (nranks > 1) {
+    try {
+      thread_ = std::thread([this, ready = go.get_future()]() mutable {
+        if (ready.get()) watch();
+      });
+    } catch (const std::system_error& e) {
+      ctx.bootstrap.failSetup(
+          std::make_exception_ptr(SystemError(
+              "pthread_create", e.code().value(),
+              "rank " + std::to_string(rank_) +
+                  " was starting its communicator's watchdog thread (a thread limit: ulimit -u or a pids cgroup?)")),
+          /*heard=*/false);
     }
-    throw error;
   }
+  try {
+    // Collective even for one rank, so every rank makes the same bootstrap calls.
+    std::map<int, Fd> fds = connectMesh(ctx, others, Purpose::kControl, "control connections");
+    for (int r : others) {
+      Peer p;
+      p.rank = r;
+      p.fd = std::move(fds[r]);
+      // A failure or a goodbye leaves at once, not after the acknowledgement of the last heartbeat.
+      int one = 1;
+      setsockopt(p.fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      p.name = ctx.peers[r].describe();
+      p.lastHeard = Clock::now();
+      peers_.push_back(std::move(p));
+    }
+    if (!others.empty()) wakeFd_ = Fd(static_cast<int>(checkSys(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd")));
+  } catch (...) {
+    if (thread_.joinable()) {
+      go.set_value(false);
+      thread_.join();
+    }
+    throw;
+  }
+  if (others.empty()) return;
+  go.set_value(true);
   try {
     LiveWatchdogs& w = liveWatchdogs();
     std::lock_guard<std::mutex> lock(w.mu);
