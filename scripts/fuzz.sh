@@ -9,7 +9,7 @@ build=${FUZZ_BUILD:-build-fuzz}
 command -v clang++ >/dev/null || { echo "clang++ not installed: skipping fuzzing"; exit 77; }
 CC=clang CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLOCKSTEP_FUZZ=ON -DLOCKSTEP_WITH_CUDA=OFF \
   -DLOCKSTEP_BUILD_TESTS=OFF -DLOCKSTEP_BUILD_PERF=OFF >/dev/null
-targets="unique_id handshake socket_frames bootstrap config control"  # as CMakeLists.txt's LOCKSTEP_FUZZ list
+targets="unique_id handshake socket_frames bootstrap config control peer_table"  # as CMakeLists.txt's LOCKSTEP_FUZZ list
 # shellcheck disable=SC2046
 cmake --build "$build" -j"$(nproc)" --target $(printf 'fuzz_%s ' $targets) >/dev/null
 status=0
