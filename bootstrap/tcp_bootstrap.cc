@@ -538,7 +538,10 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
   // Not the last report but the root one: a report whose culprit found something itself is
   // superseded by that finding.
   for (auto r = heard.rbegin(); r != heard.rend(); ++r) {
-    if (std::none_of(heard.begin(), heard.end(), [&](const Report& o) { return o.finder == r->culprit; })) return *r;
+    // A rank's report of its own failure (culprit == finder: out of descriptors) is not
+    // superseded by itself.
+    if (std::none_of(heard.begin(), heard.end(), [&](const Report& o) { return &o != &*r && o.finder == r->culprit; }))
+      return *r;
   }
   return heard.empty() ? std::nullopt : std::optional<Report>(heard.back());  // a cycle: the latest
 }
@@ -552,9 +555,12 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
   // as the finder's own would have been.
   settleClosedByPeer(&words);
   const std::string text = prefix + finder + " reports: " + words;
-  if (r.code == lockstepRemoteError) throw RemoteError(r.culprit, text);
   if (r.code == lockstepTimeout) throw Timeout(text);
-  throw Error(static_cast<lockstepResult_t>(r.code), text);
+  // Another rank's failure, whatever its own code (a shortage of its own is a system error
+  // there): here it is a peer's, and this rank's setup, which takes it for a failure of its
+  // own only if it is not a RemoteError, passed it on as its own shortage under its own name
+  // (helper-102).
+  throw RemoteError(r.code == lockstepRemoteError ? r.culprit : r.finder, text);
 }
 
 [[noreturn]] void TcpBootstrap::failRelayed(const std::exception& e, int peer, const std::string& doing) {

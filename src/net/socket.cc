@@ -296,7 +296,13 @@ Fd Dialer::step(Deadline deadline) {
   for (;;) {
     int err;
     if (!fd_.valid()) {
-      if (Clock::now() < retryAt_) return Fd();
+      if (Clock::now() < retryAt_) {
+        // Past the deadline in a retry's backoff: a caller polling with the deadline's 0 ms left
+        // spun until the retry (helper-102).
+        if (deadline.expired())
+          throw Timeout("connecting to " + addr_.str() + " timed out: " + std::strerror(lastErr_));
+        return Fd();
+      }
       fd_ = newSocket(addr_.family);
       sockaddr_storage ss;
       const socklen_t len = addr_.toSockaddr(&ss);
@@ -328,6 +334,7 @@ Fd Dialer::step(Deadline deadline) {
       throw SystemError("connect", err, "connecting to " + addr_.str());
     }
     if (deadline.expired()) throw Timeout("connecting to " + addr_.str() + " timed out: " + std::strerror(err));
+    lastErr_ = err;
     retryAt_ = Clock::now() + std::chrono::milliseconds(backoffMs_);
     backoffMs_ = std::min(backoffMs_ * 2, 100);
   }

@@ -103,6 +103,7 @@ class Dialer {
   Fd fd_;                        // the connection under way
   Clock::time_point retryAt_{};  // when the next attempt may start
   int backoffMs_ = 1;
+  int lastErr_ = 0;  // why the last attempt failed, for a timeout in its backoff
 };
 // What keeps a connected socket's bytes from leaving this host, for timeout messages: "this
 // host's interface eth0 (10.0.0.2) is down", or its address is gone; "" when neither (or for
