@@ -563,18 +563,24 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
   throw RemoteError(r.code == lockstepRemoteError ? r.culprit : r.finder, text);
 }
 
+void TcpBootstrap::tellOwnShortage(const Error& e) {
+  if (e.code() != lockstepSystemError || toldAll_) return;
+  toldAll_ = true;
+  std::vector<int> all;
+  for (int p = 0; p < nranks_; ++p) {
+    if (p != rank_) all.push_back(p);
+  }
+  sendReport(Report{e.code(), rank_, rank_, e.what()}, all);
+}
+
 [[noreturn]] void TcpBootstrap::failRelayed(const std::exception& e, int peer, const std::string& doing) {
   try {
     fail(e, peer, doing);
   } catch (const Error& mine) {
     // Only a peer's failure travels the ring: an abort, or this rank's own error, ends at once,
-    // a shortage of this process's (descriptors, memory) told to its neighbours first, which
-    // found it gone "for a reason of its own" and passed that on.
-    if (mine.code() == lockstepSystemError) {
-      const int next = (rank_ + 1) % nranks_, prev = (rank_ + nranks_ - 1) % nranks_;
-      sendReport(Report{mine.code(), rank_, rank_, mine.what()},
-                 prev != next ? std::vector<int>{next, prev} : std::vector<int>{next});
-    }
+    // a shortage of this process's told first (its neighbours found it gone "for a reason of its
+    // own" and passed that on).
+    tellOwnShortage(mine);
     if (mine.code() != lockstepRemoteError && mine.code() != lockstepTimeout) throw;
     // Told both ways at once, before waiting for the neighbour it blames (a rank whose send to
     // a dead successor failed is the predecessor's neighbour that failed "first" too); then the
@@ -606,18 +612,7 @@ std::optional<TcpBootstrap::Report> TcpBootstrap::rootReport(const std::vector<R
     std::rethrow_exception(error);
   } catch (const Error& e) {
     if (e.code() != lockstepRemoteError && e.code() != lockstepTimeout) {
-      // This rank's own shortage (of descriptors or threads, mostly): the peers waiting for its
-      // connections are told it, as its culprit, before it unwinds. Told nothing, they found its
-      // listener gone and blamed it as a rank that had exited (at 64 ranks under a limit of 100
-      // descriptors, 37 of them: helper-99).
-      if (e.code() == lockstepSystemError && !toldAll_) {
-        toldAll_ = true;
-        std::vector<int> all;
-        for (int p = 0; p < nranks_; ++p) {
-          if (p != rank_) all.push_back(p);
-        }
-        sendReport(Report{e.code(), rank_, rank_, e.what()}, all);
-      }
+      tellOwnShortage(e);
       throw;
     }
     const auto* remote = dynamic_cast<const RemoteError*>(&e);

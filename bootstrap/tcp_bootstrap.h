@@ -111,6 +111,11 @@ class TcpBootstrap : public Bootstrap {
   // descriptors, it gives up reserve_ and sends on the connections it can open, one freeing
   // the next.
   void sendReport(const Report& r, const std::vector<int>& to);
+  // This rank's own failure, if a SystemError (out of descriptors, threads, memory), told once
+  // (toldAll_) to every rank whose address it knows, as their culprit, before it unwinds: told
+  // nothing, they found its listener gone and blamed it as a rank that had exited (at 64 ranks
+  // under a limit of 100 descriptors, 37 of them: helper-99).
+  void tellOwnShortage(const Error& e);
   // The reports heard in kReportGrace from the rank `from` (-1: from any), in order, each passed
   // on to the rank `onward` (-1: to none) as it comes.
   std::vector<Report> awaitReports(int from, int onward);
@@ -155,7 +160,7 @@ class TcpBootstrap : public Bootstrap {
   // a rank out of descriptors in setup could open no connection to say so, and its peers blamed
   // it as one that had gone (helper-99).
   Fd reserve_;
-  bool toldAll_ = false;              // failSetup's report went out (once per bootstrap)
+  bool toldAll_ = false;              // a report to every rank went out (once per bootstrap)
   std::optional<Report> failedWith_;  // what failRelayed last failed with, as a report
   std::list<Incoming> incoming_;
   std::optional<Deadline> setupUntil_;  // deadline(), until endSetup()

@@ -165,7 +165,7 @@ Health::Health(const TransportContext& ctx)
   // their inits fail naming it. Started after, it failed when their inits had succeeded, and
   // they learned of it at their first call (helper-96).
   std::promise<bool> go;
-  if (nranks > 1) {
+  if (!others.empty()) {
     try {
       thread_ = std::thread([this, ready = go.get_future()]() mutable {
         if (ready.get()) watch();
@@ -572,13 +572,15 @@ void Health::watch() {
       uint64_t n;
       (void)!::read(wakeFd_.get(), &n, sizeof(n));
     }
+    bool read = false;
     for (size_t i = 0; i < peers_.size(); ++i) {
       if (fds[i + 1].revents & (POLLIN | POLLERR | POLLHUP)) {
         readFrom(peers_[i]);
-        readAt = Clock::now();
+        read = true;
       }
       if (fds[i + 1].revents & POLLOUT) flush(peers_[i]);
     }
+    if (read) readAt = Clock::now();
     evaluate();
     sendFailure();
     sendSplitReports();

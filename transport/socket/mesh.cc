@@ -83,6 +83,8 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
   struct Dial {
     int peer;
     Dialer dialer;
+    size_t slot = 0;    // its place in this pass's poll set (0: not in it, waiting to retry)
+    bool done = false;  // connected, its hello sent
   };
   std::vector<Dial> dials;
   for (int p : peers) {
@@ -92,25 +94,22 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
     // Its listener was up before it published the address: refused means it exited or gave up.
     dials.push_back(Dial{p, Dialer(addrs[p], /*retryRefused=*/false)});
   }
-  // Moves every dial on; a connection made takes its hello at once (it fits the socket's buffer).
-  auto advanceDials = [&] {
-    for (auto it = dials.begin(); it != dials.end();) {
-      try {
-        Fd fd = it->dialer.step(dl);
-        if (!fd.valid()) {
-          ++it;
-          continue;
-        }
-        Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
-        sendAll(fd.get(), &h, sizeof(h), dl);
-        fds[it->peer] = std::move(fd);
-      } catch (const Error& e) {
-        std::rethrow_exception(blame(it->peer, "could not connect to", e));
-      }
-      it = dials.erase(it);
+  size_t dialing = dials.size();
+  // Moves a dial on; a connection made takes its hello at once (it fits the socket's buffer).
+  auto advance = [&](Dial& d) {
+    try {
+      Fd fd = d.dialer.step(dl);
+      if (!fd.valid()) return;
+      Hello h = makeHello(ctx.secret, ctx.commId, ctx.rank, nranks, purpose);
+      sendAll(fd.get(), &h, sizeof(h), dl);
+      fds[d.peer] = std::move(fd);
+    } catch (const Error& e) {
+      std::rethrow_exception(blame(d.peer, "could not connect to", e));
     }
+    d.done = true;
+    --dialing;
   };
-  advanceDials();
+  for (Dial& d : dials) advance(d);
   // The lower peers still to connect, counted on every pass and named (bounded, NamedPeers) only
   // in an error: the list was built on every pass, and at 4096 ranks the highest rank spent 1.6 s
   // building 400 MB of it, and its errors were 176 KB long (helper-99).
@@ -137,7 +136,7 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
   size_t probes = 0;
   int gone = -1;     // a missing peer found gone: an error if one more pass does not bring it
   size_t taken = 0;  // lower peers accepted
-  while (taken < lower || !dials.empty()) {
+  while (taken < lower || dialing > 0) {
     if (gone >= 0 && !fds.count(gone)) {
       // The one found may have failed because of another that died: name every missing peer
       // that is gone.
@@ -171,8 +170,10 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
     std::vector<pollfd> pfds{{listener.get(), POLLIN, 0}};
     for (const Pending& c : pending) pfds.push_back({c.fd.get(), POLLIN, 0});
     int waitMs = dl.remainingMs(100);
-    for (const Dial& d : dials) {
-      if (d.dialer.pollFd() >= 0) {
+    for (Dial& d : dials) {
+      if (d.done) continue;
+      d.slot = d.dialer.pollFd() >= 0 ? pfds.size() : 0;
+      if (d.slot) {
         pfds.push_back({d.dialer.pollFd(), POLLOUT, 0});
       } else {  // a retry's backoff
         const auto until = std::chrono::ceil<std::chrono::milliseconds>(d.dialer.retryAt() - Clock::now()).count();
@@ -180,7 +181,12 @@ void connectPeers(const TransportContext& ctx, const std::vector<int>& peers, Pu
       }
     }
     ::poll(pfds.data(), pfds.size(), waitMs);
-    advanceDials();
+    // Only the dials poll found done, those waiting to retry (which look at the clock alone), and
+    // past the deadline every one (which then times out): each step of a connection under way is
+    // a poll of its own, and every pass stepped all of them.
+    for (Dial& d : dials) {
+      if (!d.done && (!d.slot || pfds[d.slot].revents || dl.expired())) advance(d);
+    }
     if (pfds[0].revents & POLLIN) {
       int shortage = 0;
       Fd fd = acceptReady(listener.get(), &shortage);
