@@ -23,8 +23,9 @@ struct UniqueIdInfo {
 constexpr uint32_t kIdMagic = 0x4449534cu;  // "LSID"
 // 2: the rendezvous names the ring predecessor too; 3: a failure report names its finder.
 // 4: PeerInfo::euid (0.2.0); 5: PeerInfo::userNamespace; 6: the control messages' flags (a goodbye
-// at exit, a departure's failure sparing the ops the departed rank completed)
-constexpr uint32_t kProtocolVersion = 6;
+// at exit, a departure's failure sparing the ops the departed rank completed); 7: control
+// messages of variable length (a heartbeat without its text field)
+constexpr uint32_t kProtocolVersion = 7;
 
 lockstepUniqueId encodeUniqueId(const UniqueIdInfo& info);
 // Throws InvalidArgument when the bytes are not a Lockstep id of this protocol version.

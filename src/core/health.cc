@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -24,8 +25,9 @@
 
 namespace lockstep {
 
-// One message on a control connection. Fixed size, so a reader never trusts a peer's length;
-// every field is checked before use.
+// One message on a control connection: a fixed header, then textBytes of text (at most the
+// field's size, so a reader never trusts a peer's length further). Every field is checked before
+// use. A heartbeat carries no text: with the field sent whole, 384 of its 480 bytes were zeros.
 struct ControlMsg {
   uint32_t magic;
   uint32_t type;                // kStatus, kFailure, kGoodbye
@@ -34,11 +36,13 @@ struct ControlMsg {
   MessageTag prevFp;            // and of the op entered before it
   int32_t code;                 // kFailure: lockstepResult_t
   int32_t culprit;
-  int32_t origin;  // kFailure: the rank that found it (a relay passes it on unchanged)
-  uint32_t flags;  // kGoodbye: kByeAborted, kByeExiting; kFailure: kFailAfterOp
-  uint32_t p2p;    // kStatus: Health::p2pState (the send/recv it is in), 0 if none
-  char text[384];  // kFailure, kSplitFailed, kText: (a piece of) the message, NUL-padded
+  int32_t origin;      // kFailure: the rank that found it (a relay passes it on unchanged)
+  uint32_t flags;      // kGoodbye: kByeAborted, kByeExiting; kFailure: kFailAfterOp
+  uint32_t p2p;        // kStatus: Health::p2pState (the send/recv it is in), 0 if none
+  uint32_t textBytes;  // how much of text follows the header on the wire
+  char text[384];      // kFailure, kSplitFailed, kText: (a piece of) the message, NUL-padded
 };
+constexpr size_t kHeaderBytes = offsetof(ControlMsg, text);
 
 struct Health::SplitReport {
   ControlMsg msg{};
@@ -61,8 +65,9 @@ constexpr size_t kMaxText = 4096;  // a report's text at most, head and tail kep
 constexpr uint32_t kByeAborted = 1, kByeExiting = 2, kFailAfterOp = 4;
 constexpr size_t kMaxOutbox = 64 * 1024;  // a peer that reads nothing for this long loses status news
 
-// The heartbeat: often enough to notice a stopped rank within a couple of seconds, rare enough
-// to cost nothing (a few hundred bytes per peer per beat).
+// The watchdog's tick: how often it looks at its rank's progress, and sends news of it that has
+// held since the last tick (broadcastStatus). Unchanged, a heartbeat goes as a keepalive, every
+// quarter of the silence after which a rank counts as stopped (a few hundred ms).
 constexpr auto kInterval = std::chrono::milliseconds(200);
 
 // The peers' heartbeats arrive each at its own phase: read as each came, a rank woke N - 1 times
@@ -672,11 +677,17 @@ void Health::broadcastStatus() {
   // Nothing new since the last one (an idle rank, or one waiting in an op): only a keepalive,
   // every quarter of the silence after which a peer counts as not responding. Every interval
   // an idle rank of N sent N - 1 messages that said what the last ones had.
+  // News goes once it has held for a tick: a rank that waits (for a peer that called another
+  // collective, or never came) is the one whose state its peers need, and it has stopped
+  // changing. A rank making progress changes it between every two ticks, and what it is in now
+  // is stale at the next: it sends only the keepalive, which carries it too. It sent every
+  // peer every tick before, N^2 messages a tick across a busy job (five a second per peer).
   const Clock::time_point now = Clock::now();
-  const bool same = m.entered == lastBeat_.entered && m.completed == lastBeat_.completed && m.fp == lastBeat_.fp &&
-                    m.prevFp == lastBeat_.prevFp && m.p2p == lastBeat_.p2p;
-  if (same && now - lastBeatAt_ < keepAlive()) return;
-  lastBeat_ = Beat{m.entered, m.completed, m.fp, m.prevFp, m.p2p};
+  const Beat beat{m.entered, m.completed, m.fp, m.prevFp, m.p2p};
+  const bool held = beat == lastSample_;
+  lastSample_ = beat;
+  if ((beat == lastBeat_ || !held) && now - lastBeatAt_ < keepAlive()) return;
+  lastBeat_ = beat;
   lastBeatAt_ = now;
   for (Peer& p : peers_) {
     if (p.outbox.size() < kMaxOutbox) queue(p, m);
@@ -694,14 +705,13 @@ void Health::queue(Peer& p, const ControlMsg& m, const std::string& text) {
     ControlMsg piece{};
     piece.magic = kControlMagic;
     piece.type = kText;
+    piece.textBytes = kPiece;
     std::memcpy(piece.text, text.data() + at, kPiece);
-    p.outbox.append(reinterpret_cast<const char*>(&piece), sizeof(piece));
+    p.outbox.append(reinterpret_cast<const char*>(&piece), kHeaderBytes + kPiece);
   }
-  if (!text.empty()) {
-    std::memset(out.text, 0, kPiece);
-    std::memcpy(out.text, text.data() + at, text.size() - at);
-  }
-  p.outbox.append(reinterpret_cast<const char*>(&out), sizeof(out));
+  out.textBytes = static_cast<uint32_t>(text.size() - at);
+  std::memcpy(out.text, text.data() + at, out.textBytes);
+  p.outbox.append(reinterpret_cast<const char*>(&out), kHeaderBytes + out.textBytes);
   flush(p);
 }
 
@@ -727,7 +737,8 @@ void Health::flush(Peer& p) {
   }
 }
 
-size_t Health::controlMessageBytes() { return sizeof(ControlMsg); }
+size_t Health::controlHeaderBytes() { return kHeaderBytes; }
+size_t Health::controlTextBytesAt() { return offsetof(ControlMsg, textBytes); }
 uint32_t Health::controlMagic() { return kControlMagic; }
 
 void Health::readFrom(Peer& p) {
@@ -736,17 +747,21 @@ void Health::readFrom(Peer& p) {
     ssize_t n = ::recv(p.fd.get(), buf, sizeof(buf), MSG_DONTWAIT);
     if (n > 0) {
       p.inbox.append(buf, static_cast<size_t>(n));
-      while (p.inbox.size() >= sizeof(ControlMsg)) {
-        ControlMsg m;
-        std::memcpy(&m, p.inbox.data(), sizeof(m));
-        p.inbox.erase(0, sizeof(m));
-        if (m.magic != kControlMagic) {
+      size_t at = 0;  // what has been taken, erased once: a read holds dozens of heartbeats
+      while (p.inbox.size() - at >= kHeaderBytes) {
+        ControlMsg m{};
+        std::memcpy(static_cast<void*>(&m), p.inbox.data() + at, kHeaderBytes);
+        if (m.magic != kControlMagic || m.textBytes > sizeof(m.text)) {
           lost(p, "it sent a malformed control message");
           return;
         }
+        if (p.inbox.size() - at < kHeaderBytes + m.textBytes) break;  // its text comes later
+        std::memcpy(m.text, p.inbox.data() + at + kHeaderBytes, m.textBytes);
+        at += kHeaderBytes + m.textBytes;
         handle(p, m);
         if (p.state != PeerState::kAlive) return;
       }
+      p.inbox.erase(0, at);
       // Short: the socket is empty (a stream's recv gives all it holds, up to the buffer), and
       // poll says when more comes. A second recv to hear EAGAIN was a syscall per peer per wake.
       if (static_cast<size_t>(n) < sizeof(buf)) return;

@@ -109,9 +109,11 @@ class Health : public OpMonitor {
 
  private:
   // tests/fuzz/fuzz_control.cc: feeds a peer's control connection hostile bytes, whole
-  // messages of controlMessageBytes() that start with controlMagic() among them.
+  // messages (a header of controlHeaderBytes() that starts with controlMagic(), and the text it
+  // announces) among them.
   friend struct HealthFuzz;
-  static size_t controlMessageBytes();
+  static size_t controlHeaderBytes();
+  static size_t controlTextBytesAt();  // where the header says how much text follows
   static uint32_t controlMagic();
   enum class PeerState { kAlive, kLeft, kLost };
   struct Peer {
@@ -141,12 +143,14 @@ class Health : public OpMonitor {
   void flush(Peer& p);
   static std::string brokenBy(int err);
   void broadcastStatus();
-  // What the last heartbeat said, and when it went (broadcastStatus; watchdog thread only).
+  // What the last heartbeat said, and when it went; what the last tick saw (broadcastStatus;
+  // watchdog thread only).
   struct Beat {
     uint64_t entered = 0, completed = 0;
     MessageTag fp, prevFp;
     uint32_t p2p = 0;
-  } lastBeat_;
+    bool operator==(const Beat&) const = default;
+  } lastBeat_, lastSample_;
   Clock::time_point lastBeatAt_{};
   // How often an unchanged heartbeat goes, as a keepalive: a quarter of the silence after which
   // a peer counts as not responding (500 ms by default), never more often than interval_.

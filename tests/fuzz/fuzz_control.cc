@@ -89,8 +89,10 @@ struct HealthFuzz {
           // rather than the magic; otherwise raw bytes, cut anywhere.
           if (how & 1) {
             const uint32_t magic = Health::controlMagic();
-            bytes.resize(Health::controlMessageBytes());
+            const uint32_t text = how & 2 ? 0 : in.byte() + in.byte() % 129u;  // 0-382
+            bytes.resize(Health::controlHeaderBytes() + text);
             std::memcpy(bytes.data(), &magic, sizeof(magic));
+            std::memcpy(bytes.data() + Health::controlTextBytesAt(), &text, sizeof(text));
           }
           if (!bytes.empty() && ::send(theirs[who].get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
             break;
