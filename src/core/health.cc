@@ -40,7 +40,9 @@ struct ControlMsg {
   uint32_t flags;      // kGoodbye: kByeAborted, kByeExiting; kFailure: kFailAfterOp
   uint32_t p2p;        // kStatus: Health::p2pState (the send/recv it is in), 0 if none
   uint32_t textBytes;  // how much of text follows the header on the wire
-  char text[384];      // kFailure, kSplitFailed, kText: (a piece of) the message, NUL-padded
+  // kFailure, kSplitFailed, kText: (a piece of) the message, NUL-padded; kStatus, kGoodbye: the
+  // tags of the ops entered since the last heartbeat, oldest first.
+  char text[384];
 };
 constexpr size_t kHeaderBytes = offsetof(ControlMsg, text);
 
@@ -668,6 +670,16 @@ ControlMsg Health::progress(uint32_t type) const {
   m.completed = completed_.load(std::memory_order_acquire);
   m.fp = myFingerprint().tag();
   m.prevFp = myFingerprint(/*previous=*/true).tag();
+  // Every op since the last heartbeat, so that peers compare each (evaluate): sampled every 500
+  // ms, a rank stepping every 100-200 ms had ops no heartbeat named, and a count-0 call made
+  // with other arguments there went unreported (helper-103).
+  static_assert(sizeof(m.text) == kBeatOps * sizeof(MessageTag));
+  const uint64_t since = std::max(lastBeat_.entered, m.entered > kBeatOps ? m.entered - kBeatOps : 0);
+  for (uint64_t seq = since + 1; seq <= m.entered; ++seq) {
+    const MessageTag tag = myFingerprintAt(seq).tag();
+    std::memcpy(m.text + m.textBytes, &tag, sizeof(tag));
+    m.textBytes += sizeof(tag);
+  }
   return m;
 }
 
@@ -709,8 +721,10 @@ void Health::queue(Peer& p, const ControlMsg& m, const std::string& text) {
     std::memcpy(piece.text, text.data() + at, kPiece);
     p.outbox.append(reinterpret_cast<const char*>(&piece), kHeaderBytes + kPiece);
   }
-  out.textBytes = static_cast<uint32_t>(text.size() - at);
-  std::memcpy(out.text, text.data() + at, out.textBytes);
+  if (!text.empty()) {  // else what the message carries already (a heartbeat's ops), if anything
+    out.textBytes = static_cast<uint32_t>(text.size() - at);
+    std::memcpy(out.text, text.data() + at, out.textBytes);
+  }
   p.outbox.append(reinterpret_cast<const char*>(&out), kHeaderBytes + out.textBytes);
   flush(p);
 }
@@ -791,6 +805,15 @@ void Health::handle(Peer& p, const ControlMsg& m) {
     p.fp = fp;
     // Absent before a rank's second op: then nothing is one op behind it.
     if (!Fingerprint::fromTag(m.prevFp, &p.prevFp)) p.prevFp = Fingerprint{};
+    remember(p, p.fp);
+    remember(p, p.prevFp);
+    // The ops it names besides: recent ones only, whatever a broken peer sends.
+    for (size_t at = 0; at + sizeof(MessageTag) <= m.textBytes; at += sizeof(MessageTag)) {
+      MessageTag tag;
+      std::memcpy(&tag, m.text + at, sizeof(tag));
+      Fingerprint op;
+      if (Fingerprint::fromTag(tag, &op) && op.seq <= m.entered && op.seq + kBeatOps > m.entered) remember(p, op);
+    }
     return true;
   };
   std::string text;
@@ -914,6 +937,13 @@ void Health::checkPeersStay(uint64_t seq) {
   check();
 }
 
+void Health::remember(Peer& p, const Fingerprint& fp) {
+  if (fp.seq == 0) return;
+  HeardOp& h = p.ops[fp.seq % kBeatOps];
+  if (h.fp.seq == fp.seq && h.fp.tag() == fp.tag()) return;
+  h = HeardOp{fp, false};
+}
+
 void Health::evaluate() {
   const uint64_t entered = entered_.load(std::memory_order_acquire);
   const bool inOp = entered > completed_.load(std::memory_order_acquire);
@@ -929,23 +959,31 @@ void Health::evaluate() {
     std::lock_guard<std::mutex> lock(mu_);
     // A departure heard while this rank finished ops the departed rank had completed.
     if (applyPending(/*force=*/false)) return;
-    for (const Peer& p : peers_) {
+    for (Peer& p : peers_) {
       if (inOp && p.state == PeerState::kLeft && p.completed < entered) {
         failAfterOp(lockstepRemoteError, p.rank, rank_, leftBefore(p, entered), p.completed);
         return;
       }
       // Same sequence number, different op: the two may never exchange a message to notice.
-      // A peer may be an op further (a rooted op let it finish without this rank), so its
-      // previous op is compared too; or behind, at an op this rank finished without it (count-0
-      // calls move nothing: three of them once left a peer waiting out its timeout), so each is
-      // compared with this rank's own op of that number, from the history.
-      for (const Fingerprint* theirs : {&p.fp, &p.prevFp}) {
-        if (theirs->seq == 0 || theirs->seq > entered || theirs->seq + kHistory <= entered) continue;
-        const Fingerprint mineThen = theirs->seq == entered ? mine : myFingerprintAt(theirs->seq);
-        const char* field = mineThen.seq == theirs->seq ? mineThen.firstDifference(*theirs) : nullptr;
+      // Each op a peer's heartbeats named is compared once this rank has entered its own op of
+      // that number: a peer may be ops further (a rooted op let it finish without this rank), or
+      // behind, at an op this rank finished without it (count-0 calls move nothing: three of
+      // them once left a peer waiting out its timeout), compared from the history.
+      for (HeardOp& h : p.ops) {
+        const Fingerprint& theirs = h.fp;
+        if (h.checked || theirs.seq == 0 || theirs.seq > entered) continue;
+        const Fingerprint mineThen = theirs.seq == entered ? mine : myFingerprintAt(theirs.seq);
+        // Not this rank's op of that number: gone from the history (checked as far as it can
+        // be), or entered after `entered` was read (compared at the next evaluate).
+        if (mineThen.seq != theirs.seq) {
+          h.checked = theirs.seq + kHistory <= entered;
+          continue;
+        }
+        h.checked = true;
+        const char* field = mineThen.firstDifference(theirs);
         if (!field) continue;
         problem = "collective mismatch: rank " + std::to_string(rank_) + " called " + mineThen.describe() + " but " +
-                  p.name + " called " + theirs->describe() + "; first difference: " + field +
+                  p.name + " called " + theirs.describe() + "; first difference: " + field +
                   (p.state == PeerState::kLeft ? " (then it left the communicator)" : "");
         culprit = p.rank;
         code = lockstepMismatch;

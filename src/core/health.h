@@ -14,6 +14,7 @@
 // is one relaxed load while the group is healthy.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <map>
@@ -116,6 +117,15 @@ class Health : public OpMonitor {
   static size_t controlTextBytesAt();  // where the header says how much text follows
   static uint32_t controlMagic();
   enum class PeerState { kAlive, kLeft, kLost };
+  // How many of its latest ops a heartbeat names (what the message's text field holds): those
+  // since the last one, so that each op is compared with the peers' though the heartbeats of a
+  // rank making progress go only every 500 ms (broadcastStatus).
+  static constexpr uint64_t kBeatOps = 16;
+  // A peer's op that a heartbeat named, compared once with this rank's op of that number.
+  struct HeardOp {
+    Fingerprint fp;
+    bool checked = false;
+  };
   struct Peer {
     int rank;
     Fd fd;
@@ -125,10 +135,11 @@ class Health : public OpMonitor {
     PeerState state = PeerState::kAlive;
     uint64_t entered = 0, completed = 0;
     Fingerprint fp;
-    Fingerprint prevFp;    // the op it entered before fp: a peer one op ahead is still comparable
-    uint32_t p2p = 0;      // the send/recv it is in (p2pState), from its last status
-    bool aborted = false;  // its goodbye said it aborted (state kLeft)
-    bool exiting = false;  // ... that its process is ending
+    Fingerprint prevFp;                   // the op it entered before fp: a peer one op ahead is still comparable
+    std::array<HeardOp, kBeatOps> ops{};  // its op s in slot s % kBeatOps, as its heartbeats named them
+    uint32_t p2p = 0;                     // the send/recv it is in (p2pState), from its last status
+    bool aborted = false;                 // its goodbye said it aborted (state kLeft)
+    bool exiting = false;                 // ... that its process is ending
     Clock::time_point lastHeard;
   };
 
@@ -136,8 +147,10 @@ class Health : public OpMonitor {
   void notifyFailed();  // runs the failure hook (which must not take mu_)
   void readFrom(Peer& p);
   void handle(Peer& p, const struct ControlMsg& m);
-  // A message of `type` with what this rank last entered and completed (a heartbeat, a goodbye).
+  // A message of `type` with what this rank last entered and completed (a heartbeat, a goodbye),
+  // and the fingerprints of the ops it entered since the last heartbeat (kBeatOps at most).
   struct ControlMsg progress(uint32_t type) const;
+  static void remember(Peer& p, const Fingerprint& fp);
   void lost(Peer& p, const std::string& why);
   void queue(Peer& p, const struct ControlMsg& m, const std::string& text = {});
   void flush(Peer& p);

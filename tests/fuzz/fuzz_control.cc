@@ -89,7 +89,8 @@ struct HealthFuzz {
           // rather than the magic; otherwise raw bytes, cut anywhere.
           if (how & 1) {
             const uint32_t magic = Health::controlMagic();
-            const uint32_t text = how & 2 ? 0 : in.byte() + in.byte() % 129u;  // 0-382
+            // 0-400: a full field (384), and past it, which the reader must refuse.
+            const uint32_t text = how & 2 ? 0 : (in.byte() | in.byte() << 8u) % 401u;
             bytes.resize(Health::controlHeaderBytes() + text);
             std::memcpy(bytes.data(), &magic, sizeof(magic));
             std::memcpy(bytes.data() + Health::controlTextBytesAt(), &text, sizeof(text));

@@ -59,12 +59,13 @@
 //       broadcast 500 ms later: they must receive it whole (R completed it, as a goodbye lets its
 //       peers finish its last op), then fail their next call at once naming R's abort.
 //   fault_check --mode mismatch --victim R --field kind|count|datatype|"reduction op"|root|"kind, no data"|
-//                                               "count 0, three times"|split
+//                                               "count 0, three times"|"count 0, in steady steps"|split
 //       Rank R calls a collective that differs in one field; every rank must return
 //       lockstepMismatch naming the field (for root, a rank that finished the broadcast without
 //       hearing from R may succeed, and must then fail its next call naming the field). "kind, no
 //       data": count-0 calls of different collectives, which all return success; the watchdog
-//       must report the mismatch through lockstepCommGetAsyncError before the next call.
+//       must report the mismatch through lockstepCommGetAsyncError before the next call. "count
+//       0, in steady steps": the same, op #10 of ops made every 60 ms, a training loop's rhythm.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -521,6 +522,30 @@ int main(int argc, char** argv) {
       // lockstepGetLastError (it once kept an unrelated earlier message, or none).
       return report(r == lockstepMismatch && ms < 10000 && msg.find("first difference: count") != std::string::npos,
                     "result " + std::to_string(r) + " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
+    } else if (field == "count 0, in steady steps") {
+      // One op every 60 ms; #10 is a count-0 all-reduce, of int32 on the victim. Nothing moves:
+      // only the watchdogs can tell, from the ops the heartbeats name. A heartbeat of a rank
+      // making progress goes every 500 ms, and named only its last two ops: the mismatch went
+      // unreported in most runs (helper-103).
+      constexpr int kOps = 40, kOdd = 10;
+      const double t0 = nowMs();
+      r = lockstepSuccess;
+      lockstepResult_t async = lockstepSuccess;
+      int at = 0;
+      while (r == lockstepSuccess && async == lockstepSuccess && ++at <= kOps) {
+        const bool odd = at == kOdd;
+        r = lockstepAllReduce(buf.data(), buf.data(), odd ? 0 : buf.size(),
+                              odd && rank == victim ? lockstepInt32 : lockstepFloat32, lockstepSum, comm, nullptr);
+        std::this_thread::sleep_for(std::chrono::milliseconds(60));
+        lockstepCommGetAsyncError(comm, &async);
+      }
+      if (r == lockstepSuccess) r = async;
+      const double ms = nowMs() - t0;
+      std::string msg = r == lockstepSuccess ? "" : lockstepGetLastError(comm);
+      lockstepCommDestroy(comm);
+      return report(r == lockstepMismatch && msg.find("first difference: datatype") != std::string::npos,
+                    "result " + std::to_string(r) + " at op " + std::to_string(at) + " of " + std::to_string(kOps) +
+                        " after " + std::to_string(static_cast<int>(ms)) + " ms: " + msg);
     } else if (field == "split") {
       // The victim splits where the others all-reduce: every rank names the split, the victim
       // too (whose exchange may first see a peer close its connection).

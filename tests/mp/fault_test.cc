@@ -461,7 +461,7 @@ TEST(Faults, ARankOutOfDescriptorsInItsInitTellsTheOthersWhy) {
 
 INSTANTIATE_TEST_SUITE_P(Fields, Mismatches,
                          ::testing::Values("kind", "count", "datatype", "reduction op", "root", "kind, no data",
-                                           "count 0, three times", "split"),
+                                           "count 0, three times", "count 0, in steady steps", "split"),
                          [](const auto& info) {
                            std::string s = info.param;
                            s.erase(std::remove(s.begin(), s.end(), ','), s.end());
