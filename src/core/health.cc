@@ -663,7 +663,7 @@ void Health::sendFailure() {
   for (Peer& p : peers_) queue(p, m, text);
 }
 
-ControlMsg Health::progress(uint32_t type) const {
+ControlMsg Health::progress(uint32_t type, uint64_t* named) const {
   ControlMsg m{};
   m.type = type;
   m.entered = entered_.load(std::memory_order_acquire);
@@ -672,19 +672,24 @@ ControlMsg Health::progress(uint32_t type) const {
   m.prevFp = myFingerprint(/*previous=*/true).tag();
   // Every op since the last heartbeat, so that peers compare each (evaluate): sampled every 500
   // ms, a rank stepping every 100-200 ms had ops no heartbeat named, and a count-0 call made
-  // with other arguments there went unreported (helper-103).
+  // with other arguments there went unreported (helper-103). Up to the first op not entered yet
+  // (a staged op behind a cuda_ipc kernel's), which the next heartbeat names.
   static_assert(sizeof(m.text) == kBeatOps * sizeof(MessageTag));
-  const uint64_t since = std::max(lastBeat_.entered, m.entered > kBeatOps ? m.entered - kBeatOps : 0);
-  for (uint64_t seq = since + 1; seq <= m.entered; ++seq) {
-    const MessageTag tag = myFingerprintAt(seq).tag();
+  uint64_t seq = std::max(namedThrough_, m.entered > kBeatOps ? m.entered - kBeatOps : 0) + 1;
+  for (; seq <= m.entered; ++seq) {
+    const Fingerprint fp = myFingerprintAt(seq);
+    if (fp.seq != seq) break;
+    const MessageTag tag = fp.tag();
     std::memcpy(m.text + m.textBytes, &tag, sizeof(tag));
     m.textBytes += sizeof(tag);
   }
+  if (named) *named = seq - 1;
   return m;
 }
 
 void Health::broadcastStatus() {
-  ControlMsg m = progress(kStatus);
+  uint64_t named = 0;
+  ControlMsg m = progress(kStatus, &named);
   m.p2p = p2p_.load(std::memory_order_relaxed);
   // Nothing new since the last one (an idle rank, or one waiting in an op): only a keepalive,
   // every quarter of the silence after which a peer counts as not responding. Every interval
@@ -701,6 +706,7 @@ void Health::broadcastStatus() {
   if ((beat == lastBeat_ || !held) && now - lastBeatAt_ < keepAlive()) return;
   lastBeat_ = beat;
   lastBeatAt_ = now;
+  namedThrough_ = named;
   for (Peer& p : peers_) {
     if (p.outbox.size() < kMaxOutbox) queue(p, m);
   }

@@ -148,8 +148,9 @@ class Health : public OpMonitor {
   void readFrom(Peer& p);
   void handle(Peer& p, const struct ControlMsg& m);
   // A message of `type` with what this rank last entered and completed (a heartbeat, a goodbye),
-  // and the fingerprints of the ops it entered since the last heartbeat (kBeatOps at most).
-  struct ControlMsg progress(uint32_t type) const;
+  // and the fingerprints of the ops it entered since the last heartbeat (kBeatOps at most; the
+  // last one they name in `named`).
+  struct ControlMsg progress(uint32_t type, uint64_t* named = nullptr) const;
   static void remember(Peer& p, const Fingerprint& fp);
   void lost(Peer& p, const std::string& why);
   void queue(Peer& p, const struct ControlMsg& m, const std::string& text = {});
@@ -165,6 +166,7 @@ class Health : public OpMonitor {
     bool operator==(const Beat&) const = default;
   } lastBeat_, lastSample_;
   Clock::time_point lastBeatAt_{};
+  uint64_t namedThrough_ = 0;  // the ops the last heartbeat named, and those before it
   // How often an unchanged heartbeat goes, as a keepalive: a quarter of the silence after which
   // a peer counts as not responding (500 ms by default), never more often than interval_.
   std::chrono::milliseconds keepAlive() const { return std::max(interval_, unresponsive_ / 4); }
