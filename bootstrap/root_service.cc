@@ -20,6 +20,7 @@
 #include "src/core/config.h"
 #include "src/core/errors.h"
 #include "src/core/logging.h"
+#include "src/core/thread_name.h"
 
 namespace lockstep {
 namespace {
@@ -52,6 +53,7 @@ RootService::RootService(const NetAddr& bind, const Secret& secret, std::chrono:
   }
   try {
     thread_ = std::thread([this, timeout] {
+      nameThisThread("lockstep-root");
       try {
         serve(timeout);
       } catch (const std::exception& e) {

@@ -14,6 +14,7 @@
 #include "src/core/errors.h"
 #include "src/core/keep.h"
 #include "src/core/logging.h"
+#include "src/core/thread_name.h"
 #include "src/exec/cuda_driver.h"
 #include "src/topo/ordering.h"
 #include "transport/cuda_ipc/cuda_ipc.h"
@@ -492,7 +493,10 @@ void Communicator::startProgress() {
   std::lock_guard<std::mutex> lock(mu_);
   if (progress_.joinable()) return;
   try {
-    progress_ = std::thread([this] { progressLoop(); });
+    progress_ = std::thread([this] {
+      nameThisThread("lockstep-prog");
+      progressLoop();
+    });
   } catch (const std::system_error& e) {
     throw SystemError("pthread_create", e.code().value(),
                       "starting the communicator's progress thread for non-blocking and queued work (a thread "

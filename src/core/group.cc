@@ -11,6 +11,7 @@
 #include "src/core/communicator.h"
 #include "src/core/errors.h"
 #include "src/core/keep.h"
+#include "src/core/thread_name.h"
 #include "src/exec/backoff.h"
 
 namespace lockstep {
@@ -182,7 +183,10 @@ void Group::runInits(std::vector<Init> inits) {
   for (size_t i = 1; i < todo.size(); ++i) {
     const size_t k = todo[i];
     try {
-      threads.emplace_back(build, k);
+      threads.emplace_back([&build, k] {
+        nameThisThread("lockstep-init");  // not build's: it runs on the caller's thread too
+        build(k);
+      });
     } catch (const std::system_error& e) {
       settle(k, lockstepSystemError, std::string("no thread to initialise it on: ") + e.what());
     }

@@ -21,6 +21,7 @@
 #include "src/core/errors.h"
 #include "src/core/logging.h"
 #include "src/core/named_peers.h"
+#include "src/core/thread_name.h"
 #include "transport/socket/mesh.h"
 
 namespace lockstep {
@@ -175,6 +176,7 @@ Health::Health(const TransportContext& ctx)
   if (!others.empty()) {
     try {
       thread_ = std::thread([this, ready = go.get_future()]() mutable {
+        nameThisThread("lockstep-watch");
         if (ready.get()) watch();
       });
     } catch (const std::system_error& e) {

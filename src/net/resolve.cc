@@ -13,6 +13,7 @@
 
 #include "src/core/errors.h"
 #include "src/core/logging.h"
+#include "src/core/thread_name.h"
 
 namespace lockstep {
 namespace {
@@ -39,6 +40,7 @@ int lookUpBy(const std::string& host, Deadline deadline, addrinfo** out) {
   auto lookup = std::make_shared<Lookup>();
   try {
     std::thread([host, lookup] {
+      nameThisThread("lockstep-dns");
       addrinfo* result = nullptr;
       const int rc = lookUp(host, &result);
       std::lock_guard<std::mutex> lock(lookup->mu);

@@ -21,6 +21,7 @@
 
 #include "src/core/logging.h"
 #include "src/core/named_peers.h"
+#include "src/core/thread_name.h"
 
 namespace lockstep {
 namespace {
@@ -311,7 +312,12 @@ std::vector<std::map<int, Fd>> connectMeshes(const TransportContext& ctx, const 
     std::vector<std::thread> threads;
     threads.reserve(static_cast<size_t>(count));
     try {
-      for (int s = 0; s < count; ++s) threads.emplace_back(build, s);
+      for (int s = 0; s < count; ++s) {
+        threads.emplace_back([&build, s] {
+          nameThisThread("lockstep-mesh");
+          build(s);
+        });
+      }
     } catch (const std::system_error& e) {
       // No thread for a mesh: this process's shortage. The meshes started end on their own.
       for (int s = static_cast<int>(threads.size()); s < count; ++s) {
