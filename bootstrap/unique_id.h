@@ -24,7 +24,7 @@ constexpr uint32_t kIdMagic = 0x4449534cu;  // "LSID"
 // 2: the rendezvous names the ring predecessor too; 3: a failure report names its finder.
 // 4: PeerInfo::euid (0.2.0); 5: PeerInfo::userNamespace; 6: the control messages' flags (a goodbye
 // at exit, a departure's failure sparing the ops the departed rank completed); 7: control
-// messages of variable length (a heartbeat without its text field)
+// messages of variable length (a header, then a report's text or the ops a heartbeat names)
 constexpr uint32_t kProtocolVersion = 7;
 
 lockstepUniqueId encodeUniqueId(const UniqueIdInfo& info);

@@ -26,9 +26,10 @@
 
 namespace lockstep {
 
-// One message on a control connection: a fixed header, then textBytes of text (at most the
-// field's size, so a reader never trusts a peer's length further). Every field is checked before
-// use. A heartbeat carries no text: with the field sent whole, 384 of its 480 bytes were zeros.
+// One message on a control connection: a fixed header, then textBytes of its last field (at most
+// the field's size, so a reader never trusts a peer's length further). Every field is checked
+// before use. Sent whole, the field made every heartbeat 480 bytes, of which an idle rank's used
+// none.
 struct ControlMsg {
   uint32_t magic;
   uint32_t type;                // kStatus, kFailure, kGoodbye
