@@ -113,6 +113,7 @@ class Health : public OpMonitor {
   // messages (a header of controlHeaderBytes() that starts with controlMagic(), and the text it
   // announces) among them.
   friend struct HealthFuzz;
+  friend struct ControlWireTest;  // tests/unit/control_wire_test.cc: crafted messages, one at a time
   static size_t controlHeaderBytes();
   static size_t controlTextBytesAt();  // where the header says how much text follows
   static uint32_t controlMagic();
